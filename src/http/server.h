@@ -1,0 +1,136 @@
+// The inbound HTTP/1.1 server (Boost.Beast over Asio, optional TLS via OpenSSL), with a small router.
+//
+// Threading: `threads` I/O threads run the io_context; a handler runs on one of them and may block (store
+// writes block until the WAL is synced). Handlers must be thread-safe.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/result.h"
+
+namespace sluice::http {
+
+/// Case-insensitive header map (names compared ASCII-case-insensitively).
+class Headers {
+ public:
+  void Add(std::string name, std::string value);
+  void Set(std::string name, std::string value);
+  /// First value of `name`, or nullopt.
+  std::optional<std::string_view> Get(std::string_view name) const;
+  const std::vector<std::pair<std::string, std::string>>& entries() const { return entries_; }
+
+ private:
+  std::vector<std::pair<std::string, std::string>> entries_;
+};
+
+struct Request {
+  std::string method;        // "GET", "POST", ...
+  std::string target;        // raw request target, e.g. "/track?data=...&verbose=1"
+  std::string path;          // percent-decoded path without the query
+  /// Query parameters in order, percent-decoded ('+' decoded as space, as browsers and SDKs send).
+  std::vector<std::pair<std::string, std::string>> query;
+  Headers headers;
+  std::string body;          // raw body as received (not decompressed)
+  std::string remote_ip;     // peer address, no port
+  bool tls = false;
+  /// Captures of `{name}` segments of the matched route.
+  std::map<std::string, std::string, std::less<>> path_params;
+
+  /// First query parameter named `name`.
+  std::optional<std::string_view> Query(std::string_view name) const;
+};
+
+/// A streamed body: called repeatedly; appends the next chunk to `out` and returns true while more follows,
+/// false once finished (the final call may still append). An error aborts the response (the connection is
+/// closed, so the client sees a truncated chunked body rather than a silently short one).
+using BodyProducer = std::function<Result<bool>(std::string& out)>;
+
+struct Response {
+  int status = 200;
+  Headers headers;
+  std::string body;
+  /// When set, the body is streamed with chunked transfer encoding and `body` is ignored.
+  BodyProducer stream;
+
+  static Response Json(int status, std::string json);
+  static Response Text(int status, std::string text, std::string_view content_type = "text/plain; charset=utf-8");
+};
+
+using Handler = std::function<Response(Request&)>;
+
+/// Matches (method, path) to handlers. Patterns are literal segments or `{name}` captures:
+/// "/api/app/projects/{id}/connectors". A path that matches no route gives 404, a known path with another
+/// method 405 (both with a JSON error body).
+class Router {
+ public:
+  void Add(std::string_view method, std::string_view pattern, Handler handler);
+  /// Route label for metrics: the matched pattern, or "unmatched".
+  Response Dispatch(Request& request, std::string* route_label = nullptr) const;
+
+ private:
+  struct Route {
+    std::string method;
+    std::vector<std::string> segments;
+    Handler handler;
+  };
+  std::vector<Route> routes_;
+};
+
+struct ServerOptions {
+  std::string listen_host = "127.0.0.1";
+  uint16_t listen_port = 8080;  // 0 picks a free port (see Server::port())
+  int threads = 2;
+  /// Largest request body accepted; larger ones get 413 before the body is read.
+  size_t max_body_bytes = 16 * 1000 * 1000;
+  std::chrono::seconds idle_timeout{75};
+  std::chrono::seconds request_timeout{60};
+  /// TLS when both are set (PEM files).
+  std::string tls_cert_file;
+  std::string tls_key_file;
+};
+
+/// Observes every finished request, e.g. for metrics. Called on the I/O thread.
+using RequestObserver =
+    std::function<void(std::string_view route, std::string_view method, int status, double seconds, size_t bytes_in)>;
+
+class Server {
+ public:
+  /// Binds and listens (so port() is known); serving starts with Start(). Fails with a clear message when the
+  /// address is in use or the TLS files cannot be loaded.
+  static Result<std::unique_ptr<Server>> Create(const ServerOptions& options, std::shared_ptr<const Router> router,
+                                                RequestObserver observer = {});
+  virtual ~Server() = default;
+  virtual uint16_t port() const = 0;
+  /// Starts the I/O threads and returns.
+  virtual void Start() = 0;
+  /// Stops accepting, lets in-flight requests finish (up to `grace`), then closes every connection and joins
+  /// the threads.
+  virtual void Shutdown(std::chrono::milliseconds grace) = 0;
+};
+
+// ---- Request decoding helpers shared by the API handlers ----------------------------------------------------
+
+/// Parses application/x-www-form-urlencoded text into ordered pairs ('+' is space, %XX decoded).
+std::vector<std::pair<std::string, std::string>> ParseForm(std::string_view body);
+/// Percent-decodes `text` ('+' as space when plus_as_space). nullopt on a malformed escape.
+std::optional<std::string> PercentDecode(std::string_view text, bool plus_as_space);
+
+struct BasicCredentials {
+  std::string user;
+  std::string password;
+};
+/// Parses "Authorization: Basic base64(user:password)". nullopt when absent or malformed.
+std::optional<BasicCredentials> ParseBasicAuth(const Headers& headers);
+/// Parses "Authorization: Bearer <token>".
+std::optional<std::string> ParseBearer(const Headers& headers);
+
+}  // namespace sluice::http

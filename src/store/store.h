@@ -1,0 +1,142 @@
+// The embedded store: one RocksDB database in the data dir holding projects, events partitioned by
+// (project, UTC hour), per-partition change tracking, profiles, the identity map and small metadata records
+// for the modules above (pipelines, connectors).
+//
+// Thread-safety: every method may be called from any thread concurrently.
+// Durability: every write method returns only after its data is in the synced WAL; concurrent writers are
+// group-committed by RocksDB (one fsync serves all writers waiting at that moment).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/event.h"
+#include "common/result.h"
+#include "common/secret.h"
+
+namespace sluice::store {
+
+/// Hours since the Unix epoch (UTC): the event partition unit.
+using Hour = uint32_t;
+inline Hour HourOf(int64_t time_us) { return static_cast<Hour>(time_us / 3'600'000'000LL); }
+
+struct Project {
+  uint32_t id = 0;
+  std::string name;
+  std::string token;   // public project token (SDKs embed it)
+  Secret api_secret;   // server-side secret
+  int64_t created_ms = 0;
+  /// ExternalId used when assuming customer roles; empty = the project token (SPEC §5).
+  std::string external_id;
+};
+
+/// A read-only view of a stored event; the string_views point into storage owned by the scan and are valid
+/// only during the callback.
+struct EventView {
+  std::string_view name;
+  int64_t time_us = 0;
+  std::string_view distinct_id;
+  std::string_view device_id;
+  std::string_view user_id;
+  std::string_view insert_id;
+  std::string_view properties;  // minified JSON object text (see common/event.h)
+  int64_t ingested_ms = 0;
+};
+
+/// Change tracking of one partition. `change_seq` is the global store sequence of the last write that touched
+/// the partition: it only grows, so "changed since I exported at seq S" is `change_seq > S`.
+struct PartitionInfo {
+  uint32_t project = 0;
+  Hour hour = 0;
+  uint64_t writes = 0;   // events written, counting replacements of an existing dedup key
+  uint64_t bytes = 0;    // stored bytes written (same counting)
+  uint64_t change_seq = 0;
+};
+
+struct StoreOptions {
+  /// RocksDB block cache and write buffer sizes bound the store's memory.
+  size_t block_cache_bytes = 64ull << 20;
+  size_t write_buffer_bytes = 64ull << 20;
+  /// Sync the WAL before a write returns (turn off only in benchmarks that say so).
+  bool sync_writes = true;
+};
+
+/// Decision of a profile mutation callback.
+enum class ProfileAction { kKeep, kPut, kDelete };
+
+class Store {
+ public:
+  /// Opens (creating when missing) the store under `dir`. Fails with a message naming the directory when it
+  /// cannot be opened (permissions, another process holding the lock, corruption).
+  static Result<std::unique_ptr<Store>> Open(const std::filesystem::path& dir, const StoreOptions& options = {});
+
+  virtual ~Store() = default;
+
+  // ---- Projects -------------------------------------------------------------------------------------------
+  /// Creates a project with a fresh id, a random token and API secret (128 bits each).
+  virtual Result<Project> CreateProject(std::string_view name) = 0;
+  virtual Result<std::vector<Project>> ListProjects() = 0;
+  virtual Result<std::optional<Project>> GetProject(uint32_t id) = 0;
+  virtual Status UpdateProject(const Project& project) = 0;
+
+  // ---- Events ---------------------------------------------------------------------------------------------
+  /// Writes events (dedup key: name, distinct_id, time to the second, insert_id; a later write of the same key
+  /// replaces the earlier one) and identity links (first link of a device wins) atomically, updates partition
+  /// change tracking, and returns after the WAL is synced.
+  virtual Status WriteEvents(uint32_t project, std::span<const Event> events,
+                             std::span<const IdentityLink> links = {}) = 0;
+
+  /// Calls `fn` for every stored event of one partition (order unspecified but stable). `fn` returns false to
+  /// stop early. Reads a consistent snapshot.
+  virtual Status ScanPartition(uint32_t project, Hour hour, const std::function<bool(const EventView&)>& fn) = 0;
+
+  /// Partitions of `project` with hour in [from, to], ascending by hour.
+  virtual Result<std::vector<PartitionInfo>> ListPartitions(uint32_t project, Hour from, Hour to) = 0;
+  /// Partitions of any hour whose change_seq > `after_seq`, ascending by hour.
+  virtual Result<std::vector<PartitionInfo>> ChangedPartitions(uint32_t project, uint64_t after_seq) = 0;
+  /// The highest change sequence issued so far.
+  virtual uint64_t LastChangeSeq() const = 0;
+
+  // ---- Profiles -------------------------------------------------------------------------------------------
+  /// Read-modify-write of several profiles under per-profile locks, committed in one synced batch. `mutate`
+  /// is called once per distinct_id in order, with the current profile JSON (nullopt when none) which it may
+  /// change in place; the returned action says what to persist.
+  virtual Status UpdateProfiles(
+      uint32_t project, std::span<const std::string> distinct_ids,
+      const std::function<ProfileAction(std::string_view distinct_id, std::optional<std::string>& profile)>&
+          mutate) = 0;
+  virtual Result<std::optional<std::string>> GetProfile(uint32_t project, std::string_view distinct_id) = 0;
+  /// Every profile of the project, ascending by distinct_id; `fn` returns false to stop.
+  virtual Status ScanProfiles(uint32_t project,
+                              const std::function<bool(std::string_view distinct_id, std::string_view json)>& fn) = 0;
+
+  // ---- Identity -------------------------------------------------------------------------------------------
+  virtual Result<std::optional<std::string>> ResolveDevice(uint32_t project, std::string_view device_id) = 0;
+  /// Every (device_id, user_id) link of the project.
+  virtual Status ScanIdentity(uint32_t project,
+                              const std::function<bool(std::string_view device_id, std::string_view user_id)>& fn) = 0;
+
+  // ---- Metadata for upper modules (pipelines, connectors, checkpoints) -------------------------------------
+  /// Namespaced small records; `ns` like "pipeline", key free-form. Synced on write.
+  virtual Status PutMeta(std::string_view ns, std::string_view key, std::string_view value) = 0;
+  virtual Result<std::optional<std::string>> GetMeta(std::string_view ns, std::string_view key) = 0;
+  virtual Status DeleteMeta(std::string_view ns, std::string_view key) = 0;
+  /// Records of `ns` whose key starts with `key_prefix`, ascending by key.
+  virtual Status ScanMeta(std::string_view ns, std::string_view key_prefix,
+                          const std::function<bool(std::string_view key, std::string_view value)>& fn) = 0;
+
+  // ---- Operations -----------------------------------------------------------------------------------------
+  /// Approximate on-disk size (SST + WAL + blobs), for /metrics.
+  virtual uint64_t ApproximateSizeBytes() = 0;
+  /// Flushes memtables and closes cleanly; further calls fail. Also done by the destructor.
+  virtual Status Close() = 0;
+};
+
+}  // namespace sluice::store
