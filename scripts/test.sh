@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# One command from a fresh Debian 12 machine: install packages, build with warnings as errors, run the whole
+# test suite (unit + integration against real servers on 127.0.0.1), then the unit tests again under
+# AddressSanitizer + UndefinedBehaviorSanitizer. Set SLUICE_SKIP_SANITIZE=1 to skip the sanitizer pass locally.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install-deps.sh
+
+# moto (the AWS protocol server the integration tests start) is not packaged in Debian; the machine image
+# ships it (see docs/operations.md#tests).
+if ! python3 -c 'import moto, boto3' 2>/dev/null; then
+  echo "test: python3 cannot import moto and boto3, which the integration tests need as the local AWS server." >&2
+  echo "      They come with the project's machine image (moto 5.x, boto3); PyPI is not reachable here." >&2
+  exit 1
+fi
+
+./scripts/build.sh -DSLUICE_WERROR=ON
+ctest --test-dir build --output-on-failure -j 2 --timeout 600
+
+if [ "${SLUICE_SKIP_SANITIZE:-0}" != "1" ]; then
+  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_SANITIZE=ON -DSLUICE_WERROR=ON \
+        -DSLUICE_BUILD_BENCH=OFF >/dev/null
+  cmake --build build-asan -j "${JOBS:-2}"
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    ctest --test-dir build-asan --output-on-failure -j 2 -L unit --timeout 600
+fi

@@ -1,0 +1,354 @@
+// /import, /track and /engage: request decoding (auth, body forms, gzip, limits, rate limit), then the pure
+// ingest module for validation, then the store. Answers exactly as Mixpanel's endpoints do (SPEC §3).
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <map>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "api/request_util.h"
+#include "api/service_impl.h"
+#include "common/compression.h"
+#include "common/crypto.h"
+
+namespace sluice::api {
+namespace {
+
+// A 1x1 transparent GIF: what Mixpanel answers to img=1 (tracking pixels).
+constexpr unsigned char kPixelGif[] = {0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00,
+                                       0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00,
+                                       0x00, 0x2c, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02,
+                                       0x44, 0x01, 0x00, 0x3b};
+
+http::Response ImportJson(int status, boost::json::object body) {
+  return http::Response::Json(status, boost::json::serialize(body));
+}
+
+http::Response ImportError(int status, std::string_view message) {
+  std::string_view label = status == 400   ? "Bad Request"
+                           : status == 401 ? "Unauthorized"
+                           : status == 413 ? "Request Entity Too Large"
+                           : status == 429 ? "Too Many Requests"
+                           : status == 503 ? "Service Unavailable"
+                                           : "Error";
+  return ImportJson(status, {{"code", status}, {"error", message}, {"status", label}});
+}
+
+http::Response TooManyRequests(int64_t retry_after_s, std::string_view message, bool import_shape) {
+  http::Response r = import_shape ? ImportError(429, message)
+                                  : http::Response::Json(429, boost::json::serialize(boost::json::object{
+                                                                  {"status", 0}, {"error", message}}));
+  r.headers.Set("Retry-After", std::to_string(retry_after_s));
+  return r;
+}
+
+/// How /track and /engage answer: "1"/"0", verbose JSON, a pixel, or JSONP (Mixpanel's browser SDK).
+struct ClientAnswerStyle {
+  bool verbose = false;
+  bool img = false;
+  std::string callback;
+};
+
+bool IsValidCallbackName(std::string_view cb) {
+  if (cb.empty() || cb.size() > 128) return false;
+  return std::all_of(cb.begin(), cb.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '$' || c == '.';
+  });
+}
+
+http::Response ClientAnswer(const ClientAnswerStyle& style, bool ok, std::string_view error) {
+  if (style.img) {
+    http::Response r = http::Response::Text(
+        200, std::string(reinterpret_cast<const char*>(kPixelGif), sizeof(kPixelGif)), "image/gif");
+    r.headers.Set("Cache-Control", "no-cache, no-store");
+    return r;
+  }
+  std::string body;
+  if (style.verbose) {
+    boost::json::object o{{"status", ok ? 1 : 0}};
+    if (ok) o["error"] = nullptr;
+    else o["error"] = error;
+    body = boost::json::serialize(o);
+  } else {
+    body = ok ? "1" : "0";
+  }
+  if (!style.callback.empty()) {
+    return http::Response::Text(200, fmt::format("{}({});", style.callback, body), "application/javascript");
+  }
+  return http::Response::Text(200, std::move(body), style.verbose ? "application/json" : "text/plain");
+}
+
+std::string SummariseErrors(const std::vector<ingest::RecordError>& errors) {
+  std::string out;
+  for (size_t i = 0; i < errors.size() && i < 5; ++i) {
+    if (i) out += "; ";
+    out += fmt::format("record {}: {}", errors[i].index, errors[i].message);
+  }
+  if (errors.size() > 5) out += fmt::format("; and {} more", errors.size() - 5);
+  return out;
+}
+
+/// Derives the identity links of `events` (the first event carrying both ids maps the device to the user).
+std::vector<IdentityLink> LinksOf(const std::vector<Event>& events) {
+  std::vector<IdentityLink> links;
+  for (const auto& e : events) {
+    if (!e.device_id.empty() && !e.user_id.empty()) links.push_back({e.device_id, e.user_id});
+  }
+  return links;
+}
+
+}  // namespace
+
+bool ServiceImpl::StoreEvents(uint32_t project, const ingest::ParsedEvents& parsed, std::string_view endpoint,
+                              std::string& error) {
+  auto links = LinksOf(parsed.events);
+  Status s = store_.WriteEvents(project, parsed.events, links);
+  if (!s.ok()) {
+    spdlog::error("storing {} events for project {} failed: {}", parsed.events.size(), project, s.error().ToString());
+    error = "events were not stored (" + s.error().message + "); retry the request";
+    metrics_->events_rejected.WithLabels({std::string(endpoint), "store_error"}).Inc(parsed.events.size());
+    return false;
+  }
+  metrics_->events_accepted.WithLabels({std::string(endpoint)}).Inc(parsed.events.size());
+  return true;
+}
+
+// ---- /import ------------------------------------------------------------------------------------------------
+
+http::Response ServiceImpl::HandleImport(http::Request& req) {
+  RequestParams params(req);
+  const bool legacy = IsFormUrlEncoded(req) && params.Form("data").has_value();
+  const bool verbose = params.Flag("verbose");
+
+  // Authentication: Basic with the API secret (or the project token) as user; legacy clients may send
+  // api_key=<secret> in the query instead.
+  std::optional<store::Project> project;
+  if (auto basic = http::ParseBasicAuth(req.headers)) {
+    project = projects_.BySecret(basic->user);
+    if (!project) project = projects_.ByToken(basic->user);
+    if (!project && !basic->password.empty()) project = projects_.BySecret(basic->password);
+  } else if (auto key = params.Get("api_key")) {
+    project = projects_.BySecret(*key);
+  }
+  auto legacy_answer = [&](bool ok, std::string_view error) {
+    return ClientAnswer(ClientAnswerStyle{.verbose = verbose}, ok, error);
+  };
+  if (!project) {
+    http::Response r = ImportError(401, "Invalid credentials");
+    r.headers.Set("WWW-Authenticate", "Basic realm=\"Mixpanel\"");
+    return r;
+  }
+  if (auto pid = params.Get("project_id"); pid && !pid->empty() && *pid != std::to_string(project->id)) {
+    return ImportError(401, fmt::format("project_id {} does not match the credentials (they belong to project {})",
+                                        *pid, project->id));
+  }
+
+  std::string payload;
+  ingest::PayloadFormat format = ingest::PayloadFormat::kJson;
+  if (legacy) {
+    auto decoded = DecodeDataParam(*params.Form("data"));
+    if (!decoded.ok()) return legacy_answer(false, decoded.error().message);
+    payload = std::move(decoded).value();
+  } else {
+    auto body = DecodedBody(req, ingest::kMaxBatchBytes);
+    if (!body.ok()) {
+      return ImportError(body.error().code == ErrorCode::kTooLarge ? 413 : 400, body.error().message);
+    }
+    payload = std::move(body).value();
+    auto ct = ContentType(req);
+    if (ct == "application/x-ndjson" || ct == "application/ndjson" || ct == "application/jsonl") {
+      format = ingest::PayloadFormat::kNdjson;
+    } else if (!ct.empty() && ct != "application/json" && ct != "text/plain" &&
+               ct != "application/x-www-form-urlencoded" && ct != "application/octet-stream") {
+      return ImportError(400, fmt::format("unsupported Content-Type '{}': send application/json (a JSON array of "
+                                          "events) or application/x-ndjson (one event per line)",
+                                          ct));
+    }
+  }
+  metrics_->bytes_in.WithLabels({"/import"}).Inc(payload.size());
+  if (payload.size() > ingest::kMaxBatchBytes) {
+    return ImportError(413, fmt::format("Request Entity Too Large: {} bytes of uncompressed JSON; the limit is {} "
+                                        "bytes per request",
+                                        payload.size(), ingest::kMaxBatchBytes));
+  }
+  if (int64_t wait = rate_limiter_.Acquire(project->id, payload.size())) {
+    metrics_->events_rejected.WithLabels({"import", "rate_limited"}).Inc();
+    return TooManyRequests(wait, fmt::format("Too Many Requests: project {} is over its limit of uncompressed JSON "
+                                             "per minute; retry after {} s",
+                                             project->id, wait),
+                           !legacy);
+  }
+
+  ingest::ParseOptions opts{.endpoint = ingest::Endpoint::kImport, .format = format, .now_us = NowMicros()};
+  auto parsed = ingest::ParseEvents(payload, opts);
+  if (!parsed.ok()) {
+    metrics_->events_rejected.WithLabels({"import", "malformed_request"}).Inc();
+    if (legacy) return legacy_answer(false, parsed.error().message);
+    return ImportError(parsed.error().code == ErrorCode::kTooLarge ? 413 : 400, parsed.error().message);
+  }
+  for (const auto& e : parsed->errors) metrics_->events_rejected.WithLabels({"import", e.reason}).Inc();
+
+  std::string store_error;
+  if (!parsed->events.empty() && !StoreEvents(project->id, *parsed, "import", store_error)) {
+    if (legacy) return legacy_answer(false, store_error);
+    return ImportError(503, store_error);
+  }
+  const size_t imported = parsed->events.size();
+  if (legacy) return legacy_answer(parsed->errors.empty(), SummariseErrors(parsed->errors));
+
+  // strict=1 is the default, as in Mixpanel's current API; strict=0 drops invalid records silently.
+  const bool strict = params.Get("strict").value_or("1") != "0";
+  if (strict && !parsed->errors.empty()) {
+    boost::json::array failed;
+    for (const auto& e : parsed->errors) {
+      failed.push_back(boost::json::object{{"index", e.index},
+                                           {"$insert_id", e.insert_id},
+                                           {"field", e.field},
+                                           {"message", e.message}});
+    }
+    return ImportJson(400, {{"code", 400},
+                            {"error", "some data points in the request failed validation"},
+                            {"failed_records", std::move(failed)},
+                            {"num_records_imported", imported},
+                            {"status", "Bad Request"}});
+  }
+  return ImportJson(200, {{"code", 200}, {"num_records_imported", imported}, {"status", "OK"}});
+}
+
+// ---- /track -------------------------------------------------------------------------------------------------
+
+http::Response ServiceImpl::HandleTrack(http::Request& req) {
+  RequestParams params(req);
+  ClientAnswerStyle style{.verbose = params.Flag("verbose"), .img = params.Flag("img")};
+  if (auto cb = params.Get("callback"); cb && IsValidCallbackName(*cb)) style.callback = std::string(*cb);
+
+  auto payload = ClientPayload(req, params, ingest::kMaxBatchBytes);
+  if (!payload.ok()) {
+    if (payload.error().code == ErrorCode::kTooLarge) return ImportError(413, payload.error().message);
+    return ClientAnswer(style, false, payload.error().message);
+  }
+  metrics_->bytes_in.WithLabels({"/track"}).Inc(payload->json.size());
+  ingest::ParseOptions opts{.endpoint = ingest::Endpoint::kTrack, .format = payload->format, .now_us = NowMicros()};
+  if (params.Flag("ip")) opts.client_ip = req.remote_ip;
+  auto parsed = ingest::ParseEvents(payload->json, opts);
+  if (!parsed.ok()) {
+    metrics_->events_rejected.WithLabels({"track", "malformed_request"}).Inc();
+    if (parsed.error().code == ErrorCode::kTooLarge) return ImportError(413, parsed.error().message);
+    return ClientAnswer(style, false, parsed.error().message);
+  }
+  std::vector<ingest::RecordError> errors = parsed->errors;
+  for (const auto& e : errors) metrics_->events_rejected.WithLabels({"track", e.reason}).Inc();
+
+  // Events carry their project's token each; group them per project.
+  std::map<uint32_t, ingest::ParsedEvents> by_project;
+  for (size_t i = 0; i < parsed->events.size(); ++i) {
+    auto project = projects_.ByToken(parsed->tokens[i]);
+    if (!project) {
+      errors.push_back({.index = parsed->event_indexes[i],
+                        .insert_id = parsed->events[i].insert_id,
+                        .field = "properties.token",
+                        .message = parsed->tokens[i].empty() ? "'properties.token' is missing: every /track event "
+                                                               "must carry its project token"
+                                                             : "'properties.token' is not the token of any project",
+                        .reason = "invalid_token"});
+      metrics_->events_rejected.WithLabels({"track", "invalid_token"}).Inc();
+      continue;
+    }
+    by_project[project->id].events.push_back(std::move(parsed->events[i]));
+  }
+  for (auto& [project_id, group] : by_project) {
+    size_t bytes = 0;
+    for (const auto& e : group.events) bytes += e.properties.size() + e.name.size() + 64;
+    if (int64_t wait = rate_limiter_.Acquire(project_id, bytes)) {
+      metrics_->events_rejected.WithLabels({"track", "rate_limited"}).Inc(group.events.size());
+      return TooManyRequests(wait, fmt::format("project {} is over its rate limit; retry after {} s", project_id, wait),
+                             false);
+    }
+    std::string store_error;
+    if (!StoreEvents(project_id, group, "track", store_error)) return ImportError(503, store_error);
+  }
+  std::sort(errors.begin(), errors.end(), [](const auto& a, const auto& b) { return a.index < b.index; });
+  return ClientAnswer(style, errors.empty(), SummariseErrors(errors));
+}
+
+// ---- /engage ------------------------------------------------------------------------------------------------
+
+http::Response ServiceImpl::HandleEngage(http::Request& req) {
+  RequestParams params(req);
+  ClientAnswerStyle style{.verbose = params.Flag("verbose"), .img = params.Flag("img")};
+  if (auto cb = params.Get("callback"); cb && IsValidCallbackName(*cb)) style.callback = std::string(*cb);
+
+  auto payload = ClientPayload(req, params, ingest::kMaxBatchBytes);
+  if (!payload.ok()) {
+    if (payload.error().code == ErrorCode::kTooLarge) return ImportError(413, payload.error().message);
+    return ClientAnswer(style, false, payload.error().message);
+  }
+  metrics_->bytes_in.WithLabels({"/engage"}).Inc(payload->json.size());
+  auto parsed = ingest::ParseProfileUpdates(payload->json, payload->format, NowMicros());
+  if (!parsed.ok()) {
+    if (parsed.error().code == ErrorCode::kTooLarge) return ImportError(413, parsed.error().message);
+    return ClientAnswer(style, false, parsed.error().message);
+  }
+  std::vector<ingest::RecordError> errors = parsed->errors;
+  const std::string ip = params.Flag("ip") ? req.remote_ip : std::string();
+
+  // Group per project, then per profile in order of first appearance; updates of one profile apply in order.
+  struct ProjectUpdates {
+    std::vector<std::string> ids;
+    std::unordered_map<std::string, std::vector<const ingest::ProfileUpdate*>> by_id;
+  };
+  std::map<uint32_t, ProjectUpdates> by_project;
+  for (size_t i = 0; i < parsed->updates.size(); ++i) {
+    const auto& u = parsed->updates[i];
+    auto project = projects_.ByToken(u.token);
+    if (!project) {
+      errors.push_back({.index = parsed->update_indexes[i],
+                        .field = "$token",
+                        .message = u.token.empty() ? "'$token' is missing" : "'$token' is not the token of any project",
+                        .reason = "invalid_token"});
+      continue;
+    }
+    auto& group = by_project[project->id];
+    auto [it, inserted] = group.by_id.try_emplace(u.distinct_id);
+    if (inserted) group.ids.push_back(u.distinct_id);
+    it->second.push_back(&u);
+  }
+  for (auto& [project_id, group] : by_project) {
+    Status s = store_.UpdateProfiles(
+        project_id, group.ids, [&](std::string_view distinct_id, std::optional<std::string>& profile) {
+          std::optional<boost::json::object> props;
+          if (profile) {
+            boost::system::error_code ec;
+            auto v = boost::json::parse(*profile, ec);
+            props = (!ec && v.is_object()) ? std::move(v.as_object()) : boost::json::object{};
+          }
+          const bool existed = profile.has_value();
+          for (const ingest::ProfileUpdate* u : group.by_id.at(std::string(distinct_id))) {
+            if (!props) props.emplace();
+            if (!ip.empty() && u->ip.empty() && !props->contains("$ip")) (*props)["$ip"] = ip;
+            if (!ingest::ApplyProfileUpdate(*props, *u)) props.reset();
+          }
+          if (props) {
+            profile = boost::json::serialize(*props);
+            return store::ProfileAction::kPut;
+          }
+          return existed ? store::ProfileAction::kDelete : store::ProfileAction::kKeep;
+        });
+    if (!s.ok()) {
+      spdlog::error("profile updates for project {} failed: {}", project_id, s.error().ToString());
+      metrics_->profile_updates.WithLabels({"store_error"}).Inc(group.ids.size());
+      return ImportError(503, "profile updates were not stored (" + s.error().message + "); retry the request");
+    }
+  }
+  metrics_->profile_updates.WithLabels({"applied"}).Inc(parsed->updates.size() - (errors.size() - parsed->errors.size()));
+  metrics_->profile_updates.WithLabels({"rejected"}).Inc(errors.size());
+  std::sort(errors.begin(), errors.end(), [](const auto& a, const auto& b) { return a.index < b.index; });
+  return ClientAnswer(style, errors.empty(), SummariseErrors(errors));
+}
+
+}  // namespace sluice::api

@@ -1,0 +1,42 @@
+// ProjectRegistry: the in-memory view of projects used to authenticate every request. Lookups by token or API
+// secret go through a SHA-256 of the presented value (so a hash-table probe leaks nothing useful) followed by a
+// constant-time comparison.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "common/result.h"
+#include "store/store.h"
+
+namespace sluice::api {
+
+class ProjectRegistry {
+ public:
+  explicit ProjectRegistry(store::Store& store) : store_(store) {}
+
+  /// Loads every project from the store. Call once at start-up.
+  Status Load();
+  Result<store::Project> Create(std::string_view name);
+  std::vector<store::Project> List() const;
+  std::optional<store::Project> ById(uint32_t id) const;
+  std::optional<store::Project> ByToken(std::string_view token) const;
+  std::optional<store::Project> BySecret(std::string_view secret) const;
+
+ private:
+  void IndexLocked(const store::Project& p);
+
+  store::Store& store_;
+  mutable std::shared_mutex mu_;
+  std::unordered_map<uint32_t, store::Project> by_id_;
+  std::unordered_map<std::string, uint32_t> by_token_hash_;
+  std::unordered_map<std::string, uint32_t> by_secret_hash_;
+};
+
+}  // namespace sluice::api

@@ -1,0 +1,284 @@
+// Read-back: Mixpanel's raw export API (/api/2.0/export, NDJSON streamed, gzip on request) and the profile
+// query API (/api/2.0/engage).
+#include <zlib.h>
+
+#include <boost/json.hpp>
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "api/request_util.h"
+#include "api/service_impl.h"
+#include "common/json_text.h"
+
+namespace sluice::api {
+namespace {
+
+constexpr size_t kChunkBytes = 256 * 1024;
+constexpr size_t kMaxQueuedChunks = 4;  // bounds memory per export stream to ~1 MiB
+
+/// Appends one event as Mixpanel's export line:
+/// {"event":…,"properties":{"time":<s>,"distinct_id":…,"$insert_id":…,["$device_id":…,]["$user_id":…,]
+///  "mp_processing_time_ms":…, …every other property as it arrived}}
+void AppendExportLine(std::string& out, const store::EventView& e) {
+  out += "{\"event\":";
+  AppendJsonString(out, e.name);
+  out += ",\"properties\":{\"time\":";
+  int64_t seconds = e.time_us >= 0 ? e.time_us / 1'000'000 : -((-e.time_us + 999'999) / 1'000'000);
+  AppendInt(out, seconds);
+  out += ",\"distinct_id\":";
+  AppendJsonString(out, e.distinct_id);
+  out += ",\"$insert_id\":";
+  AppendJsonString(out, e.insert_id);
+  if (!e.device_id.empty()) {
+    out += ",\"$device_id\":";
+    AppendJsonString(out, e.device_id);
+  }
+  if (!e.user_id.empty()) {
+    out += ",\"$user_id\":";
+    AppendJsonString(out, e.user_id);
+  }
+  out += ",\"mp_processing_time_ms\":";
+  AppendInt(out, e.ingested_ms);
+  std::string_view rest = e.properties;  // "{...}" minified
+  if (rest.size() > 2) {
+    out += ',';
+    out.append(rest.substr(1));  // keeps the closing brace
+  } else {
+    out += '}';
+  }
+  out += "}\n";
+}
+
+/// Runs the store scan on its own thread and hands chunks to the HTTP producer through a bounded queue, so a
+/// multi-gigabyte export streams with bounded memory. Destroying the stream cancels and joins the scan.
+class ExportStream {
+ public:
+  using ScanFn = std::function<Status(const std::function<bool(std::string_view)>& emit)>;
+
+  ExportStream(ScanFn scan, bool gzip) : gzip_(gzip) {
+    if (gzip_) {
+      zs_ = {};
+      deflateInit2(&zs_, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
+    }
+    thread_ = std::thread([this, scan = std::move(scan)] {
+      std::string buf;
+      Status s = scan([&](std::string_view line) {
+        buf.append(line);
+        if (buf.size() >= kChunkBytes) return Push(std::exchange(buf, {}));
+        return true;
+      });
+      if (s.ok() && !buf.empty()) Push(std::move(buf));
+      std::lock_guard lock(mu_);
+      if (!s.ok()) status_ = s;
+      done_ = true;
+      cv_.notify_all();
+    });
+  }
+
+  ~ExportStream() {
+    {
+      std::lock_guard lock(mu_);
+      cancelled_ = true;
+      cv_.notify_all();
+    }
+    thread_.join();
+    if (gzip_) deflateEnd(&zs_);
+  }
+
+  /// BodyProducer contract.
+  Result<bool> Next(std::string& out) {
+    std::string chunk;
+    bool finished = false;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return !queue_.empty() || done_; });
+      if (!queue_.empty()) {
+        chunk = std::move(queue_.front());
+        queue_.pop_front();
+        cv_.notify_all();
+      } else {
+        if (!status_.ok()) return status_.error();
+        finished = true;
+      }
+    }
+    if (!gzip_) {
+      out += chunk;
+      return !finished;
+    }
+    Compress(chunk, finished ? Z_FINISH : Z_SYNC_FLUSH, out);
+    return !finished;
+  }
+
+ private:
+  bool Push(std::string chunk) {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return queue_.size() < kMaxQueuedChunks || cancelled_; });
+    if (cancelled_) return false;
+    queue_.push_back(std::move(chunk));
+    cv_.notify_all();
+    return true;
+  }
+
+  void Compress(std::string_view in, int flush, std::string& out) {
+    zs_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+    zs_.avail_in = static_cast<uInt>(in.size());
+    char buf[64 * 1024];
+    do {
+      zs_.next_out = reinterpret_cast<Bytef*>(buf);
+      zs_.avail_out = sizeof(buf);
+      deflate(&zs_, flush);
+      out.append(buf, sizeof(buf) - zs_.avail_out);
+    } while (zs_.avail_out == 0 || zs_.avail_in > 0);
+  }
+
+  const bool gzip_;
+  z_stream zs_{};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::string> queue_;
+  bool done_ = false;
+  bool cancelled_ = false;
+  Status status_;
+  std::thread thread_;
+};
+
+bool AcceptsGzip(const http::Request& req) {
+  auto ae = req.headers.Get("Accept-Encoding");
+  return ae && ae->find("gzip") != std::string_view::npos;
+}
+
+}  // namespace
+
+http::Response ServiceImpl::HandleExport(http::Request& req) {
+  http::Response error;
+  auto project = AuthenticateProjectRequest(req, error);
+  if (!project) return error;
+  RequestParams params(req);
+
+  auto from = params.Get("from_date");
+  auto to = params.Get("to_date");
+  if (!from || !to) return JsonError(400, "from_date and to_date are required (YYYY-MM-DD, UTC, inclusive)");
+  auto from_day = ParseDate(*from);
+  auto to_day = ParseDate(*to);
+  if (!from_day) return JsonError(400, fmt::format("from_date '{}' is not a date of the form YYYY-MM-DD", *from));
+  if (!to_day) return JsonError(400, fmt::format("to_date '{}' is not a date of the form YYYY-MM-DD", *to));
+  if (*to_day < *from_day) return JsonError(400, "to_date is before from_date");
+  if (auto where = params.Get("where"); where && !where->empty()) {
+    return JsonError(400, "the 'where' parameter is not supported by this server version; filter with 'event'");
+  }
+
+  std::set<std::string, std::less<>> event_filter;
+  if (auto ev = params.Get("event"); ev && !ev->empty()) {
+    boost::system::error_code ec;
+    auto v = boost::json::parse(*ev, ec);
+    if (ec || !v.is_array()) {
+      return JsonError(400, "'event' must be a JSON array of event names, e.g. event=[\"Signed up\"]");
+    }
+    for (const auto& name : v.as_array()) {
+      if (!name.is_string()) return JsonError(400, "'event' must contain only strings");
+      event_filter.emplace(name.as_string().c_str());
+    }
+  }
+  uint64_t limit = 0;
+  if (auto l = params.Get("limit"); l && !l->empty()) {
+    try {
+      limit = std::stoull(std::string(*l));
+    } catch (...) {
+      return JsonError(400, "'limit' must be a positive integer");
+    }
+  }
+
+  const auto from_hour = static_cast<store::Hour>(*from_day * 24);
+  const auto to_hour = static_cast<store::Hour>(*to_day * 24 + 23);
+  const uint32_t project_id = project->id;
+  store::Store* st = &store_;
+  auto scan = [st, project_id, from_hour, to_hour, event_filter = std::move(event_filter),
+               limit](const std::function<bool(std::string_view)>& emit) -> Status {
+    SLUICE_ASSIGN_OR_RETURN(auto partitions, st->ListPartitions(project_id, from_hour, to_hour));
+    uint64_t emitted = 0;
+    std::string line;
+    bool stop = false;
+    for (const auto& p : partitions) {
+      SLUICE_TRY(st->ScanPartition(project_id, p.hour, [&](const store::EventView& e) {
+        if (!event_filter.empty() && !event_filter.contains(e.name)) return true;
+        line.clear();
+        AppendExportLine(line, e);
+        if (!emit(line)) {
+          stop = true;
+          return false;
+        }
+        if (limit && ++emitted >= limit) {
+          stop = true;
+          return false;
+        }
+        return true;
+      }));
+      if (stop) break;
+    }
+    return OkStatus();
+  };
+
+  const bool gzip = AcceptsGzip(req);
+  auto stream = std::make_shared<ExportStream>(std::move(scan), gzip);
+  http::Response r;
+  r.status = 200;
+  r.headers.Set("Content-Type", "application/x-ndjson");
+  if (gzip) r.headers.Set("Content-Encoding", "gzip");
+  r.stream = [stream](std::string& out) { return stream->Next(out); };
+  return r;
+}
+
+http::Response ServiceImpl::HandleEngageQuery(http::Request& req) {
+  http::Response error;
+  auto project = AuthenticateProjectRequest(req, error);
+  if (!project) return error;
+  RequestParams params(req);
+  if (auto where = params.Get("where"); where && !where->empty()) {
+    return JsonError(400, "the 'where' parameter is not supported by this server version");
+  }
+  uint64_t page = 0, page_size = 1000;
+  try {
+    if (auto p = params.Get("page"); p && !p->empty()) page = std::stoull(std::string(*p));
+    if (auto s = params.Get("page_size"); s && !s->empty()) page_size = std::stoull(std::string(*s));
+  } catch (...) {
+    return JsonError(400, "'page' and 'page_size' must be non-negative integers");
+  }
+  if (page_size == 0 || page_size > 10000) return JsonError(400, "'page_size' must be between 1 and 10000");
+
+  boost::json::array results;
+  uint64_t total = 0;
+  auto add = [&](std::string_view id, std::string_view json) {
+    boost::system::error_code ec;
+    auto props = boost::json::parse(json, ec);
+    if (ec) props = boost::json::object{};
+    results.push_back(boost::json::object{{"$distinct_id", id}, {"$properties", std::move(props)}});
+  };
+  if (auto id = params.Get("distinct_id"); id && !id->empty()) {
+    auto profile = store_.GetProfile(project->id, *id);
+    if (!profile.ok()) return JsonError(503, "reading profiles failed: " + profile.error().message);
+    if (*profile) {
+      add(*id, **profile);
+      total = 1;
+    }
+  } else {
+    const uint64_t skip = page * page_size;
+    Status s = store_.ScanProfiles(project->id, [&](std::string_view id, std::string_view json) {
+      if (total >= skip && total < skip + page_size) add(id, json);
+      ++total;
+      return true;
+    });
+    if (!s.ok()) return JsonError(503, "reading profiles failed: " + s.error().message);
+  }
+  boost::json::object body{{"page", page},         {"page_size", page_size}, {"results", std::move(results)},
+                           {"session_id", ""},     {"status", "ok"},         {"total", total}};
+  return http::Response::Json(200, boost::json::serialize(body));
+}
+
+}  // namespace sluice::api

@@ -1,0 +1,141 @@
+#include "api/request_util.h"
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+
+#include <fmt/format.h>
+
+#include "common/compression.h"
+#include "common/crypto.h"
+
+namespace sluice::api {
+namespace {
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
+  return out;
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return s;
+}
+
+}  // namespace
+
+std::string ContentType(const http::Request& req) {
+  auto ct = req.headers.Get("Content-Type");
+  if (!ct) return {};
+  std::string_view v = *ct;
+  v = v.substr(0, v.find(';'));
+  return Lower(Trim(v));
+}
+
+bool IsFormUrlEncoded(const http::Request& req) { return ContentType(req) == "application/x-www-form-urlencoded"; }
+
+Result<std::string> DecodedBody(const http::Request& req, size_t max_bytes) {
+  auto enc = req.headers.Get("Content-Encoding");
+  std::string encoding = enc ? Lower(Trim(*enc)) : std::string();
+  if (encoding.empty() || encoding == "identity") {
+    if (req.body.size() > max_bytes) {
+      return Error(ErrorCode::kTooLarge, fmt::format("Request Entity Too Large: the body has {} bytes; the limit is {} "
+                                                     "bytes of uncompressed JSON per request",
+                                                     req.body.size(), max_bytes));
+    }
+    return req.body;
+  }
+  if (encoding == "gzip" || encoding == "x-gzip") {
+    auto out = GunzipBounded(req.body, max_bytes);
+    if (!out.ok() && out.error().code == ErrorCode::kTooLarge) {
+      return Error(ErrorCode::kTooLarge, fmt::format("Request Entity Too Large: the gzip body expands beyond {} bytes "
+                                                     "of uncompressed JSON per request",
+                                                     max_bytes));
+    }
+    return out;
+  }
+  return InvalidArgument(fmt::format("unsupported Content-Encoding '{}': send gzip or no encoding", encoding));
+}
+
+Result<std::string> DecodeDataParam(std::string_view value) {
+  std::string_view v = Trim(value);
+  if (v.empty()) return InvalidArgument("the 'data' parameter is empty");
+  if (v.front() == '[' || v.front() == '{') return std::string(v);
+  auto decoded = Base64Decode(v);
+  if (!decoded) {
+    return InvalidArgument("the 'data' parameter is neither JSON nor base64-encoded JSON");
+  }
+  return std::move(*decoded);
+}
+
+RequestParams::RequestParams(const http::Request& req) : req_(req) {
+  if (IsFormUrlEncoded(req) && !req.headers.Get("Content-Encoding")) form_ = http::ParseForm(req.body);
+}
+
+std::optional<std::string_view> RequestParams::Get(std::string_view name) const {
+  if (auto q = req_.Query(name)) return q;
+  return Form(name);
+}
+
+std::optional<std::string_view> RequestParams::Form(std::string_view name) const {
+  for (const auto& [k, v] : form_) {
+    if (k == name) return std::string_view(v);
+  }
+  return std::nullopt;
+}
+
+bool RequestParams::Flag(std::string_view name) const {
+  auto v = Get(name);
+  return v && (*v == "1" || *v == "true");
+}
+
+Result<ClientPayloadData> ClientPayload(const http::Request& req, const RequestParams& params, size_t max_bytes) {
+  ClientPayloadData out;
+  if (auto data = req.Query("data")) {
+    SLUICE_ASSIGN_OR_RETURN(out.json, DecodeDataParam(*data));
+    return out;
+  }
+  SLUICE_ASSIGN_OR_RETURN(std::string body, DecodedBody(req, max_bytes));
+  if (IsFormUrlEncoded(req) || (!body.empty() && Trim(body).substr(0, 5) == "data=")) {
+    for (auto& [k, v] : http::ParseForm(body)) {
+      if (k == "data") {
+        SLUICE_ASSIGN_OR_RETURN(out.json, DecodeDataParam(v));
+        return out;
+      }
+    }
+    if (auto data = params.Form("data")) {
+      SLUICE_ASSIGN_OR_RETURN(out.json, DecodeDataParam(*data));
+      return out;
+    }
+    std::string_view t = Trim(body);
+    if (t.empty() || (t.front() != '[' && t.front() != '{')) {
+      return InvalidArgument("no 'data' parameter: send data=<base64 JSON> in the query or form body, or a JSON body");
+    }
+  }
+  auto ct = ContentType(req);
+  if (ct == "application/x-ndjson" || ct == "application/ndjson") out.format = ingest::PayloadFormat::kNdjson;
+  if (Trim(body).empty()) {
+    return InvalidArgument("empty request: send data=<base64 JSON> in the query or form body, or a JSON body");
+  }
+  out.json = std::move(body);
+  return out;
+}
+
+std::optional<int64_t> ParseDate(std::string_view date) {
+  using namespace std::chrono;
+  if (date.size() != 10 || date[4] != '-' || date[7] != '-') return std::nullopt;
+  int y = 0, m = 0, d = 0;
+  for (size_t i : {0, 1, 2, 3, 5, 6, 8, 9}) {
+    if (!std::isdigit(static_cast<unsigned char>(date[i]))) return std::nullopt;
+  }
+  y = std::stoi(std::string(date.substr(0, 4)));
+  m = std::stoi(std::string(date.substr(5, 2)));
+  d = std::stoi(std::string(date.substr(8, 2)));
+  year_month_day ymd{year{y}, month{static_cast<unsigned>(m)}, day{static_cast<unsigned>(d)}};
+  if (!ymd.ok()) return std::nullopt;
+  return sys_days(ymd).time_since_epoch().count();
+}
+
+}  // namespace sluice::api

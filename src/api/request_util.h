@@ -1,0 +1,55 @@
+// Decoding Mixpanel-style requests: parameters that may come in the query or a form body, gzip bodies, and the
+// `data=` parameter (base64 or URL-encoded JSON) that SDKs send to /track and /engage.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/result.h"
+#include "http/server.h"
+#include "ingest/ingest.h"
+
+namespace sluice::api {
+
+/// Lower-cased media type of Content-Type without parameters ("" when absent).
+std::string ContentType(const http::Request& req);
+bool IsFormUrlEncoded(const http::Request& req);
+
+/// The body, gunzipped when Content-Encoding says gzip, bounded by `max_bytes` uncompressed (kTooLarge beyond).
+Result<std::string> DecodedBody(const http::Request& req, size_t max_bytes);
+
+/// The value of a `data=` parameter: JSON as is when it starts with '[' or '{', otherwise base64 (standard or
+/// URL-safe). Fails with a message saying it is neither.
+Result<std::string> DecodeDataParam(std::string_view value);
+
+/// Query parameters and, for form bodies, the form fields (decoded once, lazily).
+class RequestParams {
+ public:
+  explicit RequestParams(const http::Request& req);
+  /// The query value, else the form value.
+  std::optional<std::string_view> Get(std::string_view name) const;
+  std::optional<std::string_view> Form(std::string_view name) const;
+  /// "1"/"true" → true.
+  bool Flag(std::string_view name) const;
+
+ private:
+  const http::Request& req_;
+  std::vector<std::pair<std::string, std::string>> form_;
+};
+
+struct ClientPayloadData {
+  std::string json;
+  ingest::PayloadFormat format = ingest::PayloadFormat::kJson;
+};
+
+/// The JSON payload of a /track or /engage request in any of Mixpanel's three forms: `?data=` in the query
+/// (GET), `data=` in a form body (base64 or URL-encoded JSON), or a JSON / NDJSON body.
+Result<ClientPayloadData> ClientPayload(const http::Request& req, const RequestParams& params, size_t max_bytes);
+
+/// Parses "YYYY-MM-DD" into days since the Unix epoch.
+std::optional<int64_t> ParseDate(std::string_view date);
+
+}  // namespace sluice::api

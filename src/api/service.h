@@ -1,0 +1,43 @@
+// Service: the assembled HTTP API of Sluice — ingestion (/import, /track, /engage), read-back
+// (/api/2.0/export, /api/2.0/engage), projects (/api/app/projects), /healthz and /metrics — over one Store.
+//
+// Owns the ProjectRegistry, rate limiter and metrics; borrows the Store. Thread-safe: handlers run
+// concurrently on the HTTP server's I/O threads.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/clock.h"
+#include "common/secret.h"
+#include "http/server.h"
+#include "store/store.h"
+
+namespace sluice {
+class MetricsRegistry;
+}
+
+namespace sluice::api {
+
+struct ServiceOptions {
+  /// Bearer token for /api/app/* administration.
+  Secret admin_token;
+  /// Per-project limit of uncompressed JSON bytes per minute; 0 = unlimited. Mixpanel's: 2 GB.
+  uint64_t rate_limit_bytes_per_minute = 2'000'000'000ull;
+  const Clock* clock = &SystemClock::Instance();
+};
+
+class Service {
+ public:
+  /// Loads projects from `store`. `store` must outlive the Service.
+  static Result<std::unique_ptr<Service>> Create(store::Store& store, ServiceOptions options);
+  virtual ~Service() = default;
+
+  /// The router with every route registered.
+  virtual std::shared_ptr<const http::Router> router() const = 0;
+  /// Records a finished request in /metrics (pass to http::Server::Create).
+  virtual http::RequestObserver observer() = 0;
+};
+
+}  // namespace sluice::api

@@ -1,0 +1,80 @@
+// Internal: the state shared by the handler files of the api module.
+#pragma once
+
+#include <boost/json.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "api/project_registry.h"
+#include "api/rate_limiter.h"
+#include "api/service.h"
+#include "common/metrics.h"
+#include "http/server.h"
+#include "ingest/ingest.h"
+#include "store/store.h"
+
+namespace sluice::api {
+
+/// The instruments /metrics exposes for the API.
+struct ApiMetrics {
+  explicit ApiMetrics(MetricsRegistry& registry);
+  MetricsRegistry& registry;
+  CounterFamily& requests;          // {route, method, status}
+  HistogramFamily& latency;         // {route}
+  CounterFamily& bytes_in;          // {route}
+  CounterFamily& events_accepted;   // {endpoint}
+  CounterFamily& events_rejected;   // {endpoint, reason}
+  CounterFamily& profile_updates;   // {result}
+};
+
+class ServiceImpl final : public Service {
+ public:
+  ServiceImpl(store::Store& store, ServiceOptions options);
+  Status Init();
+
+  std::shared_ptr<const http::Router> router() const override { return router_; }
+  http::RequestObserver observer() override;
+
+  // ---- handlers (one file each: ingest_handlers.cc, read_handlers.cc, admin_handlers.cc) ----
+  http::Response HandleImport(http::Request& req);
+  http::Response HandleTrack(http::Request& req);
+  http::Response HandleEngage(http::Request& req);
+  http::Response HandleExport(http::Request& req);
+  http::Response HandleEngageQuery(http::Request& req);
+  http::Response HandleCreateProject(http::Request& req);
+  http::Response HandleListProjects(http::Request& req);
+  http::Response HandleHealth(http::Request& req);
+  http::Response HandleMetrics(http::Request& req);
+
+  /// The project a read/management request acts for: API secret in Basic auth (optionally with project_id), or
+  /// the admin token as Bearer with project_id. nullopt after filling `error` with a 401/400 response.
+  std::optional<store::Project> AuthenticateProjectRequest(const http::Request& req, http::Response& error);
+  bool IsAdmin(const http::Request& req) const;
+
+  store::Store& store() { return store_; }
+  ProjectRegistry& projects() { return projects_; }
+  int64_t NowMicros() const;
+
+ private:
+  /// Stores parsed events grouped per project. Returns false with `error` on a store failure.
+  bool StoreEvents(uint32_t project, const ingest::ParsedEvents& parsed, std::string_view endpoint,
+                   std::string& error);
+
+  store::Store& store_;
+  ServiceOptions options_;
+  ProjectRegistry projects_;
+  RateLimiter rate_limiter_;
+  std::unique_ptr<MetricsRegistry> registry_;
+  std::unique_ptr<ApiMetrics> metrics_;
+  std::shared_ptr<http::Router> router_;
+
+  friend class IngestHandlers;
+};
+
+/// {"error": message, "status": "error"} with `status`.
+http::Response JsonError(int status, std::string_view message);
+
+}  // namespace sluice::api

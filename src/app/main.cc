@@ -1,0 +1,16 @@
+// sluice: parse flags, run the chosen command. Nothing else lives here.
+#include <CLI/CLI.hpp>
+
+#include "app/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"Sluice: Mixpanel-compatible event ingestion, JSON Pipelines to your own S3 bucket, and Cloud "
+               "Import.\nRun `sluice serve` to start the server; every other command is a client of it."};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "sluice 0.1.0");
+  int exit_code = 0;
+  sluice::app::RegisterServeCommand(app, exit_code);
+  sluice::app::RegisterClientCommands(app, exit_code);
+  CLI11_PARSE(app, argc, argv);
+  return exit_code;
+}

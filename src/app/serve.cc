@@ -1,0 +1,155 @@
+// `sluice serve`: open the store, load or mint the admin token, start the HTTP(S) server, drain on SIGTERM/SIGINT.
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "api/service.h"
+#include "app/commands.h"
+#include "app/config.h"
+#include "common/crypto.h"
+#include "common/log.h"
+#include "http/server.h"
+#include "store/store.h"
+
+namespace sluice::app {
+namespace {
+
+struct ServeFlags {
+  std::string data_dir = "./data";
+  std::string listen = "127.0.0.1:8080";
+  std::string tls_cert;
+  std::string tls_key;
+  int threads = 4;
+  std::string log_level = "info";
+  uint64_t rate_limit = 2'000'000'000ull;
+  int shutdown_grace_s = 15;
+};
+
+/// The admin token: SLUICE_ADMIN_TOKEN, else DIR/admin-token, else a new random one written there (0600).
+Result<Secret> LoadOrCreateAdminToken(const std::filesystem::path& dir) {
+  if (const char* env = std::getenv("SLUICE_ADMIN_TOKEN"); env && *env) return Secret(env);
+  auto path = dir / "admin-token";
+  if (std::filesystem::exists(path)) {
+    std::ifstream in(path);
+    std::string token;
+    std::getline(in, token);
+    if (token.empty()) return InvalidArgument(fmt::format("{} is empty: delete it to mint a new token", path.string()));
+    return Secret(token);
+  }
+  std::string token = RandomHex(256);
+  auto tmp = path;
+  tmp += ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << token << "\n";
+    if (!out) return Internal(fmt::format("cannot write {}", tmp.string()));
+  }
+  std::filesystem::permissions(tmp, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  std::filesystem::rename(tmp, path);
+  spdlog::info("wrote a new admin token to {} (mode 0600)", path.string());
+  return Secret(token);
+}
+
+int Serve(const ServeFlags& f) {
+  InitLogging(f.log_level);
+  auto endpoint = ParseHostPort(f.listen);
+  if (!endpoint) {
+    spdlog::error("--listen '{}' must be HOST:PORT, e.g. 127.0.0.1:8080", f.listen);
+    return 2;
+  }
+  std::filesystem::path dir(f.data_dir);
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    spdlog::error("cannot create data dir {}: {}", dir.string(), ec.message());
+    return 1;
+  }
+  ::chmod(dir.c_str(), 0700);
+  auto admin_token = LoadOrCreateAdminToken(dir);
+  if (!admin_token.ok()) {
+    spdlog::error("{}", admin_token.error().message);
+    return 1;
+  }
+  auto store = store::Store::Open(dir / "store");
+  if (!store.ok()) {
+    spdlog::error("cannot open the store: {}", store.error().message);
+    return 1;
+  }
+  auto service = api::Service::Create(**store, api::ServiceOptions{.admin_token = *admin_token,
+                                                                   .rate_limit_bytes_per_minute = f.rate_limit});
+  if (!service.ok()) {
+    spdlog::error("cannot start: {}", service.error().message);
+    return 1;
+  }
+  http::ServerOptions so{.listen_host = endpoint->host,
+                         .listen_port = endpoint->port,
+                         .threads = f.threads,
+                         .tls_cert_file = f.tls_cert,
+                         .tls_key_file = f.tls_key};
+  // Block the termination signals before any thread starts so that only sigwait below receives them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto server = http::Server::Create(so, (*service)->router(), (*service)->observer());
+  if (!server.ok()) {
+    spdlog::error("cannot listen on {}: {}", f.listen, server.error().message);
+    return 1;
+  }
+  (*server)->Start();
+  const bool tls = !f.tls_cert.empty();
+  std::string url = fmt::format("{}://{}:{}", tls ? "https" : "http", endpoint->host, (*server)->port());
+  WriteServerUrl(dir, url);
+  spdlog::info("sluice listening on {} (data dir {})", url, dir.string());
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("received {}, draining in-flight requests (up to {} s)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+               f.shutdown_grace_s);
+  (*server)->Shutdown(std::chrono::seconds(f.shutdown_grace_s));
+  server->reset();
+  service->reset();
+  if (auto s = (*store)->Close(); !s.ok()) {
+    spdlog::error("closing the store: {}", s.error().message);
+    return 1;
+  }
+  std::filesystem::remove(dir / "server.url", ec);
+  spdlog::info("stopped cleanly");
+  return 0;
+}
+
+}  // namespace
+
+void RegisterServeCommand(CLI::App& app, int& exit_code) {
+  auto flags = std::make_shared<ServeFlags>();
+  auto* cmd = app.add_subcommand("serve", "Run the Sluice server (ingestion API, read-back, management API)");
+  cmd->add_option("--data-dir", flags->data_dir, "Directory for the store, admin token and state")
+      ->capture_default_str();
+  cmd->add_option("--listen", flags->listen, "Address to listen on, HOST:PORT")->capture_default_str();
+  cmd->add_option("--tls-cert", flags->tls_cert, "PEM certificate chain: serve HTTPS (with --tls-key)");
+  cmd->add_option("--tls-key", flags->tls_key, "PEM private key for --tls-cert");
+  cmd->add_option("--threads", flags->threads, "HTTP I/O threads")->capture_default_str()->check(CLI::Range(1, 256));
+  cmd->add_option("--log-level", flags->log_level, "trace, debug, info, warn, error")->capture_default_str();
+  cmd->add_option("--rate-limit-bytes-per-minute", flags->rate_limit,
+                  "Per-project limit of uncompressed JSON per minute (0 = none; Mixpanel's is 2 GB)")
+      ->capture_default_str();
+  cmd->add_option("--shutdown-grace", flags->shutdown_grace_s, "Seconds to let in-flight requests finish on SIGTERM")
+      ->capture_default_str();
+  cmd->callback([flags, &exit_code] {
+    if (flags->tls_cert.empty() != flags->tls_key.empty()) {
+      throw CLI::ValidationError("--tls-cert and --tls-key", "must be given together");
+    }
+    exit_code = Serve(*flags);
+  });
+}
+
+}  // namespace sluice::app
