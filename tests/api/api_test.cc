@@ -1,0 +1,407 @@
+// The HTTP API end to end: a real Store in a temp dir, the Service, the HTTP server on a free loopback port, and
+// real HTTP requests through the libcurl transport.
+#include <boost/json.hpp>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "api/service.h"
+#include "common/clock.h"
+#include "common/compression.h"
+#include "common/crypto.h"
+#include "http/server.h"
+#include "http/transport.h"
+#include "store/store.h"
+
+namespace sluice {
+namespace {
+
+namespace json = boost::json;
+using Clock = std::chrono::steady_clock;
+
+constexpr char kAdminToken[] = "test-admin-token-0123456789";
+
+struct Reply {
+  int status = 0;
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string Header(std::string_view name) const {
+    for (const auto& [k, v] : headers)
+      if (k == name) return v;
+    return {};
+  }
+  json::value Json() const { return json::parse(body); }
+};
+
+class ApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Start(2'000'000'000ull); }
+
+  void Start(uint64_t rate_limit) {
+    dir_ = std::filesystem::temp_directory_path() / ("sluice-api-test-" + RandomHex(64));
+    auto st = store::Store::Open(dir_);
+    ASSERT_TRUE(st.ok()) << st.error().ToString();
+    store_ = std::move(st).value();
+    auto svc = api::Service::Create(*store_, api::ServiceOptions{.admin_token = Secret(kAdminToken),
+                                                                 .rate_limit_bytes_per_minute = rate_limit});
+    ASSERT_TRUE(svc.ok()) << svc.error().ToString();
+    service_ = std::move(svc).value();
+    auto srv = http::Server::Create(http::ServerOptions{.listen_port = 0, .threads = 2}, service_->router(),
+                                    service_->observer());
+    ASSERT_TRUE(srv.ok()) << srv.error().ToString();
+    server_ = std::move(srv).value();
+    server_->Start();
+    base_ = "http://127.0.0.1:" + std::to_string(server_->port());
+    transport_ = http::MakeCurlTransport();
+
+    auto created = Send("POST", "/api/app/projects", R"({"name":"web"})", {{"Authorization", Bearer()}});
+    ASSERT_EQ(created.status, 200) << created.body;
+    auto p = created.Json().as_object();
+    project_id_ = p.at("id").as_int64();
+    token_ = json::value_to<std::string>(p.at("token"));
+    secret_ = json::value_to<std::string>(p.at("api_secret"));
+  }
+
+  void TearDown() override {
+    if (server_) server_->Shutdown(std::chrono::seconds(5));
+    server_.reset();
+    service_.reset();
+    if (store_) (void)store_->Close();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  static std::string Bearer() { return std::string("Bearer ") + kAdminToken; }
+  std::string SecretAuth() const { return "Basic " + Base64Encode(secret_ + ":"); }
+
+  Reply Send(const std::string& method, const std::string& path, std::string body = {},
+             std::vector<std::pair<std::string, std::string>> headers = {}) {
+    http::OutboundRequest req{.method = method, .url = base_ + path, .headers = std::move(headers)};
+    if (!body.empty() || method == "POST") req.body = http::RequestBody::FromString(std::move(body));
+    auto resp = transport_->Send(req, Clock::now() + std::chrono::seconds(30));
+    EXPECT_TRUE(resp.ok()) << resp.error().ToString();
+    if (!resp.ok()) return {};
+    return Reply{resp->status, resp->body, resp->headers};
+  }
+
+  Reply Import(const std::string& body, const std::string& query = "",
+               std::vector<std::pair<std::string, std::string>> extra = {}) {
+    extra.emplace_back("Authorization", SecretAuth());
+    bool has_ct = false;
+    for (auto& [k, v] : extra) has_ct |= k == "Content-Type";
+    if (!has_ct) extra.emplace_back("Content-Type", "application/json");
+    return Send("POST", "/import" + query, body, std::move(extra));
+  }
+
+  /// Every exported line for today's UTC date, parsed.
+  std::vector<json::object> ExportAll(const std::string& extra_query = "") {
+    auto day = Today();
+    auto r = Send("GET", "/api/2.0/export?from_date=" + day + "&to_date=" + day + extra_query, {},
+                  {{"Authorization", SecretAuth()}});
+    EXPECT_EQ(r.status, 200) << r.body;
+    std::vector<json::object> out;
+    size_t pos = 0;
+    while (pos < r.body.size()) {
+      size_t nl = r.body.find('\n', pos);
+      if (nl == std::string::npos) nl = r.body.size();
+      if (nl > pos) out.push_back(json::parse(std::string_view(r.body).substr(pos, nl - pos)).as_object());
+      pos = nl + 1;
+    }
+    return out;
+  }
+
+  static std::string Today() {
+    auto days = std::chrono::floor<std::chrono::days>(std::chrono::system_clock::now());
+    std::chrono::year_month_day ymd{days};
+    char buf[16];
+    std::snprintf(buf, sizeof(buf), "%04d-%02u-%02u", int(ymd.year()), unsigned(ymd.month()), unsigned(ymd.day()));
+    return buf;
+  }
+  static int64_t NowSeconds() {
+    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+  // A time within the current UTC day and not in the future, so Today()'s export sees it.
+  static int64_t EventTime() {
+    int64_t now = NowSeconds();
+    return std::max(now - 60, now - now % 86400);
+  }
+
+  std::string Event(const std::string& name, const std::string& insert_id, const std::string& extra = "") const {
+    return R"({"event":")" + name + R"(","properties":{"time":)" + std::to_string(EventTime()) +
+           R"(,"distinct_id":"u1","$insert_id":")" + insert_id + "\"" + extra + "}}";
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<api::Service> service_;
+  std::unique_ptr<http::Server> server_;
+  std::unique_ptr<http::HttpTransport> transport_;
+  std::string base_;
+  int64_t project_id_ = 0;
+  std::string token_, secret_;
+};
+
+TEST_F(ApiTest, ProjectsNeedTheAdminToken) {
+  EXPECT_EQ(Send("POST", "/api/app/projects", R"({"name":"x"})").status, 401);
+  EXPECT_EQ(Send("GET", "/api/app/projects", {}, {{"Authorization", "Bearer wrong"}}).status, 401);
+  auto list = Send("GET", "/api/app/projects", {}, {{"Authorization", Bearer()}});
+  ASSERT_EQ(list.status, 200);
+  auto projects = list.Json().at("projects").as_array();
+  ASSERT_EQ(projects.size(), 1u);
+  EXPECT_EQ(projects[0].at("token").as_string(), token_);
+  EXPECT_GE(token_.size(), 32u);  // ≥ 128 bits of randomness, hex
+  EXPECT_NE(token_, secret_);
+  EXPECT_EQ(Send("POST", "/api/app/projects", "not json", {{"Authorization", Bearer()}}).status, 400);
+}
+
+TEST_F(ApiTest, ImportStoresAndReadBackEqualsWhatWasSent) {
+  std::string batch = "[" + Event("Signed up", "id-1", R"(,"plan":"pro","price":1.10,"big":123456789012345678901234567890,"nested":{"a":[1,2,{"b":"c"}]},"uni":"\u00fc\n")") +
+                      "," + Event("Paid", "id-2") + "]";
+  auto r = Import(batch);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body, R"({"code":200,"num_records_imported":2,"status":"OK"})");
+
+  auto lines = ExportAll();
+  ASSERT_EQ(lines.size(), 2u);
+  std::map<std::string, json::object> by_id;
+  for (auto& l : lines) by_id[json::value_to<std::string>(l.at("properties").at("$insert_id"))] = l;
+  const auto& signed_up = by_id.at("id-1");
+  EXPECT_EQ(signed_up.at("event").as_string(), "Signed up");
+  const auto& props = signed_up.at("properties").as_object();
+  EXPECT_EQ(props.at("time").as_int64(), EventTime());
+  EXPECT_EQ(props.at("distinct_id").as_string(), "u1");
+  EXPECT_EQ(props.at("plan").as_string(), "pro");
+  EXPECT_EQ(props.at("uni").as_string(), "\xc3\xbc\n");
+  EXPECT_EQ(json::serialize(props.at("nested")), R"({"a":[1,2,{"b":"c"}]})");
+  // Numbers are stored as the text that arrived: no precision lost, no re-formatting.
+  auto raw = Send("GET", "/api/2.0/export?from_date=" + Today() + "&to_date=" + Today() + "&event=%5B%22Signed%20up%22%5D",
+                  {}, {{"Authorization", SecretAuth()}});
+  EXPECT_NE(raw.body.find(R"("price":1.10)"), std::string::npos) << raw.body;
+  EXPECT_NE(raw.body.find(R"("big":123456789012345678901234567890)"), std::string::npos) << raw.body;
+  EXPECT_EQ(raw.body.find("Paid"), std::string::npos);
+}
+
+TEST_F(ApiTest, ImportAcceptsNdjsonGzipAndTokenAuth) {
+  std::string nd = Event("A", "nd-1") + "\n" + Event("B", "nd-2") + "\n\n";
+  auto r = Send("POST", "/import?project_id=" + std::to_string(project_id_), Gzip(nd),
+                {{"Authorization", "Basic " + Base64Encode(token_ + ":")},
+                 {"Content-Type", "application/x-ndjson"},
+                 {"Content-Encoding", "gzip"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.Json().at("num_records_imported").as_int64(), 2);
+  EXPECT_EQ(ExportAll().size(), 2u);
+}
+
+TEST_F(ApiTest, DuplicatesAreStoredOnce) {
+  ASSERT_EQ(Import("[" + Event("A", "dup-1", R"(,"v":1)") + "]").status, 200);
+  ASSERT_EQ(Import("[" + Event("A", "dup-1", R"(,"v":2)") + "]").status, 200);
+  auto lines = ExportAll();
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0].at("properties").at("v").as_int64(), 2);  // the latest copy wins
+}
+
+TEST_F(ApiTest, StrictModeReportsEachBadRecordAndKeepsTheGoodOnes) {
+  std::string batch = "[" + Event("Good", "g-1") + R"(,{"event":"NoTime","properties":{"distinct_id":"u","$insert_id":"x-1"}},)" +
+                      R"({"event":"Old","properties":{"time":100,"distinct_id":"u","$insert_id":"x-2"}},)" +
+                      R"({"event":"Anon","properties":{"time":)" + std::to_string(EventTime()) +
+                      R"(,"distinct_id":"anonymous","$insert_id":"x-3"}}])";
+  auto r = Import(batch, "?strict=1");
+  ASSERT_EQ(r.status, 400) << r.body;
+  auto body = r.Json().as_object();
+  EXPECT_EQ(body.at("code").as_int64(), 400);
+  EXPECT_EQ(body.at("error").as_string(), "some data points in the request failed validation");
+  EXPECT_EQ(body.at("num_records_imported").as_int64(), 1);
+  EXPECT_EQ(body.at("status").as_string(), "Bad Request");
+  auto failed = body.at("failed_records").as_array();
+  ASSERT_EQ(failed.size(), 3u);
+  EXPECT_EQ(failed[0].at("index").as_int64(), 1);
+  EXPECT_EQ(failed[0].at("field").as_string(), "properties.time");
+  EXPECT_EQ(failed[0].at("$insert_id").as_string(), "x-1");
+  EXPECT_EQ(failed[2].at("field").as_string(), "properties.distinct_id");
+  EXPECT_EQ(ExportAll().size(), 1u);
+
+  auto lenient = Import(batch, "?strict=0");
+  EXPECT_EQ(lenient.status, 200) << lenient.body;
+  EXPECT_EQ(lenient.Json().at("num_records_imported").as_int64(), 1);
+}
+
+TEST_F(ApiTest, ImportErrorsSayWhatIsWrong) {
+  auto bad_auth = Send("POST", "/import", "[]", {{"Authorization", "Basic " + Base64Encode("nope:")}});
+  EXPECT_EQ(bad_auth.status, 401);
+  EXPECT_EQ(bad_auth.Json().at("error").as_string(), "Invalid credentials");
+  EXPECT_EQ(Send("POST", "/import", "[]").status, 401);
+
+  auto malformed = Import("[{\"event\":");
+  EXPECT_EQ(malformed.status, 400);
+  EXPECT_FALSE(malformed.Json().at("error").as_string().empty());
+
+  std::string gz = Gzip("[" + Event("A", "t-1") + "]");
+  auto truncated = Import(gz.substr(0, gz.size() / 2), "", {{"Content-Encoding", "gzip"}});
+  EXPECT_EQ(truncated.status, 400);
+  EXPECT_NE(std::string(truncated.Json().at("error").as_string()).find("gzip"), std::string::npos);
+
+  auto wrong_type = Import("[]", "", {{"Content-Type", "text/xml"}});
+  EXPECT_EQ(wrong_type.status, 400);
+  EXPECT_NE(std::string(wrong_type.Json().at("error").as_string()).find("Content-Type"), std::string::npos);
+
+  auto mismatch = Import("[]", "?project_id=999");
+  EXPECT_EQ(mismatch.status, 401);
+
+  // 10 MB of uncompressed JSON is the limit, whatever the compressed size.
+  std::string huge = "[" + std::string(11'000'000, ' ') + "]";
+  auto too_big = Import(Gzip(huge), "", {{"Content-Encoding", "gzip"}});
+  EXPECT_EQ(too_big.status, 413);
+  EXPECT_EQ(too_big.Json().at("code").as_int64(), 413);
+
+  // The server survives all of it.
+  EXPECT_EQ(Send("GET", "/healthz").status, 200);
+}
+
+TEST_F(ApiTest, LegacyFormImportAnswersOneOrZero) {
+  std::string data = Base64Encode("[" + Event("Legacy", "l-1") + "]");
+  auto r = Send("POST", "/import", "data=" + data,
+                {{"Authorization", SecretAuth()}, {"Content-Type", "application/x-www-form-urlencoded"}});
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "1");
+  auto via_key = Send("POST", "/import?api_key=" + secret_ + "&verbose=1", "data=" + Base64Encode("{\"event\":1}"),
+                      {{"Content-Type", "application/x-www-form-urlencoded"}});
+  EXPECT_EQ(via_key.status, 200);
+  EXPECT_EQ(via_key.Json().at("status").as_int64(), 0);
+  EXPECT_FALSE(via_key.Json().at("error").as_string().empty());
+  EXPECT_EQ(ExportAll().size(), 1u);
+}
+
+TEST_F(ApiTest, TrackAcceptsSdkRequestForms) {
+  auto ev = [&](const std::string& id) {
+    return R"({"event":"Viewed","properties":{"token":")" + token_ + R"(","distinct_id":"d1","$insert_id":")" + id +
+           R"(","time":)" + std::to_string(EventTime()) + "}}";
+  };
+  auto get = Send("GET", "/track?data=" + Base64Encode(ev("t-get")));
+  EXPECT_EQ(get.body, "1");
+  auto form = Send("POST", "/track", "data=" + Base64Encode("[" + ev("t-form") + "]"),
+                   {{"Content-Type", "application/x-www-form-urlencoded"}});
+  EXPECT_EQ(form.body, "1");
+  auto body = Send("POST", "/track?verbose=1&ip=1", "[" + ev("t-json") + "]", {{"Content-Type", "application/json"}});
+  EXPECT_EQ(body.body, R"({"status":1,"error":null})");
+  auto pixel = Send("GET", "/track?img=1&data=" + Base64Encode(ev("t-img")));
+  EXPECT_EQ(pixel.Header("content-type"), "image/gif");
+  EXPECT_EQ(pixel.body.substr(0, 6), "GIF89a");
+  auto jsonp = Send("GET", "/track?callback=cb_1&data=" + Base64Encode(ev("t-cb")));
+  EXPECT_EQ(jsonp.body, "cb_1(1);");
+
+  auto lines = ExportAll();
+  EXPECT_EQ(lines.size(), 5u);
+  for (const auto& l : lines) {
+    const auto& p = l.at("properties").as_object();
+    EXPECT_FALSE(p.contains("token"));  // the project token is not an event property
+    if (p.at("$insert_id").as_string() == "t-json") EXPECT_EQ(p.at("ip").as_string(), "127.0.0.1");
+  }
+}
+
+TEST_F(ApiTest, TrackRefusesUnknownTokensAndOldEvents) {
+  std::string unknown = R"({"event":"X","properties":{"token":"nope","distinct_id":"d"}})";
+  auto r = Send("GET", "/track?verbose=1&data=" + Base64Encode(unknown));
+  EXPECT_EQ(r.Json().at("status").as_int64(), 0);
+  EXPECT_NE(std::string(r.Json().at("error").as_string()).find("token"), std::string::npos);
+  std::string old = R"({"event":"X","properties":{"token":")" + token_ + R"(","distinct_id":"d","time":)" +
+                    std::to_string(NowSeconds() - 6 * 86400) + "}}";
+  EXPECT_EQ(Send("GET", "/track?data=" + Base64Encode(old)).body, "0");
+}
+
+TEST_F(ApiTest, EngageUpdatesProfiles) {
+  auto engage = [&](const std::string& op) {
+    std::string u = R"({"$token":")" + token_ + R"(","$distinct_id":"p1",)" + op + "}";
+    return Send("GET", "/engage?verbose=1&data=" + Base64Encode(u));
+  };
+  EXPECT_EQ(engage(R"("$set":{"name":"Ada","plan":"free"})").body, R"({"status":1,"error":null})");
+  EXPECT_EQ(engage(R"("$set_once":{"name":"Bob","first":"x"})").Json().at("status").as_int64(), 1);
+  EXPECT_EQ(engage(R"("$add":{"logins":2})").Json().at("status").as_int64(), 1);
+  EXPECT_EQ(engage(R"("$add":{"logins":3})").Json().at("status").as_int64(), 1);
+  EXPECT_EQ(engage(R"("$union":{"tags":["a","b"]})").Json().at("status").as_int64(), 1);
+  EXPECT_EQ(engage(R"("$union":{"tags":["b","c"]})").Json().at("status").as_int64(), 1);
+  EXPECT_EQ(engage(R"("$unset":["plan"])").Json().at("status").as_int64(), 1);
+
+  auto q = Send("GET", "/api/2.0/engage?distinct_id=p1", {}, {{"Authorization", SecretAuth()}});
+  ASSERT_EQ(q.status, 200) << q.body;
+  auto results = q.Json().at("results").as_array();
+  ASSERT_EQ(results.size(), 1u);
+  const auto& props = results[0].at("$properties").as_object();
+  EXPECT_EQ(props.at("name").as_string(), "Ada");
+  EXPECT_EQ(props.at("first").as_string(), "x");
+  EXPECT_EQ(props.at("logins").to_number<double>(), 5);
+  EXPECT_EQ(json::serialize(props.at("tags")), R"(["a","b","c"])");
+  EXPECT_FALSE(props.contains("plan"));
+  EXPECT_TRUE(props.contains("$last_seen"));
+
+  // A batch in a JSON body, then $delete.
+  std::string batch = R"([{"$token":")" + token_ + R"(","$distinct_id":"p2","$set":{"a":1}},{"$token":")" + token_ +
+                      R"(","$distinct_id":"p1","$delete":""}])";
+  EXPECT_EQ(Send("POST", "/engage", batch, {{"Content-Type", "application/json"}}).body, "1");
+  auto all = Send("GET", "/api/2.0/engage", {}, {{"Authorization", SecretAuth()}}).Json();
+  ASSERT_EQ(all.at("results").as_array().size(), 1u);
+  EXPECT_EQ(all.at("results").as_array()[0].at("$distinct_id").as_string(), "p2");
+}
+
+TEST_F(ApiTest, ExportHonoursGzipLimitAndAuth) {
+  std::string batch = "[";
+  for (int i = 0; i < 50; ++i) batch += (i ? "," : "") + Event("E", "ex-" + std::to_string(i));
+  batch += "]";
+  ASSERT_EQ(Import(batch).status, 200);
+  auto day = Today();
+  auto gz = Send("GET", "/api/2.0/export?from_date=" + day + "&to_date=" + day, {},
+                 {{"Authorization", SecretAuth()}, {"Accept-Encoding", "gzip"}});
+  ASSERT_EQ(gz.status, 200);
+  EXPECT_EQ(gz.Header("content-encoding"), "gzip");
+  auto text = GunzipBounded(gz.body, 1 << 24);
+  ASSERT_TRUE(text.ok()) << text.error().ToString();
+  EXPECT_EQ(std::count(text->begin(), text->end(), '\n'), 50);
+  EXPECT_EQ(ExportAll("&limit=7").size(), 7u);
+  EXPECT_EQ(Send("GET", "/api/2.0/export?from_date=" + day + "&to_date=" + day).status, 401);
+  EXPECT_EQ(Send("GET", "/api/2.0/export?from_date=2024-13-01&to_date=" + day, {},
+                 {{"Authorization", SecretAuth()}}).status, 400);
+  // The admin token works too, with project_id.
+  auto admin = Send("GET", "/api/2.0/export?project_id=" + std::to_string(project_id_) + "&from_date=" + day +
+                               "&to_date=" + day + "&limit=1",
+                    {}, {{"Authorization", Bearer()}});
+  EXPECT_EQ(admin.status, 200);
+}
+
+TEST_F(ApiTest, MetricsCountRequestsAndEvents) {
+  ASSERT_EQ(Import("[" + Event("M", "m-1") + "]").status, 200);
+  Import(R"([{"event":"M","properties":{"distinct_id":"u","$insert_id":"m-2"}}])");
+  auto m = Send("GET", "/metrics");
+  ASSERT_EQ(m.status, 200);
+  EXPECT_NE(m.body.find("sluice_events_accepted_total{endpoint=\"import\"} 1"), std::string::npos) << m.body;
+  EXPECT_NE(m.body.find("sluice_events_rejected_total{endpoint=\"import\",reason=\"missing_time\"} 1"),
+            std::string::npos);
+  EXPECT_NE(m.body.find("sluice_http_requests_total{route=\"/import\",method=\"POST\",status=\"200\"}"),
+            std::string::npos);
+  EXPECT_NE(m.body.find("sluice_http_request_duration_seconds_bucket"), std::string::npos);
+  EXPECT_NE(m.body.find("sluice_store_size_bytes"), std::string::npos);
+}
+
+class RateLimitedApiTest : public ApiTest {
+ protected:
+  void SetUp() override { Start(4096); }
+};
+
+TEST_F(RateLimitedApiTest, AnswersTooManyRequestsWithRetryAfter) {
+  std::string batch = "[";
+  for (int i = 0; i < 20; ++i) batch += (i ? "," : "") + Event("R", "r-" + std::to_string(i));
+  batch += "]";
+  auto first = Import(batch);
+  auto second = Import(batch);
+  EXPECT_TRUE(first.status == 429 || second.status == 429) << first.status << " " << second.status;
+  auto limited = first.status == 429 ? first : second;
+  EXPECT_EQ(limited.Json().at("code").as_int64(), 429);
+  EXPECT_FALSE(limited.Header("retry-after").empty());
+}
+
+}  // namespace
+}  // namespace sluice
