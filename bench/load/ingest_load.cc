@@ -1,0 +1,233 @@
+// Ingest benchmark: starts the real `sluice serve` pinned to one core, then sends pre-built 2000-event gzip
+// batches of realistic ~800-byte events to /import over several loopback connections from this process (on the
+// other core). Prints events/s, MB/s of uncompressed JSON, p50/p99 batch latency, server CPU seconds per
+// million events and peak server RSS.
+//
+//   build/bench/load/bench_ingest_load [--events 5000000] [--connections 8] [--server-core 0]
+#include <sched.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "common/compression.h"
+#include "common/crypto.h"
+#include "http/transport.h"
+
+namespace {
+
+using namespace sluice;
+using SteadyClock = std::chrono::steady_clock;
+
+struct Args {
+  int64_t events = 5'000'000;
+  int connections = 8;
+  int server_core = 0;
+  int batch = 2000;
+  std::string binary = std::string(SLUICE_BINARY_DIR) + "/sluice";
+};
+
+Args ParseArgs(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string k = argv[i], v = argv[i + 1];
+    if (k == "--events") a.events = std::stoll(v);
+    else if (k == "--connections") a.connections = std::stoi(v);
+    else if (k == "--server-core") a.server_core = std::stoi(v);
+    else if (k == "--batch") a.batch = std::stoi(v);
+    else if (k == "--binary") a.binary = v;
+  }
+  return a;
+}
+
+/// ~800 bytes, ~30 properties including a nested object and an array, like a product-analytics SDK event.
+std::string RealisticEvent(std::mt19937_64& rng, int64_t seq, int64_t time_s) {
+  static const char* kEvents[] = {"Page Viewed", "Signed Up", "Added To Cart", "Checkout Started", "Purchased",
+                                  "Search", "Video Played", "Share"};
+  static const char* kBrowsers[] = {"Chrome", "Safari", "Firefox", "Edge"};
+  static const char* kOs[] = {"Windows", "Mac OS X", "Linux", "iOS", "Android"};
+  auto r = [&](int n) { return static_cast<int>(rng() % n); };
+  std::string user = fmt::format("user-{:08d}", r(2'000'000));
+  return fmt::format(
+      R"({{"event":"{}","properties":{{"time":{},"distinct_id":"{}","$insert_id":"ins-{:016x}-{:010d}",)"
+      R"("$device_id":"dev-{:012x}","$browser":"{}","$browser_version":{}.0,"$os":"{}","$screen_height":{},)"
+      R"("$screen_width":{},"$current_url":"https://shop.example.com/products/{}?ref=campaign-{}",)"
+      R"("$referrer":"https://www.google.com/","$referring_domain":"www.google.com","$city":"Berlin",)"
+      R"("$region":"Berlin","mp_country_code":"DE","mp_lib":"web","$lib_version":"2.55.1",)"
+      R"("utm_source":"newsletter","utm_medium":"email","utm_campaign":"winter-sale-{}","plan":"pro",)"
+      R"("price":{}.{:02d},"quantity":{},"currency":"EUR","logged_in":{},"experiment_group":"B",)"
+      R"("session_length_s":{},"page_load_ms":{},)"
+      R"("cart":{{"items":{},"value":{}.50,"coupon":"WINTER{}"}},"categories":["shoes","sale","new-{}"],)"
+      R"("feature_flags":["checkout-v2","fast-search"],"ab_bucket":{}}}}})",
+      kEvents[r(8)], time_s, user, static_cast<uint64_t>(rng()), seq, static_cast<uint64_t>(rng() & 0xffffffffffff),
+      kBrowsers[r(4)], 100 + r(30), kOs[r(5)], 600 + r(900), 800 + r(1800), r(100000), r(50), r(12), r(500), r(100),
+      1 + r(5), r(2) ? "true" : "false", r(3600), 50 + r(3000), 1 + r(9), r(900), r(99), r(20), r(1000));
+}
+
+double ProcCpuSeconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string s((std::istreambuf_iterator<char>(in)), {});
+  auto rp = s.rfind(')');
+  std::istringstream rest(s.substr(rp + 2));
+  std::string field;
+  std::vector<std::string> f;
+  while (rest >> field) f.push_back(field);
+  // Fields after ")" start at index 3 (state); utime is field 14, stime 15 → indexes 11, 12 here.
+  return (std::stod(f[11]) + std::stod(f[12])) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+long ProcPeakRssKb(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args args = ParseArgs(argc, argv);
+  auto dir = std::filesystem::temp_directory_path() / ("sluice-bench-ingest-" + RandomHex(64));
+  std::filesystem::create_directories(dir);
+
+  // Pre-build every batch (JSON + gzip) before the clock starts: the load generator must not be the bottleneck.
+  const int64_t batches = (args.events + args.batch - 1) / args.batch;
+  fmt::print("preparing {} batches of {} events...\n", batches, args.batch);
+  std::vector<std::string> bodies(batches);
+  std::atomic<int64_t> raw_bytes{0};
+  const int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::system_clock::now().time_since_epoch()).count();
+  {
+    std::vector<std::thread> gens;
+    const int workers = 2;
+    for (int w = 0; w < workers; ++w) {
+      gens.emplace_back([&, w] {
+        std::mt19937_64 rng(1000 + w);
+        for (int64_t b = w; b < batches; b += workers) {
+          std::string json = "[";
+          for (int i = 0; i < args.batch; ++i) {
+            if (i) json += ',';
+            // Spread over the last 20 hours: several partitions, all valid for /import.
+            json += RealisticEvent(rng, b * args.batch + i, now_s - 3600 * (b % 20) - i % 3600);
+          }
+          json += "]";
+          raw_bytes += static_cast<int64_t>(json.size());
+          bodies[b] = Gzip(json, 1);
+        }
+      });
+    }
+    for (auto& g : gens) g.join();
+  }
+  fmt::print("average event: {} bytes uncompressed; gzip ratio {:.1f}x\n", raw_bytes / (batches * args.batch),
+             static_cast<double>(raw_bytes) / [&] { int64_t n = 0; for (auto& b : bodies) n += b.size(); return n; }());
+
+  // Start the server pinned to one core.
+  const std::string admin = RandomHex(128);
+  pid_t pid = fork();
+  if (pid == 0) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(args.server_core, &set);
+    sched_setaffinity(0, sizeof(set), &set);
+    setenv("SLUICE_ADMIN_TOKEN", admin.c_str(), 1);
+    execl(args.binary.c_str(), args.binary.c_str(), "serve", "--data-dir", dir.c_str(), "--listen", "127.0.0.1:0",
+          "--log-level", "warn", "--rate-limit-bytes-per-minute", "0", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  {  // pin ourselves to the other core(s)
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int c = 0; c < static_cast<int>(std::thread::hardware_concurrency()); ++c)
+      if (c != args.server_core) CPU_SET(c, &set);
+    if (CPU_COUNT(&set) > 0) sched_setaffinity(0, sizeof(set), &set);
+  }
+  auto transport = http::MakeCurlTransport();
+  std::string url;
+  for (int i = 0; i < 600 && url.empty(); ++i) {
+    std::ifstream in(dir / "server.url");
+    std::getline(in, url);
+    if (url.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (url.empty()) {
+    fmt::print(stderr, "server did not start\n");
+    kill(pid, SIGKILL);
+    return 1;
+  }
+  auto send = [&](http::HttpTransport& t, std::string method, std::string path, std::string body,
+                  std::vector<std::pair<std::string, std::string>> headers) {
+    http::OutboundRequest req{.method = std::move(method), .url = url + path, .headers = std::move(headers)};
+    req.body = http::RequestBody::FromString(std::move(body));
+    return t.Send(req, SteadyClock::now() + std::chrono::seconds(60));
+  };
+  auto created = send(*transport, "POST", "/api/app/projects", R"({"name":"bench"})",
+                      {{"Authorization", "Bearer " + admin}, {"Content-Type", "application/json"}});
+  if (!created.ok() || created->status != 200) {
+    fmt::print(stderr, "cannot create project\n");
+    kill(pid, SIGKILL);
+    return 1;
+  }
+  auto secret = boost::json::value_to<std::string>(boost::json::parse(created->body).at("api_secret"));
+  const std::string auth = "Basic " + Base64Encode(secret + ":");
+
+  const double cpu_before = ProcCpuSeconds(pid);
+  std::atomic<int64_t> next{0}, failures{0}, imported{0};
+  std::vector<std::vector<double>> latencies(args.connections);
+  auto start = SteadyClock::now();
+  std::vector<std::thread> clients;
+  for (int c = 0; c < args.connections; ++c) {
+    clients.emplace_back([&, c] {
+      auto t = http::MakeCurlTransport();
+      for (int64_t b; (b = next++) < batches;) {
+        auto t0 = SteadyClock::now();
+        auto r = send(*t, "POST", "/import", bodies[b],
+                      {{"Authorization", auth}, {"Content-Type", "application/json"}, {"Content-Encoding", "gzip"}});
+        latencies[c].push_back(std::chrono::duration<double>(SteadyClock::now() - t0).count());
+        if (!r.ok() || r->status != 200) {
+          if (failures++ < 3) fmt::print(stderr, "batch {} failed: {}\n", b, r.ok() ? r->body : r.error().ToString());
+          continue;
+        }
+        imported += boost::json::parse(r->body).at("num_records_imported").as_int64();
+      }
+    });
+  }
+  for (auto& th : clients) th.join();
+  const double wall = std::chrono::duration<double>(SteadyClock::now() - start).count();
+  const double cpu = ProcCpuSeconds(pid) - cpu_before;
+  const long rss_kb = ProcPeakRssKb(pid);
+
+  std::vector<double> all;
+  for (auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
+  std::sort(all.begin(), all.end());
+  auto pct = [&](double p) { return all.empty() ? 0 : all[std::min(all.size() - 1, size_t(p * all.size()))]; };
+  const double ev = static_cast<double>(imported);
+  fmt::print("\n== ingest benchmark: {} events in {}-event gzip batches, {} connections, server pinned to core {} ==\n",
+             imported.load(), args.batch, args.connections, args.server_core);
+  fmt::print("events/s accepted durably : {:.0f}\n", ev / wall);
+  fmt::print("MB/s (uncompressed JSON)  : {:.1f}\n", static_cast<double>(raw_bytes) * (ev / (batches * args.batch)) / wall / 1e6);
+  fmt::print("batch latency p50 / p99   : {:.1f} ms / {:.1f} ms\n", pct(0.50) * 1e3, pct(0.99) * 1e3);
+  fmt::print("server CPU s per 1M events: {:.2f}\n", cpu / (ev / 1e6));
+  fmt::print("server peak RSS           : {:.0f} MB\n", rss_kb / 1024.0);
+  fmt::print("failed batches            : {}\n", failures.load());
+
+  kill(pid, SIGTERM);
+  waitpid(pid, nullptr, 0);
+  std::filesystem::remove_all(dir);
+  return failures == 0 ? 0 : 1;
+}
