@@ -17,6 +17,12 @@ endif()
 # sluice_module(NAME SOURCES... DEPS ...): one static library per module.
 function(sluice_module name)
   cmake_parse_arguments(M "" "" "SOURCES;DEPS" ${ARGN})
+  if(NOT M_SOURCES)
+    # A module whose sources are not written yet is header-only for now.
+    add_library(sluice_${name} INTERFACE)
+    target_link_libraries(sluice_${name} INTERFACE sluice_options ${M_DEPS})
+    return()
+  endif()
   add_library(sluice_${name} STATIC ${M_SOURCES})
   target_link_libraries(sluice_${name} PUBLIC sluice_options ${M_DEPS})
 endfunction()
