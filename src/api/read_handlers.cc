@@ -269,8 +269,8 @@ http::Response ServiceImpl::HandleEngageQuery(http::Request& req) {
     }
   } else {
     const uint64_t skip = page * page_size;
-    Status s = store_.ScanProfiles(project->id, [&](std::string_view id, std::string_view json) {
-      if (total >= skip && total < skip + page_size) add(id, json);
+    Status s = store_.ScanProfiles(project->id, [&](std::string_view profile_id, std::string_view json) {
+      if (total >= skip && total < skip + page_size) add(profile_id, json);
       ++total;
       return true;
     });
