@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Builds (Release) and runs every benchmark, printing events/s, MB/s, CPU seconds per million events and peak RSS.
+#   ./scripts/bench.sh            full sizes (the ingest run sends 5 million events: a few minutes)
+#   QUICK=1 ./scripts/bench.sh    small sizes, for a smoke run
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/build.sh >/dev/null
+B=build/bench
+EVENTS=5000000
+[ "${QUICK:-0}" = "1" ] && EVENTS=200000
+
+run() { echo; echo "### $*"; "$@"; }
+
+[ -x $B/ingest/parse_bench ] && run $B/ingest/parse_bench --benchmark_counters_tabular=true
+[ -x $B/store/store_bench ] && run $B/store/store_bench
+[ -x $B/aws/sign_bench ] && run $B/aws/sign_bench --benchmark_counters_tabular=true
+[ -x $B/objstore/upload_bench ] && run $B/objstore/upload_bench
+run $B/load/bench_ingest_load --events "$EVENTS" --connections 8 --server-core 0
