@@ -1,5 +1,17 @@
 // HttpTransport: the only code in Sluice that opens outbound network connections (libcurl underneath).
-// It sends one request once: no retries here (they live in exactly one layer above, see aws/retry.h).
+// It sends one request once: no retries here (they live in exactly one layer above, see aws/executor.h).
+//
+// Usage:
+//   auto transport = http::MakeCurlTransport();          // one per process; thread-safe, pools connections
+//   http::OutboundRequest req{"PUT", "https://b.s3.us-east-1.amazonaws.com/k%20ey", {{"Host", "..."}, ...},
+//                             http::RequestBody::FromString(data)};
+//   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+//   Result<OutboundResponse> r = transport->Send(req, deadline);   // any HTTP status is ok() here
+//
+// Headers go on the wire exactly as given (the signer decided them): the transport adds only Host (when the
+// caller did not give one) and Content-Length (from the body); never Accept, Content-Type, Expect or
+// Transfer-Encoding. Error messages name the method and host, never headers, path or query (presigned URLs and
+// Authorization carry credentials).
 #pragma once
 
 #include <chrono>
@@ -54,7 +66,7 @@ struct OutboundResponse {
 
 struct TransportOptions {
   std::chrono::milliseconds connect_timeout{5000};
-  /// Abort a transfer that moves no bytes for this long (a stalled peer).
+  /// Abort a transfer that moves no bytes in either direction for this long (a stalled peer), as kTransient.
   std::chrono::milliseconds idle_timeout{30000};
   /// CA bundle file for TLS verification; empty = the system default. Verification is always on unless
   /// `insecure_skip_verify` (tests with self-signed certificates only).
@@ -62,6 +74,8 @@ struct TransportOptions {
   bool insecure_skip_verify = false;
   /// Connections kept alive for reuse.
   int max_idle_connections = 16;
+  /// Cap on a non-streamed response body (and on an error body in SendStreaming); larger fails kTooLarge.
+  uint64_t max_response_bytes = uint64_t{1} << 31;
 };
 
 class HttpTransport {
@@ -72,15 +86,18 @@ class HttpTransport {
   /// the headers (they carry credentials). Any HTTP status is a success at this layer.
   virtual Result<OutboundResponse> Send(const OutboundRequest& request,
                                         std::chrono::steady_clock::time_point deadline) = 0;
-  /// As Send, but streams the response body to `sink` (for large GETs); `sink` returning false aborts.
-  /// The returned response has an empty body.
+  /// As Send, but streams the response body to `sink` (for large GETs); `sink` returning false aborts with
+  /// kCancelled. Only 2xx bodies are streamed (the returned response then has an empty body); any other status's
+  /// body (an error document, small) is returned in `body` instead so the caller can classify it.
   virtual Result<OutboundResponse> SendStreaming(const OutboundRequest& request,
                                                  std::chrono::steady_clock::time_point deadline,
                                                  const std::function<bool(std::string_view chunk)>& sink) = 0;
 };
 
-/// The libcurl transport. Thread-safe: connections are pooled per thread (libcurl share + per-thread easy handles).
-/// Honours the standard proxy variables (HTTPS_PROXY, HTTP_PROXY, NO_PROXY) as libcurl does.
+/// The libcurl transport. Thread-safe: a pool of easy handles on one libcurl share (DNS cache, connection cache,
+/// TLS sessions), so a keep-alive connection is reused by whichever thread sends next to that host.
+/// Honours the standard proxy variables (https_proxy/HTTPS_PROXY, http_proxy, NO_PROXY) as libcurl does.
+/// TLS peer and host verification are on unless `insecure_skip_verify`.
 std::unique_ptr<HttpTransport> MakeCurlTransport(const TransportOptions& options = {});
 
 }  // namespace sluice::http
