@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/event.h"
 #include "common/result.h"
 #include "common/secret.h"
@@ -66,6 +67,9 @@ struct StoreOptions {
   size_t write_buffer_bytes = 64ull << 20;
   /// Sync the WAL before a write returns (turn off only in benchmarks that say so).
   bool sync_writes = true;
+  /// Stamps `ingested_ms` on written events; nullptr = SystemClock::Instance(). Not owned; must outlive the
+  /// store.
+  const Clock* clock = nullptr;
 };
 
 /// Decision of a profile mutation callback.
@@ -101,7 +105,10 @@ class Store {
   virtual Result<std::vector<PartitionInfo>> ListPartitions(uint32_t project, Hour from, Hour to) = 0;
   /// Partitions of any hour whose change_seq > `after_seq`, ascending by hour.
   virtual Result<std::vector<PartitionInfo>> ChangedPartitions(uint32_t project, uint64_t after_seq) = 0;
-  /// The highest change sequence issued so far.
+  /// The highest change sequence S such that every WriteEvents call issued a sequence <= S has finished
+  /// (committed or failed). Concurrent writers can commit out of issue order, so the highest sequence issued
+  /// may not be visible yet; an exporter that records S after reading partitions would then skip the
+  /// lagging write. With this watermark, "export, then remember S read before the export" never misses data.
   virtual uint64_t LastChangeSeq() const = 0;
 
   // ---- Profiles -------------------------------------------------------------------------------------------

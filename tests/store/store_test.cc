@@ -1,0 +1,717 @@
+#include "store/store.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <barrier>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/clock.h"
+
+namespace sluice::store {
+namespace {
+
+namespace fs = std::filesystem;
+
+// 2023-11-14 22:00:00 UTC, an hour boundary.
+constexpr int64_t kHourStartUs = 1'700'000'000'000'000 - (1'700'000'000'000'000 % 3'600'000'000);
+const Hour kHour = HourOf(kHourStartUs);
+
+class TempDir {
+ public:
+  TempDir() {
+    std::random_device rd;
+    path_ = fs::temp_directory_path() /
+            ("sluice_store_test_" + std::to_string(::getpid()) + "_" + std::to_string(rd()) + "_" +
+             std::to_string(counter_++));
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const fs::path& path() const { return path_; }
+
+ private:
+  static inline std::atomic<int> counter_{0};
+  fs::path path_;
+};
+
+Event MakeEvent(std::string insert_id, int64_t time_us = kHourStartUs + 1'000'000, std::string name = "Played") {
+  Event e;
+  e.name = std::move(name);
+  e.time_us = time_us;
+  e.distinct_id = "user-1";
+  e.insert_id = std::move(insert_id);
+  e.properties = R"({"song":"x"})";
+  return e;
+}
+
+std::unique_ptr<Store> OpenOrDie(const fs::path& dir, StoreOptions options = {}) {
+  auto store = Store::Open(dir, options);
+  if (!store.ok()) {
+    ADD_FAILURE() << store.error().ToString();
+    return nullptr;
+  }
+  return std::move(store).value();
+}
+
+std::vector<Event> Scan(Store& store, uint32_t project, Hour hour) {
+  std::vector<Event> out;
+  auto st = store.ScanPartition(project, hour, [&](const EventView& v) {
+    Event e;
+    e.name = std::string(v.name);
+    e.time_us = v.time_us;
+    e.distinct_id = std::string(v.distinct_id);
+    e.device_id = std::string(v.device_id);
+    e.user_id = std::string(v.user_id);
+    e.insert_id = std::string(v.insert_id);
+    e.properties = std::string(v.properties);
+    out.push_back(std::move(e));
+    return true;
+  });
+  EXPECT_TRUE(st.ok()) << st.error().ToString();
+  return out;
+}
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = OpenOrDie(dir_.path());
+    ASSERT_NE(store_, nullptr);
+  }
+  void Reopen() {
+    ASSERT_TRUE(store_->Close().ok());
+    store_.reset();
+    store_ = OpenOrDie(dir_.path());
+    ASSERT_NE(store_, nullptr);
+  }
+
+  TempDir dir_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_F(StoreTest, CreatesDataDirPrivate) {
+  struct stat st {};
+  ASSERT_EQ(::stat(dir_.path().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+}
+
+TEST_F(StoreTest, RoundTripsEveryEventFieldLosslessly) {
+  FakeClock clock(TimePoint(std::chrono::milliseconds(1'700'000'555'123)));
+  StoreOptions options;
+  options.clock = &clock;
+  ASSERT_TRUE(store_->Close().ok());
+  store_ = OpenOrDie(dir_.path(), options);
+  ASSERT_NE(store_, nullptr);
+
+  Event e;
+  e.name = "Ünïcode \"quoted\" event";
+  e.time_us = kHourStartUs + 1'234'567;  // microsecond precision kept
+  e.distinct_id = "$device:abc";
+  e.device_id = "abc";
+  e.user_id = "";
+  e.insert_id = "0123456789abcdef0123456789abcdef-xyz";
+  e.properties = R"({"n":12345678901234567890.000001,"s":"a\u0000b","nested":{"a":[1,2,{"b":null}]}})" +
+                 std::string(5000, ' ');
+  ASSERT_TRUE(store_->WriteEvents(7, std::span<const Event>(&e, 1)).ok());
+  Reopen();  // through disk, not only the memtable
+  int seen = 0;
+  ASSERT_TRUE(store_
+                  ->ScanPartition(7, HourOf(e.time_us),
+                                  [&](const EventView& v) {
+                                    ++seen;
+                                    EXPECT_EQ(v.name, e.name);
+                                    EXPECT_EQ(v.time_us, e.time_us);
+                                    EXPECT_EQ(v.distinct_id, e.distinct_id);
+                                    EXPECT_EQ(v.device_id, e.device_id);
+                                    EXPECT_EQ(v.user_id, e.user_id);
+                                    EXPECT_EQ(v.insert_id, e.insert_id);
+                                    EXPECT_EQ(v.properties, e.properties);
+                                    EXPECT_EQ(v.ingested_ms, 1'700'000'555'123);
+                                    return true;
+                                  })
+                  .ok());
+  EXPECT_EQ(seen, 1);
+}
+
+TEST_F(StoreTest, SameKeyWithinTheSecondReplacesEarlierCopy) {
+  Event first = MakeEvent("id-1", kHourStartUs + 5'100'000);
+  first.properties = R"({"v":1})";
+  Event second = MakeEvent("id-1", kHourStartUs + 5'900'000);  // same second, other milliseconds
+  second.properties = R"({"v":2})";
+  ASSERT_TRUE(store_->WriteEvents(1, std::span<const Event>(&first, 1)).ok());
+  ASSERT_TRUE(store_->WriteEvents(1, std::span<const Event>(&second, 1)).ok());
+  auto events = Scan(*store_, 1, kHour);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].properties, R"({"v":2})");
+  EXPECT_EQ(events[0].time_us, second.time_us);  // latest ingested copy wins, whole
+  auto parts = store_->ListPartitions(1, kHour, kHour);
+  ASSERT_TRUE(parts.ok());
+  ASSERT_EQ(parts->size(), 1u);
+  EXPECT_EQ((*parts)[0].writes, 2u);  // replacements count as writes
+}
+
+TEST_F(StoreTest, DifferentInsertIdNameDistinctIdOrSecondAreDifferentEvents) {
+  std::vector<Event> events = {MakeEvent("id-1"), MakeEvent("id-2"), MakeEvent("id-1", kHourStartUs + 2'000'000),
+                               MakeEvent("id-1", kHourStartUs + 1'000'000, "Other")};
+  events.push_back(MakeEvent("id-1"));
+  events.back().distinct_id = "user-2";
+  ASSERT_TRUE(store_->WriteEvents(1, events).ok());
+  EXPECT_EQ(Scan(*store_, 1, kHour).size(), 5u);
+  // Duplicates inside one call collapse too; the last one in the call wins.
+  std::vector<Event> dup = {MakeEvent("d"), MakeEvent("d")};
+  dup[1].properties = R"({"last":true})";
+  ASSERT_TRUE(store_->WriteEvents(2, dup).ok());
+  auto stored = Scan(*store_, 2, kHour);
+  ASSERT_EQ(stored.size(), 1u);
+  EXPECT_EQ(stored[0].properties, R"({"last":true})");
+}
+
+TEST_F(StoreTest, RoutesEventsByUtcHour) {
+  std::vector<Event> events = {MakeEvent("a", kHourStartUs - 1),              // previous hour, last µs
+                               MakeEvent("b", kHourStartUs),                  // this hour, first µs
+                               MakeEvent("c", kHourStartUs + 3'599'999'999),  // this hour, last µs
+                               MakeEvent("d", kHourStartUs + 3'600'000'000)};
+  ASSERT_TRUE(store_->WriteEvents(3, events).ok());
+  auto ids = [&](Hour h) {
+    std::set<std::string> out;
+    for (const auto& e : Scan(*store_, 3, h)) out.insert(e.insert_id);
+    return out;
+  };
+  EXPECT_EQ(ids(kHour - 1), std::set<std::string>{"a"});
+  EXPECT_EQ(ids(kHour), (std::set<std::string>{"b", "c"}));
+  EXPECT_EQ(ids(kHour + 1), std::set<std::string>{"d"});
+  EXPECT_TRUE(Scan(*store_, 4, kHour).empty());  // other project
+  EXPECT_TRUE(Scan(*store_, 3, kHour + 2).empty());
+
+  auto parts = store_->ListPartitions(3, kHour - 1, kHour + 1);
+  ASSERT_TRUE(parts.ok());
+  ASSERT_EQ(parts->size(), 3u);
+  EXPECT_EQ((*parts)[0].hour, kHour - 1);
+  EXPECT_EQ((*parts)[1].hour, kHour);
+  EXPECT_EQ((*parts)[1].writes, 2u);
+  EXPECT_GT((*parts)[1].bytes, 2 * 24u);
+  EXPECT_EQ((*parts)[2].hour, kHour + 1);
+  EXPECT_EQ((*parts)[0].project, 3u);
+  auto middle = store_->ListPartitions(3, kHour, kHour);
+  ASSERT_TRUE(middle.ok());
+  ASSERT_EQ(middle->size(), 1u);
+  auto none = store_->ListPartitions(3, kHour + 1, kHour);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+}
+
+TEST_F(StoreTest, ScanStopsWhenCallbackReturnsFalse) {
+  std::vector<Event> events;
+  for (int i = 0; i < 100; ++i) events.push_back(MakeEvent("id-" + std::to_string(i)));
+  ASSERT_TRUE(store_->WriteEvents(1, events).ok());
+  int calls = 0;
+  ASSERT_TRUE(store_->ScanPartition(1, kHour, [&](const EventView&) { return ++calls < 10; }).ok());
+  EXPECT_EQ(calls, 10);
+}
+
+TEST_F(StoreTest, ScanSeesASnapshot) {
+  std::vector<Event> events;
+  for (int i = 0; i < 50; ++i) events.push_back(MakeEvent("id-" + std::to_string(i)));
+  ASSERT_TRUE(store_->WriteEvents(1, events).ok());
+  int calls = 0;
+  ASSERT_TRUE(store_
+                  ->ScanPartition(1, kHour,
+                                  [&](const EventView&) {
+                                    if (calls++ == 0) {
+                                      std::vector<Event> more;
+                                      for (int i = 0; i < 50; ++i) more.push_back(MakeEvent("new-" + std::to_string(i)));
+                                      EXPECT_TRUE(store_->WriteEvents(1, more).ok());
+                                    }
+                                    return true;
+                                  })
+                  .ok());
+  EXPECT_EQ(calls, 50);
+  EXPECT_EQ(Scan(*store_, 1, kHour).size(), 100u);
+}
+
+TEST_F(StoreTest, ChangeSeqIsMonotonicAcrossReopen) {
+  EXPECT_EQ(store_->LastChangeSeq(), 0u);
+  Event e = MakeEvent("a");
+  ASSERT_TRUE(store_->WriteEvents(1, std::span<const Event>(&e, 1)).ok());
+  ASSERT_TRUE(store_->WriteEvents(1, std::span<const Event>(&e, 1)).ok());
+  const uint64_t before = store_->LastChangeSeq();
+  EXPECT_EQ(before, 2u);
+  Reopen();
+  EXPECT_EQ(store_->LastChangeSeq(), before);
+  ASSERT_TRUE(store_->WriteEvents(2, std::span<const Event>(&e, 1)).ok());
+  EXPECT_EQ(store_->LastChangeSeq(), before + 1);
+  auto parts = store_->ListPartitions(2, kHour, kHour);
+  ASSERT_TRUE(parts.ok());
+  ASSERT_EQ(parts->size(), 1u);
+  EXPECT_EQ((*parts)[0].change_seq, before + 1);
+  // Reopen twice in a row (the counter record itself was flushed, then only replayed from the WAL).
+  Reopen();
+  Reopen();
+  EXPECT_EQ(store_->LastChangeSeq(), before + 1);
+}
+
+TEST_F(StoreTest, LinksOnlyCallsDoNotIssueChangeSeq) {
+  IdentityLink link{"dev", "user"};
+  ASSERT_TRUE(store_->WriteEvents(1, {}, std::span<const IdentityLink>(&link, 1)).ok());
+  EXPECT_EQ(store_->LastChangeSeq(), 0u);
+}
+
+TEST_F(StoreTest, ChangedPartitionsReturnsPartitionsWrittenAfterSeq) {
+  std::vector<Event> both = {MakeEvent("a", kHourStartUs), MakeEvent("b", kHourStartUs + 3'600'000'000)};
+  ASSERT_TRUE(store_->WriteEvents(1, both).ok());
+  const uint64_t s1 = store_->LastChangeSeq();
+  Event late = MakeEvent("c", kHourStartUs + 10);
+  ASSERT_TRUE(store_->WriteEvents(1, std::span<const Event>(&late, 1)).ok());
+  const uint64_t s2 = store_->LastChangeSeq();
+  ASSERT_TRUE(store_->WriteEvents(9, both).ok());  // another project
+
+  auto all = store_->ChangedPartitions(1, 0);
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].hour, kHour);
+  EXPECT_EQ((*all)[0].change_seq, s2);
+  EXPECT_EQ((*all)[0].writes, 2u);
+  EXPECT_EQ((*all)[1].hour, kHour + 1);
+  EXPECT_EQ((*all)[1].change_seq, s1);
+
+  auto since = store_->ChangedPartitions(1, s1);
+  ASSERT_TRUE(since.ok());
+  ASSERT_EQ(since->size(), 1u);
+  EXPECT_EQ((*since)[0].hour, kHour);
+  auto nothing = store_->ChangedPartitions(1, s2);
+  ASSERT_TRUE(nothing.ok());
+  EXPECT_TRUE(nothing->empty());
+  Reopen();  // counters merged from SST files give the same answer
+  auto again = store_->ChangedPartitions(1, s1);
+  ASSERT_TRUE(again.ok());
+  ASSERT_EQ(again->size(), 1u);
+  EXPECT_EQ((*again)[0].writes, 2u);
+  EXPECT_EQ((*again)[0].change_seq, s2);
+}
+
+TEST_F(StoreTest, ConcurrentWritersGetDistinctSeqsAndWatermarkCatchesUp) {
+  constexpr int kThreads = 4;
+  constexpr int kCalls = 50;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kCalls; ++i) {
+        Event e = MakeEvent("t" + std::to_string(t) + "-" + std::to_string(i));
+        ASSERT_TRUE(store_->WriteEvents(1, std::span<const Event>(&e, 1)).ok());
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(store_->LastChangeSeq(), uint64_t{kThreads * kCalls});
+  auto parts = store_->ListPartitions(1, kHour, kHour);
+  ASSERT_TRUE(parts.ok());
+  EXPECT_EQ((*parts)[0].writes, uint64_t{kThreads * kCalls});
+  EXPECT_EQ((*parts)[0].change_seq, uint64_t{kThreads * kCalls});
+}
+
+TEST_F(StoreTest, IdentityFirstLinkWins) {
+  std::vector<IdentityLink> first = {{"dev-1", "alice"}, {"dev-1", "mallory"}, {"dev-2", "bob"}};
+  Event e = MakeEvent("a");
+  ASSERT_TRUE(store_->WriteEvents(1, std::span<const Event>(&e, 1), first).ok());
+  std::vector<IdentityLink> later = {{"dev-1", "carol"}, {"dev-3", "dave"}};
+  ASSERT_TRUE(store_->WriteEvents(1, {}, later).ok());
+  auto r1 = store_->ResolveDevice(1, "dev-1");
+  ASSERT_TRUE(r1.ok());
+  EXPECT_EQ(r1->value_or(""), "alice");
+  EXPECT_EQ(store_->ResolveDevice(1, "dev-2")->value_or(""), "bob");
+  EXPECT_EQ(store_->ResolveDevice(1, "dev-3")->value_or(""), "dave");
+  EXPECT_FALSE(store_->ResolveDevice(1, "dev-4")->has_value());
+  EXPECT_FALSE(store_->ResolveDevice(2, "dev-1")->has_value());  // per project
+  Reopen();
+  std::map<std::string, std::string> scanned;
+  ASSERT_TRUE(store_
+                  ->ScanIdentity(1,
+                                 [&](std::string_view d, std::string_view u) {
+                                   scanned.emplace(d, u);
+                                   return true;
+                                 })
+                  .ok());
+  EXPECT_EQ(scanned, (std::map<std::string, std::string>{{"dev-1", "alice"}, {"dev-2", "bob"}, {"dev-3", "dave"}}));
+}
+
+TEST_F(StoreTest, IdentityFirstWinsUnderConcurrentWriters) {
+  constexpr int kThreads = 8;
+  constexpr int kDevices = 200;
+  std::barrier start(kThreads);
+  // Each thread reports which links it believes it won; exactly one winner per device must be stored and the
+  // stored user must be one of the claimants.
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      start.arrive_and_wait();
+      for (int d = 0; d < kDevices; d += 10) {
+        std::vector<IdentityLink> links;
+        for (int k = d; k < d + 10; ++k) links.push_back({"dev-" + std::to_string(k), "user-" + std::to_string(t)});
+        ASSERT_TRUE(store_->WriteEvents(1, {}, links).ok());
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::map<std::string, std::string> first_seen;
+  ASSERT_TRUE(store_
+                  ->ScanIdentity(1,
+                                 [&](std::string_view d, std::string_view u) {
+                                   first_seen.emplace(d, u);
+                                   return true;
+                                 })
+                  .ok());
+  EXPECT_EQ(first_seen.size(), size_t{kDevices});
+  // Later attempts never change a link: rerun all threads and compare.
+  std::vector<std::thread> again;
+  for (int t = 0; t < kThreads; ++t) {
+    again.emplace_back([&, t] {
+      std::vector<IdentityLink> links;
+      for (int k = 0; k < kDevices; ++k) links.push_back({"dev-" + std::to_string(k), "late-" + std::to_string(t)});
+      ASSERT_TRUE(store_->WriteEvents(1, {}, links).ok());
+    });
+  }
+  for (auto& t : again) t.join();
+  for (const auto& [device, user] : first_seen) {
+    EXPECT_EQ(store_->ResolveDevice(1, device)->value_or(""), user) << device;
+  }
+}
+
+// Increments {"n":N} as text; enough JSON for a test.
+ProfileAction Increment(std::optional<std::string>& profile) {
+  int n = 0;
+  if (profile) n = std::stoi(profile->substr(5));
+  profile = "{\"n\":" + std::to_string(n + 1) + "}";
+  return ProfileAction::kPut;
+}
+
+TEST_F(StoreTest, ProfileReadModifyWriteIsAtomicUnderConcurrency) {
+  constexpr int kThreads = 4;
+  constexpr int kIncrements = 500;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      // Overlapping multi-profile calls in opposite orders would deadlock without ordered stripe locking.
+      std::vector<std::string> ids = {"shared", "p" + std::to_string(t), "other"};
+      if (t % 2 == 1) std::reverse(ids.begin(), ids.end());
+      for (int i = 0; i < kIncrements; ++i) {
+        ASSERT_TRUE(store_
+                        ->UpdateProfiles(1, ids,
+                                         [](std::string_view, std::optional<std::string>& p) { return Increment(p); })
+                        .ok());
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(store_->GetProfile(1, "shared")->value_or(""), "{\"n\":" + std::to_string(kThreads * kIncrements) + "}");
+  EXPECT_EQ(store_->GetProfile(1, "other")->value_or(""), "{\"n\":" + std::to_string(kThreads * kIncrements) + "}");
+  EXPECT_EQ(store_->GetProfile(1, "p0")->value_or(""), "{\"n\":" + std::to_string(kIncrements) + "}");
+}
+
+TEST_F(StoreTest, ProfileActionsAndDuplicateIdsInOneCall) {
+  std::vector<std::string> ids = {"a", "b", "a"};  // "a" twice: the second call sees the first's result
+  std::vector<std::string> seen;
+  ASSERT_TRUE(store_
+                  ->UpdateProfiles(1, ids,
+                                   [&](std::string_view id, std::optional<std::string>& p) {
+                                     seen.emplace_back(id);
+                                     return Increment(p);
+                                   })
+                  .ok());
+  EXPECT_EQ(seen, ids);
+  EXPECT_EQ(store_->GetProfile(1, "a")->value_or(""), "{\"n\":2}");
+  EXPECT_EQ(store_->GetProfile(1, "b")->value_or(""), "{\"n\":1}");
+
+  // kKeep persists nothing even if the callback touched the value; kDelete removes.
+  std::vector<std::string> ab = {"a", "b"};
+  ASSERT_TRUE(store_
+                  ->UpdateProfiles(1, ab,
+                                   [](std::string_view id, std::optional<std::string>& p) {
+                                     p = "garbage";
+                                     return id == "a" ? ProfileAction::kKeep : ProfileAction::kDelete;
+                                   })
+                  .ok());
+  EXPECT_EQ(store_->GetProfile(1, "a")->value_or(""), "{\"n\":2}");
+  EXPECT_FALSE(store_->GetProfile(1, "b")->has_value());
+
+  std::vector<std::string> more = {"c", "aa"};
+  ASSERT_TRUE(store_->UpdateProfiles(2, more, [](std::string_view, std::optional<std::string>& p) {
+                        return Increment(p);
+                      }).ok());
+  Reopen();
+  std::vector<std::string> scanned;
+  ASSERT_TRUE(store_
+                  ->ScanProfiles(1,
+                                 [&](std::string_view id, std::string_view json) {
+                                   scanned.push_back(std::string(id) + "=" + std::string(json));
+                                   return true;
+                                 })
+                  .ok());
+  EXPECT_EQ(scanned, std::vector<std::string>{"a={\"n\":2}"});
+  scanned.clear();
+  ASSERT_TRUE(store_
+                  ->ScanProfiles(2,
+                                 [&](std::string_view id, std::string_view) {
+                                   scanned.emplace_back(id);
+                                   return true;
+                                 })
+                  .ok());
+  EXPECT_EQ(scanned, (std::vector<std::string>{"aa", "c"}));  // ascending by distinct_id
+}
+
+TEST_F(StoreTest, MetaCrudAndPrefixScan) {
+  ASSERT_TRUE(store_->PutMeta("pipeline", "p/2", "two").ok());
+  ASSERT_TRUE(store_->PutMeta("pipeline", "p/1", "one").ok());
+  ASSERT_TRUE(store_->PutMeta("pipeline", "q/1", "q").ok());
+  ASSERT_TRUE(store_->PutMeta("pipelines", "p/0", "other ns").ok());
+  ASSERT_TRUE(store_->PutMeta("p", "ipeline", "tricky").ok());
+  EXPECT_EQ(store_->GetMeta("pipeline", "p/1")->value_or(""), "one");
+  EXPECT_FALSE(store_->GetMeta("pipeline", "p/9")->has_value());
+  EXPECT_FALSE(store_->GetMeta("connector", "p/1")->has_value());
+  ASSERT_TRUE(store_->PutMeta("pipeline", "p/1", "uno").ok());
+  EXPECT_EQ(store_->GetMeta("pipeline", "p/1")->value_or(""), "uno");
+
+  auto scan = [&](std::string_view ns, std::string_view prefix) {
+    std::vector<std::string> out;
+    EXPECT_TRUE(store_
+                    ->ScanMeta(ns, prefix,
+                               [&](std::string_view k, std::string_view v) {
+                                 out.push_back(std::string(k) + "=" + std::string(v));
+                                 return true;
+                               })
+                    .ok());
+    return out;
+  };
+  EXPECT_EQ(scan("pipeline", "p/"), (std::vector<std::string>{"p/1=uno", "p/2=two"}));
+  EXPECT_EQ(scan("pipeline", ""), (std::vector<std::string>{"p/1=uno", "p/2=two", "q/1=q"}));
+  EXPECT_EQ(scan("p", ""), std::vector<std::string>{"ipeline=tricky"});
+  ASSERT_TRUE(store_->DeleteMeta("pipeline", "p/1").ok());
+  ASSERT_TRUE(store_->DeleteMeta("pipeline", "missing").ok());
+  Reopen();
+  EXPECT_EQ(scan("pipeline", "p/"), std::vector<std::string>{"p/2=two"});
+  int calls = 0;
+  ASSERT_TRUE(store_->ScanMeta("pipeline", "", [&](std::string_view, std::string_view) { return ++calls < 1; }).ok());
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(store_->PutMeta("", "k", "v").error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST_F(StoreTest, ProjectsCreateListGetUpdate) {
+  auto a = store_->CreateProject("web");
+  auto b = store_->CreateProject("ios");
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->id, 1u);
+  EXPECT_EQ(b->id, 2u);
+  EXPECT_EQ(a->token.size(), 32u);  // 128 bits as hex
+  EXPECT_EQ(a->api_secret.Reveal().size(), 32u);
+  EXPECT_NE(a->token, b->token);
+  EXPECT_NE(a->token, a->api_secret.Reveal());
+  EXPECT_GT(a->created_ms, 1'600'000'000'000);
+
+  auto got = store_->GetProject(1);
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ((*got)->name, "web");
+  EXPECT_EQ((*got)->token, a->token);
+  EXPECT_EQ((*got)->api_secret.Reveal(), a->api_secret.Reveal());
+  EXPECT_FALSE(store_->GetProject(3)->has_value());
+
+  Project updated = **got;
+  updated.name = "website";
+  updated.external_id = "ext-1";
+  ASSERT_TRUE(store_->UpdateProject(updated).ok());
+  Project ghost;
+  ghost.id = 77;
+  EXPECT_EQ(store_->UpdateProject(ghost).error().code, ErrorCode::kNotFound);
+
+  Reopen();
+  auto c = store_->CreateProject("android");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->id, 3u);  // the counter survives a restart
+  auto list = store_->ListProjects();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 3u);
+  EXPECT_EQ((*list)[0].name, "website");
+  EXPECT_EQ((*list)[0].external_id, "ext-1");
+  EXPECT_EQ((*list)[1].name, "ios");
+  EXPECT_EQ((*list)[2].id, 3u);
+}
+
+TEST_F(StoreTest, ConcurrentProjectCreationAssignsUniqueIds) {
+  std::vector<std::thread> threads;
+  std::mutex mu;
+  std::set<uint32_t> ids;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 10; ++i) {
+        auto p = store_->CreateProject("p");
+        ASSERT_TRUE(p.ok());
+        std::lock_guard lock(mu);
+        ids.insert(p->id);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ids.size(), 40u);
+  EXPECT_EQ(*ids.rbegin(), 40u);
+}
+
+TEST_F(StoreTest, DataSurvivesReopen) {
+  std::vector<Event> events;
+  for (int i = 0; i < 1000; ++i) events.push_back(MakeEvent("id-" + std::to_string(i), kHourStartUs + i * 1000));
+  ASSERT_TRUE(store_->WriteEvents(5, events).ok());
+  Reopen();
+  EXPECT_EQ(Scan(*store_, 5, kHour).size(), 1000u);
+  EXPECT_GT(store_->ApproximateSizeBytes(), 1000u * 20);
+}
+
+TEST_F(StoreTest, SecondOpenOfSameDirFailsNamingTheLock) {
+  auto second = Store::Open(dir_.path());
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.error().message.find(dir_.path().string()), std::string::npos) << second.error().message;
+  EXPECT_NE(second.error().message.find("locked"), std::string::npos) << second.error().message;
+}
+
+TEST(StoreOpenTest, UnwritableDirFailsWithAMessageNamingIt) {
+  if (::geteuid() == 0) GTEST_SKIP() << "root ignores permissions";
+  TempDir dir;
+  fs::create_directories(dir.path());
+  fs::permissions(dir.path(), fs::perms::owner_read | fs::perms::owner_exec);
+  auto store = Store::Open(dir.path());
+  fs::permissions(dir.path(), fs::perms::owner_all);
+  ASSERT_FALSE(store.ok());
+  EXPECT_NE(store.error().message.find(dir.path().string()), std::string::npos);
+}
+
+TEST_F(StoreTest, ClosedStoreRejectsCallsAndCloseIsIdempotent) {
+  ASSERT_TRUE(store_->Close().ok());
+  EXPECT_TRUE(store_->Close().ok());
+  Event e = MakeEvent("a");
+  EXPECT_FALSE(store_->WriteEvents(1, std::span<const Event>(&e, 1)).ok());
+  EXPECT_FALSE(store_->GetMeta("ns", "k").ok());
+  EXPECT_EQ(store_->ApproximateSizeBytes(), 0u);
+  // The lock is released: another instance can open the dir.
+  auto other = Store::Open(dir_.path());
+  EXPECT_TRUE(other.ok());
+}
+
+TEST_F(StoreTest, RejectsEventsBeforeTheEpoch) {
+  Event e = MakeEvent("a", -5);
+  EXPECT_EQ(store_->WriteEvents(1, std::span<const Event>(&e, 1)).error().code, ErrorCode::kInvalidArgument);
+}
+
+// ---- Crash durability ------------------------------------------------------------------------------------
+// The parent re-executes this binary running only StoreCrashChild.WriteAndAcknowledge (fork without exec
+// would inherit RocksDB's background threads' locks in an undefined state). The child writes numbered
+// batches and reports each acknowledged one on a pipe until it is SIGKILLed.
+
+constexpr char kCrashDirEnv[] = "SLUICE_STORE_CRASH_DIR";
+constexpr char kCrashFdEnv[] = "SLUICE_STORE_CRASH_FD";
+constexpr int kCrashEventsPerBatch = 20;
+constexpr uint32_t kCrashMaxBatches = 200'000;
+
+Event CrashEvent(uint32_t batch, int j) {
+  Event e = MakeEvent("b" + std::to_string(batch) + "-" + std::to_string(j), kHourStartUs + batch * 1000);
+  e.properties = R"({"pad":")" + std::string(200, 'p') + "\"}";
+  return e;
+}
+
+TEST(StoreCrashChild, WriteAndAcknowledge) {
+  const char* dir = std::getenv(kCrashDirEnv);
+  const char* fd_text = std::getenv(kCrashFdEnv);
+  if (dir == nullptr || fd_text == nullptr) GTEST_SKIP() << "only runs as the crash test's child process";
+  const int fd = std::atoi(fd_text);
+  auto store = OpenOrDie(dir);
+  ASSERT_NE(store, nullptr);
+  for (uint32_t batch = 1; batch <= kCrashMaxBatches; ++batch) {
+    std::vector<Event> events;
+    for (int j = 0; j < kCrashEventsPerBatch; ++j) events.push_back(CrashEvent(batch, j));
+    IdentityLink link{"dev-" + std::to_string(batch), "user"};
+    ASSERT_TRUE(store->WriteEvents(1, events, std::span<const IdentityLink>(&link, 1)).ok());
+    ASSERT_EQ(::write(fd, &batch, sizeof batch), static_cast<ssize_t>(sizeof batch));
+  }
+}
+
+TEST(StoreCrashTest, AcknowledgedBatchesSurviveSigkill) {
+  TempDir dir;
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::close(fds[0]);
+    ::setenv(kCrashDirEnv, dir.path().c_str(), 1);
+    ::setenv(kCrashFdEnv, std::to_string(fds[1]).c_str(), 1);
+    ::execl("/proc/self/exe", "store_test", "--gtest_filter=StoreCrashChild.WriteAndAcknowledge", nullptr);
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+
+  // Read acknowledgements; kill the child mid-stream once it has acknowledged enough, with a deadline so a
+  // wedged child fails the test instead of hanging it.
+  uint32_t acked = 0;
+  bool killed = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (true) {
+    if (!killed && (acked >= 150 || std::chrono::steady_clock::now() > deadline)) {
+      ::kill(pid, SIGKILL);
+      killed = true;
+    }
+    pollfd p{fds[0], POLLIN, 0};
+    if (::poll(&p, 1, 1000) <= 0) continue;
+    uint32_t batch = 0;
+    const ssize_t n = ::read(fds[0], &batch, sizeof batch);
+    if (n <= 0) break;  // EOF: the child is gone and everything it acknowledged has been read
+    ASSERT_EQ(n, static_cast<ssize_t>(sizeof batch));
+    ASSERT_EQ(batch, acked + 1);
+    acked = batch;
+  }
+  ::close(fds[0]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "child exited early, status " << status;
+  ASSERT_GE(acked, 150u) << "child too slow: acknowledged only " << acked;
+
+  auto store = OpenOrDie(dir.path());
+  ASSERT_NE(store, nullptr);
+  std::set<std::string> present;
+  auto parts = store->ListPartitions(1, 0, ~Hour{0});
+  ASSERT_TRUE(parts.ok());
+  uint64_t max_seq = 0;
+  for (const auto& part : *parts) {
+    max_seq = std::max(max_seq, part.change_seq);
+    ASSERT_TRUE(store->ScanPartition(1, part.hour, [&](const EventView& v) {
+                       present.emplace(v.insert_id);
+                       return true;
+                     }).ok());
+  }
+  for (uint32_t batch = 1; batch <= acked; ++batch) {
+    for (int j = 0; j < kCrashEventsPerBatch; ++j) {
+      ASSERT_TRUE(present.contains(CrashEvent(batch, j).insert_id)) << "acked batch " << batch << " lost";
+    }
+    ASSERT_TRUE(store->ResolveDevice(1, "dev-" + std::to_string(batch))->has_value()) << batch;
+  }
+  // The recovered sequence covers every surviving write, so new writes get strictly larger ones.
+  EXPECT_GE(store->LastChangeSeq(), max_seq);
+  EXPECT_GE(store->LastChangeSeq(), acked);
+  Event e = MakeEvent("after");
+  ASSERT_TRUE(store->WriteEvents(1, std::span<const Event>(&e, 1)).ok());
+  EXPECT_GT(store->LastChangeSeq(), max_seq);
+}
+
+}  // namespace
+}  // namespace sluice::store
