@@ -1,0 +1,1007 @@
+// /import and /track payloads: simdjson On-Demand walk that validates every record by SPEC §3 and copies each
+// property value, minified, as the exact JSON text that arrived.
+//
+// Decisions documented here (tests in tests/ingest/ pin them):
+// - Nesting depth of a property value counts the objects/arrays along its deepest path: a scalar is depth 0,
+//   `[1,2]` or `{"b":1}` depth 1, `{"a":{"b":{"c":1}}}` depth 3 (accepted); a fourth level is refused.
+// - Duplicate keys: the last occurrence wins, as in JavaScript's JSON.parse and Go's encoding/json (which is what
+//   the Mixpanel SDKs and Mixpanel's own servers use). This holds for the record's top-level keys and for the
+//   keys of `properties`, compared after unescaping. Objects nested inside a property value are copied exactly as
+//   they arrived (lossless), duplicates included.
+// - The property count ("< 255 properties") counts every key of `properties` as sent, promoted ones included.
+// - The event size ("< 1 MB") is measured on the event as stored: minified properties plus the promoted fields.
+// - `properties.time` must be a JSON number; a numeric string is refused with a message that says so.
+// - In a JSON array payload, a syntax error anywhere fails the request (the payload is not JSON); in NDJSON,
+//   a malformed line is a per-record error and only a payload with no parseable line fails as a whole.
+// - A `kJson` payload that is really NDJSON (an object followed by more objects on later lines) is parsed as
+//   NDJSON, because SDKs and curl users often send it with Content-Type: application/json.
+#include <simdjson.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <optional>
+
+#include <fmt/format.h>
+
+#include "common/crypto.h"
+#include "common/json_text.h"
+#include "ingest/ingest.h"
+#include "ingest/internal.h"
+
+namespace sluice::ingest {
+namespace {
+
+namespace od = simdjson::ondemand;
+using internal::IsJsonNumber;
+using internal::IsJsonSpace;
+
+constexpr int64_t kUsPerDay = 86400LL * 1'000'000;
+
+/// Reused per thread so steady-state parsing allocates nothing but the output: simdjson's parser keeps its
+/// index buffers, the padded copy of the input keeps its capacity.
+struct Scratch {
+  od::parser parser;
+  std::unique_ptr<char[]> buffer;
+  size_t capacity = 0;
+
+  /// Copies `text` into the padded buffer (simdjson reads up to SIMDJSON_PADDING bytes past the end).
+  const char* Pad(std::string_view text) {
+    if (capacity < text.size() + simdjson::SIMDJSON_PADDING) {
+      capacity = std::max(text.size() + simdjson::SIMDJSON_PADDING, capacity * 2);
+      buffer = std::make_unique<char[]>(capacity);
+    }
+    std::memcpy(buffer.get(), text.data(), text.size());
+    std::memset(buffer.get() + text.size(), 0, simdjson::SIMDJSON_PADDING);
+    return buffer.get();
+  }
+};
+
+/// NDJSON sent as application/json (common with curl): the first line is one complete-looking object and the
+/// next non-blank line starts another. A pretty-printed object starts with a line holding just "{", so it is
+/// not mistaken for NDJSON.
+bool LooksLikeNdjson(std::string_view trimmed) {
+  const size_t newline = trimmed.find('\n');
+  if (trimmed.front() != '{' || newline == std::string_view::npos) return false;
+  const std::string_view first = internal::TrimJsonSpace(trimmed.substr(0, newline));
+  const std::string_view rest = internal::TrimJsonSpace(trimmed.substr(newline));
+  return first.size() >= 2 && first.back() == '}' && !rest.empty() && rest.front() == '{';
+}
+
+/// True when the document has been consumed up to its end (nothing but whitespace follows).
+bool AtEnd(od::document& doc) {
+  auto location = doc.current_location();
+  return location.error() == simdjson::OUT_OF_BOUNDS;
+}
+
+Scratch& ThreadScratch() {
+  thread_local Scratch scratch;
+  return scratch;
+}
+
+std::string_view TypeName(od::json_type t) {
+  switch (t) {
+    case od::json_type::array:
+      return "an array";
+    case od::json_type::object:
+      return "an object";
+    case od::json_type::number:
+      return "a number";
+    case od::json_type::string:
+      return "a string";
+    case od::json_type::boolean:
+      return "a boolean";
+    case od::json_type::null:
+      return "null";
+  }
+  return "an unknown value";
+}
+
+/// Length of a JSON string literal's escaped body, `raw` pointing just past its opening quote. The literal has
+/// already been validated by simdjson, so the closing quote exists; `unescaped_len` gives a fast path for the
+/// common case of a key without escapes.
+size_t RawStringLength(const char* raw, size_t unescaped_len) {
+  if (raw[unescaped_len] == '"' && std::memchr(raw, '\\', unescaped_len) == nullptr) return unescaped_len;
+  size_t i = 0;
+  while (raw[i] != '"') i += raw[i] == '\\' ? 2 : 1;
+  return i;
+}
+
+std::string_view TrimTrailingSpace(std::string_view token) {
+  size_t n = token.size();
+  while (n > 0 && IsJsonSpace(token[n - 1])) --n;
+  return token.substr(0, n);
+}
+
+/// A cheap hash of a property name for duplicate detection; collisions only cost a string compare.
+uint64_t HashKey(std::string_view k) {
+  uint64_t a = 0;
+  uint64_t b = 0;
+  if (k.size() >= 8) {
+    std::memcpy(&a, k.data(), 8);
+    std::memcpy(&b, k.data() + k.size() - 8, 8);
+  } else {
+    for (char c : k) a = (a << 8) | static_cast<unsigned char>(c);
+  }
+  uint64_t h = (k.size() + 1) * 0x9E3779B97F4A7C15ULL;
+  h ^= a * 0xff51afd7ed558ccdULL;
+  h = (h << 31) | (h >> 33);
+  h ^= b * 0xc4ceb9fe1a85ec53ULL;
+  h ^= h >> 29;
+  return h;
+}
+
+/// Keys of `properties` that become Event fields instead of staying in the properties object.
+enum class Promoted { kNone, kTime, kDistinctId, kInsertId, kDeviceId, kUserId, kToken, kIp };
+
+Promoted Classify(std::string_view key) {
+  switch (key.size()) {
+    case 2:
+      return key == "ip" ? Promoted::kIp : Promoted::kNone;
+    case 4:
+      return key == "time" ? Promoted::kTime : Promoted::kNone;
+    case 5:
+      return key == "token" ? Promoted::kToken : Promoted::kNone;
+    case 8:
+      return key == "$user_id" ? Promoted::kUserId : Promoted::kNone;
+    case 10:
+      if (key == "$insert_id") return Promoted::kInsertId;
+      return key == "$device_id" ? Promoted::kDeviceId : Promoted::kNone;
+    case 11:
+      return key == "distinct_id" ? Promoted::kDistinctId : Promoted::kNone;
+    default:
+      return Promoted::kNone;
+  }
+}
+
+/// A promoted id as it arrived: a string (unescaped), a number (its JSON text), or something unusable.
+struct IdValue {
+  enum class Kind { kAbsent, kText, kNumber, kWrongType } kind = Kind::kAbsent;
+  std::string_view text;            // valid for the lifetime of the simdjson document
+  od::json_type type = od::json_type::null;
+
+  bool present() const { return kind == Kind::kText || kind == Kind::kNumber; }
+};
+
+struct TimeValue {
+  enum class Kind { kAbsent, kNumber, kWrongType, kOutOfRange } kind = Kind::kAbsent;
+  double value = 0;
+  std::string_view text;
+  od::json_type type = od::json_type::null;
+};
+
+enum class Walk { kOk, kInvalid, kMalformed };
+
+class EventParser {
+ public:
+  EventParser(const ParseOptions& options, ParsedEvents& out) : options_(options), out_(out) {}
+
+  Result<ParsedEvents> Run(std::string_view payload);
+
+ private:
+  // A property copied into props_buf_: `"key":value` occupies [begin, end).
+  struct Entry {
+    uint32_t begin;
+    uint32_t end;
+    std::string_view key;  // unescaped
+    bool live;
+  };
+  struct Slot {
+    uint32_t stamp = 0;
+    uint16_t entry = 0;
+  };
+
+  Result<ParsedEvents> RunJson(std::string_view payload);
+  Result<ParsedEvents> RunNdjson(std::string_view payload);
+  Error MalformedError(std::string_view context) const;
+  Error MalformedAt(simdjson::error_code error, const char* where, std::string_view context) {
+    Malformed(error, where);
+    return MalformedError(context);
+  }
+
+  // Walks one record object into cur_*; returns kInvalid after pushing a RecordError.
+  Walk ProcessRecord(od::object record, size_t index);
+  Walk WalkProperties(od::object props);
+  Walk WalkValue(od::value& value, int depth);
+  Walk ReadId(od::value& value, IdValue& id);
+  Walk ReadTime(od::value& value);
+  void Commit();
+  void Reject(std::string field, std::string message, std::string_view reason);
+  bool Finish();  // post-walk validation; fills cur_event_ or a RecordError
+
+  Walk Malformed(simdjson::error_code error, const char* where) {
+    malformed_error_ = error;
+    if (where != nullptr) malformed_at_ = where;
+    return Walk::kMalformed;
+  }
+  Walk Invalid(std::string field, std::string message, std::string_view reason) {
+    Reject(std::move(field), std::move(message), reason);
+    return Walk::kInvalid;
+  }
+  void NoteFirst(std::string field, std::string message, std::string_view reason) {
+    if (!pending_reason_.empty()) return;
+    pending_field_ = std::move(field);
+    pending_message_ = std::move(message);
+    pending_reason_ = reason;
+  }
+
+  const ParseOptions& options_;
+  ParsedEvents& out_;
+  Scratch& scratch_ = ThreadScratch();
+  const char* base_ = nullptr;    // start of the padded buffer being parsed, for byte offsets
+  size_t base_offset_ = 0;        // offset of base_ in the caller's payload (NDJSON lines)
+  size_t line_number_ = 0;        // NDJSON: current line, for messages
+
+  // Malformed-JSON diagnostics.
+  simdjson::error_code malformed_error_ = simdjson::SUCCESS;
+  const char* malformed_at_ = nullptr;
+
+  // Per-record state.
+  size_t index_ = 0;
+  bool has_event_ = false;
+  std::string_view event_name_;
+  bool has_properties_ = false;
+  TimeValue time_;
+  IdValue distinct_id_, insert_id_, device_id_, user_id_, token_;
+  bool has_ip_ = false;
+  std::string_view top_key_;  // the top-level property being walked, for messages
+  std::string pending_field_, pending_message_;
+  std::string_view pending_reason_;
+
+  std::string props_buf_;
+  std::vector<Entry> entries_;
+  std::array<Slot, 1024> slots_{};
+  uint32_t stamp_ = 0;
+};
+
+void EventParser::Reject(std::string field, std::string message, std::string_view reason) {
+  RecordError e;
+  e.index = index_;
+  if (insert_id_.kind == IdValue::Kind::kText) e.insert_id = std::string(insert_id_.text);
+  e.field = std::move(field);
+  e.message = std::move(message);
+  e.reason = std::string(reason);
+  out_.errors.push_back(std::move(e));
+}
+
+Error EventParser::MalformedError(std::string_view context) const {
+  std::string what = malformed_error_ == simdjson::INCOMPLETE_ARRAY_OR_OBJECT
+                         ? std::string("the opening '[' or '{' is not matched by the last character (an array or "
+                                       "object is not closed, or other content follows it)")
+                         : std::string(simdjson::error_message(malformed_error_));
+  if (malformed_at_ != nullptr) {
+    return InvalidArgument(fmt::format("malformed JSON at byte {}{}: {}",
+                                       base_offset_ + static_cast<size_t>(malformed_at_ - base_), context, what));
+  }
+  return InvalidArgument(fmt::format("malformed JSON{}: {}", context, what));
+}
+
+Walk EventParser::ReadId(od::value& value, IdValue& id) {
+  id = IdValue{};
+  od::json_type type;
+  std::string_view token = value.raw_json_token();
+  if (auto err = value.type().get(type)) return Malformed(err, token.data());
+  id.type = type;
+  if (type == od::json_type::string) {
+    if (auto err = value.get_string().get(id.text)) return Malformed(err, token.data());
+    id.kind = id.text.empty() ? IdValue::Kind::kAbsent : IdValue::Kind::kText;
+  } else if (type == od::json_type::number) {
+    id.text = TrimTrailingSpace(token);
+    if (!IsJsonNumber(id.text)) return Malformed(simdjson::NUMBER_ERROR, token.data());
+    id.kind = IdValue::Kind::kNumber;
+  } else if (type == od::json_type::null) {
+    id.kind = IdValue::Kind::kAbsent;  // "distinct_id": null is how some SDKs say "none"
+  } else {
+    id.kind = IdValue::Kind::kWrongType;
+  }
+  return Walk::kOk;
+}
+
+Walk EventParser::ReadTime(od::value& value) {
+  time_ = TimeValue{};
+  od::json_type type;
+  std::string_view token = value.raw_json_token();
+  if (auto err = value.type().get(type)) return Malformed(err, token.data());
+  time_.type = type;
+  if (type == od::json_type::null) return Walk::kOk;  // treated as absent
+  if (type != od::json_type::number) {
+    time_.kind = TimeValue::Kind::kWrongType;
+    if (type == od::json_type::string) {
+      std::string_view s;
+      if (auto err = value.get_string().get(s)) return Malformed(err, token.data());
+      time_.text = s;
+    }
+    return Walk::kOk;
+  }
+  time_.text = TrimTrailingSpace(token);
+  if (!IsJsonNumber(time_.text)) return Malformed(simdjson::NUMBER_ERROR, token.data());
+  double v = 0;
+  if (value.get_double().get(v) != simdjson::SUCCESS || !std::isfinite(v)) {
+    time_.kind = TimeValue::Kind::kOutOfRange;  // valid JSON (e.g. 1e400) but no usable time
+    return Walk::kOk;
+  }
+  time_.kind = TimeValue::Kind::kNumber;
+  time_.value = v;
+  return Walk::kOk;
+}
+
+Walk EventParser::WalkValue(od::value& value, int depth) {
+  od::json_type type;
+  if (auto err = value.type().get(type)) return Malformed(err, nullptr);
+  switch (type) {
+    case od::json_type::object: {
+      if (depth + 1 > kMaxNestingDepth) {
+        return Invalid(fmt::format("properties.{}", top_key_),
+                       fmt::format("'properties.{}' nests objects/arrays more than {} levels deep; flatten it",
+                                   top_key_, kMaxNestingDepth),
+                       "too_deep");
+      }
+      od::object obj;
+      if (auto err = value.get_object().get(obj)) return Malformed(err, nullptr);
+      props_buf_.push_back('{');
+      bool first = true;
+      for (auto field_result : obj) {
+        od::field field;
+        if (auto err = std::move(field_result).get(field)) return Malformed(err, nullptr);
+        const char* raw_key = field.key().raw();
+        std::string_view key;
+        if (auto err = field.unescaped_key().get(key)) return Malformed(err, raw_key);
+        if (!first) props_buf_.push_back(',');
+        first = false;
+        props_buf_.push_back('"');
+        props_buf_.append(raw_key, RawStringLength(raw_key, key.size()));
+        props_buf_.append("\":", 2);
+        if (Walk w = WalkValue(field.value(), depth + 1); w != Walk::kOk) return w;
+      }
+      props_buf_.push_back('}');
+      return Walk::kOk;
+    }
+    case od::json_type::array: {
+      if (depth + 1 > kMaxNestingDepth) {
+        return Invalid(fmt::format("properties.{}", top_key_),
+                       fmt::format("'properties.{}' nests objects/arrays more than {} levels deep; flatten it",
+                                   top_key_, kMaxNestingDepth),
+                       "too_deep");
+      }
+      od::array arr;
+      if (auto err = value.get_array().get(arr)) return Malformed(err, nullptr);
+      props_buf_.push_back('[');
+      size_t items = 0;
+      for (auto item_result : arr) {
+        od::value item;
+        if (auto err = std::move(item_result).get(item)) return Malformed(err, nullptr);
+        if (++items >= kMaxArrayItems) {
+          return Invalid(fmt::format("properties.{}", top_key_),
+                         fmt::format("'properties.{}' contains an array of {} or more items; arrays must have "
+                                     "fewer than {} items",
+                                     top_key_, kMaxArrayItems, kMaxArrayItems),
+                         "array_too_long");
+        }
+        if (items > 1) props_buf_.push_back(',');
+        if (Walk w = WalkValue(item, depth + 1); w != Walk::kOk) return w;
+      }
+      props_buf_.push_back(']');
+      return Walk::kOk;
+    }
+    case od::json_type::string: {
+      std::string_view token = value.raw_json_token();
+      std::string_view unescaped;
+      // Unescaping validates every escape sequence; simdjson has validated UTF-8 and control characters.
+      if (auto err = value.get_string().get(unescaped)) return Malformed(err, token.data());
+      props_buf_.append(TrimTrailingSpace(token));
+      return Walk::kOk;
+    }
+    case od::json_type::number: {
+      std::string_view token = value.raw_json_token();
+      token = TrimTrailingSpace(token);
+      if (!IsJsonNumber(token)) return Malformed(simdjson::NUMBER_ERROR, token.data());
+      props_buf_.append(token);  // the exact text: big integers, 1.10 and 1e400 survive unchanged
+      return Walk::kOk;
+    }
+    case od::json_type::boolean:
+    case od::json_type::null: {
+      std::string_view token = value.raw_json_token();
+      token = TrimTrailingSpace(token);
+      if (token != "true" && token != "false" && token != "null") {
+        return Malformed(simdjson::T_ATOM_ERROR, token.data());
+      }
+      props_buf_.append(token);
+      return Walk::kOk;
+    }
+  }
+  return Malformed(simdjson::TAPE_ERROR, nullptr);
+}
+
+Walk EventParser::WalkProperties(od::object props) {
+  // A repeated "properties" key: the last one wins, so forget the earlier one.
+  has_properties_ = true;
+  time_ = TimeValue{};
+  distinct_id_ = insert_id_ = device_id_ = user_id_ = token_ = IdValue{};
+  has_ip_ = false;
+  props_buf_.clear();
+  props_buf_.push_back('{');
+  entries_.clear();
+  if (++stamp_ == 0) {
+    slots_.fill(Slot{});
+    stamp_ = 1;
+  }
+  bool duplicates = false;
+  size_t count = 0;
+  for (auto field_result : props) {
+    od::field field;
+    if (auto err = std::move(field_result).get(field)) return Malformed(err, nullptr);
+    const char* raw_key = field.key().raw();
+    std::string_view key;
+    if (auto err = field.unescaped_key().get(key)) return Malformed(err, raw_key);
+    if (++count >= kMaxProperties) {
+      return Invalid("properties",
+                     fmt::format("'properties' has {} or more keys; an event must have fewer than {} properties",
+                                 kMaxProperties, kMaxProperties),
+                     "too_many_properties");
+    }
+    od::value& value = field.value();
+    Walk w = Walk::kOk;
+    switch (Classify(key)) {
+      case Promoted::kTime:
+        w = ReadTime(value);
+        break;
+      case Promoted::kDistinctId:
+        w = ReadId(value, distinct_id_);
+        break;
+      case Promoted::kInsertId:
+        w = ReadId(value, insert_id_);
+        break;
+      case Promoted::kDeviceId:
+        w = ReadId(value, device_id_);
+        break;
+      case Promoted::kUserId:
+        w = ReadId(value, user_id_);
+        break;
+      case Promoted::kToken:
+        w = ReadId(value, token_);
+        break;
+      case Promoted::kIp:
+        has_ip_ = true;
+        [[fallthrough]];
+      case Promoted::kNone: {
+        const size_t begin = props_buf_.size() + (entries_.empty() ? 0 : 1);
+        if (!entries_.empty()) props_buf_.push_back(',');
+        props_buf_.push_back('"');
+        props_buf_.append(raw_key, RawStringLength(raw_key, key.size()));
+        props_buf_.append("\":", 2);
+        top_key_ = key;
+        w = WalkValue(value, 0);
+        if (w != Walk::kOk) break;
+        if (props_buf_.size() >= kMaxEventBytes) {
+          return Invalid("properties",
+                         fmt::format("the event's properties exceed {} bytes; an event must be smaller than 1 MB",
+                                     kMaxEventBytes),
+                         "event_too_large");
+        }
+        const auto entry = static_cast<uint16_t>(entries_.size());
+        entries_.push_back(
+            {static_cast<uint32_t>(begin), static_cast<uint32_t>(props_buf_.size()), key, true});
+        // Last occurrence wins: an earlier entry with the same name is dropped when the object is assembled.
+        size_t slot = HashKey(key) & (slots_.size() - 1);
+        while (slots_[slot].stamp == stamp_) {
+          Entry& other = entries_[slots_[slot].entry];
+          if (other.key == key) {
+            other.live = false;
+            duplicates = true;
+            break;
+          }
+          slot = (slot + 1) & (slots_.size() - 1);
+        }
+        slots_[slot] = {stamp_, entry};
+        break;
+      }
+    }
+    if (w != Walk::kOk) return w;
+  }
+  if (duplicates) {
+    std::string rebuilt = "{";
+    for (const Entry& e : entries_) {
+      if (!e.live) continue;
+      if (rebuilt.size() > 1) rebuilt.push_back(',');
+      rebuilt.append(props_buf_, e.begin, e.end - e.begin);
+    }
+    props_buf_ = std::move(rebuilt);
+  }
+  if (!options_.client_ip.empty() && !has_ip_) {
+    if (props_buf_.size() > 1) props_buf_.push_back(',');
+    props_buf_.append("\"ip\":");
+    AppendJsonString(props_buf_, options_.client_ip);
+  }
+  props_buf_.push_back('}');
+  return Walk::kOk;
+}
+
+Walk EventParser::ProcessRecord(od::object record, size_t index) {
+  index_ = index;
+  has_event_ = false;
+  event_name_ = {};
+  has_properties_ = false;
+  time_ = TimeValue{};
+  distinct_id_ = insert_id_ = device_id_ = user_id_ = token_ = IdValue{};
+  has_ip_ = false;
+  pending_reason_ = {};
+  props_buf_.assign("{}");
+
+  for (auto field_result : record) {
+    od::field field;
+    if (auto err = std::move(field_result).get(field)) return Malformed(err, nullptr);
+    const char* raw_key = field.key().raw();
+    std::string_view key;
+    if (auto err = field.unescaped_key().get(key)) return Malformed(err, raw_key);
+    od::value& value = field.value();
+    if (key == "event") {
+      std::string_view token = value.raw_json_token();
+      od::json_type type;
+      if (auto err = value.type().get(type)) return Malformed(err, token.data());
+      has_event_ = type == od::json_type::string;
+      if (has_event_) {
+        if (auto err = value.get_string().get(event_name_)) return Malformed(err, token.data());
+      } else {
+        event_name_ = TypeName(type);  // for the message below
+      }
+    } else if (key == "properties") {
+      std::string_view token = value.raw_json_token();
+      od::json_type type;
+      if (auto err = value.type().get(type)) return Malformed(err, token.data());
+      if (type != od::json_type::object) {
+        has_properties_ = false;
+        NoteFirst("properties", fmt::format("'properties' must be a JSON object, got {}", TypeName(type)),
+                  "not_an_object");
+        continue;
+      }
+      od::object props;
+      if (auto err = value.get_object().get(props)) return Malformed(err, token.data());
+      if (Walk w = WalkProperties(props); w != Walk::kOk) return w;
+    }
+    // Other top-level keys (e.g. "$mp_metadata") are not part of an event and are ignored, unvalidated.
+  }
+  return Finish() ? Walk::kOk : Walk::kInvalid;
+}
+
+bool EventParser::Finish() {
+  if (!has_event_ || event_name_.empty()) {
+    const bool wrong_type = !has_event_ && !event_name_.empty();
+    Reject("event",
+           wrong_type ? fmt::format("'event' must be a non-empty string (the event name), got {}", event_name_)
+                      : std::string("'event' is missing or empty: every record needs an event name"),
+           "missing_event");
+    return false;
+  }
+  if (!pending_reason_.empty()) {
+    Reject(std::move(pending_field_), std::move(pending_message_), pending_reason_);
+    return false;
+  }
+  const bool track = options_.endpoint == Endpoint::kTrack;
+  const int64_t now = options_.now_us;
+  if (!has_properties_ && !options_.client_ip.empty()) {
+    props_buf_.assign("{\"ip\":");
+    AppendJsonString(props_buf_, options_.client_ip);
+    props_buf_.push_back('}');
+  }
+
+  // ---- time
+  int64_t time_us = 0;
+  switch (time_.kind) {
+    case TimeValue::Kind::kAbsent:
+      if (!track) {
+        Reject("properties.time",
+               "'properties.time' is missing: /import needs the event time as a number of seconds or "
+               "milliseconds since the Unix epoch",
+               "missing_time");
+        return false;
+      }
+      time_us = now;
+      break;
+    case TimeValue::Kind::kWrongType:
+      Reject("properties.time",
+             time_.type == od::json_type::string
+                 ? fmt::format("'properties.time' must be a JSON number of seconds or milliseconds since the "
+                               "epoch, got the string \"{}\"; send it without quotes",
+                               time_.text.substr(0, 64))
+                 : fmt::format("'properties.time' must be a JSON number of seconds or milliseconds since the "
+                               "epoch, got {}",
+                               TypeName(time_.type)),
+             "invalid_time");
+      return false;
+    case TimeValue::Kind::kOutOfRange:
+    case TimeValue::Kind::kNumber: {
+      std::optional<int64_t> us;
+      if (time_.kind == TimeValue::Kind::kNumber) us = NormaliseTimeToMicros(time_.value);
+      if (!us) {
+        if (time_.kind == TimeValue::Kind::kNumber && time_.value <= 0) {
+          Reject("properties.time",
+                 fmt::format("'properties.time' is {}: it must be a positive number of seconds or milliseconds "
+                             "since the epoch, after 1971-01-01",
+                             time_.text.substr(0, 64)),
+                 "invalid_time");
+        } else {
+          Reject("properties.time",
+                 fmt::format("'properties.time' ({}) is too large to be a time in seconds or milliseconds since "
+                             "the epoch",
+                             time_.text.substr(0, 64)),
+                 "time_in_future");
+        }
+        return false;
+      }
+      time_us = *us;
+      break;
+    }
+  }
+  if (time_us < kMinTimeUs) {
+    Reject("properties.time",
+           fmt::format("'properties.time' is {} ({} days in the past); events before 1971-01-01 are rejected",
+                       internal::FormatIsoUtc(time_us), (now - time_us) / kUsPerDay),
+           "time_too_old");
+    return false;
+  }
+  if (time_us > now + kMaxFutureUs) {
+    Reject("properties.time",
+           fmt::format("'properties.time' is {} ({} minutes ahead of the server clock); events more than 1 hour in "
+                       "the future are rejected — check that the sender's clock and time unit (seconds or "
+                       "milliseconds) are right",
+                       internal::FormatIsoUtc(time_us), (time_us - now) / 60'000'000),
+           "time_in_future");
+    return false;
+  }
+  if (track && time_us < now - kTrackWindowUs) {
+    Reject("properties.time",
+           fmt::format("'properties.time' is {} ({} days old); /track accepts only events from the last 5 days, "
+                       "send older events to /import",
+                       internal::FormatIsoUtc(time_us), (now - time_us) / kUsPerDay),
+           "time_outside_track_window");
+    return false;
+  }
+
+  // ---- identity (Simplified ID Merge)
+  for (auto [id, name] : {std::pair{&device_id_, "$device_id"}, std::pair{&user_id_, "$user_id"},
+                          std::pair{&distinct_id_, "distinct_id"}}) {
+    if (id->kind == IdValue::Kind::kWrongType) {
+      Reject(fmt::format("properties.{}", name),
+             fmt::format("'properties.{}' must be a string or a number, got {}", name, TypeName(id->type)),
+             "invalid_distinct_id");
+      return false;
+    }
+    if (id->present() && IsPlaceholderId(id->text)) {
+      Reject(fmt::format("properties.{}", name),
+             fmt::format("'properties.{}' is \"{}\", a placeholder value; send the real id of the user or device, "
+                         "or leave it out",
+                         name, id->text),
+             "placeholder_distinct_id");
+      return false;
+    }
+  }
+  std::string distinct_id;
+  if (distinct_id_.present()) {
+    distinct_id = std::string(distinct_id_.text);  // kept exactly as it arrived
+  } else if (user_id_.present()) {
+    distinct_id = std::string(user_id_.text);
+  } else if (device_id_.present()) {
+    distinct_id.reserve(8 + device_id_.text.size());
+    distinct_id.append("$device:").append(device_id_.text);
+  } else if (!track) {
+    Reject("properties.distinct_id",
+           "'properties.distinct_id' is missing: /import needs the user's id (or $user_id / $device_id to derive "
+           "it)",
+           "missing_distinct_id");
+    return false;
+  }
+
+  // ---- $insert_id
+  std::string insert_id;
+  if (insert_id_.kind == IdValue::Kind::kAbsent) {
+    if (!track) {
+      Reject("properties.$insert_id",
+             "'properties.$insert_id' is missing: /import needs a unique id per event (up to 36 characters of "
+             "A-Z, a-z, 0-9 and '-') so retries are deduplicated",
+             "missing_insert_id");
+      return false;
+    }
+    insert_id = RandomHex(128);
+  } else if (insert_id_.kind != IdValue::Kind::kText) {
+    Reject("properties.$insert_id",
+           fmt::format("'properties.$insert_id' must be a string, got {}", TypeName(insert_id_.type)),
+           "invalid_insert_id");
+    return false;
+  } else {
+    std::string_view id = insert_id_.text;
+    if (IsPlaceholderId(id)) {
+      Reject("properties.$insert_id",
+             fmt::format("'properties.$insert_id' is \"{}\", a placeholder value; send a unique id per event", id),
+             "placeholder_insert_id");
+      return false;
+    }
+    const bool charset_ok = std::all_of(id.begin(), id.end(), [](char c) {
+      return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-';
+    });
+    if (id.size() > kMaxInsertIdLength || !charset_ok) {
+      Reject("properties.$insert_id",
+             charset_ok ? fmt::format("'properties.$insert_id' is {} characters long; at most {} characters of "
+                                      "A-Z, a-z, 0-9 and '-' are allowed",
+                                      id.size(), kMaxInsertIdLength)
+                        : fmt::format("'properties.$insert_id' may contain only A-Z, a-z, 0-9 and '-' (at most {} "
+                                      "characters); \"{}\" has other characters",
+                                      kMaxInsertIdLength, id.substr(0, 64)),
+             "invalid_insert_id");
+      return false;
+    }
+    insert_id = std::string(id);
+  }
+
+  // ---- size (the event as stored)
+  const size_t size = props_buf_.size() + event_name_.size() + distinct_id.size() + insert_id.size() +
+                      device_id_.text.size() + user_id_.text.size();
+  if (size >= kMaxEventBytes) {
+    Reject("properties",
+           fmt::format("the event is {} bytes; an event must be smaller than 1 MB ({} bytes)", size, kMaxEventBytes),
+           "event_too_large");
+    return false;
+  }
+
+  Event& e = out_.events.emplace_back();
+  e.name = std::string(event_name_);
+  e.time_us = time_us;
+  e.distinct_id = std::move(distinct_id);
+  if (device_id_.present()) e.device_id = std::string(device_id_.text);
+  if (user_id_.present()) e.user_id = std::string(user_id_.text);
+  e.insert_id = std::move(insert_id);
+  e.properties = props_buf_;
+  out_.event_indexes.push_back(index_);
+  out_.tokens.emplace_back(token_.present() ? token_.text : std::string_view());
+  return true;
+}
+
+void EventParser::Commit() {
+  const Event& e = out_.events.back();
+  if (!e.device_id.empty() && !e.user_id.empty()) out_.links.push_back({e.device_id, e.user_id});
+}
+
+Result<ParsedEvents> EventParser::Run(std::string_view payload) {
+  if (payload.size() > kMaxBatchBytes) {
+    return Error(ErrorCode::kTooLarge,
+                 fmt::format("payload is {} bytes of uncompressed JSON; the limit is {} bytes per request",
+                             payload.size(), kMaxBatchBytes));
+  }
+  if (options_.format == PayloadFormat::kNdjson) return RunNdjson(payload);
+  return RunJson(payload);
+}
+
+/// Describes a stage-1 (whole document) simdjson failure, locating invalid UTF-8 ourselves.
+Error StageOneError(simdjson::error_code err, std::string_view text, size_t offset, std::string_view context) {
+  if (err == simdjson::UTF8_ERROR) {
+    return InvalidArgument(fmt::format("malformed JSON at byte {}{}: invalid UTF-8 (JSON text must be UTF-8)",
+                                       offset + internal::FirstInvalidUtf8(text), context));
+  }
+  return InvalidArgument(fmt::format("malformed JSON{}: {}", context, simdjson::error_message(err)));
+}
+
+Result<ParsedEvents> EventParser::RunJson(std::string_view payload) {
+  std::string_view trimmed = internal::TrimJsonSpace(payload);
+  if (trimmed.empty()) {
+    return InvalidArgument("empty payload: expected a JSON array of events or one event object");
+  }
+  const size_t lead = static_cast<size_t>(trimmed.data() - payload.data());
+  if (trimmed.front() != '[' && trimmed.front() != '{') {
+    return InvalidArgument(fmt::format("malformed JSON at byte {}: expected a JSON array of events or one event "
+                                       "object, found '{}'",
+                                       lead, trimmed.front()));
+  }
+  if (LooksLikeNdjson(trimmed)) return RunNdjson(payload);
+  base_ = scratch_.Pad(payload);
+  base_offset_ = 0;
+  auto doc_result = scratch_.parser.iterate(base_, payload.size(), scratch_.capacity);
+  if (doc_result.error()) return StageOneError(doc_result.error(), payload, 0, "");
+  od::document& doc = doc_result.value_unsafe();
+
+  if (trimmed.front() == '[') {
+    od::array records;
+    if (auto err = doc.get_array().get(records)) return MalformedAt(err, base_ + lead, "");
+    size_t count = 0;
+    if (auto err = records.count_elements().get(count)) return MalformedAt(err, nullptr, "");
+    if (count > kMaxEventsPerBatch) {
+      return Error(ErrorCode::kTooLarge, fmt::format("too many events: {} > {} per request; split the batch",
+                                                     count, kMaxEventsPerBatch));
+    }
+    out_.total_records = count;
+    out_.events.reserve(count);
+    out_.event_indexes.reserve(count);
+    out_.tokens.reserve(count);
+    size_t index = 0;
+    const char* where = base_ + lead;
+    for (auto record_result : records) {
+      od::value record;
+      // Where this record starts (or, when the iterator cannot say, where the previous one did).
+      if (auto loc = doc.current_location(); !loc.error()) where = loc.value_unsafe();
+      if (auto err = std::move(record_result).get(record)) {
+        return MalformedAt(err, where, fmt::format(" (record {})", index));
+      }
+      od::json_type type;
+      if (auto err = record.type().get(type)) {
+        return MalformedAt(err, where, fmt::format(" (record {})", index));
+      }
+      malformed_at_ = where;
+      if (type != od::json_type::object) {
+        index_ = index;
+        insert_id_ = IdValue{};
+        Reject("record",
+               fmt::format("record {} is {}; each record must be a JSON object "
+                           "{{\"event\":…,\"properties\":{{…}}}}",
+                           index, TypeName(type)),
+               "not_an_object");
+      } else {
+        od::object obj;
+        if (auto err = record.get_object().get(obj)) {
+          return MalformedAt(err, where, fmt::format(" (record {})", index));
+        }
+        switch (ProcessRecord(obj, index)) {
+          case Walk::kOk:
+            Commit();
+            break;
+          case Walk::kInvalid:
+            break;
+          case Walk::kMalformed:
+            return MalformedError(fmt::format(" (record {})", index));
+        }
+      }
+      ++index;
+    }
+    if (!AtEnd(doc)) {
+      malformed_error_ = simdjson::TRAILING_CONTENT;
+      return MalformedError(" (after the array)");
+    }
+    return std::move(out_);
+  }
+
+  // One record object.
+  od::object obj;
+  if (auto err = doc.get_object().get(obj)) return MalformedAt(err, base_ + lead, "");
+  const Walk walk = ProcessRecord(obj, 0);
+  if (walk == Walk::kMalformed) return MalformedError("");
+  if (walk == Walk::kInvalid) {
+    // The walk may have stopped inside the object; skip the rest of it to look past it.
+    doc.rewind();
+    od::object again;
+    std::string_view raw;
+    if (auto err = doc.get_object().get(again)) return MalformedAt(err, base_ + lead, "");
+    if (auto err = again.raw_json().get(raw)) return MalformedAt(err, nullptr, "");
+  }
+  if (!AtEnd(doc)) {
+    malformed_error_ = simdjson::TRAILING_CONTENT;
+    malformed_at_ = nullptr;
+    if (auto loc = doc.current_location(); !loc.error()) malformed_at_ = loc.value_unsafe();
+    return MalformedError(" (after the event object; send several events as a JSON array, or as NDJSON with "
+                          "Content-Type: application/x-ndjson)");
+  }
+  out_.total_records = 1;
+  if (walk == Walk::kOk) Commit();
+  return std::move(out_);
+}
+
+Result<ParsedEvents> EventParser::RunNdjson(std::string_view payload) {
+  const size_t lines = internal::ForEachNdjsonLine(payload, [](std::string_view, size_t, size_t) { return true; });
+  if (lines == 0) return InvalidArgument("empty payload: expected one JSON event object per line");
+  if (lines > kMaxEventsPerBatch) {
+    return Error(ErrorCode::kTooLarge, fmt::format("too many events: {} > {} per request; split the batch", lines,
+                                                   kMaxEventsPerBatch));
+  }
+  out_.total_records = lines;
+  out_.events.reserve(lines);
+  out_.event_indexes.reserve(lines);
+  out_.tokens.reserve(lines);
+  size_t index = 0;
+  size_t malformed = 0;
+  auto line_error = [&](size_t line_number, std::string what) {
+    ++malformed;
+    std::string message = fmt::format("line {} is not valid JSON: {}", line_number, what);
+    index_ = index;
+    insert_id_ = IdValue{};
+    Reject("record", std::move(message), "malformed_json");
+  };
+  internal::ForEachNdjsonLine(payload, [&](std::string_view line, size_t line_number, size_t offset) {
+    base_ = scratch_.Pad(line);
+    base_offset_ = offset;
+    line_number_ = line_number;
+    malformed_at_ = base_;
+    auto doc_result = scratch_.parser.iterate(base_, line.size(), scratch_.capacity);
+    if (doc_result.error()) {
+      line_error(line_number, StageOneError(doc_result.error(), line, offset, "").message);
+      ++index;
+      return true;
+    }
+    od::document& doc = doc_result.value_unsafe();
+    od::json_type type;
+    if (auto err = doc.type().get(type)) {
+      malformed_error_ = err;
+      line_error(line_number, MalformedError("").message);
+      ++index;
+      return true;
+    }
+    if ((type == od::json_type::null || type == od::json_type::boolean) && line != "null" && line != "true" &&
+        line != "false") {
+      malformed_error_ = simdjson::T_ATOM_ERROR;
+      line_error(line_number, MalformedError("").message);
+      ++index;
+      return true;
+    }
+    if (type != od::json_type::object) {
+      ++malformed;  // valid JSON perhaps, but not a record: counts towards "every line is garbage"
+      index_ = index;
+      insert_id_ = IdValue{};
+      Reject("record",
+             fmt::format("line {} is {}; each line must be one JSON object {{\"event\":…,\"properties\":{{…}}}}",
+                         line_number, TypeName(type)),
+             "not_an_object");
+      ++index;
+      return true;
+    }
+    od::object obj;
+    Walk walk = Walk::kMalformed;
+    if (auto err = doc.get_object().get(obj)) {
+      malformed_error_ = err;
+    } else {
+      walk = ProcessRecord(obj, index);
+    }
+    if (walk == Walk::kOk && !AtEnd(doc)) {
+      // The record was fine but the line holds more than one JSON value: take back the event.
+      out_.events.pop_back();
+      out_.event_indexes.pop_back();
+      out_.tokens.pop_back();
+      malformed_error_ = simdjson::TRAILING_CONTENT;
+      if (auto loc = doc.current_location(); !loc.error()) malformed_at_ = loc.value_unsafe();
+      walk = Walk::kMalformed;
+    }
+    if (walk == Walk::kMalformed) line_error(line_number, MalformedError("").message);
+    if (walk == Walk::kOk) Commit();
+    ++index;
+    return true;
+  });
+  if (malformed == lines) {
+    return InvalidArgument(fmt::format("malformed NDJSON: none of the {} lines is a JSON object ({})", lines,
+                                       out_.errors.front().message));
+  }
+  return std::move(out_);
+}
+
+}  // namespace
+
+Result<ParsedEvents> ParseEvents(std::string_view payload, const ParseOptions& options) {
+  ParsedEvents out;
+  EventParser parser(options, out);
+  return parser.Run(payload);
+}
+
+std::optional<int64_t> NormaliseTimeToMicros(double value) {
+  if (!std::isfinite(value) || value <= 0) return std::nullopt;
+  // Mixpanel's rule: values below 1e11 are seconds (1e11 s is the year 5138), larger ones milliseconds.
+  const double us = value < 1e11 ? value * 1e6 : value * 1e3;
+  if (us >= 9.2e18) return std::nullopt;
+  return static_cast<int64_t>(std::llround(us));
+}
+
+bool IsPlaceholderId(std::string_view id) {
+  static constexpr std::string_view kPlaceholders[] = {
+      "anon", "anonymous", "nil",   "none",  "null", "n/a", "na", "undefined", "unknown", "<nil>",
+      "0",    "-1",        "true",  "false", "[]",   "{}",  "00000000-0000-0000-0000-000000000000"};
+  if (id.size() > 36) return false;
+  for (std::string_view p : kPlaceholders) {
+    if (p.size() != id.size()) continue;
+    bool equal = true;
+    for (size_t i = 0; i < p.size(); ++i) {
+      const char c = (id[i] >= 'A' && id[i] <= 'Z') ? static_cast<char>(id[i] - 'A' + 'a') : id[i];
+      if (c != p[i]) {
+        equal = false;
+        break;
+      }
+    }
+    if (equal) return true;
+  }
+  return false;
+}
+
+}  // namespace sluice::ingest
