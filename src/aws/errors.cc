@@ -1,0 +1,176 @@
+#include "aws/errors.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+
+#include "aws/xml.h"
+
+namespace sluice::aws {
+namespace {
+
+bool ContainsI(std::string_view haystack, std::string_view needle) {
+  auto it = std::search(haystack.begin(), haystack.end(), needle.begin(), needle.end(), [](char a, char b) {
+    return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+  });
+  return it != haystack.end();
+}
+
+template <size_t N>
+bool OneOf(std::string_view code, const std::array<std::string_view, N>& codes) {
+  return std::find(codes.begin(), codes.end(), code) != codes.end();
+}
+
+ErrorCode ClassifyStatus(int status) {
+  switch (status) {
+    case 400: return ErrorCode::kInvalidArgument;
+    case 401: return ErrorCode::kUnauthenticated;
+    case 403: return ErrorCode::kAccessDenied;
+    case 404: return ErrorCode::kNotFound;
+    case 408: return ErrorCode::kTransient;
+    case 409: return ErrorCode::kConflict;
+    case 412: return ErrorCode::kConflict;
+    case 413: return ErrorCode::kTooLarge;
+    case 416: return ErrorCode::kInvalidArgument;
+    case 429: return ErrorCode::kThrottled;
+    case 500:
+    case 502:
+    case 503:
+    case 504: return ErrorCode::kTransient;
+    default: return status >= 500 ? ErrorCode::kTransient : ErrorCode::kPermanent;
+  }
+}
+
+/// What a user should check, by class (appended to the provider's message).
+std::string_view Hint(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kAccessDenied:
+      return "check the role's permission policy (and the KMS key policy when SSE-KMS is used)";
+    case ErrorCode::kUnauthenticated:
+      return "check Sluice's own AWS credentials (access key id, secret, session token)";
+    case ErrorCode::kExpiredToken: return "temporary credentials expired";
+    case ErrorCode::kClockSkew: return "check this machine's clock (NTP)";
+    default: return {};
+  }
+}
+
+}  // namespace
+
+std::optional<AwsErrorDocument> ParseErrorDocument(std::string_view body) {
+  if (body.find('<') == std::string_view::npos) return std::nullopt;
+  Result<XmlNode> root = ParseXml(body);
+  if (!root.ok()) return std::nullopt;
+  const XmlNode* error = nullptr;
+  AwsErrorDocument doc;
+  if (root->name == "Error") {
+    error = &*root;
+    doc.request_id = error->ChildText("RequestId");
+  } else if (root->name == "ErrorResponse" || root->name == "Response") {
+    // Query APIs: <ErrorResponse><Error>…</Error><RequestId>; EC2 style: <Response><Errors><Error>…
+    error = root->Child("Error");
+    if (error == nullptr) error = root->Find("Errors/Error");
+    doc.request_id = root->ChildText("RequestId");
+    if (doc.request_id.empty()) doc.request_id = root->ChildText("RequestID");
+  }
+  if (error == nullptr) return std::nullopt;
+  doc.code = error->ChildText("Code");
+  doc.message = error->ChildText("Message");
+  doc.type = error->ChildText("Type");
+  if (doc.request_id.empty()) doc.request_id = error->ChildText("RequestId");
+  if (doc.code.empty()) return std::nullopt;
+  return doc;
+}
+
+ErrorCode ClassifyAwsError(int http_status, std::string_view code, std::string_view message) {
+  static constexpr std::array<std::string_view, 5> kNotFound = {"NoSuchKey", "NoSuchBucket", "NoSuchUpload",
+                                                                "NoSuchEntity", "NotFound"};
+  static constexpr std::array<std::string_view, 4> kDenied = {"AccessDenied", "AccessDeniedException",
+                                                              "AllAccessDisabled", "AccountProblem"};
+  static constexpr std::array<std::string_view, 9> kThrottled = {
+      "SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
+      "ProvisionedThroughputExceededException", "RequestThrottled", "RequestThrottledException",
+      "BandwidthLimitExceeded"};
+  static constexpr std::array<std::string_view, 7> kTransient = {
+      "InternalError", "InternalFailure", "ServiceUnavailable", "RequestTimeout", "IDPCommunicationError",
+      "RequestTimeoutException", "PriorRequestNotComplete"};
+  static constexpr std::array<std::string_view, 4> kExpired = {"ExpiredToken", "ExpiredTokenException",
+                                                               "TokenRefreshRequired", "RequestExpiredToken"};
+  static constexpr std::array<std::string_view, 2> kSkew = {"RequestTimeTooSkewed", "RequestExpired"};
+  static constexpr std::array<std::string_view, 9> kUnauthenticated = {
+      "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidClientTokenId", "InvalidToken",
+      "MissingAuthenticationToken", "IncompleteSignature", "InvalidIdentityToken", "UnrecognizedClientException",
+      "AuthFailure"};
+  static constexpr std::array<std::string_view, 18> kInvalid = {
+      "InvalidArgument", "InvalidRequest", "MalformedXML", "EntityTooSmall", "InvalidPart", "InvalidPartOrder",
+      "InvalidBucketName", "KeyTooLongError", "ValidationError", "InvalidParameterValue", "InvalidParameter",
+      "MalformedPolicyDocument", "PackedPolicyTooLarge", "PermanentRedirect", "AuthorizationHeaderMalformed",
+      "InvalidRange", "InvalidDigest", "BadDigest"};
+  static constexpr std::array<std::string_view, 2> kTooLarge = {"EntityTooLarge", "MaxMessageLengthExceeded"};
+  static constexpr std::array<std::string_view, 3> kConflict = {"PreconditionFailed", "OperationAborted",
+                                                                "ConditionalRequestConflict"};
+
+  if (code.empty()) return ClassifyStatus(http_status);
+  if (code.starts_with("KMS.")) {
+    std::string_view kms = code.substr(4);
+    if (ContainsI(kms, "Throttling")) return ErrorCode::kThrottled;
+    if (ContainsI(kms, "NotFound")) return ErrorCode::kNotFound;
+    if (ContainsI(kms, "Internal") || ContainsI(kms, "Unavailable")) return ErrorCode::kTransient;
+    // AccessDenied, Disabled, InvalidState, InvalidKeyUsage…: the customer's key setup refuses us.
+    return ErrorCode::kAccessDenied;
+  }
+  if (OneOf(code, kNotFound)) return ErrorCode::kNotFound;
+  if (OneOf(code, kDenied)) return ErrorCode::kAccessDenied;
+  if (OneOf(code, kThrottled)) return ErrorCode::kThrottled;
+  if (code == "ServiceUnavailable" && ContainsI(message, "reduce your request rate")) return ErrorCode::kThrottled;
+  if (OneOf(code, kTransient)) return ErrorCode::kTransient;
+  if (OneOf(code, kExpired)) return ErrorCode::kExpiredToken;
+  if (OneOf(code, kSkew)) return ErrorCode::kClockSkew;
+  if (code == "SignatureDoesNotMatch" &&
+      (ContainsI(message, "signature expired") || ContainsI(message, "skew") ||
+       ContainsI(message, "is now earlier than") || ContainsI(message, "is now later than"))) {
+    return ErrorCode::kClockSkew;
+  }
+  if (OneOf(code, kUnauthenticated)) return ErrorCode::kUnauthenticated;
+  if (OneOf(code, kInvalid)) return ErrorCode::kInvalidArgument;
+  if (OneOf(code, kTooLarge)) return ErrorCode::kTooLarge;
+  if (OneOf(code, kConflict)) return ErrorCode::kConflict;
+  // An unknown code on a 5xx is still the server's problem; on a 503 it is usually load shedding.
+  if (http_status == 503) return ErrorCode::kThrottled;
+  if (http_status >= 500) return ErrorCode::kTransient;
+  if (http_status == 429) return ErrorCode::kThrottled;
+  return ErrorCode::kPermanent;
+}
+
+Error ErrorFromResponse(const http::OutboundResponse& response, std::string_view operation) {
+  std::optional<AwsErrorDocument> doc = ParseErrorDocument(response.body);
+  Error e;
+  e.http_status = response.status;
+  if (doc) {
+    e.provider_code = doc->code;
+    e.request_id = doc->request_id;
+  }
+  if (e.request_id.empty()) e.request_id = std::string(response.Header("x-amz-request-id"));
+  if (e.request_id.empty()) e.request_id = std::string(response.Header("x-amzn-requestid"));
+  e.code = ClassifyAwsError(response.status, e.provider_code, doc ? doc->message : std::string_view());
+  std::string what;
+  if (doc && !doc->message.empty()) {
+    what = doc->message;
+  } else if (doc) {
+    what = doc->code;
+  } else {
+    what = fmt::format("HTTP {}", response.status);  // HEAD answers and proxies give no document
+  }
+  if (e.provider_code == "PermanentRedirect" || e.provider_code == "AuthorizationHeaderMalformed" ||
+      response.status == 301) {
+    std::string_view region = response.Header("x-amz-bucket-region");
+    if (!region.empty()) what += fmt::format(" (the bucket is in region {})", region);
+  }
+  std::string_view hint = Hint(e.code);
+  e.message = hint.empty() ? fmt::format("{} failed: {}", operation, what)
+                           : fmt::format("{} failed: {}; {}", operation, what, hint);
+  return e;
+}
+
+}  // namespace sluice::aws
