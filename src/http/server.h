@@ -81,6 +81,8 @@ class Router {
     std::string method;
     std::vector<std::string> segments;
     Handler handler;
+    std::string pattern;  // as registered, the metrics label
+    int literal_segments = 0;  // more literal segments win: "/a/list" beats "/a/{id}"
   };
   std::vector<Route> routes_;
 };
@@ -132,5 +134,8 @@ struct BasicCredentials {
 std::optional<BasicCredentials> ParseBasicAuth(const Headers& headers);
 /// Parses "Authorization: Bearer <token>".
 std::optional<std::string> ParseBearer(const Headers& headers);
+
+/// The JSON error body the router and server use: {"error":"<message>","status":"error"}.
+std::string JsonErrorBody(std::string_view message);
 
 }  // namespace sluice::http

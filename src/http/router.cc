@@ -1,0 +1,270 @@
+// Router, Headers, Request/Response helpers and the request decoding helpers of server.h.
+#include <exception>
+#include <string>
+#include <string_view>
+
+#include "common/crypto.h"
+#include "http/server.h"
+
+namespace sluice::http {
+namespace {
+
+char AsciiLower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (AsciiLower(a[i]) != AsciiLower(b[i])) return false;
+  }
+  return true;
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/// Non-empty '/'-separated segments: "/a//b/" and "/a/b" route alike, which is what tolerating a trailing
+/// slash needs.
+std::vector<std::string_view> SplitPath(std::string_view path) {
+  std::vector<std::string_view> segments;
+  size_t start = 0;
+  while (start <= path.size()) {
+    size_t end = path.find('/', start);
+    if (end == std::string_view::npos) end = path.size();
+    if (end > start) segments.push_back(path.substr(start, end - start));
+    start = end + 1;
+  }
+  return segments;
+}
+
+void AppendJsonString(std::string& out, std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += '"';
+  for (char ch : text) {
+    auto c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          out += "\\u00";
+          out += kHex[c >> 4];
+          out += kHex[c & 0xf];
+        } else {
+          out += ch;
+        }
+    }
+  }
+  out += '"';
+}
+
+/// Auth scheme token of "Authorization: <scheme> <credentials>", compared case-insensitively (RFC 9110 §11.1).
+std::optional<std::string_view> AuthCredentials(const Headers& headers, std::string_view scheme) {
+  auto value = headers.Get("Authorization");
+  if (!value) return std::nullopt;
+  std::string_view v = Trim(*value);
+  if (v.size() <= scheme.size() || !EqualsIgnoreCase(v.substr(0, scheme.size()), scheme) ||
+      (v[scheme.size()] != ' ' && v[scheme.size()] != '\t')) {
+    return std::nullopt;
+  }
+  std::string_view credentials = Trim(v.substr(scheme.size()));
+  if (credentials.empty()) return std::nullopt;
+  return credentials;
+}
+
+}  // namespace
+
+std::string JsonErrorBody(std::string_view message) {
+  std::string body = "{\"error\":";
+  AppendJsonString(body, message);
+  body += ",\"status\":\"error\"}";
+  return body;
+}
+
+// ---- Headers ----------------------------------------------------------------------------------------------------
+
+void Headers::Add(std::string name, std::string value) { entries_.emplace_back(std::move(name), std::move(value)); }
+
+void Headers::Set(std::string name, std::string value) {
+  std::erase_if(entries_, [&](const auto& entry) { return EqualsIgnoreCase(entry.first, name); });
+  entries_.emplace_back(std::move(name), std::move(value));
+}
+
+std::optional<std::string_view> Headers::Get(std::string_view name) const {
+  for (const auto& [key, value] : entries_) {
+    if (EqualsIgnoreCase(key, name)) return std::string_view(value);
+  }
+  return std::nullopt;
+}
+
+// ---- Request / Response ---------------------------------------------------------------------------------------
+
+std::optional<std::string_view> Request::Query(std::string_view name) const {
+  for (const auto& [key, value] : query) {
+    if (key == name) return std::string_view(value);
+  }
+  return std::nullopt;
+}
+
+Response Response::Json(int status, std::string json) {
+  Response response;
+  response.status = status;
+  response.headers.Add("Content-Type", "application/json");
+  response.body = std::move(json);
+  return response;
+}
+
+Response Response::Text(int status, std::string text, std::string_view content_type) {
+  Response response;
+  response.status = status;
+  response.headers.Add("Content-Type", std::string(content_type));
+  response.body = std::move(text);
+  return response;
+}
+
+// ---- Router -----------------------------------------------------------------------------------------------------
+
+void Router::Add(std::string_view method, std::string_view pattern, Handler handler) {
+  Route route;
+  route.method = std::string(method);
+  for (std::string_view segment : SplitPath(pattern)) {
+    route.segments.emplace_back(segment);
+    if (!(segment.size() >= 2 && segment.front() == '{' && segment.back() == '}')) ++route.literal_segments;
+  }
+  route.handler = std::move(handler);
+  route.pattern = std::string(pattern);
+  routes_.push_back(std::move(route));
+}
+
+Response Router::Dispatch(Request& request, std::string* route_label) const {
+  const std::vector<std::string_view> segments = SplitPath(request.path);
+  const Route* best = nullptr;
+  std::string allowed;  // methods of routes matching the path, for 405's Allow header
+  for (const Route& route : routes_) {
+    if (route.segments.size() != segments.size()) continue;
+    bool match = true;
+    for (size_t i = 0; i < segments.size() && match; ++i) {
+      const std::string& want = route.segments[i];
+      bool capture = want.size() >= 2 && want.front() == '{' && want.back() == '}';
+      match = capture || want == segments[i];
+    }
+    if (!match) continue;
+    if (route.method != request.method) {
+      if (allowed.find(route.method) == std::string::npos) {
+        if (!allowed.empty()) allowed += ", ";
+        allowed += route.method;
+      }
+      continue;
+    }
+    if (best == nullptr || route.literal_segments > best->literal_segments) best = &route;
+  }
+  if (best == nullptr) {
+    if (route_label != nullptr) *route_label = "unmatched";
+    if (!allowed.empty()) {
+      Response response =
+          Response::Json(405, JsonErrorBody("method " + request.method + " is not allowed for " + request.path));
+      response.headers.Add("Allow", std::move(allowed));
+      return response;
+    }
+    return Response::Json(404, JsonErrorBody("no route for " + request.method + " " + request.path));
+  }
+  if (route_label != nullptr) *route_label = best->pattern;
+  request.path_params.clear();
+  for (size_t i = 0; i < segments.size(); ++i) {
+    const std::string& want = best->segments[i];
+    if (want.front() == '{' && want.back() == '}' && want.size() >= 2) {
+      request.path_params.emplace(want.substr(1, want.size() - 2), std::string(segments[i]));
+    }
+  }
+  // A throwing handler must not take the I/O thread (and every connection on it) down with it.
+  try {
+    return best->handler(request);
+  } catch (const std::exception& e) {
+    return Response::Json(500, JsonErrorBody(std::string("internal error: ") + e.what()));
+  } catch (...) {
+    return Response::Json(500, JsonErrorBody("internal error"));
+  }
+}
+
+// ---- Decoding helpers -------------------------------------------------------------------------------------------
+
+std::optional<std::string> PercentDecode(std::string_view text, bool plus_as_space) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c == '%') {
+      if (i + 2 >= text.size()) return std::nullopt;
+      int hi = HexValue(text[i + 1]);
+      int lo = HexValue(text[i + 2]);
+      if (hi < 0 || lo < 0) return std::nullopt;
+      out += static_cast<char>(hi * 16 + lo);
+      i += 2;
+    } else if (c == '+' && plus_as_space) {
+      out += ' ';
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> ParseForm(std::string_view body) {
+  std::vector<std::pair<std::string, std::string>> pairs;
+  size_t start = 0;
+  while (start <= body.size()) {
+    size_t end = body.find('&', start);
+    if (end == std::string_view::npos) end = body.size();
+    std::string_view pair = body.substr(start, end - start);
+    start = end + 1;
+    if (pair.empty()) continue;
+    size_t eq = pair.find('=');
+    std::string_view key = pair.substr(0, eq);
+    std::string_view value = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+    // A malformed escape ("100%", "%zz") keeps its raw text rather than dropping the field: SDK payloads are
+    // validated later anyway, and losing a parameter silently would be worse.
+    auto decoded_key = PercentDecode(key, true);
+    auto decoded_value = PercentDecode(value, true);
+    pairs.emplace_back(decoded_key ? std::move(*decoded_key) : std::string(key),
+                       decoded_value ? std::move(*decoded_value) : std::string(value));
+  }
+  return pairs;
+}
+
+std::optional<BasicCredentials> ParseBasicAuth(const Headers& headers) {
+  auto credentials = AuthCredentials(headers, "Basic");
+  if (!credentials) return std::nullopt;
+  auto decoded = Base64Decode(*credentials);
+  if (!decoded || decoded->empty()) return std::nullopt;
+  BasicCredentials out;
+  size_t colon = decoded->find(':');
+  if (colon == std::string::npos) {
+    // Tolerated: some clients send the API secret alone, without Mixpanel's trailing ':'.
+    out.user = std::move(*decoded);
+  } else {
+    out.user = decoded->substr(0, colon);
+    out.password = decoded->substr(colon + 1);
+  }
+  if (out.user.empty() && out.password.empty()) return std::nullopt;
+  return out;
+}
+
+std::optional<std::string> ParseBearer(const Headers& headers) {
+  auto credentials = AuthCredentials(headers, "Bearer");
+  if (!credentials) return std::nullopt;
+  return std::string(*credentials);
+}
+
+}  // namespace sluice::http
