@@ -31,11 +31,18 @@ struct ObjectInfo {
   uint64_t size = 0;
   std::string etag;          // without quotes
   int64_t last_modified_ms = 0;
+  /// Server-side encryption the store reported for the object (S3: the x-amz-server-side-encryption and
+  /// x-amz-server-side-encryption-aws-kms-key-id response headers of Head and Put); empty when none/unknown.
+  std::string server_side_encryption;
+  std::string kms_key_id;
 };
 
 struct PutOptions {
   std::string content_type = "application/octet-stream";
   std::string content_encoding;  // e.g. "gzip"; empty = none
+  /// NewWriter only: the expected object size, 0 = unknown. Lets a multipart writer pick a part size that fits
+  /// the provider's part-count limit up front instead of growing parts as it goes.
+  uint64_t size_hint = 0;
 };
 
 /// Streams one object in parts; nothing is visible under the key until Complete() succeeds, and an object that
