@@ -16,6 +16,9 @@
 // - A `kJson` payload that is really NDJSON (an object followed by more objects on later lines) is parsed as
 //   NDJSON, because SDKs and curl users often send it with Content-Type: application/json.
 #include <simdjson.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include <algorithm>
 #include <array>
@@ -40,10 +43,41 @@ using internal::IsJsonSpace;
 
 constexpr int64_t kUsPerDay = 86400LL * 1'000'000;
 
+/// The minified properties of the record being parsed. Minified JSON is never longer than the text it came
+/// from, so once Reserve()d for the payload (plus the client ip), writes need no capacity checks.
+class OutBuffer {
+ public:
+  void Reserve(size_t n) {
+    if (n <= capacity_) return;
+    capacity_ = std::max(n, capacity_ * 2);
+    data_ = std::make_unique<char[]>(capacity_);
+    end_ = data_.get();
+  }
+  void clear() { end_ = data_.get(); }
+  void push_back(char c) { *end_++ = c; }
+  void append(std::string_view s) {
+    std::memcpy(end_, s.data(), s.size());
+    end_ += s.size();
+  }
+  void assign(std::string_view s) {
+    clear();
+    append(s);
+  }
+  size_t size() const { return static_cast<size_t>(end_ - data_.get()); }
+  const char* data() const { return data_.get(); }
+  std::string_view view() const { return {data_.get(), size()}; }
+
+ private:
+  std::unique_ptr<char[]> data_;
+  char* end_ = nullptr;
+  size_t capacity_ = 0;
+};
+
 /// Reused per thread so steady-state parsing allocates nothing but the output: simdjson's parser keeps its
 /// index buffers, the padded copy of the input keeps its capacity.
 struct Scratch {
   od::parser parser;
+  OutBuffer out;
   std::unique_ptr<char[]> buffer;
   size_t capacity = 0;
 
@@ -107,6 +141,56 @@ size_t RawStringLength(const char* raw, size_t unescaped_len) {
   size_t i = 0;
   while (raw[i] != '"') i += raw[i] == '\\' ? 2 : 1;
   return i;
+}
+
+/// Offset of the first '"' or '\\' at or after `p`. `p` points into a validated string inside simdjson's padded
+/// buffer, so a closing quote exists and 16-byte loads past it stay inside the padding.
+size_t FindQuoteOrBackslash(const char* p) {
+#if defined(__SSE2__)
+  const __m128i quote = _mm_set1_epi8('"');
+  const __m128i backslash = _mm_set1_epi8('\\');
+  for (size_t i = 0;; i += 16) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+    const auto mask = static_cast<unsigned>(
+        _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash))));
+    if (mask != 0) return i + static_cast<size_t>(__builtin_ctz(mask));
+  }
+#else
+  size_t i = 0;
+  while (p[i] != '"' && p[i] != '\\') ++i;
+  return i;
+#endif
+}
+
+/// True when p[0, n) holds a backslash; may read up to 15 bytes past p + n (inside simdjson's padding).
+bool HasBackslash(const char* p, size_t n) {
+#if defined(__SSE2__)
+  const __m128i backslash = _mm_set1_epi8('\\');
+  for (size_t i = 0; i < n; i += 16) {
+    auto mask = static_cast<unsigned>(
+        _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i)), backslash)));
+    if (n - i < 16) mask &= (1u << (n - i)) - 1;
+    if (mask != 0) return true;
+  }
+  return false;
+#else
+  return std::memchr(p, '\\', n) != nullptr;
+#endif
+}
+
+/// The key of `field`: `raw` is its escaped text between the quotes (as it arrived), `key` its unescaped value.
+/// Keys without a backslash (nearly all) need no unescaping: simdjson's first pass has already validated UTF-8
+/// and refused unescaped control characters, so their raw text is their value.
+simdjson::error_code ReadKey(od::field& field, std::string_view& raw, std::string_view& key) {
+  const char* p = field.key().raw();
+  const size_t i = FindQuoteOrBackslash(p);
+  if (p[i] == '"') {
+    raw = key = std::string_view(p, i);
+    return simdjson::SUCCESS;
+  }
+  if (auto err = field.unescaped_key().get(key)) return err;
+  raw = std::string_view(p, RawStringLength(p, key.size()));
+  return simdjson::SUCCESS;
 }
 
 std::string_view TrimTrailingSpace(std::string_view token) {
@@ -250,7 +334,8 @@ class EventParser {
   std::string pending_field_, pending_message_;
   std::string_view pending_reason_;
 
-  std::string props_buf_;
+  OutBuffer& props_buf_ = scratch_.out;
+  std::string ip_json_;  // options_.client_ip as a JSON string literal
   std::vector<Entry> entries_;
   std::array<Slot, 1024> slots_{};
   uint32_t stamp_ = 0;
@@ -345,14 +430,14 @@ Walk EventParser::WalkValue(od::value& value, int depth) {
       for (auto field_result : obj) {
         od::field field;
         if (auto err = std::move(field_result).get(field)) return Malformed(err, nullptr);
-        const char* raw_key = field.key().raw();
+        std::string_view raw_key;
         std::string_view key;
-        if (auto err = field.unescaped_key().get(key)) return Malformed(err, raw_key);
+        if (auto err = ReadKey(field, raw_key, key)) return Malformed(err, field.key().raw());
         if (!first) props_buf_.push_back(',');
         first = false;
         props_buf_.push_back('"');
-        props_buf_.append(raw_key, RawStringLength(raw_key, key.size()));
-        props_buf_.append("\":", 2);
+        props_buf_.append(raw_key);
+        props_buf_.append("\":");
         if (Walk w = WalkValue(field.value(), depth + 1); w != Walk::kOk) return w;
       }
       props_buf_.push_back('}');
@@ -386,11 +471,15 @@ Walk EventParser::WalkValue(od::value& value, int depth) {
       return Walk::kOk;
     }
     case od::json_type::string: {
-      std::string_view token = value.raw_json_token();
-      std::string_view unescaped;
-      // Unescaping validates every escape sequence; simdjson has validated UTF-8 and control characters.
-      if (auto err = value.get_string().get(unescaped)) return Malformed(err, token.data());
-      props_buf_.append(TrimTrailingSpace(token));
+      const std::string_view token = TrimTrailingSpace(value.raw_json_token());
+      if (token.size() < 2 || token.back() != '"') return Malformed(simdjson::STRING_ERROR, token.data());
+      // Only escape sequences can still be invalid (simdjson's first pass checked UTF-8 and control characters),
+      // so strings without a backslash skip unescaping.
+      if (HasBackslash(token.data() + 1, token.size() - 2)) {
+        std::string_view unescaped;
+        if (auto err = value.get_string().get(unescaped)) return Malformed(err, token.data());
+      }
+      props_buf_.append(token);
       return Walk::kOk;
     }
     case od::json_type::number: {
@@ -432,9 +521,9 @@ Walk EventParser::WalkProperties(od::object props) {
   for (auto field_result : props) {
     od::field field;
     if (auto err = std::move(field_result).get(field)) return Malformed(err, nullptr);
-    const char* raw_key = field.key().raw();
+    std::string_view raw_key;
     std::string_view key;
-    if (auto err = field.unescaped_key().get(key)) return Malformed(err, raw_key);
+    if (auto err = ReadKey(field, raw_key, key)) return Malformed(err, field.key().raw());
     if (++count >= kMaxProperties) {
       return Invalid("properties",
                      fmt::format("'properties' has {} or more keys; an event must have fewer than {} properties",
@@ -469,8 +558,8 @@ Walk EventParser::WalkProperties(od::object props) {
         const size_t begin = props_buf_.size() + (entries_.empty() ? 0 : 1);
         if (!entries_.empty()) props_buf_.push_back(',');
         props_buf_.push_back('"');
-        props_buf_.append(raw_key, RawStringLength(raw_key, key.size()));
-        props_buf_.append("\":", 2);
+        props_buf_.append(raw_key);
+        props_buf_.append("\":");
         top_key_ = key;
         w = WalkValue(value, 0);
         if (w != Walk::kOk) break;
@@ -505,14 +594,14 @@ Walk EventParser::WalkProperties(od::object props) {
     for (const Entry& e : entries_) {
       if (!e.live) continue;
       if (rebuilt.size() > 1) rebuilt.push_back(',');
-      rebuilt.append(props_buf_, e.begin, e.end - e.begin);
+      rebuilt.append(props_buf_.data() + e.begin, e.end - e.begin);
     }
-    props_buf_ = std::move(rebuilt);
+    props_buf_.assign(rebuilt);
   }
   if (!options_.client_ip.empty() && !has_ip_) {
     if (props_buf_.size() > 1) props_buf_.push_back(',');
     props_buf_.append("\"ip\":");
-    AppendJsonString(props_buf_, options_.client_ip);
+    props_buf_.append(ip_json_);
   }
   props_buf_.push_back('}');
   return Walk::kOk;
@@ -532,9 +621,9 @@ Walk EventParser::ProcessRecord(od::object record, size_t index) {
   for (auto field_result : record) {
     od::field field;
     if (auto err = std::move(field_result).get(field)) return Malformed(err, nullptr);
-    const char* raw_key = field.key().raw();
+    std::string_view raw_key;
     std::string_view key;
-    if (auto err = field.unescaped_key().get(key)) return Malformed(err, raw_key);
+    if (auto err = ReadKey(field, raw_key, key)) return Malformed(err, field.key().raw());
     od::value& value = field.value();
     if (key == "event") {
       std::string_view token = value.raw_json_token();
@@ -582,7 +671,7 @@ bool EventParser::Finish() {
   const int64_t now = options_.now_us;
   if (!has_properties_ && !options_.client_ip.empty()) {
     props_buf_.assign("{\"ip\":");
-    AppendJsonString(props_buf_, options_.client_ip);
+    props_buf_.append(ip_json_);
     props_buf_.push_back('}');
   }
 
@@ -751,7 +840,7 @@ bool EventParser::Finish() {
   if (device_id_.present()) e.device_id = std::string(device_id_.text);
   if (user_id_.present()) e.user_id = std::string(user_id_.text);
   e.insert_id = std::move(insert_id);
-  e.properties = props_buf_;
+  e.properties.assign(props_buf_.data(), props_buf_.size());
   out_.event_indexes.push_back(index_);
   out_.tokens.emplace_back(token_.present() ? token_.text : std::string_view());
   return true;
@@ -768,6 +857,8 @@ Result<ParsedEvents> EventParser::Run(std::string_view payload) {
                  fmt::format("payload is {} bytes of uncompressed JSON; the limit is {} bytes per request",
                              payload.size(), kMaxBatchBytes));
   }
+  if (!options_.client_ip.empty()) AppendJsonString(ip_json_, options_.client_ip);
+  props_buf_.Reserve(payload.size() + ip_json_.size() + 64);
   if (options_.format == PayloadFormat::kNdjson) return RunNdjson(payload);
   return RunJson(payload);
 }
@@ -802,16 +893,11 @@ Result<ParsedEvents> EventParser::RunJson(std::string_view payload) {
   if (trimmed.front() == '[') {
     od::array records;
     if (auto err = doc.get_array().get(records)) return MalformedAt(err, base_ + lead, "");
-    size_t count = 0;
-    if (auto err = records.count_elements().get(count)) return MalformedAt(err, nullptr, "");
-    if (count > kMaxEventsPerBatch) {
-      return Error(ErrorCode::kTooLarge, fmt::format("too many events: {} > {} per request; split the batch",
-                                                     count, kMaxEventsPerBatch));
-    }
-    out_.total_records = count;
-    out_.events.reserve(count);
-    out_.event_indexes.reserve(count);
-    out_.tokens.reserve(count);
+    // Sized for the common case without reserving 2000 events for a one-event request.
+    const size_t expected = std::min(kMaxEventsPerBatch, payload.size() / 64 + 1);
+    out_.events.reserve(expected);
+    out_.event_indexes.reserve(expected);
+    out_.tokens.reserve(expected);
     size_t index = 0;
     const char* where = base_ + lead;
     for (auto record_result : records) {
@@ -820,6 +906,10 @@ Result<ParsedEvents> EventParser::RunJson(std::string_view payload) {
       if (auto loc = doc.current_location(); !loc.error()) where = loc.value_unsafe();
       if (auto err = std::move(record_result).get(record)) {
         return MalformedAt(err, where, fmt::format(" (record {})", index));
+      }
+      if (index >= kMaxEventsPerBatch) {
+        ++index;  // over the limit: only count the rest, for the message
+        continue;
       }
       od::json_type type;
       if (auto err = record.type().get(type)) {
@@ -851,10 +941,15 @@ Result<ParsedEvents> EventParser::RunJson(std::string_view payload) {
       }
       ++index;
     }
+    if (index > kMaxEventsPerBatch) {
+      return Error(ErrorCode::kTooLarge, fmt::format("too many events: {} > {} per request; split the batch",
+                                                     index, kMaxEventsPerBatch));
+    }
     if (!AtEnd(doc)) {
       malformed_error_ = simdjson::TRAILING_CONTENT;
       return MalformedError(" (after the array)");
     }
+    out_.total_records = index;
     return std::move(out_);
   }
 
@@ -988,7 +1083,12 @@ bool IsPlaceholderId(std::string_view id) {
   static constexpr std::string_view kPlaceholders[] = {
       "anon", "anonymous", "nil",   "none",  "null", "n/a", "na", "undefined", "unknown", "<nil>",
       "0",    "-1",        "true",  "false", "[]",   "{}",  "00000000-0000-0000-0000-000000000000"};
-  if (id.size() > 36) return false;
+  switch (id.size()) {  // the placeholders' lengths; real ids are usually longer and leave here
+    case 1: case 2: case 3: case 4: case 5: case 7: case 9: case 36:
+      break;
+    default:
+      return false;
+  }
   for (std::string_view p : kPlaceholders) {
     if (p.size() != id.size()) continue;
     bool equal = true;

@@ -622,6 +622,9 @@ TEST(ParseEvents, InvalidScalarsInPropertiesFailTheRequest) {
   ExpectMalformed(Record(R"("a":[1,{"s":"\q"}])"));
   ExpectMalformed(Record(R"("a\q":1)"));
   ExpectMalformed(Record(R"("s":")" + std::string("a\x01") + "\""));
+  ExpectMalformed(Record(R"("s":")" + std::string("a\tb") + "\""));  // a raw tab must be escaped
+  ExpectMalformed(Record(R"("k)" + std::string("\x1f") + R"(":1)"));
+  ExpectMalformed(Record(R"("s":"\ud800")"));  // a lone surrogate escape
 }
 
 TEST(ParseEvents, InvalidUtf8FailsTheRequestWithOffset) {
