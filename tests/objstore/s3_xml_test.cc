@@ -81,6 +81,11 @@ TEST(S3XmlTest, CompleteMultipartUploadSuccessAndTwoHundredWithError) {
 
   EXPECT_FALSE(ParseCompleteMultipartUpload("").ok());
   EXPECT_FALSE(ParseCompleteMultipartUpload("<Unexpected/>").ok());
+  EXPECT_FALSE(ParseCompleteMultipartUpload("<CompleteMultipartUploadResult/>").ok());
+  // moto's root element name.
+  EXPECT_EQ(*ParseCompleteMultipartUpload(
+                "<CompleteMultipartUploadResponse><ETag>\"e-2\"</ETag></CompleteMultipartUploadResponse>"),
+            "e-2");
 }
 
 TEST(S3XmlTest, Times) {

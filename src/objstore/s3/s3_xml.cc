@@ -82,12 +82,14 @@ Result<std::string> ParseCompleteMultipartUpload(std::string_view body) {
     return e;
   }
   SLUICE_ASSIGN_OR_RETURN(aws::XmlNode root, aws::ParseXml(body));
-  if (root.name != "CompleteMultipartUploadResult") {
-    // An empty or cut-off body after a 200 is not proof of success: the object may not exist.
+  // AWS answers <CompleteMultipartUploadResult>; moto names it <CompleteMultipartUploadResponse>. What matters
+  // is the ETag: a 200 without one is not proof of success (the object may not exist).
+  std::string etag = StripQuotes(root.ChildText("ETag"));
+  if (!root.name.starts_with("CompleteMultipartUpload") || etag.empty()) {
     return Error(ErrorCode::kTransient,
-                 fmt::format("CompleteMultipartUpload answered <{}>, not <CompleteMultipartUploadResult>", root.name));
+                 fmt::format("CompleteMultipartUpload answered <{}> without an ETag", root.name));
   }
-  return StripQuotes(root.ChildText("ETag"));
+  return etag;
 }
 
 }  // namespace sluice::objstore::s3
