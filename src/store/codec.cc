@@ -74,8 +74,9 @@ void AppendLengthPrefixed(std::string& out, std::string_view s) {
 }  // namespace
 
 std::array<uint8_t, kEventHashBytes> EventDedupHash(const Event& event) {
-  std::string buf;
-  buf.reserve(32 + event.name.size() + event.distinct_id.size() + event.insert_id.size());
+  // Reused per thread: the write path hashes every event and a fresh allocation each time shows in profiles.
+  thread_local std::string buf;
+  buf.clear();
   AppendLengthPrefixed(buf, event.name);
   AppendLengthPrefixed(buf, event.distinct_id);
   const auto second = static_cast<uint64_t>(TruncateToSecond(event.time_us));
@@ -100,6 +101,18 @@ std::string EventKey(uint32_t project, const Event& event) {
   std::string key = PartitionPrefix(project, HourOf(event.time_us));
   const auto hash = EventDedupHash(event);
   key.append(reinterpret_cast<const char*>(hash.data()), hash.size());
+  return key;
+}
+
+EventKeyArray MakeEventKey(uint32_t project, const Event& event) {
+  EventKeyArray key;
+  const uint32_t hour = HourOf(event.time_us);
+  for (int i = 0; i < 4; ++i) {
+    key[i] = static_cast<char>(project >> (24 - 8 * i));
+    key[4 + i] = static_cast<char>(hour >> (24 - 8 * i));
+  }
+  const auto hash = EventDedupHash(event);
+  std::memcpy(key.data() + kPartitionPrefixBytes, hash.data(), kEventHashBytes);
   return key;
 }
 

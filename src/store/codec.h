@@ -43,6 +43,9 @@ int64_t TruncateToSecond(int64_t time_us);
 std::string PartitionPrefix(uint32_t project, Hour hour);
 /// Full 24-byte events key (also the partitions column family key is the first 8 bytes).
 std::string EventKey(uint32_t project, const Event& event);
+using EventKeyArray = std::array<char, kEventKeyBytes>;
+/// The same key without a heap allocation, for the write path.
+EventKeyArray MakeEventKey(uint32_t project, const Event& event);
 /// The smallest key greater than every key that starts with `prefix`; empty when no such key exists.
 std::string PrefixSuccessor(std::string_view prefix);
 

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <random>
 #include <set>
@@ -595,6 +596,16 @@ TEST(StoreOpenTest, UnwritableDirFailsWithAMessageNamingIt) {
   fs::permissions(dir.path(), fs::perms::owner_all);
   ASSERT_FALSE(store.ok());
   EXPECT_NE(store.error().message.find(dir.path().string()), std::string::npos);
+}
+
+TEST(StoreOpenTest, PathThatIsAFileFailsWithAMessageNamingIt) {
+  TempDir dir;
+  fs::create_directories(dir.path());
+  const fs::path file = dir.path() / "not-a-dir";
+  { std::ofstream(file) << "x"; }
+  auto store = Store::Open(file);
+  ASSERT_FALSE(store.ok());
+  EXPECT_NE(store.error().message.find(file.string()), std::string::npos) << store.error().message;
 }
 
 TEST_F(StoreTest, ClosedStoreRejectsCallsAndCloseIsIdempotent) {
