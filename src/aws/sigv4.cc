@@ -98,6 +98,25 @@ Result<std::string> PayloadHashFor(const http::OutboundRequest& request, const S
   return std::string(kEmptyPayloadHash);
 }
 
+/// The signing key changes once a day per (secret, region, service); deriving it is four HMACs, about half the
+/// cost of signing a small request. One entry per thread: a thread signs for few identities at a time.
+Sha256Digest CachedSigningKey(const Secret& secret, std::string_view date, std::string_view region,
+                              std::string_view service) {
+  struct Entry {
+    std::string secret, date, region, service;
+    Sha256Digest key{};
+  };
+  thread_local Entry entry;
+  if (entry.secret != secret.Reveal() || entry.date != date || entry.region != region || entry.service != service) {
+    entry.key = SigningKey(secret, date, region, service);
+    entry.secret = secret.Reveal();
+    entry.date = std::string(date);
+    entry.region = std::string(region);
+    entry.service = std::string(service);
+  }
+  return entry.key;
+}
+
 }  // namespace
 
 SigningOptions SigningOptions::S3(std::string region) {
@@ -335,7 +354,7 @@ Status Sign(http::OutboundRequest& request, const Credentials& credentials, cons
   std::string scope = CredentialScope(now, options.region, options.service);
   std::string string_to_sign = StringToSign(now, scope, canonical.text);
   std::string signature =
-      Signature(SigningKey(credentials.secret_access_key, DateStamp(now), options.region, options.service),
+      Signature(CachedSigningKey(credentials.secret_access_key, DateStamp(now), options.region, options.service),
                 string_to_sign);
   request.headers.emplace_back(
       "Authorization", fmt::format("{} Credential={}/{}, SignedHeaders={}, Signature={}", kAlgorithm,
@@ -375,7 +394,7 @@ Result<std::string> Presign(const http::OutboundRequest& request, const Credenti
   CanonicalRequestResult canonical = CanonicalRequest(to_sign, payload_hash, options, signed_query);
   std::string string_to_sign = StringToSign(now, scope, canonical.text);
   std::string signature =
-      Signature(SigningKey(credentials.secret_access_key, DateStamp(now), options.region, options.service),
+      Signature(CachedSigningKey(credentials.secret_access_key, DateStamp(now), options.region, options.service),
                 string_to_sign);
   std::string url(request.url.substr(0, request.url.find('#')));
   if (!parts.query.empty()) {
