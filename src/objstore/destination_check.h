@@ -1,0 +1,101 @@
+// Destination check (SPEC §5): before a pipeline is accepted, prove that Sluice can reach the customer's bucket
+// the way it will during exports, and say in plain words what to fix when it cannot.
+//
+//   DestinationSpec spec{.bucket = "acme-events", .region = "eu-west-1",
+//                        .role_arn = "arn:aws:iam::111122223333:role/sluice-export", .external_id = token,
+//                        .prefix = "sluice", .encryption = {Encryption::Mode::kKms, key_arn}};
+//   DestinationCheckResult r = CheckDestination(spec, {.base_credentials = own, .transport = transport});
+//   if (!r.ok()) std::cerr << r.ToText();      // or r.ToJson() for the API
+//
+// Steps, each reported with name, ok, message:
+//   assume-role   sts:AssumeRole with the external ID
+//   external-id   sts:AssumeRole with a random WRONG external ID must be refused (confused-deputy protection)
+//   put           PutObject <prefix>/.sluice-probe-<random> with the chosen encryption
+//   get           GetObject, bytes compared
+//   encryption    HeadObject reports the requested x-amz-server-side-encryption (and KMS key)
+//   list          ListObjectsV2 on the probe's prefix finds it
+//   delete        DeleteObject removes it
+// A denied step names the IAM action, the resource ARN and the policy statement to add.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "aws/credentials.h"
+#include "aws/retry.h"
+#include "http/transport.h"
+#include "objstore/object_store.h"
+
+namespace sluice::objstore {
+
+/// Where a pipeline will write (the customer's inputs, SPEC §4 s3_* parameters).
+struct DestinationSpec {
+  std::string bucket;
+  std::string region;
+  std::string role_arn;
+  std::string external_id;
+  std::string prefix;
+  Encryption encryption;
+  /// S3-compatible endpoint ("" = AWS, or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL).
+  std::string endpoint;
+  /// STS endpoint ("" = `endpoint` when that is set, else AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL / regional).
+  std::string sts_endpoint;
+};
+
+struct DestinationCheckOptions {
+  /// Sluice's own identity (signs the AssumeRole calls). Required.
+  std::shared_ptr<aws::CredentialsProvider> base_credentials;
+  /// Null = a libcurl transport.
+  std::shared_ptr<http::HttpTransport> transport;
+  /// Fewer, shorter retries than exports: a person is waiting for the answer.
+  aws::RetryPolicy retry = [] {
+    aws::RetryPolicy p;
+    p.max_attempts = 3;
+    p.total_timeout = std::chrono::seconds(60);
+    return p;
+  }();
+};
+
+struct CheckStep {
+  std::string name;  // "assume-role", "external-id", "put", "get", "encryption", "list", "delete"
+  bool ok = false;
+  bool skipped = false;  // not run because an earlier step failed (ok is false)
+  /// What happened, and when not ok, what to change.
+  std::string message;
+  /// For a denied S3/STS call: the IAM action ("s3:PutObject"), the resource ARN and the JSON policy statement
+  /// that grants it. Empty otherwise.
+  std::string action;
+  std::string resource;
+  std::string policy_statement;
+  /// The error class when the step failed on an error ("access_denied", …), else empty.
+  std::string error_code;
+};
+
+struct DestinationCheckResult {
+  std::string destination;  // "s3://bucket/prefix (region) via role arn"
+  std::string probe_key;    // full key of the probe object
+  std::vector<CheckStep> steps;
+
+  /// True when every step passed.
+  bool ok() const;
+  /// Human-readable report, one line per step plus the fixes.
+  std::string ToText() const;
+  /// {"ok":…, "destination":…, "probe_key":…, "steps":[{"name","ok","skipped","message","action","resource",
+  ///   "policy_statement","error_code"}]}
+  std::string ToJson() const;
+};
+
+/// Runs all steps (never throws; every failure is a failed step). Later steps that cannot run are reported as
+/// skipped; list and delete still run after a failed put, so one pass names every missing permission.
+DestinationCheckResult CheckDestination(const DestinationSpec& spec, const DestinationCheckOptions& options);
+
+/// The probe key for `prefix` and a random suffix: "<prefix>/.sluice-probe-<suffix>" (no leading '/' when the
+/// prefix is empty).
+std::string ProbeKey(std::string_view prefix, std::string_view suffix);
+
+/// The JSON statement granting `action` on `resource`, e.g.
+/// {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::bucket/*"}
+std::string AllowStatement(std::string_view action, std::string_view resource);
+
+}  // namespace sluice::objstore
