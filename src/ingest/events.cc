@@ -188,6 +188,7 @@ simdjson::error_code ReadKey(od::field& field, std::string_view& raw, std::strin
     raw = key = std::string_view(p, i);
     return simdjson::SUCCESS;
   }
+  raw = std::string_view(p, 0);  // where to point at if unescaping fails (the key is consumed by then)
   if (auto err = field.unescaped_key().get(key)) return err;
   raw = std::string_view(p, RawStringLength(p, key.size()));
   return simdjson::SUCCESS;
@@ -432,7 +433,7 @@ Walk EventParser::WalkValue(od::value& value, int depth) {
         if (auto err = std::move(field_result).get(field)) return Malformed(err, nullptr);
         std::string_view raw_key;
         std::string_view key;
-        if (auto err = ReadKey(field, raw_key, key)) return Malformed(err, field.key().raw());
+        if (auto err = ReadKey(field, raw_key, key)) return Malformed(err, raw_key.data());
         if (!first) props_buf_.push_back(',');
         first = false;
         props_buf_.push_back('"');
@@ -504,8 +505,9 @@ Walk EventParser::WalkValue(od::value& value, int depth) {
 }
 
 Walk EventParser::WalkProperties(od::object props) {
-  // A repeated "properties" key: the last one wins, so forget the earlier one.
+  // A repeated "properties" key: the last one wins, so forget the earlier one (and any complaint about it).
   has_properties_ = true;
+  pending_reason_ = {};
   time_ = TimeValue{};
   distinct_id_ = insert_id_ = device_id_ = user_id_ = token_ = IdValue{};
   has_ip_ = false;
@@ -523,7 +525,7 @@ Walk EventParser::WalkProperties(od::object props) {
     if (auto err = std::move(field_result).get(field)) return Malformed(err, nullptr);
     std::string_view raw_key;
     std::string_view key;
-    if (auto err = ReadKey(field, raw_key, key)) return Malformed(err, field.key().raw());
+    if (auto err = ReadKey(field, raw_key, key)) return Malformed(err, raw_key.data());
     if (++count >= kMaxProperties) {
       return Invalid("properties",
                      fmt::format("'properties' has {} or more keys; an event must have fewer than {} properties",
@@ -623,7 +625,7 @@ Walk EventParser::ProcessRecord(od::object record, size_t index) {
     if (auto err = std::move(field_result).get(field)) return Malformed(err, nullptr);
     std::string_view raw_key;
     std::string_view key;
-    if (auto err = ReadKey(field, raw_key, key)) return Malformed(err, field.key().raw());
+    if (auto err = ReadKey(field, raw_key, key)) return Malformed(err, raw_key.data());
     od::value& value = field.value();
     if (key == "event") {
       std::string_view token = value.raw_json_token();

@@ -126,6 +126,13 @@ TEST(ParseEvents, DuplicateTopLevelEventLastWins) {
   EXPECT_EQ(e.name, "second");
 }
 
+TEST(ParseEvents, DuplicatePropertiesObjectLastWins) {
+  Event e = OnlyEvent(R"({"event":"e","properties":{"a":1},"properties":{)" + TimeProps("1714564000") + R"(,"b":2}})");
+  EXPECT_EQ(e.properties, R"({"b":2})");
+  EXPECT_EQ(OnlyEvent(R"({"event":"e","properties":7,"properties":{)" + TimeProps("1714564000") + "}}").properties,
+            "{}");
+}
+
 TEST(ParseEvents, RecordThatIsNotAnObjectRejected) {
   ParsedEvents p = MustParse(R"([1,"x",null,[]])", Import());
   ASSERT_EQ(p.errors.size(), 4u);
@@ -621,6 +628,8 @@ TEST(ParseEvents, InvalidScalarsInPropertiesFailTheRequest) {
   ExpectMalformed(Record(R"("s":"\u12")"));
   ExpectMalformed(Record(R"("a":[1,{"s":"\q"}])"));
   ExpectMalformed(Record(R"("a\q":1)"));
+  ExpectMalformed(R"([{"ev\ent":"e"}])");                     // found by fuzz_ingest_events
+  ExpectMalformed(R"([{"event":"e","properties":{"o":{"\e":1}}}])");
   ExpectMalformed(Record(R"("s":")" + std::string("a\x01") + "\""));
   ExpectMalformed(Record(R"("s":")" + std::string("a\tb") + "\""));  // a raw tab must be escaped
   ExpectMalformed(Record(R"("k)" + std::string("\x1f") + R"(":1)"));
