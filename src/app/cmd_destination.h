@@ -1,0 +1,15 @@
+// `sluice destination check`: runs the destination check (objstore/destination_check.h) from the command line
+// with Sluice's own AWS identity (default credential chain), before a pipeline is created.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace sluice::app {
+
+/// Adds `destination check --bucket B --region R --role ARN --external-id E [--prefix P]
+/// [--encryption none|aes|kms] [--kms-key-id K] [--endpoint URL] [--sts-endpoint URL] [--json]` to `app`.
+/// Prints the report (text or JSON) to stdout; exits 0 only when every step passed (CLI::RuntimeError(1)
+/// otherwise, 2 for invalid flags).
+void RegisterDestinationCommands(CLI::App& app);
+
+}  // namespace sluice::app
