@@ -27,7 +27,9 @@ inline constexpr size_t kMaxBatchBytes = 10 * 1000 * 1000;  // uncompressed JSON
 inline constexpr size_t kMaxEventBytes = 1000 * 1000;       // "an event < 1 MB"
 inline constexpr size_t kMaxProperties = 255;               // "< 255 properties"
 inline constexpr size_t kMaxArrayItems = 255;               // "arrays < 255 items"
-inline constexpr int kMaxNestingDepth = 3;                  // nesting depth of property values
+// Nesting depth of a property value = objects/arrays on its deepest path: a scalar is 0, [1] or {"b":1} is 1,
+// {"a":{"b":{"c":1}}} is 3 (accepted); 4 is refused.
+inline constexpr int kMaxNestingDepth = 3;
 inline constexpr size_t kMaxInsertIdLength = 36;
 inline constexpr int64_t kMinTimeUs = 31'536'000LL * 1'000'000;  // 1971-01-01T00:00:00Z
 inline constexpr int64_t kMaxFutureUs = 3600LL * 1'000'000;      // at most 1 h in the future
@@ -74,7 +76,9 @@ struct ParsedEvents {
 /// Parses and validates an /import or /track payload. A payload that is not JSON at all (or an NDJSON payload
 /// whose every line is garbage), or that exceeds the batch limits, fails as a whole with kInvalidArgument /
 /// kTooLarge and a message naming the problem (e.g. "malformed JSON at byte 812: expected ',' or '}'"); one bad
-/// record only adds a RecordError and never affects the others.
+/// record only adds a RecordError and never affects the others. Duplicate keys in a record or its `properties`:
+/// the last one wins (nested objects are copied as they arrived). Not reentrant per thread (thread-local
+/// scratch buffers); safe to call from many threads.
 Result<ParsedEvents> ParseEvents(std::string_view payload, const ParseOptions& options);
 
 /// Normalises Mixpanel's `time` (seconds or milliseconds, integer or fractional) to microseconds:
