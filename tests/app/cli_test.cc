@@ -15,7 +15,7 @@ namespace {
 namespace json = boost::json;
 
 /// Runs a shell command, returning stdout and the exit code.
-std::pair<std::string, int> Run(const std::string& cmd) {
+std::pair<std::string, int> Shell(const std::string& cmd) {
   std::string out;
   FILE* p = popen((cmd + " 2>/dev/null").c_str(), "r");
   char buf[4096];
@@ -50,14 +50,14 @@ TEST_F(CliTest, ProjectEventsAndProfilesThroughTheCli) {
 
   const std::string cli = ServerProcess::Binary() + " ";
   const std::string dd = " --data-dir " + dir_.string();
-  auto [created, rc] = Run(cli + "project create --name shop" + dd);
+  auto [created, rc] = Shell(cli + "project create --name shop" + dd);
   ASSERT_EQ(rc, 0) << created;
   auto project = json::parse(created).as_object();
   const auto id = project.at("id").as_int64();
   const std::string token = json::value_to<std::string>(project.at("token"));
   const std::string secret = json::value_to<std::string>(project.at("api_secret"));
 
-  auto [listed, rc2] = Run(cli + "project list" + dd);
+  auto [listed, rc2] = Shell(cli + "project list" + dd);
   ASSERT_EQ(rc2, 0);
   EXPECT_NE(listed.find(token), std::string::npos);
 
@@ -70,7 +70,7 @@ TEST_F(CliTest, ProjectEventsAndProfilesThroughTheCli) {
   std::string upd = R"({"$token":")" + token + R"(","$distinct_id":"c1","$set":{"tier":"gold"}})";
   ASSERT_EQ(server.Send("GET", "/engage?data=" + Base64Encode(upd)).body, "1");
 
-  auto [events, rc3] = Run(cli + "events export --project " + std::to_string(id) + " --from " + Today() + " --to " +
+  auto [events, rc3] = Shell(cli + "events export --project " + std::to_string(id) + " --from " + Today() + " --to " +
                            Today() + dd);
   ASSERT_EQ(rc3, 0);
   auto line = json::parse(events.substr(0, events.find('\n'))).as_object();
@@ -78,20 +78,20 @@ TEST_F(CliTest, ProjectEventsAndProfilesThroughTheCli) {
   EXPECT_EQ(line.at("properties").at("sku").as_string(), "A-1");
   EXPECT_EQ(line.at("properties").at("time").as_int64(), t);
 
-  auto [profiles, rc4] = Run(cli + "profiles list --project " + std::to_string(id) + dd);
+  auto [profiles, rc4] = Shell(cli + "profiles list --project " + std::to_string(id) + dd);
   ASSERT_EQ(rc4, 0);
   auto p = json::parse(profiles.substr(0, profiles.find('\n'))).as_object();
   EXPECT_EQ(p.at("$distinct_id").as_string(), "c1");
   EXPECT_EQ(p.at("$properties").at("tier").as_string(), "gold");
 
   // A wrong admin token gets a clear failure, not a crash.
-  auto [denied, rc5] = Run(cli + "project list --admin-token wrong" + dd);
+  auto [denied, rc5] = Shell(cli + "project list --admin-token wrong" + dd);
   EXPECT_NE(rc5, 0);
 
   // SIGTERM drains and exits 0; the data survives a restart.
   EXPECT_EQ(server.Terminate(), 0);
   ASSERT_TRUE(server.Start(&error)) << error;
-  auto [again, rc6] = Run(cli + "events export --project " + std::to_string(id) + " --from " + Today() + " --to " +
+  auto [again, rc6] = Shell(cli + "events export --project " + std::to_string(id) + " --from " + Today() + " --to " +
                           Today() + dd);
   EXPECT_EQ(rc6, 0);
   EXPECT_EQ(again, events);
@@ -100,7 +100,7 @@ TEST_F(CliTest, ProjectEventsAndProfilesThroughTheCli) {
 TEST_F(CliTest, ServesHttpsWithTheGivenCertificate) {
   std::filesystem::create_directories(dir_);
   const auto key = dir_ / "key.pem", cert = dir_ / "cert.pem";
-  auto [out, rc] = Run("openssl req -x509 -newkey rsa:2048 -nodes -keyout " + key.string() + " -out " +
+  auto [out, rc] = Shell("openssl req -x509 -newkey rsa:2048 -nodes -keyout " + key.string() + " -out " +
                        cert.string() + " -days 1 -subj /CN=127.0.0.1");
   ASSERT_EQ(rc, 0) << "the openssl command is needed to make a test certificate";
   ServerProcess server(dir_ / "data", {"--tls-cert", cert.string(), "--tls-key", key.string()});
@@ -109,17 +109,17 @@ TEST_F(CliTest, ServesHttpsWithTheGivenCertificate) {
   EXPECT_EQ(server.url().rfind("https://", 0), 0u) << server.url();
   EXPECT_EQ(server.Send("GET", "/healthz").status, 200);
   // Plain HTTP to the TLS port is refused rather than answered in clear text.
-  auto [plain, rc2] = Run("curl -s -o /dev/null -w '%{http_code}' http" + server.url().substr(5) + "/healthz");
+  auto [plain, rc2] = Shell("curl -s -o /dev/null -w '%{http_code}' http" + server.url().substr(5) + "/healthz");
   EXPECT_NE(plain, "200");
 }
 
 TEST_F(CliTest, HelpDescribesEveryCommand) {
-  auto [help, rc] = Run(ServerProcess::Binary() + " --help");
+  auto [help, rc] = Shell(ServerProcess::Binary() + " --help");
   EXPECT_EQ(rc, 0);
   for (const char* cmd : {"serve", "project", "events", "profiles"}) {
     EXPECT_NE(help.find(cmd), std::string::npos) << cmd;
   }
-  auto [bad, rc2] = Run(ServerProcess::Binary() + " serve --listen nonsense --data-dir " + dir_.string());
+  auto [bad, rc2] = Shell(ServerProcess::Binary() + " serve --listen nonsense --data-dir " + dir_.string());
   EXPECT_NE(rc2, 0);
 }
 

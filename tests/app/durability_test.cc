@@ -54,7 +54,9 @@ TEST(DurabilityTest, EveryAcknowledgedEventSurvivesSigkillExactlyOnce) {
   std::set<std::string> acked;  // insert ids of acknowledged events
   std::mt19937 rng(12345);
   for (int cycle = 0; cycle < kCycles; ++cycle) {
-    if (cycle > 0) ASSERT_TRUE(server.Start(&error)) << error;
+    if (cycle > 0) {
+      ASSERT_TRUE(server.Start(&error)) << error;
+    }
     std::atomic<bool> stop{false};
     std::atomic<int> acked_batches{0};
     std::vector<std::thread> loaders;
