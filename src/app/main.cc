@@ -1,6 +1,8 @@
 // sluice: parse flags, run the chosen command. Nothing else lives here.
 #include <CLI/CLI.hpp>
 
+#include "app/cmd_aws.h"
+#include "app/cmd_destination.h"
 #include "app/commands.h"
 
 int main(int argc, char** argv) {
@@ -11,6 +13,8 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   sluice::app::RegisterServeCommand(app, exit_code);
   sluice::app::RegisterClientCommands(app, exit_code);
+  sluice::app::RegisterAwsCommands(app);
+  sluice::app::RegisterDestinationCommands(app);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }
