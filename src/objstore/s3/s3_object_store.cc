@@ -16,6 +16,9 @@ namespace {
 // Bounds on loops driven by the server's answers, so a misbehaving endpoint cannot spin us forever.
 constexpr int kMaxListPages = 10'000'000;
 constexpr int kMaxStreamResumes = 5;
+// A writer's first buffer starts small: most objects Sluice writes (manifests, small partitions) are far below
+// one part, and std::string grows geometrically for the rest.
+constexpr uint64_t kInitialReserve = 256 * 1024;
 
 std::string TrimSlashes(std::string_view s) {
   while (!s.empty() && s.front() == '/') s.remove_prefix(1);
@@ -42,14 +45,59 @@ void ReadSseHeaders(const http::OutboundResponse& response, ObjectInfo& info) {
 // ---------------------------------------------------------------------------------------------------------------
 // Multipart writer
 
+// Recycles part buffers. A fresh multi-MiB allocation is mmap'ed and zero-filled by the kernel page by page on
+// first touch; on this class of (virtualised) machine those page faults cost more CPU than SHA-256 of the data.
+// Reusing at most max_parts_in_flight + 1 buffers keeps pages mapped and the memory bound unchanged.
+class PartBufferPool {
+ public:
+  explicit PartBufferPool(size_t max_free) : max_free_(max_free) {}
+
+  /// A cleared buffer with at least `capacity` bytes reserved; a recycled one when available, else a new one with
+  /// `fresh_capacity` reserved (growing geometrically later).
+  std::string Take(uint64_t capacity, uint64_t fresh_capacity) {
+    std::string s;
+    {
+      std::lock_guard lock(mu_);
+      if (!free_.empty()) {
+        s = std::move(free_.back());
+        free_.pop_back();
+      }
+    }
+    s.clear();
+    s.reserve(s.capacity() > 0 ? capacity : fresh_capacity);
+    return s;
+  }
+
+  void Give(std::string s) {
+    std::lock_guard lock(mu_);
+    if (free_.size() < max_free_) free_.push_back(std::move(s));
+  }
+
+  /// Wraps `s` for a request body; when the last reference goes (the upload finished, retries included), the
+  /// buffer comes back here. The pool is shared, so it may outlive the writer.
+  static std::shared_ptr<const std::string> Share(const std::shared_ptr<PartBufferPool>& pool, std::string s) {
+    auto* raw = new std::string(std::move(s));
+    return std::shared_ptr<const std::string>(raw, [pool](const std::string* p) {
+      pool->Give(std::move(*const_cast<std::string*>(p)));
+      delete p;
+    });
+  }
+
+ private:
+  std::mutex mu_;
+  size_t max_free_;
+  std::vector<std::string> free_;
+};
+
 class S3Writer final : public ObjectWriter {
  public:
   S3Writer(S3ObjectStore* store, std::string full_key, PutOptions options)
       : store_(store),
         full_key_(std::move(full_key)),
         options_(std::move(options)),
-        sizer_(store->options_.part_size, options_.size_hint) {
-    buffer_.reserve(sizer_.PartSize(1));
+        sizer_(store->options_.part_size, options_.size_hint),
+        buffers_(store->buffers_) {
+    buffer_ = buffers_->Take(sizer_.PartSize(1), std::min<uint64_t>(sizer_.PartSize(1), kInitialReserve));
   }
 
   ~S3Writer() override {
@@ -78,8 +126,7 @@ class S3Writer final : public ObjectWriter {
     if (upload_id_.empty()) {
       // Smaller than one part: a single PutObject (cheaper, and atomic like any PUT).
       state_ = State::kDone;
-      auto data = std::make_shared<const std::string>(std::move(buffer_));
-      return store_->PutFullKey(full_key_, std::move(data), options_);
+      return store_->PutFullKey(full_key_, PartBufferPool::Share(buffers_, std::move(buffer_)), options_);
     }
     if (!buffer_.empty()) {
       Status st = SendBufferedPart();
@@ -162,9 +209,8 @@ class S3Writer final : public ObjectWriter {
     // Bounded memory: wait for a slot before this buffer's memory is handed over and a new one allocated.
     SLUICE_TRY(WaitForParts(store_->options_.max_parts_in_flight - 1));
     int part_number = next_part_++;
-    auto body = std::make_shared<const std::string>(std::move(buffer_));
-    buffer_ = std::string();
-    buffer_.reserve(sizer_.PartSize(next_part_));
+    auto body = PartBufferPool::Share(buffers_, std::move(buffer_));
+    buffer_ = buffers_->Take(sizer_.PartSize(next_part_), sizer_.PartSize(next_part_));
     {
       std::lock_guard lock(mu_);
       ++in_flight_;
@@ -206,6 +252,7 @@ class S3Writer final : public ObjectWriter {
   std::string full_key_;
   PutOptions options_;
   PartSizer sizer_;
+  std::shared_ptr<PartBufferPool> buffers_;
   State state_ = State::kOpen;
   std::string buffer_;
   std::string upload_id_;
@@ -267,6 +314,7 @@ S3ObjectStore::S3ObjectStore(S3StoreOptions options, S3RequestContext ctx,
       key_prefix_(TrimSlashes(options_.prefix).empty() ? "" : TrimSlashes(options_.prefix) + "/"),
       transport_(transport),
       executor_(ExecutorOptions(options_, std::move(transport), std::move(credentials))),
+      buffers_(std::make_shared<PartBufferPool>(static_cast<size_t>(options_.upload_threads) + 1)),
       pool_(options_.upload_threads) {}
 
 S3ObjectStore::~S3ObjectStore() = default;

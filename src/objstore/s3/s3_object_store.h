@@ -30,6 +30,8 @@
 
 namespace sluice::objstore::s3 {
 
+class PartBufferPool;
+
 struct S3StoreOptions {
   std::string bucket;
   std::string region;
@@ -98,6 +100,8 @@ class S3ObjectStore final : public ObjectStore {
   std::string key_prefix_;  // "" or "<prefix>/"
   std::shared_ptr<http::HttpTransport> transport_;
   aws::Executor executor_;
+  /// Recycled part buffers shared by all writers (see PartBufferPool in the .cc).
+  std::shared_ptr<PartBufferPool> buffers_;
   WorkerPool pool_;
 };
 
