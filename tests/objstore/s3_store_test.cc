@@ -260,8 +260,9 @@ TEST(S3StoreTest, PartsInFlightAreBounded) {
     ++active;
     max_active = std::max(max_active, active);
     cv.notify_all();
-    // Hold the part until another one is uploading or a moment passed, to expose any excess concurrency.
-    cv.wait_for(lock, std::chrono::milliseconds(20), [&] { return active > 2; });
+    // Hold each part until a second one is uploading too (or a generous timeout), so the bound is reached and
+    // any excess concurrency would show as a third.
+    cv.wait_for(lock, std::chrono::seconds(2), [&] { return active >= 2; });
     --active;
     return Response(200);
   };
