@@ -11,8 +11,8 @@ EVENTS=5000000
 
 run() { echo; echo "### $*"; "$@"; }
 
-[ -x $B/ingest/parse_bench ] && run $B/ingest/parse_bench --benchmark_counters_tabular=true
-[ -x $B/store/store_bench ] && run $B/store/store_bench
-[ -x $B/aws/sign_bench ] && run $B/aws/sign_bench --benchmark_counters_tabular=true
-[ -x $B/objstore/upload_bench ] && run $B/objstore/upload_bench
+run $B/ingest/ingest_parse_bench --benchmark_counters_tabular=true
+run $B/store/bench_store
+run $B/aws/aws_sign_bench --benchmark_counters_tabular=true
+run $B/objstore/bench_objstore_upload
 run $B/load/bench_ingest_load --events "$EVENTS" --connections 8 --server-core 0
