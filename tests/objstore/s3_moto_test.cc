@@ -222,6 +222,19 @@ TEST_F(S3MotoTest, WrongSecretIsUnauthenticatedAndNeverEchoed) {
   EXPECT_EQ(text.find(env_->secret_access_key.Reveal()), std::string::npos) << text;
 }
 
+TEST_F(S3MotoTest, ImportRoleReadsButCannotWrite) {
+  auto opts = StoreOptions();
+  opts.bucket = env_->import_bucket;
+  auto reader = MakeStore(opts, RoleCredentials("import"));
+  ASSERT_NE(reader, nullptr);
+  auto list = reader->List("");
+  ASSERT_TRUE(list.ok()) << list.error().ToString();
+  auto put = reader->Put("events.ndjson", "{}\n");
+  ASSERT_FALSE(put.ok());
+  EXPECT_EQ(put.error().code, ErrorCode::kAccessDenied) << put.error().ToString();
+  EXPECT_EQ(reader->Get("missing.ndjson").error().code, ErrorCode::kNotFound);
+}
+
 TEST_F(S3MotoTest, OtherBucketIsDenied) {
   auto opts = StoreOptions();
   opts.bucket = env_->other_bucket;
