@@ -1,4 +1,5 @@
 // Router, Headers, Request/Response helpers and the request decoding helpers of server.h.
+#include <algorithm>
 #include <exception>
 #include <string>
 #include <string_view>
@@ -151,7 +152,7 @@ void Router::Add(std::string_view method, std::string_view pattern, Handler hand
 Response Router::Dispatch(Request& request, std::string* route_label) const {
   const std::vector<std::string_view> segments = SplitPath(request.path);
   const Route* best = nullptr;
-  std::string allowed;  // methods of routes matching the path, for 405's Allow header
+  std::vector<std::string_view> allowed;  // methods of routes matching the path, for 405's Allow header
   for (const Route& route : routes_) {
     if (route.segments.size() != segments.size()) continue;
     bool match = true;
@@ -162,10 +163,7 @@ Response Router::Dispatch(Request& request, std::string* route_label) const {
     }
     if (!match) continue;
     if (route.method != request.method) {
-      if (allowed.find(route.method) == std::string::npos) {
-        if (!allowed.empty()) allowed += ", ";
-        allowed += route.method;
-      }
+      if (std::find(allowed.begin(), allowed.end(), route.method) == allowed.end()) allowed.push_back(route.method);
       continue;
     }
     if (best == nullptr || route.literal_segments > best->literal_segments) best = &route;
@@ -175,7 +173,12 @@ Response Router::Dispatch(Request& request, std::string* route_label) const {
     if (!allowed.empty()) {
       Response response =
           Response::Json(405, JsonErrorBody("method " + request.method + " is not allowed for " + request.path));
-      response.headers.Add("Allow", std::move(allowed));
+      std::string allow;
+      for (std::string_view method : allowed) {
+        if (!allow.empty()) allow += ", ";
+        allow += method;
+      }
+      response.headers.Add("Allow", std::move(allow));
       return response;
     }
     return Response::Json(404, JsonErrorBody("no route for " + request.method + " " + request.path));

@@ -91,16 +91,23 @@ struct ServerOptions {
   std::string listen_host = "127.0.0.1";
   uint16_t listen_port = 8080;  // 0 picks a free port (see Server::port())
   int threads = 2;
-  /// Largest request body accepted; larger ones get 413 before the body is read.
+  /// Largest request body accepted; larger ones get 413 before the body is read (chunked uploads as soon as
+  /// they pass the limit). Request line + headers are limited to 64 KiB (431), which admits /track GET targets
+  /// of well over 32 KB.
   size_t max_body_bytes = 16 * 1000 * 1000;
+  /// How long a keep-alive connection may sit between requests.
   std::chrono::seconds idle_timeout{75};
+  /// Slowloris bound: a request (and, on a new connection, the TLS handshake) must arrive completely within
+  /// this time of its first byte; each response write gets the same bound.
   std::chrono::seconds request_timeout{60};
   /// TLS when both are set (PEM files).
   std::string tls_cert_file;
   std::string tls_key_file;
 };
 
-/// Observes every finished request, e.g. for metrics. Called on the I/O thread.
+/// Observes every finished request, e.g. for metrics. Called on the I/O thread after the response was written
+/// (or failed). Requests the server refuses before routing (400 malformed, 413, 431) report route "unmatched"
+/// and 0 bytes; connections that time out or reset before a complete request report nothing.
 using RequestObserver =
     std::function<void(std::string_view route, std::string_view method, int status, double seconds, size_t bytes_in)>;
 
@@ -115,7 +122,10 @@ class Server {
   /// Starts the I/O threads and returns.
   virtual void Start() = 0;
   /// Stops accepting, lets in-flight requests finish (up to `grace`), then closes every connection and joins
-  /// the threads.
+  /// the threads. Idle keep-alive connections close at once; a request being read or handled completes and is
+  /// answered with `Connection: close`. A handler still blocked after the grace period delays the join until it
+  /// returns (a thread cannot be interrupted). Call once, from a thread that is not an I/O thread (e.g. the one
+  /// waiting for SIGTERM) — never from a handler. Later calls, and the destructor, do nothing more.
   virtual void Shutdown(std::chrono::milliseconds grace) = 0;
 };
 
