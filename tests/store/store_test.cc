@@ -587,15 +587,48 @@ TEST_F(StoreTest, SecondOpenOfSameDirFailsNamingTheLock) {
   EXPECT_NE(second.error().message.find("locked"), std::string::npos) << second.error().message;
 }
 
+// Root ignores directory permissions, so when the suite runs as root (CI does) the open runs in a child
+// process that first drops to the unprivileged `nobody` user; the child prints the error message.
+}  // namespace
+inline constexpr char kUnwritableDirEnv[] = "SLUICE_STORE_UNWRITABLE_DIR";
+namespace {
+
 TEST(StoreOpenTest, UnwritableDirFailsWithAMessageNamingIt) {
-  if (::geteuid() == 0) GTEST_SKIP() << "root ignores permissions";
   TempDir dir;
   fs::create_directories(dir.path());
-  fs::permissions(dir.path(), fs::perms::owner_read | fs::perms::owner_exec);
-  auto store = Store::Open(dir.path());
+  fs::permissions(dir.path(), fs::perms::owner_read | fs::perms::owner_exec | fs::perms::group_read |
+                                  fs::perms::group_exec | fs::perms::others_read | fs::perms::others_exec);
+  std::string message;
+  if (::geteuid() != 0) {
+    auto store = Store::Open(dir.path());
+    ASSERT_FALSE(store.ok());
+    message = store.error().message;
+  } else {
+    // The temp dir's parents must be traversable by `nobody`; /tmp is.
+    int fds[2];
+    ASSERT_EQ(::pipe(fds), 0);
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      ::close(fds[0]);
+      ::dup2(fds[1], STDOUT_FILENO);
+      ::setenv(kUnwritableDirEnv, dir.path().c_str(), 1);
+      if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(126);
+      ::execl("/proc/self/exe", "store_test", nullptr);
+      ::_exit(127);
+    }
+    ::close(fds[1]);
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(fds[0], buf, sizeof buf)) > 0) message.append(buf, static_cast<size_t>(n));
+    ::close(fds[0]);
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status)) << status;
+    ASSERT_EQ(WEXITSTATUS(status), 0) << "the store opened an unwritable dir (or the child failed): " << message;
+  }
   fs::permissions(dir.path(), fs::perms::owner_all);
-  ASSERT_FALSE(store.ok());
-  EXPECT_NE(store.error().message.find(dir.path().string()), std::string::npos);
+  EXPECT_NE(message.find(dir.path().string()), std::string::npos) << message;
 }
 
 TEST(StoreOpenTest, PathThatIsAFileFailsWithAMessageNamingIt) {
@@ -626,12 +659,14 @@ TEST_F(StoreTest, RejectsEventsBeforeTheEpoch) {
 }
 
 // ---- Crash durability ------------------------------------------------------------------------------------
-// The parent re-executes this binary running only StoreCrashChild.WriteAndAcknowledge (fork without exec
+// The parent re-executes this binary in child mode (see main below; fork without exec
 // would inherit RocksDB's background threads' locks in an undefined state). The child writes numbered
 // batches and reports each acknowledged one on a pipe until it is SIGKILLed.
 
-constexpr char kCrashDirEnv[] = "SLUICE_STORE_CRASH_DIR";
-constexpr char kCrashFdEnv[] = "SLUICE_STORE_CRASH_FD";
+}  // namespace
+inline constexpr char kCrashDirEnv[] = "SLUICE_STORE_CRASH_DIR";
+inline constexpr char kCrashFdEnv[] = "SLUICE_STORE_CRASH_FD";
+namespace {
 constexpr int kCrashEventsPerBatch = 20;
 constexpr uint32_t kCrashMaxBatches = 200'000;
 
@@ -641,21 +676,21 @@ Event CrashEvent(uint32_t batch, int j) {
   return e;
 }
 
-TEST(StoreCrashChild, WriteAndAcknowledge) {
-  const char* dir = std::getenv(kCrashDirEnv);
-  const char* fd_text = std::getenv(kCrashFdEnv);
-  if (dir == nullptr || fd_text == nullptr) GTEST_SKIP() << "only runs as the crash test's child process";
-  const int fd = std::atoi(fd_text);
+}  // namespace
+/// The crash test's child: writes numbered batches and reports each acknowledged one on `fd` until killed.
+int RunCrashChild(const char* dir, int fd) {
   auto store = OpenOrDie(dir);
-  ASSERT_NE(store, nullptr);
+  if (store == nullptr) return 2;
   for (uint32_t batch = 1; batch <= kCrashMaxBatches; ++batch) {
     std::vector<Event> events;
     for (int j = 0; j < kCrashEventsPerBatch; ++j) events.push_back(CrashEvent(batch, j));
     IdentityLink link{"dev-" + std::to_string(batch), "user"};
-    ASSERT_TRUE(store->WriteEvents(1, events, std::span<const IdentityLink>(&link, 1)).ok());
-    ASSERT_EQ(::write(fd, &batch, sizeof batch), static_cast<ssize_t>(sizeof batch));
+    if (!store->WriteEvents(1, events, std::span<const IdentityLink>(&link, 1)).ok()) return 3;
+    if (::write(fd, &batch, sizeof batch) != static_cast<ssize_t>(sizeof batch)) return 4;
   }
+  return 0;
 }
+namespace {
 
 TEST(StoreCrashTest, AcknowledgedBatchesSurviveSigkill) {
   TempDir dir;
@@ -667,7 +702,7 @@ TEST(StoreCrashTest, AcknowledgedBatchesSurviveSigkill) {
     ::close(fds[0]);
     ::setenv(kCrashDirEnv, dir.path().c_str(), 1);
     ::setenv(kCrashFdEnv, std::to_string(fds[1]).c_str(), 1);
-    ::execl("/proc/self/exe", "store_test", "--gtest_filter=StoreCrashChild.WriteAndAcknowledge", nullptr);
+    ::execl("/proc/self/exe", "store_test", nullptr);
     ::_exit(127);
   }
   ::close(fds[1]);
@@ -726,3 +761,20 @@ TEST(StoreCrashTest, AcknowledgedBatchesSurviveSigkill) {
 
 }  // namespace
 }  // namespace sluice::store
+
+// The crash and permission tests re-execute this binary as a child; the environment says which role it plays.
+int main(int argc, char** argv) {
+  using namespace sluice::store;
+  if (const char* dir = std::getenv(kCrashDirEnv)) {
+    const char* fd_text = std::getenv(kCrashFdEnv);
+    return fd_text ? RunCrashChild(dir, std::atoi(fd_text)) : 2;
+  }
+  if (const char* dir = std::getenv(kUnwritableDirEnv)) {
+    auto store = Store::Open(dir);
+    if (store.ok()) return 1;
+    std::fputs(store.error().message.c_str(), stdout);
+    return 0;
+  }
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
