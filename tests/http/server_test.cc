@@ -586,7 +586,7 @@ TEST_F(TlsServerTest, CurlTalksToTheServer) {
   char buf[4096];
   for (size_t n; (n = fread(buf, 1, sizeof(buf), pipe)) > 0;) output.append(buf, n);
   int status = pclose(pipe);
-  if (status != 0 && output.empty()) GTEST_SKIP() << "curl is not usable here";
+  ASSERT_EQ(status, 0) << "curl (installed by scripts/install-deps.sh) failed: " << output;
   EXPECT_TRUE(Contains(output, "param name=curl\n")) << output;
   EXPECT_TRUE(Contains(output, "tls=1\n")) << output;
 }
@@ -623,70 +623,6 @@ TEST_F(TlsServerTest, BadCertificateOrKeyFailsCreateNamingTheFile) {
   auto half = Server::Create(options, EchoRouter());
   ASSERT_FALSE(half.ok());
   EXPECT_TRUE(Contains(half.error().message, "tls_key_file")) << half.error().message;
-}
-
-// ---- throughput -----------------------------------------------------------------------------------------------
-
-/// Not a benchmark harness, but a guard against per-request overhead creeping in: 2000-event /import batches
-/// (~1.6 MB uncompressed) over keep-alive to a trivial handler on one I/O thread. The requirement is 150,000
-/// events/s on one core for the whole service (75 batches/s); the server alone must be far faster.
-TEST_F(ServerTest, LargePostThroughputOnOneThread) {
-#if defined(__SANITIZE_ADDRESS__)
-  GTEST_SKIP() << "throughput is meaningless under sanitizers";
-#endif
-  ServerOptions options = Options();
-  options.threads = 1;
-  auto router = std::make_shared<Router>();
-  router->Add("POST", "/import", [](Request& request) {
-    return Response::Json(200, "{\"code\":200,\"num_records_imported\":" + std::to_string(request.body.size() / 800) +
-                                   ",\"status\":\"OK\"}");
-  });
-  StartServer(router, options);
-  TestClient client;
-  ASSERT_FALSE(client.Connect(server_->port()));
-  const std::string body(1'600'000, 'j');
-  constexpr int kRequests = 150;
-  const auto start = std::chrono::steady_clock::now();
-  const std::clock_t cpu_start = std::clock();
-  for (int i = 0; i < kRequests; ++i) {
-    StringResponse response = client.Request("POST", "/import", body, {{"Content-Type", "application/json"}});
-    ASSERT_FALSE(client.last_error()) << client.last_error().message();
-    ASSERT_EQ(response.result_int(), 200);
-  }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const double cpu_seconds = static_cast<double>(std::clock() - cpu_start) / CLOCKS_PER_SEC;
-  const double per_second = kRequests / seconds;
-  std::printf("[ perf ] %d x 1.6 MB POST: %.0f requests/s, %.0f MB/s, %.0f events/s equivalent "
-              "(client+server CPU %.2f s for %.2f s wall)\n",
-              kRequests, per_second, per_second * 1.6, per_second * 2000, cpu_seconds, seconds);
-  EXPECT_GT(per_second, 75.0);
-}
-
-/// Per-request overhead for small requests (/track-sized) on one keep-alive connection and one I/O thread.
-TEST_F(ServerTest, SmallRequestRateOnOneThread) {
-#if defined(__SANITIZE_ADDRESS__)
-  GTEST_SKIP() << "throughput is meaningless under sanitizers";
-#endif
-  ServerOptions options = Options();
-  options.threads = 1;
-  auto router = std::make_shared<Router>();
-  router->Add("POST", "/track", [](Request&) { return Response::Text(200, "1"); });
-  StartServer(router, options);
-  TestClient client;
-  ASSERT_FALSE(client.Connect(server_->port()));
-  const std::string body = "data=" + std::string(300, 'x');
-  constexpr int kRequests = 5000;
-  const auto start = std::chrono::steady_clock::now();
-  for (int i = 0; i < kRequests; ++i) {
-    StringResponse response =
-        client.Request("POST", "/track?verbose=0", body, {{"Content-Type", "application/x-www-form-urlencoded"}});
-    ASSERT_FALSE(client.last_error()) << client.last_error().message();
-    ASSERT_EQ(response.result_int(), 200);
-  }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("[ perf ] %d small POSTs, one connection: %.0f requests/s (client and server in one process)\n",
-              kRequests, kRequests / seconds);
-  EXPECT_GT(kRequests / seconds, 1000.0);
 }
 
 }  // namespace
