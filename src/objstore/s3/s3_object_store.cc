@@ -19,6 +19,8 @@ constexpr int kMaxStreamResumes = 5;
 // A writer's first buffer starts small: most objects Sluice writes (manifests, small partitions) are far below
 // one part, and std::string grows geometrically for the rest.
 constexpr uint64_t kInitialReserve = 256 * 1024;
+// Slices copied and checksummed together (fits in a core's L2).
+constexpr uint64_t kChecksumSlice = 128 * 1024;
 
 std::string TrimSlashes(std::string_view s) {
   while (!s.empty() && s.front() == '/') s.remove_prefix(1);
@@ -96,7 +98,9 @@ class S3Writer final : public ObjectWriter {
         full_key_(std::move(full_key)),
         options_(std::move(options)),
         sizer_(store->options_.part_size, options_.size_hint),
-        buffers_(store->buffers_) {
+        buffers_(store->buffers_),
+        signed_payload_(store->ctx_.payload_signing == PayloadSigning::kSigned),
+        part_sha256_(std::make_unique<Sha256Hasher>()) {
     buffer_ = buffers_->Take(sizer_.PartSize(1), std::min<uint64_t>(sizer_.PartSize(1), kInitialReserve));
   }
 
@@ -108,8 +112,16 @@ class S3Writer final : public ObjectWriter {
     if (state_ != State::kOpen) return InvalidArgument(fmt::format("write to a finished upload of {}", full_key_));
     while (!data.empty()) {
       uint64_t room = sizer_.PartSize(next_part_) - buffer_.size();
-      size_t take = static_cast<size_t>(std::min<uint64_t>(room, data.size()));
+      // Copy and checksum in cache-sized slices: the bytes are hashed while still in cache instead of being
+      // read back from memory by a second pass over the whole part.
+      size_t take = static_cast<size_t>(std::min<uint64_t>({room, data.size(), kChecksumSlice}));
       buffer_.append(data.data(), take);
+      std::string_view slice(buffer_.data() + buffer_.size() - take, take);
+      if (signed_payload_) {
+        part_sha256_->Update(slice);
+      } else {
+        part_crc32c_ = Crc32c(slice, part_crc32c_);
+      }
       data.remove_prefix(take);
       total_ += take;
       // A full part is sent only once more data arrives, so the final part is never empty.
@@ -211,27 +223,38 @@ class S3Writer final : public ObjectWriter {
     int part_number = next_part_++;
     auto body = PartBufferPool::Share(buffers_, std::move(buffer_));
     buffer_ = buffers_->Take(sizer_.PartSize(next_part_), sizer_.PartSize(next_part_));
+    std::string sha256_hex;
+    std::string crc;
+    if (signed_payload_) {
+      sha256_hex = HexEncode(part_sha256_->Finish());
+      part_sha256_ = std::make_unique<Sha256Hasher>();
+    } else {
+      crc = Crc32cBase64(part_crc32c_);
+      part_crc32c_ = 0;
+    }
     {
       std::lock_guard lock(mu_);
       ++in_flight_;
       if (parts_.size() < static_cast<size_t>(part_number)) parts_.resize(part_number);
     }
-    store_->pool_.Submit([this, part_number, body = std::move(body)]() mutable { UploadPart(part_number, body); });
+    store_->pool_.Submit([this, part_number, body = std::move(body), crc = std::move(crc),
+                          sha256_hex = std::move(sha256_hex)]() mutable {
+      UploadPart(part_number, body, crc, sha256_hex);
+    });
     return OkStatus();
   }
 
   // Runs on the worker pool.
-  void UploadPart(int part_number, const std::shared_ptr<const std::string>& body) {
+  void UploadPart(int part_number, const std::shared_ptr<const std::string>& body, const std::string& crc,
+                  const std::string& sha256_hex) {
     bool skip;
     {
       std::lock_guard lock(mu_);
       skip = failure_.has_value();  // the upload is doomed: do not spend bandwidth on it
     }
     Result<http::OutboundResponse> resp = Error(ErrorCode::kCancelled, "skipped after an earlier part failed");
-    std::string crc;
     if (!skip) {
-      if (store_->ctx_.payload_signing == PayloadSigning::kUnsignedWithCrc32c) crc = Crc32cBase64(*body);
-      S3Request req = BuildUploadPart(store_->ctx_, full_key_, upload_id_, part_number, body, crc);
+      S3Request req = BuildUploadPart(store_->ctx_, full_key_, upload_id_, part_number, body, crc, sha256_hex);
       resp = store_->Send(req);
     }
     std::lock_guard lock(mu_);
@@ -253,6 +276,10 @@ class S3Writer final : public ObjectWriter {
   PutOptions options_;
   PartSizer sizer_;
   std::shared_ptr<PartBufferPool> buffers_;
+  const bool signed_payload_;
+  // Checksum of the part being buffered: SHA-256 for signed payloads, CRC32C for UNSIGNED-PAYLOAD.
+  std::unique_ptr<Sha256Hasher> part_sha256_;
+  uint32_t part_crc32c_ = 0;
   State state_ = State::kOpen;
   std::string buffer_;
   std::string upload_id_;

@@ -9,7 +9,8 @@
 // Requests are built by s3_request.h and sent by aws::Executor, the single retry layer (backoff with full jitter,
 // re-signing per attempt, ExpiredToken refresh). Large objects stream through a multipart ObjectWriter: parts of
 // at least 5 MiB, at most `max_parts_in_flight` parts uploading at once on a shared worker pool, so a writer holds
-// at most part_size × (max_parts_in_flight + 1) bytes. A failed part is never followed by Complete (the object
+// at most part_size × (max_parts_in_flight + 1) bytes. Write() checksums each part (SHA-256 when signing payloads,
+// CRC32C otherwise) while copying it in, so the bytes are hashed while still in cache. A failed part is never followed by Complete (the object
 // never becomes visible); Abort is best effort because customers' policies do not grant s3:AbortMultipartUpload
 // (a bucket lifecycle rule removes leftovers).
 //

@@ -211,11 +211,13 @@ S3Request BuildCreateMultipartUpload(const S3RequestContext& ctx, std::string_vi
 }
 
 S3Request BuildUploadPart(const S3RequestContext& ctx, std::string_view key, std::string_view upload_id,
-                          int part_number, std::shared_ptr<const std::string> body, std::string_view crc32c_base64) {
+                          int part_number, std::shared_ptr<const std::string> body, std::string_view crc32c_base64,
+                          std::string_view sha256_hex) {
   Headers h;
   if (!crc32c_base64.empty()) h.emplace_back("x-amz-checksum-crc32c", std::string(crc32c_base64));
   AddSse(ctx, S3Operation::kUploadPart, h);
-  std::string hash = BodyHash(ctx, body);
+  std::string hash = ctx.payload_signing == PayloadSigning::kSigned && !sha256_hex.empty() ? std::string(sha256_hex)
+                                                                                          : BodyHash(ctx, body);
   std::string q = fmt::format("partNumber={}&uploadId={}", part_number, aws::UriEncode(upload_id, true));
   return Make(S3Operation::kUploadPart, ObjectUrl(ctx, key, q), std::move(h), std::move(body), std::move(hash));
 }

@@ -146,10 +146,11 @@ S3Request BuildListObjectsV2(const S3RequestContext& ctx, std::string_view prefi
 S3Request BuildDeleteObject(const S3RequestContext& ctx, std::string_view key);
 S3Request BuildCreateMultipartUpload(const S3RequestContext& ctx, std::string_view key,
                                                  const PutOptions& options);
-/// `crc32c_base64` is sent as x-amz-checksum-crc32c when non-empty.
+/// `crc32c_base64` is sent as x-amz-checksum-crc32c when non-empty. `sha256_hex`, when given, is the body's
+/// SHA-256 already computed by the caller (the writer hashes data while it is still in cache).
 S3Request BuildUploadPart(const S3RequestContext& ctx, std::string_view key, std::string_view upload_id,
-                                      int part_number, std::shared_ptr<const std::string> body,
-                                      std::string_view crc32c_base64);
+                          int part_number, std::shared_ptr<const std::string> body, std::string_view crc32c_base64,
+                          std::string_view sha256_hex = {});
 S3Request BuildCompleteMultipartUpload(const S3RequestContext& ctx, std::string_view key,
                                                    std::string_view upload_id,
                                                    const std::vector<CompletedPart>& parts);
