@@ -83,6 +83,19 @@ http::Response ClientAnswer(const ClientAnswerStyle& style, bool ok, std::string
   return http::Response::Text(200, std::move(body), style.verbose ? "application/json" : "text/plain");
 }
 
+ClientAnswerStyle AnswerStyleOf(const RequestParams& params) {
+  ClientAnswerStyle style{.verbose = params.Flag("verbose"), .img = params.Flag("img")};
+  if (auto cb = params.Get("callback"); cb && IsValidCallbackName(*cb)) style.callback = std::string(*cb);
+  return style;
+}
+
+/// The answer to a /track or /engage request whose payload could not be decoded: 413 for size (SDKs back off on
+/// it), otherwise Mixpanel's `0` with the reason when verbose.
+http::Response UndecodableClientRequest(const ClientAnswerStyle& style, const Error& error) {
+  if (error.code == ErrorCode::kTooLarge) return ImportError(413, error.message);
+  return ClientAnswer(style, false, error.message);
+}
+
 std::string SummariseErrors(const std::vector<ingest::RecordError>& errors) {
   std::string out;
   for (size_t i = 0; i < errors.size() && i < 5; ++i) {
@@ -224,14 +237,9 @@ http::Response ServiceImpl::HandleImport(http::Request& req) {
 
 http::Response ServiceImpl::HandleTrack(http::Request& req) {
   RequestParams params(req);
-  ClientAnswerStyle style{.verbose = params.Flag("verbose"), .img = params.Flag("img")};
-  if (auto cb = params.Get("callback"); cb && IsValidCallbackName(*cb)) style.callback = std::string(*cb);
-
+  const ClientAnswerStyle style = AnswerStyleOf(params);
   auto payload = ClientPayload(req, params, ingest::kMaxBatchBytes);
-  if (!payload.ok()) {
-    if (payload.error().code == ErrorCode::kTooLarge) return ImportError(413, payload.error().message);
-    return ClientAnswer(style, false, payload.error().message);
-  }
+  if (!payload.ok()) return UndecodableClientRequest(style, payload.error());
   metrics_->bytes_in.WithLabels({"/track"}).Inc(payload->json.size());
   ingest::ParseOptions opts{.endpoint = ingest::Endpoint::kTrack, .format = payload->format, .now_us = NowMicros()};
   if (params.Flag("ip")) opts.client_ip = req.remote_ip;
@@ -280,14 +288,9 @@ http::Response ServiceImpl::HandleTrack(http::Request& req) {
 
 http::Response ServiceImpl::HandleEngage(http::Request& req) {
   RequestParams params(req);
-  ClientAnswerStyle style{.verbose = params.Flag("verbose"), .img = params.Flag("img")};
-  if (auto cb = params.Get("callback"); cb && IsValidCallbackName(*cb)) style.callback = std::string(*cb);
-
+  const ClientAnswerStyle style = AnswerStyleOf(params);
   auto payload = ClientPayload(req, params, ingest::kMaxBatchBytes);
-  if (!payload.ok()) {
-    if (payload.error().code == ErrorCode::kTooLarge) return ImportError(413, payload.error().message);
-    return ClientAnswer(style, false, payload.error().message);
-  }
+  if (!payload.ok()) return UndecodableClientRequest(style, payload.error());
   metrics_->bytes_in.WithLabels({"/engage"}).Inc(payload->json.size());
   auto parsed = ingest::ParseProfileUpdates(payload->json, payload->format, NowMicros());
   if (!parsed.ok()) {

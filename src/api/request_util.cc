@@ -8,21 +8,11 @@
 
 #include "common/compression.h"
 #include "common/crypto.h"
+#include "common/strings.h"
 
 namespace sluice::api {
 namespace {
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
-  return out;
-}
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
 
 }  // namespace
 
@@ -31,14 +21,14 @@ std::string ContentType(const http::Request& req) {
   if (!ct) return {};
   std::string_view v = *ct;
   v = v.substr(0, v.find(';'));
-  return Lower(Trim(v));
+  return AsciiLower(TrimSpace(v));
 }
 
 bool IsFormUrlEncoded(const http::Request& req) { return ContentType(req) == "application/x-www-form-urlencoded"; }
 
 Result<std::string> DecodedBody(const http::Request& req, size_t max_bytes) {
   auto enc = req.headers.Get("Content-Encoding");
-  std::string encoding = enc ? Lower(Trim(*enc)) : std::string();
+  std::string encoding = enc ? AsciiLower(TrimSpace(*enc)) : std::string();
   if (encoding.empty() || encoding == "identity") {
     if (req.body.size() > max_bytes) {
       return Error(ErrorCode::kTooLarge, fmt::format("Request Entity Too Large: the body has {} bytes; the limit is {} "
@@ -60,7 +50,7 @@ Result<std::string> DecodedBody(const http::Request& req, size_t max_bytes) {
 }
 
 Result<std::string> DecodeDataParam(std::string_view value) {
-  std::string_view v = Trim(value);
+  std::string_view v = TrimSpace(value);
   if (v.empty()) return InvalidArgument("the 'data' parameter is empty");
   if (v.front() == '[' || v.front() == '{') return std::string(v);
   auto decoded = Base64Decode(v);
@@ -98,7 +88,7 @@ Result<ClientPayloadData> ClientPayload(const http::Request& req, const RequestP
     return out;
   }
   SLUICE_ASSIGN_OR_RETURN(std::string body, DecodedBody(req, max_bytes));
-  if (IsFormUrlEncoded(req) || (!body.empty() && Trim(body).substr(0, 5) == "data=")) {
+  if (IsFormUrlEncoded(req) || (!body.empty() && TrimSpace(body).substr(0, 5) == "data=")) {
     for (auto& [k, v] : http::ParseForm(body)) {
       if (k == "data") {
         SLUICE_ASSIGN_OR_RETURN(out.json, DecodeDataParam(v));
@@ -109,14 +99,14 @@ Result<ClientPayloadData> ClientPayload(const http::Request& req, const RequestP
       SLUICE_ASSIGN_OR_RETURN(out.json, DecodeDataParam(*data));
       return out;
     }
-    std::string_view t = Trim(body);
+    std::string_view t = TrimSpace(body);
     if (t.empty() || (t.front() != '[' && t.front() != '{')) {
       return InvalidArgument("no 'data' parameter: send data=<base64 JSON> in the query or form body, or a JSON body");
     }
   }
   auto ct = ContentType(req);
   if (ct == "application/x-ndjson" || ct == "application/ndjson") out.format = ingest::PayloadFormat::kNdjson;
-  if (Trim(body).empty()) {
+  if (TrimSpace(body).empty()) {
     return InvalidArgument("empty request: send data=<base64 JSON> in the query or form body, or a JSON body");
   }
   out.json = std::move(body);

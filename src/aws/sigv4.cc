@@ -1,5 +1,7 @@
 #include "aws/sigv4.h"
 
+#include "common/strings.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -21,12 +23,6 @@ int HexValue(char c) {
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
-}
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
 }
 
 bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
@@ -53,23 +49,13 @@ bool IsUnsignedHeader(std::string_view lower_name) {
          lower_name == "x-amzn-trace-id";
 }
 
-bool IEquals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
-
 bool HasHeader(const http::OutboundRequest& request, std::string_view name) {
   return std::any_of(request.headers.begin(), request.headers.end(),
-                     [&](const auto& h) { return IEquals(h.first, name); });
+                     [&](const auto& h) { return EqualsIgnoreCase(h.first, name); });
 }
 
 void RemoveHeader(http::OutboundRequest& request, std::string_view name) {
-  std::erase_if(request.headers, [&](const auto& h) { return IEquals(h.first, name); });
+  std::erase_if(request.headers, [&](const auto& h) { return EqualsIgnoreCase(h.first, name); });
 }
 
 /// The Host header value for `url`: the authority without a default port (what clients send and sign).
@@ -78,7 +64,7 @@ std::string HostHeaderFor(const UrlParts& parts) {
   if ((parts.scheme == "https" && host.ends_with(":443")) || (parts.scheme == "http" && host.ends_with(":80"))) {
     host.remove_suffix(parts.scheme == "https" ? 4 : 3);
   }
-  return Lower(host);
+  return AsciiLower(host);
 }
 
 std::tm UtcTm(TimePoint t) {
@@ -251,7 +237,7 @@ CanonicalHeaders CanonicalizeHeaders(const std::vector<std::pair<std::string, st
   std::vector<std::pair<std::string, std::string>> lowered;
   lowered.reserve(headers.size());
   for (const auto& [name, value] : headers) {
-    std::string lname = Lower(name);
+    std::string lname = AsciiLower(name);
     if (IsUnsignedHeader(lname)) continue;
     lowered.emplace_back(std::move(lname), CanonicalHeaderValue(value));
   }

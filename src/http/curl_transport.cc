@@ -20,6 +20,7 @@
 #include <optional>
 
 #include "http/transport.h"
+#include "common/strings.h"
 
 namespace sluice::http {
 namespace {
@@ -40,22 +41,6 @@ std::string HostOf(std::string_view url) {
   std::string_view authority = url.substr(start, end == std::string_view::npos ? url.size() - start : end - start);
   if (size_t at = authority.rfind('@'); at != std::string_view::npos) authority.remove_prefix(at + 1);
   return std::string(authority);
-}
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-bool IEquals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
 }
 
 struct CurlSlist {
@@ -159,7 +144,7 @@ size_t HeaderCallback(char* buffer, size_t size, size_t nitems, void* userdata) 
   std::string_view value = line.substr(colon + 1);
   while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
   while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
-  t->response->headers.emplace_back(Lower(line.substr(0, colon)), std::string(value));
+  t->response->headers.emplace_back(AsciiLower(line.substr(0, colon)), std::string(value));
   return n;
 }
 
@@ -338,7 +323,7 @@ class CurlTransport final : public HttpTransport {
     CurlSlist headers;
     bool has_content_type = false;
     for (const auto& [name, value] : request.headers) {
-      if (IEquals(name, "content-type")) has_content_type = true;
+      if (EqualsIgnoreCase(name, "content-type")) has_content_type = true;
       headers.Append(value.empty() ? name + ";" : name + ": " + value);
     }
     headers.Append("Expect:");  // no 100-continue round trip

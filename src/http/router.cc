@@ -5,26 +5,12 @@
 #include <string_view>
 
 #include "common/crypto.h"
+#include "common/json_text.h"
+#include "common/strings.h"
 #include "http/server.h"
 
 namespace sluice::http {
 namespace {
-
-char AsciiLower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (AsciiLower(a[i]) != AsciiLower(b[i])) return false;
-  }
-  return true;
-}
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
 
 int HexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -47,40 +33,17 @@ std::vector<std::string_view> SplitPath(std::string_view path) {
   return segments;
 }
 
-void AppendJsonString(std::string& out, std::string_view text) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out += '"';
-  for (char ch : text) {
-    auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          out += "\\u00";
-          out += kHex[c >> 4];
-          out += kHex[c & 0xf];
-        } else {
-          out += ch;
-        }
-    }
-  }
-  out += '"';
-}
 
 /// Auth scheme token of "Authorization: <scheme> <credentials>", compared case-insensitively (RFC 9110 §11.1).
 std::optional<std::string_view> AuthCredentials(const Headers& headers, std::string_view scheme) {
   auto value = headers.Get("Authorization");
   if (!value) return std::nullopt;
-  std::string_view v = Trim(*value);
+  std::string_view v = TrimSpace(*value);
   if (v.size() <= scheme.size() || !EqualsIgnoreCase(v.substr(0, scheme.size()), scheme) ||
       (v[scheme.size()] != ' ' && v[scheme.size()] != '\t')) {
     return std::nullopt;
   }
-  std::string_view credentials = Trim(v.substr(scheme.size()));
+  std::string_view credentials = TrimSpace(v.substr(scheme.size()));
   if (credentials.empty()) return std::nullopt;
   return credentials;
 }
