@@ -138,7 +138,8 @@ class S3Writer final : public ObjectWriter {
     if (upload_id_.empty()) {
       // Smaller than one part: a single PutObject (cheaper, and atomic like any PUT).
       state_ = State::kDone;
-      return store_->PutFullKey(full_key_, PartBufferPool::Share(buffers_, std::move(buffer_)), options_);
+      std::string sha256_hex = signed_payload_ ? HexEncode(part_sha256_->Finish()) : std::string();
+      return store_->PutFullKey(full_key_, PartBufferPool::Share(buffers_, std::move(buffer_)), options_, sha256_hex);
     }
     if (!buffer_.empty()) {
       Status st = SendBufferedPart();
@@ -432,9 +433,9 @@ Status S3ObjectStore::GetStreaming(std::string_view key, const std::function<boo
 }
 
 Result<ObjectInfo> S3ObjectStore::PutFullKey(const std::string& full_key, std::shared_ptr<const std::string> data,
-                                             const PutOptions& options) {
+                                             const PutOptions& options, std::string_view sha256_hex) {
   uint64_t size = data->size();
-  SLUICE_ASSIGN_OR_RETURN(auto resp, Send(BuildPutObject(ctx_, full_key, std::move(data), options)));
+  SLUICE_ASSIGN_OR_RETURN(auto resp, Send(BuildPutObject(ctx_, full_key, std::move(data), options, sha256_hex)));
   ObjectInfo info;
   info.key = RelativeKey(full_key);
   info.size = size;

@@ -92,7 +92,7 @@ class S3ObjectStore final : public ObjectStore {
   /// Sends a built request through the executor.
   Result<http::OutboundResponse> Send(const S3Request& request, aws::CallOptions call = {}) const;
   Result<ObjectInfo> PutFullKey(const std::string& full_key, std::shared_ptr<const std::string> data,
-                                const PutOptions& options);
+                                const PutOptions& options, std::string_view sha256_hex = {});
   /// Store key of a full S3 key (prefix removed).
   std::string RelativeKey(std::string_view full_key) const;
 

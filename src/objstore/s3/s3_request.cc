@@ -139,14 +139,15 @@ std::string ObjectUrl(const S3RequestContext& ctx, std::string_view key, std::st
 }
 
 S3Request BuildPutObject(const S3RequestContext& ctx, std::string_view key, std::shared_ptr<const std::string> body,
-                         const PutOptions& options) {
+                         const PutOptions& options, std::string_view sha256_hex) {
   if (!body) body = std::make_shared<const std::string>();
   Headers h;
   AddContentHeaders(options, h);
   // Always a CRC32C: S3 verifies it on arrival and stores it, so readers can verify too.
   h.emplace_back("x-amz-checksum-crc32c", Crc32cBase64(*body));
   AddSse(ctx, S3Operation::kPutObject, h);
-  std::string hash = BodyHash(ctx, body);
+  std::string hash = ctx.payload_signing == PayloadSigning::kSigned && !sha256_hex.empty() ? std::string(sha256_hex)
+                                                                                          : BodyHash(ctx, body);
   return Make(S3Operation::kPutObject, ObjectUrl(ctx, key), std::move(h), std::move(body), std::move(hash));
 }
 

@@ -133,8 +133,9 @@ struct S3Request {
 /// The URL of `key` (already percent-encoded, '/' kept) with an optional query (already canonical).
 std::string ObjectUrl(const S3RequestContext& ctx, std::string_view key, std::string_view query = {});
 
-S3Request BuildPutObject(const S3RequestContext& ctx, std::string_view key,
-                                     std::shared_ptr<const std::string> body, const PutOptions& options);
+/// `sha256_hex`: the body's SHA-256 when the caller already has it (else computed here if signing payloads).
+S3Request BuildPutObject(const S3RequestContext& ctx, std::string_view key, std::shared_ptr<const std::string> body,
+                         const PutOptions& options, std::string_view sha256_hex = {});
 /// `length` nullopt = to the end. A range becomes "Range: bytes=first-last".
 S3Request BuildGetObject(const S3RequestContext& ctx, std::string_view key, uint64_t offset = 0,
                                      std::optional<uint64_t> length = std::nullopt);
