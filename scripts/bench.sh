@@ -14,5 +14,5 @@ run() { echo; echo "### $*"; "$@"; }
 run $B/ingest/ingest_parse_bench --benchmark_counters_tabular=true
 run $B/store/bench_store
 run $B/aws/aws_sign_bench --benchmark_counters_tabular=true
-run $B/objstore/bench_objstore_upload
+run $B/objstore/upload_bench
 run $B/load/bench_ingest_load --events "$EVENTS" --connections 8 --server-core 0
