@@ -269,14 +269,18 @@ http::Response ServiceImpl::HandleTrack(http::Request& req) {
     }
     by_project[project->id].events.push_back(std::move(parsed->events[i]));
   }
+  // Every project's allowance is checked before anything is stored: a 429 must mean "nothing of this request
+  // was kept", or the client's retry would duplicate events that had no $insert_id of their own.
   for (auto& [project_id, group] : by_project) {
     size_t bytes = 0;
     for (const auto& e : group.events) bytes += e.properties.size() + e.name.size() + 64;
     if (int64_t wait = rate_limiter_.Acquire(project_id, bytes)) {
-      metrics_->events_rejected.WithLabels({"track", "rate_limited"}).Inc(group.events.size());
+      metrics_->events_rejected.WithLabels({"track", "rate_limited"}).Inc(parsed->events.size());
       return TooManyRequests(wait, fmt::format("project {} is over its rate limit; retry after {} s", project_id, wait),
                              false);
     }
+  }
+  for (auto& [project_id, group] : by_project) {
     std::string store_error;
     if (!StoreEvents(project_id, group, "track", store_error)) return ImportError(503, store_error);
   }
