@@ -406,5 +406,24 @@ TEST_F(RateLimitedApiTest, AnswersTooManyRequestsWithRetryAfter) {
   EXPECT_FALSE(limited.Header("retry-after").empty());
 }
 
+
+TEST_F(RateLimitedApiTest, TrackStoresNothingWhenAnyProjectOfTheRequestIsLimited) {
+  auto other = Send("POST", "/api/app/projects", R"({"name":"other"})", {{"Authorization", Bearer()}});
+  ASSERT_EQ(other.status, 200);
+  const std::string other_token = json::value_to<std::string>(other.Json().at("token"));
+  auto track_event = [&](const std::string& token, const std::string& pad) {
+    return R"({"event":"T","properties":{"token":")" + token + R"(","distinct_id":"d","pad":")" + pad + R"("}})";
+  };
+  // Use up the other project's allowance.
+  ASSERT_EQ(Send("POST", "/track", "[" + track_event(other_token, std::string(3500, 'x')) + "]",
+                 {{"Content-Type", "application/json"}}).body, "1");
+  // A request mixing both projects is refused whole: nothing of it is kept for the first project either.
+  auto mixed = Send("POST", "/track",
+                    "[" + track_event(token_, "a") + "," + track_event(other_token, std::string(3500, 'y')) + "]",
+                    {{"Content-Type", "application/json"}});
+  EXPECT_EQ(mixed.status, 429) << mixed.body;
+  EXPECT_TRUE(ExportAll().empty());
+}
+
 }  // namespace
 }  // namespace sluice
