@@ -4,6 +4,9 @@
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
 
+#include <string>
+#include <vector>
+
 namespace sluice::aws {
 namespace {
 
@@ -108,7 +111,8 @@ TEST(PolicyTest, ImportVariantIsReadOnly) {
 }
 
 TEST(PolicyTest, Validation) {
-  for (const char* bad : {"", "ab", "Upper", "under_score", "-start", "end-", std::string(64, 'a').c_str()}) {
+  for (const std::string& bad :
+       std::vector<std::string>{"", "ab", "Upper", "under_score", "-start", "end-", std::string(64, 'a')}) {
     PolicyInputs in;
     in.bucket = bad;
     auto r = GeneratePolicies(in);
