@@ -435,9 +435,12 @@ class ServerImpl final : public Server {
     }
     const std::string method(parser.get().method_string());
     if (ec == bhttp::error::body_limit) {
-      std::string message = parser.content_length()
-                                ? "request body of " + std::to_string(*parser.content_length()) +
-                                      " bytes exceeds the limit of " + std::to_string(options_.max_body_bytes) + " bytes"
+      // Beast reports an oversized Content-Length while still parsing the header, when content_length() is not
+      // yet valid; the header field itself is.
+      const std::string_view declared = parser.get()[bhttp::field::content_length];
+      std::string message = !declared.empty()
+                                ? "request body of " + std::string(declared) + " bytes exceeds the limit of " +
+                                      std::to_string(options_.max_body_bytes) + " bytes"
                                 : "request body exceeds the limit of " + std::to_string(options_.max_body_bytes) + " bytes";
       co_return co_await SendError(stream, 413, message, method, start);
     }
