@@ -43,6 +43,7 @@ class ApiTest : public ::testing::Test {
   void SetUp() override { Start(2'000'000'000ull); }
 
   void Start(uint64_t rate_limit) {
+    event_time_ = ComputeEventTime();
     dir_ = std::filesystem::temp_directory_path() / ("sluice-api-test-" + RandomHex(64));
     auto st = store::Store::Open(dir_);
     ASSERT_TRUE(st.ok()) << st.error().ToString();
@@ -115,19 +116,23 @@ class ApiTest : public ::testing::Test {
     return out;
   }
 
-  static std::string Today() {
-    auto days = std::chrono::floor<std::chrono::days>(std::chrono::system_clock::now());
+  static int64_t NowSeconds() {
+    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+  /// The UTC day of EventTime(), as the export API wants it.
+  std::string Today() const {
+    std::chrono::sys_days days{std::chrono::days(event_time_ / 86400)};
     std::chrono::year_month_day ymd{days};
     char buf[16];
     std::snprintf(buf, sizeof(buf), "%04d-%02u-%02u", int(ymd.year()), unsigned(ymd.month()), unsigned(ymd.day()));
     return buf;
   }
-  static int64_t NowSeconds() {
-    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-        .count();
-  }
-  // A time within the current UTC day and not in the future, so Today()'s export sees it.
-  static int64_t EventTime() {
+
+  // A time within the current UTC day and not in the future, so Today()'s export sees it. Fixed once per test:
+  // recomputing it later could land on the next second.
+  int64_t EventTime() const { return event_time_; }
+  static int64_t ComputeEventTime() {
     int64_t now = NowSeconds();
     return std::max(now - 60, now - now % 86400);
   }
@@ -144,6 +149,7 @@ class ApiTest : public ::testing::Test {
   std::unique_ptr<http::HttpTransport> transport_;
   std::string base_;
   int64_t project_id_ = 0;
+  int64_t event_time_ = 0;
   std::string token_, secret_;
 };
 

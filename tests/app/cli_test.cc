@@ -25,8 +25,9 @@ std::pair<std::string, int> Shell(const std::string& cmd) {
   return {out, WEXITSTATUS(status)};
 }
 
-std::string Today() {
-  auto days = std::chrono::floor<std::chrono::days>(std::chrono::system_clock::now());
+/// The UTC day of `unix_seconds`.
+std::string Day(int64_t unix_seconds) {
+  std::chrono::sys_days days{std::chrono::days(unix_seconds / 86400)};
   std::chrono::year_month_day ymd{days};
   char buf[16];
   std::snprintf(buf, sizeof(buf), "%04d-%02u-%02u", int(ymd.year()), unsigned(ymd.month()), unsigned(ymd.day()));
@@ -70,8 +71,8 @@ TEST_F(CliTest, ProjectEventsAndProfilesThroughTheCli) {
   std::string upd = R"({"$token":")" + token + R"(","$distinct_id":"c1","$set":{"tier":"gold"}})";
   ASSERT_EQ(server.Send("GET", "/engage?data=" + Base64Encode(upd)).body, "1");
 
-  auto [events, rc3] = Shell(cli + "events export --project " + std::to_string(id) + " --from " + Today() + " --to " +
-                           Today() + dd);
+  auto [events, rc3] = Shell(cli + "events export --project " + std::to_string(id) + " --from " + Day(t) + " --to " +
+                           Day(t) + dd);
   ASSERT_EQ(rc3, 0);
   auto line = json::parse(events.substr(0, events.find('\n'))).as_object();
   EXPECT_EQ(line.at("event").as_string(), "Bought");
@@ -91,8 +92,8 @@ TEST_F(CliTest, ProjectEventsAndProfilesThroughTheCli) {
   // SIGTERM drains and exits 0; the data survives a restart.
   EXPECT_EQ(server.Terminate(), 0);
   ASSERT_TRUE(server.Start(&error)) << error;
-  auto [again, rc6] = Shell(cli + "events export --project " + std::to_string(id) + " --from " + Today() + " --to " +
-                          Today() + dd);
+  auto [again, rc6] = Shell(cli + "events export --project " + std::to_string(id) + " --from " + Day(t) + " --to " +
+                          Day(t) + dd);
   EXPECT_EQ(rc6, 0);
   EXPECT_EQ(again, events);
 }
