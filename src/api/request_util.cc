@@ -26,7 +26,7 @@ std::string ContentType(const http::Request& req) {
 
 bool IsFormUrlEncoded(const http::Request& req) { return ContentType(req) == "application/x-www-form-urlencoded"; }
 
-Result<std::string> DecodedBody(const http::Request& req, size_t max_bytes) {
+Result<std::string> DecodedBody(http::Request& req, size_t max_bytes) {
   auto enc = req.headers.Get("Content-Encoding");
   std::string encoding = enc ? AsciiLower(TrimSpace(*enc)) : std::string();
   if (encoding.empty() || encoding == "identity") {
@@ -35,7 +35,7 @@ Result<std::string> DecodedBody(const http::Request& req, size_t max_bytes) {
                                                      "bytes of uncompressed JSON per request",
                                                      req.body.size(), max_bytes));
     }
-    return req.body;
+    return std::move(req.body);
   }
   if (encoding == "gzip" || encoding == "x-gzip") {
     auto out = GunzipBounded(req.body, max_bytes);
@@ -81,23 +81,25 @@ bool RequestParams::Flag(std::string_view name) const {
   return v && (*v == "1" || *v == "true");
 }
 
-Result<ClientPayloadData> ClientPayload(const http::Request& req, const RequestParams& params, size_t max_bytes) {
+Result<ClientPayloadData> ClientPayload(http::Request& req, const RequestParams& params, size_t max_bytes) {
   ClientPayloadData out;
   if (auto data = req.Query("data")) {
     SLUICE_ASSIGN_OR_RETURN(out.json, DecodeDataParam(*data));
     return out;
   }
+  // A plain form body was already parsed by RequestParams.
+  if (auto data = params.Form("data")) {
+    SLUICE_ASSIGN_OR_RETURN(out.json, DecodeDataParam(*data));
+    return out;
+  }
   SLUICE_ASSIGN_OR_RETURN(std::string body, DecodedBody(req, max_bytes));
-  if (IsFormUrlEncoded(req) || (!body.empty() && TrimSpace(body).substr(0, 5) == "data=")) {
+  // A gzip form body, or a form body sent without its Content-Type.
+  if (IsFormUrlEncoded(req) || TrimSpace(body).substr(0, 5) == "data=") {
     for (auto& [k, v] : http::ParseForm(body)) {
       if (k == "data") {
         SLUICE_ASSIGN_OR_RETURN(out.json, DecodeDataParam(v));
         return out;
       }
-    }
-    if (auto data = params.Form("data")) {
-      SLUICE_ASSIGN_OR_RETURN(out.json, DecodeDataParam(*data));
-      return out;
     }
     std::string_view t = TrimSpace(body);
     if (t.empty() || (t.front() != '[' && t.front() != '{')) {

@@ -19,7 +19,8 @@ std::string ContentType(const http::Request& req);
 bool IsFormUrlEncoded(const http::Request& req);
 
 /// The body, gunzipped when Content-Encoding says gzip, bounded by `max_bytes` uncompressed (kTooLarge beyond).
-Result<std::string> DecodedBody(const http::Request& req, size_t max_bytes);
+/// Moves the body out of `req` (no copy of a multi-megabyte batch).
+Result<std::string> DecodedBody(http::Request& req, size_t max_bytes);
 
 /// The value of a `data=` parameter: JSON as is when it starts with '[' or '{', otherwise base64 (standard or
 /// URL-safe). Fails with a message saying it is neither.
@@ -47,7 +48,8 @@ struct ClientPayloadData {
 
 /// The JSON payload of a /track or /engage request in any of Mixpanel's three forms: `?data=` in the query
 /// (GET), `data=` in a form body (base64 or URL-encoded JSON), or a JSON / NDJSON body.
-Result<ClientPayloadData> ClientPayload(const http::Request& req, const RequestParams& params, size_t max_bytes);
+/// Moves the body out of `req`.
+Result<ClientPayloadData> ClientPayload(http::Request& req, const RequestParams& params, size_t max_bytes);
 
 /// Parses "YYYY-MM-DD" into days since the Unix epoch.
 std::optional<int64_t> ParseDate(std::string_view date);
