@@ -28,7 +28,8 @@ ServiceImpl::ServiceImpl(store::Store& store, ServiceOptions options)
       options_(std::move(options)),
       projects_(store),
       rate_limiter_(options_.rate_limit_bytes_per_minute, *options_.clock),
-      registry_(std::make_unique<MetricsRegistry>()),
+      owned_registry_(options_.metrics ? nullptr : std::make_unique<MetricsRegistry>()),
+      registry_(options_.metrics ? options_.metrics : owned_registry_.get()),
       metrics_(std::make_unique<ApiMetrics>(*registry_)),
       router_(std::make_shared<http::Router>()) {}
 
@@ -53,6 +54,8 @@ Status ServiceImpl::Init() {
   router_->Add("GET", "/api/app/projects", bind(&ServiceImpl::HandleListProjects));
   router_->Add("GET", "/healthz", bind(&ServiceImpl::HandleHealth));
   router_->Add("GET", "/metrics", bind(&ServiceImpl::HandleMetrics));
+  RegisterPipelineRoutes();
+  RegisterConnectorRoutes();
   return OkStatus();
 }
 

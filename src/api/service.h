@@ -17,6 +17,12 @@
 namespace sluice {
 class MetricsRegistry;
 }
+namespace sluice::pipeline {
+class PipelineManager;
+}
+namespace sluice::cloudimport {
+class ConnectorManager;
+}
 
 namespace sluice::api {
 
@@ -26,6 +32,12 @@ struct ServiceOptions {
   /// Per-project limit of uncompressed JSON bytes per minute; 0 = unlimited. Mixpanel's: 2 GB.
   uint64_t rate_limit_bytes_per_minute = 2'000'000'000ull;
   const Clock* clock = &SystemClock::Instance();
+  /// Registry /metrics renders; null = the service's own. Shared with the pipeline and import managers.
+  MetricsRegistry* metrics = nullptr;
+  /// JSON Pipelines management API (/api/2.0/nessie/pipeline/*); null = those routes answer 503.
+  pipeline::PipelineManager* pipelines = nullptr;
+  /// Cloud Import connectors API (/api/app/projects/{id}/connectors*); null = those routes answer 503.
+  cloudimport::ConnectorManager* connectors = nullptr;
 };
 
 class Service {

@@ -48,6 +48,10 @@ class ServiceImpl final : public Service {
   http::Response HandleListProjects(http::Request& req);
   http::Response HandleHealth(http::Request& req);
   http::Response HandleMetrics(http::Request& req);
+  /// /api/2.0/nessie/pipeline/* (pipeline_handlers.cc).
+  void RegisterPipelineRoutes();
+  /// /api/app/projects/{id}/connectors* (connector_handlers.cc).
+  void RegisterConnectorRoutes();
 
   /// The project a read/management request acts for: API secret in Basic auth (optionally with project_id), or
   /// the admin token as Bearer with project_id. nullopt after filling `error` with a 401/400 response.
@@ -55,6 +59,8 @@ class ServiceImpl final : public Service {
   bool IsAdmin(const http::Request& req) const;
 
   store::Store& store() { return store_; }
+  const ServiceOptions& options() const { return options_; }
+  MetricsRegistry& metrics_registry() { return *registry_; }
   ProjectRegistry& projects() { return projects_; }
   int64_t NowMicros() const;
 
@@ -67,7 +73,8 @@ class ServiceImpl final : public Service {
   ServiceOptions options_;
   ProjectRegistry projects_;
   RateLimiter rate_limiter_;
-  std::unique_ptr<MetricsRegistry> registry_;
+  std::unique_ptr<MetricsRegistry> owned_registry_;
+  MetricsRegistry* registry_;
   std::unique_ptr<ApiMetrics> metrics_;
   std::shared_ptr<http::Router> router_;
 
