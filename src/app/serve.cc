@@ -11,6 +11,9 @@
 #include <spdlog/spdlog.h>
 
 #include "api/service.h"
+#include "aws/sts.h"
+#include "common/metrics.h"
+#include "http/transport.h"
 #include "app/commands.h"
 #include "app/config.h"
 #include "common/crypto.h"
@@ -82,8 +85,18 @@ int Serve(const ServeFlags& f) {
     spdlog::error("cannot open the store: {}", store.error().message);
     return 1;
   }
-  auto service = api::Service::Create(**store, api::ServiceOptions{.admin_token = *admin_token,
-                                                                   .rate_limit_bytes_per_minute = f.rate_limit});
+  // Shared by the API and the background managers: one /metrics registry, one outbound HTTP transport
+  // (connection and TLS session cache) and Sluice's own AWS identity, which signs every AssumeRole call.
+  MetricsRegistry metrics;
+  std::shared_ptr<http::HttpTransport> transport = http::MakeCurlTransport();
+  aws::DefaultChainOptions chain;
+  chain.transport = transport;
+  std::shared_ptr<aws::CredentialsProvider> own_credentials = aws::MakeDefaultCredentialsChain(chain);
+  api::ServiceOptions service_options{.admin_token = *admin_token,
+                                      .rate_limit_bytes_per_minute = f.rate_limit,
+                                      .metrics = &metrics};
+  // [pipelines] and [cloud import] managers are created here and handed to the service.
+  auto service = api::Service::Create(**store, service_options);
   if (!service.ok()) {
     spdlog::error("cannot start: {}", service.error().message);
     return 1;
