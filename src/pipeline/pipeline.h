@@ -8,8 +8,10 @@
 // Errors the manager returns carry a message written for the API caller ({"error": message}):
 //   kInvalidArgument    a parameter is wrong or a Mixpanel limit is hit (400)
 //   kNotFound           no such pipeline in that project (404)
-//   kAlreadyExists      the name is taken (400)
-//   kFailedPrecondition the destination check failed, or the pipeline's state forbids the action (400)
+//   kConflict           the name is taken, or the pipeline's state forbids the action (e.g. resume a
+//                       canceled pipeline) (400)
+//   kAccessDenied       the destination check failed; the message is its report with what to fix (400)
+//   others              kUnavailable/kInternal… (503/500)
 #pragma once
 
 #include <cstdint>
