@@ -14,6 +14,7 @@
 #include "aws/sts.h"
 #include "common/metrics.h"
 #include "http/transport.h"
+#include "pipeline/manager.h"
 #include "app/commands.h"
 #include "app/config.h"
 #include "common/crypto.h"
@@ -33,6 +34,10 @@ struct ServeFlags {
   std::string log_level = "info";
   uint64_t rate_limit = 2'000'000'000ull;
   int shutdown_grace_s = 15;
+  int pipeline_delay_minutes = 30;
+  int pipeline_max_sync_age_days = 0;
+  int pipeline_runs = 2;
+  int pipeline_unit_parallelism = 2;
 };
 
 /// The admin token: SLUICE_ADMIN_TOKEN, else DIR/admin-token, else a new random one written there (0600).
@@ -96,6 +101,23 @@ int Serve(const ServeFlags& f) {
                                       .rate_limit_bytes_per_minute = f.rate_limit,
                                       .metrics = &metrics};
   // [pipelines] and [cloud import] managers are created here and handed to the service.
+  pipeline::DestinationFactoryOptions destination_options;
+  destination_options.own_credentials = own_credentials;
+  destination_options.transport = transport;
+  pipeline::ManagerOptions pipeline_options;
+  pipeline_options.store = store->get();
+  pipeline_options.destinations = pipeline::MakeDestinationFactory(destination_options);
+  pipeline_options.metrics = &metrics;
+  pipeline_options.schedule.delay = std::chrono::minutes(f.pipeline_delay_minutes);
+  pipeline_options.schedule.max_sync_age_days = f.pipeline_max_sync_age_days;
+  pipeline_options.max_concurrent_runs = f.pipeline_runs;
+  pipeline_options.unit_parallelism = f.pipeline_unit_parallelism;
+  auto pipelines = pipeline::Pipelines::Create(pipeline_options);
+  if (!pipelines.ok()) {
+    spdlog::error("cannot load pipelines: {}", pipelines.error().message);
+    return 1;
+  }
+  service_options.pipelines = pipelines->get();
   auto service = api::Service::Create(**store, service_options);
   if (!service.ok()) {
     spdlog::error("cannot start: {}", service.error().message);
@@ -119,6 +141,7 @@ int Serve(const ServeFlags& f) {
     return 1;
   }
   (*server)->Start();
+  (*pipelines)->Start();
   const bool tls = !f.tls_cert.empty();
   std::string url = fmt::format("{}://{}:{}", tls ? "https" : "http", endpoint->host, (*server)->port());
   WriteServerUrl(dir, url);
@@ -130,6 +153,8 @@ int Serve(const ServeFlags& f) {
                f.shutdown_grace_s);
   (*server)->Shutdown(std::chrono::seconds(f.shutdown_grace_s));
   server->reset();
+  // Interrupted exports resume at the next start (their units stay in progress).
+  (*pipelines)->Stop();
   service->reset();
   if (auto s = (*store)->Close(); !s.ok()) {
     spdlog::error("closing the store: {}", s.error().message);
@@ -157,6 +182,21 @@ void RegisterServeCommand(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   cmd->add_option("--shutdown-grace", flags->shutdown_grace_s, "Seconds to let in-flight requests finish on SIGTERM")
       ->capture_default_str();
+  cmd->add_option("--pipeline-delay-minutes", flags->pipeline_delay_minutes,
+                  "Minutes after an hour/day closes before pipelines export it (hourly runs at :30 by default)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1440));
+  cmd->add_option("--pipeline-max-sync-age-days", flags->pipeline_max_sync_age_days,
+                  "Late events older than this many days are not re-delivered by pipelines (0 = no limit)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--pipeline-runs", flags->pipeline_runs, "Pipelines exporting at the same time")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  cmd->add_option("--pipeline-unit-parallelism", flags->pipeline_unit_parallelism,
+                  "Partitions one pipeline run (e.g. a backfill) exports at the same time")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
   cmd->callback([flags, &exit_code] {
     if (flags->tls_cert.empty() != flags->tls_key.empty()) {
       throw CLI::ValidationError("--tls-cert and --tls-key", "must be given together");

@@ -1,0 +1,853 @@
+#include "pipeline/manager.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <future>
+#include <list>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "pipeline/layout.h"
+#include "pipeline/state.h"
+
+namespace sluice::pipeline {
+namespace {
+
+constexpr int64_t kHourMs = 3'600'000;
+constexpr size_t kSyncTimesKept = 20;
+
+bool IsTransient(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kThrottled:
+    case ErrorCode::kTransient:
+    case ErrorCode::kExpiredToken:
+    case ErrorCode::kClockSkew:
+    case ErrorCode::kUnavailable:
+    case ErrorCode::kDeadlineExceeded:
+    case ErrorCode::kInternal:  // e.g. a store read error: worth retrying, and never a reason to pause
+      return true;
+    default:
+      return false;
+  }
+}
+
+/// What the customer should do about a permanent failure.
+std::string FixHint(const Error& e, const Destination& d) {
+  switch (e.code) {
+    case ErrorCode::kAccessDenied:
+      if (e.provider_code.starts_with("KMS") || e.message.find("KMS") != std::string::npos ||
+          e.message.find("kms") != std::string::npos) {
+        return "the role may not use the KMS key: grant kms:GenerateDataKey, kms:Encrypt and kms:Decrypt on it to the "
+               "role (`sluice aws policies` prints the key policy), then resume the pipeline";
+      }
+      return fmt::format(
+          "grant the role s3:PutObject, s3:GetObject, s3:ListBucket and s3:DeleteObject on arn:aws:s3:::{0} and "
+          "arn:aws:s3:::{0}/* (`sluice aws policies` prints the policy) and check the trust policy allows Sluice "
+          "with the project's external ID, then resume the pipeline",
+          d.s3_bucket);
+    case ErrorCode::kNotFound:
+      return fmt::format("check that the bucket {} exists in region {} (or the local path exists), then resume the "
+                         "pipeline",
+                         d.type == DestinationType::kLocal ? d.local_path : d.s3_bucket, d.s3_region);
+    case ErrorCode::kUnauthenticated:
+      return "Sluice's own AWS credentials were refused or are missing: check the server's AWS_* environment or "
+             "profile, then resume the pipeline";
+    case ErrorCode::kTooLarge:
+      return "the partition exceeds a destination limit; lower the file size or contact support";
+    default:
+      return "fix the destination settings with `pipeline edit`, then resume the pipeline";
+  }
+}
+
+bool SameDestination(const Destination& a, const Destination& b) {
+  if (a.type != b.type) return false;
+  if (a.type == DestinationType::kLocal) return a.local_path == b.local_path;
+  auto trim = [](std::string s) {
+    while (!s.empty() && s.front() == '/') s.erase(s.begin());
+    while (!s.empty() && s.back() == '/') s.pop_back();
+    return s;
+  };
+  return a.s3_bucket == b.s3_bucket && trim(a.s3_prefix) == trim(b.s3_prefix) && a.s3_endpoint == b.s3_endpoint;
+}
+
+bool ValidName(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+  });
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------------
+
+class Pipelines::Impl {
+ public:
+  struct Entry {
+    PipelineRecord record;  // guarded by Impl::mu_
+    bool running = false;   // guarded by mu_
+    std::atomic<bool> interrupt{false};
+    std::shared_ptr<objstore::ObjectStore> destination;  // guarded by mu_; reset when the spec changes
+    int64_t exported_until_ms = 0;                       // end of the newest published unit (export lag)
+  };
+
+  explicit Impl(ManagerOptions options) : o_(std::move(options)), store_(*o_.store) {
+    if (o_.metrics) {
+      MetricsRegistry& r = *o_.metrics;
+      partitions_ = &r.Counter("sluice_pipeline_partitions_exported_total", "Partitions (units, snapshots) exported",
+                               {"data_source"});
+      events_ = &r.Counter("sluice_pipeline_records_exported_total", "Records written to destinations",
+                           {"data_source"});
+      bytes_ = &r.Counter("sluice_pipeline_bytes_exported_total", "Compressed bytes written to destinations",
+                          {"data_source"});
+      failures_ = &r.Counter("sluice_pipeline_failures_total",
+                             "Failed export attempts by kind (transient = retried, permanent = pipeline paused)",
+                             {"kind"});
+      r.GaugeCallback("sluice_pipeline_export_lag_seconds",
+                      "Largest delay over active event pipelines between now and the end of the newest exported "
+                      "unit",
+                      [this] { return ExportLagSeconds(); });
+      r.GaugeCallback("sluice_pipelines_active", "Pipelines that are active (not paused, canceled or finished)",
+                      [this] {
+                        std::lock_guard lock(mu_);
+                        double n = 0;
+                        for (auto& [k, e] : entries_) n += e->record.info.status == PipelineStatus::kActive;
+                        return n;
+                      });
+    }
+  }
+
+  ~Impl() { Stop(); }
+
+  Status Load() {
+    std::vector<PipelineRecord> records;
+    Status scan_error;
+    SLUICE_TRY(store_.ScanMeta(kPipelineNs, "", [&](std::string_view key, std::string_view value) {
+      auto r = ParsePipelineRecord(value);
+      if (!r.ok()) {
+        scan_error = r.error().WithContext(fmt::format("pipeline record {}", key));
+        return false;
+      }
+      records.push_back(std::move(r).value());
+      return true;
+    }));
+    SLUICE_TRY(scan_error);
+    std::lock_guard lock(mu_);
+    for (PipelineRecord& r : records) {
+      auto e = std::make_shared<Entry>();
+      e->record = std::move(r);
+      entries_[PipelineKey(e->record.info.spec.project_id, e->record.info.spec.name)] = std::move(e);
+    }
+    if (!entries_.empty()) spdlog::info("loaded {} pipeline(s)", entries_.size());
+    return OkStatus();
+  }
+
+  // ---- lifecycle ---------------------------------------------------------------------------------------------
+
+  void Start() {
+    std::lock_guard lock(mu_);
+    if (scheduler_.joinable() || stopping_) return;
+    scheduler_ = std::thread([this] { SchedulerLoop(); });
+  }
+
+  void Stop() {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return;
+      stopping_ = true;
+      for (auto& [k, e] : entries_) e->interrupt = true;
+    }
+    wake_.notify_all();
+    if (scheduler_.joinable()) scheduler_.join();
+    std::list<std::future<void>> runs;
+    {
+      std::lock_guard lock(mu_);
+      runs.swap(runs_);
+    }
+    for (auto& f : runs) f.wait();
+  }
+
+  Status RunDueNow() {
+    std::vector<std::shared_ptr<Entry>> due = TakeDue(/*limit=*/SIZE_MAX);
+    Status first;
+    for (auto& e : due) {
+      Status s = RunPipeline(*e);
+      if (!s.ok() && first.ok()) first = s;
+    }
+    return first;
+  }
+
+  // ---- API ---------------------------------------------------------------------------------------------------
+
+  Result<std::vector<std::string>> Create(PipelineSpec spec) {
+    SLUICE_ASSIGN_OR_RETURN(std::optional<store::Project> project, store_.GetProject(spec.project_id));
+    if (!project) return NotFound(fmt::format("project {} does not exist", spec.project_id));
+    SLUICE_TRY(ValidateSpec(spec, /*creating=*/true));
+    if (!spec.name.empty() && !ValidName(spec.name)) {
+      return InvalidArgument("name may contain only letters, digits, '-', '_' and '.', at most 64 characters");
+    }
+    {
+      std::lock_guard lock(mu_);
+      SLUICE_TRY(CheckLimits(spec, /*ignore_name=*/""));
+    }
+    // The destination check talks to AWS and can take seconds: never under the lock.
+    SLUICE_TRY(o_.destinations->Check(spec.destination, ExternalId(*project)));
+
+    std::lock_guard lock(mu_);
+    SLUICE_TRY(CheckLimits(spec, ""));  // again: another create may have raced us
+    if (spec.name.empty()) {
+      std::string base = fmt::format("{}{}-{}-{}", spec.trial ? "trial-" : "", ToString(spec.data_source),
+                                     ToString(spec.frequency), spec.type_param.empty() ? "s3" : spec.type_param);
+      spec.name = base;
+      for (int i = 2; entries_.contains(PipelineKey(spec.project_id, spec.name)); ++i) {
+        spec.name = fmt::format("{}-{}", base, i);
+      }
+    } else if (entries_.contains(PipelineKey(spec.project_id, spec.name))) {
+      return Error(ErrorCode::kConflict, fmt::format("a pipeline named {} already exists", spec.name));
+    }
+    spec.created_ms = NowMs();
+    auto e = std::make_shared<Entry>();
+    e->record.info.spec = spec;
+    e->record.info.status = PipelineStatus::kActive;
+    e->record.info.dispatcher = spec.data_source == DataSource::kEvents ? "backfill" : "recurring";
+    e->record.next_run_ms = 0;  // backfill starts now
+    SLUICE_TRY(SaveLocked(*e));
+    entries_[PipelineKey(spec.project_id, spec.name)] = e;
+    spdlog::info("pipeline {} created for project {}: {} {} from {} to {} -> {}", spec.name, spec.project_id,
+                 ToString(spec.data_source), ToString(spec.frequency), spec.from_date,
+                 spec.to_date.empty() ? "(recurring)" : spec.to_date, DescribeDestination(spec.destination));
+    wake_.notify_all();
+    return std::vector<std::string>{spec.name};
+  }
+
+  Status Edit(PipelineSpec updated) {
+    std::shared_ptr<Entry> e;
+    PipelineSpec current;
+    {
+      std::lock_guard lock(mu_);
+      SLUICE_ASSIGN_OR_RETURN(e, FindLocked(updated.project_id, updated.name));
+      current = e->record.info.spec;
+      if (e->record.info.status == PipelineStatus::kCanceled) {
+        return Error(ErrorCode::kConflict, fmt::format("pipeline {} is canceled and cannot be edited", updated.name));
+      }
+    }
+    if (updated.data_source != current.data_source) return InvalidArgument("data_source cannot be changed");
+    if (updated.destination.type != current.destination.type) return InvalidArgument("type cannot be changed");
+    if (updated.from_date != current.from_date) return InvalidArgument("from_date cannot be changed");
+    updated.created_ms = current.created_ms;
+    updated.type_param = current.type_param;
+    SLUICE_TRY(ValidateSpec(updated, /*creating=*/false));
+    {
+      std::lock_guard lock(mu_);
+      SLUICE_TRY(CheckLimits(updated, updated.name));
+    }
+    const bool destination_changed =
+        !SameDestination(updated.destination, current.destination) ||
+        updated.destination.s3_role != current.destination.s3_role ||
+        updated.destination.s3_region != current.destination.s3_region ||
+        updated.destination.encryption.mode != current.destination.encryption.mode ||
+        updated.destination.encryption.kms_key_id != current.destination.encryption.kms_key_id;
+    if (destination_changed) {
+      SLUICE_ASSIGN_OR_RETURN(std::optional<store::Project> project, store_.GetProject(updated.project_id));
+      if (!project) return NotFound(fmt::format("project {} does not exist", updated.project_id));
+      SLUICE_TRY(o_.destinations->Check(updated.destination, ExternalId(*project)));
+    }
+    std::lock_guard lock(mu_);
+    e->record.info.spec = updated;
+    e->destination.reset();
+    SLUICE_TRY(SaveLocked(*e));
+    wake_.notify_all();
+    return OkStatus();
+  }
+
+  Status SetStatus(uint32_t project, std::string_view name, PipelineStatus to) {
+    std::lock_guard lock(mu_);
+    SLUICE_ASSIGN_OR_RETURN(std::shared_ptr<Entry> e, FindLocked(project, name));
+    PipelineInfo& info = e->record.info;
+    if (info.status == PipelineStatus::kCanceled && to != PipelineStatus::kCanceled) {
+      return Error(ErrorCode::kConflict, fmt::format("pipeline {} is canceled; create a new one", name));
+    }
+    if (to == PipelineStatus::kActive) {
+      if (info.status == PipelineStatus::kFinished) {
+        return Error(ErrorCode::kConflict, fmt::format("pipeline {} has finished its date range", name));
+      }
+      info.failure_message.clear();
+      e->record.next_run_ms = 0;  // run now: retry what failed, catch up what was missed while paused
+    } else {
+      e->interrupt = true;  // a running export stops at its next batch; its unit resumes later
+    }
+    info.status = to;
+    SLUICE_TRY(SaveLocked(*e));
+    spdlog::info("pipeline {} of project {} is now {}", name, project, ToString(to));
+    wake_.notify_all();
+    return OkStatus();
+  }
+
+  Status SyncNow(uint32_t project, std::string_view name) {
+    std::lock_guard lock(mu_);
+    SLUICE_ASSIGN_OR_RETURN(std::shared_ptr<Entry> e, FindLocked(project, name));
+    if (e->record.info.status != PipelineStatus::kActive) {
+      return Error(ErrorCode::kConflict, fmt::format("pipeline {} is {}; resume it first", name,
+                                                     ToString(e->record.info.status)));
+    }
+    e->record.next_run_ms = 0;
+    SLUICE_TRY(SaveLocked(*e));
+    wake_.notify_all();
+    return OkStatus();
+  }
+
+  Result<PipelineInfo> Get(uint32_t project, std::string_view name) {
+    std::lock_guard lock(mu_);
+    SLUICE_ASSIGN_OR_RETURN(std::shared_ptr<Entry> e, FindLocked(project, name));
+    return e->record.info;
+  }
+
+  Result<std::vector<PipelineInfo>> List(uint32_t project) {
+    std::lock_guard lock(mu_);
+    std::vector<PipelineInfo> out;
+    for (auto& [k, e] : entries_) {
+      if (e->record.info.spec.project_id == project) out.push_back(e->record.info);
+    }
+    return out;
+  }
+
+  Result<std::vector<TaskRecord>> Timeline(uint32_t project, std::string_view name, size_t limit) {
+    {
+      std::lock_guard lock(mu_);
+      if (auto found = FindLocked(project, name); !found.ok()) return std::move(found).error();
+    }
+    std::vector<TaskRecord> tasks;
+    SLUICE_TRY(store_.ScanMeta(kTaskNs, TaskKeyPrefix(project, name), [&](std::string_view, std::string_view v) {
+      if (auto t = ParseTaskRecord(v); t.ok()) tasks.push_back(std::move(t).value());
+      return true;
+    }));
+    std::reverse(tasks.begin(), tasks.end());
+    if (tasks.size() > limit) tasks.resize(limit);
+    return tasks;
+  }
+
+  Result<std::vector<DaySync>> DaySyncs(uint32_t project, std::string_view name) {
+    {
+      std::lock_guard lock(mu_);
+      if (auto found = FindLocked(project, name); !found.ok()) return std::move(found).error();
+    }
+    std::map<std::string, DaySync> days;
+    SLUICE_TRY(store_.ScanMeta(kUnitNs, UnitKeyPrefix(project, name), [&](std::string_view key, std::string_view v) {
+      auto u = ParseUnitState(v);
+      if (!u.ok()) return true;
+      std::string label(key.substr(key.rfind('/') + 1));
+      auto add = [&](const std::string& date, int64_t t) {
+        DaySync& d = days[date];
+        d.date = date;
+        if (t) d.sync_times.push_back(t);
+        d.status = Worse(d.status, u->last_state, d.sync_times.size() > (t ? 1u : 0u));
+      };
+      if (label == "snapshot") {
+        for (int64_t t : u->sync_times) add(FormatDate(t / (24 * kHourMs)), t);
+        if (u->sync_times.empty()) add(FormatDate(NowMs() / (24 * kHourMs)), 0);
+      } else {
+        const std::string date = label.substr(0, 10);
+        if (u->sync_times.empty()) add(date, 0);
+        for (int64_t t : u->sync_times) add(date, t);
+      }
+      return true;
+    }));
+    std::vector<DaySync> out;
+    for (auto& [d, s] : days) {
+      std::sort(s.sync_times.begin(), s.sync_times.end());
+      out.push_back(std::move(s));
+    }
+    return out;
+  }
+
+ private:
+  // The state of a day from the states of its units: a failure or activity anywhere shows.
+  static TaskState Worse(TaskState have, TaskState unit, bool have_any) {
+    if (!have_any) return unit;
+    auto rank = [](TaskState s) {
+      switch (s) {
+        case TaskState::kFailed: return 6;
+        case TaskState::kTimedOut: return 5;
+        case TaskState::kRunning: return 4;
+        case TaskState::kRetried: return 3;
+        case TaskState::kPending: return 2;
+        case TaskState::kCanceled: return 1;
+        case TaskState::kSucceeded: return 0;
+      }
+      return 0;
+    };
+    return rank(unit) > rank(have) ? unit : have;
+  }
+
+  int64_t NowMs() const {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(o_.clock->Now().time_since_epoch()).count();
+  }
+
+  static std::string ExternalId(const store::Project& p) { return p.external_id.empty() ? p.token : p.external_id; }
+
+  Result<std::shared_ptr<Entry>> FindLocked(uint32_t project, std::string_view name) {
+    auto it = entries_.find(PipelineKey(project, name));
+    if (it == entries_.end()) return NotFound(fmt::format("no pipeline named {} in project {}", name, project));
+    return it->second;
+  }
+
+  Status SaveLocked(const Entry& e) {
+    const PipelineSpec& s = e.record.info.spec;
+    return store_.PutMeta(kPipelineNs, PipelineKey(s.project_id, s.name), PipelineRecordToJson(e.record));
+  }
+
+  Status ValidateSpec(const PipelineSpec& spec, bool creating) {
+    auto from = ParseDate(spec.from_date);
+    if (!from) return InvalidArgument(fmt::format("from_date '{}' must be a date YYYY-MM-DD", spec.from_date));
+    const int64_t today = NowMs() / (24 * kHourMs);
+    if (creating && *from < today - o_.max_from_date_age_days) {
+      return InvalidArgument(fmt::format("from_date {} is more than 6 months ago (the earliest allowed is {})",
+                                         spec.from_date, FormatDate(today - o_.max_from_date_age_days)));
+    }
+    if (creating && *from > today) {
+      return InvalidArgument(fmt::format("from_date {} is in the future", spec.from_date));
+    }
+    if (!spec.to_date.empty()) {
+      auto to = ParseDate(spec.to_date);
+      if (!to) return InvalidArgument(fmt::format("to_date '{}' must be a date YYYY-MM-DD", spec.to_date));
+      if (*to < *from) return InvalidArgument("to_date must not be before from_date");
+    }
+    const Destination& d = spec.destination;
+    if (d.type == DestinationType::kS3) {
+      if (d.s3_bucket.empty()) return InvalidArgument("s3_bucket is required");
+      if (d.s3_region.empty()) return InvalidArgument("s3_region is required");
+      if (d.s3_role.empty()) return InvalidArgument("s3_role (the role ARN Sluice assumes) is required");
+      if (!d.encryption.kms_key_id.empty() && d.encryption.mode != objstore::Encryption::Mode::kKms) {
+        return InvalidArgument("s3_kms_key_id needs s3_encryption=kms");
+      }
+    } else if (d.local_path.empty()) {
+      return InvalidArgument("local_path is required for type=local");
+    }
+    if (spec.data_source == DataSource::kEvents) {
+      if (auto selector = EventSelector::Create(spec.events, spec.where); !selector.ok()) {
+        return std::move(selector).error();
+      }
+    }
+    return OkStatus();
+  }
+
+  /// Mixpanel's limits, per data source: 2 recurring pipelines with different frequencies and 1 date-ranged
+  /// one; no two pipelines to the same destination with overlapping dates.
+  Status CheckLimits(const PipelineSpec& spec, std::string_view ignore_name) {
+    int recurring = 0, ranged = 0;
+    const int64_t from = *ParseDate(spec.from_date);
+    const int64_t to = spec.to_date.empty() ? INT64_MAX : *ParseDate(spec.to_date);
+    for (auto& [k, e] : entries_) {
+      const PipelineInfo& info = e->record.info;
+      const PipelineSpec& other = info.spec;
+      if (other.project_id != spec.project_id || other.data_source != spec.data_source) continue;
+      if (other.name == ignore_name) continue;
+      if (info.status == PipelineStatus::kCanceled || info.status == PipelineStatus::kFinished) continue;
+      if (other.recurring()) {
+        ++recurring;
+        if (spec.recurring() && other.frequency == spec.frequency) {
+          return InvalidArgument(fmt::format("project {} already has a recurring {} {} pipeline ({}); recurring "
+                                             "pipelines must have different frequencies",
+                                             spec.project_id, ToString(spec.frequency), ToString(spec.data_source),
+                                             other.name));
+        }
+      } else {
+        ++ranged;
+      }
+      const int64_t ofrom = *ParseDate(other.from_date);
+      const int64_t oto = other.to_date.empty() ? INT64_MAX : *ParseDate(other.to_date);
+      if (SameDestination(spec.destination, other.destination) && from <= oto && ofrom <= to) {
+        return InvalidArgument(fmt::format("pipeline {} already exports {} to {} for overlapping dates", other.name,
+                                           ToString(spec.data_source), DescribeDestination(other.destination)));
+      }
+    }
+    if (spec.recurring() && recurring >= 2) {
+      return InvalidArgument(fmt::format("project {} already has 2 recurring {} pipelines (the limit)",
+                                         spec.project_id, ToString(spec.data_source)));
+    }
+    if (!spec.recurring() && ranged >= 1) {
+      return InvalidArgument(fmt::format("project {} already has a date-ranged {} pipeline (the limit is 1)",
+                                         spec.project_id, ToString(spec.data_source)));
+    }
+    return OkStatus();
+  }
+
+  // ---- scheduling ----------------------------------------------------------------------------------------------
+
+  void SchedulerLoop() {
+    std::unique_lock lock(mu_);
+    while (!stopping_) {
+      // Reap finished runs.
+      runs_.remove_if([](std::future<void>& f) {
+        return f.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+      });
+      const size_t cap = static_cast<size_t>(std::max(1, o_.max_concurrent_runs));
+      const size_t free = cap > running_ ? cap - running_ : 0;
+      lock.unlock();
+      for (auto& e : TakeDue(free)) {
+        std::lock_guard g(mu_);
+        runs_.push_back(std::async(std::launch::async, [this, e] { (void)RunPipeline(*e); }));
+      }
+      lock.lock();
+      if (stopping_) break;
+      wake_.wait_for(lock, o_.poll_interval);
+    }
+  }
+
+  /// Marks up to `limit` due pipelines running and returns them.
+  std::vector<std::shared_ptr<Entry>> TakeDue(size_t limit) {
+    std::lock_guard lock(mu_);
+    std::vector<std::shared_ptr<Entry>> due;
+    const int64_t now = NowMs();
+    for (auto& [k, e] : entries_) {
+      if (due.size() >= limit || stopping_) break;
+      if (e->running || e->record.info.status != PipelineStatus::kActive) continue;
+      if (e->record.next_run_ms > now) continue;
+      e->running = true;
+      e->interrupt = false;
+      ++running_;
+      due.push_back(e);
+    }
+    return due;
+  }
+
+  /// One run of one pipeline: every due unit (events) or one snapshot (people, identity).
+  Status RunPipeline(Entry& e) {
+    PipelineSpec spec;
+    std::shared_ptr<objstore::ObjectStore> destination;
+    {
+      std::lock_guard lock(mu_);
+      spec = e.record.info.spec;
+      destination = e.destination;
+      e.record.info.last_dispatched_ms = NowMs();
+    }
+    Status status = RunPipelineUnlocked(e, spec, destination);
+    std::lock_guard lock(mu_);
+    PipelineInfo& info = e.record.info;
+    const int64_t now = NowMs();
+    if (status.ok()) {
+      // A date-ranged pipeline ends once its last unit is closed and exported (late data after that is not
+      // delivered, as with Mixpanel's date-ranged pipelines).
+      if (spec.data_source == DataSource::kEvents && !spec.recurring() && RangeFullyClosed(spec, now, o_.schedule) &&
+          info.status == PipelineStatus::kActive) {
+        info.status = PipelineStatus::kFinished;
+        spdlog::info("pipeline {} finished its date range", spec.name);
+      }
+      e.record.next_run_ms = NextSlotMs(spec.frequency, now, o_.schedule);
+    } else if (status.error().code == ErrorCode::kCancelled) {
+      e.record.next_run_ms = 0;  // paused/canceled/stopping: whatever comes next decides
+    } else if (IsTransient(status.error().code)) {
+      e.record.next_run_ms = now + o_.failed_run_retry.count();
+    } else if (info.status == PipelineStatus::kActive) {
+      info.status = PipelineStatus::kPaused;
+      info.failure_message = fmt::format("{} — {}", status.error().message, FixHint(status.error(), spec.destination));
+      spdlog::error("pipeline {} of project {} paused: {}", spec.name, spec.project_id, info.failure_message);
+      if (failures_) failures_->WithLabels({"permanent"}).Inc();
+    }
+    if (auto s = SaveLocked(e); !s.ok()) spdlog::error("pipeline {}: cannot save its state: {}", spec.name, s.error().message);
+    e.running = false;
+    --running_;
+    wake_.notify_all();
+    return status;
+  }
+
+  Status RunPipelineUnlocked(Entry& e, const PipelineSpec& spec, std::shared_ptr<objstore::ObjectStore> destination) {
+    // Read before looking at partitions: every write below this sequence is visible to the scans that follow.
+    const uint64_t covered_seq = store_.LastChangeSeq();
+    if (!destination) {
+      SLUICE_ASSIGN_OR_RETURN(std::optional<store::Project> project, store_.GetProject(spec.project_id));
+      if (!project) return NotFound(fmt::format("project {} no longer exists", spec.project_id));
+      auto opened = o_.destinations->Open(spec.destination, ExternalId(*project),
+                                          fmt::format("p{}-{}", spec.project_id, spec.name));
+      if (!opened.ok()) return opened.error();
+      destination = std::move(opened).value();
+      std::lock_guard lock(mu_);
+      e.destination = destination;
+    }
+    if (spec.data_source != DataSource::kEvents) {
+      return ExportUnit(e, spec, *destination, "snapshot", Unit{}, nullptr, covered_seq, "snapshot");
+    }
+    SLUICE_ASSIGN_OR_RETURN(EventSelector selector, EventSelector::Create(spec.events, spec.where));
+    const int64_t now = NowMs();
+    std::optional<HourRange> hours = ClosedHours(spec, now, o_.schedule);
+    if (!hours) return OkStatus();
+    SLUICE_ASSIGN_OR_RETURN(
+        std::vector<store::PartitionInfo> partitions,
+        store_.ListPartitions(spec.project_id, static_cast<store::Hour>(std::max<int64_t>(0, hours->first)),
+                              static_cast<store::Hour>(std::max<int64_t>(0, hours->last))));
+    std::map<std::string, UnitProgress> progress;
+    SLUICE_TRY(store_.ScanMeta(kUnitNs, UnitKeyPrefix(spec.project_id, spec.name),
+                               [&](std::string_view key, std::string_view v) {
+                                 if (auto u = ParseUnitState(v); u.ok()) {
+                                   progress[std::string(key.substr(key.rfind('/') + 1))] =
+                                       UnitProgress{u->published_generation > 0, u->in_progress, u->covered_seq};
+                                 }
+                                 return true;
+                               }));
+    std::vector<Unit> due = PlanUnits(spec, *hours, partitions, progress, now, o_.schedule);
+    if (due.empty()) {
+      MarkRecurring(e, spec, *hours);
+      return OkStatus();
+    }
+    // The first run of a pipeline is its backfill; later runs deliver the window just closed and late data.
+    const bool backfill = progress.empty();
+    spdlog::info("pipeline {}: exporting {} unit(s) from {} to {}", spec.name, due.size(), UnitLabel(due.front()),
+                 UnitLabel(due.back()));
+
+    // Bounded parallelism: workers take the next unit until done, interrupted or a unit fails for good.
+    std::atomic<size_t> next{0};
+    std::mutex err_mu;
+    Status first_error;
+    auto worker = [&] {
+      for (;;) {
+        {
+          std::lock_guard g(err_mu);
+          if (!first_error.ok()) return;
+        }
+        if (e.interrupt) {
+          std::lock_guard g(err_mu);
+          if (first_error.ok()) first_error = Error(ErrorCode::kCancelled, "run interrupted");
+          return;
+        }
+        const size_t i = next.fetch_add(1);
+        if (i >= due.size()) return;
+        const Unit& u = due[i];
+        const bool late = progress.contains(UnitLabel(u)) && progress[UnitLabel(u)].exported;
+        Status s = ExportUnit(e, spec, *destination, UnitLabel(u), u, &selector, covered_seq,
+                              backfill ? "backfill" : late ? "sync" : "scheduled");
+        if (!s.ok()) {
+          std::lock_guard g(err_mu);
+          if (first_error.ok()) first_error = s;
+          return;
+        }
+      }
+    };
+    const int threads = std::clamp<int>(o_.unit_parallelism, 1, static_cast<int>(due.size()));
+    std::vector<std::thread> pool;
+    for (int i = 1; i < threads; ++i) pool.emplace_back(worker);
+    worker();
+    for (auto& t : pool) t.join();
+    if (first_error.ok()) MarkRecurring(e, spec, *hours);
+    return first_error;
+  }
+
+  void MarkRecurring(Entry& e, const PipelineSpec& spec, const HourRange& hours) {
+    std::lock_guard lock(mu_);
+    e.record.info.dispatcher = "recurring";
+    e.exported_until_ms = std::max(e.exported_until_ms, (hours.last + 1) * kHourMs);
+    (void)spec;
+  }
+
+  /// Exports one unit with retries; persists the attempt before writing and the outcome after.
+  Status ExportUnit(Entry& e, const PipelineSpec& spec, objstore::ObjectStore& destination, const std::string& label,
+                    const Unit& unit, const EventSelector* selector, uint64_t covered_seq, std::string_view kind) {
+    const std::string key = UnitKey(spec.project_id, spec.name, label);
+    UnitState state;
+    SLUICE_ASSIGN_OR_RETURN(std::optional<std::string> saved, store_.GetMeta(kUnitNs, key));
+    if (saved) {
+      SLUICE_ASSIGN_OR_RETURN(state, ParseUnitState(*saved));
+    }
+
+    // A new generation for this attempt, persisted before anything is written.
+    if (state.in_progress) state.abandoned.push_back({state.attempt_generation, state.attempt_compression});
+    const uint64_t generation = std::max(state.published_generation, state.attempt_generation) + 1;
+    state.in_progress = true;
+    state.attempt_generation = generation;
+    state.attempt_compression = spec.compression;
+    state.last_state = TaskState::kRunning;
+    SLUICE_TRY(store_.PutMeta(kUnitNs, key, UnitStateToJson(state)));
+
+    TaskRecord task;
+    task.partition = label;
+    task.kind = std::string(kind);
+    task.state = TaskState::kRunning;
+    task.generation = generation;
+    task.scheduled_ms = task.started_ms = NowMs();
+    uint64_t task_seq = 0;
+    {
+      std::lock_guard lock(mu_);
+      task_seq = e.record.next_task_seq++;
+    }
+    task.task_id = fmt::format("{}-{}", spec.name, task_seq);
+    SaveTask(spec, task_seq, task);
+
+    ExportJob job;
+    job.project = spec.project_id;
+    job.pipeline = spec.name;
+    job.source = spec.data_source;
+    job.unit = unit;
+    job.generation = generation;
+    job.change_seq = covered_seq;
+    job.compression = spec.compression;
+    job.selector = selector;
+    job.previous_files = state.files;
+    job.previous_files.insert(job.previous_files.end(), state.undeleted.begin(), state.undeleted.end());
+    job.abandoned = state.abandoned;
+    ExporterOptions eo = o_.exporter;
+    eo.clock = o_.clock;
+    eo.cancelled = [this, &e] { return e.interrupt.load() || stopping_.load(); };
+
+    Result<ExportResult> result = Error(ErrorCode::kInternal, "not run");
+    for (int attempt = 1;; ++attempt) {
+      task.attempts = attempt;
+      result = ExportPartition(store_, destination, job, eo);
+      if (result.ok() || !IsTransient(result.error().code) || attempt >= o_.max_attempts) break;
+      if (failures_) failures_->WithLabels({"transient"}).Inc();
+      task.state = TaskState::kRetried;
+      task.message = result.error().message;
+      SaveTask(spec, task_seq, task);
+      spdlog::warn("pipeline {} {}: attempt {} failed, retrying: {}", spec.name, label, attempt,
+                   result.error().message);
+      if (!SleepInterruptible(e, Backoff(attempt))) {
+        result = Error(ErrorCode::kCancelled, "export interrupted");
+        break;
+      }
+    }
+    task.finished_ms = NowMs();
+    if (!result.ok()) {
+      const Error& err = result.error();
+      task.state = err.code == ErrorCode::kCancelled ? TaskState::kCanceled : TaskState::kFailed;
+      task.message = err.message;
+      SaveTask(spec, task_seq, task);
+      state.last_state = task.state;
+      // The attempt stays in progress: the next one cleans up what it may have left.
+      if (auto s = store_.PutMeta(kUnitNs, key, UnitStateToJson(state)); !s.ok()) {
+        spdlog::error("pipeline {} {}: cannot save state: {}", spec.name, label, s.error().message);
+      }
+      if (err.code != ErrorCode::kCancelled && failures_ && IsTransient(err.code)) {
+        failures_->WithLabels({"transient"}).Inc();
+      }
+      Error out = err;
+      out.message = fmt::format("exporting {} to {}: {}", label, DescribeDestination(spec.destination), err.message);
+      return out;
+    }
+    const Manifest& m = result->manifest;
+    state.published_generation = generation;
+    state.covered_seq = covered_seq;
+    state.files.clear();
+    for (const ManifestFile& f : m.files) state.files.push_back(f.key);
+    state.records = m.record_count();
+    state.bytes = m.bytes();
+    state.in_progress = false;
+    state.abandoned.clear();
+    state.undeleted = result->undeleted;
+    state.sync_times.push_back(task.finished_ms);
+    if (state.sync_times.size() > kSyncTimesKept) {
+      state.sync_times.erase(state.sync_times.begin(), state.sync_times.end() - kSyncTimesKept);
+    }
+    state.last_state = TaskState::kSucceeded;
+    SLUICE_TRY(store_.PutMeta(kUnitNs, key, UnitStateToJson(state)));
+    task.state = TaskState::kSucceeded;
+    task.records = m.record_count();
+    task.bytes = m.bytes();
+    task.message.clear();
+    SaveTask(spec, task_seq, task);
+    const std::string source(ToString(spec.data_source));
+    if (partitions_) {
+      partitions_->WithLabels({source}).Inc();
+      events_->WithLabels({source}).Inc(m.record_count());
+      bytes_->WithLabels({source}).Inc(m.bytes());
+    }
+    std::lock_guard lock(mu_);
+    e.record.info.partitions_exported += 1;
+    e.record.info.events_exported += m.record_count();
+    e.record.info.bytes_exported += m.bytes();
+    if (spec.data_source == DataSource::kEvents) {
+      e.exported_until_ms = std::max(e.exported_until_ms, unit.end_hour() * kHourMs);
+    } else {
+      e.exported_until_ms = task.finished_ms;
+    }
+    return OkStatus();
+  }
+
+  std::chrono::milliseconds Backoff(int attempt) const {
+    auto d = o_.retry_base_delay * (1LL << std::min(attempt - 1, 20));
+    return std::min<std::chrono::milliseconds>(d, o_.retry_max_delay);
+  }
+
+  /// Sleeps unless the pipeline is interrupted or the manager stops; false when interrupted.
+  bool SleepInterruptible(Entry& e, std::chrono::milliseconds d) {
+    std::unique_lock lock(mu_);
+    wake_.wait_for(lock, d, [&] { return stopping_.load() || e.interrupt.load(); });
+    return !(stopping_ || e.interrupt);
+  }
+
+  void SaveTask(const PipelineSpec& spec, uint64_t seq, const TaskRecord& task) {
+    if (auto s = store_.PutMeta(kTaskNs, TaskKey(spec.project_id, spec.name, seq), TaskRecordToJson(task)); !s.ok()) {
+      spdlog::error("pipeline {}: cannot save task {}: {}", spec.name, task.task_id, s.error().message);
+    }
+    if (seq > o_.max_tasks_kept && task.state == TaskState::kRunning) {
+      (void)store_.DeleteMeta(kTaskNs, TaskKey(spec.project_id, spec.name, seq - o_.max_tasks_kept));
+    }
+  }
+
+  double ExportLagSeconds() {
+    std::lock_guard lock(mu_);
+    const int64_t now = NowMs();
+    double lag = 0;
+    for (auto& [k, e] : entries_) {
+      if (e->record.info.status != PipelineStatus::kActive || e->exported_until_ms == 0) continue;
+      lag = std::max(lag, (now - e->exported_until_ms) / 1000.0);
+    }
+    return lag;
+  }
+
+  ManagerOptions o_;
+  store::Store& store_;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::map<std::string, std::shared_ptr<Entry>> entries_;
+  std::atomic<bool> stopping_{false};
+  size_t running_ = 0;
+  std::thread scheduler_;
+  std::list<std::future<void>> runs_;
+  CounterFamily* partitions_ = nullptr;
+  CounterFamily* events_ = nullptr;
+  CounterFamily* bytes_ = nullptr;
+  CounterFamily* failures_ = nullptr;
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+
+Pipelines::Pipelines(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Pipelines::~Pipelines() = default;
+
+Result<std::unique_ptr<Pipelines>> Pipelines::Create(ManagerOptions options) {
+  if (!options.store) return InvalidArgument("pipelines: no store");
+  if (!options.destinations) return InvalidArgument("pipelines: no destination factory");
+  if (!options.clock) options.clock = &SystemClock::Instance();
+  auto impl = std::make_unique<Impl>(std::move(options));
+  SLUICE_TRY(impl->Load());
+  return std::unique_ptr<Pipelines>(new Pipelines(std::move(impl)));
+}
+
+void Pipelines::Start() { impl_->Start(); }
+void Pipelines::Stop() { impl_->Stop(); }
+Status Pipelines::RunDueNow() { return impl_->RunDueNow(); }
+Result<std::vector<std::string>> Pipelines::Create(PipelineSpec spec) { return impl_->Create(std::move(spec)); }
+Status Pipelines::Edit(PipelineSpec updated) { return impl_->Edit(std::move(updated)); }
+Status Pipelines::Pause(uint32_t project, std::string_view name) {
+  return impl_->SetStatus(project, name, PipelineStatus::kPaused);
+}
+Status Pipelines::Resume(uint32_t project, std::string_view name) {
+  return impl_->SetStatus(project, name, PipelineStatus::kActive);
+}
+Status Pipelines::Cancel(uint32_t project, std::string_view name) {
+  return impl_->SetStatus(project, name, PipelineStatus::kCanceled);
+}
+Status Pipelines::SyncNow(uint32_t project, std::string_view name) { return impl_->SyncNow(project, name); }
+Result<PipelineInfo> Pipelines::Get(uint32_t project, std::string_view name) { return impl_->Get(project, name); }
+Result<std::vector<PipelineInfo>> Pipelines::List(uint32_t project) { return impl_->List(project); }
+Result<std::vector<TaskRecord>> Pipelines::Timeline(uint32_t project, std::string_view name, size_t limit) {
+  return impl_->Timeline(project, name, limit);
+}
+Result<std::vector<DaySync>> Pipelines::DaySyncs(uint32_t project, std::string_view name) {
+  return impl_->DaySyncs(project, name);
+}
+
+}  // namespace sluice::pipeline

@@ -1,0 +1,68 @@
+#include "pipeline/pipeline.h"
+
+namespace sluice::pipeline {
+
+std::string_view ToString(DataSource v) {
+  switch (v) {
+    case DataSource::kEvents: return "events";
+    case DataSource::kPeople: return "people";
+    case DataSource::kIdentity: return "identity";
+  }
+  return "events";
+}
+std::string_view ToString(Frequency v) { return v == Frequency::kHourly ? "hourly" : "daily"; }
+std::string_view ToString(Compression v) {
+  switch (v) {
+    case Compression::kGzip: return "gzip";
+    case Compression::kZstd: return "zstd";
+    case Compression::kNone: return "none";
+  }
+  return "gzip";
+}
+std::string_view ToString(DestinationType v) { return v == DestinationType::kLocal ? "local" : "s3"; }
+std::string_view ToString(PipelineStatus v) {
+  switch (v) {
+    case PipelineStatus::kActive: return "active";
+    case PipelineStatus::kPaused: return "paused";
+    case PipelineStatus::kCanceled: return "canceled";
+    case PipelineStatus::kFinished: return "finished";
+  }
+  return "active";
+}
+std::string_view ToString(TaskState v) {
+  switch (v) {
+    case TaskState::kPending: return "pending";
+    case TaskState::kRunning: return "running";
+    case TaskState::kRetried: return "retried";
+    case TaskState::kFailed: return "failed";
+    case TaskState::kCanceled: return "canceled";
+    case TaskState::kTimedOut: return "timed_out";
+    case TaskState::kSucceeded: return "succeeded";
+  }
+  return "pending";
+}
+
+std::optional<DataSource> ParseDataSource(std::string_view s) {
+  if (s == "events") return DataSource::kEvents;
+  if (s == "people") return DataSource::kPeople;
+  if (s == "identity") return DataSource::kIdentity;
+  return std::nullopt;
+}
+std::optional<Frequency> ParseFrequency(std::string_view s) {
+  if (s == "hourly") return Frequency::kHourly;
+  if (s == "daily") return Frequency::kDaily;
+  return std::nullopt;
+}
+std::optional<Compression> ParseCompression(std::string_view s) {
+  if (s == "gzip") return Compression::kGzip;
+  if (s == "zstd") return Compression::kZstd;
+  if (s == "none") return Compression::kNone;
+  return std::nullopt;
+}
+std::optional<DestinationType> ParseDestinationType(std::string_view s) {
+  if (s == "s3" || s == "s3-raw") return DestinationType::kS3;
+  if (s == "local") return DestinationType::kLocal;
+  return std::nullopt;
+}
+
+}  // namespace sluice::pipeline
