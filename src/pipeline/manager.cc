@@ -108,21 +108,27 @@ class Pipelines::Impl {
       failures_ = &r.Counter("sluice_pipeline_failures_total",
                              "Failed export attempts by kind (transient = retried, permanent = pipeline paused)",
                              {"kind"});
+      // The registry may outlive the manager: callbacks reach it through a weak handle.
+      std::weak_ptr<Impl*> self = self_;
       r.GaugeCallback("sluice_pipeline_export_lag_seconds",
                       "Largest delay over active event pipelines between now and the end of the newest exported "
                       "unit",
-                      [this] { return ExportLagSeconds(); });
+                      [self] {
+                        auto p = self.lock();
+                        return p ? (*p)->ExportLagSeconds() : 0.0;
+                      });
       r.GaugeCallback("sluice_pipelines_active", "Pipelines that are active (not paused, canceled or finished)",
-                      [this] {
-                        std::lock_guard lock(mu_);
-                        double n = 0;
-                        for (auto& [k, e] : entries_) n += e->record.info.status == PipelineStatus::kActive;
-                        return n;
+                      [self] {
+                        auto p = self.lock();
+                        return p ? (*p)->ActiveCount() : 0.0;
                       });
     }
   }
 
-  ~Impl() { Stop(); }
+  ~Impl() {
+    self_.reset();
+    Stop();
+  }
 
   Status Load() {
     std::vector<PipelineRecord> records;
@@ -786,6 +792,13 @@ class Pipelines::Impl {
     }
   }
 
+  double ActiveCount() {
+    std::lock_guard lock(mu_);
+    double n = 0;
+    for (auto& [k, e] : entries_) n += e->record.info.status == PipelineStatus::kActive;
+    return n;
+  }
+
   double ExportLagSeconds() {
     std::lock_guard lock(mu_);
     const int64_t now = NowMs();
@@ -797,6 +810,7 @@ class Pipelines::Impl {
     return lag;
   }
 
+  std::shared_ptr<Impl*> self_ = std::make_shared<Impl*>(this);
   ManagerOptions o_;
   store::Store& store_;
   std::mutex mu_;

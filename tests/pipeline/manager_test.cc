@@ -1,0 +1,625 @@
+// The pipeline manager and exporter against a real store (temp dir), an in-memory object store with fault
+// injection and a fake clock: backfill, late data, snapshots, filters, retries, pause on permanent errors,
+// restart after an interrupted attempt, Mixpanel's limits.
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <map>
+#include <random>
+#include <set>
+#include <thread>
+
+#include <boost/json.hpp>
+#include <gtest/gtest.h>
+
+#include "common/compression.h"
+#include "common/crypto.h"
+#include "common/metrics.h"
+#include "objstore/testing/fake_object_store.h"
+#include "pipeline/layout.h"
+#include "pipeline/manager.h"
+#include "pipeline/manifest.h"
+#include "store/store.h"
+
+namespace sluice::pipeline {
+namespace {
+
+namespace fs = std::filesystem;
+using objstore::testing::FakeObjectStore;
+using Op = FakeObjectStore::Op;
+
+constexpr int64_t kHourUs = 3'600'000'000;
+constexpr int64_t kDayUs = 24 * kHourUs;
+
+class TempDir {
+ public:
+  TempDir() {
+    static std::atomic<int> counter{0};
+    path_ = fs::temp_directory_path() /
+            ("sluice_pipeline_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    fs::remove_all(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+class FakeDestinations final : public DestinationFactory {
+ public:
+  explicit FakeDestinations(std::shared_ptr<FakeObjectStore> store) : store_(std::move(store)) {}
+  Result<std::shared_ptr<objstore::ObjectStore>> Open(const Destination&, const std::string& external_id,
+                                                      const std::string&) override {
+    last_external_id = external_id;
+    ++opens;
+    return std::shared_ptr<objstore::ObjectStore>(store_);
+  }
+  Status Check(const Destination&, const std::string& external_id) override {
+    last_external_id = external_id;
+    return check;
+  }
+  Status check;
+  std::string last_external_id;
+  int opens = 0;
+
+ private:
+  std::shared_ptr<FakeObjectStore> store_;
+};
+
+/// Every record a reader following the manifests sees, by partition directory, plus consistency checks.
+struct BucketView {
+  std::map<std::string, Manifest> manifests;                  // by directory
+  std::map<std::string, std::vector<std::string>> records;    // by directory: raw lines
+  std::vector<std::string> unlisted_data_files;               // data files no manifest lists
+  std::vector<std::string> dirs_without_complete;
+};
+
+BucketView ReadBucket(FakeObjectStore& bucket) {
+  BucketView view;
+  std::set<std::string> listed;
+  for (const std::string& key : bucket.Keys()) {
+    if (!key.ends_with("/manifest.json")) continue;
+    const std::string dir = key.substr(0, key.size() - std::string("/manifest.json").size());
+    auto m = ParseManifest(bucket.Object(key)->data);
+    EXPECT_TRUE(m.ok()) << key;
+    if (!m.ok()) continue;
+    if (!bucket.Object(dir + "/complete")) view.dirs_without_complete.push_back(dir);
+    for (const ManifestFile& f : m->files) {
+      listed.insert(f.key);
+      auto obj = bucket.Object(f.key);
+      EXPECT_TRUE(obj) << "manifest lists a missing file " << f.key;
+      if (!obj) continue;
+      EXPECT_EQ(obj->data.size(), f.bytes);
+      EXPECT_EQ(HexEncode(Sha256(obj->data)), f.sha256) << f.key;
+      std::string text;
+      if (m->compression == "gzip") {
+        auto plain = GunzipBounded(obj->data, 1ull << 30);
+        EXPECT_TRUE(plain.ok()) << f.key;
+        text = plain.ok() ? *plain : "";
+      } else {
+        text = obj->data;
+      }
+      EXPECT_EQ(text.size(), f.uncompressed_bytes);
+      size_t lines = 0;
+      for (size_t pos = 0; pos < text.size();) {
+        size_t nl = text.find('\n', pos);
+        if (nl == std::string::npos) nl = text.size();
+        view.records[dir].push_back(text.substr(pos, nl - pos));
+        ++lines;
+        pos = nl + 1;
+      }
+      EXPECT_EQ(lines, f.records) << f.key;
+    }
+    view.manifests[dir] = std::move(m).value();
+  }
+  for (const std::string& key : bucket.Keys()) {
+    std::string name = key.substr(key.rfind('/') + 1);
+    if (IsDataFileName(name) && !listed.contains(key)) view.unlisted_data_files.push_back(key);
+  }
+  return view;
+}
+
+std::multiset<std::string> InsertIds(const std::vector<std::string>& lines) {
+  std::multiset<std::string> ids;
+  for (const std::string& line : lines) {
+    auto v = boost::json::parse(line);
+    ids.insert(std::string(v.as_object().at("insert_id").as_string()));
+  }
+  return ids;
+}
+
+class ManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto s = store::Store::Open(dir_.path() / "store", store::StoreOptions{.sync_writes = false});
+    ASSERT_TRUE(s.ok()) << s.error().message;
+    store_ = std::move(s).value();
+    auto p = store_->CreateProject("test");
+    ASSERT_TRUE(p.ok());
+    project_ = *p;
+    bucket_ = std::make_shared<FakeObjectStore>(&clock_);
+    destinations_ = std::make_shared<FakeDestinations>(bucket_);
+    StartManager();
+  }
+
+  void StartManager() {
+    manager_.reset();
+    metrics_ = std::make_unique<MetricsRegistry>();  // one registration per manager, as in `serve`
+    ManagerOptions o;
+    o.store = store_.get();
+    o.destinations = destinations_;
+    o.clock = &clock_;
+    o.metrics = metrics_.get();
+    o.retry_base_delay = std::chrono::milliseconds(1);
+    o.retry_max_delay = std::chrono::milliseconds(5);
+    o.exporter.files.max_file_uncompressed_bytes = max_file_bytes_;
+    auto m = Pipelines::Create(o);
+    ASSERT_TRUE(m.ok()) << m.error().message;
+    manager_ = std::move(m).value();
+  }
+
+  /// Day `d` (0 = 2026-11-18) at hour `h`, in µs.
+  static int64_t At(int d, int h, int64_t extra_us = 0) {
+    return (*ParseDate("2026-11-18") + d) * kDayUs + h * kHourUs + extra_us;
+  }
+
+  void Write(const std::string& insert_id, int64_t time_us, const std::string& name = "Played",
+             const std::string& properties = R"({"$os":"Linux","n":12345678901234567890})") {
+    Event e;
+    e.name = name;
+    e.time_us = time_us;
+    e.distinct_id = "u-" + insert_id.substr(0, 3);
+    e.insert_id = insert_id;
+    e.properties = properties;
+    ASSERT_TRUE(store_->WriteEvents(project_.id, std::span<const Event>(&e, 1)).ok());
+  }
+
+  PipelineSpec Spec(const char* from = "2026-11-18", Frequency f = Frequency::kDaily) {
+    PipelineSpec s;
+    s.project_id = project_.id;
+    s.from_date = from;
+    s.frequency = f;
+    s.destination.s3_bucket = "bucket";
+    s.destination.s3_region = "us-east-1";
+    s.destination.s3_role = "arn:aws:iam::111122223333:role/sluice";
+    return s;
+  }
+
+  std::string CreateOk(PipelineSpec spec) {
+    auto names = manager_->Create(std::move(spec));
+    EXPECT_TRUE(names.ok()) << names.error().message;
+    return names.ok() ? names->front() : "";
+  }
+
+  void SetNow(int d, int h, int minute = 0) {
+    clock_.Set(TimePoint(std::chrono::microseconds(At(d, h) + minute * 60'000'000LL)));
+  }
+
+  TempDir dir_;
+  FakeClock clock_{TimePoint(std::chrono::microseconds(0))};
+  std::unique_ptr<MetricsRegistry> metrics_;
+  std::unique_ptr<store::Store> store_;
+  store::Project project_;
+  std::shared_ptr<FakeObjectStore> bucket_;
+  std::shared_ptr<FakeDestinations> destinations_;
+  uint64_t max_file_bytes_ = 256ull << 20;
+  std::unique_ptr<Pipelines> manager_;
+};
+
+TEST_F(ManagerTest, BackfillExportsEveryClosedDayExactlyOnce) {
+  SetNow(3, 1);  // 2026-11-21 01:00: the 18th, 19th and 20th are closed
+  Write("aaa-1", At(0, 1));
+  Write("aaa-2", At(0, 23, kHourUs - 1));
+  Write("bbb-1", At(1, 12));
+  Write("bbb-1", At(1, 12));  // a duplicate (same dedup key): exported once
+  Write("ccc-1", At(3, 0));   // today: not closed, not exported
+  const std::string name = CreateOk(Spec());
+  EXPECT_EQ(name, "events-daily-s3");
+  EXPECT_EQ(destinations_->last_external_id, project_.token);  // external ID defaults to the token
+  ASSERT_TRUE(manager_->RunDueNow().ok());
+
+  BucketView view = ReadBucket(*bucket_);
+  const std::string p = std::to_string(project_.id);
+  ASSERT_EQ(view.manifests.size(), 3u);  // 18th, 19th, and the empty 20th
+  EXPECT_EQ(InsertIds(view.records[p + "/mp_master_event/2026/11/18"]),
+            (std::multiset<std::string>{"aaa-1", "aaa-2"}));
+  EXPECT_EQ(InsertIds(view.records[p + "/mp_master_event/2026/11/19"]), (std::multiset<std::string>{"bbb-1"}));
+  EXPECT_TRUE(view.records[p + "/mp_master_event/2026/11/20"].empty());
+  EXPECT_TRUE(view.manifests.at(p + "/mp_master_event/2026/11/20").files.empty());
+  EXPECT_TRUE(view.unlisted_data_files.empty());
+  EXPECT_TRUE(view.dirs_without_complete.empty());
+  const Manifest& m18 = view.manifests.at(p + "/mp_master_event/2026/11/18");
+  EXPECT_EQ(m18.generation, 1u);
+  EXPECT_EQ(m18.partition, "2026-11-18");
+  EXPECT_EQ(m18.pipeline, name);
+  ASSERT_EQ(m18.files.size(), 1u);
+  EXPECT_EQ(m18.files[0].name, "sluice-g000001-p00000.json.gz");
+  // Properties survive byte for byte, big integers included.
+  EXPECT_NE(view.records[p + "/mp_master_event/2026/11/18"][0].find("12345678901234567890"), std::string::npos);
+
+  auto info = manager_->Get(project_.id, name);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->dispatcher, "recurring");
+  EXPECT_EQ(info->events_exported, 3u);
+  EXPECT_EQ(info->partitions_exported, 3u);
+  auto days = manager_->DaySyncs(project_.id, name);
+  ASSERT_TRUE(days.ok());
+  ASSERT_EQ(days->size(), 3u);
+  for (const DaySync& d : *days) {
+    EXPECT_EQ(d.status, TaskState::kSucceeded) << d.date;
+    EXPECT_EQ(d.sync_times.size(), 1u);
+  }
+  auto timeline = manager_->Timeline(project_.id, name);
+  ASSERT_TRUE(timeline.ok());
+  ASSERT_EQ(timeline->size(), 3u);
+  for (const TaskRecord& t : *timeline) {
+    EXPECT_EQ(t.state, TaskState::kSucceeded);
+    EXPECT_EQ(t.kind, "backfill");
+  }
+  EXPECT_NE(metrics_->Render().find("sluice_pipeline_partitions_exported_total{data_source=\"events\"} 3"),
+            std::string::npos);
+
+  // Nothing is due until the next slot (the 21st closes at 00:30 on the 22nd).
+  bucket_->ResetCounters();
+  ASSERT_TRUE(manager_->RunDueNow().ok());
+  EXPECT_EQ(bucket_->calls(Op::kPut), 0);
+  SetNow(4, 0, 30);
+  ASSERT_TRUE(manager_->RunDueNow().ok());
+  view = ReadBucket(*bucket_);
+  EXPECT_EQ(InsertIds(view.records[p + "/mp_master_event/2026/11/21"]), (std::multiset<std::string>{"ccc-1"}));
+  auto timeline2 = manager_->Timeline(project_.id, name);
+  EXPECT_EQ(timeline2->front().kind, "scheduled");
+}
+
+TEST_F(ManagerTest, LateEventsAreDeliveredAsANewGenerationAndOldFilesDeleted) {
+  SetNow(3, 1);
+  Write("aaa-1", At(0, 1));
+  Write("bbb-1", At(1, 1));
+  const std::string name = CreateOk(Spec());
+  ASSERT_TRUE(manager_->RunDueNow().ok());
+  const std::string dir = std::to_string(project_.id) + "/mp_master_event/2026/11/19";
+  const std::string old_file = dir + "/sluice-g000001-p00000.json.gz";
+  ASSERT_TRUE(bucket_->Object(old_file));
+
+  Write("bbb-2", At(1, 5));                                       // late event into the exported 19th
+  Write("bbb-1", At(1, 1), "Played", R"({"$os":"Mac"})");         // a replacement of an exported event
+  ASSERT_TRUE(manager_->SyncNow(project_.id, name).ok());
+  ASSERT_TRUE(manager_->RunDueNow().ok());
+
+  BucketView view = ReadBucket(*bucket_);
+  EXPECT_EQ(InsertIds(view.records[dir]), (std::multiset<std::string>{"bbb-1", "bbb-2"}));
+  EXPECT_EQ(view.manifests.at(dir).generation, 2u);
+  EXPECT_NE(view.records[dir][0].find("Mac") == std::string::npos ? view.records[dir][1].find("Mac")
+                                                                   : view.records[dir][0].find("Mac"),
+            std::string::npos);
+  EXPECT_FALSE(bucket_->Object(old_file)) << "the superseded generation must be deleted";
+  EXPECT_TRUE(view.unlisted_data_files.empty());
+  // The untouched 18th was not exported again.
+  EXPECT_EQ(view.manifests.at(std::to_string(project_.id) + "/mp_master_event/2026/11/18").generation, 1u);
+  auto days = manager_->DaySyncs(project_.id, name);
+  ASSERT_TRUE(days.ok());
+  EXPECT_EQ((*days)[1].sync_times.size(), 2u);
+  auto timeline = manager_->Timeline(project_.id, name);
+  EXPECT_EQ(timeline->front().kind, "sync");
+}
+
+TEST_F(ManagerTest, WhitelistAndWhereSelectEvents) {
+  SetNow(1, 1);
+  Write("aaa-1", At(0, 1), "Played", R"({"$os":"Linux","plan":"pro"})");
+  Write("aaa-2", At(0, 2), "Played", R"({"$os":"Mac","plan":"pro"})");
+  Write("aaa-3", At(0, 3), "Paid", R"({"$os":"Linux","plan":"pro"})");
+  Write("aaa-4", At(0, 4), "Played", R"({"$os":"Linux"})");
+  PipelineSpec spec = Spec();
+  spec.events = {"Played"};
+  spec.where = R"(properties["$os"] == "Linux" and defined(properties["plan"]))";
+  CreateOk(spec);
+  ASSERT_TRUE(manager_->RunDueNow().ok());
+  BucketView view = ReadBucket(*bucket_);
+  EXPECT_EQ(InsertIds(view.records[std::to_string(project_.id) + "/mp_master_event/2026/11/18"]),
+            (std::multiset<std::string>{"aaa-1"}));
+
+  PipelineSpec bad = Spec();
+  bad.to_date = "2026-11-18";
+  bad.where = R"(properties["x"] ==)";
+  auto refused = manager_->Create(bad);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(refused.error().message.find("position"), std::string::npos) << refused.error().message;
+}
+
+TEST_F(ManagerTest, HourlyPipelineWritesHourDirectories) {
+  SetNow(0, 3, 30);  // 03:30: hours 00, 01, 02 are closed
+  Write("aaa-1", At(0, 0, 5));
+  Write("aaa-2", At(0, 2, 7));
+  Write("aaa-3", At(0, 3, 7));  // the open hour
+  CreateOk(Spec("2026-11-18", Frequency::kHourly));
+  ASSERT_TRUE(manager_->RunDueNow().ok());
+  BucketView view = ReadBucket(*bucket_);
+  const std::string p = std::to_string(project_.id) + "/mp_master_event/2026/11/18/";
+  ASSERT_EQ(view.manifests.size(), 3u);
+  EXPECT_EQ(InsertIds(view.records[p + "00"]), (std::multiset<std::string>{"aaa-1"}));
+  EXPECT_TRUE(view.records[p + "01"].empty());
+  EXPECT_EQ(InsertIds(view.records[p + "02"]), (std::multiset<std::string>{"aaa-2"}));
+  EXPECT_EQ(view.manifests.at(p + "02").partition, "2026-11-18T02");
+  SetNow(0, 4, 30);
+  ASSERT_TRUE(manager_->RunDueNow().ok());
+  view = ReadBucket(*bucket_);
+  EXPECT_EQ(InsertIds(view.records[p + "03"]), (std::multiset<std::string>{"aaa-3"}));
+}
+
+TEST_F(ManagerTest, LargePartitionsSplitIntoSeveralFiles) {
+  max_file_bytes_ = 4096;
+  StartManager();
+  SetNow(1, 1);
+  for (int i = 0; i < 300; ++i) Write("aaa-" + std::to_string(i), At(0, i % 24));
+  CreateOk(Spec());
+  ASSERT_TRUE(manager_->RunDueNow().ok());
+  BucketView view = ReadBucket(*bucket_);
+  const std::string dir = std::to_string(project_.id) + "/mp_master_event/2026/11/18";
+  EXPECT_GT(view.manifests.at(dir).files.size(), 3u);
+  EXPECT_EQ(view.records[dir].size(), 300u);
+  EXPECT_EQ(InsertIds(view.records[dir]).size(), 300u);
+}
+
+TEST_F(ManagerTest, TransientFaultsAreRetriedAndRecordedInTheTimeline) {
+  SetNow(1, 1);
+  Write("aaa-1", At(0, 1));
+  bucket_->InjectFault({.op = Op::kPut, .key_contains = "manifest.json",
+                        .error = Error(ErrorCode::kTransient, "503 SlowDown"), .times = 2});
+  const std::string name = CreateOk(Spec());
+  ASSERT_TRUE(manager_->RunDueNow().ok());
+  BucketView view = ReadBucket(*bucket_);
+  EXPECT_EQ(InsertIds(view.records[std::to_string(project_.id) + "/mp_master_event/2026/11/18"]).size(), 1u);
+  EXPECT_TRUE(view.unlisted_data_files.empty());
+  auto timeline = manager_->Timeline(project_.id, name);
+  ASSERT_EQ(timeline->size(), 1u);
+  EXPECT_EQ(timeline->front().state, TaskState::kSucceeded);
+  EXPECT_EQ(timeline->front().attempts, 3);
+  EXPECT_NE(metrics_->Render().find("sluice_pipeline_failures_total{kind=\"transient\"} 2"), std::string::npos);
+}
+
+TEST_F(ManagerTest, PermanentErrorPausesWithAFailureMessageAndResumeRecovers) {
+  SetNow(2, 1);
+  Write("aaa-1", At(0, 1));
+  Write("bbb-1", At(1, 1));
+  bucket_->InjectFault({.op = Op::kNewWriter, .error = Error(ErrorCode::kAccessDenied, "AccessDenied: s3:PutObject"),
+                        .times = -1});
+  const std::string name = CreateOk(Spec());
+  Status run = manager_->RunDueNow();
+  ASSERT_FALSE(run.ok());
+  auto info = manager_->Get(project_.id, name);
+  EXPECT_EQ(info->status, PipelineStatus::kPaused);
+  EXPECT_NE(info->failure_message.find("s3:PutObject"), std::string::npos) << info->failure_message;
+  EXPECT_NE(info->failure_message.find("resume"), std::string::npos) << info->failure_message;
+  auto timeline = manager_->Timeline(project_.id, name);
+  EXPECT_EQ(timeline->front().state, TaskState::kFailed);
+  EXPECT_EQ(timeline->front().attempts, 1) << "a permanent error is not retried";
+  // A paused pipeline does not run.
+  bucket_->ResetCounters();
+  ASSERT_TRUE(manager_->RunDueNow().ok());
+  EXPECT_EQ(bucket_->calls(Op::kNewWriter), 0);
+
+  bucket_->ClearFaults();
+  ASSERT_TRUE(manager_->Resume(project_.id, name).ok());
+  EXPECT_TRUE(manager_->Get(project_.id, name)->failure_message.empty());
+  ASSERT_TRUE(manager_->RunDueNow().ok());
+  BucketView view = ReadBucket(*bucket_);
+  EXPECT_EQ(view.manifests.size(), 2u);
+  EXPECT_TRUE(view.unlisted_data_files.empty());
+}
+
+TEST_F(ManagerTest, AnInterruptedAttemptIsCleanedUpAfterARestart) {
+  max_file_bytes_ = 2048;  // several parts, so the interrupted attempt leaves several files
+  StartManager();
+  SetNow(1, 1);
+  for (int i = 0; i < 100; ++i) Write("aaa-" + std::to_string(i), At(0, 1));
+  // The data files are written, then the manifest is refused: the attempt never publishes.
+  bucket_->InjectFault({.op = Op::kPut, .key_contains = "manifest.json",
+                        .error = Error(ErrorCode::kAccessDenied, "denied"), .times = -1});
+  const std::string name = CreateOk(Spec());
+  ASSERT_FALSE(manager_->RunDueNow().ok());
+  const std::string dir = std::to_string(project_.id) + "/mp_master_event/2026/11/18";
+  ASSERT_TRUE(bucket_->Object(dir + "/sluice-g000001-p00001.json.gz")) << "leftovers of the failed attempt";
+  EXPECT_FALSE(bucket_->Object(dir + "/manifest.json"));
+
+  // Restart (a new manager over the same store), fix, resume.
+  manager_.reset();
+  bucket_->ClearFaults();
+  StartManager();
+  EXPECT_EQ(manager_->Get(project_.id, name)->status, PipelineStatus::kPaused);
+  ASSERT_TRUE(manager_->Resume(project_.id, name).ok());
+  ASSERT_TRUE(manager_->RunDueNow().ok());
+  BucketView view = ReadBucket(*bucket_);
+  EXPECT_EQ(view.manifests.at(dir).generation, 2u);
+  EXPECT_EQ(InsertIds(view.records[dir]).size(), 100u);
+  EXPECT_EQ(view.records[dir].size(), 100u);
+  EXPECT_TRUE(view.unlisted_data_files.empty()) << view.unlisted_data_files.front();
+}
+
+TEST_F(ManagerTest, PeopleAndIdentitySnapshotsReplaceThePreviousOne) {
+  SetNow(1, 1);
+  std::vector<std::string> ids = {"alice", "bob"};
+  ASSERT_TRUE(store_
+                  ->UpdateProfiles(project_.id, ids,
+                                   [](std::string_view id, std::optional<std::string>& profile) {
+                                     profile = std::string(R"({"$name":")") + std::string(id) + "\"}";
+                                     return store::ProfileAction::kPut;
+                                   })
+                  .ok());
+  Event e;
+  e.name = "Login";
+  e.time_us = At(0, 1);
+  e.distinct_id = "alice";
+  e.device_id = "dev-1";
+  e.user_id = "alice";
+  e.insert_id = "x1";
+  IdentityLink link{"dev-1", "alice"};
+  ASSERT_TRUE(store_->WriteEvents(project_.id, std::span<const Event>(&e, 1), std::span<const IdentityLink>(&link, 1))
+                  .ok());
+
+  PipelineSpec people = Spec();
+  people.data_source = DataSource::kPeople;
+  const std::string people_name = CreateOk(people);
+  EXPECT_EQ(people_name, "people-daily-s3");
+  PipelineSpec identity = Spec();
+  identity.data_source = DataSource::kIdentity;
+  const std::string identity_name = CreateOk(identity);
+  ASSERT_TRUE(manager_->RunDueNow().ok());
+
+  const std::string p = std::to_string(project_.id);
+  BucketView view = ReadBucket(*bucket_);
+  ASSERT_EQ(view.records[p + "/mp_people_data"].size(), 2u);
+  EXPECT_NE(view.records[p + "/mp_people_data"][0].find(R"("distinct_id":"alice")"), std::string::npos);
+  ASSERT_EQ(view.records[p + "/mp_identity_mappings_data"].size(), 1u);
+  EXPECT_EQ(view.records[p + "/mp_identity_mappings_data"][0],
+            R"({"distinct_id":"dev-1","resolved_distinct_id":"alice"})");
+  EXPECT_EQ(view.manifests.at(p + "/mp_people_data").partition, "snapshot");
+
+  // The next run writes a new snapshot and removes the old one.
+  std::vector<std::string> carol = {"carol"};
+  ASSERT_TRUE(store_
+                  ->UpdateProfiles(project_.id, carol,
+                                   [](std::string_view, std::optional<std::string>& profile) {
+                                     profile = R"({"plan":"pro"})";
+                                     return store::ProfileAction::kPut;
+                                   })
+                  .ok());
+  SetNow(2, 0, 30);
+  ASSERT_TRUE(manager_->RunDueNow().ok());
+  view = ReadBucket(*bucket_);
+  EXPECT_EQ(view.records[p + "/mp_people_data"].size(), 3u);
+  EXPECT_EQ(view.manifests.at(p + "/mp_people_data").generation, 2u);
+  EXPECT_TRUE(view.unlisted_data_files.empty());
+  EXPECT_FALSE(bucket_->Object(p + "/mp_people_data/sluice-g000001-p00000.json.gz"));
+}
+
+TEST_F(ManagerTest, PauseCancelAndResumeRules) {
+  SetNow(1, 1);
+  Write("aaa-1", At(0, 1));
+  const std::string name = CreateOk(Spec());
+  ASSERT_TRUE(manager_->Pause(project_.id, name).ok());
+  ASSERT_TRUE(manager_->RunDueNow().ok());
+  EXPECT_EQ(bucket_->size(), 0u) << "a paused pipeline exports nothing";
+  EXPECT_EQ(manager_->SyncNow(project_.id, name).error().code, ErrorCode::kConflict);
+  ASSERT_TRUE(manager_->Resume(project_.id, name).ok());
+  ASSERT_TRUE(manager_->RunDueNow().ok());
+  EXPECT_GT(bucket_->size(), 0u);
+  ASSERT_TRUE(manager_->Cancel(project_.id, name).ok());
+  EXPECT_EQ(manager_->Get(project_.id, name)->status, PipelineStatus::kCanceled);
+  EXPECT_EQ(manager_->Resume(project_.id, name).error().code, ErrorCode::kConflict);
+  EXPECT_EQ(manager_->Pause(project_.id, "nope").error().code, ErrorCode::kNotFound);
+  // Canceled pipelines survive a restart as canceled, and free their slot.
+  StartManager();
+  EXPECT_EQ(manager_->Get(project_.id, name)->status, PipelineStatus::kCanceled);
+  EXPECT_EQ(CreateOk(Spec()), "events-daily-s3-2");
+}
+
+TEST_F(ManagerTest, DateRangedPipelineFinishes) {
+  SetNow(3, 1);
+  Write("aaa-1", At(0, 1));
+  PipelineSpec spec = Spec();
+  spec.to_date = "2026-11-19";
+  const std::string name = CreateOk(spec);
+  ASSERT_TRUE(manager_->RunDueNow().ok());
+  EXPECT_EQ(manager_->Get(project_.id, name)->status, PipelineStatus::kFinished);
+  EXPECT_EQ(ReadBucket(*bucket_).manifests.size(), 2u);
+}
+
+TEST_F(ManagerTest, EnforcesMixpanelLimitsAndTheDestinationCheck) {
+  SetNow(200, 12);  // 2027-06-06
+  auto err = [&](PipelineSpec s) {
+    auto r = manager_->Create(std::move(s));
+    return r.ok() ? std::string("ok") : r.error().message;
+  };
+  EXPECT_NE(err(Spec("2026-11-18")).find("6 months"), std::string::npos);
+  EXPECT_NE(err(Spec("2027-06-07")).find("future"), std::string::npos);
+  EXPECT_NE(err(Spec("2027-02-30")).find("YYYY-MM-DD"), std::string::npos);
+  PipelineSpec no_bucket = Spec("2027-06-01");
+  no_bucket.destination.s3_bucket.clear();
+  EXPECT_NE(err(no_bucket).find("s3_bucket"), std::string::npos);
+  PipelineSpec backwards = Spec("2027-06-01");
+  backwards.to_date = "2027-05-01";
+  EXPECT_NE(err(backwards).find("to_date"), std::string::npos);
+
+  destinations_->check = Error(ErrorCode::kAccessDenied, "put: AccessDenied — add s3:PutObject");
+  auto refused = manager_->Create(Spec("2027-06-01"));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kAccessDenied);
+  EXPECT_NE(refused.error().message.find("s3:PutObject"), std::string::npos);
+  destinations_->check = OkStatus();
+
+  EXPECT_EQ(CreateOk(Spec("2027-06-01")), "events-daily-s3");
+  // Same destination, overlapping dates.
+  PipelineSpec hourly = Spec("2027-06-01", Frequency::kHourly);
+  EXPECT_NE(err(hourly).find("overlapping"), std::string::npos);
+  hourly.destination.s3_prefix = "hourly";
+  EXPECT_EQ(err(hourly), "ok");
+  PipelineSpec third = Spec("2027-06-01", Frequency::kHourly);
+  third.destination.s3_prefix = "third";
+  EXPECT_NE(err(third).find("different frequencies"), std::string::npos);
+  PipelineSpec ranged = Spec("2027-06-01");
+  ranged.to_date = "2027-06-02";
+  ranged.destination.s3_prefix = "ranged";
+  EXPECT_EQ(err(ranged), "ok");
+  ranged.destination.s3_prefix = "ranged2";
+  EXPECT_NE(err(ranged).find("date-ranged"), std::string::npos);
+  // Other data sources have their own quota.
+  PipelineSpec people = Spec("2027-06-01");
+  people.data_source = DataSource::kPeople;
+  people.destination.s3_prefix = "people";
+  EXPECT_EQ(err(people), "ok");
+  // An explicit name that is taken.
+  PipelineSpec named = Spec("2027-06-01");
+  named.data_source = DataSource::kIdentity;
+  named.name = "events-daily-s3";
+  auto taken = manager_->Create(named);
+  ASSERT_FALSE(taken.ok());
+  EXPECT_EQ(taken.error().code, ErrorCode::kConflict);
+}
+
+TEST_F(ManagerTest, EditChangesFiltersAndRechecksANewDestination) {
+  SetNow(1, 1);
+  const std::string name = CreateOk(Spec());
+  PipelineSpec edited = manager_->Get(project_.id, name)->spec;
+  edited.events = {"Paid"};
+  ASSERT_TRUE(manager_->Edit(edited).ok());
+  EXPECT_EQ(manager_->Get(project_.id, name)->spec.events, std::vector<std::string>{"Paid"});
+  edited.destination.s3_bucket = "other";
+  destinations_->check = Error(ErrorCode::kAccessDenied, "no access to other");
+  EXPECT_EQ(manager_->Edit(edited).error().code, ErrorCode::kAccessDenied);
+  EXPECT_EQ(manager_->Get(project_.id, name)->spec.destination.s3_bucket, "bucket");
+  edited.from_date = "2026-11-19";
+  EXPECT_EQ(manager_->Edit(edited).error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST_F(ManagerTest, SchedulerThreadRunsDueWorkAndStopsPromptly) {
+  SetNow(1, 1);
+  Write("aaa-1", At(0, 1));
+  ManagerOptions o;
+  o.store = store_.get();
+  o.destinations = destinations_;
+  o.clock = &clock_;
+  o.poll_interval = std::chrono::milliseconds(10);
+  manager_.reset();
+  auto m = Pipelines::Create(o);
+  ASSERT_TRUE(m.ok());
+  manager_ = std::move(m).value();
+  manager_->Start();
+  const std::string name = CreateOk(Spec());
+  // Bounded wait for the background run.
+  for (int i = 0; i < 500 && !bucket_->Object(std::to_string(project_.id) + "/mp_master_event/2026/11/18/complete");
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(bucket_->Object(std::to_string(project_.id) + "/mp_master_event/2026/11/18/complete"));
+  manager_->Stop();
+  manager_->Stop();  // idempotent
+}
+
+}  // namespace
+}  // namespace sluice::pipeline
