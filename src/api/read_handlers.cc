@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -16,6 +17,7 @@
 #include "api/request_util.h"
 #include "api/service_impl.h"
 #include "common/json_text.h"
+#include "expr/where.h"
 
 namespace sluice::api {
 namespace {
@@ -170,8 +172,12 @@ http::Response ServiceImpl::HandleExport(http::Request& req) {
   if (!from_day) return JsonError(400, fmt::format("from_date '{}' is not a date of the form YYYY-MM-DD", *from));
   if (!to_day) return JsonError(400, fmt::format("to_date '{}' is not a date of the form YYYY-MM-DD", *to));
   if (*to_day < *from_day) return JsonError(400, "to_date is before from_date");
+  // Compiled once per request; WhereFilter::Matches is const and cheap per event.
+  std::optional<expr::WhereFilter> where_filter;
   if (auto where = params.Get("where"); where && !where->empty()) {
-    return JsonError(400, "the 'where' parameter is not supported by this server version; filter with 'event'");
+    auto compiled = expr::WhereFilter::Compile(*where);
+    if (!compiled.ok()) return JsonError(400, compiled.error().message);
+    where_filter.emplace(std::move(compiled).value());
   }
 
   std::set<std::string, std::less<>> event_filter;
@@ -200,6 +206,7 @@ http::Response ServiceImpl::HandleExport(http::Request& req) {
   const uint32_t project_id = project->id;
   store::Store* st = &store_;
   auto scan = [st, project_id, from_hour, to_hour, event_filter = std::move(event_filter),
+               where_filter = std::move(where_filter),
                limit](const std::function<bool(std::string_view)>& emit) -> Status {
     SLUICE_ASSIGN_OR_RETURN(auto partitions, st->ListPartitions(project_id, from_hour, to_hour));
     uint64_t emitted = 0;
@@ -208,6 +215,15 @@ http::Response ServiceImpl::HandleExport(http::Request& req) {
     for (const auto& p : partitions) {
       SLUICE_TRY(st->ScanPartition(project_id, p.hour, [&](const store::EventView& e) {
         if (!event_filter.empty() && !event_filter.contains(e.name)) return true;
+        if (where_filter && !where_filter->Matches(expr::EventFields{.name = e.name,
+                                                                     .time_us = e.time_us,
+                                                                     .distinct_id = e.distinct_id,
+                                                                     .device_id = e.device_id,
+                                                                     .user_id = e.user_id,
+                                                                     .insert_id = e.insert_id,
+                                                                     .properties = e.properties})) {
+          return true;
+        }
         line.clear();
         AppendExportLine(line, e);
         if (!emit(line)) {
