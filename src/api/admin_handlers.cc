@@ -1,4 +1,7 @@
 // Projects (/api/app/projects), /healthz and /metrics, and the authentication helpers shared by handlers.
+#include <algorithm>
+#include <charconv>
+#include <cstring>
 #include <boost/json.hpp>
 
 #include <fmt/format.h>
@@ -13,7 +16,7 @@ namespace {
 
 boost::json::object ProjectJson(const store::Project& p) {
   return {{"id", p.id}, {"name", p.name}, {"token", p.token}, {"api_secret", p.api_secret.Reveal()},
-          {"created_ms", p.created_ms}};
+          {"created_ms", p.created_ms}, {"external_id", p.external_id.empty() ? p.token : p.external_id}};
 }
 
 }  // namespace
@@ -86,6 +89,33 @@ http::Response ServiceImpl::HandleCreateProject(http::Request& req) {
     return JsonError(503, "the project was not created: " + project.error().message);
   }
   spdlog::info("created project {} ({})", project->id, project->name);
+  return http::Response::Json(200, boost::json::serialize(ProjectJson(*project)));
+}
+
+http::Response ServiceImpl::HandleUpdateProject(http::Request& req) {
+  if (!IsAdmin(req)) return JsonError(401, "an admin token is required: Authorization: Bearer <admin token>");
+  uint32_t id = 0;
+  const std::string& id_text = req.path_params.at("id");
+  auto [ptr, ec_id] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
+  if (ec_id != std::errc() || ptr != id_text.data() + id_text.size()) return JsonError(400, "the project id must be a number");
+  boost::system::error_code ec;
+  auto body = boost::json::parse(req.body, ec);
+  if (ec || !body.is_object() || !body.as_object().contains("external_id") || !body.at("external_id").is_string()) {
+    return JsonError(400, "the body must be a JSON object with a string 'external_id' (\"\" = use the project token), "
+                          "e.g. {\"external_id\":\"acme-7f3a\"}");
+  }
+  std::string external_id(body.at("external_id").as_string());
+  // AWS accepts 2-1224 characters of [\w+=,.@:/-] for sts:ExternalId.
+  const bool valid = external_id.empty() || (external_id.size() >= 2 && external_id.size() <= 1224 &&
+                     std::all_of(external_id.begin(), external_id.end(), [](char c) {
+                       return std::isalnum(static_cast<unsigned char>(c)) || std::strchr("_+=,.@:/-", c) != nullptr;
+                     }));
+  if (!valid) return JsonError(400, "external_id must be 2 to 1224 characters of letters, digits and _+=,.@:/-");
+  auto project = projects_.SetExternalId(id, std::move(external_id));
+  if (!project.ok()) {
+    return JsonError(project.error().code == ErrorCode::kNotFound ? 404 : 503, project.error().message);
+  }
+  spdlog::info("project {}: external ID updated", id);
   return http::Response::Json(200, boost::json::serialize(ProjectJson(*project)));
 }
 

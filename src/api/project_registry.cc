@@ -1,5 +1,7 @@
 #include "api/project_registry.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <mutex>
 
@@ -28,6 +30,17 @@ Result<store::Project> ProjectRegistry::Create(std::string_view name) {
   std::unique_lock lock(mu_);
   IndexLocked(project);
   return project;
+}
+
+Result<store::Project> ProjectRegistry::SetExternalId(uint32_t id, std::string external_id) {
+  std::unique_lock lock(mu_);
+  auto it = by_id_.find(id);
+  if (it == by_id_.end()) return NotFound(fmt::format("project {} does not exist", id));
+  store::Project updated = it->second;
+  updated.external_id = std::move(external_id);
+  SLUICE_TRY(store_.UpdateProject(updated));
+  it->second = updated;
+  return updated;
 }
 
 std::vector<store::Project> ProjectRegistry::List() const {

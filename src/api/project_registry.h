@@ -24,6 +24,8 @@ class ProjectRegistry {
   /// Loads every project from the store. Call once at start-up.
   Status Load();
   Result<store::Project> Create(std::string_view name);
+  /// Sets the ExternalId pipelines and imports use when assuming the project's customer roles ("" = the token).
+  Result<store::Project> SetExternalId(uint32_t id, std::string external_id);
   std::vector<store::Project> List() const;
   std::optional<store::Project> ById(uint32_t id) const;
   std::optional<store::Project> ByToken(std::string_view token) const;

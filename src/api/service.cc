@@ -52,6 +52,7 @@ Status ServiceImpl::Init() {
   }
   router_->Add("POST", "/api/app/projects", bind(&ServiceImpl::HandleCreateProject));
   router_->Add("GET", "/api/app/projects", bind(&ServiceImpl::HandleListProjects));
+  router_->Add("POST", "/api/app/projects/{id}", bind(&ServiceImpl::HandleUpdateProject));
   router_->Add("GET", "/healthz", bind(&ServiceImpl::HandleHealth));
   router_->Add("GET", "/metrics", bind(&ServiceImpl::HandleMetrics));
   RegisterPipelineRoutes();

@@ -46,6 +46,7 @@ class ServiceImpl final : public Service {
   http::Response HandleEngageQuery(http::Request& req);
   http::Response HandleCreateProject(http::Request& req);
   http::Response HandleListProjects(http::Request& req);
+  http::Response HandleUpdateProject(http::Request& req);
   http::Response HandleHealth(http::Request& req);
   http::Response HandleMetrics(http::Request& req);
   /// /api/2.0/nessie/pipeline/* (pipeline_handlers.cc).

@@ -166,6 +166,25 @@ TEST_F(ApiTest, ProjectsNeedTheAdminToken) {
   EXPECT_EQ(Send("POST", "/api/app/projects", "not json", {{"Authorization", Bearer()}}).status, 400);
 }
 
+TEST_F(ApiTest, AdminSetsAProjectsExternalId) {
+  const std::string path = "/api/app/projects/" + std::to_string(project_id_);
+  EXPECT_EQ(Send("POST", path, R"({"external_id":"acme-7f3a"})").status, 401);
+  auto set = Send("POST", path, R"({"external_id":"acme-7f3a"})", {{"Authorization", Bearer()}});
+  ASSERT_EQ(set.status, 200) << set.body;
+  EXPECT_EQ(set.Json().at("external_id").as_string(), "acme-7f3a");
+  auto stored = store_->GetProject(static_cast<uint32_t>(project_id_));
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  EXPECT_EQ((*stored)->external_id, "acme-7f3a");
+  // "" goes back to the project token.
+  auto reset = Send("POST", path, R"({"external_id":""})", {{"Authorization", Bearer()}});
+  ASSERT_EQ(reset.status, 200);
+  EXPECT_EQ(reset.Json().at("external_id").as_string(), token_);
+  EXPECT_EQ(Send("POST", path, R"({"external_id":"bad id!"})", {{"Authorization", Bearer()}}).status, 400);
+  EXPECT_EQ(Send("POST", path, R"({"name":"x"})", {{"Authorization", Bearer()}}).status, 400);
+  EXPECT_EQ(Send("POST", "/api/app/projects/999", R"({"external_id":"ab"})", {{"Authorization", Bearer()}}).status,
+            404);
+}
+
 TEST_F(ApiTest, ImportStoresAndReadBackEqualsWhatWasSent) {
   std::string batch = "[" + Event("Signed up", "id-1", R"(,"plan":"pro","price":1.10,"big":123456789012345678901234567890,"nested":{"a":[1,2,{"b":"c"}]},"uni":"\u00fc\n")") +
                       "," + Event("Paid", "id-2") + "]";
