@@ -653,7 +653,9 @@ class Parser {
       if (name == promoted_name) {
         n.op = NodeOp::kPromoted;
         n.slot = static_cast<uint32_t>(field);
-        n.type = StaticType::kAny;  // $device_id/$user_id may be undefined
+        // Ingest stores ids as text and time as a number; an absent $device_id/$user_id is undefined, which the
+        // type rules treat like any string.
+        n.type = field == Promoted::kTime ? StaticType::kNumber : StaticType::kString;
         return Add(std::move(n));
       }
     }
