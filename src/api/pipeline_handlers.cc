@@ -1,24 +1,25 @@
-// Routes of the JSON Pipelines management API (SPEC §4), Mixpanel's Data Pipelines API plus Sluice extensions:
+// Routes of the JSON Pipelines management API (SPEC §4): Mixpanel's Data Pipelines API plus Sluice extensions.
+// All under /api/2.0/nessie/pipeline/:
 //
-//   POST      /api/2.0/nessie/pipeline/create    form → PipelineSpec → manager->Create → {"pipeline_names":[…]}
-//   POST      /api/2.0/nessie/pipeline/edit      name + editable params → Get, apply, Edit → {"name","status":"ok"}
-//   POST      /api/2.0/nessie/pipeline/pause|resume|cancel|sync   name → {"name","status":"ok"}
-//   GET|POST  /api/2.0/nessie/pipeline/status    name[, summary][, status] → tasks by state, day_syncs, Sluice fields
-//   GET|POST  /api/2.0/nessie/pipeline/jobs      → {"<project_id>":[{name, Dispatcher, last_dispatched, …}]}
-//   GET|POST  /api/2.0/nessie/pipeline/timeline  name[, limit][, status] → {"name","tasks":[…]}
+//   POST      create    form → PipelineSpec → manager->Create → {"pipeline_names":[…]}
+//   POST      edit      name + editable params → Get, apply, Edit → {"name","status":"ok"}
+//   POST      pause | resume | cancel | sync    name → {"name","status":"ok"}
+//   GET|POST  status    name[, summary][, status][, limit] → tasks by state, day_syncs, Sluice fields
+//   GET|POST  jobs      → {"<project_id>":[{name, Dispatcher, last_dispatched, …}]}
+//   GET|POST  timeline  name[, limit][, status] → {"name","tasks":[…]}
 //
-// Parameters come from the query or a form body (Mixpanel's clients use both). Authentication: the project's API
-// secret in Basic auth, or the admin token as Bearer with project_id. docs/pipelines.md documents every shape.
-#include <boost/json.hpp>
+// Parameters come from the query or a form body (Mixpanel's clients use both). Authentication: the project's
+// API secret in Basic auth, or the admin token as Bearer with project_id. docs/pipelines.md documents every
+// shape.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <boost/json.hpp>
 #include <charconv>
 #include <chrono>
 #include <string>
 #include <vector>
-
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "api/pipeline_params.h"
 #include "api/service_impl.h"
@@ -48,7 +49,8 @@ struct PipelineCall {
 using PipelineHandler = http::Response (*)(PipelineCall&);
 
 /// The manager's error as an API answer (error contract of pipeline/pipeline.h).
-http::Response ManagerError(const Error& e, std::string_view action, std::string_view name, uint32_t project) {
+http::Response ManagerError(const Error& e, std::string_view action, std::string_view name,
+                            uint32_t project) {
   int status = 400;
   switch (e.code) {
     case ErrorCode::kNotFound:
@@ -73,8 +75,9 @@ http::Response ManagerError(const Error& e, std::string_view action, std::string
   } else {
     spdlog::info("pipeline {} refused (project {}, pipeline '{}'): {}", action, project, name, e.message);
   }
-  return JsonError(status, e.message.empty() ? fmt::format("pipeline {} failed ({})", action, ErrorCodeName(e.code))
-                                             : e.message);
+  return JsonError(status, e.message.empty()
+                               ? fmt::format("pipeline {} failed ({})", action, ErrorCodeName(e.code))
+                               : e.message);
 }
 
 http::Response JsonOk(const json::value& v) { return http::Response::Json(200, json::serialize(v)); }
@@ -83,7 +86,8 @@ http::Response JsonOk(const json::value& v) { return http::Response::Json(200, j
 std::optional<std::string> RequireName(const PipelineCall& call, http::Response& error) {
   auto name = call.params.Get("name");
   if (!name || name->empty()) {
-    error = JsonError(400, "name is required: the pipeline's name as create returned it (see …/pipeline/jobs)");
+    error =
+        JsonError(400, "name is required: the pipeline's name as create returned it (see …/pipeline/jobs)");
     return std::nullopt;
   }
   return std::string(*name);
@@ -107,9 +111,15 @@ json::object DestinationJson(const pipeline::Destination& d) {
   o["s3_prefix"] = d.s3_prefix;
   o["s3_endpoint"] = d.s3_endpoint;
   switch (d.encryption.mode) {
-    case objstore::Encryption::Mode::kNone: o["s3_encryption"] = "none"; break;
-    case objstore::Encryption::Mode::kAes256: o["s3_encryption"] = "aes"; break;
-    case objstore::Encryption::Mode::kKms: o["s3_encryption"] = "kms"; break;
+    case objstore::Encryption::Mode::kNone:
+      o["s3_encryption"] = "none";
+      break;
+    case objstore::Encryption::Mode::kAes256:
+      o["s3_encryption"] = "aes";
+      break;
+    case objstore::Encryption::Mode::kKms:
+      o["s3_encryption"] = "kms";
+      break;
   }
   o["s3_kms_key_id"] = d.encryption.kms_key_id;
   return o;
@@ -144,16 +154,16 @@ json::object JobJson(const PipelineInfo& info) {
   return o;
 }
 
-/// The start of a task's partition as ISO-8601 ("YYYY-MM-DD" → midnight, "YYYY-MM-DDTHH" → that hour); null for
-/// snapshots.
+/// The start of a task's partition as ISO-8601 ("YYYY-MM-DD" → midnight, "YYYY-MM-DDTHH" → that hour); null
+/// for snapshots.
 json::value PartitionStart(std::string_view partition) {
   if (partition.size() == 10) return json::value(fmt::format("{}T00:00:00Z", partition));
   if (partition.size() == 13 && partition[10] == 'T') return json::value(fmt::format("{}:00:00Z", partition));
   return nullptr;
 }
 
-/// A task as Mixpanel's …/status lists it (name, state, last_finish, run_at, from_date, to_date), plus Sluice's
-/// task fields.
+/// A task as Mixpanel's …/status lists it (name, state, last_finish, run_at, from_date, to_date), plus
+/// Sluice's task fields.
 json::object StatusTaskJson(const PipelineInfo& info, uint32_t project_id, const TaskRecord& t) {
   json::object o;
   o["project_id"] = project_id;
@@ -176,19 +186,26 @@ json::object StatusTaskJson(const PipelineInfo& info, uint32_t project_id, const
 
 /// A task as …/timeline lists it: the TaskRecord fields as they are.
 json::object TimelineTaskJson(const TaskRecord& t) {
-  return {{"task_id", t.task_id},         {"partition", t.partition},
-          {"kind", t.kind},               {"state", pipeline::ToString(t.state)},
-          {"attempts", t.attempts},       {"scheduled_ms", t.scheduled_ms},
-          {"started_ms", t.started_ms},   {"finished_ms", t.finished_ms},
-          {"records", t.records},         {"bytes", t.bytes},
-          {"generation", t.generation},   {"message", t.message}};
+  return {{"task_id", t.task_id},
+          {"partition", t.partition},
+          {"kind", t.kind},
+          {"state", pipeline::ToString(t.state)},
+          {"attempts", t.attempts},
+          {"scheduled_ms", t.scheduled_ms},
+          {"started_ms", t.started_ms},
+          {"finished_ms", t.finished_ms},
+          {"records", t.records},
+          {"bytes", t.bytes},
+          {"generation", t.generation},
+          {"message", t.message}};
 }
 
 bool Wanted(const std::vector<TaskState>& filter, TaskState s) {
   return filter.empty() || std::find(filter.begin(), filter.end(), s) != filter.end();
 }
 
-// ---- handlers ---------------------------------------------------------------------------------------------------
+// ---- handlers
+// ---------------------------------------------------------------------------------------------------
 
 http::Response CreateRoute(PipelineCall& call) {
   const Clock& clock = *call.service.options().clock;
@@ -238,8 +255,12 @@ http::Response SimpleAction(PipelineCall& call, std::string_view action) {
 }
 
 http::Response PauseRoute(PipelineCall& call) { return SimpleAction<&PipelineManager::Pause>(call, "pause"); }
-http::Response ResumeRoute(PipelineCall& call) { return SimpleAction<&PipelineManager::Resume>(call, "resume"); }
-http::Response CancelRoute(PipelineCall& call) { return SimpleAction<&PipelineManager::Cancel>(call, "cancel"); }
+http::Response ResumeRoute(PipelineCall& call) {
+  return SimpleAction<&PipelineManager::Resume>(call, "resume");
+}
+http::Response CancelRoute(PipelineCall& call) {
+  return SimpleAction<&PipelineManager::Cancel>(call, "cancel");
+}
 http::Response SyncRoute(PipelineCall& call) { return SimpleAction<&PipelineManager::SyncNow>(call, "sync"); }
 
 /// `limit` of …/status and …/timeline.
@@ -249,8 +270,8 @@ Result<size_t> LimitParam(const PipelineParams& params) {
   size_t limit = 0;
   auto [ptr, ec] = std::from_chars(v->data(), v->data() + v->size(), limit);
   if (ec != std::errc() || ptr != v->data() + v->size() || limit == 0 || limit > kMaxTimelineLimit) {
-    return InvalidArgument(fmt::format("limit '{}' is not valid: a number of tasks from 1 to {}", *v,
-                                       kMaxTimelineLimit));
+    return InvalidArgument(
+        fmt::format("limit '{}' is not valid: a number of tasks from 1 to {}", *v, kMaxTimelineLimit));
   }
   return limit;
 }
@@ -278,7 +299,8 @@ http::Response StatusRoute(PipelineCall& call) {
   if (!days.ok()) return ManagerError(days.error(), "status", *name, call.project.id);
 
   json::object out;
-  // Mixpanel's shape: one key per task state, each the list of tasks in it (or their count with summary=true).
+  // Mixpanel's shape: one key per task state, each the list of tasks in it (or their count with
+  // summary=true).
   for (const TaskRecord& t : *tasks) {
     if (!Wanted(*states, t.state)) continue;
     std::string key(pipeline::ToString(t.state));
@@ -296,8 +318,8 @@ http::Response StatusRoute(PipelineCall& call) {
     if (!Wanted(*states, d.status)) continue;
     json::array times;
     for (int64_t ms : d.sync_times) times.emplace_back(FormatTimestampMs(ms));
-    day_syncs.push_back(json::object{{"date", d.date}, {"sync_times", std::move(times)},
-                                     {"status", pipeline::ToString(d.status)}});
+    day_syncs.push_back(json::object{
+        {"date", d.date}, {"sync_times", std::move(times)}, {"status", pipeline::ToString(d.status)}});
   }
   out["day_syncs"] = std::move(day_syncs);
   // Sluice's fields: the pipeline as a whole.
@@ -343,19 +365,20 @@ http::Response TimelineRoute(PipelineCall& call) {
 
 void ServiceImpl::RegisterPipelineRoutes() {
   auto add = [this](std::string_view method, std::string_view action, PipelineHandler handler) {
-    router_->Add(method, std::string(kRoutePrefix) + std::string(action), [this, handler](http::Request& req) {
-      PipelineManager* manager = options_.pipelines;
-      if (!manager) return JsonError(503, "pipelines are not enabled on this server");
-      http::Response error;
-      auto project = AuthenticateProjectRequest(req, error);
-      if (!project) return error;
-      PipelineParams params(req);
-      PipelineCall call{*this, *manager, *project, params};
-      return handler(call);
-    });
+    router_->Add(method, std::string(kRoutePrefix) + std::string(action),
+                 [this, handler](http::Request& req) {
+                   PipelineManager* manager = options_.pipelines;
+                   if (!manager) return JsonError(503, "pipelines are not enabled on this server");
+                   http::Response error;
+                   auto project = AuthenticateProjectRequest(req, error);
+                   if (!project) return error;
+                   PipelineParams params(req);
+                   PipelineCall call{*this, *manager, *project, params};
+                   return handler(call);
+                 });
   };
-  // Changes are POST only (Mixpanel's clients send them as forms); reads answer GET and POST, since Mixpanel's own
-  // examples send status with curl -d.
+  // Changes are POST only (Mixpanel's clients send them as forms); reads answer GET and POST, since
+  // Mixpanel's own examples send status with curl -d.
   add("POST", "create", &CreateRoute);
   add("POST", "edit", &EditRoute);
   add("POST", "pause", &PauseRoute);

@@ -1,17 +1,17 @@
 #include "api/pipeline_params.h"
 
-#include <boost/json.hpp>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <array>
+#include <boost/json.hpp>
 #include <chrono>
 #include <cstdio>
 #include <set>
 
-#include <fmt/format.h>
-
 #include "api/request_util.h"
 #include "common/strings.h"
+#include "expr/where.h"
 
 namespace sluice::api {
 namespace {
@@ -25,21 +25,22 @@ using pipeline::TaskState;
 constexpr size_t kMaxEventNameBytes = 255;
 // Bounds what one request can ask the manager to keep per pipeline.
 constexpr size_t kMaxWhitelistedEvents = 10'000;
-constexpr size_t kMaxNameBytes = 128;
+constexpr size_t kMaxNameBytes = 64;  // as the manager allows
 constexpr size_t kMaxPrefixBytes = 512;
 constexpr size_t kMaxKmsKeyIdBytes = 2048;
 constexpr size_t kMaxPathBytes = 4096;
 constexpr size_t kMaxEndpointBytes = 2048;
 
-constexpr std::array kTaskStates = {TaskState::kPending, TaskState::kRunning,  TaskState::kRetried,
-                                    TaskState::kFailed,  TaskState::kCanceled, TaskState::kTimedOut,
+constexpr std::array kTaskStates = {TaskState::kPending,  TaskState::kRunning,  TaskState::kRetried,
+                                    TaskState::kFailed,   TaskState::kCanceled, TaskState::kTimedOut,
                                     TaskState::kSucceeded};
 
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 bool IsLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || IsDigit(c); }
 bool IsAlnum(char c) { return IsLowerAlnum(c) || (c >= 'A' && c <= 'Z'); }
 bool HasControlChar(std::string_view s) {
-  return std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+  return std::any_of(s.begin(), s.end(),
+                     [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
 }
 
 Error Invalid(std::string message) { return InvalidArgument(std::move(message)); }
@@ -53,9 +54,10 @@ Result<int64_t> ParseDateParam(std::string_view name, std::string_view value) {
 Result<DestinationType> ParseType(std::string_view value) {
   auto type = pipeline::ParseDestinationType(value);
   if (!type) {
-    return Invalid(fmt::format("type '{}' is not supported: use s3 (also accepted as s3-raw) to write to an S3 "
-                               "bucket, or local to write to a directory on the server",
-                               value));
+    return Invalid(
+        fmt::format("type '{}' is not supported: use s3 (also accepted as s3-raw) to write to an S3 "
+                    "bucket, or local to write to a directory on the server",
+                    value));
   }
   return *type;
 }
@@ -74,7 +76,8 @@ Result<pipeline::Frequency> ParseFrequencyParam(std::string_view value) {
 
 Result<pipeline::Compression> ParseCompressionParam(std::string_view value) {
   auto v = pipeline::ParseCompression(value);
-  if (!v) return Invalid(fmt::format("compression '{}' is not valid: use gzip (the default), zstd or none", value));
+  if (!v)
+    return Invalid(fmt::format("compression '{}' is not valid: use gzip (the default), zstd or none", value));
   return *v;
 }
 
@@ -82,8 +85,8 @@ Result<objstore::Encryption::Mode> ParseEncryptionParam(std::string_view value) 
   if (value == "none") return objstore::Encryption::Mode::kNone;
   if (value == "aes") return objstore::Encryption::Mode::kAes256;
   if (value == "kms") return objstore::Encryption::Mode::kKms;
-  return Invalid(fmt::format("s3_encryption '{}' is not valid: use none (the default), aes (SSE-S3) or kms (SSE-KMS)",
-                             value));
+  return Invalid(fmt::format(
+      "s3_encryption '{}' is not valid: use none (the default), aes (SSE-S3) or kms (SSE-KMS)", value));
 }
 
 /// "a/b/" and "/a/b" → "a/b": the layout adds the separators itself.
@@ -95,13 +98,16 @@ std::string NormalizePrefix(std::string_view prefix) {
 
 Status ValidateBucket(std::string_view bucket) {
   // S3's bucket naming rules (also what S3-compatible stores accept).
-  bool ok = bucket.size() >= 3 && bucket.size() <= 63 && IsLowerAlnum(bucket.front()) && IsLowerAlnum(bucket.back()) &&
-            std::all_of(bucket.begin(), bucket.end(), [](char c) { return IsLowerAlnum(c) || c == '-' || c == '.'; });
+  bool ok = bucket.size() >= 3 && bucket.size() <= 63 && IsLowerAlnum(bucket.front()) &&
+            IsLowerAlnum(bucket.back()) && std::all_of(bucket.begin(), bucket.end(), [](char c) {
+              return IsLowerAlnum(c) || c == '-' || c == '.';
+            });
   if (!ok) {
-    return Invalid(fmt::format("s3_bucket '{}' is not a valid bucket name: 3 to 63 lower-case letters, digits, dots "
-                               "and hyphens, starting and ending with a letter or digit (the name only, without "
-                               "s3:// or a path)",
-                               bucket));
+    return Invalid(
+        fmt::format("s3_bucket '{}' is not a valid bucket name: 3 to 63 lower-case letters, digits, dots "
+                    "and hyphens, starting and ending with a letter or digit (the name only, without "
+                    "s3:// or a path)",
+                    bucket));
   }
   return OkStatus();
 }
@@ -109,16 +115,18 @@ Status ValidateBucket(std::string_view bucket) {
 Status ValidateRegion(std::string_view region) {
   bool ok = !region.empty() && region.size() <= 32 &&
             std::all_of(region.begin(), region.end(), [](char c) { return IsLowerAlnum(c) || c == '-'; });
-  if (!ok) return Invalid(fmt::format("s3_region '{}' is not a region name such as us-east-1 or eu-west-1", region));
+  if (!ok)
+    return Invalid(fmt::format("s3_region '{}' is not a region name such as us-east-1 or eu-west-1", region));
   return OkStatus();
 }
 
 /// arn:<partition>:iam::<12-digit account>:role/<optional path/>name
 Status ValidateRoleArn(std::string_view arn) {
   auto bad = [&] {
-    return Invalid(fmt::format("s3_role '{}' is not an IAM role ARN: expected "
-                               "arn:aws:iam::<12-digit account id>:role/<role name>",
-                               arn));
+    return Invalid(
+        fmt::format("s3_role '{}' is not an IAM role ARN: expected "
+                    "arn:aws:iam::<12-digit account id>:role/<role name>",
+                    arn));
   };
   std::string_view s = arn;
   if (s.substr(0, 4) != "arn:") return bad();
@@ -145,20 +153,24 @@ Status ValidateRoleArn(std::string_view arn) {
 
 Status ValidatePrefix(std::string_view prefix) {
   if (prefix.size() > kMaxPrefixBytes) {
-    return Invalid(fmt::format("s3_prefix is {} bytes long; at most {} are allowed", prefix.size(), kMaxPrefixBytes));
+    return Invalid(
+        fmt::format("s3_prefix is {} bytes long; at most {} are allowed", prefix.size(), kMaxPrefixBytes));
   }
   if (HasControlChar(prefix) || prefix.find('\\') != std::string_view::npos) {
-    return Invalid("s3_prefix contains a control character or backslash: use letters, digits and / between parts");
+    return Invalid(
+        "s3_prefix contains a control character or backslash: use letters, digits and / between parts");
   }
   if (prefix.empty()) return OkStatus();
   size_t pos = 0;
   while (true) {
     size_t slash = prefix.find('/', pos);
-    std::string_view segment = prefix.substr(pos, slash == std::string_view::npos ? std::string_view::npos : slash - pos);
+    std::string_view segment =
+        prefix.substr(pos, slash == std::string_view::npos ? std::string_view::npos : slash - pos);
     if (segment.empty() || segment == "." || segment == "..") {
-      return Invalid(fmt::format("s3_prefix '{}' has an empty, '.' or '..' part: write it as parts separated by "
-                                 "single slashes, e.g. exports/mixpanel",
-                                 prefix));
+      return Invalid(
+          fmt::format("s3_prefix '{}' has an empty, '.' or '..' part: write it as parts separated by "
+                      "single slashes, e.g. exports/mixpanel",
+                      prefix));
     }
     if (slash == std::string_view::npos) break;
     pos = slash + 1;
@@ -173,11 +185,12 @@ Status ValidateEndpoint(std::string_view endpoint) {
   } else if (endpoint.substr(0, 8) == "https://") {
     rest = endpoint.substr(8);
   } else {
-    return Invalid(fmt::format("s3_endpoint '{}' must be an http:// or https:// URL, e.g. https://s3.example.com",
-                               endpoint));
+    return Invalid(fmt::format(
+        "s3_endpoint '{}' must be an http:// or https:// URL, e.g. https://s3.example.com", endpoint));
   }
   bool spaces = std::any_of(endpoint.begin(), endpoint.end(), [](char c) { return c == ' '; });
-  if (rest.empty() || rest.front() == '/' || spaces || HasControlChar(endpoint) || endpoint.size() > kMaxEndpointBytes) {
+  if (rest.empty() || rest.front() == '/' || spaces || HasControlChar(endpoint) ||
+      endpoint.size() > kMaxEndpointBytes) {
     return Invalid(fmt::format("s3_endpoint '{}' has no host name or contains spaces", endpoint));
   }
   return OkStatus();
@@ -185,7 +198,8 @@ Status ValidateEndpoint(std::string_view endpoint) {
 
 Status ValidateName(std::string_view name) {
   bool ok = !name.empty() && name.size() <= kMaxNameBytes &&
-            std::all_of(name.begin(), name.end(), [](char c) { return IsAlnum(c) || c == '-' || c == '_' || c == '.'; });
+            std::all_of(name.begin(), name.end(),
+                        [](char c) { return IsAlnum(c) || c == '-' || c == '_' || c == '.'; });
   if (!ok) {
     return Invalid(fmt::format("name '{}' is not valid: 1 to {} letters, digits, '-', '_' and '.'", name,
                                kMaxNameBytes));
@@ -194,15 +208,17 @@ Status ValidateName(std::string_view name) {
 }
 
 Status CheckWhere(std::string_view where) {
-  // Syntax is checked here so the caller gets the positioned message at once (the manager checks again).
-  (void)where;
+  // Checked here so the caller gets the positioned message at once (the manager checks again).
+  auto compiled = expr::WhereFilter::Compile(where);
+  if (!compiled.ok()) return Invalid(compiled.error().message);
   return OkStatus();
 }
 
 Status ValidateDestination(const pipeline::Destination& d) {
   const bool kms = d.encryption.mode == objstore::Encryption::Mode::kKms;
   if (!d.encryption.kms_key_id.empty() && !kms) {
-    return Invalid("s3_kms_key_id is only used with s3_encryption=kms: add s3_encryption=kms or drop the key");
+    return Invalid(
+        "s3_kms_key_id is only used with s3_encryption=kms: add s3_encryption=kms or drop the key");
   }
   if (d.type == DestinationType::kLocal) {
     for (auto [param, value] : {std::pair<const char*, const std::string*>{"s3_bucket", &d.s3_bucket},
@@ -211,29 +227,34 @@ Status ValidateDestination(const pipeline::Destination& d) {
                                 {"s3_prefix", &d.s3_prefix},
                                 {"s3_endpoint", &d.s3_endpoint}}) {
       if (!value->empty()) {
-        return Invalid(fmt::format("{} does not apply to type=local: local_path names the directory to write to",
-                                   param));
+        return Invalid(fmt::format(
+            "{} does not apply to type=local: local_path names the directory to write to", param));
       }
     }
     if (d.encryption.mode != objstore::Encryption::Mode::kNone) {
       return Invalid("s3_encryption does not apply to type=local (files are written as they are)");
     }
-    if (d.local_path.empty()) return Invalid("local_path is required for type=local: an absolute directory path");
+    if (d.local_path.empty())
+      return Invalid("local_path is required for type=local: an absolute directory path");
     if (d.local_path.front() != '/') {
-      return Invalid(fmt::format("local_path '{}' must be an absolute path on the server, e.g. /var/lib/sluice-export",
-                                 d.local_path));
+      return Invalid(
+          fmt::format("local_path '{}' must be an absolute path on the server, e.g. /var/lib/sluice-export",
+                      d.local_path));
     }
     if (d.local_path.size() > kMaxPathBytes || HasControlChar(d.local_path)) {
       return Invalid("local_path is too long or contains a control character");
     }
     return OkStatus();
   }
-  if (!d.local_path.empty()) return Invalid("local_path only applies to type=local; for s3 use s3_bucket and s3_prefix");
+  if (!d.local_path.empty())
+    return Invalid("local_path only applies to type=local; for s3 use s3_bucket and s3_prefix");
   if (d.s3_bucket.empty()) return Invalid("s3_bucket is required for type=s3: the name of your bucket");
-  if (d.s3_region.empty()) return Invalid("s3_region is required for type=s3: the bucket's region, e.g. us-east-1");
+  if (d.s3_region.empty())
+    return Invalid("s3_region is required for type=s3: the bucket's region, e.g. us-east-1");
   if (d.s3_role.empty()) {
-    return Invalid("s3_role is required for type=s3: the ARN of the role Sluice assumes to write to your bucket, e.g. "
-                   "arn:aws:iam::111122223333:role/sluice-export");
+    return Invalid(
+        "s3_role is required for type=s3: the ARN of the role Sluice assumes to write to your bucket, e.g. "
+        "arn:aws:iam::111122223333:role/sluice-export");
   }
   SLUICE_TRY(ValidateBucket(d.s3_bucket));
   SLUICE_TRY(ValidateRegion(d.s3_region));
@@ -242,7 +263,8 @@ Status ValidateDestination(const pipeline::Destination& d) {
   if (!d.s3_endpoint.empty()) SLUICE_TRY(ValidateEndpoint(d.s3_endpoint));
   const auto& key = d.encryption.kms_key_id;
   if (key.size() > kMaxKmsKeyIdBytes || HasControlChar(key) || key.find(' ') != std::string::npos) {
-    return Invalid("s3_kms_key_id is not a KMS key id or ARN (too long, or contains spaces or control characters)");
+    return Invalid(
+        "s3_kms_key_id is not a KMS key id or ARN (too long, or contains spaces or control characters)");
   }
   return OkStatus();
 }
@@ -264,7 +286,8 @@ Status ReadString(const PipelineParams& params, std::string_view name, std::stri
 /// The destination and output parameters shared by create and edit, each applied only when present.
 Status ReadMutable(const PipelineParams& params, PipelineSpec& spec) {
   SLUICE_TRY(ReadOptional(params, "frequency", spec.frequency, ParseFrequencyParam));
-  SLUICE_TRY(ReadOptional(params, "sync", spec.sync, [](std::string_view v) { return ParseBoolParam("sync", v); }));
+  SLUICE_TRY(
+      ReadOptional(params, "sync", spec.sync, [](std::string_view v) { return ParseBoolParam("sync", v); }));
   SLUICE_TRY(ReadOptional(params, "compression", spec.compression, ParseCompressionParam));
   if (params.Has("events")) {
     SLUICE_ASSIGN_OR_RETURN(spec.events, ParseEventsParam(params.All("events")));
@@ -291,7 +314,8 @@ Status ReadMutable(const PipelineParams& params, PipelineSpec& spec) {
 
 }  // namespace
 
-// ---- PipelineParams ---------------------------------------------------------------------------------------------
+// ---- PipelineParams
+// ---------------------------------------------------------------------------------------------
 
 PipelineParams::PipelineParams(const http::Request& req) : pairs_(req.query) {
   if (IsFormUrlEncoded(req) && !req.headers.Get("Content-Encoding")) {
@@ -314,7 +338,8 @@ std::vector<std::string_view> PipelineParams::All(std::string_view name) const {
   return out;
 }
 
-// ---- parameter parsers ------------------------------------------------------------------------------------------
+// ---- parameter parsers
+// ------------------------------------------------------------------------------------------
 
 Result<bool> ParseBoolParam(std::string_view name, std::string_view value) {
   std::string v = AsciiLower(TrimSpace(value));
@@ -340,11 +365,13 @@ Result<std::vector<std::string>> ParseEventsParam(const std::vector<std::string_
       boost::system::error_code ec;
       boost::json::value parsed = boost::json::parse(value, ec);
       if (ec || !parsed.is_array()) {
-        return Invalid("events: a value starting with '[' must be a JSON array of event names, e.g. "
-                       "[\"Signed Up\",\"Purchase\"]");
+        return Invalid(
+            "events: a value starting with '[' must be a JSON array of event names, e.g. "
+            "[\"Signed Up\",\"Purchase\"]");
       }
       for (const auto& item : parsed.as_array()) {
-        if (!item.is_string()) return Invalid("events: every item of the JSON array must be a string (an event name)");
+        if (!item.is_string())
+          return Invalid("events: every item of the JSON array must be a string (an event name)");
         SLUICE_TRY(add(item.as_string()));
       }
     } else {
@@ -358,7 +385,8 @@ Result<std::vector<std::string>> ParseEventsParam(const std::vector<std::string_
     if (seen.insert(n).second) unique.push_back(n);
   }
   if (unique.size() > kMaxWhitelistedEvents) {
-    return Invalid(fmt::format("events: {} names given; at most {} are allowed", unique.size(), kMaxWhitelistedEvents));
+    return Invalid(
+        fmt::format("events: {} names given; at most {} are allowed", unique.size(), kMaxWhitelistedEvents));
   }
   return unique;
 }
@@ -374,18 +402,21 @@ Result<std::vector<TaskState>> ParseTaskStatesParam(const std::vector<std::strin
         return OkStatus();
       }
     }
-    return Invalid(fmt::format("status '{}' is not a task state: use pending, running, retried, failed, canceled, "
-                               "timed_out or succeeded",
-                               name));
+    return Invalid(
+        fmt::format("status '{}' is not a task state: use pending, running, retried, failed, canceled, "
+                    "timed_out or succeeded",
+                    name));
   };
   for (std::string_view raw : values) {
     std::string_view value = TrimSpace(raw);
     if (!value.empty() && value.front() == '[') {
       boost::system::error_code ec;
       boost::json::value parsed = boost::json::parse(value, ec);
-      if (ec || !parsed.is_array()) return Invalid("status: a value starting with '[' must be a JSON array of states");
+      if (ec || !parsed.is_array())
+        return Invalid("status: a value starting with '[' must be a JSON array of states");
       for (const auto& item : parsed.as_array()) {
-        if (!item.is_string()) return Invalid("status: every item of the JSON array must be a string (a task state)");
+        if (!item.is_string())
+          return Invalid("status: every item of the JSON array must be a string (a task state)");
         SLUICE_TRY(add(item.as_string()));
       }
       continue;
@@ -393,7 +424,8 @@ Result<std::vector<TaskState>> ParseTaskStatesParam(const std::vector<std::strin
     size_t pos = 0;
     while (true) {
       size_t comma = value.find(',', pos);
-      SLUICE_TRY(add(value.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos)));
+      SLUICE_TRY(
+          add(value.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos)));
       if (comma == std::string_view::npos) break;
       pos = comma + 1;
     }
@@ -401,16 +433,19 @@ Result<std::vector<TaskState>> ParseTaskStatesParam(const std::vector<std::strin
   return out;
 }
 
-// ---- create / edit ----------------------------------------------------------------------------------------------
+// ---- create / edit
+// ----------------------------------------------------------------------------------------------
 
-Result<PipelineSpec> ParseCreateParams(const PipelineParams& params, uint32_t project_id, std::string_view today) {
+Result<PipelineSpec> ParseCreateParams(const PipelineParams& params, uint32_t project_id,
+                                       std::string_view today) {
   PipelineSpec spec;
   spec.project_id = project_id;
 
   auto type = params.Get("type");
   if (!type || TrimSpace(*type).empty()) {
-    return Invalid("type is required: s3 (also accepted as s3-raw) to write to an S3 bucket, or local to write to a "
-                   "directory on the server");
+    return Invalid(
+        "type is required: s3 (also accepted as s3-raw) to write to an S3 bucket, or local to write to a "
+        "directory on the server");
   }
   spec.type_param = std::string(TrimSpace(*type));
   SLUICE_ASSIGN_OR_RETURN(spec.destination.type, ParseType(spec.type_param));
@@ -419,20 +454,23 @@ Result<PipelineSpec> ParseCreateParams(const PipelineParams& params, uint32_t pr
     return Invalid(fmt::format("data_format '{}' is not supported: JSON pipelines write json", *format));
   }
   SLUICE_TRY(ReadString(params, "name", spec.name));
-  SLUICE_TRY(ReadOptional(params, "trial", spec.trial, [](std::string_view v) { return ParseBoolParam("trial", v); }));
+  SLUICE_TRY(ReadOptional(params, "trial", spec.trial,
+                          [](std::string_view v) { return ParseBoolParam("trial", v); }));
   SLUICE_TRY(ReadOptional(params, "data_source", spec.data_source,
                           [](std::string_view v) { return ParseDataSourceParam(TrimSpace(v)); }));
 
   auto from = params.Get("from_date");
   if (!from || TrimSpace(*from).empty()) {
-    return Invalid("from_date is required: the first day to export, YYYY-MM-DD (UTC), at most six months back");
+    return Invalid(
+        "from_date is required: the first day to export, YYYY-MM-DD (UTC), at most six months back");
   }
   spec.from_date = std::string(TrimSpace(*from));
   SLUICE_ASSIGN_OR_RETURN(int64_t from_day, ParseDateParam("from_date", spec.from_date));
   if (auto today_day = ParseDate(today); today_day && from_day > *today_day) {
-    return Invalid(fmt::format("from_date {} is in the future (today is {} UTC): the first day to export must have "
-                               "started",
-                               spec.from_date, today));
+    return Invalid(
+        fmt::format("from_date {} is in the future (today is {} UTC): the first day to export must have "
+                    "started",
+                    spec.from_date, today));
   }
   SLUICE_TRY(ReadString(params, "to_date", spec.to_date));
 
@@ -445,32 +483,35 @@ Status ApplyEditParams(const PipelineParams& params, PipelineSpec& spec) {
   if (auto type = params.Get("type")) {
     SLUICE_ASSIGN_OR_RETURN(DestinationType t, ParseType(TrimSpace(*type)));
     if (t != spec.destination.type) {
-      return Invalid(fmt::format("type cannot be changed (the pipeline writes to {}): cancel it and create a new one",
-                                 pipeline::ToString(spec.destination.type)));
+      return Invalid(
+          fmt::format("type cannot be changed (the pipeline writes to {}): cancel it and create a new one",
+                      pipeline::ToString(spec.destination.type)));
     }
   }
   if (auto ds = params.Get("data_source")) {
     SLUICE_ASSIGN_OR_RETURN(DataSource v, ParseDataSourceParam(TrimSpace(*ds)));
     if (v != spec.data_source) {
-      return Invalid(fmt::format("data_source cannot be changed (the pipeline exports {}): cancel it and create a new "
-                                 "one",
-                                 pipeline::ToString(spec.data_source)));
+      return Invalid(
+          fmt::format("data_source cannot be changed (the pipeline exports {}): cancel it and create a new "
+                      "one",
+                      pipeline::ToString(spec.data_source)));
     }
   }
   if (auto from = params.Get("from_date"); from && TrimSpace(*from) != spec.from_date) {
-    return Invalid(fmt::format("from_date cannot be changed (it is {}): cancel the pipeline and create a new one",
-                               spec.from_date));
+    return Invalid(fmt::format(
+        "from_date cannot be changed (it is {}): cancel the pipeline and create a new one", spec.from_date));
   }
   if (auto trial = params.Get("trial")) {
     SLUICE_ASSIGN_OR_RETURN(bool v, ParseBoolParam("trial", *trial));
     if (v != spec.trial) return Invalid("trial cannot be changed after the pipeline was created");
   }
-  static constexpr std::array kEditable = {"to_date",   "frequency", "sync",          "events",        "where",
-                                           "compression", "s3_bucket", "s3_region", "s3_role", "s3_prefix",
-                                           "s3_endpoint", "s3_encryption", "s3_kms_key_id", "local_path"};
+  static constexpr std::array kEditable = {
+      "to_date",   "frequency", "sync",      "events",      "where",         "compression",   "s3_bucket",
+      "s3_region", "s3_role",   "s3_prefix", "s3_endpoint", "s3_encryption", "s3_kms_key_id", "local_path"};
   if (std::none_of(kEditable.begin(), kEditable.end(), [&](const char* p) { return params.Has(p); })) {
-    return Invalid("nothing to change: pass at least one of to_date, frequency, sync, events, where, compression, "
-                   "s3_bucket, s3_region, s3_role, s3_prefix, s3_endpoint, s3_encryption, s3_kms_key_id, local_path");
+    return Invalid(
+        "nothing to change: pass at least one of to_date, frequency, sync, events, where, compression, "
+        "s3_bucket, s3_region, s3_role, s3_prefix, s3_endpoint, s3_encryption, s3_kms_key_id, local_path");
   }
   SLUICE_TRY(ReadString(params, "to_date", spec.to_date));
   SLUICE_TRY(ReadMutable(params, spec));
@@ -483,20 +524,23 @@ Status ValidatePipelineSpec(const PipelineSpec& spec) {
   if (!spec.to_date.empty()) {
     SLUICE_ASSIGN_OR_RETURN(int64_t to_day, ParseDateParam("to_date", spec.to_date));
     if (to_day < from_day) {
-      return Invalid(fmt::format("to_date {} is before from_date {}: to_date is the last day to export (inclusive); "
-                                 "leave it empty for a recurring pipeline",
-                                 spec.to_date, spec.from_date));
+      return Invalid(
+          fmt::format("to_date {} is before from_date {}: to_date is the last day to export (inclusive); "
+                      "leave it empty for a recurring pipeline",
+                      spec.to_date, spec.from_date));
     }
   }
-  if (auto parsed = pipeline::ParseDestinationType(spec.type_param); !parsed || *parsed != spec.destination.type) {
+  if (auto parsed = pipeline::ParseDestinationType(spec.type_param);
+      !parsed || *parsed != spec.destination.type) {
     return Invalid(fmt::format("type '{}' does not match the destination", spec.type_param));
   }
   if (spec.data_source != DataSource::kEvents) {
     const auto source = pipeline::ToString(spec.data_source);
     if (spec.frequency == pipeline::Frequency::kHourly) {
-      return Invalid(fmt::format("frequency=hourly is only available for data_source=events: {} pipelines write a "
-                                 "full snapshot once a day (use frequency=daily)",
-                                 source));
+      return Invalid(
+          fmt::format("frequency=hourly is only available for data_source=events: {} pipelines write a "
+                      "full snapshot once a day (use frequency=daily)",
+                      source));
     }
     if (!spec.events.empty()) {
       return Invalid(fmt::format("events filters event names; it does not apply to data_source={}", source));
@@ -509,7 +553,8 @@ Status ValidatePipelineSpec(const PipelineSpec& spec) {
   return ValidateDestination(spec.destination);
 }
 
-// ---- formatting -------------------------------------------------------------------------------------------------
+// ---- formatting
+// -------------------------------------------------------------------------------------------------
 
 std::string FormatDate(int64_t days) {
   std::chrono::year_month_day ymd{std::chrono::sys_days{std::chrono::days{days}}};
@@ -522,8 +567,8 @@ std::string FormatTimestampMs(int64_t ms) {
   sys_time<milliseconds> t{milliseconds{ms}};
   auto day = floor<days>(t);
   hh_mm_ss<seconds> hms{floor<seconds>(t - day)};
-  return fmt::format("{}T{:02d}:{:02d}:{:02d}Z", FormatDate(day.time_since_epoch().count()), hms.hours().count(),
-                     hms.minutes().count(), static_cast<int64_t>(hms.seconds().count()));
+  return fmt::format("{}T{:02d}:{:02d}:{:02d}Z", FormatDate(day.time_since_epoch().count()),
+                     hms.hours().count(), hms.minutes().count(), static_cast<int64_t>(hms.seconds().count()));
 }
 
 }  // namespace sluice::api

@@ -8,102 +8,10 @@
 
 #include <fmt/format.h>
 
+#include "app/api_client.h"
 #include "app/commands.h"
-#include "app/config.h"
-#include "http/transport.h"
 
 namespace sluice::app {
-namespace {
-
-struct ClientFlags {
-  std::string server;
-  std::string admin_token;
-  std::string data_dir = "./data";
-  bool insecure = false;
-};
-
-void AddClientFlags(CLI::App* cmd, ClientFlags& f) {
-  cmd->add_option("--server", f.server, "Server URL (default: $SLUICE_SERVER, else DATA_DIR/server.url)");
-  cmd->add_option("--admin-token", f.admin_token, "Admin token (default: $SLUICE_ADMIN_TOKEN, else DATA_DIR/admin-token)");
-  cmd->add_option("--data-dir", f.data_dir, "The server's data dir, to find its URL and admin token")
-      ->capture_default_str();
-  cmd->add_flag("--insecure", f.insecure, "Do not verify the server's TLS certificate (self-signed test servers)");
-}
-
-class ApiClient {
- public:
-  static Result<ApiClient> Connect(const ClientFlags& f) {
-    SLUICE_ASSIGN_OR_RETURN(auto target, ResolveClientTarget(f.server, f.admin_token, f.data_dir));
-    http::TransportOptions opts;
-    opts.insecure_skip_verify = f.insecure;
-    return ApiClient(std::move(target), http::MakeCurlTransport(opts));
-  }
-
-  /// Sends a request; a non-2xx answer becomes an error carrying the server's message.
-  Result<std::string> Call(std::string method, const std::string& path_and_query, std::string body = {}) {
-    http::OutboundRequest req{.method = std::move(method), .url = target_.server_url + path_and_query};
-    req.headers.emplace_back("Authorization", "Bearer " + target_.admin_token.Reveal());
-    if (!body.empty()) {
-      req.headers.emplace_back("Content-Type", "application/json");
-      req.body = http::RequestBody::FromString(std::move(body));
-    }
-    SLUICE_ASSIGN_OR_RETURN(auto resp, transport_->Send(req, Deadline()));
-    if (resp.status / 100 != 2) return ServerError(resp.status, resp.body);
-    return std::move(resp.body);
-  }
-
-  /// Streams the response body to stdout.
-  Status Stream(const std::string& path_and_query) {
-    http::OutboundRequest req{.method = "GET", .url = target_.server_url + path_and_query};
-    req.headers.emplace_back("Authorization", "Bearer " + target_.admin_token.Reveal());
-    std::string error_body;
-    int status = 0;
-    SLUICE_ASSIGN_OR_RETURN(auto resp, transport_->SendStreaming(req, std::chrono::steady_clock::time_point::max(),
-                                                                 [&](std::string_view chunk) {
-                                                                   if (status == 0) status = 200;
-                                                                   std::cout.write(chunk.data(), chunk.size());
-                                                                   return static_cast<bool>(std::cout);
-                                                                 }));
-    std::cout.flush();
-    if (resp.status / 100 != 2) return ServerError(resp.status, "");
-    return OkStatus();
-  }
-
- private:
-  ApiClient(ClientTarget t, std::unique_ptr<http::HttpTransport> tr)
-      : target_(std::move(t)), transport_(std::move(tr)) {}
-
-  static std::chrono::steady_clock::time_point Deadline() {
-    return std::chrono::steady_clock::now() + std::chrono::minutes(5);
-  }
-
-  static Error ServerError(int status, const std::string& body) {
-    std::string message = body;
-    boost::system::error_code ec;
-    auto v = boost::json::parse(body, ec);
-    if (!ec && v.is_object() && v.as_object().contains("error") && v.at("error").is_string()) {
-      message = std::string(v.at("error").as_string());
-    }
-    Error e(status == 401 ? ErrorCode::kUnauthenticated : ErrorCode::kPermanent,
-            fmt::format("server answered HTTP {}{}{}", status, message.empty() ? "" : ": ", message));
-    e.http_status = status;
-    return e;
-  }
-
-  ClientTarget target_;
-  std::unique_ptr<http::HttpTransport> transport_;
-};
-
-int Fail(const Error& e) {
-  std::cerr << "error: " << e.message << "\n";
-  return 1;
-}
-
-std::string Encode(std::string_view v) {
-  return boost::urls::encode(v, boost::urls::unreserved_chars);
-}
-
-}  // namespace
 
 void RegisterClientCommands(CLI::App& app, int& exit_code) {
   // ---- project ----

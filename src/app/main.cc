@@ -3,6 +3,7 @@
 
 #include "app/cmd_aws.h"
 #include "app/cmd_destination.h"
+#include "app/cmd_pipeline.h"
 #include "app/commands.h"
 
 int main(int argc, char** argv) {
@@ -15,6 +16,7 @@ int main(int argc, char** argv) {
   sluice::app::RegisterClientCommands(app, exit_code);
   sluice::app::RegisterAwsCommands(app);
   sluice::app::RegisterDestinationCommands(app);
+  sluice::app::RegisterPipelineCommands(app, exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }
