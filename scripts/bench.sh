@@ -15,4 +15,5 @@ run $B/ingest/ingest_parse_bench --benchmark_counters_tabular=true
 run $B/store/bench_store
 run $B/aws/aws_sign_bench --benchmark_counters_tabular=true
 run $B/objstore/upload_bench
+run $B/pipeline/bench_export   # 5M events (QUICK=1: 500k), local dir + moto
 run $B/load/bench_ingest_load --events "$EVENTS" --connections 8 --server-core 0

@@ -2,7 +2,8 @@
 // self-contained unit, so blocks compress in parallel and the concatenation of their outputs is one valid file:
 //   gzip  each block is one complete gzip member. RFC 1952 §2.2 lets a gzip file hold several members, read as
 //         the concatenation of their data (gunzip/zcat, Python's gzip, zlib's inflateReset loop, Spark/Hadoop,
-//         Athena, DuckDB, libdeflate all do). Produced by isa-l's igzip (see kDefaultGzipLevel).
+//         Athena, DuckDB, libdeflate all do). Produced by isa-l's igzip, 2-4x faster than libdeflate and ~10x
+//         faster than zlib at a similar ratio (see kDefaultGzipLevel).
 //   zstd  each block is one zstd frame (with content size and checksum); zstd readers decode concatenated frames.
 //   none  the bytes as they are.
 // Output is deterministic (gzip headers carry no time or name), so re-exporting the same data gives the same
@@ -32,13 +33,17 @@
 
 namespace sluice::pipeline {
 
-/// Default levels (FileSetOptions::level = -1). Chosen on the export benchmark (bench/pipeline/export_bench.cc),
-/// 1 MiB blocks of ~750-byte event records, 2-vCPU AMD EPYC (AVX-512):
-///   igzip level 1  ~1.0-1.4 GB/s per core, ratio ~6.5-8x   (libdeflate level 1: ~0.44 GB/s at the same ratio;
-///                                                          zlib level 6: ~0.09 GB/s at ~1.2x the ratio)
-///   zstd level 1   ~0.9 GB/s per core, ratio ~8-10x
-/// so compression stays a small share of the ≥ 300,000 events/s per core target.
-inline constexpr int kDefaultGzipLevel = 1;
+/// Default levels (FileSetOptions::level = -1), chosen with bench/pipeline/export_bench.cc: realistic events of
+/// ~806 encoded bytes, 1 MiB blocks, one core of the 2-vCPU AMD EPYC (AVX-512) dev VM; CPU s per million events
+/// for the codec alone, ratio, and the whole exporter's events/s per core of CPU (scan + encode + compress +
+/// SHA-256 + write; QUICK runs, ±10%):
+///   igzip 0   0.94 s  4.2x  476k/core        zstd 1   1.41 s  6.8x  390k/core
+///   igzip 1   1.06 s  5.4x  440k/core        zstd 3   2.30 s  6.6x  256k/core
+///   igzip 2   1.07 s  5.5x  448k/core        libdeflate 1 (measured apart) ~1.8 s, ratio as igzip 1
+///   igzip 3   2.44 s  5.5x  273k/core        zlib 6 (classic gzip -6)     11.7 s  6.9x
+/// igzip 2 costs the same as 1 and compresses a little better; level 3 drops below the 300,000 events/s per core
+/// target. zstd 1 compresses better than zstd 3 on this data and is faster.
+inline constexpr int kDefaultGzipLevel = 2;
 inline constexpr int kDefaultZstdLevel = 1;
 /// Accepted levels: gzip is isa-l igzip's scale 0-3 (0 = fastest, 3 = smallest); zstd 1-19 (negative "fast"
 /// levels -1..-7 too); none ignores the level.

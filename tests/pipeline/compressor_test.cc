@@ -168,6 +168,25 @@ TEST(BlockCompressorTest, ManyBlocksRoundTripInOrderForEveryCodecAndThreadCount)
   }
 }
 
+TEST(BlockCompressorTest, OutputDoesNotDependOnThreadsOrScheduling) {
+  // Re-exporting the same data must give the same bytes (and SHA-256), whichever worker compressed which block.
+  std::string data;
+  for (uint64_t seed = 0; data.size() < (8u << 20); ++seed) data += SampleLines(300'000 + seed * 7919, seed);
+  const std::vector<size_t> sizes = {1 << 20};
+  for (Compression comp : {Compression::kGzip, Compression::kZstd}) {
+    BlockCompressor::Options o{.compression = comp, .threads = 0};
+    auto reference = CompressThrough(o, data, sizes);
+    ASSERT_TRUE(reference.ok());
+    for (int threads : {1, 2, 4, 2, 4}) {
+      o.threads = threads;
+      auto out = CompressThrough(o, data, sizes);
+      ASSERT_TRUE(out.ok());
+      EXPECT_TRUE(*out == *reference) << Name(comp) << " threads " << threads << ": " << out->size() << " vs "
+                                      << reference->size() << " bytes";
+    }
+  }
+}
+
 TEST(BlockCompressorTest, ConcatenatedGzipMembersReadByZlibLibdeflateAndTheGzipTool) {
   const std::string data = SampleLines(2 << 20, 8);
   BlockCompressor::Options o{.compression = Compression::kGzip, .threads = 2, .block_bytes = 65536};

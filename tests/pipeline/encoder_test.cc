@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "common/json_text.h"
+
 namespace sluice::pipeline {
 namespace {
 
@@ -130,6 +132,28 @@ TEST(RecordEncoderTest, IdsAreEscapedAndUnicodeIsCopied) {
   EXPECT_EQ(v.at("device_id").as_string(), e.device_id);
   EXPECT_EQ(v.at("user_id").as_string(), e.user_id);
   EXPECT_EQ(v.at("insert_id").as_string(), e.insert_id);
+}
+
+TEST(RecordEncoderTest, EscapingMatchesTheReferenceForEveryByteAtEveryWordPosition) {
+  // The encoder checks 8 bytes at a time before falling back to common/json_text.h; every byte value at every
+  // offset (and around word boundaries, with UTF-8 high bytes as neighbours) must come out exactly as the
+  // reference escaper writes it.
+  for (size_t len : {size_t{1}, size_t{7}, size_t{8}, size_t{9}, size_t{16}, size_t{17}}) {
+    for (size_t pos = 0; pos < len; ++pos) {
+      for (int b = 0; b < 256; ++b) {
+        for (char filler : {'a', '\xC3', '\x7F', '!'}) {
+          std::string id(len, filler);
+          id[pos] = static_cast<char>(b);
+          std::string expected = "{\"distinct_id\":";
+          AppendJsonString(expected, id);
+          expected += ",\"resolved_distinct_id\":\"r\"}\n";
+          std::string got;
+          AppendIdentityRecord(id, "r", got);
+          ASSERT_EQ(got, expected) << "byte " << b << " at " << pos << " of " << len;
+        }
+      }
+    }
+  }
 }
 
 TEST(RecordEncoderTest, PropertiesAreCopiedVerbatim) {
