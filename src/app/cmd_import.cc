@@ -1,0 +1,342 @@
+#include "app/cmd_import.h"
+
+#include <unistd.h>
+
+#include <boost/json.hpp>
+#include <boost/url.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "app/config.h"
+#include "http/transport.h"
+
+namespace sluice::app {
+namespace {
+
+namespace json = boost::json;
+
+struct ClientFlags {
+  std::string server;
+  std::string admin_token;
+  std::string data_dir = "./data";
+  bool insecure = false;
+};
+
+void AddClientFlags(CLI::App* cmd, ClientFlags& f) {
+  cmd->add_option("--server", f.server, "Server URL (default: $SLUICE_SERVER, else DATA_DIR/server.url)");
+  cmd->add_option("--admin-token", f.admin_token,
+                  "Admin token (default: $SLUICE_ADMIN_TOKEN, else DATA_DIR/admin-token)");
+  cmd->add_option("--data-dir", f.data_dir, "The server's data dir, to find its URL and admin token")
+      ->capture_default_str();
+  cmd->add_flag("--insecure", f.insecure, "Do not verify the server's TLS certificate (self-signed test servers)");
+}
+
+/// The connectors API over HTTP with the admin token.
+class Client {
+ public:
+  static Result<Client> Connect(const ClientFlags& f) {
+    SLUICE_ASSIGN_OR_RETURN(auto target, ResolveClientTarget(f.server, f.admin_token, f.data_dir));
+    http::TransportOptions opts;
+    opts.insecure_skip_verify = f.insecure;
+    return Client(std::move(target), http::MakeCurlTransport(opts));
+  }
+
+  /// The parsed JSON answer; a non-2xx answer becomes an error carrying the server's message (and code/field).
+  Result<json::value> Call(std::string method, const std::string& path, std::string body = {}) {
+    http::OutboundRequest req{.method = std::move(method), .url = target_.server_url + path};
+    req.headers.emplace_back("Authorization", "Bearer " + target_.admin_token.Reveal());
+    if (!body.empty() || req.method == "POST") {
+      req.headers.emplace_back("Content-Type", "application/json");
+      req.body = http::RequestBody::FromString(std::move(body));
+    }
+    SLUICE_ASSIGN_OR_RETURN(auto resp,
+                            transport_->Send(req, std::chrono::steady_clock::now() + std::chrono::minutes(5)));
+    boost::system::error_code ec;
+    json::value v = json::parse(resp.body, ec);
+    if (resp.status / 100 != 2) {
+      std::string message = resp.body;
+      if (!ec && v.is_object() && v.as_object().contains("error") && v.at("error").is_string()) {
+        message = std::string(v.at("error").as_string());
+        if (auto* field = v.as_object().if_contains("field"); field && field->is_string()) {
+          message += fmt::format(" [field {}]", std::string_view(field->as_string()));
+        }
+        if (auto* code = v.as_object().if_contains("code"); code && code->is_string()) {
+          message += fmt::format(" [{}]", std::string_view(code->as_string()));
+        }
+      }
+      Error e(resp.status == 401 ? ErrorCode::kUnauthenticated : ErrorCode::kPermanent,
+              fmt::format("server answered HTTP {}: {}", resp.status, message));
+      e.http_status = resp.status;
+      return e;
+    }
+    if (ec) return Internal(fmt::format("the server's answer is not JSON: {}", ec.message()));
+    return v;
+  }
+
+ private:
+  Client(ClientTarget t, std::unique_ptr<http::HttpTransport> tr) : target_(std::move(t)), transport_(std::move(tr)) {}
+  ClientTarget target_;
+  std::unique_ptr<http::HttpTransport> transport_;
+};
+
+int Fail(const Error& e) {
+  std::cerr << "error: " << e.message << "\n";
+  return 1;
+}
+
+std::string Encode(std::string_view v) { return boost::urls::encode(v, boost::urls::unreserved_chars); }
+
+struct SpecFlags {
+  std::string label;
+  std::string bucket;
+  std::string prefix;
+  std::string region = "us-east-1";
+  std::string role;
+  std::string format = "mixpanel_event";
+  std::string compression = "none";
+  std::string endpoint;
+  int frequency = 60;
+  std::vector<std::string> remap;  // target=source
+};
+
+void AddSpecFlags(CLI::App* cmd, SpecFlags& f) {
+  cmd->add_option("--bucket", f.bucket, "S3 bucket holding the files")->required();
+  cmd->add_option("--prefix", f.prefix, "Key prefix of the files (default: the whole bucket)");
+  cmd->add_option("--region", f.region, "The bucket's region")->capture_default_str();
+  cmd->add_option("--role", f.role, "Role ARN Sluice assumes (needs s3:GetObject and s3:ListBucket)")->required();
+  cmd->add_option("--format", f.format, "mixpanel_event, mixpanel_people, remap_event or remap_people")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"mixpanel_event", "mixpanel_people", "remap_event", "remap_people"}));
+  cmd->add_option("--compression", f.compression, "none or gzip")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"none", "gzip"}));
+  cmd->add_option("--endpoint", f.endpoint, "S3-compatible endpoint URL (also used for STS)");
+  cmd->add_option("--label", f.label, "A name for the connector");
+  cmd->add_option("--remap", f.remap,
+                  "Remap formats: MIXPANEL_FIELD=SOURCE_FIELD, repeatable (event_name, time, distinct_id, $insert_id, "
+                  "ip; $distinct_id for people)");
+}
+
+Result<std::string> CreateBody(const SpecFlags& f) {
+  json::object cp{{"s3_bucket", f.bucket}, {"s3_prefix", f.prefix}, {"s3_region", f.region}, {"s3_role", f.role}};
+  if (!f.endpoint.empty()) cp["s3_endpoint"] = f.endpoint;
+  json::object cat{{"data_format", f.format}, {"compression", f.compression}, {"frequency", f.frequency}};
+  if (!f.remap.empty()) {
+    json::object remap;
+    for (const auto& r : f.remap) {
+      auto eq = r.find('=');
+      if (eq == std::string::npos || eq == 0 || eq + 1 == r.size()) {
+        return InvalidArgument(fmt::format("--remap '{}' must be MIXPANEL_FIELD=SOURCE_FIELD, e.g. time=ts", r));
+      }
+      remap[r.substr(0, eq)] = r.substr(eq + 1);
+    }
+    cat["property_remap"] = std::move(remap);
+  }
+  std::string label = f.label.empty() ? fmt::format("s3://{}/{}", f.bucket, f.prefix) : f.label;
+  return json::serialize(json::object{{"connector_type", "s3Import"},
+                                      {"label", label},
+                                      {"connector_properties", std::move(cp)},
+                                      {"category_properties", std::move(cat)}});
+}
+
+uint64_t U(const json::object& o, std::string_view k) {
+  const json::value* v = o.if_contains(k);
+  if (v == nullptr) return 0;
+  if (v->is_uint64()) return v->get_uint64();
+  if (v->is_int64()) return static_cast<uint64_t>(std::max<int64_t>(0, v->get_int64()));
+  return 0;
+}
+std::string S(const json::object& o, std::string_view k) {
+  const json::value* v = o.if_contains(k);
+  return v && v->is_string() ? std::string(v->get_string()) : std::string();
+}
+double D(const json::object& o, std::string_view k) {
+  const json::value* v = o.if_contains(k);
+  return v && v->is_number() ? v->to_number<double>() : 0.0;
+}
+
+std::string HumanBytes(uint64_t b) {
+  if (b >= (1ull << 30)) return fmt::format("{:.1f} GiB", b / double(1ull << 30));
+  if (b >= (1ull << 20)) return fmt::format("{:.1f} MiB", b / double(1ull << 20));
+  if (b >= 1024) return fmt::format("{:.1f} KiB", b / 1024.0);
+  return fmt::format("{} B", b);
+}
+
+/// Follows the first run of a connector to its end, drawing progress on stderr. Returns the final run.
+Result<json::object> FollowRun(Client& client, uint32_t project, const std::string& id) {
+  const bool tty = ::isatty(STDERR_FILENO) == 1;
+  const std::string path = fmt::format("/api/app/projects/{}/connectors/{}/history?limit=1", project, Encode(id));
+  auto last_line = std::chrono::steady_clock::now() - std::chrono::hours(1);
+  const auto started = std::chrono::steady_clock::now();
+  for (;;) {
+    SLUICE_ASSIGN_OR_RETURN(json::value v, client.Call("GET", path));
+    const json::array* runs = v.is_object() && v.as_object().contains("results") && v.at("results").is_array()
+                                  ? &v.at("results").as_array()
+                                  : nullptr;
+    if (runs && !runs->empty() && runs->front().is_object()) {
+      const json::object& run = runs->front().as_object();
+      const std::string status = S(run, "status");
+      const double progress = D(run, "progress");
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      const uint64_t imported = U(run, "num_events_imported");
+      std::string counters =
+          fmt::format("{} events imported, {} dropped, {}/{} files, {} of {}, {:.0f} events/s", imported,
+                      U(run, "num_events_dropped"), U(run, "num_files_imported"), U(run, "num_files_found"),
+                      HumanBytes(U(run, "size_imported")), HumanBytes(U(run, "size_total")),
+                      secs > 0 ? imported / secs : 0.0);
+      const bool done = status == "success" || status == "failed" || status == "paused";
+      if (tty) {
+        constexpr int kWidth = 30;
+        int filled = static_cast<int>(progress * kWidth + 0.5);
+        std::fprintf(stderr, "\r[%s%s] %5.1f%% %s\033[K", std::string(filled, '#').c_str(),
+                     std::string(kWidth - filled, '.').c_str(), progress * 100, counters.c_str());
+        if (done) std::fprintf(stderr, "\n");
+        std::fflush(stderr);
+      } else if (done || std::chrono::steady_clock::now() - last_line >= std::chrono::seconds(5)) {
+        last_line = std::chrono::steady_clock::now();
+        std::fprintf(stderr, "%s %.1f%%: %s\n", status.c_str(), progress * 100, counters.c_str());
+        std::fflush(stderr);
+      }
+      if (done) return run;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(tty ? 250 : 1000));
+  }
+}
+
+}  // namespace
+
+void RegisterImportCommands(CLI::App& app, int& exit_code) {
+  auto* import = app.add_subcommand("import", "Cloud Import: load event and profile files from an S3 bucket");
+  import->require_subcommand(1);
+
+  {
+    struct Flags {
+      ClientFlags client;
+      SpecFlags spec;
+      uint32_t project = 0;
+    };
+    auto f = std::make_shared<Flags>();
+    auto* cmd = import->add_subcommand("create", "Create a connector (checks access first); prints it as JSON");
+    cmd->add_option("--project", f->project, "Project id")->required();
+    AddSpecFlags(cmd, f->spec);
+    cmd->add_option("--frequency", f->spec.frequency, "Minutes between discovery runs")->capture_default_str();
+    AddClientFlags(cmd, f->client);
+    cmd->callback([f, &exit_code] {
+      auto body = CreateBody(f->spec);
+      if (!body.ok()) return void(exit_code = Fail(body.error()));
+      auto client = Client::Connect(f->client);
+      if (!client.ok()) return void(exit_code = Fail(client.error()));
+      auto v = client->Call("POST", fmt::format("/api/app/projects/{}/connectors", f->project), *body);
+      if (!v.ok()) return void(exit_code = Fail(v.error()));
+      std::cout << json::serialize(v->at("results")) << "\n";
+    });
+  }
+  {
+    struct Flags {
+      ClientFlags client;
+      uint32_t project = 0;
+    };
+    auto f = std::make_shared<Flags>();
+    auto* cmd = import->add_subcommand("list", "List a project's connectors as JSON");
+    cmd->add_option("--project", f->project, "Project id")->required();
+    AddClientFlags(cmd, f->client);
+    cmd->callback([f, &exit_code] {
+      auto client = Client::Connect(f->client);
+      if (!client.ok()) return void(exit_code = Fail(client.error()));
+      auto v = client->Call("GET", fmt::format("/api/app/projects/{}/connectors", f->project));
+      if (!v.ok()) return void(exit_code = Fail(v.error()));
+      std::cout << json::serialize(v->at("results")) << "\n";
+    });
+  }
+  {
+    struct Flags {
+      ClientFlags client;
+      uint32_t project = 0;
+      std::string connector;
+      size_t limit = 20;
+    };
+    auto f = std::make_shared<Flags>();
+    auto* cmd = import->add_subcommand("history", "A connector's runs, newest first, one JSON object per line");
+    cmd->add_option("--project", f->project, "Project id")->required();
+    cmd->add_option("--connector", f->connector, "Connector id")->required();
+    cmd->add_option("--limit", f->limit, "At most this many runs")->capture_default_str();
+    AddClientFlags(cmd, f->client);
+    cmd->callback([f, &exit_code] {
+      auto client = Client::Connect(f->client);
+      if (!client.ok()) return void(exit_code = Fail(client.error()));
+      auto v = client->Call("GET", fmt::format("/api/app/projects/{}/connectors/{}/history?limit={}", f->project,
+                                               Encode(f->connector), f->limit));
+      if (!v.ok()) return void(exit_code = Fail(v.error()));
+      for (const auto& run : v->at("results").as_array()) std::cout << json::serialize(run) << "\n";
+    });
+  }
+  {
+    struct Flags {
+      ClientFlags client;
+      uint32_t project = 0;
+      std::string connector;
+    };
+    auto f = std::make_shared<Flags>();
+    auto* cmd = import->add_subcommand("delete", "Delete a connector (the imported data stays)");
+    cmd->add_option("--project", f->project, "Project id")->required();
+    cmd->add_option("--connector", f->connector, "Connector id")->required();
+    AddClientFlags(cmd, f->client);
+    cmd->callback([f, &exit_code] {
+      auto client = Client::Connect(f->client);
+      if (!client.ok()) return void(exit_code = Fail(client.error()));
+      auto v = client->Call("DELETE",
+                            fmt::format("/api/app/projects/{}/connectors/{}", f->project, Encode(f->connector)));
+      if (!v.ok()) return void(exit_code = Fail(v.error()));
+      std::cout << "deleted connector " << f->connector << "\n";
+    });
+  }
+  {
+    struct Flags {
+      ClientFlags client;
+      SpecFlags spec;
+      uint32_t project = 0;
+      bool keep = false;
+    };
+    auto f = std::make_shared<Flags>();
+    auto* cmd = import->add_subcommand(
+        "run", "One-off migration: import every file under the prefix now, with a progress bar, then remove the "
+               "connector (the data stays). Prints the run's counters as JSON; exits 1 unless the run succeeded");
+    cmd->add_option("--project", f->project, "Project id")->required();
+    AddSpecFlags(cmd, f->spec);
+    cmd->add_flag("--keep", f->keep, "Keep the connector afterwards (it then imports new files every --frequency min)");
+    cmd->add_option("--frequency", f->spec.frequency, "With --keep: minutes between discovery runs")
+        ->capture_default_str();
+    AddClientFlags(cmd, f->client);
+    cmd->callback([f, &exit_code] {
+      if (!f->keep) f->spec.frequency = 7 * 24 * 60;  // one run only: the connector is deleted after it
+      auto body = CreateBody(f->spec);
+      if (!body.ok()) return void(exit_code = Fail(body.error()));
+      auto client = Client::Connect(f->client);
+      if (!client.ok()) return void(exit_code = Fail(client.error()));
+      auto created = client->Call("POST", fmt::format("/api/app/projects/{}/connectors", f->project), *body);
+      if (!created.ok()) return void(exit_code = Fail(created.error()));
+      const std::string id = S(created->at("results").as_object(), "id");
+      std::fprintf(stderr, "connector %s created; importing s3://%s/%s\n", id.c_str(), f->spec.bucket.c_str(),
+                   f->spec.prefix.c_str());
+      auto run = FollowRun(*client, f->project, id);
+      if (!f->keep) {
+        auto deleted = client->Call("DELETE", fmt::format("/api/app/projects/{}/connectors/{}", f->project, Encode(id)));
+        if (!deleted.ok()) std::cerr << "warning: could not delete connector " << id << ": " << deleted.error().message << "\n";
+      }
+      if (!run.ok()) return void(exit_code = Fail(run.error()));
+      std::cout << json::serialize(*run) << "\n";
+      if (S(*run, "status") != "success") {
+        std::cerr << "error: the import " << S(*run, "status") << ": " << S(*run, "failure_message") << "\n";
+        exit_code = 1;
+      }
+    });
+  }
+}
+
+}  // namespace sluice::app

@@ -1,0 +1,651 @@
+#include "cloudimport/connector_manager.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "cloudimport/file_importer.h"
+#include "common/crypto.h"
+
+namespace sluice::cloudimport {
+namespace {
+
+constexpr char kConnectorNs[] = "connector";
+constexpr char kRunNs[] = "connector_run";
+constexpr char kCheckpointNs[] = "connector_ckpt";
+
+std::string RecordKey(uint32_t project, std::string_view id) { return fmt::format("{:010}/{}", project, id); }
+std::string RunKey(std::string_view id, uint64_t seq) { return fmt::format("{}/{:012}", id, seq); }
+std::string CheckpointKey(std::string_view id, std::string_view object_key) {
+  return fmt::format("{}/{}", id, object_key);
+}
+
+bool IsFileContentError(const Error& e) { return e.code == ErrorCode::kInvalidArgument; }
+
+}  // namespace
+
+ConnectorManager::Metrics::Metrics(MetricsRegistry& r)
+    : events_imported(r.Counter("sluice_import_events_total", "Cloud Import records by result", {"result"})
+                          .WithLabels({"imported"})),
+      events_dropped(r.Counter("sluice_import_events_total", "Cloud Import records by result", {"result"})
+                         .WithLabels({"dropped"})),
+      files_imported(r.Counter("sluice_import_files_total", "Cloud Import files by result", {"result"})
+                         .WithLabels({"imported"})),
+      files_failed(r.Counter("sluice_import_files_total", "Cloud Import files by result", {"result"})
+                       .WithLabels({"failed"})),
+      bytes_read(r.Counter("sluice_import_bytes_total", "Bytes of customer files read by Cloud Import (as stored)")
+                     .WithLabels({})),
+      runs(r.Counter("sluice_import_runs_total", "Cloud Import discovery runs finished, by status", {"status"})),
+      connectors(r.Gauge("sluice_import_connectors", "Cloud Import connectors by state", {"state"})) {}
+
+ConnectorManager::ConnectorManager(Options options)
+    : options_(std::move(options)), metrics_(*options_.metrics) {
+  if (!options_.source_factory) {
+    SourceContext ctx{.own_credentials = options_.own_credentials, .transport = options_.transport};
+    options_.source_factory = [ctx](const ConnectorSpec& spec, const store::Project& project) {
+      return OpenS3Source(spec, project, ctx);
+    };
+  }
+}
+
+Result<std::unique_ptr<ConnectorManager>> ConnectorManager::Create(Options options) {
+  if (options.store == nullptr || options.metrics == nullptr) {
+    return InvalidArgument("ConnectorManager needs a store and a metrics registry");
+  }
+  if (options.clock == nullptr) options.clock = &SystemClock::Instance();
+  std::unique_ptr<ConnectorManager> m(new ConnectorManager(std::move(options)));
+  SLUICE_TRY(m->Load());
+  return m;
+}
+
+ConnectorManager::~ConnectorManager() { Stop(); }
+
+Status ConnectorManager::Load() {
+  std::vector<ConnectorRecord> records;
+  Status scanned = options_.store->ScanMeta(kConnectorNs, "", [&](std::string_view key, std::string_view value) {
+    auto r = ParseRecord(value);
+    if (!r.ok()) {
+      spdlog::error("cloud import: skipping unreadable connector record {}: {}", key, r.error().message);
+      return true;
+    }
+    records.push_back(std::move(r).value());
+    return true;
+  });
+  SLUICE_TRY(scanned);
+  std::lock_guard lock(mu_);
+  for (auto& r : records) {
+    if (r.last_run_seq > 0) {
+      auto stored = options_.store->GetMeta(kRunNs, RunKey(r.spec.id, r.last_run_seq));
+      if (stored.ok() && stored->has_value()) {
+        auto run = ParseRun(**stored);
+        if (run.ok() && (run->status == RunStatus::kRunning || run->status == RunStatus::kQueued)) {
+          run->status = RunStatus::kFailed;
+          run->finished_ms = NowMs();
+          run->failure_message = "interrupted: Sluice stopped during this run; the next run resumes from the "
+                                 "per-file checkpoints";
+          PersistRun(r.spec.id, *run);
+          if (!r.paused) r.next_run_ms = 0;
+          spdlog::warn("cloud import: connector {} run {} was interrupted; resuming it", r.spec.id, run->run_id);
+        }
+      }
+    }
+    std::string id = r.spec.id;
+    connectors_.emplace(std::move(id), std::move(r));
+  }
+  spdlog::info("cloud import: {} connector(s) loaded", connectors_.size());
+  int active = 0, paused = 0;
+  for (const auto& [id, r] : connectors_) (r.paused ? paused : active)++;
+  metrics_.connectors.WithLabels({"active"}).Set(active);
+  metrics_.connectors.WithLabels({"paused"}).Set(paused);
+  return OkStatus();
+}
+
+void ConnectorManager::Start() {
+  std::lock_guard lock(mu_);
+  if (started_) return;
+  started_ = true;
+  stop_ = false;
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void ConnectorManager::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+    if (live_) live_->cancel = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void ConnectorManager::UpdateConnectorGauges() {
+  int active = 0, paused = 0;
+  for (const auto& [id, r] : connectors_) (r.paused ? paused : active)++;
+  metrics_.connectors.WithLabels({"active"}).Set(active);
+  metrics_.connectors.WithLabels({"paused"}).Set(paused);
+}
+
+void ConnectorManager::PersistRecordLocked(const ConnectorRecord& record) {
+  Status s = options_.store->PutMeta(kConnectorNs, RecordKey(record.spec.project_id, record.spec.id),
+                                     SerializeRecord(record));
+  if (!s.ok()) spdlog::error("cloud import: saving connector {} failed: {}", record.spec.id, s.error().ToString());
+}
+
+void ConnectorManager::PersistRun(const std::string& connector_id, const RunRecord& run) {
+  Status s = options_.store->PutMeta(kRunNs, RunKey(connector_id, run.seq), SerializeRun(run));
+  if (!s.ok()) spdlog::error("cloud import: saving run {} failed: {}", run.run_id, s.error().ToString());
+}
+
+std::optional<store::Project> ConnectorManager::ProjectOf(uint32_t id) {
+  auto p = options_.store->GetProject(id);
+  if (!p.ok() || !p->has_value()) return std::nullopt;
+  return **p;
+}
+
+// ---- API ----------------------------------------------------------------------------------------------------
+
+Result<ConnectorRecord> ConnectorManager::CreateConnector(ConnectorSpec spec, ValidationIssue* issue) {
+  auto project = ProjectOf(spec.project_id);
+  if (!project) return NotFound(fmt::format("project {} does not exist", spec.project_id));
+  spec.id = RandomHex(64);
+  spec.created_ms = NowMs();
+  auto source = options_.source_factory(spec, *project);
+  if (!source.ok()) {
+    if (issue) *issue = {"invalid_property", "connector_properties", source.error().message};
+    return source.error();
+  }
+  SLUICE_TRY(CheckSourceAccess(*source, spec, ExternalIdOf(*project), issue));
+  ConnectorRecord record;
+  record.spec = std::move(spec);
+  record.next_run_ms = 0;  // the first run starts now
+  {
+    std::lock_guard lock(mu_);
+    PersistRecordLocked(record);
+    connectors_[record.spec.id] = record;
+    UpdateConnectorGauges();
+  }
+  cv_.notify_all();
+  spdlog::info("cloud import: created connector {} for project {} (s3://{}/{}, {})", record.spec.id,
+               record.spec.project_id, record.spec.s3_bucket, record.spec.s3_prefix, ToString(record.spec.data_format));
+  return record;
+}
+
+Result<std::vector<ConnectorRecord>> ConnectorManager::List(uint32_t project) {
+  std::lock_guard lock(mu_);
+  std::vector<ConnectorRecord> out;
+  for (const auto& [id, r] : connectors_) {
+    if (r.spec.project_id == project) out.push_back(r);
+  }
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.spec.created_ms < b.spec.created_ms; });
+  return out;
+}
+
+Result<ConnectorRecord> ConnectorManager::Get(uint32_t project, std::string_view id) {
+  std::lock_guard lock(mu_);
+  auto it = connectors_.find(std::string(id));
+  if (it == connectors_.end() || it->second.spec.project_id != project) {
+    return NotFound(fmt::format("project {} has no connector {}", project, id));
+  }
+  return it->second;
+}
+
+Status ConnectorManager::Delete(uint32_t project, std::string_view id_view) {
+  const std::string id(id_view);
+  {
+    std::unique_lock lock(mu_);
+    auto it = connectors_.find(id);
+    if (it == connectors_.end() || it->second.spec.project_id != project) {
+      return NotFound(fmt::format("project {} has no connector {}", project, id));
+    }
+    connectors_.erase(it);
+    UpdateConnectorGauges();
+    if (live_ && live_->connector_id == id) {
+      live_->cancel = true;
+      // Bounded by the importer's cancellation points (every chunk and batch).
+      cv_.wait(lock, [&] { return !live_ || live_->connector_id != id; });
+    }
+  }
+  SLUICE_TRY(options_.store->DeleteMeta(kConnectorNs, RecordKey(project, id)));
+  for (const char* ns : {kRunNs, kCheckpointNs}) {
+    std::vector<std::string> keys;
+    SLUICE_TRY(options_.store->ScanMeta(ns, id + "/", [&](std::string_view key, std::string_view) {
+      keys.emplace_back(key);
+      return true;
+    }));
+    for (const auto& k : keys) SLUICE_TRY(options_.store->DeleteMeta(ns, k));
+  }
+  spdlog::info("cloud import: deleted connector {} of project {}", id, project);
+  return OkStatus();
+}
+
+Result<std::vector<RunRecord>> ConnectorManager::History(uint32_t project, std::string_view id, size_t limit) {
+  std::optional<RunRecord> live_run;
+  {
+    std::lock_guard lock(mu_);
+    auto it = connectors_.find(std::string(id));
+    if (it == connectors_.end() || it->second.spec.project_id != project) {
+      return NotFound(fmt::format("project {} has no connector {}", project, id));
+    }
+    if (live_ && live_->connector_id == id) live_run = live_->run;
+  }
+  std::vector<RunRecord> runs;
+  SLUICE_TRY(options_.store->ScanMeta(kRunNs, std::string(id) + "/", [&](std::string_view, std::string_view value) {
+    auto r = ParseRun(value);
+    if (r.ok()) runs.push_back(std::move(r).value());
+    return true;
+  }));
+  std::reverse(runs.begin(), runs.end());
+  if (live_run) {
+    if (!runs.empty() && runs.front().seq == live_run->seq) runs.front() = *live_run;
+    else runs.insert(runs.begin(), *live_run);
+  }
+  if (runs.size() > limit) runs.resize(limit);
+  return runs;
+}
+
+Status ConnectorManager::Resume(uint32_t project, std::string_view id) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = connectors_.find(std::string(id));
+    if (it == connectors_.end() || it->second.spec.project_id != project) {
+      return NotFound(fmt::format("project {} has no connector {}", project, id));
+    }
+    it->second.paused = false;
+    it->second.failure_message.clear();
+    it->second.consecutive_failures = 0;
+    it->second.next_run_ms = 0;
+    PersistRecordLocked(it->second);
+    UpdateConnectorGauges();
+  }
+  cv_.notify_all();
+  return OkStatus();
+}
+
+Status ConnectorManager::RunNow(uint32_t project, std::string_view id) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = connectors_.find(std::string(id));
+    if (it == connectors_.end() || it->second.spec.project_id != project) {
+      return NotFound(fmt::format("project {} has no connector {}", project, id));
+    }
+    if (it->second.paused) {
+      return Error(ErrorCode::kConflict, fmt::format("connector {} is paused ({}); resume it instead",
+                                                     id, it->second.failure_message));
+    }
+    it->second.next_run_ms = 0;
+    PersistRecordLocked(it->second);
+  }
+  cv_.notify_all();
+  return OkStatus();
+}
+
+// ---- runner -------------------------------------------------------------------------------------------------
+
+void ConnectorManager::Loop() {
+  std::unique_lock lock(mu_);
+  while (!stop_) {
+    const int64_t now = NowMs();
+    const ConnectorRecord* due = nullptr;
+    for (const auto& [id, r] : connectors_) {
+      if (r.paused || r.next_run_ms > now) continue;
+      if (due == nullptr || r.next_run_ms < due->next_run_ms) due = &r;
+    }
+    if (due == nullptr) {
+      // Wake on create/resume/stop, or poll: the clock may be a test's fake clock.
+      cv_.wait_for(lock, std::chrono::seconds(1));
+      continue;
+    }
+    ConnectorRecord record = *due;
+    lock.unlock();
+    Execute(std::move(record));
+    lock.lock();
+  }
+}
+
+void ConnectorManager::AddError(Live& live, std::string file, uint64_t line, std::string reason) {
+  std::lock_guard lock(mu_);
+  if (live.run.errors.size() < kMaxRunErrors) {
+    live.run.errors.push_back({std::move(file), line, std::move(reason)});
+  } else {
+    ++live.run.errors_omitted;
+  }
+}
+
+void ConnectorManager::Execute(ConnectorRecord record) {
+  auto live = std::make_shared<Live>();
+  const std::string id = record.spec.id;
+  live->connector_id = id;
+  RunRecord started;
+  {
+    std::lock_guard lock(mu_);
+    auto it = connectors_.find(id);
+    if (it == connectors_.end() || it->second.paused || stop_) return;
+    live->run.seq = ++it->second.last_run_seq;
+    live->run.run_id = fmt::format("{}-{}", id, live->run.seq);
+    live->run.status = RunStatus::kRunning;
+    live->run.queued_ms = live->run.started_ms = NowMs();
+    PersistRecordLocked(it->second);
+    record = it->second;
+    live_ = live;
+    started = live->run;
+  }
+  PersistRun(id, started);
+  spdlog::info("cloud import: connector {} run {} started", id, started.run_id);
+
+  std::string message;
+  const Outcome outcome = Discover(record, *live, message);
+
+  RunRecord finished;
+  bool exists = false;
+  {
+    std::lock_guard lock(mu_);
+    RunRecord& run = live->run;
+    run.finished_ms = NowMs();
+    switch (outcome) {
+      case Outcome::kSuccess:
+        run.status = RunStatus::kSuccess;
+        run.progress = 1;
+        break;
+      case Outcome::kFileFailures:
+        run.status = RunStatus::kFailed;
+        run.progress = 1;
+        run.failure_message = message;
+        break;
+      case Outcome::kTransient:
+        run.status = RunStatus::kFailed;
+        run.failure_message = message;
+        break;
+      case Outcome::kPermanent:
+        run.status = RunStatus::kPaused;
+        run.failure_message = message;
+        break;
+      case Outcome::kCancelled:
+        run.status = RunStatus::kFailed;
+        run.failure_message = "interrupted: the run was stopped (server shutdown or connector deleted); the next "
+                              "run resumes from the per-file checkpoints";
+        break;
+    }
+    auto it = connectors_.find(id);
+    exists = it != connectors_.end();
+    if (exists) {
+      ConnectorRecord& r = it->second;
+      const int64_t frequency_ms = int64_t{r.spec.frequency_minutes} * 60'000;
+      switch (outcome) {
+        case Outcome::kSuccess:
+        case Outcome::kFileFailures:
+          r.consecutive_failures = 0;
+          r.next_run_ms = run.started_ms + frequency_ms;
+          break;
+        case Outcome::kTransient: {
+          ++r.consecutive_failures;
+          int64_t backoff = options_.retry_base.count() << std::min(r.consecutive_failures - 1, 20);
+          r.next_run_ms = run.finished_ms + std::min(backoff, frequency_ms);
+          break;
+        }
+        case Outcome::kPermanent:
+          r.paused = true;
+          r.failure_message = message;
+          break;
+        case Outcome::kCancelled:
+          r.next_run_ms = 0;  // due again as soon as the manager runs again
+          break;
+      }
+      PersistRecordLocked(r);
+      UpdateConnectorGauges();
+    }
+    finished = run;
+  }
+  if (exists) {
+    PersistRun(id, finished);
+    if (finished.seq > options_.max_runs_kept) {
+      (void)options_.store->DeleteMeta(kRunNs, RunKey(id, finished.seq - options_.max_runs_kept));
+    }
+  }
+  metrics_.runs.WithLabels({std::string(ToString(finished.status))}).Inc();
+  {
+    std::lock_guard lock(mu_);
+    live_.reset();
+  }
+  cv_.notify_all();
+  spdlog::info("cloud import: connector {} run {} {}: {} files, {} events imported, {} dropped{}{}", id,
+               finished.run_id, ToString(finished.status), finished.num_files_imported, finished.num_events_imported,
+               finished.num_events_dropped, finished.failure_message.empty() ? "" : " — ",
+               finished.failure_message);
+}
+
+ConnectorManager::Outcome ConnectorManager::Discover(const ConnectorRecord& record, Live& live,
+                                                     std::string& message) {
+  const ConnectorSpec& spec = record.spec;
+  const std::string& id = spec.id;
+  auto project = ProjectOf(spec.project_id);
+  if (!project) {
+    message = fmt::format("project {} no longer exists", spec.project_id);
+    return Outcome::kPermanent;
+  }
+  auto source = options_.source_factory(spec, *project);
+  if (!source.ok()) {
+    message = "the connector's settings are invalid: " + source.error().message;
+    return Outcome::kPermanent;
+  }
+  if (source->role) {
+    auto creds = source->role->Get();
+    if (!creds.ok()) {
+      const Error& e = creds.error();
+      message = fmt::format("Sluice could not assume role {} with external ID {}: the role's trust policy must allow "
+                            "sts:AssumeRole for Sluice's principal with sts:ExternalId = {}. ({})",
+                            spec.s3_role, ExternalIdOf(*project), ExternalIdOf(*project), e.ToString());
+      return e.code == ErrorCode::kAccessDenied || e.code == ErrorCode::kUnauthenticated ? Outcome::kPermanent
+                                                                                         : Outcome::kTransient;
+    }
+  }
+  objstore::ObjectStore& bucket = *source->store;
+
+  // ---- discovery: every object not imported yet, or changed since.
+  struct Todo {
+    objstore::ObjectInfo info;
+    std::optional<FileCheckpoint> checkpoint;
+  };
+  std::vector<Todo> todo;
+  std::optional<Error> checkpoint_error;
+  Status listed = bucket.ListEach(spec.s3_prefix, {}, [&](const objstore::ObjectInfo& info) {
+    if (live.cancel) return false;
+    if (info.key.ends_with('/')) return true;  // a "folder" marker object
+    auto stored = options_.store->GetMeta(kCheckpointNs, CheckpointKey(id, info.key));
+    if (!stored.ok()) {
+      checkpoint_error = stored.error();
+      return false;
+    }
+    std::optional<FileCheckpoint> cp;
+    if (stored->has_value()) {
+      auto parsed = ParseCheckpoint(**stored);
+      if (parsed.ok()) cp = std::move(parsed).value();
+    }
+    if (cp && cp->state != FileCheckpoint::State::kInProgress && cp->Matches(info.etag, info.size)) return true;
+    todo.push_back({info, std::move(cp)});
+    return true;
+  });
+  if (live.cancel) return Outcome::kCancelled;
+  if (checkpoint_error) {
+    message = "reading import checkpoints from the store failed: " + checkpoint_error->message;
+    return Outcome::kTransient;
+  }
+  if (!listed.ok()) {
+    message = DescribeSourceError(listed.error(), spec, "s3:ListBucket", "arn:aws:s3:::" + spec.s3_bucket);
+    return IsPermanentSourceError(listed.error()) ? Outcome::kPermanent : Outcome::kTransient;
+  }
+  uint64_t size_total = 0;
+  for (const auto& t : todo) size_total += t.info.size;
+  RunRecord snapshot;
+  {
+    std::lock_guard lock(mu_);
+    live.run.num_files_found = todo.size();
+    live.run.size_total = size_total;
+    snapshot = live.run;
+  }
+  PersistRun(id, snapshot);
+
+  uint64_t size_done = 0;
+  std::string first_file_failure;
+  auto set_progress = [&](uint64_t current_bytes) {
+    // Called with mu_ held.
+    live.run.progress =
+        size_total == 0 ? 1.0 : std::min(1.0, static_cast<double>(size_done + current_bytes) / size_total);
+  };
+  auto save_checkpoint = [&](const std::string& key, const FileCheckpoint& cp) {
+    Status s = options_.store->PutMeta(kCheckpointNs, CheckpointKey(id, key), SerializeCheckpoint(cp));
+    if (!s.ok()) spdlog::error("cloud import: saving the checkpoint of {} failed: {}", key, s.error().ToString());
+    return s;
+  };
+  auto file_failed = [&](const Todo& t, const std::string& why) {
+    AddError(live, t.info.key, 0, why);
+    metrics_.files_failed.Inc();
+    {
+      std::lock_guard lock(mu_);
+      ++live.run.num_files_failed;
+    }
+    if (first_file_failure.empty()) first_file_failure = why;
+    FileCheckpoint cp;
+    cp.etag = t.info.etag;
+    cp.size = t.info.size;
+    cp.state = FileCheckpoint::State::kFailed;
+    cp.message = why;
+    cp.updated_ms = NowMs();
+    (void)save_checkpoint(t.info.key, cp);
+  };
+
+  for (const Todo& t : todo) {
+    if (live.cancel) return Outcome::kCancelled;
+    const std::string& key = t.info.key;
+    if (t.info.size > kMaxFileBytes) {
+      file_failed(t, fmt::format("{} is {} bytes; Cloud Import reads files up to 2 GB ({} bytes): split it into "
+                                 "smaller files",
+                                 key, t.info.size, kMaxFileBytes));
+      size_done += t.info.size;
+      continue;
+    }
+    FileCheckpoint cp;
+    cp.etag = t.info.etag;
+    cp.size = t.info.size;
+    cp.state = FileCheckpoint::State::kInProgress;
+    if (t.checkpoint && t.checkpoint->state == FileCheckpoint::State::kInProgress &&
+        t.checkpoint->Matches(t.info.etag, t.info.size)) {
+      cp.lines_done = t.checkpoint->lines_done;
+      cp.events_imported = t.checkpoint->events_imported;
+      cp.events_dropped = t.checkpoint->events_dropped;
+      if (cp.lines_done > 0) spdlog::info("cloud import: resuming {} after line {}", key, cp.lines_done);
+    }
+    const uint64_t base_imported = cp.events_imported;
+    const uint64_t base_dropped = cp.events_dropped;
+    FileProgress accounted;  // what of this file's progress is already in the run counters
+    auto account = [&](const FileProgress& p) {
+      // Called with mu_ held.
+      live.run.num_events_processed += p.events_processed - accounted.events_processed;
+      live.run.num_events_imported += p.events_imported - accounted.events_imported;
+      live.run.num_events_dropped += p.events_dropped - accounted.events_dropped;
+      metrics_.events_imported.Inc(p.events_imported - accounted.events_imported);
+      metrics_.events_dropped.Inc(p.events_dropped - accounted.events_dropped);
+      metrics_.bytes_read.Inc(p.bytes_read - accounted.bytes_read);
+      accounted = p;
+      set_progress(p.bytes_read);
+    };
+    auto last_persist = std::chrono::steady_clock::now();
+    int batches_since_persist = 0;
+    FileImportOptions fo;
+    fo.spec = &spec;
+    fo.project_token = project->token;
+    fo.key = key;
+    fo.skip_lines = cp.lines_done;
+    fo.clock = options_.clock;
+    fo.on_error = [&](uint64_t line, const std::string& reason) { AddError(live, key, line, reason); };
+    fo.cancelled = [&] { return live.cancel.load(); };
+    fo.on_commit = [&](const FileProgress& p) {
+      RunRecord run_copy;
+      {
+        std::lock_guard lock(mu_);
+        account(p);
+        run_copy = live.run;
+      }
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last_persist >= options_.checkpoint_interval ||
+          ++batches_since_persist >= options_.checkpoint_every_batches) {
+        last_persist = now;
+        batches_since_persist = 0;
+        cp.lines_done = p.lines_done;
+        cp.events_imported = base_imported + p.events_imported;
+        cp.events_dropped = base_dropped + p.events_dropped;
+        cp.updated_ms = NowMs();
+        (void)save_checkpoint(key, cp);
+        PersistRun(id, run_copy);
+      }
+    };
+    FileProgress progress;
+    Status imported = ImportFile(bucket, *options_.store, fo, progress);
+    {
+      std::lock_guard lock(mu_);
+      account(progress);
+    }
+    if (imported.ok()) {
+      cp.state = FileCheckpoint::State::kDone;
+      cp.lines_done = progress.lines_done;
+      cp.events_imported = base_imported + progress.events_imported;
+      cp.events_dropped = base_dropped + progress.events_dropped;
+      cp.updated_ms = NowMs();
+      Status saved = save_checkpoint(key, cp);
+      size_done += t.info.size;
+      metrics_.files_imported.Inc();
+      {
+        std::lock_guard lock(mu_);
+        ++live.run.num_files_imported;
+        live.run.size_imported += t.info.size;
+        set_progress(0);
+      }
+      if (!saved.ok()) {
+        message = "saving an import checkpoint failed: " + saved.error().message;
+        return Outcome::kTransient;
+      }
+      continue;
+    }
+    const Error& e = imported.error();
+    // Keep what is stored: a retry resumes after the last committed batch.
+    if (progress.lines_done > cp.lines_done) {
+      cp.lines_done = progress.lines_done;
+      cp.events_imported = base_imported + progress.events_imported;
+      cp.events_dropped = base_dropped + progress.events_dropped;
+      cp.updated_ms = NowMs();
+      (void)save_checkpoint(key, cp);
+    }
+    if (e.code == ErrorCode::kCancelled) return Outcome::kCancelled;
+    if (IsFileContentError(e)) {
+      file_failed(t, e.message);
+      size_done += t.info.size;
+      continue;
+    }
+    if (e.code == ErrorCode::kNotFound && e.provider_code != "NoSuchBucket") {
+      // Deleted between the listing and the read: nothing to import; the next listing decides.
+      AddError(live, key, 0, fmt::format("{} disappeared before it could be read; skipped", key));
+      size_done += t.info.size;
+      continue;
+    }
+    if (IsPermanentSourceError(e)) {
+      message = DescribeSourceError(e, spec, "s3:GetObject", fmt::format("arn:aws:s3:::{}/{}", spec.s3_bucket, key));
+      return Outcome::kPermanent;
+    }
+    message = fmt::format("importing {} failed: {}; the run is retried with backoff and resumes after the last "
+                          "stored batch",
+                          key, e.ToString());
+    return Outcome::kTransient;
+  }
+  if (!first_file_failure.empty()) {
+    std::lock_guard lock(mu_);
+    message = live.run.num_files_failed == 1
+                  ? first_file_failure
+                  : fmt::format("{} files could not be imported; the first: {}", live.run.num_files_failed,
+                                first_file_failure);
+    return Outcome::kFileFailures;
+  }
+  return Outcome::kSuccess;
+}
+
+}  // namespace sluice::cloudimport

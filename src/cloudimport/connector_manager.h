@@ -1,0 +1,136 @@
+// ConnectorManager: owns Cloud Import connectors (SPEC §6) — creates them (after an access check), persists them
+// in the store's metadata, and runs discovery on one background thread: every `frequency` minutes (the first run
+// right after create) it lists the connector's prefix and imports every object not imported yet, or whose ETag or
+// size changed. Per-file checkpoints make a restart resume instead of repeating or skipping files.
+//
+//   ConnectorManager::Options o{.store = &store, .metrics = &metrics, .transport = transport,
+//                               .own_credentials = own};
+//   auto manager = ConnectorManager::Create(std::move(o));
+//   (*manager)->Start();
+//   ... serve the API (api/connector_handlers.cc) ...
+//   (*manager)->Stop();          // before the store closes
+//
+// Run outcome:  success — every file imported (bad lines are dropped and counted, not failures);
+//               failed  — some file could not be imported (compression mismatch, corrupt gzip, > 2 GB) or a
+//                         transient error (retried with backoff: 30 s, 1 min, … capped at the frequency);
+//               paused  — a permanent error (access denied, missing bucket): the connector waits for Resume with
+//                         a failure_message that says what to fix.
+// Thread-safe: API calls may come from any thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "aws/credentials.h"
+#include "cloudimport/connector.h"
+#include "cloudimport/source.h"
+#include "common/clock.h"
+#include "common/metrics.h"
+#include "common/result.h"
+#include "http/transport.h"
+#include "store/store.h"
+
+namespace sluice::cloudimport {
+
+class ConnectorManager {
+ public:
+  /// Builds the source of a connector; the default opens the S3 bucket through the customer's role.
+  using SourceFactory = std::function<Result<Source>(const ConnectorSpec&, const store::Project&)>;
+
+  struct Options {
+    store::Store* store = nullptr;           // required; must outlive the manager
+    MetricsRegistry* metrics = nullptr;      // required
+    std::shared_ptr<http::HttpTransport> transport;
+    std::shared_ptr<aws::CredentialsProvider> own_credentials;
+    const Clock* clock = &SystemClock::Instance();
+    /// Null = OpenS3Source with `transport` and `own_credentials`.
+    SourceFactory source_factory;
+    /// Retry schedule of runs that failed on a transient error: base × 2^(failures-1), capped at the frequency.
+    std::chrono::milliseconds retry_base{30'000};
+    /// How often the checkpoint of a file in progress (and the live run record) is persisted.
+    std::chrono::milliseconds checkpoint_interval{2'000};
+    /// … and at least every this many committed batches (a batch is ≤ 2000 lines).
+    int checkpoint_every_batches = 25;
+    /// Run history kept per connector (older runs are deleted).
+    size_t max_runs_kept = 200;
+  };
+
+  /// Loads the connectors from the store. Runs that a previous process left queued/running are marked failed
+  /// ("interrupted") and their connectors are due at once, so the import resumes from the checkpoints.
+  static Result<std::unique_ptr<ConnectorManager>> Create(Options options);
+  ~ConnectorManager();
+
+  /// Starts the background thread.
+  void Start();
+  /// Stops the current import at the next batch boundary and joins the thread. Idempotent.
+  void Stop();
+
+  /// Checks access to the bucket, persists the connector and schedules its first run now. On a refusal fills
+  /// `issue` (Mixpanel-style code and field) and returns kInvalidArgument / kAccessDenied / kNotFound.
+  Result<ConnectorRecord> CreateConnector(ConnectorSpec spec, ValidationIssue* issue);
+  Result<std::vector<ConnectorRecord>> List(uint32_t project);
+  /// kNotFound when the project has no such connector.
+  Result<ConnectorRecord> Get(uint32_t project, std::string_view id);
+  /// Stops its run if one is going (waits for it), then deletes the connector, its history and checkpoints.
+  /// Imported data stays.
+  Status Delete(uint32_t project, std::string_view id);
+  /// Runs newest first (the live one included), at most `limit`.
+  Result<std::vector<RunRecord>> History(uint32_t project, std::string_view id, size_t limit = 100);
+  /// Un-pauses a connector (clearing failure_message) and schedules a run now.
+  Status Resume(uint32_t project, std::string_view id);
+  /// Schedules a discovery run now (Sluice extension: "sync now").
+  Status RunNow(uint32_t project, std::string_view id);
+
+ private:
+  struct Metrics {
+    explicit Metrics(MetricsRegistry& r);
+    Counter& events_imported;
+    Counter& events_dropped;
+    Counter& files_imported;
+    Counter& files_failed;
+    Counter& bytes_read;
+    CounterFamily& runs;  // {status}
+    GaugeFamily& connectors;  // {state}
+  };
+  struct Live {
+    std::string connector_id;
+    RunRecord run;
+    std::atomic<bool> cancel{false};
+  };
+
+  explicit ConnectorManager(Options options);
+  Status Load();
+  void Loop();
+  void Execute(ConnectorRecord record);
+  /// The body of a run; fills `run` and returns how it ended.
+  enum class Outcome { kSuccess, kFileFailures, kTransient, kPermanent, kCancelled };
+  Outcome Discover(const ConnectorRecord& record, Live& live, std::string& message);
+  void PersistRecordLocked(const ConnectorRecord& record);
+  void PersistRun(const std::string& connector_id, const RunRecord& run);
+  void UpdateConnectorGauges();
+  void AddError(Live& live, std::string file, uint64_t line, std::string reason);
+  int64_t NowMs() const { return options_.clock->NowMillis(); }
+  std::optional<store::Project> ProjectOf(uint32_t id);
+
+  Options options_;
+  Metrics metrics_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, ConnectorRecord> connectors_;  // by id
+  std::shared_ptr<Live> live_;                         // the run in progress, if any
+  bool stop_ = false;
+  bool started_ = false;
+  std::thread thread_;
+};
+
+}  // namespace sluice::cloudimport

@@ -1,0 +1,320 @@
+#include "cloudimport/file_importer.h"
+
+#include <boost/json.hpp>
+
+#include <chrono>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "cloudimport/line_reader.h"
+#include "cloudimport/records.h"
+#include "ingest/ingest.h"
+
+namespace sluice::cloudimport {
+namespace {
+
+// A batch is what one /import request may carry (SPEC §3): ≤ 2000 records and ≤ 10 MB of JSON. Flush a little
+// before the byte limit so one more line (≤ kMaxLineBytes plus an injected $insert_id) always fits.
+constexpr size_t kBatchRecords = ingest::kMaxEventsPerBatch;
+constexpr size_t kBatchFlushBytes = ingest::kMaxBatchBytes - kMaxLineBytes - 256;
+static_assert(kBatchFlushBytes > ingest::kMaxBatchBytes / 2);
+
+bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+
+int64_t NowMicros(const Clock& clock) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(clock.Now().time_since_epoch()).count();
+}
+
+/// Accumulates shaped records, validates them in /import-sized batches and writes them.
+class Batcher {
+ public:
+  Batcher(store::Store& store, const FileImportOptions& o, FileProgress& progress)
+      : store_(store), o_(o), spec_(*o.spec), progress_(progress), file_tag_(FileTag(o.key)) {
+    buffer_.reserve(1 << 20);
+  }
+
+  /// One line of the file (after `skip_lines`).
+  Status Add(const Line& line) {
+    ++progress_.events_processed;
+    if (line.too_long) {
+      Drop(line.number, fmt::format("the line is longer than {} bytes; an event must be smaller than 1 MB",
+                                    kMaxLineBytes));
+      return OkStatus();
+    }
+    if (count_ == kBatchRecords || buffer_.size() > kBatchFlushBytes) SLUICE_TRY(Flush());
+    const size_t start = buffer_.size();
+    std::string error;
+    bool shaped = true;
+    switch (spec_.data_format) {
+      case DataFormat::kMixpanelEvent:
+        // Lines without a $insert_id get a derived one: without it /import refuses the event, and with a random
+        // one a re-import would duplicate it.
+        if (line.text.find("\"$insert_id\"") != std::string_view::npos ||
+            !AppendWithInsertId(line.text, DerivedInsertId(file_tag_, line.number), buffer_)) {
+          buffer_.append(line.text);
+        }
+        break;
+      case DataFormat::kRemapEvent:
+        shaped = AppendRemappedEvent(line.text, spec_, DerivedInsertId(file_tag_, line.number), buffer_, error);
+        break;
+      case DataFormat::kMixpanelPeople:
+        shaped = AppendProfileWithToken(line.text, o_.project_token, buffer_, error);
+        break;
+      case DataFormat::kRemapPeople:
+        shaped = AppendRemappedProfile(line.text, spec_, o_.project_token, buffer_, error);
+        break;
+    }
+    if (!shaped) {
+      buffer_.resize(start);
+      Drop(line.number, error);
+      return OkStatus();
+    }
+    buffer_.push_back('\n');
+    starts_.push_back(start);
+    lines_.push_back(line.number);
+    ++count_;
+    return OkStatus();
+  }
+
+  /// Validates and writes what is pending. On success every line handed to Add so far is accounted for.
+  Status Flush() {
+    if (count_ > 0) {
+      if (IsPeopleFormat(spec_.data_format)) SLUICE_TRY(FlushProfiles());
+      else SLUICE_TRY(FlushEvents());
+    }
+    buffer_.clear();
+    starts_.clear();
+    lines_.clear();
+    count_ = 0;
+    return OkStatus();
+  }
+
+  void set_last_line(uint64_t n) { last_line_ = n; }
+  uint64_t last_line() const { return last_line_; }
+
+ private:
+  void Drop(uint64_t line, std::string reason) {
+    ++progress_.events_dropped;
+    if (o_.on_error) o_.on_error(line, reason);
+  }
+
+  std::string_view RecordText(size_t i) const {
+    size_t end = i + 1 < starts_.size() ? starts_[i + 1] : buffer_.size();
+    return std::string_view(buffer_).substr(starts_[i], end - starts_[i] - 1);  // without its '\n'
+  }
+
+  ingest::ParseOptions EventOptions() const {
+    return {.endpoint = ingest::Endpoint::kImport, .format = ingest::PayloadFormat::kNdjson,
+            .now_us = NowMicros(*o_.clock)};
+  }
+
+  Status FlushEvents() {
+    auto parsed = ingest::ParseEvents(buffer_, EventOptions());
+    if (!parsed.ok()) {
+      // The batch failed as a whole (every line is garbage): validate line by line for per-line reasons.
+      return FlushEventsOneByOne();
+    }
+    std::vector<Event> events = std::move(parsed->events);
+    std::vector<IdentityLink> links = std::move(parsed->links);
+    for (const auto& e : parsed->errors) {
+      if (e.reason == "missing_insert_id" && spec_.data_format == DataFormat::kMixpanelEvent) {
+        // "$insert_id" appeared in the line, but not as a property: derive one and validate again.
+        std::string fixed;
+        if (AppendWithInsertId(RecordText(e.index), DerivedInsertId(file_tag_, lines_[e.index]), fixed)) {
+          auto again = ingest::ParseEvents(fixed, EventOptions());
+          if (again.ok() && again->errors.empty() && again->events.size() == 1) {
+            events.push_back(std::move(again->events.front()));
+            for (auto& l : again->links) links.push_back(std::move(l));
+            continue;
+          }
+        }
+      }
+      Drop(lines_[e.index], LocaliseMessage(e.message, starts_[e.index]));
+    }
+    return Write(events, links);
+  }
+
+  Status FlushEventsOneByOne() {
+    std::vector<Event> events;
+    std::vector<IdentityLink> links;
+    for (size_t i = 0; i < count_; ++i) {
+      auto one = ingest::ParseEvents(RecordText(i), EventOptions());
+      if (!one.ok()) {
+        Drop(lines_[i], LocaliseMessage(one.error().message, 0));
+        continue;
+      }
+      for (const auto& e : one->errors) Drop(lines_[i], LocaliseMessage(e.message, 0));
+      for (auto& e : one->events) events.push_back(std::move(e));
+      for (auto& l : one->links) links.push_back(std::move(l));
+    }
+    return Write(events, links);
+  }
+
+  Status Write(const std::vector<Event>& events, const std::vector<IdentityLink>& links) {
+    if (events.empty()) return OkStatus();
+    SLUICE_TRY(store_.WriteEvents(spec_.project_id, events, links));
+    progress_.events_imported += events.size();
+    return OkStatus();
+  }
+
+  Status FlushProfiles() {
+    const int64_t now = NowMicros(*o_.clock);
+    auto parsed = ingest::ParseProfileUpdates(buffer_, ingest::PayloadFormat::kNdjson, now);
+    std::vector<ingest::ProfileUpdate> updates;
+    if (parsed.ok()) {
+      for (const auto& e : parsed->errors) Drop(lines_[e.index], LocaliseMessage(e.message, starts_[e.index]));
+      updates = std::move(parsed->updates);
+    } else {
+      for (size_t i = 0; i < count_; ++i) {
+        auto one = ingest::ParseProfileUpdates(RecordText(i), ingest::PayloadFormat::kNdjson, now);
+        if (!one.ok()) {
+          Drop(lines_[i], LocaliseMessage(one.error().message, 0));
+          continue;
+        }
+        for (const auto& e : one->errors) Drop(lines_[i], LocaliseMessage(e.message, 0));
+        for (auto& u : one->updates) updates.push_back(std::move(u));
+      }
+    }
+    if (updates.empty()) return OkStatus();
+    // As /engage: updates of one profile apply in file order, profiles in order of first appearance.
+    std::vector<std::string> ids;
+    std::unordered_map<std::string, std::vector<const ingest::ProfileUpdate*>> by_id;
+    for (const auto& u : updates) {
+      auto [it, inserted] = by_id.try_emplace(u.distinct_id);
+      if (inserted) ids.push_back(u.distinct_id);
+      it->second.push_back(&u);
+    }
+    SLUICE_TRY(store_.UpdateProfiles(
+        spec_.project_id, ids, [&](std::string_view distinct_id, std::optional<std::string>& profile) {
+          std::optional<boost::json::object> props;
+          if (profile) {
+            boost::system::error_code ec;
+            auto v = boost::json::parse(*profile, ec);
+            props = (!ec && v.is_object()) ? std::move(v.as_object()) : boost::json::object{};
+          }
+          const bool existed = profile.has_value();
+          for (const ingest::ProfileUpdate* u : by_id.at(std::string(distinct_id))) {
+            if (!props) props.emplace();
+            if (!ingest::ApplyProfileUpdate(*props, *u)) props.reset();
+          }
+          if (props) {
+            profile = boost::json::serialize(*props);
+            return store::ProfileAction::kPut;
+          }
+          return existed ? store::ProfileAction::kDelete : store::ProfileAction::kKeep;
+        }));
+    progress_.events_imported += updates.size();
+    return OkStatus();
+  }
+
+  store::Store& store_;
+  const FileImportOptions& o_;
+  const ConnectorSpec& spec_;
+  FileProgress& progress_;
+  std::string file_tag_;
+  std::string buffer_;          // shaped records, one per line
+  std::vector<size_t> starts_;  // where each record starts in buffer_
+  std::vector<uint64_t> lines_; // file line number of each record
+  size_t count_ = 0;
+  uint64_t last_line_ = 0;      // highest file line handed to Add (or skipped)
+};
+
+}  // namespace
+
+std::string LocaliseMessage(std::string_view message, size_t line_start) {
+  std::string_view m = message;
+  // A whole-payload failure of a one-line batch: keep what it says about the line.
+  constexpr std::string_view kNone = "malformed NDJSON: none of the ";
+  if (m.starts_with(kNone)) {
+    size_t open = m.find(" (");
+    if (open != std::string_view::npos && m.ends_with(")")) m = m.substr(open + 2, m.size() - open - 3);
+  }
+  std::string out;
+  if (m.starts_with("line ")) {
+    size_t i = 5;
+    while (i < m.size() && IsDigit(m[i])) ++i;
+    if (i > 5 && i < m.size() && m[i] == ' ') {
+      out = "the line";
+      m.remove_prefix(i);
+    }
+  }
+  // "at byte B" counts from the start of the batch: make it relative to the line.
+  constexpr std::string_view kAtByte = "at byte ";
+  size_t at = m.find(kAtByte);
+  if (at != std::string_view::npos) {
+    size_t i = at + kAtByte.size();
+    size_t j = i;
+    uint64_t b = 0;
+    while (j < m.size() && IsDigit(m[j]) && j - i < 18) b = b * 10 + static_cast<uint64_t>(m[j++] - '0');
+    if (j > i) {
+      out.append(m.substr(0, i));
+      out.append(std::to_string(b >= line_start ? b - line_start : b));
+      out.append(m.substr(j));
+      return out;
+    }
+  }
+  out.append(m);
+  return out;
+}
+
+Status ImportFile(objstore::ObjectStore& source, store::Store& store, const FileImportOptions& o,
+                  FileProgress& progress) {
+  Batcher batcher(store, o, progress);
+  batcher.set_last_line(o.skip_lines);
+  progress.lines_done = o.skip_lines;
+  std::optional<Error> batch_error;
+  auto commit = [&]() -> Status {
+    const uint64_t handled = batcher.last_line();
+    SLUICE_TRY(batcher.Flush());
+    progress.lines_done = handled;
+    if (o.on_commit) o.on_commit(progress);
+    return OkStatus();
+  };
+  size_t since_commit = 0;
+  LineReader reader({.compression = o.spec->compression, .file = o.key}, [&](const Line& line) {
+    if (line.number <= o.skip_lines) return true;
+    // A batch is about to be written: report the lines before this one as done once it is.
+    Status s = batcher.Add(line);
+    if (!s.ok()) {
+      batch_error = s.error();
+      return false;
+    }
+    batcher.set_last_line(line.number);
+    if (++since_commit >= kBatchRecords) {
+      since_commit = 0;
+      Status c = commit();
+      if (!c.ok()) {
+        batch_error = c.error();
+        return false;
+      }
+      if (o.cancelled && o.cancelled()) {
+        batch_error = Error(ErrorCode::kCancelled, fmt::format("importing {} was stopped", o.key));
+        return false;
+      }
+    }
+    return true;
+  });
+  Status streamed = source.GetStreaming(o.key, [&](std::string_view chunk) {
+    progress.bytes_read += chunk.size();
+    if (o.cancelled && o.cancelled()) {
+      batch_error = Error(ErrorCode::kCancelled, fmt::format("importing {} was stopped", o.key));
+      return false;
+    }
+    return reader.Feed(chunk).ok();
+  });
+  if (batch_error) return *batch_error;
+  if (!streamed.ok()) {
+    // The reader's own failure (compression mismatch, corrupt gzip) is the one to report.
+    Status fed = reader.Feed({});
+    if (!fed.ok() && fed.error().code != ErrorCode::kCancelled) return fed.error();
+    return streamed.error();
+  }
+  SLUICE_TRY(reader.Finish());
+  if (batch_error) return *batch_error;
+  return commit();
+}
+
+}  // namespace sluice::cloudimport

@@ -1,0 +1,188 @@
+#include "cloudimport/line_reader.h"
+
+#include <cstring>
+
+#include <fmt/format.h>
+
+namespace sluice::cloudimport {
+namespace {
+
+// Inflate output per call: large enough that per-call overhead vanishes, small enough to stay in L2.
+constexpr size_t kOutBytes = 256 * 1024;
+
+bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && IsSpace(s.front())) s.remove_prefix(1);
+  while (!s.empty() && IsSpace(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+}  // namespace
+
+std::string GzipDetectedMessage(std::string_view file) {
+  return fmt::format("No compression specified but Gzip detected in {}: the file starts with gzip's magic bytes "
+                     "1f 8b. Create the connector with category_properties.compression \"gzip\", or upload the "
+                     "file uncompressed",
+                     file);
+}
+
+std::string NotGzipMessage(std::string_view file) {
+  return fmt::format("Gzip compression specified but {} is not gzip (it does not start with gzip's magic bytes "
+                     "1f 8b). Create the connector with category_properties.compression \"none\", or upload the "
+                     "file gzipped",
+                     file);
+}
+
+LineReader::LineReader(Options options, LineFn fn) : options_(std::move(options)), fn_(std::move(fn)) {
+  if (options_.compression == Compression::kGzip) out_ = std::make_unique<char[]>(kOutBytes);
+}
+
+LineReader::~LineReader() {
+  if (z_ready_) inflateEnd(z_.get());
+}
+
+Status LineReader::Fail(Error e) {
+  error_ = e;
+  return e;
+}
+
+Status LineReader::CheckMagic(std::string_view first) {
+  const bool gzip = first.size() >= 2 && static_cast<unsigned char>(first[0]) == 0x1f &&
+                    static_cast<unsigned char>(first[1]) == 0x8b;
+  if (options_.compression == Compression::kNone && gzip) {
+    return Fail(InvalidArgument(GzipDetectedMessage(options_.file)));
+  }
+  if (options_.compression == Compression::kGzip && !gzip) {
+    return Fail(InvalidArgument(NotGzipMessage(options_.file)));
+  }
+  return OkStatus();
+}
+
+Status LineReader::Feed(std::string_view data) {
+  if (error_) return *error_;
+  bytes_in_ += data.size();
+  if (!magic_checked_) {
+    // The check needs two bytes; a first chunk of one byte is held back.
+    if (head_.size() + data.size() < 2) {
+      head_.append(data);
+      return OkStatus();
+    }
+    if (!head_.empty()) {
+      head_.append(data);
+      magic_checked_ = true;
+      SLUICE_TRY(CheckMagic(head_));
+      std::string held = std::move(head_);
+      head_.clear();
+      return options_.compression == Compression::kGzip ? Inflate(held) : Split(held);
+    }
+    magic_checked_ = true;
+    SLUICE_TRY(CheckMagic(data));
+  }
+  return options_.compression == Compression::kGzip ? Inflate(data) : Split(data);
+}
+
+Status LineReader::Inflate(std::string_view data) {
+  if (!z_ready_) {
+    z_ = std::make_unique<z_stream>();
+    std::memset(z_.get(), 0, sizeof(z_stream));
+    if (inflateInit2(z_.get(), 16 + MAX_WBITS) != Z_OK) return Fail(Internal("zlib inflateInit2 failed"));
+    z_ready_ = true;
+  }
+  z_stream& z = *z_;
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  z.avail_in = static_cast<uInt>(data.size());
+  while (z.avail_in > 0) {
+    if (member_ended_) {
+      // Another gzip member follows the one that ended (concatenated gzip files are valid gzip).
+      inflateReset(z_.get());
+      member_ended_ = false;
+    }
+    z.next_out = reinterpret_cast<Bytef*>(out_.get());
+    z.avail_out = kOutBytes;
+    const uInt before_in = z.avail_in;
+    int rc = inflate(&z, Z_NO_FLUSH);
+    const size_t produced = kOutBytes - z.avail_out;
+    if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) {
+      return Fail(InvalidArgument(fmt::format("{} is not valid gzip data near compressed byte {}: {}", options_.file,
+                                              bytes_in_ - z.avail_in, z.msg ? z.msg : "corrupt stream")));
+    }
+    if (produced > 0) SLUICE_TRY(Split(std::string_view(out_.get(), produced)));
+    if (rc == Z_STREAM_END) member_ended_ = true;
+    if (rc == Z_BUF_ERROR && produced == 0 && z.avail_in == before_in) break;  // needs more input
+  }
+  return OkStatus();
+}
+
+bool LineReader::Emit(std::string_view raw, bool too_long) {
+  ++line_number_;
+  if (too_long) return fn_(Line{.text = {}, .number = line_number_, .too_long = true});
+  std::string_view text = Trim(raw);
+  if (text.empty()) return true;
+  return fn_(Line{.text = text, .number = line_number_, .too_long = false});
+}
+
+Status LineReader::Split(std::string_view data) {
+  bytes_out_ += data.size();
+  while (!data.empty()) {
+    const char* nl = static_cast<const char*>(std::memchr(data.data(), '\n', data.size()));
+    if (nl == nullptr) {
+      // No end of line in this chunk: carry it, unless the line is already too long.
+      if (!skipping_) {
+        if (partial_.size() + data.size() > options_.max_line_bytes) {
+          skipping_ = true;
+          partial_.clear();
+          partial_.shrink_to_fit();
+        } else {
+          partial_.append(data);
+        }
+      }
+      return OkStatus();
+    }
+    std::string_view piece(data.data(), static_cast<size_t>(nl - data.data()));
+    data.remove_prefix(piece.size() + 1);
+    bool keep_going;
+    if (skipping_) {
+      keep_going = Emit({}, true);
+      skipping_ = false;
+    } else if (partial_.empty()) {
+      keep_going = piece.size() > options_.max_line_bytes ? Emit({}, true) : Emit(piece, false);
+    } else if (partial_.size() + piece.size() > options_.max_line_bytes) {
+      partial_.clear();
+      keep_going = Emit({}, true);
+    } else {
+      partial_.append(piece);
+      keep_going = Emit(partial_, false);
+      partial_.clear();
+    }
+    if (!keep_going) return Fail(Error(ErrorCode::kCancelled, fmt::format("reading {} was stopped", options_.file)));
+  }
+  return OkStatus();
+}
+
+Status LineReader::Finish() {
+  if (error_) return *error_;
+  if (!magic_checked_) {
+    // A one-byte file: too short to be gzip.
+    if (!head_.empty()) {
+      magic_checked_ = true;
+      SLUICE_TRY(CheckMagic(head_));
+      std::string held = std::move(head_);
+      SLUICE_TRY(Split(held));
+    }
+  }
+  if (options_.compression == Compression::kGzip && z_ready_ && !member_ended_) {
+    return Fail(InvalidArgument(fmt::format("{} is a truncated gzip file: the stream ended before the end of its "
+                                            "last member ({} compressed bytes read)",
+                                            options_.file, bytes_in_)));
+  }
+  if (skipping_ || !partial_.empty()) {
+    bool ok = skipping_ ? Emit({}, true) : Emit(partial_, false);
+    skipping_ = false;
+    partial_.clear();
+    if (!ok) return Fail(Error(ErrorCode::kCancelled, fmt::format("reading {} was stopped", options_.file)));
+  }
+  return OkStatus();
+}
+
+}  // namespace sluice::cloudimport

@@ -1,0 +1,68 @@
+// The customer's bucket as an import source: Sluice assumes the customer's role (external ID = the project's
+// `external_id`, else its token — SPEC §5) and reads with only s3:ListBucket and s3:GetObject.
+//
+//   SourceContext ctx{.own_credentials = own, .transport = transport};
+//   SLUICE_ASSIGN_OR_RETURN(auto source, OpenS3Source(spec, project, ctx));
+//   ValidationIssue issue;
+//   Status access = CheckSourceAccess(*source, spec, &issue);   // at connector create
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "aws/credentials.h"
+#include "aws/retry.h"
+#include "cloudimport/connector.h"
+#include "common/result.h"
+#include "http/transport.h"
+#include "objstore/object_store.h"
+#include "store/store.h"
+
+namespace sluice::cloudimport {
+
+struct SourceContext {
+  /// Sluice's own identity; signs AssumeRole. Required.
+  std::shared_ptr<aws::CredentialsProvider> own_credentials;
+  /// Null = a libcurl transport per source.
+  std::shared_ptr<http::HttpTransport> transport;
+  /// Retries of one S3/STS call (the executor's single retry layer).
+  aws::RetryPolicy retry = [] {
+    aws::RetryPolicy p;
+    // A streamed GET of a 2 GB file may take longer than the default attempt deadline; a stalled transfer is
+    // still caught by the transport's idle timeout.
+    p.attempt_timeout = std::chrono::hours(6);
+    p.total_timeout = std::chrono::hours(6);
+    return p;
+  }();
+};
+
+/// A source: the object store and the role credentials behind it (so a failed AssumeRole can be told apart from
+/// a denied S3 call).
+struct Source {
+  std::shared_ptr<aws::CredentialsProvider> role;  // null for sources without a role (tests)
+  std::shared_ptr<objstore::ObjectStore> store;
+};
+
+/// The external ID Sluice presents for `project`: its `external_id`, else its token.
+std::string ExternalIdOf(const store::Project& project);
+
+/// Builds the S3 source of `spec` (region, optional s3_endpoint also used for STS). kInvalidArgument for bad
+/// settings. Makes no network call.
+Result<Source> OpenS3Source(const ConnectorSpec& spec, const store::Project& project, const SourceContext& context);
+
+/// The create-time access check: assume the role, list the prefix (s3:ListBucket) and read one object
+/// (s3:GetObject; with an empty prefix a GET of a random missing key tells NoSuchKey — allowed — from
+/// AccessDenied). On failure fills `issue` (code "invalid_permissions_s3" naming the denied action and the
+/// statement to add, or "invalid_property" for a missing bucket) and returns the error.
+Status CheckSourceAccess(const Source& source, const ConnectorSpec& spec, const std::string& external_id,
+                         ValidationIssue* issue);
+
+/// True for errors that pause a connector until the customer fixes something (access denied, missing bucket,
+/// rejected credentials), as opposed to transient ones worth retrying.
+bool IsPermanentSourceError(const Error& e);
+
+/// A failure message for a permanent source error that says what to fix.
+std::string DescribeSourceError(const Error& e, const ConnectorSpec& spec, std::string_view action,
+                                std::string_view resource);
+
+}  // namespace sluice::cloudimport

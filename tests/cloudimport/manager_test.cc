@@ -1,0 +1,404 @@
+// ConnectorManager against an in-memory bucket (FakeObjectStore with scripted faults) and a real store.
+#include "cloudimport/connector_manager.h"
+
+#include <boost/json.hpp>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "common/compression.h"
+#include "common/crypto.h"
+#include "cloudimport/records.h"
+#include "objstore/testing/fake_object_store.h"
+
+namespace sluice::cloudimport {
+namespace {
+
+namespace json = boost::json;
+using objstore::testing::FakeObjectStore;
+
+int64_t NowSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+class ManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("sluice-import-unit-" + RandomHex(64));
+    auto store = store::Store::Open(dir_);
+    ASSERT_TRUE(store.ok()) << store.error().ToString();
+    store_ = std::move(store).value();
+    auto project = store_->CreateProject("import");
+    ASSERT_TRUE(project.ok());
+    project_ = *project;
+    bucket_ = std::make_shared<FakeObjectStore>();
+    event_time_ = NowSeconds() - 86400;
+    StartManager();
+  }
+  void TearDown() override {
+    if (manager_) manager_->Stop();
+    manager_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  void StartManager() {
+    ConnectorManager::Options o;
+    o.store = store_.get();
+    o.metrics = &metrics_;
+    o.retry_base = std::chrono::milliseconds(50);
+    o.checkpoint_interval = std::chrono::milliseconds(0);
+    auto bucket = bucket_;
+    o.source_factory = [bucket](const ConnectorSpec&, const store::Project&) -> Result<Source> {
+      return Source{.role = nullptr, .store = bucket};
+    };
+    auto m = ConnectorManager::Create(std::move(o));
+    ASSERT_TRUE(m.ok()) << m.error().ToString();
+    manager_ = std::move(m).value();
+    manager_->Start();
+  }
+
+  ConnectorSpec Spec(DataFormat format = DataFormat::kMixpanelEvent, Compression c = Compression::kNone) {
+    ConnectorSpec s;
+    s.project_id = project_.id;
+    s.s3_bucket = "bucket";
+    s.s3_region = "us-east-1";
+    s.s3_role = "arn:aws:iam::123456789012:role/import";
+    s.s3_prefix = "in/";
+    s.data_format = format;
+    s.compression = c;
+    return s;
+  }
+
+  std::string Create(ConnectorSpec spec) {
+    ValidationIssue issue;
+    auto r = manager_->CreateConnector(std::move(spec), &issue);
+    EXPECT_TRUE(r.ok()) << issue.message;
+    return r.ok() ? r->spec.id : std::string();
+  }
+
+  /// Waits (bounded) until run `seq` of the connector has finished, and returns it.
+  RunRecord WaitForRun(const std::string& id, uint64_t seq) {
+    for (int i = 0; i < 1500; ++i) {
+      auto runs = manager_->History(project_.id, id, 1000);
+      if (runs.ok()) {
+        for (const auto& r : *runs) {
+          if (r.seq == seq && r.status != RunStatus::kRunning && r.status != RunStatus::kQueued) return r;
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ADD_FAILURE() << "run " << seq << " of " << id << " did not finish";
+    return {};
+  }
+
+  std::string Event(const std::string& name, const std::string& user, const std::string& insert_id,
+                    int64_t offset = 0) {
+    json::object props{{"time", event_time_ + offset}, {"distinct_id", user}};
+    if (!insert_id.empty()) props["$insert_id"] = insert_id;
+    return json::serialize(json::object{{"event", name}, {"properties", props}});
+  }
+
+  /// Every stored event of the project: insert_id → count.
+  std::map<std::string, int> StoredEvents() {
+    std::map<std::string, int> out;
+    auto parts = store_->ListPartitions(project_.id, 0, std::numeric_limits<store::Hour>::max());
+    EXPECT_TRUE(parts.ok());
+    for (const auto& p : *parts) {
+      EXPECT_TRUE(store_->ScanPartition(project_.id, p.hour, [&](const store::EventView& e) {
+                          out[std::string(e.insert_id)]++;
+                          return true;
+                        }).ok());
+    }
+    return out;
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<store::Store> store_;
+  store::Project project_;
+  MetricsRegistry metrics_;
+  std::shared_ptr<FakeObjectStore> bucket_;
+  std::unique_ptr<ConnectorManager> manager_;
+  int64_t event_time_ = 0;
+};
+
+TEST_F(ManagerTest, ImportsEveryValidLineAndAccountsForTheRest) {
+  std::string a = Event("Signup", "u1", "id-1") + "\n\n" + Event("Login", "u2", "") + "\r\n" +
+                  "{\"event\":\"broken\",\n" +                                              // line 4: malformed
+                  R"({"event":"NoTime","properties":{"distinct_id":"u3","$insert_id":"id-3"}})" + "\n" +  // line 5
+                  "   \n" + Event("Buy", "u4", "id-4");
+  bucket_->SetObject("in/a.json", a);
+  bucket_->SetObject("in/empty.json", "");
+  bucket_->SetObject("in/dir/", "");  // a folder marker: not a file
+  bucket_->SetObject("other/x.json", Event("Elsewhere", "u", "id-x"));
+  std::string id = Create(Spec());
+  RunRecord run = WaitForRun(id, 1);
+  EXPECT_EQ(run.status, RunStatus::kSuccess) << run.failure_message;
+  EXPECT_EQ(run.num_events_imported, 3u);
+  EXPECT_EQ(run.num_events_processed, 5u);
+  EXPECT_EQ(run.num_events_dropped, 2u);
+  EXPECT_EQ(run.num_files_imported, 2u);
+  EXPECT_EQ(run.progress, 1.0);
+  ASSERT_EQ(run.errors.size(), 2u);
+  EXPECT_EQ(run.errors[0].file, "in/a.json");
+  EXPECT_EQ(run.errors[0].line, 4u);
+  EXPECT_NE(run.errors[0].reason.find("not valid JSON"), std::string::npos) << run.errors[0].reason;
+  EXPECT_EQ(run.errors[1].line, 5u);
+  EXPECT_NE(run.errors[1].reason.find("'properties.time' is missing"), std::string::npos) << run.errors[1].reason;
+
+  auto stored = StoredEvents();
+  EXPECT_EQ(stored.size(), 3u);
+  EXPECT_EQ(stored.count("id-1"), 1u);
+  EXPECT_EQ(stored.count("id-4"), 1u);
+  // The line without $insert_id got the deterministic one of (key, line 3).
+  EXPECT_EQ(stored.count(DerivedInsertId(FileTag("in/a.json"), 3)), 1u);
+  std::string rendered = metrics_.Render();
+  EXPECT_NE(rendered.find("sluice_import_events_total{result=\"imported\"} 3"), std::string::npos) << rendered;
+  EXPECT_NE(rendered.find("sluice_import_events_total{result=\"dropped\"} 2"), std::string::npos);
+  EXPECT_NE(rendered.find("sluice_import_runs_total{status=\"success\"} 1"), std::string::npos);
+}
+
+TEST_F(ManagerTest, NextRunsImportNewAndChangedFilesOnlyAndNothingTwice) {
+  bucket_->SetObject("in/1.json", Event("A", "u1", "a1") + "\n" + Event("A", "u2", ""));
+  std::string id = Create(Spec());
+  RunRecord first = WaitForRun(id, 1);
+  EXPECT_EQ(first.num_events_imported, 2u);
+  EXPECT_EQ(StoredEvents().size(), 2u);
+
+  // Nothing new: the next run imports nothing.
+  ASSERT_TRUE(manager_->RunNow(project_.id, id).ok());
+  RunRecord second = WaitForRun(id, 2);
+  EXPECT_EQ(second.status, RunStatus::kSuccess);
+  EXPECT_EQ(second.num_files_found, 0u);
+  EXPECT_EQ(second.num_events_imported, 0u);
+
+  // A file added between runs, and a changed file (new ETag): both imported, the unchanged events deduplicated.
+  bucket_->SetObject("in/2.json", Event("B", "u3", "b1"));
+  bucket_->SetObject("in/1.json", Event("A", "u1", "a1") + "\n" + Event("A", "u2", "") + "\n" + Event("A", "u5", "a5"));
+  ASSERT_TRUE(manager_->RunNow(project_.id, id).ok());
+  RunRecord third = WaitForRun(id, 3);
+  EXPECT_EQ(third.num_files_imported, 2u);
+  EXPECT_EQ(third.num_events_imported, 4u);
+  auto stored = StoredEvents();
+  // The rewritten file's old lines (u2 without an $insert_id too) deduplicate: every event once.
+  EXPECT_EQ(stored.size(), 4u);
+  for (const auto& [insert_id, n] : stored) EXPECT_EQ(n, 1) << insert_id;
+  auto history = manager_->History(project_.id, id);
+  ASSERT_TRUE(history.ok());
+  ASSERT_EQ(history->size(), 3u);
+  EXPECT_EQ(history->front().seq, 3u);
+}
+
+TEST_F(ManagerTest, CompressionMismatchFailsThatFileOnly) {
+  bucket_->SetObject("in/a.json.gz", Gzip(Event("A", "u1", "a1") + "\n"));
+  bucket_->SetObject("in/b.json", Event("B", "u2", "b1") + "\n");
+  std::string id = Create(Spec());
+  RunRecord run = WaitForRun(id, 1);
+  EXPECT_EQ(run.status, RunStatus::kFailed);
+  EXPECT_NE(run.failure_message.find("No compression specified but Gzip detected in in/a.json.gz"), std::string::npos)
+      << run.failure_message;
+  EXPECT_EQ(run.num_files_imported, 1u);
+  EXPECT_EQ(run.num_files_failed, 1u);
+  EXPECT_EQ(StoredEvents().count("b1"), 1u);
+  auto record = manager_->Get(project_.id, id);
+  ASSERT_TRUE(record.ok());
+  EXPECT_FALSE(record->paused);  // a bad file is not the connector's fault
+}
+
+TEST_F(ManagerTest, GzipConnectorImportsGzipFiles) {
+  std::string body;
+  for (int i = 0; i < 5000; ++i) body += Event("E", "u" + std::to_string(i % 7), "g" + std::to_string(i), i % 100) + "\n";
+  bucket_->SetObject("in/big.json.gz", Gzip(body.substr(0, body.size() / 2)) + Gzip(body.substr(body.size() / 2)));
+  std::string id = Create(Spec(DataFormat::kMixpanelEvent, Compression::kGzip));
+  RunRecord run = WaitForRun(id, 1);
+  EXPECT_EQ(run.status, RunStatus::kSuccess) << run.failure_message;
+  EXPECT_EQ(run.num_events_imported, 5000u);
+  EXPECT_EQ(StoredEvents().size(), 5000u);
+}
+
+TEST_F(ManagerTest, AccessDeniedPausesUntilResumed) {
+  bucket_->SetObject("in/a.json", Event("A", "u1", "a1"));
+  bucket_->SetObject("in/b.json", Event("B", "u1", "b1"));
+  std::string id = Create(Spec());  // the create check reads in/a.json
+  WaitForRun(id, 1);
+  bucket_->SetObject("in/c.json", Event("C", "u1", "c1"));
+  Error denied(ErrorCode::kAccessDenied, "Access Denied");
+  denied.provider_code = "AccessDenied";
+  bucket_->InjectFault({.op = FakeObjectStore::Op::kGetStreaming, .key_contains = "c.json", .error = denied, .times = -1});
+  ASSERT_TRUE(manager_->RunNow(project_.id, id).ok());
+  RunRecord run = WaitForRun(id, 2);
+  EXPECT_EQ(run.status, RunStatus::kPaused);
+  EXPECT_NE(run.failure_message.find("s3:GetObject"), std::string::npos) << run.failure_message;
+  auto record = manager_->Get(project_.id, id);
+  ASSERT_TRUE(record.ok());
+  EXPECT_TRUE(record->paused);
+  EXPECT_EQ(record->failure_message, run.failure_message);
+  EXPECT_EQ(manager_->RunNow(project_.id, id).error().code, ErrorCode::kConflict);
+
+  bucket_->ClearFaults();
+  ASSERT_TRUE(manager_->Resume(project_.id, id).ok());
+  RunRecord resumed = WaitForRun(id, 3);
+  EXPECT_EQ(resumed.status, RunStatus::kSuccess);
+  EXPECT_EQ(resumed.num_files_imported, 1u);
+  EXPECT_EQ(StoredEvents().size(), 3u);
+}
+
+TEST_F(ManagerTest, TransientErrorsAreRetriedWithBackoff) {
+  bucket_->SetObject("in/a.json", Event("A", "u1", "a1"));
+  std::string id = Create(Spec());
+  WaitForRun(id, 1);
+  bucket_->SetObject("in/b.json", Event("B", "u1", "b1"));
+  bucket_->InjectFault({.op = FakeObjectStore::Op::kListEach, .error = Error(ErrorCode::kTransient, "503 SlowDown"),
+                        .times = 2});
+  ASSERT_TRUE(manager_->RunNow(project_.id, id).ok());
+  EXPECT_EQ(WaitForRun(id, 2).status, RunStatus::kFailed);
+  EXPECT_EQ(WaitForRun(id, 3).status, RunStatus::kFailed);
+  RunRecord ok = WaitForRun(id, 4);  // retried on its own after 50 ms, then 100 ms
+  EXPECT_EQ(ok.status, RunStatus::kSuccess);
+  EXPECT_EQ(ok.num_events_imported, 1u);
+  EXPECT_FALSE(manager_->Get(project_.id, id)->paused);
+}
+
+TEST_F(ManagerTest, ResumesAFileAfterItsCheckpoint) {
+  std::string body;
+  for (int i = 1; i <= 10; ++i) body += Event("E", "u", "r" + std::to_string(i)) + "\n";
+  bucket_->SetObject("in/r.json", body);
+  bucket_->SetObject("in/first.json", Event("F", "u", "f1"));
+  // A previous process stored lines 1-6 of in/r.json and then died (checkpoint in progress).
+  std::string probe_id = Create(Spec());
+  manager_->Stop();
+  manager_.reset();
+  std::vector<std::string> keys;
+  ASSERT_TRUE(store_->ScanMeta("connector", "", [&](std::string_view k, std::string_view) {
+                       keys.emplace_back(k);
+                       return true;
+                     }).ok());
+  ASSERT_EQ(keys.size(), 1u);
+  FileCheckpoint cp;
+  cp.etag = bucket_->Object("in/r.json")->etag;
+  cp.size = body.size();
+  cp.state = FileCheckpoint::State::kInProgress;
+  cp.lines_done = 6;
+  ASSERT_TRUE(store_->PutMeta("connector_ckpt", probe_id + "/in/r.json", SerializeCheckpoint(cp)).ok());
+  // The run that was going is recorded as running: the new manager marks it interrupted and runs at once.
+  RunRecord interrupted;
+  interrupted.seq = 1;
+  interrupted.run_id = probe_id + "-1";
+  interrupted.status = RunStatus::kRunning;
+  ASSERT_TRUE(store_->PutMeta("connector_run", probe_id + "/000000000001", SerializeRun(interrupted)).ok());
+  auto record = ParseRecord(store_->GetMeta("connector", keys[0])->value());
+  ASSERT_TRUE(record.ok());
+  record->last_run_seq = 1;
+  record->next_run_ms = std::numeric_limits<int64_t>::max();
+  ASSERT_TRUE(store_->PutMeta("connector", keys[0], SerializeRecord(*record)).ok());
+
+  StartManager();
+  RunRecord run = WaitForRun(probe_id, 2);
+  EXPECT_EQ(run.status, RunStatus::kSuccess) << run.failure_message;
+  EXPECT_EQ(run.num_events_imported, 5u);  // first.json + lines 7-10
+  auto stored = StoredEvents();
+  EXPECT_EQ(stored.count("r6"), 0u);  // skipped: the checkpoint said it was stored
+  EXPECT_EQ(stored.count("r7"), 1u);
+  EXPECT_EQ(stored.count("r10"), 1u);
+  auto history = manager_->History(project_.id, probe_id);
+  ASSERT_TRUE(history.ok());
+  ASSERT_EQ(history->size(), 2u);
+  EXPECT_EQ(history->back().status, RunStatus::kFailed);
+  EXPECT_NE(history->back().failure_message.find("interrupted"), std::string::npos);
+}
+
+TEST_F(ManagerTest, PeopleFormatsApplyProfileUpdates) {
+  bucket_->SetObject("in/people.json",
+                     R"({"$distinct_id":"u1","$set":{"plan":"pro","$name":"Ann"}})" "\n"
+                     R"({"$distinct_id":"u1","$add":{"logins":2}})" "\n"
+                     R"({"$distinct_id":"u2","$set":"not an object"})" "\n"
+                     R"({"$token":"someone-elses","$distinct_id":"u3","$set_once":{"first":1}})" "\n");
+  std::string id = Create(Spec(DataFormat::kMixpanelPeople));
+  RunRecord run = WaitForRun(id, 1);
+  EXPECT_EQ(run.num_events_imported, 3u);
+  EXPECT_EQ(run.num_events_dropped, 1u);
+  ASSERT_EQ(run.errors.size(), 1u);
+  EXPECT_EQ(run.errors[0].line, 3u);
+  auto u1 = store_->GetProfile(project_.id, "u1");
+  ASSERT_TRUE(u1.ok() && u1->has_value());
+  auto p = json::parse(**u1).as_object();
+  EXPECT_EQ(p.at("plan").as_string(), "pro");
+  EXPECT_EQ(p.at("logins").as_int64(), 2);
+  EXPECT_TRUE(store_->GetProfile(project_.id, "u3")->has_value());
+
+  bucket_->SetObject("in/remap.json", R"({"uid":"u9","plan":"team"})" "\n" R"({"plan":"no id"})" "\n");
+  ConnectorSpec remap = Spec(DataFormat::kRemapPeople);
+  remap.s3_prefix = "in/remap";
+  remap.property_remap = {{"$distinct_id", "uid"}};
+  std::string rid = Create(remap);
+  RunRecord rrun = WaitForRun(rid, 1);
+  EXPECT_EQ(rrun.num_events_imported, 1u);
+  EXPECT_EQ(rrun.num_events_dropped, 1u);
+  auto u9 = store_->GetProfile(project_.id, "u9");
+  ASSERT_TRUE(u9.ok() && u9->has_value());
+  EXPECT_EQ(json::parse(**u9).at("plan").as_string(), "team");
+}
+
+TEST_F(ManagerTest, RemapEventFormat) {
+  bucket_->SetObject("in/rows.json", json::serialize(json::object{{"action", "Play"},
+                                                                  {"ts", event_time_ * 1000},
+                                                                  {"user", "u1"},
+                                                                  {"song", "x"}}) +
+                                         "\n" + R"({"action":"Play","user":"u2"})" + "\n");
+  ConnectorSpec spec = Spec(DataFormat::kRemapEvent);
+  spec.property_remap = {{"event_name", "action"}, {"time", "ts"}, {"distinct_id", "user"}};
+  std::string id = Create(spec);
+  RunRecord run = WaitForRun(id, 1);
+  EXPECT_EQ(run.num_events_imported, 1u);
+  EXPECT_EQ(run.num_events_dropped, 1u);
+  ASSERT_EQ(run.errors.size(), 1u);
+  EXPECT_EQ(run.errors[0].reason, "source field 'ts' (remapped to time) is missing");
+  int found = 0;
+  auto parts = store_->ListPartitions(project_.id, 0, std::numeric_limits<store::Hour>::max());
+  for (const auto& p : *parts) {
+    (void)store_->ScanPartition(project_.id, p.hour, [&](const store::EventView& e) {
+      EXPECT_EQ(e.name, "Play");
+      EXPECT_EQ(e.distinct_id, "u1");
+      EXPECT_EQ(e.time_us, event_time_ * 1'000'000);
+      EXPECT_NE(e.properties.find("\"song\":\"x\""), std::string_view::npos);
+      ++found;
+      return true;
+    });
+  }
+  EXPECT_EQ(found, 1);
+}
+
+TEST_F(ManagerTest, DeleteRemovesConnectorHistoryAndCheckpoints) {
+  bucket_->SetObject("in/a.json", Event("A", "u1", "a1"));
+  std::string id = Create(Spec());
+  WaitForRun(id, 1);
+  ASSERT_TRUE(manager_->Delete(project_.id, id).ok());
+  EXPECT_EQ(manager_->Get(project_.id, id).error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(manager_->Delete(project_.id, id).error().code, ErrorCode::kNotFound);
+  for (const char* ns : {"connector", "connector_run", "connector_ckpt"}) {
+    int n = 0;
+    ASSERT_TRUE(store_->ScanMeta(ns, "", [&](std::string_view, std::string_view) { return ++n, true; }).ok());
+    EXPECT_EQ(n, 0) << ns;
+  }
+  EXPECT_EQ(StoredEvents().size(), 1u);  // imported data stays
+}
+
+TEST_F(ManagerTest, CreateRefusesAnUnreadableBucket) {
+  bucket_->SetObject("in/a.json", Event("A", "u1", "a1"));
+  Error denied(ErrorCode::kAccessDenied, "Access Denied");
+  denied.provider_code = "AccessDenied";
+  bucket_->InjectFault({.op = FakeObjectStore::Op::kGet, .error = denied, .times = -1});
+  ValidationIssue issue;
+  auto r = manager_->CreateConnector(Spec(), &issue);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(issue.code, "invalid_permissions_s3");
+  EXPECT_NE(issue.message.find("s3:GetObject"), std::string::npos) << issue.message;
+  EXPECT_NE(issue.message.find(R"("Action": "s3:GetObject")"), std::string::npos) << issue.message;
+  EXPECT_TRUE(manager_->List(project_.id)->empty());
+}
+
+}  // namespace
+}  // namespace sluice::cloudimport
