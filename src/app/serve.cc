@@ -15,6 +15,7 @@
 #include "common/metrics.h"
 #include "http/transport.h"
 #include "pipeline/manager.h"
+#include "cloudimport/connector_manager.h"
 #include "app/commands.h"
 #include "app/config.h"
 #include "common/crypto.h"
@@ -118,6 +119,14 @@ int Serve(const ServeFlags& f) {
     return 1;
   }
   service_options.pipelines = pipelines->get();
+  cloudimport::ConnectorManager::Options import_options{
+      .store = store->get(), .metrics = &metrics, .transport = transport, .own_credentials = own_credentials};
+  auto connectors = cloudimport::ConnectorManager::Create(std::move(import_options));
+  if (!connectors.ok()) {
+    spdlog::error("cannot load cloud import connectors: {}", connectors.error().message);
+    return 1;
+  }
+  service_options.connectors = connectors->get();
   auto service = api::Service::Create(**store, service_options);
   if (!service.ok()) {
     spdlog::error("cannot start: {}", service.error().message);
@@ -142,6 +151,7 @@ int Serve(const ServeFlags& f) {
   }
   (*server)->Start();
   (*pipelines)->Start();
+  (*connectors)->Start();
   const bool tls = !f.tls_cert.empty();
   std::string url = fmt::format("{}://{}:{}", tls ? "https" : "http", endpoint->host, (*server)->port());
   WriteServerUrl(dir, url);
@@ -155,6 +165,7 @@ int Serve(const ServeFlags& f) {
   server->reset();
   // Interrupted exports resume at the next start (their units stay in progress).
   (*pipelines)->Stop();
+  (*connectors)->Stop();  // an import in progress resumes from its checkpoint at the next start
   service->reset();
   if (auto s = (*store)->Close(); !s.ok()) {
     spdlog::error("closing the store: {}", s.error().message);
