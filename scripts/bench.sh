@@ -16,4 +16,5 @@ run $B/store/bench_store
 run $B/aws/aws_sign_bench --benchmark_counters_tabular=true
 run $B/objstore/upload_bench
 run $B/pipeline/bench_export   # 5M events (QUICK=1: 500k), local dir + moto
+run $B/cloudimport/import_bench --events $(( EVENTS < 2000000 ? EVENTS : 2000000 ))   # gzip NDJSON in moto
 run $B/load/bench_ingest_load --events "$EVENTS" --connections 8 --server-core 0
