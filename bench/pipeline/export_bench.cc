@@ -70,11 +70,19 @@ struct Flags {
 
 // ---- measurement ---------------------------------------------------------------------------------------------
 
+double Seconds(const timeval& tv) { return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6; }
+
+/// User + system CPU seconds of this process (all threads).
 double CpuSeconds() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
-  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  return Seconds(ru.ru_utime) + Seconds(ru.ru_stime);
+}
+
+double SysCpuSeconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return Seconds(ru.ru_stime);
 }
 
 double ThreadCpuSeconds() {
@@ -136,21 +144,22 @@ struct Phase {
   std::string name;
   double wall = 0;
   double cpu = 0;
+  double sys = 0;  // of which in the kernel
   double rss_mib = 0;
   uint64_t events = 0;
   uint64_t bytes = 0;  // uncompressed (encoded) bytes
 };
 
 void PrintHeader() {
-  fmt::print("{:<34} {:>7} {:>10} {:>8} {:>7} {:>9} {:>10} {:>8}\n", "phase", "wall s", "events/s", "MB/s", "CPU s",
-             "CPU s/M", "ev/s/core", "RSS MiB");
+  fmt::print("{:<34} {:>7} {:>10} {:>8} {:>7} {:>6} {:>9} {:>10} {:>8}\n", "phase", "wall s", "events/s", "MB/s",
+             "CPU s", "sys s", "CPU s/M", "ev/s/core", "RSS MiB");
 }
 
 void Print(const Phase& p) {
   const double m = static_cast<double>(p.events) / 1e6;
-  fmt::print("{:<34} {:>7.2f} {:>10.0f} {:>8.1f} {:>7.2f} {:>9.3f} {:>10.0f} {:>8.0f}\n", p.name, p.wall,
-             static_cast<double>(p.events) / p.wall, static_cast<double>(p.bytes) / 1e6 / p.wall, p.cpu, p.cpu / m,
-             static_cast<double>(p.events) / p.cpu, p.rss_mib);
+  fmt::print("{:<34} {:>7.2f} {:>10.0f} {:>8.1f} {:>7.2f} {:>6.2f} {:>9.3f} {:>10.0f} {:>8.0f}\n", p.name, p.wall,
+             static_cast<double>(p.events) / p.wall, static_cast<double>(p.bytes) / 1e6 / p.wall, p.cpu, p.sys,
+             p.cpu / m, static_cast<double>(p.events) / p.cpu, p.rss_mib);
   std::fflush(stdout);
 }
 
@@ -161,10 +170,12 @@ Phase Measure(std::string name, Fn&& fn) {
   p.name = std::move(name);
   RssWatch rss;
   const double cpu0 = CpuSeconds();
+  const double sys0 = SysCpuSeconds();
   const auto t0 = SteadyClock::now();
   fn(p);
   p.wall = std::chrono::duration<double>(SteadyClock::now() - t0).count();
   p.cpu = CpuSeconds() - cpu0;
+  p.sys = SysCpuSeconds() - sys0;
   p.rss_mib = rss.StopMiB();
   return p;
 }

@@ -155,6 +155,11 @@ Status FileSetWriter::FinishPart() {
     return Fail(info.error().WithContext(fmt::format("completing {} in {}", part_key_, store_.Describe())));
   }
   writer_.reset();
+  if (info->size != 0 && info->size != part_bytes_) {
+    // The manifest's size and checksum describe what we wrote; a store that kept something else is broken.
+    return Fail(Error(ErrorCode::kInternal, fmt::format("{} reports {} bytes for {} but {} were written",
+                                                        store_.Describe(), info->size, part_key_, part_bytes_)));
+  }
   FileEntry entry{.key = std::move(part_key_),
                   .records = part_records_,
                   .bytes = part_bytes_,
