@@ -143,6 +143,7 @@ class Pipelines::Impl {
       return true;
     }));
     SLUICE_TRY(scan_error);
+    for (const PipelineRecord& r : records) SLUICE_TRY(FailInterruptedTasks(r.info.spec));
     std::lock_guard lock(mu_);
     for (PipelineRecord& r : records) {
       auto e = std::make_shared<Entry>();
@@ -150,6 +151,26 @@ class Pipelines::Impl {
       entries_[PipelineKey(e->record.info.spec.project_id, e->record.info.spec.name)] = std::move(e);
     }
     if (!entries_.empty()) spdlog::info("loaded {} pipeline(s)", entries_.size());
+    return OkStatus();
+  }
+
+  /// A task still recorded as running at start-up was interrupted by a crash (a clean stop records it as
+  /// canceled): record it as failed. Its unit stays in progress and the next run exports it again.
+  Status FailInterruptedTasks(const PipelineSpec& spec) {
+    std::vector<std::pair<std::string, TaskRecord>> interrupted;
+    SLUICE_TRY(store_.ScanMeta(kTaskNs, TaskKeyPrefix(spec.project_id, spec.name),
+                               [&](std::string_view key, std::string_view v) {
+                                 auto t = ParseTaskRecord(v);
+                                 if (t.ok() && t->state == TaskState::kRunning) {
+                                   interrupted.emplace_back(std::string(key), std::move(t).value());
+                                 }
+                                 return true;
+                               }));
+    for (auto& [key, t] : interrupted) {
+      t.state = TaskState::kFailed;
+      t.message = "interrupted: the server stopped before the task finished; the partition is exported again";
+      SLUICE_TRY(store_.PutMeta(kTaskNs, key, TaskRecordToJson(t)));
+    }
     return OkStatus();
   }
 
@@ -666,8 +687,9 @@ class Pipelines::Impl {
     state.attempt_generation = generation;
     state.attempt_compression = spec.compression;
     state.last_state = TaskState::kRunning;
-    SLUICE_TRY(store_.PutMeta(kUnitNs, key, UnitStateToJson(state)));
 
+    // The task is recorded before the generation is claimed, so every generation a unit used has a task in the
+    // history (a crash in between leaves a task whose generation the next attempt claims again).
     TaskRecord task;
     task.partition = label;
     task.kind = std::string(kind);
@@ -678,9 +700,19 @@ class Pipelines::Impl {
     {
       std::lock_guard lock(mu_);
       task_seq = e.record.next_task_seq++;
+      // Persisted before the task is: after a crash the next run must not reuse this id (it would overwrite the
+      // interrupted task's record and the timeline would lose the attempt).
+      SLUICE_TRY(SaveLocked(e));
     }
     task.task_id = fmt::format("{}-{}", spec.name, task_seq);
     SaveTask(spec, task_seq, task);
+    if (Status claimed = store_.PutMeta(kUnitNs, key, UnitStateToJson(state)); !claimed.ok()) {
+      task.state = TaskState::kFailed;
+      task.message = claimed.error().message;
+      task.finished_ms = NowMs();
+      SaveTask(spec, task_seq, task);
+      return claimed.error();
+    }
 
     ExportJob job;
     job.project = spec.project_id;
