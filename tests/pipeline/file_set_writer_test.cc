@@ -205,6 +205,7 @@ class ObservingStore final : public objstore::ObjectStore {
  public:
   explicit ObservingStore(FakeObjectStore& inner) : inner_(inner) {}
   int fail_write_number = 0;  // 1-based Write call (across writers) that fails; 0 = none
+  uint64_t misreport_size_by = 0;  // added to the size Complete() reports (a store that lost bytes)
   std::atomic<int> writes{0};
   std::atomic<int> aborts{0};
   std::atomic<uint64_t> bytes_written{0};
@@ -244,7 +245,11 @@ class ObservingStore final : public objstore::ObjectStore {
       s_.bytes_written += data.size();
       return inner_->Write(data);
     }
-    Result<objstore::ObjectInfo> Complete() override { return inner_->Complete(); }
+    Result<objstore::ObjectInfo> Complete() override {
+      SLUICE_ASSIGN_OR_RETURN(objstore::ObjectInfo info, inner_->Complete());
+      info.size += s_.misreport_size_by;
+      return info;
+    }
     void Abort() override {
       ++s_.aborts;
       inner_->Abort();
@@ -311,6 +316,18 @@ TEST(FileSetWriterTest, InjectedFaultsOnEachUploadStepSurface) {
     EXPECT_EQ(store.Keys(), std::vector<std::string>{KeyFor(0)}) << FakeObjectStore::OpName(op);
     EXPECT_EQ(w.files().size(), 1u);
   }
+}
+
+TEST(FileSetWriterTest, AStoreReportingAnotherSizeIsAnError) {
+  FakeObjectStore fake;
+  ObservingStore store(fake);
+  store.misreport_size_by = 1;
+  FileSetWriter w(store, KeyFor, {}, {});
+  ASSERT_TRUE(w.Append("{\"a\":1}\n", 1).ok());
+  auto files = w.Finish();
+  ASSERT_FALSE(files.ok());
+  EXPECT_EQ(files.error().code, ErrorCode::kInternal);
+  EXPECT_NE(files.error().message.find("were written"), std::string::npos) << files.error().message;
 }
 
 TEST(FileSetWriterTest, AbortAbandonsTheOpenObject) {
