@@ -434,6 +434,7 @@ int Run(const Flags& flags) {
   fmt::print("idle RSS before the export phases: {:.0f} MiB\n\n", static_cast<double>(StatusKb("VmRSS")) / 1024.0);
 
   PrintHeader();
+  int failed = 0;  // set inside measured lambdas; returned after them so the temporary directory is removed
   // ---- where the CPU goes: scan, scan + encode -------------------------------------------------------------
   Phase scan, encode;
   double codec_cpu = 0;
@@ -443,13 +444,15 @@ int Run(const Flags& flags) {
   uint64_t zlib_out = 0;
   if (!flags.export_only) {
   scan = Measure("scan only", [&](Phase& p) {
-    if (Status s = ScanDay(store, project, first_hour, false, p); !s.ok()) std::exit(Fail("scan", s.error()));
+    if (Status s = ScanDay(store, project, first_hour, false, p); !s.ok()) failed = Fail("scan", s.error());
   });
+  if (failed) return failed;
   scan.bytes = 0;  // not encoded bytes
   Print(scan);
   encode = Measure("scan + encode", [&](Phase& p) {
-    if (Status s = ScanDay(store, project, first_hour, true, p); !s.ok()) std::exit(Fail("encode", s.error()));
+    if (Status s = ScanDay(store, project, first_hour, true, p); !s.ok()) failed = Fail("encode", s.error());
   });
+  if (failed) return failed;
   Print(encode);
   if (scan.events != flags.events) {
     fmt::print(stderr, "store holds {} events, expected {}\n", scan.events, flags.events);
@@ -498,11 +501,15 @@ int Run(const Flags& flags) {
     if (!local.ok()) return Fail("local store", local.error());
     Phase p = Measure("export -> local directory", [&](Phase& ph) {
       auto o = RunExport(store, **local, project, first_hour, flags, 1);
-      if (!o.ok()) std::exit(Fail("export to local directory", o.error()));
+      if (!o.ok()) {
+        failed = Fail("export to local directory", o.error());
+        return;
+      }
       local_outcome = *o;
       ph.events = o->records;
       ph.bytes = o->uncompressed;
     });
+    if (failed) return failed;
     Print(p);
     exports.emplace_back("local", p);
     std::filesystem::remove_all(root / "bucket");
@@ -525,7 +532,10 @@ int Run(const Flags& flags) {
     std::vector<pipeline::ManifestFile> moto_files;
     Phase p = Measure("export -> moto (S3, UNSIGNED+CRC32C)", [&](Phase& ph) {
       auto r = RunExport(store, **s3, project, first_hour, flags, 1);
-      if (!r.ok()) std::exit(Fail("export to moto", r.error()));
+      if (!r.ok()) {
+        failed = Fail("export to moto", r.error());
+        return;
+      }
       // Same store, same code: the bytes must be identical to the local export's (deterministic output).
       bool same = r->manifest_files.size() == local_outcome.manifest_files.size();
       for (size_t i = 0; same && i < r->manifest_files.size(); ++i) {
@@ -542,12 +552,14 @@ int Run(const Flags& flags) {
           fmt::print(stderr, "  part {}: moto {} | local {}\n", i, describe(r->manifest_files),
                      describe(local_outcome.manifest_files));
         }
-        std::exit(1);
+        failed = 1;
+        return;
       }
       moto_files = r->manifest_files;
       ph.events = r->records;
       ph.bytes = r->uncompressed;
     });
+    if (failed) return failed;
     Print(p);
     exports.emplace_back("moto", p);
     // Outside the measurement: what moto stored is what the manifest describes.
