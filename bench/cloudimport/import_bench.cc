@@ -2,17 +2,19 @@
 // import role with only s3:GetObject + s3:ListBucket), imported by a ConnectorManager in this process into a
 // store in a temp dir (WAL synced, as in production).
 //
-//   import_bench [--events 2000000] [--files 20] [--in-memory] [--no-sync] [--keep]
+//   import_bench [--events 2000000] [--files 20] [--in-memory] [--null-store] [--no-sync] [--keep]
 //
 // Prints events/s (wall), importer CPU seconds per million events and events/s per core of importer CPU
 // (getrusage of this process during the import only: moto runs in its own process and is excluded; RocksDB's
 // background threads and libcurl are included), and the peak RSS during the import (VmHWM reset before it).
 // --in-memory reads the same files from an in-memory bucket instead of moto, separating Sluice's cost from
-// libcurl + loopback TCP.
+// libcurl + loopback TCP; --null-store validates every batch but drops it instead of writing it, separating the
+// importer's own cost from the store's (RocksDB).
 //
 // Target (issue 5): >= 200,000 events/s per core of importer CPU, peak RSS <= 256 MB.
 #include <sys/resource.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -43,8 +45,67 @@ struct Flags {
   uint64_t events = 2'000'000;
   int files = 20;
   bool in_memory = false;
+  bool null_store = false;
   bool sync = true;
   bool keep = false;
+};
+
+/// --null-store: validated batches are counted and dropped, so the figures are the importer's own cost (read,
+/// inflate, split, shape, validate) without RocksDB's (WAL, memtables, flushes, compaction, identity lookups).
+/// Metadata (projects, connectors, checkpoints, runs) still goes to a real store.
+class NullEventStore final : public store::Store {
+ public:
+  explicit NullEventStore(store::Store& meta) : meta_(meta) {}
+  Result<store::Project> CreateProject(std::string_view name) override { return meta_.CreateProject(name); }
+  Result<std::vector<store::Project>> ListProjects() override { return meta_.ListProjects(); }
+  Result<std::optional<store::Project>> GetProject(uint32_t id) override { return meta_.GetProject(id); }
+  Status UpdateProject(const store::Project& p) override { return meta_.UpdateProject(p); }
+  Status WriteEvents(uint32_t, std::span<const Event> events, std::span<const IdentityLink>) override {
+    events_ += events.size();
+    return OkStatus();
+  }
+  Status ScanPartition(uint32_t, store::Hour, const std::function<bool(const store::EventView&)>&) override {
+    return OkStatus();
+  }
+  Result<std::vector<store::PartitionInfo>> ListPartitions(uint32_t, store::Hour, store::Hour) override {
+    return std::vector<store::PartitionInfo>{};
+  }
+  Result<std::vector<store::PartitionInfo>> ChangedPartitions(uint32_t, uint64_t) override {
+    return std::vector<store::PartitionInfo>{};
+  }
+  uint64_t LastChangeSeq() const override { return 0; }
+  Status UpdateProfiles(uint32_t, std::span<const std::string>,
+                        const std::function<store::ProfileAction(std::string_view, std::optional<std::string>&)>&)
+      override {
+    return OkStatus();
+  }
+  Result<std::optional<std::string>> GetProfile(uint32_t, std::string_view) override {
+    return std::optional<std::string>();
+  }
+  Status ScanProfiles(uint32_t, const std::function<bool(std::string_view, std::string_view)>&) override {
+    return OkStatus();
+  }
+  Result<std::optional<std::string>> ResolveDevice(uint32_t, std::string_view) override {
+    return std::optional<std::string>();
+  }
+  Status ScanIdentity(uint32_t, const std::function<bool(std::string_view, std::string_view)>&) override {
+    return OkStatus();
+  }
+  Status PutMeta(std::string_view ns, std::string_view k, std::string_view v) override { return meta_.PutMeta(ns, k, v); }
+  Result<std::optional<std::string>> GetMeta(std::string_view ns, std::string_view k) override {
+    return meta_.GetMeta(ns, k);
+  }
+  Status DeleteMeta(std::string_view ns, std::string_view k) override { return meta_.DeleteMeta(ns, k); }
+  Status ScanMeta(std::string_view ns, std::string_view prefix,
+                  const std::function<bool(std::string_view, std::string_view)>& fn) override {
+    return meta_.ScanMeta(ns, prefix, fn);
+  }
+  uint64_t ApproximateSizeBytes() override { return 0; }
+  Status Close() override { return OkStatus(); }
+
+ private:
+  store::Store& meta_;
+  std::atomic<uint64_t> events_{0};
 };
 
 double CpuSeconds() {
@@ -164,8 +225,9 @@ int Run(const Flags& f) {
   project->external_id = env.external_id;
   (void)(*store)->UpdateProject(*project);
   MetricsRegistry metrics;
+  NullEventStore null_store(**store);
   cloudimport::ConnectorManager::Options mo;
-  mo.store = store->get();
+  mo.store = f.null_store ? static_cast<store::Store*>(&null_store) : store->get();
   mo.metrics = &metrics;
   mo.transport = transport;
   aws::Credentials own;
@@ -220,8 +282,9 @@ int Run(const Flags& f) {
                  run.failure_message.c_str());
     return 1;
   }
-  std::printf("source: %s, WAL sync %s\n", f.in_memory ? "in-memory bucket" : "moto (S3 over loopback HTTP)",
-              f.sync ? "on" : "off");
+  std::printf("source: %s; events %s\n", f.in_memory ? "in-memory bucket" : "moto (S3 over loopback HTTP)",
+              f.null_store ? "validated, then dropped (--null-store)"
+                           : (f.sync ? "stored (WAL synced)" : "stored (WAL not synced)"));
   std::printf("imported %llu events in %.2f s: %.0f events/s wall\n", static_cast<unsigned long long>(n), wall,
               n / wall);
   std::printf("importer CPU: %.2f s = %.2f CPU s per million events = %.0f events/s per core (target >= 200000)\n",
@@ -251,9 +314,11 @@ int main(int argc, char** argv) {
     else if (a == "--files") f.files = std::stoi(next());
     else if (a == "--in-memory") f.in_memory = true;
     else if (a == "--no-sync") f.sync = false;
+    else if (a == "--null-store") f.null_store = true;
     else if (a == "--keep") f.keep = true;
     else {
-      std::fprintf(stderr, "usage: import_bench [--events N] [--files N] [--in-memory] [--no-sync] [--keep]\n");
+      std::fprintf(stderr,
+                   "usage: import_bench [--events N] [--files N] [--in-memory] [--null-store] [--no-sync] [--keep]\n");
       return 2;
     }
   }

@@ -1,6 +1,7 @@
 #include "cloudimport/connector_manager.h"
 
 #include <algorithm>
+#include <unordered_set>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -488,6 +489,7 @@ ConnectorManager::Outcome ConnectorManager::Discover(const ConnectorRecord& reco
 
   uint64_t size_done = 0;
   std::string first_file_failure;
+  std::unordered_set<std::string> linked_devices;
   auto set_progress = [&](uint64_t current_bytes) {
     // Called with mu_ held.
     live.run.progress =
@@ -560,6 +562,7 @@ ConnectorManager::Outcome ConnectorManager::Discover(const ConnectorRecord& reco
     fo.clock = options_.clock;
     fo.on_error = [&](uint64_t line, const std::string& reason) { AddError(live, key, line, reason); };
     fo.cancelled = [&] { return live.cancel.load(); };
+    fo.linked_devices = &linked_devices;
     fo.on_commit = [&](const FileProgress& p) {
       RunRecord run_copy;
       {

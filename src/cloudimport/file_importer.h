@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <unordered_set>
 
 #include "cloudimport/connector.h"
 #include "common/clock.h"
@@ -45,7 +46,14 @@ struct FileImportOptions {
   std::function<void(const FileProgress&)> on_commit;
   /// Polled between batches and chunks; true stops the import with kCancelled.
   std::function<bool()> cancelled;
+  /// Devices whose identity link this run already stored (or found stored): their links are not sent again.
+  /// The store keeps the first link of a device, so re-sending one is a no-op that costs a lookup per event.
+  /// Shared by the files of a run; bounded (cleared when it reaches kMaxLinkedDevices). Null = no cache.
+  std::unordered_set<std::string>* linked_devices = nullptr;
 };
+
+/// Bound of FileImportOptions::linked_devices (~15 MB of small strings).
+inline constexpr size_t kMaxLinkedDevices = 200'000;
 
 /// Imports `options.key` from `source` into `store` for project `spec->project_id`. `progress` holds what was
 /// done even when an error is returned. Errors: the source's (kAccessDenied, kNotFound, kTransient…),

@@ -371,6 +371,26 @@ TEST_F(ManagerTest, RemapEventFormat) {
   EXPECT_EQ(found, 1);
 }
 
+TEST_F(ManagerTest, IdentityLinksFollowFirstLinkWinsAcrossBatchesAndFiles) {
+  auto line = [&](const std::string& device, const std::string& user, int i) {
+    return json::serialize(json::object{
+        {"event", "Id"},
+        {"properties", json::object{{"time", event_time_}, {"$device_id", device}, {"$user_id", user},
+                                    {"$insert_id", "id" + std::to_string(i)}}}});
+  };
+  std::string first, second;
+  for (int i = 0; i < 4500; ++i) first += line("dev" + std::to_string(i % 10), "user-a" + std::to_string(i % 10), i) + "\n";
+  second = line("dev1", "user-b", 99999) + "\n" + line("dev-new", "user-c", 99998) + "\n";
+  bucket_->SetObject("in/1.json", first);
+  bucket_->SetObject("in/2.json", second);
+  std::string id = Create(Spec());
+  RunRecord run = WaitForRun(id, 1);
+  EXPECT_EQ(run.num_events_imported, 4502u);
+  EXPECT_EQ(store_->ResolveDevice(project_.id, "dev1")->value_or(""), "user-a1");
+  EXPECT_EQ(store_->ResolveDevice(project_.id, "dev9")->value_or(""), "user-a9");
+  EXPECT_EQ(store_->ResolveDevice(project_.id, "dev-new")->value_or(""), "user-c");
+}
+
 TEST_F(ManagerTest, DeleteRemovesConnectorHistoryAndCheckpoints) {
   bucket_->SetObject("in/a.json", Event("A", "u1", "a1"));
   std::string id = Create(Spec());
