@@ -72,6 +72,7 @@ Result<std::vector<FileEntry>> WriteDataFiles(store::Store& store, objstore::Obj
       [&](int part) { return fmt::format("{}/{}", dir, DataFileName(job.generation, part, job.compression)); }, fo,
       po);
   Batcher batcher(writer, options.batch_bytes, options.cancelled);
+  std::string device_distinct_id;
   Status scan;
   switch (job.source) {
     case DataSource::kEvents:
@@ -91,8 +92,15 @@ Result<std::vector<FileEntry>> WriteDataFiles(store::Store& store, objstore::Obj
       });
       break;
     case DataSource::kIdentity:
+      // The anonymous distinct_id is the one events carrying only that device id get (Simplified ID Merge:
+      // "$device:<device_id>"), so the file joins to exported events on distinct_id.
       scan = store.ScanIdentity(job.project, [&](std::string_view device_id, std::string_view user_id) {
-        AppendIdentityRecord(device_id, user_id, batcher.buffer());
+        if (device_id.starts_with("$device:")) {
+          AppendIdentityRecord(device_id, user_id, batcher.buffer());
+        } else {
+          device_distinct_id.assign("$device:").append(device_id);
+          AppendIdentityRecord(device_distinct_id, user_id, batcher.buffer());
+        }
         return batcher.Added();
       });
       break;

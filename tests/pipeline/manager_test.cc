@@ -477,7 +477,7 @@ TEST_F(ManagerTest, PeopleAndIdentitySnapshotsReplaceThePreviousOne) {
   EXPECT_NE(view.records[p + "/mp_people_data"][0].find(R"("distinct_id":"alice")"), std::string::npos);
   ASSERT_EQ(view.records[p + "/mp_identity_mappings_data"].size(), 1u);
   EXPECT_EQ(view.records[p + "/mp_identity_mappings_data"][0],
-            R"({"distinct_id":"dev-1","resolved_distinct_id":"alice"})");
+            R"({"distinct_id":"$device:dev-1","resolved_distinct_id":"alice"})");
   EXPECT_EQ(view.manifests.at(p + "/mp_people_data").partition, "snapshot");
 
   // The next run writes a new snapshot and removes the old one.

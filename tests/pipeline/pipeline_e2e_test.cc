@@ -414,7 +414,9 @@ TEST_F(PipelineE2eTest, PeopleAndIdentitySnapshotsAreReplacedByTheNextRun) {
     json::value v = json::parse(e);
     const json::object& props = v.at("properties").as_object();
     if (props.contains("$device_id") && props.contains("$user_id")) {
-      links[std::string(props.at("$device_id").as_string())] = std::string(props.at("$user_id").as_string());
+      // Exported under the distinct_id device-only events get: "$device:<device_id>".
+      links["$device:" + std::string(props.at("$device_id").as_string())] =
+          std::string(props.at("$user_id").as_string());
     }
   }
   ASSERT_FALSE(links.empty());
@@ -478,7 +480,7 @@ TEST_F(PipelineE2eTest, PeopleAndIdentitySnapshotsAreReplacedByTheNextRun) {
                                  R"({{"event":"login","properties":{{"time":{},"$device_id":"dev-new","$user_id":"user-new","$insert_id":"id-new-1"}}}})",
                                  DayStartSeconds(today_ - 1) + 60)})
                   .ok());
-  links["dev-new"] = "user-new";
+  links["$device:dev-new"] = "user-new";
   ASSERT_EQ(server().PipelinePost(p, "sync", {{"name", people_name}}).status, 200);
   ASSERT_EQ(server().PipelinePost(p, "sync", {{"name", identity_name}}).status, 200);
   WaitForPartitions(p, people_name, {"snapshot"}, {{"snapshot", people1.manifest.generation}});
