@@ -15,15 +15,16 @@
 //
 // Measured 2026-11-24 on the 2-vCPU dev VM, 2M events of ~540 bytes (1.08 GB NDJSON, 139 MB gzip, 20 files),
 // other engineers' builds running on the same cores:
-//   moto, events stored (WAL synced):  13.6-13.9 CPU s per million = 72-73k events/s per core; 39-49k events/s
-//                                      wall; peak RSS 152-186 MB. RocksDB's own cost (WAL, memtables, flushes,
-//                                      compaction, identity lookups) is ~9-10 CPU s of that: the store bench alone
-//                                      measures 5.4 CPU s per million writes of 800-byte values.
+//   moto, events stored (WAL synced):  11.7 CPU s per million = 86k events/s per core; 89k events/s wall; peak
+//                                      RSS 194 MB (13.6-13.9 CPU s with one store write per 2000 events instead of
+//                                      per 8000). RocksDB's own cost (WAL, memtables, flushes, compaction, identity
+//                                      lookups) is ~7.5 CPU s of that: the store bench alone measures 5.4 CPU s per
+//                                      million writes of 800-byte values.
 //   moto, --null-store (1M events):    4.2 CPU s per million = 236k events/s per core; peak RSS 100 MB.
 //   in-memory bucket, --null-store:    3.1 CPU s per million = 324k events/s per core (inflate ~20%, simdjson
 //                                      validation + event building ~45%, allocation ~20%).
 // So the importer itself (S3 read, gzip, lines, shaping, /import validation) meets the target; with durable
-// writes the store dominates and the end-to-end figure is about a third of it.
+// writes the store dominates and the end-to-end figure is well under half of it.
 #include <sys/resource.h>
 
 #include <atomic>

@@ -368,6 +368,9 @@ void ConnectorManager::Execute(ConnectorRecord record) {
                               "run resumes from the per-file checkpoints";
         break;
     }
+    // Counted before the final status becomes visible (History shows the live run), so a reader that sees the
+    // run finished also sees it in /metrics.
+    metrics_.runs.WithLabels({std::string(ToString(run.status))}).Inc();
     auto it = connectors_.find(id);
     exists = it != connectors_.end();
     if (exists) {
@@ -404,7 +407,6 @@ void ConnectorManager::Execute(ConnectorRecord record) {
       (void)options_.store->DeleteMeta(kRunNs, RunKey(id, finished.seq - options_.max_runs_kept));
     }
   }
-  metrics_.runs.WithLabels({std::string(ToString(finished.status))}).Inc();
   {
     std::lock_guard lock(mu_);
     live_.reset();
@@ -553,7 +555,7 @@ ConnectorManager::Outcome ConnectorManager::Discover(const ConnectorRecord& reco
       set_progress(p.bytes_read);
     };
     auto last_persist = std::chrono::steady_clock::now();
-    int batches_since_persist = 0;
+    int commits_since_persist = 0;
     FileImportOptions fo;
     fo.spec = &spec;
     fo.project_token = project->token;
@@ -572,9 +574,9 @@ ConnectorManager::Outcome ConnectorManager::Discover(const ConnectorRecord& reco
       }
       const auto now = std::chrono::steady_clock::now();
       if (now - last_persist >= options_.checkpoint_interval ||
-          ++batches_since_persist >= options_.checkpoint_every_batches) {
+          ++commits_since_persist >= options_.checkpoint_every_commits) {
         last_persist = now;
-        batches_since_persist = 0;
+        commits_since_persist = 0;
         cp.lines_done = p.lines_done;
         cp.events_imported = base_imported + p.events_imported;
         cp.events_dropped = base_dropped + p.events_dropped;

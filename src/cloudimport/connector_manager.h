@@ -59,8 +59,8 @@ class ConnectorManager {
     std::chrono::milliseconds retry_base{30'000};
     /// How often the checkpoint of a file in progress (and the live run record) is persisted.
     std::chrono::milliseconds checkpoint_interval{2'000};
-    /// … and at least every this many committed batches (a batch is ≤ 2000 lines).
-    int checkpoint_every_batches = 25;
+    /// … and at least every this many commits (the importer commits every 8000 lines).
+    int checkpoint_every_commits = 8;
     /// Run history kept per connector (older runs are deleted).
     size_t max_runs_kept = 200;
   };

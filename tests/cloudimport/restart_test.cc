@@ -102,8 +102,8 @@ TEST(ImportRestartTest, SigkillMidFileThenRestartLosesNothingAndDuplicatesNothin
   const std::string id(json::parse(created.body).at("results").at("id").as_string());
   const std::string history = base + "/" + id + "/history";
 
-  // Kill it once half of the file is stored (bounded wait): by then checkpoints have been persisted (every 25
-  // batches of 2000 lines at the latest).
+  // Kill it once half of the file is stored (bounded wait): by then checkpoints have been persisted (every
+  // 64,000 lines at the latest).
   uint64_t imported_before_kill = 0;
   for (int i = 0; i < 2400 && imported_before_kill < kEvents / 2; ++i) {
     auto h = server.Send("GET", history, {}, auth);
