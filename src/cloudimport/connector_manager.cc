@@ -24,6 +24,8 @@ std::string CheckpointKey(std::string_view id, std::string_view object_key) {
 
 bool IsFileContentError(const Error& e) { return e.code == ErrorCode::kInvalidArgument; }
 
+
+
 }  // namespace
 
 ConnectorManager::Metrics::Metrics(MetricsRegistry& r)
@@ -380,7 +382,7 @@ void ConnectorManager::Execute(ConnectorRecord record) {
         case Outcome::kSuccess:
         case Outcome::kFileFailures:
           r.consecutive_failures = 0;
-          r.next_run_ms = run.started_ms + frequency_ms;
+          r.next_run_ms = live->more_files ? 0 : run.started_ms + frequency_ms;
           break;
         case Outcome::kTransient: {
           ++r.consecutive_failures;
@@ -452,6 +454,7 @@ ConnectorManager::Outcome ConnectorManager::Discover(const ConnectorRecord& reco
   };
   std::vector<Todo> todo;
   std::optional<Error> checkpoint_error;
+  bool more = false;
   Status listed = bucket.ListEach(spec.s3_prefix, {}, [&](const objstore::ObjectInfo& info) {
     if (live.cancel) return false;
     if (info.key.ends_with('/')) return true;  // a "folder" marker object
@@ -466,6 +469,10 @@ ConnectorManager::Outcome ConnectorManager::Discover(const ConnectorRecord& reco
       if (parsed.ok()) cp = std::move(parsed).value();
     }
     if (cp && cp->state != FileCheckpoint::State::kInProgress && cp->Matches(info.etag, info.size)) return true;
+    if (todo.size() >= options_.max_files_per_run) {
+      more = true;
+      return false;
+    }
     todo.push_back({info, std::move(cp)});
     return true;
   });
@@ -480,6 +487,12 @@ ConnectorManager::Outcome ConnectorManager::Discover(const ConnectorRecord& reco
   }
   uint64_t size_total = 0;
   for (const auto& t : todo) size_total += t.info.size;
+  if (more) {
+    spdlog::info("cloud import: connector {} has more than {} files to import; this run takes the first {}, the "
+                 "next starts right after it",
+                 id, options_.max_files_per_run, options_.max_files_per_run);
+  }
+  live.more_files = more;
   RunRecord snapshot;
   {
     std::lock_guard lock(mu_);

@@ -61,6 +61,9 @@ class ConnectorManager {
     std::chrono::milliseconds checkpoint_interval{2'000};
     /// … and at least every this many commits (the importer commits every 8000 lines).
     int checkpoint_every_commits = 8;
+    /// Files one run takes on, so a prefix with millions of new objects is not held in memory at once; when the
+    /// listing had more, the next run starts right after.
+    size_t max_files_per_run = 20'000;
     /// Run history kept per connector (older runs are deleted).
     size_t max_runs_kept = 200;
   };
@@ -106,6 +109,7 @@ class ConnectorManager {
     std::string connector_id;
     RunRecord run;
     std::atomic<bool> cancel{false};
+    bool more_files = false;  // the listing had more files than one run takes
   };
 
   explicit ConnectorManager(Options options);

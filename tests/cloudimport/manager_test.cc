@@ -9,6 +9,8 @@
 #include <set>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "common/compression.h"
 #include "common/crypto.h"
 #include "cloudimport/records.h"
@@ -45,8 +47,9 @@ class ManagerTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
-  void StartManager() {
+  void StartManager(size_t max_files_per_run = 20'000) {
     ConnectorManager::Options o;
+    o.max_files_per_run = max_files_per_run;
     o.store = store_.get();
     o.metrics = &metrics_;
     o.retry_base = std::chrono::milliseconds(50);
@@ -389,6 +392,19 @@ TEST_F(ManagerTest, IdentityLinksFollowFirstLinkWinsAcrossBatchesAndFiles) {
   EXPECT_EQ(store_->ResolveDevice(project_.id, "dev1")->value_or(""), "user-a1");
   EXPECT_EQ(store_->ResolveDevice(project_.id, "dev9")->value_or(""), "user-a9");
   EXPECT_EQ(store_->ResolveDevice(project_.id, "dev-new")->value_or(""), "user-c");
+}
+
+TEST_F(ManagerTest, ManyNewFilesAreTakenInSeveralRunsBackToBack) {
+  manager_->Stop();
+  manager_.reset();
+  StartManager(/*max_files_per_run=*/2);
+  for (int i = 0; i < 5; ++i) bucket_->SetObject(fmt::format("in/{}.json", i), Event("M", "u", fmt::format("m{}", i)));
+  std::string id = Create(Spec());
+  EXPECT_EQ(WaitForRun(id, 1).num_files_imported, 2u);
+  EXPECT_EQ(WaitForRun(id, 2).num_files_imported, 2u);
+  EXPECT_EQ(WaitForRun(id, 3).num_files_imported, 1u);
+  EXPECT_EQ(StoredEvents().size(), 5u);
+  EXPECT_GT(manager_->Get(project_.id, id)->next_run_ms, 0);  // then back to the frequency
 }
 
 TEST_F(ManagerTest, DeleteRemovesConnectorHistoryAndCheckpoints) {
