@@ -37,7 +37,7 @@ struct MotoEnvironment {
   std::string external_id;
   /// Role ARNs by variant: "full" (exactly Put/Get/List/Delete on `bucket`), "no_delete", "no_put",
   /// "no_external_id" (trust policy without the sts:ExternalId condition), "import" (Get+List on
-  /// `import_bucket`).
+  /// `import_bucket`), "import_no_get" (List only on `import_bucket`).
   std::map<std::string, std::string> roles;
   std::string kms_key_id;
   std::string kms_key_arn;
