@@ -20,6 +20,13 @@ Error ServerError(int status, const std::string& body) {
   auto v = boost::json::parse(body, ec);
   if (!ec && v.is_object() && v.as_object().contains("error") && v.at("error").is_string()) {
     message = std::string(v.at("error").as_string());
+    // Mixpanel-style errors (connectors API) also name the field and an error code.
+    if (auto* field = v.as_object().if_contains("field"); field && field->is_string()) {
+      message += fmt::format(" [field {}]", std::string_view(field->as_string()));
+    }
+    if (auto* code = v.as_object().if_contains("code"); code && code->is_string()) {
+      message += fmt::format(" [{}]", std::string_view(code->as_string()));
+    }
   }
   Error e(status == 401 ? ErrorCode::kUnauthenticated : ErrorCode::kPermanent,
           fmt::format("server answered HTTP {}{}{}", status, message.empty() ? "" : ": ", message));

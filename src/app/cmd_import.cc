@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 
+#include "app/api_client.h"
 #include "app/config.h"
 #include "http/transport.h"
 
@@ -21,76 +22,28 @@ namespace {
 
 namespace json = boost::json;
 
-struct ClientFlags {
-  std::string server;
-  std::string admin_token;
-  std::string data_dir = "./data";
-  bool insecure = false;
-};
-
-void AddClientFlags(CLI::App* cmd, ClientFlags& f) {
-  cmd->add_option("--server", f.server, "Server URL (default: $SLUICE_SERVER, else DATA_DIR/server.url)");
-  cmd->add_option("--admin-token", f.admin_token,
-                  "Admin token (default: $SLUICE_ADMIN_TOKEN, else DATA_DIR/admin-token)");
-  cmd->add_option("--data-dir", f.data_dir, "The server's data dir, to find its URL and admin token")
-      ->capture_default_str();
-  cmd->add_flag("--insecure", f.insecure, "Do not verify the server's TLS certificate (self-signed test servers)");
-}
-
-/// The connectors API over HTTP with the admin token.
+/// The connectors API over HTTP with the admin token, answers parsed as JSON.
 class Client {
  public:
   static Result<Client> Connect(const ClientFlags& f) {
-    SLUICE_ASSIGN_OR_RETURN(auto target, ResolveClientTarget(f.server, f.admin_token, f.data_dir));
-    http::TransportOptions opts;
-    opts.insecure_skip_verify = f.insecure;
-    return Client(std::move(target), http::MakeCurlTransport(opts));
+    SLUICE_ASSIGN_OR_RETURN(ApiClient api, ApiClient::Connect(f));
+    return Client(std::move(api));
   }
 
-  /// The parsed JSON answer; a non-2xx answer becomes an error carrying the server's message (and code/field).
+  /// The parsed JSON answer; a non-2xx answer is an error carrying the server's message (and code/field).
   Result<json::value> Call(std::string method, const std::string& path, std::string body = {}) {
-    http::OutboundRequest req{.method = std::move(method), .url = target_.server_url + path};
-    req.headers.emplace_back("Authorization", "Bearer " + target_.admin_token.Reveal());
-    if (!body.empty() || req.method == "POST") {
-      req.headers.emplace_back("Content-Type", "application/json");
-      req.body = http::RequestBody::FromString(std::move(body));
-    }
-    SLUICE_ASSIGN_OR_RETURN(auto resp,
-                            transport_->Send(req, std::chrono::steady_clock::now() + std::chrono::minutes(5)));
+    if (body.empty() && method == "POST") body = "{}";
+    SLUICE_ASSIGN_OR_RETURN(std::string text, api_.Call(std::move(method), path, std::move(body)));
     boost::system::error_code ec;
-    json::value v = json::parse(resp.body, ec);
-    if (resp.status / 100 != 2) {
-      std::string message = resp.body;
-      if (!ec && v.is_object() && v.as_object().contains("error") && v.at("error").is_string()) {
-        message = std::string(v.at("error").as_string());
-        if (auto* field = v.as_object().if_contains("field"); field && field->is_string()) {
-          message += fmt::format(" [field {}]", std::string_view(field->as_string()));
-        }
-        if (auto* code = v.as_object().if_contains("code"); code && code->is_string()) {
-          message += fmt::format(" [{}]", std::string_view(code->as_string()));
-        }
-      }
-      Error e(resp.status == 401 ? ErrorCode::kUnauthenticated : ErrorCode::kPermanent,
-              fmt::format("server answered HTTP {}: {}", resp.status, message));
-      e.http_status = resp.status;
-      return e;
-    }
+    json::value v = json::parse(text, ec);
     if (ec) return Internal(fmt::format("the server's answer is not JSON: {}", ec.message()));
     return v;
   }
 
  private:
-  Client(ClientTarget t, std::unique_ptr<http::HttpTransport> tr) : target_(std::move(t)), transport_(std::move(tr)) {}
-  ClientTarget target_;
-  std::unique_ptr<http::HttpTransport> transport_;
+  explicit Client(ApiClient api) : api_(std::move(api)) {}
+  ApiClient api_;
 };
-
-int Fail(const Error& e) {
-  std::cerr << "error: " << e.message << "\n";
-  return 1;
-}
-
-std::string Encode(std::string_view v) { return boost::urls::encode(v, boost::urls::unreserved_chars); }
 
 struct SpecFlags {
   std::string label;
