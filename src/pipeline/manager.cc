@@ -618,7 +618,7 @@ class Pipelines::Impl {
                                }));
     std::vector<Unit> due = PlanUnits(spec, *hours, partitions, progress, now, o_.schedule);
     if (due.empty()) {
-      MarkRecurring(e, spec, *hours);
+      MarkRecurring(e, *hours);
       return OkStatus();
     }
     // The first run of a pipeline is its backfill; later runs deliver the window just closed and late data.
@@ -644,8 +644,10 @@ class Pipelines::Impl {
         const size_t i = next.fetch_add(1);
         if (i >= due.size()) return;
         const Unit& u = due[i];
-        const bool late = progress.contains(UnitLabel(u)) && progress[UnitLabel(u)].exported;
-        Status s = ExportUnit(e, spec, *destination, UnitLabel(u), u, &selector, covered_seq,
+        const std::string label = UnitLabel(u);
+        const auto seen = progress.find(label);  // read-only: the map is shared by the workers
+        const bool late = seen != progress.end() && seen->second.exported;
+        Status s = ExportUnit(e, spec, *destination, label, u, &selector, covered_seq,
                               backfill ? "backfill" : late ? "sync" : "scheduled");
         if (!s.ok()) {
           std::lock_guard g(err_mu);
@@ -659,15 +661,14 @@ class Pipelines::Impl {
     for (int i = 1; i < threads; ++i) pool.emplace_back(worker);
     worker();
     for (auto& t : pool) t.join();
-    if (first_error.ok()) MarkRecurring(e, spec, *hours);
+    if (first_error.ok()) MarkRecurring(e, *hours);
     return first_error;
   }
 
-  void MarkRecurring(Entry& e, const PipelineSpec& spec, const HourRange& hours) {
+  void MarkRecurring(Entry& e, const HourRange& hours) {
     std::lock_guard lock(mu_);
     e.record.info.dispatcher = "recurring";
     e.exported_until_ms = std::max(e.exported_until_ms, (hours.last + 1) * kHourMs);
-    (void)spec;
   }
 
   /// Exports one unit with retries; persists the attempt before writing and the outcome after.

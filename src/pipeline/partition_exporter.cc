@@ -146,7 +146,7 @@ Result<EventSelector> EventSelector::Create(const std::vector<std::string>& even
 }
 
 bool EventSelector::Accepts(const store::EventView& e) const {
-  if (!names_.empty() && !names_.contains(std::string(e.name))) return false;
+  if (!names_.empty() && !names_.contains(e.name)) return false;
   if (!where_) return true;
   expr::EventFields f;
   f.name = e.name;

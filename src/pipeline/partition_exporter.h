@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string_view>
 #include <optional>
 #include <string>
 #include <unordered_set>
@@ -40,7 +41,12 @@ class EventSelector {
   bool selects_all() const { return names_.empty() && !where_; }
 
  private:
-  std::unordered_set<std::string> names_;
+  // Transparent hashing: looking up a scanned event's name needs no std::string per event.
+  struct NameHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_set<std::string, NameHash, std::equal_to<>> names_;
   std::optional<expr::WhereFilter> where_;
 };
 
