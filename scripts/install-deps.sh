@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package Sluice needs to build, test and run. Run as root (or with sudo available).
+#   scripts/install-deps.sh          what building and running Sluice needs
+#   scripts/install-deps.sh --test   also the test tools: Debian's Chromium and Node.js, and the npm packages in
+#                                    tests/node (Mixpanel's official SDKs, playwright-core) pinned by its lockfile
 set -euo pipefail
+cd "$(dirname "$0")/.."
+WITH_TEST_TOOLS=0
+[ "${1:-}" = "--test" ] && WITH_TEST_TOOLS=1
 
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git ca-certificates curl openssl python3
@@ -11,6 +17,12 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
 )
+if [ "$WITH_TEST_TOOLS" = "1" ]; then
+  PACKAGES+=(chromium)
+  # Node.js and npm run the test oracles; a machine that already has a newer Node keeps it.
+  command -v node >/dev/null || PACKAGES+=(nodejs)
+  command -v npm >/dev/null || PACKAGES+=(npm)
+fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
@@ -25,9 +37,18 @@ for p in "${PACKAGES[@]}"; do
 done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#PACKAGES[@]} packages already installed"
-  exit 0
+else
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-echo "install-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+if [ "$WITH_TEST_TOOLS" = "1" ]; then
+  # Exactly the versions in tests/node/package-lock.json; nothing downloads a browser (Debian's Chromium is used).
+  if ! (cd tests/node && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error >/dev/null); then
+    echo "install-deps: npm ci in tests/node failed: the npm registry must be reachable for the test tools" >&2
+    exit 1
+  fi
+  echo "install-deps: test tools in tests/node/node_modules"
+fi

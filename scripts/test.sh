@@ -4,7 +4,7 @@
 # test again under AddressSanitizer + UndefinedBehaviorSanitizer. Set SLUICE_SKIP_SANITIZE=1 to skip the sanitizer pass locally.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/install-deps.sh
+./scripts/install-deps.sh --test
 
 # moto (the AWS protocol server the integration tests start) is not packaged in Debian; the machine image
 # ships it (see docs/operations.md#tests).
