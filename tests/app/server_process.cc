@@ -1,4 +1,5 @@
 #include "server_process.h"
+#include "support/test_paths.h"
 
 #include <signal.h>
 #include <sys/wait.h>
@@ -20,7 +21,7 @@ ServerProcess::~ServerProcess() {
   if (pid_ > 0) Kill();
 }
 
-std::string ServerProcess::Binary() { return std::string(SLUICE_BINARY_DIR) + "/sluice"; }
+std::string ServerProcess::Binary() { return std::string(sluice::testing::BinaryDir()) + "/sluice"; }
 
 bool ServerProcess::Start(std::string* error) {
   std::filesystem::create_directories(dir_);

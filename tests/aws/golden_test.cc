@@ -1,6 +1,7 @@
 // S3-flavour and STS signing against golden vectors generated once with botocore
 // (tests/aws/tools/gen_golden.py → tests/testdata/aws-golden/*.json). CI only reads the JSON.
 #include <boost/json.hpp>
+#include "support/test_paths.h"
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -16,7 +17,7 @@ namespace {
 namespace fs = std::filesystem;
 namespace json = boost::json;
 
-const fs::path kGoldenDir = fs::path(SLUICE_SOURCE_DIR) / "tests/testdata/aws-golden";
+const fs::path kGoldenDir = fs::path(sluice::testing::SourceDir()) / "tests/testdata/aws-golden";
 
 std::vector<std::string> GoldenNames() {
   std::vector<std::string> names;

@@ -1,6 +1,7 @@
 // SigV4 against AWS's signing test suite (tests/testdata/aws-signing-test-suite, Apache-2.0): every case, every
 // stage, header-signed and query-signed; plus the S3 flavour against AWS's published S3 examples.
 #include "aws/sigv4.h"
+#include "support/test_paths.h"
 
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
@@ -15,7 +16,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const fs::path kSuiteDir = fs::path(SLUICE_SOURCE_DIR) / "tests/testdata/aws-signing-test-suite/v4";
+const fs::path kSuiteDir = fs::path(sluice::testing::SourceDir()) / "tests/testdata/aws-signing-test-suite/v4";
 
 std::string ReadFile(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);

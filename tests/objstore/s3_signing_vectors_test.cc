@@ -2,6 +2,7 @@
 // CI only reads the JSON): the builders' exact URL and headers, then the S3 SigV4 Authorization with a session
 // token, SSE-KMS headers sharing a prefix, "?uploads", partNumber&uploadId, UNSIGNED-PAYLOAD and escaped queries.
 #include <fstream>
+#include "support/test_paths.h"
 #include <sstream>
 
 #include <boost/json.hpp>
@@ -17,7 +18,7 @@ namespace {
 constexpr char kKms[] = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
 
 boost::json::object LoadVectors() {
-  std::ifstream in(std::string(SLUICE_SOURCE_DIR) + "/tests/objstore/testdata/s3_signing_vectors.json");
+  std::ifstream in(std::string(sluice::testing::SourceDir()) + "/tests/objstore/testdata/s3_signing_vectors.json");
   std::stringstream ss;
   ss << in.rdbuf();
   return boost::json::parse(ss.str()).as_object();
