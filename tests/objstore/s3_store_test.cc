@@ -2,6 +2,7 @@
 // multipart flow, 200-with-error, part failure handling and bounded parts in flight.
 #include "objstore/s3/s3_object_store.h"
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <map>
@@ -152,10 +153,13 @@ TEST(S3StoreTest, SignedRequestsCarrySseOnlyOnCreators) {
     EXPECT_NE(HeaderOf(r, "x-amz-content-sha256"), aws::kUnsignedPayload);
     EXPECT_TRUE(r.url.starts_with("http://s3.test:9000/bkt/"));
   }
-  // Signed payloads: the part's hash is its SHA-256.
-  EXPECT_EQ(HeaderOf(reqs[2], "x-amz-content-sha256"),
-            HexEncode(AsStringView(Sha256(std::string(5 * kMiB, 'x')))));
-  EXPECT_EQ(HeaderOf(reqs[2], "x-amz-checksum-crc32c"), "<absent>");
+  // Signed payloads: the part's hash is its SHA-256. Parts go up concurrently, so find part 1 by its query
+  // rather than by its position in the request log.
+  auto part1 = std::find_if(reqs.begin(), reqs.end(),
+                            [](const auto& r) { return Contains(r.url, "partNumber=1&"); });
+  ASSERT_NE(part1, reqs.end());
+  EXPECT_EQ(HeaderOf(*part1, "x-amz-content-sha256"), HexEncode(AsStringView(Sha256(std::string(5 * kMiB, 'x')))));
+  EXPECT_EQ(HeaderOf(*part1, "x-amz-checksum-crc32c"), "<absent>");
 }
 
 TEST(S3StoreTest, WriterHashesWhatItSends) {
