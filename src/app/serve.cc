@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -41,15 +42,35 @@ struct ServeFlags {
   int pipeline_unit_parallelism = 2;
 };
 
+/// 128 bits: a 32-character token is the shortest whose hex form carries that much randomness; anything
+/// shorter can be brute-forced over the network against the admin API.
+constexpr size_t kMinAdminTokenChars = 32;
+
 /// The admin token: SLUICE_ADMIN_TOKEN, else DIR/admin-token, else a new random one written there (0600).
+/// A token shorter than kMinAdminTokenChars is refused (its length is named, never its value).
 Result<Secret> LoadOrCreateAdminToken(const std::filesystem::path& dir) {
-  if (const char* env = std::getenv("SLUICE_ADMIN_TOKEN"); env && *env) return Secret(env);
+  if (const char* env = std::getenv("SLUICE_ADMIN_TOKEN"); env && *env) {
+    const size_t length = std::strlen(env);
+    if (length < kMinAdminTokenChars) {
+      return InvalidArgument(fmt::format(
+          "SLUICE_ADMIN_TOKEN is {} characters; it must be at least {} (128 bits), e.g. the output of "
+          "`openssl rand -hex 32`, or unset it to use the token in {}",
+          length, kMinAdminTokenChars, (dir / "admin-token").string()));
+    }
+    return Secret(env);
+  }
   auto path = dir / "admin-token";
   if (std::filesystem::exists(path)) {
     std::ifstream in(path);
     std::string token;
     std::getline(in, token);
     if (token.empty()) return InvalidArgument(fmt::format("{} is empty: delete it to mint a new token", path.string()));
+    if (token.size() < kMinAdminTokenChars) {
+      return InvalidArgument(
+          fmt::format("the token in {} is {} characters; it must be at least {} (128 bits): "
+                      "delete the file to mint a new one, or write a longer one",
+                      path.string(), token.size(), kMinAdminTokenChars));
+    }
     return Secret(token);
   }
   std::string token = RandomHex(256);
@@ -64,6 +85,29 @@ Result<Secret> LoadOrCreateAdminToken(const std::filesystem::path& dir) {
   std::filesystem::rename(tmp, path);
   spdlog::info("wrote a new admin token to {} (mode 0600)", path.string());
   return Secret(token);
+}
+
+/// A data dir that has served before but has no store/ is most likely a volume that is not mounted (or a
+/// wrong --data-dir): starting would silently serve an empty store and write new data beside the real one.
+/// "Has served before" is the admin-token file or a server.url left by a previous run; with
+/// SLUICE_ADMIN_TOKEN set no admin-token is written, so server.url is what remains of an earlier start. A
+/// first start (neither present) creates the store.
+Status CheckStoreNotMissing(const std::filesystem::path& dir) {
+  std::error_code ec;
+  const auto store = dir / "store";
+  if (std::filesystem::exists(store, ec)) return OkStatus();
+  for (const char* marker : {"admin-token", "server.url"}) {
+    const auto path = dir / marker;
+    if (!std::filesystem::exists(path, ec)) continue;
+    return Error(
+        ErrorCode::kConflict,
+        fmt::format("refusing to start: {} exists but the store {} does not. This data dir was used "
+                    "before, so its store is missing: check that the data volume is mounted and that "
+                    "--data-dir is right. If the data is really gone and you want an empty store, "
+                    "delete {} and start again",
+                    path.string(), store.string(), path.string()));
+  }
+  return OkStatus();
 }
 
 int Serve(const ServeFlags& f) {
@@ -81,6 +125,10 @@ int Serve(const ServeFlags& f) {
     return 1;
   }
   ::chmod(dir.c_str(), 0700);
+  if (auto s = CheckStoreNotMissing(dir); !s.ok()) {
+    spdlog::error("{}", s.error().message);
+    return 1;
+  }
   auto admin_token = LoadOrCreateAdminToken(dir);
   if (!admin_token.ok()) {
     spdlog::error("{}", admin_token.error().message);

@@ -107,9 +107,11 @@ struct ServerOptions {
 
 /// Observes every finished request, e.g. for metrics. Called on the I/O thread after the response was written
 /// (or failed). Requests the server refuses before routing (400 malformed, 413, 431) report route "unmatched"
-/// and 0 bytes; connections that time out or reset before a complete request report nothing.
-using RequestObserver =
-    std::function<void(std::string_view route, std::string_view method, int status, double seconds, size_t bytes_in)>;
+/// and 0 bytes; connections that time out or reset before a complete request report nothing. `method` is one
+/// of the standard methods (GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, TRACE, CONNECT) or "other", and
+/// `route` a registered pattern or "unmatched", so labels built from them stay a small, fixed set.
+using RequestObserver = std::function<void(std::string_view route, std::string_view method, int status,
+                                           double seconds, size_t bytes_in)>;
 
 class Server {
  public:

@@ -16,10 +16,13 @@
 #include <rocksdb/memtablerep.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice_transform.h>
+#include <rocksdb/sst_file_manager.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 #include <rocksdb/write_buffer_manager.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,6 +30,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <set>
@@ -66,14 +70,23 @@ bool Contains(const std::string& haystack, std::string_view needle) {
   return haystack.find(needle) != std::string::npos;
 }
 
+/// Free space the store keeps on its filesystem beyond what pending writes and flushes need (see
+/// CheckFreeSpace): a sixteenth of the filesystem, at least 2 MiB and at most 1 GiB. It absorbs what
+/// RocksDB writes besides the WAL and flushes (MANIFEST, OPTIONS, its info LOG, compaction output).
+uint64_t HeadroomBytes(uint64_t filesystem_bytes) {
+  return std::clamp<uint64_t>(filesystem_bytes / 16, 2ull << 20, 1ull << 30);
+}
+
+std::string Mib(uint64_t bytes) { return std::to_string((bytes + (1u << 19)) >> 20) + " MiB"; }
+
 /// Maps a RocksDB failure to an Error saying what to check. `what` is the operation ("writing events").
 Error FromRocks(const rocksdb::Status& s, const fs::path& dir, std::string_view what) {
   const std::string detail = s.ToString();
   const std::string d = dir.string();
   if (s.IsNoSpace() || Contains(detail, "No space left")) {
-    return Error(ErrorCode::kUnavailable,
-                 "no space left on device while " + std::string(what) + " in data dir " + d +
-                     ": free disk space or grow the volume (" + detail + ")");
+    return Error(ErrorCode::kUnavailable, "disk full: free space in " + d +
+                                              " (no space left on device while " + std::string(what) +
+                                              "); free disk space or grow the volume (" + detail + ")");
   }
   if (s.IsIOError() && (Contains(detail, "While lock file") || Contains(detail, "lock hold"))) {
     return Error(ErrorCode::kUnavailable, "data dir " + d +
@@ -82,12 +95,15 @@ Error FromRocks(const rocksdb::Status& s, const fs::path& dir, std::string_view 
                                               detail + ")");
   }
   if (Contains(detail, "Permission denied") || Contains(detail, "Read-only file system")) {
-    return Error(ErrorCode::kAccessDenied, "permission denied while " + std::string(what) + " in data dir " + d +
+    return Error(ErrorCode::kAccessDenied, "permission denied while " + std::string(what) + " in data dir " +
+                                               d +
                                                ": it must be a writable directory owned by the user running "
                                                "sluice (" +
                                                detail + ")");
   }
   if (s.IsCorruption()) {
+    // Loud on purpose: whoever asked gets an error, but the operator must learn that stored data is damaged.
+    spdlog::error("CORRUPTION in the store {} (found while {}): {}", d, what, detail);
     return Error(ErrorCode::kInternal, "data in " + d + " is corrupted (found while " + std::string(what) +
                                            "): check the disk and restore the data dir from a backup (" +
                                            detail + ")");
@@ -220,8 +236,9 @@ class RocksStore final : public Store {
     // Memtables of all column families together may use at most 3 write buffers; writers stall (briefly)
     // rather than letting RSS grow when flushes fall behind. Block cache + this budget bound the store's
     // memory: 64 MB + 192 MB by default.
-    db.write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(options_.write_buffer_bytes * 3,
-                                                                            nullptr, /*allow_stall=*/true);
+    write_buffers_ = std::make_shared<rocksdb::WriteBufferManager>(options_.write_buffer_bytes * 3, nullptr,
+                                                                   /*allow_stall=*/true);
+    db.write_buffer_manager = write_buffers_;
     // The small column families (partitions, counters) receive a record in every batch but rarely fill a
     // memtable; without a cap, their memtables would pin every WAL file forever.
     db.max_total_wal_size = options_.write_buffer_bytes * 4;
@@ -241,6 +258,19 @@ class RocksStore final : public Store {
     db.max_log_file_size = 16u << 20;
     // Bounded so the HTTP server keeps file descriptors under the usual 1024 soft limit.
     db.max_open_files = 512;
+    // Full disk. A failed WAL append must never happen: this librocksdb is built with assertions, and the
+    // next append to a WAL that saw ENOSPC aborts the process (WritableFileWriter's
+    // `sync_without_flush_called_`). Commit() therefore refuses writes while free space is short (see
+    // CheckFreeSpace). What may still fail for lack of space is background work (flush, compaction): RocksDB
+    // stops writes with a background error and, with an SstFileManager, polls free space and resumes by
+    // itself once there is room again.
+    db.sst_file_manager.reset(rocksdb::NewSstFileManager(rocksdb::Env::Default()));
+    // Corruption. The default WAL recovery (point in time) stops replaying at the first damaged record and
+    // opens normally, silently dropping every acknowledged write after it. Only a torn last record (a crash
+    // in the middle of an append, never acknowledged) may be dropped; damage anywhere else fails Open with a
+    // Corruption error naming the file, and the server refuses to start.
+    db.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
+    db.paranoid_checks = true;  // the default, stated: verify SST checksums and file sizes where RocksDB can
 
     std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
     for (size_t i = 0; i < kCfCount; ++i) {
@@ -269,6 +299,9 @@ class RocksStore final : public Store {
     rocksdb::DB* raw = nullptr;
     std::vector<rocksdb::ColumnFamilyHandle*> handles;
     rocksdb::Status s = rocksdb::DB::Open(db, dir_.string(), cfs, &handles, &raw);
+    if (!s.ok() && s.IsCorruption()) {
+      return FromRocks(s, dir_, "opening the store, " + DescribeWalDamage());
+    }
     if (!s.ok()) return FromRocks(s, dir_, "opening the store");
     db_.reset(raw);
     handles_ = std::move(handles);
@@ -296,8 +329,7 @@ class RocksStore final : public Store {
     rocksdb::WriteBatch batch;
     Check(batch.Put(cf(kProjects), BigEndian32(project.id), internal::EncodeProject(project)));
     Check(batch.Merge(cf(kDefault), kProjectIdKey, EncodeU64(project.id)));
-    rocksdb::Status s = db_->Write(write_options_, &batch);
-    if (!s.ok()) return FromRocks(s, dir_, "creating a project");
+    SLUICE_TRY(Commit(batch, "creating a project"));
     last_project_id_ = project.id;
     return project;
   }
@@ -328,10 +360,9 @@ class RocksStore final : public Store {
     std::lock_guard lock(projects_mu_);  // no CreateProject can race the existence check
     SLUICE_ASSIGN_OR_RETURN(auto existing, GetProjectLocked(project.id));
     if (!existing) return NotFound("project " + std::to_string(project.id) + " does not exist");
-    rocksdb::Status s =
-        db_->Put(write_options_, cf(kProjects), BigEndian32(project.id), internal::EncodeProject(project));
-    if (!s.ok()) return FromRocks(s, dir_, "updating project " + std::to_string(project.id));
-    return OkStatus();
+    rocksdb::WriteBatch batch;
+    Check(batch.Put(cf(kProjects), BigEndian32(project.id), internal::EncodeProject(project)));
+    return Commit(batch, "updating project " + std::to_string(project.id));
   }
 
   // ---- Events ---------------------------------------------------------------------------------------------
@@ -391,10 +422,9 @@ class RocksStore final : public Store {
       Check(batch.Merge(cf(kDefault), kChangeSeqKey, EncodeU64(seq)));
     }
     if (batch.Count() == 0) return OkStatus();
-    rocksdb::Status s = db_->Write(write_options_, &batch);
+    Status committed = Commit(batch, "writing events");
     if (seq != 0) EndChange(seq);
-    if (!s.ok()) return FromRocks(s, dir_, "writing events");
-    return OkStatus();
+    return committed;
   }
 
   Status ScanPartition(uint32_t project, Hour hour, const std::function<bool(const EventView&)>& fn) override {
@@ -503,9 +533,7 @@ class RocksStore final : public Store {
       }
     }
     if (batch.Count() == 0) return OkStatus();
-    rocksdb::Status s = db_->Write(write_options_, &batch);
-    if (!s.ok()) return FromRocks(s, dir_, "writing profiles");
-    return OkStatus();
+    return Commit(batch, "writing profiles");
   }
 
   Result<std::optional<std::string>> GetProfile(uint32_t project, std::string_view distinct_id) override {
@@ -538,9 +566,9 @@ class RocksStore final : public Store {
     SLUICE_TRY(CheckNamespace(ns));
     std::shared_lock life(life_mu_);
     if (closed_) return ClosedError(dir_);
-    rocksdb::Status s = db_->Put(write_options_, cf(kMeta), internal::MetaKey(ns, key), value);
-    if (!s.ok()) return FromRocks(s, dir_, "writing a metadata record");
-    return OkStatus();
+    rocksdb::WriteBatch batch;
+    Check(batch.Put(cf(kMeta), internal::MetaKey(ns, key), value));
+    return Commit(batch, "writing a metadata record");
   }
 
   Result<std::optional<std::string>> GetMeta(std::string_view ns, std::string_view key) override {
@@ -554,9 +582,9 @@ class RocksStore final : public Store {
     SLUICE_TRY(CheckNamespace(ns));
     std::shared_lock life(life_mu_);
     if (closed_) return ClosedError(dir_);
-    rocksdb::Status s = db_->Delete(write_options_, cf(kMeta), internal::MetaKey(ns, key));
-    if (!s.ok()) return FromRocks(s, dir_, "deleting a metadata record");
-    return OkStatus();
+    rocksdb::WriteBatch batch;
+    Check(batch.Delete(cf(kMeta), internal::MetaKey(ns, key)));
+    return Commit(batch, "deleting a metadata record");
   }
 
   Status ScanMeta(std::string_view ns, std::string_view key_prefix,
@@ -637,6 +665,91 @@ class RocksStore final : public Store {
   };
 
   rocksdb::ColumnFamilyHandle* cf(Cf which) const { return handles_[which]; }
+
+  /// For a corruption found while opening: RocksDB's status says what ("checksum mismatch") but not where. Its
+  /// info LOG does ("<dir>/000012.log: dropping 512 bytes; Corruption: checksum mismatch"); the last such
+  /// line names the damaged file for the operator. Falls back to listing the WAL files.
+  std::string DescribeWalDamage() const {
+    std::ifstream log(dir_ / "LOG");
+    std::string line;
+    std::string last;
+    while (std::getline(log, line)) {
+      if (Contains(line, ": dropping ")) last = line;
+    }
+    if (!last.empty()) {
+      const size_t start = last.find(dir_.string());
+      return "replaying the write-ahead log: " + last.substr(start == std::string::npos ? 0 : start);
+    }
+    std::string wals;
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(dir_, ec)) {
+      if (entry.path().extension() == ".log") wals += (wals.empty() ? "" : ", ") + entry.path().filename().string();
+    }
+    return "write-ahead logs " + (wals.empty() ? std::string("(none)") : wals);
+  }
+
+  /// Every write goes through here: admitted only while the disk has room for it (CheckFreeSpace), then
+  /// committed to the synced WAL. Caller holds life_mu_ shared.
+  Status Commit(rocksdb::WriteBatch& batch, std::string_view what) {
+    // The WAL record is the batch's representation plus a few header bytes per 32 KiB log block.
+    const uint64_t bytes = batch.GetDataSize() + batch.GetDataSize() / 4096 + 64;
+    const uint64_t pending = pending_write_bytes_.fetch_add(bytes) + bytes;
+    struct Release {
+      std::atomic<uint64_t>& counter;
+      uint64_t bytes;
+      ~Release() { counter.fetch_sub(bytes); }
+    } release{pending_write_bytes_, bytes};
+    SLUICE_TRY(CheckFreeSpace(pending, what));
+    MaybeResume();
+    rocksdb::Status s = db_->Write(write_options_, &batch);
+    if (!s.ok()) {
+      last_write_failed_.store(true);
+      return FromRocks(s, dir_, what);
+    }
+    last_write_failed_.store(false);
+    return OkStatus();
+  }
+
+  /// A write may append to the WAL only if, after all writes in flight, the filesystem still has room for
+  /// flushing every memtable (an L0 file is about as large as its memtable) plus HeadroomBytes(). statvfs is
+  /// a microsecond next to the synced write it guards, and checking every write means writes are accepted
+  /// again as soon as space returns, with no restart. Another process filling the disk between the check
+  /// and the append can still beat it; the headroom makes that unlikely.
+  Status CheckFreeSpace(uint64_t pending_bytes, std::string_view what) {
+    struct statvfs st {};
+    if (::statvfs(dir_.c_str(), &st) != 0) return OkStatus();  // cannot tell: let the write decide
+    const uint64_t free_bytes = static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
+    const uint64_t headroom = HeadroomBytes(static_cast<uint64_t>(st.f_blocks) * st.f_frsize);
+    const uint64_t memtables = write_buffers_ ? write_buffers_->memory_usage() : 0;
+    const uint64_t needed = pending_bytes + memtables + headroom;
+    if (free_bytes >= needed) {
+      if (disk_full_.exchange(false)) {
+        spdlog::warn("disk space in {} is available again ({} free): writes are accepted again",
+                     dir_.string(), Mib(free_bytes));
+      }
+      return OkStatus();
+    }
+    std::string message = "disk full: free space in " + dir_.string() + " is " + Mib(free_bytes) +
+                          ", below the " + Mib(needed) + " that " + std::string(what) +
+                          " needs (pending writes, flushing the memtables and a reserve of " + Mib(headroom) +
+                          "); free disk space or grow the volume. Reads keep working and writes resume by "
+                          "themselves once there is room";
+    if (!disk_full_.exchange(true)) spdlog::error("{}", message);
+    return Error(ErrorCode::kUnavailable, std::move(message));
+  }
+
+  /// After a failed write (RocksDB stops writes on a background error, e.g. a flush that found the disk
+  /// full), asks RocksDB to resume, at most once every 5 seconds. RocksDB's own recovery usually gets there
+  /// first; Resume() then returns OK (nothing to do) or Busy (recovery in progress).
+  void MaybeResume() {
+    if (!last_write_failed_.load()) return;
+    const int64_t now = options_.clock->NowMillis();
+    int64_t last = last_resume_ms_.load();
+    if (now - last < 5000 || !last_resume_ms_.compare_exchange_strong(last, now)) return;
+    rocksdb::Status s = db_->Resume();
+    if (!s.ok() && !s.IsBusy())
+      spdlog::warn("store {}: resuming after a write error failed: {}", dir_.string(), s.ToString());
+  }
 
   /// WriteBatch appends only fail on exceeding max_bytes, which we never set.
   static void Check(const rocksdb::Status& s) { (void)s; }
@@ -777,6 +890,15 @@ class RocksStore final : public Store {
   bool closed_ = false;
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  // Memtable budget shared by all column families; its memory_usage() is about what flushing them will write.
+  std::shared_ptr<rocksdb::WriteBufferManager> write_buffers_;
+
+  // Full-disk handling (Commit): WAL bytes of writes between admission and commit, whether the disk was
+  // last found too full (to log once per episode), and the state of MaybeResume.
+  std::atomic<uint64_t> pending_write_bytes_{0};
+  std::atomic<bool> disk_full_{false};
+  std::atomic<bool> last_write_failed_{false};
+  std::atomic<int64_t> last_resume_ms_{0};
 
   std::mutex seq_mu_;
   uint64_t issued_seq_ = 0;       // guarded by seq_mu_

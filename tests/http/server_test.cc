@@ -288,6 +288,70 @@ TEST_F(ServerTest, MalformedRequestGets400AndClose) {
   }
 }
 
+// RFC 9112 §6.1: only exactly `chunked` frames a request body here. Each body below hides a complete second
+// request; a server that mis-frames the body would answer it (request smuggling through a proxy in front).
+TEST_F(ServerTest, TransferEncodingOtherThanChunkedGets400AndCloseWithoutParsingTheBody) {
+  StartServer(EchoRouter());
+  const std::string smuggled = "GET /echo/smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::string chunked_body = "5\r\nhello\r\n0\r\n\r\n" + smuggled;
+  const std::vector<std::string> cases = {
+      "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n" + chunked_body,
+      "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\n\r\n" + chunked_body,
+      "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n" + chunked_body,
+      "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n" + chunked_body,
+      "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n" + chunked_body,
+      "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\nContent-Length: 5\r\n\r\nhello" +
+          smuggled,
+      "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: identity\r\n\r\nhello" +
+          smuggled,
+      "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n" +
+          chunked_body,
+  };
+  for (const std::string& raw : cases) {
+    TestClient client;
+    ASSERT_FALSE(client.Connect(server_->port()));
+    ASSERT_FALSE(client.Send(raw));
+    StringResponse response;
+    ASSERT_FALSE(client.Read(response)) << raw;
+    EXPECT_EQ(response.result_int(), 400) << raw;
+    EXPECT_TRUE(Contains(response.body(), "Transfer-Encoding")) << response.body();
+    EXPECT_FALSE(response.keep_alive()) << raw;
+    StringResponse second;
+    EXPECT_TRUE(client.Read(second)) << "a second response was sent for: " << raw << "\n" << second.body();
+  }
+  // Exactly `chunked` (any case, surrounding blanks) still works.
+  {
+    TestClient client;
+    ASSERT_FALSE(client.Connect(server_->port()));
+    ASSERT_FALSE(client.Send(
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:  Chunked \r\n\r\n5\r\nhello\r\n0\r\n\r\n"));
+    StringResponse response;
+    ASSERT_FALSE(client.Read(response));
+    EXPECT_EQ(response.result_int(), 200);
+    EXPECT_TRUE(Contains(response.body(), "body_size=5\n")) << response.body();
+  }
+  std::lock_guard lock(mu_);
+  for (const Observed& o : observed_) EXPECT_NE(o.route, "/echo/{name}") << "the smuggled request was served";
+}
+
+TEST_F(ServerTest, ObserverSeesOnlyKnownMethodsOrOther) {
+  StartServer(EchoRouter());
+  TestClient client;
+  ASSERT_FALSE(client.Connect(server_->port()));
+  for (const char* method : {"GET", "PURGE", "X-ODD-1", "POST"}) {
+    ASSERT_FALSE(
+        client.Send(std::string(method) + " /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"));
+    StringResponse response;
+    ASSERT_FALSE(client.Read(response)) << method;
+  }
+  auto observed = WaitObserved(4);
+  ASSERT_EQ(observed.size(), 4u);
+  EXPECT_EQ(observed[0].method, "GET");
+  EXPECT_EQ(observed[1].method, "other");
+  EXPECT_EQ(observed[2].method, "other");
+  EXPECT_EQ(observed[3].method, "POST");
+}
+
 TEST_F(ServerTest, LongTrackTargetsAreAcceptedAndHugeHeadersRefused) {
   auto router = std::make_shared<Router>();
   router->Add("GET", "/track", [](Request& request) {
