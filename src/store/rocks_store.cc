@@ -29,6 +29,7 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -743,7 +744,9 @@ class RocksStore final : public Store {
   /// first; Resume() then returns OK (nothing to do) or Busy (recovery in progress).
   void MaybeResume() {
     if (!last_write_failed_.load()) return;
-    const int64_t now = options_.clock->NowMillis();
+    const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::steady_clock::now().time_since_epoch())
+                            .count();
     int64_t last = last_resume_ms_.load();
     if (now - last < 5000 || !last_resume_ms_.compare_exchange_strong(last, now)) return;
     rocksdb::Status s = db_->Resume();
@@ -898,7 +901,7 @@ class RocksStore final : public Store {
   std::atomic<uint64_t> pending_write_bytes_{0};
   std::atomic<bool> disk_full_{false};
   std::atomic<bool> last_write_failed_{false};
-  std::atomic<int64_t> last_resume_ms_{0};
+  std::atomic<int64_t> last_resume_ms_{0};  // steady clock
 
   std::mutex seq_mu_;
   uint64_t issued_seq_ = 0;       // guarded by seq_mu_
