@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "api/service_impl.h"
+#include "console/console.h"
 
 namespace sluice::api {
 namespace {
@@ -17,10 +18,11 @@ ApiMetrics::ApiMetrics(MetricsRegistry& r)
                          {"route", "method", "status"})),
       latency(r.Histogram("sluice_http_request_duration_seconds", "HTTP request latency", {"route"},
                           kLatencyBuckets)),
-      bytes_in(r.Counter("sluice_ingest_bytes_total", "Uncompressed JSON bytes received by ingestion endpoints",
-                         {"endpoint"})),
+      bytes_in(r.Counter("sluice_ingest_bytes_total",
+                         "Uncompressed JSON bytes received by ingestion endpoints", {"endpoint"})),
       events_accepted(r.Counter("sluice_events_accepted_total", "Events stored durably", {"endpoint"})),
-      events_rejected(r.Counter("sluice_events_rejected_total", "Events refused, by reason", {"endpoint", "reason"})),
+      events_rejected(
+          r.Counter("sluice_events_rejected_total", "Events refused, by reason", {"endpoint", "reason"})),
       profile_updates(r.Counter("sluice_profile_updates_total", "Profile updates by result", {"result"})) {}
 
 ServiceImpl::ServiceImpl(store::Store& store, ServiceOptions options)
@@ -57,6 +59,18 @@ Status ServiceImpl::Init() {
   router_->Add("GET", "/metrics", bind(&ServiceImpl::HandleMetrics));
   RegisterPipelineRoutes();
   RegisterConnectorRoutes();
+  // The web console (src/console, docs/console.md) at / and /ui/; its JSON trusts the same credentials as the
+  // admin and pipeline APIs: the admin token sees every project, an API secret its own.
+  console::RegisterRoutes(
+      *router_, {.store = &store_,
+                 .clock = options_.clock,
+                 .authenticate = [this](const http::Request& req) -> std::optional<console::Viewer> {
+                   if (IsAdmin(req)) return console::Viewer{true, projects_.List()};
+                   http::Response ignored;
+                   auto project = AuthenticateProjectRequest(req, ignored);
+                   if (!project) return std::nullopt;
+                   return console::Viewer{false, {*project}};
+                 }});
   return OkStatus();
 }
 
@@ -68,7 +82,8 @@ http::RequestObserver ServiceImpl::observer() {
 }
 
 int64_t ServiceImpl::NowMicros() const {
-  return std::chrono::duration_cast<std::chrono::microseconds>(options_.clock->Now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::microseconds>(options_.clock->Now().time_since_epoch())
+      .count();
 }
 
 Result<std::unique_ptr<Service>> Service::Create(store::Store& store, ServiceOptions options) {

@@ -1,0 +1,158 @@
+// Serving the console: embedded assets with caching headers, the / redirect and /ui/api/projects.
+#include "console/console.h"
+
+#include <fmt/format.h>
+
+#include <boost/json.hpp>
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "console/assets.h"
+
+namespace sluice::console {
+namespace {
+
+namespace json = boost::json;
+
+/// Headers every console answer carries, JSON included: a page that cannot load foreign code, be framed, or
+/// have its types sniffed into something executable.
+void AddSecurityHeaders(http::Response& r) {
+  r.headers.Set("Content-Security-Policy", kContentSecurityPolicy);
+  r.headers.Set("X-Content-Type-Options", "nosniff");
+  r.headers.Set("X-Frame-Options", "DENY");
+  r.headers.Set("Referrer-Policy", "no-referrer");
+}
+
+http::Response ConsoleJsonError(int status, std::string_view message) {
+  http::Response r = http::Response::Json(status, http::JsonErrorBody(message));
+  r.headers.Set("Cache-Control", "no-store");
+  AddSecurityHeaders(r);
+  return r;
+}
+
+const Asset* FindAsset(std::string_view name) {
+  for (const Asset& a : Assets()) {
+    if (a.name == name) return &a;
+  }
+  return nullptr;
+}
+
+/// True when If-None-Match lists `etag` (or is "*"): the browser's copy is current.
+bool NotModified(const http::Request& req, std::string_view etag) {
+  auto inm = req.headers.Get("If-None-Match");
+  if (!inm) return false;
+  std::string_view v = *inm;
+  if (v == "*") return true;
+  size_t pos = 0;
+  while (pos < v.size()) {
+    size_t comma = v.find(',', pos);
+    std::string_view item =
+        v.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    if (item.starts_with("W/")) item.remove_prefix(2);
+    if (item == etag) return true;
+    if (comma == std::string_view::npos) break;
+    pos = comma + 1;
+  }
+  return false;
+}
+
+http::Response ServeAsset(const http::Request& req, std::string_view name) {
+  const Asset* asset = FindAsset(name);
+  if (asset == nullptr) {
+    return ConsoleJsonError(404, fmt::format("the console has no file '{}': open /ui/", name));
+  }
+  http::Response r;
+  if (NotModified(req, asset->etag)) {
+    r.status = 304;
+  } else {
+    r.status = 200;
+    r.body = std::string(asset->body);
+    r.headers.Set("Content-Type", std::string(asset->content_type));
+  }
+  r.headers.Set("ETag", std::string(asset->etag));
+  // Revalidate every time: a server upgrade must show its new console at once; the ETag keeps it cheap.
+  r.headers.Set("Cache-Control", "no-cache");
+  AddSecurityHeaders(r);
+  return r;
+}
+
+/// Events written to `project` in hours [from, to] (partition change tracking: replacements of a dedup key
+/// count again, so this is "events received", not distinct events).
+uint64_t WritesBetween(store::Store& store, uint32_t project, store::Hour from, store::Hour to,
+                       uint64_t* bytes) {
+  auto parts = store.ListPartitions(project, from, to);
+  if (!parts.ok()) return 0;
+  uint64_t n = 0;
+  for (const auto& p : *parts) {
+    n += p.writes;
+    if (bytes != nullptr) *bytes += p.bytes;
+  }
+  return n;
+}
+
+http::Response ProjectsRoute(const ConsoleOptions& o, const http::Request& req) {
+  auto viewer = o.authenticate ? o.authenticate(req) : std::nullopt;
+  if (!viewer) {
+    http::Response r = ConsoleJsonError(
+        401,
+        "sign in with the admin token (Authorization: Bearer) or a project's API secret (HTTP Basic, the "
+        "secret as the user name)");
+    return r;
+  }
+  const int64_t now_ms = o.clock->NowMillis();
+  const store::Hour now_hour = store::HourOf(now_ms * 1000);
+  const store::Hour day_start = now_hour - now_hour % 24;
+  json::array projects;
+  for (const store::Project& p : viewer->projects) {
+    uint64_t bytes_today = 0;
+    const uint64_t today = WritesBetween(*o.store, p.id, day_start, now_hour, &bytes_today);
+    // Hourly counts of the last 24 hours, oldest first, for the page's sparkline.
+    json::array last_24h;
+    const store::Hour first = now_hour - 23;
+    std::vector<uint64_t> hours(24, 0);
+    if (auto parts = o.store->ListPartitions(p.id, first, now_hour); parts.ok()) {
+      for (const auto& part : *parts) hours[part.hour - first] += part.writes;
+    }
+    for (uint64_t h : hours) last_24h.emplace_back(h);
+    // Only what the page shows: never the API secret, the token or the external ID.
+    projects.push_back(json::object{{"id", p.id},
+                                    {"name", p.name},
+                                    {"created_ms", p.created_ms},
+                                    {"events_today", today},
+                                    {"bytes_today", bytes_today},
+                                    {"events_last_hour", hours.back()},
+                                    {"events_last_24h", std::move(last_24h)}});
+  }
+  const std::chrono::year_month_day ymd{std::chrono::sys_days(std::chrono::days(day_start / 24))};
+  const std::string day = fmt::format("{:04d}-{:02d}-{:02d}", static_cast<int>(ymd.year()),
+                                      static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()));
+  json::object out{{"viewer", viewer->admin ? "admin" : "project"},
+                   {"now_ms", now_ms},
+                   {"day", day},
+                   {"projects", std::move(projects)}};
+  http::Response r = http::Response::Json(200, json::serialize(out));
+  r.headers.Set("Cache-Control", "no-store");
+  AddSecurityHeaders(r);
+  return r;
+}
+
+}  // namespace
+
+void RegisterRoutes(http::Router& router, ConsoleOptions options) {
+  auto shared = std::make_shared<const ConsoleOptions>(std::move(options));
+  router.Add("GET", "/", [](http::Request&) {
+    http::Response r = http::Response::Text(302, "the console is at /ui/\n");
+    r.headers.Set("Location", "/ui/");
+    AddSecurityHeaders(r);
+    return r;
+  });
+  router.Add("GET", "/ui", [](http::Request& req) { return ServeAsset(req, "index.html"); });
+  router.Add("GET", "/ui/{asset}",
+             [](http::Request& req) { return ServeAsset(req, req.path_params.at("asset")); });
+  router.Add("GET", "/ui/api/projects", [shared](http::Request& req) { return ProjectsRoute(*shared, req); });
+}
+
+}  // namespace sluice::console
