@@ -18,11 +18,10 @@ ApiMetrics::ApiMetrics(MetricsRegistry& r)
                          {"route", "method", "status"})),
       latency(r.Histogram("sluice_http_request_duration_seconds", "HTTP request latency", {"route"},
                           kLatencyBuckets)),
-      bytes_in(r.Counter("sluice_ingest_bytes_total",
-                         "Uncompressed JSON bytes received by ingestion endpoints", {"endpoint"})),
+      bytes_in(r.Counter("sluice_ingest_bytes_total", "Uncompressed JSON bytes received by ingestion endpoints",
+                         {"endpoint"})),
       events_accepted(r.Counter("sluice_events_accepted_total", "Events stored durably", {"endpoint"})),
-      events_rejected(
-          r.Counter("sluice_events_rejected_total", "Events refused, by reason", {"endpoint", "reason"})),
+      events_rejected(r.Counter("sluice_events_rejected_total", "Events refused, by reason", {"endpoint", "reason"})),
       profile_updates(r.Counter("sluice_profile_updates_total", "Profile updates by result", {"result"})) {}
 
 ServiceImpl::ServiceImpl(store::Store& store, ServiceOptions options)
@@ -82,8 +81,7 @@ http::RequestObserver ServiceImpl::observer() {
 }
 
 int64_t ServiceImpl::NowMicros() const {
-  return std::chrono::duration_cast<std::chrono::microseconds>(options_.clock->Now().time_since_epoch())
-      .count();
+  return std::chrono::duration_cast<std::chrono::microseconds>(options_.clock->Now().time_since_epoch()).count();
 }
 
 Result<std::unique_ptr<Service>> Service::Create(store::Store& store, ServiceOptions options) {
