@@ -192,6 +192,8 @@ async function main() {
     executablePath: CHROMIUM,
     headless: true,
     viewport: {width: 1366, height: 900},
+    // A zone far from UTC, so the page's "UTC and the viewer's zone" is visible and checked.
+    timezoneId: 'America/New_York',
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
            '--disable-component-update', '--disable-sync'],
   });
@@ -214,8 +216,7 @@ async function main() {
     check(page.url() === origin + '/ui/', 'GET / lands on /ui/ (' + page.url() + ')');
     await page.waitForSelector('#signin');
     await shot('01-signin');
-    await page.keyboard.press('Tab');
-    check(await page.evaluate(() => document.activeElement && document.activeElement.classList.contains('skip')), 'first Tab stop is the skip link');
+    check(await page.evaluate(() => document.activeElement && document.activeElement.id === 'credential'), 'the sign-in field has the keyboard focus');
     await page.fill('#credential', 'wrong-token');
     await page.keyboard.press('Enter');
     await page.waitForSelector('#signin-status.error');
@@ -254,9 +255,15 @@ async function main() {
                                days, {timeout: 90000});
     check(true, 'the local pipeline shows its three days delivered');
     await shot('03-local-pipeline-delivered');
-    await page.click(`.calendar a[data-day="${days[1]}"]`);
+    // By keyboard: a day cell is a link; Enter opens the day and moves the focus to its details.
+    await page.focus(`.calendar a[data-day="${days[1]}"]`);
+    await page.keyboard.press('Enter');
     await page.waitForSelector('#day-detail [data-field=tasks]');
+    await page.waitForFunction(() => document.activeElement && document.activeElement.id === 'day-detail', null, {timeout: 5000});
+    check(true, 'a day cell opens by keyboard and the focus moves to the day');
     check((await page.textContent('#day-detail')).includes('Delivered at'), 'a day links to its task history');
+    const when = await page.textContent('#day-detail time');
+    check(/ UTC \(.* America\/New_York\)/.test(when), 'times are shown in UTC and the viewer\'s zone: ' + when);
     await shot('04-local-day');
     const exported = fs.readdirSync(path.join(exportRoot, 'web'), {recursive: true}).filter((f) => String(f).endsWith('.gz'));
     check(exported.length >= 3, `files were written to the local destination (${exported.length})`);
@@ -276,6 +283,8 @@ async function main() {
     const putStep = await page.$('#check-report li[data-step="put"][data-result="fail"]');
     check(!!putStep, 'the check report shows the put step failed');
     check(!!(await page.$('#check-report li[data-step="assume-role"][data-result="ok"]')), 'the check report shows assume-role passed');
+    check(await page.isVisible('#check-report li[data-step="get"][data-result="skip"]'), 'the check report shows the skipped get step');
+    check((await page.$$('#check-report li[data-step]')).length === 7, 'the check report lists all seven steps');
     check((await page.textContent('#check-report')).includes('s3:PutObject'), 'the report names s3:PutObject');
     await shot('05-destination-check-refused');
 

@@ -146,6 +146,12 @@
     return el;
   }
 
+  /// Replaces `el`'s children (flattened; null, undefined and false skipped — replaceChildren would print them).
+  function fill(el, ...children) {
+    el.replaceChildren();
+    return append(el, children);
+  }
+
   const SVG_NS = 'http://www.w3.org/2000/svg';
   function s(tag, attrs, ...children) {
     const el = document.createElementNS(SVG_NS, tag);
@@ -536,7 +542,7 @@
       const accepted = rate('sluice_events_accepted_total');
       const last = state.samples.length ? state.samples[state.samples.length - 1].metrics : [];
       const rejected = byLabel(last, 'sluice_events_rejected_total', 'reason');
-      health.replaceChildren(
+      fill(health,
         h('h2', {id: 'health-h'}, 'Ingestion (whole server)'),
         state.metricsError ? h('p.muted', {}, state.metricsError) : null,
         h('dl.kv', {},
@@ -680,14 +686,14 @@
             const answer = await pipelineCall(projectId, 'jobs', {}, 'GET');
             jobs = answer[String(projectId)] || Object.values(answer)[0] || [];
           } catch (e) {
-            pipelinesSection.replaceChildren(h('h2', {id: 'pl-h'}, 'Pipelines'), h('p.error', {role: 'alert'}, e.message));
+            fill(pipelinesSection, h('h2', {id: 'pl-h'}, 'Pipelines'), h('p.error', {role: 'alert'}, e.message));
             return;
           }
           const statuses = await Promise.all(jobs.map((j) => pipelineCall(projectId, 'status', {name: j.name, summary: true}, 'GET').catch(() => null)));
           if (seq !== state.renderSeq) return;
           const focusKey = document.activeElement && document.activeElement.closest && pipelinesSection.contains(document.activeElement)
               ? focusPath(document.activeElement) : null;
-          pipelinesSection.replaceChildren(h('h2', {id: 'pl-h'}, 'Pipelines'),
+          fill(pipelinesSection, h('h2', {id: 'pl-h'}, 'Pipelines'),
             h('p', {}, h('a.button', {href: `#/project/${projectId}/new-pipeline`}, 'New pipeline')),
             jobs.length ? h('div', {}, jobs.map((j, i) => pipelineCard(projectId, j, statuses[i], {link: true, refresh})))
                         : h('p.muted', {}, 'No pipelines yet.'));
@@ -698,18 +704,18 @@
           try {
             list = normaliseConnectors(await api('GET', `/api/app/projects/${projectId}/connectors`));
           } catch (e) {
-            connectorsSection.replaceChildren(h('h2', {id: 'cn-h'}, 'Cloud Import connectors'), h('p.muted', {}, e.message));
+            fill(connectorsSection, h('h2', {id: 'cn-h'}, 'Cloud Import connectors'), h('p.muted', {}, e.message));
             return;
           }
           const details = await Promise.all(list.map((c) => api('GET', `/api/app/projects/${projectId}/connectors/${encodeURIComponent(c.cid)}`).catch(() => null)));
           if (seq !== state.renderSeq) return;
           const focusKey = connectorsSection.contains(document.activeElement) ? focusPath(document.activeElement) : null;
-          connectorsSection.replaceChildren(h('h2', {id: 'cn-h'}, 'Cloud Import connectors'),
-            list.length ? list.map((c, i) => {
+          fill(connectorsSection, h('h2', {id: 'cn-h'}, 'Cloud Import connectors'),
+            ...(list.length ? list.map((c, i) => {
               const d = details[i] && details[i].results ? details[i].results : details[i];
               const full = d && typeof d === 'object' ? Object.assign({}, c, d) : c;
               return connectorCard(projectId, full, d ? d.last_run : null, refresh);
-            }) : h('p.muted', {}, 'No connectors. Create one with the connectors API or ', h('code', {}, 'sluice import create'), '.'));
+            }) : [h('p.muted', {}, 'No connectors. Create one with the connectors API or ', h('code', {}, 'sluice import create'), '.')]));
           restoreFocus(connectorsSection, focusKey);
         })(),
       ]);
@@ -761,7 +767,7 @@
         if (!job) throw new ApiError(404, `pipeline ${name} does not exist in project ${projectId}`);
         const tasks = Array.isArray(timeline.tasks) ? timeline.tasks : [];
         const focusKey = body.contains(document.activeElement) ? focusPath(document.activeElement) : null;
-        body.replaceChildren(pipelineCard(projectId, job, status, {link: false, selected: day, refresh}));
+        fill(body, pipelineCard(projectId, job, status, {link: false, selected: day, refresh}));
         restoreFocus(body, focusKey);
         if (day) {
           const dayTasks = tasks.filter((t) => (t.partition || '').startsWith(day));
@@ -769,7 +775,7 @@
           const st = dayState(ds);
           const failed = dayTasks.find((t) => t.state === 'failed' || t.state === 'timed_out' || (t.state === 'retried' && t.message));
           const msg = (failed && failed.message) || (st === 'failed' ? job.failure_message : '');
-          detail.replaceChildren(
+          fill(detail,
             h('h2', {id: 'dd-h'}, `${day} (UTC) `, h('span.badge.' + st, {'data-field': 'day-state'}, STATE_TEXT[st])),
             ds && ds.sync_times && ds.sync_times.length ? h('p', {}, 'Delivered at: ', ds.sync_times.map((t, i) => [i ? ', ' : '', timeEl(t)])) : h('p.muted', {}, 'Not delivered yet.'),
             msg ? h('div.alert', {role: 'alert', 'data-field': 'day-failure'}, h('strong', {}, 'Failure: '), msg,
@@ -777,11 +783,11 @@
             taskTable(dayTasks, `Tasks of ${day}`));
           if (first) detail.focus();
         } else {
-          detail.replaceChildren();
+          fill(detail);
         }
-        history.replaceChildren(h('h2', {id: 'hi-h'}, 'Task history (newest first)'), taskTable(tasks.slice(0, 50), 'Task history'));
+        fill(history, h('h2', {id: 'hi-h'}, 'Task history (newest first)'), taskTable(tasks.slice(0, 50), 'Task history'));
       } catch (e) {
-        body.replaceChildren(h('p.error', {role: 'alert'}, e.message));
+        fill(body, h('p.error', {role: 'alert'}, e.message));
       }
       first = false;
       if (seq === state.renderSeq) state.pageTimer = setTimeout(refresh, PAGE_REFRESH_MS);
@@ -891,7 +897,7 @@
           if (values[k] !== current[k]) params[k] = k === 'events' ? JSON.stringify(events) : values[k];
         }
         if (Object.keys(params).length === 1) {
-          result.replaceChildren(h('p.note', {role: 'status'}, 'Nothing changed.'));
+          fill(result, h('p.note', {role: 'status'}, 'Nothing changed.'));
           return;
         }
       } else {
@@ -905,15 +911,15 @@
         for (const k of keys) if (values[k] && !(k === 's3_encryption' && values[k] === 'none')) params[k] = values[k];
       }
       submit.disabled = true;
-      result.replaceChildren(h('p.muted', {role: 'status'}, values.type === 's3' ? 'Checking the destination (assume role, write, read, list, delete)…' : 'Saving…'));
+      fill(result, h('p.muted', {role: 'status'}, values.type === 's3' ? 'Checking the destination (assume role, write, read, list, delete)…' : 'Saving…'));
       try {
         const answer = await pipelineCall(projectId, job ? 'edit' : 'create', params);
         const created = job ? job.name : (answer.pipeline_names || [])[0];
-        result.replaceChildren(h('p.note', {role: 'status'}, job ? 'Saved. ' : 'Created pipeline ' + created + '. ',
+        fill(result, h('p.note', {role: 'status'}, job ? 'Saved. ' : 'Created pipeline ' + created + '. ',
           h('a', {href: `#/project/${projectId}/pipeline/${encodeURIComponent(created)}`}, 'Open it')));
         announce(job ? 'Pipeline saved' : 'Pipeline created');
       } catch (e) {
-        result.replaceChildren(h('h2', {}, job ? 'Not saved' : 'Not created'), errorReport(e));
+        fill(result, h('h2', {}, job ? 'Not saved' : 'Not created'), errorReport(e));
       }
       submit.disabled = false;
       result.focus();
@@ -941,7 +947,7 @@
     const status = h('p.muted', {role: 'status'});
     const draw = () => {
       status.textContent = state.metricsError || `Sampling /metrics every ${METRICS_INTERVAL_MS / 1000} s; ${state.samples.length} samples.`;
-      wrap.replaceChildren(
+      fill(wrap,
         lineChart('Ingest events/s', series('sluice_events_accepted_total', 'counter'), 'ev/s', (v) => rateText(v, 'ev/s')),
         lineChart('Export lag', series('sluice_pipeline_export_lag_seconds', 'gauge'), 's', (v) => (v === null || v === undefined ? '—' : (v >= 100 ? v.toFixed(0) : v.toFixed(1)) + ' s')),
         lineChart('Bytes delivered/s', series('sluice_pipeline_bytes_exported_total', 'counter'), 'B/s', (v) => (v === null || v === undefined ? '—' : bytes(Math.round(v)) + '/s')),
