@@ -7,7 +7,9 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "common/result.h"
 #include "console/assets.h"
 
 namespace sluice::console {
@@ -79,51 +81,61 @@ http::Response ServeAsset(const http::Request& req, std::string_view name) {
   return r;
 }
 
-/// Events written to `project` in hours [from, to] (partition change tracking: replacements of a dedup key
-/// count again, so this is "events received", not distinct events).
-uint64_t WritesBetween(store::Store& store, uint32_t project, store::Hour from, store::Hour to,
-                       uint64_t* bytes) {
-  auto parts = store.ListPartitions(project, from, to);
-  if (!parts.ok()) return 0;
-  uint64_t n = 0;
-  for (const auto& p : *parts) {
-    n += p.writes;
-    if (bytes != nullptr) *bytes += p.bytes;
+/// Ingestion counts of one project from partition change tracking (replacements of a dedup key count again,
+/// so these are "events received", not distinct events).
+struct ProjectCounts {
+  uint64_t today = 0;
+  uint64_t bytes_today = 0;
+  std::vector<uint64_t> last_24h =
+      std::vector<uint64_t>(24, 0);  // oldest first; the last is the current hour
+};
+
+/// Today's UTC hours all lie within the last 24 hours, so one partition listing answers both.
+Result<ProjectCounts> CountProject(store::Store& store, uint32_t project, store::Hour now_hour) {
+  const store::Hour first = now_hour >= 23 ? now_hour - 23 : 0;
+  const store::Hour day_start = now_hour - now_hour % 24;
+  SLUICE_ASSIGN_OR_RETURN(auto parts, store.ListPartitions(project, first, now_hour));
+  ProjectCounts c;
+  for (const auto& part : parts) {
+    if (part.hour < first || part.hour > now_hour) continue;
+    c.last_24h[23 - (now_hour - part.hour)] += part.writes;
+    if (part.hour >= day_start) {
+      c.today += part.writes;
+      c.bytes_today += part.bytes;
+    }
   }
-  return n;
+  return c;
 }
 
 http::Response ProjectsRoute(const ConsoleOptions& o, const http::Request& req) {
   auto viewer = o.authenticate ? o.authenticate(req) : std::nullopt;
   if (!viewer) {
-    http::Response r = ConsoleJsonError(
+    return ConsoleJsonError(
         401,
-        "sign in with the admin token (Authorization: Bearer) or a project's API secret (HTTP Basic, the "
-        "secret as the user name)");
-    return r;
+        "sign in with the admin token (Authorization: Bearer) or a project's API secret (HTTP "
+        "Basic, the secret as the user name)");
   }
   const int64_t now_ms = o.clock->NowMillis();
   const store::Hour now_hour = store::HourOf(now_ms * 1000);
   const store::Hour day_start = now_hour - now_hour % 24;
   json::array projects;
   for (const store::Project& p : viewer->projects) {
-    uint64_t bytes_today = 0;
-    const uint64_t today = WritesBetween(*o.store, p.id, day_start, now_hour, &bytes_today);
-    // Hourly counts of the last 24 hours, oldest first, for the page's sparkline.
-    json::array last_24h;
-    const store::Hour first = now_hour - 23;
-    std::vector<uint64_t> hours(24, 0);
-    if (auto parts = o.store->ListPartitions(p.id, first, now_hour); parts.ok()) {
-      for (const auto& part : *parts) hours[part.hour - first] += part.writes;
+    auto counts = CountProject(*o.store, p.id, now_hour);
+    if (!counts.ok()) {
+      return ConsoleJsonError(503,
+                              fmt::format("reading project {}'s partition counts failed: {}; retry, and see "
+                                          "the server log if it persists",
+                                          p.id, counts.error().message));
     }
-    for (uint64_t h : hours) last_24h.emplace_back(h);
+    json::array last_24h;
+    for (uint64_t h : counts->last_24h) last_24h.emplace_back(h);
     // Only what the page shows: never the API secret, the token or the external ID.
     projects.push_back(json::object{{"id", p.id},
                                     {"name", p.name},
                                     {"created_ms", p.created_ms},
-                                    {"events_today", today},
-                                    {"bytes_today", bytes_today},
-                                    {"events_last_hour", hours.back()},
+                                    {"events_today", counts->today},
+                                    {"bytes_today", counts->bytes_today},
+                                    {"events_last_hour", counts->last_24h.back()},
                                     {"events_last_24h", std::move(last_24h)}});
   }
   const std::chrono::year_month_day ymd{std::chrono::sys_days(std::chrono::days(day_start / 24))};
