@@ -333,6 +333,17 @@ async function main() {
     await page.waitForSelector(`.calendar a[data-day="${days[2]}"][data-state="delivered"]`, {timeout: 90000});
     check(!(await page.$('[data-pipeline="s3-days"] [data-field=failure]')), 'after the fix and Resume the failure is gone');
 
+    // Edit through the form: only the changed field is sent (the destination is not checked again).
+    await page.click('[data-pipeline="s3-days"] a[href$="/edit"]');
+    await page.waitForSelector('#pipeline-form');
+    check(await page.isDisabled('#from_date') && await page.isDisabled('#type'), 'fields that cannot change are disabled in the edit form');
+    await page.fill('#where', 'properties["amount"] >= 1');
+    await page.click('#pipeline-form button[type=submit]');
+    await page.waitForFunction(() => /Saved/.test(document.querySelector('#form-result')?.textContent || ''), null, {timeout: 30000});
+    const edited = await http('GET', `${base}/api/2.0/nessie/pipeline/jobs`, {headers: basic});
+    check(edited.json[String(project.id)].find((j) => j.name === 's3-days').where === 'properties["amount"] >= 1', 'Edit changes the pipeline (API agrees)');
+    await shot('09-s3-edited');
+
     // A Cloud Import connector: progress, counters and the first bad lines.
     const lines = [];
     for (let i = 0; i < 6; i++) lines.push(JSON.stringify({event: 'imported', properties: {time: Math.floor((todayStart - 2 * dayMs) / 1000) + i, distinct_id: 'i' + i, $insert_id: 'imp-' + i}}));
@@ -354,14 +365,14 @@ async function main() {
     check((await page.textContent('[data-connector] [data-field=events]')).startsWith('6 imported'), 'the connector counts 6 imported events');
     const bad = await page.textContent('[data-connector] [data-field=bad-lines]');
     check(bad.includes('history/2026.json') && bad.includes('4'), 'the first bad line is listed with file and line');
-    await shot('09-connector');
+    await shot('10-connector');
 
     // Live metrics as charts.
     await page.click('a[data-nav=metrics]');
     await page.waitForSelector('#charts figure svg polyline', {timeout: 20000});
     check((await page.$$('#charts figure')).length >= 3, 'the metrics page draws its charts');
     check((await page.textContent('#charts')).includes('Export lag'), 'export lag is charted');
-    await shot('10-metrics');
+    await shot('11-metrics');
 
     // Sign out, then in with the project's API secret: straight to the project.
     await page.click('#signout');
@@ -373,7 +384,7 @@ async function main() {
     await page.waitForSelector('[data-pipeline="s3-days"]');
     check(page.url().endsWith(`#/project/${project.id}`), 'a project secret opens its project');
     check(!(await page.content()).includes(project.api_secret), 'the secret is never rendered');
-    await shot('11-project-secret');
+    await shot('12-project-secret');
 
     // Every request went to the server; no CSP violation or script error.
     const foreign = requests.filter((u) => !u.startsWith(origin + '/') && !u.startsWith('data:') && u !== 'about:blank');
