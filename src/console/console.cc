@@ -64,7 +64,10 @@ bool NotModified(const http::Request& req, std::string_view etag) {
 http::Response ServeAsset(const http::Request& req, std::string_view name) {
   const Asset* asset = FindAsset(name);
   if (asset == nullptr) {
-    return ConsoleJsonError(404, fmt::format("the console has no file '{}': open /ui/", name));
+    // Echo at most a short prefix of what was asked for: error bodies never carry a client's bulk back.
+    constexpr size_t kMaxEcho = 80;
+    return ConsoleJsonError(404, fmt::format("the console has no file '{}{}': open /ui/",
+                                             name.substr(0, kMaxEcho), name.size() > kMaxEcho ? "…" : ""));
   }
   http::Response r;
   if (NotModified(req, asset->etag)) {

@@ -412,9 +412,11 @@
       const st = dayState(byDate.get(day));
       const label = `${day}: ${STATE_TEXT[st]}`;
       const href = `#/project/${projectId}/pipeline/${encodeURIComponent(job.name)}/day/${day}`;
-      grid.appendChild(h('a', {href, class: st, role: 'listitem', title: label, 'aria-label': label,
-                               'data-day': day, 'data-state': st, 'aria-current': selected === day ? 'date' : null},
-                         h('span.sym', {'aria-hidden': 'true'}, STATE_SYMBOL[st]), day.slice(8)));
+      // The list item wraps the link, so assistive technology still announces a link.
+      grid.appendChild(h('span', {role: 'listitem'},
+                         h('a', {href, class: st, title: label, 'aria-label': label, 'data-day': day, 'data-state': st,
+                                 'aria-current': selected === day ? 'date' : null},
+                           h('span.sym', {'aria-hidden': 'true'}, STATE_SYMBOL[st]), day.slice(8))));
     }
     const legend = h('ul.legend', {'aria-label': 'Legend'},
                      Object.keys(STATE_TEXT).map((k) => h('li', {}, h('span.sw.' + k, {'aria-hidden': 'true'}), STATE_SYMBOL[k] + ' ' + STATE_TEXT[k])));
