@@ -132,7 +132,7 @@ async function main() {
   // pipelines (issue 9); older binaries without the flag are run without it.
   const dataDir = path.join(work, 'data');
   const exportRoot = path.join(work, 'exports');
-  fs.mkdirSync(exportRoot);
+  fs.mkdirSync(path.join(exportRoot, 'web'), {recursive: true});
   const help = spawnSync(BINARY, ['serve', '--help'], {encoding: 'utf8'});
   const serveArgs = ['serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--pipeline-delay-minutes', '0', '--log-level', 'info'];
   if ((help.stdout + help.stderr).includes('--local-export-root')) serveArgs.push('--local-export-root', exportRoot);
