@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "api/service_impl.h"
+#include "console/console.h"
 
 namespace sluice::api {
 namespace {
@@ -57,6 +58,18 @@ Status ServiceImpl::Init() {
   router_->Add("GET", "/metrics", bind(&ServiceImpl::HandleMetrics));
   RegisterPipelineRoutes();
   RegisterConnectorRoutes();
+  // The web console (src/console, docs/console.md) at / and /ui/; its JSON trusts the same credentials as the
+  // admin and pipeline APIs: the admin token sees every project, an API secret its own.
+  console::RegisterRoutes(
+      *router_, {.store = &store_,
+                 .clock = options_.clock,
+                 .authenticate = [this](const http::Request& req) -> std::optional<console::Viewer> {
+                   if (IsAdmin(req)) return console::Viewer{true, projects_.List()};
+                   http::Response ignored;
+                   auto project = AuthenticateProjectRequest(req, ignored);
+                   if (!project) return std::nullopt;
+                   return console::Viewer{false, {*project}};
+                 }});
   return OkStatus();
 }
 
