@@ -99,7 +99,7 @@ TEST(ImportRestartTest, SigkillMidFileThenRestartLosesNothingAndDuplicatesNothin
                     {"category_properties", json::object{{"data_format", "mixpanel_event"}}}};
   auto created = server.Send("POST", base, json::serialize(body), auth);
   ASSERT_EQ(created.status, 200) << created.body;
-  const std::string id(json::parse(created.body).at("results").at("id").as_string());
+  const std::string id(json::parse(created.body).at("results").at("connector_id").as_string());
   const std::string history = base + "/" + id + "/history";
 
   // Kill it once half of the file is stored (bounded wait): by then checkpoints have been persisted (every
@@ -108,7 +108,7 @@ TEST(ImportRestartTest, SigkillMidFileThenRestartLosesNothingAndDuplicatesNothin
   for (int i = 0; i < 2400 && imported_before_kill < kEvents / 2; ++i) {
     auto h = server.Send("GET", history, {}, auth);
     if (h.status == 200) {
-      auto runs = json::parse(h.body).at("results").as_array();
+      auto runs = json::parse(h.body).at("results").at("data").as_array();
       if (!runs.empty()) {
         const auto& run = runs.front().as_object();
         ASSERT_EQ(run.at("status").as_string(), "running") << "the import finished before it could be killed";
@@ -125,7 +125,7 @@ TEST(ImportRestartTest, SigkillMidFileThenRestartLosesNothingAndDuplicatesNothin
   for (int i = 0; i < 1200; ++i) {
     auto h = server.Send("GET", history, {}, auth);
     if (h.status == 200) {
-      auto runs = json::parse(h.body).at("results").as_array();
+      auto runs = json::parse(h.body).at("results").at("data").as_array();
       if (runs.size() >= 2 && runs.front().at("status").as_string() != "running") {
         last = runs.front().as_object();
         ASSERT_EQ(runs.back().at("status").as_string(), "failed");
