@@ -160,8 +160,9 @@ http::Response ServiceImpl::HandleImport(http::Request& req) {
     auto parsed = ParseUint<uint32_t>("project_id", *pid);
     if (!parsed.ok()) return ImportError(400, parsed.error().message);
     if (*parsed != project->id) {
-      return ImportError(401, fmt::format("project_id {} does not match the credentials (they belong to project {})",
-                                          *parsed, project->id));
+      return ImportError(
+          401, fmt::format("project_id {} does not match the credentials (they belong to project {})",
+                           *parsed, project->id));
     }
   }
 

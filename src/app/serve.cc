@@ -206,9 +206,10 @@ void RegisterServeCommand(CLI::App& app, int& exit_code) {
   cmd->add_option("--pipeline-runs", flags->pipeline_runs, "Pipelines exporting at the same time")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
-  cmd->add_option("--import-runs", flags->import_runs,
-                  "Cloud Import connectors importing at the same time (one project never takes the last one while "
-                  "another waits)")
+  cmd->add_option(
+         "--import-runs", flags->import_runs,
+         "Cloud Import connectors importing at the same time (one project never takes the last one while "
+         "another waits)")
       ->capture_default_str()
       ->check(CLI::Range(1, 256));
   cmd->add_option("--pipeline-unit-parallelism", flags->pipeline_unit_parallelism,

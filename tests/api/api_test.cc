@@ -400,8 +400,8 @@ TEST_F(ApiTest, ExportHonoursGzipLimitAndAuth) {
 }
 
 // Every number and id of the HTTP APIs is read whole, decimal digits only and range-checked: no wrap-around
-// (4294967297 read as 1), no trailing garbage ("1abc" as 1), no sign ("-1" as 4294967295 or "no limit") and no
-// exponent ("1e100" as 1). Each is a 400 that names the parameter.
+// (4294967297 read as 1), no trailing garbage ("1abc" as 1), no sign ("-1" as 4294967295 or "no limit") and
+// no exponent ("1e100" as 1). Each is a 400 that names the parameter.
 TEST_F(ApiTest, NumbersAndIdsAreParsedWholeAndRangeChecked) {
   ASSERT_EQ(project_id_, 1);  // so that 2^32 + 1 would wrap onto this project
   ASSERT_EQ(Import("[" + Event("E", "n-1") + "," + Event("E", "n-2") + "]").status, 200);
@@ -419,8 +419,10 @@ TEST_F(ApiTest, NumbersAndIdsAreParsedWholeAndRangeChecked) {
   for (std::string bad : {"4294967297", "1abc", "-1", "+1", " 1", "1e0", "0x1", "18446744073709551617", ""}) {
     if (bad.empty()) continue;
     std::string encoded;
-    for (char c : bad) encoded += c == ' ' ? std::string("%20") : c == '+' ? std::string("%2B") : std::string(1, c);
-    auto r = Send("GET", "/api/2.0/export?project_id=" + encoded + "&" + dates, {}, {{"Authorization", Bearer()}});
+    for (char c : bad)
+      encoded += c == ' ' ? std::string("%20") : c == '+' ? std::string("%2B") : std::string(1, c);
+    auto r =
+        Send("GET", "/api/2.0/export?project_id=" + encoded + "&" + dates, {}, {{"Authorization", Bearer()}});
     expect_400(r, "project_id", "export project_id=" + bad);
     auto q = Send("GET", "/api/2.0/engage?project_id=" + encoded, {}, {{"Authorization", Bearer()}});
     expect_400(q, "project_id", "engage project_id=" + bad);
@@ -428,7 +430,8 @@ TEST_F(ApiTest, NumbersAndIdsAreParsedWholeAndRangeChecked) {
     expect_400(Import("[]", "?project_id=" + encoded), "project_id", "import project_id=" + bad);
   }
   // The well-formed id still works, and another project's id is still a mismatch.
-  EXPECT_EQ(Send("GET", "/api/2.0/export?project_id=1&" + dates, {}, {{"Authorization", Bearer()}}).status, 200);
+  EXPECT_EQ(Send("GET", "/api/2.0/export?project_id=1&" + dates, {}, {{"Authorization", Bearer()}}).status,
+            200);
   EXPECT_EQ(Import("[]", "?project_id=1").status, 200);
   EXPECT_EQ(Import("[]", "?project_id=2").status, 401);
 
@@ -441,15 +444,18 @@ TEST_F(ApiTest, NumbersAndIdsAreParsedWholeAndRangeChecked) {
   EXPECT_EQ(ExportAll("&limit=100000").size(), 2u);
 
   // Engage paging.
-  for (std::string q : {"page=-1", "page=1e2", "page_size=0", "page_size=1abc", "page_size=-5", "page_size=10001"}) {
+  for (std::string q :
+       {"page=-1", "page=1e2", "page_size=0", "page_size=1abc", "page_size=-5", "page_size=10001"}) {
     auto r = Send("GET", "/api/2.0/engage?" + q, {}, {{"Authorization", SecretAuth()}});
     expect_400(r, q.substr(0, q.find('=')), "engage " + q);
   }
-  EXPECT_EQ(Send("GET", "/api/2.0/engage?page=0&page_size=10", {}, {{"Authorization", SecretAuth()}}).status, 200);
+  EXPECT_EQ(Send("GET", "/api/2.0/engage?page=0&page_size=10", {}, {{"Authorization", SecretAuth()}}).status,
+            200);
 
   // Ids in paths: 2^32 + 1 does not reach project 1.
   for (std::string bad : {"4294967297", "1abc", "-1"}) {
-    auto r = Send("POST", "/api/app/projects/" + bad, R"({"external_id":"acme-7f3a"})", {{"Authorization", Bearer()}});
+    auto r = Send("POST", "/api/app/projects/" + bad, R"({"external_id":"acme-7f3a"})",
+                  {{"Authorization", Bearer()}});
     expect_400(r, "project id", "path id " + bad);
   }
   // A megabyte of digits is refused without echoing it whole.

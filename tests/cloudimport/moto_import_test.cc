@@ -301,7 +301,8 @@ TEST_F(MotoImportTest, PlainFileWithBadAndEmptyLinesAndAnEmptyFile) {
   ASSERT_EQ(list.status, 200);
   bool listed = false;
   const json::object listing = list.Json();
-  for (const auto& v : listing.at("results").at("data").as_array()) listed |= S(v.as_object(), "connector_id") == id;
+  for (const auto& v : listing.at("results").at("data").as_array())
+    listed |= S(v.as_object(), "connector_id") == id;
   EXPECT_TRUE(listed);
   Reply metrics = Send("GET", "/metrics", {}, false);
   EXPECT_NE(metrics.body.find("sluice_import_events_total{result=\"imported\"}"), std::string::npos);
