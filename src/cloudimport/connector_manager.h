@@ -18,7 +18,7 @@
 //
 // Run outcome:  success — every file imported (bad lines are dropped and counted, not failures);
 //               failed  — some file could not be imported (compression mismatch, corrupt gzip, more than 2 GB
-//                         of data once inflated, an inflation ratio over 1000:1) or a
+//                         of data once inflated, an inflation ratio over 500:1) or a
 //                         transient error (retried with backoff: 30 s, 1 min, … capped at the frequency);
 //               paused  — a permanent error (access denied, missing bucket): the connector waits for Resume
 //               with

@@ -13,9 +13,11 @@
 //
 // Bounded work per file: the data (after inflation) may not exceed `max_output_bytes` (Mixpanel's 2 GB per
 // file applies to the data, not to the compressed object), and a gzip stream that inflates more than
-// `max_inflation_ratio`:1 once it has produced `ratio_check_after` bytes is refused as a gzip bomb — deflate
-// cannot exceed ~1032:1 and real NDJSON compresses 5–50:1, so 1000:1 only refuses degenerate input (e.g.
-// megabytes of one repeated byte). Both fail the file (kInvalidArgument) with a message saying what to do.
+// `max_inflation_ratio`:1 once it has produced `ratio_check_after` bytes is refused as a gzip bomb. Deflate
+// tops out near 1000:1 (zlib ~1030:1, libdeflate ~990:1 on zeros), so the bound must sit well below that to
+// catch bombs from any encoder; real NDJSON compresses 5–50:1, so 500:1 leaves it a tenfold margin and only
+// refuses degenerate input (megabytes of one repeated byte). Both fail the file (kInvalidArgument) with a
+// message saying what to do.
 #pragma once
 
 #include <zlib.h>
@@ -37,7 +39,7 @@ namespace sluice::cloudimport {
 /// as too long without being buffered.
 inline constexpr size_t kMaxLineBytes = 1024 * 1024 + 4096;
 /// Refuse a gzip stream inflating more than this many times its compressed size…
-inline constexpr uint64_t kMaxInflationRatio = 1000;
+inline constexpr uint64_t kMaxInflationRatio = 500;
 /// …once it has produced this much data (small files may legitimately be all padding).
 inline constexpr uint64_t kInflationCheckAfterBytes = 16ull * 1024 * 1024;
 

@@ -152,7 +152,7 @@ TEST_F(ConnectorApiTest, ConnectorsUseMixpanelsNamesAndListShape) {
   EXPECT_FALSE(c.contains("id"));
   EXPECT_FALSE(c.contains("created"));
   const std::string id(c.at("connector_id").as_string());
-  EXPECT_EQ(id.size(), 64u);
+  EXPECT_EQ(id.size(), 16u);
   const std::string created_at(c.at("created_at").as_string());
   EXPECT_TRUE(std::regex_match(created_at, std::regex(R"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z)")))
       << created_at;

@@ -177,7 +177,7 @@ std::string RealisticLines(size_t bytes) {
 }
 
 TEST(LineReaderLimitsTest, RefusesAGzipBombAfterItsFirstMegabytes) {
-  // 64 MB of zeros gzip to ~64 KB (≈1000:1): with the default rule the reader stops after ~16 MB of output.
+  // 64 MB of zeros gzip to ~66 KB (≈990:1 with libdeflate): the reader stops after ~16 MB of output.
   const std::string bomb = Gzip(std::string(64u << 20, '\0'), 9);
   ASSERT_LT(bomb.size(), 200u * 1024);
   const auto started = std::chrono::steady_clock::now();
@@ -187,13 +187,13 @@ TEST(LineReaderLimitsTest, RefusesAGzipBombAfterItsFirstMegabytes) {
   EXPECT_EQ(r.status.error().code, ErrorCode::kInvalidArgument);
   EXPECT_NE(r.status.error().message.find("gzip bomb"), std::string::npos) << r.status.error().message;
   EXPECT_NE(r.status.error().message.find("in/bomb.json.gz"), std::string::npos);
-  EXPECT_NE(r.status.error().message.find("1000:1"), std::string::npos);
+  EXPECT_NE(r.status.error().message.find("500:1"), std::string::npos);
   EXPECT_LE(r.bytes_out, kInflationCheckAfterBytes + (1u << 20));  // stopped early, not after 64 MB
   EXPECT_LT(took, std::chrono::seconds(5));
 }
 
 TEST(LineReaderLimitsTest, RatioRuleSparesRealDataAndSmallPaddedFiles) {
-  // Event-like NDJSON compresses far below 1000:1: checked from the first byte, it still passes.
+  // Event-like NDJSON compresses far below 500:1: checked from the first byte, it still passes.
   const std::string text = RealisticLines(4u << 20);
   const std::string gz = Gzip(text, 9);
   Bounded r = ReadBounded(gz, Compression::kGzip, {.ratio_check_after = 0});

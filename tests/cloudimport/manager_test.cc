@@ -477,8 +477,12 @@ TEST_F(ManagerTest, CreateRefusesAnUnreadableBucket) {
 
 TEST_F(ManagerTest, GzipBombAndOversizedDataFailThatFileFastAndTheRestImports) {
   StopManager();
-  // A test-sized inflated limit (the real one is 2 GB); the ratio rule is the real one (1000:1 after 16 MB).
-  StartManager(20'000, [](ConnectorManager::Options& o) { o.max_file_bytes = 1u << 20; });
+  // Test-sized limits: 1 MB of data per file (the real one is 2 GB) and the ratio checked from 256 KB of
+  // output (16 MB in production); the ratio bound is the real one (500:1).
+  StartManager(20'000, [](ConnectorManager::Options& o) {
+    o.max_file_bytes = 1u << 20;
+    o.inflation_check_after = 256u << 10;
+  });
   // 64 MB of zeros: a ~64 KB object whose data is far beyond any reasonable file.
   bucket_->SetObject("in/bomb.json.gz", Gzip(std::string(64u << 20, '\0'), 9));
   // ~2 MB of valid events: a small object (well under the limit as stored) holding more data than allowed.
