@@ -254,7 +254,10 @@ Result<std::vector<RunRecord>> ConnectorManager::History(uint32_t project, std::
     if (it == connectors_.end() || it->second.spec.project_id != project) {
       return NotFound(fmt::format("project {} has no connector {}", project, id));
     }
-    if (auto live = live_.find(std::string(id)); live != live_.end()) live_run = live->second->run;
+    // A run claimed by a runner but not started yet (seq 0) is not in the history.
+    if (auto live = live_.find(std::string(id)); live != live_.end() && live->second->run.seq > 0) {
+      live_run = live->second->run;
+    }
   }
   std::vector<RunRecord> runs;
   SLUICE_TRY(
