@@ -209,7 +209,7 @@ void RegisterImportCommands(CLI::App& app, int& exit_code) {
       uint32_t project = 0;
     };
     auto f = std::make_shared<Flags>();
-    auto* cmd = import->add_subcommand("list", "List a project's connectors as JSON");
+    auto* cmd = import->add_subcommand("list", "List a project's connectors as a JSON array");
     cmd->add_option("--project", f->project, "Project id")->required();
     AddClientFlags(cmd, f->client);
     cmd->callback([f, &exit_code] {
@@ -234,7 +234,7 @@ void RegisterImportCommands(CLI::App& app, int& exit_code) {
     auto* cmd =
         import->add_subcommand("history", "A connector's runs, newest first, one JSON object per line");
     cmd->add_option("--project", f->project, "Project id")->required();
-    cmd->add_option("--connector", f->connector, "Connector id")->required();
+    cmd->add_option("--connector", f->connector, "The connector's connector_id")->required();
     cmd->add_option("--limit", f->limit, "At most this many runs")->capture_default_str();
     AddClientFlags(cmd, f->client);
     cmd->callback([f, &exit_code] {
@@ -258,7 +258,7 @@ void RegisterImportCommands(CLI::App& app, int& exit_code) {
     auto f = std::make_shared<Flags>();
     auto* cmd = import->add_subcommand("delete", "Delete a connector (the imported data stays)");
     cmd->add_option("--project", f->project, "Project id")->required();
-    cmd->add_option("--connector", f->connector, "Connector id")->required();
+    cmd->add_option("--connector", f->connector, "The connector's connector_id")->required();
     AddClientFlags(cmd, f->client);
     cmd->callback([f, &exit_code] {
       auto client = Client::Connect(f->client);
