@@ -1,6 +1,5 @@
 // Projects (/api/app/projects), /healthz and /metrics, and the authentication helpers shared by handlers.
 #include <algorithm>
-#include <charconv>
 #include <cstring>
 #include <boost/json.hpp>
 
@@ -37,12 +36,12 @@ std::optional<store::Project> ServiceImpl::AuthenticateProjectRequest(const http
   auto pid_text = params.Get("project_id");
   std::optional<uint32_t> pid;
   if (pid_text && !pid_text->empty()) {
-    try {
-      pid = static_cast<uint32_t>(std::stoul(std::string(*pid_text)));
-    } catch (...) {
-      error = JsonError(400, fmt::format("project_id '{}' is not a number", *pid_text));
+    auto parsed = ParseUint<uint32_t>("project_id", *pid_text);
+    if (!parsed.ok()) {
+      error = JsonError(400, parsed.error().message);
       return std::nullopt;
     }
+    pid = *parsed;
   }
   std::optional<store::Project> project;
   if (IsAdmin(req)) {
@@ -94,10 +93,9 @@ http::Response ServiceImpl::HandleCreateProject(http::Request& req) {
 
 http::Response ServiceImpl::HandleUpdateProject(http::Request& req) {
   if (!IsAdmin(req)) return JsonError(401, "an admin token is required: Authorization: Bearer <admin token>");
-  uint32_t id = 0;
-  const std::string& id_text = req.path_params.at("id");
-  auto [ptr, ec_id] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
-  if (ec_id != std::errc() || ptr != id_text.data() + id_text.size()) return JsonError(400, "the project id must be a number");
+  auto parsed_id = ParseUint<uint32_t>("the project id in the path", req.path_params.at("id"));
+  if (!parsed_id.ok()) return JsonError(400, parsed_id.error().message);
+  const uint32_t id = *parsed_id;
   boost::system::error_code ec;
   auto body = boost::json::parse(req.body, ec);
   if (ec || !body.is_object() || !body.as_object().contains("external_id") || !body.at("external_id").is_string()) {

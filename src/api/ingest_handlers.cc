@@ -156,9 +156,14 @@ http::Response ServiceImpl::HandleImport(http::Request& req) {
     r.headers.Set("WWW-Authenticate", "Basic realm=\"Mixpanel\"");
     return r;
   }
-  if (auto pid = params.Get("project_id"); pid && !pid->empty() && *pid != std::to_string(project->id)) {
-    return ImportError(401, fmt::format("project_id {} does not match the credentials (they belong to project {})",
-                                        *pid, project->id));
+  if (auto pid = params.Get("project_id"); pid && !pid->empty()) {
+    auto parsed = ParseUint<uint32_t>("project_id", *pid);
+    if (!parsed.ok()) return ImportError(400, parsed.error().message);
+    if (*parsed != project->id) {
+      return ImportError(
+          401, fmt::format("project_id {} does not match the credentials (they belong to project {})",
+                           *parsed, project->id));
+    }
   }
 
   std::string payload;

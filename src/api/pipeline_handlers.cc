@@ -16,12 +16,12 @@
 
 #include <algorithm>
 #include <boost/json.hpp>
-#include <charconv>
 #include <chrono>
 #include <string>
 #include <vector>
 
 #include "api/pipeline_params.h"
+#include "api/request_util.h"
 #include "api/service_impl.h"
 #include "pipeline/pipeline.h"
 
@@ -267,13 +267,8 @@ http::Response SyncRoute(PipelineCall& call) { return SimpleAction<&PipelineMana
 Result<size_t> LimitParam(const PipelineParams& params) {
   auto v = params.Get("limit");
   if (!v || v->empty()) return kDefaultTimelineLimit;
-  size_t limit = 0;
-  auto [ptr, ec] = std::from_chars(v->data(), v->data() + v->size(), limit);
-  if (ec != std::errc() || ptr != v->data() + v->size() || limit == 0 || limit > kMaxTimelineLimit) {
-    return InvalidArgument(
-        fmt::format("limit '{}' is not valid: a number of tasks from 1 to {}", *v, kMaxTimelineLimit));
-  }
-  return limit;
+  // A number of tasks.
+  return ParseUint<size_t>("limit", *v, 1, kMaxTimelineLimit);
 }
 
 http::Response StatusRoute(PipelineCall& call) {

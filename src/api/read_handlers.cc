@@ -24,6 +24,8 @@ namespace {
 
 constexpr size_t kChunkBytes = 256 * 1024;
 constexpr size_t kMaxQueuedChunks = 4;  // bounds memory per export stream to ~1 MiB
+// Mixpanel's export refuses a `limit` over 100,000 events.
+constexpr uint64_t kMaxExportLimit = 100'000;
 
 /// Appends one event as Mixpanel's export line:
 /// {"event":…,"properties":{"time":<s>,"distinct_id":…,"$insert_id":…,["$device_id":…,]["$user_id":…,]
@@ -192,13 +194,12 @@ http::Response ServiceImpl::HandleExport(http::Request& req) {
       event_filter.emplace(name.as_string().c_str());
     }
   }
-  uint64_t limit = 0;
+  uint64_t limit = 0;  // 0 = no limit
   if (auto l = params.Get("limit"); l && !l->empty()) {
-    try {
-      limit = std::stoull(std::string(*l));
-    } catch (...) {
-      return JsonError(400, "'limit' must be a positive integer");
-    }
+    // Mixpanel's export caps `limit` at 100,000 events; without it the export is whole.
+    auto parsed = ParseUint64("limit", *l, 1, kMaxExportLimit);
+    if (!parsed.ok()) return JsonError(400, parsed.error().message);
+    limit = *parsed;
   }
 
   const auto from_hour = static_cast<store::Hour>(*from_day * 24);
@@ -260,13 +261,17 @@ http::Response ServiceImpl::HandleEngageQuery(http::Request& req) {
     return JsonError(400, "the 'where' parameter is not supported by this server version");
   }
   uint64_t page = 0, page_size = 1000;
-  try {
-    if (auto p = params.Get("page"); p && !p->empty()) page = std::stoull(std::string(*p));
-    if (auto s = params.Get("page_size"); s && !s->empty()) page_size = std::stoull(std::string(*s));
-  } catch (...) {
-    return JsonError(400, "'page' and 'page_size' must be non-negative integers");
+  if (auto p = params.Get("page"); p && !p->empty()) {
+    // Bounded so page * page_size cannot overflow.
+    auto parsed = ParseUint64("page", *p, 0, 1'000'000'000);
+    if (!parsed.ok()) return JsonError(400, parsed.error().message);
+    page = *parsed;
   }
-  if (page_size == 0 || page_size > 10000) return JsonError(400, "'page_size' must be between 1 and 10000");
+  if (auto s = params.Get("page_size"); s && !s->empty()) {
+    auto parsed = ParseUint64("page_size", *s, 1, 10'000);
+    if (!parsed.ok()) return JsonError(400, parsed.error().message);
+    page_size = *parsed;
+  }
 
   boost::json::array results;
   uint64_t total = 0;

@@ -1,10 +1,10 @@
 #include "api/request_util.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cctype>
 #include <chrono>
-
-#include <fmt/format.h>
 
 #include "common/compression.h"
 #include "common/crypto.h"
@@ -13,8 +13,35 @@
 namespace sluice::api {
 namespace {
 
+// Echoed values are cut so a megabyte of garbage does not come back in the error.
+constexpr size_t kMaxEchoedChars = 64;
+
+std::string Echo(std::string_view text) {
+  if (text.size() <= kMaxEchoedChars) return std::string(text);
+  return fmt::format("{}… ({} characters)", text.substr(0, kMaxEchoedChars), text.size());
+}
 
 }  // namespace
+
+Result<uint64_t> ParseUint64(std::string_view name, std::string_view text, uint64_t min, uint64_t max) {
+  auto refuse = [&] {
+    return InvalidArgument(
+        fmt::format("{} '{}' is not valid: it must be a whole number from {} to {}, written with "
+                    "decimal digits only",
+                    name, Echo(text), min, max));
+  };
+  if (text.empty()) return refuse();
+  uint64_t v = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return refuse();
+    const auto digit = static_cast<uint64_t>(c - '0');
+    // Checked before it can wrap: v * 10 + digit > UINT64_MAX.
+    if (v > (std::numeric_limits<uint64_t>::max() - digit) / 10) return refuse();
+    v = v * 10 + digit;
+  }
+  if (v < min || v > max) return refuse();
+  return v;
+}
 
 std::string ContentType(const http::Request& req) {
   auto ct = req.headers.Get("Content-Type");
@@ -24,29 +51,34 @@ std::string ContentType(const http::Request& req) {
   return AsciiLower(TrimSpace(v));
 }
 
-bool IsFormUrlEncoded(const http::Request& req) { return ContentType(req) == "application/x-www-form-urlencoded"; }
+bool IsFormUrlEncoded(const http::Request& req) {
+  return ContentType(req) == "application/x-www-form-urlencoded";
+}
 
 Result<std::string> DecodedBody(http::Request& req, size_t max_bytes) {
   auto enc = req.headers.Get("Content-Encoding");
   std::string encoding = enc ? AsciiLower(TrimSpace(*enc)) : std::string();
   if (encoding.empty() || encoding == "identity") {
     if (req.body.size() > max_bytes) {
-      return Error(ErrorCode::kTooLarge, fmt::format("Request Entity Too Large: the body has {} bytes; the limit is {} "
-                                                     "bytes of uncompressed JSON per request",
-                                                     req.body.size(), max_bytes));
+      return Error(ErrorCode::kTooLarge,
+                   fmt::format("Request Entity Too Large: the body has {} bytes; the limit is {} "
+                               "bytes of uncompressed JSON per request",
+                               req.body.size(), max_bytes));
     }
     return std::move(req.body);
   }
   if (encoding == "gzip" || encoding == "x-gzip") {
     auto out = GunzipBounded(req.body, max_bytes);
     if (!out.ok() && out.error().code == ErrorCode::kTooLarge) {
-      return Error(ErrorCode::kTooLarge, fmt::format("Request Entity Too Large: the gzip body expands beyond {} bytes "
-                                                     "of uncompressed JSON per request",
-                                                     max_bytes));
+      return Error(ErrorCode::kTooLarge,
+                   fmt::format("Request Entity Too Large: the gzip body expands beyond {} bytes "
+                               "of uncompressed JSON per request",
+                               max_bytes));
     }
     return out;
   }
-  return InvalidArgument(fmt::format("unsupported Content-Encoding '{}': send gzip or no encoding", encoding));
+  return InvalidArgument(
+      fmt::format("unsupported Content-Encoding '{}': send gzip or no encoding", encoding));
 }
 
 Result<std::string> DecodeDataParam(std::string_view value) {
@@ -103,13 +135,15 @@ Result<ClientPayloadData> ClientPayload(http::Request& req, const RequestParams&
     }
     std::string_view t = TrimSpace(body);
     if (t.empty() || (t.front() != '[' && t.front() != '{')) {
-      return InvalidArgument("no 'data' parameter: send data=<base64 JSON> in the query or form body, or a JSON body");
+      return InvalidArgument(
+          "no 'data' parameter: send data=<base64 JSON> in the query or form body, or a JSON body");
     }
   }
   auto ct = ContentType(req);
   if (ct == "application/x-ndjson" || ct == "application/ndjson") out.format = ingest::PayloadFormat::kNdjson;
   if (TrimSpace(body).empty()) {
-    return InvalidArgument("empty request: send data=<base64 JSON> in the query or form body, or a JSON body");
+    return InvalidArgument(
+        "empty request: send data=<base64 JSON> in the query or form body, or a JSON body");
   }
   out.json = std::move(body);
   return out;
@@ -122,9 +156,14 @@ std::optional<int64_t> ParseDate(std::string_view date) {
   for (size_t i : {0, 1, 2, 3, 5, 6, 8, 9}) {
     if (!std::isdigit(static_cast<unsigned char>(date[i]))) return std::nullopt;
   }
-  y = std::stoi(std::string(date.substr(0, 4)));
-  m = std::stoi(std::string(date.substr(5, 2)));
-  d = std::stoi(std::string(date.substr(8, 2)));
+  auto digits = [&](size_t from, size_t n) {
+    int v = 0;
+    for (size_t i = from; i < from + n; ++i) v = v * 10 + (date[i] - '0');
+    return v;
+  };
+  y = digits(0, 4);
+  m = digits(5, 2);
+  d = digits(8, 2);
   year_month_day ymd{year{y}, month{static_cast<unsigned>(m)}, day{static_cast<unsigned>(d)}};
   if (!ymd.ok()) return std::nullopt;
   return sys_days(ymd).time_since_epoch().count();

@@ -1,7 +1,10 @@
-// Decoding Mixpanel-style requests: parameters that may come in the query or a form body, gzip bodies, and the
-// `data=` parameter (base64 or URL-encoded JSON) that SDKs send to /track and /engage.
+// Decoding Mixpanel-style requests: parameters that may come in the query or a form body, gzip bodies, and
+// the `data=` parameter (base64 or URL-encoded JSON) that SDKs send to /track and /engage.
 #pragma once
 
+#include <concepts>
+#include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,8 +21,8 @@ namespace sluice::api {
 std::string ContentType(const http::Request& req);
 bool IsFormUrlEncoded(const http::Request& req);
 
-/// The body, gunzipped when Content-Encoding says gzip, bounded by `max_bytes` uncompressed (kTooLarge beyond).
-/// Moves the body out of `req` (no copy of a multi-megabyte batch).
+/// The body, gunzipped when Content-Encoding says gzip, bounded by `max_bytes` uncompressed (kTooLarge
+/// beyond). Moves the body out of `req` (no copy of a multi-megabyte batch).
 Result<std::string> DecodedBody(http::Request& req, size_t max_bytes);
 
 /// The value of a `data=` parameter: JSON as is when it starts with '[' or '{', otherwise base64 (standard or
@@ -50,6 +53,21 @@ struct ClientPayloadData {
 /// (GET), `data=` in a form body (base64 or URL-encoded JSON), or a JSON / NDJSON body.
 /// Moves the body out of `req`.
 Result<ClientPayloadData> ClientPayload(http::Request& req, const RequestParams& params, size_t max_bytes);
+
+/// Parses parameter `name` (a query/form parameter or a path segment) as a whole decimal number in [min,
+/// max]: ASCII digits only — no sign, space, exponent, fraction or hex — and no wrap-around, so "4294967297",
+/// "1abc",
+/// "-1" and "1e100" are refused instead of being read as 1, 1, 4294967295 and 1. kInvalidArgument naming the
+/// parameter and the accepted range otherwise (the value echoed, truncated).
+Result<uint64_t> ParseUint64(std::string_view name, std::string_view text, uint64_t min = 0,
+                             uint64_t max = std::numeric_limits<uint64_t>::max());
+
+template <std::unsigned_integral T>
+Result<T> ParseUint(std::string_view name, std::string_view text, T min = 0,
+                    T max = std::numeric_limits<T>::max()) {
+  SLUICE_ASSIGN_OR_RETURN(uint64_t v, ParseUint64(name, text, min, max));
+  return static_cast<T>(v);
+}
 
 /// Parses "YYYY-MM-DD" into days since the Unix epoch.
 std::optional<int64_t> ParseDate(std::string_view date);

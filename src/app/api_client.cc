@@ -18,8 +18,10 @@ Error ServerError(int status, const std::string& body) {
   std::string message = body;
   boost::system::error_code ec;
   auto v = boost::json::parse(body, ec);
-  if (!ec && v.is_object() && v.as_object().contains("error") && v.at("error").is_string()) {
-    message = std::string(v.at("error").as_string());
+  // {"error": …}, or Mixpanel's errorResponse {"status":"error","type":…,"message":…} (connectors API).
+  const char* key = !ec && v.is_object() && v.as_object().contains("error") ? "error" : "message";
+  if (!ec && v.is_object() && v.as_object().contains(key) && v.at(key).is_string()) {
+    message = std::string(v.at(key).as_string());
     // Mixpanel-style errors (connectors API) also name the field and an error code.
     if (auto* field = v.as_object().if_contains("field"); field && field->is_string()) {
       message += fmt::format(" [field {}]", std::string_view(field->as_string()));

@@ -1,17 +1,15 @@
 #include "app/cmd_import.h"
 
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <boost/json.hpp>
 #include <boost/url.hpp>
-
 #include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <memory>
 #include <thread>
-
-#include <fmt/format.h>
 
 #include "app/api_client.h"
 #include "app/config.h"
@@ -62,7 +60,8 @@ void AddSpecFlags(CLI::App* cmd, SpecFlags& f) {
   cmd->add_option("--bucket", f.bucket, "S3 bucket holding the files")->required();
   cmd->add_option("--prefix", f.prefix, "Key prefix of the files (default: the whole bucket)");
   cmd->add_option("--region", f.region, "The bucket's region")->capture_default_str();
-  cmd->add_option("--role", f.role, "Role ARN Sluice assumes (needs s3:GetObject and s3:ListBucket)")->required();
+  cmd->add_option("--role", f.role, "Role ARN Sluice assumes (needs s3:GetObject and s3:ListBucket)")
+      ->required();
   cmd->add_option("--format", f.format, "mixpanel_event, mixpanel_people, remap_event or remap_people")
       ->capture_default_str()
       ->check(CLI::IsMember({"mixpanel_event", "mixpanel_people", "remap_event", "remap_people"}));
@@ -71,13 +70,15 @@ void AddSpecFlags(CLI::App* cmd, SpecFlags& f) {
       ->check(CLI::IsMember({"none", "gzip"}));
   cmd->add_option("--endpoint", f.endpoint, "S3-compatible endpoint URL (also used for STS)");
   cmd->add_option("--label", f.label, "A name for the connector");
-  cmd->add_option("--remap", f.remap,
-                  "Remap formats: MIXPANEL_FIELD=SOURCE_FIELD, repeatable (event_name, time, distinct_id, $insert_id, "
-                  "ip; $distinct_id for people)");
+  cmd->add_option(
+      "--remap", f.remap,
+      "Remap formats: MIXPANEL_FIELD=SOURCE_FIELD, repeatable (event_name, time, distinct_id, $insert_id, "
+      "ip; $distinct_id for people)");
 }
 
 Result<std::string> CreateBody(const SpecFlags& f) {
-  json::object cp{{"s3_bucket", f.bucket}, {"s3_prefix", f.prefix}, {"s3_region", f.region}, {"s3_role", f.role}};
+  json::object cp{
+      {"s3_bucket", f.bucket}, {"s3_prefix", f.prefix}, {"s3_region", f.region}, {"s3_role", f.role}};
   if (!f.endpoint.empty()) cp["s3_endpoint"] = f.endpoint;
   json::object cat{{"data_format", f.format}, {"compression", f.compression}, {"frequency", f.frequency}};
   if (!f.remap.empty()) {
@@ -85,7 +86,8 @@ Result<std::string> CreateBody(const SpecFlags& f) {
     for (const auto& r : f.remap) {
       auto eq = r.find('=');
       if (eq == std::string::npos || eq == 0 || eq + 1 == r.size()) {
-        return InvalidArgument(fmt::format("--remap '{}' must be MIXPANEL_FIELD=SOURCE_FIELD, e.g. time=ts", r));
+        return InvalidArgument(
+            fmt::format("--remap '{}' must be MIXPANEL_FIELD=SOURCE_FIELD, e.g. time=ts", r));
       }
       remap[r.substr(0, eq)] = r.substr(eq + 1);
     }
@@ -121,17 +123,26 @@ std::string HumanBytes(uint64_t b) {
   return fmt::format("{} B", b);
 }
 
+/// The items of a list answer, Mixpanel-paged: {"results":{"url":null,"has_more":false,"data":[…]}}; null
+/// when the answer has another shape.
+const json::array* ListData(const json::value& v) {
+  if (!v.is_object()) return nullptr;
+  const json::value* results = v.as_object().if_contains("results");
+  if (results == nullptr || !results->is_object()) return nullptr;
+  const json::value* data = results->as_object().if_contains("data");
+  return data != nullptr && data->is_array() ? &data->as_array() : nullptr;
+}
+
 /// Follows the first run of a connector to its end, drawing progress on stderr. Returns the final run.
 Result<json::object> FollowRun(Client& client, uint32_t project, const std::string& id) {
   const bool tty = ::isatty(STDERR_FILENO) == 1;
-  const std::string path = fmt::format("/api/app/projects/{}/connectors/{}/history?limit=1", project, Encode(id));
+  const std::string path =
+      fmt::format("/api/app/projects/{}/connectors/{}/history?limit=1", project, Encode(id));
   auto last_line = std::chrono::steady_clock::now() - std::chrono::hours(1);
   const auto started = std::chrono::steady_clock::now();
   for (;;) {
     SLUICE_ASSIGN_OR_RETURN(json::value v, client.Call("GET", path));
-    const json::array* runs = v.is_object() && v.as_object().contains("results") && v.at("results").is_array()
-                                  ? &v.at("results").as_array()
-                                  : nullptr;
+    const json::array* runs = ListData(v);
     if (runs && !runs->empty() && runs->front().is_object()) {
       const json::object& run = runs->front().as_object();
       const std::string status = S(run, "status");
@@ -175,10 +186,12 @@ void RegisterImportCommands(CLI::App& app, int& exit_code) {
       uint32_t project = 0;
     };
     auto f = std::make_shared<Flags>();
-    auto* cmd = import->add_subcommand("create", "Create a connector (checks access first); prints it as JSON");
+    auto* cmd =
+        import->add_subcommand("create", "Create a connector (checks access first); prints it as JSON");
     cmd->add_option("--project", f->project, "Project id")->required();
     AddSpecFlags(cmd, f->spec);
-    cmd->add_option("--frequency", f->spec.frequency, "Minutes between discovery runs")->capture_default_str();
+    cmd->add_option("--frequency", f->spec.frequency, "Minutes between discovery runs")
+        ->capture_default_str();
     AddClientFlags(cmd, f->client);
     cmd->callback([f, &exit_code] {
       auto body = CreateBody(f->spec);
@@ -196,7 +209,7 @@ void RegisterImportCommands(CLI::App& app, int& exit_code) {
       uint32_t project = 0;
     };
     auto f = std::make_shared<Flags>();
-    auto* cmd = import->add_subcommand("list", "List a project's connectors as JSON");
+    auto* cmd = import->add_subcommand("list", "List a project's connectors as a JSON array");
     cmd->add_option("--project", f->project, "Project id")->required();
     AddClientFlags(cmd, f->client);
     cmd->callback([f, &exit_code] {
@@ -204,7 +217,10 @@ void RegisterImportCommands(CLI::App& app, int& exit_code) {
       if (!client.ok()) return void(exit_code = Fail(client.error()));
       auto v = client->Call("GET", fmt::format("/api/app/projects/{}/connectors", f->project));
       if (!v.ok()) return void(exit_code = Fail(v.error()));
-      std::cout << json::serialize(v->at("results")) << "\n";
+      const json::array* data = ListData(*v);
+      if (data == nullptr)
+        return void(exit_code = Fail(Internal("the server's connector list has no results.data")));
+      std::cout << json::serialize(*data) << "\n";
     });
   }
   {
@@ -215,18 +231,22 @@ void RegisterImportCommands(CLI::App& app, int& exit_code) {
       size_t limit = 20;
     };
     auto f = std::make_shared<Flags>();
-    auto* cmd = import->add_subcommand("history", "A connector's runs, newest first, one JSON object per line");
+    auto* cmd =
+        import->add_subcommand("history", "A connector's runs, newest first, one JSON object per line");
     cmd->add_option("--project", f->project, "Project id")->required();
-    cmd->add_option("--connector", f->connector, "Connector id")->required();
+    cmd->add_option("--connector", f->connector, "The connector's connector_id")->required();
     cmd->add_option("--limit", f->limit, "At most this many runs")->capture_default_str();
     AddClientFlags(cmd, f->client);
     cmd->callback([f, &exit_code] {
       auto client = Client::Connect(f->client);
       if (!client.ok()) return void(exit_code = Fail(client.error()));
-      auto v = client->Call("GET", fmt::format("/api/app/projects/{}/connectors/{}/history?limit={}", f->project,
-                                               Encode(f->connector), f->limit));
+      auto v = client->Call("GET", fmt::format("/api/app/projects/{}/connectors/{}/history?limit={}",
+                                               f->project, Encode(f->connector), f->limit));
       if (!v.ok()) return void(exit_code = Fail(v.error()));
-      for (const auto& run : v->at("results").as_array()) std::cout << json::serialize(run) << "\n";
+      const json::array* runs = ListData(*v);
+      if (runs == nullptr)
+        return void(exit_code = Fail(Internal("the server's run history has no results.data")));
+      for (const auto& run : *runs) std::cout << json::serialize(run) << "\n";
     });
   }
   {
@@ -238,13 +258,13 @@ void RegisterImportCommands(CLI::App& app, int& exit_code) {
     auto f = std::make_shared<Flags>();
     auto* cmd = import->add_subcommand("delete", "Delete a connector (the imported data stays)");
     cmd->add_option("--project", f->project, "Project id")->required();
-    cmd->add_option("--connector", f->connector, "Connector id")->required();
+    cmd->add_option("--connector", f->connector, "The connector's connector_id")->required();
     AddClientFlags(cmd, f->client);
     cmd->callback([f, &exit_code] {
       auto client = Client::Connect(f->client);
       if (!client.ok()) return void(exit_code = Fail(client.error()));
-      auto v = client->Call("DELETE",
-                            fmt::format("/api/app/projects/{}/connectors/{}", f->project, Encode(f->connector)));
+      auto v = client->Call(
+          "DELETE", fmt::format("/api/app/projects/{}/connectors/{}", f->project, Encode(f->connector)));
       if (!v.ok()) return void(exit_code = Fail(v.error()));
       std::cout << "deleted connector " << f->connector << "\n";
     });
@@ -258,11 +278,13 @@ void RegisterImportCommands(CLI::App& app, int& exit_code) {
     };
     auto f = std::make_shared<Flags>();
     auto* cmd = import->add_subcommand(
-        "run", "One-off migration: import every file under the prefix now, with a progress bar, then remove the "
-               "connector (the data stays). Prints the run's counters as JSON; exits 1 unless the run succeeded");
+        "run",
+        "One-off migration: import every file under the prefix now, with a progress bar, then remove the "
+        "connector (the data stays). Prints the run's counters as JSON; exits 1 unless the run succeeded");
     cmd->add_option("--project", f->project, "Project id")->required();
     AddSpecFlags(cmd, f->spec);
-    cmd->add_flag("--keep", f->keep, "Keep the connector afterwards (it then imports new files every --frequency min)");
+    cmd->add_flag("--keep", f->keep,
+                  "Keep the connector afterwards (it then imports new files every --frequency min)");
     cmd->add_option("--frequency", f->spec.frequency, "With --keep: minutes between discovery runs")
         ->capture_default_str();
     AddClientFlags(cmd, f->client);
@@ -274,13 +296,16 @@ void RegisterImportCommands(CLI::App& app, int& exit_code) {
       if (!client.ok()) return void(exit_code = Fail(client.error()));
       auto created = client->Call("POST", fmt::format("/api/app/projects/{}/connectors", f->project), *body);
       if (!created.ok()) return void(exit_code = Fail(created.error()));
-      const std::string id = S(created->at("results").as_object(), "id");
+      const std::string id = S(created->at("results").as_object(), "connector_id");
       std::fprintf(stderr, "connector %s created; importing s3://%s/%s\n", id.c_str(), f->spec.bucket.c_str(),
                    f->spec.prefix.c_str());
       auto run = FollowRun(*client, f->project, id);
       if (!f->keep) {
-        auto deleted = client->Call("DELETE", fmt::format("/api/app/projects/{}/connectors/{}", f->project, Encode(id)));
-        if (!deleted.ok()) std::cerr << "warning: could not delete connector " << id << ": " << deleted.error().message << "\n";
+        auto deleted =
+            client->Call("DELETE", fmt::format("/api/app/projects/{}/connectors/{}", f->project, Encode(id)));
+        if (!deleted.ok())
+          std::cerr << "warning: could not delete connector " << id << ": " << deleted.error().message
+                    << "\n";
       }
       if (!run.ok()) return void(exit_code = Fail(run.error()));
       std::cout << json::serialize(*run) << "\n";

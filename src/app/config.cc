@@ -1,5 +1,6 @@
 #include "app/config.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 
@@ -13,14 +14,15 @@ std::optional<HostPort> ParseHostPort(const std::string& text) {
   HostPort hp;
   hp.host = text.substr(0, colon);
   if (hp.host.size() > 2 && hp.host.front() == '[' && hp.host.back() == ']') hp.host = hp.host.substr(1, hp.host.size() - 2);
-  try {
-    size_t used = 0;
-    unsigned long port = std::stoul(text.substr(colon + 1), &used);
-    if (used != text.size() - colon - 1 || port > 65535) return std::nullopt;
-    hp.port = static_cast<uint16_t>(port);
-  } catch (...) {
+  // Whole string, decimal digits only: stoul would accept " 80", "+80" and wrap "-1".
+  const std::string digits = text.substr(colon + 1);
+  if (digits.empty() || digits.size() > 5 ||
+      !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
     return std::nullopt;
   }
+  const unsigned long port = std::stoul(digits);
+  if (port > 65535) return std::nullopt;
+  hp.port = static_cast<uint16_t>(port);
   return hp;
 }
 

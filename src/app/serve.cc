@@ -39,6 +39,7 @@ struct ServeFlags {
   int pipeline_delay_minutes = 30;
   int pipeline_max_sync_age_days = 0;
   int pipeline_runs = 2;
+  int import_runs = cloudimport::ConnectorManager::kDefaultConcurrentRuns;
   int pipeline_unit_parallelism = 2;
 };
 
@@ -169,6 +170,7 @@ int Serve(const ServeFlags& f) {
   service_options.pipelines = pipelines->get();
   cloudimport::ConnectorManager::Options import_options{
       .store = store->get(), .metrics = &metrics, .transport = transport, .own_credentials = own_credentials};
+  import_options.max_concurrent_runs = f.import_runs;
   auto connectors = cloudimport::ConnectorManager::Create(std::move(import_options));
   if (!connectors.ok()) {
     spdlog::error("cannot load cloud import connectors: {}", connectors.error().message);
@@ -252,6 +254,12 @@ void RegisterServeCommand(CLI::App& app, int& exit_code) {
   cmd->add_option("--pipeline-runs", flags->pipeline_runs, "Pipelines exporting at the same time")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
+  cmd->add_option(
+         "--import-runs", flags->import_runs,
+         "Cloud Import connectors importing at the same time (one project never takes the last one while "
+         "another waits)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
   cmd->add_option("--pipeline-unit-parallelism", flags->pipeline_unit_parallelism,
                   "Partitions one pipeline run (e.g. a backfill) exports at the same time")
       ->capture_default_str()

@@ -1,11 +1,11 @@
 #include "cloudimport/connector.h"
 
-#include <boost/json.hpp>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <array>
-
-#include <fmt/format.h>
+#include <boost/json.hpp>
+#include <chrono>
 
 namespace sluice::cloudimport {
 namespace {
@@ -26,8 +26,8 @@ constexpr std::array<std::pair<RunStatus, std::string_view>, 5> kRunStatuses = {
     {RunStatus::kPaused, "paused"},
 }};
 
-// Remap targets (SPEC §6): events need event_name, time, distinct_id and may map $insert_id and ip; people need
-// $distinct_id.
+// Remap targets (SPEC §6): events need event_name, time, distinct_id and may map $insert_id and ip; people
+// need $distinct_id.
 constexpr std::array<std::string_view, 3> kEventRequired = {"event_name", "time", "distinct_id"};
 constexpr std::array<std::string_view, 2> kEventOptional = {"$insert_id", "ip"};
 constexpr std::array<std::string_view, 1> kPeopleRequired = {"$distinct_id"};
@@ -36,7 +36,9 @@ constexpr int kMaxFrequencyMinutes = 7 * 24 * 60;
 
 struct Refusal {
   ValidationIssue* issue;
-  Error Missing(std::string field, std::string message) { return Fill("missing_required_property", field, message); }
+  Error Missing(std::string field, std::string message) {
+    return Fill("missing_required_property", field, message);
+  }
   Error Invalid(std::string field, std::string message) { return Fill("invalid_property", field, message); }
   Error Fill(std::string code, std::string field, std::string message) {
     if (issue) *issue = {std::move(code), std::move(field), message};
@@ -58,8 +60,9 @@ std::optional<std::string> StringMember(const json::object& o, std::string_view 
 
 bool ValidBucketName(std::string_view b) {
   if (b.size() < 3 || b.size() > 63) return false;
-  return std::all_of(b.begin(), b.end(),
-                     [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.'; });
+  return std::all_of(b.begin(), b.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
+  });
 }
 
 bool ValidRegion(std::string_view r) {
@@ -141,11 +144,13 @@ std::optional<std::string_view> ConnectorSpec::RemapOf(std::string_view target) 
   return std::nullopt;
 }
 
-Result<ConnectorSpec> ParseConnectorSpec(const json::value& body, uint32_t project_id, ValidationIssue* issue) {
+Result<ConnectorSpec> ParseConnectorSpec(const json::value& body, uint32_t project_id,
+                                         ValidationIssue* issue) {
   Refusal refuse{issue};
   if (!body.is_object()) {
-    return refuse.Invalid("body", "the body must be a JSON object {connector_type, label, connector_properties, "
-                                  "category_properties}");
+    return refuse.Invalid("body",
+                          "the body must be a JSON object {connector_type, label, connector_properties, "
+                          "category_properties}");
   }
   const json::object& o = body.as_object();
   ConnectorSpec spec;
@@ -154,14 +159,17 @@ Result<ConnectorSpec> ParseConnectorSpec(const json::value& body, uint32_t proje
 
   auto type = StringMember(o, "connector_type", wrong);
   if (wrong) return refuse.Invalid("connector_type", "'connector_type' must be a string: \"s3Import\"");
-  if (!type || type->empty()) return refuse.Missing("connector_type", "'connector_type' is required: \"s3Import\"");
+  if (!type || type->empty())
+    return refuse.Missing("connector_type", "'connector_type' is required: \"s3Import\"");
   if (*type == "gcsImport") {
-    return refuse.Invalid("connector_type",
-                          "'connector_type' gcsImport is not supported yet; use s3Import (GCS buckets can be read "
-                          "through their S3-compatible XML API with HMAC keys and connector_properties.s3_endpoint)");
+    return refuse.Invalid(
+        "connector_type",
+        "'connector_type' gcsImport is not supported yet; use s3Import (GCS buckets can be read "
+        "through their S3-compatible XML API with HMAC keys and connector_properties.s3_endpoint)");
   }
   if (*type != "s3Import") {
-    return refuse.Invalid("connector_type", fmt::format("'connector_type' is \"{}\"; it must be \"s3Import\"", *type));
+    return refuse.Invalid("connector_type",
+                          fmt::format("'connector_type' is \"{}\"; it must be \"s3Import\"", *type));
   }
   spec.connector_type = *type;
 
@@ -179,30 +187,36 @@ Result<ConnectorSpec> ParseConnectorSpec(const json::value& body, uint32_t proje
                           "'connector_properties' is required: {\"s3_bucket\", \"s3_prefix\", \"s3_region\", "
                           "\"s3_role\"}");
   }
-  if (!cp->is_object()) return refuse.Invalid("connector_properties", "'connector_properties' must be an object");
+  if (!cp->is_object())
+    return refuse.Invalid("connector_properties", "'connector_properties' must be an object");
   const json::object& props = cp->as_object();
   auto required = [&](std::string_view name, std::string_view example) -> Result<std::string> {
     std::string field = fmt::format("connector_properties.{}", name);
     auto v = StringMember(props, name, wrong);
-    if (wrong) return refuse.Invalid(field, fmt::format("'{}' must be a string, e.g. \"{}\"", field, example));
-    if (!v || v->empty()) return refuse.Missing(field, fmt::format("'{}' is required, e.g. \"{}\"", field, example));
+    if (wrong)
+      return refuse.Invalid(field, fmt::format("'{}' must be a string, e.g. \"{}\"", field, example));
+    if (!v || v->empty())
+      return refuse.Missing(field, fmt::format("'{}' is required, e.g. \"{}\"", field, example));
     return *v;
   };
   SLUICE_ASSIGN_OR_RETURN(spec.s3_bucket, required("s3_bucket", "acme-events"));
   if (!ValidBucketName(spec.s3_bucket)) {
-    return refuse.Invalid("connector_properties.s3_bucket",
-                          fmt::format("'connector_properties.s3_bucket' \"{}\" is not an S3 bucket name (3-63 "
-                                      "characters of a-z, 0-9, '.' and '-')",
-                                      spec.s3_bucket));
+    return refuse.Invalid(
+        "connector_properties.s3_bucket",
+        fmt::format("'connector_properties.s3_bucket' \"{}\" is not an S3 bucket name (3-63 "
+                    "characters of a-z, 0-9, '.' and '-')",
+                    spec.s3_bucket));
   }
   SLUICE_ASSIGN_OR_RETURN(spec.s3_region, required("s3_region", "us-east-1"));
   if (!ValidRegion(spec.s3_region)) {
-    return refuse.Invalid("connector_properties.s3_region",
-                          fmt::format("'connector_properties.s3_region' \"{}\" is not an AWS region name such as "
-                                      "us-east-1",
-                                      spec.s3_region));
+    return refuse.Invalid(
+        "connector_properties.s3_region",
+        fmt::format("'connector_properties.s3_region' \"{}\" is not an AWS region name such as "
+                    "us-east-1",
+                    spec.s3_region));
   }
-  SLUICE_ASSIGN_OR_RETURN(spec.s3_role, required("s3_role", "arn:aws:iam::123456789012:role/mixpanel-import"));
+  SLUICE_ASSIGN_OR_RETURN(spec.s3_role,
+                          required("s3_role", "arn:aws:iam::123456789012:role/mixpanel-import"));
   if (!ValidRoleArn(spec.s3_role)) {
     return refuse.Invalid("connector_properties.s3_role",
                           fmt::format("'connector_properties.s3_role' \"{}\" is not an IAM role ARN such as "
@@ -210,24 +224,29 @@ Result<ConnectorSpec> ParseConnectorSpec(const json::value& body, uint32_t proje
                                       spec.s3_role));
   }
   auto prefix = StringMember(props, "s3_prefix", wrong);
-  if (wrong) return refuse.Invalid("connector_properties.s3_prefix", "'connector_properties.s3_prefix' must be a string");
+  if (wrong)
+    return refuse.Invalid("connector_properties.s3_prefix",
+                          "'connector_properties.s3_prefix' must be a string");
   if (prefix) {
     if (prefix->size() > 1024) {
-      return refuse.Invalid("connector_properties.s3_prefix", "'connector_properties.s3_prefix' is longer than 1024 "
-                                                              "bytes, the longest S3 key");
+      return refuse.Invalid("connector_properties.s3_prefix",
+                            "'connector_properties.s3_prefix' is longer than 1024 "
+                            "bytes, the longest S3 key");
     }
     spec.s3_prefix = *prefix;
     while (spec.s3_prefix.starts_with('/')) spec.s3_prefix.erase(0, 1);
   }
   auto endpoint = StringMember(props, "s3_endpoint", wrong);
   if (wrong) {
-    return refuse.Invalid("connector_properties.s3_endpoint", "'connector_properties.s3_endpoint' must be a string");
+    return refuse.Invalid("connector_properties.s3_endpoint",
+                          "'connector_properties.s3_endpoint' must be a string");
   }
   if (endpoint && !endpoint->empty()) {
     if (!endpoint->starts_with("http://") && !endpoint->starts_with("https://")) {
-      return refuse.Invalid("connector_properties.s3_endpoint",
-                            fmt::format("'connector_properties.s3_endpoint' \"{}\" must be an http:// or https:// URL",
-                                        *endpoint));
+      return refuse.Invalid(
+          "connector_properties.s3_endpoint",
+          fmt::format("'connector_properties.s3_endpoint' \"{}\" must be an http:// or https:// URL",
+                      *endpoint));
     }
     spec.s3_endpoint = *endpoint;
     while (spec.s3_endpoint.ends_with('/')) spec.s3_endpoint.pop_back();
@@ -240,7 +259,8 @@ Result<ConnectorSpec> ParseConnectorSpec(const json::value& body, uint32_t proje
                           "'category_properties' is required: {\"data_format\": \"mixpanel_event\", "
                           "\"compression\": \"gzip\"}");
   }
-  if (!cat->is_object()) return refuse.Invalid("category_properties", "'category_properties' must be an object");
+  if (!cat->is_object())
+    return refuse.Invalid("category_properties", "'category_properties' must be an object");
   const json::object& category = cat->as_object();
   auto format = StringMember(category, "data_format", wrong);
   if (wrong || (format && !ParseDataFormat(*format))) {
@@ -263,19 +283,23 @@ Result<ConnectorSpec> ParseConnectorSpec(const json::value& body, uint32_t proje
 
   if (const json::value* freq = category.if_contains("frequency"); freq != nullptr && !freq->is_null()) {
     int64_t minutes = -1;
-    if (freq->is_int64()) minutes = freq->get_int64();
-    else if (freq->is_uint64()) minutes = static_cast<int64_t>(std::min<uint64_t>(freq->get_uint64(), 1u << 30));
+    if (freq->is_int64())
+      minutes = freq->get_int64();
+    else if (freq->is_uint64())
+      minutes = static_cast<int64_t>(std::min<uint64_t>(freq->get_uint64(), 1u << 30));
     else if (freq->is_string()) {
       const auto& s = freq->get_string();
-      if (!s.empty() && s.size() < 10 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      if (!s.empty() && s.size() < 10 &&
+          std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) {
         minutes = std::stoll(std::string(s));
       }
     }
     if (minutes < 1 || minutes > kMaxFrequencyMinutes) {
-      return refuse.Invalid("category_properties.frequency",
-                            fmt::format("'category_properties.frequency' is the number of minutes between discovery "
-                                        "runs, 1 to {} (default {})",
-                                        kMaxFrequencyMinutes, kDefaultFrequencyMinutes));
+      return refuse.Invalid(
+          "category_properties.frequency",
+          fmt::format("'category_properties.frequency' is the number of minutes between discovery "
+                      "runs, 1 to {} (default {})",
+                      kMaxFrequencyMinutes, kDefaultFrequencyMinutes));
     }
     spec.frequency_minutes = static_cast<int>(minutes);
   }
@@ -285,16 +309,18 @@ Result<ConnectorSpec> ParseConnectorSpec(const json::value& body, uint32_t proje
     const bool people = IsPeopleFormat(spec.data_format);
     std::string needed = people ? "$distinct_id" : "event_name, time and distinct_id";
     if (remap == nullptr || remap->is_null()) {
-      return refuse.Missing("category_properties.property_remap",
-                            fmt::format("'category_properties.property_remap' is required for {}: map {} to the "
-                                        "source fields, e.g. {}",
-                                        ToString(spec.data_format), needed,
-                                        people ? R"({"$distinct_id": "user_id"})"
-                                               : R"({"event_name": "action", "time": "ts", "distinct_id": "user"})"));
+      return refuse.Missing(
+          "category_properties.property_remap",
+          fmt::format("'category_properties.property_remap' is required for {}: map {} to the "
+                      "source fields, e.g. {}",
+                      ToString(spec.data_format), needed,
+                      people ? R"({"$distinct_id": "user_id"})"
+                             : R"({"event_name": "action", "time": "ts", "distinct_id": "user"})"));
     }
     if (!remap->is_object()) {
-      return refuse.Invalid("category_properties.property_remap",
-                            "'category_properties.property_remap' must be an object of Mixpanel field → source field");
+      return refuse.Invalid(
+          "category_properties.property_remap",
+          "'category_properties.property_remap' must be an object of Mixpanel field → source field");
     }
     for (const auto& kv : remap->as_object()) {
       std::string target(kv.key());
@@ -307,26 +333,31 @@ Result<ConnectorSpec> ParseConnectorSpec(const json::value& body, uint32_t proje
                 std::find(kEventOptional.begin(), kEventOptional.end(), target) != kEventOptional.end();
       }
       if (!known) {
-        return refuse.Invalid(field, fmt::format("'{}' cannot be remapped for {}: the fields are {}", target,
-                                                 ToString(spec.data_format),
-                                                 people ? "$distinct_id" : "event_name, time, distinct_id, $insert_id, ip"));
+        return refuse.Invalid(
+            field, fmt::format("'{}' cannot be remapped for {}: the fields are {}", target,
+                               ToString(spec.data_format),
+                               people ? "$distinct_id" : "event_name, time, distinct_id, $insert_id, ip"));
       }
       if (!kv.value().is_string() || kv.value().get_string().empty()) {
-        return refuse.Invalid(field, fmt::format("'{}' must name the source field (a non-empty string)", field));
+        return refuse.Invalid(field,
+                              fmt::format("'{}' must name the source field (a non-empty string)", field));
       }
       spec.property_remap.emplace_back(target, std::string(kv.value().get_string()));
     }
     auto check_required = [&](auto& list) -> Status {
       for (std::string_view t : list) {
         if (!spec.RemapOf(t)) {
-          return refuse.Missing(fmt::format("category_properties.property_remap.{}", t),
-                                fmt::format("'category_properties.property_remap' must map '{}' to a source field", t));
+          return refuse.Missing(
+              fmt::format("category_properties.property_remap.{}", t),
+              fmt::format("'category_properties.property_remap' must map '{}' to a source field", t));
         }
       }
       return OkStatus();
     };
-    if (people) SLUICE_TRY(check_required(kPeopleRequired));
-    else SLUICE_TRY(check_required(kEventRequired));
+    if (people)
+      SLUICE_TRY(check_required(kPeopleRequired));
+    else
+      SLUICE_TRY(check_required(kEventRequired));
   } else if (remap != nullptr && !remap->is_null() && !(remap->is_object() && remap->as_object().empty())) {
     return refuse.Invalid("category_properties.property_remap",
                           fmt::format("'category_properties.property_remap' applies only to remap_event and "
@@ -336,12 +367,15 @@ Result<ConnectorSpec> ParseConnectorSpec(const json::value& body, uint32_t proje
   return spec;
 }
 
-// ---- JSON forms --------------------------------------------------------------------------------------------
+// ---- JSON forms
+// --------------------------------------------------------------------------------------------
 
 namespace {
 
 json::object SpecJson(const ConnectorSpec& s) {
-  json::object cp{{"s3_bucket", s.s3_bucket}, {"s3_prefix", s.s3_prefix}, {"s3_region", s.s3_region},
+  json::object cp{{"s3_bucket", s.s3_bucket},
+                  {"s3_prefix", s.s3_prefix},
+                  {"s3_region", s.s3_region},
                   {"s3_role", s.s3_role}};
   if (!s.s3_endpoint.empty()) cp["s3_endpoint"] = s.s3_endpoint;
   json::object cat{{"data_format", ToString(s.data_format)},
@@ -352,16 +386,30 @@ json::object SpecJson(const ConnectorSpec& s) {
     for (const auto& [t, src] : s.property_remap) remap[t] = src;
     cat["property_remap"] = std::move(remap);
   }
-  return {{"id", s.id},
+  json::value created_by = nullptr;
+  if (!s.created_by.empty()) created_by = s.created_by;
+  return {{"connector_id", s.id},
           {"project_id", s.project_id},
           {"connector_type", s.connector_type},
           {"label", s.label},
           {"connector_properties", std::move(cp)},
           {"category_properties", std::move(cat)},
-          {"created", s.created_ms}};
+          {"created_at", IsoTimestamp(s.created_ms)},
+          {"created_by", std::move(created_by)}};
 }
 
 }  // namespace
+
+std::string IsoTimestamp(int64_t ms) {
+  using namespace std::chrono;
+  const sys_time<milliseconds> t{milliseconds(ms)};
+  const auto day = floor<days>(t);
+  const year_month_day ymd{day};
+  const hh_mm_ss<milliseconds> hms{t - day};
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", int(ymd.year()), unsigned(ymd.month()),
+                     unsigned(ymd.day()), hms.hours().count(), hms.minutes().count(), hms.seconds().count(),
+                     hms.subseconds().count());
+}
 
 json::object ConnectorJson(const ConnectorRecord& r) {
   json::object o = SpecJson(r.spec);
@@ -399,6 +447,7 @@ json::object RunJson(const RunRecord& run) {
 
 std::string SerializeRecord(const ConnectorRecord& r) {
   json::object o = SpecJson(r.spec);
+  o["created_ms"] = r.spec.created_ms;
   o["paused"] = r.paused;
   o["failure_message"] = r.failure_message;
   o["next_run_ms"] = r.next_run_ms;
@@ -411,11 +460,13 @@ Result<ConnectorRecord> ParseRecord(std::string_view text) {
   SLUICE_ASSIGN_OR_RETURN(json::object o, ParseObject(text, "connector"));
   ConnectorRecord r;
   ConnectorSpec& s = r.spec;
-  s.id = Str(o, "id");
+  // Records written before the Mixpanel names (`id`, `created`) still load.
+  s.id = o.contains("connector_id") ? Str(o, "connector_id") : Str(o, "id");
   s.project_id = static_cast<uint32_t>(UInt(o, "project_id"));
   s.connector_type = Str(o, "connector_type");
   s.label = Str(o, "label");
-  s.created_ms = Int(o, "created");
+  s.created_ms = o.contains("created_ms") ? Int(o, "created_ms") : Int(o, "created");
+  s.created_by = Str(o, "created_by");
   if (const json::value* cp = o.if_contains("connector_properties"); cp && cp->is_object()) {
     const auto& p = cp->as_object();
     s.s3_bucket = Str(p, "s3_bucket");
@@ -431,7 +482,8 @@ Result<ConnectorRecord> ParseRecord(std::string_view text) {
     s.frequency_minutes = static_cast<int>(Int(c, "frequency", kDefaultFrequencyMinutes));
     if (const json::value* remap = c.if_contains("property_remap"); remap && remap->is_object()) {
       for (const auto& kv : remap->as_object()) {
-        if (kv.value().is_string()) s.property_remap.emplace_back(std::string(kv.key()), std::string(kv.value().get_string()));
+        if (kv.value().is_string())
+          s.property_remap.emplace_back(std::string(kv.key()), std::string(kv.value().get_string()));
       }
     }
   }
@@ -453,7 +505,8 @@ Result<RunRecord> ParseRun(std::string_view text) {
   r.seq = UInt(o, "seq");
   r.run_id = Str(o, "run_id");
   r.status = ParseRunStatus(Str(o, "status")).value_or(RunStatus::kFailed);
-  if (const json::value* p = o.if_contains("progress"); p && p->is_number()) r.progress = p->to_number<double>();
+  if (const json::value* p = o.if_contains("progress"); p && p->is_number())
+    r.progress = p->to_number<double>();
   r.num_events_imported = UInt(o, "num_events_imported");
   r.num_events_processed = UInt(o, "num_events_processed");
   r.num_events_dropped = UInt(o, "num_events_dropped");
@@ -470,7 +523,8 @@ Result<RunRecord> ParseRun(std::string_view text) {
   if (const json::value* errs = o.if_contains("errors"); errs && errs->is_array()) {
     for (const auto& e : errs->as_array()) {
       if (!e.is_object()) continue;
-      r.errors.push_back({Str(e.as_object(), "file"), UInt(e.as_object(), "line"), Str(e.as_object(), "reason")});
+      r.errors.push_back(
+          {Str(e.as_object(), "file"), UInt(e.as_object(), "line"), Str(e.as_object(), "reason")});
     }
   }
   return r;

@@ -13,7 +13,6 @@
 
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
-
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -30,14 +29,19 @@ enum class Compression { kNone, kGzip };
 /// Run states as Mixpanel reports them.
 enum class RunStatus { kQueued, kRunning, kSuccess, kFailed, kPaused };
 
-std::string_view ToString(DataFormat v);   // "mixpanel_event" | "mixpanel_people" | "remap_event" | "remap_people"
+std::string_view ToString(
+    DataFormat v);  // "mixpanel_event" | "mixpanel_people" | "remap_event" | "remap_people"
 std::string_view ToString(Compression v);  // "none" | "gzip"
 std::string_view ToString(RunStatus v);    // "queued" "running" "success" "failed" "paused"
 std::optional<DataFormat> ParseDataFormat(std::string_view s);
 std::optional<Compression> ParseCompression(std::string_view s);
 std::optional<RunStatus> ParseRunStatus(std::string_view s);
-inline bool IsPeopleFormat(DataFormat f) { return f == DataFormat::kMixpanelPeople || f == DataFormat::kRemapPeople; }
-inline bool IsRemapFormat(DataFormat f) { return f == DataFormat::kRemapEvent || f == DataFormat::kRemapPeople; }
+inline bool IsPeopleFormat(DataFormat f) {
+  return f == DataFormat::kMixpanelPeople || f == DataFormat::kRemapPeople;
+}
+inline bool IsRemapFormat(DataFormat f) {
+  return f == DataFormat::kRemapEvent || f == DataFormat::kRemapPeople;
+}
 
 /// Default minutes between discovery runs (Mixpanel's hourly import).
 inline constexpr int kDefaultFrequencyMinutes = 60;
@@ -58,10 +62,14 @@ struct ConnectorSpec {
   std::string s3_endpoint;
   DataFormat data_format = DataFormat::kMixpanelEvent;
   Compression compression = Compression::kNone;
-  /// Remap formats: Mixpanel field → source field, e.g. {"event_name","action"}, {"time","ts"}. In the order given.
+  /// Remap formats: Mixpanel field → source field, e.g. {"event_name","action"}, {"time","ts"}. In the order
+  /// given.
   std::vector<std::pair<std::string, std::string>> property_remap;
   int frequency_minutes = kDefaultFrequencyMinutes;
   int64_t created_ms = 0;
+  /// Who created it, as Mixpanel's `created_by` (Sluice has no users: "admin" for the admin token,
+  /// "api_secret" for the project's API secret; "" for connectors created before Sluice recorded it → null).
+  std::string created_by;
 
   /// The source field mapped to `target`, or nullopt.
   std::optional<std::string_view> RemapOf(std::string_view target) const;
@@ -76,12 +84,13 @@ struct ValidationIssue {
 
 /// Parses and validates the create body {connector_type, label, connector_properties, category_properties}.
 /// On failure returns kInvalidArgument and fills `issue`.
-Result<ConnectorSpec> ParseConnectorSpec(const boost::json::value& body, uint32_t project_id, ValidationIssue* issue);
+Result<ConnectorSpec> ParseConnectorSpec(const boost::json::value& body, uint32_t project_id,
+                                         ValidationIssue* issue);
 
 /// One discovery run.
 struct RunRecord {
-  uint64_t seq = 0;     // 1, 2, … per connector
-  std::string run_id;   // "<connector id>-<seq>"
+  uint64_t seq = 0;    // 1, 2, … per connector
+  std::string run_id;  // "<connector id>-<seq>"
   RunStatus status = RunStatus::kQueued;
   double progress = 0;  // 0..1 of the bytes to import in this run
   uint64_t num_events_imported = 0;
@@ -89,9 +98,9 @@ struct RunRecord {
   uint64_t num_events_dropped = 0;
   uint64_t num_files_imported = 0;
   uint64_t num_files_failed = 0;
-  uint64_t num_files_found = 0;   // objects listed that needed importing
-  uint64_t size_imported = 0;     // bytes of files read (as stored, i.e. compressed)
-  uint64_t size_total = 0;        // bytes of the files to import in this run
+  uint64_t num_files_found = 0;  // objects listed that needed importing
+  uint64_t size_imported = 0;    // bytes of files read (as stored, i.e. compressed)
+  uint64_t size_total = 0;       // bytes of the files to import in this run
   int64_t queued_ms = 0;
   int64_t started_ms = 0;
   int64_t finished_ms = 0;
@@ -138,15 +147,21 @@ struct FileCheckpoint {
   }
 };
 
-// ---- JSON ---------------------------------------------------------------------------------------------------
-/// The API form of a connector: {id, project_id, connector_type, label, connector_properties, category_properties,
-/// status, failure_message, created, next_run}.
+// ---- JSON
+// ---------------------------------------------------------------------------------------------------
+/// The API form of a connector, with Mixpanel's names: {connector_id, project_id, connector_type, label,
+/// connector_properties, category_properties, status, failure_message, created_at (ISO 8601 UTC), created_by,
+/// next_run, last_run_seq}.
 boost::json::object ConnectorJson(const ConnectorRecord& record);
 /// The API form of a run: {run_id, status, progress, num_events_imported, …, errors:[{file,line,reason}]}.
 boost::json::object RunJson(const RunRecord& run);
 
+/// The stored form: the API's names plus `created_ms` and the lifecycle state. ParseRecord also reads records
+/// written before the rename (`id`, `created` in ms).
 std::string SerializeRecord(const ConnectorRecord& record);
 Result<ConnectorRecord> ParseRecord(std::string_view json);
+/// Milliseconds since the epoch as "2026-01-31T12:00:00.123Z".
+std::string IsoTimestamp(int64_t ms);
 std::string SerializeRun(const RunRecord& run);
 Result<RunRecord> ParseRun(std::string_view json);
 std::string SerializeCheckpoint(const FileCheckpoint& cp);

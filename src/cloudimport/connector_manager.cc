@@ -1,10 +1,10 @@
 #include "cloudimport/connector_manager.h"
 
-#include <algorithm>
-#include <unordered_set>
-
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <unordered_set>
 
 #include "cloudimport/file_importer.h"
 #include "common/crypto.h"
@@ -24,8 +24,6 @@ std::string CheckpointKey(std::string_view id, std::string_view object_key) {
 
 bool IsFileContentError(const Error& e) { return e.code == ErrorCode::kInvalidArgument; }
 
-
-
 }  // namespace
 
 ConnectorManager::Metrics::Metrics(MetricsRegistry& r)
@@ -37,9 +35,11 @@ ConnectorManager::Metrics::Metrics(MetricsRegistry& r)
                          .WithLabels({"imported"})),
       files_failed(r.Counter("sluice_import_files_total", "Cloud Import files by result", {"result"})
                        .WithLabels({"failed"})),
-      bytes_read(r.Counter("sluice_import_bytes_total", "Bytes of customer files read by Cloud Import (as stored)")
-                     .WithLabels({})),
-      runs(r.Counter("sluice_import_runs_total", "Cloud Import discovery runs finished, by status", {"status"})),
+      bytes_read(
+          r.Counter("sluice_import_bytes_total", "Bytes of customer files read by Cloud Import (as stored)")
+              .WithLabels({})),
+      runs(r.Counter("sluice_import_runs_total", "Cloud Import discovery runs finished, by status",
+                     {"status"})),
       connectors(r.Gauge("sluice_import_connectors", "Cloud Import connectors by state", {"state"})) {}
 
 ConnectorManager::ConnectorManager(Options options)
@@ -57,6 +57,10 @@ Result<std::unique_ptr<ConnectorManager>> ConnectorManager::Create(Options optio
     return InvalidArgument("ConnectorManager needs a store and a metrics registry");
   }
   if (options.clock == nullptr) options.clock = &SystemClock::Instance();
+  if (options.max_concurrent_runs < 1 || options.max_concurrent_runs > 256) {
+    return InvalidArgument(fmt::format("the number of concurrent import runs must be 1 to 256, not {}",
+                                       options.max_concurrent_runs));
+  }
   std::unique_ptr<ConnectorManager> m(new ConnectorManager(std::move(options)));
   SLUICE_TRY(m->Load());
   return m;
@@ -66,15 +70,16 @@ ConnectorManager::~ConnectorManager() { Stop(); }
 
 Status ConnectorManager::Load() {
   std::vector<ConnectorRecord> records;
-  Status scanned = options_.store->ScanMeta(kConnectorNs, "", [&](std::string_view key, std::string_view value) {
-    auto r = ParseRecord(value);
-    if (!r.ok()) {
-      spdlog::error("cloud import: skipping unreadable connector record {}: {}", key, r.error().message);
-      return true;
-    }
-    records.push_back(std::move(r).value());
-    return true;
-  });
+  Status scanned =
+      options_.store->ScanMeta(kConnectorNs, "", [&](std::string_view key, std::string_view value) {
+        auto r = ParseRecord(value);
+        if (!r.ok()) {
+          spdlog::error("cloud import: skipping unreadable connector record {}: {}", key, r.error().message);
+          return true;
+        }
+        records.push_back(std::move(r).value());
+        return true;
+      });
   SLUICE_TRY(scanned);
   std::lock_guard lock(mu_);
   for (auto& r : records) {
@@ -85,11 +90,13 @@ Status ConnectorManager::Load() {
         if (run.ok() && (run->status == RunStatus::kRunning || run->status == RunStatus::kQueued)) {
           run->status = RunStatus::kFailed;
           run->finished_ms = NowMs();
-          run->failure_message = "interrupted: Sluice stopped during this run; the next run resumes from the "
-                                 "per-file checkpoints";
+          run->failure_message =
+              "interrupted: Sluice stopped during this run; the next run resumes from the "
+              "per-file checkpoints";
           PersistRun(r.spec.id, *run);
           if (!r.paused) r.next_run_ms = 0;
-          spdlog::warn("cloud import: connector {} run {} was interrupted; resuming it", r.spec.id, run->run_id);
+          spdlog::warn("cloud import: connector {} run {} was interrupted; resuming it", r.spec.id,
+                       run->run_id);
         }
       }
     }
@@ -109,17 +116,20 @@ void ConnectorManager::Start() {
   if (started_) return;
   started_ = true;
   stop_ = false;
-  thread_ = std::thread([this] { Loop(); });
+  for (int i = 0; i < options_.max_concurrent_runs; ++i) threads_.emplace_back([this] { Loop(); });
 }
 
 void ConnectorManager::Stop() {
   {
     std::lock_guard lock(mu_);
     stop_ = true;
-    if (live_) live_->cancel = true;
+    for (auto& [id, live] : live_) live->cancel = true;
   }
   cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
 }
 
 void ConnectorManager::UpdateConnectorGauges() {
@@ -132,7 +142,8 @@ void ConnectorManager::UpdateConnectorGauges() {
 void ConnectorManager::PersistRecordLocked(const ConnectorRecord& record) {
   Status s = options_.store->PutMeta(kConnectorNs, RecordKey(record.spec.project_id, record.spec.id),
                                      SerializeRecord(record));
-  if (!s.ok()) spdlog::error("cloud import: saving connector {} failed: {}", record.spec.id, s.error().ToString());
+  if (!s.ok())
+    spdlog::error("cloud import: saving connector {} failed: {}", record.spec.id, s.error().ToString());
 }
 
 void ConnectorManager::PersistRun(const std::string& connector_id, const RunRecord& run) {
@@ -140,16 +151,26 @@ void ConnectorManager::PersistRun(const std::string& connector_id, const RunReco
   if (!s.ok()) spdlog::error("cloud import: saving run {} failed: {}", run.run_id, s.error().ToString());
 }
 
-std::optional<store::Project> ConnectorManager::ProjectOf(uint32_t id) {
-  auto p = options_.store->GetProject(id);
-  if (!p.ok() || !p->has_value()) return std::nullopt;
-  return **p;
+Result<std::optional<store::Project>> ConnectorManager::ProjectOf(uint32_t id) {
+  // Only "no such project" means deleted (which pauses the connector for good); a store error is retried here
+  // and then reported as transient, so the run is retried later.
+  constexpr int kAttempts = 3;
+  for (int attempt = 1;; ++attempt) {
+    auto p = options_.store->GetProject(id);
+    if (p.ok()) return std::move(p).value();
+    if (p.error().code == ErrorCode::kNotFound) return std::optional<store::Project>();
+    if (attempt == kAttempts) return p.error();
+    spdlog::warn("cloud import: reading project {} failed (attempt {} of {}): {}", id, attempt, kAttempts,
+                 p.error().ToString());
+    std::this_thread::sleep_for(options_.project_read_retry * attempt);
+  }
 }
 
-// ---- API ----------------------------------------------------------------------------------------------------
+// ---- API
+// ----------------------------------------------------------------------------------------------------
 
 Result<ConnectorRecord> ConnectorManager::CreateConnector(ConnectorSpec spec, ValidationIssue* issue) {
-  auto project = ProjectOf(spec.project_id);
+  SLUICE_ASSIGN_OR_RETURN(std::optional<store::Project> project, ProjectOf(spec.project_id));
   if (!project) return NotFound(fmt::format("project {} does not exist", spec.project_id));
   spec.id = RandomHex(64);
   spec.created_ms = NowMs();
@@ -170,7 +191,8 @@ Result<ConnectorRecord> ConnectorManager::CreateConnector(ConnectorSpec spec, Va
   }
   cv_.notify_all();
   spdlog::info("cloud import: created connector {} for project {} (s3://{}/{}, {})", record.spec.id,
-               record.spec.project_id, record.spec.s3_bucket, record.spec.s3_prefix, ToString(record.spec.data_format));
+               record.spec.project_id, record.spec.s3_bucket, record.spec.s3_prefix,
+               ToString(record.spec.data_format));
   return record;
 }
 
@@ -204,10 +226,10 @@ Status ConnectorManager::Delete(uint32_t project, std::string_view id_view) {
     }
     connectors_.erase(it);
     UpdateConnectorGauges();
-    if (live_ && live_->connector_id == id) {
-      live_->cancel = true;
+    if (auto live = live_.find(id); live != live_.end()) {
+      live->second->cancel = true;
       // Bounded by the importer's cancellation points (every chunk and batch).
-      cv_.wait(lock, [&] { return !live_ || live_->connector_id != id; });
+      cv_.wait(lock, [&] { return !live_.contains(id); });
     }
   }
   SLUICE_TRY(options_.store->DeleteMeta(kConnectorNs, RecordKey(project, id)));
@@ -223,7 +245,8 @@ Status ConnectorManager::Delete(uint32_t project, std::string_view id_view) {
   return OkStatus();
 }
 
-Result<std::vector<RunRecord>> ConnectorManager::History(uint32_t project, std::string_view id, size_t limit) {
+Result<std::vector<RunRecord>> ConnectorManager::History(uint32_t project, std::string_view id,
+                                                         size_t limit) {
   std::optional<RunRecord> live_run;
   {
     std::lock_guard lock(mu_);
@@ -231,18 +254,24 @@ Result<std::vector<RunRecord>> ConnectorManager::History(uint32_t project, std::
     if (it == connectors_.end() || it->second.spec.project_id != project) {
       return NotFound(fmt::format("project {} has no connector {}", project, id));
     }
-    if (live_ && live_->connector_id == id) live_run = live_->run;
+    // A run claimed by a runner but not started yet (seq 0) is not in the history.
+    if (auto live = live_.find(std::string(id)); live != live_.end() && live->second->run.seq > 0) {
+      live_run = live->second->run;
+    }
   }
   std::vector<RunRecord> runs;
-  SLUICE_TRY(options_.store->ScanMeta(kRunNs, std::string(id) + "/", [&](std::string_view, std::string_view value) {
-    auto r = ParseRun(value);
-    if (r.ok()) runs.push_back(std::move(r).value());
-    return true;
-  }));
+  SLUICE_TRY(
+      options_.store->ScanMeta(kRunNs, std::string(id) + "/", [&](std::string_view, std::string_view value) {
+        auto r = ParseRun(value);
+        if (r.ok()) runs.push_back(std::move(r).value());
+        return true;
+      }));
   std::reverse(runs.begin(), runs.end());
   if (live_run) {
-    if (!runs.empty() && runs.front().seq == live_run->seq) runs.front() = *live_run;
-    else runs.insert(runs.begin(), *live_run);
+    if (!runs.empty() && runs.front().seq == live_run->seq)
+      runs.front() = *live_run;
+    else
+      runs.insert(runs.begin(), *live_run);
   }
   if (runs.size() > limit) runs.resize(limit);
   return runs;
@@ -274,8 +303,8 @@ Status ConnectorManager::RunNow(uint32_t project, std::string_view id) {
       return NotFound(fmt::format("project {} has no connector {}", project, id));
     }
     if (it->second.paused) {
-      return Error(ErrorCode::kConflict, fmt::format("connector {} is paused ({}); resume it instead",
-                                                     id, it->second.failure_message));
+      return Error(ErrorCode::kConflict, fmt::format("connector {} is paused ({}); resume it instead", id,
+                                                     it->second.failure_message));
     }
     it->second.next_run_ms = 0;
     PersistRecordLocked(it->second);
@@ -284,25 +313,51 @@ Status ConnectorManager::RunNow(uint32_t project, std::string_view id) {
   return OkStatus();
 }
 
-// ---- runner -------------------------------------------------------------------------------------------------
+// ---- runner
+// -------------------------------------------------------------------------------------------------
+
+const ConnectorRecord* ConnectorManager::PickDueLocked(int64_t now) const {
+  const int free_runners = options_.max_concurrent_runs - static_cast<int>(live_.size());
+  if (free_runners <= 0) return nullptr;
+  std::map<uint32_t, int> running;  // runs in progress by project
+  for (const auto& [id, live] : live_) {
+    auto it = connectors_.find(id);
+    if (it != connectors_.end()) ++running[it->second.spec.project_id];
+  }
+  const ConnectorRecord* best = nullptr;
+  int best_running = 0;
+  for (const auto& [id, r] : connectors_) {
+    if (r.paused || r.next_run_ms > now || live_.contains(id)) continue;
+    const auto it = running.find(r.spec.project_id);
+    const int n = it == running.end() ? 0 : it->second;
+    // Fairness: the project with the fewest runs going first, then the longest overdue connector.
+    if (best == nullptr || n < best_running || (n == best_running && r.next_run_ms < best->next_run_ms)) {
+      best = &r;
+      best_running = n;
+    }
+  }
+  // The last free runner is kept for a project that runs nothing yet: a project with many connectors (or one
+  // slow import per connector) never holds every runner while another tenant's connector comes due.
+  if (best != nullptr && free_runners == 1 && best_running > 0) return nullptr;
+  return best;
+}
 
 void ConnectorManager::Loop() {
   std::unique_lock lock(mu_);
   while (!stop_) {
-    const int64_t now = NowMs();
-    const ConnectorRecord* due = nullptr;
-    for (const auto& [id, r] : connectors_) {
-      if (r.paused || r.next_run_ms > now) continue;
-      if (due == nullptr || r.next_run_ms < due->next_run_ms) due = &r;
-    }
+    const ConnectorRecord* due = PickDueLocked(NowMs());
     if (due == nullptr) {
-      // Wake on create/resume/stop, or poll: the clock may be a test's fake clock.
+      // Wake on create/resume/run end/stop, or poll: the clock may be a test's fake clock.
       cv_.wait_for(lock, std::chrono::seconds(1));
       continue;
     }
     ConnectorRecord record = *due;
+    // Claimed under the lock, so no other runner takes the same connector.
+    auto live = std::make_shared<Live>();
+    live->connector_id = record.spec.id;
+    live_[record.spec.id] = live;
     lock.unlock();
-    Execute(std::move(record));
+    Execute(std::move(record), std::move(live));
     lock.lock();
   }
 }
@@ -316,22 +371,23 @@ void ConnectorManager::AddError(Live& live, std::string file, uint64_t line, std
   }
 }
 
-void ConnectorManager::Execute(ConnectorRecord record) {
-  auto live = std::make_shared<Live>();
+void ConnectorManager::Execute(ConnectorRecord record, std::shared_ptr<Live> live) {
   const std::string id = record.spec.id;
-  live->connector_id = id;
   RunRecord started;
   {
     std::lock_guard lock(mu_);
     auto it = connectors_.find(id);
-    if (it == connectors_.end() || it->second.paused || stop_) return;
+    if (it == connectors_.end() || it->second.paused || stop_) {
+      live_.erase(id);
+      cv_.notify_all();
+      return;
+    }
     live->run.seq = ++it->second.last_run_seq;
     live->run.run_id = fmt::format("{}-{}", id, live->run.seq);
     live->run.status = RunStatus::kRunning;
     live->run.queued_ms = live->run.started_ms = NowMs();
     PersistRecordLocked(it->second);
     record = it->second;
-    live_ = live;
     started = live->run;
   }
   PersistRun(id, started);
@@ -366,8 +422,9 @@ void ConnectorManager::Execute(ConnectorRecord record) {
         break;
       case Outcome::kCancelled:
         run.status = RunStatus::kFailed;
-        run.failure_message = "interrupted: the run was stopped (server shutdown or connector deleted); the next "
-                              "run resumes from the per-file checkpoints";
+        run.failure_message =
+            "interrupted: the run was stopped (server shutdown or connector deleted); the next "
+            "run resumes from the per-file checkpoints";
         break;
     }
     // Counted before the final status becomes visible (History shows the live run), so a reader that sees the
@@ -411,24 +468,30 @@ void ConnectorManager::Execute(ConnectorRecord record) {
   }
   {
     std::lock_guard lock(mu_);
-    live_.reset();
+    live_.erase(id);
   }
   cv_.notify_all();
   spdlog::info("cloud import: connector {} run {} {}: {} files, {} events imported, {} dropped{}{}", id,
-               finished.run_id, ToString(finished.status), finished.num_files_imported, finished.num_events_imported,
-               finished.num_events_dropped, finished.failure_message.empty() ? "" : " — ",
-               finished.failure_message);
+               finished.run_id, ToString(finished.status), finished.num_files_imported,
+               finished.num_events_imported, finished.num_events_dropped,
+               finished.failure_message.empty() ? "" : " — ", finished.failure_message);
 }
 
 ConnectorManager::Outcome ConnectorManager::Discover(const ConnectorRecord& record, Live& live,
                                                      std::string& message) {
   const ConnectorSpec& spec = record.spec;
   const std::string& id = spec.id;
-  auto project = ProjectOf(spec.project_id);
-  if (!project) {
+  auto project_read = ProjectOf(spec.project_id);
+  if (!project_read.ok()) {
+    message = fmt::format("reading project {} from the store failed: {}; the run is retried with backoff",
+                          spec.project_id, project_read.error().message);
+    return Outcome::kTransient;
+  }
+  if (!project_read->has_value()) {
     message = fmt::format("project {} no longer exists", spec.project_id);
     return Outcome::kPermanent;
   }
+  const store::Project* project = &**project_read;
   auto source = options_.source_factory(spec, *project);
   if (!source.ok()) {
     message = "the connector's settings are invalid: " + source.error().message;
@@ -438,11 +501,13 @@ ConnectorManager::Outcome ConnectorManager::Discover(const ConnectorRecord& reco
     auto creds = source->role->Get();
     if (!creds.ok()) {
       const Error& e = creds.error();
-      message = fmt::format("Sluice could not assume role {} with external ID {}: the role's trust policy must allow "
-                            "sts:AssumeRole for Sluice's principal with sts:ExternalId = {}. ({})",
-                            spec.s3_role, ExternalIdOf(*project), ExternalIdOf(*project), e.ToString());
-      return e.code == ErrorCode::kAccessDenied || e.code == ErrorCode::kUnauthenticated ? Outcome::kPermanent
-                                                                                         : Outcome::kTransient;
+      message = fmt::format(
+          "Sluice could not assume role {} with external ID {}: the role's trust policy must allow "
+          "sts:AssumeRole for Sluice's principal with sts:ExternalId = {}. ({})",
+          spec.s3_role, ExternalIdOf(*project), ExternalIdOf(*project), e.ToString());
+      return e.code == ErrorCode::kAccessDenied || e.code == ErrorCode::kUnauthenticated
+                 ? Outcome::kPermanent
+                 : Outcome::kTransient;
     }
   }
   objstore::ObjectStore& bucket = *source->store;
@@ -468,7 +533,8 @@ ConnectorManager::Outcome ConnectorManager::Discover(const ConnectorRecord& reco
       auto parsed = ParseCheckpoint(**stored);
       if (parsed.ok()) cp = std::move(parsed).value();
     }
-    if (cp && cp->state != FileCheckpoint::State::kInProgress && cp->Matches(info.etag, info.size)) return true;
+    if (cp && cp->state != FileCheckpoint::State::kInProgress && cp->Matches(info.etag, info.size))
+      return true;
     if (todo.size() >= options_.max_files_per_run) {
       more = true;
       return false;
@@ -488,9 +554,10 @@ ConnectorManager::Outcome ConnectorManager::Discover(const ConnectorRecord& reco
   uint64_t size_total = 0;
   for (const auto& t : todo) size_total += t.info.size;
   if (more) {
-    spdlog::info("cloud import: connector {} has more than {} files to import; this run takes the first {}, the "
-                 "next starts right after it",
-                 id, options_.max_files_per_run, options_.max_files_per_run);
+    spdlog::info(
+        "cloud import: connector {} has more than {} files to import; this run takes the first {}, the "
+        "next starts right after it",
+        id, options_.max_files_per_run, options_.max_files_per_run);
   }
   live.more_files = more;
   RunRecord snapshot;
@@ -512,7 +579,8 @@ ConnectorManager::Outcome ConnectorManager::Discover(const ConnectorRecord& reco
   };
   auto save_checkpoint = [&](const std::string& key, const FileCheckpoint& cp) {
     Status s = options_.store->PutMeta(kCheckpointNs, CheckpointKey(id, key), SerializeCheckpoint(cp));
-    if (!s.ok()) spdlog::error("cloud import: saving the checkpoint of {} failed: {}", key, s.error().ToString());
+    if (!s.ok())
+      spdlog::error("cloud import: saving the checkpoint of {} failed: {}", key, s.error().ToString());
     return s;
   };
   auto file_failed = [&](const Todo& t, const std::string& why) {
@@ -535,10 +603,11 @@ ConnectorManager::Outcome ConnectorManager::Discover(const ConnectorRecord& reco
   for (const Todo& t : todo) {
     if (live.cancel) return Outcome::kCancelled;
     const std::string& key = t.info.key;
-    if (t.info.size > kMaxFileBytes) {
-      file_failed(t, fmt::format("{} is {} bytes; Cloud Import reads files up to 2 GB ({} bytes): split it into "
-                                 "smaller files",
-                                 key, t.info.size, kMaxFileBytes));
+    if (t.info.size > options_.max_file_bytes) {
+      file_failed(
+          t, fmt::format("{} is {} bytes; Cloud Import reads files of up to {} bytes (2 GB) of data: split "
+                         "it into smaller files",
+                         key, t.info.size, options_.max_file_bytes));
       size_done += t.info.size;
       continue;
     }
@@ -578,6 +647,9 @@ ConnectorManager::Outcome ConnectorManager::Discover(const ConnectorRecord& reco
     fo.on_error = [&](uint64_t line, const std::string& reason) { AddError(live, key, line, reason); };
     fo.cancelled = [&] { return live.cancel.load(); };
     fo.linked_devices = &linked_devices;
+    fo.max_file_bytes = options_.max_file_bytes;
+    fo.max_inflation_ratio = options_.max_inflation_ratio;
+    fo.inflation_check_after = options_.inflation_check_after;
     fo.on_commit = [&](const FileProgress& p) {
       RunRecord run_copy;
       {
@@ -647,20 +719,21 @@ ConnectorManager::Outcome ConnectorManager::Discover(const ConnectorRecord& reco
       continue;
     }
     if (IsPermanentSourceError(e)) {
-      message = DescribeSourceError(e, spec, "s3:GetObject", fmt::format("arn:aws:s3:::{}/{}", spec.s3_bucket, key));
+      message = DescribeSourceError(e, spec, "s3:GetObject",
+                                    fmt::format("arn:aws:s3:::{}/{}", spec.s3_bucket, key));
       return Outcome::kPermanent;
     }
-    message = fmt::format("importing {} failed: {}; the run is retried with backoff and resumes after the last "
-                          "stored batch",
-                          key, e.ToString());
+    message = fmt::format(
+        "importing {} failed: {}; the run is retried with backoff and resumes after the last "
+        "stored batch",
+        key, e.ToString());
     return Outcome::kTransient;
   }
   if (!first_file_failure.empty()) {
     std::lock_guard lock(mu_);
-    message = live.run.num_files_failed == 1
-                  ? first_file_failure
-                  : fmt::format("{} files could not be imported; the first: {}", live.run.num_files_failed,
-                                first_file_failure);
+    message = live.run.num_files_failed == 1 ? first_file_failure
+                                             : fmt::format("{} files could not be imported; the first: {}",
+                                                           live.run.num_files_failed, first_file_failure);
     return Outcome::kFileFailures;
   }
   return Outcome::kSuccess;

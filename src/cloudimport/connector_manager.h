@@ -1,7 +1,13 @@
-// ConnectorManager: owns Cloud Import connectors (SPEC §6) — creates them (after an access check), persists them
-// in the store's metadata, and runs discovery on one background thread: every `frequency` minutes (the first run
-// right after create) it lists the connector's prefix and imports every object not imported yet, or whose ETag or
-// size changed. Per-file checkpoints make a restart resume instead of repeating or skipping files.
+// ConnectorManager: owns Cloud Import connectors (SPEC §6) — creates them (after an access check), persists
+// them in the store's metadata, and runs discovery on a bounded pool of runner threads: every `frequency`
+// minutes (the first run right after create) it lists the connector's prefix and imports every object not
+// imported yet, or whose ETag or size changed. Per-file checkpoints make a restart resume instead of
+// repeating or skipping files.
+//
+// Scheduling: a connector runs on one runner at a time; `max_concurrent_runs` runners share the connectors,
+// the due connector of the project with the fewest runs in progress first (then the longest overdue), and one
+// project never holds every runner while another project's connector is due — so one tenant's large import
+// does not block every other tenant's.
 //
 //   ConnectorManager::Options o{.store = &store, .metrics = &metrics, .transport = transport,
 //                               .own_credentials = own};
@@ -11,9 +17,11 @@
 //   (*manager)->Stop();          // before the store closes
 //
 // Run outcome:  success — every file imported (bad lines are dropped and counted, not failures);
-//               failed  — some file could not be imported (compression mismatch, corrupt gzip, > 2 GB) or a
+//               failed  — some file could not be imported (compression mismatch, corrupt gzip, more than 2 GB
+//                         of data once inflated, an inflation ratio over 500:1) or a
 //                         transient error (retried with backoff: 30 s, 1 min, … capped at the frequency);
-//               paused  — a permanent error (access denied, missing bucket): the connector waits for Resume with
+//               paused  — a permanent error (access denied, missing bucket): the connector waits for Resume
+//               with
 //                         a failure_message that says what to fix.
 // Thread-safe: API calls may come from any thread.
 #pragma once
@@ -33,6 +41,7 @@
 
 #include "aws/credentials.h"
 #include "cloudimport/connector.h"
+#include "cloudimport/line_reader.h"
 #include "cloudimport/source.h"
 #include "common/clock.h"
 #include "common/metrics.h"
@@ -48,34 +57,48 @@ class ConnectorManager {
   using SourceFactory = std::function<Result<Source>(const ConnectorSpec&, const store::Project&)>;
 
   struct Options {
-    store::Store* store = nullptr;           // required; must outlive the manager
-    MetricsRegistry* metrics = nullptr;      // required
+    store::Store* store = nullptr;       // required; must outlive the manager
+    MetricsRegistry* metrics = nullptr;  // required
     std::shared_ptr<http::HttpTransport> transport;
     std::shared_ptr<aws::CredentialsProvider> own_credentials;
     const Clock* clock = &SystemClock::Instance();
     /// Null = OpenS3Source with `transport` and `own_credentials`.
     SourceFactory source_factory;
-    /// Retry schedule of runs that failed on a transient error: base × 2^(failures-1), capped at the frequency.
+    /// Retry schedule of runs that failed on a transient error: base × 2^(failures-1), capped at the
+    /// frequency.
     std::chrono::milliseconds retry_base{30'000};
     /// How often the checkpoint of a file in progress (and the live run record) is persisted.
     std::chrono::milliseconds checkpoint_interval{2'000};
     /// … and at least every this many commits (the importer commits every 8000 lines).
     int checkpoint_every_commits = 8;
-    /// Files one run takes on, so a prefix with millions of new objects is not held in memory at once; when the
-    /// listing had more, the next run starts right after.
+    /// Files one run takes on, so a prefix with millions of new objects is not held in memory at once; when
+    /// the listing had more, the next run starts right after.
     size_t max_files_per_run = 20'000;
     /// Run history kept per connector (older runs are deleted).
     size_t max_runs_kept = 200;
+    /// Runner threads (serve --import-runs): how many connectors import at once. ≥ 1.
+    int max_concurrent_runs = kDefaultConcurrentRuns;
+    /// A file's data after inflation may not exceed this (Mixpanel's 2 GB applies to the data, not to the
+    /// compressed object). Tests lower it.
+    uint64_t max_file_bytes = kMaxFileBytes;
+    /// A gzip file inflating more than this many times its compressed size fails (a gzip bomb), checked once
+    /// it has produced `inflation_check_after` bytes.
+    uint64_t max_inflation_ratio = kMaxInflationRatio;
+    uint64_t inflation_check_after = kInflationCheckAfterBytes;
+    /// Retries of a transient store error while reading a connector's project, before the run fails (and is
+    /// retried with backoff) — never taken as "project deleted".
+    std::chrono::milliseconds project_read_retry{100};
   };
+  static constexpr int kDefaultConcurrentRuns = 2;
 
   /// Loads the connectors from the store. Runs that a previous process left queued/running are marked failed
   /// ("interrupted") and their connectors are due at once, so the import resumes from the checkpoints.
   static Result<std::unique_ptr<ConnectorManager>> Create(Options options);
   ~ConnectorManager();
 
-  /// Starts the background thread.
+  /// Starts the runner threads.
   void Start();
-  /// Stops the current import at the next batch boundary and joins the thread. Idempotent.
+  /// Stops the imports in progress at the next batch boundary and joins the runners. Idempotent.
   void Stop();
 
   /// Checks access to the bucket, persists the connector and schedules its first run now. On a refusal fills
@@ -102,7 +125,7 @@ class ConnectorManager {
     Counter& files_imported;
     Counter& files_failed;
     Counter& bytes_read;
-    CounterFamily& runs;  // {status}
+    CounterFamily& runs;      // {status}
     GaugeFamily& connectors;  // {state}
   };
   struct Live {
@@ -115,7 +138,9 @@ class ConnectorManager {
   explicit ConnectorManager(Options options);
   Status Load();
   void Loop();
-  void Execute(ConnectorRecord record);
+  /// The due connector to run next (nullptr: none may start now). Called with mu_ held.
+  const ConnectorRecord* PickDueLocked(int64_t now) const;
+  void Execute(ConnectorRecord record, std::shared_ptr<Live> live);
   /// The body of a run; fills `run` and returns how it ended.
   enum class Outcome { kSuccess, kFileFailures, kTransient, kPermanent, kCancelled };
   Outcome Discover(const ConnectorRecord& record, Live& live, std::string& message);
@@ -124,17 +149,19 @@ class ConnectorManager {
   void UpdateConnectorGauges();
   void AddError(Live& live, std::string file, uint64_t line, std::string reason);
   int64_t NowMs() const { return options_.clock->NowMillis(); }
-  std::optional<store::Project> ProjectOf(uint32_t id);
+  /// The project, nullopt when it does not exist (deleted); an error when the store could not say (transient,
+  /// after a few retries).
+  Result<std::optional<store::Project>> ProjectOf(uint32_t id);
 
   Options options_;
   Metrics metrics_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::map<std::string, ConnectorRecord> connectors_;  // by id
-  std::shared_ptr<Live> live_;                         // the run in progress, if any
+  std::map<std::string, std::shared_ptr<Live>> live_;  // runs in progress, by connector id
   bool stop_ = false;
   bool started_ = false;
-  std::thread thread_;
+  std::vector<std::thread> threads_;
 };
 
 }  // namespace sluice::cloudimport

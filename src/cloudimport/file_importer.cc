@@ -1,13 +1,12 @@
 #include "cloudimport/file_importer.h"
 
-#include <boost/json.hpp>
+#include <fmt/format.h>
 
+#include <boost/json.hpp>
 #include <chrono>
 #include <optional>
 #include <unordered_map>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "cloudimport/line_reader.h"
 #include "cloudimport/records.h"
@@ -53,15 +52,16 @@ class Batcher {
     bool shaped = true;
     switch (spec_.data_format) {
       case DataFormat::kMixpanelEvent:
-        // Lines without a $insert_id get a derived one: without it /import refuses the event, and with a random
-        // one a re-import would duplicate it.
+        // Lines without a $insert_id get a derived one: without it /import refuses the event, and with a
+        // random one a re-import would duplicate it.
         if (line.text.find("\"$insert_id\"") != std::string_view::npos ||
             !AppendWithInsertId(line.text, DerivedInsertId(file_tag_, line.number), buffer_)) {
           buffer_.append(line.text);
         }
         break;
       case DataFormat::kRemapEvent:
-        shaped = AppendRemappedEvent(line.text, spec_, DerivedInsertId(file_tag_, line.number), buffer_, error);
+        shaped =
+            AppendRemappedEvent(line.text, spec_, DerivedInsertId(file_tag_, line.number), buffer_, error);
         break;
       case DataFormat::kMixpanelPeople:
         shaped = AppendProfileWithToken(line.text, o_.project_token, buffer_, error);
@@ -100,8 +100,10 @@ class Batcher {
   /// Validates what is pending: events wait in the stash for Commit, profile updates are applied.
   Status Flush() {
     if (count_ > 0) {
-      if (IsPeopleFormat(spec_.data_format)) SLUICE_TRY(FlushProfiles());
-      else SLUICE_TRY(FlushEvents());
+      if (IsPeopleFormat(spec_.data_format))
+        SLUICE_TRY(FlushProfiles());
+      else
+        SLUICE_TRY(FlushEvents());
     }
     buffer_.clear();
     starts_.clear();
@@ -121,7 +123,8 @@ class Batcher {
   }
 
   ingest::ParseOptions EventOptions() const {
-    return {.endpoint = ingest::Endpoint::kImport, .format = ingest::PayloadFormat::kNdjson,
+    return {.endpoint = ingest::Endpoint::kImport,
+            .format = ingest::PayloadFormat::kNdjson,
             .now_us = NowMicros(*o_.clock)};
   }
 
@@ -191,7 +194,8 @@ class Batcher {
     auto parsed = ingest::ParseProfileUpdates(buffer_, ingest::PayloadFormat::kNdjson, now);
     std::vector<ingest::ProfileUpdate> updates;
     if (parsed.ok()) {
-      for (const auto& e : parsed->errors) Drop(lines_[e.index], LocaliseMessage(e.message, starts_[e.index]));
+      for (const auto& e : parsed->errors)
+        Drop(lines_[e.index], LocaliseMessage(e.message, starts_[e.index]));
       updates = std::move(parsed->updates);
     } else {
       for (size_t i = 0; i < count_; ++i) {
@@ -241,12 +245,12 @@ class Batcher {
   const ConnectorSpec& spec_;
   FileProgress& progress_;
   std::string file_tag_;
-  std::string buffer_;          // shaped records, one per line
-  std::vector<size_t> starts_;  // where each record starts in buffer_
-  std::vector<uint64_t> lines_; // file line number of each record
+  std::string buffer_;           // shaped records, one per line
+  std::vector<size_t> starts_;   // where each record starts in buffer_
+  std::vector<uint64_t> lines_;  // file line number of each record
   size_t count_ = 0;
-  uint64_t last_line_ = 0;      // highest file line handed to Add (or skipped)
-  std::vector<Event> stash_;    // validated events waiting for Commit
+  uint64_t last_line_ = 0;    // highest file line handed to Add (or skipped)
+  std::vector<Event> stash_;  // validated events waiting for Commit
   std::vector<IdentityLink> stash_links_;
 };
 
@@ -302,29 +306,35 @@ Status ImportFile(objstore::ObjectStore& source, store::Store& store, const File
     return OkStatus();
   };
   size_t since_commit = 0;
-  LineReader reader({.compression = o.spec->compression, .file = o.key}, [&](const Line& line) {
-    if (line.number <= o.skip_lines) return true;
-    // A batch is about to be written: report the lines before this one as done once it is.
-    Status s = batcher.Add(line);
-    if (!s.ok()) {
-      batch_error = s.error();
-      return false;
-    }
-    batcher.set_last_line(line.number);
-    if (++since_commit >= kCommitRecords) {
-      since_commit = 0;
-      Status c = commit();
-      if (!c.ok()) {
-        batch_error = c.error();
-        return false;
-      }
-      if (o.cancelled && o.cancelled()) {
-        batch_error = Error(ErrorCode::kCancelled, fmt::format("importing {} was stopped", o.key));
-        return false;
-      }
-    }
-    return true;
-  });
+  LineReader reader({.compression = o.spec->compression,
+                     .file = o.key,
+                     .max_output_bytes = o.max_file_bytes,
+                     .max_inflation_ratio = o.max_inflation_ratio,
+                     .ratio_check_after = o.inflation_check_after},
+                    [&](const Line& line) {
+                      if (line.number <= o.skip_lines) return true;
+                      // A batch is about to be written: report the lines before this one as done once it is.
+                      Status s = batcher.Add(line);
+                      if (!s.ok()) {
+                        batch_error = s.error();
+                        return false;
+                      }
+                      batcher.set_last_line(line.number);
+                      if (++since_commit >= kCommitRecords) {
+                        since_commit = 0;
+                        Status c = commit();
+                        if (!c.ok()) {
+                          batch_error = c.error();
+                          return false;
+                        }
+                        if (o.cancelled && o.cancelled()) {
+                          batch_error =
+                              Error(ErrorCode::kCancelled, fmt::format("importing {} was stopped", o.key));
+                          return false;
+                        }
+                      }
+                      return true;
+                    });
   Status streamed = source.GetStreaming(o.key, [&](std::string_view chunk) {
     progress.bytes_read += chunk.size();
     if (o.cancelled && o.cancelled()) {

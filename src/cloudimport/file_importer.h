@@ -1,13 +1,15 @@
-// Imports one object of the customer's bucket: stream it (ObjectStore::GetStreaming), inflate and split it into
-// lines (LineReader), shape each line for its format (records.h), validate batches with the same code as /import
-// and /engage (ingest::ParseEvents with the /import rules, ingest::ParseProfileUpdates + ApplyProfileUpdate) and
-// write them to the store. An invalid line is dropped, counted and reported with its line number; the rest of
-// the file is imported.
+// Imports one object of the customer's bucket: stream it (ObjectStore::GetStreaming), inflate and split it
+// into lines (LineReader), shape each line for its format (records.h), validate batches with the same code as
+// /import and /engage (ingest::ParseEvents with the /import rules, ingest::ParseProfileUpdates +
+// ApplyProfileUpdate) and write them to the store. An invalid line is dropped, counted and reported with its
+// line number; the rest of the file is imported.
 //
-// Exactly-once-ish: every event has a $insert_id (its own, or one derived from the object key and line number), so writing a batch twice stores each event once (the store deduplicates). `skip_lines` lets a restart
-// resume after the lines a checkpoint says are stored.
+// Exactly-once-ish: every event has a $insert_id (its own, or one derived from the object key and line
+// number), so writing a batch twice stores each event once (the store deduplicates). `skip_lines` lets a
+// restart resume after the lines a checkpoint says are stored.
 //
-// Memory is bounded by the LineReader's buffers plus one batch (≤ 2000 records, ≤ 10 MB, SPEC §3's /import limits).
+// Memory is bounded by the LineReader's buffers plus one batch (≤ 2000 records, ≤ 10 MB, SPEC §3's /import
+// limits).
 #pragma once
 
 #include <cstdint>
@@ -16,6 +18,7 @@
 #include <unordered_set>
 
 #include "cloudimport/connector.h"
+#include "cloudimport/line_reader.h"
 #include "common/clock.h"
 #include "common/result.h"
 #include "objstore/object_store.h"
@@ -42,8 +45,8 @@ struct FileImportOptions {
   const Clock* clock = &SystemClock::Instance();
   /// An invalid line: its 1-based line number and why it was dropped.
   std::function<void(uint64_t line, const std::string& reason)> on_error;
-  /// After each commit: every 8000 lines (four /import-sized batches) the validated events are durably written
-  /// and `progress` advances.
+  /// After each commit: every 8000 lines (four /import-sized batches) the validated events are durably
+  /// written and `progress` advances.
   std::function<void(const FileProgress&)> on_commit;
   /// Polled between batches and chunks; true stops the import with kCancelled.
   std::function<bool()> cancelled;
@@ -51,6 +54,10 @@ struct FileImportOptions {
   /// The store keeps the first link of a device, so re-sending one is a no-op that costs a lookup per event.
   /// Shared by the files of a run; bounded (cleared when it reaches kMaxLinkedDevices). Null = no cache.
   std::unordered_set<std::string>* linked_devices = nullptr;
+  /// Bounds of the file's data (LineReader::Options): inflated size and gzip inflation ratio.
+  uint64_t max_file_bytes = kMaxFileBytes;
+  uint64_t max_inflation_ratio = kMaxInflationRatio;
+  uint64_t inflation_check_after = kInflationCheckAfterBytes;
 };
 
 /// Bound of FileImportOptions::linked_devices (~15 MB of small strings).
@@ -58,13 +65,14 @@ inline constexpr size_t kMaxLinkedDevices = 200'000;
 
 /// Imports `options.key` from `source` into `store` for project `spec->project_id`. `progress` holds what was
 /// done even when an error is returned. Errors: the source's (kAccessDenied, kNotFound, kTransient…),
-/// kInvalidArgument for a compression mismatch or corrupt gzip (the file is unusable as it is), the store's, or
-/// kCancelled.
+/// kInvalidArgument for a compression mismatch, corrupt gzip, more data than `max_file_bytes` or a gzip bomb
+/// (the file is unusable as it is), the store's, or kCancelled.
 Status ImportFile(objstore::ObjectStore& source, store::Store& store, const FileImportOptions& options,
                   FileProgress& progress);
 
 /// Rewrites an ingest message about line `n` of a batch so it describes the line on its own: drops the
-/// "line N " prefix and makes "at byte B" relative to the line (which started at byte `line_start` of the batch).
+/// "line N " prefix and makes "at byte B" relative to the line (which started at byte `line_start` of the
+/// batch).
 std::string LocaliseMessage(std::string_view message, size_t line_start);
 
 }  // namespace sluice::cloudimport

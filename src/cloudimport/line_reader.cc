@@ -1,8 +1,8 @@
 #include "cloudimport/line_reader.h"
 
-#include <cstring>
-
 #include <fmt/format.h>
+
+#include <cstring>
 
 namespace sluice::cloudimport {
 namespace {
@@ -21,17 +21,19 @@ std::string_view Trim(std::string_view s) {
 }  // namespace
 
 std::string GzipDetectedMessage(std::string_view file) {
-  return fmt::format("No compression specified but Gzip detected in {}: the file starts with gzip's magic bytes "
-                     "1f 8b. Create the connector with category_properties.compression \"gzip\", or upload the "
-                     "file uncompressed",
-                     file);
+  return fmt::format(
+      "No compression specified but Gzip detected in {}: the file starts with gzip's magic bytes "
+      "1f 8b. Create the connector with category_properties.compression \"gzip\", or upload the "
+      "file uncompressed",
+      file);
 }
 
 std::string NotGzipMessage(std::string_view file) {
-  return fmt::format("Gzip compression specified but {} is not gzip (it does not start with gzip's magic bytes "
-                     "1f 8b). Create the connector with category_properties.compression \"none\", or upload the "
-                     "file gzipped",
-                     file);
+  return fmt::format(
+      "Gzip compression specified but {} is not gzip (it does not start with gzip's magic bytes "
+      "1f 8b). Create the connector with category_properties.compression \"none\", or upload the "
+      "file gzipped",
+      file);
 }
 
 LineReader::LineReader(Options options, LineFn fn) : options_(std::move(options)), fn_(std::move(fn)) {
@@ -104,10 +106,25 @@ Status LineReader::Inflate(std::string_view data) {
     int rc = inflate(&z, Z_NO_FLUSH);
     const size_t produced = kOutBytes - z.avail_out;
     if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) {
-      return Fail(InvalidArgument(fmt::format("{} is not valid gzip data near compressed byte {}: {}", options_.file,
-                                              bytes_in_ - z.avail_in, z.msg ? z.msg : "corrupt stream")));
+      return Fail(
+          InvalidArgument(fmt::format("{} is not valid gzip data near compressed byte {}: {}", options_.file,
+                                      bytes_in_ - z.avail_in, z.msg ? z.msg : "corrupt stream")));
     }
-    if (produced > 0) SLUICE_TRY(Split(std::string_view(out_.get(), produced)));
+    if (produced > 0) {
+      // Checked before the lines are handed on: a bomb stops after its first megabytes.
+      const uint64_t consumed = bytes_in_ - z.avail_in;
+      const uint64_t out_total = bytes_out_ + produced;
+      if (out_total > options_.ratio_check_after && consumed > 0 &&
+          out_total / consumed > options_.max_inflation_ratio) {
+        return Fail(
+            InvalidArgument(fmt::format("{} inflates more than {}:1 ({} bytes of data from its first {} "
+                                        "compressed bytes): refused as a likely "
+                                        "gzip bomb. NDJSON compresses far less than that; check the file's "
+                                        "content, or upload it uncompressed",
+                                        options_.file, options_.max_inflation_ratio, out_total, consumed)));
+      }
+      SLUICE_TRY(Split(std::string_view(out_.get(), produced)));
+    }
     if (rc == Z_STREAM_END) member_ended_ = true;
     if (rc == Z_BUF_ERROR && produced == 0 && z.avail_in == before_in) break;  // needs more input
   }
@@ -124,6 +141,14 @@ bool LineReader::Emit(std::string_view raw, bool too_long) {
 
 Status LineReader::Split(std::string_view data) {
   bytes_out_ += data.size();
+  if (bytes_out_ > options_.max_output_bytes) {
+    return Fail(InvalidArgument(fmt::format(
+        "{} holds more than {} bytes of data{}: Cloud Import reads files of up to {} bytes (2 GB) of data "
+        "each — "
+        "the limit applies to the data, not to the compressed size. Split it into smaller files",
+        options_.file, options_.max_output_bytes,
+        options_.compression == Compression::kGzip ? " once inflated" : "", options_.max_output_bytes)));
+  }
   while (!data.empty()) {
     const char* nl = static_cast<const char*>(std::memchr(data.data(), '\n', data.size()));
     if (nl == nullptr) {
@@ -155,7 +180,8 @@ Status LineReader::Split(std::string_view data) {
       keep_going = Emit(partial_, false);
       partial_.clear();
     }
-    if (!keep_going) return Fail(Error(ErrorCode::kCancelled, fmt::format("reading {} was stopped", options_.file)));
+    if (!keep_going)
+      return Fail(Error(ErrorCode::kCancelled, fmt::format("reading {} was stopped", options_.file)));
   }
   return OkStatus();
 }
@@ -172,9 +198,10 @@ Status LineReader::Finish() {
     }
   }
   if (options_.compression == Compression::kGzip && z_ready_ && !member_ended_) {
-    return Fail(InvalidArgument(fmt::format("{} is a truncated gzip file: the stream ended before the end of its "
-                                            "last member ({} compressed bytes read)",
-                                            options_.file, bytes_in_)));
+    return Fail(
+        InvalidArgument(fmt::format("{} is a truncated gzip file: the stream ended before the end of its "
+                                    "last member ({} compressed bytes read)",
+                                    options_.file, bytes_in_)));
   }
   if (skipping_ || !partial_.empty()) {
     bool ok = skipping_ ? Emit({}, true) : Emit(partial_, false);

@@ -1,6 +1,7 @@
 // LineReader: the bytes of one object, as they stream in, to NDJSON lines — gzip inflated on the fly (zlib;
 // concatenated members allowed), with bounded memory whatever the file size: one inflate window, one output
-// buffer and at most one partial line of `max_line_bytes` (longer lines are skipped and reported, not buffered).
+// buffer and at most one partial line of `max_line_bytes` (longer lines are skipped and reported, not
+// buffered).
 //
 //   LineReader reader({.compression = Compression::kGzip, .file = "2024/01/events.json.gz"},
 //                     [&](const Line& line) { batch.Add(line.text, line.number); return true; });
@@ -9,6 +10,14 @@
 //
 // The declared compression is checked against the first bytes (gzip's magic 1f 8b): a mismatch fails the file
 // with Mixpanel's message ("No compression specified but Gzip detected…", and the converse).
+//
+// Bounded work per file: the data (after inflation) may not exceed `max_output_bytes` (Mixpanel's 2 GB per
+// file applies to the data, not to the compressed object), and a gzip stream that inflates more than
+// `max_inflation_ratio`:1 once it has produced `ratio_check_after` bytes is refused as a gzip bomb. Deflate
+// tops out near 1000:1 (zlib ~1030:1, libdeflate ~990:1 on zeros), so the bound must sit well below that to
+// catch bombs from any encoder; real NDJSON compresses 5–50:1, so 500:1 leaves it a tenfold margin and only
+// refuses degenerate input (megabytes of one repeated byte). Both fail the file (kInvalidArgument) with a
+// message saying what to do.
 #pragma once
 
 #include <zlib.h>
@@ -26,9 +35,13 @@
 
 namespace sluice::cloudimport {
 
-/// Longest line kept: an event must be < 1 MB (SPEC §3), plus room for whitespace. Longer lines are reported as
-/// too long without being buffered.
+/// Longest line kept: an event must be < 1 MB (SPEC §3), plus room for whitespace. Longer lines are reported
+/// as too long without being buffered.
 inline constexpr size_t kMaxLineBytes = 1024 * 1024 + 4096;
+/// Refuse a gzip stream inflating more than this many times its compressed size…
+inline constexpr uint64_t kMaxInflationRatio = 500;
+/// …once it has produced this much data (small files may legitimately be all padding).
+inline constexpr uint64_t kInflationCheckAfterBytes = 16ull * 1024 * 1024;
 
 struct Line {
   /// The line without surrounding whitespace (never empty: blank lines are skipped). Valid only during the
@@ -47,8 +60,13 @@ class LineReader {
     /// For messages.
     std::string file;
     size_t max_line_bytes = kMaxLineBytes;
+    /// Bytes of data (inflated) the file may hold; more fails it. Default: Cloud Import's 2 GB.
+    uint64_t max_output_bytes = kMaxFileBytes;
+    uint64_t max_inflation_ratio = kMaxInflationRatio;
+    uint64_t ratio_check_after = kInflationCheckAfterBytes;
   };
-  /// Called for every non-blank line, in order; returning false stops the reader (Feed then fails kCancelled).
+  /// Called for every non-blank line, in order; returning false stops the reader (Feed then fails
+  /// kCancelled).
   using LineFn = std::function<bool(const Line& line)>;
 
   LineReader(Options options, LineFn fn);
@@ -78,10 +96,10 @@ class LineReader {
   bool z_ready_ = false;
   bool member_ended_ = false;  // the last inflate call finished a gzip member
   std::unique_ptr<char[]> out_;
-  std::string head_;           // first bytes until the magic check is possible
+  std::string head_;  // first bytes until the magic check is possible
   bool magic_checked_ = false;
-  std::string partial_;        // an incomplete line carried between chunks
-  bool skipping_ = false;      // inside a too-long line
+  std::string partial_;    // an incomplete line carried between chunks
+  bool skipping_ = false;  // inside a too-long line
   uint64_t line_number_ = 0;
   uint64_t bytes_in_ = 0;
   uint64_t bytes_out_ = 0;

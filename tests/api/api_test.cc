@@ -399,6 +399,72 @@ TEST_F(ApiTest, ExportHonoursGzipLimitAndAuth) {
   EXPECT_EQ(admin.status, 200);
 }
 
+// Every number and id of the HTTP APIs is read whole, decimal digits only and range-checked: no wrap-around
+// (4294967297 read as 1), no trailing garbage ("1abc" as 1), no sign ("-1" as 4294967295 or "no limit") and
+// no exponent ("1e100" as 1). Each is a 400 that names the parameter.
+TEST_F(ApiTest, NumbersAndIdsAreParsedWholeAndRangeChecked) {
+  ASSERT_EQ(project_id_, 1);  // so that 2^32 + 1 would wrap onto this project
+  ASSERT_EQ(Import("[" + Event("E", "n-1") + "," + Event("E", "n-2") + "]").status, 200);
+  const std::string day = Today();
+  const std::string dates = "from_date=" + day + "&to_date=" + day;
+  auto expect_400 = [](const Reply& r, std::string_view param, std::string_view context) {
+    EXPECT_EQ(r.status, 400) << context << ": " << r.body;
+    if (r.status == 400) {
+      std::string error(r.Json().at("error").as_string());
+      EXPECT_NE(error.find(param), std::string::npos) << context << ": " << error;
+      EXPECT_NE(error.find("whole number"), std::string::npos) << context << ": " << error;
+    }
+  };
+  // project_id with the admin token.
+  for (std::string bad : {"4294967297", "1abc", "-1", "+1", " 1", "1e0", "0x1", "18446744073709551617", ""}) {
+    if (bad.empty()) continue;
+    std::string encoded;
+    for (char c : bad)
+      encoded += c == ' ' ? std::string("%20") : c == '+' ? std::string("%2B") : std::string(1, c);
+    auto r =
+        Send("GET", "/api/2.0/export?project_id=" + encoded + "&" + dates, {}, {{"Authorization", Bearer()}});
+    expect_400(r, "project_id", "export project_id=" + bad);
+    auto q = Send("GET", "/api/2.0/engage?project_id=" + encoded, {}, {{"Authorization", Bearer()}});
+    expect_400(q, "project_id", "engage project_id=" + bad);
+    // /import with the API secret: a malformed project_id is a 400, not a credential mismatch.
+    expect_400(Import("[]", "?project_id=" + encoded), "project_id", "import project_id=" + bad);
+  }
+  // The well-formed id still works, and another project's id is still a mismatch.
+  EXPECT_EQ(Send("GET", "/api/2.0/export?project_id=1&" + dates, {}, {{"Authorization", Bearer()}}).status,
+            200);
+  EXPECT_EQ(Import("[]", "?project_id=1").status, 200);
+  EXPECT_EQ(Import("[]", "?project_id=2").status, 401);
+
+  // Export limit: -1 is not "no limit", 1e100 is not 1, 0 and > 100000 are outside Mixpanel's range.
+  for (std::string bad : {"-1", "1e100", "1abc", "0", "100001", "18446744073709551616"}) {
+    auto r = Send("GET", "/api/2.0/export?" + dates + "&limit=" + bad, {}, {{"Authorization", SecretAuth()}});
+    expect_400(r, "limit", "export limit=" + bad);
+  }
+  EXPECT_EQ(ExportAll("&limit=1").size(), 1u);
+  EXPECT_EQ(ExportAll("&limit=100000").size(), 2u);
+
+  // Engage paging.
+  for (std::string q :
+       {"page=-1", "page=1e2", "page_size=0", "page_size=1abc", "page_size=-5", "page_size=10001"}) {
+    auto r = Send("GET", "/api/2.0/engage?" + q, {}, {{"Authorization", SecretAuth()}});
+    expect_400(r, q.substr(0, q.find('=')), "engage " + q);
+  }
+  EXPECT_EQ(Send("GET", "/api/2.0/engage?page=0&page_size=10", {}, {{"Authorization", SecretAuth()}}).status,
+            200);
+
+  // Ids in paths: 2^32 + 1 does not reach project 1.
+  for (std::string bad : {"4294967297", "1abc", "-1"}) {
+    auto r = Send("POST", "/api/app/projects/" + bad, R"({"external_id":"acme-7f3a"})",
+                  {{"Authorization", Bearer()}});
+    expect_400(r, "project id", "path id " + bad);
+  }
+  // A megabyte of digits is refused without echoing it whole.
+  auto huge = Send("POST", "/api/2.0/export", dates + "&limit=" + std::string(1'000'000, '9'),
+                   {{"Authorization", SecretAuth()}, {"Content-Type", "application/x-www-form-urlencoded"}});
+  EXPECT_EQ(huge.status, 400);
+  EXPECT_LT(huge.body.size(), 1000u);
+}
+
 TEST_F(ApiTest, MetricsCountRequestsAndEvents) {
   ASSERT_EQ(Import("[" + Event("M", "m-1") + "]").status, 200);
   Import(R"([{"event":"M","properties":{"distinct_id":"u","$insert_id":"m-2"}}])");

@@ -124,5 +124,17 @@ TEST_F(CliTest, HelpDescribesEveryCommand) {
   EXPECT_NE(rc2, 0);
 }
 
+// The listen port is read whole (issue 9 item 4): " 0", "+0" and "-1" are refused, not read as 0 or wrapped.
+// (Bounded by `timeout`: a server that started anyway would otherwise keep running.)
+TEST_F(CliTest, ListenPortIsParsedStrictly) {
+  for (const std::string port : {"' 0'", "+0", "-1", "0x50", "65536", "''"}) {
+    // Shell() drops stderr: the group sends the server's log to stdout first.
+    auto [out, rc] = Shell("(timeout 10 " + ServerProcess::Binary() + " serve --listen 127.0.0.1:" + port +
+                           " --data-dir " + dir_.string() + " 2>&1)");
+    EXPECT_EQ(rc, 2) << port << ": " << out;
+    EXPECT_NE(out.find("must be HOST:PORT"), std::string::npos) << port << ": " << out;
+  }
+}
+
 }  // namespace
 }  // namespace sluice::testing

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -61,7 +62,8 @@ TEST(LineReaderTest, InflatesGzipIncludingConcatenatedMembers) {
 
 TEST(LineReaderTest, LargeGzipStreamsInBoundedBuffers) {
   std::string plain;
-  for (int i = 0; i < 200000; ++i) plain += "{\"event\":\"e\",\"properties\":{\"i\":" + std::to_string(i) + "}}\n";
+  for (int i = 0; i < 200000; ++i)
+    plain += "{\"event\":\"e\",\"properties\":{\"i\":" + std::to_string(i) + "}}\n";
   std::string gz = Gzip(plain);
   uint64_t count = 0, last = 0;
   LineReader reader({.compression = Compression::kGzip, .file = "big"}, [&](const Line& line) {
@@ -69,7 +71,8 @@ TEST(LineReaderTest, LargeGzipStreamsInBoundedBuffers) {
     last = line.number;
     return true;
   });
-  for (size_t i = 0; i < gz.size(); i += 16384) ASSERT_TRUE(reader.Feed(std::string_view(gz).substr(i, 16384)).ok());
+  for (size_t i = 0; i < gz.size(); i += 16384)
+    ASSERT_TRUE(reader.Feed(std::string_view(gz).substr(i, 16384)).ok());
   ASSERT_TRUE(reader.Finish().ok());
   EXPECT_EQ(count, 200000u);
   EXPECT_EQ(last, 200000u);
@@ -89,7 +92,8 @@ TEST(LineReaderTest, GzipFileOnAConnectorWithoutCompressionFailsWithMixpanelsMes
 TEST(LineReaderTest, PlainFileOnAGzipConnectorFails) {
   auto r = Read("{\"a\":1}\n", Compression::kGzip, 1);
   ASSERT_FALSE(r.status.ok());
-  EXPECT_NE(r.status.error().message.find("Gzip compression specified but f.json is not gzip"), std::string::npos);
+  EXPECT_NE(r.status.error().message.find("Gzip compression specified but f.json is not gzip"),
+            std::string::npos);
 }
 
 TEST(LineReaderTest, EmptyFileIsFineEitherWay) {
@@ -128,6 +132,103 @@ TEST(LineReaderTest, CallbackCanStopTheReader) {
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.error().code, ErrorCode::kCancelled);
   EXPECT_EQ(seen, 2);
+}
+
+}  // namespace
+}  // namespace sluice::cloudimport
+
+namespace sluice::cloudimport {
+namespace {
+
+/// Feeds `data` in 64 KB chunks with the given limits; counts the inflated bytes handed on.
+struct Bounded {
+  Status status;
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  size_t lines = 0;
+};
+Bounded ReadBounded(std::string_view data, Compression c, LineReader::Options o) {
+  Bounded out;
+  o.compression = c;
+  o.file = "in/bomb.json.gz";
+  LineReader reader(std::move(o), [&](const Line&) {
+    ++out.lines;
+    return true;
+  });
+  constexpr size_t kChunk = 64 * 1024;
+  for (size_t i = 0; i < data.size() && out.status.ok(); i += kChunk)
+    out.status = reader.Feed(data.substr(i, kChunk));
+  if (out.status.ok()) out.status = reader.Finish();
+  out.bytes_in = reader.bytes_in();
+  out.bytes_out = reader.bytes_out();
+  return out;
+}
+
+/// NDJSON that compresses like real events (distinct ids and times), about `bytes` long.
+std::string RealisticLines(size_t bytes) {
+  std::string text;
+  for (uint64_t i = 0; text.size() < bytes; ++i) {
+    text +=
+        "{\"event\":\"Signed up\",\"properties\":{\"time\":" + std::to_string(1700000000 + i * 7919 % 86400) +
+        ",\"distinct_id\":\"user-" + std::to_string(i * 2654435761u % 1000003) + "\",\"$insert_id\":\"" +
+        std::to_string(i * 40503u) + "-" + std::to_string(i) + "\"}}\n";
+  }
+  return text;
+}
+
+TEST(LineReaderLimitsTest, RefusesAGzipBombAfterItsFirstMegabytes) {
+  // 64 MB of zeros gzip to ~66 KB (≈990:1 with libdeflate): the reader stops after ~16 MB of output.
+  const std::string bomb = Gzip(std::string(64u << 20, '\0'), 9);
+  ASSERT_LT(bomb.size(), 200u * 1024);
+  const auto started = std::chrono::steady_clock::now();
+  Bounded r = ReadBounded(bomb, Compression::kGzip, {});
+  const auto took = std::chrono::steady_clock::now() - started;
+  ASSERT_FALSE(r.status.ok());
+  EXPECT_EQ(r.status.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(r.status.error().message.find("gzip bomb"), std::string::npos) << r.status.error().message;
+  EXPECT_NE(r.status.error().message.find("in/bomb.json.gz"), std::string::npos);
+  EXPECT_NE(r.status.error().message.find("500:1"), std::string::npos);
+  EXPECT_LE(r.bytes_out, kInflationCheckAfterBytes + (1u << 20));  // stopped early, not after 64 MB
+  EXPECT_LT(took, std::chrono::seconds(5));
+}
+
+TEST(LineReaderLimitsTest, RatioRuleSparesRealDataAndSmallPaddedFiles) {
+  // Event-like NDJSON compresses far below 500:1: checked from the first byte, it still passes.
+  const std::string text = RealisticLines(4u << 20);
+  const std::string gz = Gzip(text, 9);
+  Bounded r = ReadBounded(gz, Compression::kGzip, {.ratio_check_after = 0});
+  ASSERT_TRUE(r.status.ok()) << r.status.error().ToString();
+  EXPECT_EQ(r.bytes_out, text.size());
+  EXPECT_GT(r.lines, 10'000u);
+  // A degenerate but small file (1 MB of spaces) is below the check threshold: allowed.
+  Bounded small = ReadBounded(Gzip(std::string(1u << 20, ' ') + "{\"a\":1}\n", 9), Compression::kGzip, {});
+  EXPECT_TRUE(small.status.ok()) << small.status.error().ToString();
+  // The ratio itself decides: the same padding with the check from byte 0 and a 100:1 bound is refused.
+  Bounded strict = ReadBounded(Gzip(std::string(1u << 20, ' '), 9), Compression::kGzip,
+                               {.max_inflation_ratio = 100, .ratio_check_after = 0});
+  ASSERT_FALSE(strict.status.ok());
+  EXPECT_NE(strict.status.error().message.find("100:1"), std::string::npos) << strict.status.error().message;
+}
+
+TEST(LineReaderLimitsTest, BoundsTheInflatedSizeNotTheCompressedOne) {
+  const std::string text = RealisticLines(3u << 20);
+  const std::string gz = Gzip(text, 9);
+  ASSERT_LT(gz.size(), 1u << 20);  // the compressed object is well under the limit…
+  Bounded r = ReadBounded(gz, Compression::kGzip, {.max_output_bytes = 1u << 20});
+  ASSERT_FALSE(r.status.ok());  // …its data is not
+  EXPECT_EQ(r.status.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(r.status.error().message.find("more than 1048576 bytes of data once inflated"), std::string::npos)
+      << r.status.error().message;
+  EXPECT_NE(r.status.error().message.find("Split it into smaller files"), std::string::npos);
+  EXPECT_LE(r.bytes_out, (1u << 20) + (256u << 10));
+  // Uncompressed files are bounded the same way.
+  Bounded plain = ReadBounded(text, Compression::kNone, {.max_output_bytes = 1u << 20});
+  ASSERT_FALSE(plain.status.ok());
+  EXPECT_NE(plain.status.error().message.find("more than 1048576 bytes of data:"), std::string::npos)
+      << plain.status.error().message;
+  // At the limit exactly, the file is read.
+  Bounded exact = ReadBounded(gz, Compression::kGzip, {.max_output_bytes = text.size()});
+  EXPECT_TRUE(exact.status.ok()) << exact.status.error().ToString();
 }
 
 }  // namespace

@@ -1,19 +1,21 @@
 // ConnectorManager against an in-memory bucket (FakeObjectStore with scripted faults) and a real store.
-#include "cloudimport/connector_manager.h"
-
-#include <boost/json.hpp>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <boost/json.hpp>
+#include <condition_variable>
 #include <filesystem>
+#include <functional>
 #include <map>
+#include <mutex>
 #include <set>
 #include <thread>
 
-#include <fmt/format.h>
-
+#include "cloudimport/connector_manager.h"
+#include "cloudimport/records.h"
 #include "common/compression.h"
 #include "common/crypto.h"
-#include "cloudimport/records.h"
 #include "objstore/testing/fake_object_store.h"
 
 namespace sluice::cloudimport {
@@ -23,7 +25,8 @@ namespace json = boost::json;
 using objstore::testing::FakeObjectStore;
 
 int64_t NowSeconds() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 class ManagerTest : public ::testing::Test {
@@ -47,7 +50,8 @@ class ManagerTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
-  void StartManager(size_t max_files_per_run = 20'000) {
+  void StartManager(size_t max_files_per_run = 20'000,
+                    const std::function<void(ConnectorManager::Options&)>& tweak = {}, bool start = true) {
     ConnectorManager::Options o;
     o.max_files_per_run = max_files_per_run;
     o.store = store_.get();
@@ -58,10 +62,15 @@ class ManagerTest : public ::testing::Test {
     o.source_factory = [bucket](const ConnectorSpec&, const store::Project&) -> Result<Source> {
       return Source{.role = nullptr, .store = bucket};
     };
+    if (tweak) tweak(o);
     auto m = ConnectorManager::Create(std::move(o));
     ASSERT_TRUE(m.ok()) << m.error().ToString();
     manager_ = std::move(m).value();
-    manager_->Start();
+    if (start) manager_->Start();
+  }
+  void StopManager() {
+    if (manager_) manager_->Stop();
+    manager_.reset();
   }
 
   ConnectorSpec Spec(DataFormat format = DataFormat::kMixpanelEvent, Compression c = Compression::kNone) {
@@ -84,9 +93,10 @@ class ManagerTest : public ::testing::Test {
   }
 
   /// Waits (bounded) until run `seq` of the connector has finished, and returns it.
-  RunRecord WaitForRun(const std::string& id, uint64_t seq) {
+  RunRecord WaitForRun(const std::string& id, uint64_t seq) { return WaitForRunOf(project_.id, id, seq); }
+  RunRecord WaitForRunOf(uint32_t project, const std::string& id, uint64_t seq) {
     for (int i = 0; i < 1500; ++i) {
-      auto runs = manager_->History(project_.id, id, 1000);
+      auto runs = manager_->History(project, id, 1000);
       if (runs.ok()) {
         for (const auto& r : *runs) {
           if (r.seq == seq && r.status != RunStatus::kRunning && r.status != RunStatus::kQueued) return r;
@@ -111,10 +121,13 @@ class ManagerTest : public ::testing::Test {
     auto parts = store_->ListPartitions(project_.id, 0, std::numeric_limits<store::Hour>::max());
     EXPECT_TRUE(parts.ok());
     for (const auto& p : *parts) {
-      EXPECT_TRUE(store_->ScanPartition(project_.id, p.hour, [&](const store::EventView& e) {
-                          out[std::string(e.insert_id)]++;
-                          return true;
-                        }).ok());
+      EXPECT_TRUE(store_
+                      ->ScanPartition(project_.id, p.hour,
+                                      [&](const store::EventView& e) {
+                                        out[std::string(e.insert_id)]++;
+                                        return true;
+                                      })
+                      .ok());
     }
     return out;
   }
@@ -130,8 +143,9 @@ class ManagerTest : public ::testing::Test {
 
 TEST_F(ManagerTest, ImportsEveryValidLineAndAccountsForTheRest) {
   std::string a = Event("Signup", "u1", "id-1") + "\n\n" + Event("Login", "u2", "") + "\r\n" +
-                  "{\"event\":\"broken\",\n" +                                              // line 4: malformed
-                  R"({"event":"NoTime","properties":{"distinct_id":"u3","$insert_id":"id-3"}})" + "\n" +  // line 5
+                  "{\"event\":\"broken\",\n" +  // line 4: malformed
+                  R"({"event":"NoTime","properties":{"distinct_id":"u3","$insert_id":"id-3"}})" +
+                  "\n" +  // line 5
                   "   \n" + Event("Buy", "u4", "id-4");
   bucket_->SetObject("in/a.json", a);
   bucket_->SetObject("in/empty.json", "");
@@ -150,7 +164,8 @@ TEST_F(ManagerTest, ImportsEveryValidLineAndAccountsForTheRest) {
   EXPECT_EQ(run.errors[0].line, 4u);
   EXPECT_NE(run.errors[0].reason.find("not valid JSON"), std::string::npos) << run.errors[0].reason;
   EXPECT_EQ(run.errors[1].line, 5u);
-  EXPECT_NE(run.errors[1].reason.find("'properties.time' is missing"), std::string::npos) << run.errors[1].reason;
+  EXPECT_NE(run.errors[1].reason.find("'properties.time' is missing"), std::string::npos)
+      << run.errors[1].reason;
 
   auto stored = StoredEvents();
   EXPECT_EQ(stored.size(), 3u);
@@ -159,7 +174,8 @@ TEST_F(ManagerTest, ImportsEveryValidLineAndAccountsForTheRest) {
   // The line without $insert_id got the deterministic one of (key, line 3).
   EXPECT_EQ(stored.count(DerivedInsertId(FileTag("in/a.json"), 3)), 1u);
   std::string rendered = metrics_.Render();
-  EXPECT_NE(rendered.find("sluice_import_events_total{result=\"imported\"} 3"), std::string::npos) << rendered;
+  EXPECT_NE(rendered.find("sluice_import_events_total{result=\"imported\"} 3"), std::string::npos)
+      << rendered;
   EXPECT_NE(rendered.find("sluice_import_events_total{result=\"dropped\"} 2"), std::string::npos);
   EXPECT_NE(rendered.find("sluice_import_runs_total{status=\"success\"} 1"), std::string::npos);
 }
@@ -178,9 +194,11 @@ TEST_F(ManagerTest, NextRunsImportNewAndChangedFilesOnlyAndNothingTwice) {
   EXPECT_EQ(second.num_files_found, 0u);
   EXPECT_EQ(second.num_events_imported, 0u);
 
-  // A file added between runs, and a changed file (new ETag): both imported, the unchanged events deduplicated.
+  // A file added between runs, and a changed file (new ETag): both imported, the unchanged events
+  // deduplicated.
   bucket_->SetObject("in/2.json", Event("B", "u3", "b1"));
-  bucket_->SetObject("in/1.json", Event("A", "u1", "a1") + "\n" + Event("A", "u2", "") + "\n" + Event("A", "u5", "a5"));
+  bucket_->SetObject("in/1.json",
+                     Event("A", "u1", "a1") + "\n" + Event("A", "u2", "") + "\n" + Event("A", "u5", "a5"));
   ASSERT_TRUE(manager_->RunNow(project_.id, id).ok());
   RunRecord third = WaitForRun(id, 3);
   EXPECT_EQ(third.num_files_imported, 2u);
@@ -201,7 +219,8 @@ TEST_F(ManagerTest, CompressionMismatchFailsThatFileOnly) {
   std::string id = Create(Spec());
   RunRecord run = WaitForRun(id, 1);
   EXPECT_EQ(run.status, RunStatus::kFailed);
-  EXPECT_NE(run.failure_message.find("No compression specified but Gzip detected in in/a.json.gz"), std::string::npos)
+  EXPECT_NE(run.failure_message.find("No compression specified but Gzip detected in in/a.json.gz"),
+            std::string::npos)
       << run.failure_message;
   EXPECT_EQ(run.num_files_imported, 1u);
   EXPECT_EQ(run.num_files_failed, 1u);
@@ -213,8 +232,10 @@ TEST_F(ManagerTest, CompressionMismatchFailsThatFileOnly) {
 
 TEST_F(ManagerTest, GzipConnectorImportsGzipFiles) {
   std::string body;
-  for (int i = 0; i < 5000; ++i) body += Event("E", "u" + std::to_string(i % 7), "g" + std::to_string(i), i % 100) + "\n";
-  bucket_->SetObject("in/big.json.gz", Gzip(body.substr(0, body.size() / 2)) + Gzip(body.substr(body.size() / 2)));
+  for (int i = 0; i < 5000; ++i)
+    body += Event("E", "u" + std::to_string(i % 7), "g" + std::to_string(i), i % 100) + "\n";
+  bucket_->SetObject("in/big.json.gz",
+                     Gzip(body.substr(0, body.size() / 2)) + Gzip(body.substr(body.size() / 2)));
   std::string id = Create(Spec(DataFormat::kMixpanelEvent, Compression::kGzip));
   RunRecord run = WaitForRun(id, 1);
   EXPECT_EQ(run.status, RunStatus::kSuccess) << run.failure_message;
@@ -230,7 +251,8 @@ TEST_F(ManagerTest, AccessDeniedPausesUntilResumed) {
   bucket_->SetObject("in/c.json", Event("C", "u1", "c1"));
   Error denied(ErrorCode::kAccessDenied, "Access Denied");
   denied.provider_code = "AccessDenied";
-  bucket_->InjectFault({.op = FakeObjectStore::Op::kGetStreaming, .key_contains = "c.json", .error = denied, .times = -1});
+  bucket_->InjectFault(
+      {.op = FakeObjectStore::Op::kGetStreaming, .key_contains = "c.json", .error = denied, .times = -1});
   ASSERT_TRUE(manager_->RunNow(project_.id, id).ok());
   RunRecord run = WaitForRun(id, 2);
   EXPECT_EQ(run.status, RunStatus::kPaused);
@@ -254,7 +276,8 @@ TEST_F(ManagerTest, TransientErrorsAreRetriedWithBackoff) {
   std::string id = Create(Spec());
   WaitForRun(id, 1);
   bucket_->SetObject("in/b.json", Event("B", "u1", "b1"));
-  bucket_->InjectFault({.op = FakeObjectStore::Op::kListEach, .error = Error(ErrorCode::kTransient, "503 SlowDown"),
+  bucket_->InjectFault({.op = FakeObjectStore::Op::kListEach,
+                        .error = Error(ErrorCode::kTransient, "503 SlowDown"),
                         .times = 2});
   ASSERT_TRUE(manager_->RunNow(project_.id, id).ok());
   EXPECT_EQ(WaitForRun(id, 2).status, RunStatus::kFailed);
@@ -275,10 +298,13 @@ TEST_F(ManagerTest, ResumesAFileAfterItsCheckpoint) {
   manager_->Stop();
   manager_.reset();
   std::vector<std::string> keys;
-  ASSERT_TRUE(store_->ScanMeta("connector", "", [&](std::string_view k, std::string_view) {
-                       keys.emplace_back(k);
-                       return true;
-                     }).ok());
+  ASSERT_TRUE(store_
+                  ->ScanMeta("connector", "",
+                             [&](std::string_view k, std::string_view) {
+                               keys.emplace_back(k);
+                               return true;
+                             })
+                  .ok());
   ASSERT_EQ(keys.size(), 1u);
   FileCheckpoint cp;
   cp.etag = bucket_->Object("in/r.json")->etag;
@@ -315,10 +341,14 @@ TEST_F(ManagerTest, ResumesAFileAfterItsCheckpoint) {
 
 TEST_F(ManagerTest, PeopleFormatsApplyProfileUpdates) {
   bucket_->SetObject("in/people.json",
-                     R"({"$distinct_id":"u1","$set":{"plan":"pro","$name":"Ann"}})" "\n"
-                     R"({"$distinct_id":"u1","$add":{"logins":2}})" "\n"
-                     R"({"$distinct_id":"u2","$set":"not an object"})" "\n"
-                     R"({"$token":"someone-elses","$distinct_id":"u3","$set_once":{"first":1}})" "\n");
+                     R"({"$distinct_id":"u1","$set":{"plan":"pro","$name":"Ann"}})"
+                     "\n"
+                     R"({"$distinct_id":"u1","$add":{"logins":2}})"
+                     "\n"
+                     R"({"$distinct_id":"u2","$set":"not an object"})"
+                     "\n"
+                     R"({"$token":"someone-elses","$distinct_id":"u3","$set_once":{"first":1}})"
+                     "\n");
   std::string id = Create(Spec(DataFormat::kMixpanelPeople));
   RunRecord run = WaitForRun(id, 1);
   EXPECT_EQ(run.num_events_imported, 3u);
@@ -332,7 +362,10 @@ TEST_F(ManagerTest, PeopleFormatsApplyProfileUpdates) {
   EXPECT_EQ(p.at("logins").as_int64(), 2);
   EXPECT_TRUE(store_->GetProfile(project_.id, "u3")->has_value());
 
-  bucket_->SetObject("in/remap.json", R"({"uid":"u9","plan":"team"})" "\n" R"({"plan":"no id"})" "\n");
+  bucket_->SetObject("in/remap.json", R"({"uid":"u9","plan":"team"})"
+                                      "\n"
+                                      R"({"plan":"no id"})"
+                                      "\n");
   ConnectorSpec remap = Spec(DataFormat::kRemapPeople);
   remap.s3_prefix = "in/remap";
   remap.property_remap = {{"$distinct_id", "uid"}};
@@ -346,11 +379,10 @@ TEST_F(ManagerTest, PeopleFormatsApplyProfileUpdates) {
 }
 
 TEST_F(ManagerTest, RemapEventFormat) {
-  bucket_->SetObject("in/rows.json", json::serialize(json::object{{"action", "Play"},
-                                                                  {"ts", event_time_ * 1000},
-                                                                  {"user", "u1"},
-                                                                  {"song", "x"}}) +
-                                         "\n" + R"({"action":"Play","user":"u2"})" + "\n");
+  bucket_->SetObject("in/rows.json",
+                     json::serialize(json::object{
+                         {"action", "Play"}, {"ts", event_time_ * 1000}, {"user", "u1"}, {"song", "x"}}) +
+                         "\n" + R"({"action":"Play","user":"u2"})" + "\n");
   ConnectorSpec spec = Spec(DataFormat::kRemapEvent);
   spec.property_remap = {{"event_name", "action"}, {"time", "ts"}, {"distinct_id", "user"}};
   std::string id = Create(spec);
@@ -376,13 +408,16 @@ TEST_F(ManagerTest, RemapEventFormat) {
 
 TEST_F(ManagerTest, IdentityLinksFollowFirstLinkWinsAcrossBatchesAndFiles) {
   auto line = [&](const std::string& device, const std::string& user, int i) {
-    return json::serialize(json::object{
-        {"event", "Id"},
-        {"properties", json::object{{"time", event_time_}, {"$device_id", device}, {"$user_id", user},
-                                    {"$insert_id", "id" + std::to_string(i)}}}});
+    return json::serialize(
+        json::object{{"event", "Id"},
+                     {"properties", json::object{{"time", event_time_},
+                                                 {"$device_id", device},
+                                                 {"$user_id", user},
+                                                 {"$insert_id", "id" + std::to_string(i)}}}});
   };
   std::string first, second;
-  for (int i = 0; i < 4500; ++i) first += line("dev" + std::to_string(i % 10), "user-a" + std::to_string(i % 10), i) + "\n";
+  for (int i = 0; i < 4500; ++i)
+    first += line("dev" + std::to_string(i % 10), "user-a" + std::to_string(i % 10), i) + "\n";
   second = line("dev1", "user-b", 99999) + "\n" + line("dev-new", "user-c", 99998) + "\n";
   bucket_->SetObject("in/1.json", first);
   bucket_->SetObject("in/2.json", second);
@@ -398,7 +433,8 @@ TEST_F(ManagerTest, ManyNewFilesAreTakenInSeveralRunsBackToBack) {
   manager_->Stop();
   manager_.reset();
   StartManager(/*max_files_per_run=*/2);
-  for (int i = 0; i < 5; ++i) bucket_->SetObject(fmt::format("in/{}.json", i), Event("M", "u", fmt::format("m{}", i)));
+  for (int i = 0; i < 5; ++i)
+    bucket_->SetObject(fmt::format("in/{}.json", i), Event("M", "u", fmt::format("m{}", i)));
   std::string id = Create(Spec());
   EXPECT_EQ(WaitForRun(id, 1).num_files_imported, 2u);
   EXPECT_EQ(WaitForRun(id, 2).num_files_imported, 2u);
@@ -434,6 +470,354 @@ TEST_F(ManagerTest, CreateRefusesAnUnreadableBucket) {
   EXPECT_NE(issue.message.find("s3:GetObject"), std::string::npos) << issue.message;
   EXPECT_NE(issue.message.find(R"("Action": "s3:GetObject")"), std::string::npos) << issue.message;
   EXPECT_TRUE(manager_->List(project_.id)->empty());
+}
+
+// ---- bounded work per file
+// -------------------------------------------------------------------------------------
+
+TEST_F(ManagerTest, GzipBombAndOversizedDataFailThatFileFastAndTheRestImports) {
+  StopManager();
+  // Test-sized limits: 1 MB of data per file (the real one is 2 GB) and the ratio checked from 256 KB of
+  // output (16 MB in production); the ratio bound is the real one (500:1).
+  StartManager(20'000, [](ConnectorManager::Options& o) {
+    o.max_file_bytes = 1u << 20;
+    o.inflation_check_after = 256u << 10;
+  });
+  // 64 MB of zeros: a ~64 KB object whose data is far beyond any reasonable file.
+  bucket_->SetObject("in/bomb.json.gz", Gzip(std::string(64u << 20, '\0'), 9));
+  // ~2 MB of valid events: a small object (well under the limit as stored) holding more data than allowed.
+  std::string big;
+  for (int i = 0; big.size() < (2u << 20); ++i)
+    big += Event("Big", "u" + std::to_string(i), "big-" + std::to_string(i)) + "\n";
+  const std::string big_gz = Gzip(big);
+  ASSERT_LT(big_gz.size(), 1u << 20);
+  bucket_->SetObject("in/big.json.gz", big_gz);
+  bucket_->SetObject("in/ok.json.gz", Gzip(Event("Ok", "u1", "ok-1") + "\n"));
+  const auto started = std::chrono::steady_clock::now();
+  std::string id = Create(Spec(DataFormat::kMixpanelEvent, Compression::kGzip));
+  RunRecord run = WaitForRun(id, 1);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(20));
+  EXPECT_EQ(run.status, RunStatus::kFailed);
+  EXPECT_EQ(run.num_files_failed, 2u);
+  EXPECT_EQ(run.num_files_imported, 1u);
+  std::map<std::string, std::string> reasons;
+  for (const auto& e : run.errors) {
+    if (e.line == 0) reasons[e.file] = e.reason;
+  }
+  EXPECT_NE(reasons["in/bomb.json.gz"].find("gzip bomb"), std::string::npos) << reasons["in/bomb.json.gz"];
+  EXPECT_NE(reasons["in/big.json.gz"].find("more than 1048576 bytes of data once inflated"),
+            std::string::npos)
+      << reasons["in/big.json.gz"];
+  EXPECT_NE(run.failure_message.find("2 files could not be imported"), std::string::npos)
+      << run.failure_message;
+  EXPECT_EQ(StoredEvents().count("ok-1"), 1u);
+  auto record = manager_->Get(project_.id, id);
+  ASSERT_TRUE(record.ok());
+  EXPECT_FALSE(record->paused);  // a bad file is not the connector's fault
+}
+
+// ---- scheduling: one tenant does not block the others
+// -----------------------------------------------------------
+
+/// A bucket whose reads (GetStreaming) wait until released — a slow, large source.
+class GatedBucket : public objstore::ObjectStore {
+ public:
+  explicit GatedBucket(std::shared_ptr<FakeObjectStore> inner) : inner_(std::move(inner)) {}
+  void Release() {
+    {
+      std::lock_guard lock(mu_);
+      released_ = true;
+    }
+    cv_.notify_all();
+  }
+  int readers() const {
+    std::lock_guard lock(mu_);
+    return readers_;
+  }
+  /// Waits (bounded) until `n` reads are held at the gate.
+  bool WaitForReaders(int n) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(30), [&] { return readers_ >= n; });
+  }
+
+  std::string Describe() const override { return "gated " + inner_->Describe(); }
+  Result<objstore::ObjectInfo> Head(std::string_view key) override { return inner_->Head(key); }
+  Result<std::string> Get(std::string_view key, uint64_t offset, std::optional<uint64_t> length) override {
+    return inner_->Get(key, offset, length);
+  }
+  Status GetStreaming(std::string_view key, const std::function<bool(std::string_view)>& sink) override {
+    {
+      std::unique_lock lock(mu_);
+      ++readers_;
+      cv_.notify_all();
+      // Bounded: a broken scheduler makes the test fail on its own waits, not hang.
+      cv_.wait_for(lock, std::chrono::seconds(60), [&] { return released_; });
+    }
+    return inner_->GetStreaming(key, sink);
+  }
+  Result<objstore::ObjectInfo> Put(std::string_view key, std::string data,
+                                   const objstore::PutOptions& options) override {
+    return inner_->Put(key, std::move(data), options);
+  }
+  Result<std::unique_ptr<objstore::ObjectWriter>> NewWriter(std::string_view key,
+                                                            const objstore::PutOptions& options) override {
+    return inner_->NewWriter(key, options);
+  }
+  Result<std::vector<objstore::ObjectInfo>> List(std::string_view prefix) override {
+    return inner_->List(prefix);
+  }
+  Status ListEach(std::string_view prefix, std::string_view start_after,
+                  const std::function<bool(const objstore::ObjectInfo&)>& fn) override {
+    return inner_->ListEach(prefix, start_after, fn);
+  }
+  Status Delete(std::string_view key) override { return inner_->Delete(key); }
+
+ private:
+  std::shared_ptr<FakeObjectStore> inner_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  int readers_ = 0;
+  bool released_ = false;
+};
+
+TEST_F(ManagerTest, OneProjectsSlowImportsDoNotBlockAnotherProjects) {
+  auto other = store_->CreateProject("other tenant");
+  ASSERT_TRUE(other.ok());
+  auto slow_inner = std::make_shared<FakeObjectStore>();
+  slow_inner->SetObject("in/huge-1.json", Event("Slow", "s1", "slow-1") + "\n");
+  slow_inner->SetObject("in/huge-2.json", Event("Slow", "s2", "slow-2") + "\n");
+  auto gated = std::make_shared<GatedBucket>(slow_inner);
+  StopManager();
+  // The default pool (2 runners): project 1's two slow connectors may not take both.
+  StartManager(20'000, [&](ConnectorManager::Options& o) {
+    EXPECT_EQ(o.max_concurrent_runs, 2);
+    auto bucket = bucket_;
+    o.source_factory = [bucket, gated](const ConnectorSpec& spec, const store::Project&) -> Result<Source> {
+      if (spec.s3_bucket == "slow") return Source{.role = nullptr, .store = gated};
+      return Source{.role = nullptr, .store = bucket};
+    };
+  });
+  ConnectorSpec slow = Spec();
+  slow.s3_bucket = "slow";
+  std::string slow_a = Create(slow);
+  ASSERT_TRUE(gated->WaitForReaders(1));
+  std::string slow_b = Create(slow);
+  // The other project's connector completes while project 1's import is stuck in its read.
+  bucket_->SetObject("in/x.json", Event("Fast", "f1", "fast-1") + "\n");
+  ConnectorSpec fast = Spec();
+  fast.project_id = other->id;
+  std::string fast_id = Create(fast);
+  RunRecord fast_run = WaitForRunOf(other->id, fast_id, 1);
+  EXPECT_EQ(fast_run.status, RunStatus::kSuccess) << fast_run.failure_message;
+  EXPECT_EQ(fast_run.num_events_imported, 1u);
+  // Project 1's second connector did not take the runner that was kept free for other tenants.
+  EXPECT_EQ(gated->readers(), 1);
+  auto running = manager_->History(project_.id, slow_a, 1);
+  ASSERT_TRUE(running.ok() && !running->empty());
+  EXPECT_EQ(running->front().status, RunStatus::kRunning);
+
+  gated->Release();
+  EXPECT_EQ(WaitForRun(slow_a, 1).status, RunStatus::kSuccess);
+  EXPECT_EQ(WaitForRun(slow_b, 1).status, RunStatus::kSuccess);
+  EXPECT_EQ(gated->readers(), 4);  // each slow connector read both files
+}
+
+TEST_F(ManagerTest, ConcurrentRunsMustBeAtLeastOne) {
+  ConnectorManager::Options o;
+  o.store = store_.get();
+  o.metrics = &metrics_;
+  o.max_concurrent_runs = 0;
+  auto m = ConnectorManager::Create(std::move(o));
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.error().message.find("concurrent import runs"), std::string::npos) << m.error().message;
+}
+
+// ---- a store error while reading the project is not "project deleted"
+// -------------------------------------------
+
+/// The real store, with GetProject failing while `failures` > 0 (each failure decrements it).
+class FlakyProjectStore : public store::Store {
+ public:
+  explicit FlakyProjectStore(store::Store& inner) : inner_(inner) {}
+  std::atomic<int> failures{0};
+  std::atomic<int> get_project_calls{0};
+
+  Result<store::Project> CreateProject(std::string_view name) override { return inner_.CreateProject(name); }
+  Result<std::vector<store::Project>> ListProjects() override { return inner_.ListProjects(); }
+  Result<std::optional<store::Project>> GetProject(uint32_t id) override {
+    ++get_project_calls;
+    if (failures.load() > 0) {
+      --failures;
+      return Error(ErrorCode::kTransient, "IO error: injected: the disk did not answer");
+    }
+    return inner_.GetProject(id);
+  }
+  Status UpdateProject(const store::Project& project) override { return inner_.UpdateProject(project); }
+  Status WriteEvents(uint32_t project, std::span<const Event> events,
+                     std::span<const IdentityLink> links) override {
+    return inner_.WriteEvents(project, events, links);
+  }
+  Status ScanPartition(uint32_t project, store::Hour hour,
+                       const std::function<bool(const store::EventView&)>& fn) override {
+    return inner_.ScanPartition(project, hour, fn);
+  }
+  Result<std::vector<store::PartitionInfo>> ListPartitions(uint32_t project, store::Hour from,
+                                                           store::Hour to) override {
+    return inner_.ListPartitions(project, from, to);
+  }
+  Result<std::vector<store::PartitionInfo>> ChangedPartitions(uint32_t project, uint64_t after_seq) override {
+    return inner_.ChangedPartitions(project, after_seq);
+  }
+  uint64_t LastChangeSeq() const override { return inner_.LastChangeSeq(); }
+  Status UpdateProfiles(
+      uint32_t project, std::span<const std::string> ids,
+      const std::function<store::ProfileAction(std::string_view, std::optional<std::string>&)>& mutate)
+      override {
+    return inner_.UpdateProfiles(project, ids, mutate);
+  }
+  Result<std::optional<std::string>> GetProfile(uint32_t project, std::string_view id) override {
+    return inner_.GetProfile(project, id);
+  }
+  Status ScanProfiles(uint32_t project,
+                      const std::function<bool(std::string_view, std::string_view)>& fn) override {
+    return inner_.ScanProfiles(project, fn);
+  }
+  Result<std::optional<std::string>> ResolveDevice(uint32_t project, std::string_view device_id) override {
+    return inner_.ResolveDevice(project, device_id);
+  }
+  Status ScanIdentity(uint32_t project,
+                      const std::function<bool(std::string_view, std::string_view)>& fn) override {
+    return inner_.ScanIdentity(project, fn);
+  }
+  Status PutMeta(std::string_view ns, std::string_view key, std::string_view value) override {
+    return inner_.PutMeta(ns, key, value);
+  }
+  Result<std::optional<std::string>> GetMeta(std::string_view ns, std::string_view key) override {
+    return inner_.GetMeta(ns, key);
+  }
+  Status DeleteMeta(std::string_view ns, std::string_view key) override { return inner_.DeleteMeta(ns, key); }
+  Status ScanMeta(std::string_view ns, std::string_view prefix,
+                  const std::function<bool(std::string_view, std::string_view)>& fn) override {
+    return inner_.ScanMeta(ns, prefix, fn);
+  }
+  uint64_t ApproximateSizeBytes() override { return inner_.ApproximateSizeBytes(); }
+  Status Close() override { return OkStatus(); }
+
+ private:
+  store::Store& inner_;
+};
+
+TEST_F(ManagerTest, AStoreErrorReadingTheProjectIsRetriedNotTakenAsDeleted) {
+  StopManager();
+  FlakyProjectStore flaky(*store_);
+  StartManager(
+      20'000,
+      [&](ConnectorManager::Options& o) {
+        o.store = &flaky;
+        o.project_read_retry = std::chrono::milliseconds(1);
+      },
+      /*start=*/false);
+  bucket_->SetObject("in/a.json", Event("A", "u1", "a1") + "\n");
+  std::string id = Create(Spec());  // created before the runners start: its first run sees the faults
+
+  // Every read fails: the run fails as transient (retried with backoff); the connector is not paused.
+  flaky.failures = 1'000'000;
+  manager_->Start();
+  RunRecord failed = WaitForRun(id, 1);
+  EXPECT_EQ(failed.status, RunStatus::kFailed);
+  EXPECT_NE(failed.failure_message.find("reading project"), std::string::npos) << failed.failure_message;
+  EXPECT_NE(failed.failure_message.find("retried"), std::string::npos) << failed.failure_message;
+  EXPECT_EQ(failed.failure_message.find("no longer exists"), std::string::npos) << failed.failure_message;
+  auto record = manager_->Get(project_.id, id);
+  ASSERT_TRUE(record.ok());
+  EXPECT_FALSE(record->paused) << record->failure_message;
+
+  // The store recovers after two more failures (within one run's retries): the next run imports.
+  flaky.failures = 2;
+  RunRecord next = WaitForRun(id, 2);
+  if (next.status != RunStatus::kSuccess) next = WaitForRun(id, 3);
+  EXPECT_EQ(next.status, RunStatus::kSuccess) << next.failure_message;
+  EXPECT_EQ(StoredEvents().count("a1"), 1u);
+  StopManager();  // before `flaky` goes away
+}
+
+TEST_F(ManagerTest, ADeletedProjectStillPausesTheConnector) {
+  StopManager();
+  FlakyProjectStore flaky(*store_);
+  StartManager(
+      20'000, [&](ConnectorManager::Options& o) { o.store = &flaky; }, /*start=*/false);
+  bucket_->SetObject("in/a.json", Event("A", "u1", "a1") + "\n");
+  ConnectorSpec spec = Spec();
+  std::string id = Create(spec);
+  // Re-point the connector at a project id that does not exist, through its stored record.
+  StopManager();
+  std::string stored;
+  ASSERT_TRUE(store_
+                  ->ScanMeta("connector", "",
+                             [&](std::string_view, std::string_view v) {
+                               stored = std::string(v);
+                               return false;
+                             })
+                  .ok());
+  json::object o = json::parse(stored).as_object();
+  o["project_id"] = 4242;
+  ASSERT_TRUE(store_->PutMeta("connector", fmt::format("{:010}/{}", 4242, id), json::serialize(o)).ok());
+  ASSERT_TRUE(store_->DeleteMeta("connector", fmt::format("{:010}/{}", project_.id, id)).ok());
+  StartManager(20'000, [&](ConnectorManager::Options& o2) { o2.store = &flaky; });
+  RunRecord run = WaitForRunOf(4242, id, 1);
+  EXPECT_EQ(run.status, RunStatus::kPaused);
+  EXPECT_NE(run.failure_message.find("no longer exists"), std::string::npos) << run.failure_message;
+  StopManager();
+}
+
+// ---- connectors stored before the Mixpanel names
+// --------------------------------------------------------------
+
+TEST_F(ManagerTest, ConnectorsStoredInTheOldFormStillLoad) {
+  StopManager();
+  bucket_->SetObject("in/old.json", Event("Old", "u1", "old-1") + "\n");
+  // The record as Sluice wrote it before `connector_id`/`created_at`/`created_by`.
+  const std::string old_record = fmt::format(
+      R"({{"id":"0123456789abcdef","project_id":{},"connector_type":"s3Import","label":"legacy",)"
+      R"("connector_properties":{{"s3_bucket":"bucket","s3_prefix":"in/","s3_region":"us-east-1",)"
+      R"("s3_role":"arn:aws:iam::123456789012:role/import"}},)"
+      R"("category_properties":{{"data_format":"mixpanel_event","compression":"none","frequency":60}},)"
+      R"("created":1700000000123,"paused":false,"failure_message":"","next_run_ms":0,"last_run_seq":0,)"
+      R"("consecutive_failures":0}})",
+      project_.id);
+  ASSERT_TRUE(
+      store_->PutMeta("connector", fmt::format("{:010}/0123456789abcdef", project_.id), old_record).ok());
+  StartManager();
+  auto list = manager_->List(project_.id);
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 1u);
+  const ConnectorRecord& r = list->front();
+  EXPECT_EQ(r.spec.id, "0123456789abcdef");
+  EXPECT_EQ(r.spec.label, "legacy");
+  EXPECT_EQ(r.spec.created_ms, 1700000000123);
+  json::object api = ConnectorJson(r);
+  EXPECT_EQ(api.at("connector_id").as_string(), "0123456789abcdef");
+  EXPECT_EQ(api.at("created_at").as_string(), "2023-11-14T22:13:20.123Z");
+  EXPECT_TRUE(api.at("created_by").is_null());
+  EXPECT_FALSE(api.contains("id"));
+  // It runs, and once saved again it is in the new form (and still loads).
+  EXPECT_EQ(WaitForRun("0123456789abcdef", 1).status, RunStatus::kSuccess);
+  EXPECT_EQ(StoredEvents().count("old-1"), 1u);
+  StopManager();
+  std::string saved;
+  ASSERT_TRUE(store_
+                  ->ScanMeta("connector", "",
+                             [&](std::string_view, std::string_view v) {
+                               saved = std::string(v);
+                               return false;
+                             })
+                  .ok());
+  json::object s = json::parse(saved).as_object();
+  EXPECT_EQ(s.at("connector_id").as_string(), "0123456789abcdef");
+  EXPECT_EQ(s.at("created_ms").as_int64(), 1700000000123);
+  StartManager();
+  ASSERT_EQ(manager_->List(project_.id)->size(), 1u);
+  EXPECT_EQ(manager_->List(project_.id)->front().spec.created_ms, 1700000000123);
 }
 
 }  // namespace

@@ -198,7 +198,7 @@ class MotoImportTest : public ::testing::Test {
     EXPECT_EQ(r.status, 200) << r.body;
     auto o = r.Json();
     if (!o.contains("results")) return {};
-    return std::string(o.at("results").at("id").as_string());
+    return std::string(o.at("results").at("connector_id").as_string());
   }
 
   /// Polls the history API (bounded) until run `seq` finished; returns it.
@@ -207,7 +207,7 @@ class MotoImportTest : public ::testing::Test {
       Reply r = Send("GET", Base() + "/" + id + "/history");
       auto o = r.Json();
       if (o.contains("results")) {
-        for (const auto& run : o.at("results").as_array()) {
+        for (const auto& run : o.at("results").at("data").as_array()) {
           const auto& ro = run.as_object();
           std::string status(ro.at("status").as_string());
           if (ro.at("seq").to_number<uint64_t>() == seq && status != "running" && status != "queued") return ro;
@@ -301,7 +301,8 @@ TEST_F(MotoImportTest, PlainFileWithBadAndEmptyLinesAndAnEmptyFile) {
   ASSERT_EQ(list.status, 200);
   bool listed = false;
   const json::object listing = list.Json();
-  for (const auto& v : listing.at("results").as_array()) listed |= S(v.as_object(), "id") == id;
+  for (const auto& v : listing.at("results").at("data").as_array())
+    listed |= S(v.as_object(), "connector_id") == id;
   EXPECT_TRUE(listed);
   Reply metrics = Send("GET", "/metrics", {}, false);
   EXPECT_NE(metrics.body.find("sluice_import_events_total{result=\"imported\"}"), std::string::npos);
@@ -364,7 +365,7 @@ TEST_F(MotoImportTest, FileAddedBetweenRunsIsImportedByTheNextAndNothingTwice) {
   EXPECT_EQ(stored.size(), 3u);
   for (const auto& [insert_id, n] : stored) EXPECT_EQ(n, 1) << insert_id;
   Reply history = Send("GET", Base() + "/" + id + "/history?limit=2");
-  EXPECT_EQ(history.Json().at("results").as_array().size(), 2u);
+  EXPECT_EQ(history.Json().at("results").at("data").as_array().size(), 2u);
   ASSERT_EQ(Send("DELETE", Base() + "/" + id).status, 200);
   EXPECT_EQ(Send("GET", Base() + "/" + id).status, 404);
   EXPECT_EQ(Stored("Incr").size(), 3u);
@@ -378,8 +379,8 @@ TEST_F(MotoImportTest, RoleWithoutGetObjectIsRefusedAtCreate) {
     auto o = r.Json();
     EXPECT_EQ(S(o, "status"), "error");
     EXPECT_EQ(S(o, "code"), "invalid_permissions_s3") << r.body;
-    EXPECT_NE(S(o, "error").find("s3:GetObject"), std::string::npos) << r.body;
-    EXPECT_NE(S(o, "error").find(env_->roles.at("import_no_get")), std::string::npos) << r.body;
+    EXPECT_NE(S(o, "message").find("s3:GetObject"), std::string::npos) << r.body;
+    EXPECT_NE(S(o, "message").find(env_->roles.at("import_no_get")), std::string::npos) << r.body;
   }
   // A wrong external ID cannot assume the role: also refused, naming the trust policy.
   auto project = *project_;
@@ -389,7 +390,7 @@ TEST_F(MotoImportTest, RoleWithoutGetObjectIsRefusedAtCreate) {
   ASSERT_TRUE(store_->UpdateProject(*project_).ok());
   EXPECT_EQ(wrong.status, 400) << wrong.body;
   EXPECT_EQ(S(wrong.Json(), "code"), "invalid_permissions_s3");
-  EXPECT_NE(S(wrong.Json(), "error").find("trust policy"), std::string::npos) << wrong.body;
+  EXPECT_NE(S(wrong.Json(), "message").find("trust policy"), std::string::npos) << wrong.body;
 }
 
 TEST_F(MotoImportTest, ApiRefusesBadBodiesAndCredentials) {

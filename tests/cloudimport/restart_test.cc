@@ -1,9 +1,11 @@
 // SIGKILL the real `sluice serve` in the middle of importing a file, restart it, and prove that every line of
-// the file ends up stored exactly once: the interrupted run is recorded as such, the next one resumes from the
-// file's checkpoint, and whatever was written twice is deduplicated (lines without $insert_id included).
-#include <boost/json.hpp>
+// the file ends up stored exactly once: the interrupted run is recorded as such, the next one resumes from
+// the file's checkpoint, and whatever was written twice is deduplicated (lines without $insert_id included).
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
+#include <boost/json.hpp>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <thread>
@@ -21,8 +23,21 @@ namespace {
 
 namespace json = boost::json;
 
+/// Runs a shell command, returning stdout and the exit code.
+std::pair<std::string, int> Shell(const std::string& cmd) {
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return {"popen failed", -1};
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  const int status = pclose(p);
+  return {out, WEXITSTATUS(status)};
+}
+
 int64_t NowSeconds() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 TEST(ImportRestartTest, SigkillMidFileThenRestartLosesNothingAndDuplicatesNothing) {
@@ -50,7 +65,9 @@ TEST(ImportRestartTest, SigkillMidFileThenRestartLosesNothingAndDuplicatesNothin
     const int64_t t0 = NowSeconds() - 86400;
     std::string chunk;
     for (int i = 0; i < kEvents; ++i) {
-      json::object props{{"time", t0 + i % 7200}, {"distinct_id", "u" + std::to_string(i % 5000)}, {"i", i},
+      json::object props{{"time", t0 + i % 7200},
+                         {"distinct_id", "u" + std::to_string(i % 5000)},
+                         {"i", i},
                          {"text", "some realistic property value to make the line longer"}};
       if (i % 3 != 0) props["$insert_id"] = "rs-" + std::to_string(i);
       chunk += json::serialize(json::object{{"event", "Restart"}, {"properties", props}});
@@ -87,7 +104,8 @@ TEST(ImportRestartTest, SigkillMidFileThenRestartLosesNothingAndDuplicatesNothin
   ServerProcess server(dir);
   std::string error;
   ASSERT_TRUE(server.Start(&error)) << error;
-  const std::vector<std::pair<std::string, std::string>> auth = {{"Authorization", "Bearer " + server.admin_token()}};
+  const std::vector<std::pair<std::string, std::string>> auth = {
+      {"Authorization", "Bearer " + server.admin_token()}};
   const std::string base = "/api/app/projects/" + std::to_string(project_id) + "/connectors";
   json::object body{{"connector_type", "s3Import"},
                     {"label", "restart"},
@@ -99,7 +117,7 @@ TEST(ImportRestartTest, SigkillMidFileThenRestartLosesNothingAndDuplicatesNothin
                     {"category_properties", json::object{{"data_format", "mixpanel_event"}}}};
   auto created = server.Send("POST", base, json::serialize(body), auth);
   ASSERT_EQ(created.status, 200) << created.body;
-  const std::string id(json::parse(created.body).at("results").at("id").as_string());
+  const std::string id(json::parse(created.body).at("results").at("connector_id").as_string());
   const std::string history = base + "/" + id + "/history";
 
   // Kill it once half of the file is stored (bounded wait): by then checkpoints have been persisted (every
@@ -108,7 +126,7 @@ TEST(ImportRestartTest, SigkillMidFileThenRestartLosesNothingAndDuplicatesNothin
   for (int i = 0; i < 2400 && imported_before_kill < kEvents / 2; ++i) {
     auto h = server.Send("GET", history, {}, auth);
     if (h.status == 200) {
-      auto runs = json::parse(h.body).at("results").as_array();
+      auto runs = json::parse(h.body).at("results").at("data").as_array();
       if (!runs.empty()) {
         const auto& run = runs.front().as_object();
         ASSERT_EQ(run.at("status").as_string(), "running") << "the import finished before it could be killed";
@@ -125,11 +143,12 @@ TEST(ImportRestartTest, SigkillMidFileThenRestartLosesNothingAndDuplicatesNothin
   for (int i = 0; i < 1200; ++i) {
     auto h = server.Send("GET", history, {}, auth);
     if (h.status == 200) {
-      auto runs = json::parse(h.body).at("results").as_array();
+      auto runs = json::parse(h.body).at("results").at("data").as_array();
       if (runs.size() >= 2 && runs.front().at("status").as_string() != "running") {
         last = runs.front().as_object();
         ASSERT_EQ(runs.back().at("status").as_string(), "failed");
-        EXPECT_NE(std::string(runs.back().at("failure_message").as_string()).find("interrupted"), std::string::npos);
+        EXPECT_NE(std::string(runs.back().at("failure_message").as_string()).find("interrupted"),
+                  std::string::npos);
         break;
       }
     }
@@ -139,6 +158,24 @@ TEST(ImportRestartTest, SigkillMidFileThenRestartLosesNothingAndDuplicatesNothin
   EXPECT_EQ(last.at("status").as_string(), "success") << json::serialize(last);
   // It resumed: the second run stored fewer events than the file holds.
   EXPECT_LT(last.at("num_events_imported").to_number<uint64_t>(), static_cast<uint64_t>(kEvents));
+
+  // `sluice import` reads the connectors API's Mixpanel shapes (connector_id, results.data, errorResponse).
+  const std::string cli = ServerProcess::Binary() + " import ";
+  const std::string args = " --project " + std::to_string(project_id) + " --data-dir " + dir.string();
+  auto [listed, list_rc] = Shell(cli + "list" + args);
+  ASSERT_EQ(list_rc, 0) << listed;
+  json::array connectors = json::parse(listed).as_array();
+  ASSERT_EQ(connectors.size(), 1u) << listed;
+  EXPECT_EQ(connectors[0].at("connector_id").as_string(), id);
+  EXPECT_TRUE(connectors[0].at("created_at").is_string());
+  auto [runs, history_rc] = Shell(cli + "history --connector " + id + args);
+  ASSERT_EQ(history_rc, 0) << runs;
+  EXPECT_EQ(json::parse(runs.substr(0, runs.find('\n'))).at("status").as_string(), "success") << runs;
+  auto [missing, missing_rc] = Shell(cli + "history --connector nope" + args + " 2>&1");
+  EXPECT_NE(missing_rc, 0);
+  EXPECT_NE(missing.find("HTTP 404: project " + std::to_string(project_id) + " has no connector nope"),
+            std::string::npos)
+      << missing;  // the errorResponse's message, not its raw JSON
   ASSERT_EQ(server.Terminate(), 0);
 
   // Every line exactly once.
@@ -149,12 +186,15 @@ TEST(ImportRestartTest, SigkillMidFileThenRestartLosesNothingAndDuplicatesNothin
   auto parts = (*store)->ListPartitions(project_id, 0, std::numeric_limits<store::Hour>::max());
   ASSERT_TRUE(parts.ok());
   for (const auto& p : *parts) {
-    ASSERT_TRUE((*store)->ScanPartition(project_id, p.hour, [&](const store::EventView& e) {
-                          ++total;
-                          auto props = json::parse(e.properties).as_object();
-                          by_line[props.at("i").as_int64()]++;
-                          return true;
-                        }).ok());
+    ASSERT_TRUE((*store)
+                    ->ScanPartition(project_id, p.hour,
+                                    [&](const store::EventView& e) {
+                                      ++total;
+                                      auto props = json::parse(e.properties).as_object();
+                                      by_line[props.at("i").as_int64()]++;
+                                      return true;
+                                    })
+                    .ok());
   }
   EXPECT_EQ(total, static_cast<uint64_t>(kEvents));
   EXPECT_EQ(by_line.size(), static_cast<size_t>(kEvents));
