@@ -40,8 +40,9 @@ bool IsTransient(ErrorCode code) {
 std::string FixHint(const Error& e, const Destination& d) {
   switch (e.code) {
     case ErrorCode::kAccessDenied:
-      if (e.provider_code.starts_with("KMS") || e.message.find("KMS") != std::string::npos ||
-          e.message.find("kms") != std::string::npos) {
+      // Only a KMS error code or a denied kms:* action means the key policy; our own generic hint for a denied
+      // S3 call mentions "the KMS key policy" too, so the word alone must not pick this advice.
+      if (e.provider_code.starts_with("KMS") || e.message.find("kms:") != std::string::npos) {
         return "the role may not use the KMS key: grant kms:GenerateDataKey, kms:Encrypt and kms:Decrypt on it to the "
                "role (`sluice aws policies` prints the key policy), then resume the pipeline";
       }

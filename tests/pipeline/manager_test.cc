@@ -413,6 +413,32 @@ TEST_F(ManagerTest, PermanentErrorPausesWithAFailureMessageAndResumeRecovers) {
   EXPECT_TRUE(view.unlisted_data_files.empty());
 }
 
+TEST_F(ManagerTest, FailureMessageNamesTheKeyPolicyOnlyForKmsDenials) {
+  SetNow(2, 1);
+  Write("aaa-1", At(0, 1));
+  // The S3 layer's generic hint for a denied call mentions "the KMS key policy"; that alone is not a KMS denial.
+  bucket_->InjectFault({.op = Op::kNewWriter,
+                        .error = Error(ErrorCode::kAccessDenied,
+                                       "PutObject denied: check the role's permission policy (and the KMS key policy "
+                                       "when SSE-KMS is used)"),
+                        .times = -1});
+  const std::string s3_name = CreateOk(Spec());
+  ASSERT_FALSE(manager_->RunDueNow().ok());
+  auto s3_denied = manager_->Get(project_.id, s3_name);
+  EXPECT_NE(s3_denied->failure_message.find("s3:PutObject"), std::string::npos) << s3_denied->failure_message;
+  EXPECT_EQ(s3_denied->failure_message.find("kms:GenerateDataKey"), std::string::npos) << s3_denied->failure_message;
+
+  bucket_->ClearFaults();
+  bucket_->InjectFault({.op = Op::kNewWriter,
+                        .error = Error(ErrorCode::kAccessDenied,
+                                       "AccessDenied: not authorized to perform: kms:GenerateDataKey on the key"),
+                        .times = -1});
+  ASSERT_TRUE(manager_->Resume(project_.id, s3_name).ok());
+  ASSERT_FALSE(manager_->RunDueNow().ok());
+  auto kms_denied = manager_->Get(project_.id, s3_name);
+  EXPECT_NE(kms_denied->failure_message.find("KMS key"), std::string::npos) << kms_denied->failure_message;
+}
+
 TEST_F(ManagerTest, AnInterruptedAttemptIsCleanedUpAfterARestart) {
   max_file_bytes_ = 2048;  // several parts, so the interrupted attempt leaves several files
   StartManager();
