@@ -22,7 +22,7 @@ if [ "${SLUICE_SKIP_SANITIZE:-0}" != "1" ]; then
   # -O1 with light debug info: enough for useful ASan/UBSan reports, and it keeps CI well under 30 minutes.
   SANITIZED_TESTS=(common_test ingest_test store_test http_server_test http_transport_test aws_test
                    objstore_unit_test api_test expr_test pipeline_dataplane_test pipeline_engine_test
-                   cloudimport_unit_test)
+                   cloudimport_unit_test cloudimport_api_test console_api_test)
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" \
         -DSLUICE_SANITIZE=ON -DSLUICE_WERROR=ON -DSLUICE_BUILD_BENCH=OFF >/dev/null
   cmake --build build-asan -j "${JOBS:-2}" --target "${SANITIZED_TESTS[@]}"
