@@ -189,7 +189,8 @@ TEST_F(TenantIsolationTest, LocalPathsAreConfinedToTheRoot) {
     EXPECT_EQ(r.status, 400) << r.body;
     std::string e = ErrorOf(r);
     // Nothing about the outside: the message only repeats what the tenant sent.
-    for (size_t at; (at = e.find(path)) != std::string::npos;) e.replace(at, path.size(), "<path>");
+    const std::string quoted = "'" + path + "'";
+    for (size_t at; (at = e.find(quoted)) != std::string::npos;) e.replace(at, quoted.size(), "'<path>'");
     return e;
   };
   const std::string dotdot = refused("../outside/new-a");
@@ -244,7 +245,10 @@ TEST_F(TenantIsolationTest, EndpointsTheOperatorDidNotAllowReceiveNothing) {
     EXPECT_NE(ErrorOf(r).find("--allow-endpoint"), std::string::npos) << r.body;
     auto c = CreateConnector(server, *p, endpoint);
     EXPECT_EQ(c.status, 400) << c.body;
-    EXPECT_NE(c.body.find("--allow-endpoint"), std::string::npos) << c.body;
+    // (The connector API's own syntax check refuses an upper-case scheme first.)
+    if (!endpoint.starts_with("HTTP:")) {
+      EXPECT_NE(c.body.find("--allow-endpoint"), std::string::npos) << c.body;
+    }
   }
   // Paths, queries and user info are refused outright.
   for (const std::string& endpoint :
