@@ -270,9 +270,9 @@ std::string CredentialsProblem(const Error& e) {
       return fmt::format(
           "the request's credentials were rejected ({}): Sluice's AWS credentials are wrong or this "
           "machine's "
-          "clock is skewed. Check the access key ID, secret access key and session token Sluice runs with, "
-          "and "
-          "that the clock is synchronised (NTP); this is not a missing permission",
+          "clock is skewed. Check the access key ID and the secret access key (and session token) Sluice "
+          "runs "
+          "with, and that the clock is synchronised (NTP); this is not a missing permission",
           code);
     case FixArea::kClock:
       return fmt::format(
