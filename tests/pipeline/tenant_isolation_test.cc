@@ -290,5 +290,31 @@ TEST_F(TenantIsolationTest, AnAllowedEndpointStillNeverReceivesSts) {
       << "STS (or anything before the role was assumed) reached the tenant's host";
 }
 
+// Issue 10 item 9: trial=true is Mixpanel's trial pipeline — from yesterday, daily, no sync — and a project
+// has one per data source (the manager's limit, through the real binary).
+TEST_F(TenantIsolationTest, OneTrialPipelinePerDataSource) {
+  const fs::path root = dir_ / "exports";
+  SluiceServer server(dir_ / "data", nullptr, {"--local-export-root", root.string()});
+  std::string err;
+  ASSERT_TRUE(server.Start(&err)) << err;
+  auto p = server.CreateProject("trial");
+  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  auto first =
+      server.PipelinePost(*p, "create", {{"type", "local"}, {"local_path", "trial-a"}, {"trial", "true"}});
+  ASSERT_EQ(first.status, 200) << first.body;
+  auto jobs = server.PipelineGet(*p, "jobs", {});
+  EXPECT_NE(jobs.body.find("\"trial\":true"), std::string::npos) << jobs.body;
+  EXPECT_NE(jobs.body.find(DateOf(TodayUtc() - 1)), std::string::npos)
+      << "from_date is yesterday: " << jobs.body;
+  auto second =
+      server.PipelinePost(*p, "create", {{"type", "local"}, {"local_path", "trial-b"}, {"trial", "true"}});
+  EXPECT_EQ(second.status, 400) << second.body;
+  EXPECT_NE(ErrorOf(second).find("one trial pipeline per data source"), std::string::npos) << second.body;
+  auto people = server.PipelinePost(
+      *p, "create",
+      {{"type", "local"}, {"local_path", "trial-c"}, {"trial", "true"}, {"data_source", "people"}});
+  EXPECT_EQ(people.status, 200) << people.body;
+}
+
 }  // namespace
 }  // namespace sluice::testing::e2e
