@@ -16,6 +16,7 @@
 #include <boost/json.hpp>
 #include <filesystem>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "common/crypto.h"
@@ -314,6 +315,54 @@ TEST_F(TenantIsolationTest, OneTrialPipelinePerDataSource) {
       *p, "create",
       {{"type", "local"}, {"local_path", "trial-c"}, {"trial", "true"}, {"data_source", "people"}});
   EXPECT_EQ(people.status, 200) << people.body;
+}
+
+// A pipeline stored with a local_path that is no longer under the root (here: the server restarted with
+// another
+// --local-export-root) fails at its run with a clear message instead of writing there.
+TEST_F(TenantIsolationTest, StoredLocalPipelineOutsideTheRootPausesInsteadOfWriting) {
+  const fs::path old_root = dir_ / "old-root";
+  const fs::path new_root = dir_ / "new-root";
+  std::string name;
+  Project p;
+  {
+    SluiceServer server(dir_ / "data", nullptr,
+                        {"--local-export-root", old_root.string(), "--pipeline-runs", "1"});
+    std::string err;
+    ASSERT_TRUE(server.Start(&err)) << err;
+    auto project = server.CreateProject("moved");
+    ASSERT_TRUE(project.ok()) << project.error().ToString();
+    p = *project;
+    auto created = server.PipelinePost(p, "create",
+                                       {{"type", "local"},
+                                        {"local_path", (old_root / "abs").string()},
+                                        {"from_date", DateOf(TodayUtc() - 1)}});
+    ASSERT_EQ(created.status, 200) << created.body;
+    name = std::string(json::parse(created.body).at("pipeline_names").at(0).as_string());
+    ASSERT_EQ(server.Terminate(), 0);
+  }
+  // Whatever the first run wrote stays; nothing new may appear there after the restart.
+  std::set<std::string> before;
+  for (const auto& e : fs::recursive_directory_iterator(old_root)) before.insert(e.path().string());
+
+  SluiceServer server(dir_ / "data", nullptr, {"--local-export-root", new_root.string()});
+  std::string err;
+  ASSERT_TRUE(server.Start(&err)) << err;
+  ASSERT_TRUE(server.Import(p, MakeDayEvents(TodayUtc() - 1, 20, "moved", 7)).ok());
+  (void)server.PipelinePost(p, "sync", {{"name", name}});
+  std::pair<std::string, std::string> state;
+  for (int i = 0; i < 300; ++i) {
+    auto st = PipelineState(server, p, name);
+    ASSERT_TRUE(st.ok()) << st.error().ToString();
+    state = *st;
+    if (state.first == "paused") break;
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(state.first, "paused") << state.second;
+  EXPECT_NE(state.second.find("local export root"), std::string::npos) << state.second;
+  std::set<std::string> after;
+  for (const auto& e : fs::recursive_directory_iterator(old_root)) after.insert(e.path().string());
+  EXPECT_EQ(after, before) << "the pipeline wrote outside the new root";
 }
 
 }  // namespace
