@@ -85,7 +85,8 @@ http::Response ServiceImpl::HandleCreateProject(http::Request& req) {
   auto project = projects_.Create(name);
   if (!project.ok()) {
     spdlog::error("creating project failed: {}", project.error().ToString());
-    return JsonError(503, "the project was not created: " + project.error().message);
+    return JsonError(project.error().code == ErrorCode::kConflict ? 409 : 503,
+                     "the project was not created: " + project.error().message);
   }
   spdlog::info("created project {} ({})", project->id, project->name);
   return http::Response::Json(200, boost::json::serialize(ProjectJson(*project)));
@@ -111,7 +112,9 @@ http::Response ServiceImpl::HandleUpdateProject(http::Request& req) {
   if (!valid) return JsonError(400, "external_id must be 2 to 1224 characters of letters, digits and _+=,.@:/-");
   auto project = projects_.SetExternalId(id, std::move(external_id));
   if (!project.ok()) {
-    return JsonError(project.error().code == ErrorCode::kNotFound ? 404 : 503, project.error().message);
+    const ErrorCode code = project.error().code;
+    return JsonError(code == ErrorCode::kNotFound ? 404 : code == ErrorCode::kConflict ? 409 : 503,
+                     project.error().message);
   }
   spdlog::info("project {}: external ID updated", id);
   return http::Response::Json(200, boost::json::serialize(ProjectJson(*project)));

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "api/request_util.h"
+#include "aws/endpoint_policy.h"
 #include "common/strings.h"
 #include "expr/where.h"
 
@@ -82,11 +83,13 @@ Result<pipeline::Compression> ParseCompressionParam(std::string_view value) {
 }
 
 Result<objstore::Encryption::Mode> ParseEncryptionParam(std::string_view value) {
-  if (value == "none") return objstore::Encryption::Mode::kNone;
-  if (value == "aes") return objstore::Encryption::Mode::kAes256;
-  if (value == "kms") return objstore::Encryption::Mode::kKms;
+  // Any case: Mixpanel's UI spells them AES and KMS.
+  if (EqualsIgnoreCase(value, "none")) return objstore::Encryption::Mode::kNone;
+  if (EqualsIgnoreCase(value, "aes")) return objstore::Encryption::Mode::kAes256;
+  if (EqualsIgnoreCase(value, "kms")) return objstore::Encryption::Mode::kKms;
   return Invalid(fmt::format(
-      "s3_encryption '{}' is not valid: use none (the default), aes (SSE-S3) or kms (SSE-KMS)", value));
+      "s3_encryption '{}' is not valid: use none (the default), aes (SSE-S3) or kms (SSE-KMS), in any case",
+      value));
 }
 
 /// "a/b/" and "/a/b" → "a/b": the layout adds the separators itself.
@@ -179,20 +182,11 @@ Status ValidatePrefix(std::string_view prefix) {
 }
 
 Status ValidateEndpoint(std::string_view endpoint) {
-  std::string_view rest;
-  if (endpoint.substr(0, 7) == "http://") {
-    rest = endpoint.substr(7);
-  } else if (endpoint.substr(0, 8) == "https://") {
-    rest = endpoint.substr(8);
-  } else {
-    return Invalid(fmt::format(
-        "s3_endpoint '{}' must be an http:// or https:// URL, e.g. https://s3.example.com", endpoint));
-  }
-  bool spaces = std::any_of(endpoint.begin(), endpoint.end(), [](char c) { return c == ' '; });
-  if (rest.empty() || rest.front() == '/' || spaces || HasControlChar(endpoint) ||
-      endpoint.size() > kMaxEndpointBytes) {
-    return Invalid(fmt::format("s3_endpoint '{}' has no host name or contains spaces", endpoint));
-  }
+  if (endpoint.size() > kMaxEndpointBytes) return Invalid("s3_endpoint is too long");
+  // Scheme, host and port only (no user info, path or query); whether the operator allows it is the
+  // destination factory's check (aws::EndpointPolicy), made before any request.
+  auto normalized = aws::NormalizeEndpoint(endpoint, "s3_endpoint");
+  if (!normalized.ok()) return normalized.error();
   return OkStatus();
 }
 
@@ -234,15 +228,22 @@ Status ValidateDestination(const pipeline::Destination& d) {
     if (d.encryption.mode != objstore::Encryption::Mode::kNone) {
       return Invalid("s3_encryption does not apply to type=local (files are written as they are)");
     }
-    if (d.local_path.empty())
-      return Invalid("local_path is required for type=local: an absolute directory path");
-    if (d.local_path.front() != '/') {
+    if (d.local_path.empty()) {
       return Invalid(
-          fmt::format("local_path '{}' must be an absolute path on the server, e.g. /var/lib/sluice-export",
-                      d.local_path));
+          "local_path is required for type=local: a directory under the server's local export root, e.g. "
+          "exports/web (relative to the root) or an absolute path inside it");
     }
     if (d.local_path.size() > kMaxPathBytes || HasControlChar(d.local_path)) {
       return Invalid("local_path is too long or contains a control character");
+    }
+    // Containment in the root (and symlinks) is the destination factory's check; '..' is refused up front.
+    for (size_t pos = 0; pos <= d.local_path.size();) {
+      size_t slash = d.local_path.find('/', pos);
+      if (slash == std::string::npos) slash = d.local_path.size();
+      if (std::string_view(d.local_path).substr(pos, slash - pos) == "..") {
+        return Invalid("local_path may not contain '..' parts: give a directory under the local export root");
+      }
+      pos = slash + 1;
     }
     return OkStatus();
   }
@@ -460,6 +461,46 @@ Result<PipelineSpec> ParseCreateParams(const PipelineParams& params, uint32_t pr
                           [](std::string_view v) { return ParseDataSourceParam(TrimSpace(v)); }));
 
   auto from = params.Get("from_date");
+  if (spec.trial) {
+    // Mixpanel's trial pipeline: yesterday's data, then daily, no late-data sync, no event filters (one per
+    // data source: the manager's limit).
+    auto today_day = ParseDate(today);
+    if (!today_day) return Invalid(fmt::format("today '{}' is not a date", today));
+    const std::string yesterday = FormatDate(*today_day - 1);
+    if (from && !TrimSpace(*from).empty() && TrimSpace(*from) != yesterday) {
+      return Invalid(
+          fmt::format("trial=true pipelines export from yesterday ({}): omit from_date or set it to {} (use "
+                      "trial=false for "
+                      "another start date)",
+                      yesterday, yesterday));
+    }
+    if (auto f = params.Get("frequency"); f && !EqualsIgnoreCase(TrimSpace(*f), "daily")) {
+      return Invalid("trial=true pipelines run daily: omit frequency or set frequency=daily");
+    }
+    if (auto sync = params.Get("sync")) {
+      SLUICE_ASSIGN_OR_RETURN(bool v, ParseBoolParam("sync", *sync));
+      if (v) return Invalid("trial=true pipelines do not sync late data: omit sync or set sync=false");
+    }
+    for (const char* filter : {"events", "where"}) {
+      for (std::string_view v : params.All(filter)) {
+        if (!TrimSpace(v).empty() && TrimSpace(v) != "[]") {
+          return Invalid(fmt::format(
+              "trial=true pipelines export every event: {} filters are not available (use trial=false)",
+              filter));
+        }
+      }
+    }
+    if (auto to = params.Get("to_date"); to && !TrimSpace(*to).empty()) {
+      return Invalid("trial=true pipelines are recurring from yesterday: omit to_date (use trial=false)");
+    }
+    spec.from_date = yesterday;
+    spec.frequency = pipeline::Frequency::kDaily;
+    spec.sync = false;
+    SLUICE_TRY(ReadMutable(params, spec));
+    spec.sync = false;
+    SLUICE_TRY(ValidatePipelineSpec(spec));
+    return spec;
+  }
   if (!from || TrimSpace(*from).empty()) {
     return Invalid(
         "from_date is required: the first day to export, YYYY-MM-DD (UTC), at most six months back");
@@ -520,6 +561,14 @@ Status ApplyEditParams(const PipelineParams& params, PipelineSpec& spec) {
 
 Status ValidatePipelineSpec(const PipelineSpec& spec) {
   if (!spec.name.empty()) SLUICE_TRY(ValidateName(spec.name));
+  if (spec.trial) {
+    if (spec.frequency != pipeline::Frequency::kDaily) return Invalid("trial=true pipelines run daily only");
+    if (spec.sync) return Invalid("trial=true pipelines do not sync late data (sync=false)");
+    if (!spec.events.empty() || !spec.where.empty()) {
+      return Invalid("trial=true pipelines export every event: events and where filters are not available");
+    }
+    if (!spec.to_date.empty()) return Invalid("trial=true pipelines are recurring: to_date is not available");
+  }
   SLUICE_ASSIGN_OR_RETURN(int64_t from_day, ParseDateParam("from_date", spec.from_date));
   if (!spec.to_date.empty()) {
     SLUICE_ASSIGN_OR_RETURN(int64_t to_day, ParseDateParam("to_date", spec.to_date));

@@ -68,7 +68,7 @@ Status ApplyEditParams(const PipelineParams& params, pipeline::PipelineSpec& spe
 
 /// The checks shared by create and edit: dates well formed and ordered, frequency allowed for the data
 /// source, events/where only for events, a complete destination for the type (bucket, region and role ARN for
-/// s3; an absolute local_path for local), no parameters of the other type, a KMS key only with
+/// s3; a local_path without `..` for local), no parameters of the other type, a KMS key only with
 /// s3_encryption=kms, and a `where` expression that compiles.
 Status ValidatePipelineSpec(const pipeline::PipelineSpec& spec);
 

@@ -1,6 +1,7 @@
 #include "api/project_registry.h"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <mutex>
@@ -25,9 +26,29 @@ void ProjectRegistry::IndexLocked(const store::Project& p) {
   by_secret_hash_[Key(p.api_secret.Reveal())] = p.id;
 }
 
+bool ProjectRegistry::ExternalIdTakenLocked(std::string_view external_id, uint32_t except) const {
+  for (const auto& [id, p] : by_id_) {
+    if (id == except) continue;
+    // Another project's effective external ID is its external_id, else its token: both are taken.
+    if (ConstantTimeEquals(p.token, external_id)) return true;
+    if (!p.external_id.empty() && p.external_id == external_id) return true;
+  }
+  return false;
+}
+
 Result<store::Project> ProjectRegistry::Create(std::string_view name) {
+  std::unique_lock lock(mu_);  // held across the write so a concurrent SetExternalId cannot race the check
   SLUICE_ASSIGN_OR_RETURN(auto project, store_.CreateProject(name));
-  std::unique_lock lock(mu_);
+  if (ExternalIdTakenLocked(project.token, project.id)) {
+    // A random 128-bit token equal to an external ID an admin chose: refuse rather than share a trust policy.
+    spdlog::error(
+        "project {}: its new token equals another project's external ID; it was created but is not "
+        "loaded: delete it",
+        project.id);
+    return Error(
+        ErrorCode::kConflict,
+        "the new project's token collides with another project's external ID: create the project again");
+  }
   IndexLocked(project);
   return project;
 }
@@ -36,6 +57,13 @@ Result<store::Project> ProjectRegistry::SetExternalId(uint32_t id, std::string e
   std::unique_lock lock(mu_);
   auto it = by_id_.find(id);
   if (it == by_id_.end()) return NotFound(fmt::format("project {} does not exist", id));
+  // Two projects presenting the same ExternalId could each assume the other's roles (the confused deputy the
+  // external ID exists to prevent), so it must be unique among external IDs and tokens.
+  if (!external_id.empty() && ExternalIdTakenLocked(external_id, id)) {
+    return Error(ErrorCode::kConflict,
+                 "this external_id is already another project's external ID or token: choose a different one "
+                 "(e.g. a random string)");
+  }
   store::Project updated = it->second;
   updated.external_id = std::move(external_id);
   SLUICE_TRY(store_.UpdateProject(updated));

@@ -1,6 +1,6 @@
 // ProjectRegistry: the in-memory view of projects used to authenticate every request. Lookups by token or API
-// secret go through a SHA-256 of the presented value (so a hash-table probe leaks nothing useful) followed by a
-// constant-time comparison.
+// secret go through a SHA-256 of the presented value (so a hash-table probe leaks nothing useful) followed by
+// a constant-time comparison.
 #pragma once
 
 #include <cstdint>
@@ -24,7 +24,8 @@ class ProjectRegistry {
   /// Loads every project from the store. Call once at start-up.
   Status Load();
   Result<store::Project> Create(std::string_view name);
-  /// Sets the ExternalId pipelines and imports use when assuming the project's customer roles ("" = the token).
+  /// Sets the ExternalId pipelines and imports use when assuming the project's customer roles ("" = the
+  /// token). kConflict when another project uses it as its external ID or it is another project's token.
   Result<store::Project> SetExternalId(uint32_t id, std::string external_id);
   std::vector<store::Project> List() const;
   std::optional<store::Project> ById(uint32_t id) const;
@@ -33,6 +34,8 @@ class ProjectRegistry {
 
  private:
   void IndexLocked(const store::Project& p);
+  /// True when `external_id` is the token or external ID of a project other than `except`.
+  bool ExternalIdTakenLocked(std::string_view external_id, uint32_t except) const;
 
   store::Store& store_;
   mutable std::shared_mutex mu_;

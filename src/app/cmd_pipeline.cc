@@ -89,11 +89,13 @@ void AddEditableParams(CLI::App* cmd, PipelineFlags& f) {
   AddParam(cmd, f, "--s3-role", "s3_role", "ARN of the role Sluice assumes to write to the bucket (type s3)");
   AddParam(cmd, f, "--s3-prefix", "s3_prefix", "Key prefix inside the bucket (optional)");
   AddParam(cmd, f, "--s3-encryption", "s3_encryption", "none (default), aes (SSE-S3) or kms (SSE-KMS)")
-      ->check(CLI::IsMember({"none", "aes", "kms"}));
+      ->check(CLI::IsMember({"none", "aes", "kms"}, CLI::ignore_case));
   AddParam(cmd, f, "--s3-kms-key-id", "s3_kms_key_id",
            "KMS key ARN for --s3-encryption kms (default: aws/s3 key)");
-  AddParam(cmd, f, "--s3-endpoint", "s3_endpoint", "S3-compatible endpoint URL (default: AWS)");
-  AddParam(cmd, f, "--local-path", "local_path", "Absolute directory on the server to write to (type local)");
+  AddParam(cmd, f, "--s3-endpoint", "s3_endpoint",
+           "S3-compatible endpoint URL the server allows (--allow-endpoint) (default: AWS)");
+  AddParam(cmd, f, "--local-path", "local_path",
+           "Directory to write to (type local), relative to the server's --local-export-root or inside it");
 }
 
 /// The form of create/edit: the flags given on the command line only, so the server's defaults apply.

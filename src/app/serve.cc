@@ -2,6 +2,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -12,7 +13,9 @@
 #include <spdlog/spdlog.h>
 
 #include "api/service.h"
+#include "aws/endpoint_policy.h"
 #include "aws/sts.h"
+#include "cloudimport/source.h"
 #include "common/metrics.h"
 #include "http/transport.h"
 #include "pipeline/manager.h"
@@ -41,6 +44,8 @@ struct ServeFlags {
   int pipeline_runs = 2;
   int import_runs = cloudimport::ConnectorManager::kDefaultConcurrentRuns;
   int pipeline_unit_parallelism = 2;
+  std::string local_export_root;
+  std::vector<std::string> allow_endpoints;
 };
 
 /// 128 bits: a 32-character token is the shortest whose hex form carries that much randomness; anything
@@ -135,6 +140,28 @@ int Serve(const ServeFlags& f) {
     spdlog::error("{}", admin_token.error().message);
     return 1;
   }
+  // Which S3-compatible endpoints tenants may name, and where type=local pipelines may write: operator
+  // decisions, checked before the store opens so a typo fails fast.
+  auto endpoint_policy = aws::EndpointPolicy::Create(f.allow_endpoints, aws::SystemEnv());
+  if (!endpoint_policy.ok()) {
+    spdlog::error("{}", endpoint_policy.error().message);
+    return 2;
+  }
+  std::string local_root;
+  if (!f.local_export_root.empty()) {
+    std::filesystem::create_directories(f.local_export_root, ec);
+    char resolved[PATH_MAX];
+    if (ec || ::realpath(f.local_export_root.c_str(), resolved) == nullptr ||
+        !std::filesystem::is_directory(resolved)) {
+      spdlog::error("--local-export-root {} is not a directory Sluice can create or open", f.local_export_root);
+      return 2;
+    }
+    local_root = resolved;
+    spdlog::info("type=local pipelines may write under {}", local_root);
+  }
+  for (const auto& allowed : endpoint_policy->allowed()) {
+    spdlog::info("tenants may name the S3-compatible endpoint {}", allowed);
+  }
   auto store = store::Store::Open(dir / "store");
   if (!store.ok()) {
     spdlog::error("cannot open the store: {}", store.error().message);
@@ -154,6 +181,8 @@ int Serve(const ServeFlags& f) {
   pipeline::DestinationFactoryOptions destination_options;
   destination_options.own_credentials = own_credentials;
   destination_options.transport = transport;
+  destination_options.local_export_root = local_root;
+  destination_options.endpoints = *endpoint_policy;
   pipeline::ManagerOptions pipeline_options;
   pipeline_options.store = store->get();
   pipeline_options.destinations = pipeline::MakeDestinationFactory(destination_options);
@@ -171,6 +200,12 @@ int Serve(const ServeFlags& f) {
   cloudimport::ConnectorManager::Options import_options{
       .store = store->get(), .metrics = &metrics, .transport = transport, .own_credentials = own_credentials};
   import_options.max_concurrent_runs = f.import_runs;
+  cloudimport::SourceContext source_context{
+      .own_credentials = own_credentials, .transport = transport, .endpoints = *endpoint_policy};
+  import_options.source_factory = [source_context](const cloudimport::ConnectorSpec& spec,
+                                                   const store::Project& project) {
+    return cloudimport::OpenS3Source(spec, project, source_context);
+  };
   auto connectors = cloudimport::ConnectorManager::Create(std::move(import_options));
   if (!connectors.ok()) {
     spdlog::error("cannot load cloud import connectors: {}", connectors.error().message);
@@ -264,6 +299,13 @@ void RegisterServeCommand(CLI::App& app, int& exit_code) {
                   "Partitions one pipeline run (e.g. a backfill) exports at the same time")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
+  cmd->add_option("--local-export-root", flags->local_export_root,
+                  "Allow type=local pipelines, confined to this directory (local_path is taken under it); without "
+                  "it type=local is refused");
+  cmd->add_option("--allow-endpoint", flags->allow_endpoints,
+                  "An S3-compatible endpoint URL (scheme://host[:port]) tenants may name as s3_endpoint; repeatable. "
+                  "AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_S3 are allowed too; no other endpoint is contacted")
+      ->allow_extra_args(false);
   cmd->callback([flags, &exit_code] {
     if (flags->tls_cert.empty() != flags->tls_key.empty()) {
       throw CLI::ValidationError("--tls-cert and --tls-key", "must be given together");

@@ -25,21 +25,33 @@ bool OneOf(std::string_view code, const std::array<std::string_view, N>& codes) 
 
 ErrorCode ClassifyStatus(int status) {
   switch (status) {
-    case 400: return ErrorCode::kInvalidArgument;
-    case 401: return ErrorCode::kUnauthenticated;
-    case 403: return ErrorCode::kAccessDenied;
-    case 404: return ErrorCode::kNotFound;
-    case 408: return ErrorCode::kTransient;
-    case 409: return ErrorCode::kConflict;
-    case 412: return ErrorCode::kConflict;
-    case 413: return ErrorCode::kTooLarge;
-    case 416: return ErrorCode::kInvalidArgument;
-    case 429: return ErrorCode::kThrottled;
+    case 400:
+      return ErrorCode::kInvalidArgument;
+    case 401:
+      return ErrorCode::kUnauthenticated;
+    case 403:
+      return ErrorCode::kAccessDenied;
+    case 404:
+      return ErrorCode::kNotFound;
+    case 408:
+      return ErrorCode::kTransient;
+    case 409:
+      return ErrorCode::kConflict;
+    case 412:
+      return ErrorCode::kConflict;
+    case 413:
+      return ErrorCode::kTooLarge;
+    case 416:
+      return ErrorCode::kInvalidArgument;
+    case 429:
+      return ErrorCode::kThrottled;
     case 500:
     case 502:
     case 503:
-    case 504: return ErrorCode::kTransient;
-    default: return status >= 500 ? ErrorCode::kTransient : ErrorCode::kPermanent;
+    case 504:
+      return ErrorCode::kTransient;
+    default:
+      return status >= 500 ? ErrorCode::kTransient : ErrorCode::kPermanent;
   }
 }
 
@@ -50,9 +62,12 @@ std::string_view Hint(ErrorCode code) {
       return "check the role's permission policy (and the KMS key policy when SSE-KMS is used)";
     case ErrorCode::kUnauthenticated:
       return "check Sluice's own AWS credentials (access key id, secret, session token)";
-    case ErrorCode::kExpiredToken: return "temporary credentials expired";
-    case ErrorCode::kClockSkew: return "check this machine's clock (NTP)";
-    default: return {};
+    case ErrorCode::kExpiredToken:
+      return "temporary credentials expired";
+    case ErrorCode::kClockSkew:
+      return "check this machine's clock (NTP)";
+    default:
+      return {};
   }
 }
 
@@ -88,25 +103,32 @@ ErrorCode ClassifyAwsError(int http_status, std::string_view code, std::string_v
                                                                 "NoSuchEntity", "NotFound"};
   static constexpr std::array<std::string_view, 4> kDenied = {"AccessDenied", "AccessDeniedException",
                                                               "AllAccessDisabled", "AccountProblem"};
-  static constexpr std::array<std::string_view, 9> kThrottled = {
-      "SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
-      "ProvisionedThroughputExceededException", "RequestThrottled", "RequestThrottledException",
-      "BandwidthLimitExceeded"};
+  static constexpr std::array<std::string_view, 9> kThrottled = {"SlowDown",
+                                                                 "Throttling",
+                                                                 "ThrottlingException",
+                                                                 "RequestLimitExceeded",
+                                                                 "TooManyRequestsException",
+                                                                 "ProvisionedThroughputExceededException",
+                                                                 "RequestThrottled",
+                                                                 "RequestThrottledException",
+                                                                 "BandwidthLimitExceeded"};
   static constexpr std::array<std::string_view, 7> kTransient = {
-      "InternalError", "InternalFailure", "ServiceUnavailable", "RequestTimeout", "IDPCommunicationError",
-      "RequestTimeoutException", "PriorRequestNotComplete"};
+      "InternalError",         "InternalFailure",         "ServiceUnavailable",     "RequestTimeout",
+      "IDPCommunicationError", "RequestTimeoutException", "PriorRequestNotComplete"};
   static constexpr std::array<std::string_view, 4> kExpired = {"ExpiredToken", "ExpiredTokenException",
                                                                "TokenRefreshRequired", "RequestExpiredToken"};
   static constexpr std::array<std::string_view, 2> kSkew = {"RequestTimeTooSkewed", "RequestExpired"};
   static constexpr std::array<std::string_view, 9> kUnauthenticated = {
-      "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidClientTokenId", "InvalidToken",
-      "MissingAuthenticationToken", "IncompleteSignature", "InvalidIdentityToken", "UnrecognizedClientException",
-      "AuthFailure"};
+      "InvalidAccessKeyId",   "SignatureDoesNotMatch",       "InvalidClientTokenId",
+      "InvalidToken",         "MissingAuthenticationToken",  "IncompleteSignature",
+      "InvalidIdentityToken", "UnrecognizedClientException", "AuthFailure"};
   static constexpr std::array<std::string_view, 18> kInvalid = {
-      "InvalidArgument", "InvalidRequest", "MalformedXML", "EntityTooSmall", "InvalidPart", "InvalidPartOrder",
-      "InvalidBucketName", "KeyTooLongError", "ValidationError", "InvalidParameterValue", "InvalidParameter",
-      "MalformedPolicyDocument", "PackedPolicyTooLarge", "PermanentRedirect", "AuthorizationHeaderMalformed",
-      "InvalidRange", "InvalidDigest", "BadDigest"};
+      "InvalidArgument",       "InvalidRequest",    "MalformedXML",
+      "EntityTooSmall",        "InvalidPart",       "InvalidPartOrder",
+      "InvalidBucketName",     "KeyTooLongError",   "ValidationError",
+      "InvalidParameterValue", "InvalidParameter",  "MalformedPolicyDocument",
+      "PackedPolicyTooLarge",  "PermanentRedirect", "AuthorizationHeaderMalformed",
+      "InvalidRange",          "InvalidDigest",     "BadDigest"};
   static constexpr std::array<std::string_view, 2> kTooLarge = {"EntityTooLarge", "MaxMessageLengthExceeded"};
   static constexpr std::array<std::string_view, 3> kConflict = {"PreconditionFailed", "OperationAborted",
                                                                 "ConditionalRequestConflict"};
@@ -123,7 +145,8 @@ ErrorCode ClassifyAwsError(int http_status, std::string_view code, std::string_v
   if (OneOf(code, kNotFound)) return ErrorCode::kNotFound;
   if (OneOf(code, kDenied)) return ErrorCode::kAccessDenied;
   if (OneOf(code, kThrottled)) return ErrorCode::kThrottled;
-  if (code == "ServiceUnavailable" && ContainsI(message, "reduce your request rate")) return ErrorCode::kThrottled;
+  if (code == "ServiceUnavailable" && ContainsI(message, "reduce your request rate"))
+    return ErrorCode::kThrottled;
   if (OneOf(code, kTransient)) return ErrorCode::kTransient;
   if (OneOf(code, kExpired)) return ErrorCode::kExpiredToken;
   if (OneOf(code, kSkew)) return ErrorCode::kClockSkew;
@@ -143,34 +166,128 @@ ErrorCode ClassifyAwsError(int http_status, std::string_view code, std::string_v
   return ErrorCode::kPermanent;
 }
 
+std::string SafeToken(std::string_view value) {
+  constexpr size_t kMax = 64;
+  std::string out;
+  for (char c : value.substr(0, kMax)) {
+    const bool ok = std::isalnum(static_cast<unsigned char>(c)) ||
+                    std::string_view("._:/+=-").find(c) != std::string_view::npos;
+    out.push_back(ok ? c : '?');
+  }
+  if (value.size() > kMax) out += "...";
+  return out;
+}
+
 Error ErrorFromResponse(const http::OutboundResponse& response, std::string_view operation) {
   std::optional<AwsErrorDocument> doc = ParseErrorDocument(response.body);
   Error e;
   e.http_status = response.status;
+  std::string raw_code;
   if (doc) {
-    e.provider_code = doc->code;
-    e.request_id = doc->request_id;
+    raw_code = doc->code;
+    e.request_id = SafeToken(doc->request_id);
   }
-  if (e.request_id.empty()) e.request_id = std::string(response.Header("x-amz-request-id"));
-  if (e.request_id.empty()) e.request_id = std::string(response.Header("x-amzn-requestid"));
-  e.code = ClassifyAwsError(response.status, e.provider_code, doc ? doc->message : std::string_view());
+  if (e.request_id.empty()) e.request_id = SafeToken(response.Header("x-amz-request-id"));
+  if (e.request_id.empty()) e.request_id = SafeToken(response.Header("x-amzn-requestid"));
+  // Classified on the raw code and message; only the escaped code is kept.
+  e.code = ClassifyAwsError(response.status, raw_code, doc ? doc->message : std::string_view());
+  e.provider_code = SafeToken(raw_code);
   std::string what;
-  if (doc && !doc->message.empty()) {
-    what = doc->message;
-  } else if (doc) {
-    what = doc->code;
-  } else {
-    what = fmt::format("HTTP {}", response.status);  // HEAD answers and proxies give no document
+  switch (e.code) {
+    case ErrorCode::kAccessDenied:
+      what = "access denied";
+      break;
+    case ErrorCode::kNotFound:
+      what = raw_code == "NoSuchBucket" ? "the bucket does not exist" : "not found";
+      break;
+    case ErrorCode::kUnauthenticated:
+      what = "the request's credentials were rejected";
+      break;
+    case ErrorCode::kExpiredToken:
+      what = "the credentials have expired";
+      break;
+    case ErrorCode::kClockSkew:
+      what = "the request time is too far from the server's clock";
+      break;
+    case ErrorCode::kThrottled:
+      what = "throttled (slow down)";
+      break;
+    case ErrorCode::kTransient:
+      what = "the service is temporarily unavailable";
+      break;
+    case ErrorCode::kInvalidArgument:
+      what = "the request was refused as invalid";
+      break;
+    case ErrorCode::kTooLarge:
+      what = "too large";
+      break;
+    case ErrorCode::kConflict:
+      what = "a precondition or concurrent operation conflicted";
+      break;
+    default:
+      what = "the request failed";
+      break;
   }
-  if (e.provider_code == "PermanentRedirect" || e.provider_code == "AuthorizationHeaderMalformed" ||
+  what += doc ? fmt::format(" ({})", e.provider_code) : fmt::format(" (HTTP {})", response.status);
+  // Facts we derive from the provider's text are stated in our words (the text itself is not copied).
+  if (doc && e.code == ErrorCode::kAccessDenied &&
+      (ContainsI(doc->message, "kms") || raw_code.starts_with("KMS"))) {
+    what += "; the refusal mentions KMS";
+  }
+  if (raw_code == "PermanentRedirect" || raw_code == "AuthorizationHeaderMalformed" ||
       response.status == 301) {
     std::string_view region = response.Header("x-amz-bucket-region");
-    if (!region.empty()) what += fmt::format(" (the bucket is in region {})", region);
+    if (!region.empty()) what += fmt::format(" (the bucket is in region {})", SafeToken(region));
   }
   std::string_view hint = Hint(e.code);
   e.message = hint.empty() ? fmt::format("{} failed: {}", operation, what)
                            : fmt::format("{} failed: {}; {}", operation, what, hint);
   return e;
+}
+
+FixArea FixAreaOf(const Error& e) {
+  switch (e.code) {
+    case ErrorCode::kAccessDenied:
+      return FixArea::kPermissions;
+    case ErrorCode::kUnauthenticated:
+      return FixArea::kCredentials;
+    case ErrorCode::kClockSkew:
+      return FixArea::kClock;
+    case ErrorCode::kExpiredToken:
+      return FixArea::kExpiredCredentials;
+    case ErrorCode::kNotFound:
+      return FixArea::kNotFound;
+    default:
+      return FixArea::kOther;
+  }
+}
+
+std::string CredentialsProblem(const Error& e) {
+  std::string code =
+      e.provider_code.empty() ? std::string(ErrorCodeName(e.code)) : SafeToken(e.provider_code);
+  switch (FixAreaOf(e)) {
+    case FixArea::kCredentials:
+      return fmt::format(
+          "the request's credentials were rejected ({}): Sluice's AWS credentials are wrong or this "
+          "machine's "
+          "clock is skewed. Check the access key ID and the secret access key (and session token) Sluice "
+          "runs "
+          "with, and that the clock is synchronised (NTP); this is not a missing permission",
+          code);
+    case FixArea::kClock:
+      return fmt::format(
+          "the request time was refused ({}): this machine's clock is skewed from AWS's; synchronise it "
+          "(NTP)",
+          code);
+    case FixArea::kExpiredCredentials:
+      return fmt::format(
+          "the credentials have expired ({}): renew the session token Sluice runs with (temporary "
+          "credentials), "
+          "or check the clock (NTP)",
+          code);
+    default:
+      return {};
+  }
 }
 
 }  // namespace sluice::aws

@@ -1,7 +1,8 @@
 #include "aws/policy.h"
 
-#include <boost/json.hpp>
 #include <fmt/format.h>
+
+#include <boost/json.hpp>
 
 namespace sluice::aws {
 namespace {
@@ -86,6 +87,18 @@ Status ValidateExternalId(std::string_view id) {
 
 }  // namespace
 
+std::string ExternalIdTrustStatement(std::string_view principal, std::string_view external_id) {
+  return fmt::format(R"({{"Effect": "Allow", "Principal": {{"AWS": "{}"}}, "Action": "sts:AssumeRole", )"
+                     R"("Condition": {{"StringEquals": {{"sts:ExternalId": "{}"}}}}}})",
+                     principal, external_id);
+}
+
+std::string_view PartitionOfRegion(std::string_view region) {
+  if (region.starts_with("cn-")) return "aws-cn";
+  if (region.starts_with("us-gov-")) return "aws-us-gov";
+  return "aws";
+}
+
 std::string PrincipalFromCallerArn(std::string_view caller_arn) {
   // arn:<partition>:sts::<account>:assumed-role/<role>/<session>
   constexpr std::string_view kMarker = ":assumed-role/";
@@ -103,20 +116,39 @@ std::string PrincipalFromCallerArn(std::string_view caller_arn) {
 Result<PolicyDocuments> GeneratePolicies(const PolicyInputs& in) {
   SLUICE_TRY(ValidateBucket(in.bucket));
   if (!in.kms_key_arn.empty() && !in.kms_key_arn.starts_with("arn:")) {
-    return InvalidArgument(fmt::format(
-        "KMS key '{}' must be given as a key ARN (arn:aws:kms:<region>:<account>:key/<id>): a key policy "
-        "statement's Resource is an ARN",
-        in.kms_key_arn));
+    return InvalidArgument(
+        fmt::format("KMS key '{}' must be given as a key ARN "
+                    "(arn:<partition>:kms:<region>:<account>:key/<id>): a key policy "
+                    "statement's Resource is an ARN",
+                    in.kms_key_arn));
   }
   if (!in.principal_arn.empty() && !in.principal_arn.starts_with("arn:")) {
     return InvalidArgument(fmt::format("principal '{}' must be an IAM ARN", in.principal_arn));
   }
   if (!in.external_id.empty()) SLUICE_TRY(ValidateExternalId(in.external_id));
 
-  std::string bucket_arn = "arn:aws:s3:::" + in.bucket;
-  json::array actions = in.import_only ? json::array{"s3:GetObject", "s3:ListBucket"}
-                                       : json::array{"s3:PutObject", "s3:GetObject", "s3:ListBucket",
-                                                     "s3:DeleteObject"};
+  // S3 ARNs carry the partition of the bucket's region; without a region, the partition of an ARN we were
+  // given.
+  std::string partition(PartitionOfRegion(in.region));
+  if (in.region.empty()) {
+    for (const std::string* arn : {&in.principal_arn, &in.kms_key_arn}) {
+      if (arn->starts_with("arn:")) {
+        size_t end = arn->find(':', 4);
+        if (end != std::string::npos && end > 4) {
+          partition = arn->substr(4, end - 4);
+          break;
+        }
+      }
+    }
+  }
+  if (partition != "aws" && partition != "aws-cn" && partition != "aws-us-gov") {
+    return InvalidArgument(
+        fmt::format("unknown ARN partition '{}': expected aws, aws-cn or aws-us-gov", partition));
+  }
+  std::string bucket_arn = fmt::format("arn:{}:s3:::{}", partition, in.bucket);
+  json::array actions = in.import_only
+                            ? json::array{"s3:GetObject", "s3:ListBucket"}
+                            : json::array{"s3:PutObject", "s3:GetObject", "s3:ListBucket", "s3:DeleteObject"};
   json::object data_statement{
       {"Sid", in.import_only ? "SluiceImportObjectAccess" : "SluiceS3AccessStatement"},
       {"Effect", "Allow"},
@@ -124,19 +156,24 @@ Result<PolicyDocuments> GeneratePolicies(const PolicyInputs& in) {
       {"Resource", json::array{json::string(bucket_arn), json::string(bucket_arn + "/*")}}};
 
   PolicyDocuments docs;
-  docs.data_policy = Render(json::object{{"Version", "2012-10-17"}, {"Statement", json::array{data_statement}}});
+  docs.data_policy =
+      Render(json::object{{"Version", "2012-10-17"}, {"Statement", json::array{data_statement}}});
   if (!in.kms_key_arn.empty()) {
     // Export writes with SSE-KMS (encrypt, data keys, re-encrypt, describe); import only decrypts.
-    json::array kms_actions = in.import_only
-                                  ? json::array{"kms:Decrypt", "kms:DescribeKey"}
-                                  : json::array{"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey",
-                                                "kms:ReEncryptTo", "kms:GenerateDataKeyWithoutPlaintext",
-                                                "kms:DescribeKey", "kms:ReEncryptFrom"};
+    json::array kms_actions = in.import_only ? json::array{"kms:Decrypt", "kms:DescribeKey"}
+                                             : json::array{"kms:Decrypt",
+                                                           "kms:Encrypt",
+                                                           "kms:GenerateDataKey",
+                                                           "kms:ReEncryptTo",
+                                                           "kms:GenerateDataKeyWithoutPlaintext",
+                                                           "kms:DescribeKey",
+                                                           "kms:ReEncryptFrom"};
     json::object kms_statement{{"Sid", "SluiceKmsStatement"},
                                {"Effect", "Allow"},
                                {"Action", std::move(kms_actions)},
                                {"Resource", json::string(in.kms_key_arn)}};
-    docs.kms_policy = Render(json::object{{"Version", "2012-10-17"}, {"Statement", json::array{kms_statement}}});
+    docs.kms_policy =
+        Render(json::object{{"Version", "2012-10-17"}, {"Statement", json::array{kms_statement}}});
   }
   std::string principal = in.principal_arn.empty() ? std::string(kPrincipalPlaceholder) : in.principal_arn;
   std::string external_id = in.external_id.empty() ? std::string(kExternalIdPlaceholder) : in.external_id;
@@ -144,8 +181,10 @@ Result<PolicyDocuments> GeneratePolicies(const PolicyInputs& in) {
       {"Effect", "Allow"},
       {"Principal", json::object{{"AWS", json::string(principal)}}},
       {"Action", "sts:AssumeRole"},
-      {"Condition", json::object{{"StringEquals", json::object{{"sts:ExternalId", json::string(external_id)}}}}}};
-  docs.trust_policy = Render(json::object{{"Version", "2012-10-17"}, {"Statement", json::array{trust_statement}}});
+      {"Condition",
+       json::object{{"StringEquals", json::object{{"sts:ExternalId", json::string(external_id)}}}}}};
+  docs.trust_policy =
+      Render(json::object{{"Version", "2012-10-17"}, {"Statement", json::array{trust_statement}}});
   return docs;
 }
 

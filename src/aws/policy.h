@@ -1,6 +1,6 @@
 // The IAM documents a customer creates so Sluice can reach their bucket (SPEC §5; docs/security.md), in the
-// shape of Mixpanel's published policies: the data policy, the KMS key policy statement (when a customer key is
-// used) and the role's trust policy with the ExternalId condition.
+// shape of Mixpanel's published policies: the data policy, the KMS key policy statement (when a customer key
+// is used) and the role's trust policy with the ExternalId condition.
 //
 // Usage:
 //   aws::PolicyInputs in{.bucket = "acme-events", .kms_key_arn = "arn:aws:kms:…:key/…",
@@ -33,6 +33,9 @@ struct PolicyInputs {
   std::string external_id;
   /// Cloud Import (bucket → Sluice) needs only s3:GetObject and s3:ListBucket (and kms:Decrypt).
   bool import_only = false;
+  /// The bucket's region: picks the ARN partition (cn-* → aws-cn, us-gov-* → aws-us-gov). Empty = the
+  /// partition of principal_arn or kms_key_arn when given, else aws.
+  std::string region;
 };
 
 struct PolicyDocuments {
@@ -42,13 +45,22 @@ struct PolicyDocuments {
   std::string trust_policy;
 };
 
+/// The ARN partition of a region: "aws-cn" for cn-*, "aws-us-gov" for us-gov-*, "aws" otherwise.
+std::string_view PartitionOfRegion(std::string_view region);
+
 /// Validates the inputs (bucket name rules, ARN shapes, ExternalId charset) and renders the documents.
 /// Errors: kInvalidArgument naming the bad input.
 Result<PolicyDocuments> GeneratePolicies(const PolicyInputs& inputs);
 
+/// The trust-policy statement that lets `principal` assume a role only with `external_id`, as one line of
+/// JSON:
+/// {"Effect": "Allow", "Principal": {"AWS": "…"}, "Action": "sts:AssumeRole",
+///  "Condition": {"StringEquals": {"sts:ExternalId": "…"}}}
+std::string ExternalIdTrustStatement(std::string_view principal, std::string_view external_id);
+
 /// A trust policy must name a role, not one of its sessions: "arn:aws:sts::1:assumed-role/R/s" →
-/// "arn:aws:iam::1:role/R". Other ARNs are returned unchanged. (GetCallerIdentity returns the session ARN when
-/// Sluice itself runs under a role.)
+/// "arn:aws:iam::1:role/R". Other ARNs are returned unchanged. (GetCallerIdentity returns the session ARN
+/// when Sluice itself runs under a role.)
 std::string PrincipalFromCallerArn(std::string_view caller_arn);
 
 }  // namespace sluice::aws

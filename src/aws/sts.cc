@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "aws/xml.h"
+#include "common/crypto.h"
 
 namespace sluice::aws {
 namespace {
@@ -66,7 +67,8 @@ std::string Form(std::initializer_list<std::pair<std::string_view, std::string_v
 
 }  // namespace
 
-std::string ResolveStsEndpoint(std::string_view region, std::string_view explicit_endpoint, const EnvGetter& env) {
+std::string ResolveStsEndpoint(std::string_view region, std::string_view explicit_endpoint,
+                               const EnvGetter& env) {
   std::string endpoint;
   if (!explicit_endpoint.empty()) {
     endpoint = std::string(explicit_endpoint);
@@ -98,7 +100,8 @@ Status ValidateSessionName(std::string_view name) {
   }
   for (char c : name) {
     if (!IsSessionNameChar(c)) {
-      return InvalidArgument(fmt::format("role session name '{}' has a character outside [A-Za-z0-9+=,.@_-]", name));
+      return InvalidArgument(
+          fmt::format("role session name '{}' has a character outside [A-Za-z0-9+=,.@_-]", name));
     }
   }
   return OkStatus();
@@ -138,7 +141,7 @@ Result<AssumedRole> StsClient::AssumeRole(const AssumeRoleRequest& request) cons
     Error e = std::move(response).error();
     if (e.code == ErrorCode::kAccessDenied) {
       e.message += fmt::format(
-          ". Role {} refused Sluice: its trust policy must allow sts:AssumeRole for Sluice's principal{}", 
+          ". Role {} refused Sluice: its trust policy must allow sts:AssumeRole for Sluice's principal{}",
           request.role_arn,
           request.external_id.empty() ? std::string()
                                       : " with the condition StringEquals sts:ExternalId = the external ID "
@@ -149,7 +152,8 @@ Result<AssumedRole> StsClient::AssumeRole(const AssumeRoleRequest& request) cons
   return ParseAssumedRole(response->body, "AssumeRoleResult");
 }
 
-Result<AssumedRole> StsClient::AssumeRoleWithWebIdentity(std::string_view role_arn, std::string_view session_name,
+Result<AssumedRole> StsClient::AssumeRoleWithWebIdentity(std::string_view role_arn,
+                                                         std::string_view session_name,
                                                          const Secret& web_identity_token,
                                                          int duration_seconds) const {
   SLUICE_TRY(ValidateSessionName(session_name));
@@ -166,13 +170,26 @@ Result<AssumedRole> StsClient::AssumeRoleWithWebIdentity(std::string_view role_a
 }
 
 Result<CallerIdentity> StsClient::GetCallerIdentity() const {
-  SLUICE_ASSIGN_OR_RETURN(http::OutboundResponse response,
-                          Post(signed_, "GetCallerIdentity",
-                               Form({{"Action", "GetCallerIdentity"}, {"Version", kStsVersion}})));
+  SLUICE_ASSIGN_OR_RETURN(
+      http::OutboundResponse response,
+      Post(signed_, "GetCallerIdentity", Form({{"Action", "GetCallerIdentity"}, {"Version", kStsVersion}})));
   SLUICE_ASSIGN_OR_RETURN(XmlNode root, ParseXml(response.body));
   const XmlNode* result = root.Child("GetCallerIdentityResult");
   if (result == nullptr) return Error(ErrorCode::kPermanent, "STS answered without GetCallerIdentityResult");
   return CallerIdentity{result->ChildText("Account"), result->ChildText("Arn"), result->ChildText("UserId")};
+}
+
+Result<bool> RoleRequiresExternalId(const StsClient& sts, std::string_view role_arn,
+                                    std::string_view session_name) {
+  AssumeRoleRequest req;
+  req.role_arn = std::string(role_arn);
+  req.session_name = std::string(session_name);
+  req.external_id = "sluice-wrong-" + RandomHex(64);
+  req.duration_seconds = 900;  // the shortest STS allows; the credentials are dropped at once
+  Result<AssumedRole> assumed = sts.AssumeRole(req);
+  if (assumed.ok()) return false;
+  if (assumed.error().code == ErrorCode::kAccessDenied) return true;
+  return assumed.error();
 }
 
 AssumeRoleProvider::AssumeRoleProvider(std::shared_ptr<StsClient> sts, Options options)
@@ -210,13 +227,15 @@ Result<Credentials> WebIdentityProvider::Fetch() {
   std::stringstream ss;
   ss << in.rdbuf();
   std::string token = ss.str();
-  while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) token.pop_back();
+  while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' '))
+    token.pop_back();
   if (token.empty()) {
-    return Error(ErrorCode::kUnauthenticated, fmt::format("web identity token file {} is empty", options_.token_file));
+    return Error(ErrorCode::kUnauthenticated,
+                 fmt::format("web identity token file {} is empty", options_.token_file));
   }
-  SLUICE_ASSIGN_OR_RETURN(AssumedRole role, sts_->AssumeRoleWithWebIdentity(options_.role_arn, options_.session_name,
-                                                                            Secret(std::move(token)),
-                                                                            options_.duration_seconds));
+  SLUICE_ASSIGN_OR_RETURN(
+      AssumedRole role, sts_->AssumeRoleWithWebIdentity(options_.role_arn, options_.session_name,
+                                                        Secret(std::move(token)), options_.duration_seconds));
   return role.credentials;
 }
 
@@ -225,7 +244,8 @@ namespace {
 /// Tries each source in order until one yields credentials, then sticks to it.
 class ChainProvider final : public CredentialsProvider {
  public:
-  explicit ChainProvider(std::vector<std::shared_ptr<CredentialsProvider>> chain) : chain_(std::move(chain)) {}
+  explicit ChainProvider(std::vector<std::shared_ptr<CredentialsProvider>> chain)
+      : chain_(std::move(chain)) {}
 
   Result<Credentials> Get() override {
     std::shared_ptr<CredentialsProvider> chosen;
@@ -278,7 +298,8 @@ std::shared_ptr<CredentialsProvider> MakeDefaultCredentialsChain(DefaultChainOpt
   chain.push_back(std::make_shared<EnvironmentCredentialsProvider>(options.env));
   if (auto web = WebIdentityProvider::OptionsFromEnv(options.env)) {
     std::string region = options.region;
-    if (region.empty()) region = options.env("AWS_REGION").value_or(options.env("AWS_DEFAULT_REGION").value_or("us-east-1"));
+    if (region.empty())
+      region = options.env("AWS_REGION").value_or(options.env("AWS_DEFAULT_REGION").value_or("us-east-1"));
     StsOptions sts_options;
     sts_options.region = region;
     sts_options.transport = options.transport;

@@ -1,6 +1,6 @@
 // STS: AssumeRole (the customer's role, with ExternalId), AssumeRoleWithWebIdentity (Sluice's own identity on
-// Kubernetes/EKS), GetCallerIdentity (the principal the policy generator prints), the credential providers built
-// on them, and the default chain for Sluice's own identity.
+// Kubernetes/EKS), GetCallerIdentity (the principal the policy generator prints), the credential providers
+// built on them, and the default chain for Sluice's own identity.
 //
 // Usage (per pipeline):
 //   auto transport = std::shared_ptr<http::HttpTransport>(http::MakeCurlTransport());
@@ -50,7 +50,8 @@ struct StsOptions {
 };
 
 /// The STS endpoint URL (no trailing slash) for `region` under the override rules above.
-std::string ResolveStsEndpoint(std::string_view region, std::string_view explicit_endpoint, const EnvGetter& env);
+std::string ResolveStsEndpoint(std::string_view region, std::string_view explicit_endpoint,
+                               const EnvGetter& env);
 
 struct AssumeRoleRequest {
   std::string role_arn;
@@ -63,7 +64,7 @@ struct AssumeRoleRequest {
 };
 
 struct AssumedRole {
-  Credentials credentials;  // with expiration
+  Credentials credentials;       // with expiration
   std::string assumed_role_arn;  // arn:aws:sts::123456789012:assumed-role/role/session
   std::string assumed_role_id;
 };
@@ -74,8 +75,8 @@ struct CallerIdentity {
   std::string user_id;
 };
 
-/// A role session name from project and pipeline, e.g. ("p12", "daily") → "sluice-p12-daily": characters outside
-/// [A-Za-z0-9+=,.@_-] become '-', and the result is cut to 64 characters (AWS's limit).
+/// A role session name from project and pipeline, e.g. ("p12", "daily") → "sluice-p12-daily": characters
+/// outside [A-Za-z0-9+=,.@_-] become '-', and the result is cut to 64 characters (AWS's limit).
 std::string MakeSessionName(std::string_view project, std::string_view pipeline);
 /// kInvalidArgument unless 2..64 characters of [A-Za-z0-9+=,.@_-].
 Status ValidateSessionName(std::string_view name);
@@ -91,19 +92,28 @@ class StsClient {
   Result<AssumedRole> AssumeRole(const AssumeRoleRequest& request) const;
   /// Unsigned; the OIDC token authenticates.
   Result<AssumedRole> AssumeRoleWithWebIdentity(std::string_view role_arn, std::string_view session_name,
-                                                const Secret& web_identity_token, int duration_seconds = 3600) const;
+                                                const Secret& web_identity_token,
+                                                int duration_seconds = 3600) const;
   Result<CallerIdentity> GetCallerIdentity() const;
 
   const std::string& endpoint() const { return endpoint_; }
 
  private:
-  Result<http::OutboundResponse> Post(const Executor& executor, std::string operation, std::string form) const;
+  Result<http::OutboundResponse> Post(const Executor& executor, std::string operation,
+                                      std::string form) const;
 
   StsOptions options_;
   std::string endpoint_;
   Executor signed_;
   Executor unsigned_;
 };
+
+/// Confused-deputy probe (SPEC §5): assumes `role_arn` with a random WRONG external ID. true when STS refused
+/// it (the role's trust policy requires the right sts:ExternalId), false when STS accepted it (the role
+/// trusts Sluice whatever external ID is presented, so any project that learns the ARN could use it: refuse
+/// the role). The STS error when the answer was neither (unreachable, throttled, …).
+Result<bool> RoleRequiresExternalId(const StsClient& sts, std::string_view role_arn,
+                                    std::string_view session_name);
 
 /// The customer's role: AssumeRole with the base (Sluice's own) credentials, cached and refreshed ahead of
 /// expiry (RefreshingCredentialsProvider).
@@ -128,8 +138,8 @@ class AssumeRoleProvider final : public RefreshingCredentialsProvider {
   Options options_;
 };
 
-/// AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN [+ AWS_ROLE_SESSION_NAME]: reads the token file at every refresh
-/// (Kubernetes rotates it) and calls AssumeRoleWithWebIdentity.
+/// AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN [+ AWS_ROLE_SESSION_NAME]: reads the token file at every
+/// refresh (Kubernetes rotates it) and calls AssumeRoleWithWebIdentity.
 class WebIdentityProvider final : public RefreshingCredentialsProvider {
  public:
   struct Options {
@@ -165,8 +175,9 @@ struct DefaultChainOptions {
   const Clock* clock = &SystemClock::Instance();
 };
 
-/// Sluice's own identity: explicit → environment → web identity → shared profile. The first source that yields
-/// credentials is used from then on (like the AWS SDKs); kUnauthenticated naming every source tried otherwise.
+/// Sluice's own identity: explicit → environment → web identity → shared profile. The first source that
+/// yields credentials is used from then on (like the AWS SDKs); kUnauthenticated naming every source tried
+/// otherwise.
 std::shared_ptr<CredentialsProvider> MakeDefaultCredentialsChain(DefaultChainOptions options);
 
 }  // namespace sluice::aws

@@ -8,10 +8,13 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "aws/credentials.h"
+#include "aws/endpoint_policy.h"
 #include "aws/retry.h"
+#include "aws/sts.h"
 #include "cloudimport/connector.h"
 #include "common/result.h"
 #include "http/transport.h"
@@ -25,6 +28,10 @@ struct SourceContext {
   std::shared_ptr<aws::CredentialsProvider> own_credentials;
   /// Null = a libcurl transport per source.
   std::shared_ptr<http::HttpTransport> transport;
+  /// The endpoints a connector's s3_endpoint may name (`sluice serve --allow-endpoint`,
+  /// AWS_ENDPOINT_URL[_S3]); nullopt = only the operator's AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 from the
+  /// environment.
+  std::optional<aws::EndpointPolicy> endpoints;
   /// Retries of one S3/STS call (the executor's single retry layer).
   aws::RetryPolicy retry = [] {
     aws::RetryPolicy p;
@@ -36,24 +43,32 @@ struct SourceContext {
   }();
 };
 
-/// A source: the object store and the role credentials behind it (so a failed AssumeRole can be told apart from
-/// a denied S3 call).
+/// A source: the object store and the role credentials behind it (so a failed AssumeRole can be told apart
+/// from a denied S3 call).
 struct Source {
   std::shared_ptr<aws::CredentialsProvider> role;  // null for sources without a role (tests)
   std::shared_ptr<objstore::ObjectStore> store;
+  /// For the wrong-external-ID probe at create (null for sources without a role).
+  std::shared_ptr<aws::StsClient> sts;
+  std::string role_arn;
+  std::string session_name;
 };
 
 /// The external ID Sluice presents for `project`: its `external_id`, else its token.
 std::string ExternalIdOf(const store::Project& project);
 
-/// Builds the S3 source of `spec` (region, optional s3_endpoint also used for STS). kInvalidArgument for bad
-/// settings. Makes no network call.
-Result<Source> OpenS3Source(const ConnectorSpec& spec, const store::Project& project, const SourceContext& context);
+/// Builds the S3 source of `spec` (region, optional s3_endpoint — which must be one the operator allowed; STS
+/// never goes there, only to the regional STS or the operator's AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL).
+/// kInvalidArgument for bad or disallowed settings. Makes no network call.
+Result<Source> OpenS3Source(const ConnectorSpec& spec, const store::Project& project,
+                            const SourceContext& context);
 
-/// The create-time access check: assume the role, list the prefix (s3:ListBucket) and read one object
-/// (s3:GetObject; with an empty prefix a GET of a random missing key tells NoSuchKey — allowed — from
-/// AccessDenied). On failure fills `issue` (code "invalid_permissions_s3" naming the denied action and the
-/// statement to add, or "invalid_property" for a missing bucket) and returns the error.
+/// The create-time access check: assume the role, make sure it refuses a random WRONG external ID (else the
+/// role trusts Sluice for every project — a confused deputy — and the connector is refused with the
+/// trust-policy statement to add, code "invalid_permissions_s3"), list the prefix (s3:ListBucket) and read
+/// one object (s3:GetObject; with an empty prefix a GET of a random missing key tells NoSuchKey — allowed —
+/// from AccessDenied). On failure fills `issue` (code "invalid_permissions_s3" naming the denied action and
+/// the statement to add, or "invalid_property" for a missing bucket) and returns the error.
 Status CheckSourceAccess(const Source& source, const ConnectorSpec& spec, const std::string& external_id,
                          ValidationIssue* issue);
 

@@ -1,8 +1,10 @@
 #include "objstore/destination_check.h"
 
-#include <boost/json.hpp>
 #include <fmt/format.h>
 
+#include <boost/json.hpp>
+
+#include "aws/errors.h"
 #include "aws/policy.h"
 #include "aws/providers.h"
 #include "aws/sts.h"
@@ -22,9 +24,12 @@ std::string TrimSlashes(std::string_view s) {
 
 std::string_view SseValue(Encryption::Mode mode) {
   switch (mode) {
-    case Encryption::Mode::kNone: return "";
-    case Encryption::Mode::kAes256: return "AES256";
-    case Encryption::Mode::kKms: return "aws:kms";
+    case Encryption::Mode::kNone:
+      return "";
+    case Encryption::Mode::kAes256:
+      return "AES256";
+    case Encryption::Mode::kKms:
+      return "aws:kms";
   }
   return "";
 }
@@ -39,8 +44,8 @@ class Checker {
   Checker(const DestinationSpec& spec, const DestinationCheckOptions& options)
       : spec_(spec), options_(options), prefix_(TrimSlashes(spec.prefix)) {
     result_.probe_key = ProbeKey(prefix_, RandomHex(64));
-    result_.destination = fmt::format("s3://{}/{} ({}) via role {}", spec_.bucket, prefix_, spec_.region,
-                                      spec_.role_arn);
+    result_.destination =
+        fmt::format("s3://{}/{} ({}) via role {}", spec_.bucket, prefix_, spec_.region, spec_.role_arn);
     transport_ = options_.transport ? options_.transport
                                     : std::shared_ptr<http::HttpTransport>(http::MakeCurlTransport());
   }
@@ -54,9 +59,24 @@ class Checker {
     aws::StsOptions sts_options;
     sts_options.region = spec_.region.empty() ? "us-east-1" : spec_.region;
     sts_options.transport = transport_;
-    sts_options.endpoint = !spec_.sts_endpoint.empty() ? spec_.sts_endpoint : spec_.endpoint;
+    sts_options.endpoint = spec_.sts_endpoint;  // never spec_.endpoint (see destination_check.h)
     sts_options.retry = options_.retry;
     sts_ = std::make_shared<aws::StsClient>(sts_options, options_.base_credentials);
+
+    // No identity at all is a server set-up problem, not something STS rejected.
+    if (auto own = options_.base_credentials->Get();
+        !own.ok() && own.error().code == ErrorCode::kUnauthenticated) {
+      Fail("assume-role",
+           fmt::format(
+               "Sluice has no AWS credentials of its own: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+               "a profile (AWS_PROFILE / ~/.aws/credentials) or a web identity (AWS_WEB_IDENTITY_TOKEN_FILE "
+               "and AWS_ROLE_ARN) for the Sluice process, then try again. ({})",
+               own.error().message),
+           own.error());
+      SkipRest({"external-id", "put", "get", "encryption", "list", "delete"},
+               "Sluice has no AWS credentials");
+      return std::move(result_);
+    }
 
     auto role = AssumeRole();
     CheckExternalIdEnforced();
@@ -71,8 +91,8 @@ class Checker {
     store_options.encryption = spec_.encryption;
     store_options.retry = options_.retry;
     auto store = s3::S3ObjectStore::Create(
-        store_options, std::make_shared<aws::StaticCredentialsProvider>(*role, "assume-role " + spec_.role_arn),
-        transport_);
+        store_options,
+        std::make_shared<aws::StaticCredentialsProvider>(*role, "assume-role " + spec_.role_arn), transport_);
     if (!store.ok()) {
       Fail("put", "the destination settings are invalid: " + store.error().message, store.error());
       SkipRest({"get", "encryption", "list", "delete"}, "the destination settings are invalid");
@@ -95,7 +115,8 @@ class Checker {
   void Pass(std::string name, std::string message) { Add(std::move(name), true, std::move(message)); }
   CheckStep& Fail(std::string name, std::string message, const Error& e) {
     CheckStep& s = Add(std::move(name), false, std::move(message));
-    if (!e.message.empty() || e.code != ErrorCode::kInternal) s.error_code = std::string(ErrorCodeName(e.code));
+    if (!e.message.empty() || e.code != ErrorCode::kInternal)
+      s.error_code = std::string(ErrorCodeName(e.code));
     return s;
   }
   void SkipRest(std::initializer_list<const char*> names, const std::string& why) {
@@ -113,11 +134,10 @@ class Checker {
     return own_principal_;
   }
 
-  std::string TrustStatement() {
-    return fmt::format(
-        R"({{"Effect": "Allow", "Principal": {{"AWS": "{}"}}, "Action": "sts:AssumeRole", )"
-        R"("Condition": {{"StringEquals": {{"sts:ExternalId": "{}"}}}}}})",
-        OwnPrincipal(), spec_.external_id);
+  std::string TrustStatement() { return aws::ExternalIdTrustStatement(OwnPrincipal(), spec_.external_id); }
+
+  std::string BucketArn() const {
+    return fmt::format("arn:{}:s3:::{}", aws::PartitionOfRegion(spec_.region), spec_.bucket);
   }
 
   std::optional<aws::Credentials> AssumeRole() {
@@ -128,25 +148,25 @@ class Checker {
     req.duration_seconds = 900;  // the shortest STS allows: the check needs seconds
     auto assumed = sts_->AssumeRole(req);
     if (assumed.ok()) {
-      Pass("assume-role", fmt::format("assumed {} with external ID {} as {}", spec_.role_arn, spec_.external_id,
-                                      assumed->assumed_role_arn));
+      Pass("assume-role", fmt::format("assumed {} with external ID {} as {}", spec_.role_arn,
+                                      spec_.external_id, assumed->assumed_role_arn));
       return assumed->credentials;
     }
     const Error& e = assumed.error();
-    if (e.code == ErrorCode::kUnauthenticated) {
+    if (std::string problem = aws::CredentialsProblem(e); !problem.empty()) {
       Fail("assume-role",
-           fmt::format("Sluice's own AWS credentials ({}) were rejected by STS: check the access key ID and the "
-                       "secret access key (and session token) Sluice runs with. ({})",
-                       options_.base_credentials->Name(), e.ToString()),
+           fmt::format("STS refused Sluice's own AWS credentials ({}): {}. ({})",
+                       options_.base_credentials->Name(), problem, e.ToString()),
            e);
     } else if (e.code == ErrorCode::kAccessDenied) {
       CheckStep& s = Fail(
           "assume-role",
-          fmt::format("{} may not assume {} with external ID {}. The role's trust policy must allow sts:AssumeRole "
-                      "for {} with Condition StringEquals sts:ExternalId = {}, and Sluice's own IAM policy must "
-                      "allow sts:AssumeRole on the role. ({})",
-                      OwnPrincipal(), spec_.role_arn, spec_.external_id, OwnPrincipal(), spec_.external_id,
-                      e.ToString()),
+          fmt::format(
+              "{} may not assume {} with external ID {}. The role's trust policy must allow sts:AssumeRole "
+              "for {} with Condition StringEquals sts:ExternalId = {}, and Sluice's own IAM policy must "
+              "allow sts:AssumeRole on the role. ({})",
+              OwnPrincipal(), spec_.role_arn, spec_.external_id, OwnPrincipal(), spec_.external_id,
+              e.ToString()),
           e);
       s.action = "sts:AssumeRole";
       s.resource = spec_.role_arn;
@@ -158,17 +178,12 @@ class Checker {
   }
 
   void CheckExternalIdEnforced() {
-    aws::AssumeRoleRequest req;
-    req.role_arn = spec_.role_arn;
-    req.session_name = kSessionName;
-    req.external_id = "sluice-wrong-" + RandomHex(64);
-    req.duration_seconds = 900;
-    auto assumed = sts_->AssumeRole(req);
-    if (!assumed.ok() && assumed.error().code == ErrorCode::kAccessDenied) {
+    auto enforced = aws::RoleRequiresExternalId(*sts_, spec_.role_arn, kSessionName);
+    if (enforced.ok() && *enforced) {
       Pass("external-id", fmt::format("{} refused a wrong external ID", spec_.role_arn));
       return;
     }
-    if (assumed.ok()) {
+    if (enforced.ok()) {
       CheckStep& s = Fail("external-id",
                           fmt::format("the trust policy of {} does not require sts:ExternalId; add Condition "
                                       "StringEquals sts:ExternalId = {} (confused-deputy protection)",
@@ -182,18 +197,21 @@ class Checker {
     }
     Fail("external-id",
          fmt::format("could not verify that {} refuses a wrong external ID: {}", spec_.role_arn,
-                     assumed.error().ToString()),
-         assumed.error());
+                     enforced.error().ToString()),
+         enforced.error());
   }
 
   // A failed S3 call: names the action, the resource and the statement to add when it was denied.
   void FailS3(const char* step, std::string_view action, const std::string& resource, const Error& e,
               std::string_view what) {
+    if (std::string problem = aws::CredentialsProblem(e); !problem.empty()) {
+      Fail(step, fmt::format("{} on {}: {}. ({})", action, resource, problem, e.ToString()), e);
+      return;
+    }
     if (e.code == ErrorCode::kAccessDenied) {
-      std::string grant_resource =
-          action == "s3:ListBucket" ? "arn:aws:s3:::" + spec_.bucket : "arn:aws:s3:::" + spec_.bucket + "/*";
-      std::string msg = fmt::format("{} on {} was denied for {}. Add to the role's permission policy: {}", action,
-                                    resource, spec_.role_arn, AllowStatement(action, grant_resource));
+      std::string grant_resource = action == "s3:ListBucket" ? BucketArn() : BucketArn() + "/*";
+      std::string msg = fmt::format("{} on {} was denied for {}. Add to the role's permission policy: {}",
+                                    action, resource, spec_.role_arn, AllowStatement(action, grant_resource));
       if (MentionsKms(e) && spec_.encryption.mode == Encryption::Mode::kKms) {
         msg += fmt::format(
             ". The denial mentions KMS: the key policy of {} must allow kms:GenerateDataKey, kms:Encrypt and "
@@ -208,8 +226,10 @@ class Checker {
       return;
     }
     if (e.code == ErrorCode::kNotFound && e.provider_code == "NoSuchBucket") {
-      Fail(step, fmt::format("bucket {} does not exist (region {}). ({})", spec_.bucket, spec_.region, e.ToString()),
-           e);
+      Fail(
+          step,
+          fmt::format("bucket {} does not exist (region {}). ({})", spec_.bucket, spec_.region, e.ToString()),
+          e);
       return;
     }
     Fail(step, fmt::format("{} failed: {}", what, e.ToString()), e);
@@ -217,8 +237,8 @@ class Checker {
 
   void RunObjectSteps() {
     const std::string& key = result_.probe_key;
-    const std::string object_arn = fmt::format("arn:aws:s3:::{}/{}", spec_.bucket, key);
-    const std::string bucket_arn = "arn:aws:s3:::" + spec_.bucket;
+    const std::string object_arn = fmt::format("{}/{}", BucketArn(), key);
+    const std::string bucket_arn = BucketArn();
     const std::string payload = fmt::format("sluice destination check {}\n", RandomHex(128));
 
     // put
@@ -239,9 +259,10 @@ class Checker {
         FailS3("get", "s3:GetObject", object_arn, got.error(), "reading the probe object back");
       } else if (*got != payload) {
         Fail("get",
-             fmt::format("read back {} bytes that differ from the {} bytes written (a proxy or the store altered "
-                         "the object)",
-                         got->size(), payload.size()),
+             fmt::format(
+                 "read back {} bytes that differ from the {} bytes written (a proxy or the store altered "
+                 "the object)",
+                 got->size(), payload.size()),
              Error(ErrorCode::kPermanent, "content mismatch"));
       } else {
         Pass("get", fmt::format("read {} back; {} bytes match", key, payload.size()));
@@ -261,7 +282,8 @@ class Checker {
       FailS3("list", "s3:ListBucket", bucket_arn, list.error(), "listing the probe's prefix");
     } else if (!put_ok) {
       Pass("list", fmt::format("listing {} is allowed (the probe object was not written)", key));
-    } else if (std::none_of(listed.begin(), listed.end(), [&](const ObjectInfo& o) { return o.key == key; })) {
+    } else if (std::none_of(listed.begin(), listed.end(),
+                            [&](const ObjectInfo& o) { return o.key == key; })) {
       Fail("list", fmt::format("listing prefix {} did not return the probe object {}", key, key),
            Error(ErrorCode::kPermanent, "probe not listed"));
     } else {
@@ -305,8 +327,8 @@ class Checker {
       // S3 reports the key ARN; a configured key id/alias may be written differently, so compare by suffix.
       if (!head->kms_key_id.ends_with(spec_.encryption.kms_key_id)) {
         Fail("encryption",
-             fmt::format("requested KMS key {} but the stored object reports key '{}'", spec_.encryption.kms_key_id,
-                         head->kms_key_id),
+             fmt::format("requested KMS key {} but the stored object reports key '{}'",
+                         spec_.encryption.kms_key_id, head->kms_key_id),
              Error(ErrorCode::kPermanent, "KMS key mismatch"));
         return;
       }
@@ -347,7 +369,8 @@ std::string DestinationCheckResult::ToText() const {
     const char* tag = s.ok ? "ok  " : (s.skipped ? "skip" : "FAIL");
     if (!s.ok && !s.skipped) ++failed;
     out += fmt::format("  [{}] {:<11} {}\n", tag, s.name, s.message);
-    if (!s.policy_statement.empty()) out += fmt::format("         {:<11} statement: {}\n", "", s.policy_statement);
+    if (!s.policy_statement.empty())
+      out += fmt::format("         {:<11} statement: {}\n", "", s.policy_statement);
   }
   out += ok() ? "Result: all checks passed\n"
               : fmt::format("Result: FAILED ({} of {} steps failed)\n", failed, steps.size());

@@ -1,5 +1,5 @@
-// Destination check (SPEC §5): before a pipeline is accepted, prove that Sluice can reach the customer's bucket
-// the way it will during exports, and say in plain words what to fix when it cannot.
+// Destination check (SPEC §5): before a pipeline is accepted, prove that Sluice can reach the customer's
+// bucket the way it will during exports, and say in plain words what to fix when it cannot.
 //
 //   DestinationSpec spec{.bucket = "acme-events", .region = "eu-west-1",
 //                        .role_arn = "arn:aws:iam::111122223333:role/sluice-export", .external_id = token,
@@ -15,7 +15,9 @@
 //   encryption    HeadObject reports the requested x-amz-server-side-encryption (and KMS key)
 //   list          ListObjectsV2 on the probe's prefix finds it
 //   delete        DeleteObject removes it
-// A denied step names the IAM action, the resource ARN and the policy statement to add.
+// A denied step names the IAM action, the resource ARN and the policy statement to add; rejected credentials
+// or a skewed clock are reported as such (aws::FixAreaOf), and a server with no AWS credentials at all says
+// so.
 #pragma once
 
 #include <memory>
@@ -37,9 +39,11 @@ struct DestinationSpec {
   std::string external_id;
   std::string prefix;
   Encryption encryption;
-  /// S3-compatible endpoint ("" = AWS, or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL).
+  /// S3-compatible endpoint ("" = AWS, or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL). Callers that take it from
+  /// a tenant check it against aws::EndpointPolicy first.
   std::string endpoint;
-  /// STS endpoint ("" = `endpoint` when that is set, else AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL / regional).
+  /// STS endpoint, an operator setting only ("" = AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL / the regional
+  /// STS). Never derived from `endpoint`: AssumeRole is signed with Sluice's own long-lived identity.
   std::string sts_endpoint;
 };
 
@@ -63,8 +67,8 @@ struct CheckStep {
   bool skipped = false;  // not run because an earlier step failed (ok is false)
   /// What happened, and when not ok, what to change.
   std::string message;
-  /// For a denied S3/STS call: the IAM action ("s3:PutObject"), the resource ARN and the JSON policy statement
-  /// that grants it. Empty otherwise.
+  /// For a denied S3/STS call: the IAM action ("s3:PutObject"), the resource ARN and the JSON policy
+  /// statement that grants it. Empty otherwise.
   std::string action;
   std::string resource;
   std::string policy_statement;

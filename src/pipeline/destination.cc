@@ -1,8 +1,16 @@
 #include "pipeline/destination.h"
 
-#include <filesystem>
-
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <filesystem>
+#include <vector>
 
 #include "aws/sts.h"
 #include "common/crypto.h"
@@ -13,27 +21,58 @@
 namespace sluice::pipeline {
 namespace {
 
+/// Closes a descriptor on scope exit.
+struct FdCloser {
+  int fd = -1;
+  ~FdCloser() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+Error OutsideRoot(std::string_view local_path) {
+  // One message for every way out of the root (.., absolute elsewhere, a symlink, a file in the way), so the
+  // answer says nothing about what exists outside it.
+  std::string shown(local_path.substr(0, 200));
+  for (char& c : shown) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  }
+  return InvalidArgument(fmt::format(
+      "local_path '{}' is not a directory under this server's local export root: give a path relative to the "
+      "root (e.g. exports/web), without '..' parts, symbolic links or files in the way",
+      shown));
+}
+
 class Factory final : public DestinationFactory {
  public:
   explicit Factory(DestinationFactoryOptions options) : options_(std::move(options)) {
     if (!options_.transport) options_.transport = http::MakeCurlTransport();
+    if (!options_.endpoints) {
+      auto from_env = aws::EndpointPolicy::Create({}, aws::SystemEnv());
+      // An invalid AWS_ENDPOINT_URL allows nothing extra (serve refuses to start with one anyway).
+      options_.endpoints = from_env.ok() ? std::move(from_env).value() : aws::EndpointPolicy();
+    }
   }
 
   Result<std::shared_ptr<objstore::ObjectStore>> Open(const Destination& d, const std::string& external_id,
                                                       const std::string& session) override {
     if (d.type == DestinationType::kLocal) {
-      SLUICE_ASSIGN_OR_RETURN(auto local, objstore::LocalObjectStore::Open(d.local_path));
+      // Also for pipelines stored before the root existed: one outside it fails here instead of writing.
+      SLUICE_ASSIGN_OR_RETURN(std::string dir, ConfineLocalPath(options_.local_export_root, d.local_path));
+      SLUICE_ASSIGN_OR_RETURN(auto local, objstore::LocalObjectStore::Open(dir));
       return std::shared_ptr<objstore::ObjectStore>(std::move(local));
     }
+    SLUICE_TRY(options_.endpoints->Check(d.s3_endpoint));
     if (!options_.own_credentials) {
-      return Error(ErrorCode::kUnauthenticated,
-                   "Sluice has no AWS identity of its own to assume the customer's role with: set "
-                   "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or a web identity token for `sluice serve`");
+      return Error(
+          ErrorCode::kUnauthenticated,
+          "Sluice has no AWS identity of its own to assume the customer's role with: set "
+          "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or a web identity token for `sluice serve`");
     }
     aws::StsOptions sts;
     sts.region = d.s3_region.empty() ? "us-east-1" : d.s3_region;
     sts.transport = options_.transport;
-    sts.endpoint = d.s3_endpoint;
+    // STS is never the tenant's endpoint (AssumeRole is signed with Sluice's own identity): the regional one,
+    // or the operator's AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL.
     sts.retry = options_.retry;
     auto client = std::make_shared<aws::StsClient>(sts, options_.own_credentials);
     aws::AssumeRoleProvider::Options ar;
@@ -62,6 +101,7 @@ class Factory final : public DestinationFactory {
 
   Status Check(const Destination& d, const std::string& external_id) override {
     if (d.type == DestinationType::kLocal) return CheckLocal(d);
+    SLUICE_TRY(options_.endpoints->Check(d.s3_endpoint));  // before any request is sent anywhere
     objstore::DestinationSpec spec;
     spec.bucket = d.s3_bucket;
     spec.region = d.s3_region;
@@ -75,34 +115,40 @@ class Factory final : public DestinationFactory {
     co.transport = options_.transport;
     objstore::DestinationCheckResult r = objstore::CheckDestination(spec, co);
     if (r.ok()) return OkStatus();
-    return Error(ErrorCode::kAccessDenied, "destination check failed for " + r.destination + ":\n" + r.ToText());
+    return Error(ErrorCode::kAccessDenied,
+                 "destination check failed for " + r.destination + ":\n" + r.ToText());
   }
 
  private:
   static std::string SessionName(const std::string& session) {
     std::string out = "sluice-";
     for (char c : session) {
-      const bool ok = std::isalnum(static_cast<unsigned char>(c)) || std::string_view("+=,.@_-").find(c) !=
-                                                                         std::string_view::npos;
+      const bool ok = std::isalnum(static_cast<unsigned char>(c)) ||
+                      std::string_view("+=,.@_-").find(c) != std::string_view::npos;
       out += ok ? c : '-';
     }
     if (out.size() > 64) out.resize(64);
     return out;
   }
 
-  static Status CheckLocal(const Destination& d) {
-    if (d.local_path.empty() || !std::filesystem::path(d.local_path).is_absolute()) {
-      return InvalidArgument("local_path must be an absolute directory path on the Sluice server");
-    }
-    SLUICE_ASSIGN_OR_RETURN(auto store, objstore::LocalObjectStore::Open(d.local_path));
+  Status CheckLocal(const Destination& d) const {
+    SLUICE_ASSIGN_OR_RETURN(std::string dir, ConfineLocalPath(options_.local_export_root, d.local_path));
+    auto store = objstore::LocalObjectStore::Open(dir);
     const std::string probe = ".sluice-probe-" + RandomHex(64);
-    if (auto put = store->Put(probe, "probe"); !put.ok()) {
-      return Error(ErrorCode::kAccessDenied,
-                   fmt::format("cannot write to {}: {}", d.local_path, put.error().message));
+    // The path is inside the root, so naming it is fine; the OS's error text is not passed on.
+    if (!store.ok() || !(*store)->Put(probe, "probe").ok()) {
+      return Error(
+          ErrorCode::kAccessDenied,
+          fmt::format("Sluice cannot write to local_path '{}' under the local export root: the operator "
+                      "must make it writable for the server's user",
+                      d.local_path));
     }
-    if (auto del = store->Delete(probe); !del.ok()) {
-      return Error(ErrorCode::kAccessDenied,
-                   fmt::format("cannot delete from {}: {}", d.local_path, del.error().message));
+    if (!(*store)->Delete(probe).ok()) {
+      return Error(
+          ErrorCode::kAccessDenied,
+          fmt::format("Sluice cannot delete files in local_path '{}' under the local export root: the "
+                      "operator must make it writable for the server's user",
+                      d.local_path));
     }
     return OkStatus();
   }
@@ -114,6 +160,83 @@ class Factory final : public DestinationFactory {
 
 std::unique_ptr<DestinationFactory> MakeDestinationFactory(DestinationFactoryOptions options) {
   return std::make_unique<Factory>(std::move(options));
+}
+
+Result<std::string> ConfineLocalPath(const std::string& root, std::string_view local_path) {
+  if (root.empty()) {
+    return InvalidArgument(
+        "type=local destinations are not enabled on this server: the operator must start it with `sluice "
+        "serve "
+        "--local-export-root DIR` to allow pipelines to write under DIR (or use type=s3)");
+  }
+  if (local_path.empty() || local_path.size() > 4096 || local_path.find('\0') != std::string_view::npos) {
+    return OutsideRoot(local_path);
+  }
+  // The parts below the root: a relative path is taken under it; an absolute one must start with it.
+  std::vector<std::string> parts;
+  auto split = [](std::string_view path, std::vector<std::string>& out) {
+    size_t pos = 0;
+    while (pos <= path.size()) {
+      size_t slash = path.find('/', pos);
+      if (slash == std::string_view::npos) slash = path.size();
+      std::string_view part = path.substr(pos, slash - pos);
+      if (!part.empty() && part != ".") out.emplace_back(part);
+      pos = slash + 1;
+    }
+  };
+  std::vector<std::string> given;
+  split(local_path, given);
+  if (local_path.front() == '/') {
+    std::vector<std::string> root_parts;
+    split(root, root_parts);
+    if (given.size() < root_parts.size() ||
+        !std::equal(root_parts.begin(), root_parts.end(), given.begin())) {
+      return OutsideRoot(local_path);
+    }
+    parts.assign(given.begin() + static_cast<std::ptrdiff_t>(root_parts.size()), given.end());
+  } else {
+    parts = std::move(given);
+  }
+  for (const auto& part : parts) {
+    if (part == "..") return OutsideRoot(local_path);
+  }
+  // Walk down from the root one directory at a time, never following a symbolic link, creating what is
+  // missing.
+  FdCloser dir{::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
+  if (dir.fd < 0) {
+    return Unavailable("the local export root cannot be opened: the operator must check --local-export-root");
+  }
+  std::string out = root;
+  for (const auto& part : parts) {
+    int next = ::openat(dir.fd, part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (next < 0 && errno == ENOENT) {
+      if (::mkdirat(dir.fd, part.c_str(), 0750) != 0 && errno != EEXIST) {
+        return Error(
+            ErrorCode::kAccessDenied,
+            fmt::format("Sluice cannot create local_path '{}' under the local export root: the operator "
+                        "must make the root writable for the server's user",
+                        local_path.substr(0, 200)));
+      }
+      next = ::openat(dir.fd, part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    }
+    if (next < 0) return OutsideRoot(local_path);  // ELOOP (a symlink), ENOTDIR (a file), EACCES…
+    ::close(dir.fd);
+    dir.fd = next;
+    out += "/" + part;
+  }
+  // Re-check after creation: the directory we hold must still resolve inside the root.
+  char resolved[PATH_MAX];
+  if (::realpath(out.c_str(), resolved) == nullptr) return OutsideRoot(local_path);
+  std::string_view r(resolved);
+  if (r != root && !(r.starts_with(root) && (root == "/" || r[root.size()] == '/')))
+    return OutsideRoot(local_path);
+  struct stat held {
+  }, named{};
+  if (::fstat(dir.fd, &held) != 0 || ::stat(resolved, &named) != 0 || held.st_dev != named.st_dev ||
+      held.st_ino != named.st_ino) {
+    return OutsideRoot(local_path);
+  }
+  return std::string(resolved);
 }
 
 std::string DescribeDestination(const Destination& d) {

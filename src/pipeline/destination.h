@@ -4,9 +4,12 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "aws/credentials.h"
+#include "aws/endpoint_policy.h"
 #include "aws/retry.h"
 #include "http/transport.h"
 #include "objstore/object_store.h"
@@ -27,6 +30,12 @@ class DestinationFactory {
 };
 
 struct DestinationFactoryOptions {
+  /// `sluice serve --local-export-root DIR`, canonical (realpath). Empty = type=local destinations are off:
+  /// writing to the server's disk is the operator's decision, never a tenant's.
+  std::string local_export_root;
+  /// The S3-compatible endpoints a tenant's s3_endpoint may name (aws/endpoint_policy.h); nullopt = only the
+  /// operator's AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3, read when the factory is made.
+  std::optional<aws::EndpointPolicy> endpoints;
   /// Sluice's own identity; signs AssumeRole. Required for S3 destinations.
   std::shared_ptr<aws::CredentialsProvider> own_credentials;
   std::shared_ptr<http::HttpTransport> transport;  // null = libcurl
@@ -41,6 +50,13 @@ struct DestinationFactoryOptions {
 };
 
 std::unique_ptr<DestinationFactory> MakeDestinationFactory(DestinationFactoryOptions options);
+
+/// The directory a type=local destination writes to: `local_path` taken under `root` (a relative path) or an
+/// absolute path inside `root`, with no ".." part, created if missing one directory at a time without
+/// following any symbolic link (openat + O_NOFOLLOW), then re-checked with realpath. kInvalidArgument when
+/// local destinations are off (`root` empty) or the path leaves the root; the message is the same whether or
+/// not anything exists outside the root, and names nothing outside it.
+Result<std::string> ConfineLocalPath(const std::string& root, std::string_view local_path);
 
 /// "s3://bucket/prefix (region)" or "local:/path".
 std::string DescribeDestination(const Destination& destination);

@@ -476,6 +476,11 @@ class Pipelines::Impl {
       if (other.project_id != spec.project_id || other.data_source != spec.data_source) continue;
       if (other.name == ignore_name) continue;
       if (info.status == PipelineStatus::kCanceled || info.status == PipelineStatus::kFinished) continue;
+      if (spec.trial && other.trial) {
+        return InvalidArgument(fmt::format("project {} already has a trial {} pipeline ({}): Mixpanel allows one "
+                                           "trial pipeline per data source; cancel it or create a regular one",
+                                           spec.project_id, ToString(spec.data_source), other.name));
+      }
       if (other.recurring()) {
         ++recurring;
         if (spec.recurring() && other.frequency == spec.frequency) {

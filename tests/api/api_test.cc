@@ -185,6 +185,42 @@ TEST_F(ApiTest, AdminSetsAProjectsExternalId) {
             404);
 }
 
+// Issue 9 item 3: two projects presenting the same ExternalId could assume each other's roles, so an external ID
+// that another project uses (as its external ID or as its token) is refused.
+TEST_F(ApiTest, AdminRefusesAnExternalIdAnotherProjectUses) {
+  auto other = Send("POST", "/api/app/projects", R"({"name":"other"})", {{"Authorization", Bearer()}});
+  ASSERT_EQ(other.status, 200) << other.body;
+  const std::string other_token = json::value_to<std::string>(other.Json().at("token"));
+  const std::string other_path = "/api/app/projects/" + std::to_string(other.Json().at("id").as_int64());
+  const std::string path = "/api/app/projects/" + std::to_string(project_id_);
+
+  // Another project's token.
+  auto token_taken = Send("POST", path, json::serialize(json::object{{"external_id", other_token}}),
+                          {{"Authorization", Bearer()}});
+  EXPECT_EQ(token_taken.status, 409) << token_taken.body;
+  EXPECT_NE(token_taken.body.find("another project"), std::string::npos) << token_taken.body;
+  // Another project's external ID.
+  ASSERT_EQ(Send("POST", other_path, R"({"external_id":"shared-ext-id"})", {{"Authorization", Bearer()}}).status, 200);
+  auto ext_taken = Send("POST", path, R"({"external_id":"shared-ext-id"})", {{"Authorization", Bearer()}});
+  EXPECT_EQ(ext_taken.status, 409) << ext_taken.body;
+  // Nothing was changed by the refusals.
+  auto stored = store_->GetProject(static_cast<uint32_t>(project_id_));
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  EXPECT_EQ((*stored)->external_id, "");
+  // A project may set its own token, re-set its own external ID, and take one the other project released.
+  EXPECT_EQ(Send("POST", path, json::serialize(json::object{{"external_id", token_}}), {{"Authorization", Bearer()}})
+                .status,
+            200);
+  EXPECT_EQ(Send("POST", other_path, R"({"external_id":"shared-ext-id"})", {{"Authorization", Bearer()}}).status, 200);
+  ASSERT_EQ(Send("POST", other_path, R"({"external_id":""})", {{"Authorization", Bearer()}}).status, 200);
+  EXPECT_EQ(Send("POST", path, R"({"external_id":"shared-ext-id"})", {{"Authorization", Bearer()}}).status, 200);
+  // The other project now presents its token; this project's token cannot become the other's external ID.
+  EXPECT_EQ(Send("POST", other_path, json::serialize(json::object{{"external_id", token_}}),
+                 {{"Authorization", Bearer()}})
+                .status,
+            409);
+}
+
 TEST_F(ApiTest, ImportStoresAndReadBackEqualsWhatWasSent) {
   std::string batch = "[" + Event("Signed up", "id-1", R"(,"plan":"pro","price":1.10,"big":123456789012345678901234567890,"nested":{"a":[1,2,{"b":"c"}]},"uni":"\u00fc\n")") +
                       "," + Event("Paid", "id-2") + "]";

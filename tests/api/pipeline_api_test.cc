@@ -413,7 +413,7 @@ TEST_F(PipelineApiTest, RequiresTheProjectSecretOrTheAdminToken) {
 
 TEST_F(PipelineApiTest, CreatePassesEveryParameterToTheManager) {
   auto r = Post("create", {{"type", "s3-raw"},
-                           {"trial", "true"},
+                           {"trial", "false"},  // trial=true has its own rules (TrialPipelinesFollow…)
                            {"data_source", "events"},
                            {"from_date", "2026-10-01"},
                            {"to_date", "2026-10-31"},
@@ -441,7 +441,7 @@ TEST_F(PipelineApiTest, CreatePassesEveryParameterToTheManager) {
   EXPECT_EQ(s.name, "");
   EXPECT_EQ(s.type_param, "s3-raw");
   EXPECT_EQ(s.destination.type, DestinationType::kS3);
-  EXPECT_TRUE(s.trial);
+  EXPECT_FALSE(s.trial);
   EXPECT_EQ(s.data_source, DataSource::kEvents);
   EXPECT_EQ(s.from_date, "2026-10-01");
   EXPECT_EQ(s.to_date, "2026-10-31");
@@ -592,9 +592,17 @@ TEST_F(PipelineApiTest, CreateRefusesEveryInvalidParameterWithAClearMessage) {
       {"local without path",
        {{"type", "local"}, {"from_date", "2026-11-01"}},
        "local_path is required for type=local"},
-      {"local relative path",
-       {{"type", "local"}, {"from_date", "2026-11-01"}, {"local_path", "out"}},
-       "must be an absolute path"},
+      {"local path with ..",
+       {{"type", "local"}, {"from_date", "2026-11-01"}, {"local_path", "out/../../etc"}},
+       "may not contain '..' parts"},
+      {"endpoint with a path", With(S3Create(), {{"s3_endpoint", "http://127.0.0.1:9000/bucket"}}),
+       "has a path, query or fragment"},
+      {"endpoint with a query", With(S3Create(), {{"s3_endpoint", "https://s3.example.com?x=1"}}),
+       "has a path, query or fragment"},
+      {"endpoint with user info", With(S3Create(), {{"s3_endpoint", "http://user:pw@s3.example.com"}}),
+       "has a user name or password"},
+      {"endpoint with a bad port", With(S3Create(), {{"s3_endpoint", "http://s3.example.com:99999"}}),
+       "has an invalid port"},
       {"local with bucket",
        {{"type", "local"}, {"from_date", "2026-11-01"}, {"local_path", "/x"}, {"s3_bucket", "acme-events"}},
        "s3_bucket does not apply to type=local"},
@@ -1081,6 +1089,68 @@ TEST(PipelineParamsTest, Formatting) {
   EXPECT_EQ(api::FormatTimestampMs(0), "1970-01-01T00:00:00Z");
   EXPECT_EQ(api::FormatTimestampMs(kNowSeconds * 1000 + 999), "2026-11-24T12:00:00Z");
   EXPECT_EQ(api::FormatTimestampMs(951782400000), "2000-02-29T00:00:00Z");
+}
+
+}  // namespace
+}  // namespace sluice
+
+namespace sluice {
+namespace {
+
+// Issue 10 item 9: Mixpanel's UI spells the encryption modes AES and KMS.
+TEST_F(PipelineApiTest, EncryptionModesAreCaseInsensitive) {
+  const std::vector<std::pair<std::string, objstore::Encryption::Mode>> cases = {
+      {"AES", objstore::Encryption::Mode::kAes256}, {"KMS", objstore::Encryption::Mode::kKms},
+      {"Kms", objstore::Encryption::Mode::kKms},    {"NONE", objstore::Encryption::Mode::kNone},
+      {"aes", objstore::Encryption::Mode::kAes256}};
+  for (const auto& [value, mode] : cases) {
+    auto r = Post("create", With(S3Create(), {{"s3_encryption", value}}));
+    ASSERT_EQ(r.status, 200) << value << ": " << r.body;
+    EXPECT_EQ(manager_.created().back().destination.encryption.mode, mode) << value;
+  }
+  auto bad = Post("create", With(S3Create(), {{"s3_encryption", "AES256"}}));
+  EXPECT_EQ(bad.status, 400) << bad.body;
+}
+
+// Issue 10 item 9: trial=true is Mixpanel's trial pipeline — yesterday's data, daily, no sync, no filters.
+TEST_F(PipelineApiTest, TrialPipelinesFollowMixpanelsTrialRules) {
+  auto r = Post("create", With(Without(S3Create(), "from_date"), {{"trial", "true"}}));
+  ASSERT_EQ(r.status, 200) << r.body;
+  const PipelineSpec s = manager_.created().back();
+  EXPECT_TRUE(s.trial);
+  EXPECT_EQ(s.from_date, "2026-11-23");  // yesterday of kToday
+  EXPECT_EQ(s.frequency, pipeline::Frequency::kDaily);
+  EXPECT_FALSE(s.sync);
+  EXPECT_TRUE(s.recurring());
+  // Explicitly the same values are fine.
+  auto same = Post("create", With(Without(S3Create(), "from_date"), {{"trial", "true"},
+                                                                        {"from_date", "2026-11-23"},
+                                                                        {"frequency", "daily"},
+                                                                        {"sync", "false"}}));
+  EXPECT_EQ(same.status, 200) << same.body;
+
+  struct Case {
+    const char* what;
+    Params params;
+    const char* message_part;
+  };
+  const Params trial = With(Without(S3Create(), "from_date"), {{"trial", "true"}});
+  const std::vector<Case> cases = {
+      {"another from_date", With(trial, {{"from_date", "2026-11-01"}}), "export from yesterday (2026-11-23)"},
+      {"hourly", With(trial, {{"frequency", "hourly"}}), "run daily"},
+      {"sync", With(trial, {{"sync", "true"}}), "do not sync late data"},
+      {"events", With(trial, {{"events", "Signed Up"}}), "events filters are not available"},
+      {"where", With(trial, {{"where", R"(properties["a"] == 1)"}}), "where filters are not available"},
+      {"to_date", With(trial, {{"to_date", "2026-11-23"}}), "omit to_date"},
+  };
+  const size_t before = manager_.created().size();
+  for (const auto& c : cases) {
+    auto bad = Post("create", c.params);
+    EXPECT_EQ(bad.status, 400) << c.what << ": " << bad.body;
+    if (bad.status != 400) continue;
+    EXPECT_NE(bad.Error().find(c.message_part), std::string::npos) << c.what << ": " << bad.body;
+  }
+  EXPECT_EQ(manager_.created().size(), before) << "a refused trial reached the manager";
 }
 
 }  // namespace

@@ -1,9 +1,9 @@
 // Policy generator: the three documents in the shape of the seed docs, the import variant, validation.
 #include "aws/policy.h"
 
-#include <boost/json.hpp>
 #include <gtest/gtest.h>
 
+#include <boost/json.hpp>
 #include <string>
 #include <vector>
 
@@ -140,7 +140,35 @@ TEST(PolicyTest, PrincipalFromCallerArn) {
   EXPECT_EQ(PrincipalFromCallerArn("arn:aws:sts::111122223333:assumed-role/sluice-runtime/i-0abc"),
             "arn:aws:iam::111122223333:role/sluice-runtime");
   EXPECT_EQ(PrincipalFromCallerArn("arn:aws-cn:sts::1:assumed-role/r/s"), "arn:aws-cn:iam::1:role/r");
-  EXPECT_EQ(PrincipalFromCallerArn("arn:aws:iam::111122223333:user/sluice"), "arn:aws:iam::111122223333:user/sluice");
+  EXPECT_EQ(PrincipalFromCallerArn("arn:aws:iam::111122223333:user/sluice"),
+            "arn:aws:iam::111122223333:user/sluice");
+}
+
+// Issue 10 item 9: ARNs in China and GovCloud regions use their own partitions.
+TEST(PolicyTest, PartitionFollowsTheRegion) {
+  EXPECT_EQ(PartitionOfRegion("cn-north-1"), "aws-cn");
+  EXPECT_EQ(PartitionOfRegion("cn-northwest-1"), "aws-cn");
+  EXPECT_EQ(PartitionOfRegion("us-gov-west-1"), "aws-us-gov");
+  EXPECT_EQ(PartitionOfRegion("eu-west-1"), "aws");
+  EXPECT_EQ(PartitionOfRegion(""), "aws");
+  for (const auto& [region, partition] : std::vector<std::pair<std::string, std::string>>{
+           {"cn-north-1", "aws-cn"}, {"us-gov-east-1", "aws-us-gov"}, {"us-east-1", "aws"}}) {
+    PolicyInputs in;
+    in.bucket = "acme-events";
+    in.region = region;
+    auto docs = GeneratePolicies(in);
+    ASSERT_TRUE(docs.ok()) << docs.error().ToString();
+    EXPECT_NE(docs->data_policy.find("\"arn:" + partition + ":s3:::acme-events\""), std::string::npos)
+        << region << docs->data_policy;
+    EXPECT_NE(docs->data_policy.find("\"arn:" + partition + ":s3:::acme-events/*\""), std::string::npos);
+  }
+  // Without a region, the partition of the principal given.
+  PolicyInputs in;
+  in.bucket = "acme-events";
+  in.principal_arn = "arn:aws-cn:iam::123456789012:user/sluice";
+  auto docs = GeneratePolicies(in);
+  ASSERT_TRUE(docs.ok());
+  EXPECT_NE(docs->data_policy.find("arn:aws-cn:s3:::acme-events"), std::string::npos) << docs->data_policy;
 }
 
 }  // namespace

@@ -44,8 +44,9 @@ TEST(XmlTest, NamespacePrefixesDroppedAndCdata) {
 
 TEST(XmlTest, LeadingWhitespaceBeforeDeclarationIsSkipped) {
   // S3 keeps a slow CompleteMultipartUpload alive by sending spaces before the document.
-  auto root = ParseXml("   \n  \n<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CompleteMultipartUploadResult>"
-                       "<ETag>\"e-2\"</ETag></CompleteMultipartUploadResult>");
+  auto root = ParseXml(
+      "   \n  \n<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CompleteMultipartUploadResult>"
+      "<ETag>\"e-2\"</ETag></CompleteMultipartUploadResult>");
   ASSERT_TRUE(root.ok()) << root.error().ToString();
   EXPECT_EQ(root->ChildText("ETag"), "\"e-2\"");
 }
@@ -75,12 +76,14 @@ TEST(XmlTest, RejectsMalformedDoctypeAndDeepDocuments) {
 TEST(XmlTest, Escape) { EXPECT_EQ(XmlEscape("a&b<c>\"'"), "a&amp;b&lt;c&gt;&quot;&apos;"); }
 
 TEST(AwsErrorDocumentTest, S3AndQueryForms) {
-  auto s3 = ParseErrorDocument(S3ErrorXml("NoSuchKey", "The specified key does not exist.", "4442587FB7D0A2F9"));
+  auto s3 =
+      ParseErrorDocument(S3ErrorXml("NoSuchKey", "The specified key does not exist.", "4442587FB7D0A2F9"));
   ASSERT_TRUE(s3.has_value());
   EXPECT_EQ(s3->code, "NoSuchKey");
   EXPECT_EQ(s3->message, "The specified key does not exist.");
   EXPECT_EQ(s3->request_id, "4442587FB7D0A2F9");
-  auto q = ParseErrorDocument(QueryErrorXml("AccessDenied", "not authorized to perform sts:AssumeRole", "rid-9"));
+  auto q =
+      ParseErrorDocument(QueryErrorXml("AccessDenied", "not authorized to perform sts:AssumeRole", "rid-9"));
   ASSERT_TRUE(q.has_value());
   EXPECT_EQ(q->code, "AccessDenied");
   EXPECT_EQ(q->type, "Sender");
@@ -128,8 +131,8 @@ TEST(ClassifyAwsErrorTest, Table) {
       {400, "TokenRefreshRequired", "", ErrorCode::kExpiredToken},
       {403, "RequestTimeTooSkewed", "", ErrorCode::kClockSkew},
       {403, "RequestExpired", "", ErrorCode::kClockSkew},
-      {403, "SignatureDoesNotMatch", "Signature expired: 20130524T000000Z is now earlier than 20130524T001500Z",
-       ErrorCode::kClockSkew},
+      {403, "SignatureDoesNotMatch",
+       "Signature expired: 20130524T000000Z is now earlier than 20130524T001500Z", ErrorCode::kClockSkew},
       {403, "SignatureDoesNotMatch", "The request signature we calculated does not match",
        ErrorCode::kUnauthenticated},
       {403, "InvalidAccessKeyId", "", ErrorCode::kUnauthenticated},
@@ -164,7 +167,7 @@ TEST(ErrorFromResponseTest, KeepsCodeRequestIdStatusAndSaysWhatToCheck) {
   EXPECT_EQ(e.provider_code, "AccessDenied");
   EXPECT_EQ(e.request_id, "RID-1");  // the document's id wins; same value on real S3
   EXPECT_EQ(e.http_status, 403);
-  EXPECT_NE(e.message.find("PutObject failed: Access Denied"), std::string::npos);
+  EXPECT_NE(e.message.find("PutObject failed: access denied (AccessDenied)"), std::string::npos) << e.message;
   EXPECT_NE(e.message.find("permission policy"), std::string::npos);
 
   auto head = ErrorFromResponse(MakeResponse(404, "", {{"x-amz-request-id", "HDR-RID"}}), "HeadObject");
@@ -172,18 +175,72 @@ TEST(ErrorFromResponseTest, KeepsCodeRequestIdStatusAndSaysWhatToCheck) {
   EXPECT_EQ(head.request_id, "HDR-RID");
   EXPECT_EQ(head.provider_code, "");
 
-  auto sts = ErrorFromResponse(MakeResponse(400, QueryErrorXml("ExpiredToken", "expired", "sts-rid")), "AssumeRole");
+  auto sts =
+      ErrorFromResponse(MakeResponse(400, QueryErrorXml("ExpiredToken", "expired", "sts-rid")), "AssumeRole");
   EXPECT_EQ(sts.code, ErrorCode::kExpiredToken);
   EXPECT_EQ(sts.request_id, "sts-rid");
 
-  auto redirect = ErrorFromResponse(
-      MakeResponse(301, S3ErrorXml("PermanentRedirect", "use the right endpoint"), {{"x-amz-bucket-region", "eu-west-1"}}),
-      "PutObject");
+  auto redirect =
+      ErrorFromResponse(MakeResponse(301, S3ErrorXml("PermanentRedirect", "use the right endpoint"),
+                                     {{"x-amz-bucket-region", "eu-west-1"}}),
+                        "PutObject");
   EXPECT_NE(redirect.message.find("eu-west-1"), std::string::npos);
 
   auto proxy = ErrorFromResponse(MakeResponse(502, "<html>bad gateway</html>"), "GetObject");
   EXPECT_EQ(proxy.code, ErrorCode::kTransient);
   EXPECT_NE(proxy.ToString().find("HTTP 502"), std::string::npos);
+}
+
+// Issue 9 item 2: an endpoint's own text (which a hostile endpoint controls) never reaches our errors; the
+// provider code and request id are kept only escaped and truncated.
+TEST(ErrorFromResponseTest, NeverEchoesTheEndpointsText) {
+  auto forged = ErrorFromResponse(
+      MakeResponse(403,
+                   QueryErrorXml("AccessDenied\nFAKE LOG LINE", "secret internal banner\n[error] forged",
+                                 std::string(500, 'r') + "\x01"),
+                   {{"x-amz-request-id", "hdr"}}),
+      "AssumeRole");
+  EXPECT_EQ(forged.message.find("banner"), std::string::npos) << forged.message;
+  EXPECT_EQ(forged.message.find("forged"), std::string::npos) << forged.message;
+  EXPECT_EQ(forged.ToString().find('\n'), std::string::npos) << forged.ToString();
+  EXPECT_LE(forged.provider_code.size(), 67u);
+  EXPECT_LE(forged.request_id.size(), 67u);
+  EXPECT_EQ(forged.provider_code.find('\n'), std::string::npos);
+
+  auto html = ErrorFromResponse(MakeResponse(500, "<html><body>internal admin panel v1.2</body></html>"),
+                                "PutObject");
+  EXPECT_EQ(html.ToString().find("admin panel"), std::string::npos) << html.ToString();
+  EXPECT_NE(html.ToString().find("HTTP 500"), std::string::npos) << html.ToString();
+
+  // What we derive from the text is said in our words: a KMS denial, a bucket in another region.
+  auto kms = ErrorFromResponse(
+      MakeResponse(403, S3ErrorXml("AccessDenied", "User is not authorized to use KMS key")), "PutObject");
+  EXPECT_NE(kms.message.find("mentions KMS"), std::string::npos) << kms.message;
+  EXPECT_EQ(kms.message.find("not authorized"), std::string::npos) << kms.message;
+}
+
+// Issue 10 item 9: ONE classification of what to fix, shared by the destination check and Cloud Import.
+TEST(FixAreaTest, RejectedSignaturesAreCredentialsNotPermissions) {
+  for (const char* code : {"SignatureDoesNotMatch", "InvalidAccessKeyId", "InvalidClientTokenId"}) {
+    auto e = ErrorFromResponse(MakeResponse(403, S3ErrorXml(code, "The request signature we calculated…")),
+                               "ListObjectsV2");
+    EXPECT_EQ(FixAreaOf(e), FixArea::kCredentials) << code;
+    std::string problem = CredentialsProblem(e);
+    EXPECT_NE(problem.find("credentials"), std::string::npos) << problem;
+    EXPECT_NE(problem.find("clock"), std::string::npos) << problem;
+    EXPECT_NE(problem.find(code), std::string::npos) << problem;
+    EXPECT_NE(problem.find("not a missing permission"), std::string::npos) << problem;
+  }
+  auto expired = ErrorFromResponse(MakeResponse(400, S3ErrorXml("ExpiredToken")), "GetObject");
+  EXPECT_EQ(FixAreaOf(expired), FixArea::kExpiredCredentials);
+  EXPECT_NE(CredentialsProblem(expired).find("expired"), std::string::npos);
+  auto skew = ErrorFromResponse(MakeResponse(403, S3ErrorXml("RequestTimeTooSkewed")), "GetObject");
+  EXPECT_EQ(FixAreaOf(skew), FixArea::kClock);
+  auto denied = ErrorFromResponse(MakeResponse(403, S3ErrorXml("AccessDenied")), "GetObject");
+  EXPECT_EQ(FixAreaOf(denied), FixArea::kPermissions);
+  EXPECT_EQ(CredentialsProblem(denied), "");
+  EXPECT_EQ(SafeToken("a\nb"), "a?b");
+  EXPECT_EQ(SafeToken(std::string(100, 'x')), std::string(64, 'x') + "...");
 }
 
 }  // namespace

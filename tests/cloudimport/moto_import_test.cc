@@ -12,7 +12,9 @@
 
 #include "api/service.h"
 #include "aws/providers.h"
+#include "aws/errors.h"
 #include "cloudimport/connector_manager.h"
+#include "cloudimport/source.h"
 #include "common/compression.h"
 #include "common/crypto.h"
 #include "common/metrics.h"
@@ -62,6 +64,11 @@ class MotoImportTest : public ::testing::Test {
     if (!env.ok()) return Fail(env.error().ToString());
     env_ = new sluice::testing::MotoEnvironment(std::move(env).value());
     if (Status s = moto_->EnableAuth(); !s.ok()) return Fail(s.error().ToString());
+    // moto is the operator's endpoint (S3 and STS): connectors may name it as s3_endpoint, and STS goes there
+    // because the operator said so, never because a connector did.
+    setenv("AWS_ENDPOINT_URL", moto_->Endpoint().c_str(), 1);
+    unsetenv("AWS_ENDPOINT_URL_S3");
+    unsetenv("AWS_ENDPOINT_URL_STS");
 
     dir_ = new std::filesystem::path(std::filesystem::temp_directory_path() / ("sluice-import-moto-" + RandomHex(64)));
     // Small memtables so the large-file test measures the importer, not RocksDB's write buffers.
@@ -393,6 +400,40 @@ TEST_F(MotoImportTest, RoleWithoutGetObjectIsRefusedAtCreate) {
   EXPECT_NE(S(wrong.Json(), "message").find("trust policy"), std::string::npos) << wrong.body;
 }
 
+// Issue 9 item 3: a role whose trust policy takes any ExternalId would let every project that learns its ARN
+// import the bucket (confused deputy): refused at create, naming sts:ExternalId and the statement to add, as the
+// pipelines' destination check does.
+TEST_F(MotoImportTest, RoleWithoutExternalIdConditionIsRefusedAtCreate) {
+  Upload("noext-a.json", Event("NoExt", "u1", "ne-1") + "\n");
+  Reply r = Send("POST", Base(), json::serialize(Body("noext-", "mixpanel_event", "none", "import_no_external_id")));
+  EXPECT_EQ(r.status, 400) << r.body;
+  auto o = r.Json();
+  EXPECT_EQ(S(o, "status"), "error") << r.body;
+  EXPECT_EQ(S(o, "code"), "invalid_permissions_s3") << r.body;
+  const std::string error = S(o, "error");
+  EXPECT_NE(error.find("sts:ExternalId"), std::string::npos) << r.body;
+  EXPECT_NE(error.find(env_->roles.at("import_no_external_id")), std::string::npos) << r.body;
+  EXPECT_NE(error.find(env_->external_id), std::string::npos) << "the statement names the external ID: " << r.body;
+  EXPECT_NE(error.find(env_->user_arn), std::string::npos) << "the statement names Sluice's principal: " << r.body;
+  // The same bucket with the role that requires the external ID is accepted.
+  Reply ok = Send("POST", Base(), json::serialize(Body("noext-")));
+  EXPECT_EQ(ok.status, 200) << ok.body;
+}
+
+// Issue 9 item 2: a connector may only name an endpoint the operator allowed (here moto, the server's
+// AWS_ENDPOINT_URL); any other, loopback included, is refused at create before any request.
+TEST_F(MotoImportTest, EndpointTheOperatorDidNotAllowIsRefusedAtCreate) {
+  auto body = Body("noext-");
+  body["connector_properties"].as_object()["s3_endpoint"] = "http://127.0.0.1:9";
+  Reply r = Send("POST", Base(), json::serialize(body));
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(r.body.find("--allow-endpoint"), std::string::npos) << r.body;
+  body["connector_properties"].as_object()["s3_endpoint"] = moto_->Endpoint() + "/path?x=1";
+  r = Send("POST", Base(), json::serialize(body));
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(r.body.find("path, query"), std::string::npos) << r.body;
+}
+
 TEST_F(MotoImportTest, ApiRefusesBadBodiesAndCredentials) {
   json::object body = Body("x-");
   body.at("connector_properties").as_object().erase("s3_bucket");
@@ -463,6 +504,33 @@ TEST_F(MotoImportTest, LargeFileStreamsWithinTheMemoryBound) {
   EXPECT_LT(growth_mb, 120) << "peak RSS grew by " << growth_mb << " MB while importing a " << bytes / 1000000
                             << " MB file";
   EXPECT_EQ(Stored("Large").size(), lines);
+}
+
+// Issue 10 item 9: SignatureDoesNotMatch / InvalidAccessKeyId / ExpiredToken are credential problems, reported
+// with the same classification (aws::FixAreaOf) as the destination check — never "add to its policy".
+TEST(SourceErrorTest, RejectedCredentialsAreNotReportedAsMissingPermissions) {
+  ConnectorSpec spec;
+  spec.s3_bucket = "import-bucket";
+  spec.s3_region = "cn-north-1";
+  spec.s3_role = "arn:aws-cn:iam::123456789012:role/import";
+  for (const char* code : {"SignatureDoesNotMatch", "InvalidAccessKeyId", "ExpiredToken"}) {
+    http::OutboundResponse response;
+    response.status = 403;
+    response.body = std::string("<Error><Code>") + code + "</Code><Message>m</Message></Error>";
+    Error e = aws::ErrorFromResponse(response, "ListObjectsV2");
+    std::string message = DescribeSourceError(e, spec, "s3:ListBucket", "arn:aws-cn:s3:::import-bucket");
+    EXPECT_NE(message.find("credentials"), std::string::npos) << code << ": " << message;
+    EXPECT_NE(message.find(code), std::string::npos) << message;
+    EXPECT_EQ(message.find("was denied"), std::string::npos) << code << ": " << message;
+    EXPECT_EQ(message.find("permission policy"), std::string::npos) << code << ": " << message;
+  }
+  http::OutboundResponse denied;
+  denied.status = 403;
+  denied.body = "<Error><Code>AccessDenied</Code><Message>m</Message></Error>";
+  std::string message =
+      DescribeSourceError(aws::ErrorFromResponse(denied, "ListObjectsV2"), spec, "s3:ListBucket", "r");
+  EXPECT_NE(message.find("was denied"), std::string::npos) << message;
+  EXPECT_NE(message.find("arn:aws-cn:s3:::import-bucket"), std::string::npos) << "partition of cn-*: " << message;
 }
 
 }  // namespace

@@ -20,6 +20,7 @@ class DestinationCheckMotoTest : public MotoSuite {
     spec.role_arn = env_->roles.at(variant);
     spec.external_id = env_->external_id;
     spec.endpoint = moto_->Endpoint();
+    spec.sts_endpoint = moto_->Endpoint();  // an operator setting: STS never follows `endpoint`
     return spec;
   }
   DestinationCheckResult Check(const DestinationSpec& spec, std::string secret = "") const {

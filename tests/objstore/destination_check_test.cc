@@ -2,6 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+
+#include "aws/providers.h"
+#include "aws/sts.h"
+
 namespace sluice::objstore {
 namespace {
 
@@ -35,12 +40,91 @@ TEST(DestinationCheckTest, ResultFormatting) {
 }
 
 TEST(DestinationCheckTest, NoBaseCredentialsFailsEveryStepWithoutNetwork) {
-  DestinationSpec spec{.bucket = "b", .region = "us-east-1", .role_arn = "arn:aws:iam::1:role/r", .external_id = "e"};
+  DestinationSpec spec{
+      .bucket = "b", .region = "us-east-1", .role_arn = "arn:aws:iam::1:role/r", .external_id = "e"};
   auto r = CheckDestination(spec, {});
   EXPECT_FALSE(r.ok());
   ASSERT_EQ(r.steps.size(), 7u);
   EXPECT_FALSE(r.steps[0].skipped);
   for (size_t i = 1; i < r.steps.size(); ++i) EXPECT_TRUE(r.steps[i].skipped);
+}
+
+/// Counts requests and answers each with STS's SignatureDoesNotMatch (a rejected signature).
+class CountingTransport : public http::HttpTransport {
+ public:
+  Result<http::OutboundResponse> Send(const http::OutboundRequest& request,
+                                      std::chrono::steady_clock::time_point) override {
+    ++sent;
+    urls.push_back(request.url);
+    http::OutboundResponse r;
+    r.status = 403;
+    r.body =
+        "<ErrorResponse><Error><Type>Sender</Type><Code>SignatureDoesNotMatch</Code><Message>The request "
+        "signature "
+        "we calculated does not match</Message></Error><RequestId>r1</RequestId></ErrorResponse>";
+    return r;
+  }
+  Result<http::OutboundResponse> SendStreaming(const http::OutboundRequest& request,
+                                               std::chrono::steady_clock::time_point deadline,
+                                               const std::function<bool(std::string_view)>&) override {
+    return Send(request, deadline);
+  }
+  std::atomic<int> sent{0};
+  std::vector<std::string> urls;
+};
+
+// Issue 10 item 9: a server with no AWS credentials at all says so (and sends nothing), instead of reporting
+// that STS rejected them.
+TEST(DestinationCheckTest, NoAwsCredentialsAtAllSaysSoWithoutNetwork) {
+  auto empty_env = [](std::string_view) -> std::optional<std::string> { return std::nullopt; };
+  auto transport = std::make_shared<CountingTransport>();
+  aws::DefaultChainOptions chain;
+  chain.transport = transport;
+  chain.env = empty_env;
+  chain.profile = "no-such-profile-for-this-test";
+  DestinationSpec spec{
+      .bucket = "b", .region = "us-east-1", .role_arn = "arn:aws:iam::1:role/r", .external_id = "e"};
+  DestinationCheckOptions options;
+  options.base_credentials = aws::MakeDefaultCredentialsChain(chain);
+  options.transport = transport;
+  auto r = CheckDestination(spec, options);
+  EXPECT_FALSE(r.ok());
+  ASSERT_EQ(r.steps.size(), 7u);
+  EXPECT_NE(r.steps[0].message.find("Sluice has no AWS credentials of its own"), std::string::npos)
+      << r.steps[0].message;
+  EXPECT_NE(r.steps[0].message.find("AWS_ACCESS_KEY_ID"), std::string::npos) << r.steps[0].message;
+  EXPECT_EQ(r.steps[0].message.find("rejected by STS"), std::string::npos) << r.steps[0].message;
+  for (size_t i = 1; i < r.steps.size(); ++i) EXPECT_TRUE(r.steps[i].skipped);
+  EXPECT_EQ(transport->sent, 0);
+}
+
+// Issue 10 item 9 and issue 9 item 2: a rejected signature is reported as wrong/skewed credentials; STS goes
+// to the operator's STS endpoint (here explicit), never to the S3 endpoint the destination names.
+TEST(DestinationCheckTest, RejectedSignatureIsACredentialsProblemAndStsNeverGoesToTheS3Endpoint) {
+  auto transport = std::make_shared<CountingTransport>();
+  aws::Credentials own;
+  own.access_key_id = "AKIDTEST";
+  own.secret_access_key = Secret("wrong-secret");
+  DestinationSpec spec{.bucket = "b",
+                       .region = "us-east-1",
+                       .role_arn = "arn:aws:iam::1:role/r",
+                       .external_id = "e",
+                       .endpoint = "http://tenant.example:9000",
+                       .sts_endpoint = "http://operator-sts.example:8000"};
+  DestinationCheckOptions options;
+  options.base_credentials = std::make_shared<aws::StaticCredentialsProvider>(own, "test key");
+  options.transport = transport;
+  options.retry.max_attempts = 1;
+  auto r = CheckDestination(spec, options);
+  EXPECT_FALSE(r.ok());
+  EXPECT_NE(r.steps[0].message.find("credentials were rejected (SignatureDoesNotMatch)"), std::string::npos)
+      << r.steps[0].message;
+  EXPECT_NE(r.steps[0].message.find("clock"), std::string::npos) << r.steps[0].message;
+  EXPECT_EQ(r.steps[0].message.find("does not match"), std::string::npos) << "the endpoint's text is echoed";
+  ASSERT_GT(transport->sent, 0);
+  for (const auto& url : transport->urls) {
+    EXPECT_EQ(url.rfind("http://operator-sts.example:8000", 0), 0u) << url;
+  }
 }
 
 }  // namespace

@@ -227,7 +227,7 @@ std::shared_ptr<objstore::ObjectStore> E2eMoto::AdminBucket() {
 // ---- the server ---------------------------------------------------------------------------------------------
 
 SluiceServer::SluiceServer(std::filesystem::path data_dir, const MotoEnvironment* aws,
-                           std::vector<std::string> extra_args)
+                           std::vector<std::string> extra_args, std::string operator_endpoint)
     : dir_(std::move(data_dir)) {
   if (aws) {
     // The child inherits the environment: Sluice's own identity is the assume-only user, nothing else.
@@ -241,6 +241,7 @@ SluiceServer::SluiceServer(std::filesystem::path data_dir, const MotoEnvironment
     setenv("AWS_REGION", aws->region.c_str(), 1);
     setenv("AWS_DEFAULT_REGION", aws->region.c_str(), 1);
     setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+    if (!operator_endpoint.empty()) setenv("AWS_ENDPOINT_URL", operator_endpoint.c_str(), 1);
   }
   std::vector<std::string> args = {"--pipeline-delay-minutes", "0"};
   args.insert(args.end(), extra_args.begin(), extra_args.end());

@@ -101,7 +101,10 @@ using EventsByInsertId = std::map<std::string, StoredEvent>;
 /// scheduler's delay at 0 minutes, so closed days export at once.
 class SluiceServer {
  public:
-  SluiceServer(std::filesystem::path data_dir, const MotoEnvironment* aws, std::vector<std::string> extra_args = {});
+  /// `operator_endpoint` (e.g. moto's URL) becomes the server's AWS_ENDPOINT_URL: the operator's S3/STS endpoint,
+  /// which tenants may then name as s3_endpoint (issue 9: STS never goes to a tenant-chosen host).
+  SluiceServer(std::filesystem::path data_dir, const MotoEnvironment* aws, std::vector<std::string> extra_args = {},
+               std::string operator_endpoint = {});
   bool Start(std::string* error);
   void Kill() { process_->Kill(); }
   int Terminate() { return process_->Terminate(); }

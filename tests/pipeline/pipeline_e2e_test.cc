@@ -42,7 +42,18 @@ class PipelineE2eTest : public ::testing::Test {
       return;
     }
     dir_ = new std::filesystem::path(std::filesystem::temp_directory_path() / ("sluice-pipe-e2e-" + RandomHex(64)));
-    server_ = new SluiceServer(*dir_, &moto_->env());
+    // The fault proxy's endpoint is allowed by the operator (--allow-endpoint); moto is the operator's
+    // AWS_ENDPOINT_URL (STS and S3). Local pipelines write under their own root, outside the data dir.
+    proxy_ = new FaultProxy(moto_->server().port());
+    if (!proxy_->ok()) {
+      error_ = new std::string("fault proxy could not start: " + proxy_->start_error());
+      return;
+    }
+    export_root_ = new std::filesystem::path(dir_->string() + "-exports");
+    std::filesystem::create_directories(*export_root_);
+    server_ = new SluiceServer(*dir_, &moto_->env(),
+                               {"--allow-endpoint", proxy_->Endpoint(), "--local-export-root", export_root_->string()},
+                               moto_->Endpoint());
     std::string err;
     if (!server_->Start(&err)) {
       error_ = new std::string("sluice serve did not start: " + err);
@@ -56,6 +67,11 @@ class PipelineE2eTest : public ::testing::Test {
     if (server_) server_->Terminate();
     delete server_;
     server_ = nullptr;
+    delete proxy_;
+    proxy_ = nullptr;
+    if (export_root_) std::filesystem::remove_all(*export_root_);
+    delete export_root_;
+    export_root_ = nullptr;
     delete admin_;
     admin_ = nullptr;
     delete moto_;
@@ -170,6 +186,8 @@ class PipelineE2eTest : public ::testing::Test {
 
   static E2eMoto* moto_;
   static SluiceServer* server_;
+  static FaultProxy* proxy_;
+  static std::filesystem::path* export_root_;
   static std::shared_ptr<objstore::ObjectStore>* admin_;
   static std::filesystem::path* dir_;
   static std::string* error_;
@@ -178,6 +196,8 @@ class PipelineE2eTest : public ::testing::Test {
 
 E2eMoto* PipelineE2eTest::moto_ = nullptr;
 SluiceServer* PipelineE2eTest::server_ = nullptr;
+FaultProxy* PipelineE2eTest::proxy_ = nullptr;
+std::filesystem::path* PipelineE2eTest::export_root_ = nullptr;
 std::shared_ptr<objstore::ObjectStore>* PipelineE2eTest::admin_ = nullptr;
 std::filesystem::path* PipelineE2eTest::dir_ = nullptr;
 std::string* PipelineE2eTest::error_ = nullptr;
@@ -577,8 +597,7 @@ TEST_F(PipelineE2eTest, RoleWithoutPutObjectIsRefusedAtCreate) {
 //    manifest, marker, probe and delete requests — including a burst that outlasts the S3 client's retries —
 //    and the backfill still completes with every event exactly once and no leftovers.
 TEST_F(PipelineE2eTest, BackfillThroughAFaultInjectingProxyCompletesExactlyOnce) {
-  FaultProxy proxy(moto_->server().port());
-  ASSERT_TRUE(proxy.ok()) << proxy.start_error();
+  FaultProxy& proxy = *proxy_;  // started with the suite: the server allows its endpoint (--allow-endpoint)
   std::string role;
   Project p = NewProject("faults", &role);
   ASSERT_FALSE(role.empty());
@@ -711,7 +730,7 @@ TEST_F(PipelineE2eTest, CliDrivesALocalPipelineThroughItsLifecycle) {
   const Project p = *project;
   const int64_t day = today_ - 1;
   ASSERT_TRUE(server().Import(p, MakeDayEvents(day, 200, "cli", 61)).ok());
-  const std::filesystem::path out_dir = *dir_ / ("cli-export-" + RandomHex(32));
+  const std::filesystem::path out_dir = *export_root_ / ("cli-export-" + RandomHex(32));
   const std::string cli = ServerProcess::Binary() + " pipeline ";
   const std::string common = fmt::format(" --project {} --data-dir {}", p.id, dir_->string());
 

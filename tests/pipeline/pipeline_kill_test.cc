@@ -105,7 +105,9 @@ TEST_F(PipelineKillTest, SigkillAtRandomMomentsLosesAndDuplicatesNothing) {
   ASSERT_TRUE(s3);
   const std::filesystem::path local_root = dir_ / "local-export";
   std::filesystem::create_directories(local_root);
-  SluiceServer server(dir_ / "data", &moto.env(), {"--pipeline-unit-parallelism", "2"});
+  SluiceServer server(dir_ / "data", &moto.env(),
+                      {"--pipeline-unit-parallelism", "2", "--local-export-root", local_root.string()},
+                      moto.Endpoint());
   std::string err;
   ASSERT_TRUE(server.Start(&err)) << err;
   auto project = server.CreateProject("kill");

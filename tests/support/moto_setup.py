@@ -9,7 +9,8 @@ The customer side mirrors SPEC section 5 exactly:
     arn:aws:s3:::BUCKET and arn:aws:s3:::BUCKET/*; its trust policy names the exact user ARN (moto denies the
     ":root" form that AWS accepts) and requires sts:ExternalId.
 Variants: a role lacking s3:DeleteObject, one lacking s3:PutObject, one whose trust policy has no ExternalId
-condition, an import role with only GetObject+ListBucket, an import role with only ListBucket, and a KMS key.
+condition, an import role with only GetObject+ListBucket, an import role with only ListBucket, an import role
+whose trust policy has no ExternalId condition, and a KMS key.
 """
 import argparse
 import json
@@ -86,6 +87,8 @@ def main():
         "import": (args.import_bucket, ["s3:GetObject", "s3:ListBucket"], args.external_id),
         # Cloud Import's create check must refuse a role that may list but not read.
         "import_no_get": (args.import_bucket, ["s3:ListBucket"], args.external_id),
+        # Cloud Import's create check must refuse a role that takes any ExternalId (confused deputy).
+        "import_no_external_id": (args.import_bucket, ["s3:GetObject", "s3:ListBucket"], None),
     }
     roles = {}
     for name, (bucket, actions, ext) in variants.items():
