@@ -61,18 +61,21 @@ bool IsHeaderNameList(std::string_view value) {
 /// The CORS headers of every answer on a cross-origin path. With an Origin (every browser CORS request has
 /// one) it is echoed with Allow-Credentials: mixpanel-browser's XHR sets withCredentials, which a `*` would
 /// fail. `Vary: Origin` keeps caches from serving one origin's answer to another.
-void AddCorsHeaders(const Request& request, Response& response) {
-  if (response.headers.Get("Access-Control-Allow-Origin")) return;
-  auto origin = request.headers.Get("Origin");
-  if (origin && !origin->empty()) {
-    response.headers.Add("Access-Control-Allow-Origin", std::string(*origin));
-    response.headers.Add("Access-Control-Allow-Credentials", "true");
-    response.headers.Add("Vary", "Origin");
+void AddCorsHeaders(std::string_view origin, Headers& headers) {
+  if (headers.Get("Access-Control-Allow-Origin")) return;
+  if (!origin.empty()) {
+    headers.Add("Access-Control-Allow-Origin", std::string(origin));
+    headers.Add("Access-Control-Allow-Credentials", "true");
+    headers.Add("Vary", "Origin");
   } else {
-    response.headers.Add("Access-Control-Allow-Origin", "*");
+    headers.Add("Access-Control-Allow-Origin", "*");
   }
   // A 429's Retry-After is what a browser SDK needs to back off.
-  response.headers.Add("Access-Control-Expose-Headers", "Retry-After");
+  headers.Add("Access-Control-Expose-Headers", "Retry-After");
+}
+
+void AddCorsHeaders(const Request& request, Response& response) {
+  AddCorsHeaders(request.headers.Get("Origin").value_or(std::string_view()), response.headers);
 }
 
 /// Auth scheme token of "Authorization: <scheme> <credentials>", compared case-insensitively (RFC 9110 §11.1).
@@ -163,6 +166,12 @@ bool Router::CrossOriginAllowed(const std::vector<std::string_view>& segments) c
   return std::any_of(
       cross_origin_patterns_.begin(), cross_origin_patterns_.end(),
       [&](const std::vector<std::string>& pattern) { return SegmentsMatch(pattern, segments); });
+}
+
+void Router::AddCrossOriginHeaders(std::string_view target, std::string_view origin,
+                                   Headers& response_headers) const {
+  if (CrossOriginAllowed(SplitPath(target.substr(0, target.find('?')))))
+    AddCorsHeaders(origin, response_headers);
 }
 
 Response Router::Preflight(const Request& request, const std::vector<std::string_view>& segments,

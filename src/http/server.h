@@ -85,6 +85,10 @@ class Router {
   void AllowCrossOrigin(std::string_view pattern);
   /// Route label for metrics: the matched pattern, or "unmatched".
   Response Dispatch(Request& request, std::string* route_label = nullptr) const;
+  /// For answers the server gives before routing (413): adds the CORS headers Dispatch would add when
+  /// `target` (the raw request target) is on a cross-origin path, so a browser SDK can read the status too.
+  void AddCrossOriginHeaders(std::string_view target, std::string_view origin,
+                             Headers& response_headers) const;
 
   /// How long a browser may cache a preflight answer (Chromium caps it at 2 h, Firefox at 24 h).
   static constexpr int kCorsMaxAgeSeconds = 86400;

@@ -284,6 +284,17 @@ TEST(CorsTest, AnOpenedPathWithoutRoutesIsStill404) {
   EXPECT_EQ(router.Dispatch(request).status, 204);
 }
 
+TEST(CorsTest, AnswersBeforeRoutingGetTheHeadersOnOpenedPathsOnly) {
+  Router router = CorsRouter();
+  Headers track;
+  router.AddCrossOriginHeaders("/track/?verbose=1", "http://example.test", track);
+  EXPECT_EQ(track.Get("Access-Control-Allow-Origin").value_or(""), "http://example.test");
+  EXPECT_EQ(track.Get("Access-Control-Allow-Credentials").value_or(""), "true");
+  Headers admin;
+  router.AddCrossOriginHeaders("/api/app/projects", "http://example.test", admin);
+  EXPECT_TRUE(admin.entries().empty());
+}
+
 TEST(CorsTest, AdminPathsStayClosedToBrowsers) {
   Router router = CorsRouter();
   auto preflight = MakeRequest("OPTIONS", "/api/app/projects");
