@@ -6,7 +6,8 @@
 //   POST      pause | resume | cancel | sync    name → {"name","status":"ok"}
 //   GET|POST  status    name[, summary][, status][, limit] → tasks by state, day_syncs, Sluice fields
 //   GET|POST  jobs      → {"<project_id>":[{name, Dispatcher, last_dispatched, …}]}
-//   GET|POST  timeline  name[, limit][, status] → {"name","tasks":[…]}
+//   GET|POST  timeline  name[, limit][, status] → {"day_syncs":[…]} (Mixpanel's), plus Sluice's
+//   "name","tasks"
 //
 // Parameters come from the query or a form body (Mixpanel's clients use both). Authentication: the project's
 // API secret in Basic auth, or the admin token as Bearer with project_id. docs/pipelines.md documents every
@@ -200,6 +201,31 @@ json::object TimelineTaskJson(const TaskRecord& t) {
           {"message", t.message}};
 }
 
+/// A sync time as Mixpanel's timeline writes it: Go's time.String() ("2019-08-19 14:27:46.044605 -0700 PDT"),
+/// here in UTC with the milliseconds Sluice keeps ("2026-11-22 00:31:40.123 +0000 UTC"; trailing zeros and a
+/// zero fraction dropped, as Go does).
+std::string FormatGoTimeUtc(int64_t ms) {
+  using namespace std::chrono;
+  sys_time<milliseconds> t{milliseconds{ms}};
+  auto day = floor<days>(t);
+  hh_mm_ss<milliseconds> hms{t - day};
+  std::string fraction;
+  if (int64_t sub = hms.subseconds().count(); sub != 0) {
+    fraction = fmt::format(".{:03d}", sub);
+    while (fraction.back() == '0') fraction.pop_back();
+  }
+  return fmt::format("{} {:02d}:{:02d}:{:02d}{} +0000 UTC", FormatDate(day.time_since_epoch().count()),
+                     hms.hours().count(), hms.minutes().count(), static_cast<int64_t>(hms.seconds().count()),
+                     fraction);
+}
+
+/// A day's status as Mixpanel's timeline names it: "synced" once delivered and nothing newer is pending;
+/// otherwise Sluice's state of the day's latest task (pending, running, retried, failed, canceled,
+/// timed_out).
+std::string_view TimelineDayStatus(TaskState s) {
+  return s == TaskState::kSucceeded ? std::string_view("synced") : pipeline::ToString(s);
+}
+
 bool Wanted(const std::vector<TaskState>& filter, TaskState s) {
   return filter.empty() || std::find(filter.begin(), filter.end(), s) != filter.end();
 }
@@ -349,11 +375,23 @@ http::Response TimelineRoute(PipelineCall& call) {
   if (!limit.ok()) return JsonError(400, limit.error().message);
   auto tasks = call.manager.Timeline(call.project.id, *name, *limit);
   if (!tasks.ok()) return ManagerError(tasks.error(), "timeline", *name, call.project.id);
+  auto days = call.manager.DaySyncs(call.project.id, *name);
+  if (!days.ok()) return ManagerError(days.error(), "timeline", *name, call.project.id);
+  // Mixpanel's answer is day_syncs alone; the task list stands beside it for Sluice's CLI and operators.
+  json::array day_syncs;
+  for (const auto& d : *days) {
+    if (!Wanted(*states, d.status)) continue;
+    json::array times;
+    for (int64_t ms : d.sync_times) times.emplace_back(FormatGoTimeUtc(ms));
+    day_syncs.push_back(json::object{
+        {"date", d.date}, {"sync_times", std::move(times)}, {"status", TimelineDayStatus(d.status)}});
+  }
   json::array list;
   for (const TaskRecord& t : *tasks) {
     if (Wanted(*states, t.state)) list.push_back(TimelineTaskJson(t));
   }
-  return JsonOk(json::object{{"name", *name}, {"tasks", std::move(list)}});
+  return JsonOk(
+      json::object{{"day_syncs", std::move(day_syncs)}, {"name", *name}, {"tasks", std::move(list)}});
 }
 
 }  // namespace

@@ -174,6 +174,14 @@ http::Response ServiceImpl::HandleExport(http::Request& req) {
   if (!from_day) return JsonError(400, fmt::format("from_date '{}' is not a date of the form YYYY-MM-DD", *from));
   if (!to_day) return JsonError(400, fmt::format("to_date '{}' is not a date of the form YYYY-MM-DD", *to));
   if (*to_day < *from_day) return JsonError(400, "to_date is before from_date");
+  // Event times are seconds since 1970 and the store keys them unsigned: an earlier day can hold nothing, and
+  // an empty 200 would look like "no events" rather than a wrong date.
+  if (*from_day < 0) {
+    return JsonError(400,
+                     fmt::format("from_date '{}' is before 1970-01-01; events are stored from 1970-01-01 on, "
+                                 "so use that date or a later one",
+                                 *from));
+  }
   // Compiled once per request; WhereFilter::Matches is const and cheap per event.
   std::optional<expr::WhereFilter> where_filter;
   if (auto where = params.Get("where"); where && !where->empty()) {

@@ -51,6 +51,9 @@ Status ServiceImpl::Init() {
     router_->Add(method, "/api/2.0/export", bind(&ServiceImpl::HandleExport));
     router_->Add(method, "/api/2.0/engage", bind(&ServiceImpl::HandleEngageQuery));
   }
+  // Browsers (mixpanel-browser on a customer's site) send these from other origins. Only these: the read,
+  // admin and management APIs stay closed to cross-origin pages (http/server.h, Router).
+  for (const char* path : {"/track", "/engage", "/groups", "/import"}) router_->AllowCrossOrigin(path);
   router_->Add("POST", "/api/app/projects", bind(&ServiceImpl::HandleCreateProject));
   router_->Add("GET", "/api/app/projects", bind(&ServiceImpl::HandleListProjects));
   router_->Add("POST", "/api/app/projects/{id}", bind(&ServiceImpl::HandleUpdateProject));

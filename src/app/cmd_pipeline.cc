@@ -153,6 +153,21 @@ void PrintJobs(const json::value& v, uint32_t project) {
 constexpr std::array<std::string_view, 7> kStates = {"pending",  "running",   "retried",  "failed",
                                                      "canceled", "timed_out", "succeeded"};
 
+/// `day_syncs` of …/status and …/timeline: one line per day with its status and delivery times.
+void PrintDays(const json::array& days) {
+  if (days.empty()) return;
+  std::cout << "days:\n";
+  for (const auto& d : days) {
+    const auto& day = d.as_object();
+    std::string times;
+    for (const auto& t : day.at("sync_times").as_array()) {
+      times += (times.empty() ? "" : ", ") + std::string(t.as_string());
+    }
+    std::cout << fmt::format("  {}  {:<9}  {}\n", Str(day, "date"), Str(day, "status"),
+                             times.empty() ? "not delivered yet" : "delivered " + times);
+  }
+}
+
 void PrintStatus(const json::value& v) {
   const auto& o = v.as_object();
   std::cout << fmt::format("pipeline {}: {} ({}), last dispatched {}\n", Str(o, "name"), Str(o, "status"),
@@ -182,21 +197,12 @@ void PrintStatus(const json::value& v) {
     std::cout << fmt::format("  {} {} (attempt {}): {}\n", Str(*t, "state"), Str(*t, "partition"),
                              Str(*t, "attempts"), Str(*t, "message"));
   }
-  const auto& days = o.at("day_syncs").as_array();
-  if (days.empty()) return;
-  std::cout << "days:\n";
-  for (const auto& d : days) {
-    const auto& day = d.as_object();
-    std::string times;
-    for (const auto& t : day.at("sync_times").as_array()) {
-      times += (times.empty() ? "" : ", ") + std::string(t.as_string());
-    }
-    std::cout << fmt::format("  {}  {:<9}  {}\n", Str(day, "date"), Str(day, "status"),
-                             times.empty() ? "not delivered yet" : "delivered " + times);
-  }
+  PrintDays(o.at("day_syncs").as_array());
 }
 
 void PrintTimeline(const json::value& v) {
+  // Mixpanel's day_syncs first (one line per day), then Sluice's task list.
+  PrintDays(v.at("day_syncs").as_array());
   const auto& tasks = v.at("tasks").as_array();
   if (tasks.empty()) {
     std::cout << "no tasks yet\n";
@@ -339,7 +345,8 @@ void RegisterPipelineCommands(CLI::App& app, int& exit_code) {
   // ---- timeline ----
   {
     auto f = std::make_shared<PipelineFlags>();
-    CLI::App* cmd = group->add_subcommand("timeline", "List a pipeline's tasks, newest first");
+    CLI::App* cmd = group->add_subcommand(
+        "timeline", "List a pipeline's synced days (Mixpanel's day_syncs) and its tasks, newest first");
     AddCommon(cmd, *f, /*with_name=*/true);
     cmd->add_option("--limit", f->limit, "At most this many tasks (1 to 10000; default 1000)");
     cmd->add_option("--status", f->states, "Only tasks in this state (repeatable)");

@@ -6,8 +6,12 @@
 #include "app/cmd_import.h"
 #include "app/cmd_pipeline.h"
 #include "app/commands.h"
+#include "common/log.h"
 
 int main(int argc, char** argv) {
+  // Logs go to stderr in every command, so stdout carries only the command's output (`--json | jq` works);
+  // spdlog's default logger would write to stdout.
+  sluice::InitLogging("info");
   CLI::App app{"Sluice: Mixpanel-compatible event ingestion, JSON Pipelines to your own S3 bucket, and Cloud "
                "Import.\nRun `sluice serve` to start the server; every other command is a client of it."};
   app.require_subcommand(1);

@@ -106,6 +106,7 @@ std::string RedactTokens(std::string_view text) {
 spdlog::sink_ptr MakeSafeSink(spdlog::sink_ptr inner) { return std::make_shared<SafeSink>(std::move(inner)); }
 
 void InitLogging(std::string_view level) {
+  spdlog::drop("sluice");  // main() sets up logging for every command; `serve` calls again with its level
   auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
   auto logger = std::make_shared<spdlog::logger>("sluice", MakeSafeSink(console));
   logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ %v", spdlog::pattern_time_type::utc);

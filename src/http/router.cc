@@ -33,6 +33,50 @@ std::vector<std::string_view> SplitPath(std::string_view path) {
   return segments;
 }
 
+bool IsCapture(std::string_view segment) {
+  return segment.size() >= 2 && segment.front() == '{' && segment.back() == '}';
+}
+
+/// Whether a path's segments match a pattern's (literal segments equal, captures match anything).
+bool SegmentsMatch(const std::vector<std::string>& pattern, const std::vector<std::string_view>& segments) {
+  if (pattern.size() != segments.size()) return false;
+  for (size_t i = 0; i < segments.size(); ++i) {
+    if (!IsCapture(pattern[i]) && pattern[i] != segments[i]) return false;
+  }
+  return true;
+}
+
+/// An Access-Control-Request-Headers value that is safe to echo: a short comma-separated list of header-name
+/// tokens (RFC 9110 §5.6.2). Anything else is not echoed, so the browser refuses the unusual headers.
+bool IsHeaderNameList(std::string_view value) {
+  if (value.empty() || value.size() > 1024) return false;
+  for (char c : value) {
+    bool token = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    if (!token && c != ',' && c != ' ' && c != '\t') return false;
+  }
+  return true;
+}
+
+/// The CORS headers of every answer on a cross-origin path. With an Origin (every browser CORS request has
+/// one) it is echoed with Allow-Credentials: mixpanel-browser's XHR sets withCredentials, which a `*` would
+/// fail. `Vary: Origin` keeps caches from serving one origin's answer to another.
+void AddCorsHeaders(std::string_view origin, Headers& headers) {
+  if (headers.Get("Access-Control-Allow-Origin")) return;
+  if (!origin.empty()) {
+    headers.Add("Access-Control-Allow-Origin", std::string(origin));
+    headers.Add("Access-Control-Allow-Credentials", "true");
+    headers.Add("Vary", "Origin");
+  } else {
+    headers.Add("Access-Control-Allow-Origin", "*");
+  }
+  // A 429's Retry-After is what a browser SDK needs to back off.
+  headers.Add("Access-Control-Expose-Headers", "Retry-After");
+}
+
+void AddCorsHeaders(const Request& request, Response& response) {
+  AddCorsHeaders(request.headers.Get("Origin").value_or(std::string_view()), response.headers);
+}
 
 /// Auth scheme token of "Authorization: <scheme> <credentials>", compared case-insensitively (RFC 9110 §11.1).
 std::optional<std::string_view> AuthCredentials(const Headers& headers, std::string_view scheme) {
@@ -105,26 +149,76 @@ void Router::Add(std::string_view method, std::string_view pattern, Handler hand
   route.method = std::string(method);
   for (std::string_view segment : SplitPath(pattern)) {
     route.segments.emplace_back(segment);
-    if (!(segment.size() >= 2 && segment.front() == '{' && segment.back() == '}')) ++route.literal_segments;
+    if (!IsCapture(segment)) ++route.literal_segments;
   }
   route.handler = std::move(handler);
   route.pattern = std::string(pattern);
   routes_.push_back(std::move(route));
 }
 
+void Router::AllowCrossOrigin(std::string_view pattern) {
+  std::vector<std::string> segments;
+  for (std::string_view segment : SplitPath(pattern)) segments.emplace_back(segment);
+  cross_origin_patterns_.push_back(std::move(segments));
+}
+
+bool Router::CrossOriginAllowed(const std::vector<std::string_view>& segments) const {
+  return std::any_of(
+      cross_origin_patterns_.begin(), cross_origin_patterns_.end(),
+      [&](const std::vector<std::string>& pattern) { return SegmentsMatch(pattern, segments); });
+}
+
+void Router::AddCrossOriginHeaders(std::string_view target, std::string_view origin,
+                                   Headers& response_headers) const {
+  if (CrossOriginAllowed(SplitPath(target.substr(0, target.find('?')))))
+    AddCorsHeaders(origin, response_headers);
+}
+
+Response Router::Preflight(const Request& request, const std::vector<std::string_view>& segments,
+                           std::string* route_label) const {
+  std::string methods;
+  const Route* first = nullptr;
+  for (const Route& route : routes_) {
+    if (!SegmentsMatch(route.segments, segments)) continue;
+    if (first == nullptr) first = &route;
+    if (methods.find(route.method) == std::string::npos) methods += route.method + ", ";
+  }
+  if (route_label != nullptr) *route_label = first != nullptr ? first->pattern : "unmatched";
+  if (first == nullptr) {
+    return Response::Json(404, JsonErrorBody("no route for " + request.method + " " + request.path));
+  }
+  methods += "OPTIONS";
+  Response response;
+  response.status = 204;
+  response.headers.Add("Allow", methods);
+  response.headers.Add("Access-Control-Allow-Methods", methods);
+  if (auto wanted = request.headers.Get("Access-Control-Request-Headers");
+      wanted && IsHeaderNameList(*wanted)) {
+    response.headers.Add("Access-Control-Allow-Headers", std::string(*wanted));
+  }
+  response.headers.Add("Access-Control-Max-Age", std::to_string(kCorsMaxAgeSeconds));
+  AddCorsHeaders(request, response);
+  response.headers.Set("Vary", "Origin, Access-Control-Request-Method, Access-Control-Request-Headers");
+  return response;
+}
+
 Response Router::Dispatch(Request& request, std::string* route_label) const {
   const std::vector<std::string_view> segments = SplitPath(request.path);
+  if (CrossOriginAllowed(segments)) {
+    if (request.method == "OPTIONS") return Preflight(request, segments, route_label);
+    Response response = DispatchRoute(request, segments, route_label);
+    AddCorsHeaders(request, response);
+    return response;
+  }
+  return DispatchRoute(request, segments, route_label);
+}
+
+Response Router::DispatchRoute(Request& request, const std::vector<std::string_view>& segments,
+                               std::string* route_label) const {
   const Route* best = nullptr;
   std::vector<std::string_view> allowed;  // methods of routes matching the path, for 405's Allow header
   for (const Route& route : routes_) {
-    if (route.segments.size() != segments.size()) continue;
-    bool match = true;
-    for (size_t i = 0; i < segments.size() && match; ++i) {
-      const std::string& want = route.segments[i];
-      bool capture = want.size() >= 2 && want.front() == '{' && want.back() == '}';
-      match = capture || want == segments[i];
-    }
-    if (!match) continue;
+    if (!SegmentsMatch(route.segments, segments)) continue;
     if (route.method != request.method) {
       if (std::find(allowed.begin(), allowed.end(), route.method) == allowed.end()) allowed.push_back(route.method);
       continue;
@@ -150,7 +244,7 @@ Response Router::Dispatch(Request& request, std::string* route_label) const {
   request.path_params.clear();
   for (size_t i = 0; i < segments.size(); ++i) {
     const std::string& want = best->segments[i];
-    if (want.front() == '{' && want.back() == '}' && want.size() >= 2) {
+    if (IsCapture(want)) {
       request.path_params.emplace(want.substr(1, want.size() - 2), std::string(segments[i]));
     }
   }

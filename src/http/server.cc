@@ -485,7 +485,10 @@ class ServerImpl final : public Server {
                                 ? "request body of " + std::string(declared) + " bytes exceeds the limit of " +
                                       std::to_string(options_.max_body_bytes) + " bytes"
                                 : "request body exceeds the limit of " + std::to_string(options_.max_body_bytes) + " bytes";
-      co_return co_await SendError(stream, 413, message, method, start);
+      // A browser SDK reads a 413 to split its batch: on CORS paths it must be readable cross-origin.
+      Headers cors;
+      router_->AddCrossOriginHeaders(parser.get().target(), parser.get()[bhttp::field::origin], cors);
+      co_return co_await SendError(stream, 413, message, method, start, std::move(cors));
     }
     if (ec == bhttp::error::header_limit) {
       co_return co_await SendError(
@@ -608,10 +611,9 @@ class ServerImpl final : public Server {
   /// request may not have been read to its end).
   template <typename Stream>
   net::awaitable<Outcome> SendError(Stream& stream, int status, const std::string& message, const std::string& method,
-                                    steady_clock::time_point start) {
+                                    steady_clock::time_point start, Headers headers = {}) {
     beast::get_lowest_layer(stream).expires_after(options_.request_timeout);
     bhttp::response<bhttp::string_body> res;
-    Headers headers;
     headers.Add("Content-Type", "application/json");
     FillHeaders(res, status, 11, headers, /*keep_alive=*/false);
     res.body() = JsonErrorBody(message);

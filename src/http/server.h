@@ -70,11 +70,28 @@ using Handler = std::function<Response(Request&)>;
 /// Matches (method, path) to handlers. Patterns are literal segments or `{name}` captures:
 /// "/api/app/projects/{id}/connectors". A path that matches no route gives 404, a known path with another
 /// method 405 (both with a JSON error body).
+///
+/// CORS (Fetch standard): only paths opened with AllowCrossOrigin answer browsers on other origins. There
+/// every answer — errors, 429 and 503 included, so a browser SDK can see them and retry — carries
+/// Access-Control-Allow-Origin (the request's Origin echoed, with Allow-Credentials, as mixpanel-browser
+/// sends cookies-mode XHR; `*` without an Origin), and an OPTIONS preflight is answered 204 with the path's
+/// methods, the requested headers and a Max-Age. Every other path gets no CORS header at all, and OPTIONS
+/// there stays a 405, so browsers keep the admin and management APIs closed to other origins.
 class Router {
  public:
   void Add(std::string_view method, std::string_view pattern, Handler handler);
+  /// Opens `pattern` (same syntax as Add) to cross-origin browsers. May name a path before its routes are
+  /// added; a preflight allows the methods of whatever routes the path has.
+  void AllowCrossOrigin(std::string_view pattern);
   /// Route label for metrics: the matched pattern, or "unmatched".
   Response Dispatch(Request& request, std::string* route_label = nullptr) const;
+  /// For answers the server gives before routing (413): adds the CORS headers Dispatch would add when
+  /// `target` (the raw request target) is on a cross-origin path, so a browser SDK can read the status too.
+  void AddCrossOriginHeaders(std::string_view target, std::string_view origin,
+                             Headers& response_headers) const;
+
+  /// How long a browser may cache a preflight answer (Chromium caps it at 2 h, Firefox at 24 h).
+  static constexpr int kCorsMaxAgeSeconds = 86400;
 
  private:
   struct Route {
@@ -84,7 +101,14 @@ class Router {
     std::string pattern;  // as registered, the metrics label
     int literal_segments = 0;  // more literal segments win: "/a/list" beats "/a/{id}"
   };
+  Response DispatchRoute(Request& request, const std::vector<std::string_view>& segments,
+                         std::string* route_label) const;
+  Response Preflight(const Request& request, const std::vector<std::string_view>& segments,
+                     std::string* route_label) const;
+  bool CrossOriginAllowed(const std::vector<std::string_view>& segments) const;
+
   std::vector<Route> routes_;
+  std::vector<std::vector<std::string>> cross_origin_patterns_;  // segments, as in Route
 };
 
 struct ServerOptions {

@@ -515,6 +515,94 @@ TEST_F(ApiTest, MetricsCountRequestsAndEvents) {
   EXPECT_NE(m.body.find("sluice_store_size_bytes"), std::string::npos);
 }
 
+TEST_F(ApiTest, ExportRefusesDatesBefore1970) {
+  for (const char* from : {"1969-12-31", "1900-01-01"}) {
+    auto r = Send("GET", std::string("/api/2.0/export?from_date=") + from + "&to_date=" + Today(), {},
+                  {{"Authorization", SecretAuth()}});
+    EXPECT_EQ(r.status, 400) << from << ": " << r.body;
+    EXPECT_NE(r.body.find("before 1970-01-01"), std::string::npos) << r.body;
+  }
+  auto both = Send("GET", "/api/2.0/export?from_date=1960-01-01&to_date=1960-01-02", {},
+                   {{"Authorization", SecretAuth()}});
+  EXPECT_EQ(both.status, 400) << both.body;
+  EXPECT_EQ(Send("GET", "/api/2.0/export?from_date=1970-01-01&to_date=" + Today(), {},
+                 {{"Authorization", SecretAuth()}})
+                .status,
+            200);
+}
+
+// ---- CORS: the ingestion endpoints answer browsers on other origins; nothing else does
+// ----------------------
+
+TEST_F(ApiTest, PreflightOnIngestionEndpointsAllowsTheBrowser) {
+  for (const char* path : {"/track", "/track/", "/engage", "/import"}) {
+    auto r = Send("OPTIONS", path, {},
+                  {{"Origin", "http://127.0.0.1:9"},
+                   {"Access-Control-Request-Method", "POST"},
+                   {"Access-Control-Request-Headers", "content-type,x-custom-header"}});
+    EXPECT_TRUE(r.status == 200 || r.status == 204) << path << ": " << r.status << " " << r.body;
+    EXPECT_EQ(r.Header("access-control-allow-origin"), "http://127.0.0.1:9") << path;
+    EXPECT_EQ(r.Header("access-control-allow-credentials"), "true") << path;
+    EXPECT_NE(r.Header("access-control-allow-methods").find("POST"), std::string::npos) << path;
+    EXPECT_NE(r.Header("access-control-allow-methods").find("OPTIONS"), std::string::npos) << path;
+    EXPECT_EQ(r.Header("access-control-allow-headers"), "content-type,x-custom-header") << path;
+    EXPECT_FALSE(r.Header("access-control-max-age").empty()) << path;
+  }
+}
+
+TEST_F(ApiTest, IngestionAnswersCarryCorsHeadersEvenOnErrors) {
+  const std::vector<std::pair<std::string, std::string>> origin = {{"Origin", "http://127.0.0.1:9"}};
+  const std::vector<std::pair<std::string, std::string>> json_origin = {{"Origin", "http://127.0.0.1:9"},
+                                                                        {"Content-Type", "application/json"}};
+  std::string event =
+      R"({"event":"E","properties":{"token":")" + token_ + R"(","distinct_id":"d","$insert_id":"cors-1"}})";
+  auto ok = Send("POST", "/track", "[" + event + "]", json_origin);
+  EXPECT_EQ(ok.body, "1");
+  EXPECT_EQ(ok.Header("access-control-allow-origin"), "http://127.0.0.1:9");
+  // An unknown token, a refused import (no auth) and a wrong method: the browser must still read the answer.
+  auto bad =
+      Send("POST", "/track?verbose=1", R"([{"event":"E","properties":{"token":"nope"}}])", json_origin);
+  EXPECT_EQ(bad.Header("access-control-allow-origin"), "http://127.0.0.1:9") << bad.status;
+  auto unauth =
+      Send("POST", "/import", "[]", {{"Origin", "http://127.0.0.1:9"}, {"Content-Type", "application/json"}});
+  EXPECT_EQ(unauth.status, 401);
+  EXPECT_EQ(unauth.Header("access-control-allow-origin"), "http://127.0.0.1:9");
+  auto wrong = Send("DELETE", "/track", {}, origin);
+  EXPECT_EQ(wrong.status, 405);
+  EXPECT_EQ(wrong.Header("access-control-allow-origin"), "http://127.0.0.1:9");
+}
+
+TEST_F(ApiTest, TooLargeIsReadableByBrowsersOnIngestionPathsOnly) {
+  // The server refuses this before routing (more than the 16 MB default); mixpanel-browser halves its batch
+  // on a 413 only if it can read the status.
+  std::string body(17 * 1000 * 1000, 'x');
+  auto track =
+      Send("POST", "/track", body, {{"Origin", "http://127.0.0.1:9"}, {"Content-Type", "text/plain"}});
+  EXPECT_EQ(track.status, 413);
+  EXPECT_EQ(track.Header("access-control-allow-origin"), "http://127.0.0.1:9");
+  auto admin = Send("POST", "/api/app/projects?x=1", body, {{"Origin", "http://127.0.0.1:9"}});
+  EXPECT_EQ(admin.status, 413);
+  EXPECT_TRUE(admin.Header("access-control-allow-origin").empty());
+}
+
+TEST_F(ApiTest, AdminAndReadApisStayClosedToBrowsers) {
+  for (const char* path : {"/api/app/projects", "/api/2.0/export", "/api/2.0/engage", "/healthz", "/metrics",
+                           "/api/2.0/nessie/pipeline/jobs"}) {
+    auto r = Send("OPTIONS", path, {},
+                  {{"Origin", "http://127.0.0.1:9"},
+                   {"Access-Control-Request-Method", "POST"},
+                   {"Access-Control-Request-Headers", "authorization"}});
+    EXPECT_TRUE(r.status >= 400) << path << ": " << r.status;
+    EXPECT_TRUE(r.Header("access-control-allow-origin").empty()) << path;
+    EXPECT_TRUE(r.Header("access-control-allow-headers").empty()) << path;
+    EXPECT_TRUE(r.Header("access-control-allow-methods").empty()) << path;
+  }
+  auto listed =
+      Send("GET", "/api/app/projects", {}, {{"Authorization", Bearer()}, {"Origin", "http://127.0.0.1:9"}});
+  EXPECT_EQ(listed.status, 200);
+  EXPECT_TRUE(listed.Header("access-control-allow-origin").empty());
+}
+
 class RateLimitedApiTest : public ApiTest {
  protected:
   void SetUp() override { Start(4096); }
@@ -533,6 +621,16 @@ TEST_F(RateLimitedApiTest, AnswersTooManyRequestsWithRetryAfter) {
   EXPECT_FALSE(limited.Header("retry-after").empty());
 }
 
+TEST_F(RateLimitedApiTest, TooManyRequestsIsReadableByBrowsers) {
+  std::string batch = "[";
+  for (int i = 0; i < 30; ++i) batch += (i ? "," : "") + Event("R", "c-" + std::to_string(i));
+  batch += "]";
+  ASSERT_EQ(Import(batch).status, 200);
+  auto limited = Import(batch, "", {{"Origin", "http://127.0.0.1:9"}});
+  EXPECT_EQ(limited.status, 429) << limited.body;
+  EXPECT_EQ(limited.Header("access-control-allow-origin"), "http://127.0.0.1:9");
+  EXPECT_NE(limited.Header("access-control-expose-headers").find("Retry-After"), std::string::npos);
+}
 
 TEST_F(RateLimitedApiTest, TrackStoresNothingWhenAnyProjectOfTheRequestIsLimited) {
   auto other = Send("POST", "/api/app/projects", R"({"name":"other"})", {{"Authorization", Bearer()}});

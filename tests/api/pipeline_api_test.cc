@@ -1015,6 +1015,35 @@ TEST_F(PipelineApiTest, TimelineListsTasksWithALimitAndFilter) {
   EXPECT_EQ(Get("timeline", {{"name", "nope"}}).status, 404);
 }
 
+TEST_F(PipelineApiTest, TimelineAnswersMixpanelsDaySyncs) {
+  AddPipeline("p1");
+  manager_.SetTimeline(SampleTasks());
+  manager_.SetDaySyncs(
+      {DaySync{.date = "2026-11-20",
+               .sync_times = {1795221100000, 1795307500040},
+               .status = TaskState::kSucceeded},
+       DaySync{.date = "2026-11-21", .sync_times = {}, .status = TaskState::kFailed},
+       DaySync{.date = "2026-11-22", .sync_times = {1795393900123}, .status = TaskState::kRetried}});
+  auto r = Get("timeline", {{"name", "p1"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto v = r.Json().as_object();
+  // Mixpanel's shape: sync times as Go's time.String() (here UTC), "synced" for a delivered day.
+  EXPECT_EQ(
+      json::serialize(v.at("day_syncs")),
+      R"([{"date":"2026-11-20","sync_times":["2026-11-21 00:31:40 +0000 UTC","2026-11-22 00:31:40.04 +0000 UTC"],)"
+      R"("status":"synced"},{"date":"2026-11-21","sync_times":[],"status":"failed"},)"
+      R"({"date":"2026-11-22","sync_times":["2026-11-23 00:31:40.123 +0000 UTC"],"status":"retried"}])");
+  // The task list stands beside it.
+  EXPECT_EQ(v.at("tasks").as_array().size(), 4u);
+  // status= filters days as it filters tasks.
+  r = Get("timeline", {{"name", "p1"}, {"status", "failed"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::serialize(r.Json().at("day_syncs")),
+            R"([{"date":"2026-11-21","sync_times":[],"status":"failed"}])");
+  manager_.FailNext("DaySyncs", Unavailable("pipeline state is loading"));
+  EXPECT_EQ(Get("timeline", {{"name", "p1"}}).status, 503);
+}
+
 // ---- the parsers on their own
 // -----------------------------------------------------------------------------------
 

@@ -2,7 +2,10 @@
 #include <boost/json.hpp>
 
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 
@@ -134,6 +137,67 @@ TEST_F(CliTest, ListenPortIsParsedStrictly) {
     EXPECT_EQ(rc, 2) << port << ": " << out;
     EXPECT_NE(out.find("must be HOST:PORT"), std::string::npos) << port << ": " << out;
   }
+}
+
+/// A loopback port nothing listens on (bound, then closed): AWS calls sent there fail at once, on this
+/// machine.
+int ClosedLoopbackPort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    if (fd >= 0) close(fd);
+    return 1;
+  }
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+/// Whether `text` is exactly one JSON value (whitespace around it allowed), as `| jq` and `python3 -m
+/// json.tool` need.
+bool IsOnlyJson(const std::string& text, std::string* error) {
+  boost::system::error_code ec;
+  json::parse(text, ec);
+  if (ec) *error = ec.message() + " in stdout: " + text.substr(0, 300);
+  return !ec;
+}
+
+TEST_F(CliTest, JsonOutputIsOnlyJsonWithLogsOnStderr) {
+  // Credentials in the environment make the AWS code log where they came from (an [info] line); every AWS
+  // call goes to a closed loopback port, so nothing leaves the machine and the commands fail fast.
+  const std::string aws = "http://127.0.0.1:" + std::to_string(ClosedLoopbackPort());
+  const std::string env =
+      "env -u AWS_PROFILE -u AWS_SESSION_TOKEN AWS_ACCESS_KEY_ID=AKIDEXAMPLE "
+      "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY AWS_REGION=us-east-1 "
+      "AWS_CONFIG_FILE=/nonexistent AWS_SHARED_CREDENTIALS_FILE=/nonexistent "
+      "AWS_ENDPOINT_URL=" +
+      aws + " AWS_ENDPOINT_URL_STS=" + aws + " ";
+  const std::string bin = ServerProcess::Binary();
+  std::string error;
+
+  auto [policies, rc] = Shell(env + bin + " aws policies --json --bucket acme-events --external-id tok123");
+  EXPECT_EQ(rc, 0) << policies;
+  EXPECT_TRUE(IsOnlyJson(policies, &error)) << error;
+  auto [tool, rc_tool] = Shell(
+      env + bin + " aws policies --json --bucket acme-events --external-id tok123 | python3 -m json.tool");
+  EXPECT_EQ(rc_tool, 0) << tool;
+
+  auto [check, rc2] =
+      Shell(env + bin + " destination check --json --bucket acme-events --region us-east-1 " +
+            "--role arn:aws:iam::111122223333:role/sluice-export --external-id tok123 --endpoint " + aws +
+            " --sts-endpoint " + aws);
+  EXPECT_NE(rc2, 0) << "the check cannot pass against a closed port";
+  ASSERT_TRUE(IsOnlyJson(check, &error)) << error;
+  EXPECT_TRUE(json::parse(check).is_object()) << check;
+
+  // The logs are still there, on stderr.
+  auto [logs, rc3] = Shell("( " + env + bin + " aws policies --json --bucket acme-events 2>&1 >/dev/null )");
+  EXPECT_EQ(rc3, 0);
+  EXPECT_NE(logs.find("credentials"), std::string::npos) << logs;
 }
 
 }  // namespace

@@ -188,5 +188,131 @@ TEST(ResponseTest, JsonAndTextHelpers) {
   EXPECT_EQ(metrics.headers.Get("Content-Type").value(), "text/plain; version=0.0.4");
 }
 
+// ---- CORS
+// -------------------------------------------------------------------------------------------------------
+
+Router CorsRouter() {
+  Router router;
+  router.Add("GET", "/track", Echo("track"));
+  router.Add("POST", "/track", Echo("track"));
+  router.Add("POST", "/import", [](Request&) { return Response::Json(429, JsonErrorBody("slow down")); });
+  router.Add("GET", "/api/app/projects", Echo("projects"));
+  router.Add("POST", "/api/app/projects", Echo("create"));
+  router.AllowCrossOrigin("/track");
+  router.AllowCrossOrigin("/import");
+  router.AllowCrossOrigin("/groups");  // opened before any route exists, as the service may do
+  return router;
+}
+
+TEST(CorsTest, PreflightOnAnOpenedPathAllowsItsMethodsAndTheRequestedHeaders) {
+  Router router = CorsRouter();
+  auto request = MakeRequest("OPTIONS", "/track/");
+  request.headers.Add("Origin", "http://127.0.0.1:5000");
+  request.headers.Add("Access-Control-Request-Method", "POST");
+  request.headers.Add("Access-Control-Request-Headers", "content-type,x-sluice-test");
+  std::string label;
+  Response response = router.Dispatch(request, &label);
+  EXPECT_EQ(response.status, 204);
+  EXPECT_EQ(response.body, "");
+  EXPECT_EQ(label, "/track");
+  EXPECT_EQ(response.headers.Get("Access-Control-Allow-Origin").value_or(""), "http://127.0.0.1:5000");
+  EXPECT_EQ(response.headers.Get("Access-Control-Allow-Credentials").value_or(""), "true");
+  EXPECT_EQ(response.headers.Get("Access-Control-Allow-Methods").value_or(""), "GET, POST, OPTIONS");
+  EXPECT_EQ(response.headers.Get("Access-Control-Allow-Headers").value_or(""), "content-type,x-sluice-test");
+  EXPECT_EQ(response.headers.Get("Access-Control-Max-Age").value_or(""), "86400");
+  EXPECT_NE(response.headers.Get("Vary").value_or("").find("Origin"), std::string_view::npos);
+}
+
+TEST(CorsTest, RequestedHeadersThatAreNotHeaderNamesAreNotEchoed) {
+  Router router = CorsRouter();
+  auto request = MakeRequest("OPTIONS", "/track");
+  request.headers.Add("Origin", "http://127.0.0.1:5000");
+  request.headers.Add("Access-Control-Request-Method", "POST");
+  request.headers.Add("Access-Control-Request-Headers", "x-a\"<script>");
+  Response response = router.Dispatch(request);
+  EXPECT_EQ(response.status, 204);
+  EXPECT_FALSE(response.headers.Get("Access-Control-Allow-Headers").has_value());
+}
+
+TEST(CorsTest, EveryAnswerOnAnOpenedPathCarriesAllowOrigin) {
+  Router router = CorsRouter();
+  auto ok = MakeRequest("POST", "/track");
+  ok.headers.Add("Origin", "http://example.test");
+  Response response = router.Dispatch(ok);
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.headers.Get("Access-Control-Allow-Origin").value_or(""), "http://example.test");
+  EXPECT_EQ(response.headers.Get("Access-Control-Expose-Headers").value_or(""), "Retry-After");
+
+  // Errors too (a 429 from the handler, a 405 from the router), so the SDK can see them and retry.
+  auto limited = MakeRequest("POST", "/import");
+  limited.headers.Add("Origin", "http://example.test");
+  Response too_many = router.Dispatch(limited);
+  EXPECT_EQ(too_many.status, 429);
+  EXPECT_EQ(too_many.headers.Get("Access-Control-Allow-Origin").value_or(""), "http://example.test");
+  auto wrong_method = MakeRequest("DELETE", "/track");
+  wrong_method.headers.Add("Origin", "http://example.test");
+  EXPECT_EQ(router.Dispatch(wrong_method).headers.Get("Access-Control-Allow-Origin").value_or(""),
+            "http://example.test");
+
+  // Without an Origin (curl, server SDKs) the answer is still readable from anywhere, without credentials.
+  auto plain = MakeRequest("GET", "/track");
+  Response any = router.Dispatch(plain);
+  EXPECT_EQ(any.headers.Get("Access-Control-Allow-Origin").value_or(""), "*");
+  EXPECT_FALSE(any.headers.Get("Access-Control-Allow-Credentials").has_value());
+}
+
+TEST(CorsTest, PreflightOnImportAllowsOnlyItsMethods) {
+  Router router = CorsRouter();
+  auto request = MakeRequest("OPTIONS", "/import");
+  request.headers.Add("Origin", "http://example.test");
+  request.headers.Add("Access-Control-Request-Method", "POST");
+  Response response = router.Dispatch(request);
+  EXPECT_EQ(response.status, 204);
+  EXPECT_EQ(response.headers.Get("Access-Control-Allow-Methods").value_or(""), "POST, OPTIONS");
+}
+
+TEST(CorsTest, AnOpenedPathWithoutRoutesIsStill404) {
+  Router router = CorsRouter();
+  auto request = MakeRequest("OPTIONS", "/groups");
+  request.headers.Add("Origin", "http://example.test");
+  request.headers.Add("Access-Control-Request-Method", "POST");
+  Response response = router.Dispatch(request);
+  EXPECT_EQ(response.status, 404);
+  EXPECT_FALSE(response.headers.Get("Access-Control-Allow-Methods").has_value());
+  // Once the route exists, the same registration covers it.
+  router.Add("POST", "/groups", Echo("groups"));
+  EXPECT_EQ(router.Dispatch(request).status, 204);
+}
+
+TEST(CorsTest, AnswersBeforeRoutingGetTheHeadersOnOpenedPathsOnly) {
+  Router router = CorsRouter();
+  Headers track;
+  router.AddCrossOriginHeaders("/track/?verbose=1", "http://example.test", track);
+  EXPECT_EQ(track.Get("Access-Control-Allow-Origin").value_or(""), "http://example.test");
+  EXPECT_EQ(track.Get("Access-Control-Allow-Credentials").value_or(""), "true");
+  Headers admin;
+  router.AddCrossOriginHeaders("/api/app/projects", "http://example.test", admin);
+  EXPECT_TRUE(admin.entries().empty());
+}
+
+TEST(CorsTest, AdminPathsStayClosedToBrowsers) {
+  Router router = CorsRouter();
+  auto preflight = MakeRequest("OPTIONS", "/api/app/projects");
+  preflight.headers.Add("Origin", "http://evil.test");
+  preflight.headers.Add("Access-Control-Request-Method", "POST");
+  preflight.headers.Add("Access-Control-Request-Headers", "authorization");
+  Response response = router.Dispatch(preflight);
+  EXPECT_EQ(response.status, 405);
+  for (const char* name : {"Access-Control-Allow-Origin", "Access-Control-Allow-Methods",
+                           "Access-Control-Allow-Headers", "Access-Control-Allow-Credentials"}) {
+    EXPECT_FALSE(response.headers.Get(name).has_value()) << name;
+  }
+  auto get = MakeRequest("GET", "/api/app/projects");
+  get.headers.Add("Origin", "http://evil.test");
+  Response listed = router.Dispatch(get);
+  EXPECT_EQ(listed.status, 200);
+  EXPECT_FALSE(listed.headers.Get("Access-Control-Allow-Origin").has_value());
+}
+
 }  // namespace
 }  // namespace sluice::http
