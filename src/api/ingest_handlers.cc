@@ -380,7 +380,7 @@ http::Response ServiceImpl::HandleProfileUpdates(http::Request& req, bool groups
   metrics_->profile_updates.WithLabels({"applied"})
       .Inc(parsed->updates.size() - (errors.size() - parsed->errors.size()));
   metrics_->profile_updates.WithLabels({"rejected"}).Inc(errors.size());
-  if (refused > 0) spdlog::warn("{}: {} profile updates refused by the profile limits", endpoint, refused);
+  if (refused > 0) spdlog::warn("{}: {} profile updates refused (out-of-range numbers or profile limits)", endpoint, refused);
   std::sort(errors.begin(), errors.end(), [](const auto& a, const auto& b) { return a.index < b.index; });
   return ClientAnswer(style, errors.empty(), SummariseErrors(errors));
 }

@@ -319,6 +319,7 @@ void ProfileParser::Record(const json::value& record, size_t index) {
     u.time_ms = *us / 1000;
   }
   if (const json::value* v = obj.if_contains("$ignore_time")) u.ignore_time = Truthy(*v);
+  if (groups_) u.ignore_time = true;  // Mixpanel's group profiles have no $last_seen
   if (const json::value* v = obj.if_contains("$ignore_alias")) u.ignore_alias = Truthy(*v);
   if (const json::value* v = obj.if_contains("$ip"); v != nullptr && ProfileStringValue(*v)) {
     u.ip = std::string(*ProfileStringValue(*v));

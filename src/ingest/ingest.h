@@ -154,7 +154,7 @@ Result<ParsedProfileUpdates> ParseProfileUpdates(std::string_view payload, Paylo
 
 /// Parses a /groups payload: as ParseProfileUpdates, but each record carries $token, $group_key and $group_id
 /// (a string or number, kept in ProfileUpdate::distinct_id) and one of Mixpanel's group operations: $set,
-/// $set_once, $unset, $remove, $union, $delete.
+/// $set_once, $unset, $remove, $union, $delete. Group profiles get no $last_seen (ignore_time is always set).
 Result<ParsedProfileUpdates> ParseGroupProfileUpdates(std::string_view payload, PayloadFormat format,
                                                       int64_t now_us);
 

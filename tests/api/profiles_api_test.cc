@@ -109,9 +109,9 @@ TEST_F(ProfilesApiTest, ProfileNumbersReadBackAndExportByteExact) {
                                                R"("big":123456789012345678901234567890,"e":2E-3})"))
                 .body,
             R"({"status":1,"error":null})");
-  EXPECT_EQ(Update("/engage", UserUpdate("p1", R"("$add":{"ratio":1.5,"n":0.1}})")).body,
+  EXPECT_EQ(Update("/engage", UserUpdate("p1", R"("$add":{"ratio":1.5,"n":0.1})")).body,
             R"({"status":1,"error":null})");
-  EXPECT_EQ(Update("/engage", UserUpdate("p1", R"("$add":{"n":0.2}})")).body, R"({"status":1,"error":null})");
+  EXPECT_EQ(Update("/engage", UserUpdate("p1", R"("$add":{"n":0.2})")).body, R"({"status":1,"error":null})");
   const std::string expected =
       R"({"price":19.90,"ratio":3,"big":123456789012345678901234567890,"e":2E-3,"n":0.30000000000000004})";
 
