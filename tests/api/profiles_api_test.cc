@@ -263,5 +263,48 @@ TEST_F(ProfilesApiTest, AHugeInvalidInsertIdIsNotEchoedWhole) {
   EXPECT_LE(failed[0].at("$insert_id").as_string().size(), 70u);
 }
 
+TEST_F(ProfilesApiTest, GroupProfilesAreKeptPerGroupKeyInTheStore) {
+  auto put = [&](std::string_view key, std::string id, std::string json) {
+    std::vector<std::string> ids{std::move(id)};
+    return store_->UpdateGroupProfiles(project_id_, key, ids,
+                                       [&](std::string_view, std::optional<std::string>& profile) {
+                                         profile = json;
+                                         return store::ProfileAction::kPut;
+                                       });
+  };
+  ASSERT_TRUE(put("team", "a", R"({"n":1})").ok());
+  ASSERT_TRUE(put("teams", "a", R"({"n":2})").ok());
+  ASSERT_TRUE(put("team", "b", R"({"n":3})").ok());
+  std::vector<std::string> seen;
+  ASSERT_TRUE(store_
+                  ->ScanGroupProfiles(project_id_, "team",
+                                      [&](std::string_view id, std::string_view json) {
+                                        seen.push_back(std::string(id) + "=" + std::string(json));
+                                        return true;
+                                      })
+                  .ok());
+  EXPECT_EQ(seen, (std::vector<std::string>{R"(a={"n":1})", R"(b={"n":3})"}));
+  auto one = store_->GetGroupProfile(project_id_, "teams", "a");
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(**one, R"({"n":2})");
+  auto none = store_->GetGroupProfile(project_id_ + 1, "team", "a");
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+  size_t users = 0;
+  ASSERT_TRUE(store_->ScanProfiles(project_id_, [&](std::string_view, std::string_view) { return ++users, true; }).ok());
+  EXPECT_EQ(users, 0u);
+}
+
+TEST(PeopleExportEncoder, NonFiniteTokensOfOlderReleasesBecomeNull) {
+  std::string line;
+  pipeline::AppendPeopleRecord("p1", R"({"a":Infinity,"b":-Infinity,"c":NaN,"s":"Infinity NaN","n":19.90})", line);
+  EXPECT_EQ(line, R"({"distinct_id":"p1","properties":{"a":null,"b":null,"c":null,"s":"Infinity NaN","n":19.90}})"
+                  "\n");
+  line.clear();
+  pipeline::AppendPeopleRecord("p2", R"({"n":19.90,"big":123456789012345678901234567890})", line);
+  EXPECT_EQ(line, R"({"distinct_id":"p2","properties":{"n":19.90,"big":123456789012345678901234567890}})"
+                  "\n");
+}
+
 }  // namespace
 }  // namespace sluice
