@@ -161,7 +161,7 @@ http::Response ServiceImpl::HandleImport(http::Request& req) {
   }
   if (auto pid = params.Get("project_id"); pid && !pid->empty() && *pid != std::to_string(project->id)) {
     return ImportError(401, fmt::format("project_id {} does not match the credentials (they belong to project {})",
-                                        *pid, project->id));
+                                        ingest::Echo(*pid), project->id));
   }
 
   std::string payload;
@@ -189,7 +189,7 @@ http::Response ServiceImpl::HandleImport(http::Request& req) {
                ct != "application/x-www-form-urlencoded" && ct != "application/octet-stream") {
       return ImportError(400, fmt::format("unsupported Content-Type '{}': send application/json (a JSON array of "
                                           "events) or application/x-ndjson (one event per line)",
-                                          ct));
+                                          ingest::Echo(ct)));
     }
   }
   metrics_->bytes_in.WithLabels({"/import"}).Inc(payload.size());
