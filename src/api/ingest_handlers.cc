@@ -160,8 +160,9 @@ http::Response ServiceImpl::HandleImport(http::Request& req) {
     return r;
   }
   if (auto pid = params.Get("project_id"); pid && !pid->empty() && *pid != std::to_string(project->id)) {
-    return ImportError(401, fmt::format("project_id {} does not match the credentials (they belong to project {})",
-                                        ingest::Echo(*pid), project->id));
+    return ImportError(401,
+                       fmt::format("project_id {} does not match the credentials (they belong to project {})",
+                                   ingest::Echo(*pid), project->id));
   }
 
   std::string payload;
@@ -187,9 +188,10 @@ http::Response ServiceImpl::HandleImport(http::Request& req) {
       format = ingest::PayloadFormat::kNdjson;
     } else if (!ct.empty() && ct != "application/json" && ct != "text/plain" &&
                ct != "application/x-www-form-urlencoded" && ct != "application/octet-stream") {
-      return ImportError(400, fmt::format("unsupported Content-Type '{}': send application/json (a JSON array of "
-                                          "events) or application/x-ndjson (one event per line)",
-                                          ingest::Echo(ct)));
+      return ImportError(400,
+                         fmt::format("unsupported Content-Type '{}': send application/json (a JSON array of "
+                                     "events) or application/x-ndjson (one event per line)",
+                                     ingest::Echo(ct)));
     }
   }
   metrics_->bytes_in.WithLabels({"/import"}).Inc(payload.size());
@@ -380,7 +382,9 @@ http::Response ServiceImpl::HandleProfileUpdates(http::Request& req, bool groups
   metrics_->profile_updates.WithLabels({"applied"})
       .Inc(parsed->updates.size() - (errors.size() - parsed->errors.size()));
   metrics_->profile_updates.WithLabels({"rejected"}).Inc(errors.size());
-  if (refused > 0) spdlog::warn("{}: {} profile updates refused (out-of-range numbers or profile limits)", endpoint, refused);
+  if (refused > 0)
+    spdlog::warn("{}: {} profile updates refused (out-of-range numbers or profile limits)", endpoint,
+                 refused);
   std::sort(errors.begin(), errors.end(), [](const auto& a, const auto& b) { return a.index < b.index; });
   return ClientAnswer(style, errors.empty(), SummariseErrors(errors));
 }

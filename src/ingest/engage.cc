@@ -1,5 +1,5 @@
-// /engage and /groups: parse profile updates into Boost.JSON trees that keep numbers as they arrived (profiles are
-// low volume; see ParseProfileJson) and apply them with Mixpanel's semantics and profile limits.
+// /engage and /groups: parse profile updates into Boost.JSON trees that keep numbers as they arrived
+// (profiles are low volume; see ParseProfileJson) and apply them with Mixpanel's semantics and limits.
 #include <boost/json.hpp>
 
 #include <algorithm>
@@ -235,9 +235,10 @@ void ProfileParser::Record(const json::value& record, size_t index) {
     return;
   }
   if (ops > 1) {
-    Reject(index, "record",
-           fmt::format("the update has {} operations ({}); send exactly one operation per update", ops, found),
-           "multiple_operations");
+    Reject(
+        index, "record",
+        fmt::format("the update has {} operations ({}); send exactly one operation per update", ops, found),
+        "multiple_operations");
     return;
   }
   const std::string_view op_name = found;
@@ -311,8 +312,9 @@ void ProfileParser::Record(const json::value& record, size_t index) {
     if (auto n = ProfileNumberValue(*t)) us = NormaliseTimeToMicros(*n);
     if (!us) {
       Reject(index, "$time",
-             fmt::format("'$time' must be a positive number of milliseconds (or seconds) since the epoch, got {}",
-                         KindName(*t)),
+             fmt::format(
+                 "'$time' must be a positive number of milliseconds (or seconds) since the epoch, got {}",
+                 KindName(*t)),
              "invalid_time");
       return;
     }
@@ -376,8 +378,9 @@ Result<ParsedProfileUpdates> ParseUpdates(std::string_view payload, PayloadForma
   ParsedProfileUpdates out;
   ProfileParser parser(now_us, groups, out);
   auto too_many = [](size_t n) {
-    return Error(ErrorCode::kTooLarge, fmt::format("too many profile updates: {} > {} per request; split the batch",
-                                                   n, kMaxProfileUpdatesPerBatch));
+    return Error(ErrorCode::kTooLarge,
+                 fmt::format("too many profile updates: {} > {} per request; split the batch", n,
+                             kMaxProfileUpdatesPerBatch));
   };
 
   auto parse_ndjson = [&]() -> Result<ParsedProfileUpdates> {
@@ -393,7 +396,8 @@ Result<ParsedProfileUpdates> ParseUpdates(std::string_view payload, PayloadForma
       auto value = ParseJson(line, offset);
       if (!value.ok()) {
         ++malformed;
-        std::string message = fmt::format("line {} is not valid JSON: {}", line_number, value.error().message);
+        std::string message =
+            fmt::format("line {} is not valid JSON: {}", line_number, value.error().message);
         if (first_problem.empty()) first_problem = message;
         parser.Reject(index, "record", std::move(message), "malformed_json");
       } else {
@@ -412,7 +416,8 @@ Result<ParsedProfileUpdates> ParseUpdates(std::string_view payload, PayloadForma
   if (format == PayloadFormat::kNdjson) return parse_ndjson();
 
   std::string_view trimmed = internal::TrimJsonSpace(payload);
-  if (trimmed.empty()) return InvalidArgument("empty payload: expected a JSON array of profile updates or one update");
+  if (trimmed.empty())
+    return InvalidArgument("empty payload: expected a JSON array of profile updates or one update");
   auto value = ParseJson(payload, 0);
   if (!value.ok()) {
     // NDJSON sent as application/json: several objects on separate lines.
@@ -431,8 +436,8 @@ Result<ParsedProfileUpdates> ParseUpdates(std::string_view payload, PayloadForma
     return out;
   }
   if (!value->is_object()) {
-    return InvalidArgument(fmt::format("expected a JSON array of profile updates or one update object, got {}",
-                                       KindName(*value)));
+    return InvalidArgument(fmt::format(
+        "expected a JSON array of profile updates or one update object, got {}", KindName(*value)));
   }
   out.total_records = 1;
   parser.Record(*value, 0);

@@ -422,10 +422,11 @@ Walk EventParser::WalkValue(od::value& value, int depth) {
   switch (type) {
     case od::json_type::object: {
       if (depth + 1 > kMaxNestingDepth) {
-        return Invalid(fmt::format("properties.{}", Echo(top_key_)),
-                       fmt::format("'properties.{}' nests objects/arrays more than {} levels deep; flatten it",
-                                   Echo(top_key_), kMaxNestingDepth),
-                       "too_deep");
+        return Invalid(
+            fmt::format("properties.{}", Echo(top_key_)),
+            fmt::format("'properties.{}' nests objects/arrays more than {} levels deep; flatten it",
+                        Echo(top_key_), kMaxNestingDepth),
+            "too_deep");
       }
       od::object obj;
       if (auto err = value.get_object().get(obj)) return Malformed(err, nullptr);
@@ -449,10 +450,11 @@ Walk EventParser::WalkValue(od::value& value, int depth) {
     }
     case od::json_type::array: {
       if (depth + 1 > kMaxNestingDepth) {
-        return Invalid(fmt::format("properties.{}", Echo(top_key_)),
-                       fmt::format("'properties.{}' nests objects/arrays more than {} levels deep; flatten it",
-                                   Echo(top_key_), kMaxNestingDepth),
-                       "too_deep");
+        return Invalid(
+            fmt::format("properties.{}", Echo(top_key_)),
+            fmt::format("'properties.{}' nests objects/arrays more than {} levels deep; flatten it",
+                        Echo(top_key_), kMaxNestingDepth),
+            "too_deep");
       }
       od::array arr;
       if (auto err = value.get_array().get(arr)) return Malformed(err, nullptr);
@@ -462,11 +464,12 @@ Walk EventParser::WalkValue(od::value& value, int depth) {
         od::value item;
         if (auto err = std::move(item_result).get(item)) return Malformed(err, nullptr);
         if (++items >= kMaxArrayItems) {
-          return Invalid(fmt::format("properties.{}", Echo(top_key_)),
-                         fmt::format("'properties.{}' contains an array of {} or more items; arrays must have "
-                                     "fewer than {} items",
-                                     Echo(top_key_), kMaxArrayItems, kMaxArrayItems),
-                         "array_too_long");
+          return Invalid(
+              fmt::format("properties.{}", Echo(top_key_)),
+              fmt::format("'properties.{}' contains an array of {} or more items; arrays must have "
+                          "fewer than {} items",
+                          Echo(top_key_), kMaxArrayItems, kMaxArrayItems),
+              "array_too_long");
         }
         if (items > 1) props_buf_.push_back(',');
         if (Walk w = WalkValue(item, depth + 1); w != Walk::kOk) return w;
@@ -663,8 +666,9 @@ bool EventParser::Finish() {
   if (!has_event_ || event_name_.empty()) {
     const bool wrong_type = !has_event_ && !event_name_.empty();
     Reject("event",
-           wrong_type ? fmt::format("'event' must be a non-empty string (the event name), got {}", Echo(event_name_))
-                      : std::string("'event' is missing or empty: every record needs an event name"),
+           wrong_type
+               ? fmt::format("'event' must be a non-empty string (the event name), got {}", Echo(event_name_))
+               : std::string("'event' is missing or empty: every record needs an event name"),
            "missing_event");
     return false;
   }
@@ -710,17 +714,19 @@ bool EventParser::Finish() {
       if (time_.kind == TimeValue::Kind::kNumber) us = NormaliseTimeToMicros(time_.value);
       if (!us) {
         if (time_.kind == TimeValue::Kind::kNumber && time_.value <= 0) {
-          Reject("properties.time",
-                 fmt::format("'properties.time' is {}: it must be a positive number of seconds or milliseconds "
-                             "since the epoch, after 1971-01-01",
-                             Echo(time_.text)),
-                 "invalid_time");
+          Reject(
+              "properties.time",
+              fmt::format("'properties.time' is {}: it must be a positive number of seconds or milliseconds "
+                          "since the epoch, after 1971-01-01",
+                          Echo(time_.text)),
+              "invalid_time");
         } else {
-          Reject("properties.time",
-                 fmt::format("'properties.time' ({}) is too large to be a time in seconds or milliseconds since "
-                             "the epoch",
-                             Echo(time_.text)),
-                 "time_in_future");
+          Reject(
+              "properties.time",
+              fmt::format("'properties.time' ({}) is too large to be a time in seconds or milliseconds since "
+                          "the epoch",
+                          Echo(time_.text)),
+              "time_in_future");
         }
         return false;
       }
@@ -764,9 +770,10 @@ bool EventParser::Finish() {
     }
     if (id->present() && IsPlaceholderId(id->text)) {
       Reject(fmt::format("properties.{}", name),
-             fmt::format("'properties.{}' is \"{}\", a placeholder value; send the real id of the user or device, "
-                         "or leave it out",
-                         name, Echo(id->text)),
+             fmt::format(
+                 "'properties.{}' is \"{}\", a placeholder value; send the real id of the user or device, "
+                 "or leave it out",
+                 name, Echo(id->text)),
              "placeholder_distinct_id");
       return false;
     }
@@ -791,8 +798,8 @@ bool EventParser::Finish() {
   std::string insert_id;
   if (insert_id_.kind == IdValue::Kind::kAbsent) {
     if (options_.derive_insert_id) {
-      // Legacy /import (Mixpanel's older SDKs never send $insert_id): the id is derived from the event's content,
-      // so a resend of the same event replaces it instead of duplicating it.
+      // Legacy /import (Mixpanel's older SDKs never send $insert_id): the id is derived from the event's
+      // content, so a resend of the same event replaces it instead of duplicating it.
       std::vector<std::string_view> texts;
       texts.reserve(entries_.size());
       for (const Entry& entry : entries_) {
@@ -828,12 +835,13 @@ bool EventParser::Finish() {
     });
     if (id.size() > kMaxInsertIdLength || !charset_ok) {
       Reject("properties.$insert_id",
-             charset_ok ? fmt::format("'properties.$insert_id' is {} characters long; at most {} characters of "
-                                      "A-Z, a-z, 0-9 and '-' are allowed",
-                                      id.size(), kMaxInsertIdLength)
-                        : fmt::format("'properties.$insert_id' may contain only A-Z, a-z, 0-9 and '-' (at most {} "
-                                      "characters); \"{}\" has other characters",
-                                      kMaxInsertIdLength, Echo(id)),
+             charset_ok
+                 ? fmt::format("'properties.$insert_id' is {} characters long; at most {} characters of "
+                               "A-Z, a-z, 0-9 and '-' are allowed",
+                               id.size(), kMaxInsertIdLength)
+                 : fmt::format("'properties.$insert_id' may contain only A-Z, a-z, 0-9 and '-' (at most {} "
+                               "characters); \"{}\" has other characters",
+                               kMaxInsertIdLength, Echo(id)),
              "invalid_insert_id");
       return false;
     }

@@ -524,13 +524,14 @@ class RocksStore final : public Store {
 
   Status UpdateGroupProfiles(
       uint32_t project, std::string_view group_key, std::span<const std::string> group_ids,
-      const std::function<ProfileAction(std::string_view group_id, std::optional<std::string>& profile)>& mutate)
-      override {
+      const std::function<ProfileAction(std::string_view group_id, std::optional<std::string>& profile)>&
+          mutate) override {
     if (group_ids.empty()) return OkStatus();
     std::shared_lock life(life_mu_);
     if (closed_) return ClosedError(dir_);
     auto key_of = [&](std::string_view id) {
-      return internal::MetaKey(internal::kGroupProfileNamespace, internal::GroupProfileKey(project, group_key, id));
+      return internal::MetaKey(internal::kGroupProfileNamespace,
+                               internal::GroupProfileKey(project, group_key, id));
     };
     // Same discipline as UpdateProfiles: each stripe locked once, in ascending order.
     std::vector<size_t> stripes;
@@ -596,8 +597,9 @@ class RocksStore final : public Store {
                      "reading a group profile");
   }
 
-  Status ScanGroupProfiles(uint32_t project, std::string_view group_key,
-                           const std::function<bool(std::string_view group_id, std::string_view json)>& fn) override {
+  Status ScanGroupProfiles(
+      uint32_t project, std::string_view group_key,
+      const std::function<bool(std::string_view group_id, std::string_view json)>& fn) override {
     std::shared_lock life(life_mu_);
     if (closed_) return ClosedError(dir_);
     const std::string start =

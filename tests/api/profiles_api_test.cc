@@ -1,6 +1,6 @@
-// Profiles, group profiles and legacy /import through the HTTP API: a real Store in a temp dir, the Service, the
-// HTTP server on a free loopback port, real HTTP requests. Numbers are checked byte for byte in the answers and in
-// the people export encoder (issue 10 items 1, 2, 4, 5; issue 9 items 5, 8).
+// Profiles, group profiles and legacy /import through the HTTP API: a real Store in a temp dir, the Service,
+// the HTTP server on a free loopback port, real HTTP requests. Numbers are checked byte for byte in the
+// answers and in the people export encoder (issue 10 items 1, 2, 4, 5; issue 9 items 5, 8).
 #include <boost/json.hpp>
 
 #include <gtest/gtest.h>
@@ -86,7 +86,8 @@ class ProfilesApiTest : public ::testing::Test {
     return R"({"$token":")" + token_ + R"(","$distinct_id":")" + id + R"(","$ignore_time":true,)" + op + "}";
   }
   std::string GroupUpdate(const std::string& key, const std::string& id, const std::string& op) const {
-    return R"({"$token":")" + token_ + R"(","$group_key":")" + key + R"(","$group_id":")" + id + R"(",)" + op + "}";
+    return R"({"$token":")" + token_ + R"(","$group_key":")" + key + R"(","$group_id":")" + id + R"(",)" +
+           op + "}";
   }
   static std::string UrlSafe(std::string b64) {
     std::string out;
@@ -117,7 +118,8 @@ TEST_F(ProfilesApiTest, ProfileNumbersReadBackAndExportByteExact) {
 
   auto q = Send("GET", "/api/2.0/engage?distinct_id=p1", {}, {{"Authorization", SecretAuth()}});
   ASSERT_EQ(q.status, 200) << q.body;
-  EXPECT_NE(q.body.find(R"({"$distinct_id":"p1","$properties":)" + expected + "}"), std::string::npos) << q.body;
+  EXPECT_NE(q.body.find(R"({"$distinct_id":"p1","$properties":)" + expected + "}"), std::string::npos)
+      << q.body;
   auto all = Send("GET", "/api/2.0/engage", {}, {{"Authorization", SecretAuth()}});
   EXPECT_NE(all.body.find(expected), std::string::npos) << all.body;
 
@@ -161,8 +163,9 @@ TEST_F(ProfilesApiTest, OversizeUnionIsRefusedWithAClearError) {
   std::string items;
   for (int i = 0; i < 100'000; ++i) items += (i ? ",\"item-" : "\"item-") + std::to_string(i) + "\"";
   const auto start = Clock::now();
-  auto r = Send("POST", "/engage?verbose=1", "[" + UserUpdate("p1", R"("$union":{"tags":[)" + items + "]}") + "]",
-                {{"Content-Type", "application/json"}});
+  auto r =
+      Send("POST", "/engage?verbose=1", "[" + UserUpdate("p1", R"("$union":{"tags":[)" + items + "]}") + "]",
+           {{"Content-Type", "application/json"}});
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(3));
   auto v = r.Json();
   EXPECT_EQ(v.at("status").as_int64(), 0);
@@ -178,20 +181,23 @@ TEST_F(ProfilesApiTest, GroupProfilesUpdateAndReadBack) {
             R"({"status":1,"error":null})");
   EXPECT_EQ(Update("/groups", GroupUpdate("company", "acme", R"("$remove":{"tags":"a"})")).body,
             R"({"status":1,"error":null})");
-  EXPECT_EQ(Update("/groups", GroupUpdate("company", "acme", R"("$set_once":{"name":"X","since":2020})")).body,
-            R"({"status":1,"error":null})");
+  EXPECT_EQ(
+      Update("/groups", GroupUpdate("company", "acme", R"("$set_once":{"name":"X","since":2020})")).body,
+      R"({"status":1,"error":null})");
   EXPECT_EQ(Update("/groups", GroupUpdate("company", "gone", R"("$set":{"a":1})")).body,
             R"({"status":1,"error":null})");
   EXPECT_EQ(Update("/groups", GroupUpdate("company", "gone", R"("$delete":"")")).body,
             R"({"status":1,"error":null})");
-  EXPECT_EQ(Update("/groups", GroupUpdate("team", "acme", R"("$set":{"t":1})")).body, R"({"status":1,"error":null})");
+  EXPECT_EQ(Update("/groups", GroupUpdate("team", "acme", R"("$set":{"t":1})")).body,
+            R"({"status":1,"error":null})");
   EXPECT_EQ(Update("/groups", GroupUpdate("company", "acme", R"("$unset":["since"])")).body,
             R"({"status":1,"error":null})");
   // Form body, as the SDKs' batch senders use it; a bad record is reported, the good one applied.
-  auto form = Send("POST", "/groups?verbose=1",
-                   "data=" + UrlSafe(Base64Encode("[" + GroupUpdate("company", "beta", R"("$set":{"n":1})") + "," +
-                                                  GroupUpdate("company", "beta", R"("$add":{"n":1})") + "]")),
-                   {{"Content-Type", "application/x-www-form-urlencoded"}});
+  auto form =
+      Send("POST", "/groups?verbose=1",
+           "data=" + UrlSafe(Base64Encode("[" + GroupUpdate("company", "beta", R"("$set":{"n":1})") + "," +
+                                          GroupUpdate("company", "beta", R"("$add":{"n":1})") + "]")),
+           {{"Content-Type", "application/x-www-form-urlencoded"}});
   EXPECT_EQ(form.Json().at("status").as_int64(), 0);
 
   auto q = Send("GET", "/api/2.0/engage?data_group_id=company", {}, {{"Authorization", SecretAuth()}});
@@ -201,31 +207,35 @@ TEST_F(ProfilesApiTest, GroupProfilesUpdateAndReadBack) {
   auto results = v.at("results").as_array();
   ASSERT_EQ(results.size(), 2u);
   EXPECT_EQ(results[0].at("$distinct_id").as_string(), "acme");
-  EXPECT_NE(q.body.find(R"("$properties":{"name":"Acme","arr":19.90,"tags":["b"]})"), std::string::npos) << q.body;
+  EXPECT_NE(q.body.find(R"("$properties":{"name":"Acme","arr":19.90,"tags":["b"]})"), std::string::npos)
+      << q.body;
   EXPECT_EQ(results[1].at("$distinct_id").as_string(), "beta");
-  auto one = Send("GET", "/api/2.0/engage?data_group_id=team&distinct_id=acme", {}, {{"Authorization", SecretAuth()}});
+  auto one = Send("GET", "/api/2.0/engage?data_group_id=team&distinct_id=acme", {},
+                  {{"Authorization", SecretAuth()}});
   EXPECT_NE(one.body.find(R"("results":[{"$distinct_id":"acme","$properties":{"t":1}}])"), std::string::npos)
       << one.body;
   // Group profiles are not user profiles.
   auto users = Send("GET", "/api/2.0/engage", {}, {{"Authorization", SecretAuth()}}).Json();
   EXPECT_EQ(users.at("total").as_int64(), 0);
   // A wrong token is refused.
-  auto bad = Update("/groups", R"({"$token":"nope","$group_key":"company","$group_id":"x","$set":{"a":1}})").Json();
+  auto bad =
+      Update("/groups", R"({"$token":"nope","$group_key":"company","$group_id":"x","$set":{"a":1}})").Json();
   EXPECT_EQ(bad.at("status").as_int64(), 0);
 }
 
 TEST_F(ProfilesApiTest, LegacyImportAcceptsGetAndDeduplicatesEventsWithoutInsertId) {
-  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
-                          std::chrono::system_clock::now().time_since_epoch())
-                          .count();
+  const int64_t now =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
   const std::string event = R"({"event":"Legacy","properties":{"time":)" + std::to_string(now - 60) +
                             R"(,"distinct_id":"u1","plan":"pro","token":")" + token_ + R"("}})";
   for (int attempt = 0; attempt < 2; ++attempt) {
     auto get = Send("GET", "/import?verbose=1&api_key=" + secret_ + "&data=" + UrlSafe(Base64Encode(event)));
     EXPECT_EQ(get.status, 200);
     EXPECT_EQ(get.body, R"({"status":1,"error":null})");
-    auto form = Send("POST", "/import", "data=" + UrlSafe(Base64Encode("[" + event + "]")),
-                     {{"Authorization", SecretAuth()}, {"Content-Type", "application/x-www-form-urlencoded"}});
+    auto form =
+        Send("POST", "/import", "data=" + UrlSafe(Base64Encode("[" + event + "]")),
+             {{"Authorization", SecretAuth()}, {"Content-Type", "application/x-www-form-urlencoded"}});
     EXPECT_EQ(form.body, "1");
   }
   // Strict JSON /import still requires $insert_id.
@@ -241,10 +251,12 @@ TEST_F(ProfilesApiTest, LegacyImportAcceptsGetAndDeduplicatesEventsWithoutInsert
   auto partitions = store_->ListPartitions(project_id_, 0, UINT32_MAX);
   ASSERT_TRUE(partitions.ok());
   for (const auto& p : *partitions) {
-    ASSERT_TRUE(store_->ScanPartition(project_id_, p.hour, [&](const store::EventView&) {
-                        ++stored;
-                        return true;
-                      })
+    ASSERT_TRUE(store_
+                    ->ScanPartition(project_id_, p.hour,
+                                    [&](const store::EventView&) {
+                                      ++stored;
+                                      return true;
+                                    })
                     .ok());
   }
   EXPECT_EQ(stored, 1u);
@@ -252,8 +264,8 @@ TEST_F(ProfilesApiTest, LegacyImportAcceptsGetAndDeduplicatesEventsWithoutInsert
 
 TEST_F(ProfilesApiTest, AHugeInvalidInsertIdIsNotEchoedWhole) {
   const std::string huge(9'000'000, '!');
-  const std::string event = R"({"event":"E","properties":{"time":1700000000,"distinct_id":"u1","$insert_id":")" +
-                            huge + "\"}}";
+  const std::string event =
+      R"({"event":"E","properties":{"time":1700000000,"distinct_id":"u1","$insert_id":")" + huge + "\"}}";
   auto r = Send("POST", "/import", "[" + event + "]",
                 {{"Authorization", SecretAuth()}, {"Content-Type", "application/json"}});
   EXPECT_EQ(r.status, 400);
@@ -266,7 +278,8 @@ TEST_F(ProfilesApiTest, AHugeInvalidInsertIdIsNotEchoedWhole) {
                   {{"Authorization", SecretAuth()}, {"Content-Type", "application/json"}});
   EXPECT_EQ(pid.status, 401);
   EXPECT_LT(pid.body.size(), 300u);
-  auto ct = Send("POST", "/import", "[]", {{"Authorization", SecretAuth()}, {"Content-Type", std::string(50'000, 'c')}});
+  auto ct = Send("POST", "/import", "[]",
+                 {{"Authorization", SecretAuth()}, {"Content-Type", std::string(50'000, 'c')}});
   EXPECT_EQ(ct.status, 400);
   EXPECT_LT(ct.body.size(), 300u);
 }
@@ -299,15 +312,19 @@ TEST_F(ProfilesApiTest, GroupProfilesAreKeptPerGroupKeyInTheStore) {
   ASSERT_TRUE(none.ok());
   EXPECT_FALSE(none->has_value());
   size_t users = 0;
-  ASSERT_TRUE(store_->ScanProfiles(project_id_, [&](std::string_view, std::string_view) { return ++users, true; }).ok());
+  ASSERT_TRUE(
+      store_->ScanProfiles(project_id_, [&](std::string_view, std::string_view) { return ++users, true; })
+          .ok());
   EXPECT_EQ(users, 0u);
 }
 
 TEST(PeopleExportEncoder, NonFiniteTokensOfOlderReleasesBecomeNull) {
   std::string line;
-  pipeline::AppendPeopleRecord("p1", R"({"a":Infinity,"b":-Infinity,"c":NaN,"s":"Infinity NaN","n":19.90})", line);
-  EXPECT_EQ(line, R"({"distinct_id":"p1","properties":{"a":null,"b":null,"c":null,"s":"Infinity NaN","n":19.90}})"
-                  "\n");
+  pipeline::AppendPeopleRecord("p1", R"({"a":Infinity,"b":-Infinity,"c":NaN,"s":"Infinity NaN","n":19.90})",
+                               line);
+  EXPECT_EQ(line,
+            R"({"distinct_id":"p1","properties":{"a":null,"b":null,"c":null,"s":"Infinity NaN","n":19.90}})"
+            "\n");
   line.clear();
   pipeline::AppendPeopleRecord("p2", R"({"n":19.90,"big":123456789012345678901234567890})", line);
   EXPECT_EQ(line, R"({"distinct_id":"p2","properties":{"n":19.90,"big":123456789012345678901234567890}})"

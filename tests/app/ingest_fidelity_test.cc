@@ -40,7 +40,8 @@ std::string Day(int64_t unix_seconds) {
   std::chrono::sys_days days{std::chrono::days(unix_seconds / 86400)};
   std::chrono::year_month_day ymd{days};
   char buf[16];
-  std::snprintf(buf, sizeof(buf), "%04d-%02u-%02u", int(ymd.year()), unsigned(ymd.month()), unsigned(ymd.day()));
+  std::snprintf(buf, sizeof(buf), "%04d-%02u-%02u", int(ymd.year()), unsigned(ymd.month()),
+                unsigned(ymd.day()));
   return buf;
 }
 
@@ -51,8 +52,8 @@ class IngestFidelityTest : public ::testing::Test {
     server_ = std::make_unique<ServerProcess>(dir_);
     std::string error;
     ASSERT_TRUE(server_->Start(&error)) << error;
-    auto [created, rc] =
-        Shell(ServerProcess::Binary() + " project create --name shop --data-dir " + dir_.string() + " 2>/dev/null");
+    auto [created, rc] = Shell(ServerProcess::Binary() + " project create --name shop --data-dir " +
+                               dir_.string() + " 2>/dev/null");
     ASSERT_EQ(rc, 0) << created;
     auto project = json::parse(created).as_object();
     project_id_ = project.at("id").as_int64();
@@ -73,21 +74,22 @@ class IngestFidelityTest : public ::testing::Test {
 TEST_F(IngestFidelityTest, OfficialNodeSdkImportWithoutInsertIdsIsStoredOnce) {
   const std::string url = server_->url();  // http://127.0.0.1:PORT
   const std::string port = url.substr(url.rfind(':') + 1);
-  const int64_t t = std::chrono::duration_cast<std::chrono::seconds>(
-                        std::chrono::system_clock::now().time_since_epoch())
-                        .count() -
-                    30;
+  const int64_t t =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count() -
+      30;
   // No proxy for a loopback server (the SDK honours HTTPS_PROXY/HTTP_PROXY).
   const std::string node_dir = std::string(SourceDir()) + "/tests/node";
-  auto [out, rc] = Shell("cd " + node_dir + " && env -u HTTPS_PROXY -u HTTP_PROXY -u https_proxy -u http_proxy " +
-                         "node legacy_import.js 127.0.0.1 " + port + " " + secret_ + " " + std::to_string(t));
+  auto [out, rc] =
+      Shell("cd " + node_dir + " && env -u HTTPS_PROXY -u HTTP_PROXY -u https_proxy -u http_proxy " +
+            "node legacy_import.js 127.0.0.1 " + port + " " + secret_ + " " + std::to_string(t));
   ASSERT_EQ(rc, 0) << out;
   EXPECT_EQ(out, "{\"ok\":true}\n");
 
   // Exported once each: 1 import() event and 3 import_batch() events, although every call was made twice.
-  auto [events, rc2] = Shell(ServerProcess::Binary() + " events export --project " + std::to_string(project_id_) +
-                             " --from " + Day(t) + " --to " + Day(t) + " --data-dir " + dir_.string() +
-                             " 2>/dev/null");
+  auto [events, rc2] =
+      Shell(ServerProcess::Binary() + " events export --project " + std::to_string(project_id_) + " --from " +
+            Day(t) + " --to " + Day(t) + " --data-dir " + dir_.string() + " 2>/dev/null");
   ASSERT_EQ(rc2, 0);
   std::vector<json::object> lines;
   size_t pos = 0;
@@ -119,8 +121,8 @@ TEST_F(IngestFidelityTest, ProfilesListPrintsNumbersAsTheyArrived) {
                           R"(","$distinct_id":"c1","$ignore_time":true,"$set":{"price":19.90,"r":1.5,)"
                           R"("big":123456789012345678901234567890}})";
   ASSERT_EQ(server_->Send("POST", "/engage", upd, {{"Content-Type", "application/json"}}).body, "1");
-  auto [profiles, rc] = Shell(ServerProcess::Binary() + " profiles list --project " + std::to_string(project_id_) +
-                              " --data-dir " + dir_.string() + " 2>/dev/null");
+  auto [profiles, rc] = Shell(ServerProcess::Binary() + " profiles list --project " +
+                              std::to_string(project_id_) + " --data-dir " + dir_.string() + " 2>/dev/null");
   ASSERT_EQ(rc, 0);
   EXPECT_EQ(profiles, R"({"$distinct_id":"c1","$properties":{"price":19.90,"r":1.5,)"
                       R"("big":123456789012345678901234567890}})"
@@ -130,8 +132,8 @@ TEST_F(IngestFidelityTest, ProfilesListPrintsNumbersAsTheyArrived) {
 TEST_F(IngestFidelityTest, HugeUnionIsRefusedQuicklyWhileHealthStaysResponsive) {
   std::string items;
   for (int i = 0; i < 100'000; ++i) items += (i ? ",\"item-" : "\"item-") + std::to_string(i) + "\"";
-  const std::string body = R"([{"$token":")" + token_ + R"(","$distinct_id":"u1","$union":{"tags":[)" + items +
-                           "]}}]";
+  const std::string body =
+      R"([{"$token":")" + token_ + R"(","$distinct_id":"u1","$union":{"tags":[)" + items + "]}}]";
   ASSERT_GT(body.size(), 1'000'000u);
 
   // Four clients send the 1 MB $union at once; /healthz is timed alongside.

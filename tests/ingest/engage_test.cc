@@ -251,7 +251,8 @@ TEST(ApplyProfileUpdate, AddOnMissingExistingAndMixed) {
 TEST(ApplyProfileUpdate, AddOverflowFallsBackToDouble) {
   json::object p = Apply({{"n", INT64_MAX}}, Update(R"("$add":{"n":1},"$ignore_time":true)"));
   EXPECT_EQ(ProfileNumberValue(p.at("n")), 9223372036854775808.0);
-  EXPECT_EQ(SerializeProfileJson(p.at("n")), "9223372036854775808");  // an integral double prints as an integer
+  EXPECT_EQ(SerializeProfileJson(p.at("n")),
+            "9223372036854775808");  // an integral double prints as an integer
 }
 
 TEST(ApplyProfileUpdate, UnionDeduplicates) {
@@ -299,7 +300,8 @@ TEST(ApplyProfileUpdate, UpdatesApplyInOrder) {
   EXPECT_EQ(p.at("n"), 5);
 }
 
-// ---- numbers kept as they arrived, limits (issue 10 items 1-2, issue 9 items 5 and 8) ----------------------
+// ---- numbers kept as they arrived, limits (issue 10 items 1-2, issue 9 items 5 and 8)
+// ----------------------
 
 TEST(ProfileJson, NumbersKeepTheirText) {
   const std::string text =
@@ -318,14 +320,18 @@ TEST(ProfileJson, NumbersKeepTheirText) {
   ASSERT_TRUE(tagged.ok());
   EXPECT_EQ(SerializeProfileJson(*tagged), R"(["\u0000","\u000019.5"])");
   EXPECT_FALSE(IsProfileNumber(tagged->as_array()[1]));
-  EXPECT_EQ(ProfileStringValue(tagged->as_array()[1]), std::string_view("\0" "19.5", 5));
+  EXPECT_EQ(ProfileStringValue(tagged->as_array()[1]), std::string_view("\0"
+                                                                        "19.5",
+                                                                        5));
   EXPECT_FALSE(ParseProfileJson("{\"a\":1} x").ok());
 }
 
 TEST(ApplyProfileUpdates, SetKeepsNumbersByteExact) {
-  ProfileEdit e = ApplyAll(std::nullopt, "[" + Update(R"("$set":{"price":19.90,"r":1.5,)"
-                                                      R"("big":123456789012345678901234567890},"$ignore_time":1)") +
-                                             "]");
+  ProfileEdit e =
+      ApplyAll(std::nullopt, "[" +
+                                 Update(R"("$set":{"price":19.90,"r":1.5,)"
+                                        R"("big":123456789012345678901234567890},"$ignore_time":1)") +
+                                 "]");
   ASSERT_TRUE(e.changed);
   ASSERT_TRUE(e.profile);
   EXPECT_EQ(*e.profile, R"({"price":19.90,"r":1.5,"big":123456789012345678901234567890})");
@@ -335,8 +341,9 @@ TEST(ApplyProfileUpdates, SetKeepsNumbersByteExact) {
 }
 
 TEST(ApplyProfileUpdates, AddPrintsShortestRoundTripAndIntegers) {
-  ProfileEdit e = ApplyAll(R"({"a":0.1,"b":1.5,"c":19.90,"n":7})",
-                           "[" + Update(R"("$add":{"a":0.2,"b":1.5,"c":0.1,"n":-10},"$ignore_time":1)") + "]");
+  ProfileEdit e =
+      ApplyAll(R"({"a":0.1,"b":1.5,"c":19.90,"n":7})",
+               "[" + Update(R"("$add":{"a":0.2,"b":1.5,"c":0.1,"n":-10},"$ignore_time":1)") + "]");
   ASSERT_TRUE(e.profile);
   EXPECT_EQ(*e.profile, R"({"a":0.30000000000000004,"b":3,"c":20,"n":-3})");
 }
