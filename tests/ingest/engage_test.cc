@@ -442,6 +442,19 @@ TEST(ApplyProfileUpdates, ListAndProfileLimitsRefuseAndKeepTheStoredProfile) {
   EXPECT_THAT(too_big.refused[0].message, HasSubstr("1 MB"));
 }
 
+TEST(ApplyProfileUpdates, AnOversizeStoredProfileCanStillShrink) {
+  // A profile grown past the limits before they existed: $unset and $delete still work, $set does not.
+  const std::string stored = R"({"name":"Ada","l":[")" + std::string(300'000, 'z') + R"("]})";
+  ProfileEdit set = ApplyAll(stored, "[" + Update(R"("$set":{"plan":"pro"},"$ignore_time":1)") + "]");
+  EXPECT_FALSE(set.changed);
+  ProfileEdit unset = ApplyAll(stored, "[" + Update(R"("$unset":["l"],"$ignore_time":1)") + "]");
+  ASSERT_TRUE(unset.profile);
+  EXPECT_EQ(*unset.profile, R"({"name":"Ada"})");
+  ProfileEdit del = ApplyAll(stored, "[" + Update(R"("$delete":"")") + "]");
+  EXPECT_TRUE(del.changed);
+  EXPECT_FALSE(del.profile);
+}
+
 TEST(ParseGroupProfileUpdates, NeedsGroupKeyAndIdAndGroupOperations) {
   auto r = ParseGroupProfileUpdates(
       R"([{"$token":"t","$group_key":"company","$group_id":"acme","$set":{"size":19.90}},)"
