@@ -302,8 +302,7 @@ http::Response ServiceImpl::HandleTrack(http::Request& req) {
   return ClientAnswer(style, errors.empty(), SummariseErrors(errors));
 }
 
-// ---- /engage and /groups
-// ------------------------------------------------------------------------------------
+// ---- /engage and /groups ------------------------------------------------------------------------------------
 
 http::Response ServiceImpl::HandleEngage(http::Request& req) {
   return HandleProfileUpdates(req, /*groups=*/false);

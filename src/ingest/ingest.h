@@ -117,8 +117,7 @@ std::string DeriveInsertId(std::string_view name, std::string_view distinct_id, 
                            std::string_view device_id, std::string_view user_id,
                            std::span<const std::string_view> sorted_properties);
 
-// ---- /engage
-// ------------------------------------------------------------------------------------------------
+// ---- /engage ------------------------------------------------------------------------------------------------
 
 enum class ProfileOp { kSet, kSetOnce, kAdd, kUnion, kAppend, kRemove, kUnset, kDelete };
 
@@ -192,13 +191,12 @@ ProfileEdit ApplyProfileUpdates(const std::optional<std::string>& stored,
                                 std::span<const ProfileUpdate* const> updates,
                                 std::string_view request_ip = {});
 
-// ---- Profile JSON
-// --------------------------------------------------------------------------------------------- Profiles keep
-// numbers as they arrived (19.90 stays 19.90, a 30-digit integer keeps every digit), as events do. Boost.JSON
-// would turn them into doubles, so profile trees come from ParseProfileJson: an integer whose text is its
-// int64's decimal form is an int64; any other number is a string value holding a tag byte and the number's
-// text (a real string that starts with the tag byte gets a second one, so equal JSON stays equal values).
-// Print such trees only with SerializeProfileJson, never with boost::json::serialize.
+// ---- Profile JSON --------------------------------------------------------------------------------------------
+// Profiles keep numbers as they arrived (19.90 stays 19.90, a 30-digit integer keeps every digit), as events
+// do. Boost.JSON would turn them into doubles, so profile trees come from ParseProfileJson: an integer whose
+// text is its int64's decimal form is an int64; any other number is a string value holding a tag byte and the
+// number's text (a real string that starts with the tag byte gets a second one, so equal JSON stays equal
+// values). Print such trees only with SerializeProfileJson, never with boost::json::serialize.
 
 /// Parses one JSON text into a profile tree. Fails with "malformed JSON at byte N: …".
 Result<boost::json::value> ParseProfileJson(std::string_view text);

@@ -300,8 +300,7 @@ TEST(ApplyProfileUpdate, UpdatesApplyInOrder) {
   EXPECT_EQ(p.at("n"), 5);
 }
 
-// ---- numbers kept as they arrived, limits (issue 10 items 1-2, issue 9 items 5 and 8)
-// ----------------------
+// ---- numbers kept as they arrived, limits (issue 10 items 1-2, issue 9 items 5 and 8) ------------------
 
 TEST(ProfileJson, NumbersKeepTheirText) {
   const std::string text =

@@ -724,8 +724,7 @@ TEST(ParseEvents, OtherTopLevelKeysIgnored) {
   EXPECT_EQ(e.properties, "{}");
 }
 
-// ---- legacy /import: derived $insert_id (issue 10 item 4); echoed values truncated (issue 9 item 8)
-// ---------
+// ---- legacy /import: derived $insert_id (issue 10 item 4); echoed values truncated (issue 9 item 8) ----
 
 ParseOptions LegacyImport() {
   ParseOptions o = Import();
