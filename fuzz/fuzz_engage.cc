@@ -1,11 +1,13 @@
 // Fuzzes ParseProfileUpdates (both formats; the first byte picks) and applies every parsed update in order to
-// one profile, as the /engage handler does.
+// one profile with ApplyProfileUpdates, as the /engage handler does: the result must be JSON that parses back
+// to the same text (numbers kept as they arrived).
 #include <boost/json.hpp>
 
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
+#include <vector>
 
 #include "ingest/ingest.h"
 
@@ -18,11 +20,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto result = ParseProfileUpdates(payload, format, 1'714'564'800'000'000);
   if (!result.ok()) return 0;
   if (result->updates.size() + result->errors.size() != result->total_records) std::abort();
-  boost::json::object profile;
+  std::vector<const ProfileUpdate*> updates;
   for (const ProfileUpdate& u : result->updates) {
     if (u.token.empty() || u.distinct_id.empty()) std::abort();
-    if (!ApplyProfileUpdate(profile, u)) profile.clear();
+    updates.push_back(&u);
   }
-  (void)boost::json::serialize(profile);
+  ProfileEdit edit = ApplyProfileUpdates(std::nullopt, updates);
+  if (edit.profile) {
+    auto back = ParseProfileJson(*edit.profile);
+    if (!back.ok() || SerializeProfileJson(*back) != *edit.profile) std::abort();
+  }
   return 0;
 }

@@ -98,6 +98,18 @@ class NullEventStore final : public store::Store {
   Status ScanProfiles(uint32_t, const std::function<bool(std::string_view, std::string_view)>&) override {
     return OkStatus();
   }
+  Status UpdateGroupProfiles(
+      uint32_t, std::string_view, std::span<const std::string>,
+      const std::function<store::ProfileAction(std::string_view, std::optional<std::string>&)>&) override {
+    return OkStatus();
+  }
+  Result<std::optional<std::string>> GetGroupProfile(uint32_t, std::string_view, std::string_view) override {
+    return std::optional<std::string>();
+  }
+  Status ScanGroupProfiles(uint32_t, std::string_view,
+                           const std::function<bool(std::string_view, std::string_view)>&) override {
+    return OkStatus();
+  }
   Result<std::optional<std::string>> ResolveDevice(uint32_t, std::string_view) override {
     return std::optional<std::string>();
   }

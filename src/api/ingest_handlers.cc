@@ -135,7 +135,10 @@ bool ServiceImpl::StoreEvents(uint32_t project, const ingest::ParsedEvents& pars
 
 http::Response ServiceImpl::HandleImport(http::Request& req) {
   RequestParams params(req);
-  const bool legacy = IsFormUrlEncoded(req) && params.Form("data").has_value();
+  // Legacy forms, as Mixpanel's older SDKs send them: `data=` in a form body (import_batch) or, with GET, in
+  // the query (the official Node SDK's import()).
+  const bool get = req.method == "GET";
+  const bool legacy = get || (IsFormUrlEncoded(req) && params.Form("data").has_value());
   const bool verbose = params.Flag("verbose");
 
   // Authentication: Basic with the API secret (or the project token) as user; legacy clients may send
@@ -169,7 +172,13 @@ http::Response ServiceImpl::HandleImport(http::Request& req) {
   std::string payload;
   ingest::PayloadFormat format = ingest::PayloadFormat::kJson;
   if (legacy) {
-    auto decoded = DecodeDataParam(*params.Form("data"));
+    std::optional<std::string_view> data = get ? params.Get("data") : params.Form("data");
+    if (!data || data->empty()) {
+      return legacy_answer(false,
+                           "the 'data' parameter is missing: send the events as data=<base64 JSON> in the "
+                           "query (GET) or in a form body (POST)");
+    }
+    auto decoded = DecodeDataParam(*data);
     if (!decoded.ok()) return legacy_answer(false, decoded.error().message);
     payload = std::move(decoded).value();
   } else {
@@ -183,9 +192,10 @@ http::Response ServiceImpl::HandleImport(http::Request& req) {
       format = ingest::PayloadFormat::kNdjson;
     } else if (!ct.empty() && ct != "application/json" && ct != "text/plain" &&
                ct != "application/x-www-form-urlencoded" && ct != "application/octet-stream") {
-      return ImportError(400, fmt::format("unsupported Content-Type '{}': send application/json (a JSON array of "
-                                          "events) or application/x-ndjson (one event per line)",
-                                          ct));
+      return ImportError(400,
+                         fmt::format("unsupported Content-Type '{}': send application/json (a JSON array of "
+                                     "events) or application/x-ndjson (one event per line)",
+                                     ingest::Echo(ct)));
     }
   }
   metrics_->bytes_in.WithLabels({"/import"}).Inc(payload.size());
@@ -202,7 +212,10 @@ http::Response ServiceImpl::HandleImport(http::Request& req) {
                            !legacy);
   }
 
-  ingest::ParseOptions opts{.endpoint = ingest::Endpoint::kImport, .format = format, .now_us = NowMicros()};
+  ingest::ParseOptions opts{.endpoint = ingest::Endpoint::kImport,
+                            .format = format,
+                            .now_us = NowMicros(),
+                            .derive_insert_id = legacy};
   auto parsed = ingest::ParseEvents(payload, opts);
   if (!parsed.ok()) {
     metrics_->events_rejected.WithLabels({"import", "malformed_request"}).Inc();
@@ -293,15 +306,25 @@ http::Response ServiceImpl::HandleTrack(http::Request& req) {
   return ClientAnswer(style, errors.empty(), SummariseErrors(errors));
 }
 
-// ---- /engage ------------------------------------------------------------------------------------------------
+// ---- /engage and /groups ------------------------------------------------------------------------------------
 
 http::Response ServiceImpl::HandleEngage(http::Request& req) {
+  return HandleProfileUpdates(req, /*groups=*/false);
+}
+
+http::Response ServiceImpl::HandleGroups(http::Request& req) {
+  return HandleProfileUpdates(req, /*groups=*/true);
+}
+
+http::Response ServiceImpl::HandleProfileUpdates(http::Request& req, bool groups) {
+  const std::string endpoint = groups ? "/groups" : "/engage";
   RequestParams params(req);
   const ClientAnswerStyle style = AnswerStyleOf(params);
   auto payload = ClientPayload(req, params, ingest::kMaxBatchBytes);
   if (!payload.ok()) return UndecodableClientRequest(style, payload.error());
-  metrics_->bytes_in.WithLabels({"/engage"}).Inc(payload->json.size());
-  auto parsed = ingest::ParseProfileUpdates(payload->json, payload->format, NowMicros());
+  metrics_->bytes_in.WithLabels({endpoint}).Inc(payload->json.size());
+  auto parsed = groups ? ingest::ParseGroupProfileUpdates(payload->json, payload->format, NowMicros())
+                       : ingest::ParseProfileUpdates(payload->json, payload->format, NowMicros());
   if (!parsed.ok()) {
     if (parsed.error().code == ErrorCode::kTooLarge) return ImportError(413, parsed.error().message);
     return ClientAnswer(style, false, parsed.error().message);
@@ -309,12 +332,13 @@ http::Response ServiceImpl::HandleEngage(http::Request& req) {
   std::vector<ingest::RecordError> errors = parsed->errors;
   const std::string ip = params.Flag("ip") ? req.remote_ip : std::string();
 
-  // Group per project, then per profile in order of first appearance; updates of one profile apply in order.
-  struct ProjectUpdates {
+  // Group per (project, group key), then per profile in order of first appearance; updates of one profile
+  // apply in order. User profiles have an empty group key.
+  struct ProfileSetUpdates {
     std::vector<std::string> ids;
     std::unordered_map<std::string, std::vector<const ingest::ProfileUpdate*>> by_id;
   };
-  std::map<uint32_t, ProjectUpdates> by_project;
+  std::map<std::pair<uint32_t, std::string>, ProfileSetUpdates> by_set;
   for (size_t i = 0; i < parsed->updates.size(); ++i) {
     const auto& u = parsed->updates[i];
     auto project = projects_.ByToken(u.token);
@@ -325,40 +349,45 @@ http::Response ServiceImpl::HandleEngage(http::Request& req) {
                         .reason = "invalid_token"});
       continue;
     }
-    auto& group = by_project[project->id];
-    auto [it, inserted] = group.by_id.try_emplace(u.distinct_id);
-    if (inserted) group.ids.push_back(u.distinct_id);
+    auto& set = by_set[{project->id, u.group_key}];
+    auto [it, inserted] = set.by_id.try_emplace(u.distinct_id);
+    if (inserted) set.ids.push_back(u.distinct_id);
     it->second.push_back(&u);
   }
-  for (auto& [project_id, group] : by_project) {
-    Status s = store_.UpdateProfiles(
-        project_id, group.ids, [&](std::string_view distinct_id, std::optional<std::string>& profile) {
-          std::optional<boost::json::object> props;
-          if (profile) {
-            boost::system::error_code ec;
-            auto v = boost::json::parse(*profile, ec);
-            props = (!ec && v.is_object()) ? std::move(v.as_object()) : boost::json::object{};
-          }
-          const bool existed = profile.has_value();
-          for (const ingest::ProfileUpdate* u : group.by_id.at(std::string(distinct_id))) {
-            if (!props) props.emplace();
-            if (!ip.empty() && u->ip.empty() && !props->contains("$ip")) (*props)["$ip"] = ip;
-            if (!ingest::ApplyProfileUpdate(*props, *u)) props.reset();
-          }
-          if (props) {
-            profile = boost::json::serialize(*props);
-            return store::ProfileAction::kPut;
-          }
-          return existed ? store::ProfileAction::kDelete : store::ProfileAction::kKeep;
-        });
+  const size_t parse_errors = errors.size();
+  for (auto& [set_key, set] : by_set) {
+    const auto& [project_id, group_key] = set_key;
+    auto mutate = [&](std::string_view id, std::optional<std::string>& profile) {
+      const auto& updates = set.by_id.at(std::string(id));
+      ingest::ProfileEdit edit = ingest::ApplyProfileUpdates(profile, updates, ip);
+      for (const ingest::ProfileRefusal& r : edit.refused) {
+        errors.push_back(
+            {.index = parsed->update_indexes[static_cast<size_t>(updates[r.update] - parsed->updates.data())],
+             .field = r.field,
+             .message = fmt::format("{} '{}': {}", groups ? "group" : "profile", ingest::Echo(id), r.message),
+             .reason = r.reason});
+      }
+      if (!edit.changed) return store::ProfileAction::kKeep;
+      if (!edit.profile) return profile ? store::ProfileAction::kDelete : store::ProfileAction::kKeep;
+      profile = std::move(edit.profile);
+      return store::ProfileAction::kPut;
+    };
+    Status s = groups ? store_.UpdateGroupProfiles(project_id, group_key, set.ids, mutate)
+                      : store_.UpdateProfiles(project_id, set.ids, mutate);
     if (!s.ok()) {
-      spdlog::error("profile updates for project {} failed: {}", project_id, s.error().ToString());
-      metrics_->profile_updates.WithLabels({"store_error"}).Inc(group.ids.size());
-      return ImportError(503, "profile updates were not stored (" + s.error().message + "); retry the request");
+      spdlog::error("{} updates for project {} failed: {}", endpoint, project_id, s.error().ToString());
+      metrics_->profile_updates.WithLabels({"store_error"}).Inc(set.ids.size());
+      return ImportError(503,
+                         "profile updates were not stored (" + s.error().message + "); retry the request");
     }
   }
-  metrics_->profile_updates.WithLabels({"applied"}).Inc(parsed->updates.size() - (errors.size() - parsed->errors.size()));
+  const size_t refused = errors.size() - parse_errors;
+  metrics_->profile_updates.WithLabels({"applied"})
+      .Inc(parsed->updates.size() - (errors.size() - parsed->errors.size()));
   metrics_->profile_updates.WithLabels({"rejected"}).Inc(errors.size());
+  if (refused > 0)
+    spdlog::warn("{}: {} profile updates refused (out-of-range numbers or profile limits)", endpoint,
+                 refused);
   std::sort(errors.begin(), errors.end(), [](const auto& a, const auto& b) { return a.index < b.index; });
   return ClientAnswer(style, errors.empty(), SummariseErrors(errors));
 }

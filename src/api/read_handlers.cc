@@ -18,6 +18,7 @@
 #include "api/service_impl.h"
 #include "common/json_text.h"
 #include "expr/where.h"
+#include "ingest/ingest.h"
 
 namespace sluice::api {
 namespace {
@@ -281,15 +282,48 @@ http::Response ServiceImpl::HandleEngageQuery(http::Request& req) {
     page_size = *parsed;
   }
 
-  boost::json::array results;
+  // Profiles go into the answer as stored, not re-serialized: numbers keep the text they arrived with
+  // (Boost.JSON would print 19.90 as 1.99E1).
+  std::string results;
+  size_t result_count = 0;
   uint64_t total = 0;
   auto add = [&](std::string_view id, std::string_view json) {
-    boost::system::error_code ec;
-    auto props = boost::json::parse(json, ec);
-    if (ec) props = boost::json::object{};
-    results.push_back(boost::json::object{{"$distinct_id", id}, {"$properties", std::move(props)}});
+    const std::optional<std::string> repaired = ReplaceNonFiniteTokens(json);
+    std::string_view props = repaired ? std::string_view(*repaired) : json;
+    if (auto v = ingest::ParseProfileJson(props); !v.ok() || !v->is_object()) {
+      spdlog::warn("profile '{}' of project {} is not a JSON object; answered as {{}}", ingest::Echo(id),
+                   project->id);
+      props = "{}";
+    }
+    if (result_count++ > 0) results.push_back(',');
+    results += "{\"$distinct_id\":";
+    AppendJsonString(results, id);
+    results += ",\"$properties\":";
+    results += props;
+    results.push_back('}');
   };
-  if (auto id = params.Get("distinct_id"); id && !id->empty()) {
+  if (auto group_key = params.Get("data_group_id"); group_key && !group_key->empty()) {
+    // Group profiles (/groups), as Mixpanel's Query API reads them: data_group_id names the group key here;
+    // $distinct_id of each result is the group id.
+    if (auto id = params.Get("distinct_id"); id && !id->empty()) {
+      auto profile = store_.GetGroupProfile(project->id, *group_key, *id);
+      if (!profile.ok()) return JsonError(503, "reading group profiles failed: " + profile.error().message);
+      if (*profile) {
+        add(*id, **profile);
+        total = 1;
+      }
+    } else {
+      const uint64_t skip = page * page_size;
+      Status s = store_.ScanGroupProfiles(project->id, *group_key,
+                                          [&](std::string_view group_id, std::string_view json) {
+                                            if (total >= skip && total < skip + page_size)
+                                              add(group_id, json);
+                                            ++total;
+                                            return true;
+                                          });
+      if (!s.ok()) return JsonError(503, "reading group profiles failed: " + s.error().message);
+    }
+  } else if (auto id = params.Get("distinct_id"); id && !id->empty()) {
     auto profile = store_.GetProfile(project->id, *id);
     if (!profile.ok()) return JsonError(503, "reading profiles failed: " + profile.error().message);
     if (*profile) {
@@ -305,9 +339,10 @@ http::Response ServiceImpl::HandleEngageQuery(http::Request& req) {
     });
     if (!s.ok()) return JsonError(503, "reading profiles failed: " + s.error().message);
   }
-  boost::json::object body{{"page", page},         {"page_size", page_size}, {"results", std::move(results)},
-                           {"session_id", ""},     {"status", "ok"},         {"total", total}};
-  return http::Response::Json(200, boost::json::serialize(body));
+  return http::Response::Json(
+      200,
+      fmt::format(R"({{"page":{},"page_size":{},"results":[{}],"session_id":"","status":"ok","total":{}}})",
+                  page, page_size, results, total));
 }
 
 }  // namespace sluice::api

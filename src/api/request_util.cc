@@ -78,7 +78,7 @@ Result<std::string> DecodedBody(http::Request& req, size_t max_bytes) {
     return out;
   }
   return InvalidArgument(
-      fmt::format("unsupported Content-Encoding '{}': send gzip or no encoding", encoding));
+      fmt::format("unsupported Content-Encoding '{}': send gzip or no encoding", ingest::Echo(encoding)));
 }
 
 Result<std::string> DecodeDataParam(std::string_view value) {

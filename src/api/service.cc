@@ -44,10 +44,11 @@ Status ServiceImpl::Init() {
     return [this, fn](http::Request& req) { return (this->*fn)(req); };
   };
   // Ingestion (Mixpanel-compatible). SDKs use GET and POST on /track and /engage.
-  router_->Add("POST", "/import", bind(&ServiceImpl::HandleImport));
   for (const char* method : {"GET", "POST"}) {
+    router_->Add(method, "/import", bind(&ServiceImpl::HandleImport));  // GET: the legacy ?data= form
     router_->Add(method, "/track", bind(&ServiceImpl::HandleTrack));
     router_->Add(method, "/engage", bind(&ServiceImpl::HandleEngage));
+    router_->Add(method, "/groups", bind(&ServiceImpl::HandleGroups));
     router_->Add(method, "/api/2.0/export", bind(&ServiceImpl::HandleExport));
     router_->Add(method, "/api/2.0/engage", bind(&ServiceImpl::HandleEngageQuery));
   }

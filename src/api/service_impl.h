@@ -42,6 +42,9 @@ class ServiceImpl final : public Service {
   http::Response HandleImport(http::Request& req);
   http::Response HandleTrack(http::Request& req);
   http::Response HandleEngage(http::Request& req);
+  http::Response HandleGroups(http::Request& req);
+  /// /engage (user profiles) and /groups (group profiles): the same request forms, answers and semantics.
+  http::Response HandleProfileUpdates(http::Request& req, bool groups);
   http::Response HandleExport(http::Request& req);
   http::Response HandleEngageQuery(http::Request& req);
   http::Response HandleCreateProject(http::Request& req);

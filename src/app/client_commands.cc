@@ -10,6 +10,7 @@
 
 #include "app/api_client.h"
 #include "app/commands.h"
+#include "ingest/ingest.h"
 
 namespace sluice::app {
 
@@ -104,9 +105,15 @@ void RegisterClientCommands(CLI::App& app, int& exit_code) {
         if (!f->distinct_id.empty()) q += "&distinct_id=" + Encode(f->distinct_id);
         auto body = client->Call("GET", q);
         if (!body.ok()) return void(exit_code = Fail(body.error()));
-        auto v = boost::json::parse(*body);
-        const auto& results = v.at("results").as_array();
-        for (const auto& r : results) std::cout << boost::json::serialize(r) << "\n";
+        // ParseProfileJson keeps every number's text, so profiles print exactly as the server answered.
+        auto v = ingest::ParseProfileJson(*body);
+        if (!v.ok() || !v->is_object() || !v->as_object().contains("results") ||
+            !v->as_object().at("results").is_array()) {
+          return void(exit_code = Fail(Error(ErrorCode::kInternal,
+                                             "the server's answer to " + q + " has no \"results\" list")));
+        }
+        const auto& results = v->as_object().at("results").as_array();
+        for (const auto& r : results) std::cout << ingest::SerializeProfileJson(r) << "\n";
         if (!f->distinct_id.empty() || results.size() < static_cast<size_t>(kPageSize)) break;
       }
     });

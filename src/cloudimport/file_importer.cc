@@ -193,10 +193,12 @@ class Batcher {
     const int64_t now = NowMicros(*o_.clock);
     auto parsed = ingest::ParseProfileUpdates(buffer_, ingest::PayloadFormat::kNdjson, now);
     std::vector<ingest::ProfileUpdate> updates;
+    std::vector<size_t> records;  // the record (buffer line) of each update
     if (parsed.ok()) {
       for (const auto& e : parsed->errors)
         Drop(lines_[e.index], LocaliseMessage(e.message, starts_[e.index]));
       updates = std::move(parsed->updates);
+      records = std::move(parsed->update_indexes);
     } else {
       for (size_t i = 0; i < count_; ++i) {
         auto one = ingest::ParseProfileUpdates(RecordText(i), ingest::PayloadFormat::kNdjson, now);
@@ -205,7 +207,10 @@ class Batcher {
           continue;
         }
         for (const auto& e : one->errors) Drop(lines_[i], LocaliseMessage(e.message, 0));
-        for (auto& u : one->updates) updates.push_back(std::move(u));
+        for (auto& u : one->updates) {
+          updates.push_back(std::move(u));
+          records.push_back(i);
+        }
       }
     }
     if (updates.empty()) return OkStatus();
@@ -217,26 +222,22 @@ class Batcher {
       if (inserted) ids.push_back(u.distinct_id);
       it->second.push_back(&u);
     }
+    // Refused updates are dropped like invalid lines (the file goes on); ApplyProfileUpdates never loses what
+    // is stored.
+    std::vector<std::pair<const ingest::ProfileUpdate*, std::string>> refused;
     SLUICE_TRY(store_.UpdateProfiles(
         spec_.project_id, ids, [&](std::string_view distinct_id, std::optional<std::string>& profile) {
-          std::optional<boost::json::object> props;
-          if (profile) {
-            boost::system::error_code ec;
-            auto v = boost::json::parse(*profile, ec);
-            props = (!ec && v.is_object()) ? std::move(v.as_object()) : boost::json::object{};
-          }
-          const bool existed = profile.has_value();
-          for (const ingest::ProfileUpdate* u : by_id.at(std::string(distinct_id))) {
-            if (!props) props.emplace();
-            if (!ingest::ApplyProfileUpdate(*props, *u)) props.reset();
-          }
-          if (props) {
-            profile = boost::json::serialize(*props);
-            return store::ProfileAction::kPut;
-          }
-          return existed ? store::ProfileAction::kDelete : store::ProfileAction::kKeep;
+          const auto& mine = by_id.at(std::string(distinct_id));
+          ingest::ProfileEdit edit = ingest::ApplyProfileUpdates(profile, mine);
+          for (const auto& r : edit.refused) refused.emplace_back(mine[r.update], r.message);
+          if (!edit.changed) return store::ProfileAction::kKeep;
+          if (!edit.profile) return profile ? store::ProfileAction::kDelete : store::ProfileAction::kKeep;
+          profile = std::move(edit.profile);
+          return store::ProfileAction::kPut;
         }));
-    progress_.events_imported += updates.size();
+    for (const auto& [u, message] : refused)
+      Drop(lines_[records[static_cast<size_t>(u - updates.data())]], message);
+    progress_.events_imported += updates.size() - refused.size();
     return OkStatus();
   }
 

@@ -38,4 +38,44 @@ void AppendInt(std::string& out, int64_t v) {
   out.append(buf, end);
 }
 
+std::optional<std::string> ReplaceNonFiniteTokens(std::string_view json) {
+  if (json.find("Infinity") == std::string_view::npos && json.find("NaN") == std::string_view::npos) {
+    return std::nullopt;
+  }
+  std::string out;
+  out.reserve(json.size());
+  bool in_string = false;
+  bool replaced = false;
+  for (size_t i = 0; i < json.size(); ++i) {
+    const char c = json[i];
+    if (in_string) {
+      out.push_back(c);
+      if (c == '\\' && i + 1 < json.size()) {
+        out.push_back(json[++i]);
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+      out.push_back(c);
+      continue;
+    }
+    bool hit = false;
+    for (std::string_view token :
+         {std::string_view("-Infinity"), std::string_view("Infinity"), std::string_view("NaN")}) {
+      if (json.substr(i, token.size()) == token) {
+        out += "null";
+        i += token.size() - 1;
+        hit = replaced = true;
+        break;
+      }
+    }
+    if (!hit) out.push_back(c);
+  }
+  if (!replaced) return std::nullopt;
+  return out;
+}
+
 }  // namespace sluice

@@ -1,14 +1,18 @@
-// /engage: parse profile updates with Boost.JSON (profiles are low volume, and ApplyProfileUpdate works on
-// boost::json objects anyway) and apply them with Mixpanel's semantics.
+// /engage and /groups: parse profile updates into Boost.JSON trees that keep numbers as they arrived
+// (profiles are low volume; see ParseProfileJson) and apply them with Mixpanel's semantics and limits.
 #include <boost/json.hpp>
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <cmath>
 #include <string>
+#include <unordered_set>
+#include <vector>
 
 #include <fmt/format.h>
 
+#include "common/json_text.h"
 #include "ingest/ingest.h"
 #include "ingest/internal.h"
 
@@ -31,6 +35,7 @@ constexpr std::array<OpName, 8> kOps = {{{"$set", ProfileOp::kSet},
                                          {"$delete", ProfileOp::kDelete}}};
 
 std::string_view KindName(const json::value& v) {
+  if (IsProfileNumber(v)) return "a number";
   switch (v.kind()) {
     case json::kind::null:
       return "null";
@@ -50,32 +55,53 @@ std::string_view KindName(const json::value& v) {
   return "an unknown value";
 }
 
-/// Parses one JSON text; on failure says at which byte.
+/// Parses one JSON text into a profile tree (numbers kept as text); on failure says at which byte.
 Result<json::value> ParseJson(std::string_view text, size_t offset) {
-  json::stream_parser parser;
-  boost::system::error_code ec;
-  const size_t consumed = parser.write(text.data(), text.size(), ec);
-  if (!ec) parser.finish(ec);
-  if (ec) {
-    return InvalidArgument(fmt::format("malformed JSON at byte {}: {}", offset + std::min(consumed, text.size()),
-                                       ec.message()));
+  auto v = ParseProfileJson(text);
+  if (!v.ok() && offset != 0) {
+    // Re-base "at byte N" on the whole payload (NDJSON lines are parsed one by one).
+    std::string_view m = v.error().message;
+    constexpr std::string_view kAt = "malformed JSON at byte ";
+    if (m.starts_with(kAt)) {
+      size_t n = 0;
+      auto r = std::from_chars(m.data() + kAt.size(), m.data() + m.size(), n);
+      return InvalidArgument(
+          fmt::format("{}{}{}", kAt, offset + n, std::string_view(r.ptr, m.data() + m.size() - r.ptr)));
+    }
   }
-  return parser.release();
+  return v;
 }
 
 /// A flag such as $ignore_time: true, "true", "1" or a non-zero number.
 bool Truthy(const json::value& v) {
   if (v.is_bool()) return v.get_bool();
-  if (v.is_string()) return v.get_string() == "true" || v.get_string() == "1";
-  if (v.is_int64()) return v.get_int64() != 0;
-  if (v.is_uint64()) return v.get_uint64() != 0;
-  if (v.is_double()) return v.get_double() != 0;
+  if (auto n = ProfileNumberValue(v)) return *n != 0;
+  if (auto s = ProfileStringValue(v)) return *s == "true" || *s == "1";
   return false;
+}
+
+/// The first number inside `v` whose text does not fit a double (1e400, -1e999); nullptr when none.
+const json::value* FindOutOfRangeNumber(const json::value& v) {
+  if (IsProfileNumber(v)) {
+    auto d = ProfileNumberValue(v);
+    return d && !std::isfinite(*d) ? &v : nullptr;
+  }
+  if (v.is_array()) {
+    for (const json::value& item : v.get_array()) {
+      if (const json::value* bad = FindOutOfRangeNumber(item)) return bad;
+    }
+  } else if (v.is_object()) {
+    for (const auto& [name, item] : v.get_object()) {
+      if (const json::value* bad = FindOutOfRangeNumber(item)) return bad;
+    }
+  }
+  return nullptr;
 }
 
 class ProfileParser {
  public:
-  ProfileParser(int64_t now_us, ParsedProfileUpdates& out) : now_us_(now_us), out_(out) {}
+  ProfileParser(int64_t now_us, bool groups, ParsedProfileUpdates& out)
+      : now_us_(now_us), groups_(groups), out_(out) {}
 
   void Record(const json::value& record, size_t index);
   void Reject(size_t index, std::string field, std::string message, std::string reason) {
@@ -87,51 +113,107 @@ class ProfileParser {
   }
 
  private:
+  /// Reads the id field `name` ($distinct_id or $group_id) into `out`; false after a rejection.
+  bool ReadId(const json::object& obj, std::string_view name, size_t index, std::string& out);
+  /// Checks one value of an operation against the profile limits; false after a rejection.
+  bool CheckValue(std::string_view op_name, std::string_view name, const json::value& value, size_t index);
+
   int64_t now_us_;
+  bool groups_;
   ParsedProfileUpdates& out_;
 };
 
+bool ProfileParser::ReadId(const json::object& obj, std::string_view name, size_t index, std::string& out) {
+  const json::value* id = obj.if_contains(name);
+  if (id != nullptr && ProfileStringValue(*id)) {
+    out = std::string(*ProfileStringValue(*id));
+  } else if (id != nullptr && IsProfileNumber(*id)) {
+    out = ProfileNumberText(*id);
+  } else if (id != nullptr && !id->is_null()) {
+    Reject(index, std::string(name),
+           fmt::format("'{}' must be a string or a number, got {}", name, KindName(*id)),
+           groups_ ? "invalid_group_id" : "invalid_distinct_id");
+    return false;
+  }
+  if (out.empty()) {
+    Reject(index, std::string(name),
+           fmt::format("'{}' is missing: say which {} to update", name, groups_ ? "group" : "profile"),
+           groups_ ? "missing_group_id" : "missing_distinct_id");
+    return false;
+  }
+  if (IsPlaceholderId(out)) {
+    Reject(index, std::string(name),
+           fmt::format("'{}' is \"{}\", a placeholder value; send the real id of the {}", name, Echo(out),
+                       groups_ ? "group" : "user"),
+           groups_ ? "placeholder_group_id" : "placeholder_distinct_id");
+    return false;
+  }
+  return true;
+}
+
+bool ProfileParser::CheckValue(std::string_view op_name, std::string_view name, const json::value& value,
+                               size_t index) {
+  if (const json::value* bad = FindOutOfRangeNumber(value)) {
+    Reject(index, fmt::format("{}.{}", op_name, Echo(name)),
+           fmt::format(
+               "'{}.{}' holds the number {}, which is out of the range of a 64-bit floating-point number "
+               "(about ±1.8e308); the update was not applied and the profile was left unchanged",
+               op_name, Echo(name), Echo(ProfileNumberText(*bad))),
+           "number_out_of_range");
+    return false;
+  }
+  if (value.is_array() || value.is_object()) {
+    const size_t bytes = SerializeProfileJson(value).size();
+    if (bytes > kMaxProfileValueBytes) {
+      Reject(index, fmt::format("{}.{}", op_name, Echo(name)),
+             fmt::format(
+                 "'{}.{}' is {} bytes of JSON{}; a list or object property of a profile may be at most {} "
+                 "bytes (256 KB, Mixpanel's limit); send fewer or smaller items",
+                 op_name, Echo(name), bytes,
+                 value.is_array() ? fmt::format(" ({} items)", value.get_array().size()) : std::string(),
+                 kMaxProfileValueBytes),
+             "value_too_large");
+      return false;
+    }
+  }
+  return true;
+}
+
 void ProfileParser::Record(const json::value& record, size_t index) {
+  const std::string_view id_name = groups_ ? "$group_id" : "$distinct_id";
   if (!record.is_object()) {
-    Reject(index, "record",
-           fmt::format("update {} is {}; each update must be a JSON object with $token, $distinct_id and one "
-                       "operation",
-                       index, KindName(record)),
-           "not_an_object");
+    Reject(
+        index, "record",
+        fmt::format("update {} is {}; each update must be a JSON object with $token, {}{} and one operation",
+                    index, KindName(record), groups_ ? "$group_key, " : "", id_name),
+        "not_an_object");
     return;
   }
   const json::object& obj = record.get_object();
   ProfileUpdate u;
 
   const json::value* token = obj.if_contains("$token");
-  if (token == nullptr || !token->is_string() || token->get_string().empty()) {
+  if (token == nullptr || !ProfileStringValue(*token) || ProfileStringValue(*token)->empty()) {
     Reject(index, "$token", "'$token' is missing: every profile update must carry its project token",
            "missing_token");
     return;
   }
-  u.token = std::string(token->get_string());
+  u.token = std::string(*ProfileStringValue(*token));
 
-  const json::value* id = obj.if_contains("$distinct_id");
-  if (id != nullptr && id->is_string()) {
-    u.distinct_id = std::string(id->get_string());
-  } else if (id != nullptr && id->is_number()) {
-    u.distinct_id = json::serialize(*id);
-  } else if (id != nullptr && !id->is_null()) {
-    Reject(index, "$distinct_id", fmt::format("'$distinct_id' must be a string or a number, got {}", KindName(*id)),
-           "invalid_distinct_id");
-    return;
+  if (groups_) {
+    const json::value* key = obj.if_contains("$group_key");
+    if (key == nullptr || !ProfileStringValue(*key) || ProfileStringValue(*key)->empty()) {
+      Reject(index, "$group_key",
+             key == nullptr
+                 ? std::string("'$group_key' is missing: say which group key (e.g. \"company\") the group "
+                               "belongs to")
+                 : fmt::format("'$group_key' must be a non-empty string, got {}", KindName(*key)),
+             "missing_group_key");
+      return;
+    }
+    u.group_key = std::string(*ProfileStringValue(*key));
   }
-  if (u.distinct_id.empty()) {
-    Reject(index, "$distinct_id", "'$distinct_id' is missing: say which profile to update", "missing_distinct_id");
-    return;
-  }
-  if (IsPlaceholderId(u.distinct_id)) {
-    Reject(index, "$distinct_id",
-           fmt::format("'$distinct_id' is \"{}\", a placeholder value; send the real id of the user",
-                       u.distinct_id),
-           "placeholder_distinct_id");
-    return;
-  }
+  if (!ReadId(obj, id_name, index, u.distinct_id)) return;
 
   std::string found;
   const json::value* argument = nullptr;
@@ -144,20 +226,28 @@ void ProfileParser::Record(const json::value& record, size_t index) {
       u.op = op.op;
     }
   }
+  const std::string_view expected = groups_
+                                        ? "$set, $set_once, $unset, $remove, $union, $delete"
+                                        : "$set, $set_once, $add, $union, $append, $remove, $unset, $delete";
   if (ops == 0) {
-    Reject(index, "record",
-           "the update has no operation: expected exactly one of $set, $set_once, $add, $union, $append, $remove, "
-           "$unset, $delete",
+    Reject(index, "record", fmt::format("the update has no operation: expected exactly one of {}", expected),
            "missing_operation");
     return;
   }
   if (ops > 1) {
-    Reject(index, "record",
-           fmt::format("the update has {} operations ({}); send exactly one operation per update", ops, found),
-           "multiple_operations");
+    Reject(
+        index, "record",
+        fmt::format("the update has {} operations ({}); send exactly one operation per update", ops, found),
+        "multiple_operations");
     return;
   }
   const std::string_view op_name = found;
+  if (groups_ && (u.op == ProfileOp::kAdd || u.op == ProfileOp::kAppend)) {
+    Reject(index, std::string(op_name),
+           fmt::format("'{}' is not an operation on group profiles; use one of {}", op_name, expected),
+           "invalid_operation");
+    return;
+  }
   switch (u.op) {
     case ProfileOp::kSet:
     case ProfileOp::kSetOnce:
@@ -172,27 +262,37 @@ void ProfileParser::Record(const json::value& record, size_t index) {
                "invalid_operation");
         return;
       }
-      for (const auto& [name, value] : argument->get_object()) {
-        if (u.op == ProfileOp::kAdd && !value.is_number()) {
-          Reject(index, fmt::format("$add.{}", std::string_view(name)),
-                 fmt::format("'$add.{}' must be a number (the amount to add), got {}", std::string_view(name),
+      if (argument->get_object().size() > kMaxProfileProperties) {
+        Reject(index, std::string(op_name),
+               fmt::format("'{}' names {} properties; a profile has at most {} properties", op_name,
+                           argument->get_object().size(), kMaxProfileProperties),
+               "too_many_properties");
+        return;
+      }
+      for (const auto& [key, value] : argument->get_object()) {
+        const std::string_view name(key.data(), key.size());
+        if (u.op == ProfileOp::kAdd && !IsProfileNumber(value)) {
+          Reject(index, fmt::format("$add.{}", Echo(name)),
+                 fmt::format("'$add.{}' must be a number (the amount to add), got {}", Echo(name),
                              KindName(value)),
                  "invalid_operation");
           return;
         }
         if (u.op == ProfileOp::kUnion && !value.is_array()) {
-          Reject(index, fmt::format("$union.{}", std::string_view(name)),
-                 fmt::format("'$union.{}' must be a list of values to add, got {}", std::string_view(name),
-                             KindName(value)),
-                 "invalid_operation");
+          Reject(
+              index, fmt::format("$union.{}", Echo(name)),
+              fmt::format("'$union.{}' must be a list of values to add, got {}", Echo(name), KindName(value)),
+              "invalid_operation");
           return;
         }
+        if (!CheckValue(op_name, name, value, index)) return;
       }
       break;
     }
     case ProfileOp::kUnset: {
-      const bool ok = argument->is_array() && std::all_of(argument->get_array().begin(), argument->get_array().end(),
-                                                          [](const json::value& v) { return v.is_string(); });
+      const bool ok = argument->is_array() &&
+                      std::all_of(argument->get_array().begin(), argument->get_array().end(),
+                                  [](const json::value& v) { return ProfileStringValue(v).has_value(); });
       if (!ok) {
         Reject(index, "$unset",
                fmt::format("'$unset' must be a list of property names, got {}", KindName(*argument)),
@@ -209,58 +309,78 @@ void ProfileParser::Record(const json::value& record, size_t index) {
   u.time_ms = now_us_ / 1000;
   if (const json::value* t = obj.if_contains("$time"); t != nullptr && !t->is_null()) {
     std::optional<int64_t> us;
-    if (t->is_number()) us = NormaliseTimeToMicros(t->to_number<double>());
+    if (auto n = ProfileNumberValue(*t)) us = NormaliseTimeToMicros(*n);
     if (!us) {
       Reject(index, "$time",
-             fmt::format("'$time' must be a positive number of milliseconds (or seconds) since the epoch, got {}",
-                         KindName(*t)),
+             fmt::format(
+                 "'$time' must be a positive number of milliseconds (or seconds) since the epoch, got {}",
+                 KindName(*t)),
              "invalid_time");
       return;
     }
     u.time_ms = *us / 1000;
   }
   if (const json::value* v = obj.if_contains("$ignore_time")) u.ignore_time = Truthy(*v);
+  if (groups_) u.ignore_time = true;  // Mixpanel's group profiles have no $last_seen
   if (const json::value* v = obj.if_contains("$ignore_alias")) u.ignore_alias = Truthy(*v);
-  if (const json::value* v = obj.if_contains("$ip"); v != nullptr && v->is_string()) {
-    u.ip = std::string(v->get_string());
+  if (const json::value* v = obj.if_contains("$ip"); v != nullptr && ProfileStringValue(*v)) {
+    u.ip = std::string(*ProfileStringValue(*v));
   }
   out_.updates.push_back(std::move(u));
   out_.update_indexes.push_back(index);
 }
 
-/// Adds two JSON numbers, staying an integer while the sum fits in int64.
-json::value AddNumbers(const json::value& a, const json::value& b) {
-  auto as_int = [](const json::value& v, int64_t& out) {
-    if (v.is_int64()) {
-      out = v.get_int64();
-      return true;
-    }
-    if (v.is_uint64() && v.get_uint64() <= static_cast<uint64_t>(INT64_MAX)) {
-      out = static_cast<int64_t>(v.get_uint64());
-      return true;
-    }
-    return false;
-  };
-  int64_t x = 0;
-  int64_t y = 0;
+/// An integer value of a profile tree as int64 (kept-text integers included); nullopt for any other number.
+std::optional<int64_t> AsInt64(const json::value& v) {
+  if (v.is_int64()) return v.get_int64();
+  if (v.is_uint64() && v.get_uint64() <= static_cast<uint64_t>(INT64_MAX))
+    return static_cast<int64_t>(v.get_uint64());
+  return std::nullopt;
+}
+
+/// Adds two numbers of a profile tree: an int64 while both are integers and the sum fits, else a double
+/// printed in its shortest round-trip form. Fails when the sum is not finite (1e308 + 1e308).
+Result<json::value> AddNumbers(const json::value& a, const json::value& b) {
+  auto x = AsInt64(a);
+  auto y = AsInt64(b);
   int64_t sum = 0;
-  if (as_int(a, x) && as_int(b, y) && !__builtin_add_overflow(x, y, &sum)) return sum;
-  return a.to_number<double>() + b.to_number<double>();
+  if (x && y && !__builtin_add_overflow(*x, *y, &sum)) return json::value(sum);
+  const double d = ProfileNumberValue(a).value_or(0) + ProfileNumberValue(b).value_or(0);
+  if (!std::isfinite(d)) {
+    return InvalidArgument(fmt::format("{} + {} is out of the range of a 64-bit floating-point number",
+                                       Echo(ProfileNumberText(a)), Echo(ProfileNumberText(b))));
+  }
+  return MakeProfileNumber(d);
+}
+
+/// Adds `items` to `list` unless already present, in one pass: equal JSON is equal text, so a hash set of the
+/// serialized items makes the union O(n + m) instead of comparing every pair (a 100k-item $union was O(n·m)).
+void UnionInto(json::array& list, const json::array& items) {
+  std::unordered_set<std::string> seen;
+  seen.reserve(list.size() + items.size());
+  for (const json::value& v : list) seen.insert(SerializeProfileJson(v));
+  for (const json::value& item : items) {
+    if (seen.insert(SerializeProfileJson(item)).second) list.push_back(item);
+  }
 }
 
 }  // namespace
 
-Result<ParsedProfileUpdates> ParseProfileUpdates(std::string_view payload, PayloadFormat format, int64_t now_us) {
+namespace {
+
+Result<ParsedProfileUpdates> ParseUpdates(std::string_view payload, PayloadFormat format, int64_t now_us,
+                                          bool groups) {
   if (payload.size() > kMaxBatchBytes) {
     return Error(ErrorCode::kTooLarge,
                  fmt::format("payload is {} bytes of uncompressed JSON; the limit is {} bytes per request",
                              payload.size(), kMaxBatchBytes));
   }
   ParsedProfileUpdates out;
-  ProfileParser parser(now_us, out);
+  ProfileParser parser(now_us, groups, out);
   auto too_many = [](size_t n) {
-    return Error(ErrorCode::kTooLarge, fmt::format("too many profile updates: {} > {} per request; split the batch",
-                                                   n, kMaxProfileUpdatesPerBatch));
+    return Error(ErrorCode::kTooLarge,
+                 fmt::format("too many profile updates: {} > {} per request; split the batch", n,
+                             kMaxProfileUpdatesPerBatch));
   };
 
   auto parse_ndjson = [&]() -> Result<ParsedProfileUpdates> {
@@ -276,7 +396,8 @@ Result<ParsedProfileUpdates> ParseProfileUpdates(std::string_view payload, Paylo
       auto value = ParseJson(line, offset);
       if (!value.ok()) {
         ++malformed;
-        std::string message = fmt::format("line {} is not valid JSON: {}", line_number, value.error().message);
+        std::string message =
+            fmt::format("line {} is not valid JSON: {}", line_number, value.error().message);
         if (first_problem.empty()) first_problem = message;
         parser.Reject(index, "record", std::move(message), "malformed_json");
       } else {
@@ -295,7 +416,8 @@ Result<ParsedProfileUpdates> ParseProfileUpdates(std::string_view payload, Paylo
   if (format == PayloadFormat::kNdjson) return parse_ndjson();
 
   std::string_view trimmed = internal::TrimJsonSpace(payload);
-  if (trimmed.empty()) return InvalidArgument("empty payload: expected a JSON array of profile updates or one update");
+  if (trimmed.empty())
+    return InvalidArgument("empty payload: expected a JSON array of profile updates or one update");
   auto value = ParseJson(payload, 0);
   if (!value.ok()) {
     // NDJSON sent as application/json: several objects on separate lines.
@@ -314,15 +436,27 @@ Result<ParsedProfileUpdates> ParseProfileUpdates(std::string_view payload, Paylo
     return out;
   }
   if (!value->is_object()) {
-    return InvalidArgument(fmt::format("expected a JSON array of profile updates or one update object, got {}",
-                                       KindName(*value)));
+    return InvalidArgument(fmt::format(
+        "expected a JSON array of profile updates or one update object, got {}", KindName(*value)));
   }
   out.total_records = 1;
   parser.Record(*value, 0);
   return out;
 }
 
-bool ApplyProfileUpdate(json::object& properties, const ProfileUpdate& update) {
+}  // namespace
+
+Result<ParsedProfileUpdates> ParseProfileUpdates(std::string_view payload, PayloadFormat format,
+                                                 int64_t now_us) {
+  return ParseUpdates(payload, format, now_us, /*groups=*/false);
+}
+
+Result<ParsedProfileUpdates> ParseGroupProfileUpdates(std::string_view payload, PayloadFormat format,
+                                                      int64_t now_us) {
+  return ParseUpdates(payload, format, now_us, /*groups=*/true);
+}
+
+Result<bool> ApplyProfileUpdate(json::object& properties, const ProfileUpdate& update) {
   const json::object empty;
   const json::object& arg = update.argument.is_object() ? update.argument.get_object() : empty;
   switch (update.op) {
@@ -336,28 +470,36 @@ bool ApplyProfileUpdate(json::object& properties, const ProfileUpdate& update) {
         if (!properties.contains(name)) properties[name] = value;
       }
       break;
-    case ProfileOp::kAdd:
+    case ProfileOp::kAdd: {
+      // Every sum is computed before any is stored, so a refused update changes nothing.
+      std::vector<std::pair<std::string_view, json::value>> sums;
       for (const auto& [name, delta] : arg) {
-        if (!delta.is_number()) continue;  // the parser refuses these; be safe with hand-built updates
-        json::value* current = properties.if_contains(name);
+        if (!IsProfileNumber(delta)) continue;  // the parser refuses these; be safe with hand-built updates
+        const json::value* current = properties.if_contains(name);
         if (current == nullptr) {
-          properties[name] = delta;  // missing counts as 0
-        } else if (current->is_number()) {
-          *current = AddNumbers(*current, delta);
+          sums.emplace_back(name, delta);  // missing counts as 0
+        } else if (IsProfileNumber(*current)) {
+          auto sum = AddNumbers(*current, delta);
+          if (!sum.ok()) {
+            return InvalidArgument(
+                fmt::format("'$add.{}': {}; the update was not applied and the profile was left "
+                            "unchanged",
+                            Echo(name), sum.error().message));
+          }
+          sums.emplace_back(name, std::move(sum).value());
         }
         // An existing non-numeric value is left alone, as Mixpanel does.
       }
+      for (auto& [name, value] : sums) properties[name] = std::move(value);
       break;
+    }
     case ProfileOp::kUnion:
       for (const auto& [name, items] : arg) {
         if (!items.is_array()) continue;
         json::value* current = properties.if_contains(name);
         if (current == nullptr) current = &(properties[name] = json::array());
         if (!current->is_array()) continue;  // not a list: nothing to union into
-        json::array& list = current->get_array();
-        for (const json::value& item : items.get_array()) {
-          if (std::find(list.begin(), list.end(), item) == list.end()) list.push_back(item);
-        }
+        UnionInto(current->get_array(), items.get_array());
       }
       break;
     case ProfileOp::kAppend:
@@ -381,13 +523,92 @@ bool ApplyProfileUpdate(json::object& properties, const ProfileUpdate& update) {
     case ProfileOp::kUnset:
       if (update.argument.is_array()) {
         for (const json::value& name : update.argument.get_array()) {
-          if (name.is_string()) properties.erase(name.get_string());
+          if (auto n = ProfileStringValue(name)) properties.erase(*n);
         }
       }
       break;
   }
   if (!update.ignore_time) properties["$last_seen"] = internal::FormatIsoUtc(update.time_ms * 1000);
   return true;
+}
+
+ProfileEdit ApplyProfileUpdates(const std::optional<std::string>& stored,
+                                std::span<const ProfileUpdate* const> updates, std::string_view request_ip) {
+  ProfileEdit edit;
+  auto refuse_all = [&](std::string field, std::string message, std::string reason) {
+    edit.changed = false;
+    edit.profile.reset();
+    edit.refused.clear();
+    for (size_t i = 0; i < updates.size(); ++i) edit.refused.push_back({i, field, message, reason});
+    return edit;
+  };
+  std::optional<json::object> props;
+  if (stored) {
+    // A profile an older release stored with Infinity/NaN in it is repaired (those values become null)
+    // instead of being unreadable.
+    const std::optional<std::string> repaired = ReplaceNonFiniteTokens(*stored);
+    auto v = ParseProfileJson(repaired ? *repaired : *stored);
+    if (!v.ok() || !v->is_object()) {
+      // Never replace a profile we cannot read: that silently lost every property before.
+      return refuse_all(
+          "profile",
+          fmt::format("the stored profile cannot be read ({}); it was left unchanged and these updates "
+                      "were not applied",
+                      v.ok() ? std::string("not a JSON object") : v.error().message),
+          "unreadable_profile");
+    }
+    props = std::move(v->get_object());
+  }
+  for (size_t i = 0; i < updates.size(); ++i) {
+    const ProfileUpdate& u = *updates[i];
+    const bool created = !props.has_value();
+    if (created) props.emplace();
+    if (!request_ip.empty() && u.ip.empty() && !props->contains("$ip")) (*props)["$ip"] = request_ip;
+    auto kept = ApplyProfileUpdate(*props, u);
+    if (!kept.ok()) {
+      edit.refused.push_back(
+          {i, u.op == ProfileOp::kAdd ? "$add" : "record", kept.error().message, "number_out_of_range"});
+      if (created) props.reset();  // this update would have created the profile
+      continue;
+    }
+    edit.changed = true;
+    if (!*kept) props.reset();
+  }
+  if (!edit.changed) return edit;
+  if (props) {
+    if (props->size() > kMaxProfileProperties) {
+      return refuse_all(
+          "profile",
+          fmt::format("the profile would have {} properties; a profile has at most {} (Mixpanel's "
+                      "limit); these updates were not applied and the profile was left unchanged",
+                      props->size(), kMaxProfileProperties),
+          "too_many_properties");
+    }
+    for (const auto& [name, value] : *props) {
+      if (!value.is_array() && !value.is_object()) continue;
+      const size_t bytes = SerializeProfileJson(value).size();
+      if (bytes > kMaxProfileValueBytes) {
+        return refuse_all(
+            std::string(name),
+            fmt::format("property '{}' would grow to {} bytes of JSON; a list or object property of a "
+                        "profile may be at most {} bytes (256 KB, Mixpanel's limit); these updates "
+                        "were not applied and the profile was left unchanged",
+                        Echo(name), bytes, kMaxProfileValueBytes),
+            "value_too_large");
+      }
+    }
+    std::string text = SerializeProfileJson(*props);
+    if (text.size() > kMaxProfileBytes) {
+      return refuse_all(
+          "profile",
+          fmt::format("the profile would be {} bytes of JSON; a profile may be at most {} bytes "
+                      "(1 MB); these updates were not applied and the profile was left unchanged",
+                      text.size(), kMaxProfileBytes),
+          "profile_too_large");
+    }
+    edit.profile = std::move(text);
+  }
+  return edit;
 }
 
 }  // namespace sluice::ingest

@@ -26,6 +26,8 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <span>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -345,7 +347,8 @@ class EventParser {
 void EventParser::Reject(std::string field, std::string message, std::string_view reason) {
   RecordError e;
   e.index = index_;
-  if (insert_id_.kind == IdValue::Kind::kText) e.insert_id = std::string(insert_id_.text);
+  // failed_records quotes the record's $insert_id: an invalid one may be megabytes long.
+  if (insert_id_.kind == IdValue::Kind::kText) e.insert_id = Echo(insert_id_.text);
   e.field = std::move(field);
   e.message = std::move(message);
   e.reason = std::string(reason);
@@ -419,10 +422,11 @@ Walk EventParser::WalkValue(od::value& value, int depth) {
   switch (type) {
     case od::json_type::object: {
       if (depth + 1 > kMaxNestingDepth) {
-        return Invalid(fmt::format("properties.{}", top_key_),
-                       fmt::format("'properties.{}' nests objects/arrays more than {} levels deep; flatten it",
-                                   top_key_, kMaxNestingDepth),
-                       "too_deep");
+        return Invalid(
+            fmt::format("properties.{}", Echo(top_key_)),
+            fmt::format("'properties.{}' nests objects/arrays more than {} levels deep; flatten it",
+                        Echo(top_key_), kMaxNestingDepth),
+            "too_deep");
       }
       od::object obj;
       if (auto err = value.get_object().get(obj)) return Malformed(err, nullptr);
@@ -446,10 +450,11 @@ Walk EventParser::WalkValue(od::value& value, int depth) {
     }
     case od::json_type::array: {
       if (depth + 1 > kMaxNestingDepth) {
-        return Invalid(fmt::format("properties.{}", top_key_),
-                       fmt::format("'properties.{}' nests objects/arrays more than {} levels deep; flatten it",
-                                   top_key_, kMaxNestingDepth),
-                       "too_deep");
+        return Invalid(
+            fmt::format("properties.{}", Echo(top_key_)),
+            fmt::format("'properties.{}' nests objects/arrays more than {} levels deep; flatten it",
+                        Echo(top_key_), kMaxNestingDepth),
+            "too_deep");
       }
       od::array arr;
       if (auto err = value.get_array().get(arr)) return Malformed(err, nullptr);
@@ -459,11 +464,12 @@ Walk EventParser::WalkValue(od::value& value, int depth) {
         od::value item;
         if (auto err = std::move(item_result).get(item)) return Malformed(err, nullptr);
         if (++items >= kMaxArrayItems) {
-          return Invalid(fmt::format("properties.{}", top_key_),
-                         fmt::format("'properties.{}' contains an array of {} or more items; arrays must have "
-                                     "fewer than {} items",
-                                     top_key_, kMaxArrayItems, kMaxArrayItems),
-                         "array_too_long");
+          return Invalid(
+              fmt::format("properties.{}", Echo(top_key_)),
+              fmt::format("'properties.{}' contains an array of {} or more items; arrays must have "
+                          "fewer than {} items",
+                          Echo(top_key_), kMaxArrayItems, kMaxArrayItems),
+              "array_too_long");
         }
         if (items > 1) props_buf_.push_back(',');
         if (Walk w = WalkValue(item, depth + 1); w != Walk::kOk) return w;
@@ -660,8 +666,9 @@ bool EventParser::Finish() {
   if (!has_event_ || event_name_.empty()) {
     const bool wrong_type = !has_event_ && !event_name_.empty();
     Reject("event",
-           wrong_type ? fmt::format("'event' must be a non-empty string (the event name), got {}", event_name_)
-                      : std::string("'event' is missing or empty: every record needs an event name"),
+           wrong_type
+               ? fmt::format("'event' must be a non-empty string (the event name), got {}", Echo(event_name_))
+               : std::string("'event' is missing or empty: every record needs an event name"),
            "missing_event");
     return false;
   }
@@ -695,7 +702,7 @@ bool EventParser::Finish() {
              time_.type == od::json_type::string
                  ? fmt::format("'properties.time' must be a JSON number of seconds or milliseconds since the "
                                "epoch, got the string \"{}\"; send it without quotes",
-                               time_.text.substr(0, 64))
+                               Echo(time_.text))
                  : fmt::format("'properties.time' must be a JSON number of seconds or milliseconds since the "
                                "epoch, got {}",
                                TypeName(time_.type)),
@@ -707,17 +714,19 @@ bool EventParser::Finish() {
       if (time_.kind == TimeValue::Kind::kNumber) us = NormaliseTimeToMicros(time_.value);
       if (!us) {
         if (time_.kind == TimeValue::Kind::kNumber && time_.value <= 0) {
-          Reject("properties.time",
-                 fmt::format("'properties.time' is {}: it must be a positive number of seconds or milliseconds "
-                             "since the epoch, after 1971-01-01",
-                             time_.text.substr(0, 64)),
-                 "invalid_time");
+          Reject(
+              "properties.time",
+              fmt::format("'properties.time' is {}: it must be a positive number of seconds or milliseconds "
+                          "since the epoch, after 1971-01-01",
+                          Echo(time_.text)),
+              "invalid_time");
         } else {
-          Reject("properties.time",
-                 fmt::format("'properties.time' ({}) is too large to be a time in seconds or milliseconds since "
-                             "the epoch",
-                             time_.text.substr(0, 64)),
-                 "time_in_future");
+          Reject(
+              "properties.time",
+              fmt::format("'properties.time' ({}) is too large to be a time in seconds or milliseconds since "
+                          "the epoch",
+                          Echo(time_.text)),
+              "time_in_future");
         }
         return false;
       }
@@ -761,9 +770,10 @@ bool EventParser::Finish() {
     }
     if (id->present() && IsPlaceholderId(id->text)) {
       Reject(fmt::format("properties.{}", name),
-             fmt::format("'properties.{}' is \"{}\", a placeholder value; send the real id of the user or device, "
-                         "or leave it out",
-                         name, id->text),
+             fmt::format(
+                 "'properties.{}' is \"{}\", a placeholder value; send the real id of the user or device, "
+                 "or leave it out",
+                 name, Echo(id->text)),
              "placeholder_distinct_id");
       return false;
     }
@@ -787,14 +797,25 @@ bool EventParser::Finish() {
   // ---- $insert_id
   std::string insert_id;
   if (insert_id_.kind == IdValue::Kind::kAbsent) {
-    if (!track) {
+    if (options_.derive_insert_id) {
+      // Legacy /import (Mixpanel's older SDKs never send $insert_id): the id is derived from the event's
+      // content, so a resend of the same event replaces it instead of duplicating it.
+      std::vector<std::string_view> texts;
+      texts.reserve(entries_.size());
+      for (const Entry& entry : entries_) {
+        if (entry.live) texts.emplace_back(props_buf_.data() + entry.begin, entry.end - entry.begin);
+      }
+      std::sort(texts.begin(), texts.end());
+      insert_id = DeriveInsertId(event_name_, distinct_id, time_us, device_id_.text, user_id_.text, texts);
+    } else if (!track) {
       Reject("properties.$insert_id",
              "'properties.$insert_id' is missing: /import needs a unique id per event (up to 36 characters of "
              "A-Z, a-z, 0-9 and '-') so retries are deduplicated",
              "missing_insert_id");
       return false;
+    } else {
+      insert_id = RandomHex(128);
     }
-    insert_id = RandomHex(128);
   } else if (insert_id_.kind != IdValue::Kind::kText) {
     Reject("properties.$insert_id",
            fmt::format("'properties.$insert_id' must be a string, got {}", TypeName(insert_id_.type)),
@@ -804,7 +825,8 @@ bool EventParser::Finish() {
     std::string_view id = insert_id_.text;
     if (IsPlaceholderId(id)) {
       Reject("properties.$insert_id",
-             fmt::format("'properties.$insert_id' is \"{}\", a placeholder value; send a unique id per event", id),
+             fmt::format("'properties.$insert_id' is \"{}\", a placeholder value; send a unique id per event",
+                         Echo(id)),
              "placeholder_insert_id");
       return false;
     }
@@ -813,12 +835,13 @@ bool EventParser::Finish() {
     });
     if (id.size() > kMaxInsertIdLength || !charset_ok) {
       Reject("properties.$insert_id",
-             charset_ok ? fmt::format("'properties.$insert_id' is {} characters long; at most {} characters of "
-                                      "A-Z, a-z, 0-9 and '-' are allowed",
-                                      id.size(), kMaxInsertIdLength)
-                        : fmt::format("'properties.$insert_id' may contain only A-Z, a-z, 0-9 and '-' (at most {} "
-                                      "characters); \"{}\" has other characters",
-                                      kMaxInsertIdLength, id.substr(0, 64)),
+             charset_ok
+                 ? fmt::format("'properties.$insert_id' is {} characters long; at most {} characters of "
+                               "A-Z, a-z, 0-9 and '-' are allowed",
+                               id.size(), kMaxInsertIdLength)
+                 : fmt::format("'properties.$insert_id' may contain only A-Z, a-z, 0-9 and '-' (at most {} "
+                               "characters); \"{}\" has other characters",
+                               kMaxInsertIdLength, Echo(id)),
              "invalid_insert_id");
       return false;
     }
@@ -1104,6 +1127,37 @@ bool IsPlaceholderId(std::string_view id) {
     if (equal) return true;
   }
   return false;
+}
+
+std::string Echo(std::string_view value) {
+  // Count characters, not bytes, and never cut inside a UTF-8 sequence (continuation bytes are 10xxxxxx).
+  size_t chars = 0;
+  for (size_t i = 0; i < value.size(); ++i) {
+    if ((static_cast<unsigned char>(value[i]) & 0xC0) == 0x80) continue;
+    if (chars++ == kMaxEchoedChars) return std::string(value.substr(0, i)) + "\u2026";
+  }
+  return std::string(value);
+}
+
+std::string DeriveInsertId(std::string_view name, std::string_view distinct_id, int64_t time_us,
+                           std::string_view device_id, std::string_view user_id,
+                           std::span<const std::string_view> sorted_properties) {
+  Sha256Hasher hasher;
+  // Length prefixes keep ("ab","c") and ("a","bc") apart.
+  auto field = [&](std::string_view text) {
+    const uint64_t n = text.size();
+    hasher.Update(std::string_view(reinterpret_cast<const char*>(&n), sizeof(n)));
+    hasher.Update(text);
+  };
+  field("sluice-legacy-import-v1");
+  field(name);
+  field(distinct_id);
+  field(std::string_view(reinterpret_cast<const char*>(&time_us), sizeof(time_us)));
+  field(device_id);
+  field(user_id);
+  for (std::string_view p : sorted_properties) field(p);
+  const Sha256Digest digest = hasher.Finish();
+  return HexEncode(std::string_view(reinterpret_cast<const char*>(digest.data()), 16));
 }
 
 }  // namespace sluice::ingest

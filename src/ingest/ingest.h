@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -35,6 +36,16 @@ inline constexpr int64_t kMinTimeUs = 31'536'000LL * 1'000'000;  // 1971-01-01T0
 inline constexpr int64_t kMaxFutureUs = 3600LL * 1'000'000;      // at most 1 h in the future
 inline constexpr int64_t kTrackWindowUs = 5LL * 86400 * 1'000'000;  // /track accepts the last 5 days
 inline constexpr size_t kMaxProfileUpdatesPerBatch = 2000;
+// Profile limits. Mixpanel's (docs "Data types" / "User profiles FAQ"): a list or object property of a
+// profile is at most 256 KB, a profile has at most 2000 properties. Mixpanel publishes no total size; Sluice
+// caps a profile at 1 MB (its stored JSON) so one profile cannot grow without bound and every read of it
+// stays cheap.
+inline constexpr size_t kMaxProfileValueBytes = 256 * 1024;
+inline constexpr size_t kMaxProfileProperties = 2000;
+inline constexpr size_t kMaxProfileBytes = 1024 * 1024;
+// Values a client sent are quoted in error messages only up to this many characters (then "…"), so a 10 MB
+// value does not come back as a 10 MB error.
+inline constexpr size_t kMaxEchoedChars = 64;
 
 enum class Endpoint {
   kImport,  // server-side: time, distinct_id, $insert_id required
@@ -53,6 +64,10 @@ struct ParseOptions {
   int64_t now_us = 0;
   /// /track with ip=1: the request's address, stored as the `ip` property when the event has none.
   std::string client_ip;
+  /// /import in its legacy forms (`data=` in a form body or the query, as Mixpanel's older SDKs send it): an
+  /// event without $insert_id gets one derived from its content (DeriveInsertId), so a resend deduplicates
+  /// instead of being refused. Strict JSON /import keeps requiring $insert_id.
+  bool derive_insert_id = false;
 };
 
 /// Why one record was refused; mirrors Mixpanel's strict-mode `failed_records` entries.
@@ -90,13 +105,28 @@ std::optional<int64_t> NormaliseTimeToMicros(double value);
 /// 00000000-0000-0000-0000-000000000000.
 bool IsPlaceholderId(std::string_view id);
 
+/// `value` as error messages quote it: at most kMaxEchoedChars characters (never splitting a UTF-8 sequence),
+/// followed by "…" when it was longer.
+std::string Echo(std::string_view value);
+
+/// A deterministic $insert_id for an event that arrived without one: 32 hex characters of SHA-256 over the
+/// length-prefixed event name, distinct_id, time in microseconds, $device_id, $user_id and the property texts
+/// in `sorted_properties` (each `"key":value` as stored, sorted so key order does not matter). The same event
+/// sent twice gets the same id, so the store's dedup key makes the resend a replacement.
+std::string DeriveInsertId(std::string_view name, std::string_view distinct_id, int64_t time_us,
+                           std::string_view device_id, std::string_view user_id,
+                           std::span<const std::string_view> sorted_properties);
+
 // ---- /engage ------------------------------------------------------------------------------------------------
 
 enum class ProfileOp { kSet, kSetOnce, kAdd, kUnion, kAppend, kRemove, kUnset, kDelete };
 
 struct ProfileUpdate {
   std::string token;
+  /// The profile's id: $distinct_id for /engage, $group_id for /groups.
   std::string distinct_id;
+  /// /groups only: the group key ($group_key, e.g. "company"); empty for user profiles.
+  std::string group_key;
   ProfileOp op = ProfileOp::kSet;
   /// The operation's argument: an object for $set/$set_once/$add/$union/$append/$remove, an array of names for
   /// $unset, ignored for $delete.
@@ -114,15 +144,75 @@ struct ParsedProfileUpdates {
   size_t total_records = 0;
 };
 
-/// Parses an /engage payload (array, single object, or NDJSON), ≤ 2000 updates. Each record must carry $token,
-/// $distinct_id and exactly one operation.
-Result<ParsedProfileUpdates> ParseProfileUpdates(std::string_view payload, PayloadFormat format, int64_t now_us);
+/// Parses an /engage payload (array, single object, or NDJSON), ≤ 2000 updates. Each record must carry
+/// $token, $distinct_id and exactly one operation. Values are checked against the profile limits (a number
+/// that does not fit a double, such as 1e400, a list or object over kMaxProfileValueBytes, more than
+/// kMaxProfileProperties names): such an update is refused.
+Result<ParsedProfileUpdates> ParseProfileUpdates(std::string_view payload, PayloadFormat format,
+                                                 int64_t now_us);
 
-/// Applies one update to a profile's property object. Returns false when the profile is to be deleted
-/// ($delete). Semantics: $set overwrites; $set_once only sets missing names; $add adds numeric deltas (missing
-/// = 0, non-numeric values refused by the parser); $union set-adds list items; $append appends one item per
-/// name; $remove removes every equal item from lists; $unset removes names. Unless ignore_time, $last_seen is
-/// set to the update time (ISO-8601 UTC, as Mixpanel shows it).
-bool ApplyProfileUpdate(boost::json::object& properties, const ProfileUpdate& update);
+/// Parses a /groups payload: as ParseProfileUpdates, but each record carries $token, $group_key and $group_id
+/// (a string or number, kept in ProfileUpdate::distinct_id) and one of Mixpanel's group operations: $set,
+/// $set_once, $unset, $remove, $union, $delete. Group profiles get no $last_seen (ignore_time is always set).
+Result<ParsedProfileUpdates> ParseGroupProfileUpdates(std::string_view payload, PayloadFormat format,
+                                                      int64_t now_us);
+
+/// Applies one update to a profile's property object (a tree from ParseProfileJson). Returns false when the
+/// profile is to be deleted ($delete). Semantics: $set overwrites; $set_once only sets missing names; $add
+/// adds numeric deltas (missing = 0, non-numeric values refused by the parser; integers stay integers while
+/// they fit an int64, other sums are printed in the shortest form that reads back as the same double); $union
+/// set-adds list items (hashing, so O(n + m)); $append appends one item per name; $remove removes every equal
+/// item from lists; $unset removes names. Unless ignore_time, $last_seen is set to the update time (ISO-8601
+/// UTC, as Mixpanel shows it). Fails, leaving `properties` unchanged, when a sum is not a finite double
+/// (kInvalidArgument naming the property).
+Result<bool> ApplyProfileUpdate(boost::json::object& properties, const ProfileUpdate& update);
+
+/// An update of ApplyProfileUpdates that was not applied, and why.
+struct ProfileRefusal {
+  size_t update = 0;  // position in the `updates` span
+  std::string field;  // e.g. "$add.score", "profile"
+  std::string message;
+  std::string reason;  // short stable label, e.g. "number_out_of_range", "profile_too_large"
+};
+
+struct ProfileEdit {
+  bool changed = false;                // false: keep what is stored
+  std::optional<std::string> profile;  // when changed: the new JSON text, nullopt = delete the profile
+  std::vector<ProfileRefusal> refused;
+};
+
+/// Applies one profile's updates in order to its stored JSON text (nullopt = no profile yet), as /engage,
+/// /groups and Cloud Import do. `request_ip` (the client address with ip=1, else empty) becomes $ip when the
+/// profile has none. An update that cannot apply is refused alone (the others still apply). When the result
+/// would break a profile limit (kMaxProfileBytes, kMaxProfileProperties, kMaxProfileValueBytes) every update
+/// of the span is refused and the stored profile is kept, as it is when the stored text cannot be read:
+/// nothing already stored is ever lost.
+ProfileEdit ApplyProfileUpdates(const std::optional<std::string>& stored,
+                                std::span<const ProfileUpdate* const> updates,
+                                std::string_view request_ip = {});
+
+// ---- Profile JSON --------------------------------------------------------------------------------------------
+// Profiles keep numbers as they arrived (19.90 stays 19.90, a 30-digit integer keeps every digit), as events
+// do. Boost.JSON would turn them into doubles, so profile trees come from ParseProfileJson: an integer whose
+// text is its int64's decimal form is an int64; any other number is a string value holding a tag byte and the
+// number's text (a real string that starts with the tag byte gets a second one, so equal JSON stays equal
+// values). Print such trees only with SerializeProfileJson, never with boost::json::serialize.
+
+/// Parses one JSON text into a profile tree. Fails with "malformed JSON at byte N: …".
+Result<boost::json::value> ParseProfileJson(std::string_view text);
+/// Minified JSON text of a profile tree, numbers as they arrived.
+std::string SerializeProfileJson(const boost::json::value& value);
+/// True for a number of a profile tree (kept text or a plain int64/uint64/double).
+bool IsProfileNumber(const boost::json::value& value);
+/// The number's value as a double (±inf when its text overflows a double); nullopt when not a number.
+std::optional<double> ProfileNumberValue(const boost::json::value& value);
+/// The number's JSON text.
+std::string ProfileNumberText(const boost::json::value& value);
+/// The text of a string of a profile tree; nullopt when not a string.
+std::optional<std::string_view> ProfileStringValue(const boost::json::value& value);
+/// A profile-tree number from its JSON text (which must be a JSON number), or from a finite double (printed
+/// as an integer when integral and below 1e21, else in the shortest form that reads back as the same double).
+boost::json::value MakeProfileNumber(std::string_view text);
+boost::json::value MakeProfileNumber(double value);
 
 }  // namespace sluice::ingest

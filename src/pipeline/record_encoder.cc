@@ -2,6 +2,8 @@
 
 #include <charconv>
 #include <cstring>
+#include <optional>
+#include <string>
 
 #include "common/json_text.h"
 
@@ -112,7 +114,13 @@ void AppendPeopleRecord(std::string_view distinct_id, std::string_view profile_j
   out += "{\"distinct_id\":";
   AppendString(distinct_id, out);
   out += ",\"properties\":";
-  AppendJsonObjectOrEmpty(profile_json, out);
+  // Profiles keep numbers as they arrived and never store a non-finite one; a profile an older release stored
+  // with Infinity/NaN in it is written with null there, so every line stays JSON.
+  if (std::optional<std::string> repaired = ReplaceNonFiniteTokens(profile_json)) {
+    AppendJsonObjectOrEmpty(*repaired, out);
+  } else {
+    AppendJsonObjectOrEmpty(profile_json, out);
+  }
   out += "}\n";
 }
 

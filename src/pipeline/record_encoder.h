@@ -29,9 +29,11 @@ namespace sluice::pipeline {
 /// an empty text is written as {}). Field order exactly as above.
 void AppendEventRecord(const store::EventView& event, std::string& out);
 
-/// Appends {"distinct_id":…,"properties":{…}} and its '\n'. `profile_json` is the profile as the store keeps it
-/// (Store::GetProfile/ScanProfiles: the minified JSON object of the profile's properties, as /engage built it);
-/// it is copied verbatim under "properties" (an empty text is written as {}).
+/// Appends {"distinct_id":…,"properties":{…}} and its '\n'. `profile_json` is the profile as the store keeps
+/// it (Store::GetProfile/ScanProfiles: the minified JSON object of the profile's properties, as /engage built
+/// it); it is copied verbatim under "properties" (an empty text is written as {}; numbers keep the text they
+/// arrived with). A profile an older release stored with the non-JSON tokens Infinity/NaN is written with
+/// null there.
 void AppendPeopleRecord(std::string_view distinct_id, std::string_view profile_json, std::string& out);
 
 /// Appends {"distinct_id":…,"resolved_distinct_id":…} and its '\n'.

@@ -232,4 +232,19 @@ std::string ProjectKey(uint32_t project, std::string_view suffix) {
   return out;
 }
 
+std::string GroupProfilePrefix(uint32_t project, std::string_view group_key) {
+  std::string out;
+  out.reserve(4 + 5 + group_key.size());
+  AppendBigEndian32(out, project);
+  AppendVarint32(out, static_cast<uint32_t>(group_key.size()));
+  out.append(group_key);
+  return out;
+}
+
+std::string GroupProfileKey(uint32_t project, std::string_view group_key, std::string_view group_id) {
+  std::string out = GroupProfilePrefix(project, group_key);
+  out.append(group_id);
+  return out;
+}
+
 }  // namespace sluice::store::internal

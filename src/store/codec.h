@@ -73,4 +73,13 @@ std::string MetaKey(std::string_view ns, std::string_view key);
 /// project (4 BE) + suffix: the key layout of profiles and identity links.
 std::string ProjectKey(uint32_t project, std::string_view suffix);
 
+/// Group profiles live in the metadata column family under this namespace (one key range per project and
+/// group key), so they need no column family of their own and no user-profile scan ever sees them.
+inline constexpr std::string_view kGroupProfileNamespace = "group_profile";
+/// project (4 BE) + varint32 len(group_key) + group_key: every group profile of one group key. The length
+/// prefix keeps the ranges of "team" and "teams" apart.
+std::string GroupProfilePrefix(uint32_t project, std::string_view group_key);
+/// GroupProfilePrefix + group_id: the metadata key (before MetaKey) of one group profile.
+std::string GroupProfileKey(uint32_t project, std::string_view group_key, std::string_view group_id);
+
 }  // namespace sluice::store::internal

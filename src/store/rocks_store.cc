@@ -548,6 +548,94 @@ class RocksStore final : public Store {
     return ScanProjectRange(kProfiles, project, "scanning profiles", fn);
   }
 
+  // ---- Group profiles -------------------------------------------------------------------------------------
+  // Kept in the metadata column family (codec.h kGroupProfileNamespace) and locked with the profile stripes.
+
+  Status UpdateGroupProfiles(
+      uint32_t project, std::string_view group_key, std::span<const std::string> group_ids,
+      const std::function<ProfileAction(std::string_view group_id, std::optional<std::string>& profile)>&
+          mutate) override {
+    if (group_ids.empty()) return OkStatus();
+    std::shared_lock life(life_mu_);
+    if (closed_) return ClosedError(dir_);
+    auto key_of = [&](std::string_view id) {
+      return internal::MetaKey(internal::kGroupProfileNamespace,
+                               internal::GroupProfileKey(project, group_key, id));
+    };
+    // Same discipline as UpdateProfiles: each stripe locked once, in ascending order.
+    std::vector<size_t> stripes;
+    stripes.reserve(group_ids.size());
+    for (const std::string& id : group_ids) stripes.push_back(StripeOf(project, key_of(id)));
+    std::sort(stripes.begin(), stripes.end());
+    stripes.erase(std::unique(stripes.begin(), stripes.end()), stripes.end());
+    std::vector<std::unique_lock<std::mutex>> locks;
+    locks.reserve(stripes.size());
+    for (size_t stripe : stripes) locks.emplace_back(profile_mu_[stripe]);
+
+    struct Slot {
+      std::optional<std::string> profile;
+      bool dirty = false;
+    };
+    std::unordered_map<std::string_view, Slot> slots;
+    std::vector<std::string_view> order;
+    for (const std::string& id : group_ids) {
+      auto it = slots.find(id);
+      if (it == slots.end()) {
+        SLUICE_ASSIGN_OR_RETURN(auto current, GetString(kMeta, key_of(id), "reading a group profile"));
+        it = slots.emplace(id, Slot{std::move(current), false}).first;
+        order.push_back(id);
+      }
+      Slot& slot = it->second;
+      std::optional<std::string> working = slot.profile;
+      switch (mutate(id, working)) {
+        case ProfileAction::kKeep:
+          break;
+        case ProfileAction::kPut:
+          slot.profile = std::move(working);
+          slot.dirty = true;
+          break;
+        case ProfileAction::kDelete:
+          slot.profile.reset();
+          slot.dirty = true;
+          break;
+      }
+    }
+    rocksdb::WriteBatch batch;
+    for (std::string_view id : order) {
+      const Slot& slot = slots.at(id);
+      if (!slot.dirty) continue;
+      if (slot.profile) {
+        Check(batch.Put(cf(kMeta), key_of(id), *slot.profile));
+      } else {
+        Check(batch.Delete(cf(kMeta), key_of(id)));
+      }
+    }
+    if (batch.Count() == 0) return OkStatus();
+    rocksdb::Status s = db_->Write(write_options_, &batch);
+    if (!s.ok()) return FromRocks(s, dir_, "writing group profiles");
+    return OkStatus();
+  }
+
+  Result<std::optional<std::string>> GetGroupProfile(uint32_t project, std::string_view group_key,
+                                                     std::string_view group_id) override {
+    std::shared_lock life(life_mu_);
+    if (closed_) return ClosedError(dir_);
+    return GetString(kMeta,
+                     internal::MetaKey(internal::kGroupProfileNamespace,
+                                       internal::GroupProfileKey(project, group_key, group_id)),
+                     "reading a group profile");
+  }
+
+  Status ScanGroupProfiles(
+      uint32_t project, std::string_view group_key,
+      const std::function<bool(std::string_view group_id, std::string_view json)>& fn) override {
+    std::shared_lock life(life_mu_);
+    if (closed_) return ClosedError(dir_);
+    const std::string start =
+        internal::MetaKey(internal::kGroupProfileNamespace, internal::GroupProfilePrefix(project, group_key));
+    return ScanRange(kMeta, start, start.size(), "scanning group profiles", fn);
+  }
+
   // ---- Identity -------------------------------------------------------------------------------------------
 
   Result<std::optional<std::string>> ResolveDevice(uint32_t project, std::string_view device_id) override {

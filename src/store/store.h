@@ -124,6 +124,19 @@ class Store {
   virtual Status ScanProfiles(uint32_t project,
                               const std::function<bool(std::string_view distinct_id, std::string_view json)>& fn) = 0;
 
+  // ---- Group profiles (/groups) ---------------------------------------------------------------------------
+  /// As UpdateProfiles, for the group profiles of (project, group_key), keyed by group_id.
+  virtual Status UpdateGroupProfiles(
+      uint32_t project, std::string_view group_key, std::span<const std::string> group_ids,
+      const std::function<ProfileAction(std::string_view group_id, std::optional<std::string>& profile)>&
+          mutate) = 0;
+  virtual Result<std::optional<std::string>> GetGroupProfile(uint32_t project, std::string_view group_key,
+                                                             std::string_view group_id) = 0;
+  /// Every group profile of (project, group_key), ascending by group_id; `fn` returns false to stop.
+  virtual Status ScanGroupProfiles(
+      uint32_t project, std::string_view group_key,
+      const std::function<bool(std::string_view group_id, std::string_view json)>& fn) = 0;
+
   // ---- Identity -------------------------------------------------------------------------------------------
   virtual Result<std::optional<std::string>> ResolveDevice(uint32_t project, std::string_view device_id) = 0;
   /// Every (device_id, user_id) link of the project.

@@ -4,7 +4,10 @@
 
 #include <boost/json.hpp>
 
+#include <chrono>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "ingest/ingest.h"
 
@@ -42,9 +45,19 @@ std::string Update(std::string_view op_json) {
 
 json::object Apply(json::object props, std::string_view update_json, bool* kept = nullptr) {
   ProfileUpdate u = OnlyUpdate(update_json);
-  bool k = ApplyProfileUpdate(props, u);
-  if (kept != nullptr) *kept = k;
+  auto k = ApplyProfileUpdate(props, u);
+  EXPECT_TRUE(k.ok()) << (k.ok() ? "" : k.error().message);
+  if (kept != nullptr) *kept = k.ok() && *k;
   return props;
+}
+
+/// Applies `updates_json` (a JSON array of updates, all valid) to the stored profile text.
+ProfileEdit ApplyAll(std::optional<std::string> stored, std::string_view updates_json) {
+  ParsedProfileUpdates parsed = MustParse(updates_json);
+  EXPECT_TRUE(parsed.errors.empty()) << (parsed.errors.empty() ? "" : parsed.errors[0].message);
+  std::vector<const ProfileUpdate*> updates;
+  for (const ProfileUpdate& u : parsed.updates) updates.push_back(&u);
+  return ApplyProfileUpdates(stored, updates);
 }
 
 // ---- parsing ---------------------------------------------------------------------------------------------------------
@@ -230,15 +243,16 @@ TEST(ApplyProfileUpdate, AddOnMissingExistingAndMixed) {
                          Update(R"("$add":{"n":-2,"f":1,"m":7,"s":1},"$ignore_time":true)"));
   EXPECT_EQ(p.at("n"), 3);
   EXPECT_TRUE(p.at("n").is_int64());
-  EXPECT_EQ(p.at("f"), 2.5);
+  EXPECT_EQ(SerializeProfileJson(p.at("f")), "2.5");  // shortest round-trip form
   EXPECT_EQ(p.at("m"), 7);         // missing counts as 0
   EXPECT_EQ(p.at("s"), "text");    // a non-numeric value is left alone
 }
 
 TEST(ApplyProfileUpdate, AddOverflowFallsBackToDouble) {
   json::object p = Apply({{"n", INT64_MAX}}, Update(R"("$add":{"n":1},"$ignore_time":true)"));
-  EXPECT_TRUE(p.at("n").is_double());
-  EXPECT_EQ(p.at("n").as_double(), 9223372036854775808.0);
+  EXPECT_EQ(ProfileNumberValue(p.at("n")), 9223372036854775808.0);
+  EXPECT_EQ(SerializeProfileJson(p.at("n")),
+            "9223372036854775808");  // an integral double prints as an integer
 }
 
 TEST(ApplyProfileUpdate, UnionDeduplicates) {
@@ -282,8 +296,201 @@ TEST(ApplyProfileUpdate, UpdatesApplyInOrder) {
   ParsedProfileUpdates parsed = MustParse("[" + Update(R"("$set":{"n":1})") + "," + Update(R"("$add":{"n":2})") +
                                           "," + Update(R"("$unset":["n"])") + "," + Update(R"("$add":{"n":5})") + "]");
   json::object p;
-  for (const ProfileUpdate& u : parsed.updates) ASSERT_TRUE(ApplyProfileUpdate(p, u));
+  for (const ProfileUpdate& u : parsed.updates) ASSERT_TRUE(*ApplyProfileUpdate(p, u));
   EXPECT_EQ(p.at("n"), 5);
+}
+
+// ---- numbers kept as they arrived, limits (issue 10 items 1-2, issue 9 items 5 and 8) ------------------
+
+TEST(ProfileJson, NumbersKeepTheirText) {
+  const std::string text =
+      R"({"price":19.90,"ratio":1.5,"big":123456789012345678901234567890,"neg":-0,"e":1E3,"i":42,"s":"x\u0000y",)"
+      R"("l":[0.10,{"k":2.50}]})";
+  auto v = ParseProfileJson(text);
+  ASSERT_TRUE(v.ok()) << v.error().message;
+  EXPECT_EQ(SerializeProfileJson(*v),
+            R"({"price":19.90,"ratio":1.5,"big":123456789012345678901234567890,"neg":-0,"e":1E3,"i":42,)"
+            R"("s":"x\u0000y","l":[0.10,{"k":2.50}]})");
+  EXPECT_TRUE(v->as_object().at("i").is_int64());
+  EXPECT_TRUE(IsProfileNumber(v->as_object().at("price")));
+  EXPECT_EQ(ProfileNumberValue(v->as_object().at("price")), 19.9);
+  // A string that starts with the tag byte stays a string.
+  auto tagged = ParseProfileJson(R"(["\u0000","\u000019.5"])");
+  ASSERT_TRUE(tagged.ok());
+  EXPECT_EQ(SerializeProfileJson(*tagged), R"(["\u0000","\u000019.5"])");
+  EXPECT_FALSE(IsProfileNumber(tagged->as_array()[1]));
+  EXPECT_EQ(ProfileStringValue(tagged->as_array()[1]), std::string_view("\0"
+                                                                        "19.5",
+                                                                        5));
+  EXPECT_FALSE(ParseProfileJson("{\"a\":1} x").ok());
+}
+
+TEST(ApplyProfileUpdates, SetKeepsNumbersByteExact) {
+  ProfileEdit e =
+      ApplyAll(std::nullopt, "[" +
+                                 Update(R"("$set":{"price":19.90,"r":1.5,)"
+                                        R"("big":123456789012345678901234567890},"$ignore_time":1)") +
+                                 "]");
+  ASSERT_TRUE(e.changed);
+  ASSERT_TRUE(e.profile);
+  EXPECT_EQ(*e.profile, R"({"price":19.90,"r":1.5,"big":123456789012345678901234567890})");
+  // And again on top of the stored text: nothing is rewritten.
+  ProfileEdit again = ApplyAll(e.profile, "[" + Update(R"("$set_once":{"price":1},"$ignore_time":1)") + "]");
+  EXPECT_EQ(*again.profile, *e.profile);
+}
+
+TEST(ApplyProfileUpdates, AddPrintsShortestRoundTripAndIntegers) {
+  ProfileEdit e =
+      ApplyAll(R"({"a":0.1,"b":1.5,"c":19.90,"n":7})",
+               "[" + Update(R"("$add":{"a":0.2,"b":1.5,"c":0.1,"n":-10},"$ignore_time":1)") + "]");
+  ASSERT_TRUE(e.profile);
+  EXPECT_EQ(*e.profile, R"({"a":0.30000000000000004,"b":3,"c":20,"n":-3})");
+}
+
+TEST(ApplyProfileUpdates, OverflowingAddIsRefusedAndTheProfileKept) {
+  const std::string stored = R"({"name":"Ada","big":1e308,"n":1})";
+  ProfileEdit e = ApplyAll(stored, "[" + Update(R"("$add":{"n":1,"big":1e308},"$ignore_time":1)") + "," +
+                                       Update(R"("$set":{"plan":"pro"},"$ignore_time":1)") + "]");
+  ASSERT_EQ(e.refused.size(), 1u);
+  EXPECT_EQ(e.refused[0].update, 0u);
+  EXPECT_EQ(e.refused[0].reason, "number_out_of_range");
+  EXPECT_THAT(e.refused[0].message, HasSubstr("$add.big"));
+  // The refused update changed nothing (not even "n"); the next one applied.
+  ASSERT_TRUE(e.profile);
+  EXPECT_EQ(*e.profile, R"({"name":"Ada","big":1e308,"n":1,"plan":"pro"})");
+}
+
+TEST(ParseProfileUpdates, OutOfRangeNumbersAreRefusedNamingTheProperty) {
+  for (std::string op : {R"("$set":{"x":1e400})", R"("$set_once":{"x":[1,-1e999]})", R"("$add":{"x":1e400})",
+                         R"("$union":{"x":[{"k":1e400}]})"}) {
+    RecordError e = OnlyError(Update(op));
+    EXPECT_EQ(e.reason, "number_out_of_range") << op;
+    EXPECT_THAT(e.field, HasSubstr(".x")) << op;
+    EXPECT_THAT(e.message, HasSubstr("out of the range")) << op;
+  }
+  // Tiny numbers are finite (they read as 0 or a subnormal) and keep their text.
+  EXPECT_EQ(OnlyUpdate(Update(R"("$set":{"x":1e-400})")).op, ProfileOp::kSet);
+}
+
+TEST(ApplyProfileUpdates, UnreadableOrLegacyStoredProfilesAreNeverLost) {
+  ProfileEdit broken = ApplyAll(std::string(R"({"a":1,)"), "[" + Update(R"("$set":{"b":2})") + "]");
+  EXPECT_FALSE(broken.changed);
+  ASSERT_EQ(broken.refused.size(), 1u);
+  EXPECT_EQ(broken.refused[0].reason, "unreadable_profile");
+  // Infinity stored by an older release becomes null; the rest of the profile survives.
+  ProfileEdit legacy =
+      ApplyAll(std::string(R"({"name":"Ada","s":"Infinity","x":Infinity,"y":-Infinity,"z":NaN})"),
+               "[" + Update(R"("$set":{"b":2},"$ignore_time":1)") + "]");
+  ASSERT_TRUE(legacy.profile);
+  EXPECT_EQ(*legacy.profile, R"({"name":"Ada","s":"Infinity","x":null,"y":null,"z":null,"b":2})");
+}
+
+TEST(ParseProfileUpdates, HugeListsAreRefusedQuickly) {
+  std::string items;
+  for (int i = 0; i < 100'000; ++i) items += (i ? "," : "") + std::to_string(1'000'000 + i);
+  const auto start = std::chrono::steady_clock::now();
+  RecordError e = OnlyError(Update(R"("$union":{"tags":[)" + items + "]}"));
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(e.reason, "value_too_large");
+  EXPECT_THAT(e.message, HasSubstr("100000 items"));
+  EXPECT_THAT(e.message, HasSubstr("262144 bytes"));
+  EXPECT_LT(elapsed, std::chrono::seconds(2));
+}
+
+TEST(ApplyProfileUpdate, UnionIsNotQuadratic) {
+  // 30k existing items, 30k new ones (all under the 256 KB list limit): comparing every pair took seconds.
+  json::array existing;
+  std::string items;
+  for (int i = 0; i < 30'000; ++i) {
+    existing.push_back(i);
+    items += (i ? "," : "") + std::to_string(30'000 + i);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  json::object p = Apply({{"l", existing}}, Update(R"("$union":{"l":[)" + items + "]},\"$ignore_time\":1"));
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(p.at("l").as_array().size(), 60'000u);
+  EXPECT_LT(elapsed, std::chrono::seconds(1));
+}
+
+TEST(ApplyProfileUpdates, ListAndProfileLimitsRefuseAndKeepTheStoredProfile) {
+  // $append grows a list one item per update: past 256 KB every update of the request is refused.
+  const std::string chunk(1000, 'x');
+  std::string updates = "[";
+  for (int i = 0; i < 300; ++i) {
+    if (i) updates += ",";
+    updates += Update(R"("$append":{"l":")" + chunk + R"("},"$ignore_time":1)");
+  }
+  updates += "]";
+  ProfileEdit grown = ApplyAll(std::string(R"({"name":"Ada"})"), updates);
+  EXPECT_FALSE(grown.changed);
+  ASSERT_EQ(grown.refused.size(), 300u);
+  EXPECT_EQ(grown.refused[0].reason, "value_too_large");
+  EXPECT_THAT(grown.refused[0].message, HasSubstr("'l'"));
+  // Strings have no per-value limit, but the whole profile is capped at 1 MB.
+  const std::string big(300'000, 'y');
+  std::string set = "[";
+  for (int i = 0; i < 4; ++i) {
+    if (i) set += ",";
+    set += Update(R"("$set":{"s)" + std::to_string(i) + R"(":")" + big + R"("})");
+  }
+  set += "]";
+  ProfileEdit too_big = ApplyAll(std::string(R"({"name":"Ada"})"), set);
+  EXPECT_FALSE(too_big.changed);
+  ASSERT_EQ(too_big.refused.size(), 4u);
+  EXPECT_EQ(too_big.refused[0].reason, "profile_too_large");
+  EXPECT_THAT(too_big.refused[0].message, HasSubstr("1 MB"));
+}
+
+TEST(ApplyProfileUpdates, AnOversizeStoredProfileCanStillShrink) {
+  // A profile grown past the limits before they existed: $unset and $delete still work, $set does not.
+  const std::string stored = R"({"name":"Ada","l":[")" + std::string(300'000, 'z') + R"("]})";
+  ProfileEdit set = ApplyAll(stored, "[" + Update(R"("$set":{"plan":"pro"},"$ignore_time":1)") + "]");
+  EXPECT_FALSE(set.changed);
+  ProfileEdit unset = ApplyAll(stored, "[" + Update(R"("$unset":["l"],"$ignore_time":1)") + "]");
+  ASSERT_TRUE(unset.profile);
+  EXPECT_EQ(*unset.profile, R"({"name":"Ada"})");
+  ProfileEdit del = ApplyAll(stored, "[" + Update(R"("$delete":"")") + "]");
+  EXPECT_TRUE(del.changed);
+  EXPECT_FALSE(del.profile);
+}
+
+TEST(ParseGroupProfileUpdates, NeedsGroupKeyAndIdAndGroupOperations) {
+  auto r = ParseGroupProfileUpdates(
+      R"([{"$token":"t","$group_key":"company","$group_id":"acme","$set":{"size":19.90}},)"
+      R"({"$token":"t","$group_key":"company","$group_id":42,"$union":{"tags":["a"]}},)"
+      R"({"$token":"t","$group_id":"acme","$set":{}},)"
+      R"({"$token":"t","$group_key":"company","$set":{}},)"
+      R"({"$token":"t","$group_key":"company","$group_id":"acme","$add":{"n":1}}])",
+      PayloadFormat::kJson, kNowUs);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->updates.size(), 2u);
+  EXPECT_EQ(r->updates[0].group_key, "company");
+  EXPECT_EQ(r->updates[0].distinct_id, "acme");
+  EXPECT_EQ(r->updates[1].distinct_id, "42");
+  ASSERT_EQ(r->errors.size(), 3u);
+  EXPECT_EQ(r->errors[0].field, "$group_key");
+  EXPECT_EQ(r->errors[1].field, "$group_id");
+  EXPECT_THAT(r->errors[2].message, HasSubstr("not an operation on group profiles"));
+}
+
+TEST(Echo, TruncatesLongValuesOnACharacterBoundary) {
+  EXPECT_EQ(Echo("short"), "short");
+  EXPECT_EQ(Echo(std::string(64, 'a')), std::string(64, 'a'));
+  EXPECT_EQ(Echo(std::string(10'000'000, 'a')), std::string(64, 'a') + "\u2026");
+  std::string accents;
+  for (int i = 0; i < 100; ++i) accents += "\u00e9";
+  std::string expected;
+  for (int i = 0; i < 64; ++i) expected += "\u00e9";
+  EXPECT_EQ(Echo(accents), expected + "\u2026");
+}
+
+TEST(ParseProfileUpdates, EchoedValuesAreTruncated) {
+  RecordError e = OnlyError(R"({"$token":"t","$distinct_id":"null","$set":{}})");
+  EXPECT_EQ(e.reason, "placeholder_distinct_id");
+  const std::string long_name(100'000, 'n');
+  RecordError add = OnlyError(Update(R"("$add":{")" + long_name + R"(":"x"})"));
+  EXPECT_LT(add.message.size(), 300u);
+  EXPECT_LT(add.field.size(), 80u);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -721,6 +722,47 @@ TEST(ParseEvents, NdjsonSentAsJsonIsParsedAsNdjson) {
 TEST(ParseEvents, OtherTopLevelKeysIgnored) {
   Event e = OnlyEvent(R"({"event":"e","$mp_metadata":{"x":1},"properties":{)" + TimeProps("1714564000") + "}}");
   EXPECT_EQ(e.properties, "{}");
+}
+
+// ---- legacy /import: derived $insert_id (issue 10 item 4); echoed values truncated (issue 9 item 8) ----
+
+ParseOptions LegacyImport() {
+  ParseOptions o = Import();
+  o.derive_insert_id = true;
+  return o;
+}
+
+std::string NoIdRecord(std::string_view props) {
+  return R"({"event":"E","properties":{"time":)" + std::to_string(kNowS - 60) + R"(,"distinct_id":"u1",)" +
+         std::string(props) + "}}";
+}
+
+TEST(LegacyImport, DerivesADeterministicInsertIdFromTheContent) {
+  Event a = OnlyEvent(NoIdRecord(R"("plan":"pro","n":1)"), LegacyImport());
+  EXPECT_EQ(a.insert_id.size(), 32u);
+  EXPECT_TRUE(std::all_of(a.insert_id.begin(), a.insert_id.end(),
+                          [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }));
+  // The same event again (key order does not matter) gets the same id, so the store deduplicates the resend.
+  EXPECT_EQ(OnlyEvent(NoIdRecord(R"("n":1,"plan":"pro")"), LegacyImport()).insert_id, a.insert_id);
+  // Any difference in content gives another id.
+  EXPECT_NE(OnlyEvent(NoIdRecord(R"("plan":"pro","n":2)"), LegacyImport()).insert_id, a.insert_id);
+  EXPECT_NE(OnlyEvent(NoIdRecord(R"("plan":"pro","n":1,"$device_id":"d")"), LegacyImport()).insert_id,
+            a.insert_id);
+  // An $insert_id that was sent is kept; strict /import still requires one.
+  EXPECT_EQ(OnlyEvent(NoIdRecord(R"("$insert_id":"mine-1")"), LegacyImport()).insert_id, "mine-1");
+  EXPECT_EQ(OnlyError(NoIdRecord(R"("plan":"pro")")).reason, "missing_insert_id");
+}
+
+TEST(EchoedValues, AHugeInvalidInsertIdIsTruncatedInTheError) {
+  const std::string huge(9'000'000, '!');  // the issue's 10 MB, within one request's limit
+  RecordError e = OnlyError(NoIdRecord(R"("$insert_id":")" + huge + "\""));
+  EXPECT_EQ(e.reason, "invalid_insert_id");
+  EXPECT_LT(e.message.size(), 300u);
+  EXPECT_LT(e.insert_id.size(), 80u);
+  EXPECT_THAT(e.insert_id, HasSubstr("\u2026"));
+  const std::string long_id(5000, 'p');
+  RecordError placeholder_like = OnlyError(NoIdRecord(R"("$insert_id":")" + long_id + "\""));
+  EXPECT_LT(placeholder_like.message.size(), 300u);
 }
 
 }  // namespace

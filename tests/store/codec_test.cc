@@ -175,5 +175,16 @@ TEST(CodecTest, MetaKeysOfNamespacesDoNotOverlap) {
   EXPECT_NE(MetaKey("a", "bc").substr(0, 3), MetaKey("ab", "").substr(0, 3));
 }
 
+TEST(CodecTest, GroupProfileKeysOfOneGroupKeyShareAPrefixNoOtherHas) {
+  const std::string team = GroupProfilePrefix(7, "team");
+  const std::string key = GroupProfileKey(7, "team", "acme");
+  EXPECT_EQ(key.substr(0, team.size()), team);
+  EXPECT_EQ(key.substr(team.size()), "acme");
+  // "teams"/"x" must not fall in the range of "team", nor another project's.
+  EXPECT_NE(GroupProfileKey(7, "teams", "x").substr(0, team.size()), team);
+  EXPECT_NE(GroupProfileKey(8, "team", "acme").substr(0, team.size()), team);
+  EXPECT_NE(GroupProfileKey(7, "te", "amacme"), key);
+}
+
 }  // namespace
 }  // namespace sluice::store::internal

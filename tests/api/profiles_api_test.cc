@@ -1,0 +1,335 @@
+// Profiles, group profiles and legacy /import through the HTTP API: a real Store in a temp dir, the Service,
+// the HTTP server on a free loopback port, real HTTP requests. Numbers are checked byte for byte in the
+// answers and in the people export encoder (issue 10 items 1, 2, 4, 5; issue 9 items 5, 8).
+#include <boost/json.hpp>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "api/service.h"
+#include "common/crypto.h"
+#include "http/server.h"
+#include "http/transport.h"
+#include "pipeline/record_encoder.h"
+#include "store/store.h"
+
+namespace sluice {
+namespace {
+
+namespace json = boost::json;
+using Clock = std::chrono::steady_clock;
+
+constexpr char kAdminToken[] = "test-admin-token-0123456789";
+
+struct Reply {
+  int status = 0;
+  std::string body;
+  json::value Json() const { return json::parse(body); }
+};
+
+class ProfilesApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("sluice-profiles-api-test-" + RandomHex(64));
+    auto st = store::Store::Open(dir_);
+    ASSERT_TRUE(st.ok()) << st.error().ToString();
+    store_ = std::move(st).value();
+    auto svc = api::Service::Create(*store_, api::ServiceOptions{.admin_token = Secret(kAdminToken)});
+    ASSERT_TRUE(svc.ok()) << svc.error().ToString();
+    service_ = std::move(svc).value();
+    auto srv = http::Server::Create(http::ServerOptions{.listen_port = 0, .threads = 2}, service_->router(),
+                                    service_->observer());
+    ASSERT_TRUE(srv.ok()) << srv.error().ToString();
+    server_ = std::move(srv).value();
+    server_->Start();
+    base_ = "http://127.0.0.1:" + std::to_string(server_->port());
+    transport_ = http::MakeCurlTransport();
+    auto created = Send("POST", "/api/app/projects", R"({"name":"web"})",
+                        {{"Authorization", std::string("Bearer ") + kAdminToken}});
+    ASSERT_EQ(created.status, 200) << created.body;
+    auto p = created.Json().as_object();
+    project_id_ = static_cast<uint32_t>(p.at("id").as_int64());
+    token_ = json::value_to<std::string>(p.at("token"));
+    secret_ = json::value_to<std::string>(p.at("api_secret"));
+  }
+
+  void TearDown() override {
+    if (server_) server_->Shutdown(std::chrono::seconds(5));
+    server_.reset();
+    service_.reset();
+    if (store_) (void)store_->Close();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  std::string SecretAuth() const { return "Basic " + Base64Encode(secret_ + ":"); }
+
+  Reply Send(const std::string& method, const std::string& path, std::string body = {},
+             std::vector<std::pair<std::string, std::string>> headers = {}) {
+    http::OutboundRequest req{.method = method, .url = base_ + path, .headers = std::move(headers)};
+    if (!body.empty() || method == "POST") req.body = http::RequestBody::FromString(std::move(body));
+    auto resp = transport_->Send(req, Clock::now() + std::chrono::seconds(30));
+    EXPECT_TRUE(resp.ok()) << resp.error().ToString();
+    if (!resp.ok()) return {};
+    return Reply{resp->status, resp->body};
+  }
+
+  /// One /engage (or /groups) update as SDKs send it: GET ?data=<base64>, verbose.
+  Reply Update(const std::string& endpoint, const std::string& record) {
+    return Send("GET", endpoint + "?verbose=1&data=" + UrlSafe(Base64Encode(record)));
+  }
+  std::string UserUpdate(const std::string& id, const std::string& op) const {
+    return R"({"$token":")" + token_ + R"(","$distinct_id":")" + id + R"(","$ignore_time":true,)" + op + "}";
+  }
+  std::string GroupUpdate(const std::string& key, const std::string& id, const std::string& op) const {
+    return R"({"$token":")" + token_ + R"(","$group_key":")" + key + R"(","$group_id":")" + id + R"(",)" +
+           op + "}";
+  }
+  static std::string UrlSafe(std::string b64) {
+    std::string out;
+    for (char c : b64) out += c == '+' ? "%2B" : c == '/' ? "%2F" : c == '=' ? "%3D" : std::string(1, c);
+    return out;
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<api::Service> service_;
+  std::unique_ptr<http::Server> server_;
+  std::unique_ptr<http::HttpTransport> transport_;
+  std::string base_;
+  uint32_t project_id_ = 0;
+  std::string token_, secret_;
+};
+
+TEST_F(ProfilesApiTest, ProfileNumbersReadBackAndExportByteExact) {
+  EXPECT_EQ(Update("/engage", UserUpdate("p1", R"("$set":{"price":19.90,"ratio":1.5,)"
+                                               R"("big":123456789012345678901234567890,"e":2E-3})"))
+                .body,
+            R"({"status":1,"error":null})");
+  EXPECT_EQ(Update("/engage", UserUpdate("p1", R"("$add":{"ratio":1.5,"n":0.1})")).body,
+            R"({"status":1,"error":null})");
+  EXPECT_EQ(Update("/engage", UserUpdate("p1", R"("$add":{"n":0.2})")).body, R"({"status":1,"error":null})");
+  const std::string expected =
+      R"({"price":19.90,"ratio":3,"big":123456789012345678901234567890,"e":2E-3,"n":0.30000000000000004})";
+
+  auto q = Send("GET", "/api/2.0/engage?distinct_id=p1", {}, {{"Authorization", SecretAuth()}});
+  ASSERT_EQ(q.status, 200) << q.body;
+  EXPECT_NE(q.body.find(R"({"$distinct_id":"p1","$properties":)" + expected + "}"), std::string::npos)
+      << q.body;
+  auto all = Send("GET", "/api/2.0/engage", {}, {{"Authorization", SecretAuth()}});
+  EXPECT_NE(all.body.find(expected), std::string::npos) << all.body;
+
+  // The people export writes the stored profile through the record encoder.
+  std::string lines;
+  ASSERT_TRUE(store_
+                  ->ScanProfiles(project_id_,
+                                 [&](std::string_view id, std::string_view profile) {
+                                   pipeline::AppendPeopleRecord(id, profile, lines);
+                                   return true;
+                                 })
+                  .ok());
+  EXPECT_EQ(lines, R"({"distinct_id":"p1","properties":)" + expected + "}\n");
+}
+
+TEST_F(ProfilesApiTest, OutOfRangeNumbersAreRefusedAndTheProfileIsKept) {
+  ASSERT_EQ(Update("/engage", UserUpdate("p1", R"("$set":{"name":"Ada","big":1e308})")).body,
+            R"({"status":1,"error":null})");
+  auto set = Update("/engage", UserUpdate("p1", R"("$set":{"x":1e400})")).Json();
+  EXPECT_EQ(set.at("status").as_int64(), 0);
+  EXPECT_NE(std::string(set.at("error").as_string()).find("$set.x"), std::string::npos) << set;
+  auto add = Update("/engage", UserUpdate("p1", R"("$add":{"big":1e308})")).Json();
+  EXPECT_EQ(add.at("status").as_int64(), 0);
+  EXPECT_NE(std::string(add.at("error").as_string()).find("$add.big"), std::string::npos) << add;
+
+  auto q = Send("GET", "/api/2.0/engage?distinct_id=p1", {}, {{"Authorization", SecretAuth()}});
+  EXPECT_NE(q.body.find(R"("$properties":{"name":"Ada","big":1e308})"), std::string::npos) << q.body;
+  std::string lines;
+  ASSERT_TRUE(store_
+                  ->ScanProfiles(project_id_,
+                                 [&](std::string_view id, std::string_view profile) {
+                                   pipeline::AppendPeopleRecord(id, profile, lines);
+                                   return true;
+                                 })
+                  .ok());
+  EXPECT_EQ(lines, "{\"distinct_id\":\"p1\",\"properties\":{\"name\":\"Ada\",\"big\":1e308}}\n");
+  EXPECT_EQ(lines.find("Infinity"), std::string::npos);
+}
+
+TEST_F(ProfilesApiTest, OversizeUnionIsRefusedWithAClearError) {
+  std::string items;
+  for (int i = 0; i < 100'000; ++i) items += (i ? ",\"item-" : "\"item-") + std::to_string(i) + "\"";
+  const auto start = Clock::now();
+  auto r =
+      Send("POST", "/engage?verbose=1", "[" + UserUpdate("p1", R"("$union":{"tags":[)" + items + "]}") + "]",
+           {{"Content-Type", "application/json"}});
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(3));
+  auto v = r.Json();
+  EXPECT_EQ(v.at("status").as_int64(), 0);
+  const std::string error(v.at("error").as_string());
+  EXPECT_NE(error.find("$union.tags"), std::string::npos) << error;
+  EXPECT_NE(error.find("256 KB"), std::string::npos) << error;
+}
+
+TEST_F(ProfilesApiTest, GroupProfilesUpdateAndReadBack) {
+  EXPECT_EQ(Update("/groups", GroupUpdate("company", "acme", R"("$set":{"name":"Acme","arr":19.90})")).body,
+            R"({"status":1,"error":null})");
+  EXPECT_EQ(Update("/groups", GroupUpdate("company", "acme", R"("$union":{"tags":["a","b"]})")).body,
+            R"({"status":1,"error":null})");
+  EXPECT_EQ(Update("/groups", GroupUpdate("company", "acme", R"("$remove":{"tags":"a"})")).body,
+            R"({"status":1,"error":null})");
+  EXPECT_EQ(
+      Update("/groups", GroupUpdate("company", "acme", R"("$set_once":{"name":"X","since":2020})")).body,
+      R"({"status":1,"error":null})");
+  EXPECT_EQ(Update("/groups", GroupUpdate("company", "gone", R"("$set":{"a":1})")).body,
+            R"({"status":1,"error":null})");
+  EXPECT_EQ(Update("/groups", GroupUpdate("company", "gone", R"("$delete":"")")).body,
+            R"({"status":1,"error":null})");
+  EXPECT_EQ(Update("/groups", GroupUpdate("team", "acme", R"("$set":{"t":1})")).body,
+            R"({"status":1,"error":null})");
+  EXPECT_EQ(Update("/groups", GroupUpdate("company", "acme", R"("$unset":["since"])")).body,
+            R"({"status":1,"error":null})");
+  // Form body, as the SDKs' batch senders use it; a bad record is reported, the good one applied.
+  auto form =
+      Send("POST", "/groups?verbose=1",
+           "data=" + UrlSafe(Base64Encode("[" + GroupUpdate("company", "beta", R"("$set":{"n":1})") + "," +
+                                          GroupUpdate("company", "beta", R"("$add":{"n":1})") + "]")),
+           {{"Content-Type", "application/x-www-form-urlencoded"}});
+  EXPECT_EQ(form.Json().at("status").as_int64(), 0);
+
+  auto q = Send("GET", "/api/2.0/engage?data_group_id=company", {}, {{"Authorization", SecretAuth()}});
+  ASSERT_EQ(q.status, 200) << q.body;
+  auto v = q.Json();
+  EXPECT_EQ(v.at("total").as_int64(), 2);
+  auto results = v.at("results").as_array();
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[0].at("$distinct_id").as_string(), "acme");
+  EXPECT_NE(q.body.find(R"("$properties":{"name":"Acme","arr":19.90,"tags":["b"]})"), std::string::npos)
+      << q.body;
+  EXPECT_EQ(results[1].at("$distinct_id").as_string(), "beta");
+  auto one = Send("GET", "/api/2.0/engage?data_group_id=team&distinct_id=acme", {},
+                  {{"Authorization", SecretAuth()}});
+  EXPECT_NE(one.body.find(R"("results":[{"$distinct_id":"acme","$properties":{"t":1}}])"), std::string::npos)
+      << one.body;
+  // Group profiles are not user profiles.
+  auto users = Send("GET", "/api/2.0/engage", {}, {{"Authorization", SecretAuth()}}).Json();
+  EXPECT_EQ(users.at("total").as_int64(), 0);
+  // A wrong token is refused.
+  auto bad =
+      Update("/groups", R"({"$token":"nope","$group_key":"company","$group_id":"x","$set":{"a":1}})").Json();
+  EXPECT_EQ(bad.at("status").as_int64(), 0);
+}
+
+TEST_F(ProfilesApiTest, LegacyImportAcceptsGetAndDeduplicatesEventsWithoutInsertId) {
+  const int64_t now =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
+  const std::string event = R"({"event":"Legacy","properties":{"time":)" + std::to_string(now - 60) +
+                            R"(,"distinct_id":"u1","plan":"pro","token":")" + token_ + R"("}})";
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto get = Send("GET", "/import?verbose=1&api_key=" + secret_ + "&data=" + UrlSafe(Base64Encode(event)));
+    EXPECT_EQ(get.status, 200);
+    EXPECT_EQ(get.body, R"({"status":1,"error":null})");
+    auto form =
+        Send("POST", "/import", "data=" + UrlSafe(Base64Encode("[" + event + "]")),
+             {{"Authorization", SecretAuth()}, {"Content-Type", "application/x-www-form-urlencoded"}});
+    EXPECT_EQ(form.body, "1");
+  }
+  // Strict JSON /import still requires $insert_id.
+  auto strict = Send("POST", "/import", "[" + event + "]",
+                     {{"Authorization", SecretAuth()}, {"Content-Type", "application/json"}});
+  EXPECT_EQ(strict.status, 400);
+  EXPECT_NE(strict.body.find("$insert_id"), std::string::npos);
+  // GET without data says what is missing; GET without credentials is refused.
+  EXPECT_EQ(Send("GET", "/import?verbose=1&api_key=" + secret_).Json().at("status").as_int64(), 0);
+  EXPECT_EQ(Send("GET", "/import?data=" + UrlSafe(Base64Encode(event))).status, 401);
+
+  size_t stored = 0;
+  auto partitions = store_->ListPartitions(project_id_, 0, UINT32_MAX);
+  ASSERT_TRUE(partitions.ok());
+  for (const auto& p : *partitions) {
+    ASSERT_TRUE(store_
+                    ->ScanPartition(project_id_, p.hour,
+                                    [&](const store::EventView&) {
+                                      ++stored;
+                                      return true;
+                                    })
+                    .ok());
+  }
+  EXPECT_EQ(stored, 1u);
+}
+
+TEST_F(ProfilesApiTest, AHugeInvalidInsertIdIsNotEchoedWhole) {
+  const std::string huge(9'000'000, '!');
+  const std::string event =
+      R"({"event":"E","properties":{"time":1700000000,"distinct_id":"u1","$insert_id":")" + huge + "\"}}";
+  auto r = Send("POST", "/import", "[" + event + "]",
+                {{"Authorization", SecretAuth()}, {"Content-Type", "application/json"}});
+  EXPECT_EQ(r.status, 400);
+  EXPECT_LT(r.body.size(), 1000u) << r.body.substr(0, 200);
+  auto failed = r.Json().at("failed_records").as_array();
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_LE(failed[0].at("$insert_id").as_string().size(), 70u);
+  // Query and header values are quoted the same way.
+  auto pid = Send("POST", "/import?project_id=" + std::string(2'000, '9'), "[]",
+                  {{"Authorization", SecretAuth()}, {"Content-Type", "application/json"}});
+  EXPECT_EQ(pid.status, 401);
+  EXPECT_LT(pid.body.size(), 300u);
+  auto ct = Send("POST", "/import", "[]",
+                 {{"Authorization", SecretAuth()}, {"Content-Type", std::string(2'000, 'c')}});
+  EXPECT_EQ(ct.status, 400);
+  EXPECT_LT(ct.body.size(), 300u);
+}
+
+TEST_F(ProfilesApiTest, GroupProfilesAreKeptPerGroupKeyInTheStore) {
+  auto put = [&](std::string_view key, std::string id, std::string json) {
+    std::vector<std::string> ids{std::move(id)};
+    return store_->UpdateGroupProfiles(project_id_, key, ids,
+                                       [&](std::string_view, std::optional<std::string>& profile) {
+                                         profile = json;
+                                         return store::ProfileAction::kPut;
+                                       });
+  };
+  ASSERT_TRUE(put("team", "a", R"({"n":1})").ok());
+  ASSERT_TRUE(put("teams", "a", R"({"n":2})").ok());
+  ASSERT_TRUE(put("team", "b", R"({"n":3})").ok());
+  std::vector<std::string> seen;
+  ASSERT_TRUE(store_
+                  ->ScanGroupProfiles(project_id_, "team",
+                                      [&](std::string_view id, std::string_view json) {
+                                        seen.push_back(std::string(id) + "=" + std::string(json));
+                                        return true;
+                                      })
+                  .ok());
+  EXPECT_EQ(seen, (std::vector<std::string>{R"(a={"n":1})", R"(b={"n":3})"}));
+  auto one = store_->GetGroupProfile(project_id_, "teams", "a");
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(**one, R"({"n":2})");
+  auto none = store_->GetGroupProfile(project_id_ + 1, "team", "a");
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+  size_t users = 0;
+  ASSERT_TRUE(
+      store_->ScanProfiles(project_id_, [&](std::string_view, std::string_view) { return ++users, true; })
+          .ok());
+  EXPECT_EQ(users, 0u);
+}
+
+TEST(PeopleExportEncoder, NonFiniteTokensOfOlderReleasesBecomeNull) {
+  std::string line;
+  pipeline::AppendPeopleRecord("p1", R"({"a":Infinity,"b":-Infinity,"c":NaN,"s":"Infinity NaN","n":19.90})",
+                               line);
+  EXPECT_EQ(line,
+            R"({"distinct_id":"p1","properties":{"a":null,"b":null,"c":null,"s":"Infinity NaN","n":19.90}})"
+            "\n");
+  line.clear();
+  pipeline::AppendPeopleRecord("p2", R"({"n":19.90,"big":123456789012345678901234567890})", line);
+  EXPECT_EQ(line, R"({"distinct_id":"p2","properties":{"n":19.90,"big":123456789012345678901234567890}})"
+                  "\n");
+}
+
+}  // namespace
+}  // namespace sluice
