@@ -1,5 +1,6 @@
 // The JWT-bearer flow against a real HTTP token endpoint (tests/support/gcs_server.js) that verifies the
 // RS256 signature with the public key this test generated, and refuses a key it does not know.
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -42,6 +43,31 @@ TEST(TokenServerTest, ExchangesASignedAssertionAndIsRefusedWithAnUnknownKey) {
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.error().code, ErrorCode::kUnauthenticated);
   EXPECT_THAT(refused.error().message, HasSubstr("Invalid JWT Signature"));
+}
+
+TEST(TokenServerTest, MetadataServerSourceOverLoopback) {
+  boost::json::object config{
+      {"metadata_account", "vm@proj.iam.gserviceaccount.com"},
+      {"buckets",
+       {{"data", {{"bindings", {{"vm@proj.iam.gserviceaccount.com", boost::json::array{"objectViewer"}}}}}}}},
+      {"token_ttl_seconds", 600}};
+  auto server = testing::GcsTestServer::Start(config);
+  ASSERT_TRUE(server.ok()) << server.error().ToString();
+  TokenSourceOptions options;
+  options.transport = http::MakeCurlTransport();
+  options.retry.max_attempts = 2;
+  const std::string host = fmt::format("127.0.0.1:{}", (*server)->port());
+  auto provider =
+      MakeDefaultTokenProvider(options, "", [&](std::string_view name) -> std::optional<std::string> {
+        if (name == "GCE_METADATA_HOST") return host;
+        return std::nullopt;  // no GOOGLE_APPLICATION_CREDENTIALS: the metadata server is the source
+      });
+  ASSERT_TRUE(provider.ok()) << provider.error().ToString();
+  EXPECT_EQ((*provider)->Name(), "metadata server " + host);
+  auto token = (*provider)->Get();
+  ASSERT_TRUE(token.ok()) << token.error().ToString();
+  EXPECT_TRUE(token->token.Reveal().starts_with("ya29.md."));
+  EXPECT_EQ((*provider)->Email(), "vm@proj.iam.gserviceaccount.com");
 }
 
 }  // namespace

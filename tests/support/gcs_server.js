@@ -23,6 +23,8 @@
 //   DELETE /storage/v1/b/B/o/N
 //   GET /storage/v1/b/B/iam/testPermissions?permissions=P&permissions=Q
 //   GET /storage/v1/b/B                          bucket metadata
+//   GET /computeMetadata/v1/instance/service-accounts/default/token|email   a GCE metadata server for
+//                                                config.metadata_account (needs Metadata-Flavor: Google)
 // Every storage path is also served without the /storage/v1 prefix (Google's client uses /b/… with
 // STORAGE_EMULATOR_HOST). Requests without Authorization act as "allUsers"; a Bearer token must be one this
 // server issued and not expired (401 otherwise). Roles: objectViewer (get, list), objectCreator (create),
@@ -32,7 +34,8 @@
 // Test hooks (no auth; loopback only):
 //   GET  /_admin/health
 //   POST /_admin/faults   [{"match":"PUT /upload","nth":2,"type":"503"|"429"|"rateLimit"|"reset"|"partial"|
-//                           "expire_tokens","count":1}]   nth counts requests whose "METHOD URL" contains match
+//                           "expire_tokens","count":1}]   nth counts requests whose "METHOD URL CONTENT-RANGE"
+//                           contains match; "partial" keeps half of a resumable chunk (308 with a shorter Range)
 //   POST /_admin/bindings {"bucket":"data","bindings":{…}}
 //   POST /_admin/expire-tokens
 //   GET  /_admin/log      [{"method","url","auth","content_range"}] (auth: "bearer"|"none")
@@ -253,6 +256,21 @@ function handleToken(req, res, body) {
   sendJson(res, 200, {access_token: token, expires_in: tokenTtl, token_type: 'Bearer'});
 }
 
+// The GCE/GKE metadata server's token source, for config.metadata_account (GCE_METADATA_HOST points clients here).
+function handleMetadata(req, res, what) {
+  if (req.headers['metadata-flavor'] !== 'Google') {
+    res.writeHead(403, {'Content-Type': 'text/plain'});
+    return res.end('Missing Metadata-Flavor:Google header.');
+  }
+  const email = config.metadata_account;
+  if (!email) { res.writeHead(404); return res.end('no service account'); }
+  if (what === 'email') { res.writeHead(200, {'Content-Type': 'application/text', 'Metadata-Flavor': 'Google'}); return res.end(email); }
+  if (what !== 'token') { res.writeHead(404); return res.end('not found'); }
+  const token = 'ya29.md.' + crypto.randomBytes(24).toString('hex');
+  tokens.set(token, {email, expires: Date.now() + tokenTtl * 1000});
+  sendJson(res, 200, {access_token: token, expires_in: tokenTtl, token_type: 'Bearer'}, {'Metadata-Flavor': 'Google'});
+}
+
 function principalOf(req, res) {
   const auth = req.headers.authorization;
   if (!auth) return 'allUsers';
@@ -458,7 +476,7 @@ function handleAdmin(req, res, url, body) {
 function route(req, res, body) {
   const url = new URL(req.url, `http://${req.headers.host || '127.0.0.1'}`);
   if (url.pathname.startsWith('/_admin/')) return handleAdmin(req, res, url, body);
-  const line = `${req.method} ${req.url}`;
+  const line = `${req.method} ${req.url} ${req.headers['content-range'] || ''}`;
   requestLog.push({method: req.method, url: req.url, auth: req.headers.authorization ? 'bearer' : 'none',
                    content_range: req.headers['content-range'] || ''});
   const fault = takeFault(line);
@@ -470,6 +488,9 @@ function route(req, res, body) {
     if (fault.type === 'expire_tokens') tokens.clear();
   }
   if (req.method === 'POST' && url.pathname === '/token') return handleToken(req, res, body);
+  if (url.pathname.startsWith('/computeMetadata/v1/instance/service-accounts/default/')) {
+    return handleMetadata(req, res, url.pathname.slice('/computeMetadata/v1/instance/service-accounts/default/'.length));
+  }
 
   let path = url.pathname;
   let upload = false, download = false;
