@@ -1,5 +1,5 @@
-// `sluice gcp roles`: parsing and output in process, the email from the key file, and once through the real
-// binary (build/sluice).
+// `sluice gcp roles`: parsing and output in process and the email from the key file (the real binary:
+// cmd_gcp_binary_test.cc).
 #include "app/cmd_gcp.h"
 
 #include <fmt/format.h>
@@ -15,7 +15,6 @@
 #include <sstream>
 
 #include "support/gcs_server.h"
-#include "support/test_paths.h"
 
 namespace sluice::app {
 namespace {
@@ -103,30 +102,6 @@ TEST(CmdGcpTest, BadInputFailsClearly) {
   ::unsetenv("GOOGLE_APPLICATION_CREDENTIALS");
   std::string out = RunCli({"gcp", "roles", "--bucket", "ok-bucket"});
   EXPECT_THAT(out, HasSubstr("--member=serviceAccount:<SLUICE_SERVICE_ACCOUNT_EMAIL>"));
-}
-
-TEST(CmdGcpTest, TheRealBinaryPrintsTheRoles) {
-  std::string cmd = fmt::format(
-      "env -u GOOGLE_APPLICATION_CREDENTIALS '{}/sluice' gcp roles --bucket acme-events "
-      "--service-account sluice@acme.iam.gserviceaccount.com 2>&1",
-      testing::BinaryDir());
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  ASSERT_NE(pipe, nullptr);
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), pipe)) > 0) out.append(buf, n);
-  int rc = ::pclose(pipe);
-  EXPECT_EQ(rc, 0) << out;
-  EXPECT_THAT(out, HasSubstr("--member=serviceAccount:sluice@acme.iam.gserviceaccount.com "
-                             "--role=roles/storage.objectViewer"));
-  std::string help_cmd = fmt::format("'{}/sluice' gcp roles --help 2>&1", testing::BinaryDir());
-  pipe = ::popen(help_cmd.c_str(), "r");
-  ASSERT_NE(pipe, nullptr);
-  std::string help;
-  while ((n = std::fread(buf, 1, sizeof(buf), pipe)) > 0) help.append(buf, n);
-  ::pclose(pipe);
-  EXPECT_THAT(help, HasSubstr("--service-account"));
 }
 
 }  // namespace
