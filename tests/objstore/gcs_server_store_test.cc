@@ -55,7 +55,7 @@ class GcsServerStoreTest : public ::testing::Test {
     std::unique_ptr<GcsObjectStore> store;
   };
   static Client Make(const testing::TestServiceAccount& sa, std::string prefix = "t",
-                     uint64_t chunk = 256 * 1024) {
+                     uint64_t chunk = 256 * 1024, std::string kms_key_name = "") {
     std::shared_ptr<http::HttpTransport> transport = http::MakeCurlTransport();
     gcp::TokenSourceOptions token_options;
     token_options.transport = transport;
@@ -71,6 +71,7 @@ class GcsServerStoreTest : public ::testing::Test {
     o.endpoint = server_->Endpoint();
     o.chunk_size = chunk;
     o.list_page_size = 7;
+    o.kms_key_name = std::move(kms_key_name);
     o.env = [](std::string_view) { return std::nullopt; };
     o.sleep = [](std::chrono::milliseconds) {};
     auto store = GcsObjectStore::Create(o, c.tokens, transport);
@@ -268,6 +269,24 @@ TEST_F(GcsServerStoreTest, Injected429And503AndResetsAndPartialChunksAreRetried)
   EXPECT_GE(status_queries, 2)
       << "the 429 and the rateLimitExceeded chunks each lead to a status query; log: " << *log;
   EXPECT_TRUE(resumed_mid_chunk);
+}
+
+TEST_F(GcsServerStoreTest, CmekKeyIsSentOnEveryCreatingRequest) {
+  const std::string key = "projects/p/locations/us/keyRings/r/cryptoKeys/sluice";
+  auto c = Make(*admin_, "cmek", 256 * 1024, key);
+  auto small = c.store->Put("small.json", "s");
+  ASSERT_TRUE(small.ok()) << small.error().ToString();
+  EXPECT_EQ(small->server_side_encryption, "cmek");
+  EXPECT_EQ(small->kms_key_id, key + "/cryptoKeyVersions/1");
+  ASSERT_TRUE(Upload(*c.store, "big.json", Pattern(600 * 1024, 5)).ok());
+  auto head = c.store->Head("big.json");
+  ASSERT_TRUE(head.ok());
+  EXPECT_EQ(head->kms_key_id, key + "/cryptoKeyVersions/1");
+  EXPECT_EQ(CountInLog("uploadType=multipart&kmsKeyName=projects%2Fp%2Flocations%2Fus%2FkeyRings%2Fr%"
+                       "2FcryptoKeys%2Fsluice"),
+            1);
+  EXPECT_EQ(
+      CountInLog("POST /upload/storage/v1/b/sluice-data/o?uploadType=resumable&kmsKeyName=projects%2Fp"), 1);
 }
 
 }  // namespace
