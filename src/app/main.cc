@@ -3,6 +3,7 @@
 
 #include "app/cmd_aws.h"
 #include "app/cmd_destination.h"
+#include "app/cmd_gcp.h"
 #include "app/cmd_import.h"
 #include "app/cmd_pipeline.h"
 #include "app/commands.h"
@@ -21,6 +22,7 @@ int main(int argc, char** argv) {
   sluice::app::RegisterClientCommands(app, exit_code);
   sluice::app::RegisterAwsCommands(app);
   sluice::app::RegisterDestinationCommands(app);
+  sluice::app::RegisterGcpCommands(app);
   sluice::app::RegisterImportCommands(app, exit_code);
   sluice::app::RegisterPipelineCommands(app, exit_code);
   CLI11_PARSE(app, argc, argv);
