@@ -689,6 +689,20 @@ class FlakyProjectStore : public store::Store {
                       const std::function<bool(std::string_view, std::string_view)>& fn) override {
     return inner_.ScanIdentity(project, fn);
   }
+  Status UpdateGroupProfiles(
+      uint32_t project, std::string_view group_key, std::span<const std::string> group_ids,
+      const std::function<store::ProfileAction(std::string_view, std::optional<std::string>&)>& mutate)
+      override {
+    return inner_.UpdateGroupProfiles(project, group_key, group_ids, mutate);
+  }
+  Result<std::optional<std::string>> GetGroupProfile(uint32_t project, std::string_view group_key,
+                                                     std::string_view group_id) override {
+    return inner_.GetGroupProfile(project, group_key, group_id);
+  }
+  Status ScanGroupProfiles(uint32_t project, std::string_view group_key,
+                           const std::function<bool(std::string_view, std::string_view)>& fn) override {
+    return inner_.ScanGroupProfiles(project, group_key, fn);
+  }
   Status PutMeta(std::string_view ns, std::string_view key, std::string_view value) override {
     return inner_.PutMeta(ns, key, value);
   }
