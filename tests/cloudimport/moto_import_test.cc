@@ -410,7 +410,7 @@ TEST_F(MotoImportTest, RoleWithoutExternalIdConditionIsRefusedAtCreate) {
   auto o = r.Json();
   EXPECT_EQ(S(o, "status"), "error") << r.body;
   EXPECT_EQ(S(o, "code"), "invalid_permissions_s3") << r.body;
-  const std::string error = S(o, "error");
+  const std::string error = S(o, "message");
   EXPECT_NE(error.find("sts:ExternalId"), std::string::npos) << r.body;
   EXPECT_NE(error.find(env_->roles.at("import_no_external_id")), std::string::npos) << r.body;
   EXPECT_NE(error.find(env_->external_id), std::string::npos) << "the statement names the external ID: " << r.body;

@@ -19,9 +19,10 @@ TEST(MotoServerTest, StartsSetsUpEnforcesAuthAndStops) {
   auto env = (*moto)->RunSetup();
   ASSERT_TRUE(env.ok()) << env.error().ToString();
   EXPECT_EQ(env->bucket, "sluice-customer-data");
-  // full, no_delete, no_put, no_external_id, import, import_no_get
-  EXPECT_EQ(env->roles.size(), 6u);
+  // full, no_delete, no_put, no_external_id, import, import_no_get, import_no_external_id
+  EXPECT_EQ(env->roles.size(), 7u);
   EXPECT_TRUE(env->roles.contains("import_no_get"));
+  EXPECT_TRUE(env->roles.contains("import_no_external_id"));
   EXPECT_NE(env->roles.at("full").find(":role/"), std::string::npos);
   EXPECT_FALSE(env->secret_access_key.empty());
   EXPECT_FALSE(env->kms_key_id.empty());
