@@ -107,7 +107,7 @@ http::Response ServiceImpl::HandleUpdateProject(http::Request& req) {
   // AWS accepts 2-1224 characters of [\w+=,.@:/-] for sts:ExternalId.
   const bool valid = external_id.empty() || (external_id.size() >= 2 && external_id.size() <= 1224 &&
                      std::all_of(external_id.begin(), external_id.end(), [](char c) {
-                       return std::isalnum(static_cast<unsigned char>(c)) || std::strchr("_+=,.@:/-", c) != nullptr;
+                       return std::isalnum(static_cast<unsigned char>(c)) || (c != '\0' && std::strchr("_+=,.@:/-", c) != nullptr);
                      }));
   if (!valid) return JsonError(400, "external_id must be 2 to 1224 characters of letters, digits and _+=,.@:/-");
   auto project = projects_.SetExternalId(id, std::move(external_id));

@@ -16,9 +16,10 @@ namespace {
 // Echoed values are cut so a megabyte of garbage does not come back in the error.
 constexpr size_t kMaxEchoedChars = 64;
 
+// Cut on a UTF-8 boundary (ingest::Echo), so the JSON error body stays valid UTF-8.
 std::string Echo(std::string_view text) {
   if (text.size() <= kMaxEchoedChars) return std::string(text);
-  return fmt::format("{}… ({} characters)", text.substr(0, kMaxEchoedChars), text.size());
+  return fmt::format("{} ({} characters)", ingest::Echo(text), text.size());
 }
 
 }  // namespace

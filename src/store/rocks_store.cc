@@ -611,9 +611,7 @@ class RocksStore final : public Store {
       }
     }
     if (batch.Count() == 0) return OkStatus();
-    rocksdb::Status s = db_->Write(write_options_, &batch);
-    if (!s.ok()) return FromRocks(s, dir_, "writing group profiles");
-    return OkStatus();
+    return Commit(batch, "writing group profiles");
   }
 
   Result<std::optional<std::string>> GetGroupProfile(uint32_t project, std::string_view group_key,

@@ -131,6 +131,7 @@ class StderrToFile {
 struct ProjectCredentials {
   int64_t id = 0;
   std::string basic_auth;
+  std::string token;
 };
 
 ProjectCredentials CreateProject(ServerProcess& server) {
@@ -140,7 +141,8 @@ ProjectCredentials CreateProject(ServerProcess& server) {
   if (created.status != 200) return {};
   auto project = json::parse(created.body).as_object();
   return {project.at("id").as_int64(),
-          "Basic " + Base64Encode(json::value_to<std::string>(project.at("api_secret")) + ":")};
+          "Basic " + Base64Encode(json::value_to<std::string>(project.at("api_secret")) + ":"),
+          json::value_to<std::string>(project.at("token"))};
 }
 
 int64_t NowSeconds() {
@@ -509,6 +511,19 @@ TEST(FaultsTest, FullDiskAnswers503KeepsServingReadsAndRecoversWithoutLosingEven
   for (int i = 0; i < 5; ++i) {
     auto again = ingest("full" + std::to_string(i));
     EXPECT_EQ(again.status, 503) << again.body;
+  }
+  // Profile and group-profile writes as large as an import batch are refused the same way (every store write
+  // checks the free space it needs).
+  const std::string big(220'000, 'x');
+  for (const char* path : {"/engage", "/groups"}) {
+    const std::string update =
+        std::string(path) == "/engage"
+            ? R"([{"$token":")" + project.token + R"(","$distinct_id":"u1","$set":{"bio":")" + big + R"("}}])"
+            : R"([{"$token":")" + project.token + R"(","$group_key":"company","$group_id":"acme","$set":{"bio":")" +
+                  big + R"("}}])";
+    auto refused = server.Send("POST", std::string(path) + "?verbose=1", update,
+                               {{"Content-Type", "application/json"}});
+    EXPECT_EQ(refused.status, 503) << path << ": " << refused.body;
   }
   EXPECT_EQ(server.Send("GET", "/healthz").status, 200);
   auto read_while_full = Export(server, project, time);
