@@ -17,6 +17,17 @@ Status ProjectRegistry::Load() {
   SLUICE_ASSIGN_OR_RETURN(auto projects, store_.ListProjects());
   std::unique_lock lock(mu_);
   for (const auto& p : projects) IndexLocked(p);
+  // External IDs set before they had to be unique: say which projects share one, so the operator can give
+  // each its own (two projects sharing a trust policy can reach each other's buckets).
+  for (const auto& p : projects) {
+    const std::string effective = p.external_id.empty() ? p.token : p.external_id;
+    if (ExternalIdTakenLocked(effective, p.id)) {
+      spdlog::error(
+          "project {}: its external ID is also another project's external ID or token; set a unique one with "
+          "POST /api/app/projects/{} (external_id) and update the customer's trust policy",
+          p.id, p.id);
+    }
+  }
   return OkStatus();
 }
 
