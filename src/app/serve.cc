@@ -186,6 +186,7 @@ int Serve(const ServeFlags& f) {
   pipeline::ManagerOptions pipeline_options;
   pipeline_options.store = store->get();
   pipeline_options.destinations = pipeline::MakeDestinationFactory(destination_options);
+  pipeline_options.local_export_root = local_root;
   pipeline_options.metrics = &metrics;
   pipeline_options.schedule.delay = std::chrono::minutes(f.pipeline_delay_minutes);
   pipeline_options.schedule.max_sync_age_days = f.pipeline_max_sync_age_days;

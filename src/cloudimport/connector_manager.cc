@@ -510,6 +510,12 @@ ConnectorManager::Outcome ConnectorManager::Discover(const ConnectorRecord& reco
                  : Outcome::kTransient;
     }
   }
+  // The confused-deputy probe once per run, not only at create: a connector stored before the probe existed,
+  // or whose role's trust policy was loosened since, must stop importing (and pause) until it is fixed.
+  if (Status probe = CheckExternalIdEnforced(*source, spec, ExternalIdOf(*project)); !probe.ok()) {
+    message = probe.error().message;
+    return probe.error().code == ErrorCode::kAccessDenied ? Outcome::kPermanent : Outcome::kTransient;
+  }
   objstore::ObjectStore& bucket = *source->store;
 
   // ---- discovery: every object not imported yet, or changed since.

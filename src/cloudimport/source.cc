@@ -111,6 +111,29 @@ std::string DescribeSourceError(const Error& e, const ConnectorSpec& spec, std::
   return fmt::format("{} on {} failed: {}", action, resource, e.ToString());
 }
 
+Status CheckExternalIdEnforced(const Source& source, const ConnectorSpec& spec,
+                               const std::string& external_id, ValidationIssue* issue) {
+  if (!source.sts) return OkStatus();
+  auto enforced = aws::RoleRequiresExternalId(*source.sts, source.role_arn, source.session_name);
+  if (!enforced.ok()) {
+    return Refuse(issue, "", "", enforced.error(),
+                  fmt::format("could not verify that role {} refuses a wrong external ID: {}", spec.s3_role,
+                              enforced.error().ToString()));
+  }
+  if (*enforced) return OkStatus();
+  std::string principal = "<Sluice's principal ARN>";
+  if (auto id = source.sts->GetCallerIdentity(); id.ok()) principal = aws::PrincipalFromCallerArn(id->arn);
+  return Refuse(
+      issue, "invalid_permissions_s3", "connector_properties.s3_role",
+      Error(ErrorCode::kAccessDenied, "external ID not enforced"),
+      fmt::format("the trust policy of role {} does not require sts:ExternalId, so any Sluice project "
+                  "that learns the role ARN could import this bucket (confused deputy). Add the "
+                  "condition StringEquals sts:ExternalId = {} to its trust policy: {} (`sluice aws "
+                  "policies --import --external-id {}` prints it)",
+                  spec.s3_role, external_id, aws::ExternalIdTrustStatement(principal, external_id),
+                  external_id));
+}
+
 Status CheckSourceAccess(const Source& source, const ConnectorSpec& spec, const std::string& external_id,
                          ValidationIssue* issue) {
   // 1. The role.
@@ -136,28 +159,7 @@ Status CheckSourceAccess(const Source& source, const ConnectorSpec& spec, const 
     }
   }
   // 2. Confused-deputy protection: the role must refuse a wrong external ID, as for pipelines.
-  if (source.sts) {
-    auto enforced = aws::RoleRequiresExternalId(*source.sts, source.role_arn, source.session_name);
-    if (!enforced.ok()) {
-      return Refuse(issue, "", "", enforced.error(),
-                    fmt::format("could not verify that role {} refuses a wrong external ID: {}", spec.s3_role,
-                                enforced.error().ToString()));
-    }
-    if (!*enforced) {
-      std::string principal = "<Sluice's principal ARN>";
-      if (auto id = source.sts->GetCallerIdentity(); id.ok())
-        principal = aws::PrincipalFromCallerArn(id->arn);
-      return Refuse(
-          issue, "invalid_permissions_s3", "connector_properties.s3_role",
-          Error(ErrorCode::kAccessDenied, "external ID not enforced"),
-          fmt::format("the trust policy of role {} does not require sts:ExternalId, so any Sluice project "
-                      "that learns the role ARN could import this bucket (confused deputy). Add the "
-                      "condition StringEquals sts:ExternalId = {} to its trust policy: {} (`sluice aws "
-                      "policies --import --external-id {}` prints it)",
-                      spec.s3_role, external_id, aws::ExternalIdTrustStatement(principal, external_id),
-                      external_id));
-    }
-  }
+  SLUICE_TRY(CheckExternalIdEnforced(source, spec, external_id, issue));
   // 3. s3:ListBucket on the prefix.
   std::optional<objstore::ObjectInfo> first;
   Status listed = source.store->ListEach(spec.s3_prefix, {}, [&](const objstore::ObjectInfo& o) {

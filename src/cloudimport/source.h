@@ -72,6 +72,14 @@ Result<Source> OpenS3Source(const ConnectorSpec& spec, const store::Project& pro
 Status CheckSourceAccess(const Source& source, const ConnectorSpec& spec, const std::string& external_id,
                          ValidationIssue* issue);
 
+/// The confused-deputy probe alone (step 2 of CheckSourceAccess; OK for a source without a role): assumes the
+/// role with a random WRONG external ID. kAccessDenied with the trust statement to add when the role accepted
+/// it; the STS error (e.g. kUnavailable) when the probe could not tell. Run at create and at every import run
+/// (a trust policy loosened after create, or a connector stored before the probe existed, must stop
+/// importing).
+Status CheckExternalIdEnforced(const Source& source, const ConnectorSpec& spec,
+                               const std::string& external_id, ValidationIssue* issue = nullptr);
+
 /// True for errors that pause a connector until the customer fixes something (access denied, missing bucket,
 /// rejected credentials), as opposed to transient ones worth retrying.
 bool IsPermanentSourceError(const Error& e);

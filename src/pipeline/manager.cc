@@ -7,6 +7,7 @@
 #include <list>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
@@ -74,6 +75,39 @@ bool SameDestination(const Destination& a, const Destination& b) {
     return s;
   };
   return a.s3_bucket == b.s3_bucket && trim(a.s3_prefix) == trim(b.s3_prefix) && a.s3_endpoint == b.s3_endpoint;
+}
+
+/// The directory a type=local `local_path` confines to (ConfineLocalPath), as a root-relative path with a
+/// trailing '/' ("" + "/" is the root itself); nullopt when it leaves the root (ConfineLocalPath refuses it).
+/// Lexical: ConfineLocalPath follows no symbolic link, so equal results here mean the same directory.
+std::optional<std::string> ConfinedLocalKey(const std::string& root, std::string_view local_path) {
+  auto split = [](std::string_view path) {
+    std::vector<std::string_view> out;
+    size_t pos = 0;
+    while (pos <= path.size()) {
+      size_t slash = path.find('/', pos);
+      if (slash == std::string_view::npos) slash = path.size();
+      std::string_view part = path.substr(pos, slash - pos);
+      if (!part.empty() && part != ".") out.push_back(part);
+      pos = slash + 1;
+    }
+    return out;
+  };
+  std::vector<std::string_view> parts = split(local_path);
+  if (!local_path.empty() && local_path.front() == '/') {
+    std::vector<std::string_view> root_parts = split(root);
+    if (parts.size() < root_parts.size() ||
+        !std::equal(root_parts.begin(), root_parts.end(), parts.begin())) {
+      return std::nullopt;
+    }
+    parts.erase(parts.begin(), parts.begin() + static_cast<std::ptrdiff_t>(root_parts.size()));
+  }
+  std::string key = "/";
+  for (std::string_view part : parts) {
+    if (part == "..") return std::nullopt;
+    key.append(part).push_back('/');
+  }
+  return key;
 }
 
 bool ValidName(std::string_view name) {
@@ -467,6 +501,7 @@ class Pipelines::Impl {
   /// Mixpanel's limits, per data source: 2 recurring pipelines with different frequencies and 1 date-ranged
   /// one; no two pipelines to the same destination with overlapping dates.
   Status CheckLimits(const PipelineSpec& spec, std::string_view ignore_name) {
+    SLUICE_TRY(CheckLocalPathNotShared(spec));
     int recurring = 0, ranged = 0;
     const int64_t from = *ParseDate(spec.from_date);
     const int64_t to = spec.to_date.empty() ? INT64_MAX : *ParseDate(spec.to_date);
@@ -506,6 +541,28 @@ class Pipelines::Impl {
     if (!spec.recurring() && ranged >= 1) {
       return InvalidArgument(fmt::format("project {} already has a date-ranged {} pipeline (the limit is 1)",
                                          spec.project_id, ToString(spec.data_source)));
+    }
+    return OkStatus();
+  }
+
+  /// The local export root is shared by every project: a type=local pipeline may not write to a directory
+  /// that is, contains or lies inside another project's pipeline directory (any status: finished and canceled
+  /// pipelines' files are still there). The message names neither the other project nor its pipeline.
+  Status CheckLocalPathNotShared(const PipelineSpec& spec) const {
+    if (spec.destination.type != DestinationType::kLocal) return OkStatus();
+    const auto mine = ConfinedLocalKey(o_.local_export_root, spec.destination.local_path);
+    if (!mine) return OkStatus();  // outside the root: the destination check refuses it
+    for (const auto& [k, e] : entries_) {
+      const PipelineSpec& other = e->record.info.spec;
+      if (other.project_id == spec.project_id || other.destination.type != DestinationType::kLocal) continue;
+      const auto theirs = ConfinedLocalKey(o_.local_export_root, other.destination.local_path);
+      if (!theirs) continue;
+      if (mine->starts_with(*theirs) || theirs->starts_with(*mine)) {
+        return InvalidArgument(
+            fmt::format("local_path '{}' is used by another project's pipeline; choose another directory "
+                        "under the export root",
+                        spec.destination.local_path.substr(0, 200)));
+      }
     }
     return OkStatus();
   }

@@ -31,6 +31,9 @@ namespace sluice::pipeline {
 struct ManagerOptions {
   store::Store* store = nullptr;                     // required; must outlive the manager
   std::shared_ptr<DestinationFactory> destinations;  // required
+  /// `sluice serve --local-export-root DIR` (canonical), as given to the destination factory: type=local
+  /// paths are compared under it so that no two projects' pipelines share, nest or contain a directory.
+  std::string local_export_root;
   const Clock* clock = &SystemClock::Instance();
   MetricsRegistry* metrics = nullptr;  // optional; must outlive the manager
   ScheduleOptions schedule;

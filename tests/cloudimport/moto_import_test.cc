@@ -420,6 +420,96 @@ TEST_F(MotoImportTest, RoleWithoutExternalIdConditionIsRefusedAtCreate) {
   EXPECT_EQ(ok.status, 200) << ok.body;
 }
 
+// Review of issue 9: the external-ID probe also runs at every import run, so a connector stored before the
+// probe existed (or whose role's trust policy was loosened after create) pauses with the trust statement and
+// imports nothing. Its own store: the connector is written by a manager whose create skips the probe, then
+// run by an ordinary one.
+TEST_F(MotoImportTest, RoleWithoutExternalIdConditionPausesAnExistingConnectorAtItsNextRun) {
+  Upload("noext-run-a.json", Event("NoExtRun", "u1", "ner-1") + "\n");
+  const auto dir = std::filesystem::temp_directory_path() / ("sluice-import-moto-probe-" + RandomHex(64));
+  struct Cleanup {
+    std::filesystem::path dir;
+    ~Cleanup() { std::filesystem::remove_all(dir); }
+  } cleanup{dir};
+  auto store = store::Store::Open(dir, {.block_cache_bytes = 8ull << 20, .write_buffer_bytes = 8ull << 20});
+  ASSERT_TRUE(store.ok()) << store.error().ToString();
+  auto project = (*store)->CreateProject("probe");
+  ASSERT_TRUE(project.ok());
+  project->external_id = env_->external_id;
+  ASSERT_TRUE((*store)->UpdateProject(*project).ok());
+  MetricsRegistry old_metrics, metrics;  // one registration per manager
+  aws::Credentials own;
+  own.access_key_id = env_->access_key_id;
+  own.secret_access_key = env_->secret_access_key;
+  auto options = [&](MetricsRegistry& registry) {
+    ConnectorManager::Options o;
+    o.store = store->get();
+    o.metrics = &registry;
+    o.transport = *transport_;
+    o.own_credentials = std::make_shared<aws::StaticCredentialsProvider>(own, "test user");
+    return o;
+  };
+
+  ConnectorSpec spec;
+  spec.project_id = project->id;
+  spec.label = "stored before the probe";
+  spec.s3_bucket = env_->import_bucket;
+  spec.s3_prefix = "noext-run-";
+  spec.s3_region = env_->region;
+  spec.s3_role = env_->roles.at("import_no_external_id");
+  spec.s3_endpoint = moto_->Endpoint();
+  std::string id;
+  {
+    // Create as a server without the probe did: the same source, without its STS client.
+    ConnectorManager::Options o = options(old_metrics);
+    SourceContext ctx{.own_credentials = o.own_credentials, .transport = o.transport};
+    o.source_factory = [ctx](const ConnectorSpec& s, const store::Project& p) -> Result<Source> {
+      SLUICE_ASSIGN_OR_RETURN(Source source, OpenS3Source(s, p, ctx));
+      source.sts.reset();
+      return source;
+    };
+    auto old = ConnectorManager::Create(std::move(o));
+    ASSERT_TRUE(old.ok()) << old.error().ToString();
+    ValidationIssue issue;
+    auto created = (*old)->CreateConnector(spec, &issue);
+    ASSERT_TRUE(created.ok()) << created.error().ToString();
+    id = created->spec.id;
+  }  // never started: nothing ran
+
+  auto manager = ConnectorManager::Create(options(metrics));
+  ASSERT_TRUE(manager.ok()) << manager.error().ToString();
+  (*manager)->Start();
+  std::optional<ConnectorRecord> record;
+  for (int i = 0; i < 1200; ++i) {
+    auto got = (*manager)->Get(project->id, id);
+    ASSERT_TRUE(got.ok()) << got.error().ToString();
+    if (got->paused || got->last_run_seq > 0) {
+      auto history = (*manager)->History(project->id, id);
+      ASSERT_TRUE(history.ok());
+      if (!history->empty() && history->front().status != RunStatus::kRunning &&
+          history->front().status != RunStatus::kQueued) {
+        record = *got;
+        break;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(record.has_value()) << "the run did not finish";
+  EXPECT_TRUE(record->paused);
+  EXPECT_NE(record->failure_message.find("sts:ExternalId"), std::string::npos) << record->failure_message;
+  EXPECT_NE(record->failure_message.find(spec.s3_role), std::string::npos) << record->failure_message;
+  EXPECT_NE(record->failure_message.find(env_->user_arn), std::string::npos) << record->failure_message;
+  auto history = (*manager)->History(project->id, id);
+  ASSERT_TRUE(history.ok());
+  ASSERT_FALSE(history->empty());
+  EXPECT_EQ(history->front().num_events_imported, 0u);
+  EXPECT_EQ(history->front().num_files_imported, 0u);
+  (*manager)->Stop();
+  auto parts = (*store)->ListPartitions(project->id, 0, std::numeric_limits<store::Hour>::max());
+  ASSERT_TRUE(parts.ok());
+  EXPECT_TRUE(parts->empty()) << "nothing is imported";
+}
+
 // Issue 9 item 2: a connector may only name an endpoint the operator allowed (here moto, the server's
 // AWS_ENDPOINT_URL); any other, loopback included, is refused at create before any request.
 TEST_F(MotoImportTest, EndpointTheOperatorDidNotAllowIsRefusedAtCreate) {

@@ -153,6 +153,7 @@ class ManagerTest : public ::testing::Test {
     ManagerOptions o;
     o.store = store_.get();
     o.destinations = destinations_;
+    o.local_export_root = local_export_root_;
     o.clock = &clock_;
     o.metrics = metrics_.get();
     o.retry_base_delay = std::chrono::milliseconds(1);
@@ -208,6 +209,7 @@ class ManagerTest : public ::testing::Test {
   std::shared_ptr<FakeObjectStore> bucket_;
   std::shared_ptr<FakeDestinations> destinations_;
   uint64_t max_file_bytes_ = 256ull << 20;
+  std::string local_export_root_ = "/srv/sluice-export";
   std::unique_ptr<Pipelines> manager_;
 };
 
@@ -621,6 +623,51 @@ TEST_F(ManagerTest, EditChangesFiltersAndRechecksANewDestination) {
   EXPECT_EQ(manager_->Get(project_.id, name)->spec.destination.s3_bucket, "bucket");
   edited.from_date = "2026-11-19";
   EXPECT_EQ(manager_->Edit(edited).error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST_F(ManagerTest, LocalPathOfAnotherProjectsPipelineIsRefused) {
+  SetNow(1, 1);
+  auto other = store_->CreateProject("other-secret-name");
+  ASSERT_TRUE(other.ok());
+  auto local = [](PipelineSpec s, uint32_t project, const std::string& path) {
+    s.project_id = project;
+    s.destination = Destination{};
+    s.destination.type = DestinationType::kLocal;
+    s.destination.local_path = path;
+    return s;
+  };
+  auto err = [&](PipelineSpec s) {
+    auto r = manager_->Create(std::move(s));
+    return r.ok() ? std::string("ok") : r.error().message;
+  };
+  ASSERT_EQ(err(local(Spec(), other->id, "b/web-app")), "ok");
+  // The same directory (relative, absolute, with '.' and extra slashes), a parent of it, or one inside it.
+  for (const std::string path :
+       {"b/web-app", "./b//web-app/", "/srv/sluice-export/b/web-app", "b", "/srv/sluice-export", ".",
+        "b/web-app/sub", "/srv/sluice-export/b/web-app/x/y"}) {
+    const std::string message = err(local(Spec(), project_.id, path));
+    EXPECT_NE(message.find("used by another project's pipeline"), std::string::npos)
+        << path << ": " << message;
+    EXPECT_EQ(message.find(std::to_string(other->id)), std::string::npos) << message;
+    EXPECT_EQ(message.find("other-secret-name"), std::string::npos) << message;
+    EXPECT_EQ(message.find("events-daily"), std::string::npos) << message;
+  }
+  // A sibling whose name merely starts the same is fine, and so is the same project's own directory tree.
+  const std::string mine = CreateOk(local(Spec(), project_.id, "b/web-app2"));
+  ASSERT_FALSE(mine.empty());
+  PipelineSpec hourly = local(Spec("2026-11-18", Frequency::kHourly), other->id, "b/web-app/hourly");
+  EXPECT_EQ(err(hourly), "ok");
+  // Editing into another project's directory is refused too, and leaves the pipeline as it was.
+  PipelineSpec edited = manager_->Get(project_.id, mine)->spec;
+  edited.destination.local_path = "/srv/sluice-export/b/web-app/";
+  auto refused = manager_->Edit(edited);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(refused.error().message.find("another project's pipeline"), std::string::npos);
+  EXPECT_EQ(manager_->Get(project_.id, mine)->spec.destination.local_path, "b/web-app2");
+  // A canceled pipeline's files stay, so its directory stays taken.
+  ASSERT_TRUE(manager_->Cancel(other->id, "events-daily-s3").ok());
+  EXPECT_NE(err(local(Spec(), project_.id, "b/web-app")).find("another project's"), std::string::npos);
 }
 
 TEST_F(ManagerTest, SchedulerThreadRunsDueWorkAndStopsPromptly) {
