@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cmath>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -115,6 +116,8 @@ class ProfileParser {
  private:
   /// Reads the id field `name` ($distinct_id or $group_id) into `out`; false after a rejection.
   bool ReadId(const json::object& obj, std::string_view name, size_t index, std::string& out);
+  /// Refuses an id (`name` is $distinct_id, $group_id or $group_key) over kMaxProfileIdChars characters.
+  bool CheckIdLength(std::string_view name, std::string_view id, size_t index, std::string_view reason);
   /// Checks one value of an operation against the profile limits; false after a rejection.
   bool CheckValue(std::string_view op_name, std::string_view name, const json::value& value, size_t index);
 
@@ -141,6 +144,7 @@ bool ProfileParser::ReadId(const json::object& obj, std::string_view name, size_
            groups_ ? "missing_group_id" : "missing_distinct_id");
     return false;
   }
+  if (!CheckIdLength(name, out, index, groups_ ? "invalid_group_id" : "invalid_distinct_id")) return false;
   if (IsPlaceholderId(out)) {
     Reject(index, std::string(name),
            fmt::format("'{}' is \"{}\", a placeholder value; send the real id of the {}", name, Echo(out),
@@ -149,6 +153,18 @@ bool ProfileParser::ReadId(const json::object& obj, std::string_view name, size_
     return false;
   }
   return true;
+}
+
+bool ProfileParser::CheckIdLength(std::string_view name, std::string_view id, size_t index,
+                                  std::string_view reason) {
+  size_t chars = 0;
+  for (const char c : id) chars += (static_cast<unsigned char>(c) & 0xC0) != 0x80;  // UTF-8 lead bytes
+  if (chars <= kMaxProfileIdChars) return true;
+  Reject(index, std::string(name),
+         fmt::format("'{}' is {} characters long (\"{}\"); an id may be at most {} characters", name, chars,
+                     Echo(id), kMaxProfileIdChars),
+         std::string(reason));
+  return false;
 }
 
 bool ProfileParser::CheckValue(std::string_view op_name, std::string_view name, const json::value& value,
@@ -212,6 +228,7 @@ void ProfileParser::Record(const json::value& record, size_t index) {
       return;
     }
     u.group_key = std::string(*ProfileStringValue(*key));
+    if (!CheckIdLength("$group_key", u.group_key, index, "invalid_group_key")) return;
   }
   if (!ReadId(obj, id_name, index, u.distinct_id)) return;
 
@@ -532,6 +549,111 @@ Result<bool> ApplyProfileUpdate(json::object& properties, const ProfileUpdate& u
   return true;
 }
 
+namespace {
+
+/// Text that is equal for two profile values exactly when boost::json's operator== calls them equal (object
+/// members in any order): SerializeProfileJson, with object members sorted by name.
+std::string CanonicalProfileText(const json::value& v) {
+  if (v.is_array()) {
+    std::string out = "[";
+    for (const json::value& item : v.get_array()) {
+      if (out.size() > 1) out += ',';
+      out += CanonicalProfileText(item);
+    }
+    return out + "]";
+  }
+  if (!v.is_object()) return SerializeProfileJson(v);
+  std::vector<std::pair<std::string_view, std::string>> members;
+  for (const auto& [name, value] : v.get_object()) members.emplace_back(name, CanonicalProfileText(value));
+  std::sort(members.begin(), members.end());
+  std::string out = "{";
+  for (const auto& [name, text] : members) {
+    if (out.size() > 1) out += ',';
+    out += SerializeProfileJson(json::value(json::string(name))) + ":" + text;
+  }
+  return out + "}";
+}
+
+bool HoldsObject(const json::value& v) {
+  if (v.is_object()) return true;
+  if (!v.is_array()) return false;
+  return std::any_of(v.get_array().begin(), v.get_array().end(), HoldsObject);
+}
+
+/// A list property of one ApplyProfileUpdates call while $union, $append and $remove edit it: the items with
+/// their serialized text, counted by text, so each of those operations costs only its own items (a request of
+/// 2000 updates to one long list was O(updates × list) before) and the list's JSON size is always known.
+/// Removed items are only marked; Take() builds the list once.
+class ListEdit {
+ public:
+  explicit ListEdit(json::array list) {
+    for (json::value& v : list) {
+      std::string text = SerializeProfileJson(v);
+      Push(std::move(v), std::move(text));
+    }
+  }
+
+  /// The list's size as SerializeProfileJson prints it.
+  size_t bytes() const { return 2 + item_bytes_ + (live_ > 0 ? live_ - 1 : 0); }
+
+  /// $union: adds each item whose text is not in the list yet (as UnionInto).
+  void Union(const json::array& items) {
+    for (const json::value& item : items) {
+      std::string text = SerializeProfileJson(item);
+      if (!count_.contains(text)) Push(item, std::move(text));
+    }
+  }
+  void Append(const json::value& item) { Push(item, SerializeProfileJson(item)); }
+
+  /// $remove: drops every item equal (operator==) to `item`.
+  void Remove(const json::value& item) {
+    auto it = removable_.find(Canonical(item));
+    if (it == removable_.end()) return;
+    for (size_t i : it->second) {
+      if (!alive_[i]) continue;
+      alive_[i] = false;
+      item_bytes_ -= text_[i].size();
+      --live_;
+      auto c = count_.find(text_[i]);
+      if (--c->second == 0) count_.erase(c);
+    }
+    removable_.erase(it);
+  }
+
+  json::array Take() {
+    json::array out;
+    out.reserve(live_);
+    for (size_t i = 0; i < values_.size(); ++i) {
+      if (alive_[i]) out.push_back(std::move(values_[i]));
+    }
+    return out;
+  }
+
+ private:
+  static std::string Canonical(const json::value& v) {
+    return HoldsObject(v) ? CanonicalProfileText(v) : SerializeProfileJson(v);
+  }
+  void Push(json::value v, std::string text) {
+    item_bytes_ += text.size();
+    ++live_;
+    ++count_[text];
+    removable_[HoldsObject(v) ? CanonicalProfileText(v) : text].push_back(values_.size());
+    values_.push_back(std::move(v));
+    text_.push_back(std::move(text));
+    alive_.push_back(true);
+  }
+
+  std::vector<json::value> values_;
+  std::vector<std::string> text_;
+  std::vector<bool> alive_;
+  std::unordered_map<std::string, size_t> count_;                   // live items by text
+  std::unordered_map<std::string, std::vector<size_t>> removable_;  // item positions by canonical text
+  size_t item_bytes_ = 0;
+  size_t live_ = 0;
+};
+
+}  // namespace
+
 ProfileEdit ApplyProfileUpdates(const std::optional<std::string>& stored,
                                 std::span<const ProfileUpdate* const> updates, std::string_view request_ip) {
   ProfileEdit edit;
@@ -559,21 +681,95 @@ ProfileEdit ApplyProfileUpdates(const std::optional<std::string>& stored,
     }
     props = std::move(v->get_object());
   }
+  // List properties being edited by $union/$append/$remove live in `lists` (their entry in *props is a stale
+  // placeholder) until another operation touches them or the loop ends.
+  std::unordered_map<std::string, ListEdit> lists;
+  size_t list_bytes = 0;  // sum of bytes() of `lists`: a lower bound of the profile's size
+  auto flush = [&](std::string_view name) {
+    auto it = lists.find(std::string(name));
+    if (it == lists.end()) return;
+    list_bytes -= it->second.bytes();
+    (*props)[name] = it->second.Take();
+    lists.erase(it);
+  };
+  auto flush_all = [&] {
+    for (auto& [name, list] : lists) (*props)[name] = list.Take();
+    lists.clear();
+    list_bytes = 0;
+  };
   for (size_t i = 0; i < updates.size(); ++i) {
     const ProfileUpdate& u = *updates[i];
     const bool created = !props.has_value();
     if (created) props.emplace();
     if (!request_ip.empty() && u.ip.empty() && !props->contains("$ip")) (*props)["$ip"] = request_ip;
-    auto kept = ApplyProfileUpdate(*props, u);
-    if (!kept.ok()) {
-      edit.refused.push_back(
-          {i, u.op == ProfileOp::kAdd ? "$add" : "record", kept.error().message, "number_out_of_range"});
-      if (created) props.reset();  // this update would have created the profile
-      continue;
+    const bool list_op =
+        u.op == ProfileOp::kUnion || u.op == ProfileOp::kAppend || u.op == ProfileOp::kRemove;
+    bool over_limit = false;
+    const size_t list_bytes_before = list_bytes;
+    const size_t names_before = props->size();
+    if (list_op && u.argument.is_object()) {
+      for (const auto& [name, item] : u.argument.get_object()) {
+        if (u.op == ProfileOp::kUnion && !item.is_array()) continue;
+        auto it = lists.find(std::string(name));
+        if (it == lists.end()) {
+          json::value* current = props->if_contains(name);
+          if (current == nullptr) {
+            if (u.op == ProfileOp::kRemove) continue;
+            current = &((*props)[name] = json::array());
+          }
+          if (!current->is_array()) continue;  // not a list: left alone
+          it = lists.emplace(std::string(name), ListEdit(std::move(current->get_array()))).first;
+          current->get_array().clear();
+          list_bytes += it->second.bytes();
+        }
+        ListEdit& list = it->second;
+        const size_t before = list.bytes();
+        if (u.op == ProfileOp::kUnion) {
+          list.Union(item.get_array());
+        } else if (u.op == ProfileOp::kAppend) {
+          list.Append(item);
+        } else {
+          list.Remove(item);
+        }
+        list_bytes = list_bytes - before + list.bytes();
+        // Refused as soon as a list breaks its limit, not after the whole request grew it further.
+        if (list.bytes() > kMaxProfileValueBytes && list.bytes() > before) over_limit = true;
+      }
+      if (!u.ignore_time) {
+        flush("$last_seen");
+        (*props)["$last_seen"] = internal::FormatIsoUtc(u.time_ms * 1000);
+      }
+      edit.changed = true;
+    } else {
+      if (u.op == ProfileOp::kDelete) {
+        lists.clear();
+        list_bytes = 0;
+      } else if (u.op == ProfileOp::kUnset && u.argument.is_array()) {
+        for (const json::value& name : u.argument.get_array()) {
+          if (auto n = ProfileStringValue(name)) flush(*n);
+        }
+      } else if (u.argument.is_object()) {
+        for (const auto& [name, value] : u.argument.get_object()) flush(name);
+      }
+      if (!u.ignore_time) flush("$last_seen");
+      auto kept = ApplyProfileUpdate(*props, u);
+      if (!kept.ok()) {
+        edit.refused.push_back(
+            {i, u.op == ProfileOp::kAdd ? "$add" : "record", kept.error().message, "number_out_of_range"});
+        if (created) props.reset();  // this update would have created the profile
+        continue;
+      }
+      edit.changed = true;
+      if (!*kept) props.reset();
     }
-    edit.changed = true;
-    if (!*kept) props.reset();
+    // An update that breaks a limit stops the loop: the checks below refuse them all and name the limit.
+    // (Only growth counts, so a profile stored over a limit before it existed can still shrink.)
+    if (props && (over_limit || (list_bytes > kMaxProfileBytes && list_bytes > list_bytes_before) ||
+                  (props->size() > kMaxProfileProperties && props->size() > names_before))) {
+      break;
+    }
   }
+  if (props) flush_all();
   if (!edit.changed) return edit;
   if (props) {
     if (props->size() > kMaxProfileProperties) {

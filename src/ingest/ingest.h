@@ -43,6 +43,9 @@ inline constexpr size_t kMaxProfileUpdatesPerBatch = 2000;
 inline constexpr size_t kMaxProfileValueBytes = 256 * 1024;
 inline constexpr size_t kMaxProfileProperties = 2000;
 inline constexpr size_t kMaxProfileBytes = 1024 * 1024;
+// $distinct_id, $group_id and $group_key are at most this many characters (Mixpanel's distinct_id cap), so an
+// update cannot make a 10 MB key.
+inline constexpr size_t kMaxProfileIdChars = 255;
 // Values a client sent are quoted in error messages only up to this many characters (then "…"), so a 10 MB
 // value does not come back as a 10 MB error.
 inline constexpr size_t kMaxEchoedChars = 64;
@@ -186,7 +189,8 @@ struct ProfileEdit {
 /// profile has none. An update that cannot apply is refused alone (the others still apply). When the result
 /// would break a profile limit (kMaxProfileBytes, kMaxProfileProperties, kMaxProfileValueBytes) every update
 /// of the span is refused and the stored profile is kept, as it is when the stored text cannot be read:
-/// nothing already stored is ever lost.
+/// nothing already stored is ever lost. The limits are checked as each update applies (the refusal comes as
+/// soon as one is broken), and $union/$append/$remove of one list cost only their own items across the span.
 ProfileEdit ApplyProfileUpdates(const std::optional<std::string>& stored,
                                 std::span<const ProfileUpdate* const> updates,
                                 std::string_view request_ip = {});

@@ -493,5 +493,94 @@ TEST(ParseProfileUpdates, EchoedValuesAreTruncated) {
   EXPECT_LT(add.field.size(), 80u);
 }
 
+TEST(ApplyProfileUpdates, ManyUnionsToOneListAreRefusedQuickly) {
+  // Issue 9: 2000 $union updates of 600 new items each grew one list to 1.2M items (~1e9 steps) before the
+  // limits were checked. The list now passes 256 KB within a few updates and the request is refused at once.
+  const std::string stored = R"({"name":"Ada","l":[1,2,3]})";
+  std::vector<ProfileUpdate> owned;
+  for (int u = 0; u < 2000; ++u) {
+    std::string items;
+    for (int k = 0; k < 600; ++k) items += (k ? "," : "") + std::to_string(u * 600 + k + 10);
+    owned.push_back(OnlyUpdate(Update(R"("$union":{"l":[)" + items + R"(]},"$ignore_time":1)")));
+  }
+  std::vector<const ProfileUpdate*> updates;
+  for (const ProfileUpdate& u : owned) updates.push_back(&u);
+  const auto start = std::chrono::steady_clock::now();
+  ProfileEdit edit = ApplyProfileUpdates(stored, updates);
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_LT(elapsed, std::chrono::seconds(1));
+  EXPECT_FALSE(edit.changed);
+  EXPECT_FALSE(edit.profile);  // the stored profile is kept
+  ASSERT_EQ(edit.refused.size(), 2000u);
+  EXPECT_EQ(edit.refused[0].reason, "value_too_large");
+  EXPECT_THAT(edit.refused[0].message, HasSubstr("'l'"));
+}
+
+TEST(ApplyProfileUpdates, ManyRemovesAndUnionsOfOneLongListAreLinear) {
+  // A list near 256 KB, then 2000 updates alternating $remove and $union of items: each used to rescan the
+  // list.
+  std::string stored = R"({"l":[)";
+  for (int i = 0; i < 40'000; ++i) stored += (i ? "," : "") + std::to_string(i);
+  stored += "]}";
+  std::vector<ProfileUpdate> owned;
+  for (int u = 0; u < 2000; ++u) {
+    if (u % 2 == 0) {
+      owned.push_back(OnlyUpdate(Update(R"("$remove":{"l":)" + std::to_string(u) + R"(},"$ignore_time":1)")));
+    } else {
+      owned.push_back(
+          OnlyUpdate(Update(R"("$union":{"l":[)" + std::to_string(u - 1) + R"(]},"$ignore_time":1)")));
+    }
+  }
+  owned.push_back(OnlyUpdate(Update(R"("$remove":{"l":{"b":2,"a":1}},"$ignore_time":1)")));
+  owned.push_back(OnlyUpdate(Update(R"("$remove":{"l":7},"$ignore_time":1)")));
+  std::vector<const ProfileUpdate*> updates;
+  for (const ProfileUpdate& u : owned) updates.push_back(&u);
+  const auto start = std::chrono::steady_clock::now();
+  ProfileEdit edit = ApplyProfileUpdates(stored, updates);
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_LT(elapsed, std::chrono::seconds(1));
+  ASSERT_TRUE(edit.profile);
+  auto v = ParseProfileJson(*edit.profile);
+  ASSERT_TRUE(v.ok());
+  const json::array& l = v->as_object().at("l").as_array();
+  // Every removed even number came back at the end (in removal order), 7 is gone.
+  EXPECT_EQ(l.size(), 39'999u);
+  EXPECT_EQ(l[0], json::value(1));
+  EXPECT_EQ(l.back(), json::value(1998));
+  // Objects are removed by equality, whatever the order of their members (as before).
+  ProfileEdit objects = ApplyAll(std::string(R"({"l":[{"a":1,"b":2},3,{"a":1,"b":2}]})"),
+                                 "[" + Update(R"("$remove":{"l":{"b":2,"a":1}},"$ignore_time":1)") + "]");
+  ASSERT_TRUE(objects.profile);
+  EXPECT_EQ(*objects.profile, R"({"l":[3]})");
+}
+
+TEST(ParseProfileUpdates, IdsOverTwoHundredFiftyFiveCharactersAreRefused) {
+  const std::string long_id(256, 'a');
+  auto r = ParseProfileUpdates(R"({"$token":"t","$distinct_id":")" + long_id + R"(","$set":{"a":1}})",
+                               PayloadFormat::kJson, 0);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->updates.empty());
+  ASSERT_EQ(r->errors.size(), 1u);
+  EXPECT_EQ(r->errors[0].field, "$distinct_id");
+  EXPECT_THAT(r->errors[0].message, HasSubstr("at most 255 characters"));
+  EXPECT_LT(r->errors[0].message.size(), 200u);  // the id is echoed truncated
+  // 255 characters (multi-byte ones count once) are fine.
+  std::string ok_id;
+  for (int i = 0; i < 255; ++i) ok_id += "é";
+  auto ok = ParseProfileUpdates(R"({"$token":"t","$distinct_id":")" + ok_id + R"(","$set":{"a":1}})",
+                                PayloadFormat::kJson, 0);
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok->updates.size(), 1u);
+  auto g = ParseGroupProfileUpdates(R"([{"$token":"t","$group_key":"company","$group_id":")" + long_id +
+                                        R"(","$set":{"a":1}},)"
+                                        R"({"$token":"t","$group_key":")" +
+                                        long_id + R"(","$group_id":"acme","$set":{"a":1}}])",
+                                    PayloadFormat::kJson, 0);
+  ASSERT_TRUE(g.ok());
+  EXPECT_TRUE(g->updates.empty());
+  ASSERT_EQ(g->errors.size(), 2u);
+  EXPECT_EQ(g->errors[0].field, "$group_id");
+  EXPECT_EQ(g->errors[1].field, "$group_key");
+}
 }  // namespace
 }  // namespace sluice::ingest
