@@ -431,7 +431,10 @@ TEST(FaultsTest, DamagedSstMakesTheExportFailVisiblyAndIsLogged) {
   // The transport reports a failed transfer as status 0: the stream must not end as a clean, shorter 200.
   EXPECT_EQ(after.status, 0) << "export of a damaged SST ended like a complete response ("
                              << after.body.size() << " bytes)";
-  EXPECT_EQ(server.Terminate(), 0);
+  // It stops on SIGTERM; closing a store that met corruption may report it (exit status 1) when a background
+  // compaction read the damaged file too — either way it must exit, not hang or die by a signal.
+  const int stopped = server.Terminate();
+  EXPECT_TRUE(stopped == 0 || stopped == 256) << "exit status " << stopped;
   const std::string logged = ReadFile(log);
   EXPECT_TRUE(Contains(logged, "CORRUPTION")) << logged;
   EXPECT_TRUE(Contains(logged, sst.filename().string())) << logged;

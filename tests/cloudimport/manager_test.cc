@@ -291,12 +291,13 @@ TEST_F(ManagerTest, TransientErrorsAreRetriedWithBackoff) {
 TEST_F(ManagerTest, ResumesAFileAfterItsCheckpoint) {
   std::string body;
   for (int i = 1; i <= 10; ++i) body += Event("E", "u", "r" + std::to_string(i)) + "\n";
-  bucket_->SetObject("in/r.json", body);
-  bucket_->SetObject("in/first.json", Event("F", "u", "f1"));
-  // A previous process stored lines 1-6 of in/r.json and then died (checkpoint in progress).
+  // A previous process stored lines 1-6 of in/r.json and then died (checkpoint in progress). The files appear
+  // only after the connector's create-time run and the stop, so that run cannot import them first.
   std::string probe_id = Create(Spec());
   manager_->Stop();
   manager_.reset();
+  bucket_->SetObject("in/r.json", body);
+  bucket_->SetObject("in/first.json", Event("F", "u", "f1"));
   std::vector<std::string> keys;
   ASSERT_TRUE(store_
                   ->ScanMeta("connector", "",
