@@ -481,60 +481,10 @@ class RocksStore final : public Store {
     if (distinct_ids.empty()) return OkStatus();
     std::shared_lock life(life_mu_);
     if (closed_) return ClosedError(dir_);
-
-    // Lock every stripe involved, each once, in ascending order: two calls with overlapping profiles then
-    // always acquire their common stripes in the same order and cannot deadlock.
-    std::vector<size_t> stripes;
-    stripes.reserve(distinct_ids.size());
-    for (const std::string& id : distinct_ids) stripes.push_back(StripeOf(project, id));
-    std::sort(stripes.begin(), stripes.end());
-    stripes.erase(std::unique(stripes.begin(), stripes.end()), stripes.end());
-    std::vector<std::unique_lock<std::mutex>> locks;
-    locks.reserve(stripes.size());
-    for (size_t stripe : stripes) locks.emplace_back(profile_mu_[stripe]);
-
-    // The state after earlier callbacks of this call, so a distinct_id listed twice sees its first update.
-    struct Slot {
-      std::optional<std::string> profile;
-      bool dirty = false;
-    };
-    std::unordered_map<std::string_view, Slot> slots;
-    std::vector<std::string_view> order;  // first-seen order, for a deterministic batch
-    for (const std::string& id : distinct_ids) {
-      auto it = slots.find(id);
-      if (it == slots.end()) {
-        SLUICE_ASSIGN_OR_RETURN(auto current, GetString(kProfiles, internal::ProjectKey(project, id), "reading a profile"));
-        it = slots.emplace(id, Slot{std::move(current), false}).first;
-        order.push_back(id);
-      }
-      Slot& slot = it->second;
-      std::optional<std::string> working = slot.profile;
-      switch (mutate(id, working)) {
-        case ProfileAction::kKeep:
-          break;  // in-place changes are discarded: kKeep means "nothing to persist"
-        case ProfileAction::kPut:
-          slot.profile = std::move(working);  // a kPut of nullopt deletes
-          slot.dirty = true;
-          break;
-        case ProfileAction::kDelete:
-          slot.profile.reset();
-          slot.dirty = true;
-          break;
-      }
-    }
-    rocksdb::WriteBatch batch;
-    for (std::string_view id : order) {
-      const Slot& slot = slots.at(id);
-      if (!slot.dirty) continue;
-      const std::string key = internal::ProjectKey(project, id);
-      if (slot.profile) {
-        Check(batch.Put(cf(kProfiles), key, *slot.profile));
-      } else {
-        Check(batch.Delete(cf(kProfiles), key));
-      }
-    }
-    if (batch.Count() == 0) return OkStatus();
-    return Commit(batch, "writing profiles");
+    return MutateProfiles(
+        project, distinct_ids, kProfiles, [&](std::string_view id) { return std::string(id); },
+        [&](std::string_view id) { return internal::ProjectKey(project, id); }, mutate, "reading a profile",
+        "writing profiles");
   }
 
   Result<std::optional<std::string>> GetProfile(uint32_t project, std::string_view distinct_id) override {
@@ -562,56 +512,8 @@ class RocksStore final : public Store {
       return internal::MetaKey(internal::kGroupProfileNamespace,
                                internal::GroupProfileKey(project, group_key, id));
     };
-    // Same discipline as UpdateProfiles: each stripe locked once, in ascending order.
-    std::vector<size_t> stripes;
-    stripes.reserve(group_ids.size());
-    for (const std::string& id : group_ids) stripes.push_back(StripeOf(project, key_of(id)));
-    std::sort(stripes.begin(), stripes.end());
-    stripes.erase(std::unique(stripes.begin(), stripes.end()), stripes.end());
-    std::vector<std::unique_lock<std::mutex>> locks;
-    locks.reserve(stripes.size());
-    for (size_t stripe : stripes) locks.emplace_back(profile_mu_[stripe]);
-
-    struct Slot {
-      std::optional<std::string> profile;
-      bool dirty = false;
-    };
-    std::unordered_map<std::string_view, Slot> slots;
-    std::vector<std::string_view> order;
-    for (const std::string& id : group_ids) {
-      auto it = slots.find(id);
-      if (it == slots.end()) {
-        SLUICE_ASSIGN_OR_RETURN(auto current, GetString(kMeta, key_of(id), "reading a group profile"));
-        it = slots.emplace(id, Slot{std::move(current), false}).first;
-        order.push_back(id);
-      }
-      Slot& slot = it->second;
-      std::optional<std::string> working = slot.profile;
-      switch (mutate(id, working)) {
-        case ProfileAction::kKeep:
-          break;
-        case ProfileAction::kPut:
-          slot.profile = std::move(working);
-          slot.dirty = true;
-          break;
-        case ProfileAction::kDelete:
-          slot.profile.reset();
-          slot.dirty = true;
-          break;
-      }
-    }
-    rocksdb::WriteBatch batch;
-    for (std::string_view id : order) {
-      const Slot& slot = slots.at(id);
-      if (!slot.dirty) continue;
-      if (slot.profile) {
-        Check(batch.Put(cf(kMeta), key_of(id), *slot.profile));
-      } else {
-        Check(batch.Delete(cf(kMeta), key_of(id)));
-      }
-    }
-    if (batch.Count() == 0) return OkStatus();
-    return Commit(batch, "writing group profiles");
+    return MutateProfiles(project, group_ids, kMeta, key_of, key_of, mutate, "reading a group profile",
+                          "writing group profiles");
   }
 
   Result<std::optional<std::string>> GetGroupProfile(uint32_t project, std::string_view group_key,
@@ -773,6 +675,68 @@ class RocksStore final : public Store {
       if (entry.path().extension() == ".log") wals += (wals.empty() ? "" : ", ") + entry.path().filename().string();
     }
     return "write-ahead logs " + (wals.empty() ? std::string("(none)") : wals);
+  }
+
+  /// The read-modify-write of UpdateProfiles and UpdateGroupProfiles: the profiles of `ids` (store key
+  /// `key_of(id)` in column `column`) are read, handed to `mutate` in order, and the changed ones written in one
+  /// batch. Every profile stripe involved (chosen by `stripe_key_of(id)`) is locked once, in ascending order,
+  /// so two calls with overlapping profiles acquire their common stripes in the same order and cannot
+  /// deadlock. An id listed twice sees its first update. Caller holds life_mu_ shared.
+  template <typename KeyOf, typename StripeKeyOf>
+  Status MutateProfiles(
+      uint32_t project, std::span<const std::string> ids, Cf column, const StripeKeyOf& stripe_key_of,
+      const KeyOf& key_of,
+      const std::function<ProfileAction(std::string_view id, std::optional<std::string>& profile)>& mutate,
+      std::string_view what_read, std::string_view what_write) {
+    std::vector<size_t> stripes;
+    stripes.reserve(ids.size());
+    for (const std::string& id : ids) stripes.push_back(StripeOf(project, stripe_key_of(id)));
+    std::sort(stripes.begin(), stripes.end());
+    stripes.erase(std::unique(stripes.begin(), stripes.end()), stripes.end());
+    std::vector<std::unique_lock<std::mutex>> locks;
+    locks.reserve(stripes.size());
+    for (size_t stripe : stripes) locks.emplace_back(profile_mu_[stripe]);
+
+    struct Slot {
+      std::optional<std::string> profile;
+      bool dirty = false;
+    };
+    std::unordered_map<std::string_view, Slot> slots;
+    std::vector<std::string_view> order;  // first-seen order, for a deterministic batch
+    for (const std::string& id : ids) {
+      auto it = slots.find(id);
+      if (it == slots.end()) {
+        SLUICE_ASSIGN_OR_RETURN(auto current, GetString(column, key_of(id), what_read));
+        it = slots.emplace(id, Slot{std::move(current), false}).first;
+        order.push_back(id);
+      }
+      Slot& slot = it->second;
+      std::optional<std::string> working = slot.profile;
+      switch (mutate(id, working)) {
+        case ProfileAction::kKeep:
+          break;  // in-place changes are discarded: kKeep means "nothing to persist"
+        case ProfileAction::kPut:
+          slot.profile = std::move(working);  // a kPut of nullopt deletes
+          slot.dirty = true;
+          break;
+        case ProfileAction::kDelete:
+          slot.profile.reset();
+          slot.dirty = true;
+          break;
+      }
+    }
+    rocksdb::WriteBatch batch;
+    for (std::string_view id : order) {
+      const Slot& slot = slots.at(id);
+      if (!slot.dirty) continue;
+      if (slot.profile) {
+        Check(batch.Put(cf(column), key_of(id), *slot.profile));
+      } else {
+        Check(batch.Delete(cf(column), key_of(id)));
+      }
+    }
+    if (batch.Count() == 0) return OkStatus();
+    return Commit(batch, what_write);
   }
 
   /// Every write goes through here: admitted only while the disk has room for it (CheckFreeSpace), then
