@@ -17,6 +17,7 @@
 #include "http/server.h"
 #include "http/transport.h"
 #include "store/store.h"
+#include "support/api_harness.h"
 
 namespace sluice {
 namespace {
@@ -26,17 +27,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr char kAdminToken[] = "test-admin-token-0123456789";
 
-struct Reply {
-  int status = 0;
-  std::string body;
-  std::vector<std::pair<std::string, std::string>> headers;
-  std::string Header(std::string_view name) const {
-    for (const auto& [k, v] : headers)
-      if (k == name) return v;
-    return {};
-  }
-  json::value Json() const { return json::parse(body); }
-};
+using testing::Reply;
 
 class ApiTest : public ::testing::Test {
  protected:
@@ -44,50 +35,24 @@ class ApiTest : public ::testing::Test {
 
   void Start(uint64_t rate_limit) {
     event_time_ = ComputeEventTime();
-    dir_ = std::filesystem::temp_directory_path() / ("sluice-api-test-" + RandomHex(64));
-    auto st = store::Store::Open(dir_);
-    ASSERT_TRUE(st.ok()) << st.error().ToString();
-    store_ = std::move(st).value();
-    auto svc = api::Service::Create(*store_, api::ServiceOptions{.admin_token = Secret(kAdminToken),
-                                                                 .rate_limit_bytes_per_minute = rate_limit});
-    ASSERT_TRUE(svc.ok()) << svc.error().ToString();
-    service_ = std::move(svc).value();
-    auto srv = http::Server::Create(http::ServerOptions{.listen_port = 0, .threads = 2}, service_->router(),
-                                    service_->observer());
-    ASSERT_TRUE(srv.ok()) << srv.error().ToString();
-    server_ = std::move(srv).value();
-    server_->Start();
-    base_ = "http://127.0.0.1:" + std::to_string(server_->port());
-    transport_ = http::MakeCurlTransport();
-
-    auto created = Send("POST", "/api/app/projects", R"({"name":"web"})", {{"Authorization", Bearer()}});
-    ASSERT_EQ(created.status, 200) << created.body;
-    auto p = created.Json().as_object();
-    project_id_ = p.at("id").as_int64();
-    token_ = json::value_to<std::string>(p.at("token"));
-    secret_ = json::value_to<std::string>(p.at("api_secret"));
+    ASSERT_TRUE(api_.OpenStore().ok());
+    auto served = api_.Serve(
+        api::ServiceOptions{.admin_token = Secret(kAdminToken), .rate_limit_bytes_per_minute = rate_limit});
+    ASSERT_TRUE(served.ok()) << served.error().ToString();
+    auto project = api_.CreateProject("web", kAdminToken);
+    ASSERT_NE(project.id, 0u);
+    project_id_ = project.id;
+    token_ = project.token;
+    secret_ = project.secret;
   }
 
-  void TearDown() override {
-    if (server_) server_->Shutdown(std::chrono::seconds(5));
-    server_.reset();
-    service_.reset();
-    if (store_) (void)store_->Close();
-    store_.reset();
-    std::filesystem::remove_all(dir_);
-  }
 
   static std::string Bearer() { return std::string("Bearer ") + kAdminToken; }
   std::string SecretAuth() const { return "Basic " + Base64Encode(secret_ + ":"); }
 
   Reply Send(const std::string& method, const std::string& path, std::string body = {},
-             std::vector<std::pair<std::string, std::string>> headers = {}) {
-    http::OutboundRequest req{.method = method, .url = base_ + path, .headers = std::move(headers)};
-    if (!body.empty() || method == "POST") req.body = http::RequestBody::FromString(std::move(body));
-    auto resp = transport_->Send(req, Clock::now() + std::chrono::seconds(30));
-    EXPECT_TRUE(resp.ok()) << resp.error().ToString();
-    if (!resp.ok()) return {};
-    return Reply{resp->status, resp->body, resp->headers};
+             testing::Headers headers = {}) {
+    return api_.Send(method, path, std::move(body), std::move(headers));
   }
 
   Reply Import(const std::string& body, const std::string& query = "",
@@ -142,12 +107,7 @@ class ApiTest : public ::testing::Test {
            R"(,"distinct_id":"u1","$insert_id":")" + insert_id + "\"" + extra + "}}";
   }
 
-  std::filesystem::path dir_;
-  std::unique_ptr<store::Store> store_;
-  std::unique_ptr<api::Service> service_;
-  std::unique_ptr<http::Server> server_;
-  std::unique_ptr<http::HttpTransport> transport_;
-  std::string base_;
+  testing::ApiHarness api_;
   int64_t project_id_ = 0;
   int64_t event_time_ = 0;
   std::string token_, secret_;
@@ -172,7 +132,7 @@ TEST_F(ApiTest, AdminSetsAProjectsExternalId) {
   auto set = Send("POST", path, R"({"external_id":"acme-7f3a"})", {{"Authorization", Bearer()}});
   ASSERT_EQ(set.status, 200) << set.body;
   EXPECT_EQ(set.Json().at("external_id").as_string(), "acme-7f3a");
-  auto stored = store_->GetProject(static_cast<uint32_t>(project_id_));
+  auto stored = api_.store().GetProject(static_cast<uint32_t>(project_id_));
   ASSERT_TRUE(stored.ok() && stored->has_value());
   EXPECT_EQ((*stored)->external_id, "acme-7f3a");
   // "" goes back to the project token.
@@ -204,7 +164,7 @@ TEST_F(ApiTest, AdminRefusesAnExternalIdAnotherProjectUses) {
   auto ext_taken = Send("POST", path, R"({"external_id":"shared-ext-id"})", {{"Authorization", Bearer()}});
   EXPECT_EQ(ext_taken.status, 409) << ext_taken.body;
   // Nothing was changed by the refusals.
-  auto stored = store_->GetProject(static_cast<uint32_t>(project_id_));
+  auto stored = api_.store().GetProject(static_cast<uint32_t>(project_id_));
   ASSERT_TRUE(stored.ok() && stored->has_value());
   EXPECT_EQ((*stored)->external_id, "");
   // A project may set its own token, re-set its own external ID, and take one the other project released.

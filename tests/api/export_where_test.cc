@@ -16,6 +16,7 @@
 #include "http/server.h"
 #include "http/transport.h"
 #include "store/store.h"
+#include "support/api_harness.h"
 
 namespace sluice {
 namespace {
@@ -25,11 +26,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr char kAdminToken[] = "test-admin-token-0123456789";
 
-struct Reply {
-  int status = 0;
-  std::string body;
-  json::value Json() const { return json::parse(body); }
-};
+using testing::Reply;
 
 /// Percent-encodes everything but RFC 3986 unreserved characters, for query values.
 std::string UrlEncode(std::string_view s) {
@@ -53,46 +50,19 @@ class ExportWhereTest : public ::testing::Test {
  protected:
   void SetUp() override {
     event_time_ = ComputeEventTime();
-    dir_ = std::filesystem::temp_directory_path() / ("sluice-export-where-test-" + RandomHex(64));
-    auto st = store::Store::Open(dir_);
-    ASSERT_TRUE(st.ok()) << st.error().ToString();
-    store_ = std::move(st).value();
-    auto svc = api::Service::Create(*store_, api::ServiceOptions{.admin_token = Secret(kAdminToken)});
-    ASSERT_TRUE(svc.ok()) << svc.error().ToString();
-    service_ = std::move(svc).value();
-    auto srv = http::Server::Create(http::ServerOptions{.listen_port = 0, .threads = 2}, service_->router(),
-                                    service_->observer());
-    ASSERT_TRUE(srv.ok()) << srv.error().ToString();
-    server_ = std::move(srv).value();
-    server_->Start();
-    base_ = "http://127.0.0.1:" + std::to_string(server_->port());
-    transport_ = http::MakeCurlTransport();
-
-    auto created = Send("POST", "/api/app/projects", R"({"name":"web"})",
-                        {{"Authorization", std::string("Bearer ") + kAdminToken}});
-    ASSERT_EQ(created.status, 200) << created.body;
-    secret_ = json::value_to<std::string>(created.Json().at("api_secret"));
+    ASSERT_TRUE(api_.OpenStore().ok());
+    auto served = api_.Serve(api::ServiceOptions{.admin_token = Secret(kAdminToken)});
+    ASSERT_TRUE(served.ok()) << served.error().ToString();
+    secret_ = api_.CreateProject("web", kAdminToken).secret;
+    ASSERT_FALSE(secret_.empty());
   }
 
-  void TearDown() override {
-    if (server_) server_->Shutdown(std::chrono::seconds(5));
-    server_.reset();
-    service_.reset();
-    if (store_) (void)store_->Close();
-    store_.reset();
-    std::filesystem::remove_all(dir_);
-  }
 
   std::string SecretAuth() const { return "Basic " + Base64Encode(secret_ + ":"); }
 
   Reply Send(const std::string& method, const std::string& path, std::string body = {},
-             std::vector<std::pair<std::string, std::string>> headers = {}) {
-    http::OutboundRequest req{.method = method, .url = base_ + path, .headers = std::move(headers)};
-    if (!body.empty() || method == "POST") req.body = http::RequestBody::FromString(std::move(body));
-    auto resp = transport_->Send(req, Clock::now() + std::chrono::seconds(30));
-    EXPECT_TRUE(resp.ok()) << resp.error().ToString();
-    if (!resp.ok()) return {};
-    return Reply{resp->status, resp->body};
+             testing::Headers headers = {}) {
+    return api_.Send(method, path, std::move(body), std::move(headers));
   }
 
   void Import(const std::string& body) {
@@ -155,12 +125,7 @@ class ExportWhereTest : public ::testing::Test {
            Event("Opened", "e6", R"(,"nested":{"k":[1,2]},"n":null)") + "]");
   }
 
-  std::filesystem::path dir_;
-  std::unique_ptr<store::Store> store_;
-  std::unique_ptr<api::Service> service_;
-  std::unique_ptr<http::Server> server_;
-  std::unique_ptr<http::HttpTransport> transport_;
-  std::string base_;
+  testing::ApiHarness api_;
   int64_t event_time_ = 0;
   std::string secret_;
 };

@@ -22,6 +22,7 @@
 #include "http/transport.h"
 #include "pipeline/pipeline.h"
 #include "store/store.h"
+#include "support/api_harness.h"
 
 namespace sluice {
 namespace {
@@ -225,16 +226,7 @@ std::string Form(const Params& params) {
   return out;
 }
 
-struct Reply {
-  int status = 0;
-  std::string body;
-  std::vector<std::pair<std::string, std::string>> headers;
-  json::value Json() const { return json::parse(body); }
-  std::string Error() const {
-    auto v = json::parse(body);
-    return json::value_to<std::string>(v.at("error"));
-  }
-};
+using testing::Reply;
 
 /// A complete, valid create form for an S3 pipeline.
 Params S3Create() {
@@ -260,54 +252,28 @@ class PipelineApiTest : public ::testing::Test {
   void SetUp() override { Start(/*with_manager=*/true); }
 
   void Start(bool with_manager) {
-    dir_ = std::filesystem::temp_directory_path() / ("sluice-pipeline-api-test-" + RandomHex(64));
-    auto st = store::Store::Open(dir_);
-    ASSERT_TRUE(st.ok()) << st.error().ToString();
-    store_ = std::move(st).value();
+    ASSERT_TRUE(api_.OpenStore().ok());
     api::ServiceOptions options{.admin_token = Secret(kAdminToken), .clock = &clock_};
     if (with_manager) options.pipelines = &manager_;
-    auto svc = api::Service::Create(*store_, std::move(options));
-    ASSERT_TRUE(svc.ok()) << svc.error().ToString();
-    service_ = std::move(svc).value();
-    auto srv = http::Server::Create(http::ServerOptions{.listen_port = 0, .threads = 2}, service_->router(),
-                                    service_->observer());
-    ASSERT_TRUE(srv.ok()) << srv.error().ToString();
-    server_ = std::move(srv).value();
-    server_->Start();
-    base_ = "http://127.0.0.1:" + std::to_string(server_->port());
-    transport_ = http::MakeCurlTransport();
+    auto served = api_.Serve(std::move(options));
+    ASSERT_TRUE(served.ok()) << served.error().ToString();
     CreateProject("web", project_id_, secret_);
   }
 
   void CreateProject(const std::string& name, uint32_t& id, std::string& secret) {
-    auto created = Send("POST", "/api/app/projects", json::serialize(json::object{{"name", name}}),
-                        {{"Authorization", Bearer()}});
-    ASSERT_EQ(created.status, 200) << created.body;
-    auto p = created.Json().as_object();
-    id = static_cast<uint32_t>(p.at("id").as_int64());
-    secret = json::value_to<std::string>(p.at("api_secret"));
+    auto project = api_.CreateProject(name, kAdminToken);
+    ASSERT_NE(project.id, 0u);
+    id = project.id;
+    secret = project.secret;
   }
 
-  void TearDown() override {
-    if (server_) server_->Shutdown(std::chrono::seconds(5));
-    server_.reset();
-    service_.reset();
-    if (store_) (void)store_->Close();
-    store_.reset();
-    std::filesystem::remove_all(dir_);
-  }
 
   static std::string Bearer() { return std::string("Bearer ") + kAdminToken; }
   std::string SecretAuth() const { return "Basic " + Base64Encode(secret_ + ":"); }
 
   Reply Send(const std::string& method, const std::string& path, std::string body = {},
-             std::vector<std::pair<std::string, std::string>> headers = {}) {
-    http::OutboundRequest req{.method = method, .url = base_ + path, .headers = std::move(headers)};
-    if (!body.empty() || method == "POST") req.body = http::RequestBody::FromString(std::move(body));
-    auto resp = transport_->Send(req, std::chrono::steady_clock::now() + std::chrono::seconds(30));
-    EXPECT_TRUE(resp.ok()) << resp.error().ToString();
-    if (!resp.ok()) return {};
-    return Reply{resp->status, resp->body, resp->headers};
+             testing::Headers headers = {}) {
+    return api_.Send(method, path, std::move(body), std::move(headers));
   }
 
   /// POSTs `params` as a form to …/pipeline/<action> with the project's API secret.
@@ -346,12 +312,7 @@ class PipelineApiTest : public ::testing::Test {
 
   FakeClock clock_{TimePoint(std::chrono::seconds(kNowSeconds))};
   FakePipelineManager manager_;
-  std::filesystem::path dir_;
-  std::unique_ptr<store::Store> store_;
-  std::unique_ptr<api::Service> service_;
-  std::unique_ptr<http::Server> server_;
-  std::unique_ptr<http::HttpTransport> transport_;
-  std::string base_;
+  testing::ApiHarness api_;
   uint32_t project_id_ = 0;
   std::string secret_;
 };

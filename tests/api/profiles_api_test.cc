@@ -16,6 +16,7 @@
 #include "http/transport.h"
 #include "pipeline/record_encoder.h"
 #include "store/store.h"
+#include "support/api_harness.h"
 
 namespace sluice {
 namespace {
@@ -25,57 +26,27 @@ using Clock = std::chrono::steady_clock;
 
 constexpr char kAdminToken[] = "test-admin-token-0123456789";
 
-struct Reply {
-  int status = 0;
-  std::string body;
-  json::value Json() const { return json::parse(body); }
-};
+using testing::Reply;
 
 class ProfilesApiTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / ("sluice-profiles-api-test-" + RandomHex(64));
-    auto st = store::Store::Open(dir_);
-    ASSERT_TRUE(st.ok()) << st.error().ToString();
-    store_ = std::move(st).value();
-    auto svc = api::Service::Create(*store_, api::ServiceOptions{.admin_token = Secret(kAdminToken)});
-    ASSERT_TRUE(svc.ok()) << svc.error().ToString();
-    service_ = std::move(svc).value();
-    auto srv = http::Server::Create(http::ServerOptions{.listen_port = 0, .threads = 2}, service_->router(),
-                                    service_->observer());
-    ASSERT_TRUE(srv.ok()) << srv.error().ToString();
-    server_ = std::move(srv).value();
-    server_->Start();
-    base_ = "http://127.0.0.1:" + std::to_string(server_->port());
-    transport_ = http::MakeCurlTransport();
-    auto created = Send("POST", "/api/app/projects", R"({"name":"web"})",
-                        {{"Authorization", std::string("Bearer ") + kAdminToken}});
-    ASSERT_EQ(created.status, 200) << created.body;
-    auto p = created.Json().as_object();
-    project_id_ = static_cast<uint32_t>(p.at("id").as_int64());
-    token_ = json::value_to<std::string>(p.at("token"));
-    secret_ = json::value_to<std::string>(p.at("api_secret"));
+    ASSERT_TRUE(api_.OpenStore().ok());
+    auto served = api_.Serve(api::ServiceOptions{.admin_token = Secret(kAdminToken)});
+    ASSERT_TRUE(served.ok()) << served.error().ToString();
+    auto project = api_.CreateProject("web", kAdminToken);
+    ASSERT_NE(project.id, 0u);
+    project_id_ = project.id;
+    token_ = project.token;
+    secret_ = project.secret;
   }
 
-  void TearDown() override {
-    if (server_) server_->Shutdown(std::chrono::seconds(5));
-    server_.reset();
-    service_.reset();
-    if (store_) (void)store_->Close();
-    store_.reset();
-    std::filesystem::remove_all(dir_);
-  }
 
   std::string SecretAuth() const { return "Basic " + Base64Encode(secret_ + ":"); }
 
   Reply Send(const std::string& method, const std::string& path, std::string body = {},
-             std::vector<std::pair<std::string, std::string>> headers = {}) {
-    http::OutboundRequest req{.method = method, .url = base_ + path, .headers = std::move(headers)};
-    if (!body.empty() || method == "POST") req.body = http::RequestBody::FromString(std::move(body));
-    auto resp = transport_->Send(req, Clock::now() + std::chrono::seconds(30));
-    EXPECT_TRUE(resp.ok()) << resp.error().ToString();
-    if (!resp.ok()) return {};
-    return Reply{resp->status, resp->body};
+             testing::Headers headers = {}) {
+    return api_.Send(method, path, std::move(body), std::move(headers));
   }
 
   /// One /engage (or /groups) update as SDKs send it: GET ?data=<base64>, verbose.
@@ -95,12 +66,7 @@ class ProfilesApiTest : public ::testing::Test {
     return out;
   }
 
-  std::filesystem::path dir_;
-  std::unique_ptr<store::Store> store_;
-  std::unique_ptr<api::Service> service_;
-  std::unique_ptr<http::Server> server_;
-  std::unique_ptr<http::HttpTransport> transport_;
-  std::string base_;
+  testing::ApiHarness api_;
   uint32_t project_id_ = 0;
   std::string token_, secret_;
 };
@@ -125,8 +91,8 @@ TEST_F(ProfilesApiTest, ProfileNumbersReadBackAndExportByteExact) {
 
   // The people export writes the stored profile through the record encoder.
   std::string lines;
-  ASSERT_TRUE(store_
-                  ->ScanProfiles(project_id_,
+  ASSERT_TRUE(api_.store()
+                  .ScanProfiles(project_id_,
                                  [&](std::string_view id, std::string_view profile) {
                                    pipeline::AppendPeopleRecord(id, profile, lines);
                                    return true;
@@ -148,8 +114,8 @@ TEST_F(ProfilesApiTest, OutOfRangeNumbersAreRefusedAndTheProfileIsKept) {
   auto q = Send("GET", "/api/2.0/engage?distinct_id=p1", {}, {{"Authorization", SecretAuth()}});
   EXPECT_NE(q.body.find(R"("$properties":{"name":"Ada","big":1e308})"), std::string::npos) << q.body;
   std::string lines;
-  ASSERT_TRUE(store_
-                  ->ScanProfiles(project_id_,
+  ASSERT_TRUE(api_.store()
+                  .ScanProfiles(project_id_,
                                  [&](std::string_view id, std::string_view profile) {
                                    pipeline::AppendPeopleRecord(id, profile, lines);
                                    return true;
@@ -248,11 +214,11 @@ TEST_F(ProfilesApiTest, LegacyImportAcceptsGetAndDeduplicatesEventsWithoutInsert
   EXPECT_EQ(Send("GET", "/import?data=" + UrlSafe(Base64Encode(event))).status, 401);
 
   size_t stored = 0;
-  auto partitions = store_->ListPartitions(project_id_, 0, UINT32_MAX);
+  auto partitions = api_.store().ListPartitions(project_id_, 0, UINT32_MAX);
   ASSERT_TRUE(partitions.ok());
   for (const auto& p : *partitions) {
-    ASSERT_TRUE(store_
-                    ->ScanPartition(project_id_, p.hour,
+    ASSERT_TRUE(api_.store()
+                    .ScanPartition(project_id_, p.hour,
                                     [&](const store::EventView&) {
                                       ++stored;
                                       return true;
@@ -287,7 +253,7 @@ TEST_F(ProfilesApiTest, AHugeInvalidInsertIdIsNotEchoedWhole) {
 TEST_F(ProfilesApiTest, GroupProfilesAreKeptPerGroupKeyInTheStore) {
   auto put = [&](std::string_view key, std::string id, std::string json) {
     std::vector<std::string> ids{std::move(id)};
-    return store_->UpdateGroupProfiles(project_id_, key, ids,
+    return api_.store().UpdateGroupProfiles(project_id_, key, ids,
                                        [&](std::string_view, std::optional<std::string>& profile) {
                                          profile = json;
                                          return store::ProfileAction::kPut;
@@ -297,23 +263,23 @@ TEST_F(ProfilesApiTest, GroupProfilesAreKeptPerGroupKeyInTheStore) {
   ASSERT_TRUE(put("teams", "a", R"({"n":2})").ok());
   ASSERT_TRUE(put("team", "b", R"({"n":3})").ok());
   std::vector<std::string> seen;
-  ASSERT_TRUE(store_
-                  ->ScanGroupProfiles(project_id_, "team",
+  ASSERT_TRUE(api_.store()
+                  .ScanGroupProfiles(project_id_, "team",
                                       [&](std::string_view id, std::string_view json) {
                                         seen.push_back(std::string(id) + "=" + std::string(json));
                                         return true;
                                       })
                   .ok());
   EXPECT_EQ(seen, (std::vector<std::string>{R"(a={"n":1})", R"(b={"n":3})"}));
-  auto one = store_->GetGroupProfile(project_id_, "teams", "a");
+  auto one = api_.store().GetGroupProfile(project_id_, "teams", "a");
   ASSERT_TRUE(one.ok());
   EXPECT_EQ(**one, R"({"n":2})");
-  auto none = store_->GetGroupProfile(project_id_ + 1, "team", "a");
+  auto none = api_.store().GetGroupProfile(project_id_ + 1, "team", "a");
   ASSERT_TRUE(none.ok());
   EXPECT_FALSE(none->has_value());
   size_t users = 0;
   ASSERT_TRUE(
-      store_->ScanProfiles(project_id_, [&](std::string_view, std::string_view) { return ++users, true; })
+      api_.store().ScanProfiles(project_id_, [&](std::string_view, std::string_view) { return ++users, true; })
           .ok());
   EXPECT_EQ(users, 0u);
 }

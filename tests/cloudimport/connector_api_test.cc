@@ -19,6 +19,7 @@
 #include "http/transport.h"
 #include "objstore/testing/fake_object_store.h"
 #include "store/store.h"
+#include "support/api_harness.h"
 
 namespace sluice::cloudimport {
 namespace {
@@ -26,23 +27,13 @@ namespace {
 namespace json = boost::json;
 constexpr char kAdminToken[] = "connector-api-test-admin-token-0123456789";
 
-struct Reply {
-  int status = 0;
-  std::string body;
-  json::object Json() const {
-    boost::system::error_code ec;
-    auto v = json::parse(body, ec);
-    return !ec && v.is_object() ? v.as_object() : json::object{};
-  }
-};
+using testing::Reply;
 
 class ConnectorApiTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / ("sluice-connector-api-" + RandomHex(64));
-    auto st = store::Store::Open(dir_);
-    ASSERT_TRUE(st.ok()) << st.error().ToString();
-    store_ = std::move(st).value();
+    ASSERT_TRUE(api_.OpenStore().ok());
+    store_ = &api_.store();
     auto project = store_->CreateProject("web");
     ASSERT_TRUE(project.ok());
     project_ = *project;
@@ -54,7 +45,7 @@ class ConnectorApiTest : public ::testing::Test {
                                               .count() -
                                           3600) +
                            R"(,"distinct_id":"u1","$insert_id":"a-1"}})" + "\n");
-    ConnectorManager::Options o{.store = store_.get(), .metrics = &metrics_};
+    ConnectorManager::Options o{.store = store_, .metrics = &metrics_};
     auto bucket = bucket_;
     o.source_factory = [bucket](const ConnectorSpec&, const store::Project&) -> Result<Source> {
       return Source{.role = nullptr, .store = bucket};
@@ -63,29 +54,18 @@ class ConnectorApiTest : public ::testing::Test {
     ASSERT_TRUE(m.ok()) << m.error().ToString();
     manager_ = std::move(m).value();
     manager_->Start();
-    auto svc = api::Service::Create(
-        *store_, api::ServiceOptions{.admin_token = Secret(kAdminToken), .connectors = manager_.get()});
-    ASSERT_TRUE(svc.ok()) << svc.error().ToString();
-    service_ = std::move(svc).value();
-    auto srv = http::Server::Create(http::ServerOptions{.listen_port = 0, .threads = 2}, service_->router(),
-                                    service_->observer());
-    ASSERT_TRUE(srv.ok()) << srv.error().ToString();
-    server_ = std::move(srv).value();
-    server_->Start();
-    base_ = "http://127.0.0.1:" + std::to_string(server_->port());
-    transport_ = http::MakeCurlTransport();
+    auto served =
+        api_.Serve(api::ServiceOptions{.admin_token = Secret(kAdminToken), .connectors = manager_.get()});
+    ASSERT_TRUE(served.ok()) << served.error().ToString();
   }
 
   void TearDown() override {
-    if (server_) server_->Shutdown(std::chrono::seconds(5));
-    server_.reset();
-    service_.reset();
+    // The Service points at the manager: stop serving before the manager stops; the harness closes the store.
+    api_.StopServing();
     if (manager_) manager_->Stop();
     manager_.reset();
-    if (store_) (void)store_->Close();
-    store_.reset();
-    std::filesystem::remove_all(dir_);
   }
+
 
   std::string Base() const { return "/api/app/projects/" + std::to_string(project_.id) + "/connectors"; }
   std::string SecretAuth() const {
@@ -96,15 +76,9 @@ class ConnectorApiTest : public ::testing::Test {
   Reply Send(const std::string& method, const std::string& path, std::string body = {},
              std::string auth = "") {
     if (auth.empty()) auth = SecretAuth();
-    http::OutboundRequest req{.method = method, .url = base_ + path, .headers = {{"Authorization", auth}}};
-    if (!body.empty() || method == "POST") {
-      req.headers.emplace_back("Content-Type", "application/json");
-      req.body = http::RequestBody::FromString(std::move(body));
-    }
-    auto resp = transport_->Send(req, std::chrono::steady_clock::now() + std::chrono::seconds(30));
-    EXPECT_TRUE(resp.ok()) << resp.error().ToString();
-    if (!resp.ok()) return {};
-    return Reply{resp->status, resp->body};
+    testing::Headers headers{{"Authorization", auth}};
+    if (!body.empty() || method == "POST") headers.emplace_back("Content-Type", "application/json");
+    return api_.Send(method, path, std::move(body), std::move(headers));
   }
 
   static std::string Body(const std::string& bucket = "bucket") {
@@ -124,7 +98,7 @@ class ConnectorApiTest : public ::testing::Test {
   static void ExpectErrorResponse(const Reply& r, int status, std::string_view type,
                                   std::string_view message_part) {
     EXPECT_EQ(r.status, status) << r.body;
-    json::object o = r.Json();
+    json::object o = r.Object();
     ASSERT_TRUE(o.contains("status") && o.contains("type") && o.contains("message")) << r.body;
     EXPECT_EQ(o.at("status").as_string(), "error");
     EXPECT_EQ(o.at("type").as_string(), type) << r.body;
@@ -132,22 +106,18 @@ class ConnectorApiTest : public ::testing::Test {
     EXPECT_FALSE(o.contains("error")) << r.body;
   }
 
-  std::filesystem::path dir_;
-  std::unique_ptr<store::Store> store_;
+  testing::ApiHarness api_;
+  store::Store* store_ = nullptr;
   store::Project project_;
   MetricsRegistry metrics_;
   std::shared_ptr<objstore::testing::FakeObjectStore> bucket_;
   std::unique_ptr<ConnectorManager> manager_;
-  std::unique_ptr<api::Service> service_;
-  std::unique_ptr<http::Server> server_;
-  std::unique_ptr<http::HttpTransport> transport_;
-  std::string base_;
 };
 
 TEST_F(ConnectorApiTest, ConnectorsUseMixpanelsNamesAndListShape) {
   Reply created = Send("POST", Base(), Body());
   ASSERT_EQ(created.status, 200) << created.body;
-  json::object c = created.Json().at("results").as_object();
+  json::object c = created.Object().at("results").as_object();
   ASSERT_TRUE(c.contains("connector_id")) << created.body;
   EXPECT_FALSE(c.contains("id"));
   EXPECT_FALSE(c.contains("created"));
@@ -162,11 +132,11 @@ TEST_F(ConnectorApiTest, ConnectorsUseMixpanelsNamesAndListShape) {
 
   Reply by_admin = Send("POST", Base(), Body(), AdminAuth());
   ASSERT_EQ(by_admin.status, 200) << by_admin.body;
-  EXPECT_EQ(by_admin.Json().at("results").at("created_by").as_string(), "admin");
+  EXPECT_EQ(by_admin.Object().at("results").at("created_by").as_string(), "admin");
 
   Reply list = Send("GET", Base());
   ASSERT_EQ(list.status, 200) << list.body;
-  json::object lo = list.Json();
+  json::object lo = list.Object();
   EXPECT_EQ(lo.at("status").as_string(), "ok");
   const json::object& results = lo.at("results").as_object();
   EXPECT_TRUE(results.at("url").is_null());
@@ -178,13 +148,13 @@ TEST_F(ConnectorApiTest, ConnectorsUseMixpanelsNamesAndListShape) {
 
   Reply one = Send("GET", Base() + "/" + id);
   ASSERT_EQ(one.status, 200) << one.body;
-  EXPECT_EQ(one.Json().at("results").at("connector_id").as_string(), id);
+  EXPECT_EQ(one.Object().at("results").at("connector_id").as_string(), id);
 
   // History pages the same way.
   Reply history;
   for (int i = 0; i < 300; ++i) {
     history = Send("GET", Base() + "/" + id + "/history");
-    json::object h = history.Json();
+    json::object h = history.Object();
     if (h.contains("results") && h.at("results").is_object() &&
         !h.at("results").at("data").as_array().empty() &&
         h.at("results").at("data").as_array()[0].at("status").as_string() == "success") {
@@ -192,7 +162,7 @@ TEST_F(ConnectorApiTest, ConnectorsUseMixpanelsNamesAndListShape) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  json::object h = history.Json();
+  json::object h = history.Object();
   ASSERT_TRUE(h.contains("results")) << history.body;
   EXPECT_TRUE(h.at("results").at("url").is_null());
   EXPECT_EQ(h.at("results").at("has_more").as_bool(), false);
@@ -203,7 +173,7 @@ TEST_F(ConnectorApiTest, ConnectorsUseMixpanelsNamesAndListShape) {
 TEST_F(ConnectorApiTest, ErrorsUseMixpanelsErrorResponse) {
   Reply missing = Send("POST", Base(), Body(""));
   ExpectErrorResponse(missing, 400, "missing_required_property", "s3_bucket");
-  json::object m = missing.Json();
+  json::object m = missing.Object();
   EXPECT_EQ(m.at("code").as_string(), "missing_required_property");
   EXPECT_EQ(m.at("field").as_string(), "connector_properties.s3_bucket");
 
@@ -221,7 +191,7 @@ TEST_F(ConnectorApiTest, ErrorsUseMixpanelsErrorResponse) {
       400, "invalid_request", "whole number");
   Reply created = Send("POST", Base(), Body());
   ASSERT_EQ(created.status, 200) << created.body;
-  const std::string id(created.Json().at("results").at("connector_id").as_string());
+  const std::string id(created.Object().at("results").at("connector_id").as_string());
   for (std::string bad : {"-1", "1e3", "0", "5abc"}) {
     ExpectErrorResponse(Send("GET", Base() + "/" + id + "/history?limit=" + bad), 400, "invalid_request",
                         "limit");

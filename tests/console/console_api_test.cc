@@ -15,6 +15,7 @@
 #include "http/server.h"
 #include "http/transport.h"
 #include "store/store.h"
+#include "support/api_harness.h"
 
 namespace sluice {
 namespace {
@@ -26,59 +27,20 @@ constexpr char kAdminToken[] = "console-admin-token-0123456789";
 // 2026-03-10T12:30:00Z: the console's "today" and "last hour" are computed from the service clock.
 constexpr int64_t kNowSeconds = 1773145800;
 
-struct Reply {
-  int status = 0;
-  std::string body;
-  std::vector<std::pair<std::string, std::string>> headers;
-  std::string Header(std::string_view name) const {
-    for (const auto& [k, v] : headers) {
-      if (k.size() == name.size() && std::equal(k.begin(), k.end(), name.begin(), [](char a, char b) {
-            return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
-          })) {
-        return v;
-      }
-    }
-    return {};
-  }
-};
+using testing::Reply;
 
 class ConsoleApiTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / ("sluice-console-test-" + RandomHex(64));
-    auto st = store::Store::Open(dir_, store::StoreOptions{.clock = &clock_});
-    ASSERT_TRUE(st.ok()) << st.error().ToString();
-    store_ = std::move(st).value();
-    auto svc = api::Service::Create(
-        *store_, api::ServiceOptions{.admin_token = Secret(kAdminToken), .clock = &clock_});
-    ASSERT_TRUE(svc.ok()) << svc.error().ToString();
-    service_ = std::move(svc).value();
-    auto srv = http::Server::Create(http::ServerOptions{.listen_port = 0, .threads = 2}, service_->router(),
-                                    service_->observer());
-    ASSERT_TRUE(srv.ok()) << srv.error().ToString();
-    server_ = std::move(srv).value();
-    server_->Start();
-    base_ = "http://127.0.0.1:" + std::to_string(server_->port());
-    transport_ = http::MakeCurlTransport();
+    ASSERT_TRUE(api_.OpenStore(store::StoreOptions{.clock = &clock_}).ok());
+    auto served = api_.Serve(api::ServiceOptions{.admin_token = Secret(kAdminToken), .clock = &clock_});
+    ASSERT_TRUE(served.ok()) << served.error().ToString();
   }
 
-  void TearDown() override {
-    if (server_) server_->Shutdown(std::chrono::seconds(5));
-    server_.reset();
-    service_.reset();
-    if (store_) (void)store_->Close();
-    store_.reset();
-    std::filesystem::remove_all(dir_);
-  }
 
   Reply Send(const std::string& method, const std::string& path, std::string body = {},
-             std::vector<std::pair<std::string, std::string>> headers = {}) {
-    http::OutboundRequest req{.method = method, .url = base_ + path, .headers = std::move(headers)};
-    if (!body.empty() || method == "POST") req.body = http::RequestBody::FromString(std::move(body));
-    auto resp = transport_->Send(req, SteadyClock::now() + std::chrono::seconds(30));
-    EXPECT_TRUE(resp.ok()) << resp.error().ToString();
-    if (!resp.ok()) return {};
-    return Reply{resp->status, resp->body, resp->headers};
+             testing::Headers headers = {}) {
+    return api_.Send(method, path, std::move(body), std::move(headers));
   }
 
   static std::string Bearer() { return std::string("Bearer ") + kAdminToken; }
@@ -108,12 +70,7 @@ class ConsoleApiTest : public ::testing::Test {
   }
 
   FakeClock clock_{TimePoint(std::chrono::seconds(kNowSeconds))};
-  std::filesystem::path dir_;
-  std::unique_ptr<store::Store> store_;
-  std::unique_ptr<api::Service> service_;
-  std::unique_ptr<http::Server> server_;
-  std::unique_ptr<http::HttpTransport> transport_;
-  std::string base_;
+  testing::ApiHarness api_;
 };
 
 TEST_F(ConsoleApiTest, RootRedirectsToTheConsole) {
