@@ -16,5 +16,7 @@ run $B/store/bench_store
 run $B/aws/aws_sign_bench --benchmark_counters_tabular=true
 run $B/objstore/upload_bench
 run $B/pipeline/bench_export   # 5M events (QUICK=1: 500k), local dir + moto
+# The whole server exporting one imported day (type=local): events per server CPU-second, ratio to isa-l alone.
+run $B/pipeline/bench_export_process --events 300000 --runs $([ "${QUICK:-0}" = "1" ] && echo 1 || echo 3)
 run $B/cloudimport/import_bench --events $(( EVENTS < 2000000 ? EVENTS : 2000000 ))   # gzip NDJSON in moto
 run $B/load/bench_ingest_load --events "$EVENTS" --connections 8 --server-core 0

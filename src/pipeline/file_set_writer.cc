@@ -106,6 +106,30 @@ Status FileSetWriter::Append(std::string_view lines, uint64_t records) {
   return OkStatus();
 }
 
+Status FileSetWriter::AppendTaking(std::string& lines, uint64_t records) {
+  const bool whole_block = status_.ok() && !done_ && lines.size() >= options_.block_bytes &&
+                           lines.back() == '\n' &&
+                           part_uncompressed_ + lines.size() <= options_.max_file_uncompressed_bytes;
+  if (!whole_block) {
+    Status st = Append(lines, records);
+    lines.clear();
+    return st;
+  }
+  SLUICE_TRY(EnsureCompressor());
+  if (!writer_) SLUICE_TRY(OpenPart());
+  // Bytes an earlier Append left in the block being filled (e.g. after a part roll) go out as a shorter
+  // block, so that this one can be taken whole.
+  if (!compressor_->buffer().empty()) {
+    if (Status st = compressor_->Submit(); !st.ok()) return Fail(std::move(st).error());
+  }
+  part_records_ += records;
+  part_uncompressed_ += lines.size();
+  compressor_->buffer().swap(lines);
+  lines.clear();
+  if (Status st = compressor_->Submit(); !st.ok()) return Fail(std::move(st).error());
+  return OkStatus();
+}
+
 Status FileSetWriter::AppendToPart(std::string_view piece, uint64_t records) {
   if (!writer_) SLUICE_TRY(OpenPart());
   part_records_ += records;

@@ -78,6 +78,10 @@ class FileSetWriter {
   /// per-file counts without rescanning the bytes; only a piece split off at a file roll is counted).
   /// kInvalidArgument when `lines` does not end in '\n'.
   Status Append(std::string_view lines, uint64_t records);
+  /// As Append, and leaves `lines` empty; when `lines` holds at least a block and fits the open part, its
+  /// buffer becomes the next compression block as it is (swapped for a recycled one) instead of being copied.
+  /// The exporter's batches take this path: each byte is then written once, by the encoder.
+  Status AppendTaking(std::string& lines, uint64_t records);
   /// Flushes, completes every object, returns the files in part order. A writer that got no records produces
   /// zero files. The writer is done afterwards (further calls fail).
   Result<std::vector<FileEntry>> Finish();

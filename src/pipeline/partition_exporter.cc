@@ -43,8 +43,8 @@ class Batcher {
       return false;
     }
     if (records_ == 0) return status_.ok();
-    status_ = writer_.Append(buf_, records_);
-    buf_.clear();
+    status_ = writer_.AppendTaking(buf_, records_);  // hands a full batch over as a block, without a copy
+    buf_.reserve(batch_bytes_ + 64 * 1024);          // the buffer handed back may be a block's size exactly
     records_ = 0;
     return status_.ok();
   }
@@ -76,14 +76,14 @@ Result<std::vector<FileEntry>> WriteDataFiles(store::Store& store, objstore::Obj
   Status scan;
   switch (job.source) {
     case DataSource::kEvents:
-      for (int64_t hour = job.unit.first_hour; hour < job.unit.end_hour() && scan.ok() && batcher.status().ok();
-           ++hour) {
-        scan = store.ScanPartition(job.project, static_cast<store::Hour>(hour), [&](const store::EventView& e) {
-          if (job.selector && !job.selector->Accepts(e)) return true;
-          AppendEventRecord(e, batcher.buffer());
-          return batcher.Added();
-        });
-      }
+      // One scan for the whole unit (a day is 24 partitions): one store iterator and snapshot.
+      scan =
+          store.ScanPartitions(job.project, static_cast<store::Hour>(job.unit.first_hour),
+                               static_cast<store::Hour>(job.unit.end_hour()), [&](const store::EventView& e) {
+                                 if (job.selector && !job.selector->Accepts(e)) return true;
+                                 AppendEventRecord(e, batcher.buffer());
+                                 return batcher.Added();
+                               });
       break;
     case DataSource::kPeople:
       scan = store.ScanProfiles(job.project, [&](std::string_view distinct_id, std::string_view profile) {

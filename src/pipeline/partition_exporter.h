@@ -73,8 +73,9 @@ struct ExportJob {
 
 struct ExporterOptions {
   FileSetOptions files;  // compression is taken from the job
-  /// Encoded bytes handed to the file writer at a time.
-  size_t batch_bytes = 512 * 1024;
+  /// Encoded bytes handed to the file writer at a time. At least files.block_bytes, a batch becomes one
+  /// compression block as it is (FileSetWriter::AppendTaking), without being copied.
+  size_t batch_bytes = 1 << 20;
   /// Upper bound when probing an abandoned generation's parts.
   int max_parts = 100'000;
   /// Polled between batches; true stops the export with kCancelled (pause, cancel, shutdown). Nothing published

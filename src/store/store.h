@@ -100,6 +100,21 @@ class Store {
   /// Calls `fn` for every stored event of one partition (order unspecified but stable). `fn` returns false to
   /// stop early. Reads a consistent snapshot.
   virtual Status ScanPartition(uint32_t project, Hour hour, const std::function<bool(const EventView&)>& fn) = 0;
+  /// Calls `fn` for every stored event of the partitions with hour in [first, end), hour by hour ascending
+  /// (within an hour as ScanPartition), from one consistent snapshot. `fn` returns false to stop early. A
+  /// day's export uses this: RocksStore sets up one iterator for the whole range, and setting one up sorts
+  /// the unflushed events of the write buffer, which per hour cost 24 sorts a day (~45% of an export's CPU
+  /// right after an import). The default scans hour by hour (one snapshot per hour).
+  virtual Status ScanPartitions(uint32_t project, Hour first, Hour end,
+                                const std::function<bool(const EventView&)>& fn) {
+    bool stopped = false;
+    for (Hour hour = first; hour < end && !stopped; ++hour) {
+      Status s =
+          ScanPartition(project, hour, [&](const EventView& e) { return fn(e) || (stopped = true, false); });
+      if (!s.ok()) return s;
+    }
+    return OkStatus();
+  }
 
   /// Partitions of `project` with hour in [from, to], ascending by hour.
   virtual Result<std::vector<PartitionInfo>> ListPartitions(uint32_t project, Hour from, Hour to) = 0;

@@ -123,6 +123,45 @@ TEST(FileSetWriterTest, RollsAtLineBoundariesWithExactCountsAndChecksums) {
   }
 }
 
+TEST(FileSetWriterTest, AppendTakingKeepsLinesOrderAndCountsAcrossRollsAndBothPaths) {
+  // Batches of 1..400 lines of up to 400 bytes: some hold a whole 64 KiB block (taken as the block), some
+  // less (copied), and some do not fit the open 300 kB part (split at a line boundary).
+  const auto lines = MakeLines(8000, 400, 11);
+  for (Compression c : {Compression::kGzip, Compression::kNone}) {
+    for (int threads : {0, 2}) {
+      FakeObjectStore store;
+      const uint64_t limit = 300'000;
+      FileSetWriter w(store, KeyFor,
+                      {.compression = c,
+                       .max_file_uncompressed_bytes = limit,
+                       .block_bytes = 64 << 10,
+                       .compress_threads = threads},
+                      {});
+      std::mt19937_64 rng(12);
+      std::string all;
+      for (size_t i = 0; i < lines.size();) {
+        const size_t n = std::min(lines.size() - i, 1 + static_cast<size_t>(rng() % 400));
+        std::string batch;
+        for (size_t k = 0; k < n; ++k) batch += lines[i + k];
+        all += batch;
+        ASSERT_TRUE(w.AppendTaking(batch, n).ok());
+        EXPECT_TRUE(batch.empty());
+        i += n;
+      }
+      EXPECT_EQ(w.records(), lines.size());
+      EXPECT_EQ(w.uncompressed_bytes(), all.size());
+      auto files = w.Finish();
+      ASSERT_TRUE(files.ok()) << files.error().ToString();
+      EXPECT_GE(files->size(), (all.size() + limit - 1) / limit);
+      uint64_t records = 0;
+      for (const FileEntry& f : *files) records += f.records;
+      EXPECT_EQ(records, lines.size());
+      EXPECT_TRUE(VerifyFiles(store, *files, c, limit) == all)
+          << "files do not hold the appended lines in order";
+    }
+  }
+}
+
 TEST(FileSetWriterTest, OneAppendLargerThanSeveralFilesIsSplit) {
   const auto lines = MakeLines(3000, 200, 3);
   std::string all;

@@ -247,6 +247,45 @@ TEST_F(StoreTest, ScanSeesASnapshot) {
   EXPECT_EQ(Scan(*store_, 1, kHour).size(), 100u);
 }
 
+TEST_F(StoreTest, ScanPartitionsReadsTheRangeHourByHour) {
+  std::vector<Event> events;
+  // Project 1: one event before the range, 3/2/1 events in its three hours, one at its end hour.
+  events.push_back(MakeEvent("before", kHourStartUs - 1'000'000));
+  for (int h = 0; h < 3; ++h) {
+    for (int i = 0; i < 3 - h; ++i) {
+      events.push_back(MakeEvent("h" + std::to_string(h) + "-" + std::to_string(i),
+                                 kHourStartUs + h * 3'600'000'000LL + i * 1'000'000));
+    }
+  }
+  events.push_back(MakeEvent("end", kHourStartUs + 3 * 3'600'000'000LL));
+  ASSERT_TRUE(store_->WriteEvents(1, events).ok());
+  Event other = MakeEvent("other-project");
+  ASSERT_TRUE(store_->WriteEvents(2, std::span<const Event>(&other, 1)).ok());
+
+  std::vector<std::string> seen;
+  ASSERT_TRUE(store_
+                  ->ScanPartitions(1, kHour, kHour + 3,
+                                   [&](const EventView& v) {
+                                     seen.emplace_back(v.insert_id);
+                                     return true;
+                                   })
+                  .ok());
+  ASSERT_EQ(seen.size(), 6u);
+  // Hour by hour: the ids of hour 0 first, then hour 1, then hour 2.
+  for (size_t i = 0; i < seen.size(); ++i) {
+    EXPECT_EQ(seen[i].substr(0, 2), i < 3 ? "h0" : i < 5 ? "h1" : "h2") << i;
+  }
+
+  int calls = 0;
+  ASSERT_TRUE(
+      store_->ScanPartitions(1, kHour, kHour + 3, [&](const EventView&) { return ++calls < 4; }).ok());
+  EXPECT_EQ(calls, 4);
+  calls = 0;
+  ASSERT_TRUE(
+      store_->ScanPartitions(1, kHour + 3, kHour + 3, [&](const EventView&) { return ++calls > 0; }).ok());
+  EXPECT_EQ(calls, 0);
+}
+
 TEST_F(StoreTest, ChangeSeqIsMonotonicAcrossReopen) {
   EXPECT_EQ(store_->LastChangeSeq(), 0u);
   Event e = MakeEvent("a");
