@@ -251,6 +251,9 @@ int Run(const Flags& f) {
   (void)(*store)->UpdateProject(*project);
   MetricsRegistry metrics;
   NullEventStore null_store(**store);
+  // The operator's allowance for moto's endpoint (as `sluice serve` takes it from the environment): S3 at the
+  // connector's s3_endpoint and STS both go to moto.
+  if (moto) ::setenv("AWS_ENDPOINT_URL", moto->Endpoint().c_str(), 1);
   cloudimport::ConnectorManager::Options mo;
   mo.store = f.null_store ? static_cast<store::Store*>(&null_store) : store->get();
   mo.metrics = &metrics;

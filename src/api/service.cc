@@ -38,6 +38,9 @@ Status ServiceImpl::Init() {
   SLUICE_TRY(projects_.Load());
   registry_->GaugeCallback("sluice_store_size_bytes", "Approximate on-disk size of the embedded store",
                            [this] { return static_cast<double>(store_.ApproximateSizeBytes()); });
+  registry_->CounterCallback("sluice_store_stall_seconds_total",
+                             "Seconds writes waited on store write stalls (flushes or L0 compaction behind)",
+                             [this] { return store_.StallSeconds(); });
   registry_->GaugeCallback("sluice_projects", "Projects defined",
                            [this] { return static_cast<double>(projects_.List().size()); });
   auto bind = [this](http::Response (ServiceImpl::*fn)(http::Request&)) {

@@ -40,9 +40,7 @@ LineReader::LineReader(Options options, LineFn fn) : options_(std::move(options)
   if (options_.compression == Compression::kGzip) out_ = std::make_unique<char[]>(kOutBytes);
 }
 
-LineReader::~LineReader() {
-  if (z_ready_) inflateEnd(z_.get());
-}
+LineReader::~LineReader() = default;
 
 Status LineReader::Fail(Error e) {
   error_ = e;
@@ -84,31 +82,58 @@ Status LineReader::Feed(std::string_view data) {
   return options_.compression == Compression::kGzip ? Inflate(data) : Split(data);
 }
 
+static const char* IsalInflateError(int rc) {
+  switch (rc) {
+    case ISAL_INVALID_BLOCK:
+      return "invalid deflate block";
+    case ISAL_INVALID_SYMBOL:
+      return "invalid deflate symbol";
+    case ISAL_INVALID_LOOKBACK:
+      return "invalid lookback distance";
+    case ISAL_INVALID_WRAPPER:
+      return "incorrect header check";
+    case ISAL_INCORRECT_CHECKSUM:
+      return "incorrect data check";
+    default:
+      return "corrupt stream";
+  }
+}
+
 Status LineReader::Inflate(std::string_view data) {
   if (!z_ready_) {
-    z_ = std::make_unique<z_stream>();
-    std::memset(z_.get(), 0, sizeof(z_stream));
-    if (inflateInit2(z_.get(), 16 + MAX_WBITS) != Z_OK) return Fail(Internal("zlib inflateInit2 failed"));
+    z_ = std::make_unique<inflate_state>();
+    isal_inflate_init(z_.get());
+    z_->crc_flag = ISAL_GZIP;  // parses the gzip header and checks the CRC32 and size trailer
     z_ready_ = true;
   }
-  z_stream& z = *z_;
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  z.avail_in = static_cast<uInt>(data.size());
-  while (z.avail_in > 0) {
+  inflate_state& z = *z_;
+  // isa-l counts input in 32 bits: feed larger chunks in pieces.
+  while (data.size() > (1u << 30)) {
+    SLUICE_TRY(Inflate(data.substr(0, 1u << 30)));
+    data.remove_prefix(1u << 30);
+  }
+  z.next_in = reinterpret_cast<uint8_t*>(const_cast<char*>(data.data()));
+  z.avail_in = static_cast<uint32_t>(data.size());
+  while (true) {
     if (member_ended_) {
+      if (z.avail_in == 0) break;
       // Another gzip member follows the one that ended (concatenated gzip files are valid gzip).
-      inflateReset(z_.get());
+      uint8_t* next_in = z.next_in;
+      const uint32_t avail_in = z.avail_in;
+      isal_inflate_reset(&z);
+      z.crc_flag = ISAL_GZIP;
+      z.next_in = next_in;
+      z.avail_in = avail_in;
       member_ended_ = false;
     }
-    z.next_out = reinterpret_cast<Bytef*>(out_.get());
+    z.next_out = reinterpret_cast<uint8_t*>(out_.get());
     z.avail_out = kOutBytes;
-    const uInt before_in = z.avail_in;
-    int rc = inflate(&z, Z_NO_FLUSH);
+    const uint32_t before_in = z.avail_in;
+    const int rc = isal_inflate(&z);
     const size_t produced = kOutBytes - z.avail_out;
-    if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) {
-      return Fail(
-          InvalidArgument(fmt::format("{} is not valid gzip data near compressed byte {}: {}", options_.file,
-                                      bytes_in_ - z.avail_in, z.msg ? z.msg : "corrupt stream")));
+    if (rc < 0) {
+      return Fail(InvalidArgument(fmt::format("{} is not valid gzip data near compressed byte {}: {}",
+                                              options_.file, bytes_in_ - z.avail_in, IsalInflateError(rc))));
     }
     if (produced > 0) {
       // Checked before the lines are handed on: a bomb stops after its first megabytes.
@@ -125,8 +150,14 @@ Status LineReader::Inflate(std::string_view data) {
       }
       SLUICE_TRY(Split(std::string_view(out_.get(), produced)));
     }
-    if (rc == Z_STREAM_END) member_ended_ = true;
-    if (rc == Z_BUF_ERROR && produced == 0 && z.avail_in == before_in) break;  // needs more input
+    if (z.block_state == ISAL_BLOCK_FINISH) {
+      member_ended_ = true;
+      continue;
+    }
+    // isa-l keeps input and output of its own between calls: stop only when it has consumed every byte and
+    // did not fill the output (a full output may hide more to drain), or when it made no progress at all.
+    if (produced < kOutBytes && z.avail_in == 0) break;
+    if (produced == 0 && z.avail_in == before_in) break;
   }
   return OkStatus();
 }

@@ -1,4 +1,4 @@
-// LineReader: the bytes of one object, as they stream in, to NDJSON lines — gzip inflated on the fly (zlib;
+// LineReader: the bytes of one object, as they stream in, to NDJSON lines — gzip inflated on the fly (isa-l;
 // concatenated members allowed), with bounded memory whatever the file size: one inflate window, one output
 // buffer and at most one partial line of `max_line_bytes` (longer lines are skipped and reported, not
 // buffered).
@@ -20,7 +20,7 @@
 // message saying what to do.
 #pragma once
 
-#include <zlib.h>
+#include <isa-l/igzip_lib.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -92,7 +92,7 @@ class LineReader {
 
   Options options_;
   LineFn fn_;
-  std::unique_ptr<z_stream> z_;
+  std::unique_ptr<inflate_state> z_;  // isa-l: ~3x zlib's inflate speed on NDJSON
   bool z_ready_ = false;
   bool member_ended_ = false;  // the last inflate call finished a gzip member
   std::unique_ptr<char[]> out_;

@@ -196,8 +196,9 @@ void HistogramFamily::RenderChild(std::string& out, const std::vector<std::strin
   out += '\n';
 }
 
-CallbackGauge::CallbackGauge(std::string name, std::string help, std::function<double()> callback)
-    : FamilyBase(std::move(name), std::move(help), {}, "gauge"), callback_(std::move(callback)) {}
+CallbackGauge::CallbackGauge(std::string name, std::string help, std::function<double()> callback,
+                             std::string_view type)
+    : FamilyBase(std::move(name), std::move(help), {}, type), callback_(std::move(callback)) {}
 
 void CallbackGauge::RenderSamples(std::string& out) const {
   out += name();
@@ -264,6 +265,15 @@ void MetricsRegistry::GaugeCallback(std::string_view name, std::string_view help
   });
   // Two callbacks for one series would silently drop one of them.
   if (!created) throw std::logic_error("gauge callback " + std::string(name) + " is already registered");
+}
+
+void MetricsRegistry::CounterCallback(std::string_view name, std::string_view help, std::function<double()> callback) {
+  bool created = false;
+  Register<CallbackGauge>(name, "counter", {}, [&] {
+    created = true;
+    return std::make_unique<CallbackGauge>(std::string(name), std::string(help), std::move(callback), "counter");
+  });
+  if (!created) throw std::logic_error("counter callback " + std::string(name) + " is already registered");
 }
 
 std::string MetricsRegistry::Render() const {

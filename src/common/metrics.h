@@ -186,7 +186,8 @@ class HistogramFamily final : public metrics_internal::Family<Histogram> {
 /// A gauge computed when scraped (store size, queue depth): nothing to update on the hot path.
 class CallbackGauge final : public metrics_internal::FamilyBase {
  public:
-  CallbackGauge(std::string name, std::string help, std::function<double()> callback);
+  CallbackGauge(std::string name, std::string help, std::function<double()> callback,
+                std::string_view type = "gauge");
 
  private:
   void RenderSamples(std::string& out) const override;
@@ -211,6 +212,8 @@ class MetricsRegistry {
   /// Registers an unlabelled gauge whose value `callback` computes at every scrape. The callback runs on the
   /// scraping thread without registry locks held, so it may take its own locks. A name can carry one callback.
   void GaugeCallback(std::string_view name, std::string_view help, std::function<double()> callback);
+  /// As GaugeCallback, for a monotonic total kept elsewhere (rendered with TYPE counter).
+  void CounterCallback(std::string_view name, std::string_view help, std::function<double()> callback);
 
   /// The whole registry in the text exposition format 0.0.4
   /// (serve as `Content-Type: text/plain; version=0.0.4; charset=utf-8`).

@@ -3,8 +3,8 @@
 // for the modules above (pipelines, connectors).
 //
 // Thread-safety: every method may be called from any thread concurrently.
-// Durability: every write method returns only after its data is in the synced WAL; concurrent writers are
-// group-committed by RocksDB (one fsync serves all writers waiting at that moment).
+// Durability: every write method returns only after its data is in the synced journal (journal.h);
+// concurrent writers are group-committed (one write and one fsync serve all writers waiting at that moment).
 #pragma once
 
 #include <cstdint>
@@ -70,6 +70,9 @@ struct StoreOptions {
   /// Stamps `ingested_ms` on written events; nullptr = SystemClock::Instance(). Not owned; must outlive the
   /// store.
   const Clock* clock = nullptr;
+  /// Tests only: called by the write leader after a group is in the journal and before it is applied (a
+  /// crash test kills the process there).
+  std::function<void()> after_journal_append_for_testing;
 };
 
 /// Decision of a profile mutation callback.
@@ -168,6 +171,9 @@ class Store {
                           const std::function<bool(std::string_view key, std::string_view value)>& fn) = 0;
 
   // ---- Operations -----------------------------------------------------------------------------------------
+  /// Seconds writers have been held back by the store (RocksDB write stalls and slowdowns: flushes or L0
+  /// compaction behind), for /metrics.
+  virtual double StallSeconds() { return 0; }
   /// Approximate on-disk size (SST + WAL + blobs), for /metrics.
   virtual uint64_t ApproximateSizeBytes() = 0;
   /// Flushes memtables and closes cleanly; further calls fail. Also done by the destructor.

@@ -473,6 +473,8 @@ TEST_F(ApiTest, MetricsCountRequestsAndEvents) {
             std::string::npos);
   EXPECT_NE(m.body.find("sluice_http_request_duration_seconds_bucket"), std::string::npos);
   EXPECT_NE(m.body.find("sluice_store_size_bytes"), std::string::npos);
+  EXPECT_NE(m.body.find("# TYPE sluice_store_stall_seconds_total counter\nsluice_store_stall_seconds_total "),
+            std::string::npos);
 }
 
 TEST_F(ApiTest, ExportRefusesDatesBefore1970) {

@@ -372,7 +372,7 @@ TEST(FaultsTest, DataDirWithServerStateButNoStoreRefusesToStart) {
 // ---- corruption
 // -------------------------------------------------------------------------------------------------
 
-TEST(FaultsTest, WalDamagedInTheMiddleRefusesToStartNamingTheDamage) {
+TEST(FaultsTest, JournalDamagedInTheMiddleRefusesToStartNamingTheDamage) {
   auto dir = TempDir("wal-damage");
   ServerProcess server(dir);
   std::string error;
@@ -383,16 +383,17 @@ TEST(FaultsTest, WalDamagedInTheMiddleRefusesToStartNamingTheDamage) {
     auto r = Import(server, project, ImportBody("w" + std::to_string(b), 500, time, 64, nullptr));
     ASSERT_EQ(r.status, 200) << r.body;
   }
-  // SIGKILL: the 20,000 acknowledged events live only in the WAL (a clean stop would flush them to an SST).
+  // SIGKILL: the 20,000 acknowledged events live only in the store's journal (a clean stop would flush them
+  // to an SST and delete it).
   server.Kill();
-  const fs::path wal = LargestFile(dir / "store", ".log");
+  const fs::path wal = LargestFile(dir / "store" / "journal", ".jnl");
   ASSERT_FALSE(wal.empty());
   const uintmax_t size = fs::file_size(wal);
   ASSERT_GT(size, 1u << 20);
   Damage(wal, size / 2, 512);
 
   ServeOutcome outcome = RunServe(dir, {});
-  EXPECT_FALSE(outcome.started) << "the server started on a WAL damaged in the middle:\n"
+  EXPECT_FALSE(outcome.started) << "the server started on a journal damaged in the middle:\n"
                                 << outcome.stderr_text;
   EXPECT_FALSE(outcome.signaled) << outcome.stderr_text;
   EXPECT_EQ(outcome.exit_code, 1) << outcome.stderr_text;

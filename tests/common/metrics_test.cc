@@ -73,6 +73,15 @@ TEST(MetricsTest, GaugeCallbackEvaluatedAtScrape) {
   EXPECT_THROW(registry.GaugeCallback("store_bytes", "again", [] { return 0.0; }), std::logic_error);
 }
 
+TEST(MetricsTest, CounterCallbackRendersAsACounter) {
+  MetricsRegistry registry;
+  double stalled = 0.25;
+  registry.CounterCallback("stall_seconds_total", "Stalls", [&] { return stalled; });
+  EXPECT_EQ(registry.Render(),
+            "# HELP stall_seconds_total Stalls\n# TYPE stall_seconds_total counter\nstall_seconds_total 0.25\n");
+  EXPECT_THROW(registry.CounterCallback("stall_seconds_total", "again", [] { return 0.0; }), std::logic_error);
+}
+
 TEST(MetricsTest, HistogramBucketsAreCumulativeAndInclusive) {
   MetricsRegistry registry;
   auto& latency = registry.Histogram("latency_seconds", "Latency", {"route"}, {0.005, 0.1, 1});

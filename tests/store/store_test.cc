@@ -705,6 +705,8 @@ TEST_F(StoreTest, RejectsEventsBeforeTheEpoch) {
 }  // namespace
 inline constexpr char kCrashDirEnv[] = "SLUICE_STORE_CRASH_DIR";
 inline constexpr char kCrashFdEnv[] = "SLUICE_STORE_CRASH_FD";
+/// When set to K, the child kills itself with SIGKILL after batch K is in the journal, before it is applied.
+inline constexpr char kCrashAtBatchEnv[] = "SLUICE_STORE_CRASH_AT_BATCH";
 namespace {
 constexpr int kCrashEventsPerBatch = 20;
 constexpr uint32_t kCrashMaxBatches = 200'000;
@@ -718,7 +720,14 @@ Event CrashEvent(uint32_t batch, int j) {
 }  // namespace
 /// The crash test's child: writes numbered batches and reports each acknowledged one on `fd` until killed.
 int RunCrashChild(const char* dir, int fd) {
-  auto store = OpenOrDie(dir);
+  StoreOptions options;
+  if (const char* at = std::getenv(kCrashAtBatchEnv)) {
+    const uint32_t kill_at = static_cast<uint32_t>(std::atoi(at));
+    options.after_journal_append_for_testing = [kill_at, groups = uint32_t{0}]() mutable {
+      if (++groups == kill_at) ::raise(SIGKILL);
+    };
+  }
+  auto store = OpenOrDie(dir, options);
   if (store == nullptr) return 2;
   for (uint32_t batch = 1; batch <= kCrashMaxBatches; ++batch) {
     std::vector<Event> events;
@@ -730,6 +739,63 @@ int RunCrashChild(const char* dir, int fd) {
   return 0;
 }
 namespace {
+
+TEST(StoreCrashTest, SigkillBetweenJournalAndApplyLosesNothingAndAppliesOnce) {
+  // One writer, one batch per group: group K is batch K. Batch K is journaled, never applied nor acknowledged.
+  constexpr uint32_t kKillAt = 40;
+  TempDir dir;
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::close(fds[0]);
+    ::setenv(kCrashDirEnv, dir.path().c_str(), 1);
+    ::setenv(kCrashFdEnv, std::to_string(fds[1]).c_str(), 1);
+    ::setenv(kCrashAtBatchEnv, std::to_string(kKillAt).c_str(), 1);
+    ::execl("/proc/self/exe", "store_test", nullptr);
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  uint32_t acked = 0;
+  uint32_t batch = 0;
+  while (::read(fds[0], &batch, sizeof batch) == static_cast<ssize_t>(sizeof batch)) acked = batch;
+  ::close(fds[0]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "status " << status;
+  ASSERT_EQ(acked, kKillAt - 1);
+
+  auto store = OpenOrDie(dir.path());
+  ASSERT_NE(store, nullptr);
+  std::set<std::string> present;
+  uint64_t writes = 0;
+  auto parts = store->ListPartitions(1, 0, ~Hour{0});
+  ASSERT_TRUE(parts.ok());
+  for (const auto& part : *parts) {
+    writes += part.writes;
+    ASSERT_TRUE(store->ScanPartition(1, part.hour, [&](const EventView& v) {
+                       present.emplace(v.insert_id);
+                       return true;
+                     }).ok());
+  }
+  // Every journaled batch is there (the unacknowledged last one too: it was in the synced journal), once.
+  EXPECT_EQ(present.size(), size_t{kKillAt} * kCrashEventsPerBatch);
+  EXPECT_EQ(writes, uint64_t{kKillAt} * kCrashEventsPerBatch);
+  for (uint32_t b = 1; b <= kKillAt; ++b) {
+    ASSERT_TRUE(present.contains(CrashEvent(b, 0).insert_id)) << "batch " << b;
+    ASSERT_TRUE(store->ResolveDevice(1, "dev-" + std::to_string(b))->has_value()) << b;
+  }
+  // And replaying it again (reopen without new writes) changes nothing.
+  ASSERT_TRUE(store->Close().ok());
+  store = OpenOrDie(dir.path());
+  ASSERT_NE(store, nullptr);
+  uint64_t writes_again = 0;
+  auto parts_again = store->ListPartitions(1, 0, ~Hour{0});
+  ASSERT_TRUE(parts_again.ok());
+  for (const auto& part : *parts_again) writes_again += part.writes;
+  EXPECT_EQ(writes_again, writes);
+}
 
 TEST(StoreCrashTest, AcknowledgedBatchesSurviveSigkill) {
   TempDir dir;
