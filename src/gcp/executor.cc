@@ -7,6 +7,7 @@
 #include <boost/json.hpp>
 #include <regex>
 
+#include "cloud/provider_error.h"
 #include "gcp/credentials.h"
 
 namespace sluice::gcp {
@@ -30,9 +31,9 @@ GoogleErrorBody ParseErrorBody(std::string_view body) {
   const auto* err = o.if_contains("error");
   if (err == nullptr) return out;
   if (err->is_string()) {  // OAuth: {"error":"invalid_grant","error_description":"…"}
-    out.reason = std::string(err->as_string());
-    if (const auto* d = o.if_contains("error_description"); d && d->is_string()) {
-      out.message = std::string(d->as_string());
+    if (auto oauth = cloud::ParseOAuthError(body)) {
+      out.reason = std::move(oauth->error);
+      out.message = std::move(oauth->description);
     }
     return out;
   }
@@ -56,13 +57,6 @@ GoogleErrorBody ParseErrorBody(std::string_view body) {
   return out;
 }
 
-std::string Printable(std::string_view body) {
-  std::string s(body.substr(0, 300));
-  for (char& c : s) {
-    if (static_cast<unsigned char>(c) < 0x20) c = ' ';
-  }
-  return s;
-}
 
 }  // namespace
 
@@ -116,7 +110,7 @@ Error ClassifyGoogleResponse(const http::OutboundResponse& response, std::string
   } else if (status >= 500) {
     code = ErrorCode::kTransient;
   }
-  std::string text = body.message.empty() ? Printable(response.body) : body.message;
+  std::string text = body.message.empty() ? cloud::PrintableExcerpt(response.body) : body.message;
   std::string message = fmt::format("{} answered HTTP {}", operation, status);
   if (!body.reason.empty()) message += fmt::format(" ({})", body.reason);
   if (!text.empty()) message += ": " + text;
