@@ -130,16 +130,8 @@ Error ClassifyAzureResponse(const http::OutboundResponse& response, std::string_
   } else if (status >= 500) {
     code = ErrorCode::kTransient;
   }
-  std::string text = body.message.empty() ? cloud::PrintableExcerpt(response.body) : body.message;
-  std::string message = fmt::format("{} answered HTTP {}", operation, status);
-  if (!body.code.empty()) message += fmt::format(" ({})", body.code);
-  if (!text.empty()) message += ": " + text;
-  if (!hint.empty()) message += fmt::format("; {}", hint);
-  Error error(code, std::move(message));
-  error.http_status = status;
-  error.provider_code = body.code;
-  error.request_id = std::string(response.Header("x-ms-request-id"));
-  return error;
+  return cloud::AnsweredError(code, operation, response, body.code, body.message, {std::string(hint)},
+                              "x-ms-request-id");
 }
 
 Executor::Executor(Options options)

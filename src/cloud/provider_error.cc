@@ -1,5 +1,7 @@
 #include "cloud/provider_error.h"
 
+#include <fmt/format.h>
+
 #include <boost/json.hpp>
 
 namespace sluice::cloud {
@@ -25,6 +27,23 @@ std::string PrintableExcerpt(std::string_view body) {
     if (static_cast<unsigned char>(c) < 0x20) c = ' ';
   }
   return s;
+}
+
+Error AnsweredError(ErrorCode code, std::string_view operation, const http::OutboundResponse& response,
+                    std::string_view provider_code, std::string_view provider_message,
+                    const std::vector<std::string>& notes, std::string_view request_id_header) {
+  std::string text = provider_message.empty() ? PrintableExcerpt(response.body) : std::string(provider_message);
+  std::string message = fmt::format("{} answered HTTP {}", operation, response.status);
+  if (!provider_code.empty()) message += fmt::format(" ({})", provider_code);
+  if (!text.empty()) message += ": " + text;
+  for (const auto& note : notes) {
+    if (!note.empty()) message += "; " + note;
+  }
+  Error error(code, std::move(message));
+  error.http_status = response.status;
+  error.provider_code = std::string(provider_code);
+  error.request_id = std::string(response.Header(request_id_header));
+  return error;
 }
 
 }  // namespace sluice::cloud

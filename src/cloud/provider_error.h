@@ -6,6 +6,10 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "common/error.h"
+#include "http/transport.h"
 
 namespace sluice::cloud {
 
@@ -19,5 +23,13 @@ std::optional<OAuthError> ParseOAuthError(std::string_view body);
 
 /// The first 300 bytes of `body` with control characters replaced by spaces (safe in one log line).
 std::string PrintableExcerpt(std::string_view body);
+
+/// The Error for a classified non-2xx answer, worded alike for every provider:
+///   "<operation> answered HTTP <status> (<provider_code>): <provider_message, else a printable excerpt of the
+///   body>; <note>; <note>"
+/// with http_status, provider_code and request_id (the value of the `request_id_header` response header) set.
+Error AnsweredError(ErrorCode code, std::string_view operation, const http::OutboundResponse& response,
+                    std::string_view provider_code, std::string_view provider_message,
+                    const std::vector<std::string>& notes, std::string_view request_id_header);
 
 }  // namespace sluice::cloud

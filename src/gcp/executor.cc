@@ -110,17 +110,11 @@ Error ClassifyGoogleResponse(const http::OutboundResponse& response, std::string
   } else if (status >= 500) {
     code = ErrorCode::kTransient;
   }
-  std::string text = body.message.empty() ? cloud::PrintableExcerpt(response.body) : body.message;
-  std::string message = fmt::format("{} answered HTTP {}", operation, status);
-  if (!body.reason.empty()) message += fmt::format(" ({})", body.reason);
-  if (!text.empty()) message += ": " + text;
   std::string permission = code == ErrorCode::kAccessDenied ? PermissionInMessage(body.message) : "";
-  if (!permission.empty()) message += fmt::format("; missing permission {}", permission);
-  if (!hint.empty()) message += "; " + hint;
-  Error error(code, std::move(message));
-  error.http_status = status;
-  error.provider_code = permission.empty() ? body.reason : permission;
-  error.request_id = std::string(response.Header("x-guploader-uploadid"));
+  Error error = cloud::AnsweredError(code, operation, response, body.reason, body.message,
+                                     {permission.empty() ? "" : "missing permission " + permission, hint},
+                                     "x-guploader-uploadid");
+  if (!permission.empty()) error.provider_code = permission;
   return error;
 }
 
