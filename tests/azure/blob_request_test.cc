@@ -78,8 +78,9 @@ TEST(BlobRequest, EncryptionHeadersAreChosenPerOperation) {
 
 TEST(BlobRequest, NamesAndEndpointsATenantSendsAreValidated) {
   EXPECT_TRUE(ValidateContainerName("exports-2024").ok());
-  for (const char* bad : {"ex", "Exports", "ex--ports", "-exports", "exports-", "ex/ports", "ex.ports",
-                          "exports?comp=list", std::string(64, 'a').c_str()}) {
+  const std::vector<std::string> bad_containers = {"ex",       "Exports",  "ex--ports", "-exports", "exports-",
+                                                   "ex/ports", "ex.ports", "exports?comp=list", std::string(64, 'a')};
+  for (const std::string& bad : bad_containers) {
     EXPECT_FALSE(ValidateContainerName(bad).ok()) << bad;
   }
   EXPECT_TRUE(ValidateAccountName("acme0events").ok());
