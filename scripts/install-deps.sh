@@ -2,7 +2,8 @@
 # Installs every Debian 12 package Sluice needs to build, test and run. Run as root (or with sudo available).
 #   scripts/install-deps.sh          what building and running Sluice needs
 #   scripts/install-deps.sh --test   also the test tools: Debian's Chromium and Node.js, and the npm packages in
-#                                    tests/node (Mixpanel's official SDKs, playwright-core) pinned by its lockfile
+#                                    tests/node (Mixpanel's official SDKs, playwright-core, Azurite) pinned by its
+#                                    lockfile
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WITH_TEST_TOOLS=0

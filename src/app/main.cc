@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include "app/cmd_aws.h"
+#include "app/cmd_azure.h"
 #include "app/cmd_destination.h"
 #include "app/cmd_gcp.h"
 #include "app/cmd_import.h"
@@ -23,6 +24,7 @@ int main(int argc, char** argv) {
   sluice::app::RegisterAwsCommands(app);
   sluice::app::RegisterDestinationCommands(app);
   sluice::app::RegisterGcpCommands(app);
+  sluice::app::RegisterAzureCommands(app);
   sluice::app::RegisterImportCommands(app, exit_code);
   sluice::app::RegisterPipelineCommands(app, exit_code);
   CLI11_PARSE(app, argc, argv);

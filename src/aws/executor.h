@@ -1,4 +1,4 @@
-// aws::Executor: the one layer that sends AWS requests with retries. Per attempt it builds the request (bodies
+// aws::Executor: the one layer that sends AWS requests with retries (the shared cloud::RetryLoop). Per attempt it builds the request (bodies
 // are re-creatable), gets credentials, signs with the current time, sends through HttpTransport with a deadline,
 // classifies the response (aws/errors.h) and, for retryable classes, backs off with full jitter and tries again —
 // re-signing every attempt. On ExpiredToken it invalidates the credentials provider and retries once.
@@ -92,6 +92,7 @@ class Executor {
 
  private:
   Options options_;
+  cloud::RetryLoop loop_;
   mutable std::atomic<int64_t> clock_offset_s_{0};
 };
 

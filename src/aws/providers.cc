@@ -162,54 +162,15 @@ std::optional<std::string> ProfileCredentialsProvider::Region() const {
   return r->second;
 }
 
-RefreshingCredentialsProvider::RefreshingCredentialsProvider(RefreshOptions options) : options_(options) {
-  if (options_.clock == nullptr) options_.clock = &SystemClock::Instance();
-}
+RefreshingCredentialsProvider::RefreshingCredentialsProvider(RefreshOptions options)
+    : cache_(options, "credentials") {}
 
-int RefreshingCredentialsProvider::refresh_count() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return refresh_count_;
-}
+int RefreshingCredentialsProvider::refresh_count() const { return cache_.refresh_count(); }
 
 Result<Credentials> RefreshingCredentialsProvider::Get() {
-  auto fresh = [&]() -> std::optional<Credentials> {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!cached_) return std::nullopt;
-    TimePoint now = options_.clock->Now();
-    if (!cached_->ExpiresWithin(now, options_.refresh_margin)) return *cached_;
-    // Inside the refresh window after a failed refresh: keep serving the still-valid credentials until the
-    // retry interval has passed.
-    if (next_attempt_ && now < *next_attempt_ && !cached_->ExpiresWithin(now, std::chrono::seconds(0))) {
-      return *cached_;
-    }
-    return std::nullopt;
-  };
-  if (auto c = fresh()) return *c;
-
-  std::lock_guard<std::mutex> refresh_lock(refresh_mu_);
-  if (auto c = fresh()) return *c;  // another thread refreshed while we waited
-  Result<Credentials> fetched = Fetch();
-  std::lock_guard<std::mutex> lock(mu_);
-  TimePoint now = options_.clock->Now();
-  if (fetched.ok()) {
-    cached_ = *fetched;
-    next_attempt_.reset();
-    ++refresh_count_;
-    return *fetched;
-  }
-  if (cached_ && !cached_->ExpiresWithin(now, std::chrono::seconds(0))) {
-    next_attempt_ = now + options_.retry_interval;
-    spdlog::warn("refreshing credentials from {} failed ({}); still using the current ones, valid until {}",
-                 Name(), fetched.error().ToString(), FormatIso8601(*cached_->expiration));
-    return *cached_;
-  }
-  return std::move(fetched).error();
+  return cache_.Get([this] { return Fetch(); }, Name());
 }
 
-void RefreshingCredentialsProvider::Invalidate() {
-  std::lock_guard<std::mutex> lock(mu_);
-  cached_.reset();
-  next_attempt_.reset();
-}
+void RefreshingCredentialsProvider::Invalidate() { cache_.Invalidate(); }
 
 }  // namespace sluice::aws

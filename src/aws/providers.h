@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "aws/credentials.h"
+#include "cloud/refreshing.h"
 #include "common/clock.h"
 
 namespace sluice::aws {
@@ -92,19 +93,12 @@ class ProfileCredentialsProvider final : public CredentialsProvider {
   std::optional<Credentials> cached_;
 };
 
-/// Base for providers whose credentials expire (STS): caches, refreshes `refresh_margin` before expiry under a
-/// mutex with one refresh in flight, and — when a refresh fails while the cached credentials are still valid —
-/// keeps serving them (logging a warning) and retries the refresh no more often than `retry_interval`.
+/// Base for providers whose credentials expire (STS): serves them through cloud::RefreshingCache — cached,
+/// refreshed `refresh_margin` before expiry with one refresh in flight, and, when a refresh fails while the
+/// cached credentials are still valid, kept (with a warning) and refreshed again no sooner than `retry_interval`.
 class RefreshingCredentialsProvider : public CredentialsProvider {
  public:
-  struct RefreshOptions {
-    /// Refresh when the credentials expire within this much (SPEC §5: refresh before expiry, mid-backfill).
-    std::chrono::seconds refresh_margin{300};
-    /// After a failed refresh while still valid, wait this long before trying again.
-    std::chrono::seconds retry_interval{30};
-    /// Not owned.
-    const Clock* clock = &SystemClock::Instance();
-  };
+  using RefreshOptions = cloud::RefreshOptions;
 
   explicit RefreshingCredentialsProvider(RefreshOptions options);
   Result<Credentials> Get() final;
@@ -118,12 +112,7 @@ class RefreshingCredentialsProvider : public CredentialsProvider {
   virtual Result<Credentials> Fetch() = 0;
 
  private:
-  RefreshOptions options_;
-  std::mutex refresh_mu_;  // held while fetching: single flight
-  mutable std::mutex mu_;  // guards the fields below
-  std::optional<Credentials> cached_;
-  std::optional<TimePoint> next_attempt_;
-  int refresh_count_ = 0;
+  cloud::RefreshingCache<Credentials> cache_;
 };
 
 }  // namespace sluice::aws

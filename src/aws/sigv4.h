@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "aws/credentials.h"
+#include "cloud/url.h"
 #include "common/clock.h"
 #include "common/crypto.h"
 #include "common/result.h"
@@ -60,22 +61,14 @@ struct SigningOptions {
   static SigningOptions Generic(std::string region, std::string service);
 };
 
-/// AWS's UriEncode: every byte except A-Z a-z 0-9 - _ . ~ becomes %XX (upper-case hex); '/' too unless
-/// !encode_slash. Space is %20, never '+'.
-std::string UriEncode(std::string_view s, bool encode_slash);
-/// Decodes %XX escapes (a '+' stays '+'); malformed escapes are kept literally.
-std::string UriDecode(std::string_view s);
+/// AWS's UriEncode and the URL helpers: cloud/url.h (Azure's requests use them too).
+using cloud::UriDecode;
+using cloud::UriEncode;
 /// RFC 3986 dot-segment removal plus collapsing of empty segments; keeps a trailing slash.
 std::string NormalizePath(std::string_view path);
 
-/// Split view of an absolute URL (no allocation).
-struct UrlParts {
-  std::string_view scheme;
-  std::string_view authority;  // host[:port] (userinfo removed)
-  std::string_view path;       // "" or starting with '/'
-  std::string_view query;      // without '?', "" when none
-};
-UrlParts SplitUrl(std::string_view url);
+using cloud::SplitUrl;
+using cloud::UrlParts;
 
 /// Stage 1a: the canonical URI of `path` under `options`.
 std::string CanonicalUri(std::string_view path, const SigningOptions& options);

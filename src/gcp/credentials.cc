@@ -17,10 +17,6 @@
 namespace sluice::gcp {
 namespace {
 
-std::string FormatTime(TimePoint t) {
-  return fmt::format("{}s since epoch",
-                     std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count());
-}
 
 std::optional<std::string> StringField(const boost::json::object& o, std::string_view name) {
   const auto* v = o.if_contains(name);
@@ -176,83 +172,8 @@ Result<std::string> BuildJwtAssertion(const ServiceAccountKey& key, std::string_
   return signing_input + "." + Base64UrlEncode(signature);
 }
 
-Result<AccessToken> ParseTokenResponse(std::string_view body, TimePoint now, std::string_view source) {
-  boost::system::error_code ec;
-  boost::json::value v = boost::json::parse(body, ec);
-  if (ec || !v.is_object()) {
-    return Error(ErrorCode::kPermanent,
-                 fmt::format("{} answered with something that is not a token (not JSON)", source));
-  }
-  const auto& o = v.as_object();
-  auto token = StringField(o, "access_token");
-  if (!token) return Error(ErrorCode::kPermanent, fmt::format("{} answered without an access_token", source));
-  AccessToken out;
-  out.token = Secret(*token);
-  int64_t expires_in = 3600;
-  if (const auto* e = o.if_contains("expires_in")) {
-    if (e->is_int64())
-      expires_in = e->as_int64();
-    else if (e->is_uint64())
-      expires_in = static_cast<int64_t>(e->as_uint64());
-    else if (e->is_double())
-      expires_in = static_cast<int64_t>(e->as_double());
-  }
-  out.expiration = now + std::chrono::seconds(expires_in);
-  return out;
-}
-
-RefreshingTokenProvider::RefreshingTokenProvider(RefreshOptions options) : options_(options) {
-  if (options_.clock == nullptr) options_.clock = &SystemClock::Instance();
-}
-
-int RefreshingTokenProvider::refresh_count() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return refresh_count_;
-}
-
-Result<AccessToken> RefreshingTokenProvider::Get() {
-  auto fresh = [&]() -> std::optional<AccessToken> {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!cached_) return std::nullopt;
-    TimePoint now = options_.clock->Now();
-    if (!cached_->ExpiresWithin(now, options_.refresh_margin)) return *cached_;
-    // Inside the refresh window after a failed refresh: keep the still-valid token until the retry interval
-    // ends.
-    if (next_attempt_ && now < *next_attempt_ && !cached_->ExpiresWithin(now, std::chrono::seconds(0))) {
-      return *cached_;
-    }
-    return std::nullopt;
-  };
-  if (auto t = fresh()) return *t;
-  std::lock_guard<std::mutex> refresh_lock(refresh_mu_);
-  if (auto t = fresh()) return *t;  // another thread refreshed while we waited
-  Result<AccessToken> fetched = Fetch();
-  std::lock_guard<std::mutex> lock(mu_);
-  TimePoint now = options_.clock->Now();
-  if (fetched.ok()) {
-    cached_ = *fetched;
-    next_attempt_.reset();
-    ++refresh_count_;
-    return *fetched;
-  }
-  if (cached_ && !cached_->ExpiresWithin(now, std::chrono::seconds(0))) {
-    next_attempt_ = now + options_.retry_interval;
-    spdlog::warn(
-        "refreshing the Google access token from {} failed ({}); still using the current one, valid until {}",
-        Name(), fetched.error().ToString(), FormatTime(*cached_->expiration));
-    return *cached_;
-  }
-  return std::move(fetched).error();
-}
-
-void RefreshingTokenProvider::Invalidate() {
-  std::lock_guard<std::mutex> lock(mu_);
-  cached_.reset();
-  next_attempt_.reset();
-}
-
 ServiceAccountTokenProvider::ServiceAccountTokenProvider(ServiceAccountKey key, TokenSourceOptions options)
-    : RefreshingTokenProvider(options.refresh),
+    : RefreshingTokenProvider(options.refresh, "Google access token"),
       key_(std::move(key)),
       options_(std::move(options)),
       executor_(MakeExecutor(options_)) {}
@@ -281,7 +202,7 @@ Result<AccessToken> ServiceAccountTokenProvider::Fetch() {
 
 MetadataServerTokenProvider::MetadataServerTokenProvider(TokenSourceOptions options, std::string host,
                                                          EnvGetter env)
-    : RefreshingTokenProvider(options.refresh),
+    : RefreshingTokenProvider(options.refresh, "Google access token"),
       options_(std::move(options)),
       host_(std::move(host)),
       executor_(MakeExecutor(options_)) {

@@ -4,8 +4,8 @@
 //     file's token_uri by the JWT-bearer flow (RFC 7523; an RS256-signed assertion), or
 //   - the GCE/GKE metadata server (GCE_METADATA_HOST overrides metadata.google.internal, as Google's
 //   libraries do).
-// Tokens are cached and refreshed ahead of expiry with one refresh in flight, like
-// aws::RefreshingCredentialsProvider.
+// Tokens are cached and refreshed ahead of expiry with one refresh in flight (cloud::RefreshingCache, shared with
+// aws/ and azure/).
 //
 // Usage:
 //   auto tokens = gcp::MakeDefaultTokenProvider(transport, /*explicit_key_path=*/"");
@@ -23,6 +23,7 @@
 #include <string>
 #include <string_view>
 
+#include "cloud/bearer_token.h"
 #include "common/clock.h"
 #include "common/result.h"
 #include "common/secret.h"
@@ -39,25 +40,12 @@ inline constexpr std::string_view kDefaultMetadataHost = "metadata.google.intern
 /// Assertion lifetime (Google accepts at most one hour).
 inline constexpr std::chrono::seconds kAssertionLifetime{3600};
 
-struct AccessToken {
-  Secret token;
-  /// nullopt = never expires (static tokens in tests).
-  std::optional<TimePoint> expiration;
-  bool ExpiresWithin(TimePoint now, std::chrono::seconds margin) const {
-    return expiration.has_value() && *expiration - margin <= now;
-  }
-};
+/// Tokens are OAuth2 bearer tokens (cloud/bearer_token.h, shared with Azure's Entra ID tokens).
+using AccessToken = cloud::AccessToken;
 
-/// Source of access tokens. Thread-safe.
-class TokenProvider {
+/// Source of access tokens (cloud::TokenProvider) that may also know the service account it speaks for.
+class TokenProvider : public cloud::TokenProvider {
  public:
-  virtual ~TokenProvider() = default;
-  /// Current token: cached, refreshed ahead of expiry.
-  virtual Result<AccessToken> Get() = 0;
-  /// Drops the cached token (after a 401) so the next Get() fetches a new one.
-  virtual void Invalidate() = 0;
-  /// For messages, e.g. "service account sluice@p.iam.gserviceaccount.com (key file /etc/sluice/key.json)".
-  virtual std::string Name() const = 0;
   /// The service account's email when known ("" otherwise): what customers grant roles to.
   virtual std::string Email() const { return ""; }
 };
@@ -89,47 +77,19 @@ std::string Base64UrlEncode(std::string_view bytes);
 Result<std::string> BuildJwtAssertion(const ServiceAccountKey& key, std::string_view scope, TimePoint now);
 
 /// Fixed token (tests, explicit configuration).
-class StaticTokenProvider final : public TokenProvider {
+class StaticTokenProvider final : public cloud::StaticTokenProviderOf<TokenProvider> {
  public:
   explicit StaticTokenProvider(AccessToken token, std::string email = "")
-      : token_(std::move(token)), email_(std::move(email)) {}
-  Result<AccessToken> Get() override { return token_; }
-  void Invalidate() override {}
-  std::string Name() const override { return "static token"; }
+      : StaticTokenProviderOf(std::move(token)), email_(std::move(email)) {}
   std::string Email() const override { return email_; }
 
  private:
-  AccessToken token_;
   std::string email_;
 };
 
-/// Caches a fetched token and refreshes it `refresh_margin` before expiry under a single-flight lock; when a
-/// refresh fails while the cached token is still valid, keeps serving it and retries no more often than
-/// `retry_interval` (the shape of aws::RefreshingCredentialsProvider).
-class RefreshingTokenProvider : public TokenProvider {
- public:
-  struct RefreshOptions {
-    std::chrono::seconds refresh_margin{300};
-    std::chrono::seconds retry_interval{30};
-    const Clock* clock = &SystemClock::Instance();  // not owned
-  };
-  explicit RefreshingTokenProvider(RefreshOptions options);
-  Result<AccessToken> Get() final;
-  void Invalidate() final;
-  int refresh_count() const;
-
- protected:
-  virtual Result<AccessToken> Fetch() = 0;
-  const Clock& clock() const { return *options_.clock; }
-
- private:
-  RefreshOptions options_;
-  std::mutex refresh_mu_;
-  mutable std::mutex mu_;
-  std::optional<AccessToken> cached_;
-  std::optional<TimePoint> next_attempt_;
-  int refresh_count_ = 0;
-};
+/// Caches a fetched token and refreshes it ahead of expiry (cloud::RefreshingCache: single flight; a still-valid
+/// token is kept when a refresh fails).
+using RefreshingTokenProvider = cloud::RefreshingTokenProviderOf<TokenProvider>;
 
 struct TokenSourceOptions {
   std::shared_ptr<http::HttpTransport> transport;
@@ -177,7 +137,7 @@ class MetadataServerTokenProvider final : public RefreshingTokenProvider {
 };
 
 /// Parses a token endpoint / metadata answer {"access_token","expires_in","token_type"}; `now` + expires_in.
-Result<AccessToken> ParseTokenResponse(std::string_view body, TimePoint now, std::string_view source);
+using cloud::ParseTokenResponse;
 
 /// Sluice's identity: `explicit_key_path` (--gcp-credentials) if set, else GOOGLE_APPLICATION_CREDENTIALS,
 /// else the metadata server. A named key file that is missing or malformed is an error (no silent fallback).

@@ -5,22 +5,15 @@
 
 #include <algorithm>
 #include <boost/json.hpp>
-#include <cmath>
-#include <random>
 #include <regex>
-#include <thread>
 
+#include "cloud/provider_error.h"
 #include "gcp/credentials.h"
 
 namespace sluice::gcp {
 namespace {
 
 using SteadyTime = std::chrono::steady_clock::time_point;
-
-double DefaultRandom() {
-  thread_local std::mt19937_64 rng(std::random_device{}());
-  return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
-}
 
 struct GoogleErrorBody {
   std::string reason;
@@ -38,9 +31,9 @@ GoogleErrorBody ParseErrorBody(std::string_view body) {
   const auto* err = o.if_contains("error");
   if (err == nullptr) return out;
   if (err->is_string()) {  // OAuth: {"error":"invalid_grant","error_description":"…"}
-    out.reason = std::string(err->as_string());
-    if (const auto* d = o.if_contains("error_description"); d && d->is_string()) {
-      out.message = std::string(d->as_string());
+    if (auto oauth = cloud::ParseOAuthError(body)) {
+      out.reason = std::move(oauth->error);
+      out.message = std::move(oauth->description);
     }
     return out;
   }
@@ -64,13 +57,6 @@ GoogleErrorBody ParseErrorBody(std::string_view body) {
   return out;
 }
 
-std::string Printable(std::string_view body) {
-  std::string s(body.substr(0, 300));
-  for (char& c : s) {
-    if (static_cast<unsigned char>(c) < 0x20) c = ' ';
-  }
-  return s;
-}
 
 }  // namespace
 
@@ -78,15 +64,6 @@ std::string_view UrlAuthority(std::string_view url) {
   size_t scheme = url.find("://");
   std::string_view rest = scheme == std::string_view::npos ? url : url.substr(scheme + 3);
   return rest.substr(0, rest.find_first_of("/?#"));
-}
-
-std::chrono::milliseconds BackoffDelay(const RetryPolicy& policy, int retry, ErrorCode code,
-                                       double uniform01) {
-  auto base = code == ErrorCode::kThrottled ? policy.throttled_base_delay : policy.base_delay;
-  double ceiling = static_cast<double>(base.count()) * std::ldexp(1.0, std::clamp(retry, 0, 30));
-  ceiling = std::min(ceiling, static_cast<double>(policy.max_delay.count()));
-  return std::chrono::milliseconds(
-      static_cast<int64_t>(std::floor(ceiling * std::clamp(uniform01, 0.0, 1.0))));
 }
 
 std::string PermissionInMessage(std::string_view message) {
@@ -133,25 +110,23 @@ Error ClassifyGoogleResponse(const http::OutboundResponse& response, std::string
   } else if (status >= 500) {
     code = ErrorCode::kTransient;
   }
-  std::string text = body.message.empty() ? Printable(response.body) : body.message;
-  std::string message = fmt::format("{} answered HTTP {}", operation, status);
-  if (!body.reason.empty()) message += fmt::format(" ({})", body.reason);
-  if (!text.empty()) message += ": " + text;
   std::string permission = code == ErrorCode::kAccessDenied ? PermissionInMessage(body.message) : "";
-  if (!permission.empty()) message += fmt::format("; missing permission {}", permission);
-  if (!hint.empty()) message += "; " + hint;
-  Error error(code, std::move(message));
-  error.http_status = status;
-  error.provider_code = permission.empty() ? body.reason : permission;
-  error.request_id = std::string(response.Header("x-guploader-uploadid"));
+  Error error = cloud::AnsweredError(code, operation, response, body.reason, body.message,
+                                     {permission.empty() ? "" : "missing permission " + permission, hint},
+                                     "x-guploader-uploadid");
+  if (!permission.empty()) error.provider_code = permission;
   return error;
 }
 
-Executor::Executor(Options options) : options_(std::move(options)) {
-  if (!options_.sleep) options_.sleep = [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); };
-  if (!options_.random) options_.random = &DefaultRandom;
-  if (!options_.steady_now) options_.steady_now = [] { return std::chrono::steady_clock::now(); };
+namespace {
+
+cloud::RetryLoop MakeLoop(const Executor::Options& o) {
+  return cloud::RetryLoop({o.retry, o.sleep, o.random, o.steady_now});
 }
+
+}  // namespace
+
+Executor::Executor(Options options) : options_(std::move(options)), loop_(MakeLoop(options_)) {}
 
 Result<http::OutboundResponse> Executor::Attempt(http::OutboundRequest request, const CallOptions& call,
                                                  SteadyTime deadline, bool* delivered) const {
@@ -186,69 +161,32 @@ Result<http::OutboundResponse> Executor::Attempt(http::OutboundRequest request, 
 
 Result<http::OutboundResponse> Executor::SendOnce(http::OutboundRequest request,
                                                   const CallOptions& call) const {
-  SteadyTime deadline = options_.steady_now() + options_.retry.attempt_timeout;
+  SteadyTime deadline = loop_.Now() + options_.retry.attempt_timeout;
   return Attempt(std::move(request), call, deadline, nullptr);
 }
 
 Result<http::OutboundResponse> Executor::Call(const RequestFactory& factory, const CallOptions& call) const {
-  const RetryPolicy& policy = options_.retry;
-  const SteadyTime overall_deadline =
-      options_.steady_now() + call.total_timeout.value_or(policy.total_timeout);
-  const int max_attempts = std::max(1, policy.max_attempts);
-  bool refreshed_after_401 = false;
-  bool resend = true;  // false when before_retry failed: that failure is this attempt's
-
-  for (int attempt = 1;; ++attempt) {
-    Error error;
-    bool delivered = false;
-    if (attempt > 1 && call.before_retry) {
-      Result<std::optional<http::OutboundResponse>> probe = call.before_retry();
-      if (probe.ok() && probe->has_value()) return std::move(**probe);
-      resend = probe.ok();
-      if (!probe.ok()) error = probe.error();
+  cloud::RetryLoop::Call loop_call;
+  loop_call.operation = call.operation;
+  loop_call.total_timeout = call.total_timeout;
+  loop_call.before_retry = call.before_retry;
+  loop_call.attempt = [&](SteadyTime deadline, cloud::AttemptState& state) -> Result<http::OutboundResponse> {
+    Result<http::OutboundRequest> request = factory();
+    if (!request.ok()) {
+      state.final = true;
+      return std::move(request).error();
     }
-    if (resend) {
-      SLUICE_ASSIGN_OR_RETURN(http::OutboundRequest request, factory());
-      SteadyTime attempt_deadline =
-          std::min(overall_deadline, options_.steady_now() + policy.attempt_timeout);
-      Result<http::OutboundResponse> response =
-          Attempt(std::move(request), call, attempt_deadline, &delivered);
-      if (response.ok()) return response;
-      error = response.error();
-      if (error.code == ErrorCode::kDeadlineExceeded && attempt_deadline < overall_deadline) {
-        error.code = ErrorCode::kTransient;  // this attempt's own time ran out; the call's is checked below
-      }
-    }
-    resend = true;
-
-    if (error.code == ErrorCode::kUnauthenticated && error.http_status == 401 && options_.tokens &&
-        !refreshed_after_401) {
-      refreshed_after_401 = true;
-      spdlog::info("{}: access token from {} was refused (expired?); fetching a new one and retrying once",
-                   call.operation, options_.tokens->Name());
-      options_.tokens->Invalidate();
-      --attempt;
-      continue;
-    }
-    if (!IsRetryable(error.code)) return error;
-    if (delivered) {
-      error.message += " (after part of the body was delivered; resume with a range request)";
-      return error;
-    }
-    if (attempt >= max_attempts) {
-      error.message += fmt::format(" (gave up after {} attempts)", attempt);
-      return error;
-    }
-    auto delay = BackoffDelay(policy, attempt - 1, error.code, options_.random());
-    if (options_.steady_now() + delay >= overall_deadline) {
-      error.message += fmt::format(" (retry deadline of {} ms reached after {} attempts)",
-                                   call.total_timeout.value_or(policy.total_timeout).count(), attempt);
-      return error;
-    }
-    spdlog::warn("{} (attempt {}/{}); retrying in {} ms", error.ToString(), attempt, max_attempts,
-                 delay.count());
-    options_.sleep(delay);
-  }
+    return Attempt(std::move(*request), call, deadline, &state.delivered);
+  };
+  // A token that expired mid-upload: fetch a new one and retry once.
+  loop_call.refresh = [&](const Error& error) {
+    if (error.code != ErrorCode::kUnauthenticated || error.http_status != 401 || !options_.tokens) return false;
+    spdlog::info("{}: access token from {} was refused (expired?); fetching a new one and retrying once",
+                 call.operation, options_.tokens->Name());
+    options_.tokens->Invalidate();
+    return true;
+  };
+  return loop_.Run(loop_call);
 }
 
 }  // namespace sluice::gcp

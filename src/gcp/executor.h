@@ -1,6 +1,6 @@
 // gcp::Executor: the one layer that sends Google API requests (token endpoint, metadata server, GCS JSON API)
-// with retries — the Google counterpart of aws::Executor, with the same policy shape (full-jitter exponential
-// backoff, attempt and call deadlines). Per attempt it builds the request, adds "Authorization: Bearer
+// with retries — the Google counterpart of aws::Executor, on the same retry loop (cloud::RetryLoop: full-jitter
+// exponential backoff, attempt and call deadlines). Per attempt it builds the request, adds "Authorization: Bearer
 // <token>" from the token provider (when it has one), sends through HttpTransport, classifies the answer once
 // (ClassifyGoogleResponse) and retries 429 / rateLimitExceeded / 408 / 5xx / resets. A 401 invalidates the
 // cached token and retries once with a fresh one (a token that expired mid-upload).
@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "cloud/retry.h"
 #include "common/error.h"
 #include "common/result.h"
 #include "http/transport.h"
@@ -30,21 +31,9 @@ namespace sluice::gcp {
 
 class TokenProvider;
 
-/// Mirrors aws::RetryPolicy (aws/retry.h); kept separate so this module does not depend on the AWS one.
-struct RetryPolicy {
-  /// Attempts including the first (1 = no retries). The 401 refresh-and-retry does not count.
-  int max_attempts = 5;
-  std::chrono::milliseconds base_delay{100};
-  /// Throttling (429, rateLimitExceeded) starts higher: backing off harder is the point.
-  std::chrono::milliseconds throttled_base_delay{500};
-  std::chrono::milliseconds max_delay{20'000};
-  std::chrono::milliseconds attempt_timeout{120'000};
-  std::chrono::milliseconds total_timeout{600'000};
-};
-
-/// Full jitter: a uniform draw in [0, min(max_delay, base * 2^retry)] (retry 0 = before the first retry).
-std::chrono::milliseconds BackoffDelay(const RetryPolicy& policy, int retry, ErrorCode code,
-                                       double uniform01);
+/// The shared retry policy and full-jitter backoff (cloud/retry.h), as for AWS and Azure.
+using RetryPolicy = cloud::RetryPolicy;
+using cloud::BackoffDelay;
 
 /// Classifies a non-2xx Google answer. JSON API errors ({"error":{"code","message","errors":[{"reason"}]}})
 /// and OAuth errors ({"error":"invalid_grant","error_description"}) are understood. provider_code is the
@@ -98,6 +87,7 @@ class Executor {
                                          std::chrono::steady_clock::time_point deadline,
                                          bool* delivered) const;
   Options options_;
+  cloud::RetryLoop loop_;
 };
 
 /// "host[:port]" of an absolute URL.

@@ -1,7 +1,8 @@
 // libFuzzer target for the AWS XML parser and the error-document reader (untrusted bytes from the network).
 // Build (see docs or the aws engineer's notes):
 //   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -Isrc tests/aws/fuzz_xml.cc \
-//     src/aws/xml.cc src/aws/errors.cc src/http/transport.cc src/common/error.cc -lexpat -lfmt -o fuzz_xml
+//     src/cloud/xml.cc src/cloud/url.cc src/aws/errors.cc src/http/transport.cc src/common/error.cc -lexpat -lfmt \
+//     -o fuzz_xml
 #include <cstddef>
 #include <cstdint>
 #include <string_view>

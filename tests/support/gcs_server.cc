@@ -5,7 +5,6 @@
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,6 +14,7 @@
 #include <fstream>
 #include <thread>
 
+#include "support/child_process.h"
 #include "support/loopback_http.h"
 #include "support/moto_server.h"
 
@@ -23,8 +23,6 @@ namespace {
 
 constexpr auto kPollInterval = std::chrono::milliseconds(100);
 constexpr int kStartAttempts = 3;  // the probed free port may be taken before node binds it
-
-bool ChildExited(pid_t pid, int* status) { return ::waitpid(pid, status, WNOHANG) == pid; }
 
 std::string BioToString(BIO* bio) {
   char* data = nullptr;
@@ -87,24 +85,8 @@ Result<std::unique_ptr<GcsTestServer>> GcsTestServer::Start(const boost::json::o
     if (log_fd < 0) return Error(ErrorCode::kInternal, fmt::format("mkstemps: {}", std::strerror(errno)));
     std::string port_str = std::to_string(port);
     std::string script = GcsServerScriptPath();
-    pid_t parent = ::getpid();
-    pid_t pid = ::fork();
-    if (pid < 0) {
-      ::close(log_fd);
-      return Error(ErrorCode::kInternal, fmt::format("fork: {}", std::strerror(errno)));
-    }
-    if (pid == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGTERM);  // never outlive the test process
-      if (::getppid() != parent) ::_exit(127);
-      ::dup2(log_fd, STDOUT_FILENO);
-      ::dup2(log_fd, STDERR_FILENO);
-      ::close(log_fd);
-      ::execlp("node", "node", script.c_str(), "--port", port_str.c_str(), "--config", config_template,
-               nullptr);
-      std::fprintf(stderr, "exec node failed: %s\n", std::strerror(errno));
-      ::_exit(127);
-    }
-    ::close(log_fd);
+    SLUICE_ASSIGN_OR_RETURN(
+        pid_t pid, SpawnLogged({{"node", script, "--port", port_str, "--config", config_template}}, log_fd));
     std::unique_ptr<GcsTestServer> server(new GcsTestServer(pid, port, log_template, config_template));
     auto deadline = std::chrono::steady_clock::now() + ready_timeout;
     bool exited = false;
@@ -148,17 +130,7 @@ void GcsTestServer::Stop() {
   config_path_.clear();
   if (pid_ <= 0) return;
   if (std::getenv("SLUICE_KEEP_GCS_LOG") == nullptr) ::unlink(log_path_.c_str());
-  ::kill(pid_, SIGTERM);
-  int status = 0;
-  for (int i = 0; i < 50; ++i) {  // up to 5 s
-    if (ChildExited(pid_, &status)) {
-      pid_ = -1;
-      return;
-    }
-    std::this_thread::sleep_for(kPollInterval);
-  }
-  ::kill(pid_, SIGKILL);
-  ::waitpid(pid_, &status, 0);
+  StopChild(pid_);
   pid_ = -1;
 }
 

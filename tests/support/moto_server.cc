@@ -1,7 +1,6 @@
 #include "support/moto_server.h"
 
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +15,7 @@
 #include <boost/json.hpp>
 #include <fmt/format.h>
 
+#include "support/child_process.h"
 #include "support/loopback_http.h"
 
 namespace sluice::testing {
@@ -23,9 +23,6 @@ namespace {
 
 constexpr auto kPollInterval = std::chrono::milliseconds(100);
 constexpr int kStartAttempts = 3;  // the free port may be taken between probing and moto binding it
-
-// Returns true when the child has exited (and reaps it).
-bool ChildExited(pid_t pid, int* status) { return ::waitpid(pid, status, WNOHANG) == pid; }
 
 std::string MissingMotoHint() {
   return "moto is required for integration tests: the image ships moto 5.2.1 with moto_server on PATH; "
@@ -65,25 +62,10 @@ Result<std::unique_ptr<MotoServer>> MotoServer::Start(std::chrono::milliseconds 
     int log_fd = ::mkstemps(log_template, 4);
     if (log_fd < 0) return Error(ErrorCode::kInternal, fmt::format("mkstemps: {}", std::strerror(errno)));
     std::string port_str = std::to_string(port);
-    pid_t parent = ::getpid();
-    pid_t pid = ::fork();
-    if (pid < 0) {
-      ::close(log_fd);
-      return Error(ErrorCode::kInternal, fmt::format("fork: {}", std::strerror(errno)));
-    }
-    if (pid == 0) {
-      // Child: never outlive the test process, even if it crashes before the destructor runs.
-      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-      if (::getppid() != parent) ::_exit(127);
-      ::dup2(log_fd, STDOUT_FILENO);
-      ::dup2(log_fd, STDERR_FILENO);
-      ::close(log_fd);
-      ::execlp("moto_server", "moto_server", "-H", "127.0.0.1", "-p", port_str.c_str(), nullptr);
-      ::execlp("python3", "python3", "-m", "moto.server", "-H", "127.0.0.1", "-p", port_str.c_str(), nullptr);
-      std::fprintf(stderr, "exec moto_server / python3 failed: %s\n", std::strerror(errno));
-      ::_exit(127);
-    }
-    ::close(log_fd);
+    SLUICE_ASSIGN_OR_RETURN(pid_t pid,
+                            SpawnLogged({{"moto_server", "-H", "127.0.0.1", "-p", port_str},
+                                         {"python3", "-m", "moto.server", "-H", "127.0.0.1", "-p", port_str}},
+                                        log_fd));
     std::unique_ptr<MotoServer> server(new MotoServer(pid, port, log_template));
 
     auto deadline = std::chrono::steady_clock::now() + ready_timeout;
@@ -124,17 +106,7 @@ void MotoServer::Stop() {
   if (pid_ <= 0) return;
   // The log only matters while the server runs (failure messages quote it); keep it when asked to.
   if (std::getenv("SLUICE_KEEP_MOTO_LOG") == nullptr) ::unlink(log_path_.c_str());
-  ::kill(pid_, SIGTERM);
-  int status = 0;
-  for (int i = 0; i < 50; ++i) {  // up to 5 s for a graceful exit
-    if (ChildExited(pid_, &status)) {
-      pid_ = -1;
-      return;
-    }
-    std::this_thread::sleep_for(kPollInterval);
-  }
-  ::kill(pid_, SIGKILL);
-  ::waitpid(pid_, &status, 0);
+  StopChild(pid_);
   pid_ = -1;
 }
 

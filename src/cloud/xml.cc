@@ -1,4 +1,4 @@
-#include "aws/xml.h"
+#include "cloud/xml.h"
 
 #include <expat.h>
 #include <fmt/format.h>
@@ -6,7 +6,7 @@
 #include <climits>
 #include <memory>
 
-namespace sluice::aws {
+namespace sluice::cloud {
 namespace {
 
 std::string_view LocalName(const XML_Char* name) {
@@ -142,4 +142,4 @@ std::string XmlEscape(std::string_view text) {
   return out;
 }
 
-}  // namespace sluice::aws
+}  // namespace sluice::cloud

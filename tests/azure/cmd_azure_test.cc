@@ -1,0 +1,66 @@
+// `sluice azure roles`: the az commands and portal steps, JSON, and refused names.
+#include "app/cmd_azure.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <iostream>
+#include <sstream>
+
+namespace sluice::app {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string RunCli(std::vector<std::string> args) {
+  CLI::App app("sluice");
+  RegisterAzureCommands(app);
+  std::vector<const char*> argv{"sluice"};
+  for (const auto& a : args) argv.push_back(a.c_str());
+  std::ostringstream captured;
+  auto* old = std::cout.rdbuf(captured.rdbuf());
+  try {
+    app.parse(static_cast<int>(argv.size()), argv.data());
+  } catch (...) {
+    std::cout.rdbuf(old);
+    throw;
+  }
+  std::cout.rdbuf(old);
+  return captured.str();
+}
+
+constexpr const char* kClient = "11111111-2222-3333-4444-555555555555";
+
+TEST(CmdAzureTest, RolesPrintsTheContainerScopedAssignment) {
+  std::string out = RunCli({"azure", "roles", "--storage-account", "acmeevents", "--container", "exports",
+                            "--client-id", kClient});
+  EXPECT_THAT(out, HasSubstr("scope=\"$(az storage account show --name acmeevents --query id --output tsv)"
+                             "/blobServices/default/containers/exports\""));
+  EXPECT_THAT(out, HasSubstr(std::string("az role assignment create --assignee ") + kClient +
+                             " \\\n    --role \"Storage Blob Data Contributor\" --scope \"$scope\""));
+  EXPECT_THAT(out, HasSubstr("Access Control (IAM) > Add > Add role assignment"));
+  EXPECT_THAT(out, HasSubstr("Storage accounts > acmeevents > Data storage > Containers > exports"));
+}
+
+TEST(CmdAzureTest, RolesJson) {
+  std::string out = RunCli({"azure", "roles", "--storage-account", "acmeevents", "--container", "exports",
+                            "--client-id", kClient, "--json"});
+  auto v = boost::json::parse(out).as_object();
+  EXPECT_EQ(v["role"].as_string(), "Storage Blob Data Contributor");
+  EXPECT_EQ(v["client_id"].as_string(), kClient);
+  EXPECT_THAT(std::string(v["scope"].as_string()),
+              HasSubstr("/storageAccounts/acmeevents/blobServices/default/containers/exports"));
+}
+
+TEST(CmdAzureTest, RefusesNamesThatAreNotAzureNames) {
+  EXPECT_THROW(RunCli({"azure", "roles", "--storage-account", "acme;rm -rf", "--container", "exports"}),
+               CLI::ValidationError);
+  EXPECT_THROW(RunCli({"azure", "roles", "--storage-account", "acme", "--container", "$(id)"}), CLI::ValidationError);
+  EXPECT_THROW(RunCli({"azure", "roles", "--storage-account", "acme", "--container", "exports", "--client-id",
+                       "x; curl evil"}),
+               CLI::ValidationError);
+}
+
+}  // namespace
+}  // namespace sluice::app
