@@ -1,0 +1,58 @@
+// ChildProcess: a server process a test harness starts and stops by PID (ZooKeeper, ClickHouse).
+// The child gets PR_SET_PDEATHSIG(SIGTERM), so it never outlives the test even if the test crashes; its stdout and
+// stderr go to a log file that failure messages quote.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+
+namespace sluice::testing {
+
+class ChildProcess {
+ public:
+  ChildProcess() = default;
+  /// Stops the process (Stop()).
+  ~ChildProcess();
+  ChildProcess(ChildProcess&& other) noexcept;
+  ChildProcess& operator=(ChildProcess&& other) noexcept;
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  /// fork + execvp(argv[0], argv) with the working directory `cwd` (empty = unchanged), output appended to
+  /// `log_path`.
+  static Result<ChildProcess> Spawn(const std::vector<std::string>& argv, const std::string& log_path,
+                                    const std::string& cwd = "");
+
+  pid_t pid() const { return pid_; }
+  bool running() const { return pid_ > 0; }
+  /// True (and reaped) once the process has exited on its own.
+  bool Exited();
+  /// SIGTERM, a bounded wait of `grace`, then SIGKILL; reaps. Idempotent.
+  void Stop(std::chrono::milliseconds grace = std::chrono::milliseconds(10000));
+  /// SIGKILL now and reap (a crash, for failure tests).
+  void Kill();
+  const std::string& log_path() const { return log_path_; }
+
+ private:
+  pid_t pid_ = -1;
+  std::string log_path_;
+};
+
+/// Writes `text` to `path` (whole file), kInternal naming the path on failure.
+Status WriteTextFile(const std::string& path, const std::string& text);
+
+/// A fresh directory under $TMPDIR (or /tmp) named PREFIX-XXXXXX.
+Result<std::string> MakeTempDir(const std::string& prefix);
+
+/// Removes a directory tree (rm -rf semantics; best effort).
+void RemoveTree(const std::string& path);
+
+/// `count` distinct loopback ports that were free a moment ago.
+Result<std::vector<uint16_t>> FindFreeLoopbackPorts(size_t count);
+
+}  // namespace sluice::testing
