@@ -96,9 +96,10 @@ std::string PercentEncode(std::string_view s) {
   return out;
 }
 
+// "db.table": always qualified, since requests carry no database= parameter.
 bool IsTableName(std::string_view table) {
   size_t dot = table.find('.');
-  if (dot == std::string_view::npos) return IsPlainIdentifier(table);
+  if (dot == std::string_view::npos) return false;
   return IsPlainIdentifier(table.substr(0, dot)) && IsPlainIdentifier(table.substr(dot + 1));
 }
 
@@ -230,10 +231,20 @@ Result<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
 Client::Client(ClientOptions options) : options_(std::move(options)) {}
 
 std::string Client::BuildUrl(const HostPort& host, std::string_view query_param, const Settings& settings) const {
-  std::string url = fmt::format("http://{}/?database={}", host.ToString(), options_.url.database);
-  if (!query_param.empty()) url += "&query=" + PercentEncode(query_param);
+  // No `database=` parameter: Sluice's SQL names every table with its database, and a request must work before
+  // the database exists (CREATE DATABASE, the start-up version check).
+  std::string url = fmt::format("http://{}/", host.ToString());
+  char sep = '?';
+  auto add = [&](std::string_view k, std::string_view v) {
+    url += sep;
+    url += PercentEncode(k);
+    url += '=';
+    url += PercentEncode(v);
+    sep = '&';
+  };
+  if (!query_param.empty()) add("query", query_param);
   for (const Settings* s : {&options_.settings, &settings}) {
-    for (const auto& [k, v] : *s) url += "&" + PercentEncode(k) + "=" + PercentEncode(v);
+    for (const auto& [k, v] : *s) add(k, v);
   }
   return url;
 }
@@ -304,7 +315,7 @@ Status Client::Execute(std::string_view sql, const RequestOptions& options) {
 
 Status Client::InsertJsonEachRow(std::string_view table, const http::RequestBody& body,
                                  const RequestOptions& options) {
-  if (!IsTableName(table)) return InvalidArgument(fmt::format("clickhouse insert: bad table name '{}'", table));
+  if (!IsTableName(table)) return InvalidArgument(fmt::format("clickhouse insert: bad table name '{}' (DB.TABLE)", table));
   SLUICE_TRY(Send(fmt::format("INSERT INTO {} FORMAT JSONEachRow", table), body, true, options));
   return OkStatus();
 }
@@ -315,12 +326,7 @@ Result<ServerVersion> Client::Version(const RequestOptions& options) {
 }
 
 Status Client::CheckServer() {
-  // The check must not create the database first: ?database= of an absent one fails with UNKNOWN_DATABASE,
-  // so ask on `system`, which always exists.
-  ClientOptions probe_options = options_;
-  probe_options.url.database = "system";
-  Client probe(std::move(probe_options));
-  auto version = probe.Version();
+  auto version = Version();
   if (!version.ok()) {
     return version.error().WithContext(
         fmt::format("ClickHouse at {} is not answering over HTTP (check --store, that the servers run and "
@@ -329,8 +335,8 @@ Status Client::CheckServer() {
   }
   if (!version->AtLeast(kMinimumMajor, kMinimumMinor)) {
     return Error(ErrorCode::kPermanent,
-                 fmt::format("ClickHouse at {} is version {}, older than the {}.{} Sluice needs", options_.url.ToString(),
-                             version->text, kMinimumMajor, kMinimumMinor));
+                 fmt::format("ClickHouse at {} is version {}, older than the {}.{} Sluice needs",
+                             options_.url.ToString(), version->text, kMinimumMajor, kMinimumMinor));
   }
   return OkStatus();
 }

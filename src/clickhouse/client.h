@@ -2,13 +2,14 @@
 //
 // Every request is a POST to one replica named in the clickhouse:// URL:
 //
-//   POST /?database=DB&query=INSERT%20INTO%20events%20FORMAT%20JSONEachRow&insert_quorum=2 HTTP/1.1
+//   POST /?query=INSERT%20INTO%20sluice.events%20FORMAT%20JSONEachRow&insert_quorum=2 HTTP/1.1
 //   Content-Encoding: gzip
 //   Authorization: Basic ***             (only when a user is configured; 18.16 knows no X-ClickHouse-Key)
 //
 //   <gzip of {"project_id":1,...}\n{"project_id":1,...}\n>
 //
-// A read or DDL sends the SQL as the body instead (no `query` parameter). Settings (insert_quorum,
+// A read or DDL sends the SQL as the body instead (no `query` parameter). SQL names every table with its
+// database (EventsSchema gives the names), so no `database=` is sent. Settings (insert_quorum,
 // insert_distributed_sync, max_execution_time, ...) travel as URL parameters; ClickHouse refuses unknown ones.
 //
 // This class is the one retry layer for ClickHouse (the transport never retries): an attempt that fails with a
@@ -126,7 +127,7 @@ class Client {
   /// Runs a statement whose answer is not needed (DDL, ALTER, OPTIMIZE).
   Status Execute(std::string_view sql, const RequestOptions& options = {});
   /// INSERT INTO `table` FORMAT JSONEachRow with `body` (finished) as the gzip request body. `table` is
-  /// "name" or "db.name" made of plain identifiers.
+  /// "db.name" made of plain identifiers.
   Status InsertJsonEachRow(std::string_view table, const http::RequestBody& body,
                            const RequestOptions& options = {});
 

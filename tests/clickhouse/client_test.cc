@@ -65,7 +65,7 @@ TEST(ClickHouseClient, QuerySendsSqlAsBodyAndSettingsAsParameters) {
   ASSERT_EQ(f.transport->sent.size(), 1u);
   const auto& req = f.transport->sent[0];
   EXPECT_EQ(req.method, "POST");
-  EXPECT_EQ(req.url, "http://127.0.0.1:8123/?database=sluice&max_execution_time=5");
+  EXPECT_EQ(req.url, "http://127.0.0.1:8123/?max_execution_time=5");
   EXPECT_EQ(*req.body.data, "SELECT 1 FORMAT TSV");
   EXPECT_TRUE(req.headers.empty());  // no credentials configured, no gzip
 }
@@ -88,8 +88,7 @@ TEST(ClickHouseClient, InsertSendsGzipJsonEachRowWithQueryInUrl) {
   ASSERT_TRUE(f.client->InsertJsonEachRow("sluice.events", request_body, o).ok());
   const auto& req = f.transport->sent.at(0);
   EXPECT_EQ(req.url,
-            "http://127.0.0.1:8123/?database=sluice&query=INSERT%20INTO%20sluice.events%20FORMAT%20JSONEachRow"
-            "&insert_quorum=2");
+            "http://127.0.0.1:8123/?query=INSERT%20INTO%20sluice.events%20FORMAT%20JSONEachRow&insert_quorum=2");
   ASSERT_EQ(req.headers.size(), 1u);
   EXPECT_EQ(req.headers[0], (std::pair<std::string, std::string>{"Content-Encoding", "gzip"}));
   auto plain = GunzipBounded(*req.body.data, 1 << 20);
@@ -145,7 +144,7 @@ TEST(ClickHouseClient, RetriesTransientServerErrorsWithBackoff) {
   f.transport->script.push_back(Answer(200, ""));
   InsertBody body;
   body.AppendRow("{}");
-  ASSERT_TRUE(f.client->InsertJsonEachRow("events", body.Finish()).ok());
+  ASSERT_TRUE(f.client->InsertJsonEachRow("sluice.events", body.Finish()).ok());
   EXPECT_EQ(f.transport->sent.size(), 3u);
   EXPECT_EQ(f.sleeps.size(), 2u);
 }
@@ -224,8 +223,8 @@ TEST(ClickHouseClient, CheckServerRefusesOldVersionsAndNamesTheUrl) {
   auto st = f.client->CheckServer();
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.error().message.find("older than the 18.16"), std::string::npos) << st.error().message;
-  // It asks on `system`, which exists before Sluice creates its database.
-  EXPECT_NE(f.transport->sent[0].url.find("database=system"), std::string::npos);
+  // It works before Sluice's database exists: no database= parameter.
+  EXPECT_EQ(f.transport->sent[0].url, "http://127.0.0.1:8123/");
 
   Fixture down;
   for (int i = 0; i < 10; ++i) down.transport->script.push_back(Error(ErrorCode::kUnavailable, "cannot connect"));

@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "coord/session.h"
 #include "support/loopback_http.h"
 #include "support/moto_server.h"
 
@@ -30,6 +31,14 @@ constexpr const char* kUsersXml = R"(<?xml version="1.0"?>
   <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
 </yandex>
 )";
+
+Status PrepareZooKeeper(const std::string& zookeeper) {
+  coord::Session::Options o;
+  SLUICE_ASSIGN_OR_RETURN(o.url, coord::ParseZooKeeperUrl("zookeeper://" + zookeeper));
+  SLUICE_ASSIGN_OR_RETURN(auto session, coord::Session::Open(o));
+  SLUICE_TRY(session->EnsurePath("/clickhouse/task_queue/ddl"));
+  return session->EnsurePath("/clickhouse/tables");
+}
 
 }  // namespace
 
@@ -60,6 +69,9 @@ Result<std::unique_ptr<ClickHouseCluster>> ClickHouseCluster::Start(const ClickH
       cluster->nodes_.push_back(std::move(node));
     }
   }
+  // 18.16's servers race to create the DDL queue node on a fresh ZooKeeper, and one of them can crash in
+  // zkutil::ZooKeeper::createImpl (seen here 2 runs in 5); with the node present they start cleanly.
+  SLUICE_TRY(PrepareZooKeeper(zookeeper));
   for (auto& node : cluster->nodes_) {
     SLUICE_TRY(cluster->WriteConfig(node, zookeeper));
     SLUICE_TRY(cluster->Launch(node));

@@ -90,8 +90,10 @@ Result<std::unique_ptr<ZooKeeperServer>> ZooKeeperServer::Start(Options options)
     auto deadline = std::chrono::steady_clock::now() + options.ready_timeout;
     while (std::chrono::steady_clock::now() < deadline) {  // bounded by ready_timeout
       if (server->process_.Exited()) break;
-      auto answer = ZooKeeperFourLetter(server->port_, "ruok", std::chrono::milliseconds(1000));
-      if (answer.ok() && *answer == "imok") return server;
+      // `ruok` says imok before the server takes sessions (ClickHouse's handshake then fails and 18.16's DDL
+      // worker gives up for good); `srvr` reports a Mode only once it serves requests.
+      auto answer = ZooKeeperFourLetter(server->port_, "srvr", std::chrono::milliseconds(1000));
+      if (answer.ok() && answer->find("Mode: standalone") != std::string::npos) return server;
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     std::string log = TailOfFile(dir + "/zookeeper.log");

@@ -24,7 +24,7 @@ class ZooKeeperServer {
     std::string dir;
   };
 
-  /// Starts and waits (bounded) until `ruok` answers `imok`. kUnavailable naming the package when Java or the
+  /// Starts and waits (bounded) until `srvr` reports that it serves requests. kUnavailable naming the package when Java or the
   /// ZooKeeper jar is missing.
   static Result<std::unique_ptr<ZooKeeperServer>> Start(Options options);
   static Result<std::unique_ptr<ZooKeeperServer>> Start() { return Start(Options{}); }
