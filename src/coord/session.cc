@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <zookeeper/zookeeper.h>
 
+#include <algorithm>
 #include <cstring>
 #include <mutex>
 
@@ -183,14 +184,23 @@ Status Session::EnsurePath(std::string_view path) {
 Result<std::optional<Node>> Session::Get(std::string_view path) {
   SLUICE_ASSIGN_OR_RETURN(zhandle_t * zh, Handle());
   std::string full = Full(path);
-  std::string buffer(kMaxNodeBytes, '\0');
-  int len = static_cast<int>(buffer.size());
-  Stat stat{};
-  int rc = zoo_get(zh, full.c_str(), 0, buffer.data(), &len, &stat);
-  if (rc == ZNONODE) return std::optional<Node>();
-  if (rc != ZOK) return ZooError(rc, "get", path);
-  buffer.resize(len < 0 ? 0 : static_cast<size_t>(len));
-  return std::optional<Node>(Node{std::move(buffer), FromStat(stat)});
+  // Sluice's nodes are small (holder ids, tokens, progress records): start small, and read again with the exact
+  // size when the node is larger (the library truncates silently; Stat.dataLength has the real size).
+  std::string buffer(4096, '\0');
+  // Bounded: a second round only when the node grew between the reads.
+  for (int round = 0; round < 3; ++round) {
+    int len = static_cast<int>(buffer.size());
+    Stat stat{};
+    int rc = zoo_get(zh, full.c_str(), 0, buffer.data(), &len, &stat);
+    if (rc == ZNONODE) return std::optional<Node>();
+    if (rc != ZOK) return ZooError(rc, "get", path);
+    if (stat.dataLength <= static_cast<int>(buffer.size())) {
+      buffer.resize(len < 0 ? 0 : static_cast<size_t>(len));
+      return std::optional<Node>(Node{std::move(buffer), FromStat(stat)});
+    }
+    buffer.assign(static_cast<size_t>(std::min(stat.dataLength, kMaxNodeBytes)), '\0');
+  }
+  return Error(ErrorCode::kTransient, fmt::format("ZooKeeper get {}: the node keeps growing", path));
 }
 
 Result<NodeStat> Session::Set(std::string_view path, std::string_view data, int32_t version) {
