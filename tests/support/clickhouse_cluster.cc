@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <thread>
 
@@ -177,6 +178,14 @@ Status ClickHouseCluster::StartNode(size_t i) {
 }
 
 void ClickHouseCluster::Stop() {
+  // A server that exited on its own crashed (18.16 has crashed here when ZooKeeper was slow to accept its
+  // session): say so with its log, or a test that then timed out on ON CLUSTER DDL is a riddle.
+  for (auto& node : nodes_) {
+    if (node.process.running() && node.process.Exited()) {
+      std::fprintf(stderr, "clickhouse-server s%dr%d (HTTP port %u) had exited on its own. error.log tail:\n%s\n",
+                   node.shard, node.replica, node.http_port, TailOfFile(node.dir + "/error.log", 4000).c_str());
+    }
+  }
   // SIGTERM to all first, then wait: the servers shut down in parallel.
   for (auto& node : nodes_) {
     if (node.process.running()) ::kill(node.process.pid(), SIGTERM);
