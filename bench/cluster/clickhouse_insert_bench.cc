@@ -1,12 +1,14 @@
-// Insert throughput and CPU per row through clickhouse::Client onto loopback ClickHouse 18.16 servers, for the
-// sizing figures in docs/scale-out.md. Rows are events of ≈1 KB (≈800 B of JSON properties), sent in batches
-// of 2000 (Mixpanel's /import batch) as gzip JSONEachRow with the durable-insert settings of EventsSchema.
+// Insert throughput and CPU per row through clickhouse::Client onto loopback ClickHouse 18.16 servers, for
+// the sizing figures in docs/scale-out.md. Rows are events of ≈1 KB (≈800 B of JSON properties), sent in
+// batches of 2000 (Mixpanel's /import batch) as gzip JSONEachRow with the durable-insert settings of
+// EventsSchema.
 //
 //   build/bench/cluster/bench_clickhouse_insert [--rows N] [--clients C] [--only 1x2]
 //
 // Prints per topology: rows/s, Sluice's client CPU µs/row (this process: row rendering, gzip, HTTP), and
 // server CPU µs/row (every clickhouse-server and the ZooKeeper JVM, from /proc/PID/stat). All processes share
 // this machine's cores, so rows/s is the machine's, not one server's.
+#include <fmt/format.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -20,8 +22,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "clickhouse/client.h"
 #include "clickhouse/schema.h"
@@ -59,7 +59,8 @@ double ProcessCpuSeconds(pid_t pid) {
 }
 
 std::string Properties(int i) {
-  std::string p = fmt::format(R"({{"$browser":"Chrome","$os":"Linux","plan":"pro","seq":{},"utm_source":"newsletter")", i);
+  std::string p = fmt::format(
+      R"({{"$browser":"Chrome","$os":"Linux","plan":"pro","seq":{},"utm_source":"newsletter")", i);
   int pad = 0;
   while (p.size() < 780) p += fmt::format(R"(,"attr_{}":"value-{}-{}")", pad++, i % 1000, pad);
   return p + "}";
@@ -117,7 +118,8 @@ int Run(const Topology& t, ZooKeeperServer& zk, int rows, int clients) {
     return s;
   };
 
-  // Render and compress the batches up front, but count their CPU as Sluice's (it is work Sluice does per row).
+  // Render and compress the batches up front, but count their CPU as Sluice's (it is work Sluice does per
+  // row).
   double cpu0 = SelfCpuSeconds();
   std::vector<http::RequestBody> batches;
   for (int first = 0; first < rows; first += kBatch) batches.push_back(MakeBatch(7, first));
@@ -147,11 +149,12 @@ int Run(const Topology& t, ZooKeeperServer& zk, int rows, int clients) {
   double send_cpu = SelfCpuSeconds() - self0;
   double server = server_cpu() - server0;
   auto counted = client->Query(fmt::format("SELECT count() FROM {} FORMAT TSV", schema->EventsTable()));
-  std::printf("%-34s %8d rows  %8.0f rows/s  client %5.1f µs/row (render+gzip %4.1f, send %4.1f)  "
-              "servers %6.1f µs/row  gzip %5.1f MB  count %s  failures %d\n",
-              t.name.c_str(), rows, rows / seconds, (render_cpu + send_cpu) * 1e6 / rows, render_cpu * 1e6 / rows,
-              send_cpu * 1e6 / rows, server * 1e6 / rows, gzip_bytes / 1e6,
-              counted.ok() ? std::string(counted->substr(0, counted->size() - 1)).c_str() : "?", failures.load());
+  std::printf(
+      "%-34s %8d rows  %8.0f rows/s  client %5.1f µs/row (render+gzip %4.1f, send %4.1f)  "
+      "servers %6.1f µs/row  gzip %5.1f MB  count %s  failures %d\n",
+      t.name.c_str(), rows, rows / seconds, (render_cpu + send_cpu) * 1e6 / rows, render_cpu * 1e6 / rows,
+      send_cpu * 1e6 / rows, server * 1e6 / rows, gzip_bytes / 1e6,
+      counted.ok() ? std::string(counted->substr(0, counted->size() - 1)).c_str() : "?", failures.load());
   std::fflush(stdout);
   return failures.load() == 0 ? 0 : 1;
 }
@@ -165,10 +168,12 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     if (std::strcmp(argv[i], "--rows") == 0) rows = std::atoi(argv[i + 1]);
     if (std::strcmp(argv[i], "--clients") == 0) clients = std::atoi(argv[i + 1]);
-    if (std::strcmp(argv[i], "--only") == 0) only = argv[i + 1];  // a topology name prefix: "1 server", "1x2", "2x2"
+    if (std::strcmp(argv[i], "--only") == 0)
+      only = argv[i + 1];  // a topology name prefix: "1 server", "1x2", "2x2"
   }
-  std::printf("ClickHouse insert, %d clients, batches of %d rows of ≈1 KB, gzip JSONEachRow, durable settings\n",
-              clients, kBatch);
+  std::printf(
+      "ClickHouse insert, %d clients, batches of %d rows of ≈1 KB, gzip JSONEachRow, durable settings\n",
+      clients, kBatch);
   int rc = 0;
   for (const Topology& t : {Topology{"1 server (ReplacingMergeTree)", 1, 1, false},
                             Topology{"1x2 replicated, insert_quorum=2", 1, 2, true},

@@ -28,8 +28,8 @@ enum : int {
   kSocketTimeout = 209,
   kNetworkError = 210,
   kNoFreeConnection = 211,
-  kTableIsReadOnly = 242,     // the replica lost its ZooKeeper session
-  kTooManyParts = 252,        // parts_to_throw_insert: back off, merges catch up
+  kTableIsReadOnly = 242,  // the replica lost its ZooKeeper session
+  kTooManyParts = 252,     // parts_to_throw_insert: back off, merges catch up
   kAllConnectionTriesFailed = 279,
   kTooFewLiveReplicas = 285,  // insert_quorum cannot be met right now
   kUnsatisfiedQuorumForPreviousWrite = 286,
@@ -222,7 +222,8 @@ Error ClassifyResponse(int http_status, std::string_view body, std::string_view 
 Result<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
   if (!options.transport) return InvalidArgument("clickhouse::Client needs a transport");
   if (options.url.hosts.empty()) return InvalidArgument("clickhouse::Client needs at least one host");
-  if (!IsPlainIdentifier(options.url.database)) return InvalidArgument("clickhouse::Client: bad database name");
+  if (!IsPlainIdentifier(options.url.database))
+    return InvalidArgument("clickhouse::Client: bad database name");
   if (options.max_attempts < 1) options.max_attempts = 1;
   if (!options.sleep) options.sleep = [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); };
   return std::unique_ptr<Client>(new Client(std::move(options)));
@@ -230,9 +231,10 @@ Result<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
 
 Client::Client(ClientOptions options) : options_(std::move(options)) {}
 
-std::string Client::BuildUrl(const HostPort& host, std::string_view query_param, const Settings& settings) const {
-  // No `database=` parameter: Sluice's SQL names every table with its database, and a request must work before
-  // the database exists (CREATE DATABASE, the start-up version check).
+std::string Client::BuildUrl(const HostPort& host, std::string_view query_param,
+                             const Settings& settings) const {
+  // No `database=` parameter: Sluice's SQL names every table with its database, and a request must work
+  // before the database exists (CREATE DATABASE, the start-up version check).
   std::string url = fmt::format("http://{}/", host.ToString());
   char sep = '?';
   auto add = [&](std::string_view k, std::string_view v) {
@@ -286,19 +288,20 @@ Result<http::OutboundResponse> Client::Send(std::string_view query_param, http::
     }
     // kUnavailable from the transport means the connection never opened: nothing reached the server, so even
     // a non-idempotent request may go to the next replica. An error the server answered with is its answer.
-    bool retry = error.code == ErrorCode::kUnavailable ||
-                 (options.idempotent && IsRetryable(error.code));
+    bool retry = error.code == ErrorCode::kUnavailable || (options.idempotent && IsRetryable(error.code));
     last = std::move(error);
     if (!retry || attempt + 1 == options_.max_attempts) break;
     // Full jitter under an exponential ceiling; the first failover to another replica is immediate.
     if (attempt > 0 || options.only_host || hosts.size() == 1) {
       auto ceiling = std::min(options_.max_delay, options_.base_delay * (1 << std::min(attempt, 10)));
       auto delay = std::chrono::milliseconds(static_cast<int64_t>(Uniform01() * ceiling.count()));
-      auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(total_deadline - SteadyClock::now());
+      auto remaining =
+          std::chrono::duration_cast<std::chrono::milliseconds>(total_deadline - SteadyClock::now());
       options_.sleep(std::min(delay, std::max(remaining, std::chrono::milliseconds(0))));
     }
   }
-  if (!last) return Error(ErrorCode::kDeadlineExceeded, "ClickHouse request deadline passed before an attempt");
+  if (!last)
+    return Error(ErrorCode::kDeadlineExceeded, "ClickHouse request deadline passed before an attempt");
   return *std::move(last);
 }
 
@@ -315,7 +318,8 @@ Status Client::Execute(std::string_view sql, const RequestOptions& options) {
 
 Status Client::InsertJsonEachRow(std::string_view table, const http::RequestBody& body,
                                  const RequestOptions& options) {
-  if (!IsTableName(table)) return InvalidArgument(fmt::format("clickhouse insert: bad table name '{}' (DB.TABLE)", table));
+  if (!IsTableName(table))
+    return InvalidArgument(fmt::format("clickhouse insert: bad table name '{}' (DB.TABLE)", table));
   SLUICE_TRY(Send(fmt::format("INSERT INTO {} FORMAT JSONEachRow", table), body, true, options));
   return OkStatus();
 }

@@ -10,13 +10,14 @@
 //
 // A read or DDL sends the SQL as the body instead (no `query` parameter). SQL names every table with its
 // database (EventsSchema gives the names), so no `database=` is sent. Settings (insert_quorum,
-// insert_distributed_sync, max_execution_time, ...) travel as URL parameters; ClickHouse refuses unknown ones.
+// insert_distributed_sync, max_execution_time, ...) travel as URL parameters; ClickHouse refuses unknown
+// ones.
 //
-// This class is the one retry layer for ClickHouse (the transport never retries): an attempt that fails with a
-// retryable class (unreachable, reset, 5xx-type server codes such as TOO_FEW_LIVE_REPLICAS) is retried with
-// full-jitter backoff on the NEXT replica of the URL, so a stopped replica costs one failed connect. A request
-// that is not marked idempotent is failed over only when nothing can have reached the server (connect refused).
-// The replica that answered last is tried first next time.
+// This class is the one retry layer for ClickHouse (the transport never retries): an attempt that fails with
+// a retryable class (unreachable, reset, 5xx-type server codes such as TOO_FEW_LIVE_REPLICAS) is retried with
+// full-jitter backoff on the NEXT replica of the URL, so a stopped replica costs one failed connect. A
+// request that is not marked idempotent is failed over only when nothing can have reached the server (connect
+// refused). The replica that answered last is tried first next time.
 //
 // Thread-safe; one per process and URL.
 #pragma once
@@ -69,8 +70,8 @@ struct ClientOptions {
 struct RequestOptions {
   Settings settings;
   /// May this request be sent again after it possibly reached the server? Reads and IF NOT EXISTS DDL are;
-  /// inserts are when the table deduplicates retried blocks (Replicated*MergeTree) or rows (ReplacingMergeTree
-  /// read with FINAL) — true for Sluice's events table, so the default is true.
+  /// inserts are when the table deduplicates retried blocks (Replicated*MergeTree) or rows
+  /// (ReplacingMergeTree read with FINAL) — true for Sluice's events table, so the default is true.
   bool idempotent = true;
   /// Send only to this replica (index into the URL's hosts); no failover. For tests and per-replica checks.
   std::optional<size_t> only_host;
@@ -92,7 +93,8 @@ class InsertBody {
   void AppendRow(std::string_view json_object);
   size_t rows() const { return rows_; }
   uint64_t raw_bytes() const { return raw_bytes_; }
-  /// Ends the gzip stream; the body can be sent any number of times afterwards. Appending after this is a bug.
+  /// Ends the gzip stream; the body can be sent any number of times afterwards. Appending after this is a
+  /// bug.
   http::RequestBody Finish();
 
  private:
@@ -112,9 +114,9 @@ struct ServerVersion {
 };
 Result<ServerVersion> ParseServerVersion(std::string_view text);
 
-/// Classifies a non-2xx ClickHouse HTTP answer ("Code: 60, e.displayText() = DB::Exception: ..."). The numeric
-/// code goes to Error::provider_code; the class decides retries (TOO_FEW_LIVE_REPLICAS → kTransient, UNKNOWN_TABLE
-/// → kNotFound, SYNTAX_ERROR/UNKNOWN_SETTING → kInvalidArgument, ...).
+/// Classifies a non-2xx ClickHouse HTTP answer ("Code: 60, e.displayText() = DB::Exception: ..."). The
+/// numeric code goes to Error::provider_code; the class decides retries (TOO_FEW_LIVE_REPLICAS → kTransient,
+/// UNKNOWN_TABLE → kNotFound, SYNTAX_ERROR/UNKNOWN_SETTING → kInvalidArgument, ...).
 Error ClassifyResponse(int http_status, std::string_view body, std::string_view host);
 
 class Client {
@@ -122,7 +124,8 @@ class Client {
   /// kInvalidArgument when options are incomplete (no transport, no hosts).
   static Result<std::unique_ptr<Client>> Create(ClientOptions options);
 
-  /// Runs a statement and returns the response body (use FORMAT JSONEachRow / TSV in `sql` to pick its shape).
+  /// Runs a statement and returns the response body (use FORMAT JSONEachRow / TSV in `sql` to pick its
+  /// shape).
   Result<std::string> Query(std::string_view sql, const RequestOptions& options = {});
   /// Runs a statement whose answer is not needed (DDL, ALTER, OPTIMIZE).
   Status Execute(std::string_view sql, const RequestOptions& options = {});

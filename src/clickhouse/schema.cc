@@ -10,8 +10,8 @@
 namespace sluice::clickhouse {
 namespace {
 
-constexpr const char* kColumns[] = {"project_id", "time",      "time_us",   "distinct_id", "name",
-                                    "insert_id",  "device_id", "user_id",   "properties",  "version"};
+constexpr const char* kColumns[] = {"project_id", "time",      "time_us", "distinct_id", "name",
+                                    "insert_id",  "device_id", "user_id", "properties",  "version"};
 
 constexpr std::string_view kColumnDdl =
     "(project_id UInt32, time DateTime('UTC'), time_us Int64, distinct_id String, name String, "
@@ -20,7 +20,9 @@ constexpr std::string_view kColumnDdl =
 std::string OnCluster(const EventsSchema& s) { return s.cluster.empty() ? "" : " ON CLUSTER " + s.cluster; }
 
 // Floor division: events before 1970 keep the second they belong to.
-int64_t SecondOf(int64_t time_us) { return time_us >= 0 ? time_us / 1000000 : -((-time_us + 999999) / 1000000); }
+int64_t SecondOf(int64_t time_us) {
+  return time_us >= 0 ? time_us / 1000000 : -((-time_us + 999999) / 1000000);
+}
 
 }  // namespace
 
@@ -37,18 +39,19 @@ std::vector<std::string> EventsSchema::Statements() const {
   std::string engine =
       cluster.empty()
           ? "ReplacingMergeTree(version)"
-          : fmt::format("ReplicatedReplacingMergeTree('/clickhouse/tables/{{shard}}/{}/events_local', '{{replica}}', "
-                        "version)",
-                        database);
+          : fmt::format(
+                "ReplicatedReplacingMergeTree('/clickhouse/tables/{{shard}}/{}/events_local', '{{replica}}', "
+                "version)",
+                database);
   out.push_back(fmt::format(
       "CREATE TABLE IF NOT EXISTS {}{} {} ENGINE = {} PARTITION BY toDate(time) "
       "ORDER BY (project_id, time, distinct_id, name, insert_id) SETTINGS index_granularity = 1024",
       LocalTable(), OnCluster(*this), kColumnDdl, engine));
   if (!cluster.empty()) {
-    out.push_back(fmt::format(
-        "CREATE TABLE IF NOT EXISTS {}{} AS {} ENGINE = Distributed({}, {}, events_local, "
-        "cityHash64(project_id, distinct_id))",
-        EventsTable(), OnCluster(*this), LocalTable(), cluster, database));
+    out.push_back(
+        fmt::format("CREATE TABLE IF NOT EXISTS {}{} AS {} ENGINE = Distributed({}, {}, events_local, "
+                    "cityHash64(project_id, distinct_id))",
+                    EventsTable(), OnCluster(*this), LocalTable(), cluster, database));
   }
   return out;
 }
@@ -86,8 +89,9 @@ Status EnsureEventsSchema(Client& client, const EventsSchema& schema) {
   size_t dot = schema.LocalTable().find('.');
   SLUICE_ASSIGN_OR_RETURN(
       std::string text,
-      client.Query(fmt::format("SELECT name FROM system.columns WHERE database = '{}' AND table = '{}' FORMAT TSV",
-                               schema.database, schema.LocalTable().substr(dot + 1))));
+      client.Query(
+          fmt::format("SELECT name FROM system.columns WHERE database = '{}' AND table = '{}' FORMAT TSV",
+                      schema.database, schema.LocalTable().substr(dot + 1))));
   std::set<std::string> have;
   size_t start = 0;
   while (start < text.size()) {
@@ -101,9 +105,10 @@ Status EnsureEventsSchema(Client& client, const EventsSchema& schema) {
     if (!have.count(c)) missing += std::string(missing.empty() ? "" : ", ") + c;
   }
   if (!missing.empty()) {
-    return Error(ErrorCode::kPermanent, fmt::format("ClickHouse table {} exists without the columns {}: it was "
-                                                    "not created by this Sluice version",
-                                                    schema.LocalTable(), missing));
+    return Error(ErrorCode::kPermanent,
+                 fmt::format("ClickHouse table {} exists without the columns {}: it was "
+                             "not created by this Sluice version",
+                             schema.LocalTable(), missing));
   }
   return OkStatus();
 }

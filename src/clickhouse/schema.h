@@ -4,8 +4,8 @@
 //
 //   CREATE DATABASE IF NOT EXISTS DB ON CLUSTER C
 //   CREATE TABLE IF NOT EXISTS DB.events_local ON CLUSTER C (
-//     project_id UInt32, time DateTime('UTC'), time_us Int64, distinct_id String, name String, insert_id String,
-//     device_id String, user_id String, properties String, version UInt64)
+//     project_id UInt32, time DateTime('UTC'), time_us Int64, distinct_id String, name String, insert_id
+//     String, device_id String, user_id String, properties String, version UInt64)
 //   ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/DB/events_local', '{replica}', version)
 //   PARTITION BY toDate(time) ORDER BY (project_id, time, distinct_id, name, insert_id)
 //   SETTINGS index_granularity = 1024
@@ -22,11 +22,13 @@
 //   projects each making a part per batch.
 // - Sharding by cityHash64(project_id, distinct_id) keeps every copy of a dedup key on one shard, so FINAL
 //   through the Distributed table is still exact.
-// - `time_us` keeps Sluice's microseconds (Mixpanel sends milliseconds); 18.16 has no DateTime64. `time` is the
+// - `time_us` keeps Sluice's microseconds (Mixpanel sends milliseconds); 18.16 has no DateTime64. `time` is
+// the
 //   second, written by Sluice (a MATERIALIZED column cannot pass through a Distributed insert in 18.16).
 // - index_granularity 1024 instead of 8192: a point lookup reads ≈1 MB instead of ≈6.5 MB at 1 KB rows.
 // - Replicated tables deduplicate a retried block (same rows, same order) even through another replica, which
-//   is what makes a retried insert idempotent; `insert_quorum` makes the 2xx mean "on a majority of replicas".
+//   is what makes a retried insert idempotent; `insert_quorum` makes the 2xx mean "on a majority of
+//   replicas".
 #pragma once
 
 #include <cstdint>
@@ -58,8 +60,8 @@ struct EventsSchema {
 /// kInvalidArgument when the cluster is not in the server's remote_servers.
 Result<EventsSchema> DescribeEventsSchema(Client& client);
 
-/// Creates database and tables if absent (safe to run on every start, on every node, concurrently), then checks
-/// that an existing table has the expected columns (kPermanent naming the missing ones otherwise).
+/// Creates database and tables if absent (safe to run on every start, on every node, concurrently), then
+/// checks that an existing table has the expected columns (kPermanent naming the missing ones otherwise).
 Status EnsureEventsSchema(Client& client, const EventsSchema& schema);
 
 /// Appends one event row in the column layout above. `version` must grow for later writes of the same key.

@@ -2,12 +2,12 @@
 //
 //   clickhouse://HOST:PORT[,HOST:PORT...]/DB[?cluster=NAME]
 //
-// HOST:PORT are ClickHouse HTTP endpoints (port 8123 by default on a server, but always written out): replicas
-// of the same data that the client fails over between, in the order given. DB is the database Sluice owns.
-// `cluster` names the <remote_servers> cluster used for ON CLUSTER DDL and the Distributed table; without it
-// Sluice uses one server's local tables and no replication. The name and syntax are a contract (operators'
-// scripts and acceptance checks use them), so parsing is strict: no credentials in the URL (they come from
-// flags/environment as secrets), no unknown query parameters, no trailing slash.
+// HOST:PORT are ClickHouse HTTP endpoints (port 8123 by default on a server, but always written out):
+// replicas of the same data that the client fails over between, in the order given. DB is the database Sluice
+// owns. `cluster` names the <remote_servers> cluster used for ON CLUSTER DDL and the Distributed table;
+// without it Sluice uses one server's local tables and no replication. The name and syntax are a contract
+// (operators' scripts and acceptance checks use them), so parsing is strict: no credentials in the URL (they
+// come from flags/environment as secrets), no unknown query parameters, no trailing slash.
 #pragma once
 
 #include <optional>

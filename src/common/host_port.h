@@ -1,5 +1,6 @@
-// HostPort lists as they appear in service URLs (clickhouse://a:8123,b:8123/db, zookeeper://z1:2181,z2:2181/x).
-// One strict parser for both, so the two URL schemes accept exactly the same host syntax.
+// HostPort lists as they appear in service URLs (clickhouse://a:8123,b:8123/db,
+// zookeeper://z1:2181,z2:2181/x). One strict parser for both, so the two URL schemes accept exactly the same
+// host syntax.
 #pragma once
 
 #include <cstdint>

@@ -12,8 +12,10 @@ constexpr std::string_view kFences = "/fences";
 // Compare-and-set rounds against concurrent fenced writers; each lost round means another writer succeeded.
 constexpr int kMaxCasRounds = 32;
 
-bool IsLeaseName(std::string_view name) { return !name.empty() && name.find('/') == std::string_view::npos &&
-                                                 IsValidNodePath("/" + std::string(name)); }
+bool IsLeaseName(std::string_view name) {
+  return !name.empty() && name.find('/') == std::string_view::npos &&
+         IsValidNodePath("/" + std::string(name));
+}
 
 std::string LeasePath(std::string_view name) { return fmt::format("{}/{}", kLeases, name); }
 std::string FencePath(std::string_view name) { return fmt::format("{}/{}", kFences, name); }
@@ -43,10 +45,11 @@ Status FencedWrite(Session& session, std::string_view lease_name, int64_t token,
     int64_t highest = 0;
     std::from_chars(current->data.data(), current->data.data() + current->data.size(), highest);
     if (token < highest) {
-      return Error(ErrorCode::kConflict,
-                   fmt::format("stale fencing token {} for '{}': a holder with token {} took the lease since; this "
-                               "holder must stop",
-                               token, lease_name, highest));
+      return Error(
+          ErrorCode::kConflict,
+          fmt::format("stale fencing token {} for '{}': a holder with token {} took the lease since; this "
+                      "holder must stop",
+                      token, lease_name, highest));
     }
     std::vector<Op> ops;
     ops.push_back(Op::Set(fence, token_text, current->stat.version));
@@ -64,8 +67,8 @@ Status FencedWrite(Session& session, std::string_view lease_name, int64_t token,
     if (st.error().code != ErrorCode::kConflict) return st;
     // kConflict: the fence moved (another writer) or the target appeared; re-read and decide again.
   }
-  return Error(ErrorCode::kTransient, fmt::format("fenced write to {}: too much contention on '{}'", path,
-                                                  lease_name));
+  return Error(ErrorCode::kTransient,
+               fmt::format("fenced write to {}: too much contention on '{}'", path, lease_name));
 }
 
 }  // namespace
@@ -107,13 +110,13 @@ Result<std::unique_ptr<Lease>> Lease::TryAcquire(std::shared_ptr<Session> sessio
       break;
     }
     if (node || round == 2) {
-      return Error(ErrorCode::kConflict,
-                   node ? fmt::format("lease '{}' is held by '{}' (token {})", name, node->data, node->stat.czxid)
-                        : fmt::format("lease '{}' is changing hands; try again", name));
+      return Error(ErrorCode::kConflict, node ? fmt::format("lease '{}' is held by '{}' (token {})", name,
+                                                            node->data, node->stat.czxid)
+                                              : fmt::format("lease '{}' is changing hands; try again", name));
     }
   }
-  std::unique_ptr<Lease> lease(new Lease(std::move(session), std::move(name), std::move(holder), token, session_id,
-                                         generation));
+  std::unique_ptr<Lease> lease(
+      new Lease(std::move(session), std::move(name), std::move(holder), token, session_id, generation));
   // Fence out every earlier holder now. A failure here leaves the lease held but unusable: release it.
   Status fenced = AdvanceFence(*lease->session_, lease->name_, token);
   if (!fenced.ok()) {
@@ -132,9 +135,7 @@ Result<std::optional<LeaseHolder>> Lease::CurrentHolder(Session& session, std::s
 
 Lease::~Lease() { (void)Release(); }
 
-bool Lease::Lost() const {
-  return released_ || session_->generation() != generation_ || session_->expired();
-}
+bool Lease::Lost() const { return released_ || session_->generation() != generation_ || session_->expired(); }
 
 Status Lease::Renew() {
   auto lost = [&](std::string_view why) {

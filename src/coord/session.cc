@@ -11,7 +11,8 @@ namespace sluice::coord {
 namespace {
 
 void Watcher(zhandle_t* zh, int type, int state, const char* /*path*/, void* context) {
-  if (type == ZOO_SESSION_EVENT && context != nullptr) static_cast<Session*>(context)->OnSessionEvent(zh, state);
+  if (type == ZOO_SESSION_EVENT && context != nullptr)
+    static_cast<Session*>(context)->OnSessionEvent(zh, state);
 }
 
 void QuietLibraryLogOnce() {
@@ -113,12 +114,14 @@ Status Session::OpenHandleLocked(std::unique_lock<std::mutex>& lock) {
   }
   zh_ = zh;
   bool ok = cv_.wait_for(lock, options_.connect_timeout, [&] {
-    return state_ == ZOO_CONNECTED_STATE || state_ == ZOO_EXPIRED_SESSION_STATE || state_ == ZOO_AUTH_FAILED_STATE;
+    return state_ == ZOO_CONNECTED_STATE || state_ == ZOO_EXPIRED_SESSION_STATE ||
+           state_ == ZOO_AUTH_FAILED_STATE;
   });
   if (!ok || state_ != ZOO_CONNECTED_STATE) {
-    return Unavailable(fmt::format("ZooKeeper {} did not accept a session within {} ms (check --coordination and "
-                                   "that the ensemble runs)",
-                                   options_.url.ToString(), options_.connect_timeout.count()));
+    return Unavailable(
+        fmt::format("ZooKeeper {} did not accept a session within {} ms (check --coordination and "
+                    "that the ensemble runs)",
+                    options_.url.ToString(), options_.connect_timeout.count()));
   }
   generation_.fetch_add(1);
   return OkStatus();
@@ -160,7 +163,8 @@ bool Session::expired() const {
 }
 
 Result<NodeStat> Session::Create(std::string_view path, std::string_view data, bool ephemeral) {
-  if (!IsValidNodePath(path) || path == "/") return InvalidArgument(fmt::format("bad ZooKeeper path '{}'", path));
+  if (!IsValidNodePath(path) || path == "/")
+    return InvalidArgument(fmt::format("bad ZooKeeper path '{}'", path));
   SLUICE_ASSIGN_OR_RETURN(zhandle_t * zh, Handle());
   std::string full = Full(path);
   Stat stat{};
@@ -184,8 +188,8 @@ Status Session::EnsurePath(std::string_view path) {
 Result<std::optional<Node>> Session::Get(std::string_view path) {
   SLUICE_ASSIGN_OR_RETURN(zhandle_t * zh, Handle());
   std::string full = Full(path);
-  // Sluice's nodes are small (holder ids, tokens, progress records): start small, and read again with the exact
-  // size when the node is larger (the library truncates silently; Stat.dataLength has the real size).
+  // Sluice's nodes are small (holder ids, tokens, progress records): start small, and read again with the
+  // exact size when the node is larger (the library truncates silently; Stat.dataLength has the real size).
   std::string buffer(4096, '\0');
   // Bounded: a second round only when the node grew between the reads.
   for (int round = 0; round < 3; ++round) {
@@ -237,8 +241,8 @@ Status Session::Multi(const std::vector<Op>& ops) {
                            &ZOO_OPEN_ACL_UNSAFE, 0, nullptr, 0);
         break;
       case Op::Kind::kSet:
-        zoo_set_op_init(&zops[i], full[i].c_str(), op.data.data(), static_cast<int>(op.data.size()), op.version,
-                        &stats[i]);
+        zoo_set_op_init(&zops[i], full[i].c_str(), op.data.data(), static_cast<int>(op.data.size()),
+                        op.version, &stats[i]);
         break;
       case Op::Kind::kCheck:
         zoo_check_op_init(&zops[i], full[i].c_str(), op.version);
@@ -273,8 +277,9 @@ Status Session::ExpireForTesting() {
     w->state = state;
     w->cv.notify_all();
   };
-  // The twin taking the session over makes the server drop this handle's connection; if this handle reconnects
-  // before the twin's close arrives it takes the session back and the close does nothing. So: bounded rounds.
+  // The twin taking the session over makes the server drop this handle's connection; if this handle
+  // reconnects before the twin's close arrives it takes the session back and the close does nothing. So:
+  // bounded rounds.
   for (int round = 0; round < 8; ++round) {
     clientid_t id{};
     {
@@ -284,8 +289,8 @@ Status Session::ExpireForTesting() {
       id = *zoo_client_id(zh_);
     }
     Waiter waiter;
-    zhandle_t* twin = zookeeper_init(hosts.c_str(), watcher, static_cast<int>(options_.session_timeout.count()),
-                                     &id, &waiter, 0);
+    zhandle_t* twin = zookeeper_init(hosts.c_str(), watcher,
+                                     static_cast<int>(options_.session_timeout.count()), &id, &waiter, 0);
     if (twin == nullptr) return Unavailable("cannot open the twin handle");
     {
       std::unique_lock lock(waiter.mu);
@@ -293,7 +298,8 @@ Status Session::ExpireForTesting() {
     }
     zookeeper_close(twin);  // closing the joined session ends it for this handle too
     std::unique_lock lock(mu_);
-    if (cv_.wait_for(lock, std::chrono::milliseconds(1500), [&] { return state_ == ZOO_EXPIRED_SESSION_STATE; })) {
+    if (cv_.wait_for(lock, std::chrono::milliseconds(1500),
+                     [&] { return state_ == ZOO_EXPIRED_SESSION_STATE; })) {
       return OkStatus();
     }
   }

@@ -1,10 +1,10 @@
 // coord::Session: one ZooKeeper session (libzookeeper-mt) for a zookeeper:// URL, reopened when it expires.
 //
 // The C library keeps a session alive across dropped connections by itself (it reconnects to any host of the
-// ensemble within the negotiated session timeout). What it cannot do is survive an EXPIRED session: the server
-// has then deleted the session's ephemeral nodes (leases!) and the handle is dead. Session opens a new handle
-// on the next call and bumps generation(), so whoever held something under the old session (coord::Lease) can
-// tell that it no longer does.
+// ensemble within the negotiated session timeout). What it cannot do is survive an EXPIRED session: the
+// server has then deleted the session's ephemeral nodes (leases!) and the handle is dead. Session opens a new
+// handle on the next call and bumps generation(), so whoever held something under the old session
+// (coord::Lease) can tell that it no longer does.
 //
 // Paths are relative to the URL's chroot, which Session creates on open. Operations are synchronous and
 // thread-safe; each returns kUnavailable while the ensemble is unreachable (ZCONNECTIONLOSS is "unknown
@@ -34,8 +34,8 @@ struct NodeStat {
   /// zxid of the transaction that created the node: unique and increasing across the whole ensemble, so the
   /// czxid of a re-created node is always larger — the fencing token of a lease.
   int64_t czxid = 0;
-  int32_t version = 0;            // data version, for compare-and-set
-  int64_t ephemeral_owner = 0;    // session id owning an ephemeral node, 0 for persistent nodes
+  int32_t version = 0;          // data version, for compare-and-set
+  int64_t ephemeral_owner = 0;  // session id owning an ephemeral node, 0 for persistent nodes
 };
 
 struct Node {
@@ -49,12 +49,16 @@ struct Op {
   std::string path;
   std::string data;
   int32_t version = -1;  // -1 = any
-  static Op Create(std::string path, std::string data) { return {Kind::kCreate, std::move(path), std::move(data)}; }
+  static Op Create(std::string path, std::string data) {
+    return {Kind::kCreate, std::move(path), std::move(data)};
+  }
   static Op Set(std::string path, std::string data, int32_t version) {
     return {Kind::kSet, std::move(path), std::move(data), version};
   }
   static Op Check(std::string path, int32_t version) { return {Kind::kCheck, std::move(path), {}, version}; }
-  static Op Delete(std::string path, int32_t version) { return {Kind::kDelete, std::move(path), {}, version}; }
+  static Op Delete(std::string path, int32_t version) {
+    return {Kind::kDelete, std::move(path), {}, version};
+  }
 };
 
 class Session {
@@ -83,7 +87,8 @@ class Session {
   /// Sets data if the node's version is `version` (-1 = any); kConflict on a version mismatch.
   Result<NodeStat> Set(std::string_view path, std::string_view data, int32_t version = -1);
   Status Delete(std::string_view path, int32_t version = -1);
-  /// All-or-nothing; kConflict when a version check fails, kNotFound / kConflict for the failing op otherwise.
+  /// All-or-nothing; kConflict when a version check fails, kNotFound / kConflict for the failing op
+  /// otherwise.
   Status Multi(const std::vector<Op>& ops);
 
   /// The current session's id (0 before the first connection).
@@ -98,8 +103,9 @@ class Session {
   bool expired() const;
   const ZooKeeperUrl& url() const { return options_.url; }
 
-  /// Test hook: makes the ensemble expire this session now (the ZooKeeper test idiom: a second handle joins the
-  /// session with its id and password, then closes it). Ephemeral nodes vanish; this handle then sees expiry.
+  /// Test hook: makes the ensemble expire this session now (the ZooKeeper test idiom: a second handle joins
+  /// the session with its id and password, then closes it). Ephemeral nodes vanish; this handle then sees
+  /// expiry.
   Status ExpireForTesting();
 
   /// Internal: the library's watcher callback lands here.
@@ -115,8 +121,8 @@ class Session {
   Options options_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  zhandle_t* zh_ = nullptr;          // guarded by mu_ for replacement; the library is thread-safe for calls
-  int state_ = 0;                    // last session state seen for zh_, guarded by mu_
+  zhandle_t* zh_ = nullptr;  // guarded by mu_ for replacement; the library is thread-safe for calls
+  int state_ = 0;            // last session state seen for zh_, guarded by mu_
   std::atomic<uint64_t> generation_{0};
   std::vector<zhandle_t*> retired_;  // expired handles, closed in the destructor (calls may still use them)
 };

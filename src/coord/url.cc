@@ -30,7 +30,8 @@ bool IsValidNodePath(std::string_view path) {
   size_t start = 1;
   while (true) {
     size_t slash = path.find('/', start);
-    if (!IsSegment(path.substr(start, slash == std::string_view::npos ? path.npos : slash - start))) return false;
+    if (!IsSegment(path.substr(start, slash == std::string_view::npos ? path.npos : slash - start)))
+      return false;
     if (slash == std::string_view::npos) return true;
     start = slash + 1;
   }
@@ -60,11 +61,12 @@ Result<ZooKeeperUrl> ParseZooKeeperUrl(std::string_view url) {
   out.hosts = std::move(hosts).value();
   if (slash != std::string_view::npos) {
     std::string_view chroot = rest.substr(slash);
-    if (chroot == "/" ) return Bad("has an empty chroot (leave out the trailing '/')");
+    if (chroot == "/") return Bad("has an empty chroot (leave out the trailing '/')");
     if (!IsValidNodePath(chroot)) {
-      return Bad(fmt::format("chroot '{}' must be /SEGMENT[/SEGMENT...] of [A-Za-z0-9_.-], without '.', '..', "
-                             "empty segments or a trailing '/'",
-                             chroot));
+      return Bad(
+          fmt::format("chroot '{}' must be /SEGMENT[/SEGMENT...] of [A-Za-z0-9_.-], without '.', '..', "
+                      "empty segments or a trailing '/'",
+                      chroot));
     }
     out.chroot = std::string(chroot);
   }

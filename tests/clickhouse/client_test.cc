@@ -36,14 +36,17 @@ class ScriptedTransport : public http::HttpTransport {
   }
 };
 
-http::OutboundResponse Answer(int status, std::string body) { return http::OutboundResponse{status, {}, body}; }
+http::OutboundResponse Answer(int status, std::string body) {
+  return http::OutboundResponse{status, {}, body};
+}
 
 struct Fixture {
   std::shared_ptr<ScriptedTransport> transport = std::make_shared<ScriptedTransport>();
   std::vector<milliseconds> sleeps;
   std::unique_ptr<Client> client;
 
-  explicit Fixture(std::string_view url_text = "clickhouse://127.0.0.1:8123,127.0.0.1:8124/sluice?cluster=c") {
+  explicit Fixture(
+      std::string_view url_text = "clickhouse://127.0.0.1:8123,127.0.0.1:8124/sluice?cluster=c") {
     ClientOptions o;
     o.url = ParseClickHouseUrl(url_text).value();
     o.transport = transport;
@@ -87,8 +90,9 @@ TEST(ClickHouseClient, InsertSendsGzipJsonEachRowWithQueryInUrl) {
   o.settings = {{"insert_quorum", "2"}};
   ASSERT_TRUE(f.client->InsertJsonEachRow("sluice.events", request_body, o).ok());
   const auto& req = f.transport->sent.at(0);
-  EXPECT_EQ(req.url,
-            "http://127.0.0.1:8123/?query=INSERT%20INTO%20sluice.events%20FORMAT%20JSONEachRow&insert_quorum=2");
+  EXPECT_EQ(
+      req.url,
+      "http://127.0.0.1:8123/?query=INSERT%20INTO%20sluice.events%20FORMAT%20JSONEachRow&insert_quorum=2");
   ASSERT_EQ(req.headers.size(), 1u);
   EXPECT_EQ(req.headers[0], (std::pair<std::string, std::string>{"Content-Encoding", "gzip"}));
   auto plain = GunzipBounded(*req.body.data, 1 << 20);
@@ -139,8 +143,11 @@ TEST(ClickHouseClient, FailsOverToTheNextReplicaAndRemembersIt) {
 
 TEST(ClickHouseClient, RetriesTransientServerErrorsWithBackoff) {
   Fixture f("clickhouse://127.0.0.1:8123/sluice");
-  f.transport->script.push_back(Answer(500, "Code: 285, e.displayText() = DB::Exception: Number of alive replicas (1) is less than requested quorum (2)."));
-  f.transport->script.push_back(Answer(500, "Code: 242, e.displayText() = DB::Exception: Table is in readonly mode"));
+  f.transport->script.push_back(Answer(500,
+                                       "Code: 285, e.displayText() = DB::Exception: Number of alive replicas "
+                                       "(1) is less than requested quorum (2)."));
+  f.transport->script.push_back(
+      Answer(500, "Code: 242, e.displayText() = DB::Exception: Table is in readonly mode"));
   f.transport->script.push_back(Answer(200, ""));
   InsertBody body;
   body.AppendRow("{}");
@@ -166,7 +173,9 @@ TEST(ClickHouseClient, NonIdempotentRequestsFailOverOnlyWhenNothingWasSent) {
 
 TEST(ClickHouseClient, PermanentErrorsAreNotRetried) {
   Fixture f;
-  f.transport->script.push_back(Answer(404, "Code: 60, e.displayText() = DB::Exception: Table sluice.nope doesn't exist., e.what() = DB::Exception\n"));
+  f.transport->script.push_back(Answer(404,
+                                       "Code: 60, e.displayText() = DB::Exception: Table sluice.nope doesn't "
+                                       "exist., e.what() = DB::Exception\n"));
   auto r = f.client->Query("SELECT * FROM nope");
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::kNotFound);
@@ -179,7 +188,8 @@ TEST(ClickHouseClient, PermanentErrorsAreNotRetried) {
 
 TEST(ClickHouseClient, GivesUpAfterMaxAttemptsNamingTheLastReplica) {
   Fixture f;
-  for (int i = 0; i < 10; ++i) f.transport->script.push_back(Error(ErrorCode::kUnavailable, "cannot connect"));
+  for (int i = 0; i < 10; ++i)
+    f.transport->script.push_back(Error(ErrorCode::kUnavailable, "cannot connect"));
   auto r = f.client->Query("SELECT 1");
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
@@ -227,7 +237,8 @@ TEST(ClickHouseClient, CheckServerRefusesOldVersionsAndNamesTheUrl) {
   EXPECT_EQ(f.transport->sent[0].url, "http://127.0.0.1:8123/");
 
   Fixture down;
-  for (int i = 0; i < 10; ++i) down.transport->script.push_back(Error(ErrorCode::kUnavailable, "cannot connect"));
+  for (int i = 0; i < 10; ++i)
+    down.transport->script.push_back(Error(ErrorCode::kUnavailable, "cannot connect"));
   st = down.client->CheckServer();
   ASSERT_FALSE(st.ok());
   EXPECT_EQ(st.error().code, ErrorCode::kUnavailable);
@@ -273,8 +284,9 @@ TEST(EventsSchema, StatementsForAClusterAndForOneServer) {
                         "'{replica}', version)"),
             std::string::npos)
       << sql[1];
-  EXPECT_NE(sql[1].find("PARTITION BY toDate(time) ORDER BY (project_id, time, distinct_id, name, insert_id)"),
-            std::string::npos);
+  EXPECT_NE(
+      sql[1].find("PARTITION BY toDate(time) ORDER BY (project_id, time, distinct_id, name, insert_id)"),
+      std::string::npos);
   EXPECT_NE(sql[2].find("ENGINE = Distributed(c, sluice, events_local, cityHash64(project_id, distinct_id))"),
             std::string::npos);
   EXPECT_EQ(clustered.EventsTable(), "sluice.events");

@@ -1,5 +1,6 @@
-// The ClickHouse client and events schema against real loopback clusters of Debian's clickhouse-server 18.16 with
-// ZooKeeper: 1 shard × 2 replicas and 2 shards × 2 replicas. One ZooKeeper for the binary, one cluster per suite.
+// The ClickHouse client and events schema against real loopback clusters of Debian's clickhouse-server 18.16
+// with ZooKeeper: 1 shard × 2 replicas and 2 shards × 2 replicas. One ZooKeeper for the binary, one cluster
+// per suite.
 #include <gtest/gtest.h>
 
 #include <charconv>
@@ -10,6 +11,7 @@
 #include "clickhouse/client.h"
 #include "clickhouse/schema.h"
 #include "support/clickhouse_cluster.h"
+#include "support/zookeeper_environment.h"
 #include "support/zookeeper_server.h"
 
 namespace sluice::clickhouse {
@@ -17,26 +19,8 @@ namespace {
 
 using std::chrono::milliseconds;
 using testing::ClickHouseCluster;
+using testing::ZooKeeperEnvironment;
 using testing::ZooKeeperServer;
-
-ZooKeeperServer* g_zk = nullptr;
-
-class ZooKeeperEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    auto zk = ZooKeeperServer::Start();
-    ASSERT_TRUE(zk.ok()) << zk.error().ToString();
-    server_ = std::move(zk).value();
-    g_zk = server_.get();
-  }
-  void TearDown() override {
-    g_zk = nullptr;
-    server_.reset();
-  }
-
- private:
-  std::unique_ptr<ZooKeeperServer> server_;
-};
 
 std::unique_ptr<Client> MakeClient(const std::string& url, int max_attempts = 4) {
   ClientOptions o;
@@ -57,7 +41,8 @@ Event MakeEvent(int i, std::string properties = "{}") {
   return e;
 }
 
-http::RequestBody Batch(uint32_t project, int first, int count, uint64_t version, const std::string& props = "{}") {
+http::RequestBody Batch(uint32_t project, int first, int count, uint64_t version,
+                        const std::string& props = "{}") {
   InsertBody body;
   for (int i = first; i < first + count; ++i) AppendEventRow(body, project, MakeEvent(i, props), version);
   return body.Finish();
@@ -77,11 +62,11 @@ int64_t Count(Client& client, const std::string& sql, std::optional<size_t> host
 class ClusterSuite : public ::testing::Test {
  protected:
   static void StartCluster(int shards, int replicas, const std::string& database) {
-    ASSERT_NE(g_zk, nullptr);
+    ASSERT_NE(ZooKeeperEnvironment::server(), nullptr);
     testing::ClickHouseClusterOptions o;
     o.shards = shards;
     o.replicas = replicas;
-    auto ch = ClickHouseCluster::Start(o, g_zk->HostPort());
+    auto ch = ClickHouseCluster::Start(o, ZooKeeperEnvironment::server()->HostPort());
     ASSERT_TRUE(ch.ok()) << ch.error().ToString();
     cluster_ = std::move(ch).value().release();
     client_ = MakeClient(cluster_->StoreUrl(database)).release();
@@ -159,20 +144,26 @@ TEST_F(OneShardTwoReplicas, TheSameBatchSentThroughBothReplicasIsStoredOnce) {
 TEST_F(OneShardTwoReplicas, FinalKeepsOnlyTheLatestVersionOfADedupKey) {
   RequestOptions durable;
   durable.settings = schema_->DurableInsertSettings();
-  ASSERT_TRUE(client_->InsertJsonEachRow(schema_->EventsTable(), Batch(3, 0, 200, 1, R"({"v":1})"), durable).ok());
+  ASSERT_TRUE(
+      client_->InsertJsonEachRow(schema_->EventsTable(), Batch(3, 0, 200, 1, R"({"v":1})"), durable).ok());
   // The same dedup keys again with other properties: a different block, so it is stored; FINAL collapses it.
   durable.only_host = 1;
-  ASSERT_TRUE(client_->InsertJsonEachRow(schema_->EventsTable(), Batch(3, 0, 200, 2, R"({"v":2})"), durable).ok());
+  ASSERT_TRUE(
+      client_->InsertJsonEachRow(schema_->EventsTable(), Batch(3, 0, 200, 2, R"({"v":2})"), durable).ok());
   EXPECT_EQ(Count(*client_, "SELECT count() FROM s12.events FINAL WHERE project_id = 3"), 200);
-  EXPECT_EQ(Count(*client_, "SELECT count() FROM s12.events FINAL WHERE project_id = 3 AND properties = '{\"v\":2}'"),
+  EXPECT_EQ(Count(*client_,
+                  "SELECT count() FROM s12.events FINAL WHERE project_id = 3 AND properties = '{\"v\":2}'"),
             200);
   // An older version arriving late does not win.
-  ASSERT_TRUE(client_->InsertJsonEachRow(schema_->EventsTable(), Batch(3, 0, 10, 1, R"({"v":0})"), durable).ok());
-  EXPECT_EQ(Count(*client_, "SELECT count() FROM s12.events FINAL WHERE project_id = 3 AND properties = '{\"v\":2}'"),
+  ASSERT_TRUE(
+      client_->InsertJsonEachRow(schema_->EventsTable(), Batch(3, 0, 10, 1, R"({"v":0})"), durable).ok());
+  EXPECT_EQ(Count(*client_,
+                  "SELECT count() FROM s12.events FINAL WHERE project_id = 3 AND properties = '{\"v\":2}'"),
             200);
   // Milliseconds and the microseconds Sluice keeps survive the round trip.
   auto text = client_->Query(
-      "SELECT time_us, toUnixTimestamp(time) FROM s12.events FINAL WHERE project_id = 3 AND insert_id = 'ins-7' "
+      "SELECT time_us, toUnixTimestamp(time) FROM s12.events FINAL WHERE project_id = 3 AND insert_id = "
+      "'ins-7' "
       "FORMAT TSV");
   ASSERT_TRUE(text.ok());
   Event e = MakeEvent(7);
@@ -238,12 +229,12 @@ TEST_F(TwoShardsTwoReplicas, RowsAreShardedByDistinctIdAndDeduplicatedThroughThe
       client_->InsertJsonEachRow(schema_->EventsTable(), Batch(9, 0, 2000, 2, R"({"v":2})"), durable).ok());
 
   EXPECT_EQ(Count(*client_, "SELECT count() FROM s22.events FINAL WHERE project_id = 9"), 2000);
-  EXPECT_EQ(
-      Count(*client_, "SELECT count() FROM s22.events FINAL WHERE project_id = 9 AND properties = '{\"v\":2}'"),
-      2000);
+  EXPECT_EQ(Count(*client_,
+                  "SELECT count() FROM s22.events FINAL WHERE project_id = 9 AND properties = '{\"v\":2}'"),
+            2000);
 
-  // Each shard holds a part of the rows, each distinct_id lives on exactly one shard, and the quorum put every
-  // row on both replicas of its shard.
+  // Each shard holds a part of the rows, each distinct_id lives on exactly one shard, and the quorum put
+  // every row on both replicas of its shard.
   std::map<std::string, std::set<int>> shards_of;
   int64_t total = 0;
   for (int shard = 1; shard <= 2; ++shard) {
@@ -276,6 +267,6 @@ TEST_F(TwoShardsTwoReplicas, RowsAreShardedByDistinctIdAndDeduplicatedThroughThe
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
-  ::testing::AddGlobalTestEnvironment(new sluice::clickhouse::ZooKeeperEnvironment());
+  ::testing::AddGlobalTestEnvironment(new sluice::testing::ZooKeeperEnvironment());
   return RUN_ALL_TESTS();
 }

@@ -6,7 +6,8 @@ namespace sluice::clickhouse {
 namespace {
 
 TEST(ClickHouseUrl, ParsesHostsDatabaseAndCluster) {
-  auto url = ParseClickHouseUrl("clickhouse://ch1.internal:8123,10.0.0.2:8124,[::1]:8125/sluice_prod?cluster=main");
+  auto url =
+      ParseClickHouseUrl("clickhouse://ch1.internal:8123,10.0.0.2:8124,[::1]:8125/sluice_prod?cluster=main");
   ASSERT_TRUE(url.ok()) << url.error().ToString();
   ASSERT_EQ(url->hosts.size(), 3u);
   EXPECT_EQ(url->hosts[0].host, "ch1.internal");
@@ -16,7 +17,8 @@ TEST(ClickHouseUrl, ParsesHostsDatabaseAndCluster) {
   EXPECT_EQ(url->hosts[2].port, 8125);
   EXPECT_EQ(url->database, "sluice_prod");
   EXPECT_EQ(url->cluster, "main");
-  EXPECT_EQ(url->ToString(), "clickhouse://ch1.internal:8123,10.0.0.2:8124,[::1]:8125/sluice_prod?cluster=main");
+  EXPECT_EQ(url->ToString(),
+            "clickhouse://ch1.internal:8123,10.0.0.2:8124,[::1]:8125/sluice_prod?cluster=main");
 }
 
 TEST(ClickHouseUrl, ClusterIsOptional) {
@@ -31,24 +33,24 @@ TEST(ClickHouseUrl, RejectsEverythingOutsideTheContract) {
       "",
       "http://127.0.0.1:8123/sluice",
       "ClickHouse://127.0.0.1:8123/sluice",
-      "clickhouse://127.0.0.1:8123",            // no database
-      "clickhouse://127.0.0.1:8123/",           // empty database
-      "clickhouse://127.0.0.1/sluice",          // no port
-      "clickhouse://127.0.0.1:0/sluice",        // port 0
-      "clickhouse://127.0.0.1:65536/sluice",    // port too large
+      "clickhouse://127.0.0.1:8123",          // no database
+      "clickhouse://127.0.0.1:8123/",         // empty database
+      "clickhouse://127.0.0.1/sluice",        // no port
+      "clickhouse://127.0.0.1:0/sluice",      // port 0
+      "clickhouse://127.0.0.1:65536/sluice",  // port too large
       "clickhouse://127.0.0.1:+80/sluice",
       "clickhouse://127.0.0.1:80x/sluice",
-      "clickhouse://:8123/sluice",              // no host
-      "clickhouse://a_b:8123/sluice",           // '_' is not a DNS name character
+      "clickhouse://:8123/sluice",     // no host
+      "clickhouse://a_b:8123/sluice",  // '_' is not a DNS name character
       "clickhouse://-a:8123/sluice",
-      "clickhouse://a:1,,b:2/sluice",           // empty entry
-      "clickhouse://a:1,a:1/sluice",            // duplicate
-      "clickhouse://a:1, b:2/sluice",           // space
+      "clickhouse://a:1,,b:2/sluice",  // empty entry
+      "clickhouse://a:1,a:1/sluice",   // duplicate
+      "clickhouse://a:1, b:2/sluice",  // space
       "clickhouse://[::1/sluice",
       "clickhouse://[zz]:1/sluice",
-      "clickhouse://user:pw@a:1/sluice",        // credentials in the URL
-      "clickhouse://a:1/sluice/",               // trailing slash
-      "clickhouse://a:1/slu-ice",               // not a plain identifier
+      "clickhouse://user:pw@a:1/sluice",  // credentials in the URL
+      "clickhouse://a:1/sluice/",         // trailing slash
+      "clickhouse://a:1/slu-ice",         // not a plain identifier
       "clickhouse://a:1/9db",
       "clickhouse://a:1/sluice?",
       "clickhouse://a:1/sluice?cluster=",

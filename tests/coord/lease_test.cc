@@ -15,36 +15,19 @@
 #include "support/child_process.h"
 #include "support/loopback_http.h"
 #include "support/moto_server.h"
+#include "support/zookeeper_environment.h"
 #include "support/zookeeper_server.h"
 
 namespace sluice::coord {
 namespace {
 
 using std::chrono::milliseconds;
-using testing::ZooKeeperServer;
+using testing::ZooKeeperEnvironment;
 
-ZooKeeperServer* g_zk = nullptr;
-
-class ZooKeeperEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    auto zk = ZooKeeperServer::Start();
-    ASSERT_TRUE(zk.ok()) << zk.error().ToString();
-    server_ = std::move(zk).value();
-    g_zk = server_.get();
-  }
-  void TearDown() override {
-    g_zk = nullptr;
-    server_.reset();
-  }
-
- private:
-  std::unique_ptr<ZooKeeperServer> server_;
-};
-
-std::shared_ptr<Session> OpenSession(const std::string& chroot = "/t", milliseconds timeout = milliseconds(2000)) {
+std::shared_ptr<Session> OpenSession(const std::string& chroot = "/t",
+                                     milliseconds timeout = milliseconds(2000)) {
   Session::Options o;
-  o.url = ParseZooKeeperUrl(g_zk->Url(chroot)).value();
+  o.url = ParseZooKeeperUrl(ZooKeeperEnvironment::server()->Url(chroot)).value();
   o.session_timeout = timeout;
   auto s = Session::Open(o);
   EXPECT_TRUE(s.ok()) << s.error().ToString();
@@ -171,8 +154,9 @@ TEST(Lease, AKilledHoldersLeaseIsTakenOverAfterItsSessionExpires) {
   auto dir = testing::MakeTempDir("sluice-lease");
   ASSERT_TRUE(dir.ok());
   std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
-  auto child = testing::ChildProcess::Spawn({self, "--hold-lease", g_zk->Url("/t"), "unit.killed", "1000"},
-                                            *dir + "/holder.log");
+  auto child = testing::ChildProcess::Spawn(
+      {self, "--hold-lease", ZooKeeperEnvironment::server()->Url("/t"), "unit.killed", "1000"},
+      *dir + "/holder.log");
   ASSERT_TRUE(child.ok()) << child.error().ToString();
   int64_t child_token = WaitForChildToken(*child);
   ASSERT_GT(child_token, 0) << testing::TailOfFile(child->log_path());
@@ -229,7 +213,8 @@ TEST(Lease, AnExpiredHolderLearnsItLostAndItsStaleTokenIsRefused) {
   auto refused = FencedSet(*a, "unit.fenced", stale, "/state/unit.fenced", "a:stale");
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.error().code, ErrorCode::kConflict);
-  EXPECT_NE(refused.error().message.find("stale fencing token"), std::string::npos) << refused.error().message;
+  EXPECT_NE(refused.error().message.find("stale fencing token"), std::string::npos)
+      << refused.error().message;
 
   ASSERT_TRUE((*lb)->FencedSet("/state/unit.fenced", "b:1").ok());
   refused = FencedSet(*b, "unit.fenced", stale, "/state/unit.fenced", "a:stale");
@@ -274,6 +259,6 @@ int main(int argc, char** argv) {
     return sluice::coord::HoldLease(argv[2], argv[3], std::atoi(argv[4]));
   }
   ::testing::InitGoogleTest(&argc, argv);
-  ::testing::AddGlobalTestEnvironment(new sluice::coord::ZooKeeperEnvironment());
+  ::testing::AddGlobalTestEnvironment(new sluice::testing::ZooKeeperEnvironment());
   return RUN_ALL_TESTS();
 }

@@ -1,5 +1,7 @@
 #include "support/child_process.h"
 
+#include <fcntl.h>
+#include <fmt/format.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
@@ -12,9 +14,6 @@
 #include <fstream>
 #include <set>
 #include <thread>
-
-#include <fcntl.h>
-#include <fmt/format.h>
 
 #include "support/loopback_http.h"
 
@@ -105,7 +104,8 @@ Status WriteTextFile(const std::string& path, const std::string& text) {
 Result<std::string> MakeTempDir(const std::string& prefix) {
   const char* tmp = std::getenv("TMPDIR");
   std::string templ = fmt::format("{}/{}-XXXXXX", tmp != nullptr && *tmp ? tmp : "/tmp", prefix);
-  if (::mkdtemp(templ.data()) == nullptr) return Internal(fmt::format("mkdtemp {}: {}", templ, std::strerror(errno)));
+  if (::mkdtemp(templ.data()) == nullptr)
+    return Internal(fmt::format("mkdtemp {}: {}", templ, std::strerror(errno)));
   return templ;
 }
 

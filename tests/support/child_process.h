@@ -1,6 +1,6 @@
 // ChildProcess: a server process a test harness starts and stops by PID (ZooKeeper, ClickHouse).
-// The child gets PR_SET_PDEATHSIG(SIGTERM), so it never outlives the test even if the test crashes; its stdout and
-// stderr go to a log file that failure messages quote.
+// The child gets PR_SET_PDEATHSIG(SIGTERM), so it never outlives the test even if the test crashes; its
+// stdout and stderr go to a log file that failure messages quote.
 #pragma once
 
 #include <sys/types.h>

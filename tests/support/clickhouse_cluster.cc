@@ -1,13 +1,12 @@
 #include "support/clickhouse_cluster.h"
 
+#include <fmt/format.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <thread>
-
-#include <fmt/format.h>
 
 #include "coord/session.h"
 #include "support/loopback_http.h"
@@ -19,17 +18,24 @@ namespace {
 constexpr const char* kServerBinary = "/usr/sbin/clickhouse-server";
 
 std::string MissingHint() {
-  return fmt::format("ClickHouse is required for the cluster tests: install Debian's `clickhouse-server` "
-                     "package (scripts/install-deps.sh --test), which provides {}",
-                     kServerBinary);
+  return fmt::format(
+      "ClickHouse is required for the cluster tests: install Debian's `clickhouse-server` "
+      "package (scripts/install-deps.sh --test), which provides {}",
+      kServerBinary);
 }
 
 // The users file: the `default` user without a password, loopback only, no quotas.
 constexpr const char* kUsersXml = R"(<?xml version="1.0"?>
 <yandex>
   <profiles><default><max_memory_usage>2000000000</max_memory_usage><log_queries>0</log_queries></default></profiles>
-  <users><default><password></password><networks><ip>127.0.0.1</ip><ip>::1</ip></networks><profile>default</profile><quota>default</quota></default></users>
-  <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
+  <users><default>
+    <password></password><networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+    <profile>default</profile><quota>default</quota>
+  </default></users>
+  <quotas><default><interval>
+    <duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows>
+    <read_rows>0</read_rows><execution_time>0</execution_time>
+  </interval></default></quotas>
 </yandex>
 )";
 
@@ -78,7 +84,40 @@ Result<std::unique_ptr<ClickHouseCluster>> ClickHouseCluster::Start(const ClickH
     SLUICE_TRY(cluster->Launch(node));
   }
   for (auto& node : cluster->nodes_) SLUICE_TRY(cluster->WaitReady(node));
+  SLUICE_TRY(cluster->ProveDistributedDdl());
   return cluster;
+}
+
+Status ClickHouseCluster::ProveDistributedDdl() {
+  // 18.16 sometimes segfaults in its DDL worker right after start on a loaded machine (zkutil::ZooKeeper::
+  // createImpl with no session yet), and every later ON CLUSTER statement then waits for it in vain. So prove
+  // that ON CLUSTER DDL completes on every server, restarting a server that died (bounded rounds).
+  std::string last;
+  for (int round = 0; round < 3; ++round) {
+    for (auto& node : nodes_) {
+      if (node.process.Exited()) {
+        last = fmt::format("s{}r{} crashed after start: {}", node.shard, node.replica,
+                           TailOfFile(node.dir + "/error.log", 1500));
+        SLUICE_TRY(Launch(node));
+        SLUICE_TRY(WaitReady(node));
+      }
+    }
+    auto resp = LoopbackRequest(
+        nodes_[0].http_port, "POST", "/?distributed_ddl_task_timeout=15", {},
+        fmt::format("CREATE DATABASE IF NOT EXISTS sluice_probe ON CLUSTER {}", options_.cluster),
+        std::chrono::milliseconds(30'000));
+    if (resp.ok() && resp->Status() == 200) return OkStatus();
+    if (resp.ok()) last = resp->body;
+    // No crash but no progress either: a DDL worker that gave up on ZooKeeper at start. Restart them all.
+    bool any_exited = false;
+    for (auto& node : nodes_) any_exited |= node.process.Exited();
+    if (!any_exited) {
+      Stop();
+      for (auto& node : nodes_) SLUICE_TRY(Launch(node));
+      for (auto& node : nodes_) SLUICE_TRY(WaitReady(node));
+    }
+  }
+  return Unavailable(fmt::format("ON CLUSTER DDL does not complete on the loopback cluster: {}", last));
 }
 
 Status ClickHouseCluster::WriteConfig(const NodeInfo& node, const std::string& zookeeper) const {
@@ -137,9 +176,9 @@ Status ClickHouseCluster::WaitReady(NodeInfo& node) {
   auto deadline = std::chrono::steady_clock::now() + options_.ready_timeout;
   while (std::chrono::steady_clock::now() < deadline) {  // bounded by ready_timeout
     if (node.process.Exited()) {
-      return Unavailable(fmt::format("clickhouse-server s{}r{} (HTTP port {}) exited while starting. Log: {}",
-                                     node.shard, node.replica, node.http_port,
-                                     TailOfFile(node.dir + "/error.log") + TailOfFile(node.dir + "/stdout.log")));
+      return Unavailable(fmt::format(
+          "clickhouse-server s{}r{} (HTTP port {}) exited while starting. Log: {}", node.shard, node.replica,
+          node.http_port, TailOfFile(node.dir + "/error.log") + TailOfFile(node.dir + "/stdout.log")));
     }
     auto resp = LoopbackRequest(node.http_port, "GET", "/ping", {}, "", std::chrono::milliseconds(1000));
     if (resp.ok() && resp->Status() == 200) return OkStatus();
@@ -162,9 +201,11 @@ std::string ClickHouseCluster::StoreUrl(const std::string& database) const {
   return StoreUrlOf(all, database);
 }
 
-std::string ClickHouseCluster::StoreUrlOf(const std::vector<size_t>& nodes, const std::string& database) const {
+std::string ClickHouseCluster::StoreUrlOf(const std::vector<size_t>& nodes,
+                                          const std::string& database) const {
   std::string hosts;
-  for (size_t i : nodes) hosts += fmt::format("{}127.0.0.1:{}", hosts.empty() ? "" : ",", nodes_[i].http_port);
+  for (size_t i : nodes)
+    hosts += fmt::format("{}127.0.0.1:{}", hosts.empty() ? "" : ",", nodes_[i].http_port);
   return fmt::format("clickhouse://{}/{}?cluster={}", hosts, database, options_.cluster);
 }
 
@@ -182,8 +223,9 @@ void ClickHouseCluster::Stop() {
   // session): say so with its log, or a test that then timed out on ON CLUSTER DDL is a riddle.
   for (auto& node : nodes_) {
     if (node.process.running() && node.process.Exited()) {
-      std::fprintf(stderr, "clickhouse-server s%dr%d (HTTP port %u) had exited on its own. error.log tail:\n%s\n",
-                   node.shard, node.replica, node.http_port, TailOfFile(node.dir + "/error.log", 4000).c_str());
+      std::fprintf(
+          stderr, "clickhouse-server s%dr%d (HTTP port %u) had exited on its own. error.log tail:\n%s\n",
+          node.shard, node.replica, node.http_port, TailOfFile(node.dir + "/error.log", 4000).c_str());
     }
   }
   // SIGTERM to all first, then wait: the servers shut down in parallel.

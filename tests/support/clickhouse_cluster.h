@@ -1,12 +1,14 @@
-// ClickHouseCluster: N shards × M replicas of Debian's clickhouse-server 18.16 on 127.0.0.1, for one test binary,
-// benchmark or scripts/cluster.sh. Every server gets its own free ports (HTTP, native TCP, interserver), its own
-// data dir and config under one temp dir, the same <remote_servers> cluster, macros {shard}/{replica}, and the
-// given ZooKeeper (needed for replicated tables and ON CLUSTER DDL). Started as plain processes (the package's
-// service is not used) and stopped by PID; a node can be stopped and started again with its data.
+// ClickHouseCluster: N shards × M replicas of Debian's clickhouse-server 18.16 on 127.0.0.1, for one test
+// binary, benchmark or scripts/cluster.sh. Every server gets its own free ports (HTTP, native TCP,
+// interserver), its own data dir and config under one temp dir, the same <remote_servers> cluster, macros
+// {shard}/{replica}, and the given ZooKeeper (needed for replicated tables and ON CLUSTER DDL). Started as
+// plain processes (the package's service is not used) and stopped by PID; a node can be stopped and started
+// again with its data.
 //
 //   auto zk = ZooKeeperServer::Start();
 //   auto ch = ClickHouseCluster::Start({.shards = 1, .replicas = 2}, (*zk)->HostPort());
-//   std::string url = (*ch)->StoreUrl("sluice");   // clickhouse://127.0.0.1:P1,127.0.0.1:P2/sluice?cluster=sluice
+//   std::string url = (*ch)->StoreUrl("sluice");   //
+//   clickhouse://127.0.0.1:P1,127.0.0.1:P2/sluice?cluster=sluice
 #pragma once
 
 #include <chrono>
@@ -50,7 +52,9 @@ class ClickHouseCluster {
   size_t size() const { return nodes_.size(); }
   const NodeInfo& node(size_t i) const { return nodes_[i]; }
   /// Index of (shard, replica), both 1-based.
-  size_t IndexOf(int shard, int replica) const { return static_cast<size_t>((shard - 1) * options_.replicas + replica - 1); }
+  size_t IndexOf(int shard, int replica) const {
+    return static_cast<size_t>((shard - 1) * options_.replicas + replica - 1);
+  }
   const ClickHouseClusterOptions& options() const { return options_; }
 
   /// clickhouse://every server's HTTP port/DB?cluster=NAME
@@ -70,6 +74,7 @@ class ClickHouseCluster {
   Status WriteConfig(const NodeInfo& node, const std::string& zookeeper) const;
   Status Launch(NodeInfo& node);
   Status WaitReady(NodeInfo& node);
+  Status ProveDistributedDdl();
 
   ClickHouseClusterOptions options_;
   std::string dir_;

@@ -1,8 +1,10 @@
-// sluice_loopback_cluster: starts the loopback ZooKeeper + ClickHouse cluster the cluster tests use, prints the
-// --store and --coordination URLs, and keeps it running until SIGTERM/SIGINT (then stops every server by PID).
-// scripts/cluster.sh runs it in the background; run it in the foreground to watch it.
+// sluice_loopback_cluster: starts the loopback ZooKeeper + ClickHouse cluster the cluster tests use, prints
+// the
+// --store and --coordination URLs, and keeps it running until SIGTERM/SIGINT (then stops every server by
+// PID). scripts/cluster.sh runs it in the background; run it in the foreground to watch it.
 //
 //   sluice_loopback_cluster --dir /tmp/sluice-cluster [--shards 1] [--replicas 2] [--database sluice]
+#include <fmt/format.h>
 #include <signal.h>
 
 #include <cstdio>
@@ -10,8 +12,6 @@
 #include <cstring>
 #include <filesystem>
 #include <string>
-
-#include <fmt/format.h>
 
 #include "support/child_process.h"
 #include "support/clickhouse_cluster.h"
@@ -43,8 +43,8 @@ int main(int argc, char** argv) {
     } else if (arg == "--database") {
       database = next();
     } else {
-      std::fprintf(stderr,
-                   "usage: sluice_loopback_cluster [--dir DIR] [--shards N] [--replicas M] [--database DB]\n");
+      std::fprintf(
+          stderr, "usage: sluice_loopback_cluster [--dir DIR] [--shards N] [--replicas M] [--database DB]\n");
       return 2;
     }
   }

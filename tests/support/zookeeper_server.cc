@@ -1,12 +1,11 @@
 #include "support/zookeeper_server.h"
 
+#include <fmt/format.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <thread>
-
-#include <fmt/format.h>
 
 #include "support/loopback_http.h"
 #include "support/moto_server.h"
@@ -17,9 +16,10 @@ namespace {
 constexpr const char* kZooKeeperJar = "/usr/share/java/zookeeper.jar";
 
 std::string MissingHint() {
-  return fmt::format("ZooKeeper is required for the cluster tests: install Debian's `zookeeper` package "
-                     "(scripts/install-deps.sh --test), which provides java and {}",
-                     kZooKeeperJar);
+  return fmt::format(
+      "ZooKeeper is required for the cluster tests: install Debian's `zookeeper` package "
+      "(scripts/install-deps.sh --test), which provides java and {}",
+      kZooKeeperJar);
 }
 
 }  // namespace
@@ -70,23 +70,22 @@ Result<std::unique_ptr<ZooKeeperServer>> ZooKeeperServer::Start(Options options)
   for (int attempt = 0; attempt < 3; ++attempt) {  // the free port may be taken before the JVM binds it
     SLUICE_ASSIGN_OR_RETURN(server->port_, FindFreeLoopbackPort());
     int64_t tick = options.tick.count();
-    SLUICE_TRY(WriteTextFile(dir + "/zoo.cfg",
-                             fmt::format("tickTime={}\n"
-                                         "dataDir={}/data\n"
-                                         "clientPort={}\n"
-                                         "clientPortAddress=127.0.0.1\n"
-                                         "admin.enableServer=false\n"
-                                         "minSessionTimeout={}\n"
-                                         "maxSessionTimeout={}\n"
-                                         "4lw.commands.whitelist=ruok,srvr,stat,mntr\n"
-                                         "maxClientCnxns=200\n",
-                                         tick, dir, server->port_, tick * 2, tick * 200)));
+    SLUICE_TRY(WriteTextFile(dir + "/zoo.cfg", fmt::format("tickTime={}\n"
+                                                           "dataDir={}/data\n"
+                                                           "clientPort={}\n"
+                                                           "clientPortAddress=127.0.0.1\n"
+                                                           "admin.enableServer=false\n"
+                                                           "minSessionTimeout={}\n"
+                                                           "maxSessionTimeout={}\n"
+                                                           "4lw.commands.whitelist=ruok,srvr,stat,mntr\n"
+                                                           "maxClientCnxns=200\n",
+                                                           tick, dir, server->port_, tick * 2, tick * 200)));
     SLUICE_ASSIGN_OR_RETURN(
         server->process_,
-        ChildProcess::Spawn({"java", "-Xmx256m", "-XX:+UseSerialGC", "-Dzookeeper.admin.enableServer=false",
-                             "-cp", dir + ":" + kZooKeeperJar, "org.apache.zookeeper.server.ZooKeeperServerMain",
-                             dir + "/zoo.cfg"},
-                            dir + "/zookeeper.log"));
+        ChildProcess::Spawn(
+            {"java", "-Xmx256m", "-XX:+UseSerialGC", "-Dzookeeper.admin.enableServer=false", "-cp",
+             dir + ":" + kZooKeeperJar, "org.apache.zookeeper.server.ZooKeeperServerMain", dir + "/zoo.cfg"},
+            dir + "/zookeeper.log"));
     auto deadline = std::chrono::steady_clock::now() + options.ready_timeout;
     while (std::chrono::steady_clock::now() < deadline) {  // bounded by ready_timeout
       if (server->process_.Exited()) break;

@@ -1,7 +1,8 @@
-// ZooKeeperServer: a private standalone ZooKeeper 3.8 (Debian's `zookeeper` package) on a free 127.0.0.1 port,
-// for one test binary, benchmark or scripts/cluster.sh. Config and data live in a fresh temp dir; the JVM runs
-// ZooKeeperServerMain directly (no service), with admin.enableServer=false (else Jetty takes port 8080) and a
-// short tickTime so session expiry — the lease timeout — takes seconds, not minutes. Stopped by PID.
+// ZooKeeperServer: a private standalone ZooKeeper 3.8 (Debian's `zookeeper` package) on a free 127.0.0.1
+// port, for one test binary, benchmark or scripts/cluster.sh. Config and data live in a fresh temp dir; the
+// JVM runs ZooKeeperServerMain directly (no service), with admin.enableServer=false (else Jetty takes port
+// 8080) and a short tickTime so session expiry — the lease timeout — takes seconds, not minutes. Stopped by
+// PID.
 #pragma once
 
 #include <chrono>
@@ -24,8 +25,8 @@ class ZooKeeperServer {
     std::string dir;
   };
 
-  /// Starts and waits (bounded) until `srvr` reports that it serves requests. kUnavailable naming the package when Java or the
-  /// ZooKeeper jar is missing.
+  /// Starts and waits (bounded) until `srvr` reports that it serves requests. kUnavailable naming the package
+  /// when Java or the ZooKeeper jar is missing.
   static Result<std::unique_ptr<ZooKeeperServer>> Start(Options options);
   static Result<std::unique_ptr<ZooKeeperServer>> Start() { return Start(Options{}); }
   ~ZooKeeperServer();
