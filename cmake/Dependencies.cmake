@@ -23,3 +23,10 @@ endif()
 if(SLUICE_BUILD_BENCH)
   find_package(benchmark REQUIRED)
 endif()
+# ZooKeeper's multi-threaded C client (libzookeeper-mt-dev): coordination for the scale-out deployment.
+find_library(ZOOKEEPER_MT_LIBRARY NAMES zookeeper_mt REQUIRED)
+find_path(ZOOKEEPER_INCLUDE_DIR NAMES zookeeper/zookeeper.h REQUIRED)
+add_library(ZooKeeper::mt UNKNOWN IMPORTED)
+set_target_properties(ZooKeeper::mt PROPERTIES IMPORTED_LOCATION ${ZOOKEEPER_MT_LIBRARY}
+                      INTERFACE_INCLUDE_DIRECTORIES ${ZOOKEEPER_INCLUDE_DIR}
+                      INTERFACE_COMPILE_DEFINITIONS THREADED)  # the synchronous API of the -mt library

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package Sluice needs to build, test and run. Run as root (or with sudo available).
 #   scripts/install-deps.sh          what building and running Sluice needs
-#   scripts/install-deps.sh --test   also the test tools: Debian's Chromium and Node.js, and the npm packages in
-#                                    tests/node (Mixpanel's official SDKs, playwright-core, Azurite) pinned by its
-#                                    lockfile
+#   scripts/install-deps.sh --test   also the test tools: Debian's Chromium and Node.js, ClickHouse and ZooKeeper
+#                                    (the loopback cluster), and the npm packages in tests/node (Mixpanel's
+#                                    official SDKs, playwright-core, Azurite) pinned by its lockfile
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WITH_TEST_TOOLS=0
@@ -17,9 +17,13 @@ PACKAGES=(
   libfmt-dev libspdlog-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
+  libzookeeper-mt-dev
 )
 if [ "$WITH_TEST_TOOLS" = "1" ]; then
   PACKAGES+=(chromium)
+  # The loopback scale-out cluster of the `cluster` tests and scripts/cluster.sh (docs/scale-out.md): Debian's
+  # ClickHouse 18.16 and ZooKeeper 3.8 (Java), run as plain processes; their services are not used.
+  PACKAGES+=(clickhouse-server clickhouse-client zookeeper)
   # Node.js and npm run the test oracles; a machine that already has a newer Node keeps it.
   command -v node >/dev/null || PACKAGES+=(nodejs)
   command -v npm >/dev/null || PACKAGES+=(npm)
