@@ -1,4 +1,4 @@
-// `sluice destination check`: runs the destination check (objstore/destination_check.h) from the command line
+// `sluice destination check`: runs the destination check (storage_access/destination_check.h) from the command line
 // with Sluice's own AWS identity (default credential chain), before a pipeline is created.
 #pragma once
 

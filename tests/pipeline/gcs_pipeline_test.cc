@@ -494,25 +494,28 @@ TEST_F(GcsPipelineTest, SigkillDuringAnExportLosesAndDuplicatesNothing) {
   auto p = victim.CreateProject("gcs-kill");
   ASSERT_TRUE(p.ok());
   std::vector<int64_t> days;
-  for (int64_t d = today_ - 8; d < today_; ++d) days.push_back(d);
-  for (int64_t day : days) ASSERT_TRUE(victim.Import(*p, MakeDayEvents(day, 1200, "gk", 61)).ok());
+  for (int64_t d = today_ - 20; d < today_; ++d) days.push_back(d);
+  for (int64_t day : days) ASSERT_TRUE(victim.Import(*p, MakeDayEvents(day, 1000, "gk", 61)).ok());
   Params params = GcsParams();
   params.insert(params.end(), {{"from_date", DateOf(days.front())}, {"gcs_prefix", "kill"}});
   auto r = victim.PipelinePost(*p, "create", params);
   ASSERT_EQ(r.status, 200) << r.body;
   const std::string name(json::parse(r.body).at("pipeline_names").as_array()[0].as_string());
-  // Kill once some but not all partitions are done.
+  // Kill once some but not all partitions are done (one partition at a time: the others are being exported or
+  // wait their turn).
+  size_t done_at_kill = 0;
   std::string wait_err = WaitUntil(
       [&] {
         auto tasks = Timeline(victim, *p, name);
         if (!tasks.ok()) return false;
-        int done = 0;
-        for (const auto& t : *tasks) done += t.state == "succeeded";
-        return done >= 2;
+        done_at_kill = 0;
+        for (const auto& t : *tasks) done_at_kill += t.state == "succeeded";
+        return done_at_kill >= 3;
       },
-      60s, [] { return std::string("no partition finished"); }, 20ms);
+      60s, [] { return std::string("no partition finished"); }, 10ms);
   ASSERT_EQ(wait_err, "");
   victim.Kill();
+  EXPECT_LT(done_at_kill, days.size()) << "the kill came after the whole export";
   SluiceServer again(data, nullptr, {"--pipeline-unit-parallelism", "2"});
   ASSERT_TRUE(again.Start(&err)) << err;
   std::vector<std::string> labels;
