@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 
 #include <boost/json.hpp>
+#include <cstdio>
 #include <fstream>
 #include <set>
 #include <thread>
@@ -57,6 +58,18 @@ std::map<std::string, std::string> SnapshotRecords(const std::vector<std::string
     out[id] = val.is_string() ? std::string(val.as_string()) : json::serialize(val);
   }
   return out;
+}
+
+/// Runs `cmd` through the shell; stdout and the exit status.
+std::pair<std::string, int> Shell(const std::string& cmd) {
+  std::string out;
+  FILE* p = popen((cmd + " 2>/dev/null").c_str(), "r");
+  if (p == nullptr) return {"", -1};
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  int status = pclose(p);
+  return {out, WEXITSTATUS(status)};
 }
 
 class GcsPipelineTest : public ::testing::Test {
@@ -436,6 +449,32 @@ TEST_F(GcsPipelineTest, GcsImportReadsPlainAndGzipFilesWithBadLines) {
   ASSERT_TRUE(gcs_->SetBindings(kReadOnlyBucket, json::object{{kSluiceEmail, json::array{"objectViewer"}},
                                                                {kAdminEmail, json::array{"objectAdmin"}}})
                   .ok());
+}
+
+// `sluice destination check --provider gcs` through the real binary: passes on the export bucket, and on the
+// read-only one fails naming each missing permission, the role and the gcloud binding to run.
+TEST_F(GcsPipelineTest, DestinationCheckCommandCoversGcs) {
+  const std::string bin = ServerProcess::Binary();
+  auto [ok, ok_rc] = Shell(bin + " destination check --provider gcs --bucket " + kBucket + " --prefix cli --json");
+  EXPECT_EQ(ok_rc, 0) << ok;
+  json::value report = json::parse(ok);
+  EXPECT_TRUE(report.at("ok").as_bool()) << ok;
+  EXPECT_EQ(report.at("steps").as_array().size(), 6u) << ok;  // identity, put, get, encryption, list, delete
+
+  auto [bad, bad_rc] = Shell(bin + " destination check --provider gcs --bucket " + kReadOnlyBucket);
+  EXPECT_EQ(bad_rc, 1) << bad;
+  EXPECT_NE(bad.find("[FAIL] put"), std::string::npos) << bad;
+  EXPECT_NE(bad.find("storage.objects.create is missing. Grant Storage Object Creator"), std::string::npos) << bad;
+  EXPECT_NE(bad.find("[ok  ] list"), std::string::npos) << bad;
+  EXPECT_NE(bad.find("[FAIL] delete"), std::string::npos) << bad;
+  EXPECT_NE(bad.find(std::string("--member=serviceAccount:") + kSluiceEmail + " --role=roles/storage.objectCreator"),
+            std::string::npos)
+      << bad;
+
+  // S3 flags with --provider gcs are a usage error.
+  auto [usage, usage_rc] =
+      Shell(bin + " destination check --provider gcs --bucket " + kBucket + " --role arn:aws:iam::123456789012:role/r");
+  EXPECT_EQ(usage_rc, 2) << usage;
 }
 
 // Every token expires mid-backfill and the server answers 429, 503 and resets on uploads: the export still
