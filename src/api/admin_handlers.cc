@@ -9,13 +9,14 @@
 #include "api/request_util.h"
 #include "api/service_impl.h"
 #include "common/crypto.h"
+#include "storage_access/location.h"
 
 namespace sluice::api {
 namespace {
 
 boost::json::object ProjectJson(const store::Project& p) {
   return {{"id", p.id}, {"name", p.name}, {"token", p.token}, {"api_secret", p.api_secret.Reveal()},
-          {"created_ms", p.created_ms}, {"external_id", p.external_id.empty() ? p.token : p.external_id}};
+          {"created_ms", p.created_ms}, {"external_id", storage_access::EffectiveExternalId(p)}};
 }
 
 }  // namespace

@@ -106,6 +106,14 @@ json::object DestinationJson(const pipeline::Destination& d) {
     o["local_path"] = d.local_path;
     return o;
   }
+  if (d.type == pipeline::DestinationType::kGcs) {
+    o["gcs_bucket"] = d.gcs_bucket;
+    o["gcs_prefix"] = d.gcs_prefix;
+    o["gcs_region"] = d.gcs_region;
+    o["gcs_endpoint"] = d.gcs_endpoint;
+    o["gcs_kms_key_name"] = d.gcs_kms_key_name;
+    return o;
+  }
   o["s3_bucket"] = d.s3_bucket;
   o["s3_region"] = d.s3_region;
   o["s3_role"] = d.s3_role;

@@ -10,9 +10,10 @@
 #include <set>
 
 #include "api/request_util.h"
-#include "aws/endpoint_policy.h"
+#include "pipeline/destination.h"
 #include "common/strings.h"
 #include "expr/where.h"
+#include "storage_access/location.h"
 
 namespace sluice::api {
 namespace {
@@ -27,10 +28,7 @@ constexpr size_t kMaxEventNameBytes = 255;
 // Bounds what one request can ask the manager to keep per pipeline.
 constexpr size_t kMaxWhitelistedEvents = 10'000;
 constexpr size_t kMaxNameBytes = 64;  // as the manager allows
-constexpr size_t kMaxPrefixBytes = 512;
-constexpr size_t kMaxKmsKeyIdBytes = 2048;
 constexpr size_t kMaxPathBytes = 4096;
-constexpr size_t kMaxEndpointBytes = 2048;
 
 constexpr std::array kTaskStates = {TaskState::kPending,  TaskState::kRunning,  TaskState::kRetried,
                                     TaskState::kFailed,   TaskState::kCanceled, TaskState::kTimedOut,
@@ -57,7 +55,8 @@ Result<DestinationType> ParseType(std::string_view value) {
   if (!type) {
     return Invalid(
         fmt::format("type '{}' is not supported: use s3 (also accepted as s3-raw) to write to an S3 "
-                    "bucket, or local to write to a directory on the server",
+                    "bucket, gcs (also accepted as gcs-raw) to write to a Google Cloud Storage bucket, or local "
+                    "to write to a directory on the server",
                     value));
   }
   return *type;
@@ -92,104 +91,6 @@ Result<objstore::Encryption::Mode> ParseEncryptionParam(std::string_view value) 
       value));
 }
 
-/// "a/b/" and "/a/b" → "a/b": the layout adds the separators itself.
-std::string NormalizePrefix(std::string_view prefix) {
-  while (!prefix.empty() && prefix.front() == '/') prefix.remove_prefix(1);
-  while (!prefix.empty() && prefix.back() == '/') prefix.remove_suffix(1);
-  return std::string(prefix);
-}
-
-Status ValidateBucket(std::string_view bucket) {
-  // S3's bucket naming rules (also what S3-compatible stores accept).
-  bool ok = bucket.size() >= 3 && bucket.size() <= 63 && IsLowerAlnum(bucket.front()) &&
-            IsLowerAlnum(bucket.back()) && std::all_of(bucket.begin(), bucket.end(), [](char c) {
-              return IsLowerAlnum(c) || c == '-' || c == '.';
-            });
-  if (!ok) {
-    return Invalid(
-        fmt::format("s3_bucket '{}' is not a valid bucket name: 3 to 63 lower-case letters, digits, dots "
-                    "and hyphens, starting and ending with a letter or digit (the name only, without "
-                    "s3:// or a path)",
-                    bucket));
-  }
-  return OkStatus();
-}
-
-Status ValidateRegion(std::string_view region) {
-  bool ok = !region.empty() && region.size() <= 32 &&
-            std::all_of(region.begin(), region.end(), [](char c) { return IsLowerAlnum(c) || c == '-'; });
-  if (!ok)
-    return Invalid(fmt::format("s3_region '{}' is not a region name such as us-east-1 or eu-west-1", region));
-  return OkStatus();
-}
-
-/// arn:<partition>:iam::<12-digit account>:role/<optional path/>name
-Status ValidateRoleArn(std::string_view arn) {
-  auto bad = [&] {
-    return Invalid(
-        fmt::format("s3_role '{}' is not an IAM role ARN: expected "
-                    "arn:aws:iam::<12-digit account id>:role/<role name>",
-                    arn));
-  };
-  std::string_view s = arn;
-  if (s.substr(0, 4) != "arn:") return bad();
-  s.remove_prefix(4);
-  size_t colon = s.find(':');
-  if (colon == 0 || colon == std::string_view::npos) return bad();
-  for (char c : s.substr(0, colon)) {
-    if (!IsLowerAlnum(c) && c != '-') return bad();
-  }
-  s.remove_prefix(colon + 1);
-  if (s.substr(0, 5) != "iam::") return bad();
-  s.remove_prefix(5);
-  if (s.size() < 13 || !std::all_of(s.begin(), s.begin() + 12, IsDigit) || s[12] != ':') return bad();
-  s.remove_prefix(13);
-  if (s.substr(0, 5) != "role/" || s.size() == 5 || s.size() > 5 + 512) return bad();
-  s.remove_prefix(5);
-  for (char c : s) {
-    // IAM role names and paths: alphanumerics and +=,.@_- plus '/' between path segments.
-    if (!IsAlnum(c) && std::string_view("+=,.@_-/").find(c) == std::string_view::npos) return bad();
-  }
-  if (s.back() == '/') return bad();
-  return OkStatus();
-}
-
-Status ValidatePrefix(std::string_view prefix) {
-  if (prefix.size() > kMaxPrefixBytes) {
-    return Invalid(
-        fmt::format("s3_prefix is {} bytes long; at most {} are allowed", prefix.size(), kMaxPrefixBytes));
-  }
-  if (HasControlChar(prefix) || prefix.find('\\') != std::string_view::npos) {
-    return Invalid(
-        "s3_prefix contains a control character or backslash: use letters, digits and / between parts");
-  }
-  if (prefix.empty()) return OkStatus();
-  size_t pos = 0;
-  while (true) {
-    size_t slash = prefix.find('/', pos);
-    std::string_view segment =
-        prefix.substr(pos, slash == std::string_view::npos ? std::string_view::npos : slash - pos);
-    if (segment.empty() || segment == "." || segment == "..") {
-      return Invalid(
-          fmt::format("s3_prefix '{}' has an empty, '.' or '..' part: write it as parts separated by "
-                      "single slashes, e.g. exports/mixpanel",
-                      prefix));
-    }
-    if (slash == std::string_view::npos) break;
-    pos = slash + 1;
-  }
-  return OkStatus();
-}
-
-Status ValidateEndpoint(std::string_view endpoint) {
-  if (endpoint.size() > kMaxEndpointBytes) return Invalid("s3_endpoint is too long");
-  // Scheme, host and port only (no user info, path or query); whether the operator allows it is the
-  // destination factory's check (aws::EndpointPolicy), made before any request.
-  auto normalized = aws::NormalizeEndpoint(endpoint, "s3_endpoint");
-  if (!normalized.ok()) return normalized.error();
-  return OkStatus();
-}
-
 Status ValidateName(std::string_view name) {
   bool ok = !name.empty() && name.size() <= kMaxNameBytes &&
             std::all_of(name.begin(), name.end(),
@@ -208,6 +109,31 @@ Status CheckWhere(std::string_view where) {
   return OkStatus();
 }
 
+/// Parameters of one destination type given for another: a mistake worth naming (the pipeline would not
+/// write where the caller thinks).
+Status RefuseForeign(const pipeline::Destination& d, std::string_view type, std::string_view hint) {
+  const bool s3 = d.type == DestinationType::kS3, gcs = d.type == DestinationType::kGcs;
+  const std::pair<const char*, const std::string*> given[] = {
+      {"s3_bucket", s3 ? nullptr : &d.s3_bucket},     {"s3_region", s3 ? nullptr : &d.s3_region},
+      {"s3_role", s3 ? nullptr : &d.s3_role},         {"s3_prefix", s3 ? nullptr : &d.s3_prefix},
+      {"s3_endpoint", s3 ? nullptr : &d.s3_endpoint}, {"gcs_bucket", gcs ? nullptr : &d.gcs_bucket},
+      {"gcs_prefix", gcs ? nullptr : &d.gcs_prefix},  {"gcs_region", gcs ? nullptr : &d.gcs_region},
+      {"gcs_endpoint", gcs ? nullptr : &d.gcs_endpoint},
+      {"gcs_kms_key_name", gcs ? nullptr : &d.gcs_kms_key_name}};
+  for (const auto& [param, value] : given) {
+    if (value != nullptr && !value->empty()) {
+      return Invalid(fmt::format("{} does not apply to type={}: {}", param, type, hint));
+    }
+  }
+  if (d.type != DestinationType::kS3 && d.encryption.mode != objstore::Encryption::Mode::kNone) {
+    return Invalid(fmt::format("s3_encryption does not apply to type={}{}", type,
+                               d.type == DestinationType::kGcs
+                                   ? ": GCS encrypts every object; use gcs_kms_key_name for a customer-managed key"
+                                   : " (files are written as they are)"));
+  }
+  return OkStatus();
+}
+
 Status ValidateDestination(const pipeline::Destination& d) {
   const bool kms = d.encryption.mode == objstore::Encryption::Mode::kKms;
   if (!d.encryption.kms_key_id.empty() && !kms) {
@@ -215,19 +141,7 @@ Status ValidateDestination(const pipeline::Destination& d) {
         "s3_kms_key_id is only used with s3_encryption=kms: add s3_encryption=kms or drop the key");
   }
   if (d.type == DestinationType::kLocal) {
-    for (auto [param, value] : {std::pair<const char*, const std::string*>{"s3_bucket", &d.s3_bucket},
-                                {"s3_region", &d.s3_region},
-                                {"s3_role", &d.s3_role},
-                                {"s3_prefix", &d.s3_prefix},
-                                {"s3_endpoint", &d.s3_endpoint}}) {
-      if (!value->empty()) {
-        return Invalid(fmt::format(
-            "{} does not apply to type=local: local_path names the directory to write to", param));
-      }
-    }
-    if (d.encryption.mode != objstore::Encryption::Mode::kNone) {
-      return Invalid("s3_encryption does not apply to type=local (files are written as they are)");
-    }
+    SLUICE_TRY(RefuseForeign(d, "local", "local_path names the directory to write to"));
     if (d.local_path.empty()) {
       return Invalid(
           "local_path is required for type=local: a directory under the server's local export root, e.g. "
@@ -247,8 +161,20 @@ Status ValidateDestination(const pipeline::Destination& d) {
     }
     return OkStatus();
   }
+  if (d.type == DestinationType::kGcs) {
+    if (!d.local_path.empty())
+      return Invalid("local_path only applies to type=local; for gcs use gcs_bucket and gcs_prefix");
+    SLUICE_TRY(RefuseForeign(d, "gcs", "use gcs_bucket, gcs_prefix, gcs_region"));
+    if (d.gcs_bucket.empty()) {
+      return Invalid(
+          "gcs_bucket is required for type=gcs: the name of your bucket, on which Sluice's service account "
+          "has Storage Object Admin (`sluice gcp roles --bucket NAME` prints the binding)");
+    }
+    return storage_access::Validate(pipeline::ToLocation(d), storage_access::Role::kDestination);
+  }
   if (!d.local_path.empty())
     return Invalid("local_path only applies to type=local; for s3 use s3_bucket and s3_prefix");
+  SLUICE_TRY(RefuseForeign(d, "s3", "use s3_bucket, s3_prefix, s3_region, s3_role"));
   if (d.s3_bucket.empty()) return Invalid("s3_bucket is required for type=s3: the name of your bucket");
   if (d.s3_region.empty())
     return Invalid("s3_region is required for type=s3: the bucket's region, e.g. us-east-1");
@@ -257,17 +183,8 @@ Status ValidateDestination(const pipeline::Destination& d) {
         "s3_role is required for type=s3: the ARN of the role Sluice assumes to write to your bucket, e.g. "
         "arn:aws:iam::111122223333:role/sluice-export");
   }
-  SLUICE_TRY(ValidateBucket(d.s3_bucket));
-  SLUICE_TRY(ValidateRegion(d.s3_region));
-  SLUICE_TRY(ValidateRoleArn(d.s3_role));
-  SLUICE_TRY(ValidatePrefix(d.s3_prefix));
-  if (!d.s3_endpoint.empty()) SLUICE_TRY(ValidateEndpoint(d.s3_endpoint));
-  const auto& key = d.encryption.kms_key_id;
-  if (key.size() > kMaxKmsKeyIdBytes || HasControlChar(key) || key.find(' ') != std::string::npos) {
-    return Invalid(
-        "s3_kms_key_id is not a KMS key id or ARN (too long, or contains spaces or control characters)");
-  }
-  return OkStatus();
+  // One set of rules for pipelines and imports (storage_access/location.h).
+  return storage_access::Validate(pipeline::ToLocation(d), storage_access::Role::kDestination);
 }
 
 /// Sets `*out` from the parameter when present.
@@ -298,7 +215,7 @@ Status ReadMutable(const PipelineParams& params, PipelineSpec& spec) {
   SLUICE_TRY(ReadString(params, "s3_bucket", d.s3_bucket));
   SLUICE_TRY(ReadString(params, "s3_region", d.s3_region));
   SLUICE_TRY(ReadString(params, "s3_role", d.s3_role));
-  if (auto v = params.Get("s3_prefix")) d.s3_prefix = NormalizePrefix(TrimSpace(*v));
+  if (auto v = params.Get("s3_prefix")) d.s3_prefix = storage_access::NormalizeDestinationPrefix(TrimSpace(*v));
   SLUICE_TRY(ReadString(params, "s3_endpoint", d.s3_endpoint));
   while (!d.s3_endpoint.empty() && d.s3_endpoint.back() == '/') d.s3_endpoint.pop_back();
   if (auto v = params.Get("s3_encryption")) {
@@ -310,6 +227,12 @@ Status ReadMutable(const PipelineParams& params, PipelineSpec& spec) {
   }
   SLUICE_TRY(ReadString(params, "s3_kms_key_id", d.encryption.kms_key_id));
   SLUICE_TRY(ReadString(params, "local_path", d.local_path));
+  SLUICE_TRY(ReadString(params, "gcs_bucket", d.gcs_bucket));
+  if (auto v = params.Get("gcs_prefix")) d.gcs_prefix = storage_access::NormalizeDestinationPrefix(TrimSpace(*v));
+  SLUICE_TRY(ReadString(params, "gcs_region", d.gcs_region));
+  SLUICE_TRY(ReadString(params, "gcs_endpoint", d.gcs_endpoint));
+  while (!d.gcs_endpoint.empty() && d.gcs_endpoint.back() == '/') d.gcs_endpoint.pop_back();
+  SLUICE_TRY(ReadString(params, "gcs_kms_key_name", d.gcs_kms_key_name));
   return OkStatus();
 }
 
@@ -445,8 +368,8 @@ Result<PipelineSpec> ParseCreateParams(const PipelineParams& params, uint32_t pr
   auto type = params.Get("type");
   if (!type || TrimSpace(*type).empty()) {
     return Invalid(
-        "type is required: s3 (also accepted as s3-raw) to write to an S3 bucket, or local to write to a "
-        "directory on the server");
+        "type is required: s3 (also accepted as s3-raw) to write to an S3 bucket, gcs (also gcs-raw) to write "
+        "to a Google Cloud Storage bucket, or local to write to a directory on the server");
   }
   spec.type_param = std::string(TrimSpace(*type));
   SLUICE_ASSIGN_OR_RETURN(spec.destination.type, ParseType(spec.type_param));
@@ -547,12 +470,14 @@ Status ApplyEditParams(const PipelineParams& params, PipelineSpec& spec) {
     if (v != spec.trial) return Invalid("trial cannot be changed after the pipeline was created");
   }
   static constexpr std::array kEditable = {
-      "to_date",   "frequency", "sync",      "events",      "where",         "compression",   "s3_bucket",
-      "s3_region", "s3_role",   "s3_prefix", "s3_endpoint", "s3_encryption", "s3_kms_key_id", "local_path"};
+      "to_date",    "frequency",  "sync",       "events",       "where",           "compression",
+      "s3_bucket",  "s3_region",  "s3_role",    "s3_prefix",    "s3_endpoint",     "s3_encryption",
+      "s3_kms_key_id", "local_path", "gcs_bucket", "gcs_prefix", "gcs_region", "gcs_endpoint", "gcs_kms_key_name"};
   if (std::none_of(kEditable.begin(), kEditable.end(), [&](const char* p) { return params.Has(p); })) {
     return Invalid(
         "nothing to change: pass at least one of to_date, frequency, sync, events, where, compression, "
-        "s3_bucket, s3_region, s3_role, s3_prefix, s3_endpoint, s3_encryption, s3_kms_key_id, local_path");
+        "s3_bucket, s3_region, s3_role, s3_prefix, s3_endpoint, s3_encryption, s3_kms_key_id, local_path, "
+        "gcs_bucket, gcs_prefix, gcs_region, gcs_endpoint, gcs_kms_key_name");
   }
   SLUICE_TRY(ReadString(params, "to_date", spec.to_date));
   SLUICE_TRY(ReadMutable(params, spec));

@@ -7,6 +7,7 @@
 #include <mutex>
 
 #include "common/crypto.h"
+#include "storage_access/location.h"
 
 namespace sluice::api {
 namespace {
@@ -20,7 +21,7 @@ Status ProjectRegistry::Load() {
   // External IDs set before they had to be unique: say which projects share one, so the operator can give
   // each its own (two projects sharing a trust policy can reach each other's buckets).
   for (const auto& p : projects) {
-    const std::string effective = p.external_id.empty() ? p.token : p.external_id;
+    const std::string effective = storage_access::EffectiveExternalId(p);
     if (ExternalIdTakenLocked(effective, p.id)) {
       spdlog::error(
           "project {}: its external ID is also another project's external ID or token; set a unique one with "

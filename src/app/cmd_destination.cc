@@ -6,44 +6,91 @@
 #include <memory>
 #include <string>
 
+#include "aws/providers.h"
 #include "aws/sts.h"
+#include "gcp/credentials.h"
 #include "http/transport.h"
-#include "objstore/destination_check.h"
+#include "storage_access/destination_check.h"
+#include "storage_access/location.h"
 
 namespace sluice::app {
 namespace {
 
 struct CheckFlags {
-  objstore::DestinationSpec spec;
+  std::string provider = "s3";
+  storage_access::DestinationSpec spec;
   std::string encryption = "none";
+  std::string kms_key_name;
+  std::string gcp_credentials;
   bool json = false;
 };
 
-void RunCheck(CheckFlags& flags) {
+[[noreturn]] void Usage(const std::string& message) {
+  std::cerr << "error: " << message << "\n";
+  throw CLI::RuntimeError(2);
+}
+
+storage_access::Location S3LocationOf(CheckFlags& flags) {
   static const std::map<std::string, objstore::Encryption::Mode> kModes = {
       {"none", objstore::Encryption::Mode::kNone},
       {"aes", objstore::Encryption::Mode::kAes256},
       {"kms", objstore::Encryption::Mode::kKms}};
+  if (flags.spec.region.empty()) Usage("--region is required for an S3 bucket");
+  if (flags.spec.role_arn.empty()) Usage("--role is required for an S3 bucket");
+  if (flags.spec.external_id.empty()) Usage("--external-id is required for an S3 bucket");
+  if (!flags.kms_key_name.empty() || !flags.gcp_credentials.empty()) {
+    Usage("--kms-key-name and --gcp-credentials apply to --provider gcs");
+  }
   std::string mode = flags.encryption;
   for (char& c : mode) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   flags.spec.encryption.mode = kModes.at(mode);  // CLI11 already checked the value
   if (!flags.spec.encryption.kms_key_id.empty() &&
       flags.spec.encryption.mode != objstore::Encryption::Mode::kKms) {
-    std::cerr << "error: --kms-key-id needs --encryption kms\n";
-    throw CLI::RuntimeError(2);
+    Usage("--kms-key-id needs --encryption kms");
   }
-  std::shared_ptr<http::HttpTransport> transport = http::MakeCurlTransport();
-  aws::DefaultChainOptions chain;
-  chain.transport = transport;
-  chain.region = flags.spec.region;
-  // STS never goes to --endpoint (an S3-compatible store must not see AssumeRole signed with Sluice's
-  // identity).
-  chain.sts_endpoint = flags.spec.sts_endpoint;
-  objstore::DestinationCheckOptions options;
-  options.base_credentials = aws::MakeDefaultCredentialsChain(chain);
-  options.transport = transport;
+  return storage_access::ToLocation(flags.spec);
+}
 
-  objstore::DestinationCheckResult result = objstore::CheckDestination(flags.spec, options);
+storage_access::Location GcsLocationOf(const CheckFlags& flags) {
+  const auto& s = flags.spec;
+  if (!s.role_arn.empty() || !s.external_id.empty() || !s.sts_endpoint.empty() || flags.encryption != "none" ||
+      !s.encryption.kms_key_id.empty()) {
+    Usage("--role, --external-id, --sts-endpoint, --encryption and --kms-key-id apply to S3; a GCS bucket is "
+          "reached as Sluice's own service account (see `sluice gcp roles`)");
+  }
+  storage_access::GcsLocation l{.bucket = s.bucket,
+                                .prefix = s.prefix,
+                                .region = s.region,
+                                .endpoint = s.endpoint,
+                                .kms_key_name = flags.kms_key_name};
+  if (Status valid = storage_access::Validate(l, storage_access::Role::kDestination); !valid.ok()) {
+    Usage(valid.error().message);
+  }
+  return l;
+}
+
+void RunCheck(CheckFlags& flags) {
+  const bool gcs = flags.provider == "gcs";
+  storage_access::Location location = gcs ? GcsLocationOf(flags) : S3LocationOf(flags);
+  std::shared_ptr<http::HttpTransport> transport = http::MakeCurlTransport();
+  storage_access::CheckContext context;
+  context.transport = transport;
+  if (gcs) {
+    // The operator runs the check, so the endpoint they name is allowed; the token goes nowhere else.
+    auto identity = gcp::MakeDefaultTokenProvider({.transport = transport}, flags.gcp_credentials);
+    if (!identity.ok()) Usage(identity.error().message);
+    context.google_identity = *identity;
+  } else {
+    aws::DefaultChainOptions chain;
+    chain.transport = transport;
+    chain.region = flags.spec.region;
+    // STS never goes to --endpoint (an S3-compatible store must not see AssumeRole signed with Sluice's
+    // identity).
+    chain.sts_endpoint = flags.spec.sts_endpoint;
+    context.aws_identity = aws::MakeDefaultCredentialsChain(chain);
+    context.external_id = flags.spec.external_id;
+  }
+  storage_access::DestinationCheckResult result = storage_access::CheckDestination(location, context);
   std::cout << (flags.json ? result.ToJson() + "\n" : result.ToText());
   std::cout.flush();
   if (!result.ok()) throw CLI::RuntimeError(1);
@@ -56,31 +103,39 @@ void RegisterDestinationCommands(CLI::App& app) {
       app.add_subcommand("destination", "Check a pipeline destination (customer's bucket)");
   destination->require_subcommand(1);
   auto flags = std::make_shared<CheckFlags>();
-  CLI::App* check =
-      destination->add_subcommand("check",
-                                  "Assume the customer's role (and verify it refuses a wrong external ID), "
-                                  "then write, read, list and delete a "
-                                  "probe object with the chosen encryption; names any missing permission");
-  check->add_option("--bucket", flags->spec.bucket, "The customer's S3 bucket")->required();
-  check->add_option("--region", flags->spec.region, "The bucket's region, e.g. eu-west-1")->required();
-  check->add_option("--role", flags->spec.role_arn, "The customer's role ARN Sluice assumes")->required();
-  check
-      ->add_option("--external-id", flags->spec.external_id,
-                   "External ID the role's trust policy requires (the project token)")
-      ->required();
+  CLI::App* check = destination->add_subcommand(
+      "check",
+      "S3: assume the customer's role (and verify it refuses a wrong external ID); GCS: authenticate as "
+      "Sluice's service account. Then write, read, list and delete a probe object; names any missing "
+      "permission and what grants it");
+  check->add_option("--provider", flags->provider, "s3 (default) or gcs")
+      ->check(CLI::IsMember({"s3", "gcs"}))
+      ->capture_default_str();
+  check->add_option("--bucket", flags->spec.bucket, "The customer's bucket")->required();
+  check->add_option("--region", flags->spec.region,
+                    "The bucket's region, e.g. eu-west-1 (required for S3; optional for GCS)");
+  check->add_option("--role", flags->spec.role_arn, "S3: the customer's role ARN Sluice assumes");
+  check->add_option("--external-id", flags->spec.external_id,
+                    "S3: external ID the role's trust policy requires (the project's external ID)");
   check->add_option("--prefix", flags->spec.prefix, "Key prefix the pipeline writes under");
   check
       ->add_option("--encryption", flags->encryption,
-                   "Server-side encryption: none, aes (SSE-S3) or kms (SSE-KMS), in any case")
+                   "S3 server-side encryption: none, aes (SSE-S3) or kms (SSE-KMS), in any case")
       ->check(CLI::IsMember({"none", "aes", "kms"}, CLI::ignore_case));
   check->add_option("--kms-key-id", flags->spec.encryption.kms_key_id,
-                    "KMS key ARN for --encryption kms (default: the aws/s3 key)");
+                    "S3: KMS key ARN for --encryption kms (default: the aws/s3 key)");
+  check->add_option("--kms-key-name", flags->kms_key_name,
+                    "GCS: Cloud KMS key (projects/P/locations/L/keyRings/R/cryptoKeys/K) for the probe (CMEK)");
   check->add_option("--endpoint", flags->spec.endpoint,
-                    "S3-compatible endpoint URL (default: AWS, or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL)");
+                    "S3-compatible endpoint URL (default: AWS, or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL); for "
+                    "GCS the JSON-API endpoint (default: STORAGE_EMULATOR_HOST, else Google)");
   check->add_option(
       "--sts-endpoint", flags->spec.sts_endpoint,
       "STS endpoint URL (default: AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL, else the regional STS; "
       "never --endpoint)");
+  check->add_option("--gcp-credentials", flags->gcp_credentials,
+                    "GCS: Sluice's service-account JSON key (default: GOOGLE_APPLICATION_CREDENTIALS, else the "
+                    "metadata server)");
   check->add_flag("--json", flags->json, "Print one JSON object instead of the report");
   check->callback([flags] { RunCheck(*flags); });
 }

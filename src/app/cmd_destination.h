@@ -1,4 +1,4 @@
-// `sluice destination check`: runs the destination check (objstore/destination_check.h) from the command line
+// `sluice destination check`: runs the destination check (storage_access/destination_check.h) from the command line
 // with Sluice's own AWS identity (default credential chain), before a pipeline is created.
 #pragma once
 
@@ -7,7 +7,9 @@
 namespace sluice::app {
 
 /// Adds `destination check --bucket B --region R --role ARN --external-id E [--prefix P]
-/// [--encryption none|aes|kms] [--kms-key-id K] [--endpoint URL] [--sts-endpoint URL] [--json]` to `app`.
+/// [--encryption none|aes|kms] [--kms-key-id K] [--endpoint URL] [--sts-endpoint URL] [--json]` (S3) and
+/// `destination check --provider gcs --bucket B [--prefix P] [--kms-key-name K] [--endpoint URL]
+/// [--gcp-credentials KEY.json] [--json]` to `app`.
 /// Prints the report (text or JSON) to stdout; exits 0 only when every step passed (CLI::RuntimeError(1)
 /// otherwise, 2 for invalid flags).
 void RegisterDestinationCommands(CLI::App& app);

@@ -96,6 +96,13 @@ void AddEditableParams(CLI::App* cmd, PipelineFlags& f) {
            "S3-compatible endpoint URL the server allows (--allow-endpoint) (default: AWS)");
   AddParam(cmd, f, "--local-path", "local_path",
            "Directory to write to (type local), relative to the server's --local-export-root or inside it");
+  AddParam(cmd, f, "--gcs-bucket", "gcs_bucket", "GCS bucket name (type gcs)");
+  AddParam(cmd, f, "--gcs-prefix", "gcs_prefix", "Object name prefix inside the GCS bucket (optional)");
+  AddParam(cmd, f, "--gcs-region", "gcs_region", "The GCS bucket's location, e.g. US or europe-west1 (optional)");
+  AddParam(cmd, f, "--gcs-endpoint", "gcs_endpoint",
+           "GCS endpoint URL the server allows (--allow-gcs-endpoint) (default: Google)");
+  AddParam(cmd, f, "--gcs-kms-key-name", "gcs_kms_key_name",
+           "Cloud KMS key for the objects (projects/P/locations/L/keyRings/R/cryptoKeys/K; default: Google-managed)");
 }
 
 /// The form of create/edit: the flags given on the command line only, so the server's defaults apply.
@@ -125,6 +132,10 @@ std::string DestinationText(const json::object& job) {
   if (it == job.end() || !it->value().is_object()) return "-";
   const auto& d = it->value().as_object();
   if (Str(d, "type") == "local") return Str(d, "local_path");
+  if (Str(d, "type") == "gcs") {
+    std::string prefix = Str(d, "gcs_prefix");
+    return "gs://" + Str(d, "gcs_bucket") + (prefix.empty() || prefix == "-" ? "" : "/" + prefix);
+  }
   std::string prefix = Str(d, "s3_prefix");
   return "s3://" + Str(d, "s3_bucket") + (prefix.empty() || prefix == "-" ? "" : "/" + prefix) + " (" +
          Str(d, "s3_region") + ")";

@@ -14,6 +14,8 @@
 
 #include "api/service.h"
 #include "aws/endpoint_policy.h"
+#include "gcp/credentials.h"
+#include "storage_access/open.h"
 #include "aws/sts.h"
 #include "cloudimport/source.h"
 #include "common/metrics.h"
@@ -46,6 +48,8 @@ struct ServeFlags {
   int pipeline_unit_parallelism = 2;
   std::string local_export_root;
   std::vector<std::string> allow_endpoints;
+  std::vector<std::string> allow_gcs_endpoints;
+  std::string gcp_credentials;
 };
 
 /// 128 bits: a 32-character token is the shortest whose hex form carries that much randomness; anything
@@ -162,6 +166,14 @@ int Serve(const ServeFlags& f) {
   for (const auto& allowed : endpoint_policy->allowed()) {
     spdlog::info("tenants may name the S3-compatible endpoint {}", allowed);
   }
+  auto gcs_endpoint_policy = storage_access::MakeGcsEndpointPolicy(f.allow_gcs_endpoints, gcp::SystemEnv());
+  if (!gcs_endpoint_policy.ok()) {
+    spdlog::error("{}", gcs_endpoint_policy.error().message);
+    return 2;
+  }
+  for (const auto& allowed : gcs_endpoint_policy->allowed()) {
+    spdlog::info("tenants may name the GCS endpoint {}", allowed);
+  }
   auto store = store::Store::Open(dir / "store");
   if (!store.ok()) {
     spdlog::error("cannot open the store: {}", store.error().message);
@@ -174,6 +186,14 @@ int Serve(const ServeFlags& f) {
   aws::DefaultChainOptions chain;
   chain.transport = transport;
   std::shared_ptr<aws::CredentialsProvider> own_credentials = aws::MakeDefaultCredentialsChain(chain);
+  // Sluice's own Google service account (GCS destinations and gcsImport): --gcp-credentials, else
+  // GOOGLE_APPLICATION_CREDENTIALS, else the metadata server (asked only when a GCS bucket is used). A named
+  // key file that is broken stops the start: the operator meant to use it.
+  auto google_identity = gcp::MakeDefaultTokenProvider({.transport = transport}, f.gcp_credentials);
+  if (!google_identity.ok()) {
+    spdlog::error("{}", google_identity.error().message);
+    return 2;
+  }
   api::ServiceOptions service_options{.admin_token = *admin_token,
                                       .rate_limit_bytes_per_minute = f.rate_limit,
                                       .metrics = &metrics};
@@ -183,6 +203,8 @@ int Serve(const ServeFlags& f) {
   destination_options.transport = transport;
   destination_options.local_export_root = local_root;
   destination_options.endpoints = *endpoint_policy;
+  destination_options.google_identity = *google_identity;
+  destination_options.gcs_endpoints = *gcs_endpoint_policy;
   pipeline::ManagerOptions pipeline_options;
   pipeline_options.store = store->get();
   pipeline_options.destinations = pipeline::MakeDestinationFactory(destination_options);
@@ -201,11 +223,14 @@ int Serve(const ServeFlags& f) {
   cloudimport::ConnectorManager::Options import_options{
       .store = store->get(), .metrics = &metrics, .transport = transport, .own_credentials = own_credentials};
   import_options.max_concurrent_runs = f.import_runs;
-  cloudimport::SourceContext source_context{
-      .own_credentials = own_credentials, .transport = transport, .endpoints = *endpoint_policy};
+  cloudimport::SourceContext source_context{.own_credentials = own_credentials,
+                                            .google_identity = *google_identity,
+                                            .transport = transport,
+                                            .endpoints = *endpoint_policy,
+                                            .gcs_endpoints = *gcs_endpoint_policy};
   import_options.source_factory = [source_context](const cloudimport::ConnectorSpec& spec,
                                                    const store::Project& project) {
-    return cloudimport::OpenS3Source(spec, project, source_context);
+    return cloudimport::OpenSource(spec, project, source_context);
   };
   auto connectors = cloudimport::ConnectorManager::Create(std::move(import_options));
   if (!connectors.ok()) {
@@ -307,6 +332,13 @@ void RegisterServeCommand(CLI::App& app, int& exit_code) {
                   "An S3-compatible endpoint URL (scheme://host[:port]) tenants may name as s3_endpoint; repeatable. "
                   "AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_S3 are allowed too; no other endpoint is contacted")
       ->allow_extra_args(false);
+  cmd->add_option("--allow-gcs-endpoint", flags->allow_gcs_endpoints,
+                  "A GCS JSON-API endpoint URL (scheme://host[:port]) tenants may name as gcs_endpoint; repeatable. "
+                  "STORAGE_EMULATOR_HOST is allowed too; Sluice's Google token goes to no other endpoint")
+      ->allow_extra_args(false);
+  cmd->add_option("--gcp-credentials", flags->gcp_credentials,
+                  "Sluice's Google service-account JSON key (default: GOOGLE_APPLICATION_CREDENTIALS, else the "
+                  "GCE/GKE metadata server)");
   cmd->callback([flags, &exit_code] {
     if (flags->tls_cert.empty() != flags->tls_key.empty()) {
       throw CLI::ValidationError("--tls-cert and --tls-key", "must be given together");

@@ -7,6 +7,8 @@
 #include <boost/json.hpp>
 #include <chrono>
 
+#include "storage_access/location.h"
+
 namespace sluice::cloudimport {
 namespace {
 
@@ -56,28 +58,6 @@ std::optional<std::string> StringMember(const json::object& o, std::string_view 
     return std::nullopt;
   }
   return std::string(v->get_string());
-}
-
-bool ValidBucketName(std::string_view b) {
-  if (b.size() < 3 || b.size() > 63) return false;
-  return std::all_of(b.begin(), b.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
-  });
-}
-
-bool ValidRegion(std::string_view r) {
-  return !r.empty() && r.size() <= 32 && std::all_of(r.begin(), r.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
-  });
-}
-
-bool ValidRoleArn(std::string_view arn) {
-  // arn:<partition>:iam::<account>:role/<path/name>
-  if (!arn.starts_with("arn:")) return false;
-  size_t iam = arn.find(":iam::");
-  size_t role = arn.find(":role/");
-  return iam != std::string_view::npos && role != std::string_view::npos && role > iam + 6 &&
-         role + 6 < arn.size() && arn.size() <= 2048;
 }
 
 int64_t Int(const json::object& o, std::string_view name, int64_t fallback = 0) {
@@ -158,20 +138,19 @@ Result<ConnectorSpec> ParseConnectorSpec(const json::value& body, uint32_t proje
   bool wrong = false;
 
   auto type = StringMember(o, "connector_type", wrong);
-  if (wrong) return refuse.Invalid("connector_type", "'connector_type' must be a string: \"s3Import\"");
-  if (!type || type->empty())
-    return refuse.Missing("connector_type", "'connector_type' is required: \"s3Import\"");
-  if (*type == "gcsImport") {
+  if (wrong) {
+    return refuse.Invalid("connector_type", "'connector_type' must be a string: \"s3Import\" or \"gcsImport\"");
+  }
+  if (!type || type->empty()) {
+    return refuse.Missing("connector_type", "'connector_type' is required: \"s3Import\" or \"gcsImport\"");
+  }
+  if (*type != "s3Import" && *type != "gcsImport") {
     return refuse.Invalid(
         "connector_type",
-        "'connector_type' gcsImport is not supported yet; use s3Import (GCS buckets can be read "
-        "through their S3-compatible XML API with HMAC keys and connector_properties.s3_endpoint)");
-  }
-  if (*type != "s3Import") {
-    return refuse.Invalid("connector_type",
-                          fmt::format("'connector_type' is \"{}\"; it must be \"s3Import\"", *type));
+        fmt::format("'connector_type' is \"{}\"; it must be \"s3Import\" or \"gcsImport\"", *type));
   }
   spec.connector_type = *type;
+  const bool gcs = spec.is_gcs();
 
   auto label = StringMember(o, "label", wrong);
   if (wrong) return refuse.Invalid("label", "'label' must be a string");
@@ -184,8 +163,9 @@ Result<ConnectorSpec> ParseConnectorSpec(const json::value& body, uint32_t proje
   const json::value* cp = o.if_contains("connector_properties");
   if (cp == nullptr || cp->is_null()) {
     return refuse.Missing("connector_properties",
-                          "'connector_properties' is required: {\"s3_bucket\", \"s3_prefix\", \"s3_region\", "
-                          "\"s3_role\"}");
+                          gcs ? "'connector_properties' is required: {\"gcs_bucket\", \"gcs_prefix\"}"
+                              : "'connector_properties' is required: {\"s3_bucket\", \"s3_prefix\", "
+                                "\"s3_region\", \"s3_role\"}");
   }
   if (!cp->is_object())
     return refuse.Invalid("connector_properties", "'connector_properties' must be an object");
@@ -199,57 +179,51 @@ Result<ConnectorSpec> ParseConnectorSpec(const json::value& body, uint32_t proje
       return refuse.Missing(field, fmt::format("'{}' is required, e.g. \"{}\"", field, example));
     return *v;
   };
-  SLUICE_ASSIGN_OR_RETURN(spec.s3_bucket, required("s3_bucket", "acme-events"));
-  if (!ValidBucketName(spec.s3_bucket)) {
-    return refuse.Invalid(
-        "connector_properties.s3_bucket",
-        fmt::format("'connector_properties.s3_bucket' \"{}\" is not an S3 bucket name (3-63 "
-                    "characters of a-z, 0-9, '.' and '-')",
-                    spec.s3_bucket));
-  }
-  SLUICE_ASSIGN_OR_RETURN(spec.s3_region, required("s3_region", "us-east-1"));
-  if (!ValidRegion(spec.s3_region)) {
-    return refuse.Invalid(
-        "connector_properties.s3_region",
-        fmt::format("'connector_properties.s3_region' \"{}\" is not an AWS region name such as "
-                    "us-east-1",
-                    spec.s3_region));
-  }
-  SLUICE_ASSIGN_OR_RETURN(spec.s3_role,
-                          required("s3_role", "arn:aws:iam::123456789012:role/mixpanel-import"));
-  if (!ValidRoleArn(spec.s3_role)) {
-    return refuse.Invalid("connector_properties.s3_role",
-                          fmt::format("'connector_properties.s3_role' \"{}\" is not an IAM role ARN such as "
-                                      "arn:aws:iam::123456789012:role/mixpanel-import",
-                                      spec.s3_role));
-  }
-  auto prefix = StringMember(props, "s3_prefix", wrong);
-  if (wrong)
-    return refuse.Invalid("connector_properties.s3_prefix",
-                          "'connector_properties.s3_prefix' must be a string");
-  if (prefix) {
-    if (prefix->size() > 1024) {
-      return refuse.Invalid("connector_properties.s3_prefix",
-                            "'connector_properties.s3_prefix' is longer than 1024 "
-                            "bytes, the longest S3 key");
+  auto optional = [&](std::string_view name) -> Result<std::string> {
+    std::string field = fmt::format("connector_properties.{}", name);
+    auto v = StringMember(props, name, wrong);
+    if (wrong) return refuse.Invalid(field, fmt::format("'{}' must be a string", field));
+    return v.value_or("");
+  };
+  // The other provider's properties are a mistake worth naming (a bucket the connector would not read).
+  for (std::string_view name : gcs ? std::vector<std::string_view>{"s3_bucket", "s3_prefix", "s3_region", "s3_role",
+                                                                    "s3_endpoint"}
+                                   : std::vector<std::string_view>{"gcs_bucket", "gcs_prefix", "gcs_endpoint"}) {
+    if (props.contains(name)) {
+      return refuse.Invalid(fmt::format("connector_properties.{}", name),
+                            fmt::format("'connector_properties.{}' does not apply to connector_type {}", name,
+                                        spec.connector_type));
     }
-    spec.s3_prefix = *prefix;
+  }
+  storage_access::Location location;
+  if (gcs) {
+    SLUICE_ASSIGN_OR_RETURN(spec.gcs_bucket, required("gcs_bucket", "acme-events"));
+    SLUICE_ASSIGN_OR_RETURN(spec.gcs_prefix, optional("gcs_prefix"));
+    while (spec.gcs_prefix.starts_with('/')) spec.gcs_prefix.erase(0, 1);
+    SLUICE_ASSIGN_OR_RETURN(spec.gcs_endpoint, optional("gcs_endpoint"));
+    while (spec.gcs_endpoint.ends_with('/')) spec.gcs_endpoint.pop_back();
+    location = storage_access::GcsLocation{
+        .bucket = spec.gcs_bucket, .prefix = spec.gcs_prefix, .endpoint = spec.gcs_endpoint};
+  } else {
+    SLUICE_ASSIGN_OR_RETURN(spec.s3_bucket, required("s3_bucket", "acme-events"));
+    SLUICE_ASSIGN_OR_RETURN(spec.s3_region, required("s3_region", "us-east-1"));
+    SLUICE_ASSIGN_OR_RETURN(spec.s3_role, required("s3_role", "arn:aws:iam::123456789012:role/mixpanel-import"));
+    SLUICE_ASSIGN_OR_RETURN(spec.s3_prefix, optional("s3_prefix"));
     while (spec.s3_prefix.starts_with('/')) spec.s3_prefix.erase(0, 1);
-  }
-  auto endpoint = StringMember(props, "s3_endpoint", wrong);
-  if (wrong) {
-    return refuse.Invalid("connector_properties.s3_endpoint",
-                          "'connector_properties.s3_endpoint' must be a string");
-  }
-  if (endpoint && !endpoint->empty()) {
-    if (!endpoint->starts_with("http://") && !endpoint->starts_with("https://")) {
-      return refuse.Invalid(
-          "connector_properties.s3_endpoint",
-          fmt::format("'connector_properties.s3_endpoint' \"{}\" must be an http:// or https:// URL",
-                      *endpoint));
-    }
-    spec.s3_endpoint = *endpoint;
+    SLUICE_ASSIGN_OR_RETURN(spec.s3_endpoint, optional("s3_endpoint"));
     while (spec.s3_endpoint.ends_with('/')) spec.s3_endpoint.pop_back();
+    location = storage_access::S3Location{.bucket = spec.s3_bucket,
+                                          .region = spec.s3_region,
+                                          .role_arn = spec.s3_role,
+                                          .prefix = spec.s3_prefix,
+                                          .endpoint = spec.s3_endpoint};
+  }
+  // One set of rules for pipelines and imports (storage_access/location.h).
+  std::string bad_field;
+  if (Status valid = storage_access::Validate(location, storage_access::Role::kSource, "connector_properties.",
+                                              &bad_field);
+      !valid.ok()) {
+    return refuse.Invalid(bad_field, valid.error().message);
   }
 
   // ---- category_properties
@@ -373,11 +347,14 @@ Result<ConnectorSpec> ParseConnectorSpec(const json::value& body, uint32_t proje
 namespace {
 
 json::object SpecJson(const ConnectorSpec& s) {
-  json::object cp{{"s3_bucket", s.s3_bucket},
-                  {"s3_prefix", s.s3_prefix},
-                  {"s3_region", s.s3_region},
-                  {"s3_role", s.s3_role}};
-  if (!s.s3_endpoint.empty()) cp["s3_endpoint"] = s.s3_endpoint;
+  json::object cp;
+  if (s.is_gcs()) {
+    cp = {{"gcs_bucket", s.gcs_bucket}, {"gcs_prefix", s.gcs_prefix}};
+    if (!s.gcs_endpoint.empty()) cp["gcs_endpoint"] = s.gcs_endpoint;
+  } else {
+    cp = {{"s3_bucket", s.s3_bucket}, {"s3_prefix", s.s3_prefix}, {"s3_region", s.s3_region}, {"s3_role", s.s3_role}};
+    if (!s.s3_endpoint.empty()) cp["s3_endpoint"] = s.s3_endpoint;
+  }
   json::object cat{{"data_format", ToString(s.data_format)},
                    {"compression", ToString(s.compression)},
                    {"frequency", s.frequency_minutes}};
@@ -474,6 +451,9 @@ Result<ConnectorRecord> ParseRecord(std::string_view text) {
     s.s3_region = Str(p, "s3_region");
     s.s3_role = Str(p, "s3_role");
     s.s3_endpoint = Str(p, "s3_endpoint");
+    s.gcs_bucket = Str(p, "gcs_bucket");
+    s.gcs_prefix = Str(p, "gcs_prefix");
+    s.gcs_endpoint = Str(p, "gcs_endpoint");
   }
   if (const json::value* cat = o.if_contains("category_properties"); cat && cat->is_object()) {
     const auto& c = cat->as_object();

@@ -58,8 +58,13 @@ struct ConnectorSpec {
   std::string s3_prefix;  // a raw key prefix ("" = whole bucket)
   std::string s3_region;
   std::string s3_role;
-  /// Sluice extension: S3-compatible endpoint ("" = AWS); also used as the STS endpoint.
+  /// Sluice extension: S3-compatible endpoint ("" = AWS); never used as the STS endpoint.
   std::string s3_endpoint;
+  /// connector_type gcsImport: the bucket Sluice's service account may read (Storage Object Viewer).
+  std::string gcs_bucket;
+  std::string gcs_prefix;  // a raw key prefix ("" = whole bucket)
+  /// Sluice extension: GCS endpoint the operator allowed ("" = STORAGE_EMULATOR_HOST or Google).
+  std::string gcs_endpoint;
   DataFormat data_format = DataFormat::kMixpanelEvent;
   Compression compression = Compression::kNone;
   /// Remap formats: Mixpanel field → source field, e.g. {"event_name","action"}, {"time","ts"}. In the order
@@ -70,6 +75,11 @@ struct ConnectorSpec {
   /// Who created it, as Mixpanel's `created_by` (Sluice has no users: "admin" for the admin token,
   /// "api_secret" for the project's API secret; "" for connectors created before Sluice recorded it → null).
   std::string created_by;
+
+  bool is_gcs() const { return connector_type == "gcsImport"; }
+  /// The bucket and the raw key prefix discovery lists, whichever the provider.
+  const std::string& bucket() const { return is_gcs() ? gcs_bucket : s3_bucket; }
+  const std::string& key_prefix() const { return is_gcs() ? gcs_prefix : s3_prefix; }
 
   /// The source field mapped to `target`, or nullopt.
   std::optional<std::string_view> RemapOf(std::string_view target) const;

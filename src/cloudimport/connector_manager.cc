@@ -190,8 +190,9 @@ Result<ConnectorRecord> ConnectorManager::CreateConnector(ConnectorSpec spec, Va
     UpdateConnectorGauges();
   }
   cv_.notify_all();
-  spdlog::info("cloud import: created connector {} for project {} (s3://{}/{}, {})", record.spec.id,
-               record.spec.project_id, record.spec.s3_bucket, record.spec.s3_prefix,
+  spdlog::info("cloud import: created connector {} for project {} ({}://{}/{}, {})", record.spec.id,
+               record.spec.project_id, record.spec.is_gcs() ? "gs" : "s3", record.spec.bucket(),
+               record.spec.key_prefix(),
                ToString(record.spec.data_format));
   return record;
 }
@@ -526,7 +527,7 @@ ConnectorManager::Outcome ConnectorManager::Discover(const ConnectorRecord& reco
   std::vector<Todo> todo;
   std::optional<Error> checkpoint_error;
   bool more = false;
-  Status listed = bucket.ListEach(spec.s3_prefix, {}, [&](const objstore::ObjectInfo& info) {
+  Status listed = bucket.ListEach(spec.key_prefix(), {}, [&](const objstore::ObjectInfo& info) {
     if (live.cancel) return false;
     if (info.key.ends_with('/')) return true;  // a "folder" marker object
     auto stored = options_.store->GetMeta(kCheckpointNs, CheckpointKey(id, info.key));
@@ -554,7 +555,7 @@ ConnectorManager::Outcome ConnectorManager::Discover(const ConnectorRecord& reco
     return Outcome::kTransient;
   }
   if (!listed.ok()) {
-    message = DescribeSourceError(listed.error(), spec, "s3:ListBucket", "arn:aws:s3:::" + spec.s3_bucket);
+    message = DescribeSourceError(listed.error(), spec, SourceOperation::kList);
     return IsPermanentSourceError(listed.error()) ? Outcome::kPermanent : Outcome::kTransient;
   }
   uint64_t size_total = 0;
@@ -718,15 +719,14 @@ ConnectorManager::Outcome ConnectorManager::Discover(const ConnectorRecord& reco
       size_done += t.info.size;
       continue;
     }
-    if (e.code == ErrorCode::kNotFound && e.provider_code != "NoSuchBucket") {
+    if (e.code == ErrorCode::kNotFound && !IsMissingBucket(e)) {
       // Deleted between the listing and the read: nothing to import; the next listing decides.
       AddError(live, key, 0, fmt::format("{} disappeared before it could be read; skipped", key));
       size_done += t.info.size;
       continue;
     }
     if (IsPermanentSourceError(e)) {
-      message = DescribeSourceError(e, spec, "s3:GetObject",
-                                    fmt::format("arn:aws:s3:::{}/{}", spec.s3_bucket, key));
+      message = DescribeSourceError(e, spec, SourceOperation::kRead, key);
       return Outcome::kPermanent;
     }
     message = fmt::format(

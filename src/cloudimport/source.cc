@@ -6,8 +6,9 @@
 #include "aws/policy.h"
 #include "aws/sts.h"
 #include "common/crypto.h"
-#include "objstore/destination_check.h"
-#include "objstore/s3/s3_object_store.h"
+#include "objstore/gcs/gcs_object_store.h"
+#include "storage_access/destination_check.h"
+#include "storage_access/open.h"
 
 namespace sluice::cloudimport {
 namespace {
@@ -25,55 +26,74 @@ Status Refuse(ValidationIssue* issue, std::string code, std::string field, const
   return e;
 }
 
-}  // namespace
-
-std::string ExternalIdOf(const store::Project& project) {
-  return project.external_id.empty() ? project.token : project.external_id;
+std::string GoogleAccount(const Source& source) {
+  std::string email = source.google_identity ? source.google_identity->Email() : "";
+  return email.empty() ? "Sluice's service account" : email;
 }
 
-Result<Source> OpenS3Source(const ConnectorSpec& spec, const store::Project& project,
-                            const SourceContext& ctx) {
-  if (!ctx.own_credentials) {
+}  // namespace
+
+bool IsMissingBucket(const Error& e) {
+  // S3 says NoSuchBucket; GCS answers 404 notFound "The specified bucket does not exist." (objects: "No such
+  // object: …").
+  return e.code == ErrorCode::kNotFound &&
+         (e.provider_code == "NoSuchBucket" || e.message.find("bucket does not exist") != std::string::npos);
+}
+
+std::string ExternalIdOf(const store::Project& project) { return storage_access::EffectiveExternalId(project); }
+
+storage_access::Location ToLocation(const ConnectorSpec& spec) {
+  if (spec.is_gcs()) {
+    return storage_access::GcsLocation{
+        .bucket = spec.gcs_bucket, .prefix = spec.gcs_prefix, .endpoint = spec.gcs_endpoint};
+  }
+  return storage_access::S3Location{.bucket = spec.s3_bucket,
+                                    .region = spec.s3_region,
+                                    .role_arn = spec.s3_role,
+                                    .prefix = spec.s3_prefix,
+                                    .endpoint = spec.s3_endpoint};
+}
+
+Result<Source> OpenSource(const ConnectorSpec& spec, const store::Project& project, const SourceContext& ctx) {
+  if (!spec.is_gcs() && !ctx.own_credentials) {
     return Unavailable(
         "Sluice has no AWS identity of its own to assume the import role with: configure "
         "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile or web identity for the server");
   }
+  storage_access::AccessContext access;
+  access.aws_identity = ctx.own_credentials;
+  access.google_identity = ctx.google_identity;
+  access.transport = ctx.transport;
   // The tenant's endpoint must be one the operator allowed, checked before anything is sent anywhere.
   if (ctx.endpoints) {
-    SLUICE_TRY(ctx.endpoints->Check(spec.s3_endpoint, "connector_properties.s3_endpoint"));
+    access.s3_endpoints = *ctx.endpoints;
   } else {
-    SLUICE_ASSIGN_OR_RETURN(aws::EndpointPolicy from_env, aws::EndpointPolicy::Create({}, aws::SystemEnv()));
-    SLUICE_TRY(from_env.Check(spec.s3_endpoint, "connector_properties.s3_endpoint"));
+    SLUICE_ASSIGN_OR_RETURN(access.s3_endpoints, aws::EndpointPolicy::Create({}, aws::SystemEnv()));
   }
-  std::shared_ptr<http::HttpTransport> transport =
-      ctx.transport ? ctx.transport : std::shared_ptr<http::HttpTransport>(http::MakeCurlTransport());
-  aws::StsOptions sts_options;
-  sts_options.region = spec.s3_region;
-  sts_options.transport = transport;
-  // No sts_options.endpoint: AssumeRole is signed with Sluice's own identity and never goes to s3_endpoint.
-  sts_options.retry = ctx.retry;
-  sts_options.retry.attempt_timeout = std::chrono::seconds(60);
-  sts_options.retry.total_timeout = std::chrono::minutes(5);
-  auto sts = std::make_shared<aws::StsClient>(sts_options, ctx.own_credentials);
-  aws::AssumeRoleProvider::Options role_options;
-  role_options.role_arn = spec.s3_role;
-  role_options.session_name = aws::MakeSessionName(fmt::format("p{}", project.id), "import-" + spec.id);
-  role_options.external_id = ExternalIdOf(project);
-  auto role = std::make_shared<aws::AssumeRoleProvider>(sts, role_options);
-
-  objstore::s3::S3StoreOptions options;
-  options.bucket = spec.s3_bucket;
-  options.region = spec.s3_region;
-  options.endpoint = spec.s3_endpoint;
-  options.retry = ctx.retry;
-  options.upload_threads = 1;  // never writes
-  options.max_parts_in_flight = 1;
-  SLUICE_ASSIGN_OR_RETURN(auto store, objstore::s3::S3ObjectStore::Create(options, role, transport));
-  return Source{.role = role,
-                .store = std::shared_ptr<objstore::ObjectStore>(std::move(store)),
-                .sts = sts,
-                .role_arn = spec.s3_role,
-                .session_name = role_options.session_name};
+  if (ctx.gcs_endpoints) {
+    access.gcs_endpoints = *ctx.gcs_endpoints;
+  } else {
+    SLUICE_ASSIGN_OR_RETURN(access.gcs_endpoints, storage_access::MakeGcsEndpointPolicy({}, gcp::SystemEnv()));
+  }
+  access.retry = ctx.retry;
+  aws::RetryPolicy sts_retry = ctx.retry;
+  sts_retry.attempt_timeout = std::chrono::seconds(60);
+  sts_retry.total_timeout = std::chrono::minutes(5);
+  access.sts_retry = sts_retry;
+  SLUICE_ASSIGN_OR_RETURN(
+      storage_access::OpenedStore opened,
+      storage_access::Open(ToLocation(spec),
+                           {.external_id = ExternalIdOf(project),
+                            .session_name = aws::MakeSessionName(fmt::format("p{}", project.id), "import-" + spec.id),
+                            .purpose = storage_access::Purpose::kRead,
+                            .field_prefix = "connector_properties."},
+                           access));
+  return Source{.role = std::move(opened.role),
+                .store = std::move(opened.store),
+                .sts = std::move(opened.sts),
+                .role_arn = std::move(opened.role_arn),
+                .session_name = std::move(opened.session_name),
+                .google_identity = std::move(opened.google_identity)};
 }
 
 bool IsPermanentSourceError(const Error& e) {
@@ -83,14 +103,36 @@ bool IsPermanentSourceError(const Error& e) {
     case ErrorCode::kInvalidArgument:
       return true;
     case ErrorCode::kNotFound:
-      return e.provider_code == "NoSuchBucket";
+      return IsMissingBucket(e);
     default:
       return false;
   }
 }
 
-std::string DescribeSourceError(const Error& e, const ConnectorSpec& spec, std::string_view action,
-                                std::string_view resource) {
+std::string DescribeSourceError(const Error& e, const ConnectorSpec& spec, SourceOperation operation,
+                                std::string_view key) {
+  if (spec.is_gcs()) {
+    const std::string_view permission =
+        operation == SourceOperation::kList ? "storage.objects.list" : "storage.objects.get";
+    const std::string resource = operation == SourceOperation::kList
+                                     ? fmt::format("gs://{}", spec.gcs_bucket)
+                                     : fmt::format("gs://{}/{}", spec.gcs_bucket, key);
+    if (IsMissingBucket(e)) {
+      return fmt::format("bucket gs://{} does not exist: check connector_properties.gcs_bucket. ({})",
+                         spec.gcs_bucket, e.ToString());
+    }
+    if (e.code == ErrorCode::kAccessDenied) {
+      // The store's error already says "grant <role> to <account> on gs://bucket"; say what the import needs.
+      return fmt::format(
+          "{} on {} was denied: the import needs Storage Object Viewer (roles/storage.objectViewer) for Sluice's "
+          "service account on gs://{} (`sluice gcp roles --bucket {}` prints the binding). ({})",
+          permission, resource, spec.gcs_bucket, spec.gcs_bucket, e.ToString());
+    }
+    return fmt::format("{} on {} failed: {}", permission, resource, e.ToString());
+  }
+  const std::string_view action = operation == SourceOperation::kList ? "s3:ListBucket" : "s3:GetObject";
+  const std::string resource =
+      operation == SourceOperation::kList ? BucketArn(spec) : fmt::format("{}/{}", BucketArn(spec), key);
   if (e.code == ErrorCode::kNotFound && e.provider_code == "NoSuchBucket") {
     return fmt::format(
         "bucket {} does not exist (region {}): check connector_properties.s3_bucket and s3_region. "
@@ -102,11 +144,11 @@ std::string DescribeSourceError(const Error& e, const ConnectorSpec& spec, std::
     return fmt::format("{} on {} failed: {}. ({})", action, resource, problem, e.ToString());
   }
   if (e.code == ErrorCode::kAccessDenied) {
-    std::string grant = action == "s3:ListBucket" ? BucketArn(spec) : ObjectsArn(spec);
+    std::string grant = operation == SourceOperation::kList ? BucketArn(spec) : ObjectsArn(spec);
     return fmt::format(
         "{} on {} was denied for role {}. The import role needs s3:GetObject and s3:ListBucket; add "
         "to its permission policy: {} (`sluice aws policies --import` prints the whole policy). ({})",
-        action, resource, spec.s3_role, objstore::AllowStatement(action, grant), e.ToString());
+        action, resource, spec.s3_role, storage_access::AllowStatement(action, grant), e.ToString());
   }
   return fmt::format("{} on {} failed: {}", action, resource, e.ToString());
 }
@@ -134,8 +176,49 @@ Status CheckExternalIdEnforced(const Source& source, const ConnectorSpec& spec,
                   external_id));
 }
 
+namespace {
+
+/// gcsImport: Sluice's identity, then list and read as the S3 check does.
+Status CheckGcsSourceAccess(const Source& source, const ConnectorSpec& spec, ValidationIssue* issue) {
+  const std::string account = GoogleAccount(source);
+  if (source.google_identity) {
+    if (auto token = source.google_identity->Get(); !token.ok()) {
+      return Refuse(issue, "", "", token.error(),
+                    fmt::format("Sluice could not get an access token for its Google service account ({}): {}",
+                                source.google_identity->Name(), token.error().ToString()));
+    }
+  }
+  auto refuse = [&](const Error& e, SourceOperation op, std::string_view key) {
+    std::string message = DescribeSourceError(e, spec, op, key);
+    if (IsMissingBucket(e)) {
+      return Refuse(issue, "invalid_property", "connector_properties.gcs_bucket", e, std::move(message));
+    }
+    if (e.code == ErrorCode::kAccessDenied || e.code == ErrorCode::kUnauthenticated) {
+      message += fmt::format(" Grant it to {}.", account);
+      return Refuse(issue, "invalid_permissions_gcs", "connector_properties.gcs_bucket", e, std::move(message));
+    }
+    return Refuse(issue, "", "", e, std::move(message));
+  };
+  std::optional<objstore::ObjectInfo> first;
+  Status listed = source.store->ListEach(spec.gcs_prefix, {}, [&](const objstore::ObjectInfo& o) {
+    if (o.key.ends_with('/')) return true;  // a "folder" placeholder
+    first = o;
+    return false;
+  });
+  if (!listed.ok()) return refuse(listed.error(), SourceOperation::kList, "");
+  std::string key = first ? first->key : spec.gcs_prefix + ".sluice-access-check-" + RandomHex(64);
+  Result<std::string> got = first && first->size > 0 ? source.store->Get(key, 0, 1) : source.store->Get(key);
+  if (!got.ok() && !(got.error().code == ErrorCode::kNotFound && !first)) {
+    return refuse(got.error(), SourceOperation::kRead, key);
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
 Status CheckSourceAccess(const Source& source, const ConnectorSpec& spec, const std::string& external_id,
                          ValidationIssue* issue) {
+  if (spec.is_gcs()) return CheckGcsSourceAccess(source, spec, issue);
   // 1. The role.
   if (source.role) {
     auto creds = source.role->Get();
@@ -169,7 +252,7 @@ Status CheckSourceAccess(const Source& source, const ConnectorSpec& spec, const 
   });
   if (!listed.ok()) {
     const Error& e = listed.error();
-    std::string message = DescribeSourceError(e, spec, "s3:ListBucket", BucketArn(spec));
+    std::string message = DescribeSourceError(e, spec, SourceOperation::kList);
     if (e.code == ErrorCode::kNotFound && e.provider_code == "NoSuchBucket") {
       return Refuse(issue, "invalid_property", "connector_properties.s3_bucket", e, std::move(message));
     }
@@ -184,8 +267,7 @@ Status CheckSourceAccess(const Source& source, const ConnectorSpec& spec, const 
   Result<std::string> got = first && first->size > 0 ? source.store->Get(key, 0, 1) : source.store->Get(key);
   if (!got.ok() && !(got.error().code == ErrorCode::kNotFound && !first)) {
     const Error& e = got.error();
-    std::string message =
-        DescribeSourceError(e, spec, "s3:GetObject", fmt::format("{}/{}", BucketArn(spec), key));
+    std::string message = DescribeSourceError(e, spec, SourceOperation::kRead, key);
     if (e.code == ErrorCode::kAccessDenied || e.code == ErrorCode::kUnauthenticated) {
       return Refuse(issue, "invalid_permissions_s3", "connector_properties.s3_role", e, std::move(message));
     }

@@ -1,8 +1,11 @@
-// The customer's bucket as an import source: Sluice assumes the customer's role (external ID = the project's
-// `external_id`, else its token — SPEC §5) and reads with only s3:ListBucket and s3:GetObject.
+// The customer's bucket as an import source. S3: Sluice assumes the customer's role (external ID = the
+// project's effective external ID, storage_access::EffectiveExternalId — SPEC §5) and reads with only
+// s3:ListBucket and s3:GetObject. GCS (connector_type gcsImport): Sluice reads as its own service account,
+// to which the customer granted Storage Object Viewer. Opening is the customer-storage layer's
+// (storage_access/open.h).
 //
-//   SourceContext ctx{.own_credentials = own, .transport = transport};
-//   SLUICE_ASSIGN_OR_RETURN(auto source, OpenS3Source(spec, project, ctx));
+//   SourceContext ctx{.own_credentials = own, .google_identity = google, .transport = transport};
+//   SLUICE_ASSIGN_OR_RETURN(auto source, OpenSource(spec, project, ctx));
 //   ValidationIssue issue;
 //   Status access = CheckSourceAccess(*source, spec, &issue);   // at connector create
 #pragma once
@@ -17,21 +20,28 @@
 #include "aws/sts.h"
 #include "cloudimport/connector.h"
 #include "common/result.h"
+#include "gcp/credentials.h"
 #include "http/transport.h"
 #include "objstore/object_store.h"
+#include "storage_access/location.h"
 #include "store/store.h"
 
 namespace sluice::cloudimport {
 
 struct SourceContext {
-  /// Sluice's own identity; signs AssumeRole. Required.
+  /// Sluice's own identity; signs AssumeRole. Required for s3Import.
   std::shared_ptr<aws::CredentialsProvider> own_credentials;
+  /// Sluice's own Google service account. Required for gcsImport.
+  std::shared_ptr<gcp::TokenProvider> google_identity;
   /// Null = a libcurl transport per source.
   std::shared_ptr<http::HttpTransport> transport;
   /// The endpoints a connector's s3_endpoint may name (`sluice serve --allow-endpoint`,
   /// AWS_ENDPOINT_URL[_S3]); nullopt = only the operator's AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 from the
   /// environment.
   std::optional<aws::EndpointPolicy> endpoints;
+  /// The endpoints a connector's gcs_endpoint may name (storage_access::MakeGcsEndpointPolicy); nullopt =
+  /// only STORAGE_EMULATOR_HOST from the environment.
+  std::optional<aws::EndpointPolicy> gcs_endpoints;
   /// Retries of one S3/STS call (the executor's single retry layer).
   aws::RetryPolicy retry = [] {
     aws::RetryPolicy p;
@@ -52,18 +62,30 @@ struct Source {
   std::shared_ptr<aws::StsClient> sts;
   std::string role_arn;
   std::string session_name;
+  /// gcsImport: Sluice's service account (its email names who to grant roles to).
+  std::shared_ptr<gcp::TokenProvider> google_identity;
 };
 
-/// The external ID Sluice presents for `project`: its `external_id`, else its token.
+/// The external ID Sluice presents for `project` (storage_access::EffectiveExternalId).
 std::string ExternalIdOf(const store::Project& project);
 
-/// Builds the S3 source of `spec` (region, optional s3_endpoint — which must be one the operator allowed; STS
-/// never goes there, only to the regional STS or the operator's AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL).
-/// kInvalidArgument for bad or disallowed settings. Makes no network call.
-Result<Source> OpenS3Source(const ConnectorSpec& spec, const store::Project& project,
-                            const SourceContext& context);
+/// The typed description of a connector's bucket.
+storage_access::Location ToLocation(const ConnectorSpec& spec);
 
-/// The create-time access check: assume the role, make sure it refuses a random WRONG external ID (else the
+/// Builds the source of `spec`: S3 (region, optional s3_endpoint — which must be one the operator allowed; STS
+/// never goes there, only to the regional STS or the operator's AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL) or
+/// GCS (optional gcs_endpoint, likewise allowed by the operator). kInvalidArgument for bad or disallowed
+/// settings. Makes no network call.
+Result<Source> OpenSource(const ConnectorSpec& spec, const store::Project& project, const SourceContext& context);
+/// The same (the name callers used before GCS).
+inline Result<Source> OpenS3Source(const ConnectorSpec& spec, const store::Project& project,
+                                   const SourceContext& context) {
+  return OpenSource(spec, project, context);
+}
+
+/// The create-time access check. gcsImport: an access token for Sluice's service account, objects.list on the
+/// prefix and a read of one object (storage.objects.list / storage.objects.get); a denial names Storage
+/// Object Viewer and the account (code "invalid_permissions_gcs"). s3Import: assume the role, make sure it refuses a random WRONG external ID (else the
 /// role trusts Sluice for every project — a confused deputy — and the connector is refused with the
 /// trust-policy statement to add, code "invalid_permissions_s3"), list the prefix (s3:ListBucket) and read
 /// one object (s3:GetObject; with an empty prefix a GET of a random missing key tells NoSuchKey — allowed —
@@ -80,12 +102,21 @@ Status CheckSourceAccess(const Source& source, const ConnectorSpec& spec, const 
 Status CheckExternalIdEnforced(const Source& source, const ConnectorSpec& spec,
                                const std::string& external_id, ValidationIssue* issue = nullptr);
 
+/// True for a bucket that does not exist (S3 NoSuchBucket, GCS "The specified bucket does not exist."), as
+/// opposed to a missing object.
+bool IsMissingBucket(const Error& e);
+
 /// True for errors that pause a connector until the customer fixes something (access denied, missing bucket,
 /// rejected credentials), as opposed to transient ones worth retrying.
 bool IsPermanentSourceError(const Error& e);
 
-/// A failure message for a permanent source error that says what to fix.
-std::string DescribeSourceError(const Error& e, const ConnectorSpec& spec, std::string_view action,
-                                std::string_view resource);
+/// What an import does to a bucket.
+enum class SourceOperation { kList, kRead };
+
+/// A failure message for a permanent source error that says what to fix: the permission the operation
+/// needs (s3:ListBucket / s3:GetObject, storage.objects.list / storage.objects.get), on what, and how to
+/// grant it. `key` is the object read (kRead).
+std::string DescribeSourceError(const Error& e, const ConnectorSpec& spec, SourceOperation operation,
+                                std::string_view key = "");
 
 }  // namespace sluice::cloudimport

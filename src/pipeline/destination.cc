@@ -6,17 +6,17 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
 #include <filesystem>
 #include <vector>
 
-#include "aws/sts.h"
 #include "common/crypto.h"
-#include "objstore/destination_check.h"
 #include "objstore/local/local_object_store.h"
-#include "objstore/s3/s3_object_store.h"
+#include "storage_access/destination_check.h"
+#include "storage_access/open.h"
 
 namespace sluice::pipeline {
 namespace {
@@ -51,69 +51,53 @@ class Factory final : public DestinationFactory {
       // An invalid AWS_ENDPOINT_URL allows nothing extra (serve refuses to start with one anyway).
       options_.endpoints = from_env.ok() ? std::move(from_env).value() : aws::EndpointPolicy();
     }
+    if (!options_.gcs_endpoints) {
+      auto from_env = storage_access::MakeGcsEndpointPolicy({}, gcp::SystemEnv());
+      options_.gcs_endpoints = from_env.ok() ? std::move(from_env).value() : aws::EndpointPolicy();
+    }
+    context_.aws_identity = options_.own_credentials;
+    context_.google_identity = options_.google_identity;
+    context_.transport = options_.transport;
+    context_.s3_endpoints = *options_.endpoints;
+    context_.gcs_endpoints = *options_.gcs_endpoints;
+    context_.confine_local = [root = options_.local_export_root](const std::string& path) {
+      return ConfineLocalPath(root, path);
+    };
+    context_.retry = options_.retry;
+    context_.unsigned_payload_over_https = options_.unsigned_payload_over_https;
+    context_.s3_part_size = options_.part_size;
+    context_.s3_max_parts_in_flight = options_.max_parts_in_flight;
+    context_.s3_upload_threads = options_.upload_threads;
+    context_.gcs_chunk_size = options_.gcs_chunk_size;
   }
 
   Result<std::shared_ptr<objstore::ObjectStore>> Open(const Destination& d, const std::string& external_id,
                                                       const std::string& session) override {
-    if (d.type == DestinationType::kLocal) {
-      // Also for pipelines stored before the root existed: one outside it fails here instead of writing.
-      SLUICE_ASSIGN_OR_RETURN(std::string dir, ConfineLocalPath(options_.local_export_root, d.local_path));
-      SLUICE_ASSIGN_OR_RETURN(auto local, objstore::LocalObjectStore::Open(dir));
-      return std::shared_ptr<objstore::ObjectStore>(std::move(local));
-    }
-    SLUICE_TRY(options_.endpoints->Check(d.s3_endpoint));
-    if (!options_.own_credentials) {
-      return Error(
-          ErrorCode::kUnauthenticated,
-          "Sluice has no AWS identity of its own to assume the customer's role with: set "
-          "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or a web identity token for `sluice serve`");
-    }
-    aws::StsOptions sts;
-    sts.region = d.s3_region.empty() ? "us-east-1" : d.s3_region;
-    sts.transport = options_.transport;
-    // STS is never the tenant's endpoint (AssumeRole is signed with Sluice's own identity): the regional one,
-    // or the operator's AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL.
-    sts.retry = options_.retry;
-    auto client = std::make_shared<aws::StsClient>(sts, options_.own_credentials);
-    aws::AssumeRoleProvider::Options ar;
-    ar.role_arn = d.s3_role;
-    ar.session_name = SessionName(session);
-    ar.external_id = external_id;
-    auto provider = std::make_shared<aws::AssumeRoleProvider>(client, ar);
-
-    objstore::s3::S3StoreOptions o;
-    o.bucket = d.s3_bucket;
-    o.region = d.s3_region;
-    o.endpoint = d.s3_endpoint;
-    o.prefix = d.s3_prefix;
-    o.encryption = d.encryption;
-    o.retry = options_.retry;
-    o.part_size = options_.part_size;
-    o.max_parts_in_flight = options_.max_parts_in_flight;
-    o.upload_threads = options_.upload_threads;
-    const bool plain_http = d.s3_endpoint.starts_with("http://");
-    o.payload_signing = options_.unsigned_payload_over_https && !plain_http
-                            ? objstore::s3::PayloadSigning::kUnsignedWithCrc32c
-                            : objstore::s3::PayloadSigning::kSigned;
-    SLUICE_ASSIGN_OR_RETURN(auto s3, objstore::s3::S3ObjectStore::Create(o, provider, options_.transport));
-    return std::shared_ptr<objstore::ObjectStore>(std::move(s3));
+    SLUICE_ASSIGN_OR_RETURN(
+        storage_access::OpenedStore opened,
+        storage_access::Open(ToLocation(d),
+                             {.external_id = external_id,
+                              .session_name = SessionName(session),
+                              .purpose = storage_access::Purpose::kWrite,
+                              .field_prefix = ""},
+                             context_));
+    return opened.store;
   }
 
   Status Check(const Destination& d, const std::string& external_id) override {
     if (d.type == DestinationType::kLocal) return CheckLocal(d);
-    SLUICE_TRY(options_.endpoints->Check(d.s3_endpoint));  // before any request is sent anywhere
-    objstore::DestinationSpec spec;
-    spec.bucket = d.s3_bucket;
-    spec.region = d.s3_region;
-    spec.role_arn = d.s3_role;
-    spec.external_id = external_id;
-    spec.prefix = d.s3_prefix;
-    spec.encryption = d.encryption;
-    spec.endpoint = d.s3_endpoint;
-    objstore::DestinationCheckOptions co;
-    co.base_credentials = options_.own_credentials;
-    co.transport = options_.transport;
-    objstore::DestinationCheckResult r = objstore::CheckDestination(spec, co);
+    // The tenant's endpoint, before any request is sent anywhere.
+    if (d.type == DestinationType::kGcs) {
+      SLUICE_TRY(options_.gcs_endpoints->Check(d.gcs_endpoint, "gcs_endpoint"));
+    } else {
+      SLUICE_TRY(options_.endpoints->Check(d.s3_endpoint));
+    }
+    storage_access::CheckContext cc;
+    cc.external_id = external_id;
+    cc.aws_identity = options_.own_credentials;
+    cc.google_identity = options_.google_identity;
+    cc.transport = options_.transport;
+    storage_access::DestinationCheckResult r = storage_access::CheckDestination(ToLocation(d), cc);
     if (r.ok()) return OkStatus();
     return Error(ErrorCode::kAccessDenied,
                  "destination check failed for " + r.destination + ":\n" + r.ToText());
@@ -154,6 +138,7 @@ class Factory final : public DestinationFactory {
   }
 
   DestinationFactoryOptions options_;
+  storage_access::AccessContext context_;
 };
 
 }  // namespace
@@ -239,10 +224,28 @@ Result<std::string> ConfineLocalPath(const std::string& root, std::string_view l
   return std::string(resolved);
 }
 
-std::string DescribeDestination(const Destination& d) {
-  if (d.type == DestinationType::kLocal) return "local:" + d.local_path;
-  std::string prefix = d.s3_prefix.empty() ? "" : "/" + d.s3_prefix;
-  return fmt::format("s3://{}{} ({})", d.s3_bucket, prefix, d.s3_region);
+storage_access::Location ToLocation(const Destination& d) {
+  switch (d.type) {
+    case DestinationType::kLocal:
+      return storage_access::LocalLocation{.path = d.local_path};
+    case DestinationType::kGcs:
+      return storage_access::GcsLocation{.bucket = d.gcs_bucket,
+                                         .prefix = d.gcs_prefix,
+                                         .region = d.gcs_region,
+                                         .endpoint = d.gcs_endpoint,
+                                         .kms_key_name = d.gcs_kms_key_name};
+    case DestinationType::kS3:
+      break;
+  }
+  return storage_access::S3Location{.bucket = d.s3_bucket,
+                                    .region = d.s3_region,
+                                    .role_arn = d.s3_role,
+                                    .prefix = d.s3_prefix,
+                                    .endpoint = d.s3_endpoint,
+                                    .encryption = d.encryption,
+                                    .sts_endpoint = ""};
 }
+
+std::string DescribeDestination(const Destination& d) { return storage_access::Describe(ToLocation(d)); }
 
 }  // namespace sluice::pipeline

@@ -1,6 +1,8 @@
-// Opens and checks a pipeline's destination: S3 (assuming the customer's role with the project's external ID)
-// or a local directory. The manager talks to destinations only through this interface, so tests substitute
-// an in-memory store.
+// Opens and checks a pipeline's destination: S3 (assuming the customer's role with the project's external ID),
+// GCS (as Sluice's own service account) or a local directory. The manager talks to destinations only through
+// this interface, so tests substitute an in-memory store. The work is the customer-storage layer's
+// (storage_access/): this file turns a pipeline's flat parameters into a Location and keeps the operator's
+// local export root.
 #pragma once
 
 #include <memory>
@@ -11,9 +13,11 @@
 #include "aws/credentials.h"
 #include "aws/endpoint_policy.h"
 #include "aws/retry.h"
+#include "gcp/credentials.h"
 #include "http/transport.h"
 #include "objstore/object_store.h"
 #include "pipeline/pipeline.h"
+#include "storage_access/location.h"
 
 namespace sluice::pipeline {
 
@@ -24,8 +28,8 @@ class DestinationFactory {
   virtual Result<std::shared_ptr<objstore::ObjectStore>> Open(const Destination& destination,
                                                               const std::string& external_id,
                                                               const std::string& session) = 0;
-  /// Proves the destination works before a pipeline is accepted (S3: the full destination check of
-  /// objstore/destination_check.h). kAccessDenied whose message is the report with what to fix.
+  /// Proves the destination works before a pipeline is accepted (S3 and GCS: the destination check of
+  /// storage_access/destination_check.h). kAccessDenied whose message is the report with what to fix.
   virtual Status Check(const Destination& destination, const std::string& external_id) = 0;
 };
 
@@ -38,6 +42,11 @@ struct DestinationFactoryOptions {
   std::optional<aws::EndpointPolicy> endpoints;
   /// Sluice's own identity; signs AssumeRole. Required for S3 destinations.
   std::shared_ptr<aws::CredentialsProvider> own_credentials;
+  /// Sluice's own Google service account. Required for GCS destinations.
+  std::shared_ptr<gcp::TokenProvider> google_identity;
+  /// The GCS endpoints a tenant's gcs_endpoint may name (storage_access::MakeGcsEndpointPolicy); nullopt =
+  /// only STORAGE_EMULATOR_HOST, read when the factory is made.
+  std::optional<aws::EndpointPolicy> gcs_endpoints;
   std::shared_ptr<http::HttpTransport> transport;  // null = libcurl
   /// Retries of the exporters' S3 and STS requests.
   aws::RetryPolicy retry;
@@ -45,6 +54,8 @@ struct DestinationFactoryOptions {
   /// transit; saves a SHA-256 pass); over plain http (S3-compatible test endpoints) it is signed.
   bool unsigned_payload_over_https = true;
   uint64_t part_size = 8ull << 20;
+  /// GCS resumable-upload chunk (a 256 KiB multiple).
+  uint64_t gcs_chunk_size = 8ull << 20;
   int max_parts_in_flight = 2;
   int upload_threads = 4;
 };
@@ -58,7 +69,11 @@ std::unique_ptr<DestinationFactory> MakeDestinationFactory(DestinationFactoryOpt
 /// not anything exists outside the root, and names nothing outside it.
 Result<std::string> ConfineLocalPath(const std::string& root, std::string_view local_path);
 
-/// "s3://bucket/prefix (region)" or "local:/path".
+/// The typed description of a pipeline's destination (its flat parameters as the API and the stored records
+/// keep them).
+storage_access::Location ToLocation(const Destination& destination);
+
+/// "s3://bucket/prefix (region)", "gs://bucket/prefix" or "local:/path".
 std::string DescribeDestination(const Destination& destination);
 
 }  // namespace sluice::pipeline

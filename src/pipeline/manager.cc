@@ -15,6 +15,7 @@
 
 #include "pipeline/layout.h"
 #include "pipeline/state.h"
+#include "storage_access/location.h"
 
 namespace sluice::pipeline {
 namespace {
@@ -39,6 +40,23 @@ bool IsTransient(ErrorCode code) {
 
 /// What the customer should do about a permanent failure.
 std::string FixHint(const Error& e, const Destination& d) {
+  if (d.type == DestinationType::kGcs) {
+    // The GCS store's error already names the missing permission, the role and Sluice's service account.
+    switch (e.code) {
+      case ErrorCode::kAccessDenied:
+        return fmt::format(
+            "grant Storage Object Admin (roles/storage.objectAdmin) to Sluice's service account on gs://{} "
+            "(`sluice gcp roles --bucket {}` prints the binding), then resume the pipeline",
+            d.gcs_bucket, d.gcs_bucket);
+      case ErrorCode::kNotFound:
+        return fmt::format("check that the bucket gs://{} exists, then resume the pipeline", d.gcs_bucket);
+      case ErrorCode::kUnauthenticated:
+        return "Sluice's own Google credentials were refused or are missing: check the server's "
+               "GOOGLE_APPLICATION_CREDENTIALS key file or metadata server, then resume the pipeline";
+      default:
+        break;
+    }
+  }
   switch (e.code) {
     case ErrorCode::kAccessDenied:
       // Only a KMS error code or a denied kms:* action means the key policy; our own generic hint for a denied
@@ -69,6 +87,9 @@ std::string FixHint(const Error& e, const Destination& d) {
 bool SameDestination(const Destination& a, const Destination& b) {
   if (a.type != b.type) return false;
   if (a.type == DestinationType::kLocal) return a.local_path == b.local_path;
+  if (a.type == DestinationType::kGcs) {
+    return a.gcs_bucket == b.gcs_bucket && a.gcs_prefix == b.gcs_prefix && a.gcs_endpoint == b.gcs_endpoint;
+  }
   auto trim = [](std::string s) {
     while (!s.empty() && s.front() == '/') s.erase(s.begin());
     while (!s.empty() && s.back() == '/') s.pop_back();
@@ -450,7 +471,7 @@ class Pipelines::Impl {
     return std::chrono::duration_cast<std::chrono::milliseconds>(o_.clock->Now().time_since_epoch()).count();
   }
 
-  static std::string ExternalId(const store::Project& p) { return p.external_id.empty() ? p.token : p.external_id; }
+  static std::string ExternalId(const store::Project& p) { return storage_access::EffectiveExternalId(p); }
 
   Result<std::shared_ptr<Entry>> FindLocked(uint32_t project, std::string_view name) {
     auto it = entries_.find(PipelineKey(project, name));
@@ -487,6 +508,8 @@ class Pipelines::Impl {
       if (!d.encryption.kms_key_id.empty() && d.encryption.mode != objstore::Encryption::Mode::kKms) {
         return InvalidArgument("s3_kms_key_id needs s3_encryption=kms");
       }
+    } else if (d.type == DestinationType::kGcs) {
+      if (d.gcs_bucket.empty()) return InvalidArgument("gcs_bucket is required");
     } else if (d.local_path.empty()) {
       return InvalidArgument("local_path is required for type=local");
     }

@@ -19,7 +19,14 @@ std::string_view ToString(Compression v) {
   }
   return "gzip";
 }
-std::string_view ToString(DestinationType v) { return v == DestinationType::kLocal ? "local" : "s3"; }
+std::string_view ToString(DestinationType v) {
+  switch (v) {
+    case DestinationType::kS3: return "s3";
+    case DestinationType::kGcs: return "gcs";
+    case DestinationType::kLocal: return "local";
+  }
+  return "s3";
+}
 std::string_view ToString(PipelineStatus v) {
   switch (v) {
     case PipelineStatus::kActive: return "active";
@@ -61,6 +68,7 @@ std::optional<Compression> ParseCompression(std::string_view s) {
 }
 std::optional<DestinationType> ParseDestinationType(std::string_view s) {
   if (s == "s3" || s == "s3-raw") return DestinationType::kS3;
+  if (s == "gcs" || s == "gcs-raw") return DestinationType::kGcs;
   if (s == "local") return DestinationType::kLocal;
   return std::nullopt;
 }

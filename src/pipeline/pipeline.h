@@ -29,16 +29,16 @@ namespace sluice::pipeline {
 enum class DataSource { kEvents, kPeople, kIdentity };
 enum class Frequency { kHourly, kDaily };
 enum class Compression { kGzip, kZstd, kNone };
-enum class DestinationType { kS3, kLocal };
+enum class DestinationType { kS3, kGcs, kLocal };
 
 std::string_view ToString(DataSource v);         // "events" | "people" | "identity"
 std::string_view ToString(Frequency v);          // "hourly" | "daily"
 std::string_view ToString(Compression v);        // "gzip" | "zstd" | "none"
-std::string_view ToString(DestinationType v);    // "s3" | "local"
+std::string_view ToString(DestinationType v);    // "s3" | "gcs" | "local"
 std::optional<DataSource> ParseDataSource(std::string_view s);
 std::optional<Frequency> ParseFrequency(std::string_view s);
 std::optional<Compression> ParseCompression(std::string_view s);
-/// "s3" and "s3-raw" → kS3, "local" → kLocal.
+/// "s3" and "s3-raw" → kS3, "gcs" and "gcs-raw" → kGcs, "local" → kLocal.
 std::optional<DestinationType> ParseDestinationType(std::string_view s);
 
 /// Where a pipeline writes.
@@ -51,6 +51,12 @@ struct Destination {
   std::string s3_endpoint;  // Sluice extension: S3-compatible endpoint ("" = AWS)
   objstore::Encryption encryption;  // s3_encryption none|aes|kms, s3_kms_key_id
   std::string local_path;   // kLocal: a directory on the server's disk
+  // kGcs (Mixpanel's gcs_* parameters, plus Sluice's gcs_endpoint and gcs_kms_key_name extensions).
+  std::string gcs_bucket;
+  std::string gcs_prefix;        // may be empty
+  std::string gcs_region;        // the bucket's location as given (informational)
+  std::string gcs_endpoint;      // "" = STORAGE_EMULATOR_HOST or storage.googleapis.com
+  std::string gcs_kms_key_name;  // CMEK: projects/P/locations/L/keyRings/R/cryptoKeys/K
 };
 
 /// A pipeline as created (and edited). Dates are "YYYY-MM-DD" in UTC.

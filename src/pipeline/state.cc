@@ -106,6 +106,13 @@ std::string PipelineRecordToJson(const PipelineRecord& r) {
                                                                                     : "none";
   dest["s3_kms_key_id"] = d.encryption.kms_key_id;
   dest["local_path"] = d.local_path;
+  if (d.type == DestinationType::kGcs) {
+    dest["gcs_bucket"] = d.gcs_bucket;
+    dest["gcs_prefix"] = d.gcs_prefix;
+    dest["gcs_region"] = d.gcs_region;
+    dest["gcs_endpoint"] = d.gcs_endpoint;
+    dest["gcs_kms_key_name"] = d.gcs_kms_key_name;
+  }
   o["destination"] = std::move(dest);
   o["status"] = ToString(r.info.status);
   o["dispatcher"] = r.info.dispatcher;
@@ -151,6 +158,11 @@ Result<PipelineRecord> ParsePipelineRecord(std::string_view text) {
                                        : objstore::Encryption::Mode::kNone;
     d.encryption.kms_key_id = Str(dest, "s3_kms_key_id");
     d.local_path = Str(dest, "local_path");
+    d.gcs_bucket = Str(dest, "gcs_bucket");
+    d.gcs_prefix = Str(dest, "gcs_prefix");
+    d.gcs_region = Str(dest, "gcs_region");
+    d.gcs_endpoint = Str(dest, "gcs_endpoint");
+    d.gcs_kms_key_name = Str(dest, "gcs_kms_key_name");
   }
   r.info.status = ParseStatus(Str(o, "status"));
   r.info.dispatcher = Str(o, "dispatcher");

@@ -608,7 +608,7 @@ TEST(SourceErrorTest, RejectedCredentialsAreNotReportedAsMissingPermissions) {
     response.status = 403;
     response.body = std::string("<Error><Code>") + code + "</Code><Message>m</Message></Error>";
     Error e = aws::ErrorFromResponse(response, "ListObjectsV2");
-    std::string message = DescribeSourceError(e, spec, "s3:ListBucket", "arn:aws-cn:s3:::import-bucket");
+    std::string message = DescribeSourceError(e, spec, SourceOperation::kList);
     EXPECT_NE(message.find("credentials"), std::string::npos) << code << ": " << message;
     EXPECT_NE(message.find(code), std::string::npos) << message;
     EXPECT_EQ(message.find("was denied"), std::string::npos) << code << ": " << message;
@@ -618,7 +618,7 @@ TEST(SourceErrorTest, RejectedCredentialsAreNotReportedAsMissingPermissions) {
   denied.status = 403;
   denied.body = "<Error><Code>AccessDenied</Code><Message>m</Message></Error>";
   std::string message =
-      DescribeSourceError(aws::ErrorFromResponse(denied, "ListObjectsV2"), spec, "s3:ListBucket", "r");
+      DescribeSourceError(aws::ErrorFromResponse(denied, "ListObjectsV2"), spec, SourceOperation::kList);
   EXPECT_NE(message.find("was denied"), std::string::npos) << message;
   EXPECT_NE(message.find("arn:aws-cn:s3:::import-bucket"), std::string::npos) << "partition of cn-*: " << message;
 }

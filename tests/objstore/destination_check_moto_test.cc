@@ -1,5 +1,5 @@
 // The destination check against moto in auth mode, with the customer role variants of moto_setup.py.
-#include "objstore/destination_check.h"
+#include "storage_access/destination_check.h"
 
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
@@ -8,6 +8,9 @@
 
 namespace sluice::objstore {
 namespace {
+
+// The check moved to the customer-storage layer (storage_access/); these tests are unchanged.
+using namespace ::sluice::storage_access;
 
 using s3::MotoSuite;
 

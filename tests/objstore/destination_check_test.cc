@@ -1,4 +1,4 @@
-#include "objstore/destination_check.h"
+#include "storage_access/destination_check.h"
 
 #include <gtest/gtest.h>
 
@@ -9,6 +9,9 @@
 
 namespace sluice::objstore {
 namespace {
+
+// The check moved to the customer-storage layer (storage_access/); these tests are unchanged.
+using namespace ::sluice::storage_access;
 
 TEST(DestinationCheckTest, ProbeKeyAndStatement) {
   EXPECT_EQ(ProbeKey("", "ab12"), ".sluice-probe-ab12");

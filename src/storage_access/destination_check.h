@@ -1,5 +1,7 @@
 // Destination check (SPEC §5): before a pipeline is accepted, prove that Sluice can reach the customer's
-// bucket the way it will during exports, and say in plain words what to fix when it cannot.
+// bucket the way it will during exports, and say in plain words what to fix when it cannot. One check for
+// every provider: the object steps (put, get, list, delete) are shared, and what each step needs and how a
+// denial is explained are data per provider (the rules tables in destination_check.cc).
 //
 //   DestinationSpec spec{.bucket = "acme-events", .region = "eu-west-1",
 //                        .role_arn = "arn:aws:iam::111122223333:role/sluice-export", .external_id = token,
@@ -18,6 +20,17 @@
 // A denied step names the IAM action, the resource ARN and the policy statement to add; rejected credentials
 // or a skewed clock are reported as such (aws::FixAreaOf), and a server with no AWS credentials at all says
 // so.
+//
+// GCS (CheckDestination(Location, CheckContext) with a GcsLocation), Sluice's own service account:
+//   identity      an access token for Sluice's service account (key file or metadata server)
+//   put           objects.insert of the probe (storage.objects.create; with kmsKeyName when CMEK is asked)
+//   get           objects.get alt=media, bytes compared (storage.objects.get)
+//   encryption    the stored object reports the requested kmsKeyName (CMEK only)
+//   list          objects.list on the probe's prefix finds it (storage.objects.list)
+//   delete        objects.delete removes it (storage.objects.delete)
+// A denied step names the permission, the role that grants it and the account to grant it to: "grant
+// Storage Object Creator (roles/storage.objectCreator) to sluice@p.iam.gserviceaccount.com on gs://bucket",
+// with the gcloud command as the statement.
 #pragma once
 
 #include <memory>
@@ -26,12 +39,17 @@
 
 #include "aws/credentials.h"
 #include "aws/retry.h"
+#include "gcp/credentials.h"
 #include "http/transport.h"
 #include "objstore/object_store.h"
+#include "storage_access/location.h"
 
-namespace sluice::objstore {
+namespace sluice::storage_access {
 
-/// Where a pipeline will write (the customer's inputs, SPEC §4 s3_* parameters).
+using objstore::Encryption;
+
+/// Where a pipeline will write on S3 (the customer's inputs, SPEC §4 s3_* parameters): the CLI's and the
+/// older callers' form of an S3Location plus the external ID.
 struct DestinationSpec {
   std::string bucket;
   std::string region;
@@ -46,6 +64,9 @@ struct DestinationSpec {
   /// STS). Never derived from `endpoint`: AssumeRole is signed with Sluice's own long-lived identity.
   std::string sts_endpoint;
 };
+
+/// The S3Location a DestinationSpec describes (its external ID aside).
+S3Location ToLocation(const DestinationSpec& spec);
 
 struct DestinationCheckOptions {
   /// Sluice's own identity (signs the AssumeRole calls). Required.
@@ -62,13 +83,14 @@ struct DestinationCheckOptions {
 };
 
 struct CheckStep {
-  std::string name;  // "assume-role", "external-id", "put", "get", "encryption", "list", "delete"
+  std::string name;  // "assume-role", "external-id", "identity", "put", "get", "encryption", "list", "delete"
   bool ok = false;
   bool skipped = false;  // not run because an earlier step failed (ok is false)
   /// What happened, and when not ok, what to change.
   std::string message;
-  /// For a denied S3/STS call: the IAM action ("s3:PutObject"), the resource ARN and the JSON policy
-  /// statement that grants it. Empty otherwise.
+  /// For a denied call: the IAM action or GCS permission ("s3:PutObject", "storage.objects.create"), the
+  /// resource (ARN or gs:// URL) and what grants it (the JSON policy statement, or the gcloud command that
+  /// binds the role). Empty otherwise.
   std::string action;
   std::string resource;
   std::string policy_statement;
@@ -77,7 +99,7 @@ struct CheckStep {
 };
 
 struct DestinationCheckResult {
-  std::string destination;  // "s3://bucket/prefix (region) via role arn"
+  std::string destination;  // "s3://bucket/prefix (region) via role arn", "gs://bucket/prefix as <email>"
   std::string probe_key;    // full key of the probe object
   std::vector<CheckStep> steps;
 
@@ -94,6 +116,29 @@ struct DestinationCheckResult {
 /// skipped; list and delete still run after a failed put, so one pass names every missing permission.
 DestinationCheckResult CheckDestination(const DestinationSpec& spec, const DestinationCheckOptions& options);
 
+/// What the check needs besides the location.
+struct CheckContext {
+  /// S3: the project's effective external ID and Sluice's own AWS identity.
+  std::string external_id;
+  std::shared_ptr<aws::CredentialsProvider> aws_identity;
+  /// GCS: Sluice's own service account.
+  std::shared_ptr<gcp::TokenProvider> google_identity;
+  /// Null = a libcurl transport.
+  std::shared_ptr<http::HttpTransport> transport;
+  /// Fewer, shorter retries than exports: a person is waiting for the answer.
+  aws::RetryPolicy retry = DestinationCheckOptions{}.retry;
+  /// Where STORAGE_EMULATOR_HOST is read from.
+  gcp::EnvGetter env = gcp::SystemEnv();
+};
+
+/// The check of any bucket location (S3 or GCS; a local directory is checked by the pipeline's factory,
+/// which owns the export root). The caller checks a tenant's endpoint against the operator's allow-list
+/// first.
+DestinationCheckResult CheckDestination(const Location& location, const CheckContext& context);
+
+/// The gcloud command that binds `role_id` (e.g. "roles/storage.objectCreator") to `email` on `bucket`.
+std::string GcloudBindingCommand(std::string_view bucket, std::string_view email, std::string_view role_id);
+
 /// The probe key for `prefix` and a random suffix: "<prefix>/.sluice-probe-<suffix>" (no leading '/' when the
 /// prefix is empty).
 std::string ProbeKey(std::string_view prefix, std::string_view suffix);
@@ -102,4 +147,4 @@ std::string ProbeKey(std::string_view prefix, std::string_view suffix);
 /// {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::bucket/*"}
 std::string AllowStatement(std::string_view action, std::string_view resource);
 
-}  // namespace sluice::objstore
+}  // namespace sluice::storage_access

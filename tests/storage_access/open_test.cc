@@ -1,0 +1,93 @@
+#include "storage_access/open.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "aws/providers.h"
+
+namespace sluice::storage_access {
+namespace {
+
+gcp::EnvGetter Env(std::map<std::string, std::string> vars) {
+  return [vars](std::string_view name) -> std::optional<std::string> {
+    auto it = vars.find(std::string(name));
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+AccessContext Context() {
+  AccessContext ctx;
+  ctx.aws_identity = std::make_shared<aws::StaticCredentialsProvider>(
+      aws::Credentials{.access_key_id = "AKIDEXAMPLE", .secret_access_key = Secret("secret"), .session_token = Secret(""), .expiration = std::nullopt}, "test");
+  ctx.google_identity = std::make_shared<gcp::StaticTokenProvider>(
+      gcp::AccessToken{.token = Secret("ya29.test"), .expiration = std::nullopt},
+      "sluice@p.iam.gserviceaccount.com");
+  ctx.env = Env({});
+  return ctx;
+}
+
+TEST(OpenTest, OpensEachProviderWithItsOwnCredentialsAndNoNetwork) {
+  AccessContext ctx = Context();
+  auto s3 = Open(S3Location{.bucket = "acme", .region = "eu-west-1",
+                            .role_arn = "arn:aws:iam::123456789012:role/r"},
+                 {.external_id = "ext", .session_name = "sluice-p1-x"}, ctx);
+  ASSERT_TRUE(s3.ok()) << s3.error().ToString();
+  EXPECT_TRUE(s3->role && s3->sts && s3->store);
+  EXPECT_EQ(s3->role_arn, "arn:aws:iam::123456789012:role/r");
+  auto gcs = Open(GcsLocation{.bucket = "acme", .prefix = "p"}, {}, ctx);
+  ASSERT_TRUE(gcs.ok()) << gcs.error().ToString();
+  EXPECT_FALSE(gcs->role);
+  EXPECT_EQ(gcs->google_identity->Email(), "sluice@p.iam.gserviceaccount.com");
+}
+
+TEST(OpenTest, TenantEndpointsMustBeTheOperatorsAndIdentitiesMustExist) {
+  AccessContext ctx = Context();
+  auto s3 = Open(S3Location{.bucket = "acme", .region = "eu-west-1", .role_arn = "arn:aws:iam::123456789012:role/r",
+                            .endpoint = "http://127.0.0.1:9000"},
+                 {.field_prefix = "connector_properties."}, ctx);
+  ASSERT_FALSE(s3.ok());
+  EXPECT_NE(s3.error().message.find("connector_properties.s3_endpoint"), std::string::npos) << s3.error().message;
+  auto gcs = Open(GcsLocation{.bucket = "acme", .endpoint = "http://127.0.0.1:4443"}, {}, ctx);
+  ASSERT_FALSE(gcs.ok());
+  EXPECT_NE(gcs.error().message.find("gcs_endpoint"), std::string::npos) << gcs.error().message;
+
+  // STORAGE_EMULATOR_HOST and --allow-gcs-endpoint are allowed; AWS_ENDPOINT_URL is not a GCS endpoint.
+  auto policy = MakeGcsEndpointPolicy({"https://gcs.internal:8443"},
+                                      Env({{"STORAGE_EMULATOR_HOST", "127.0.0.1:4443"},
+                                           {"AWS_ENDPOINT_URL", "http://127.0.0.1:9000"}}));
+  ASSERT_TRUE(policy.ok()) << policy.error().ToString();
+  EXPECT_TRUE(policy->Check("http://127.0.0.1:4443").ok());
+  EXPECT_TRUE(policy->Check("https://gcs.internal:8443").ok());
+  EXPECT_FALSE(policy->Check("http://127.0.0.1:9000").ok());
+  ctx.gcs_endpoints = *policy;
+  EXPECT_TRUE(Open(GcsLocation{.bucket = "acme", .endpoint = "http://127.0.0.1:4443"}, {}, ctx).ok());
+
+  ctx.google_identity = nullptr;
+  auto no_google = Open(GcsLocation{.bucket = "acme"}, {}, ctx);
+  ASSERT_FALSE(no_google.ok());
+  EXPECT_EQ(no_google.error().code, ErrorCode::kUnauthenticated);
+  EXPECT_NE(no_google.error().message.find("GOOGLE_APPLICATION_CREDENTIALS"), std::string::npos);
+  ctx.aws_identity = nullptr;
+  auto no_aws = Open(S3Location{.bucket = "acme", .region = "eu-west-1", .role_arn = "arn:aws:iam::123456789012:role/r"},
+                     {}, ctx);
+  ASSERT_FALSE(no_aws.ok());
+  EXPECT_EQ(no_aws.error().code, ErrorCode::kUnauthenticated);
+}
+
+TEST(OpenTest, LocalIsConfinedByTheCallersRule) {
+  AccessContext ctx = Context();
+  auto off = Open(LocalLocation{.path = "x"}, {}, ctx);
+  ASSERT_FALSE(off.ok());
+  EXPECT_NE(off.error().message.find("--local-export-root"), std::string::npos);
+  ctx.confine_local = [](const std::string& path) -> Result<std::string> {
+    return InvalidArgument("outside: " + path);
+  };
+  auto outside = Open(LocalLocation{.path = "../etc"}, {}, ctx);
+  ASSERT_FALSE(outside.ok());
+  EXPECT_EQ(outside.error().message, "outside: ../etc");
+}
+
+}  // namespace
+}  // namespace sluice::storage_access
