@@ -14,9 +14,35 @@
 namespace sluice::api {
 namespace {
 
+boost::json::array GcsBucketsJson(const store::Project& p) {
+  boost::json::array out;
+  for (const std::string& b : p.gcs_buckets) out.emplace_back(b);
+  return out;
+}
+
 boost::json::object ProjectJson(const store::Project& p) {
   return {{"id", p.id}, {"name", p.name}, {"token", p.token}, {"api_secret", p.api_secret.Reveal()},
-          {"created_ms", p.created_ms}, {"external_id", storage_access::EffectiveExternalId(p)}};
+          {"created_ms", p.created_ms}, {"external_id", storage_access::EffectiveExternalId(p)},
+          {"gcs_buckets", GcsBucketsJson(p)}};
+}
+
+/// `"gcs_buckets": [...]` of an update body: at most kMaxGcsBuckets valid GCS bucket names, duplicates
+/// dropped. The list replaces the project's bindings (docs/gcs.md#binding).
+constexpr size_t kMaxGcsBuckets = 100;
+Result<std::vector<std::string>> ParseGcsBuckets(const boost::json::value& v) {
+  const char* const shape = R"(gcs_buckets must be an array of GCS bucket names, e.g. ["acme-events"] ([] = none))";
+  if (!v.is_array()) return InvalidArgument(shape);
+  if (v.as_array().size() > kMaxGcsBuckets) {
+    return InvalidArgument(fmt::format("gcs_buckets may name at most {} buckets", kMaxGcsBuckets));
+  }
+  std::vector<std::string> out;
+  for (const auto& item : v.as_array()) {
+    if (!item.is_string()) return InvalidArgument(shape);
+    std::string name(item.as_string());
+    SLUICE_TRY(storage_access::ValidateGcsBucketName(name, "gcs_buckets item"));
+    if (std::find(out.begin(), out.end(), name) == out.end()) out.push_back(std::move(name));
+  }
+  return out;
 }
 
 }  // namespace
@@ -100,10 +126,33 @@ http::Response ServiceImpl::HandleUpdateProject(http::Request& req) {
   const uint32_t id = *parsed_id;
   boost::system::error_code ec;
   auto body = boost::json::parse(req.body, ec);
-  if (ec || !body.is_object() || !body.as_object().contains("external_id") || !body.at("external_id").is_string()) {
+  const bool has_external_id = !ec && body.is_object() && body.as_object().contains("external_id");
+  const bool has_gcs_buckets = !ec && body.is_object() && body.as_object().contains("gcs_buckets");
+  if (ec || !body.is_object() || (!has_external_id && !has_gcs_buckets) ||
+      (has_external_id && !body.at("external_id").is_string())) {
     return JsonError(400, "the body must be a JSON object with a string 'external_id' (\"\" = use the project token), "
-                          "e.g. {\"external_id\":\"acme-7f3a\"}");
+                          "e.g. {\"external_id\":\"acme-7f3a\"}, and/or 'gcs_buckets', the GCS buckets bound to the "
+                          "project, e.g. {\"gcs_buckets\":[\"acme-events\"]}");
   }
+  // Everything is validated before anything changes, so a bad list leaves the external ID alone and v.v.
+  std::optional<std::vector<std::string>> gcs_buckets;
+  if (has_gcs_buckets) {
+    auto parsed = ParseGcsBuckets(body.at("gcs_buckets"));
+    if (!parsed.ok()) return JsonError(400, parsed.error().message);
+    gcs_buckets = std::move(parsed).value();
+  }
+  auto bind = [&]() -> std::optional<http::Response> {
+    auto bound = projects_.SetGcsBuckets(id, std::move(*gcs_buckets));
+    if (!bound.ok()) {
+      const ErrorCode code = bound.error().code;
+      return JsonError(code == ErrorCode::kNotFound ? 404 : code == ErrorCode::kConflict ? 409 : 503,
+                       bound.error().message);
+    }
+    spdlog::info("project {}: GCS bucket bindings updated ({} buckets)", id, bound->gcs_buckets.size());
+    if (!has_external_id) return http::Response::Json(200, boost::json::serialize(ProjectJson(*bound)));
+    return std::nullopt;
+  };
+  if (!has_external_id) return *bind();
   std::string external_id(body.at("external_id").as_string());
   // AWS accepts 2-1224 characters of [\w+=,.@:/-] for sts:ExternalId.
   const bool valid = external_id.empty() || (external_id.size() >= 2 && external_id.size() <= 1224 &&
@@ -111,6 +160,9 @@ http::Response ServiceImpl::HandleUpdateProject(http::Request& req) {
                        return std::isalnum(static_cast<unsigned char>(c)) || (c != '\0' && std::strchr("_+=,.@:/-", c) != nullptr);
                      }));
   if (!valid) return JsonError(400, "external_id must be 2 to 1224 characters of letters, digits and _+=,.@:/-");
+  if (gcs_buckets) {
+    if (auto refused = bind()) return std::move(*refused);
+  }
   auto project = projects_.SetExternalId(id, std::move(external_id));
   if (!project.ok()) {
     const ErrorCode code = project.error().code;

@@ -83,6 +83,30 @@ Result<store::Project> ProjectRegistry::SetExternalId(uint32_t id, std::string e
   return updated;
 }
 
+Result<store::Project> ProjectRegistry::SetGcsBuckets(uint32_t id, std::vector<std::string> gcs_buckets) {
+  std::unique_lock lock(mu_);  // held across the write so two projects cannot both bind one bucket
+  auto it = by_id_.find(id);
+  if (it == by_id_.end()) return NotFound(fmt::format("project {} does not exist", id));
+  // One bucket, one project: every project reaches GCS as the same service account, so a bucket bound twice
+  // would let either tenant read or write the other's data.
+  for (const auto& [other_id, p] : by_id_) {
+    if (other_id == id) continue;
+    for (const std::string& bucket : gcs_buckets) {
+      if (std::find(p.gcs_buckets.begin(), p.gcs_buckets.end(), bucket) != p.gcs_buckets.end()) {
+        return Error(ErrorCode::kConflict,
+                     fmt::format("gs://{} is already bound to another project: a bucket may be bound to one "
+                                 "project only; unbind it there first",
+                                 bucket));
+      }
+    }
+  }
+  store::Project updated = it->second;
+  updated.gcs_buckets = std::move(gcs_buckets);
+  SLUICE_TRY(store_.UpdateProject(updated));
+  it->second = updated;
+  return updated;
+}
+
 std::vector<store::Project> ProjectRegistry::List() const {
   std::shared_lock lock(mu_);
   std::vector<store::Project> out;

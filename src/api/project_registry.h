@@ -27,6 +27,10 @@ class ProjectRegistry {
   /// Sets the ExternalId pipelines and imports use when assuming the project's customer roles ("" = the
   /// token). kConflict when another project uses it as its external ID or it is another project's token.
   Result<store::Project> SetExternalId(uint32_t id, std::string external_id);
+  /// Replaces the GCS buckets bound to the project (docs/gcs.md#binding), already validated names.
+  /// kConflict when one is bound to another project; the message names neither the bucket's project nor
+  /// anything about it beyond the name the caller gave.
+  Result<store::Project> SetGcsBuckets(uint32_t id, std::vector<std::string> gcs_buckets);
   std::vector<store::Project> List() const;
   std::optional<store::Project> ById(uint32_t id) const;
   std::optional<store::Project> ByToken(std::string_view token) const;

@@ -45,6 +45,41 @@ void RegisterClientCommands(CLI::App& app, int& exit_code) {
       std::cout << *body << "\n";
     });
   }
+  {
+    // The operator's side of docs/gcs.md#binding: GCS is reached as Sluice's one service account, so only this
+    // list lets a project's pipelines and imports use a bucket.
+    struct BindFlags {
+      ClientFlags client;
+      uint32_t project = 0;
+      std::vector<std::string> buckets;
+      bool none = false;
+    };
+    auto f = std::make_shared<BindFlags>();
+    auto* bind = project->add_subcommand(
+        "bind-gcs", "Set the GCS buckets bound to a project (replaces the list; docs/gcs.md#binding); prints the "
+                    "project");
+    bind->add_option("--project", f->project, "Project id")->required();
+    auto* bucket_opt = bind->add_option("--bucket", f->buckets,
+                                        "A GCS bucket name, without gs:// (repeatable; a bucket is bound to one "
+                                        "project only)");
+    auto* none_opt = bind->add_flag("--none", f->none, "Unbind every GCS bucket from the project");
+    bucket_opt->excludes(none_opt);
+    AddClientFlags(bind, f->client);
+    bind->callback([f, &exit_code] {
+      if (f->buckets.empty() && !f->none) {
+        std::cerr << "give --bucket NAME (repeatable), or --none to unbind every bucket\n";
+        return void(exit_code = 2);
+      }
+      boost::json::array list;
+      for (const auto& b : f->buckets) list.emplace_back(b);
+      auto client = ApiClient::Connect(f->client);
+      if (!client.ok()) return void(exit_code = Fail(client.error()));
+      auto body = client->Call("POST", fmt::format("/api/app/projects/{}", f->project),
+                               boost::json::serialize(boost::json::object{{"gcs_buckets", std::move(list)}}));
+      if (!body.ok()) return void(exit_code = Fail(body.error()));
+      std::cout << *body << "\n";
+    });
+  }
 
   // ---- events export ----
   auto* events = app.add_subcommand("events", "Read events back");

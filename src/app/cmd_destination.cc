@@ -80,6 +80,8 @@ void RunCheck(CheckFlags& flags) {
     auto identity = gcp::MakeDefaultTokenProvider({.transport = transport}, flags.gcp_credentials);
     if (!identity.ok()) Usage(identity.error().message);
     context.google_identity = *identity;
+    // The operator names the bucket here, outside any project: that is the binding (docs/gcs.md#binding).
+    context.gcs_buckets = {flags.spec.bucket};
   } else {
     aws::DefaultChainOptions chain;
     chain.transport = transport;

@@ -334,7 +334,8 @@ void RegisterServeCommand(CLI::App& app, int& exit_code) {
       ->allow_extra_args(false);
   cmd->add_option("--allow-gcs-endpoint", flags->allow_gcs_endpoints,
                   "A GCS JSON-API endpoint URL (scheme://host[:port]) tenants may name as gcs_endpoint; repeatable. "
-                  "STORAGE_EMULATOR_HOST is allowed too; Sluice's Google token goes to no other endpoint")
+                  "STORAGE_EMULATOR_HOST is allowed too; Sluice's Google token goes to no other endpoint. Requests "
+                  "there carry that token: allow only endpoints you trust as much as Google")
       ->allow_extra_args(false);
   cmd->add_option("--gcp-credentials", flags->gcp_credentials,
                   "Sluice's Google service-account JSON key (default: GOOGLE_APPLICATION_CREDENTIALS, else the "

@@ -86,7 +86,8 @@ Result<Source> OpenSource(const ConnectorSpec& spec, const store::Project& proje
                            {.external_id = ExternalIdOf(project),
                             .session_name = aws::MakeSessionName(fmt::format("p{}", project.id), "import-" + spec.id),
                             .purpose = storage_access::Purpose::kRead,
-                            .field_prefix = "connector_properties."},
+                            .field_prefix = "connector_properties.",
+                            .gcs_buckets = project.gcs_buckets},
                            access));
   return Source{.role = std::move(opened.role),
                 .store = std::move(opened.store),

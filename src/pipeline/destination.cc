@@ -72,20 +72,25 @@ class Factory final : public DestinationFactory {
   }
 
   Result<std::shared_ptr<objstore::ObjectStore>> Open(const Destination& d, const std::string& external_id,
-                                                      const std::string& session) override {
+                                                      const std::string& session,
+                                                      const std::vector<std::string>& gcs_buckets) override {
     SLUICE_ASSIGN_OR_RETURN(
         storage_access::OpenedStore opened,
         storage_access::Open(ToLocation(d),
                              {.external_id = external_id,
                               .session_name = SessionName(session),
                               .purpose = storage_access::Purpose::kWrite,
-                              .field_prefix = ""},
+                              .field_prefix = "",
+                              .gcs_buckets = gcs_buckets},
                              context_));
     return opened.store;
   }
 
-  Status Check(const Destination& d, const std::string& external_id) override {
+  Status Check(const Destination& d, const std::string& external_id,
+               const std::vector<std::string>& gcs_buckets) override {
     if (d.type == DestinationType::kLocal) return CheckLocal(d);
+    // The tenant binding before anything else, answered as is (the check below refuses it too).
+    SLUICE_TRY(storage_access::CheckGcsBinding(ToLocation(d), gcs_buckets));
     // The tenant's endpoint, before any request is sent anywhere.
     if (d.type == DestinationType::kGcs) {
       SLUICE_TRY(options_.gcs_endpoints->Check(d.gcs_endpoint, "gcs_endpoint"));
@@ -96,6 +101,7 @@ class Factory final : public DestinationFactory {
     cc.external_id = external_id;
     cc.aws_identity = options_.own_credentials;
     cc.google_identity = options_.google_identity;
+    cc.gcs_buckets = gcs_buckets;
     cc.transport = options_.transport;
     storage_access::DestinationCheckResult r = storage_access::CheckDestination(ToLocation(d), cc);
     if (r.ok()) return OkStatus();

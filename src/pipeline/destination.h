@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "aws/credentials.h"
 #include "aws/endpoint_policy.h"
@@ -25,12 +26,17 @@ class DestinationFactory {
  public:
   virtual ~DestinationFactory() = default;
   /// The object store a pipeline writes to. `session` names the STS session (e.g. "p3-events-daily-s3").
+  /// `gcs_buckets` are the project's bound GCS buckets (store::Project::gcs_buckets): a GCS destination
+  /// outside them is refused (storage_access::CheckGcsBinding), at every run.
   virtual Result<std::shared_ptr<objstore::ObjectStore>> Open(const Destination& destination,
                                                               const std::string& external_id,
-                                                              const std::string& session) = 0;
+                                                              const std::string& session,
+                                                              const std::vector<std::string>& gcs_buckets) = 0;
   /// Proves the destination works before a pipeline is accepted (S3 and GCS: the destination check of
-  /// storage_access/destination_check.h). kAccessDenied whose message is the report with what to fix.
-  virtual Status Check(const Destination& destination, const std::string& external_id) = 0;
+  /// storage_access/destination_check.h). kAccessDenied whose message is the report with what to fix, or,
+  /// for a GCS bucket not bound to the project, just the binding refusal.
+  virtual Status Check(const Destination& destination, const std::string& external_id,
+                       const std::vector<std::string>& gcs_buckets) = 0;
 };
 
 struct DestinationFactoryOptions {

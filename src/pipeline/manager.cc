@@ -16,6 +16,7 @@
 #include "pipeline/layout.h"
 #include "pipeline/state.h"
 #include "storage_access/location.h"
+#include "storage_access/open.h"
 
 namespace sluice::pipeline {
 namespace {
@@ -42,6 +43,9 @@ bool IsTransient(ErrorCode code) {
 std::string FixHint(const Error& e, const Destination& d) {
   if (d.type == DestinationType::kGcs) {
     // The GCS store's error already names the missing permission, the role and Sluice's service account.
+    if (e.provider_code == storage_access::kUnboundGcsBucket) {
+      return "once the operator has bound the bucket, resume the pipeline";
+    }
     switch (e.code) {
       case ErrorCode::kAccessDenied:
         return fmt::format(
@@ -279,7 +283,7 @@ class Pipelines::Impl {
       SLUICE_TRY(CheckLimits(spec, /*ignore_name=*/""));
     }
     // The destination check talks to AWS and can take seconds: never under the lock.
-    SLUICE_TRY(o_.destinations->Check(spec.destination, ExternalId(*project)));
+    SLUICE_TRY(o_.destinations->Check(spec.destination, ExternalId(*project), project->gcs_buckets));
 
     std::lock_guard lock(mu_);
     SLUICE_TRY(CheckLimits(spec, ""));  // again: another create may have raced us
@@ -338,7 +342,7 @@ class Pipelines::Impl {
     if (destination_changed) {
       SLUICE_ASSIGN_OR_RETURN(std::optional<store::Project> project, store_.GetProject(updated.project_id));
       if (!project) return NotFound(fmt::format("project {} does not exist", updated.project_id));
-      SLUICE_TRY(o_.destinations->Check(updated.destination, ExternalId(*project)));
+      SLUICE_TRY(o_.destinations->Check(updated.destination, ExternalId(*project), project->gcs_buckets));
     }
     std::lock_guard lock(mu_);
     e->record.info.spec = updated;
@@ -672,11 +676,20 @@ class Pipelines::Impl {
   Status RunPipelineUnlocked(Entry& e, const PipelineSpec& spec, std::shared_ptr<objstore::ObjectStore> destination) {
     // Read before looking at partitions: every write below this sequence is visible to the scans that follow.
     const uint64_t covered_seq = store_.LastChangeSeq();
+    SLUICE_ASSIGN_OR_RETURN(std::optional<store::Project> project, store_.GetProject(spec.project_id));
+    if (!project) return NotFound(fmt::format("project {} no longer exists", spec.project_id));
+    if (destination) {
+      // The store is kept across runs, but the operator may have unbound its GCS bucket since: every run asks.
+      if (Status bound = storage_access::CheckGcsBinding(ToLocation(spec.destination), project->gcs_buckets);
+          !bound.ok()) {
+        std::lock_guard lock(mu_);
+        e.destination.reset();
+        return bound;
+      }
+    }
     if (!destination) {
-      SLUICE_ASSIGN_OR_RETURN(std::optional<store::Project> project, store_.GetProject(spec.project_id));
-      if (!project) return NotFound(fmt::format("project {} no longer exists", spec.project_id));
       auto opened = o_.destinations->Open(spec.destination, ExternalId(*project),
-                                          fmt::format("p{}-{}", spec.project_id, spec.name));
+                                          fmt::format("p{}-{}", spec.project_id, spec.name), project->gcs_buckets);
       if (!opened.ok()) return opened.error();
       destination = std::move(opened).value();
       std::lock_guard lock(mu_);

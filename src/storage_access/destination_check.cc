@@ -414,6 +414,12 @@ class GcsChecker final : public StepRunner {
     email_ = context_.google_identity ? context_.google_identity->Email() : "";
     result_.destination = fmt::format("gs://{}/{} as {}", location_.bucket, prefix_,
                                       email_.empty() ? "Sluice's service account" : email_);
+    // The tenant binding first: nothing is sent for a bucket the project may not use.
+    if (Status bound = CheckGcsBinding(location_, context_.gcs_buckets); !bound.ok()) {
+      Fail("binding", bound.error().message, bound.error());
+      SkipRest({"identity", "put", "get", "encryption", "list", "delete"}, "the bucket is not bound to the project");
+      return std::move(result_);
+    }
     if (!context_.google_identity) {
       Fail("identity",
            "Sluice has no Google identity of its own: set GOOGLE_APPLICATION_CREDENTIALS to its service "
@@ -448,7 +454,7 @@ class GcsChecker final : public StepRunner {
     // Rooted at the bucket, like the S3 check: the probe key carries the prefix.
     GcsLocation bare = location_;
     bare.prefix.clear();
-    auto opened = Open(bare, Grant{.purpose = Purpose::kWrite}, ctx);
+    auto opened = Open(bare, Grant{.purpose = Purpose::kWrite, .gcs_buckets = context_.gcs_buckets}, ctx);
     if (!opened.ok()) {
       Fail("put", "the destination settings are invalid: " + opened.error().message, opened.error());
       SkipRest({"get", "encryption", "list", "delete"}, "the destination settings are invalid");

@@ -123,6 +123,9 @@ struct CheckContext {
   std::shared_ptr<aws::CredentialsProvider> aws_identity;
   /// GCS: Sluice's own service account.
   std::shared_ptr<gcp::TokenProvider> google_identity;
+  /// GCS: the buckets bound to the project (Grant::gcs_buckets); the check refuses any other bucket before
+  /// sending anything.
+  std::vector<std::string> gcs_buckets;
   /// Null = a libcurl transport.
   std::shared_ptr<http::HttpTransport> transport;
   /// Fewer, shorter retries than exports: a person is waiting for the answer.

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "objstore/gcs/gcs_object_store.h"
 #include "objstore/local/local_object_store.h"
 #include "objstore/s3/s3_object_store.h"
@@ -62,6 +64,7 @@ Result<OpenedStore> OpenS3(const S3Location& l, const Grant& grant, const Access
 
 Result<OpenedStore> OpenGcs(const GcsLocation& l, const Grant& grant, const AccessContext& ctx,
                             std::shared_ptr<http::HttpTransport> transport) {
+  SLUICE_TRY(CheckGcsBinding(l, grant.gcs_buckets));
   SLUICE_TRY(ctx.gcs_endpoints.Check(l.endpoint, grant.field_prefix + "gcs_endpoint"));
   if (!ctx.google_identity) {
     return Error(ErrorCode::kUnauthenticated,
@@ -102,6 +105,20 @@ Result<OpenedStore> OpenLocal(const LocalLocation& l, const AccessContext& ctx) 
 }
 
 }  // namespace
+
+Status CheckGcsBinding(const Location& location, const std::vector<std::string>& bound_buckets) {
+  const auto* gcs = std::get_if<GcsLocation>(&location);
+  if (gcs == nullptr) return OkStatus();
+  if (std::find(bound_buckets.begin(), bound_buckets.end(), gcs->bucket) != bound_buckets.end()) {
+    return OkStatus();
+  }
+  Error refused(ErrorCode::kAccessDenied,
+                fmt::format("gs://{} is not bound to this project: ask the Sluice operator to bind it "
+                            "(docs/gcs.md#binding)",
+                            gcs->bucket));
+  refused.provider_code = std::string(kUnboundGcsBucket);
+  return refused;
+}
 
 Result<OpenedStore> Open(const Location& location, const Grant& grant, const AccessContext& context) {
   std::shared_ptr<http::HttpTransport> transport =

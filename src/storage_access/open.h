@@ -20,6 +20,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "aws/credentials.h"
@@ -45,6 +46,10 @@ struct Grant {
   Purpose purpose = Purpose::kWrite;
   /// How the caller's API prefixes parameter names in messages ("connector_properties." for imports).
   std::string field_prefix;
+  /// The GCS buckets the operator bound to the project (store::Project::gcs_buckets). GCS is reached as
+  /// Sluice's one service account, so this list, not the customer's IAM, is what ties a bucket to a tenant:
+  /// a GCS location whose bucket is not in it is refused (CheckGcsBinding).
+  std::vector<std::string> gcs_buckets;
 };
 
 struct AccessContext {
@@ -88,8 +93,18 @@ struct OpenedStore {
   std::shared_ptr<gcp::TokenProvider> google_identity;
 };
 
-/// kInvalidArgument for bad or disallowed settings, kUnauthenticated when Sluice has no identity for the
-/// provider.
+/// The tenant binding of a location (docs/gcs.md#binding). S3 is bound by the external ID the customer's role
+/// trusts; GCS only by the operator's list: every project's GCS request carries the same Google token, so
+/// without it a tenant could name another customer's bucket (the confused deputy). OK for S3, local, and a
+/// GCS bucket in `bound_buckets`; otherwise kAccessDenied with the same message whether the bucket exists,
+/// is bound to another project or to none, so the answer reveals nothing about other projects.
+Status CheckGcsBinding(const Location& location, const std::vector<std::string>& bound_buckets);
+
+/// The provider_code of CheckGcsBinding's refusal, so callers give the binding advice, not a role to grant.
+inline constexpr std::string_view kUnboundGcsBucket = "SluiceUnboundGcsBucket";
+
+/// kInvalidArgument for bad or disallowed settings, kAccessDenied for a GCS bucket not bound to the project
+/// (CheckGcsBinding), kUnauthenticated when Sluice has no identity for the provider.
 Result<OpenedStore> Open(const Location& location, const Grant& grant, const AccessContext& context);
 
 /// The endpoints a tenant's gcs_endpoint may name: `allowed` (--allow-endpoint, the same operator list as

@@ -179,21 +179,28 @@ bool DecodePartitionCounters(std::string_view value, PartitionCounters* c) {
 }
 
 // Project v1: u8 version | u32 BE id | i64 LE created_ms | varint-prefixed name, token, api_secret,
-// external_id.
+// external_id. v2 appends varint count | varint-prefixed gcs_buckets (v1 records read as no buckets).
 std::string EncodeProject(const Project& project) {
   std::string out;
-  out.push_back(static_cast<char>(kProjectFormatV1));
+  out.push_back(static_cast<char>(kProjectFormatV2));
   AppendBigEndian32(out, project.id);
   AppendLittleEndian64(out, static_cast<uint64_t>(project.created_ms));
   for (const std::string* s : {&project.name, &project.token, &project.api_secret.Reveal(), &project.external_id}) {
     AppendVarint32(out, static_cast<uint32_t>(s->size()));
     out.append(*s);
   }
+  AppendVarint32(out, static_cast<uint32_t>(project.gcs_buckets.size()));
+  for (const std::string& b : project.gcs_buckets) {
+    AppendVarint32(out, static_cast<uint32_t>(b.size()));
+    out.append(b);
+  }
   return out;
 }
 
 std::optional<Project> DecodeProject(std::string_view value) {
-  if (value.size() < 13 || static_cast<uint8_t>(value[0]) != kProjectFormatV1) return std::nullopt;
+  if (value.size() < 13) return std::nullopt;
+  const uint8_t version = static_cast<uint8_t>(value[0]);
+  if (version != kProjectFormatV1 && version != kProjectFormatV2) return std::nullopt;
   Project project;
   const char* p = value.data() + 1;
   const char* const end = value.data() + value.size();
@@ -206,6 +213,17 @@ std::optional<Project> DecodeProject(std::string_view value) {
     if (!ReadVarint32(&p, end, &len) || static_cast<size_t>(end - p) < len) return std::nullopt;
     s.assign(p, len);
     p += len;
+  }
+  if (version == kProjectFormatV2) {
+    uint32_t count = 0;
+    if (!ReadVarint32(&p, end, &count) || count > static_cast<size_t>(end - p)) return std::nullopt;
+    project.gcs_buckets.resize(count);
+    for (std::string& b : project.gcs_buckets) {
+      uint32_t len = 0;
+      if (!ReadVarint32(&p, end, &len) || static_cast<size_t>(end - p) < len) return std::nullopt;
+      b.assign(p, len);
+      p += len;
+    }
   }
   if (p != end) return std::nullopt;
   project.name = std::move(fields[0]);

@@ -23,6 +23,8 @@ inline constexpr size_t kEventKeyBytes = kPartitionPrefixBytes + kEventHashBytes
 /// Bumped whenever the event value layout changes; decoders keep accepting every older version.
 inline constexpr uint8_t kEventFormatV1 = 1;
 inline constexpr uint8_t kProjectFormatV1 = 1;
+/// v1 plus the bound GCS buckets (a varint count, then each varint-prefixed).
+inline constexpr uint8_t kProjectFormatV2 = 2;
 
 void AppendBigEndian32(std::string& out, uint32_t v);
 uint32_t LoadBigEndian32(const char* p);

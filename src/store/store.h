@@ -36,6 +36,9 @@ struct Project {
   int64_t created_ms = 0;
   /// ExternalId used when assuming customer roles; empty = the project token (SPEC §5).
   std::string external_id;
+  /// GCS buckets the operator bound to this project: the only ones its pipelines and imports may reach as
+  /// Sluice's one service account (storage_access::CheckGcsBinding). Empty for projects stored before bindings.
+  std::vector<std::string> gcs_buckets;
 };
 
 /// A read-only view of a stored event; the string_views point into storage owned by the scan and are valid

@@ -65,6 +65,17 @@ TEST_F(CliTest, ProjectEventsAndProfilesThroughTheCli) {
   ASSERT_EQ(rc2, 0);
   EXPECT_NE(listed.find(token), std::string::npos);
 
+  // The operator binds GCS buckets to the project (docs/gcs.md#binding); the list replaces; bad names refused.
+  const std::string pid = " --project " + std::to_string(id);
+  auto [bound, rc_bind] = Shell(cli + "project bind-gcs" + pid + " --bucket shop-events --bucket shop-archive" + dd);
+  ASSERT_EQ(rc_bind, 0) << bound;
+  EXPECT_EQ(json::serialize(json::parse(bound).at("gcs_buckets")), R"(["shop-events","shop-archive"])");
+  auto [bad, rc_bad] = Shell(cli + "project bind-gcs" + pid + " --bucket gs://shop-events" + dd);
+  EXPECT_NE(rc_bad, 0) << bad;
+  auto [none, rc_none] = Shell(cli + "project bind-gcs" + pid + " --none" + dd);
+  ASSERT_EQ(rc_none, 0) << none;
+  EXPECT_EQ(json::serialize(json::parse(none).at("gcs_buckets")), "[]");
+
   int64_t t = std::chrono::duration_cast<std::chrono::seconds>(
                   std::chrono::system_clock::now().time_since_epoch()).count() - 10;
   std::string batch = R"([{"event":"Bought","properties":{"time":)" + std::to_string(t) +

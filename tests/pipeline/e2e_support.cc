@@ -263,6 +263,19 @@ Result<Project> SluiceServer::CreateProject(const std::string& name) {
   return p;
 }
 
+ServerProcess::Reply SluiceServer::UpdateProject(uint32_t id, const std::string& body) {
+  return process_->Send("POST", fmt::format("/api/app/projects/{}", id), body,
+                        {{"Authorization", "Bearer " + process_->admin_token()}, {"Content-Type", "application/json"}});
+}
+
+Status SluiceServer::BindGcsBuckets(const Project& p, const std::vector<std::string>& buckets) {
+  json::array list;
+  for (const auto& b : buckets) list.emplace_back(b);
+  auto r = UpdateProject(p.id, json::serialize(json::object{{"gcs_buckets", std::move(list)}}));
+  if (r.status != 200) return Internal(fmt::format("binding GCS buckets answered {}: {}", r.status, r.body));
+  return OkStatus();
+}
+
 Status SluiceServer::Import(const Project& p, const std::vector<std::string>& events) {
   constexpr size_t kBatch = 1000;  // /import takes at most 2000 per request
   for (size_t i = 0; i < events.size(); i += kBatch) {

@@ -112,6 +112,10 @@ class SluiceServer {
   const std::filesystem::path& data_dir() const { return dir_; }
 
   Result<Project> CreateProject(const std::string& name);
+  /// POST /api/app/projects/<id> with `body` (JSON) as the admin: external_id, gcs_buckets.
+  ServerProcess::Reply UpdateProject(uint32_t id, const std::string& body);
+  /// Binds exactly `buckets` (GCS) to the project (docs/gcs.md#binding); fails unless answered 200.
+  Status BindGcsBuckets(const Project& p, const std::vector<std::string>& buckets);
   /// POST /import?strict=1 in batches of at most 1000 events; every record must be accepted.
   Status Import(const Project& p, const std::vector<std::string>& events);
   /// POST /engage (JSON) of profile updates; every update must be accepted.

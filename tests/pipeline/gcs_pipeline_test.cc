@@ -164,6 +164,18 @@ class GcsPipelineTest : public ::testing::Test {
   }
 
   SluiceServer& server() { return *server_; }
+  /// A project of the shared server with the suite's buckets bound to it (docs/gcs.md#binding). A bucket is
+  /// bound to one project only, so the previous test's project gives them up first.
+  Result<Project> BoundProject(const std::string& name) {
+    SLUICE_ASSIGN_OR_RETURN(Project p, server().CreateProject(name));
+    if (bound_project_ != 0) {
+      auto r = server().UpdateProject(bound_project_, R"({"gcs_buckets":[]})");
+      if (r.status != 200) return Internal("unbinding the previous project answered " + r.body);
+    }
+    SLUICE_TRY(server().BindGcsBuckets(p, {kBucket, kReadOnlyBucket}));
+    bound_project_ = p.id;
+    return p;
+  }
   objstore::ObjectStore& bucket() { return **admin_; }
 
   static Params GcsParams(const std::string& bucket_name = kBucket) {
@@ -214,6 +226,7 @@ class GcsPipelineTest : public ::testing::Test {
   static std::filesystem::path* dir_;
   static std::string* key_path_;
   static std::string* error_;
+  static uint32_t bound_project_;
   int64_t today_ = 0;
 };
 
@@ -224,11 +237,12 @@ std::shared_ptr<gcp::TokenProvider>* GcsPipelineTest::admin_tokens_ = nullptr;
 std::filesystem::path* GcsPipelineTest::dir_ = nullptr;
 std::string* GcsPipelineTest::key_path_ = nullptr;
 std::string* GcsPipelineTest::error_ = nullptr;
+uint32_t GcsPipelineTest::bound_project_ = 0;
 
 // Backfill of closed days, then late data into one of them (a new generation; the old files deleted), then a
 // people snapshot: everything equal to the store byte for byte, under the same layout as S3.
 TEST_F(GcsPipelineTest, BackfillLateDataAndPeopleSnapshotEqualTheStore) {
-  auto p = server().CreateProject("gcs-backfill");
+  auto p = BoundProject("gcs-backfill");
   ASSERT_TRUE(p.ok()) << p.error().ToString();
   const std::vector<int64_t> days = {today_ - 3, today_ - 2, today_ - 1};
   std::vector<std::string> first_day;
@@ -328,7 +342,7 @@ TEST_F(GcsPipelineTest, BackfillLateDataAndPeopleSnapshotEqualTheStore) {
 // A bucket where Sluice's service account has only Storage Object Viewer: create is refused, naming the
 // missing permission, the role and the account to grant it to.
 TEST_F(GcsPipelineTest, ServiceAccountWithoutObjectCreateIsRefusedWithTheRoleNamed) {
-  auto p = server().CreateProject("gcs-readonly");
+  auto p = BoundProject("gcs-readonly");
   ASSERT_TRUE(p.ok());
   Params params = GcsParams(kReadOnlyBucket);
   params.insert(params.end(), {{"from_date", DateOf(today_ - 1)}});
@@ -353,7 +367,7 @@ TEST_F(GcsPipelineTest, ServiceAccountWithoutObjectCreateIsRefusedWithTheRoleNam
 // rights only (the read-only bucket), discovered under the prefix; the good lines are stored, the bad ones
 // reported with their line numbers.
 TEST_F(GcsPipelineTest, GcsImportReadsPlainAndGzipFilesWithBadLines) {
-  auto p = server().CreateProject("gcs-import");
+  auto p = BoundProject("gcs-import");
   ASSERT_TRUE(p.ok());
   const int64_t day = today_ - 2;
   auto lines = MakeDayEvents(day, 40, "gi", 71);
@@ -480,7 +494,7 @@ TEST_F(GcsPipelineTest, DestinationCheckCommandCoversGcs) {
 // Every token expires mid-backfill and the server answers 429, 503 and resets on uploads: the export still
 // completes with each event exactly once.
 TEST_F(GcsPipelineTest, BackfillSurvivesExpiringTokensThrottlingAndResets) {
-  auto p = server().CreateProject("gcs-faults");
+  auto p = BoundProject("gcs-faults");
   ASSERT_TRUE(p.ok());
   const std::vector<int64_t> days = {today_ - 5, today_ - 4, today_ - 3, today_ - 2};
   for (int64_t day : days) ASSERT_TRUE(server().Import(*p, MakeDayEvents(day, 600, "gf", 51)).ok());
@@ -532,6 +546,7 @@ TEST_F(GcsPipelineTest, SigkillDuringAnExportLosesAndDuplicatesNothing) {
   ASSERT_TRUE(victim.Start(&err)) << err;
   auto p = victim.CreateProject("gcs-kill");
   ASSERT_TRUE(p.ok());
+  ASSERT_TRUE(victim.BindGcsBuckets(*p, {kBucket}).ok());
   std::vector<int64_t> days;
   for (int64_t d = today_ - 20; d < today_; ++d) days.push_back(d);
   for (int64_t day : days) ASSERT_TRUE(victim.Import(*p, MakeDayEvents(day, 1000, "gk", 61)).ok());
@@ -576,6 +591,144 @@ TEST_F(GcsPipelineTest, SigkillDuringAnExportLosesAndDuplicatesNothing) {
   auto stray = StrayDataFiles(*keys, p->id, *under);
   EXPECT_TRUE(stray.empty()) << stray.size() << " data file(s) no manifest lists, e.g. " << stray.front();
   again.Terminate();
+}
+
+// GCS bucket binding through the admin API (docs/gcs.md#binding): a new project binds nothing, the list is
+// set and replaced, bad names and more than 100 are refused without changing anything, and a bucket is bound
+// to one project only (409 that says nothing about the other project).
+TEST_F(GcsPipelineTest, AdminApiBindsEachGcsBucketToOneProject) {
+  auto a = server().CreateProject("bind-alpha");
+  auto b = server().CreateProject("bind-bravo");
+  ASSERT_TRUE(a.ok() && b.ok());
+  auto buckets_of = [](const ServerProcess::Reply& r) {
+    if (r.status != 200) return "HTTP " + std::to_string(r.status) + ": " + r.body;
+    return json::serialize(json::parse(r.body).at("gcs_buckets"));
+  };
+  auto listed = [&](uint32_t id) {
+    auto r = server().process().Send("GET", "/api/app/projects", {},
+                                     {{"Authorization", "Bearer " + server().process().admin_token()}});
+    for (const auto& v : json::parse(r.body).at("projects").as_array()) {
+      if (v.at("id").to_number<uint32_t>() == id) return json::serialize(v.at("gcs_buckets"));
+    }
+    return std::string("missing");
+  };
+  auto ext = server().UpdateProject(a->id, R"({"external_id":"bind-alpha-ext"})");
+  EXPECT_EQ(buckets_of(ext), "[]");
+  EXPECT_EQ(buckets_of(server().UpdateProject(a->id, R"({"gcs_buckets":["a-one","a.two","a-one"]})")),
+            R"(["a-one","a.two"])");
+  auto replaced = server().UpdateProject(a->id, R"({"gcs_buckets":["a-three"]})");
+  EXPECT_EQ(buckets_of(replaced), R"(["a-three"])");
+  EXPECT_EQ(json::parse(replaced.body).at("external_id").as_string(), "bind-alpha-ext") << "left alone";
+  EXPECT_EQ(listed(a->id), R"(["a-three"])");
+
+  std::string too_many = R"({"gcs_buckets":[)";
+  for (int i = 0; i <= 100; ++i) too_many += fmt::format(R"({}"b-{}")", i ? "," : "", i);
+  too_many += "]}";
+  for (const std::string& bad :
+       {std::string(R"({"gcs_buckets":["gs://a-four"]})"), std::string(R"({"gcs_buckets":["A-FOUR"]})"),
+        std::string(R"({"gcs_buckets":["a-four/x"]})"), std::string(R"({"gcs_buckets":["../a"]})"),
+        std::string(R"({"gcs_buckets":"a-four"})"), std::string(R"({"gcs_buckets":[7]})"),
+        std::string(R"({"gcs_buckets":["a-four"],"external_id":"x"})"), too_many}) {
+    SCOPED_TRACE(bad.substr(0, 80));
+    auto r = server().UpdateProject(a->id, bad);
+    EXPECT_EQ(r.status, 400) << r.body;
+    EXPECT_TRUE(r.body.find("gcs_buckets") != std::string::npos || r.body.find("external_id") != std::string::npos)
+        << r.body;
+    EXPECT_EQ(listed(a->id), R"(["a-three"])") << "a refused update changed the binding";
+  }
+  auto r100 = too_many.substr(0, too_many.rfind(",")) + "]}";
+  EXPECT_EQ(server().UpdateProject(a->id, r100).status, 200);
+  EXPECT_EQ(server().UpdateProject(a->id, R"({"gcs_buckets":["a-three"]})").status, 200);
+
+  // One project per bucket: the answer names the bucket, not who holds it.
+  auto taken = server().UpdateProject(b->id, R"({"gcs_buckets":["b-own","a-three"]})");
+  EXPECT_EQ(taken.status, 409) << taken.body;
+  EXPECT_NE(taken.body.find("gs://a-three is already bound to another project"), std::string::npos) << taken.body;
+  EXPECT_EQ(taken.body.find("bind-alpha"), std::string::npos) << taken.body;
+  EXPECT_EQ(taken.body.find(fmt::format("project {}", a->id)), std::string::npos) << taken.body;
+  EXPECT_EQ(listed(b->id), "[]");
+  // Unbound there, it can be bound here.
+  EXPECT_EQ(buckets_of(server().UpdateProject(a->id, R"({"gcs_buckets":[]})")), "[]");
+  EXPECT_EQ(buckets_of(server().UpdateProject(b->id, R"({"gcs_buckets":["a-three"]})")), R"(["a-three"])");
+  EXPECT_EQ(server().UpdateProject(b->id, R"({"gcs_buckets":[]})").status, 200);
+
+  // Only the operator binds: a tenant's own API secret is not enough.
+  auto tenant = server().process().Send("POST", fmt::format("/api/app/projects/{}", a->id),
+                                        R"({"gcs_buckets":["a-three"]})", {{"Authorization", a->Authorization()}});
+  EXPECT_EQ(tenant.status, 401) << tenant.body;
+  EXPECT_EQ(listed(a->id), "[]");
+}
+
+// The confused deputy (docs/gcs.md#binding): a tenant naming a bucket not bound to its project — bound to
+// another project, to none, or not existing — gets one and the same refusal for a gcs-raw pipeline and a
+// gcsImport connector. Bound, both are accepted; unbound later, the next run pauses the pipeline.
+TEST_F(GcsPipelineTest, UnboundGcsBucketIsRefusedAtCreateAndAtEveryRun) {
+  auto owner = BoundProject("gcs-owner");
+  auto tenant = server().CreateProject("gcs-tenant");
+  ASSERT_TRUE(owner.ok() && tenant.ok());
+  ASSERT_TRUE(server().BindGcsBuckets(*tenant, {"tenant-own"}).ok());
+  auto refusal = [](const std::string& bucket) {
+    return "gs://" + bucket +
+           " is not bound to this project: ask the Sluice operator to bind it (docs/gcs.md#binding)";
+  };
+  const std::vector<std::pair<std::string, std::string>> admin = {
+      {"Authorization", "Bearer " + server().process().admin_token()}};
+  auto import_body = [](const std::string& bucket) {
+    return json::serialize(json::object{
+        {"connector_type", "gcsImport"},
+        {"connector_properties", json::object{{"gcs_bucket", bucket}, {"gcs_prefix", "binding/"}}},
+        {"category_properties", json::object{{"data_format", "mixpanel_event"}}}});
+  };
+  for (const std::string& bucket : {std::string(kBucket), std::string(kReadOnlyBucket),
+                                    std::string("no-such-bucket-anywhere"), std::string("tenant-other")}) {
+    SCOPED_TRACE(bucket);
+    Params params = GcsParams(bucket);
+    params.insert(params.end(), {{"from_date", DateOf(today_ - 1)}, {"gcs_prefix", "stolen"}});
+    auto pipeline = server().PipelinePost(*tenant, "create", params);
+    EXPECT_EQ(pipeline.status, 400) << pipeline.body;
+    EXPECT_NE(pipeline.body.find(refusal(bucket)), std::string::npos) << pipeline.body;
+    auto connector = server().process().Send(
+        "POST", fmt::format("/api/app/projects/{}/connectors", tenant->id), import_body(bucket), admin);
+    EXPECT_EQ(connector.status, 400) << connector.body;
+    EXPECT_NE(connector.body.find(refusal(bucket)), std::string::npos) << connector.body;
+    for (const std::string& body : {pipeline.body, connector.body}) {
+      EXPECT_EQ(body.find("gcs-owner"), std::string::npos) << body;
+      EXPECT_EQ(body.find(kSluiceEmail), std::string::npos) << "nothing was sent: " << body;
+    }
+  }
+  auto stolen = Under("stolen")->List("");
+  ASSERT_TRUE(stolen.ok());
+  EXPECT_TRUE(stolen->empty()) << "a refused pipeline wrote into the bucket";
+
+  // The owner may use its buckets.
+  auto accepted = server().process().Send(
+      "POST", fmt::format("/api/app/projects/{}/connectors", owner->id), import_body(kReadOnlyBucket), admin);
+  EXPECT_EQ(accepted.status, 200) << accepted.body;
+  const int64_t day = today_ - 1;
+  ASSERT_TRUE(server().Import(*owner, MakeDayEvents(day, 50, "gbind", 91)).ok());
+  Params params = GcsParams();
+  params.insert(params.end(), {{"from_date", DateOf(day)}, {"gcs_prefix", "bound"}});
+  const std::string name = Create(*owner, params);
+  ASSERT_FALSE(name.empty());
+  WaitForPartitions(server(), *owner, name, {DateOf(day)});
+
+  // The operator unbinds the bucket: the next run is refused and the pipeline paused, saying why.
+  ASSERT_TRUE(server().BindGcsBuckets(*owner, {kReadOnlyBucket}).ok());
+  ASSERT_TRUE(server().Import(*owner, MakeDayEvents(day, 10, "gbind-late", 92)).ok());
+  ASSERT_EQ(server().PipelinePost(*owner, "sync", {{"name", name}}).status, 200);
+  std::string last;
+  std::string err = WaitUntil(
+      [&] {
+        auto state = PipelineState(server(), *owner, name);
+        if (!state.ok()) return false;
+        last = state->first + ": " + state->second;
+        return state->first == "paused";
+      },
+      60s, [&] { return last; });
+  ASSERT_EQ(err, "");
+  EXPECT_NE(last.find(refusal(kBucket)), std::string::npos) << last;
+  EXPECT_EQ(last.find("roles/storage"), std::string::npos) << "binding advice, not a role to grant: " << last;
+  ASSERT_TRUE(server().BindGcsBuckets(*owner, {kBucket, kReadOnlyBucket}).ok());
 }
 
 }  // namespace

@@ -54,17 +54,22 @@ class FakeDestinations final : public DestinationFactory {
  public:
   explicit FakeDestinations(std::shared_ptr<FakeObjectStore> store) : store_(std::move(store)) {}
   Result<std::shared_ptr<objstore::ObjectStore>> Open(const Destination&, const std::string& external_id,
-                                                      const std::string&) override {
+                                                      const std::string&,
+                                                      const std::vector<std::string>& gcs_buckets) override {
     last_external_id = external_id;
+    last_gcs_buckets = gcs_buckets;
     ++opens;
     return std::shared_ptr<objstore::ObjectStore>(store_);
   }
-  Status Check(const Destination&, const std::string& external_id) override {
+  Status Check(const Destination&, const std::string& external_id,
+               const std::vector<std::string>& gcs_buckets) override {
     last_external_id = external_id;
+    last_gcs_buckets = gcs_buckets;
     return check;
   }
   Status check;
   std::string last_external_id;
+  std::vector<std::string> last_gcs_buckets;
   int opens = 0;
 
  private:

@@ -36,7 +36,7 @@ TEST(OpenTest, OpensEachProviderWithItsOwnCredentialsAndNoNetwork) {
   ASSERT_TRUE(s3.ok()) << s3.error().ToString();
   EXPECT_TRUE(s3->role && s3->sts && s3->store);
   EXPECT_EQ(s3->role_arn, "arn:aws:iam::123456789012:role/r");
-  auto gcs = Open(GcsLocation{.bucket = "acme", .prefix = "p"}, {}, ctx);
+  auto gcs = Open(GcsLocation{.bucket = "acme", .prefix = "p"}, {.gcs_buckets = {"acme"}}, ctx);
   ASSERT_TRUE(gcs.ok()) << gcs.error().ToString();
   EXPECT_FALSE(gcs->role);
   EXPECT_EQ(gcs->google_identity->Email(), "sluice@p.iam.gserviceaccount.com");
@@ -49,7 +49,7 @@ TEST(OpenTest, TenantEndpointsMustBeTheOperatorsAndIdentitiesMustExist) {
                  {.field_prefix = "connector_properties."}, ctx);
   ASSERT_FALSE(s3.ok());
   EXPECT_NE(s3.error().message.find("connector_properties.s3_endpoint"), std::string::npos) << s3.error().message;
-  auto gcs = Open(GcsLocation{.bucket = "acme", .endpoint = "http://127.0.0.1:4443"}, {}, ctx);
+  auto gcs = Open(GcsLocation{.bucket = "acme", .endpoint = "http://127.0.0.1:4443"}, {.gcs_buckets = {"acme"}}, ctx);
   ASSERT_FALSE(gcs.ok());
   EXPECT_NE(gcs.error().message.find("gcs_endpoint"), std::string::npos) << gcs.error().message;
 
@@ -62,10 +62,11 @@ TEST(OpenTest, TenantEndpointsMustBeTheOperatorsAndIdentitiesMustExist) {
   EXPECT_TRUE(policy->Check("https://gcs.internal:8443").ok());
   EXPECT_FALSE(policy->Check("http://127.0.0.1:9000").ok());
   ctx.gcs_endpoints = *policy;
-  EXPECT_TRUE(Open(GcsLocation{.bucket = "acme", .endpoint = "http://127.0.0.1:4443"}, {}, ctx).ok());
+  EXPECT_TRUE(
+      Open(GcsLocation{.bucket = "acme", .endpoint = "http://127.0.0.1:4443"}, {.gcs_buckets = {"acme"}}, ctx).ok());
 
   ctx.google_identity = nullptr;
-  auto no_google = Open(GcsLocation{.bucket = "acme"}, {}, ctx);
+  auto no_google = Open(GcsLocation{.bucket = "acme"}, {.gcs_buckets = {"acme"}}, ctx);
   ASSERT_FALSE(no_google.ok());
   EXPECT_EQ(no_google.error().code, ErrorCode::kUnauthenticated);
   EXPECT_NE(no_google.error().message.find("GOOGLE_APPLICATION_CREDENTIALS"), std::string::npos);
@@ -74,6 +75,35 @@ TEST(OpenTest, TenantEndpointsMustBeTheOperatorsAndIdentitiesMustExist) {
                      {}, ctx);
   ASSERT_FALSE(no_aws.ok());
   EXPECT_EQ(no_aws.error().code, ErrorCode::kUnauthenticated);
+}
+
+// GCS is reached as Sluice's one service account, so only the operator's binding ties a bucket to a project
+// (the confused deputy): an unbound bucket is refused before any request, with one message whether the bucket
+// is bound to no project, to another one, or does not exist; S3 and local are not affected.
+TEST(OpenTest, GcsBucketNotBoundToTheProjectIsRefused) {
+  AccessContext ctx = Context();
+  const std::string expected =
+      "gs://b-data is not bound to this project: ask the Sluice operator to bind it (docs/gcs.md#binding)";
+  for (const std::vector<std::string>& bound :
+       {std::vector<std::string>{}, std::vector<std::string>{"a-data"}, std::vector<std::string>{"b-data-2", "b"}}) {
+    for (Purpose purpose : {Purpose::kRead, Purpose::kWrite}) {
+      auto refused = Open(GcsLocation{.bucket = "b-data"}, {.purpose = purpose, .gcs_buckets = bound}, ctx);
+      ASSERT_FALSE(refused.ok());
+      EXPECT_EQ(refused.error().code, ErrorCode::kAccessDenied);
+      EXPECT_EQ(refused.error().message, expected);
+      EXPECT_EQ(refused.error().provider_code, kUnboundGcsBucket);
+    }
+  }
+  // Refused even before the endpoint and identity checks: nothing about the server's setup leaks either.
+  ctx.google_identity = nullptr;
+  auto early = Open(GcsLocation{.bucket = "b-data", .endpoint = "http://127.0.0.1:9"}, {}, ctx);
+  ASSERT_FALSE(early.ok());
+  EXPECT_EQ(early.error().message, expected);
+  ctx = Context();
+  EXPECT_TRUE(Open(GcsLocation{.bucket = "b-data"}, {.gcs_buckets = {"a-data", "b-data"}}, ctx).ok());
+  EXPECT_TRUE(CheckGcsBinding(S3Location{.bucket = "b-data"}, {}).ok());
+  EXPECT_TRUE(CheckGcsBinding(LocalLocation{.path = "x"}, {}).ok());
+  EXPECT_FALSE(CheckGcsBinding(GcsLocation{.bucket = "b-data"}, {"B-DATA"}).ok());
 }
 
 TEST(OpenTest, LocalIsConfinedByTheCallersRule) {

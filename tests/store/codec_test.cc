@@ -169,6 +169,38 @@ TEST(CodecTest, ProjectRoundTrip) {
   EXPECT_FALSE(DecodeProject("x").has_value());
 }
 
+// GCS bucket bindings (docs/gcs.md#binding) round-trip; a project stored before them (format v1) reads as
+// bound to no bucket, and a truncated list is refused rather than read short.
+TEST(CodecTest, ProjectGcsBucketsRoundTripAndV1ReadsAsNone) {
+  Project p;
+  p.id = 7;
+  p.name = "web";
+  p.token = "tok";
+  p.api_secret = Secret("sec");
+  p.gcs_buckets = {"acme-events", "acme.backup"};
+  const std::string encoded = EncodeProject(p);
+  auto q = DecodeProject(encoded);
+  ASSERT_TRUE(q.has_value());
+  EXPECT_EQ(q->gcs_buckets, p.gcs_buckets);
+  EXPECT_EQ(q->token, "tok");
+  EXPECT_FALSE(DecodeProject(encoded.substr(0, encoded.size() - 1)).has_value());
+
+  // v1 as the previous release wrote it: version 1, id, created_ms, then four length-prefixed strings.
+  std::string v1;
+  v1.push_back(1);
+  v1.append({0, 0, 0, 9});
+  v1.append(8, '\0');
+  for (std::string_view f : {"old", "t1", "s1", ""}) {
+    v1.push_back(static_cast<char>(f.size()));
+    v1.append(f);
+  }
+  auto old_project = DecodeProject(v1);
+  ASSERT_TRUE(old_project.has_value());
+  EXPECT_EQ(old_project->id, 9u);
+  EXPECT_EQ(old_project->name, "old");
+  EXPECT_TRUE(old_project->gcs_buckets.empty());
+}
+
 TEST(CodecTest, MetaKeysOfNamespacesDoNotOverlap) {
   // "a"+"bc" and "ab"+"c" must not collide, and no key of ns "a" may sort inside ns "ab"'s range.
   EXPECT_NE(MetaKey("a", "bc"), MetaKey("ab", "c"));
