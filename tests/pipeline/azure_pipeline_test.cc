@@ -184,30 +184,8 @@ class AzurePipelineTest : public ::testing::Test {
 
   void WaitForPartitions(const Project& p, const std::string& name, const std::vector<std::string>& labels,
                          std::map<std::string, uint64_t> min_generation = {}) {
-    std::string last;
-    std::string err = WaitUntil(
-        [&] {
-          auto tasks = Timeline(*server_, p, name);
-          if (!tasks.ok()) {
-            last = tasks.error().ToString();
-            return false;
-          }
-          std::set<std::string> done;
-          for (const auto& t : *tasks) {
-            if (t.state == "succeeded" && t.generation > min_generation[t.partition])
-              done.insert(t.partition);
-          }
-          size_t missing = 0;
-          for (const auto& l : labels) missing += !done.contains(l);
-          last = fmt::format("{} of {} partitions missing; latest task: {}", missing, labels.size(),
-                             tasks->empty()
-                                 ? "none"
-                                 : fmt::format("{} {} {} {}", tasks->front().partition, tasks->front().kind,
-                                               tasks->front().state, tasks->front().message));
-          return missing == 0;
-        },
-        120s, [&] { return last; });
-    ASSERT_EQ(err, "") << "pipeline " << name;
+    ASSERT_EQ(WaitForSucceededPartitions(*server_, p, name, labels, std::move(min_generation)), "")
+        << "pipeline " << name;
   }
 
   static AzuriteServer* azurite_;
