@@ -69,6 +69,7 @@ class Factory final : public DestinationFactory {
     context_.s3_max_parts_in_flight = options_.max_parts_in_flight;
     context_.s3_upload_threads = options_.upload_threads;
     context_.gcs_chunk_size = options_.gcs_chunk_size;
+    context_.azure_endpoints = options_.azure_endpoints;
   }
 
   Result<std::shared_ptr<objstore::ObjectStore>> Open(const Destination& d, const std::string& external_id,
@@ -89,6 +90,8 @@ class Factory final : public DestinationFactory {
     // The tenant's endpoint, before any request is sent anywhere.
     if (d.type == DestinationType::kGcs) {
       SLUICE_TRY(options_.gcs_endpoints->Check(d.gcs_endpoint, "gcs_endpoint"));
+    } else if (d.type == DestinationType::kAzure) {
+      SLUICE_TRY(options_.azure_endpoints.Check(d.azure_endpoint, "azure_endpoint"));
     } else {
       SLUICE_TRY(options_.endpoints->Check(d.s3_endpoint));
     }
@@ -234,6 +237,15 @@ storage_access::Location ToLocation(const Destination& d) {
                                          .region = d.gcs_region,
                                          .endpoint = d.gcs_endpoint,
                                          .kms_key_name = d.gcs_kms_key_name};
+    case DestinationType::kAzure:
+      return storage_access::AzureLocation{.storage_account = d.azure_storage_account,
+                                           .container = d.azure_container,
+                                           .prefix = d.azure_prefix,
+                                           .tenant_id = d.azure_tenant_id,
+                                           .client_id = d.azure_client_id,
+                                           .client_secret = d.azure_client_secret,
+                                           .endpoint = d.azure_endpoint,
+                                           .authority_host = ""};
     case DestinationType::kS3:
       break;
   }

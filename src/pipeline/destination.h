@@ -47,6 +47,9 @@ struct DestinationFactoryOptions {
   /// The GCS endpoints a tenant's gcs_endpoint may name (storage_access::MakeGcsEndpointPolicy); nullopt =
   /// only STORAGE_EMULATOR_HOST, read when the factory is made.
   std::optional<aws::EndpointPolicy> gcs_endpoints;
+  /// The Azure blob endpoints a tenant's azure_endpoint may name (storage_access::MakeAzureEndpointPolicy;
+  /// `serve --allow-azure-endpoint`). Default: none.
+  aws::EndpointPolicy azure_endpoints;
   std::shared_ptr<http::HttpTransport> transport;  // null = libcurl
   /// Retries of the exporters' S3 and STS requests.
   aws::RetryPolicy retry;

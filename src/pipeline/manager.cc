@@ -40,6 +40,26 @@ bool IsTransient(ErrorCode code) {
 
 /// What the customer should do about a permanent failure.
 std::string FixHint(const Error& e, const Destination& d) {
+  if (d.type == DestinationType::kAzure) {
+    switch (e.code) {
+      case ErrorCode::kAccessDenied:
+        return fmt::format(
+            "assign Storage Blob Data Contributor to the service principal {} on container {} of account {} "
+            "(az role assignment create --assignee {} --role \"Storage Blob Data Contributor\" --scope "
+            "<the container's resource ID>), then resume the pipeline",
+            d.azure_client_id, d.azure_container, d.azure_storage_account, d.azure_client_id);
+      case ErrorCode::kNotFound:
+        return fmt::format("check that the container {} exists in storage account {}, then resume the pipeline",
+                           d.azure_container, d.azure_storage_account);
+      case ErrorCode::kUnauthenticated:
+        return fmt::format(
+            "Microsoft Entra ID refused the service principal {}: check client_secret (not expired; its Value), "
+            "client_id and tenant_id, edit the pipeline, then resume it",
+            d.azure_client_id);
+      default:
+        break;
+    }
+  }
   if (d.type == DestinationType::kGcs) {
     // The GCS store's error already names the missing permission, the role and Sluice's service account.
     switch (e.code) {
@@ -87,6 +107,10 @@ std::string FixHint(const Error& e, const Destination& d) {
 bool SameDestination(const Destination& a, const Destination& b) {
   if (a.type != b.type) return false;
   if (a.type == DestinationType::kLocal) return a.local_path == b.local_path;
+  if (a.type == DestinationType::kAzure) {
+    return a.azure_storage_account == b.azure_storage_account && a.azure_container == b.azure_container &&
+           a.azure_prefix == b.azure_prefix && a.azure_endpoint == b.azure_endpoint;
+  }
   if (a.type == DestinationType::kGcs) {
     return a.gcs_bucket == b.gcs_bucket && a.gcs_prefix == b.gcs_prefix && a.gcs_endpoint == b.gcs_endpoint;
   }
@@ -510,6 +534,10 @@ class Pipelines::Impl {
       }
     } else if (d.type == DestinationType::kGcs) {
       if (d.gcs_bucket.empty()) return InvalidArgument("gcs_bucket is required");
+    } else if (d.type == DestinationType::kAzure) {
+      if (d.azure_storage_account.empty() || d.azure_container.empty()) {
+        return InvalidArgument("storage_account and container_name are required for type=azure-raw");
+      }
     } else if (d.local_path.empty()) {
       return InvalidArgument("local_path is required for type=local");
     }

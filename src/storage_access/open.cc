@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "objstore/azure/azure_blob_store.h"
 #include "objstore/gcs/gcs_object_store.h"
 #include "objstore/local/local_object_store.h"
 #include "objstore/s3/s3_object_store.h"
@@ -87,6 +88,36 @@ Result<OpenedStore> OpenGcs(const GcsLocation& l, const Grant& grant, const Acce
                      .google_identity = ctx.google_identity};
 }
 
+Result<OpenedStore> OpenAzure(const AzureLocation& l, const Grant& grant, const AccessContext& ctx,
+                              std::shared_ptr<http::HttpTransport> transport) {
+  // Before the token request: the customer's token goes only to an endpoint the operator allowed.
+  SLUICE_TRY(ctx.azure_endpoints.Check(l.endpoint, grant.field_prefix + "azure_endpoint"));
+  azure::TokenSourceOptions token_options;
+  token_options.transport = transport;
+  token_options.authority_host = l.authority_host;  // the operator's ("" = AZURE_AUTHORITY_HOST), never a tenant's
+  token_options.retry = ToGcpRetry(ctx.retry);
+  token_options.env = ctx.azure_env;
+  SLUICE_ASSIGN_OR_RETURN(auto tokens,
+                          azure::MakeClientSecretTokenProvider(
+                              {.tenant_id = l.tenant_id, .client_id = l.client_id, .client_secret = l.client_secret},
+                              std::move(token_options)));
+  objstore::azure::AzureStoreOptions o;
+  o.account = l.storage_account;
+  o.container = l.container;
+  if (!l.endpoint.empty()) o.endpoint = l.endpoint + "/" + l.storage_account;  // path-style (emulators)
+  o.retry = ToGcpRetry(ctx.retry);
+  if (grant.purpose == Purpose::kWrite) {
+    o.prefix = l.prefix;
+    o.block_size = ctx.azure_block_size;
+  }
+  SLUICE_ASSIGN_OR_RETURN(auto blob, objstore::azure::AzureBlobStore::Create(
+                                         o, azure::StorageCredential::Token(std::move(tokens)), transport));
+  OpenedStore out;
+  out.store = std::shared_ptr<objstore::ObjectStore>(std::move(blob));
+  out.session_name = grant.session_name;
+  return out;
+}
+
 Result<OpenedStore> OpenLocal(const LocalLocation& l, const AccessContext& ctx) {
   if (!ctx.confine_local) {
     return InvalidArgument(
@@ -108,7 +139,14 @@ Result<OpenedStore> Open(const Location& location, const Grant& grant, const Acc
       context.transport ? context.transport : std::shared_ptr<http::HttpTransport>(http::MakeCurlTransport());
   if (const auto* s3 = std::get_if<S3Location>(&location)) return OpenS3(*s3, grant, context, transport);
   if (const auto* gcs = std::get_if<GcsLocation>(&location)) return OpenGcs(*gcs, grant, context, transport);
+  if (const auto* az = std::get_if<AzureLocation>(&location)) return OpenAzure(*az, grant, context, transport);
   return OpenLocal(std::get<LocalLocation>(location), context);
+}
+
+Result<aws::EndpointPolicy> MakeAzureEndpointPolicy(const std::vector<std::string>& allowed) {
+  return aws::EndpointPolicy::Create(allowed, [](std::string_view) -> std::optional<std::string> {
+    return std::nullopt;  // AWS_ENDPOINT_URL is for S3, not for Azure
+  });
 }
 
 Result<aws::EndpointPolicy> MakeGcsEndpointPolicy(const std::vector<std::string>& allowed,

@@ -10,7 +10,9 @@
 //
 // S3: Sluice assumes the customer's role with the project's external ID (STS never goes to a tenant's
 // s3_endpoint, only the regional STS or the operator's AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL). GCS: Sluice
-// authenticates as its own service account, on which the customer granted roles. Local: a directory under
+// authenticates as its own service account, on which the customer granted roles. Azure: Sluice authenticates
+// as the customer's Entra ID service principal (client-credentials flow against the operator's authority host).
+// Local: a directory under
 // the operator's export root (pipeline/destination.h's ConfineLocalPath does the confinement and is passed
 // in, so the layer does not depend on the pipeline module). A tenant's endpoint is checked against the
 // operator's allow-list before anything is sent anywhere. Makes no network call.
@@ -26,6 +28,7 @@
 #include "aws/endpoint_policy.h"
 #include "aws/retry.h"
 #include "aws/sts.h"
+#include "azure/credentials.h"
 #include "gcp/credentials.h"
 #include "http/transport.h"
 #include "objstore/object_store.h"
@@ -74,6 +77,13 @@ struct AccessContext {
   uint64_t gcs_chunk_size = 8ull << 20;
   /// Where STORAGE_EMULATOR_HOST is read from (tests pass their own).
   gcp::EnvGetter env = gcp::SystemEnv();
+  /// The Azure blob endpoint origins a tenant's azure_endpoint may name (`sluice serve --allow-azure-endpoint`;
+  /// MakeAzureEndpointPolicy).
+  aws::EndpointPolicy azure_endpoints;
+  /// Where AZURE_AUTHORITY_HOST is read from (the operator's Entra ID authority; tests pass their own).
+  azure::EnvGetter azure_env = azure::SystemEnv();
+  /// Azure block size of a writer.
+  uint64_t azure_block_size = 8ull << 20;
 };
 
 /// The opened store and, for S3, the role behind it (so a failed AssumeRole can be told apart from a denied
@@ -97,6 +107,11 @@ Result<OpenedStore> Open(const Location& location, const Grant& grant, const Acc
 /// is not included: Sluice's Google token must not go to the operator's S3 endpoint.
 Result<aws::EndpointPolicy> MakeGcsEndpointPolicy(const std::vector<std::string>& allowed,
                                                   const gcp::EnvGetter& env);
+
+/// The Azure blob endpoints a tenant's azure_endpoint may name: exactly `allowed` (`sluice serve
+/// --allow-azure-endpoint`). No environment variable adds to it: Sluice sends a customer's bearer token to the
+/// endpoint, so only an origin the operator named on the command line is trusted.
+Result<aws::EndpointPolicy> MakeAzureEndpointPolicy(const std::vector<std::string>& allowed);
 
 /// The gcp retry policy with the same schedule as `retry`.
 gcp::RetryPolicy ToGcpRetry(const aws::RetryPolicy& retry);

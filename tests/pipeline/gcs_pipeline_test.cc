@@ -182,29 +182,8 @@ class GcsPipelineTest : public ::testing::Test {
   void WaitForPartitions(SluiceServer& srv, const Project& p, const std::string& name,
                          const std::vector<std::string>& labels, std::map<std::string, uint64_t> min_generation = {},
                          std::chrono::milliseconds timeout = 120s) {
-    std::string last;
-    std::string err = WaitUntil(
-        [&] {
-          auto tasks = Timeline(srv, p, name);
-          if (!tasks.ok()) {
-            last = tasks.error().ToString();
-            return false;
-          }
-          std::set<std::string> done;
-          for (const auto& t : *tasks) {
-            if (t.state == "succeeded" && t.generation > min_generation[t.partition]) done.insert(t.partition);
-          }
-          size_t missing = 0;
-          for (const auto& l : labels) missing += !done.contains(l);
-          last = fmt::format("{} of {} partitions missing; latest task: {}", missing, labels.size(),
-                             tasks->empty() ? "none"
-                                            : fmt::format("{} {} {} {}", tasks->front().partition,
-                                                          tasks->front().kind, tasks->front().state,
-                                                          tasks->front().message));
-          return missing == 0;
-        },
-        timeout, [&] { return last; });
-    ASSERT_EQ(err, "") << "pipeline " << name;
+    ASSERT_EQ(WaitForSucceededPartitions(srv, p, name, labels, std::move(min_generation), timeout), "")
+        << "pipeline " << name;
   }
 
   static GcsTestServer* gcs_;
