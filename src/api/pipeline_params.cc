@@ -181,8 +181,8 @@ Status ValidateDestination(const pipeline::Destination& d) {
     return Invalid("s3_region is required for type=s3: the bucket's region, e.g. us-east-1");
   if (d.s3_role.empty() && d.s3_credential.empty()) {
     return Invalid(
-        "s3_role (or s3_credential, a static key the operator granted) is required for type=s3: the ARN of the role Sluice assumes to write to your bucket, e.g. "
-        "arn:aws:iam::111122223333:role/sluice-export");
+        "s3_role is required for type=s3: the ARN of the role Sluice assumes to write to your bucket, e.g. "
+        "arn:aws:iam::111122223333:role/sluice-export (or s3_credential: a static key the operator granted)");
   }
   // One set of rules for pipelines and imports (storage_access/location.h).
   return storage_access::Validate(pipeline::ToLocation(d), storage_access::Role::kDestination);
