@@ -166,6 +166,18 @@ class GcsPipelineTest : public ::testing::Test {
   SluiceServer& server() { return *server_; }
   objstore::ObjectStore& bucket() { return **admin_; }
 
+  /// The read-only bucket as the customer's admin sees it (to upload files), with Sluice granted only
+  /// Storage Object Viewer on it.
+  Result<std::shared_ptr<objstore::ObjectStore>> ReadOnlyBucketAsCustomer() {
+    SLUICE_TRY(gcs_->SetBindings(kReadOnlyBucket, json::object{{kSluiceEmail, json::array{"objectViewer"}},
+                                                                {kAdminEmail, json::array{"objectAdmin"}}}));
+    objstore::gcs::GcsStoreOptions o;
+    o.bucket = kReadOnlyBucket;
+    o.endpoint = gcs_->Endpoint();
+    SLUICE_ASSIGN_OR_RETURN(auto store, objstore::gcs::GcsObjectStore::Create(o, *admin_tokens_));
+    return std::shared_ptr<objstore::ObjectStore>(std::move(store));
+  }
+
   static Params GcsParams(const std::string& bucket_name = kBucket) {
     return {{"type", "gcs-raw"}, {"gcs_bucket", bucket_name}, {"gcs_region", "US"}};
   }
@@ -364,13 +376,7 @@ TEST_F(GcsPipelineTest, GcsImportReadsPlainAndGzipFilesWithBadLines) {
   gz_source += "[1,2,3]\n";
   const std::string gz = Gzip(gz_source);
   // The customer's files, uploaded by the admin into the bucket where Sluice may only read.
-  objstore::gcs::GcsStoreOptions o;
-  o.bucket = kReadOnlyBucket;
-  o.endpoint = gcs_->Endpoint();
-  ASSERT_TRUE(gcs_->SetBindings(kReadOnlyBucket, json::object{{kSluiceEmail, json::array{"objectViewer"}},
-                                                               {kAdminEmail, json::array{"objectAdmin"}}})
-                  .ok());
-  auto customer = objstore::gcs::GcsObjectStore::Create(o, *admin_tokens_);
+  auto customer = ReadOnlyBucketAsCustomer();
   ASSERT_TRUE(customer.ok()) << customer.error().ToString();
   ASSERT_TRUE((*customer)->Put("incoming/plain/a.json", plain).ok());
   ASSERT_TRUE((*customer)->Put("incoming/gz/b.json.gz", gz).ok());
@@ -461,13 +467,7 @@ TEST_F(GcsPipelineTest, ImportCommandCreatesAndRunsGcsConnectors) {
   auto lines = MakeDayEvents(day, 12, "cli", 73);
   std::string file;
   for (const auto& l : lines) file += l + "\n";
-  objstore::gcs::GcsStoreOptions o;
-  o.bucket = kReadOnlyBucket;
-  o.endpoint = gcs_->Endpoint();
-  ASSERT_TRUE(gcs_->SetBindings(kReadOnlyBucket, json::object{{kSluiceEmail, json::array{"objectViewer"}},
-                                                               {kAdminEmail, json::array{"objectAdmin"}}})
-                  .ok());
-  auto customer = objstore::gcs::GcsObjectStore::Create(o, *admin_tokens_);
+  auto customer = ReadOnlyBucketAsCustomer();
   ASSERT_TRUE(customer.ok()) << customer.error().ToString();
   ASSERT_TRUE((*customer)->Put("cli/in/a.json", file).ok());
 
