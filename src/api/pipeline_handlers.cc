@@ -129,6 +129,7 @@ json::object DestinationJson(const pipeline::Destination& d) {
   o["s3_role"] = d.s3_role;
   o["s3_prefix"] = d.s3_prefix;
   o["s3_endpoint"] = d.s3_endpoint;
+  if (!d.s3_credential.empty()) o["s3_credential"] = d.s3_credential;
   switch (d.encryption.mode) {
     case objstore::Encryption::Mode::kNone:
       o["s3_encryption"] = "none";

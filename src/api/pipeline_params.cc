@@ -120,7 +120,8 @@ Status RefuseForeign(const pipeline::Destination& d, std::string_view type, std:
       {"s3_endpoint", s3 ? nullptr : &d.s3_endpoint}, {"gcs_bucket", gcs ? nullptr : &d.gcs_bucket},
       {"gcs_prefix", gcs ? nullptr : &d.gcs_prefix},  {"gcs_region", gcs ? nullptr : &d.gcs_region},
       {"gcs_endpoint", gcs ? nullptr : &d.gcs_endpoint},
-      {"gcs_kms_key_name", gcs ? nullptr : &d.gcs_kms_key_name}};
+      {"gcs_kms_key_name", gcs ? nullptr : &d.gcs_kms_key_name},
+      {"s3_credential", s3 ? nullptr : &d.s3_credential}};
   for (const auto& [param, value] : given) {
     if (value != nullptr && !value->empty()) {
       return Invalid(fmt::format("{} does not apply to type={}: {}", param, type, hint));
@@ -209,10 +210,10 @@ Status ValidateDestination(const pipeline::Destination& d) {
   if (d.s3_bucket.empty()) return Invalid("s3_bucket is required for type=s3: the name of your bucket");
   if (d.s3_region.empty())
     return Invalid("s3_region is required for type=s3: the bucket's region, e.g. us-east-1");
-  if (d.s3_role.empty()) {
+  if (d.s3_role.empty() && d.s3_credential.empty()) {
     return Invalid(
         "s3_role is required for type=s3: the ARN of the role Sluice assumes to write to your bucket, e.g. "
-        "arn:aws:iam::111122223333:role/sluice-export");
+        "arn:aws:iam::111122223333:role/sluice-export (or s3_credential: a static key the operator granted)");
   }
   // One set of rules for pipelines and imports (storage_access/location.h).
   return storage_access::Validate(pipeline::ToLocation(d), storage_access::Role::kDestination);
@@ -246,6 +247,7 @@ Status ReadMutable(const PipelineParams& params, PipelineSpec& spec) {
   SLUICE_TRY(ReadString(params, "s3_bucket", d.s3_bucket));
   SLUICE_TRY(ReadString(params, "s3_region", d.s3_region));
   SLUICE_TRY(ReadString(params, "s3_role", d.s3_role));
+  SLUICE_TRY(ReadString(params, "s3_credential", d.s3_credential));
   if (auto v = params.Get("s3_prefix")) d.s3_prefix = storage_access::NormalizeDestinationPrefix(TrimSpace(*v));
   SLUICE_TRY(ReadString(params, "s3_endpoint", d.s3_endpoint));
   while (!d.s3_endpoint.empty() && d.s3_endpoint.back() == '/') d.s3_endpoint.pop_back();
@@ -513,13 +515,14 @@ Status ApplyEditParams(const PipelineParams& params, PipelineSpec& spec) {
       "to_date",    "frequency",  "sync",       "events",       "where",           "compression",
       "s3_bucket",  "s3_region",  "s3_role",    "s3_prefix",    "s3_endpoint",     "s3_encryption",
       "s3_kms_key_id", "local_path", "gcs_bucket", "gcs_prefix", "gcs_region", "gcs_endpoint", "gcs_kms_key_name",
-      "storage_account", "container_name", "prefix", "client_id", "client_secret", "tenant_id", "azure_endpoint"};
+      "storage_account", "container_name", "prefix", "client_id", "client_secret", "tenant_id", "azure_endpoint",
+      "s3_credential"};
   if (std::none_of(kEditable.begin(), kEditable.end(), [&](const char* p) { return params.Has(p); })) {
     return Invalid(
         "nothing to change: pass at least one of to_date, frequency, sync, events, where, compression, "
         "s3_bucket, s3_region, s3_role, s3_prefix, s3_endpoint, s3_encryption, s3_kms_key_id, local_path, "
         "gcs_bucket, gcs_prefix, gcs_region, gcs_endpoint, gcs_kms_key_name, storage_account, container_name, "
-        "prefix, client_id, client_secret, tenant_id, azure_endpoint");
+        "prefix, client_id, client_secret, tenant_id, azure_endpoint, s3_credential");
   }
   SLUICE_TRY(ReadString(params, "to_date", spec.to_date));
   SLUICE_TRY(ReadMutable(params, spec));

@@ -210,7 +210,10 @@ int Serve(const ServeFlags& f) {
                                       .rate_limit_bytes_per_minute = f.rate_limit,
                                       .metrics = &metrics};
   // [pipelines] and [cloud import] managers are created here and handed to the service.
+  // The operator's named static S3 credentials (POST /api/app/credentials), for pipelines and imports.
+  auto static_credentials = std::make_shared<const storage_access::StaticCredentialRegistry>(**store);
   pipeline::DestinationFactoryOptions destination_options;
+  destination_options.static_credentials = static_credentials;
   destination_options.own_credentials = own_credentials;
   destination_options.transport = transport;
   destination_options.local_export_root = local_root;
@@ -240,7 +243,8 @@ int Serve(const ServeFlags& f) {
                                             .google_identity = *google_identity,
                                             .transport = transport,
                                             .endpoints = *endpoint_policy,
-                                            .gcs_endpoints = *gcs_endpoint_policy};
+                                            .gcs_endpoints = *gcs_endpoint_policy,
+                                            .static_credentials = static_credentials};
   import_options.source_factory = [source_context](const cloudimport::ConnectorSpec& spec,
                                                    const store::Project& project) {
     return cloudimport::OpenSource(spec, project, source_context);

@@ -70,23 +70,26 @@ class Factory final : public DestinationFactory {
     context_.s3_upload_threads = options_.upload_threads;
     context_.gcs_chunk_size = options_.gcs_chunk_size;
     context_.azure_endpoints = options_.azure_endpoints;
+    context_.static_credentials = options_.static_credentials;
   }
 
   Result<std::shared_ptr<objstore::ObjectStore>> Open(const Destination& d, const std::string& external_id,
-                                                      const std::string& session) override {
+                                                      const std::string& session, uint32_t project_id) override {
     SLUICE_ASSIGN_OR_RETURN(
         storage_access::OpenedStore opened,
         storage_access::Open(ToLocation(d),
                              {.external_id = external_id,
                               .session_name = SessionName(session),
                               .purpose = storage_access::Purpose::kWrite,
-                              .field_prefix = ""},
+                              .field_prefix = "",
+                              .project_id = project_id},
                              context_));
     return opened.store;
   }
 
-  Status Check(const Destination& d, const std::string& external_id) override {
+  Status Check(const Destination& d, const std::string& external_id, uint32_t project_id) override {
     if (d.type == DestinationType::kLocal) return CheckLocal(d);
+    if (d.type == DestinationType::kS3 && !d.s3_credential.empty()) return CheckStaticKey(d, project_id);
     // The tenant's endpoint, before any request is sent anywhere.
     if (d.type == DestinationType::kGcs) {
       SLUICE_TRY(options_.gcs_endpoints->Check(d.gcs_endpoint, "gcs_endpoint"));
@@ -116,6 +119,28 @@ class Factory final : public DestinationFactory {
     }
     if (out.size() > 64) out.resize(64);
     return out;
+  }
+
+  /// A store reached with a named static key has no role to inspect: opening it (endpoint policy, the grant
+  /// to the project) and writing then deleting a probe object under the prefix proves what the export needs.
+  Status CheckStaticKey(const Destination& d, uint32_t project_id) {
+    SLUICE_ASSIGN_OR_RETURN(std::shared_ptr<objstore::ObjectStore> store,
+                            Open(d, "", "check", project_id));
+    const std::string probe = ".sluice-probe-" + RandomHex(64);
+    const std::string where = storage_access::Describe(ToLocation(d));
+    if (auto put = store->Put(probe, "probe"); !put.ok()) {
+      return Error(ErrorCode::kAccessDenied,
+                   fmt::format("destination check failed for {}: writing a probe object with s3_credential '{}' "
+                               "failed: {}. The key needs permission to write objects in the bucket",
+                               where, d.s3_credential, put.error().ToString()));
+    }
+    if (Status del = store->Delete(probe); !del.ok()) {
+      return Error(ErrorCode::kAccessDenied,
+                   fmt::format("destination check failed for {}: deleting the probe object with s3_credential "
+                               "'{}' failed: {}. The key needs permission to delete objects in the bucket",
+                               where, d.s3_credential, del.error().ToString()));
+    }
+    return OkStatus();
   }
 
   Status CheckLocal(const Destination& d) const {
@@ -255,7 +280,8 @@ storage_access::Location ToLocation(const Destination& d) {
                                     .prefix = d.s3_prefix,
                                     .endpoint = d.s3_endpoint,
                                     .encryption = d.encryption,
-                                    .sts_endpoint = ""};
+                                    .sts_endpoint = "",
+                                    .credential = d.s3_credential};
 }
 
 std::string DescribeDestination(const Destination& d) { return storage_access::Describe(ToLocation(d)); }

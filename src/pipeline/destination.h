@@ -18,19 +18,21 @@
 #include "objstore/object_store.h"
 #include "pipeline/pipeline.h"
 #include "storage_access/location.h"
+#include "storage_access/static_credentials.h"
 
 namespace sluice::pipeline {
 
 class DestinationFactory {
  public:
   virtual ~DestinationFactory() = default;
-  /// The object store a pipeline writes to. `session` names the STS session (e.g. "p3-events-daily-s3").
+  /// The object store a pipeline writes to. `session` names the STS session (e.g. "p3-events-daily-s3");
+  /// `project_id` is the project it writes for (a named static credential must be granted to it).
   virtual Result<std::shared_ptr<objstore::ObjectStore>> Open(const Destination& destination,
                                                               const std::string& external_id,
-                                                              const std::string& session) = 0;
+                                                              const std::string& session, uint32_t project_id) = 0;
   /// Proves the destination works before a pipeline is accepted (S3 and GCS: the destination check of
   /// storage_access/destination_check.h). kAccessDenied whose message is the report with what to fix.
-  virtual Status Check(const Destination& destination, const std::string& external_id) = 0;
+  virtual Status Check(const Destination& destination, const std::string& external_id, uint32_t project_id) = 0;
 };
 
 struct DestinationFactoryOptions {
@@ -51,6 +53,8 @@ struct DestinationFactoryOptions {
   /// `serve --allow-azure-endpoint`). Default: none.
   aws::EndpointPolicy azure_endpoints;
   std::shared_ptr<http::HttpTransport> transport;  // null = libcurl
+  /// The operator's named static credentials an s3_credential may name; null = none.
+  std::shared_ptr<const storage_access::StaticCredentialRegistry> static_credentials;
   /// Retries of the exporters' S3 and STS requests.
   aws::RetryPolicy retry;
   /// Over https the payload is sent UNSIGNED with a CRC32C checksum that S3 verifies (TLS protects it in

@@ -303,7 +303,7 @@ class Pipelines::Impl {
       SLUICE_TRY(CheckLimits(spec, /*ignore_name=*/""));
     }
     // The destination check talks to AWS and can take seconds: never under the lock.
-    SLUICE_TRY(o_.destinations->Check(spec.destination, ExternalId(*project)));
+    SLUICE_TRY(o_.destinations->Check(spec.destination, ExternalId(*project), project->id));
 
     std::lock_guard lock(mu_);
     SLUICE_TRY(CheckLimits(spec, ""));  // again: another create may have raced us
@@ -356,13 +356,14 @@ class Pipelines::Impl {
     const bool destination_changed =
         !SameDestination(updated.destination, current.destination) ||
         updated.destination.s3_role != current.destination.s3_role ||
+        updated.destination.s3_credential != current.destination.s3_credential ||
         updated.destination.s3_region != current.destination.s3_region ||
         updated.destination.encryption.mode != current.destination.encryption.mode ||
         updated.destination.encryption.kms_key_id != current.destination.encryption.kms_key_id;
     if (destination_changed) {
       SLUICE_ASSIGN_OR_RETURN(std::optional<store::Project> project, store_.GetProject(updated.project_id));
       if (!project) return NotFound(fmt::format("project {} does not exist", updated.project_id));
-      SLUICE_TRY(o_.destinations->Check(updated.destination, ExternalId(*project)));
+      SLUICE_TRY(o_.destinations->Check(updated.destination, ExternalId(*project), project->id));
     }
     std::lock_guard lock(mu_);
     e->record.info.spec = updated;
@@ -528,7 +529,9 @@ class Pipelines::Impl {
     if (d.type == DestinationType::kS3) {
       if (d.s3_bucket.empty()) return InvalidArgument("s3_bucket is required");
       if (d.s3_region.empty()) return InvalidArgument("s3_region is required");
-      if (d.s3_role.empty()) return InvalidArgument("s3_role (the role ARN Sluice assumes) is required");
+      if (d.s3_role.empty() && d.s3_credential.empty()) {
+        return InvalidArgument("s3_role (the role ARN Sluice assumes) or s3_credential is required");
+      }
       if (!d.encryption.kms_key_id.empty() && d.encryption.mode != objstore::Encryption::Mode::kKms) {
         return InvalidArgument("s3_kms_key_id needs s3_encryption=kms");
       }
@@ -704,7 +707,7 @@ class Pipelines::Impl {
       SLUICE_ASSIGN_OR_RETURN(std::optional<store::Project> project, store_.GetProject(spec.project_id));
       if (!project) return NotFound(fmt::format("project {} no longer exists", spec.project_id));
       auto opened = o_.destinations->Open(spec.destination, ExternalId(*project),
-                                          fmt::format("p{}-{}", spec.project_id, spec.name));
+                                          fmt::format("p{}-{}", spec.project_id, spec.name), spec.project_id);
       if (!opened.ok()) return opened.error();
       destination = std::move(opened).value();
       std::lock_guard lock(mu_);

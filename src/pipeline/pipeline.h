@@ -50,6 +50,8 @@ struct Destination {
   std::string s3_role;      // role ARN Sluice assumes
   std::string s3_prefix;    // may be empty
   std::string s3_endpoint;  // Sluice extension: S3-compatible endpoint ("" = AWS)
+  // Sluice extension: a named static credential granted to the project, instead of s3_role (then empty).
+  std::string s3_credential;
   objstore::Encryption encryption;  // s3_encryption none|aes|kms, s3_kms_key_id
   std::string local_path;   // kLocal: a directory on the server's disk
   // kGcs (Mixpanel's gcs_* parameters, plus Sluice's gcs_endpoint and gcs_kms_key_name extensions).

@@ -101,6 +101,7 @@ std::string PipelineRecordToJson(const PipelineRecord& r) {
   dest["s3_role"] = d.s3_role;
   dest["s3_prefix"] = d.s3_prefix;
   dest["s3_endpoint"] = d.s3_endpoint;
+  if (!d.s3_credential.empty()) dest["s3_credential"] = d.s3_credential;
   dest["s3_encryption"] = d.encryption.mode == objstore::Encryption::Mode::kAes256 ? "aes"
                           : d.encryption.mode == objstore::Encryption::Mode::kKms  ? "kms"
                                                                                     : "none";
@@ -161,6 +162,7 @@ Result<PipelineRecord> ParsePipelineRecord(std::string_view text) {
     d.s3_role = Str(dest, "s3_role");
     d.s3_prefix = Str(dest, "s3_prefix");
     d.s3_endpoint = Str(dest, "s3_endpoint");
+    d.s3_credential = Str(dest, "s3_credential");
     const std::string enc = Str(dest, "s3_encryption");
     d.encryption.mode = enc == "aes"   ? objstore::Encryption::Mode::kAes256
                         : enc == "kms" ? objstore::Encryption::Mode::kKms

@@ -8,6 +8,7 @@
 #include "azure/credentials.h"
 #include "objstore/azure/blob_request.h"
 #include "objstore/gcs/gcs_request.h"
+#include "storage_access/static_credentials.h"
 
 namespace sluice::storage_access {
 namespace {
@@ -259,7 +260,18 @@ Status Validate(const Location& location, Role role, std::string_view field_pref
           [&](const S3Location& l) -> Status {
             SLUICE_TRY(check(ValidateS3BucketName(l.bucket, field("s3_bucket")), "s3_bucket"));
             SLUICE_TRY(check(ValidateAwsRegion(l.region, field("s3_region")), "s3_region"));
-            SLUICE_TRY(check(ValidateRoleArn(l.role_arn, field("s3_role")), "s3_role"));
+            if (!l.credential.empty()) {
+              // A static credential replaces the role: naming both is ambiguous.
+              if (!l.role_arn.empty()) {
+                failed = field("s3_role");
+                return InvalidArgument(fmt::format("{} and {} exclude each other: give the role Sluice assumes or "
+                                                   "the named static credential, not both",
+                                                   field("s3_role"), field("s3_credential")));
+              }
+              SLUICE_TRY(check(ValidateCredentialName(l.credential, field("s3_credential")), "s3_credential"));
+            } else {
+              SLUICE_TRY(check(ValidateRoleArn(l.role_arn, field("s3_role")), "s3_role"));
+            }
             SLUICE_TRY(check(prefix_rule(l.prefix, "s3_prefix"), "s3_prefix"));
             if (!l.endpoint.empty()) {
               SLUICE_TRY(check(ValidateEndpointUrl(l.endpoint, field("s3_endpoint")), "s3_endpoint"));

@@ -42,6 +42,9 @@ struct S3Location {
   objstore::Encryption encryption;
   /// STS endpoint: an operator setting only (the CLI's --sts-endpoint), never derived from `endpoint`.
   std::string sts_endpoint;
+  /// A named static credential (static_credentials.h) used instead of `role_arn` (then empty): the store is
+  /// signed with its keys and STS is not called.
+  std::string credential;
 };
 
 /// A bucket on which the customer granted roles to Sluice's own Google service account.

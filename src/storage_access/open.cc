@@ -6,6 +6,7 @@
 #include "objstore/gcs/gcs_object_store.h"
 #include "objstore/local/local_object_store.h"
 #include "objstore/s3/s3_object_store.h"
+#include "aws/providers.h"
 
 namespace sluice::storage_access {
 namespace {
@@ -13,25 +14,43 @@ namespace {
 Result<OpenedStore> OpenS3(const S3Location& l, const Grant& grant, const AccessContext& ctx,
                            std::shared_ptr<http::HttpTransport> transport) {
   SLUICE_TRY(ctx.s3_endpoints.Check(l.endpoint, grant.field_prefix + "s3_endpoint"));
-  if (!ctx.aws_identity) {
+  std::shared_ptr<aws::CredentialsProvider> role;
+  std::shared_ptr<aws::StsClient> client;
+  if (!l.credential.empty()) {
+    // An S3-compatible store with HMAC keys (MinIO, Ceph, GCS's XML API): signed with the operator's named
+    // keys, granted to this project; no role, no STS.
+    const std::string field = grant.field_prefix + "s3_credential";
+    if (!ctx.static_credentials) {
+      return InvalidArgument(fmt::format("{}: this server has no named static credentials to use", field));
+    }
+    SLUICE_ASSIGN_OR_RETURN(StaticCredential c,
+                            ctx.static_credentials->ResolveFor(l.credential, grant.project_id, field));
+    role = std::make_shared<aws::StaticCredentialsProvider>(
+        aws::Credentials{.access_key_id = c.access_key_id,
+                         .secret_access_key = c.secret_access_key,
+                         .session_token = Secret(),
+                         .expiration = std::nullopt},
+        "s3 credential " + c.name);
+  } else if (!ctx.aws_identity) {
     return Error(ErrorCode::kUnauthenticated,
                  "Sluice has no AWS identity of its own to assume the customer's role with: set "
                  "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or a web identity token for `sluice "
                  "serve`");
+  } else {
+    aws::StsOptions sts;
+    sts.region = l.region.empty() ? "us-east-1" : l.region;
+    sts.transport = transport;
+    // STS is never the tenant's endpoint (AssumeRole is signed with Sluice's own identity): the regional one,
+    // or the operator's AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL.
+    sts.endpoint = l.sts_endpoint;
+    sts.retry = ctx.sts_retry.value_or(ctx.retry);
+    client = std::make_shared<aws::StsClient>(sts, ctx.aws_identity);
+    aws::AssumeRoleProvider::Options ar;
+    ar.role_arn = l.role_arn;
+    ar.session_name = grant.session_name;
+    ar.external_id = grant.external_id;
+    role = std::make_shared<aws::AssumeRoleProvider>(client, ar);
   }
-  aws::StsOptions sts;
-  sts.region = l.region.empty() ? "us-east-1" : l.region;
-  sts.transport = transport;
-  // STS is never the tenant's endpoint (AssumeRole is signed with Sluice's own identity): the regional one,
-  // or the operator's AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL.
-  sts.endpoint = l.sts_endpoint;
-  sts.retry = ctx.sts_retry.value_or(ctx.retry);
-  auto client = std::make_shared<aws::StsClient>(sts, ctx.aws_identity);
-  aws::AssumeRoleProvider::Options ar;
-  ar.role_arn = l.role_arn;
-  ar.session_name = grant.session_name;
-  ar.external_id = grant.external_id;
-  auto role = std::make_shared<aws::AssumeRoleProvider>(client, ar);
 
   objstore::s3::S3StoreOptions o;
   o.bucket = l.bucket;

@@ -33,6 +33,7 @@
 #include "http/transport.h"
 #include "objstore/object_store.h"
 #include "storage_access/location.h"
+#include "storage_access/static_credentials.h"
 
 namespace sluice::storage_access {
 
@@ -48,6 +49,8 @@ struct Grant {
   Purpose purpose = Purpose::kWrite;
   /// How the caller's API prefixes parameter names in messages ("connector_properties." for imports).
   std::string field_prefix;
+  /// The project the store is opened for: a named static credential must be granted to it.
+  uint32_t project_id = 0;
 };
 
 struct AccessContext {
@@ -84,12 +87,15 @@ struct AccessContext {
   azure::EnvGetter azure_env = azure::SystemEnv();
   /// Azure block size of a writer.
   uint64_t azure_block_size = 8ull << 20;
+  /// The operator's named static credentials (S3Location::credential); null = none can be used here.
+  std::shared_ptr<const StaticCredentialRegistry> static_credentials;
 };
 
 /// The opened store and, for S3, the role behind it (so a failed AssumeRole can be told apart from a denied
 /// call, and the confused-deputy probe can run).
 struct OpenedStore {
-  std::shared_ptr<aws::CredentialsProvider> role;  // S3 only
+  /// S3 only: the assumed role, or the named static credential's keys (then `sts` is null).
+  std::shared_ptr<aws::CredentialsProvider> role;
   std::shared_ptr<objstore::ObjectStore> store;
   std::shared_ptr<aws::StsClient> sts;  // S3 only
   std::string role_arn;

@@ -54,12 +54,12 @@ class FakeDestinations final : public DestinationFactory {
  public:
   explicit FakeDestinations(std::shared_ptr<FakeObjectStore> store) : store_(std::move(store)) {}
   Result<std::shared_ptr<objstore::ObjectStore>> Open(const Destination&, const std::string& external_id,
-                                                      const std::string&) override {
+                                                      const std::string&, uint32_t) override {
     last_external_id = external_id;
     ++opens;
     return std::shared_ptr<objstore::ObjectStore>(store_);
   }
-  Status Check(const Destination&, const std::string& external_id) override {
+  Status Check(const Destination&, const std::string& external_id, uint32_t) override {
     last_external_id = external_id;
     return check;
   }
