@@ -106,6 +106,16 @@ json::object DestinationJson(const pipeline::Destination& d) {
     o["local_path"] = d.local_path;
     return o;
   }
+  if (d.type == pipeline::DestinationType::kAzure) {
+    // client_secret is never returned: the caller set it and can replace it with an edit.
+    o["storage_account"] = d.azure_storage_account;
+    o["container_name"] = d.azure_container;
+    o["prefix"] = d.azure_prefix;
+    o["client_id"] = d.azure_client_id;
+    o["tenant_id"] = d.azure_tenant_id;
+    o["azure_endpoint"] = d.azure_endpoint;
+    return o;
+  }
   if (d.type == pipeline::DestinationType::kGcs) {
     o["gcs_bucket"] = d.gcs_bucket;
     o["gcs_prefix"] = d.gcs_prefix;
@@ -119,6 +129,7 @@ json::object DestinationJson(const pipeline::Destination& d) {
   o["s3_role"] = d.s3_role;
   o["s3_prefix"] = d.s3_prefix;
   o["s3_endpoint"] = d.s3_endpoint;
+  if (!d.s3_credential.empty()) o["s3_credential"] = d.s3_credential;
   switch (d.encryption.mode) {
     case objstore::Encryption::Mode::kNone:
       o["s3_encryption"] = "none";

@@ -55,7 +55,8 @@ Result<DestinationType> ParseType(std::string_view value) {
   if (!type) {
     return Invalid(
         fmt::format("type '{}' is not supported: use s3 (also accepted as s3-raw) to write to an S3 "
-                    "bucket, gcs (also accepted as gcs-raw) to write to a Google Cloud Storage bucket, or local "
+                    "bucket, gcs (also accepted as gcs-raw) to write to a Google Cloud Storage bucket, azure-raw "
+                    "(also accepted as azure-blob) to write to an Azure Blob Storage container, or local "
                     "to write to a directory on the server",
                     value));
   }
@@ -119,10 +120,21 @@ Status RefuseForeign(const pipeline::Destination& d, std::string_view type, std:
       {"s3_endpoint", s3 ? nullptr : &d.s3_endpoint}, {"gcs_bucket", gcs ? nullptr : &d.gcs_bucket},
       {"gcs_prefix", gcs ? nullptr : &d.gcs_prefix},  {"gcs_region", gcs ? nullptr : &d.gcs_region},
       {"gcs_endpoint", gcs ? nullptr : &d.gcs_endpoint},
-      {"gcs_kms_key_name", gcs ? nullptr : &d.gcs_kms_key_name}};
+      {"gcs_kms_key_name", gcs ? nullptr : &d.gcs_kms_key_name},
+      {"s3_credential", s3 ? nullptr : &d.s3_credential}};
   for (const auto& [param, value] : given) {
     if (value != nullptr && !value->empty()) {
       return Invalid(fmt::format("{} does not apply to type={}: {}", param, type, hint));
+    }
+  }
+  if (d.type != DestinationType::kAzure) {
+    const std::pair<const char*, const std::string*> azure_given[] = {
+        {"storage_account", &d.azure_storage_account}, {"container_name", &d.azure_container},
+        {"prefix", &d.azure_prefix},                    {"client_id", &d.azure_client_id},
+        {"client_secret", &d.azure_client_secret.Reveal()}, {"tenant_id", &d.azure_tenant_id},
+        {"azure_endpoint", &d.azure_endpoint}};
+    for (const auto& [param, value] : azure_given) {
+      if (!value->empty()) return Invalid(fmt::format("{} does not apply to type={}: {}", param, type, hint));
     }
   }
   if (d.type != DestinationType::kS3 && d.encryption.mode != objstore::Encryption::Mode::kNone) {
@@ -161,6 +173,26 @@ Status ValidateDestination(const pipeline::Destination& d) {
     }
     return OkStatus();
   }
+  if (d.type == DestinationType::kAzure) {
+    if (!d.local_path.empty())
+      return Invalid("local_path only applies to type=local; for azure-raw use storage_account and container_name");
+    SLUICE_TRY(RefuseForeign(d, "azure-raw", "use storage_account, container_name, prefix, client_id, "
+                                             "client_secret, tenant_id"));
+    const std::pair<const char*, bool> required[] = {
+        {"storage_account", d.azure_storage_account.empty()}, {"container_name", d.azure_container.empty()},
+        {"tenant_id", d.azure_tenant_id.empty()},             {"client_id", d.azure_client_id.empty()},
+        {"client_secret", d.azure_client_secret.empty()}};
+    for (const auto& [param, missing] : required) {
+      if (missing) {
+        return Invalid(fmt::format(
+            "{} is required for type=azure-raw: Sluice writes to the container container_name of the storage "
+            "account storage_account as the service principal client_id/client_secret of tenant tenant_id, to "
+            "which you assigned Storage Blob Data Contributor on the container",
+            param));
+      }
+    }
+    return storage_access::Validate(pipeline::ToLocation(d), storage_access::Role::kDestination);
+  }
   if (d.type == DestinationType::kGcs) {
     if (!d.local_path.empty())
       return Invalid("local_path only applies to type=local; for gcs use gcs_bucket and gcs_prefix");
@@ -178,10 +210,10 @@ Status ValidateDestination(const pipeline::Destination& d) {
   if (d.s3_bucket.empty()) return Invalid("s3_bucket is required for type=s3: the name of your bucket");
   if (d.s3_region.empty())
     return Invalid("s3_region is required for type=s3: the bucket's region, e.g. us-east-1");
-  if (d.s3_role.empty()) {
+  if (d.s3_role.empty() && d.s3_credential.empty()) {
     return Invalid(
         "s3_role is required for type=s3: the ARN of the role Sluice assumes to write to your bucket, e.g. "
-        "arn:aws:iam::111122223333:role/sluice-export");
+        "arn:aws:iam::111122223333:role/sluice-export (or s3_credential: a static key the operator granted)");
   }
   // One set of rules for pipelines and imports (storage_access/location.h).
   return storage_access::Validate(pipeline::ToLocation(d), storage_access::Role::kDestination);
@@ -215,6 +247,7 @@ Status ReadMutable(const PipelineParams& params, PipelineSpec& spec) {
   SLUICE_TRY(ReadString(params, "s3_bucket", d.s3_bucket));
   SLUICE_TRY(ReadString(params, "s3_region", d.s3_region));
   SLUICE_TRY(ReadString(params, "s3_role", d.s3_role));
+  SLUICE_TRY(ReadString(params, "s3_credential", d.s3_credential));
   if (auto v = params.Get("s3_prefix")) d.s3_prefix = storage_access::NormalizeDestinationPrefix(TrimSpace(*v));
   SLUICE_TRY(ReadString(params, "s3_endpoint", d.s3_endpoint));
   while (!d.s3_endpoint.empty() && d.s3_endpoint.back() == '/') d.s3_endpoint.pop_back();
@@ -233,6 +266,14 @@ Status ReadMutable(const PipelineParams& params, PipelineSpec& spec) {
   SLUICE_TRY(ReadString(params, "gcs_endpoint", d.gcs_endpoint));
   while (!d.gcs_endpoint.empty() && d.gcs_endpoint.back() == '/') d.gcs_endpoint.pop_back();
   SLUICE_TRY(ReadString(params, "gcs_kms_key_name", d.gcs_kms_key_name));
+  SLUICE_TRY(ReadString(params, "storage_account", d.azure_storage_account));
+  SLUICE_TRY(ReadString(params, "container_name", d.azure_container));
+  if (auto v = params.Get("prefix")) d.azure_prefix = storage_access::NormalizeDestinationPrefix(TrimSpace(*v));
+  SLUICE_TRY(ReadString(params, "client_id", d.azure_client_id));
+  SLUICE_TRY(ReadString(params, "tenant_id", d.azure_tenant_id));
+  if (auto v = params.Get("client_secret")) d.azure_client_secret = Secret(std::string(TrimSpace(*v)));
+  SLUICE_TRY(ReadString(params, "azure_endpoint", d.azure_endpoint));
+  while (!d.azure_endpoint.empty() && d.azure_endpoint.back() == '/') d.azure_endpoint.pop_back();
   return OkStatus();
 }
 
@@ -369,7 +410,8 @@ Result<PipelineSpec> ParseCreateParams(const PipelineParams& params, uint32_t pr
   if (!type || TrimSpace(*type).empty()) {
     return Invalid(
         "type is required: s3 (also accepted as s3-raw) to write to an S3 bucket, gcs (also gcs-raw) to write "
-        "to a Google Cloud Storage bucket, or local to write to a directory on the server");
+        "to a Google Cloud Storage bucket, azure-raw (also azure-blob) to write to an Azure Blob Storage "
+        "container, or local to write to a directory on the server");
   }
   spec.type_param = std::string(TrimSpace(*type));
   SLUICE_ASSIGN_OR_RETURN(spec.destination.type, ParseType(spec.type_param));
@@ -472,12 +514,15 @@ Status ApplyEditParams(const PipelineParams& params, PipelineSpec& spec) {
   static constexpr std::array kEditable = {
       "to_date",    "frequency",  "sync",       "events",       "where",           "compression",
       "s3_bucket",  "s3_region",  "s3_role",    "s3_prefix",    "s3_endpoint",     "s3_encryption",
-      "s3_kms_key_id", "local_path", "gcs_bucket", "gcs_prefix", "gcs_region", "gcs_endpoint", "gcs_kms_key_name"};
+      "s3_kms_key_id", "local_path", "gcs_bucket", "gcs_prefix", "gcs_region", "gcs_endpoint", "gcs_kms_key_name",
+      "storage_account", "container_name", "prefix", "client_id", "client_secret", "tenant_id", "azure_endpoint",
+      "s3_credential"};
   if (std::none_of(kEditable.begin(), kEditable.end(), [&](const char* p) { return params.Has(p); })) {
     return Invalid(
         "nothing to change: pass at least one of to_date, frequency, sync, events, where, compression, "
         "s3_bucket, s3_region, s3_role, s3_prefix, s3_endpoint, s3_encryption, s3_kms_key_id, local_path, "
-        "gcs_bucket, gcs_prefix, gcs_region, gcs_endpoint, gcs_kms_key_name");
+        "gcs_bucket, gcs_prefix, gcs_region, gcs_endpoint, gcs_kms_key_name, storage_account, container_name, "
+        "prefix, client_id, client_secret, tenant_id, azure_endpoint, s3_credential");
   }
   SLUICE_TRY(ReadString(params, "to_date", spec.to_date));
   SLUICE_TRY(ReadMutable(params, spec));

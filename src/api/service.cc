@@ -65,6 +65,7 @@ Status ServiceImpl::Init() {
   router_->Add("GET", "/metrics", bind(&ServiceImpl::HandleMetrics));
   RegisterPipelineRoutes();
   RegisterConnectorRoutes();
+  RegisterCredentialRoutes();
   // The web console (src/console, docs/console.md) at / and /ui/; its JSON trusts the same credentials as the
   // admin and pipeline APIs: the admin token sees every project, an API secret its own.
   console::RegisterRoutes(

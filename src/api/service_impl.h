@@ -56,6 +56,8 @@ class ServiceImpl final : public Service {
   void RegisterPipelineRoutes();
   /// /api/app/projects/{id}/connectors* (connector_handlers.cc).
   void RegisterConnectorRoutes();
+  /// /api/app/credentials* (credential_handlers.cc): the operator's named static S3 credentials.
+  void RegisterCredentialRoutes();
 
   /// The project a read/management request acts for: API secret in Basic auth (optionally with project_id), or
   /// the admin token as Bearer with project_id. nullopt after filling `error` with a 401/400 response.

@@ -8,11 +8,13 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <thread>
 
 #include "app/api_client.h"
 #include "app/config.h"
+#include "app/gcs_flags.h"
 #include "http/transport.h"
 
 namespace sluice::app {
@@ -49,19 +51,26 @@ struct SpecFlags {
   std::string prefix;
   std::string region = "us-east-1";
   std::string role;
+  std::string credential;
   std::string format = "mixpanel_event";
   std::string compression = "none";
   std::string endpoint;
   int frequency = 60;
   std::vector<std::string> remap;  // target=source
+  /// gcsImport: connector property (gcs_bucket, gcs_prefix, gcs_endpoint) → the --gcs-* flag's value.
+  std::map<std::string, std::string> gcs;
 };
 
 void AddSpecFlags(CLI::App* cmd, SpecFlags& f) {
-  cmd->add_option("--bucket", f.bucket, "S3 bucket holding the files")->required();
+  cmd->add_option("--bucket", f.bucket, "S3 bucket holding the files (or --gcs-bucket for GCS)");
   cmd->add_option("--prefix", f.prefix, "Key prefix of the files (default: the whole bucket)");
   cmd->add_option("--region", f.region, "The bucket's region")->capture_default_str();
-  cmd->add_option("--role", f.role, "Role ARN Sluice assumes (needs s3:GetObject and s3:ListBucket)")
-      ->required();
+  cmd->add_option("--role", f.role,
+                  "Role ARN Sluice assumes (needs s3:GetObject and s3:ListBucket); --bucket needs it or "
+                  "--s3-credential");
+  cmd->add_option("--s3-credential", f.credential,
+                  "Name of a static key the operator granted this project (MinIO, Ceph, GCS HMAC), instead of "
+                  "--role");
   cmd->add_option("--format", f.format, "mixpanel_event, mixpanel_people, remap_event or remap_people")
       ->capture_default_str()
       ->check(CLI::IsMember({"mixpanel_event", "mixpanel_people", "remap_event", "remap_people"}));
@@ -74,12 +83,51 @@ void AddSpecFlags(CLI::App* cmd, SpecFlags& f) {
       "--remap", f.remap,
       "Remap formats: MIXPANEL_FIELD=SOURCE_FIELD, repeatable (event_name, time, distinct_id, $insert_id, "
       "ip; $distinct_id for people)");
+  // GCS (connector_type gcsImport): the same --gcs-* flags as `sluice pipeline`, those a source takes.
+  for (const GcsParamFlag& g : GcsParamFlags()) {
+    if (g.for_import) cmd->add_option(std::string(g.flag), f.gcs[std::string(g.param)], std::string(g.help));
+  }
+}
+
+bool IsGcs(const SpecFlags& f) {
+  auto it = f.gcs.find("gcs_bucket");
+  return it != f.gcs.end() && !it->second.empty();
+}
+
+/// "s3://bucket/prefix" or "gs://bucket/prefix".
+std::string SourceText(const SpecFlags& f) {
+  if (IsGcs(f)) return fmt::format("gs://{}/{}", f.gcs.at("gcs_bucket"), f.gcs.at("gcs_prefix"));
+  return fmt::format("s3://{}/{}", f.bucket, f.prefix);
 }
 
 Result<std::string> CreateBody(const SpecFlags& f) {
-  json::object cp{
-      {"s3_bucket", f.bucket}, {"s3_prefix", f.prefix}, {"s3_region", f.region}, {"s3_role", f.role}};
-  if (!f.endpoint.empty()) cp["s3_endpoint"] = f.endpoint;
+  const bool gcs = IsGcs(f);
+  if (gcs && !f.bucket.empty()) {
+    return InvalidArgument("--bucket (S3) and --gcs-bucket (GCS) name two sources: give one of them");
+  }
+  if (!gcs && f.bucket.empty()) {
+    return InvalidArgument("the files' bucket is required: --bucket B for S3 or --gcs-bucket B for GCS");
+  }
+  if (gcs && (!f.role.empty() || !f.endpoint.empty() || !f.credential.empty())) {
+    return InvalidArgument(
+        "--role, --s3-credential and --endpoint are for an S3 source (--bucket); a GCS source takes --gcs-prefix and "
+        "--gcs-endpoint, and Sluice reads it as its own service account");
+  }
+  if (!gcs && f.role.empty() && f.credential.empty()) {
+    return InvalidArgument(
+        "--role is required with --bucket: the ARN of the role Sluice assumes to read it (or --s3-credential)");
+  }
+  json::object cp;
+  if (gcs) {
+    for (const auto& [param, value] : f.gcs) {
+      if (!value.empty() || param == "gcs_prefix") cp[param] = value;
+    }
+  } else {
+    cp = {{"s3_bucket", f.bucket}, {"s3_prefix", f.prefix}, {"s3_region", f.region}};
+    if (!f.role.empty()) cp["s3_role"] = f.role;
+    if (!f.credential.empty()) cp["s3_credential"] = f.credential;
+    if (!f.endpoint.empty()) cp["s3_endpoint"] = f.endpoint;
+  }
   json::object cat{{"data_format", f.format}, {"compression", f.compression}, {"frequency", f.frequency}};
   if (!f.remap.empty()) {
     json::object remap;
@@ -93,8 +141,8 @@ Result<std::string> CreateBody(const SpecFlags& f) {
     }
     cat["property_remap"] = std::move(remap);
   }
-  std::string label = f.label.empty() ? fmt::format("s3://{}/{}", f.bucket, f.prefix) : f.label;
-  return json::serialize(json::object{{"connector_type", "s3Import"},
+  std::string label = f.label.empty() ? SourceText(f) : f.label;
+  return json::serialize(json::object{{"connector_type", gcs ? "gcsImport" : "s3Import"},
                                       {"label", label},
                                       {"connector_properties", std::move(cp)},
                                       {"category_properties", std::move(cat)}});
@@ -176,7 +224,7 @@ Result<json::object> FollowRun(Client& client, uint32_t project, const std::stri
 }  // namespace
 
 void RegisterImportCommands(CLI::App& app, int& exit_code) {
-  auto* import = app.add_subcommand("import", "Cloud Import: load event and profile files from an S3 bucket");
+  auto* import = app.add_subcommand("import", "Cloud Import: load event and profile files from an S3 or GCS bucket");
   import->require_subcommand(1);
 
   {
@@ -297,8 +345,7 @@ void RegisterImportCommands(CLI::App& app, int& exit_code) {
       auto created = client->Call("POST", fmt::format("/api/app/projects/{}/connectors", f->project), *body);
       if (!created.ok()) return void(exit_code = Fail(created.error()));
       const std::string id = S(created->at("results").as_object(), "connector_id");
-      std::fprintf(stderr, "connector %s created; importing s3://%s/%s\n", id.c_str(), f->spec.bucket.c_str(),
-                   f->spec.prefix.c_str());
+      std::fprintf(stderr, "connector %s created; importing %s\n", id.c_str(), SourceText(f->spec).c_str());
       auto run = FollowRun(*client, f->project, id);
       if (!f->keep) {
         auto deleted =

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "app/api_client.h"
+#include "app/gcs_flags.h"
 
 namespace sluice::app {
 namespace {
@@ -87,6 +88,8 @@ void AddEditableParams(CLI::App* cmd, PipelineFlags& f) {
   AddParam(cmd, f, "--s3-bucket", "s3_bucket", "S3 bucket name (type s3)");
   AddParam(cmd, f, "--s3-region", "s3_region", "The bucket's region, e.g. eu-west-1 (type s3)");
   AddParam(cmd, f, "--s3-role", "s3_role", "ARN of the role Sluice assumes to write to the bucket (type s3)");
+  AddParam(cmd, f, "--s3-credential", "s3_credential",
+           "Name of a static key the operator granted this project (MinIO, Ceph, GCS HMAC), instead of --s3-role");
   AddParam(cmd, f, "--s3-prefix", "s3_prefix", "Key prefix inside the bucket (optional)");
   AddParam(cmd, f, "--s3-encryption", "s3_encryption", "none (default), aes (SSE-S3) or kms (SSE-KMS)")
       ->check(CLI::IsMember({"none", "aes", "kms"}, CLI::ignore_case));
@@ -96,13 +99,8 @@ void AddEditableParams(CLI::App* cmd, PipelineFlags& f) {
            "S3-compatible endpoint URL the server allows (--allow-endpoint) (default: AWS)");
   AddParam(cmd, f, "--local-path", "local_path",
            "Directory to write to (type local), relative to the server's --local-export-root or inside it");
-  AddParam(cmd, f, "--gcs-bucket", "gcs_bucket", "GCS bucket name (type gcs)");
-  AddParam(cmd, f, "--gcs-prefix", "gcs_prefix", "Object name prefix inside the GCS bucket (optional)");
-  AddParam(cmd, f, "--gcs-region", "gcs_region", "The GCS bucket's location, e.g. US or europe-west1 (optional)");
-  AddParam(cmd, f, "--gcs-endpoint", "gcs_endpoint",
-           "GCS endpoint URL the server allows (--allow-gcs-endpoint) (default: Google)");
-  AddParam(cmd, f, "--gcs-kms-key-name", "gcs_kms_key_name",
-           "Cloud KMS key for the objects (projects/P/locations/L/keyRings/R/cryptoKeys/K; default: Google-managed)");
+  for (const GcsParamFlag& g : GcsParamFlags())
+    AddParam(cmd, f, std::string(g.flag), std::string(g.param), std::string(g.help));
 }
 
 /// The form of create/edit: the flags given on the command line only, so the server's defaults apply.

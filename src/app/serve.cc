@@ -49,6 +49,8 @@ struct ServeFlags {
   std::string local_export_root;
   std::vector<std::string> allow_endpoints;
   std::vector<std::string> allow_gcs_endpoints;
+  std::vector<std::string> allow_azure_endpoints;
+  std::string ca_bundle;
   std::string gcp_credentials;
 };
 
@@ -174,6 +176,14 @@ int Serve(const ServeFlags& f) {
   for (const auto& allowed : gcs_endpoint_policy->allowed()) {
     spdlog::info("tenants may name the GCS endpoint {}", allowed);
   }
+  auto azure_endpoint_policy = storage_access::MakeAzureEndpointPolicy(f.allow_azure_endpoints);
+  if (!azure_endpoint_policy.ok()) {
+    spdlog::error("{}", azure_endpoint_policy.error().message);
+    return 2;
+  }
+  for (const auto& allowed : azure_endpoint_policy->allowed()) {
+    spdlog::info("tenants may name the Azure blob endpoint {}", allowed);
+  }
   auto store = store::Store::Open(dir / "store");
   if (!store.ok()) {
     spdlog::error("cannot open the store: {}", store.error().message);
@@ -182,7 +192,9 @@ int Serve(const ServeFlags& f) {
   // Shared by the API and the background managers: one /metrics registry, one outbound HTTP transport
   // (connection and TLS session cache) and Sluice's own AWS identity, which signs every AssumeRole call.
   MetricsRegistry metrics;
-  std::shared_ptr<http::HttpTransport> transport = http::MakeCurlTransport();
+  http::TransportOptions transport_options;
+  transport_options.ca_bundle = f.ca_bundle;  // "" = the system's CA store
+  std::shared_ptr<http::HttpTransport> transport = http::MakeCurlTransport(transport_options);
   aws::DefaultChainOptions chain;
   chain.transport = transport;
   std::shared_ptr<aws::CredentialsProvider> own_credentials = aws::MakeDefaultCredentialsChain(chain);
@@ -198,13 +210,17 @@ int Serve(const ServeFlags& f) {
                                       .rate_limit_bytes_per_minute = f.rate_limit,
                                       .metrics = &metrics};
   // [pipelines] and [cloud import] managers are created here and handed to the service.
+  // The operator's named static S3 credentials (POST /api/app/credentials), for pipelines and imports.
+  auto static_credentials = std::make_shared<const storage_access::StaticCredentialRegistry>(**store);
   pipeline::DestinationFactoryOptions destination_options;
+  destination_options.static_credentials = static_credentials;
   destination_options.own_credentials = own_credentials;
   destination_options.transport = transport;
   destination_options.local_export_root = local_root;
   destination_options.endpoints = *endpoint_policy;
   destination_options.google_identity = *google_identity;
   destination_options.gcs_endpoints = *gcs_endpoint_policy;
+  destination_options.azure_endpoints = *azure_endpoint_policy;
   pipeline::ManagerOptions pipeline_options;
   pipeline_options.store = store->get();
   pipeline_options.destinations = pipeline::MakeDestinationFactory(destination_options);
@@ -227,7 +243,8 @@ int Serve(const ServeFlags& f) {
                                             .google_identity = *google_identity,
                                             .transport = transport,
                                             .endpoints = *endpoint_policy,
-                                            .gcs_endpoints = *gcs_endpoint_policy};
+                                            .gcs_endpoints = *gcs_endpoint_policy,
+                                            .static_credentials = static_credentials};
   import_options.source_factory = [source_context](const cloudimport::ConnectorSpec& spec,
                                                    const store::Project& project) {
     return cloudimport::OpenSource(spec, project, source_context);
@@ -337,6 +354,16 @@ void RegisterServeCommand(CLI::App& app, int& exit_code) {
                   "STORAGE_EMULATOR_HOST is allowed too; Sluice's Google token goes to no other endpoint. Requests "
                   "there carry that token: allow only endpoints you trust as much as Google")
       ->allow_extra_args(false);
+  cmd->add_option("--allow-azure-endpoint", flags->allow_azure_endpoints,
+                  "An Azure blob endpoint origin (scheme://host[:port], e.g. Azurite's http://127.0.0.1:10000) "
+                  "tenants may name as azure_endpoint, addressed path-style as ORIGIN/ACCOUNT; repeatable. No "
+                  "environment variable adds to it; the Entra ID authority is AZURE_AUTHORITY_HOST (default "
+                  "https://login.microsoftonline.com), never a tenant's")
+      ->allow_extra_args(false);
+  cmd->add_option("--ca-bundle", flags->ca_bundle,
+                  "PEM file of the CAs trusted for outbound TLS (storage, STS and token endpoints; default: the "
+                  "system's CA store), e.g. a private CA of an allowed S3-compatible or Azure endpoint")
+      ->check(CLI::ExistingFile);
   cmd->add_option("--gcp-credentials", flags->gcp_credentials,
                   "Sluice's Google service-account JSON key (default: GOOGLE_APPLICATION_CREDENTIALS, else the "
                   "GCE/GKE metadata server)");

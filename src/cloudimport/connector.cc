@@ -187,7 +187,7 @@ Result<ConnectorSpec> ParseConnectorSpec(const json::value& body, uint32_t proje
   };
   // The other provider's properties are a mistake worth naming (a bucket the connector would not read).
   for (std::string_view name : gcs ? std::vector<std::string_view>{"s3_bucket", "s3_prefix", "s3_region", "s3_role",
-                                                                    "s3_endpoint"}
+                                                                    "s3_endpoint", "s3_credential"}
                                    : std::vector<std::string_view>{"gcs_bucket", "gcs_prefix", "gcs_endpoint"}) {
     if (props.contains(name)) {
       return refuse.Invalid(fmt::format("connector_properties.{}", name),
@@ -207,7 +207,13 @@ Result<ConnectorSpec> ParseConnectorSpec(const json::value& body, uint32_t proje
   } else {
     SLUICE_ASSIGN_OR_RETURN(spec.s3_bucket, required("s3_bucket", "acme-events"));
     SLUICE_ASSIGN_OR_RETURN(spec.s3_region, required("s3_region", "us-east-1"));
-    SLUICE_ASSIGN_OR_RETURN(spec.s3_role, required("s3_role", "arn:aws:iam::123456789012:role/mixpanel-import"));
+    SLUICE_ASSIGN_OR_RETURN(spec.s3_credential, optional("s3_credential"));
+    if (spec.s3_credential.empty()) {
+      SLUICE_ASSIGN_OR_RETURN(spec.s3_role, required("s3_role", "arn:aws:iam::123456789012:role/mixpanel-import"));
+    } else {
+      // A static credential replaces the role; naming both is refused by Validate below.
+      SLUICE_ASSIGN_OR_RETURN(spec.s3_role, optional("s3_role"));
+    }
     SLUICE_ASSIGN_OR_RETURN(spec.s3_prefix, optional("s3_prefix"));
     while (spec.s3_prefix.starts_with('/')) spec.s3_prefix.erase(0, 1);
     SLUICE_ASSIGN_OR_RETURN(spec.s3_endpoint, optional("s3_endpoint"));
@@ -216,7 +222,8 @@ Result<ConnectorSpec> ParseConnectorSpec(const json::value& body, uint32_t proje
                                           .region = spec.s3_region,
                                           .role_arn = spec.s3_role,
                                           .prefix = spec.s3_prefix,
-                                          .endpoint = spec.s3_endpoint};
+                                          .endpoint = spec.s3_endpoint,
+                                          .credential = spec.s3_credential};
   }
   // One set of rules for pipelines and imports (storage_access/location.h).
   std::string bad_field;
@@ -354,6 +361,7 @@ json::object SpecJson(const ConnectorSpec& s) {
   } else {
     cp = {{"s3_bucket", s.s3_bucket}, {"s3_prefix", s.s3_prefix}, {"s3_region", s.s3_region}, {"s3_role", s.s3_role}};
     if (!s.s3_endpoint.empty()) cp["s3_endpoint"] = s.s3_endpoint;
+    if (!s.s3_credential.empty()) cp["s3_credential"] = s.s3_credential;
   }
   json::object cat{{"data_format", ToString(s.data_format)},
                    {"compression", ToString(s.compression)},
@@ -451,6 +459,7 @@ Result<ConnectorRecord> ParseRecord(std::string_view text) {
     s.s3_region = Str(p, "s3_region");
     s.s3_role = Str(p, "s3_role");
     s.s3_endpoint = Str(p, "s3_endpoint");
+    s.s3_credential = Str(p, "s3_credential");
     s.gcs_bucket = Str(p, "gcs_bucket");
     s.gcs_prefix = Str(p, "gcs_prefix");
     s.gcs_endpoint = Str(p, "gcs_endpoint");

@@ -60,6 +60,9 @@ struct ConnectorSpec {
   std::string s3_role;
   /// Sluice extension: S3-compatible endpoint ("" = AWS); never used as the STS endpoint.
   std::string s3_endpoint;
+  /// Sluice extension: a named static credential the operator granted the project (HMAC keys of MinIO, Ceph,
+  /// GCS's XML API), used instead of s3_role (then empty); STS is not called.
+  std::string s3_credential;
   /// connector_type gcsImport: the bucket Sluice's service account may read (Storage Object Viewer).
   std::string gcs_bucket;
   std::string gcs_prefix;  // a raw key prefix ("" = whole bucket)

@@ -45,7 +45,10 @@ ConnectorManager::Metrics::Metrics(MetricsRegistry& r)
 ConnectorManager::ConnectorManager(Options options)
     : options_(std::move(options)), metrics_(*options_.metrics) {
   if (!options_.source_factory) {
-    SourceContext ctx{.own_credentials = options_.own_credentials, .transport = options_.transport};
+    SourceContext ctx{.own_credentials = options_.own_credentials,
+                      .transport = options_.transport,
+                      .static_credentials =
+                          std::make_shared<const storage_access::StaticCredentialRegistry>(*options_.store)};
     options_.source_factory = [ctx](const ConnectorSpec& spec, const store::Project& project) {
       return OpenS3Source(spec, project, ctx);
     };

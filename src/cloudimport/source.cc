@@ -51,11 +51,12 @@ storage_access::Location ToLocation(const ConnectorSpec& spec) {
                                     .region = spec.s3_region,
                                     .role_arn = spec.s3_role,
                                     .prefix = spec.s3_prefix,
-                                    .endpoint = spec.s3_endpoint};
+                                    .endpoint = spec.s3_endpoint,
+                                    .credential = spec.s3_credential};
 }
 
 Result<Source> OpenSource(const ConnectorSpec& spec, const store::Project& project, const SourceContext& ctx) {
-  if (!spec.is_gcs() && !ctx.own_credentials) {
+  if (!spec.is_gcs() && spec.s3_credential.empty() && !ctx.own_credentials) {
     return Unavailable(
         "Sluice has no AWS identity of its own to assume the import role with: configure "
         "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile or web identity for the server");
@@ -64,6 +65,7 @@ Result<Source> OpenSource(const ConnectorSpec& spec, const store::Project& proje
   access.aws_identity = ctx.own_credentials;
   access.google_identity = ctx.google_identity;
   access.transport = ctx.transport;
+  access.static_credentials = ctx.static_credentials;
   // The tenant's endpoint must be one the operator allowed, checked before anything is sent anywhere.
   if (ctx.endpoints) {
     access.s3_endpoints = *ctx.endpoints;
@@ -87,6 +89,7 @@ Result<Source> OpenSource(const ConnectorSpec& spec, const store::Project& proje
                             .session_name = aws::MakeSessionName(fmt::format("p{}", project.id), "import-" + spec.id),
                             .purpose = storage_access::Purpose::kRead,
                             .field_prefix = "connector_properties.",
+                            .project_id = project.id,
                             .gcs_buckets = project.gcs_buckets},
                            access));
   return Source{.role = std::move(opened.role),

@@ -24,6 +24,7 @@
 #include "http/transport.h"
 #include "objstore/object_store.h"
 #include "storage_access/location.h"
+#include "storage_access/static_credentials.h"
 #include "store/store.h"
 
 namespace sluice::cloudimport {
@@ -42,6 +43,8 @@ struct SourceContext {
   /// The endpoints a connector's gcs_endpoint may name (storage_access::MakeGcsEndpointPolicy); nullopt =
   /// only STORAGE_EMULATOR_HOST from the environment.
   std::optional<aws::EndpointPolicy> gcs_endpoints;
+  /// The operator's named static credentials a connector's s3_credential may name; null = none.
+  std::shared_ptr<const storage_access::StaticCredentialRegistry> static_credentials;
   /// Retries of one S3/STS call (the executor's single retry layer).
   aws::RetryPolicy retry = [] {
     aws::RetryPolicy p;

@@ -69,11 +69,13 @@ class Factory final : public DestinationFactory {
     context_.s3_max_parts_in_flight = options_.max_parts_in_flight;
     context_.s3_upload_threads = options_.upload_threads;
     context_.gcs_chunk_size = options_.gcs_chunk_size;
+    context_.azure_endpoints = options_.azure_endpoints;
+    context_.static_credentials = options_.static_credentials;
   }
 
   Result<std::shared_ptr<objstore::ObjectStore>> Open(const Destination& d, const std::string& external_id,
                                                       const std::string& session,
-                                                      const std::vector<std::string>& gcs_buckets) override {
+                                                      const storage_access::Tenant& tenant) override {
     SLUICE_ASSIGN_OR_RETURN(
         storage_access::OpenedStore opened,
         storage_access::Open(ToLocation(d),
@@ -81,19 +83,23 @@ class Factory final : public DestinationFactory {
                               .session_name = SessionName(session),
                               .purpose = storage_access::Purpose::kWrite,
                               .field_prefix = "",
-                              .gcs_buckets = gcs_buckets},
+                              .project_id = tenant.project_id,
+                              .gcs_buckets = tenant.gcs_buckets},
                              context_));
     return opened.store;
   }
 
   Status Check(const Destination& d, const std::string& external_id,
-               const std::vector<std::string>& gcs_buckets) override {
+               const storage_access::Tenant& tenant) override {
     if (d.type == DestinationType::kLocal) return CheckLocal(d);
+    if (d.type == DestinationType::kS3 && !d.s3_credential.empty()) return CheckStaticKey(d, tenant);
     // The tenant binding before anything else, answered as is (the check below refuses it too).
-    SLUICE_TRY(storage_access::CheckGcsBinding(ToLocation(d), gcs_buckets));
+    SLUICE_TRY(storage_access::CheckGcsBinding(ToLocation(d), tenant.gcs_buckets));
     // The tenant's endpoint, before any request is sent anywhere.
     if (d.type == DestinationType::kGcs) {
       SLUICE_TRY(options_.gcs_endpoints->Check(d.gcs_endpoint, "gcs_endpoint"));
+    } else if (d.type == DestinationType::kAzure) {
+      SLUICE_TRY(options_.azure_endpoints.Check(d.azure_endpoint, "azure_endpoint"));
     } else {
       SLUICE_TRY(options_.endpoints->Check(d.s3_endpoint));
     }
@@ -101,7 +107,7 @@ class Factory final : public DestinationFactory {
     cc.external_id = external_id;
     cc.aws_identity = options_.own_credentials;
     cc.google_identity = options_.google_identity;
-    cc.gcs_buckets = gcs_buckets;
+    cc.gcs_buckets = tenant.gcs_buckets;
     cc.transport = options_.transport;
     storage_access::DestinationCheckResult r = storage_access::CheckDestination(ToLocation(d), cc);
     if (r.ok()) return OkStatus();
@@ -119,6 +125,27 @@ class Factory final : public DestinationFactory {
     }
     if (out.size() > 64) out.resize(64);
     return out;
+  }
+
+  /// A store reached with a named static key has no role to inspect: opening it (endpoint policy, the grant
+  /// to the project) and writing then deleting a probe object under the prefix proves what the export needs.
+  Status CheckStaticKey(const Destination& d, const storage_access::Tenant& tenant) {
+    SLUICE_ASSIGN_OR_RETURN(std::shared_ptr<objstore::ObjectStore> store, Open(d, "", "check", tenant));
+    const std::string probe = ".sluice-probe-" + RandomHex(64);
+    const std::string where = storage_access::Describe(ToLocation(d));
+    if (auto put = store->Put(probe, "probe"); !put.ok()) {
+      return Error(ErrorCode::kAccessDenied,
+                   fmt::format("destination check failed for {}: writing a probe object with s3_credential '{}' "
+                               "failed: {}. The key needs permission to write objects in the bucket",
+                               where, d.s3_credential, put.error().ToString()));
+    }
+    if (Status del = store->Delete(probe); !del.ok()) {
+      return Error(ErrorCode::kAccessDenied,
+                   fmt::format("destination check failed for {}: deleting the probe object with s3_credential "
+                               "'{}' failed: {}. The key needs permission to delete objects in the bucket",
+                               where, d.s3_credential, del.error().ToString()));
+    }
+    return OkStatus();
   }
 
   Status CheckLocal(const Destination& d) const {
@@ -240,6 +267,15 @@ storage_access::Location ToLocation(const Destination& d) {
                                          .region = d.gcs_region,
                                          .endpoint = d.gcs_endpoint,
                                          .kms_key_name = d.gcs_kms_key_name};
+    case DestinationType::kAzure:
+      return storage_access::AzureLocation{.storage_account = d.azure_storage_account,
+                                           .container = d.azure_container,
+                                           .prefix = d.azure_prefix,
+                                           .tenant_id = d.azure_tenant_id,
+                                           .client_id = d.azure_client_id,
+                                           .client_secret = d.azure_client_secret,
+                                           .endpoint = d.azure_endpoint,
+                                           .authority_host = ""};
     case DestinationType::kS3:
       break;
   }
@@ -249,7 +285,8 @@ storage_access::Location ToLocation(const Destination& d) {
                                     .prefix = d.s3_prefix,
                                     .endpoint = d.s3_endpoint,
                                     .encryption = d.encryption,
-                                    .sts_endpoint = ""};
+                                    .sts_endpoint = "",
+                                    .credential = d.s3_credential};
 }
 
 std::string DescribeDestination(const Destination& d) { return storage_access::Describe(ToLocation(d)); }

@@ -19,24 +19,25 @@
 #include "objstore/object_store.h"
 #include "pipeline/pipeline.h"
 #include "storage_access/location.h"
+#include "storage_access/static_credentials.h"
 
 namespace sluice::pipeline {
 
 class DestinationFactory {
  public:
   virtual ~DestinationFactory() = default;
-  /// The object store a pipeline writes to. `session` names the STS session (e.g. "p3-events-daily-s3").
-  /// `gcs_buckets` are the project's bound GCS buckets (store::Project::gcs_buckets): a GCS destination
-  /// outside them is refused (storage_access::CheckGcsBinding), at every run.
+  /// The object store a pipeline writes to. `session` names the STS session (e.g. "p3-events-daily-s3");
+  /// `tenant` is the project it writes for: a named static credential must be granted to it, and a GCS
+  /// destination outside its bound buckets is refused (storage_access::CheckGcsBinding), at every run.
   virtual Result<std::shared_ptr<objstore::ObjectStore>> Open(const Destination& destination,
                                                               const std::string& external_id,
                                                               const std::string& session,
-                                                              const std::vector<std::string>& gcs_buckets) = 0;
+                                                              const storage_access::Tenant& tenant) = 0;
   /// Proves the destination works before a pipeline is accepted (S3 and GCS: the destination check of
   /// storage_access/destination_check.h). kAccessDenied whose message is the report with what to fix, or,
   /// for a GCS bucket not bound to the project, just the binding refusal.
   virtual Status Check(const Destination& destination, const std::string& external_id,
-                       const std::vector<std::string>& gcs_buckets) = 0;
+                       const storage_access::Tenant& tenant) = 0;
 };
 
 struct DestinationFactoryOptions {
@@ -53,7 +54,12 @@ struct DestinationFactoryOptions {
   /// The GCS endpoints a tenant's gcs_endpoint may name (storage_access::MakeGcsEndpointPolicy); nullopt =
   /// only STORAGE_EMULATOR_HOST, read when the factory is made.
   std::optional<aws::EndpointPolicy> gcs_endpoints;
+  /// The Azure blob endpoints a tenant's azure_endpoint may name (storage_access::MakeAzureEndpointPolicy;
+  /// `serve --allow-azure-endpoint`). Default: none.
+  aws::EndpointPolicy azure_endpoints;
   std::shared_ptr<http::HttpTransport> transport;  // null = libcurl
+  /// The operator's named static credentials an s3_credential may name; null = none.
+  std::shared_ptr<const storage_access::StaticCredentialRegistry> static_credentials;
   /// Retries of the exporters' S3 and STS requests.
   aws::RetryPolicy retry;
   /// Over https the payload is sent UNSIGNED with a CRC32C checksum that S3 verifies (TLS protects it in

@@ -41,6 +41,26 @@ bool IsTransient(ErrorCode code) {
 
 /// What the customer should do about a permanent failure.
 std::string FixHint(const Error& e, const Destination& d) {
+  if (d.type == DestinationType::kAzure) {
+    switch (e.code) {
+      case ErrorCode::kAccessDenied:
+        return fmt::format(
+            "assign Storage Blob Data Contributor to the service principal {} on container {} of account {} "
+            "(az role assignment create --assignee {} --role \"Storage Blob Data Contributor\" --scope "
+            "<the container's resource ID>), then resume the pipeline",
+            d.azure_client_id, d.azure_container, d.azure_storage_account, d.azure_client_id);
+      case ErrorCode::kNotFound:
+        return fmt::format("check that the container {} exists in storage account {}, then resume the pipeline",
+                           d.azure_container, d.azure_storage_account);
+      case ErrorCode::kUnauthenticated:
+        return fmt::format(
+            "Microsoft Entra ID refused the service principal {}: check client_secret (not expired; its Value), "
+            "client_id and tenant_id, edit the pipeline, then resume it",
+            d.azure_client_id);
+      default:
+        break;
+    }
+  }
   if (d.type == DestinationType::kGcs) {
     // The GCS store's error already names the missing permission, the role and Sluice's service account.
     if (e.provider_code == storage_access::kUnboundGcsBucket) {
@@ -91,6 +111,10 @@ std::string FixHint(const Error& e, const Destination& d) {
 bool SameDestination(const Destination& a, const Destination& b) {
   if (a.type != b.type) return false;
   if (a.type == DestinationType::kLocal) return a.local_path == b.local_path;
+  if (a.type == DestinationType::kAzure) {
+    return a.azure_storage_account == b.azure_storage_account && a.azure_container == b.azure_container &&
+           a.azure_prefix == b.azure_prefix && a.azure_endpoint == b.azure_endpoint;
+  }
   if (a.type == DestinationType::kGcs) {
     return a.gcs_bucket == b.gcs_bucket && a.gcs_prefix == b.gcs_prefix && a.gcs_endpoint == b.gcs_endpoint;
   }
@@ -283,7 +307,7 @@ class Pipelines::Impl {
       SLUICE_TRY(CheckLimits(spec, /*ignore_name=*/""));
     }
     // The destination check talks to AWS and can take seconds: never under the lock.
-    SLUICE_TRY(o_.destinations->Check(spec.destination, ExternalId(*project), project->gcs_buckets));
+    SLUICE_TRY(o_.destinations->Check(spec.destination, ExternalId(*project), TenantOf(*project)));
 
     std::lock_guard lock(mu_);
     SLUICE_TRY(CheckLimits(spec, ""));  // again: another create may have raced us
@@ -336,13 +360,14 @@ class Pipelines::Impl {
     const bool destination_changed =
         !SameDestination(updated.destination, current.destination) ||
         updated.destination.s3_role != current.destination.s3_role ||
+        updated.destination.s3_credential != current.destination.s3_credential ||
         updated.destination.s3_region != current.destination.s3_region ||
         updated.destination.encryption.mode != current.destination.encryption.mode ||
         updated.destination.encryption.kms_key_id != current.destination.encryption.kms_key_id;
     if (destination_changed) {
       SLUICE_ASSIGN_OR_RETURN(std::optional<store::Project> project, store_.GetProject(updated.project_id));
       if (!project) return NotFound(fmt::format("project {} does not exist", updated.project_id));
-      SLUICE_TRY(o_.destinations->Check(updated.destination, ExternalId(*project), project->gcs_buckets));
+      SLUICE_TRY(o_.destinations->Check(updated.destination, ExternalId(*project), TenantOf(*project)));
     }
     std::lock_guard lock(mu_);
     e->record.info.spec = updated;
@@ -476,6 +501,9 @@ class Pipelines::Impl {
   }
 
   static std::string ExternalId(const store::Project& p) { return storage_access::EffectiveExternalId(p); }
+  static storage_access::Tenant TenantOf(const store::Project& p) {
+    return {.project_id = p.id, .gcs_buckets = p.gcs_buckets};
+  }
 
   Result<std::shared_ptr<Entry>> FindLocked(uint32_t project, std::string_view name) {
     auto it = entries_.find(PipelineKey(project, name));
@@ -508,12 +536,18 @@ class Pipelines::Impl {
     if (d.type == DestinationType::kS3) {
       if (d.s3_bucket.empty()) return InvalidArgument("s3_bucket is required");
       if (d.s3_region.empty()) return InvalidArgument("s3_region is required");
-      if (d.s3_role.empty()) return InvalidArgument("s3_role (the role ARN Sluice assumes) is required");
+      if (d.s3_role.empty() && d.s3_credential.empty()) {
+        return InvalidArgument("s3_role (the role ARN Sluice assumes) or s3_credential is required");
+      }
       if (!d.encryption.kms_key_id.empty() && d.encryption.mode != objstore::Encryption::Mode::kKms) {
         return InvalidArgument("s3_kms_key_id needs s3_encryption=kms");
       }
     } else if (d.type == DestinationType::kGcs) {
       if (d.gcs_bucket.empty()) return InvalidArgument("gcs_bucket is required");
+    } else if (d.type == DestinationType::kAzure) {
+      if (d.azure_storage_account.empty() || d.azure_container.empty()) {
+        return InvalidArgument("storage_account and container_name are required for type=azure-raw");
+      }
     } else if (d.local_path.empty()) {
       return InvalidArgument("local_path is required for type=local");
     }
@@ -689,7 +723,7 @@ class Pipelines::Impl {
     }
     if (!destination) {
       auto opened = o_.destinations->Open(spec.destination, ExternalId(*project),
-                                          fmt::format("p{}-{}", spec.project_id, spec.name), project->gcs_buckets);
+                                          fmt::format("p{}-{}", spec.project_id, spec.name), TenantOf(*project));
       if (!opened.ok()) return opened.error();
       destination = std::move(opened).value();
       std::lock_guard lock(mu_);

@@ -24,6 +24,7 @@ std::string_view ToString(DestinationType v) {
     case DestinationType::kS3: return "s3";
     case DestinationType::kGcs: return "gcs";
     case DestinationType::kLocal: return "local";
+    case DestinationType::kAzure: return "azure";
   }
   return "s3";
 }
@@ -69,6 +70,7 @@ std::optional<Compression> ParseCompression(std::string_view s) {
 std::optional<DestinationType> ParseDestinationType(std::string_view s) {
   if (s == "s3" || s == "s3-raw") return DestinationType::kS3;
   if (s == "gcs" || s == "gcs-raw") return DestinationType::kGcs;
+  if (s == "azure-raw" || s == "azure-blob" || s == "azure") return DestinationType::kAzure;
   if (s == "local") return DestinationType::kLocal;
   return std::nullopt;
 }

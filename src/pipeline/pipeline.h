@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "common/secret.h"
 #include "objstore/object_store.h"
 
 namespace sluice::pipeline {
@@ -29,16 +30,16 @@ namespace sluice::pipeline {
 enum class DataSource { kEvents, kPeople, kIdentity };
 enum class Frequency { kHourly, kDaily };
 enum class Compression { kGzip, kZstd, kNone };
-enum class DestinationType { kS3, kGcs, kLocal };
+enum class DestinationType { kS3, kGcs, kLocal, kAzure };
 
 std::string_view ToString(DataSource v);         // "events" | "people" | "identity"
 std::string_view ToString(Frequency v);          // "hourly" | "daily"
 std::string_view ToString(Compression v);        // "gzip" | "zstd" | "none"
-std::string_view ToString(DestinationType v);    // "s3" | "gcs" | "local"
+std::string_view ToString(DestinationType v);    // "s3" | "gcs" | "local" | "azure"
 std::optional<DataSource> ParseDataSource(std::string_view s);
 std::optional<Frequency> ParseFrequency(std::string_view s);
 std::optional<Compression> ParseCompression(std::string_view s);
-/// "s3" and "s3-raw" → kS3, "gcs" and "gcs-raw" → kGcs, "local" → kLocal.
+/// "s3" and "s3-raw" → kS3, "gcs" and "gcs-raw" → kGcs, "azure-raw" and "azure-blob" → kAzure, "local" → kLocal.
 std::optional<DestinationType> ParseDestinationType(std::string_view s);
 
 /// Where a pipeline writes.
@@ -49,6 +50,8 @@ struct Destination {
   std::string s3_role;      // role ARN Sluice assumes
   std::string s3_prefix;    // may be empty
   std::string s3_endpoint;  // Sluice extension: S3-compatible endpoint ("" = AWS)
+  // Sluice extension: a named static credential granted to the project, instead of s3_role (then empty).
+  std::string s3_credential;
   objstore::Encryption encryption;  // s3_encryption none|aes|kms, s3_kms_key_id
   std::string local_path;   // kLocal: a directory on the server's disk
   // kGcs (Mixpanel's gcs_* parameters, plus Sluice's gcs_endpoint and gcs_kms_key_name extensions).
@@ -57,6 +60,16 @@ struct Destination {
   std::string gcs_region;        // the bucket's location as given (informational)
   std::string gcs_endpoint;      // "" = STORAGE_EMULATOR_HOST or storage.googleapis.com
   std::string gcs_kms_key_name;  // CMEK: projects/P/locations/L/keyRings/R/cryptoKeys/K
+  // kAzure (Mixpanel's storage_account, container_name, prefix, client_id, client_secret, tenant_id, plus
+  // Sluice's azure_endpoint extension). The client secret is kept in the pipeline record (the store is the
+  // server's own) and never returned by the API or logged.
+  std::string azure_storage_account;
+  std::string azure_container;
+  std::string azure_prefix;  // may be empty
+  std::string azure_client_id;
+  Secret azure_client_secret;
+  std::string azure_tenant_id;
+  std::string azure_endpoint;  // "" = https://ACCOUNT.blob.core.windows.net; else an operator-allowed origin
 };
 
 /// A pipeline as created (and edited). Dates are "YYYY-MM-DD" in UTC.

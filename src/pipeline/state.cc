@@ -101,6 +101,7 @@ std::string PipelineRecordToJson(const PipelineRecord& r) {
   dest["s3_role"] = d.s3_role;
   dest["s3_prefix"] = d.s3_prefix;
   dest["s3_endpoint"] = d.s3_endpoint;
+  if (!d.s3_credential.empty()) dest["s3_credential"] = d.s3_credential;
   dest["s3_encryption"] = d.encryption.mode == objstore::Encryption::Mode::kAes256 ? "aes"
                           : d.encryption.mode == objstore::Encryption::Mode::kKms  ? "kms"
                                                                                     : "none";
@@ -112,6 +113,15 @@ std::string PipelineRecordToJson(const PipelineRecord& r) {
     dest["gcs_region"] = d.gcs_region;
     dest["gcs_endpoint"] = d.gcs_endpoint;
     dest["gcs_kms_key_name"] = d.gcs_kms_key_name;
+  }
+  if (d.type == DestinationType::kAzure) {
+    dest["storage_account"] = d.azure_storage_account;
+    dest["container_name"] = d.azure_container;
+    dest["prefix"] = d.azure_prefix;
+    dest["client_id"] = d.azure_client_id;
+    dest["client_secret"] = d.azure_client_secret.Reveal();  // the server's own store; never sent to a client
+    dest["tenant_id"] = d.azure_tenant_id;
+    dest["azure_endpoint"] = d.azure_endpoint;
   }
   o["destination"] = std::move(dest);
   o["status"] = ToString(r.info.status);
@@ -152,6 +162,7 @@ Result<PipelineRecord> ParsePipelineRecord(std::string_view text) {
     d.s3_role = Str(dest, "s3_role");
     d.s3_prefix = Str(dest, "s3_prefix");
     d.s3_endpoint = Str(dest, "s3_endpoint");
+    d.s3_credential = Str(dest, "s3_credential");
     const std::string enc = Str(dest, "s3_encryption");
     d.encryption.mode = enc == "aes"   ? objstore::Encryption::Mode::kAes256
                         : enc == "kms" ? objstore::Encryption::Mode::kKms
@@ -163,6 +174,13 @@ Result<PipelineRecord> ParsePipelineRecord(std::string_view text) {
     d.gcs_region = Str(dest, "gcs_region");
     d.gcs_endpoint = Str(dest, "gcs_endpoint");
     d.gcs_kms_key_name = Str(dest, "gcs_kms_key_name");
+    d.azure_storage_account = Str(dest, "storage_account");
+    d.azure_container = Str(dest, "container_name");
+    d.azure_prefix = Str(dest, "prefix");
+    d.azure_client_id = Str(dest, "client_id");
+    d.azure_client_secret = Secret(Str(dest, "client_secret"));
+    d.azure_tenant_id = Str(dest, "tenant_id");
+    d.azure_endpoint = Str(dest, "azure_endpoint");
   }
   r.info.status = ParseStatus(Str(o, "status"));
   r.info.dispatcher = Str(o, "dispatcher");

@@ -72,6 +72,15 @@ constexpr ProviderRules kGcsRules{
     .del = {"delete", "storage.objects.delete", false},
 };
 
+// Azure RBAC data actions; Storage Blob Data Contributor grants all of them on the container.
+constexpr ProviderRules kAzureRules{
+    .put = {"put", "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write", false},
+    .get = {"get", "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read", false},
+    .encryption = {"encryption", "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read", false},
+    .list = {"list", "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read", true},
+    .del = {"delete", "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete", false},
+};
+
 /// The report and the object steps every provider shares (put, get, encryption, list, delete of a probe).
 class StepRunner {
  public:
@@ -543,7 +552,110 @@ class GcsChecker final : public StepRunner {
   std::string email_;
 };
 
+/// The Azure check: the customer's own service principal, to which the customer assigned a data role on the
+/// container.
+class AzureChecker final : public StepRunner {
+ public:
+  AzureChecker(const AzureLocation& location, const CheckContext& context)
+      : StepRunner(kAzureRules, location.prefix), location_(location), context_(context) {}
+
+  DestinationCheckResult Run() {
+    result_.destination = fmt::format("{}/{} as service principal {}", AzureContainerUrl(location_), prefix_,
+                                      location_.client_id);
+    AccessContext ctx;
+    ctx.transport = context_.transport;
+    ctx.retry = context_.retry;
+    ctx.azure_env = context_.azure_env;
+    // The caller checked a tenant's endpoint against the operator's policy; the check allows it here.
+    if (!location_.endpoint.empty()) {
+      auto policy = MakeAzureEndpointPolicy({location_.endpoint});
+      if (policy.ok()) ctx.azure_endpoints = std::move(policy).value();
+    }
+    // Rooted at the container, like the S3 check: the probe key carries the prefix.
+    AzureLocation bare = location_;
+    bare.prefix.clear();
+    auto opened = Open(bare, Grant{.purpose = Purpose::kWrite}, ctx);
+    if (!opened.ok()) {
+      Fail("identity", "the destination settings are invalid: " + opened.error().message, opened.error());
+      SkipRest({"put", "get", "encryption", "list", "delete"}, "the destination settings are invalid");
+      return std::move(result_);
+    }
+    store_ = opened->store;
+    // The token first: a wrong secret is named as such, not as five failed object steps.
+    auto probe = store_->ListEach(result_.probe_key, {}, [](const objstore::ObjectInfo&) { return false; });
+    if (!probe.ok() && probe.error().code == ErrorCode::kUnauthenticated) {
+      FailIdentity(probe.error(), "identity");
+      SkipRest({"put", "get", "encryption", "list", "delete"},
+               "Entra ID issued no token for the service principal");
+      return std::move(result_);
+    }
+    Pass("identity", fmt::format("Entra ID issued a token for the service principal {} of tenant {}",
+                                 location_.client_id, location_.tenant_id));
+    RunObjectSteps();
+    return std::move(result_);
+  }
+
+ private:
+  void FailIdentity(const Error& e, const char* step) {
+    Fail(step,
+         fmt::format("Microsoft Entra ID refused the service principal {} of tenant {}: check client_secret (App "
+                     "registrations > the app > Certificates & secrets: the secret's Value, not its Secret ID, "
+                     "and not expired), client_id (the Application (client) ID) and tenant_id (the Directory "
+                     "(tenant) ID). ({})",
+                     location_.client_id, location_.tenant_id, e.ToString()),
+         e);
+  }
+
+  std::string Resource(const StepRule& rule, const std::string& key) const override {
+    return rule.on_bucket ? AzureContainerUrl(location_) : AzureContainerUrl(location_) + "/" + key;
+  }
+
+  void FailCall(const StepRule& rule, const std::string& resource, const Error& e,
+                std::string_view what) override {
+    if (e.code == ErrorCode::kAccessDenied) {
+      std::string command = AzRoleAssignmentCommand(location_);
+      std::string msg = fmt::format(
+          "{} on {} was denied: {} is missing. Assign Storage Blob Data Contributor to the service principal {} "
+          "on container {} of account {} (`{}`). ({})",
+          what, resource, rule.permission, location_.client_id, location_.container, location_.storage_account,
+          command, e.ToString());
+      CheckStep& s = Fail(rule.step, std::move(msg), e);
+      s.action = std::string(rule.permission);
+      s.resource = resource;
+      s.policy_statement = std::move(command);
+      return;
+    }
+    if (e.code == ErrorCode::kUnauthenticated) {
+      FailIdentity(e, rule.step);
+      return;
+    }
+    if (e.code == ErrorCode::kNotFound) {
+      Fail(rule.step,
+           fmt::format("container {} of storage account {} does not exist ({}). ({})", location_.container,
+                       location_.storage_account, AzureContainerUrl(location_), e.ToString()),
+           e);
+      return;
+    }
+    Fail(rule.step, fmt::format("{} failed: {}", what, e.ToString()), e);
+  }
+
+  void CheckEncryption(const std::string&) override {
+    Pass("encryption",
+         "Azure Storage encrypts every blob (Microsoft-managed keys unless the account sets its own)");
+  }
+
+  const AzureLocation& location_;
+  const CheckContext& context_;
+};
+
 }  // namespace
+
+std::string AzRoleAssignmentCommand(const AzureLocation& location) {
+  return fmt::format(
+      "az role assignment create --assignee {} --role \"Storage Blob Data Contributor\" --scope "
+      "\"$(az storage account show --name {} --query id --output tsv)/blobServices/default/containers/{}\"",
+      location.client_id, location.storage_account, location.container);
+}
 
 std::string ProbeKey(std::string_view prefix, std::string_view suffix) {
   std::string p = TrimSlashes(prefix);
@@ -595,6 +707,7 @@ DestinationCheckResult CheckDestination(const DestinationSpec& spec, const Desti
 
 DestinationCheckResult CheckDestination(const Location& location, const CheckContext& context) {
   if (const auto* gcs = std::get_if<GcsLocation>(&location)) return GcsChecker(*gcs, context).Run();
+  if (const auto* az = std::get_if<AzureLocation>(&location)) return AzureChecker(*az, context).Run();
   if (const auto* s3 = std::get_if<S3Location>(&location)) {
     DestinationSpec spec{.bucket = s3->bucket,
                          .region = s3->region,

@@ -31,6 +31,11 @@
 // A denied step names the permission, the role that grants it and the account to grant it to: "grant
 // Storage Object Creator (roles/storage.objectCreator) to sluice@p.iam.gserviceaccount.com on gs://bucket",
 // with the gcloud command as the statement.
+//
+// Azure (an AzureLocation), the customer's own Entra ID service principal:
+//   identity      a token for the principal (a wrong client_secret is named here), then the object steps; a
+//                 denied step says "assign Storage Blob Data Contributor to the service principal CLIENT_ID on
+//                 container C of account A" with the `az role assignment create` command as the statement.
 #pragma once
 
 #include <memory>
@@ -39,6 +44,7 @@
 
 #include "aws/credentials.h"
 #include "aws/retry.h"
+#include "azure/credentials.h"
 #include "gcp/credentials.h"
 #include "http/transport.h"
 #include "objstore/object_store.h"
@@ -132,12 +138,18 @@ struct CheckContext {
   aws::RetryPolicy retry = DestinationCheckOptions{}.retry;
   /// Where STORAGE_EMULATOR_HOST is read from.
   gcp::EnvGetter env = gcp::SystemEnv();
+  /// Where AZURE_AUTHORITY_HOST is read from (Azure).
+  azure::EnvGetter azure_env = azure::SystemEnv();
 };
 
 /// The check of any bucket location (S3 or GCS; a local directory is checked by the pipeline's factory,
 /// which owns the export root). The caller checks a tenant's endpoint against the operator's allow-list
 /// first.
 DestinationCheckResult CheckDestination(const Location& location, const CheckContext& context);
+
+/// The Azure CLI command that assigns Storage Blob Data Contributor to the location's service principal on its
+/// container.
+std::string AzRoleAssignmentCommand(const AzureLocation& location);
 
 /// The gcloud command that binds `role_id` (e.g. "roles/storage.objectCreator") to `email` on `bucket`.
 std::string GcloudBindingCommand(std::string_view bucket, std::string_view email, std::string_view role_id);

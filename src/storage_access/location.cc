@@ -5,7 +5,10 @@
 #include <algorithm>
 
 #include "aws/endpoint_policy.h"
+#include "azure/credentials.h"
+#include "objstore/azure/blob_request.h"
 #include "objstore/gcs/gcs_request.h"
+#include "storage_access/static_credentials.h"
 
 namespace sluice::storage_access {
 namespace {
@@ -39,6 +42,7 @@ std::string_view ToString(Provider p) {
     case Provider::kS3: return "s3";
     case Provider::kGcs: return "gcs";
     case Provider::kLocal: return "local";
+    case Provider::kAzure: return "azure";
   }
   return "s3";
 }
@@ -46,7 +50,8 @@ std::string_view ToString(Provider p) {
 Provider ProviderOf(const Location& location) {
   return std::visit(Overloaded{[](const S3Location&) { return Provider::kS3; },
                                [](const GcsLocation&) { return Provider::kGcs; },
-                               [](const LocalLocation&) { return Provider::kLocal; }},
+                               [](const LocalLocation&) { return Provider::kLocal; },
+                               [](const AzureLocation&) { return Provider::kAzure; }},
                     location);
 }
 
@@ -56,7 +61,8 @@ std::string Describe(const Location& location) {
                    return fmt::format("s3://{}{} ({})", l.bucket, WithPrefix(l.prefix), l.region);
                  },
                  [](const GcsLocation& l) { return fmt::format("gs://{}{}", l.bucket, WithPrefix(l.prefix)); },
-                 [](const LocalLocation& l) { return "local:" + l.path; }},
+                 [](const LocalLocation& l) { return "local:" + l.path; },
+                 [](const AzureLocation& l) { return AzureContainerUrl(l) + WithPrefix(l.prefix); }},
       location);
 }
 
@@ -217,6 +223,27 @@ std::string NormalizeDestinationPrefix(std::string_view prefix) {
   return std::string(prefix);
 }
 
+Status ValidateAzureStorageAccount(std::string_view account, std::string_view field) {
+  if (objstore::azure::ValidateAccountName(account).ok()) return OkStatus();
+  return InvalidArgument(fmt::format(
+      "{} '{}' is not a valid storage account name: 3 to 24 lower-case letters and digits (the name only, as in "
+      "https://NAME.blob.core.windows.net)",
+      field, account.substr(0, 80)));
+}
+
+Status ValidateAzureContainerName(std::string_view container, std::string_view field) {
+  if (objstore::azure::ValidateContainerName(container).ok()) return OkStatus();
+  return InvalidArgument(
+      fmt::format("{} '{}' is not a valid container name: 3 to 63 lower-case letters, digits and single hyphens, "
+                  "starting and ending with a letter or digit",
+                  field, container.substr(0, 80)));
+}
+
+std::string AzureContainerUrl(const AzureLocation& l) {
+  if (l.endpoint.empty()) return fmt::format("https://{}.blob.core.windows.net/{}", l.storage_account, l.container);
+  return fmt::format("{}/{}/{}", l.endpoint, l.storage_account, l.container);
+}
+
 Status Validate(const Location& location, Role role, std::string_view field_prefix, std::string* bad_field) {
   std::string failed;
   auto check = [&](Status s, std::string_view name) -> Status {
@@ -233,7 +260,18 @@ Status Validate(const Location& location, Role role, std::string_view field_pref
           [&](const S3Location& l) -> Status {
             SLUICE_TRY(check(ValidateS3BucketName(l.bucket, field("s3_bucket")), "s3_bucket"));
             SLUICE_TRY(check(ValidateAwsRegion(l.region, field("s3_region")), "s3_region"));
-            SLUICE_TRY(check(ValidateRoleArn(l.role_arn, field("s3_role")), "s3_role"));
+            if (!l.credential.empty()) {
+              // A static credential replaces the role: naming both is ambiguous.
+              if (!l.role_arn.empty()) {
+                failed = field("s3_role");
+                return InvalidArgument(fmt::format("{} and {} exclude each other: give the role Sluice assumes or "
+                                                   "the named static credential, not both",
+                                                   field("s3_role"), field("s3_credential")));
+              }
+              SLUICE_TRY(check(ValidateCredentialName(l.credential, field("s3_credential")), "s3_credential"));
+            } else {
+              SLUICE_TRY(check(ValidateRoleArn(l.role_arn, field("s3_role")), "s3_role"));
+            }
             SLUICE_TRY(check(prefix_rule(l.prefix, "s3_prefix"), "s3_prefix"));
             if (!l.endpoint.empty()) {
               SLUICE_TRY(check(ValidateEndpointUrl(l.endpoint, field("s3_endpoint")), "s3_endpoint"));
@@ -255,7 +293,27 @@ Status Validate(const Location& location, Role role, std::string_view field_pref
             }
             return OkStatus();
           },
-          [&](const LocalLocation&) -> Status { return OkStatus(); }},
+          [&](const LocalLocation&) -> Status { return OkStatus(); },
+          [&](const AzureLocation& l) -> Status {
+            SLUICE_TRY(check(ValidateAzureStorageAccount(l.storage_account, field("storage_account")),
+                             "storage_account"));
+            SLUICE_TRY(check(ValidateAzureContainerName(l.container, field("container_name")), "container_name"));
+            SLUICE_TRY(check(prefix_rule(l.prefix, "prefix"), "prefix"));
+            // The principal's fields, each named as the caller's API names it.
+            Status sp = azure::ValidateServicePrincipal(
+                {.tenant_id = l.tenant_id, .client_id = l.client_id, .client_secret = l.client_secret});
+            if (!sp.ok()) {
+              std::string name = sp.error().message.starts_with("tenant_id")   ? "tenant_id"
+                                 : sp.error().message.starts_with("client_id") ? "client_id"
+                                                                         : "client_secret";
+              failed = field(name);
+              return InvalidArgument(fmt::format("{}{}", field_prefix, sp.error().message));
+            }
+            if (!l.endpoint.empty()) {
+              SLUICE_TRY(check(ValidateEndpointUrl(l.endpoint, field("azure_endpoint")), "azure_endpoint"));
+            }
+            return OkStatus();
+          }},
       location);
   if (!result.ok() && bad_field) *bad_field = failed;
   return result;

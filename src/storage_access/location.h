@@ -21,13 +21,14 @@
 #include <variant>
 
 #include "common/result.h"
+#include "common/secret.h"
 #include "objstore/object_store.h"
 #include "store/store.h"
 
 namespace sluice::storage_access {
 
-enum class Provider { kS3, kGcs, kLocal };
-/// "s3" | "gcs" | "local"
+enum class Provider { kS3, kGcs, kLocal, kAzure };
+/// "s3" | "gcs" | "local" | "azure"
 std::string_view ToString(Provider p);
 
 /// A bucket reached by assuming the customer's IAM role with the project's external ID.
@@ -41,6 +42,9 @@ struct S3Location {
   objstore::Encryption encryption;
   /// STS endpoint: an operator setting only (the CLI's --sts-endpoint), never derived from `endpoint`.
   std::string sts_endpoint;
+  /// A named static credential (static_credentials.h) used instead of `role_arn` (then empty): the store is
+  /// signed with its keys and STS is not called.
+  std::string credential;
 };
 
 /// A bucket on which the customer granted roles to Sluice's own Google service account.
@@ -61,11 +65,31 @@ struct LocalLocation {
   std::string path;
 };
 
-using Location = std::variant<S3Location, GcsLocation, LocalLocation>;
+/// A container of a customer's Azure storage account, reached as the customer's own Entra ID service principal
+/// (Mixpanel's storage_account, container_name, prefix, client_id, client_secret, tenant_id), to which the
+/// customer assigned Storage Blob Data Contributor on the container.
+struct AzureLocation {
+  std::string storage_account;
+  std::string container;
+  std::string prefix;  // "" = container root
+  std::string tenant_id;
+  std::string client_id;
+  Secret client_secret;
+  /// Blob endpoint origin ("" = https://ACCOUNT.blob.core.windows.net); a tenant's value must be one the
+  /// operator allowed (`serve --allow-azure-endpoint`), and is addressed path-style: ORIGIN/ACCOUNT/CONTAINER
+  /// (Azurite and other emulators).
+  std::string endpoint;
+  /// Entra ID authority: an operator setting only ("" = AZURE_AUTHORITY_HOST or the public cloud's), never a
+  /// tenant's.
+  std::string authority_host;
+};
+
+using Location = std::variant<S3Location, GcsLocation, LocalLocation, AzureLocation>;
 
 Provider ProviderOf(const Location& location);
 
-/// "s3://bucket/prefix (region)", "gs://bucket/prefix" or "local:path".
+/// "s3://bucket/prefix (region)", "gs://bucket/prefix", "local:path" or
+/// "https://account.blob.core.windows.net/container/prefix".
 std::string Describe(const Location& location);
 
 /// The external ID Sluice presents when it assumes a customer's role for `project`: its `external_id`, else
@@ -102,6 +126,16 @@ Status ValidateEndpointUrl(std::string_view endpoint, std::string_view field);
 Status ValidateAwsKmsKeyId(std::string_view key, std::string_view field);
 /// A Cloud KMS key name: projects/P/locations/L/keyRings/R/cryptoKeys/K.
 Status ValidateGcsKmsKeyName(std::string_view name, std::string_view field);
+
+/// Azure storage account names: 3-24 lower-case letters and digits.
+Status ValidateAzureStorageAccount(std::string_view account, std::string_view field);
+/// Azure container names: 3-63 lower-case letters, digits and single hyphens, starting and ending with a letter
+/// or digit.
+Status ValidateAzureContainerName(std::string_view container, std::string_view field);
+
+/// The blob URL of an Azure location's container: "https://ACCOUNT.blob.core.windows.net/CONTAINER", or
+/// "ORIGIN/ACCOUNT/CONTAINER" for an operator-allowed endpoint.
+std::string AzureContainerUrl(const AzureLocation& location);
 
 /// "a/b/" and "/a/b" → "a/b": the layout adds the separators itself.
 std::string NormalizeDestinationPrefix(std::string_view prefix);

@@ -4,9 +4,11 @@
 
 #include <algorithm>
 
+#include "objstore/azure/azure_blob_store.h"
 #include "objstore/gcs/gcs_object_store.h"
 #include "objstore/local/local_object_store.h"
 #include "objstore/s3/s3_object_store.h"
+#include "aws/providers.h"
 
 namespace sluice::storage_access {
 namespace {
@@ -14,25 +16,43 @@ namespace {
 Result<OpenedStore> OpenS3(const S3Location& l, const Grant& grant, const AccessContext& ctx,
                            std::shared_ptr<http::HttpTransport> transport) {
   SLUICE_TRY(ctx.s3_endpoints.Check(l.endpoint, grant.field_prefix + "s3_endpoint"));
-  if (!ctx.aws_identity) {
+  std::shared_ptr<aws::CredentialsProvider> role;
+  std::shared_ptr<aws::StsClient> client;
+  if (!l.credential.empty()) {
+    // An S3-compatible store with HMAC keys (MinIO, Ceph, GCS's XML API): signed with the operator's named
+    // keys, granted to this project; no role, no STS.
+    const std::string field = grant.field_prefix + "s3_credential";
+    if (!ctx.static_credentials) {
+      return InvalidArgument(fmt::format("{}: this server has no named static credentials to use", field));
+    }
+    SLUICE_ASSIGN_OR_RETURN(StaticCredential c,
+                            ctx.static_credentials->ResolveFor(l.credential, grant.project_id, field));
+    role = std::make_shared<aws::StaticCredentialsProvider>(
+        aws::Credentials{.access_key_id = c.access_key_id,
+                         .secret_access_key = c.secret_access_key,
+                         .session_token = Secret(),
+                         .expiration = std::nullopt},
+        "s3 credential " + c.name);
+  } else if (!ctx.aws_identity) {
     return Error(ErrorCode::kUnauthenticated,
                  "Sluice has no AWS identity of its own to assume the customer's role with: set "
                  "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or a web identity token for `sluice "
                  "serve`");
+  } else {
+    aws::StsOptions sts;
+    sts.region = l.region.empty() ? "us-east-1" : l.region;
+    sts.transport = transport;
+    // STS is never the tenant's endpoint (AssumeRole is signed with Sluice's own identity): the regional one,
+    // or the operator's AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL.
+    sts.endpoint = l.sts_endpoint;
+    sts.retry = ctx.sts_retry.value_or(ctx.retry);
+    client = std::make_shared<aws::StsClient>(sts, ctx.aws_identity);
+    aws::AssumeRoleProvider::Options ar;
+    ar.role_arn = l.role_arn;
+    ar.session_name = grant.session_name;
+    ar.external_id = grant.external_id;
+    role = std::make_shared<aws::AssumeRoleProvider>(client, ar);
   }
-  aws::StsOptions sts;
-  sts.region = l.region.empty() ? "us-east-1" : l.region;
-  sts.transport = transport;
-  // STS is never the tenant's endpoint (AssumeRole is signed with Sluice's own identity): the regional one,
-  // or the operator's AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL.
-  sts.endpoint = l.sts_endpoint;
-  sts.retry = ctx.sts_retry.value_or(ctx.retry);
-  auto client = std::make_shared<aws::StsClient>(sts, ctx.aws_identity);
-  aws::AssumeRoleProvider::Options ar;
-  ar.role_arn = l.role_arn;
-  ar.session_name = grant.session_name;
-  ar.external_id = grant.external_id;
-  auto role = std::make_shared<aws::AssumeRoleProvider>(client, ar);
 
   objstore::s3::S3StoreOptions o;
   o.bucket = l.bucket;
@@ -90,6 +110,36 @@ Result<OpenedStore> OpenGcs(const GcsLocation& l, const Grant& grant, const Acce
                      .google_identity = ctx.google_identity};
 }
 
+Result<OpenedStore> OpenAzure(const AzureLocation& l, const Grant& grant, const AccessContext& ctx,
+                              std::shared_ptr<http::HttpTransport> transport) {
+  // Before the token request: the customer's token goes only to an endpoint the operator allowed.
+  SLUICE_TRY(ctx.azure_endpoints.Check(l.endpoint, grant.field_prefix + "azure_endpoint"));
+  azure::TokenSourceOptions token_options;
+  token_options.transport = transport;
+  token_options.authority_host = l.authority_host;  // the operator's ("" = AZURE_AUTHORITY_HOST), never a tenant's
+  token_options.retry = ToGcpRetry(ctx.retry);
+  token_options.env = ctx.azure_env;
+  SLUICE_ASSIGN_OR_RETURN(auto tokens,
+                          azure::MakeClientSecretTokenProvider(
+                              {.tenant_id = l.tenant_id, .client_id = l.client_id, .client_secret = l.client_secret},
+                              std::move(token_options)));
+  objstore::azure::AzureStoreOptions o;
+  o.account = l.storage_account;
+  o.container = l.container;
+  if (!l.endpoint.empty()) o.endpoint = l.endpoint + "/" + l.storage_account;  // path-style (emulators)
+  o.retry = ToGcpRetry(ctx.retry);
+  if (grant.purpose == Purpose::kWrite) {
+    o.prefix = l.prefix;
+    o.block_size = ctx.azure_block_size;
+  }
+  SLUICE_ASSIGN_OR_RETURN(auto blob, objstore::azure::AzureBlobStore::Create(
+                                         o, azure::StorageCredential::Token(std::move(tokens)), transport));
+  OpenedStore out;
+  out.store = std::shared_ptr<objstore::ObjectStore>(std::move(blob));
+  out.session_name = grant.session_name;
+  return out;
+}
+
 Result<OpenedStore> OpenLocal(const LocalLocation& l, const AccessContext& ctx) {
   if (!ctx.confine_local) {
     return InvalidArgument(
@@ -125,7 +175,14 @@ Result<OpenedStore> Open(const Location& location, const Grant& grant, const Acc
       context.transport ? context.transport : std::shared_ptr<http::HttpTransport>(http::MakeCurlTransport());
   if (const auto* s3 = std::get_if<S3Location>(&location)) return OpenS3(*s3, grant, context, transport);
   if (const auto* gcs = std::get_if<GcsLocation>(&location)) return OpenGcs(*gcs, grant, context, transport);
+  if (const auto* az = std::get_if<AzureLocation>(&location)) return OpenAzure(*az, grant, context, transport);
   return OpenLocal(std::get<LocalLocation>(location), context);
+}
+
+Result<aws::EndpointPolicy> MakeAzureEndpointPolicy(const std::vector<std::string>& allowed) {
+  return aws::EndpointPolicy::Create(allowed, [](std::string_view) -> std::optional<std::string> {
+    return std::nullopt;  // AWS_ENDPOINT_URL is for S3, not for Azure
+  });
 }
 
 Result<aws::EndpointPolicy> MakeGcsEndpointPolicy(const std::vector<std::string>& allowed,

@@ -10,7 +10,9 @@
 //
 // S3: Sluice assumes the customer's role with the project's external ID (STS never goes to a tenant's
 // s3_endpoint, only the regional STS or the operator's AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL). GCS: Sluice
-// authenticates as its own service account, on which the customer granted roles. Local: a directory under
+// authenticates as its own service account, on which the customer granted roles. Azure: Sluice authenticates
+// as the customer's Entra ID service principal (client-credentials flow against the operator's authority host).
+// Local: a directory under
 // the operator's export root (pipeline/destination.h's ConfineLocalPath does the confinement and is passed
 // in, so the layer does not depend on the pipeline module). A tenant's endpoint is checked against the
 // operator's allow-list before anything is sent anywhere. Makes no network call.
@@ -27,10 +29,12 @@
 #include "aws/endpoint_policy.h"
 #include "aws/retry.h"
 #include "aws/sts.h"
+#include "azure/credentials.h"
 #include "gcp/credentials.h"
 #include "http/transport.h"
 #include "objstore/object_store.h"
 #include "storage_access/location.h"
+#include "storage_access/static_credentials.h"
 
 namespace sluice::storage_access {
 
@@ -46,9 +50,18 @@ struct Grant {
   Purpose purpose = Purpose::kWrite;
   /// How the caller's API prefixes parameter names in messages ("connector_properties." for imports).
   std::string field_prefix;
+  /// The project the store is opened for: a named static credential must be granted to it.
+  uint32_t project_id = 0;
   /// The GCS buckets the operator bound to the project (store::Project::gcs_buckets). GCS is reached as
   /// Sluice's one service account, so this list, not the customer's IAM, is what ties a bucket to a tenant:
   /// a GCS location whose bucket is not in it is refused (CheckGcsBinding).
+  std::vector<std::string> gcs_buckets;
+};
+
+/// The project a store is opened for, as the callers above the layer know it: what a named static credential
+/// and a bound GCS bucket are checked against.
+struct Tenant {
+  uint32_t project_id = 0;
   std::vector<std::string> gcs_buckets;
 };
 
@@ -79,12 +92,22 @@ struct AccessContext {
   uint64_t gcs_chunk_size = 8ull << 20;
   /// Where STORAGE_EMULATOR_HOST is read from (tests pass their own).
   gcp::EnvGetter env = gcp::SystemEnv();
+  /// The Azure blob endpoint origins a tenant's azure_endpoint may name (`sluice serve --allow-azure-endpoint`;
+  /// MakeAzureEndpointPolicy).
+  aws::EndpointPolicy azure_endpoints;
+  /// Where AZURE_AUTHORITY_HOST is read from (the operator's Entra ID authority; tests pass their own).
+  azure::EnvGetter azure_env = azure::SystemEnv();
+  /// Azure block size of a writer.
+  uint64_t azure_block_size = 8ull << 20;
+  /// The operator's named static credentials (S3Location::credential); null = none can be used here.
+  std::shared_ptr<const StaticCredentialRegistry> static_credentials;
 };
 
 /// The opened store and, for S3, the role behind it (so a failed AssumeRole can be told apart from a denied
 /// call, and the confused-deputy probe can run).
 struct OpenedStore {
-  std::shared_ptr<aws::CredentialsProvider> role;  // S3 only
+  /// S3 only: the assumed role, or the named static credential's keys (then `sts` is null).
+  std::shared_ptr<aws::CredentialsProvider> role;
   std::shared_ptr<objstore::ObjectStore> store;
   std::shared_ptr<aws::StsClient> sts;  // S3 only
   std::string role_arn;
@@ -112,6 +135,11 @@ Result<OpenedStore> Open(const Location& location, const Grant& grant, const Acc
 /// is not included: Sluice's Google token must not go to the operator's S3 endpoint.
 Result<aws::EndpointPolicy> MakeGcsEndpointPolicy(const std::vector<std::string>& allowed,
                                                   const gcp::EnvGetter& env);
+
+/// The Azure blob endpoints a tenant's azure_endpoint may name: exactly `allowed` (`sluice serve
+/// --allow-azure-endpoint`). No environment variable adds to it: Sluice sends a customer's bearer token to the
+/// endpoint, so only an origin the operator named on the command line is trusted.
+Result<aws::EndpointPolicy> MakeAzureEndpointPolicy(const std::vector<std::string>& allowed);
 
 /// The gcp retry policy with the same schedule as `retry`.
 gcp::RetryPolicy ToGcpRetry(const aws::RetryPolicy& retry);

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <system_error>
 
 #include "common/crypto.h"
@@ -25,7 +26,7 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr std::string_view kMagic = "SLJRNL01";
-constexpr size_t kHeaderBytes = 16;  // length u32, crc u32, seq u64
+constexpr size_t kHeaderBytes = 24;  // length u32, crc u32, seq u64, group u64
 constexpr std::string_view kSuffix = ".jnl";
 constexpr size_t kBlock = 4096;  // O_DIRECT alignment of offsets, lengths and buffers
 
@@ -40,10 +41,34 @@ uint32_t Load32(const char* p) {
 void Store32(char* p, uint32_t v) { std::memcpy(p, &v, 4); }
 void Store64(char* p, uint64_t v) { std::memcpy(p, &v, 8); }
 
-uint32_t RecordCrc(uint64_t seq, std::string_view payload) {
-  char seq_bytes[8];
+uint64_t Load64(const char* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+
+uint32_t RecordCrc(uint64_t seq, uint64_t group, std::string_view payload) {
+  char seq_bytes[16];
   Store64(seq_bytes, seq);
-  return Crc32c(payload, Crc32c(std::string_view(seq_bytes, 8)));
+  Store64(seq_bytes + 8, group);
+  return Crc32c(payload, Crc32c(std::string_view(seq_bytes, 16)));
+}
+
+/// The record starting at `at`, if it is whole and its CRC matches: its seq, group and end offset.
+struct IntactRecord {
+  uint64_t seq = 0;
+  uint64_t group = 0;
+  size_t end = 0;
+};
+std::optional<IntactRecord> RecordAt(std::string_view data, size_t at) {
+  if (at > data.size() || data.size() - at < kHeaderBytes) return std::nullopt;
+  const uint32_t length = Load32(data.data() + at);
+  if (data.size() - at - kHeaderBytes < length) return std::nullopt;
+  IntactRecord r{Load64(data.data() + at + 8), Load64(data.data() + at + 16), at + kHeaderBytes + length};
+  if (RecordCrc(r.seq, r.group, data.substr(at + kHeaderBytes, length)) != Load32(data.data() + at + 4)) {
+    return std::nullopt;
+  }
+  return r;
 }
 
 std::string SegmentName(uint64_t first_seq) {
@@ -85,19 +110,42 @@ Status SyncDir(const fs::path& dir) {
   return OkStatus();
 }
 
-/// Whether an intact record with sequence number `seq` starts anywhere in data[from, end): then damage before
-/// `from` is not a torn tail, since a later append made it past it.
-bool IntactRecordAfter(const std::string& data, size_t from, uint64_t seq) {
-  char pattern[8];
-  Store64(pattern, seq);
-  const std::string_view all(data);
-  for (size_t at = all.find(std::string_view(pattern, 8), from + 8); at != std::string_view::npos;
-       at = all.find(std::string_view(pattern, 8), at + 1)) {
-    const size_t start = at - 8;
-    if (start + kHeaderBytes > data.size()) break;
-    const uint32_t length = Load32(data.data() + start);
-    if (data.size() - start - kHeaderBytes < length) continue;
-    if (RecordCrc(seq, all.substr(start + kHeaderBytes, length)) == Load32(data.data() + start + 4)) return true;
+/// Whether record `damaged` (which does not read back intact at `from`) was acknowledged: true when an intact
+/// record of a LATER append group follows it. Every group is one write followed by one fdatasync, and the next
+/// group is written only after that sync returned, so a later group on disk proves the damaged record's group
+/// was synced (and acknowledged). Intact records of the damaged record's own group prove nothing: a power cut
+/// may persist a group's blocks in any order, and none of that group was acknowledged.
+bool AcknowledgedRecordAfter(std::string_view data, size_t from, uint64_t damaged) {
+  uint64_t missing = damaged;  // the last record known not to read back intact
+  size_t pos = from;
+  // Bounded: every round moves `missing` forward by at least one and `pos` forward by at least one byte.
+  for (size_t round = 0; round < data.size(); ++round) {
+    // Records are consecutive, so anything written after `missing` includes record missing + 1.
+    char pattern[8];
+    Store64(pattern, missing + 1);
+    std::optional<IntactRecord> next;
+    size_t at = std::string_view::npos;
+    for (size_t hit = data.find(std::string_view(pattern, 8), pos + 8); hit != std::string_view::npos;
+         hit = data.find(std::string_view(pattern, 8), hit + 1)) {
+      if (hit < pos + 8) continue;
+      if ((next = RecordAt(data, hit - 8))) {
+        at = hit - 8;
+        break;
+      }
+    }
+    if (!next) return false;
+    // Walk the intact run that starts there.
+    uint64_t want = missing + 1;
+    while (next && next->seq == want) {
+      if (next->group > damaged) return true;  // a later group: `damaged` was synced before it was written
+      at = next->end;
+      ++want;
+      next = RecordAt(data, at);
+    }
+    const std::string_view rest = data.substr(std::min(at, data.size()));
+    if (std::all_of(rest.begin(), rest.end(), [](char c) { return c == 0; })) return false;
+    missing = want;  // record `want` is damaged too (or out of order): look past it
+    pos = at;
   }
   return false;
 }
@@ -194,10 +242,10 @@ Result<std::unique_ptr<Journal>> Journal::Open(const fs::path& dir, uint64_t app
         if (std::all_of(p, static_cast<const char*>(data.data() + data.size()), [](char c) { return c == 0; })) {
           break;
         }
-        // A damaged record is a torn tail only in the newest segment and only if no intact record follows
-        // it (an interrupted append leaves nothing intact after what it failed to write).
+        // A damaged record is a torn tail only in the newest segment and only if no record of a later append
+        // group follows it (an interrupted append leaves nothing of a later group after what it failed to write).
         auto torn_or_damaged = [&](const std::string& what) -> Status {
-          if (last && !IntactRecordAfter(data, good, expected + 1)) {
+          if (last && !AcknowledgedRecordAfter(data, good, expected)) {
             torn = what;
             return OkStatus();
           }
@@ -209,14 +257,14 @@ Result<std::unique_ptr<Journal>> Journal::Open(const fs::path& dir, uint64_t app
         }
         const uint32_t length = Load32(p);
         const uint32_t crc = Load32(p + 4);
-        uint64_t seq;
-        std::memcpy(&seq, p + 8, 8);
+        const uint64_t seq = Load64(p + 8);
+        const uint64_t group = Load64(p + 16);
         if (left - kHeaderBytes < length) {
           SLUICE_TRY(torn_or_damaged("record of " + std::to_string(length) + " bytes cut short"));
           break;
         }
         const std::string_view payload(p + kHeaderBytes, length);
-        if (RecordCrc(seq, payload) != crc) {
+        if (RecordCrc(seq, group, payload) != crc) {
           SLUICE_TRY(torn_or_damaged("CRC32C mismatch"));
           break;
         }
@@ -347,8 +395,9 @@ Result<uint64_t> Journal::Append(std::span<const std::string_view> payloads) {
                              " bytes is larger than a journal record can hold (4 GiB)");
     }
     Store32(headers[i].data(), static_cast<uint32_t>(payloads[i].size()));
-    Store32(headers[i].data() + 4, RecordCrc(seq, payloads[i]));
+    Store32(headers[i].data() + 4, RecordCrc(seq, first, payloads[i]));
     Store64(headers[i].data() + 8, seq);
+    Store64(headers[i].data() + 16, first);  // the group: records appended (and synced) together
     iov.push_back(iovec{headers[i].data(), kHeaderBytes});
     if (!payloads[i].empty()) iov.push_back(iovec{const_cast<char*>(payloads[i].data()), payloads[i].size()});
     total += kHeaderBytes + payloads[i].size();
@@ -390,12 +439,6 @@ Result<uint64_t> Journal::Append(std::span<const std::string_view> payloads) {
       }
       written += static_cast<uint64_t>(n);
     }
-    if (err == 0) {
-      // Keep the new last partial block at the front of the buffer for the next append.
-      const size_t end = head + total;
-      const size_t tail_start = end & ~size_t{kBlock - 1};
-      if (tail_start > 0) std::memmove(buffer_, buffer_ + tail_start, end - tail_start);
-    }
     next_iov = iov.size();
   }
   while (next_iov < iov.size()) {
@@ -419,9 +462,12 @@ Result<uint64_t> Journal::Append(std::span<const std::string_view> payloads) {
       }
     }
   }
-  if (err == 0 && options_.sync && ::fdatasync(fd_) != 0) {
-    err = errno;
-    what = "syncing journal";
+  if (err == 0 && options_.sync) {
+    const bool fail = options_.fail_sync_for_testing && options_.fail_sync_for_testing();
+    if (fail || ::fdatasync(fd_) != 0) {
+      err = fail ? EIO : errno;
+      what = "syncing journal";
+    }
   }
   if (err != 0) {
     // Cut the partial append off so that the next record follows the last acknowledged one. After a failed
@@ -432,6 +478,14 @@ Result<uint64_t> Journal::Append(std::span<const std::string_view> payloads) {
       spdlog::error("{}", broken_);
     }
     return IoError(err, what, current_.path);
+  }
+  if (direct_) {
+    // Only now, with the append durable, does the buffer's front become the new last partial block; after a
+    // failure it must keep the old one, which the next append rewrites in place.
+    const uint64_t block_start = current_bytes_ & ~uint64_t{kBlock - 1};
+    const size_t end = static_cast<size_t>(current_bytes_ - block_start) + total;
+    const size_t tail_start = end & ~size_t{kBlock - 1};
+    if (tail_start > 0) std::memmove(buffer_, buffer_ + tail_start, end - tail_start);
   }
   current_bytes_ += total;
   next_seq_ += payloads.size();

@@ -5,15 +5,18 @@
 // database (in the same atomic batch), so replay applies a record exactly once however often it runs.
 //
 //   <dir>/<first seq, 20 digits>.jnl   one segment: "SLJRNL01" then records
-//   record = payload length u32 LE | CRC32C(seq LE | payload) u32 LE | seq u64 LE | payload
+//   record = payload length u32 LE | CRC32C(seq | group | payload) u32 LE | seq u64 LE | group u64 LE | payload
+//   (group = seq of the first record of the append the record was written and synced with)
 //
 // Where the file system allows it, segments are written with O_DIRECT (the page-cache copy of every byte was
 // the largest single cost of the old WAL on the VMs we run on): each append rewrites the last partial 4 KiB
 // block and pads with zeros, so a segment may end in zeros, which mark the end of its records.
 //
-// Sequence numbers are consecutive across segments. Only the newest segment may end in a torn record (a crash
-// in the middle of an append that was never acknowledged): Open() cuts it off. Damage anywhere else fails
-// Open() with a message naming the file and offset, because records after it were acknowledged.
+// Sequence numbers are consecutive across segments. Only the newest segment may end in a torn append (a crash
+// in the middle of an append that was never acknowledged; a power cut may persist its blocks in any order, so
+// records of that last group may read back intact after a damaged one): Open() cuts it off. Damage followed by
+// a record of a later group, or in an older segment, fails Open() with a message naming the file and offset,
+// because that record was acknowledged.
 //
 // Thread-safety: none; the store serialises Append/Trim (its write leader) and Open/RemoveAll (open/close).
 #pragma once
@@ -38,6 +41,8 @@ struct JournalOptions {
   bool sync = true;
   /// Write with O_DIRECT when the file system supports it.
   bool direct_io = true;
+  /// Tests only: called before each append's fdatasync; returning true makes that sync fail with EIO.
+  std::function<bool()> fail_sync_for_testing;
 };
 
 class Journal {

@@ -507,6 +507,34 @@ std::vector<std::string> StrayDataFiles(const std::vector<std::string>& keys, ui
   return stray;
 }
 
+std::string WaitForSucceededPartitions(SluiceServer& server, const Project& p, const std::string& name,
+                                       const std::vector<std::string>& labels,
+                                       std::map<std::string, uint64_t> min_generation,
+                                       std::chrono::milliseconds timeout) {
+  std::string last;
+  return WaitUntil(
+      [&] {
+        auto tasks = Timeline(server, p, name);
+        if (!tasks.ok()) {
+          last = tasks.error().ToString();
+          return false;
+        }
+        std::set<std::string> done;
+        for (const auto& t : *tasks) {
+          if (t.state == "succeeded" && t.generation > min_generation[t.partition]) done.insert(t.partition);
+        }
+        size_t missing = 0;
+        for (const auto& l : labels) missing += !done.contains(l);
+        last = fmt::format("{} of {} partitions missing; latest task: {}", missing, labels.size(),
+                           tasks->empty() ? "none"
+                                          : fmt::format("{} {} {} {}", tasks->front().partition,
+                                                        tasks->front().kind, tasks->front().state,
+                                                        tasks->front().message));
+        return missing == 0;
+      },
+      timeout, [&] { return last; });
+}
+
 std::string WaitUntil(const std::function<bool()>& done, std::chrono::milliseconds timeout,
                       const std::function<std::string()>& describe, std::chrono::milliseconds interval) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;

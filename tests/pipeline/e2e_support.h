@@ -168,6 +168,13 @@ std::string WaitUntil(const std::function<bool()>& done, std::chrono::millisecon
                       const std::function<std::string()>& describe,
                       std::chrono::milliseconds interval = std::chrono::milliseconds(250));
 
+/// Waits until every partition in `labels` has a succeeded task of a generation above `min_generation`'s entry
+/// (0 when absent). "" on success, else what was still missing and the latest task.
+std::string WaitForSucceededPartitions(SluiceServer& server, const Project& p, const std::string& name,
+                                       const std::vector<std::string>& labels,
+                                       std::map<std::string, uint64_t> min_generation = {},
+                                       std::chrono::milliseconds timeout = std::chrono::seconds(120));
+
 /// The tasks of …/timeline (newest first) as (partition, kind, state, generation).
 struct TimelineTask {
   std::string partition;

@@ -178,6 +178,18 @@ class GcsPipelineTest : public ::testing::Test {
   }
   objstore::ObjectStore& bucket() { return **admin_; }
 
+  /// The read-only bucket as the customer's admin sees it (to upload files), with Sluice granted only
+  /// Storage Object Viewer on it.
+  Result<std::shared_ptr<objstore::ObjectStore>> ReadOnlyBucketAsCustomer() {
+    SLUICE_TRY(gcs_->SetBindings(kReadOnlyBucket, json::object{{kSluiceEmail, json::array{"objectViewer"}},
+                                                                {kAdminEmail, json::array{"objectAdmin"}}}));
+    objstore::gcs::GcsStoreOptions o;
+    o.bucket = kReadOnlyBucket;
+    o.endpoint = gcs_->Endpoint();
+    SLUICE_ASSIGN_OR_RETURN(auto store, objstore::gcs::GcsObjectStore::Create(o, *admin_tokens_));
+    return std::shared_ptr<objstore::ObjectStore>(std::move(store));
+  }
+
   static Params GcsParams(const std::string& bucket_name = kBucket) {
     return {{"type", "gcs-raw"}, {"gcs_bucket", bucket_name}, {"gcs_region", "US"}};
   }
@@ -194,29 +206,8 @@ class GcsPipelineTest : public ::testing::Test {
   void WaitForPartitions(SluiceServer& srv, const Project& p, const std::string& name,
                          const std::vector<std::string>& labels, std::map<std::string, uint64_t> min_generation = {},
                          std::chrono::milliseconds timeout = 120s) {
-    std::string last;
-    std::string err = WaitUntil(
-        [&] {
-          auto tasks = Timeline(srv, p, name);
-          if (!tasks.ok()) {
-            last = tasks.error().ToString();
-            return false;
-          }
-          std::set<std::string> done;
-          for (const auto& t : *tasks) {
-            if (t.state == "succeeded" && t.generation > min_generation[t.partition]) done.insert(t.partition);
-          }
-          size_t missing = 0;
-          for (const auto& l : labels) missing += !done.contains(l);
-          last = fmt::format("{} of {} partitions missing; latest task: {}", missing, labels.size(),
-                             tasks->empty() ? "none"
-                                            : fmt::format("{} {} {} {}", tasks->front().partition,
-                                                          tasks->front().kind, tasks->front().state,
-                                                          tasks->front().message));
-          return missing == 0;
-        },
-        timeout, [&] { return last; });
-    ASSERT_EQ(err, "") << "pipeline " << name;
+    ASSERT_EQ(WaitForSucceededPartitions(srv, p, name, labels, std::move(min_generation), timeout), "")
+        << "pipeline " << name;
   }
 
   static GcsTestServer* gcs_;
@@ -378,13 +369,7 @@ TEST_F(GcsPipelineTest, GcsImportReadsPlainAndGzipFilesWithBadLines) {
   gz_source += "[1,2,3]\n";
   const std::string gz = Gzip(gz_source);
   // The customer's files, uploaded by the admin into the bucket where Sluice may only read.
-  objstore::gcs::GcsStoreOptions o;
-  o.bucket = kReadOnlyBucket;
-  o.endpoint = gcs_->Endpoint();
-  ASSERT_TRUE(gcs_->SetBindings(kReadOnlyBucket, json::object{{kSluiceEmail, json::array{"objectViewer"}},
-                                                               {kAdminEmail, json::array{"objectAdmin"}}})
-                  .ok());
-  auto customer = objstore::gcs::GcsObjectStore::Create(o, *admin_tokens_);
+  auto customer = ReadOnlyBucketAsCustomer();
   ASSERT_TRUE(customer.ok()) << customer.error().ToString();
   ASSERT_TRUE((*customer)->Put("incoming/plain/a.json", plain).ok());
   ASSERT_TRUE((*customer)->Put("incoming/gz/b.json.gz", gz).ok());
@@ -463,6 +448,60 @@ TEST_F(GcsPipelineTest, GcsImportReadsPlainAndGzipFilesWithBadLines) {
   ASSERT_TRUE(gcs_->SetBindings(kReadOnlyBucket, json::object{{kSluiceEmail, json::array{"objectViewer"}},
                                                                {kAdminEmail, json::array{"objectAdmin"}}})
                   .ok());
+}
+
+// `sluice import` with the --gcs-* flags through the real binary: `import create` makes a gcsImport connector,
+// `import run` imports the files under --gcs-prefix and prints the finished run; mixing S3 and GCS flags is
+// refused before anything is sent.
+TEST_F(GcsPipelineTest, ImportCommandCreatesAndRunsGcsConnectors) {
+  auto p = server().CreateProject("gcs-import-cli");
+  ASSERT_TRUE(p.ok());
+  const int64_t day = today_ - 3;
+  auto lines = MakeDayEvents(day, 12, "cli", 73);
+  std::string file;
+  for (const auto& l : lines) file += l + "\n";
+  auto customer = ReadOnlyBucketAsCustomer();
+  ASSERT_TRUE(customer.ok()) << customer.error().ToString();
+  ASSERT_TRUE((*customer)->Put("cli/in/a.json", file).ok());
+
+  const std::string bin = ServerProcess::Binary();
+  const std::string client =
+      " --server " + server().process().url() + " --admin-token " + server().process().admin_token();
+  const std::string project = " --project " + std::to_string(p->id);
+
+  auto [run_out, run_rc] =
+      Shell(bin + " import run" + project + " --gcs-bucket " + kReadOnlyBucket + " --gcs-prefix cli/in/" + client);
+  ASSERT_EQ(run_rc, 0) << run_out;
+  json::value run = json::parse(run_out);
+  EXPECT_EQ(run.at("status").as_string(), "success") << run_out;
+  EXPECT_EQ(run.at("num_events_imported").to_number<uint64_t>(), 12u) << run_out;
+  auto stored = server().ReadBack(*p, day);
+  ASSERT_TRUE(stored.ok()) << stored.error().ToString();
+  EXPECT_EQ(stored->size(), 12u);
+
+  auto [created_out, created_rc] = Shell(bin + " import create" + project + " --gcs-bucket " + kReadOnlyBucket +
+                                         " --gcs-prefix cli/in/ --label from-cli" + client);
+  ASSERT_EQ(created_rc, 0) << created_out;
+  json::value created = json::parse(created_out);
+  EXPECT_EQ(created.at("connector_type").as_string(), "gcsImport") << created_out;
+  EXPECT_EQ(created.at("connector_properties").at("gcs_bucket").as_string(), kReadOnlyBucket) << created_out;
+  EXPECT_EQ(created.at("connector_properties").at("gcs_prefix").as_string(), "cli/in/") << created_out;
+  auto [listed, list_rc] = Shell(bin + " import list" + project + client);
+  ASSERT_EQ(list_rc, 0) << listed;
+  EXPECT_NE(listed.find("\"gcsImport\""), std::string::npos) << listed;
+
+  // An S3 bucket and a GCS bucket at once, or an S3 role on a GCS source, are refused by the CLI itself.
+  auto [both, both_rc] = Shell(bin + " import create" + project + " --gcs-bucket " + kReadOnlyBucket +
+                               " --bucket other --role arn:aws:iam::123456789012:role/r" + client);
+  EXPECT_NE(both_rc, 0);
+  auto [role, role_rc] = Shell(bin + " import create" + project + " --gcs-bucket " + kReadOnlyBucket +
+                               " --role arn:aws:iam::123456789012:role/r" + client);
+  EXPECT_NE(role_rc, 0);
+  auto [none, none_rc] = Shell(bin + " import create" + project + client);
+  EXPECT_NE(none_rc, 0);
+  auto [still, still_rc] = Shell(bin + " import list" + project + client);
+  ASSERT_EQ(still_rc, 0) << still;
+  EXPECT_EQ(json::parse(still).as_array().size(), 1u) << "nothing created by the refused commands: " << still;
 }
 
 // `sluice destination check --provider gcs` through the real binary: passes on the export bucket, and on the

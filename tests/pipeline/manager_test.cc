@@ -55,16 +55,16 @@ class FakeDestinations final : public DestinationFactory {
   explicit FakeDestinations(std::shared_ptr<FakeObjectStore> store) : store_(std::move(store)) {}
   Result<std::shared_ptr<objstore::ObjectStore>> Open(const Destination&, const std::string& external_id,
                                                       const std::string&,
-                                                      const std::vector<std::string>& gcs_buckets) override {
+                                                      const storage_access::Tenant& tenant) override {
     last_external_id = external_id;
-    last_gcs_buckets = gcs_buckets;
+    last_gcs_buckets = tenant.gcs_buckets;
     ++opens;
     return std::shared_ptr<objstore::ObjectStore>(store_);
   }
   Status Check(const Destination&, const std::string& external_id,
-               const std::vector<std::string>& gcs_buckets) override {
+               const storage_access::Tenant& tenant) override {
     last_external_id = external_id;
-    last_gcs_buckets = gcs_buckets;
+    last_gcs_buckets = tenant.gcs_buckets;
     return check;
   }
   Status check;

@@ -211,6 +211,7 @@ TEST_F(PipelineKillTest, SigkillAtRandomMomentsLosesAndDuplicatesNothing) {
   // The run history survives the kills: every generation a unit used has a task in the timeline (an attempt a
   // kill interrupted shows as failed, it does not vanish), and once everything is delivered no task is left
   // "running" (its process is gone).
+  int interrupted_tasks = 0;  // attempts the timeline shows as failed: in this test only a kill fails one
   for (size_t i = 0; i < names.size(); ++i) {
     auto tasks = Timeline(server, p, names[i]);
     ASSERT_TRUE(tasks.ok()) << tasks.error().ToString();
@@ -224,6 +225,7 @@ TEST_F(PipelineKillTest, SigkillAtRandomMomentsLosesAndDuplicatesNothing) {
     for (const auto& [s, c] : by_state) states += fmt::format(" {}={}", s, c);
     std::cout << names[i] << ": " << tasks->size() << " tasks:" << states << std::endl;
     EXPECT_EQ(by_state["running"], 0) << names[i] << ": tasks a kill interrupted still show as running";
+    interrupted_tasks += by_state["failed"];
     for (int64_t day : days) {
       for (int hour = 0; hour < (i == 0 ? 1 : 24); ++hour) {
         const pipeline::Unit unit = i == 0 ? pipeline::Unit{day * 24, 24} : pipeline::Unit{day * 24 + hour, 1};
@@ -242,7 +244,10 @@ TEST_F(PipelineKillTest, SigkillAtRandomMomentsLosesAndDuplicatesNothing) {
   std::cout << "generations: S3 " << s3_generations << " (at least " << std::max<int64_t>(0, s3_interrupted)
             << " interrupted attempts), local " << local_generations << " (at least "
             << std::max<int64_t>(0, local_interrupted) << " interrupted)" << std::endl;
-  EXPECT_GE(std::max<int64_t>(0, s3_interrupted) + std::max<int64_t>(0, local_interrupted), 1)
+  // The generation count is only a lower bound (a late batch touches up to 24 hour units, often fewer); the
+  // timeline's failed attempts are the direct evidence. Either proves a kill hit an export in flight.
+  std::cout << interrupted_tasks << " attempts in the timeline were interrupted" << std::endl;
+  EXPECT_GE(std::max<int64_t>(0, s3_interrupted) + std::max<int64_t>(0, local_interrupted) + interrupted_tasks, 1)
       << "no kill provably interrupted an export: the test proved nothing (more data or earlier kills)";
   // Writes a SIGKILL interrupted leave temporary files behind in the local directory (never listed, never a
   // data-file name); report how many.

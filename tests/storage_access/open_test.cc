@@ -119,5 +119,48 @@ TEST(OpenTest, LocalIsConfinedByTheCallersRule) {
   EXPECT_EQ(outside.error().message, "outside: ../etc");
 }
 
+// Azure: the customer's service principal; a tenant's azure_endpoint must be an origin the operator allowed
+// (--allow-azure-endpoint only: no environment variable adds to it), and no request is sent by Open.
+TEST(OpenTest, AzureEndpointMustBeTheOperatorsAndAuthorityIsNeverTheTenants) {
+  AccessContext ctx = Context();
+  ctx.azure_env = [](std::string_view) -> std::optional<std::string> { return std::nullopt; };
+  AzureLocation l{.storage_account = "acmeexports",
+                  .container = "events",
+                  .prefix = "p",
+                  .tenant_id = "72f988bf-86f1-41af-91ab-2d7cd011db47",
+                  .client_id = "11111111-2222-3333-4444-555555555555",
+                  .client_secret = Secret("s"),
+                  .endpoint = "",
+                  .authority_host = ""};
+  auto opened = Open(l, {}, ctx);
+  ASSERT_TRUE(opened.ok()) << opened.error().ToString();
+  EXPECT_TRUE(opened->store);
+  EXPECT_EQ(opened->store->Describe(), "azure://acmeexports/events/p");
+
+  l.endpoint = "http://127.0.0.1:10000";
+  auto refused = Open(l, {.field_prefix = "connector_properties."}, ctx);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("connector_properties.azure_endpoint"), std::string::npos)
+      << refused.error().message;
+
+  auto policy = MakeAzureEndpointPolicy({"http://127.0.0.1:10000"});
+  ASSERT_TRUE(policy.ok()) << policy.error().ToString();
+  EXPECT_FALSE(policy->Check("http://127.0.0.1:9000").ok());
+  ctx.azure_endpoints = *policy;
+  auto allowed = Open(l, {}, ctx);
+  ASSERT_TRUE(allowed.ok()) << allowed.error().ToString();
+  EXPECT_NE(allowed->store->Describe().find("127.0.0.1:10000/acmeexports"), std::string::npos)
+      << allowed->store->Describe();
+
+  // The authority is the operator's: a non-https, non-loopback AZURE_AUTHORITY_HOST is refused.
+  ctx.azure_env = [](std::string_view name) -> std::optional<std::string> {
+    if (name == "AZURE_AUTHORITY_HOST") return "http://login.example.com";
+    return std::nullopt;
+  };
+  auto bad_authority = Open(l, {}, ctx);
+  ASSERT_FALSE(bad_authority.ok());
+  EXPECT_NE(bad_authority.error().message.find("AZURE_AUTHORITY_HOST"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace sluice::storage_access

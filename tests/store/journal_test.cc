@@ -54,6 +54,8 @@ std::vector<fs::path> Segments(const fs::path& dir) {
   return out;
 }
 
+constexpr uint64_t kHeader = 24;  // length u32, crc u32, seq u64, group u64 (journal.h)
+
 std::string Payload(int i) { return "payload-" + std::to_string(i) + std::string(100 + i, 'x'); }
 
 void AppendAll(Journal& journal, int from, int to) {  // one record per call
@@ -120,7 +122,7 @@ TEST(JournalTest, TornTailOfTheNewestSegmentIsCutOffAndAppendsContinue) {
   const fs::path segment = Segments(dir.path()).back();
   const uintmax_t intact = fs::file_size(segment);
   // A crash in the middle of an append: a header announcing 1000 bytes, then only 10 of them.
-  std::string torn(16, '\0');
+  std::string torn(kHeader, '\0');
   torn[0] = static_cast<char>(0xe8);
   torn[1] = 0x03;
   torn[8] = 4;
@@ -150,7 +152,7 @@ TEST(JournalTest, AnIncompleteHeaderOrAMismatchInTheLastRecordIsATornTail) {
     }
     const fs::path segment = Segments(dir.path()).back();
     uint64_t end = 8;  // the records' end (an O_DIRECT segment is padded with zeros after it)
-    for (int i = 1; i <= 3; ++i) end += 16 + Payload(i).size();
+    for (int i = 1; i <= 3; ++i) end += kHeader + Payload(i).size();
     if (header_only) {
       Overwrite(segment, end, std::string(7, '\x01'));
     } else {
@@ -172,9 +174,9 @@ TEST(JournalTest, CrcMismatchBeforeTheTailRefusesToOpenNamingTheFile) {
     AppendAll(**journal, 1, 5);
   }
   const fs::path segment = Segments(dir.path()).back();
-  // Record 2 starts after the magic (8), record 1's header (16) and payload.
-  const uint64_t record2 = 8 + 16 + Payload(1).size();
-  Overwrite(segment, record2 + 16 + 3, "DAMAGE");
+  // Record 2 starts after the magic (8), record 1's header and payload.
+  const uint64_t record2 = 8 + kHeader + Payload(1).size();
+  Overwrite(segment, record2 + kHeader + 3, "DAMAGE");
   auto journal = OpenJournal(dir.path(), 0, &replayed);
   ASSERT_FALSE(journal.ok());
   const std::string message = journal.error().message;
@@ -184,6 +186,67 @@ TEST(JournalTest, CrcMismatchBeforeTheTailRefusesToOpenNamingTheFile) {
   // Nothing after the damage was handed over, and the file is untouched (the operator decides).
   EXPECT_EQ(replayed.size(), 1u);
   EXPECT_TRUE(fs::exists(segment));
+}
+
+// A power cut during one multi-record append may persist its blocks in any order: a damaged record followed by
+// intact records of the SAME append is still a torn tail (none of them was acknowledged), while an intact record
+// of a LATER append proves the damaged one was synced and acknowledged.
+TEST(JournalTest, DamageInsideTheLastAppendGroupIsATornTailButNotBeforeALaterGroup) {
+  for (const bool later_group : {false, true}) {
+    JournalDir dir;
+    Records replayed;
+    {
+      auto journal = OpenJournal(dir.path(), 0, &replayed);
+      ASSERT_TRUE(journal.ok());
+      AppendAll(**journal, 1, 2);
+      std::vector<std::string> group = {Payload(3), Payload(4), Payload(5)};
+      std::vector<std::string_view> views(group.begin(), group.end());
+      auto first = (*journal)->Append(views);
+      ASSERT_TRUE(first.ok());
+      ASSERT_EQ(*first, 3u);
+      if (later_group) AppendAll(**journal, 6, 6);
+    }
+    const fs::path segment = Segments(dir.path()).back();
+    const uint64_t record3 = 8 + 2 * kHeader + Payload(1).size() + Payload(2).size();
+    Overwrite(segment, record3 + kHeader + 3, "LOST");  // record 3's payload; 4 and 5 read back intact
+    auto journal = OpenJournal(dir.path(), 0, &replayed);
+    if (later_group) {
+      ASSERT_FALSE(journal.ok()) << "record 6 was appended after the group was synced: 3 was acknowledged";
+      EXPECT_NE(journal.error().message.find("offset " + std::to_string(record3)), std::string::npos)
+          << journal.error().message;
+      continue;
+    }
+    ASSERT_TRUE(journal.ok()) << journal.error().ToString();
+    ASSERT_EQ(replayed.size(), 2u);  // the unacknowledged group is cut off whole from its damaged record on
+    EXPECT_EQ((*journal)->NextSeq(), 3u);
+  }
+}
+
+// After a failed fdatasync the append is cut off and the journal stays usable: the next append must follow the
+// last acknowledged record without disturbing it (with O_DIRECT it rewrites the last partial block, which must
+// still hold what is on disk, not the failed append's bytes).
+TEST(JournalTest, AFailedSyncLeavesTheAcknowledgedRecordsIntact) {
+  JournalDir dir;
+  Records replayed;
+  bool fail = false;
+  JournalOptions options;
+  options.fail_sync_for_testing = [&fail] { return std::exchange(fail, false); };
+  {
+    auto journal = OpenJournal(dir.path(), 0, &replayed, options);
+    ASSERT_TRUE(journal.ok());
+    AppendAll(**journal, 1, 3);  // < 4 KiB: the last partial block holds all of them
+    fail = true;
+    const std::string big(10000, 'b');  // spans blocks, so a wrongly kept buffer would differ from the disk
+    const std::string_view view(big);
+    auto failed = (*journal)->Append(std::span<const std::string_view>(&view, 1));
+    ASSERT_FALSE(failed.ok());
+    EXPECT_NE(failed.error().message.find("syncing journal"), std::string::npos) << failed.error().message;
+    AppendAll(**journal, 4, 5);  // the failed record's seq is reused: it was never acknowledged
+  }
+  auto journal = OpenJournal(dir.path(), 0, &replayed, options);
+  ASSERT_TRUE(journal.ok()) << journal.error().ToString();
+  ASSERT_EQ(replayed.size(), 5u);
+  for (int i = 1; i <= 5; ++i) EXPECT_EQ(replayed[i - 1], std::make_pair(uint64_t(i), Payload(i)));
 }
 
 TEST(JournalTest, DamageInAnOlderSegmentIsNeverTreatedAsATornTail) {
