@@ -19,6 +19,7 @@
 #include "objstore/object_store.h"
 #include "pipeline/pipeline.h"
 #include "storage_access/location.h"
+#include "storage_access/open.h"
 #include "storage_access/static_credentials.h"
 
 namespace sluice::pipeline {

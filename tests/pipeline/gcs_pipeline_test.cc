@@ -454,7 +454,7 @@ TEST_F(GcsPipelineTest, GcsImportReadsPlainAndGzipFilesWithBadLines) {
 // `import run` imports the files under --gcs-prefix and prints the finished run; mixing S3 and GCS flags is
 // refused before anything is sent.
 TEST_F(GcsPipelineTest, ImportCommandCreatesAndRunsGcsConnectors) {
-  auto p = server().CreateProject("gcs-import-cli");
+  auto p = BoundProject("gcs-import-cli");
   ASSERT_TRUE(p.ok());
   const int64_t day = today_ - 3;
   auto lines = MakeDayEvents(day, 12, "cli", 73);
@@ -646,7 +646,8 @@ TEST_F(GcsPipelineTest, AdminApiBindsEachGcsBucketToOneProject) {
   auto listed = [&](uint32_t id) {
     auto r = server().process().Send("GET", "/api/app/projects", {},
                                      {{"Authorization", "Bearer " + server().process().admin_token()}});
-    for (const auto& v : json::parse(r.body).at("projects").as_array()) {
+    const json::value answer = json::parse(r.body);  // named: a temporary would die before the loop body
+    for (const auto& v : answer.at("projects").as_array()) {
       if (v.at("id").to_number<uint32_t>() == id) return json::serialize(v.at("gcs_buckets"));
     }
     return std::string("missing");
