@@ -2,6 +2,7 @@
 #include "support/test_paths.h"
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -31,6 +32,8 @@ bool ServerProcess::Start(std::string* error) {
   argv.insert(argv.end(), args_.begin(), args_.end());
   pid_ = fork();
   if (pid_ == 0) {
+    // Never outlive the test: a crashed test would leave the server holding the test's stdout open.
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
     std::vector<char*> cargv;
     for (auto& a : argv) cargv.push_back(a.data());
     cargv.push_back(nullptr);
