@@ -6,25 +6,13 @@
 #include <sstream>
 
 #include "app/cmd_aws.h"
+#include "support/cli_capture.h"
 
 namespace sluice::app {
 namespace {
 
-std::string RunCli(std::vector<std::string> args) {
-  CLI::App app("sluice");
-  RegisterAwsCommands(app);
-  std::vector<const char*> argv{"sluice"};
-  for (const auto& a : args) argv.push_back(a.c_str());
-  std::ostringstream captured;
-  auto* old = std::cout.rdbuf(captured.rdbuf());
-  try {
-    app.parse(static_cast<int>(argv.size()), argv.data());
-  } catch (...) {
-    std::cout.rdbuf(old);
-    throw;
-  }
-  std::cout.rdbuf(old);
-  return captured.str();
+std::string RunCli(const std::vector<std::string>& args) {
+  return sluice::testing::CaptureCli(&RegisterAwsCommands, args);
 }
 
 TEST(CmdAwsTest, PoliciesJson) {

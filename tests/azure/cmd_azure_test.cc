@@ -8,26 +8,15 @@
 #include <iostream>
 #include <sstream>
 
+#include "support/cli_capture.h"
+
 namespace sluice::app {
 namespace {
 
 using ::testing::HasSubstr;
 
-std::string RunCli(std::vector<std::string> args) {
-  CLI::App app("sluice");
-  RegisterAzureCommands(app);
-  std::vector<const char*> argv{"sluice"};
-  for (const auto& a : args) argv.push_back(a.c_str());
-  std::ostringstream captured;
-  auto* old = std::cout.rdbuf(captured.rdbuf());
-  try {
-    app.parse(static_cast<int>(argv.size()), argv.data());
-  } catch (...) {
-    std::cout.rdbuf(old);
-    throw;
-  }
-  std::cout.rdbuf(old);
-  return captured.str();
+std::string RunCli(const std::vector<std::string>& args) {
+  return sluice::testing::CaptureCli(&RegisterAzureCommands, args);
 }
 
 constexpr const char* kClient = "11111111-2222-3333-4444-555555555555";

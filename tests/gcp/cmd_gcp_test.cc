@@ -14,6 +14,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "support/cli_capture.h"
 #include "support/gcs_server.h"
 
 namespace sluice::app {
@@ -22,21 +23,8 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-std::string RunCli(std::vector<std::string> args) {
-  CLI::App app("sluice");
-  RegisterGcpCommands(app);
-  std::vector<const char*> argv{"sluice"};
-  for (const auto& a : args) argv.push_back(a.c_str());
-  std::ostringstream captured;
-  auto* old = std::cout.rdbuf(captured.rdbuf());
-  try {
-    app.parse(static_cast<int>(argv.size()), argv.data());
-  } catch (...) {
-    std::cout.rdbuf(old);
-    throw;
-  }
-  std::cout.rdbuf(old);
-  return captured.str();
+std::string RunCli(const std::vector<std::string>& args) {
+  return sluice::testing::CaptureCli(&RegisterGcpCommands, args);
 }
 
 TEST(CmdGcpTest, RolesPrintsGcloudCommandsAndConsoleSteps) {
