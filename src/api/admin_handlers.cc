@@ -134,42 +134,34 @@ http::Response ServiceImpl::HandleUpdateProject(http::Request& req) {
                           "e.g. {\"external_id\":\"acme-7f3a\"}, and/or 'gcs_buckets', the GCS buckets bound to the "
                           "project, e.g. {\"gcs_buckets\":[\"acme-events\"]}");
   }
-  // Everything is validated before anything changes, so a bad list leaves the external ID alone and v.v.
-  std::optional<std::vector<std::string>> gcs_buckets;
+  // Everything is validated, and every conflict checked, before anything changes: a refused update leaves the
+  // external ID and the bindings as they were.
+  ProjectRegistry::Update update;
   if (has_gcs_buckets) {
     auto parsed = ParseGcsBuckets(body.at("gcs_buckets"));
     if (!parsed.ok()) return JsonError(400, parsed.error().message);
-    gcs_buckets = std::move(parsed).value();
+    update.gcs_buckets = std::move(parsed).value();
   }
-  auto bind = [&]() -> std::optional<http::Response> {
-    auto bound = projects_.SetGcsBuckets(id, std::move(*gcs_buckets));
-    if (!bound.ok()) {
-      const ErrorCode code = bound.error().code;
-      return JsonError(code == ErrorCode::kNotFound ? 404 : code == ErrorCode::kConflict ? 409 : 503,
-                       bound.error().message);
-    }
-    spdlog::info("project {}: GCS bucket bindings updated ({} buckets)", id, bound->gcs_buckets.size());
-    if (!has_external_id) return http::Response::Json(200, boost::json::serialize(ProjectJson(*bound)));
-    return std::nullopt;
-  };
-  if (!has_external_id) return *bind();
-  std::string external_id(body.at("external_id").as_string());
-  // AWS accepts 2-1224 characters of [\w+=,.@:/-] for sts:ExternalId.
-  const bool valid = external_id.empty() || (external_id.size() >= 2 && external_id.size() <= 1224 &&
-                     std::all_of(external_id.begin(), external_id.end(), [](char c) {
-                       return std::isalnum(static_cast<unsigned char>(c)) || (c != '\0' && std::strchr("_+=,.@:/-", c) != nullptr);
-                     }));
-  if (!valid) return JsonError(400, "external_id must be 2 to 1224 characters of letters, digits and _+=,.@:/-");
-  if (gcs_buckets) {
-    if (auto refused = bind()) return std::move(*refused);
+  if (has_external_id) {
+    std::string external_id(body.at("external_id").as_string());
+    // AWS accepts 2-1224 characters of [\w+=,.@:/-] for sts:ExternalId.
+    const bool valid = external_id.empty() || (external_id.size() >= 2 && external_id.size() <= 1224 &&
+                       std::all_of(external_id.begin(), external_id.end(), [](char c) {
+                         return std::isalnum(static_cast<unsigned char>(c)) || (c != '\0' && std::strchr("_+=,.@:/-", c) != nullptr);
+                       }));
+    if (!valid) return JsonError(400, "external_id must be 2 to 1224 characters of letters, digits and _+=,.@:/-");
+    update.external_id = std::move(external_id);
   }
-  auto project = projects_.SetExternalId(id, std::move(external_id));
+  auto project = projects_.UpdateProject(id, std::move(update));
   if (!project.ok()) {
     const ErrorCode code = project.error().code;
     return JsonError(code == ErrorCode::kNotFound ? 404 : code == ErrorCode::kConflict ? 409 : 503,
                      project.error().message);
   }
-  spdlog::info("project {}: external ID updated", id);
+  if (has_external_id) spdlog::info("project {}: external ID updated", id);
+  if (has_gcs_buckets) {
+    spdlog::info("project {}: GCS bucket bindings updated ({} buckets)", id, project->gcs_buckets.size());
+  }
   return http::Response::Json(200, boost::json::serialize(ProjectJson(*project)));
 }
 

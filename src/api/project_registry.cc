@@ -65,43 +65,35 @@ Result<store::Project> ProjectRegistry::Create(std::string_view name) {
   return project;
 }
 
-Result<store::Project> ProjectRegistry::SetExternalId(uint32_t id, std::string external_id) {
-  std::unique_lock lock(mu_);
+Result<store::Project> ProjectRegistry::UpdateProject(uint32_t id, Update update) {
+  std::unique_lock lock(mu_);  // held across the write: two updates cannot both take one ID or bucket
   auto it = by_id_.find(id);
   if (it == by_id_.end()) return NotFound(fmt::format("project {} does not exist", id));
   // Two projects presenting the same ExternalId could each assume the other's roles (the confused deputy the
   // external ID exists to prevent), so it must be unique among external IDs and tokens.
-  if (!external_id.empty() && ExternalIdTakenLocked(external_id, id)) {
+  if (update.external_id && !update.external_id->empty() && ExternalIdTakenLocked(*update.external_id, id)) {
     return Error(ErrorCode::kConflict,
                  "this external_id is already another project's external ID or token: choose a different one "
                  "(e.g. a random string)");
   }
-  store::Project updated = it->second;
-  updated.external_id = std::move(external_id);
-  SLUICE_TRY(store_.UpdateProject(updated));
-  it->second = updated;
-  return updated;
-}
-
-Result<store::Project> ProjectRegistry::SetGcsBuckets(uint32_t id, std::vector<std::string> gcs_buckets) {
-  std::unique_lock lock(mu_);  // held across the write so two projects cannot both bind one bucket
-  auto it = by_id_.find(id);
-  if (it == by_id_.end()) return NotFound(fmt::format("project {} does not exist", id));
   // One bucket, one project: every project reaches GCS as the same service account, so a bucket bound twice
   // would let either tenant read or write the other's data.
-  for (const auto& [other_id, p] : by_id_) {
-    if (other_id == id) continue;
-    for (const std::string& bucket : gcs_buckets) {
-      if (std::find(p.gcs_buckets.begin(), p.gcs_buckets.end(), bucket) != p.gcs_buckets.end()) {
-        return Error(ErrorCode::kConflict,
-                     fmt::format("gs://{} is already bound to another project: a bucket may be bound to one "
-                                 "project only; unbind it there first",
-                                 bucket));
+  if (update.gcs_buckets) {
+    for (const auto& [other_id, p] : by_id_) {
+      if (other_id == id) continue;
+      for (const std::string& bucket : *update.gcs_buckets) {
+        if (std::find(p.gcs_buckets.begin(), p.gcs_buckets.end(), bucket) != p.gcs_buckets.end()) {
+          return Error(ErrorCode::kConflict,
+                       fmt::format("gs://{} is already bound to another project: a bucket may be bound to one "
+                                   "project only; unbind it there first",
+                                   bucket));
+        }
       }
     }
   }
   store::Project updated = it->second;
-  updated.gcs_buckets = std::move(gcs_buckets);
+  if (update.external_id) updated.external_id = std::move(*update.external_id);
+  if (update.gcs_buckets) updated.gcs_buckets = std::move(*update.gcs_buckets);
   SLUICE_TRY(store_.UpdateProject(updated));
   it->second = updated;
   return updated;

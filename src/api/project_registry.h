@@ -24,13 +24,17 @@ class ProjectRegistry {
   /// Loads every project from the store. Call once at start-up.
   Status Load();
   Result<store::Project> Create(std::string_view name);
-  /// Sets the ExternalId pipelines and imports use when assuming the project's customer roles ("" = the
-  /// token). kConflict when another project uses it as its external ID or it is another project's token.
-  Result<store::Project> SetExternalId(uint32_t id, std::string external_id);
-  /// Replaces the GCS buckets bound to the project (docs/gcs.md#binding), already validated names.
-  /// kConflict when one is bound to another project; the message names neither the bucket's project nor
-  /// anything about it beyond the name the caller gave.
-  Result<store::Project> SetGcsBuckets(uint32_t id, std::vector<std::string> gcs_buckets);
+  /// What an operator changes in one update; an absent field is left as it is.
+  struct Update {
+    /// The ExternalId pipelines and imports use when assuming the project's customer roles ("" = the token).
+    std::optional<std::string> external_id;
+    /// The GCS buckets bound to the project, replacing the list (docs/gcs.md#binding); already valid names.
+    std::optional<std::vector<std::string>> gcs_buckets;
+  };
+  /// Applies `update` as one change: every conflict is checked before anything is written, so a refused
+  /// update changes nothing. kConflict when the external ID is another project's external ID or token, or a
+  /// bucket is bound to another project (the message names neither that project nor anything about it).
+  Result<store::Project> UpdateProject(uint32_t id, Update update);
   std::vector<store::Project> List() const;
   std::optional<store::Project> ById(uint32_t id) const;
   std::optional<store::Project> ByToken(std::string_view token) const;

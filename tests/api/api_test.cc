@@ -181,6 +181,36 @@ TEST_F(ApiTest, AdminRefusesAnExternalIdAnotherProjectUses) {
             409);
 }
 
+// One update is one change: when either half of {external_id, gcs_buckets} is refused (a bucket another
+// project holds, an external ID another project uses), the other half is not applied either.
+TEST_F(ApiTest, AdminProjectUpdateIsAllOrNothing) {
+  auto other = Send("POST", "/api/app/projects", R"({"name":"holder"})", {{"Authorization", Bearer()}});
+  ASSERT_EQ(other.status, 200) << other.body;
+  const std::string other_path = "/api/app/projects/" + std::to_string(other.Json().at("id").as_int64());
+  const std::string path = "/api/app/projects/" + std::to_string(project_id_);
+  ASSERT_EQ(Send("POST", other_path, R"({"external_id":"held-ext","gcs_buckets":["held-bucket"]})",
+                 {{"Authorization", Bearer()}})
+                .status,
+            200);
+
+  auto bucket_taken = Send("POST", path, R"({"external_id":"fresh-ext","gcs_buckets":["mine","held-bucket"]})",
+                           {{"Authorization", Bearer()}});
+  EXPECT_EQ(bucket_taken.status, 409) << bucket_taken.body;
+  auto ext_taken = Send("POST", path, R"({"external_id":"held-ext","gcs_buckets":["mine"]})",
+                        {{"Authorization", Bearer()}});
+  EXPECT_EQ(ext_taken.status, 409) << ext_taken.body;
+  auto stored = api_.store().GetProject(static_cast<uint32_t>(project_id_));
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  EXPECT_EQ((*stored)->external_id, "") << "a refused update set the external ID";
+  EXPECT_TRUE((*stored)->gcs_buckets.empty()) << "a refused update bound buckets";
+
+  auto both = Send("POST", path, R"({"external_id":"fresh-ext","gcs_buckets":["mine"]})",
+                   {{"Authorization", Bearer()}});
+  ASSERT_EQ(both.status, 200) << both.body;
+  EXPECT_EQ(both.Json().at("external_id").as_string(), "fresh-ext");
+  EXPECT_EQ(json::serialize(both.Json().at("gcs_buckets")), R"(["mine"])");
+}
+
 TEST_F(ApiTest, ImportStoresAndReadBackEqualsWhatWasSent) {
   std::string batch = "[" + Event("Signed up", "id-1", R"(,"plan":"pro","price":1.10,"big":123456789012345678901234567890,"nested":{"a":[1,2,{"b":"c"}]},"uni":"\u00fc\n")") +
                       "," + Event("Paid", "id-2") + "]";
