@@ -92,6 +92,17 @@ TEST_F(FaultProxyTest, MethodFilterAndPersistentRule) {
   }
 }
 
+// A HEAD answer passes through with the upstream's Content-Length (the resource's size; there is no body).
+TEST_F(FaultProxyTest, HeadAnswerKeepsTheUpstreamsContentLength) {
+  auto direct = LoopbackRequest(moto_->port(), "GET", "/moto-api/", {}, "", std::chrono::milliseconds(5000));
+  ASSERT_TRUE(direct.ok()) << direct.error().ToString();
+  ASSERT_FALSE(direct->body.empty());
+  auto head = LoopbackRequest(proxy_->port(), "HEAD", "/moto-api/", {}, "", std::chrono::milliseconds(5000));
+  ASSERT_TRUE(head.ok()) << head.error().ToString();
+  EXPECT_EQ(head->Status(), 200);
+  EXPECT_EQ(head->Header("Content-Length"), std::to_string(direct->body.size()));
+}
+
 class FaultProxyTlsTest : public FaultProxyTest {
  protected:
   void SetUp() override {
