@@ -18,15 +18,9 @@
 #include <set>
 #include <thread>
 
-#include "azure/credentials.h"
-#include "azure/executor.h"
-#include "common/crypto.h"
-#include "http/transport.h"
-#include "objstore/azure/azure_blob_store.h"
+#include "pipeline/azure_e2e_support.h"
 #include "pipeline/e2e_support.h"
 #include "pipeline/layout.h"
-#include "support/azurite_server.h"
-#include "support/entra_token_endpoint.h"
 #include "support/loopback_http.h"
 
 namespace sluice::testing::e2e {
@@ -35,10 +29,9 @@ namespace {
 namespace json = boost::json;
 using namespace std::chrono_literals;
 
-constexpr char kTenant[] = "72f988bf-86f1-41af-91ab-2d7cd011db47";
-constexpr char kClient[] = "11111111-2222-3333-4444-555555555555";
-constexpr char kSecret[] = "az~Pipeline.secret_0123456789";
-constexpr char kContainer[] = "acme-exports";
+constexpr const char* kClient = kAzureClient;
+constexpr const char* kSecret = kAzureSecret;
+constexpr const char* kContainer = kAzureContainer;
 
 std::string DayDir(uint32_t project, int64_t day) {
   return pipeline::EventsUnitDir(project, pipeline::Unit{day * 24, 24});
@@ -77,50 +70,10 @@ class ConnectionCounter {
 class AzurePipelineTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::filesystem::path(std::filesystem::temp_directory_path() /
-                                     ("sluice-azure-e2e-" + RandomHex(64)));
-    std::filesystem::create_directories(*dir_);
-    cert_ = new TestCert(MakeLoopbackCert(dir_->string()));
-    AzuriteServer::Options ao;
-    ao.cert_path = cert_->cert_path;
-    ao.key_path = cert_->key_path;
-    auto azurite = AzuriteServer::Start(ao);
-    if (!azurite.ok()) {
-      error_ = new std::string("Azurite could not start: " + azurite.error().ToString());
-      return;
-    }
-    azurite_ = azurite->release();
-    entra_ = new EntraTokenEndpoint(kTenant, kClient, kSecret);
-    http::TransportOptions tls;
-    tls.ca_bundle = cert_->cert_path;
-    transport_ = new std::shared_ptr<http::HttpTransport>(http::MakeCurlTransport(tls));
-    // The container, created with the account key (the customer's own setup).
-    {
-      azure::Executor::Options o;
-      o.transport = *transport_;
-      o.credential =
-          *azure::StorageCredential::SharedKey(AzuriteServer::kAccount, Secret(AzuriteServer::kAccountKey));
-      azure::Executor ex(std::move(o));
-      std::string url = azurite_->BlobEndpoint() + "/" + kContainer + "?restype=container";
-      auto r = ex.Call([&] {
-        return Result<http::OutboundRequest>(http::OutboundRequest{"PUT", url, {}, {}});
-      });
-      if (!r.ok()) {
-        error_ = new std::string("container: " + r.error().ToString());
-        return;
-      }
-    }
-    // The operator's Entra ID authority; no AWS or Google identity at all.
-    setenv("AZURE_AUTHORITY_HOST", entra_->Authority().c_str(), 1);
-    for (const char* v : {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-                          "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_STS",
-                          "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST"}) {
-      unsetenv(v);
-    }
-    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
-    server_ = new SluiceServer(*dir_ / "data", nullptr,
-                               {"--pipeline-unit-parallelism", "2", "--allow-azure-endpoint", Origin(),
-                                "--ca-bundle", cert_->cert_path});
+    azure_ = new AzureE2e();
+    if (!azure_->error().empty()) return;
+    server_ = new SluiceServer(azure_->dir() / "data", nullptr,
+                               azure_->ServeArgs({"--pipeline-unit-parallelism", "2"}));
     std::string err;
     if (!server_->Start(&err)) error_ = new std::string("sluice serve did not start: " + err);
   }
@@ -129,49 +82,25 @@ class AzurePipelineTest : public ::testing::Test {
     if (server_) server_->Terminate();
     delete server_;
     server_ = nullptr;
-    delete entra_;
-    entra_ = nullptr;
-    delete azurite_;
-    azurite_ = nullptr;
-    delete transport_;
-    transport_ = nullptr;
-    if (dir_) std::filesystem::remove_all(*dir_);
-    delete dir_;
-    dir_ = nullptr;
-    delete cert_;
-    cert_ = nullptr;
+    delete azure_;
+    azure_ = nullptr;
     delete error_;
     error_ = nullptr;
   }
 
   void SetUp() override {
+    ASSERT_EQ(azure_->error(), "");
     ASSERT_EQ(error_, nullptr) << *error_;
     today_ = TodayUtc();
   }
 
   /// "https://127.0.0.1:PORT": the origin the operator allowed.
-  static std::string Origin() { return fmt::format("https://127.0.0.1:{}", azurite_->port()); }
+  static std::string Origin() { return azure_->Origin(); }
 
   /// The container under `prefix`, seen with the account key (assertions only).
-  static std::shared_ptr<objstore::ObjectStore> Under(const std::string& prefix) {
-    objstore::azure::AzureStoreOptions o;
-    o.account = AzuriteServer::kAccount;
-    o.container = kContainer;
-    o.prefix = prefix;
-    o.endpoint = azurite_->BlobEndpoint();
-    auto cred =
-        azure::StorageCredential::SharedKey(AzuriteServer::kAccount, Secret(AzuriteServer::kAccountKey));
-    auto store = objstore::azure::AzureBlobStore::Create(o, *cred, *transport_);
-    if (!store.ok()) return nullptr;
-    return std::shared_ptr<objstore::ObjectStore>(std::move(store).value());
-  }
+  static std::shared_ptr<objstore::ObjectStore> Under(const std::string& prefix) { return azure_->Under(prefix); }
 
-  static Params AzureParams(const std::string& secret = kSecret) {
-    return {{"type", "azure-raw"},          {"storage_account", AzuriteServer::kAccount},
-            {"container_name", kContainer}, {"client_id", kClient},
-            {"client_secret", secret},      {"tenant_id", kTenant},
-            {"azure_endpoint", Origin()}};
-  }
+  static Params AzureParams(const std::string& secret = kSecret) { return azure_->PipelineParams(secret); }
 
   std::string Create(const Project& p, const Params& params) {
     auto r = server_->PipelinePost(p, "create", params);
@@ -188,22 +117,14 @@ class AzurePipelineTest : public ::testing::Test {
         << "pipeline " << name;
   }
 
-  static AzuriteServer* azurite_;
-  static EntraTokenEndpoint* entra_;
+  static AzureE2e* azure_;
   static SluiceServer* server_;
-  static std::shared_ptr<http::HttpTransport>* transport_;
-  static std::filesystem::path* dir_;
-  static TestCert* cert_;
   static std::string* error_;
   int64_t today_ = 0;
 };
 
-AzuriteServer* AzurePipelineTest::azurite_ = nullptr;
-EntraTokenEndpoint* AzurePipelineTest::entra_ = nullptr;
+AzureE2e* AzurePipelineTest::azure_ = nullptr;
 SluiceServer* AzurePipelineTest::server_ = nullptr;
-std::shared_ptr<http::HttpTransport>* AzurePipelineTest::transport_ = nullptr;
-std::filesystem::path* AzurePipelineTest::dir_ = nullptr;
-TestCert* AzurePipelineTest::cert_ = nullptr;
 std::string* AzurePipelineTest::error_ = nullptr;
 
 // Backfill of closed days, late data into one of them (a new generation, the old files deleted), then a
@@ -322,7 +243,7 @@ TEST_F(AzurePipelineTest, EndpointNotAllowedIsRefusedWithNoConnection) {
   auto p = server_->CreateProject("azure-endpoint");
   ASSERT_TRUE(p.ok());
   ConnectionCounter trap;
-  const int tokens_before = entra_->requests();
+  const int tokens_before = azure_->entra().requests();
   for (const std::string& endpoint :
        {fmt::format("http://127.0.0.1:{}", trap.port()), fmt::format("https://127.0.0.1:{}", trap.port())}) {
     SCOPED_TRACE(endpoint);
@@ -337,7 +258,7 @@ TEST_F(AzurePipelineTest, EndpointNotAllowedIsRefusedWithNoConnection) {
   }
   std::this_thread::sleep_for(300ms);
   EXPECT_EQ(trap.accepted(), 0);
-  EXPECT_EQ(entra_->requests(), tokens_before);
+  EXPECT_EQ(azure_->entra().requests(), tokens_before);
 }
 
 // Names and ids are validated at the edge: path tricks in the account, container or tenant are refused before
@@ -345,7 +266,7 @@ TEST_F(AzurePipelineTest, EndpointNotAllowedIsRefusedWithNoConnection) {
 TEST_F(AzurePipelineTest, AbusiveNamesAreRefusedAtTheEdge) {
   auto p = server_->CreateProject("azure-names");
   ASSERT_TRUE(p.ok());
-  const int tokens_before = entra_->requests();
+  const int tokens_before = azure_->entra().requests();
   const std::vector<std::pair<std::string, std::string>> bad = {
       {"storage_account", "devstoreaccount1/../x"},
       {"storage_account", "ab"},
@@ -380,7 +301,7 @@ TEST_F(AzurePipelineTest, AbusiveNamesAreRefusedAtTheEdge) {
                                   {"from_date", DateOf(today_ - 1)}});
   EXPECT_EQ(r.status, 400) << r.body;
   EXPECT_NE(r.body.find("container_name does not apply"), std::string::npos) << r.body;
-  EXPECT_EQ(entra_->requests(), tokens_before);
+  EXPECT_EQ(azure_->entra().requests(), tokens_before);
 }
 
 }  // namespace

@@ -65,7 +65,12 @@ void EntraTokenEndpoint::Serve() {
                     form.find("&scope=https%3A%2F%2Fstorage.azure.com%2F.default&") != std::string::npos;
     bool secret_ok =
         form.find("&client_secret=" + cloud::UriEncode(secret_, true) + "&") != std::string::npos;
-    if (!path_ok || !grant_ok) {
+    if (int left = fail_next_.load(); left > 0 && fail_next_.compare_exchange_strong(left, left - 1)) {
+      ++failures_answered_;
+      response.start_line = "HTTP/1.1 500 Internal Server Error";
+      response.body =
+          R"({"error":"temporarily_unavailable","error_description":"AADSTS90033: A transient error has occurred. Please try again.","error_codes":[90033]})";
+    } else if (!path_ok || !grant_ok) {
       response.start_line = "HTTP/1.1 400 Bad Request";
       response.body = R"({"error":"invalid_request","error_description":"AADSTS900144: malformed request"})";
     } else if (!secret_ok) {

@@ -1,8 +1,9 @@
 // A loopback OAuth2 token endpoint shaped like Microsoft Entra ID's v2.0 one, and a self-signed certificate
 // for 127.0.0.1 (Azurite's HTTPS in its OAuth mode). The endpoint checks the client-credentials form Sluice
 // posts for one service principal and answers as Entra ID does: a JWT whose claims Azurite's `--oauth basic`
-// accepts, 401 invalid_client (AADSTS7000215) for a wrong secret, 400 for a malformed request. Every loop is
-// bounded by the stop flag; it listens on a free 127.0.0.1 port.
+// accepts, 401 invalid_client (AADSTS7000215) for a wrong secret, 400 for a malformed request, and on request
+// (FailNext) 500s as in an Entra ID outage. Every loop is bounded by the stop flag; it listens on a free
+// 127.0.0.1 port.
 //
 //   EntraTokenEndpoint entra(kTenant, kClient, "good~secret");
 //   setenv("AZURE_AUTHORITY_HOST", entra.Authority().c_str(), 1);   // http://127.0.0.1:PORT
@@ -29,6 +30,10 @@ class EntraTokenEndpoint {
   std::string Authority() const;
   /// Token requests answered (any outcome).
   int requests() const { return requests_.load(); }
+  /// The next `count` token requests are answered 500 with Entra ID's error JSON (an outage; retryable).
+  void FailNext(int count) { fail_next_ = count; }
+  /// Token requests answered 500 by FailNext.
+  int failures_answered() const { return failures_answered_.load(); }
 
  private:
   void Serve();
@@ -38,6 +43,8 @@ class EntraTokenEndpoint {
   Fd listen_;
   std::atomic<bool> stop_{false};
   std::atomic<int> requests_{0};
+  std::atomic<int> fail_next_{0};
+  std::atomic<int> failures_answered_{0};
   std::thread thread_;
 };
 

@@ -7,6 +7,15 @@
 //   store = S3 client pointed at proxy.Endpoint();
 //
 // Every loop is bounded (poll timeouts, deadlines, stop flag), so a broken client cannot hang a test.
+//
+// HTTPS (Azurite in its OAuth mode): the proxy terminates TLS with a given certificate and key and connects
+// upstream with TLS, trusting a given CA file and checking the certificate is for 127.0.0.1; the faults then
+// happen inside the TLS connections (a reset is a TCP RST under the TLS session). Error bodies follow the
+// upstream's dialect (S3's or Azure's XML). Plain HTTP with S3 bodies stays the default.
+//
+//   FaultProxy proxy(azurite->port(), {.tls_cert_path = cert.cert_path, .tls_key_path = cert.key_path,
+//                                      .upstream_ca_path = cert.cert_path, .dialect = FaultDialect::kAzure});
+//   proxy.Endpoint();   // "https://127.0.0.1:PORT"
 #pragma once
 
 #include <atomic>
@@ -27,14 +36,30 @@ namespace sluice::testing {
 
 enum class FaultKind {
   kPassThrough,    // forward untouched (useful to skip a matching request)
-  kInternalError,  // 500 with an S3 <Error><Code>InternalError</Code> body
-  kSlowDown,       // 503 with an S3 <Error><Code>SlowDown</Code> body
+  kInternalError,  // 500 with an <Error><Code>InternalError</Code> body (S3's or Azure's, per the dialect)
+  kSlowDown,       // 503 throttling: S3's <Code>SlowDown</Code>, or Azure's ServerBusy (also x-ms-error-code)
   kReset,          // read the request, then reset the connection (RST) without answering
   kStall,          // read the request, then send nothing for `stall` (the client's idle timeout must fire)
   kTruncateBody,   // forward, then send the upstream's headers and only half of its body, then close
 };
 
 std::string_view FaultKindName(FaultKind kind);
+
+/// Whose error documents the proxy answers injected 500/503s with (what the client under test parses).
+enum class FaultDialect {
+  kS3,     // <Error><Code>…</Code><Message>…</Message><RequestId>…</RequestId></Error>, x-amz-request-id
+  kAzure,  // <Error><Code>…</Code><Message>…\nRequestId:…\nTime:…</Message></Error>, x-ms-error-code
+};
+
+struct FaultProxyOptions {
+  /// Serve TLS to clients with this certificate and private key (PEM files); both empty = plain HTTP.
+  std::string tls_cert_path;
+  std::string tls_key_path;
+  /// Connect to the upstream with TLS, trusting the CA certificates in this PEM file (a self-signed server
+  /// certificate is its own CA) and requiring a certificate for 127.0.0.1; empty = plain HTTP upstream.
+  std::string upstream_ca_path;
+  FaultDialect dialect = FaultDialect::kS3;
+};
 
 /// One scripted fault. It applies to the next request whose method equals `method` (empty = any) and whose
 /// target contains `target_contains` (empty = any); `times` < 0 makes it persistent.
@@ -48,8 +73,9 @@ struct FaultRule {
 
 class FaultProxy {
  public:
-  /// Listens on a free 127.0.0.1 port and forwards to 127.0.0.1:`upstream_port`. Check ok() after.
-  explicit FaultProxy(uint16_t upstream_port);
+  /// Listens on a free 127.0.0.1 port and forwards to 127.0.0.1:`upstream_port`. Check ok() after (a
+  /// certificate, key or CA file that cannot be loaded is a start error).
+  explicit FaultProxy(uint16_t upstream_port, FaultProxyOptions options = {});
   ~FaultProxy();
   FaultProxy(const FaultProxy&) = delete;
   FaultProxy& operator=(const FaultProxy&) = delete;
@@ -58,8 +84,10 @@ class FaultProxy {
   const std::string& start_error() const { return start_error_; }
   bool ok() const { return start_error_.empty(); }
   uint16_t port() const { return port_; }
-  /// "http://127.0.0.1:PORT"
+  /// "http://127.0.0.1:PORT", or "https://…" when serving TLS.
   std::string Endpoint() const;
+  /// TLS handshakes with clients that failed (an untrusted certificate, a plain-HTTP client), since construction.
+  int tls_handshake_failures() const { return tls_handshake_failures_.load(); }
 
   /// Replaces the script. Rules are consumed in order; a request matching none passes through.
   void Script(std::vector<FaultRule> rules);
@@ -78,15 +106,22 @@ class FaultProxy {
   void Stop();
 
  private:
+  struct Tls;   // OpenSSL contexts (fault_proxy.cc), absent for plain HTTP
+  class Conn;  // a socket, with TLS over it when configured
+
   void AcceptLoop();
   void ServeConnection(Fd client);
   FaultRule NextFault(const WireMessage& request);
   Status Forward(const WireMessage& request, WireMessage& response);
+  /// The error document for an injected 500 / 503 in the configured dialect.
+  std::string ErrorResponse(FaultKind kind) const;
   void Record(std::string entry);
   /// Sleeps up to `d` or until Stop(); returns false when stopped.
   bool SleepUnlessStopped(std::chrono::milliseconds d);
 
   uint16_t upstream_port_;
+  FaultProxyOptions options_;
+  std::unique_ptr<Tls> tls_;
   uint16_t port_ = 0;
   std::string start_error_;
   Fd listen_fd_;
@@ -102,6 +137,7 @@ class FaultProxy {
 
   std::atomic<int> requests_{0};
   std::atomic<int> faults_{0};
+  std::atomic<int> tls_handshake_failures_{0};
 };
 
 }  // namespace sluice::testing

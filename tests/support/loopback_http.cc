@@ -177,11 +177,17 @@ std::string WireMessage::Serialize() const {
 
 Result<WireMessage> ReadMessage(int fd, std::string& buffer, SteadyTime deadline, bool is_response,
                                 bool is_response_to_head) {
+  return ReadMessage([fd](std::string& b, SteadyTime d) { return ReadMore(fd, b, d); }, buffer, deadline,
+                     is_response, is_response_to_head);
+}
+
+Result<WireMessage> ReadMessage(const ReadMoreFn& read_more, std::string& buffer, SteadyTime deadline,
+                                bool is_response, bool is_response_to_head) {
   WireMessage msg;
   size_t head_end = std::string::npos;
   while ((head_end = buffer.find("\r\n\r\n")) == std::string::npos) {
     if (buffer.size() > kMaxHeadBytes) return Error(ErrorCode::kInvalidArgument, "HTTP head too large");
-    SLUICE_ASSIGN_OR_RETURN(size_t n, ReadMore(fd, buffer, deadline));
+    SLUICE_ASSIGN_OR_RETURN(size_t n, read_more(buffer, deadline));
     if (n == 0) {
       return Error(ErrorCode::kUnavailable,
                    buffer.empty() ? "peer closed the connection" : "peer closed mid-head");
@@ -211,14 +217,14 @@ Result<WireMessage> ReadMessage(int fd, std::string& buffer, SteadyTime deadline
     for (int chunks = 0; chunks < 1'000'000; ++chunks) {
       size_t e;
       while ((e = buffer.find("\r\n")) == std::string::npos) {
-        SLUICE_ASSIGN_OR_RETURN(size_t n, ReadMore(fd, buffer, deadline));
+        SLUICE_ASSIGN_OR_RETURN(size_t n, read_more(buffer, deadline));
         if (n == 0) return Error(ErrorCode::kUnavailable, "peer closed mid-chunk");
       }
       size_t size = std::strtoul(buffer.substr(0, e).c_str(), nullptr, 16);
       buffer.erase(0, e + 2);
       if (msg.body.size() + size > kMaxBodyBytes) return Error(ErrorCode::kTooLarge, "body too large");
       while (buffer.size() < size + 2) {
-        SLUICE_ASSIGN_OR_RETURN(size_t n, ReadMore(fd, buffer, deadline));
+        SLUICE_ASSIGN_OR_RETURN(size_t n, read_more(buffer, deadline));
         if (n == 0) return Error(ErrorCode::kUnavailable, "peer closed mid-chunk");
       }
       msg.body.append(buffer, 0, size);
@@ -232,7 +238,7 @@ Result<WireMessage> ReadMessage(int fd, std::string& buffer, SteadyTime deadline
     if (want > kMaxBodyBytes) return Error(ErrorCode::kTooLarge, "body too large");
     msg.body.reserve(want);
     while (buffer.size() < want) {
-      SLUICE_ASSIGN_OR_RETURN(size_t n, ReadMore(fd, buffer, deadline));
+      SLUICE_ASSIGN_OR_RETURN(size_t n, read_more(buffer, deadline));
       if (n == 0) return Error(ErrorCode::kUnavailable, "peer closed mid-body");
     }
     msg.body = buffer.substr(0, want);
@@ -243,7 +249,7 @@ Result<WireMessage> ReadMessage(int fd, std::string& buffer, SteadyTime deadline
   // A response without a length runs to EOF.
   for (;;) {
     if (buffer.size() > kMaxBodyBytes) return Error(ErrorCode::kTooLarge, "body too large");
-    SLUICE_ASSIGN_OR_RETURN(size_t n, ReadMore(fd, buffer, deadline));
+    SLUICE_ASSIGN_OR_RETURN(size_t n, read_more(buffer, deadline));
     if (n == 0) break;
   }
   msg.body = std::move(buffer);

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -76,6 +77,13 @@ struct WireMessage {
 /// the loop run forever.
 Result<WireMessage> ReadMessage(int fd, std::string& buffer, SteadyTime deadline, bool is_response,
                                 bool is_response_to_head = false);
+
+/// Appends the next bytes read to `buffer` and returns how many; 0 at EOF. Lets ReadMessage read from a stream
+/// other than a plain socket (the fault proxy's TLS connections).
+using ReadMoreFn = std::function<Result<size_t>(std::string& buffer, SteadyTime deadline)>;
+/// ReadMessage over `read_more` instead of a socket; same bounds and errors.
+Result<WireMessage> ReadMessage(const ReadMoreFn& read_more, std::string& buffer, SteadyTime deadline,
+                                bool is_response, bool is_response_to_head = false);
 
 /// A minimal request/response exchange with a loopback server (one connection, `Connection: close`).
 Result<WireMessage> LoopbackRequest(uint16_t port, std::string_view method, std::string_view target,
