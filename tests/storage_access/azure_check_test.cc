@@ -93,5 +93,67 @@ TEST(AzureCheckTest, AWrongSecretNamesTheCredentialsAndSkipsTheObjectSteps) {
   }
 }
 
+// An import's check (Purpose::kRead): identity, list, get and nothing written; a denial names Storage Blob Data
+// Reader, the role an import needs, with its az command.
+TEST(AzureCheckTest, TheReadOnlyCheckListsAndReadsAndNamesTheReaderRole) {
+  auto transport = std::make_shared<FakeTransport>();
+  transport->SetHandler([](const http::OutboundRequest& r) -> Result<http::OutboundResponse> {
+    if (r.url.find("login.microsoftonline.com") != std::string::npos) return Token();
+    return MakeResponse(
+        403,
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>AuthorizationPermissionMismatch</Code>"
+        "<Message>This request is not authorized to perform this operation using this "
+        "permission.</Message></Error>",
+        {{"x-ms-error-code", "AuthorizationPermissionMismatch"}, {"x-ms-request-id", "r-1"}});
+  });
+  CheckContext ctx = Context(transport);
+  ctx.purpose = Purpose::kRead;
+  DestinationCheckResult r = CheckDestination(Location(), ctx);
+  ASSERT_FALSE(r.ok());
+  ASSERT_EQ(r.steps.size(), 3u) << r.ToText();
+  EXPECT_EQ(r.steps[0].name, "identity");
+  EXPECT_TRUE(r.steps[0].ok) << r.ToText();
+  EXPECT_EQ(r.steps[1].name, "list");
+  EXPECT_EQ(r.steps[2].name, "get");
+  for (size_t i = 1; i < 3; ++i) {
+    EXPECT_FALSE(r.steps[i].ok);
+    EXPECT_NE(r.steps[i].message.find("Assign Storage Blob Data Reader to the service principal " +
+                                      std::string(kClient) + " on container mixpanel of account acmeexports"),
+              std::string::npos)
+        << r.steps[i].message;
+    EXPECT_NE(r.steps[i].policy_statement.find("--role \"Storage Blob Data Reader\""), std::string::npos)
+        << r.steps[i].policy_statement;
+  }
+  for (const auto& req : transport->requests()) {
+    if (req.url.find("login.microsoftonline.com") != std::string::npos) continue;
+    EXPECT_EQ(req.method, "GET") << req.url;
+  }
+  EXPECT_EQ(r.ToText().find("the-Secret-value"), std::string::npos);
+}
+
+TEST(AzureCheckTest, TheReadOnlyCheckPassesOnAReadableContainer) {
+  auto transport = std::make_shared<FakeTransport>();
+  transport->SetHandler([](const http::OutboundRequest& r) -> Result<http::OutboundResponse> {
+    if (r.url.find("login.microsoftonline.com") != std::string::npos) return Token();
+    if (r.url.find("comp=list") != std::string::npos) {
+      return MakeResponse(200,
+                          "<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults><Blobs><Blob><Name>events/"
+                          "a.json</Name><Properties><Content-Length>10</Content-Length><Etag>\"e1\"</Etag>"
+                          "</Properties></Blob></Blobs><NextMarker /></EnumerationResults>");
+    }
+    return MakeResponse(206, "{", {{"content-length", "1"}, {"content-range", "bytes 0-0/10"}});
+  });
+  CheckContext ctx = Context(transport);
+  ctx.purpose = Purpose::kRead;
+  DestinationCheckResult r = CheckDestination(Location(), ctx);
+  EXPECT_TRUE(r.ok()) << r.ToText();
+  ASSERT_EQ(r.steps.size(), 3u) << r.ToText();
+  EXPECT_NE(r.steps[2].message.find("events/a.json"), std::string::npos) << r.ToText();
+  for (const auto& req : transport->requests()) {
+    if (req.url.find("login.microsoftonline.com") != std::string::npos) continue;
+    EXPECT_EQ(req.method, "GET") << req.url;
+  }
+}
+
 }  // namespace
 }  // namespace sluice::storage_access
