@@ -7,6 +7,7 @@
 #include <boost/json.hpp>
 #include <chrono>
 
+#include "cloudimport/source.h"
 #include "storage_access/location.h"
 
 namespace sluice::cloudimport {
@@ -233,14 +234,7 @@ Result<ConnectorSpec> ParseConnectorSpec(const json::value& body, uint32_t proje
     while (spec.azure_prefix.starts_with('/')) spec.azure_prefix.erase(0, 1);
     SLUICE_ASSIGN_OR_RETURN(spec.azure_endpoint, optional("azure_endpoint"));
     while (spec.azure_endpoint.ends_with('/')) spec.azure_endpoint.pop_back();
-    location = storage_access::AzureLocation{.storage_account = spec.azure_storage_account,
-                                             .container = spec.azure_container,
-                                             .prefix = spec.azure_prefix,
-                                             .tenant_id = spec.azure_tenant_id,
-                                             .client_id = spec.azure_client_id,
-                                             .client_secret = spec.azure_client_secret,
-                                             .endpoint = spec.azure_endpoint,
-                                             .authority_host = ""};
+    location = ToLocation(spec);  // the same Location the runs open
   } else if (gcs) {
     SLUICE_ASSIGN_OR_RETURN(spec.gcs_bucket, required("gcs_bucket", "acme-events"));
     SLUICE_ASSIGN_OR_RETURN(spec.gcs_prefix, optional("gcs_prefix"));

@@ -1,13 +1,14 @@
 // connector_type azureImport without a network: the create body's Azure properties (the Azure pipeline's
-// names), the client secret kept in the stored record but never in an API answer, abusive names refused at the
-// edge, and the create-time access check on a scripted transport — read-only (no blob is written), a 403 naming
-// Storage Blob Data Reader with the `az role assignment create` command, a refused secret naming the credentials
-// (Azurite has no RBAC, so the role advice is checked here word for word).
+// names), the client secret kept in the stored record but never in an API answer, abusive names refused at
+// the edge, and the create-time access check on a scripted transport — read-only (no blob is written), a 403
+// naming Storage Blob Data Reader with the `az role assignment create` command, a refused secret naming the
+// credentials (Azurite has no RBAC, so the role advice is checked here word for word).
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
 
 #include "aws/fake_transport.h"
+#include "azure/fake_responses.h"
 #include "cloudimport/connector.h"
 #include "cloudimport/source.h"
 
@@ -17,6 +18,7 @@ namespace {
 namespace json = boost::json;
 using aws::testing::FakeTransport;
 using aws::testing::MakeResponse;
+using azure::testing::AzureError;
 
 constexpr char kTenant[] = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 constexpr char kClient[] = "11111111-2222-3333-4444-555555555555";
@@ -87,7 +89,9 @@ TEST(AzureConnectorSpecTest, AbusiveNamesAreRefusedAtTheEdgeNamingTheProperty) {
       {"prefix", "incoming/../../other"},
       {"prefix", ".."},
       {"prefix", "a\\b"},
-      {"prefix", "in\x7f" "coming"},
+      {"prefix",
+       "in\x7f"
+       "coming"},
       {"tenant_id", "../../common/oauth2"},
       {"tenant_id", "https://evil.example/tenant"},
       {"tenant_id", "contoso.onmicrosoft.com\r\nHost: x"},
@@ -124,10 +128,11 @@ TEST(AzureConnectorSpecTest, OtherProvidersPropertiesAreNamedNotIgnored) {
     "connector_properties":{"s3_bucket":"acme-events","s3_region":"eu-west-1",
                             "s3_role":"arn:aws:iam::123456789012:role/mixpanel-import","container_name":"x"},
     "category_properties":{"data_format":"mixpanel_event"}})")
-                       .as_object();
+                        .as_object();
   ValidationIssue issue = Refusal(s3);
   EXPECT_EQ(issue.field, "connector_properties.container_name");
-  EXPECT_NE(issue.message.find("does not apply to connector_type s3Import"), std::string::npos) << issue.message;
+  EXPECT_NE(issue.message.find("does not apply to connector_type s3Import"), std::string::npos)
+      << issue.message;
 }
 
 // ---- the create-time access check on a scripted transport
@@ -166,9 +171,7 @@ bool IsTokenRequest(const http::OutboundRequest& r) {
          std::string::npos;
 }
 
-http::OutboundResponse Token() {
-  return MakeResponse(200, R"({"token_type":"Bearer","expires_in":3599,"access_token":"eyJ0.eyJ0.sig"})");
-}
+http::OutboundResponse Token() { return azure::testing::EntraToken(); }
 
 /// Only the token request and GETs (list, read): the import's check writes and deletes nothing.
 void ExpectReadOnly(const std::vector<http::OutboundRequest>& requests) {
@@ -182,19 +185,15 @@ void ExpectReadOnly(const std::vector<http::OutboundRequest>& requests) {
 TEST(AzureSourceAccessTest, AMissingReaderRoleIsNamedWithTheAzCommand) {
   Checked c = CheckWith([](const http::OutboundRequest& r) -> Result<http::OutboundResponse> {
     if (IsTokenRequest(r)) return Token();
-    return MakeResponse(403,
-                        "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>AuthorizationPermissionMismatch</Code>"
-                        "<Message>This request is not authorized to perform this operation using this "
-                        "permission.</Message></Error>",
-                        {{"x-ms-error-code", "AuthorizationPermissionMismatch"}, {"x-ms-request-id", "r-1"}});
+    return AzureError(403, "AuthorizationPermissionMismatch", azure::testing::kPermissionMismatchMessage);
   });
   ASSERT_FALSE(c.status.ok());
   EXPECT_EQ(c.status.error().code, ErrorCode::kAccessDenied);
   EXPECT_EQ(c.issue.code, "invalid_permissions_azure");
   EXPECT_EQ(c.issue.field, "connector_properties.container_name");
   const std::string& m = c.issue.message;
-  EXPECT_NE(m.find("the import needs Storage Blob Data Reader for the service principal " + std::string(kClient) +
-                   " on container mixpanel of storage account acmeexports"),
+  EXPECT_NE(m.find("the import needs Storage Blob Data Reader for the service principal " +
+                   std::string(kClient) + " on container mixpanel of storage account acmeexports"),
             std::string::npos)
       << m;
   EXPECT_NE(m.find("az role assignment create --assignee " + std::string(kClient) +
@@ -209,8 +208,7 @@ TEST(AzureSourceAccessTest, AMissingReaderRoleIsNamedWithTheAzCommand) {
 TEST(AzureSourceAccessTest, ARefusedSecretNamesTheCredentials) {
   Checked c = CheckWith([](const http::OutboundRequest& r) -> Result<http::OutboundResponse> {
     if (IsTokenRequest(r)) {
-      return MakeResponse(
-          401, R"({"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."})");
+      return azure::testing::EntraInvalidClient();
     }
     return MakeResponse(500, "no blob request may be sent without a token");
   });
@@ -230,15 +228,13 @@ TEST(AzureSourceAccessTest, AnEmptyPrefixPassesWithAListAndAMissingBlob) {
     ++gets;
     if (r.url.find("comp=list") != std::string::npos) {
       EXPECT_NE(r.url.find("prefix=incoming%2F"), std::string::npos) << r.url;
-      return MakeResponse(200,
-                          "<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults ContainerName=\"mixpanel\">"
-                          "<Blobs /><NextMarker /></EnumerationResults>");
+      return MakeResponse(
+          200,
+          "<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults ContainerName=\"mixpanel\">"
+          "<Blobs /><NextMarker /></EnumerationResults>");
     }
     EXPECT_NE(r.url.find("/mixpanel/incoming/.sluice-access-check-"), std::string::npos) << r.url;
-    return MakeResponse(404,
-                        "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>BlobNotFound</Code><Message>The "
-                        "specified blob does not exist.</Message></Error>",
-                        {{"x-ms-error-code", "BlobNotFound"}});
+    return AzureError(404, "BlobNotFound", "The specified blob does not exist.");
   });
   EXPECT_TRUE(c.status.ok()) << c.status.error().ToString();
   EXPECT_EQ(gets, 2);
@@ -248,10 +244,7 @@ TEST(AzureSourceAccessTest, AnEmptyPrefixPassesWithAListAndAMissingBlob) {
 TEST(AzureSourceAccessTest, AMissingContainerNamesIt) {
   Checked c = CheckWith([](const http::OutboundRequest& r) -> Result<http::OutboundResponse> {
     if (IsTokenRequest(r)) return Token();
-    return MakeResponse(404,
-                        "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>ContainerNotFound</Code><Message>The "
-                        "specified container does not exist.</Message></Error>",
-                        {{"x-ms-error-code", "ContainerNotFound"}});
+    return AzureError(404, "ContainerNotFound", "The specified container does not exist.");
   });
   ASSERT_FALSE(c.status.ok());
   EXPECT_EQ(c.issue.code, "invalid_property");
@@ -280,8 +273,8 @@ TEST(AzureSourceAccessTest, AnEndpointTheOperatorDidNotAllowIsRefusedBeforeAnyRe
       << source.error().message;
   EXPECT_TRUE(transport->requests().empty());
   // Allowed by the operator, it opens (still without a request: Open makes none).
-  auto allowed = aws::EndpointPolicy::Create({"https://127.0.0.1:10000"},
-                                             [](std::string_view) -> std::optional<std::string> { return {}; });
+  auto allowed = aws::EndpointPolicy::Create(
+      {"https://127.0.0.1:10000"}, [](std::string_view) -> std::optional<std::string> { return {}; });
   ASSERT_TRUE(allowed.ok());
   ctx.azure_endpoints = *allowed;
   EXPECT_TRUE(OpenSource(*spec, project, ctx).ok());

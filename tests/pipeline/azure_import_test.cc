@@ -1,35 +1,29 @@
 // Cloud Import from Azure Blob Storage (connector_type azureImport) through the real `sluice serve`, against
 // Azurite in its OAuth mode (`--oauth basic` over HTTPS, a self-signed 127.0.0.1 certificate trusted through
-// --ca-bundle) with a loopback Entra ID token endpoint (AZURE_AUTHORITY_HOST, the operator's): Sluice reads as
-// the customer's service principal from an endpoint the operator allowed (--allow-azure-endpoint). The customer's
-// files are uploaded with the account key, a credential used only by the test. Plain and gzip files with bad lines
-// are imported with exact counts and the store equals their good lines; a wrong secret, a missing container, an
-// endpoint the operator did not allow and abusive names are refused at create; the secret is never answered. The
-// CLI: `sluice import run|create` with the --azure-* flags and `sluice destination check --provider azure` (also
+// --ca-bundle) with a loopback Entra ID token endpoint (AZURE_AUTHORITY_HOST, the operator's): Sluice reads
+// as the customer's service principal from an endpoint the operator allowed (--allow-azure-endpoint). The
+// customer's files are uploaded with the account key, a credential used only by the test. Plain and gzip
+// files with bad lines are imported with exact counts and the store equals their good lines; a wrong secret,
+// a missing container, an endpoint the operator did not allow and abusive names are refused at create; the
+// secret is never answered. The CLI: `sluice import run|create` with the --azure-* flags and `sluice
+// destination check --provider azure` (also
 // --purpose import). Azurite has no RBAC, so a principal without Storage Blob Data Reader cannot be produced
 // here: tests/cloudimport/azure_source_test.cc checks that advice on a scripted transport.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <poll.h>
-#include <sys/wait.h>
 
 #include <boost/json.hpp>
 #include <cmath>
-#include <cstdio>
 #include <fstream>
 #include <set>
 #include <thread>
 #include <tuple>
 
-#include "azure/credentials.h"
-#include "azure/executor.h"
 #include "common/compression.h"
 #include "common/crypto.h"
-#include "http/transport.h"
-#include "objstore/azure/azure_blob_store.h"
+#include "pipeline/azure_e2e.h"
 #include "pipeline/e2e_support.h"
-#include "support/azurite_server.h"
-#include "support/entra_token_endpoint.h"
 #include "support/loopback_http.h"
 
 namespace sluice::testing::e2e {
@@ -43,17 +37,7 @@ constexpr char kClient[] = "11111111-2222-3333-4444-555555555555";
 constexpr char kSecret[] = "az~Import.secret_0123456789";
 constexpr char kContainer[] = "acme-import";
 
-/// Runs `cmd` through the shell; its stdout and stderr together, and the exit status.
-std::pair<std::string, int> Shell(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return {"", -1};
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  int status = pclose(p);
-  return {out, WEXITSTATUS(status)};
-}
+std::pair<std::string, int> Shell(const std::string& cmd) { return RunShell(cmd); }
 
 /// The last line of `out` that is a JSON object (the commands print their result last; progress goes before).
 json::value LastJson(const std::string& out) {
@@ -105,94 +89,58 @@ std::string CompareWithLines(const EventsByInsertId& stored, const std::vector<s
 
 class AzureImportTest : public ::testing::Test {
  protected:
+  /// What the suite's tests share; the destructor stops the server before the Azure environment.
+  struct Suite {
+    std::filesystem::path dir;
+    std::unique_ptr<AzureE2eEnvironment> env;
+    std::unique_ptr<SluiceServer> server;
+    std::string secret_file;  // the client secret, for the CLI (never a flag value)
+    std::string error;
+    ~Suite() {
+      if (server) server->Terminate();
+      server.reset();
+      env.reset();
+      std::filesystem::remove_all(dir);
+    }
+  };
+
   static void SetUpTestSuite() {
-    dir_ = new std::filesystem::path(std::filesystem::temp_directory_path() /
-                                     ("sluice-azure-import-" + RandomHex(64)));
-    std::filesystem::create_directories(*dir_);
-    cert_ = new TestCert(MakeLoopbackCert(dir_->string()));
-    AzuriteServer::Options ao;
-    ao.cert_path = cert_->cert_path;
-    ao.key_path = cert_->key_path;
-    auto azurite = AzuriteServer::Start(ao);
-    if (!azurite.ok()) {
-      error_ = new std::string("Azurite could not start: " + azurite.error().ToString());
+    suite_ = new Suite();
+    suite_->dir = std::filesystem::temp_directory_path() / ("sluice-azure-import-" + RandomHex(64));
+    std::filesystem::create_directories(suite_->dir);
+    auto env = AzureE2eEnvironment::Start(suite_->dir, kTenant, kClient, kSecret);
+    if (!env.ok()) {
+      suite_->error = "the Azure environment did not start: " + env.error().ToString();
       return;
     }
-    azurite_ = azurite->release();
-    entra_ = new EntraTokenEndpoint(kTenant, kClient, kSecret);
-    http::TransportOptions tls;
-    tls.ca_bundle = cert_->cert_path;
-    transport_ = new std::shared_ptr<http::HttpTransport>(http::MakeCurlTransport(tls));
-    // The customer's container, created with the account key.
-    {
-      azure::Executor::Options o;
-      o.transport = *transport_;
-      o.credential =
-          *azure::StorageCredential::SharedKey(AzuriteServer::kAccount, Secret(AzuriteServer::kAccountKey));
-      azure::Executor ex(std::move(o));
-      std::string url = azurite_->BlobEndpoint() + "/" + kContainer + "?restype=container";
-      auto r = ex.Call([&] { return Result<http::OutboundRequest>(http::OutboundRequest{"PUT", url, {}, {}}); });
-      if (!r.ok()) {
-        error_ = new std::string("container: " + r.error().ToString());
-        return;
-      }
+    suite_->env = std::move(env).value();
+    if (Status created = suite_->env->CreateContainer(kContainer); !created.ok()) {
+      suite_->error = "container: " + created.error().ToString();
+      return;
     }
-    // The operator's Entra ID authority; no AWS or Google identity at all.
-    setenv("AZURE_AUTHORITY_HOST", entra_->Authority().c_str(), 1);
-    for (const char* v : {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-                          "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_STS",
-                          "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST", "AZURE_CLIENT_SECRET"}) {
-      unsetenv(v);
-    }
-    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
-    server_ = new SluiceServer(*dir_ / "data", nullptr,
-                               {"--allow-azure-endpoint", Origin(), "--ca-bundle", cert_->cert_path});
+    suite_->server = std::make_unique<SluiceServer>(suite_->dir / "data", nullptr, suite_->env->ServeArgs());
     std::string err;
-    if (!server_->Start(&err)) error_ = new std::string("sluice serve did not start: " + err);
-    // The secret file the CLI tests read (never a flag value).
-    secret_file_ = new std::string((*dir_ / "client-secret").string());
-    std::ofstream(*secret_file_) << kSecret << "\n";
+    if (!suite_->server->Start(&err)) suite_->error = "sluice serve did not start: " + err;
+    suite_->secret_file = (suite_->dir / "client-secret").string();
+    std::ofstream(suite_->secret_file) << kSecret << "\n";
   }
 
   static void TearDownTestSuite() {
-    if (server_) server_->Terminate();
-    delete server_;
-    server_ = nullptr;
-    delete entra_;
-    entra_ = nullptr;
-    delete azurite_;
-    azurite_ = nullptr;
-    delete transport_;
-    transport_ = nullptr;
-    if (dir_) std::filesystem::remove_all(*dir_);
-    delete dir_;
-    dir_ = nullptr;
-    delete cert_;
-    cert_ = nullptr;
-    delete secret_file_;
-    secret_file_ = nullptr;
-    delete error_;
-    error_ = nullptr;
+    delete suite_;
+    suite_ = nullptr;
   }
 
   void SetUp() override {
-    ASSERT_EQ(error_, nullptr) << *error_;
+    ASSERT_EQ(suite_->error, "");
     today_ = TodayUtc();
   }
 
-  /// "https://127.0.0.1:PORT": the origin the operator allowed.
-  static std::string Origin() { return fmt::format("https://127.0.0.1:{}", azurite_->port()); }
+  static std::string Origin() { return suite_->env->Origin(); }
 
   /// The customer's view of the container (account key): uploads and assertions only.
   static std::shared_ptr<objstore::ObjectStore> Customer() {
-    objstore::azure::AzureStoreOptions o;
-    o.account = AzuriteServer::kAccount;
-    o.container = kContainer;
-    o.endpoint = azurite_->BlobEndpoint();
-    auto cred = azure::StorageCredential::SharedKey(AzuriteServer::kAccount, Secret(AzuriteServer::kAccountKey));
-    auto store = objstore::azure::AzureBlobStore::Create(o, *cred, *transport_);
-    if (!store.ok()) return nullptr;
-    return std::shared_ptr<objstore::ObjectStore>(std::move(store).value());
+    auto store = suite_->env->AccountKeyStore(kContainer);
+    return store.ok() ? *store : nullptr;
   }
 
   static json::object Properties(const std::string& prefix, const std::string& secret = kSecret) {
@@ -214,43 +162,28 @@ class AzureImportTest : public ::testing::Test {
   }
 
   ServerProcess::Reply Post(const Project& p, const json::object& body) {
-    return server_->process().Send("POST", fmt::format("/api/app/projects/{}/connectors", p.id),
-                                   json::serialize(body), Admin());
+    return suite_->server->process().Send("POST", fmt::format("/api/app/projects/{}/connectors", p.id),
+                                          json::serialize(body), Admin());
   }
   ServerProcess::Reply Get(const Project& p, const std::string& suffix = "") {
-    return server_->process().Send("GET", fmt::format("/api/app/projects/{}/connectors{}", p.id, suffix), {},
-                                   Admin());
+    return suite_->server->process().Send(
+        "GET", fmt::format("/api/app/projects/{}/connectors{}", p.id, suffix), {}, Admin());
   }
   static std::vector<std::pair<std::string, std::string>> Admin() {
-    return {{"Authorization", "Bearer " + server_->process().admin_token()}};
+    return {{"Authorization", "Bearer " + suite_->server->process().admin_token()}};
   }
 
   /// The connector's first finished run.
   json::object WaitForRun(const Project& p, const std::string& id) {
-    json::object run;
-    std::string last;
-    std::string err = WaitUntil(
-        [&] {
-          auto h = Get(p, "/" + id + "/history");
-          last = h.body;
-          if (h.status != 200) return false;
-          auto runs = json::parse(h.body).at("results").at("data").as_array();
-          if (runs.empty() || runs.front().at("status").as_string() == "running" ||
-              runs.front().at("status").as_string() == "queued") {
-            return false;
-          }
-          run = runs.front().as_object();
-          return true;
-        },
-        60s, [&] { return last; });
-    EXPECT_EQ(err, "");
-    return run;
+    std::string run;
+    EXPECT_EQ(WaitForConnectorRun(*suite_->server, p.id, id, &run), "");
+    return run.empty() ? json::object() : json::parse(run).as_object();
   }
 
   /// " --server URL --admin-token T --project N"
   static std::string ClientFlags(const Project& p) {
-    return fmt::format(" --server {} --admin-token {} --project {}", server_->process().url(),
-                       server_->process().admin_token(), p.id);
+    return fmt::format(" --server {} --admin-token {} --project {}", suite_->server->process().url(),
+                       suite_->server->process().admin_token(), p.id);
   }
   /// The --azure-* flags of the suite's container (the secret not among them).
   static std::string AzureFlags(const std::string& prefix) {
@@ -260,31 +193,15 @@ class AzureImportTest : public ::testing::Test {
         AzuriteServer::kAccount, kContainer, prefix, kClient, kTenant, Origin());
   }
 
-  static AzuriteServer* azurite_;
-  static EntraTokenEndpoint* entra_;
-  static SluiceServer* server_;
-  static std::shared_ptr<http::HttpTransport>* transport_;
-  static std::filesystem::path* dir_;
-  static TestCert* cert_;
-  static std::string* secret_file_;
-  static std::string* error_;
+  static inline Suite* suite_ = nullptr;
   int64_t today_ = 0;
 };
 
-AzuriteServer* AzureImportTest::azurite_ = nullptr;
-EntraTokenEndpoint* AzureImportTest::entra_ = nullptr;
-SluiceServer* AzureImportTest::server_ = nullptr;
-std::shared_ptr<http::HttpTransport>* AzureImportTest::transport_ = nullptr;
-std::filesystem::path* AzureImportTest::dir_ = nullptr;
-TestCert* AzureImportTest::cert_ = nullptr;
-std::string* AzureImportTest::secret_file_ = nullptr;
-std::string* AzureImportTest::error_ = nullptr;
-
-// A plain and a gzip file with one bad line each, discovered under their prefixes: exact counts in the history,
-// the bad lines reported with their numbers, and the store holding exactly the good lines. The connector's
-// answers never carry the secret.
+// A plain and a gzip file with one bad line each, discovered under their prefixes: exact counts in the
+// history, the bad lines reported with their numbers, and the store holding exactly the good lines. The
+// connector's answers never carry the secret.
 TEST_F(AzureImportTest, ImportsPlainAndGzipFilesWithBadLines) {
-  auto p = server_->CreateProject("azure-import");
+  auto p = suite_->server->CreateProject("azure-import");
   ASSERT_TRUE(p.ok()) << p.error().ToString();
   const int64_t day = today_ - 2;
   const auto lines = MakeDayEvents(day, 40, "azi", 81);
@@ -326,7 +243,7 @@ TEST_F(AzureImportTest, ImportsPlainAndGzipFilesWithBadLines) {
     EXPECT_EQ(errors[0].at("file").as_string(), file);
     EXPECT_EQ(errors[0].at("line").to_number<uint64_t>(), 21u);
   }
-  auto stored = server_->ReadBack(*p, day);
+  auto stored = suite_->server->ReadBack(*p, day);
   ASSERT_TRUE(stored.ok()) << stored.error().ToString();
   EXPECT_EQ(stored->size(), 40u);
   EXPECT_EQ(CompareWithLines(*stored, lines), "");
@@ -347,7 +264,7 @@ TEST_F(AzureImportTest, ImportsPlainAndGzipFilesWithBadLines) {
 // A wrong client secret is refused at create naming the credentials to check, without echoing it; a container
 // that does not exist is refused naming container_name. Nothing is stored.
 TEST_F(AzureImportTest, WrongSecretAndMissingContainerAreRefusedAtCreate) {
-  auto p = server_->CreateProject("azure-import-refused");
+  auto p = suite_->server->CreateProject("azure-import-refused");
   ASSERT_TRUE(p.ok());
   const std::string wrong = "not-the-Secret-42";
   auto r = Post(*p, Body(Properties("incoming/", wrong)));
@@ -375,12 +292,12 @@ TEST_F(AzureImportTest, WrongSecretAndMissingContainerAreRefusedAtCreate) {
 // An azure_endpoint the operator did not allow is refused before anything is sent: no connection to it and no
 // token request (the customer's secret goes nowhere).
 TEST_F(AzureImportTest, EndpointNotAllowedIsRefusedWithNoConnection) {
-  auto p = server_->CreateProject("azure-import-endpoint");
+  auto p = suite_->server->CreateProject("azure-import-endpoint");
   ASSERT_TRUE(p.ok());
   uint16_t port = 0;
   auto trap = ListenLoopback(port);
   ASSERT_TRUE(trap.ok()) << trap.error().ToString();
-  const int tokens_before = entra_->requests();
+  const int tokens_before = suite_->env->entra().requests();
   for (const std::string& endpoint :
        {fmt::format("http://127.0.0.1:{}", port), fmt::format("https://127.0.0.1:{}", port)}) {
     SCOPED_TRACE(endpoint);
@@ -395,15 +312,15 @@ TEST_F(AzureImportTest, EndpointNotAllowedIsRefusedWithNoConnection) {
   // A connection attempt would be waiting in the listener's backlog.
   pollfd pending{trap->get(), POLLIN, 0};
   EXPECT_EQ(::poll(&pending, 1, 0), 0) << "a connection reached the endpoint the operator did not allow";
-  EXPECT_EQ(entra_->requests(), tokens_before);
+  EXPECT_EQ(suite_->env->entra().requests(), tokens_before);
 }
 
-// Account, container, prefix, tenant and client are validated at the edge: path tricks, control characters and
-// URLs are refused before any request, each naming the property.
+// Account, container, prefix, tenant and client are validated at the edge: path tricks, control characters
+// and URLs are refused before any request, each naming the property.
 TEST_F(AzureImportTest, AbusiveNamesAreRefusedAtTheEdge) {
-  auto p = server_->CreateProject("azure-import-names");
+  auto p = suite_->server->CreateProject("azure-import-names");
   ASSERT_TRUE(p.ok());
-  const int tokens_before = entra_->requests();
+  const int tokens_before = suite_->env->entra().requests();
   const std::vector<std::pair<std::string, std::string>> bad = {
       {"storage_account", "devstoreaccount1/../x"},
       {"storage_account", "https://evil.example"},
@@ -433,15 +350,15 @@ TEST_F(AzureImportTest, AbusiveNamesAreRefusedAtTheEdge) {
   auto r = Post(*p, Body(props));
   EXPECT_EQ(r.status, 400) << r.body;
   EXPECT_NE(r.body.find("connector_properties.s3_bucket"), std::string::npos) << r.body;
-  EXPECT_EQ(entra_->requests(), tokens_before);
+  EXPECT_EQ(suite_->env->entra().requests(), tokens_before);
 }
 
 // `sluice import` with the --azure-* flags through the real binary: `import run` imports the files under
-// --azure-prefix (secret from --azure-client-secret-file) and prints the finished run; `import create` takes the
-// secret from AZURE_CLIENT_SECRET and prints the connector without it; mixing S3/GCS and Azure flags, a missing
-// secret and a secret given as a flag value are refused before anything is sent.
+// --azure-prefix (secret from --azure-client-secret-file) and prints the finished run; `import create` takes
+// the secret from AZURE_CLIENT_SECRET and prints the connector without it; mixing S3/GCS and Azure flags, a
+// missing secret and a secret given as a flag value are refused before anything is sent.
 TEST_F(AzureImportTest, ImportCommandCreatesAndRunsAzureConnectors) {
-  auto p = server_->CreateProject("azure-import-cli");
+  auto p = suite_->server->CreateProject("azure-import-cli");
   ASSERT_TRUE(p.ok());
   const int64_t day = today_ - 3;
   const auto lines = MakeDayEvents(day, 12, "azcli", 83);
@@ -453,20 +370,20 @@ TEST_F(AzureImportTest, ImportCommandCreatesAndRunsAzureConnectors) {
 
   const std::string bin = ServerProcess::Binary();
   auto [run_out, run_rc] = Shell(bin + " import run" + ClientFlags(*p) + AzureFlags("cli/in/") +
-                                 " --azure-client-secret-file " + *secret_file_);
+                                 " --azure-client-secret-file " + suite_->secret_file);
   ASSERT_EQ(run_rc, 0) << run_out;
   json::value run = LastJson(run_out);
   ASSERT_TRUE(run.is_object()) << run_out;
   EXPECT_EQ(run.at("status").as_string(), "success") << run_out;
   EXPECT_EQ(run.at("num_events_imported").to_number<uint64_t>(), 12u) << run_out;
   EXPECT_EQ(run_out.find(kSecret), std::string::npos) << run_out;
-  auto stored = server_->ReadBack(*p, day);
+  auto stored = suite_->server->ReadBack(*p, day);
   ASSERT_TRUE(stored.ok()) << stored.error().ToString();
   EXPECT_EQ(CompareWithLines(*stored, lines), "");
 
-  auto [created_out, created_rc] = Shell(std::string("AZURE_CLIENT_SECRET='") + kSecret + "' " + bin +
-                                         " import create" + ClientFlags(*p) + AzureFlags("cli/in/") +
-                                         " --label from-cli");
+  auto [created_out, created_rc] =
+      Shell(std::string("AZURE_CLIENT_SECRET='") + kSecret + "' " + bin + " import create" + ClientFlags(*p) +
+            AzureFlags("cli/in/") + " --label from-cli");
   ASSERT_EQ(created_rc, 0) << created_out;
   json::value created = LastJson(created_out);
   ASSERT_TRUE(created.is_object()) << created_out;
@@ -475,15 +392,15 @@ TEST_F(AzureImportTest, ImportCommandCreatesAndRunsAzureConnectors) {
   EXPECT_EQ(created.at("connector_properties").at("prefix").as_string(), "cli/in/") << created_out;
   EXPECT_EQ(created_out.find(kSecret), std::string::npos) << created_out;
 
-  // Refused by the CLI itself: Azure with an S3 bucket, with a GCS bucket, without a secret, and a secret as a
-  // flag value (no such flag).
-  const std::string secret_file = " --azure-client-secret-file " + *secret_file_;
+  // Refused by the CLI itself: Azure with an S3 bucket, with a GCS bucket, without a secret, and a secret as
+  // a flag value (no such flag).
+  const std::string secret_file = " --azure-client-secret-file " + suite_->secret_file;
   auto [s3, s3_rc] = Shell(bin + " import create" + ClientFlags(*p) + AzureFlags("cli/in/") + secret_file +
                            " --bucket other --role arn:aws:iam::123456789012:role/r");
   EXPECT_NE(s3_rc, 0) << s3;
   EXPECT_NE(s3.find("give one of them"), std::string::npos) << s3;
-  auto [gcs, gcs_rc] =
-      Shell(bin + " import create" + ClientFlags(*p) + AzureFlags("cli/in/") + secret_file + " --gcs-bucket other");
+  auto [gcs, gcs_rc] = Shell(bin + " import create" + ClientFlags(*p) + AzureFlags("cli/in/") + secret_file +
+                             " --gcs-bucket other");
   EXPECT_NE(gcs_rc, 0) << gcs;
   auto [nosecret, nosecret_rc] = Shell(bin + " import create" + ClientFlags(*p) + AzureFlags("cli/in/"));
   EXPECT_NE(nosecret_rc, 0) << nosecret;
@@ -505,14 +422,16 @@ TEST_F(AzureImportTest, DestinationCheckCommandCoversAzure) {
   ASSERT_TRUE(customer->Put("check/in/a.json", "{}\n").ok());
   const std::string bin = ServerProcess::Binary();
   const std::string base = bin + " destination check --provider azure" + AzureFlags("check/in/") +
-                           " --ca-bundle " + cert_->cert_path + " --azure-client-secret-file " + *secret_file_;
+                           " --ca-bundle " + suite_->env->cert().cert_path + " --azure-client-secret-file " +
+                           suite_->secret_file;
 
   auto [exported, export_rc] = Shell(base + " --json");
   EXPECT_EQ(export_rc, 0) << exported;
   json::value report = LastJson(exported);
   ASSERT_TRUE(report.is_object()) << exported;
   EXPECT_TRUE(report.at("ok").as_bool()) << exported;
-  EXPECT_EQ(report.at("steps").as_array().size(), 6u) << exported;  // identity, put, get, encryption, list, delete
+  EXPECT_EQ(report.at("steps").as_array().size(), 6u)
+      << exported;  // identity, put, get, encryption, list, delete
 
   auto [imported, import_rc] = Shell(base + " --purpose import");
   EXPECT_EQ(import_rc, 0) << imported;
@@ -524,10 +443,11 @@ TEST_F(AzureImportTest, DestinationCheckCommandCoversAzure) {
   auto keys = customer->Get("check/in/a.json");
   EXPECT_TRUE(keys.ok());
 
-  const std::string wrong_file = (*dir_ / "wrong-secret").string();
+  const std::string wrong_file = (suite_->dir / "wrong-secret").string();
   std::ofstream(wrong_file) << "not-the-Secret-42\n";
-  auto [wrong, wrong_rc] = Shell(bin + " destination check --provider azure --purpose import" + AzureFlags("check/in/") +
-                                 " --ca-bundle " + cert_->cert_path + " --azure-client-secret-file " + wrong_file);
+  auto [wrong, wrong_rc] =
+      Shell(bin + " destination check --provider azure --purpose import" + AzureFlags("check/in/") +
+            " --ca-bundle " + suite_->env->cert().cert_path + " --azure-client-secret-file " + wrong_file);
   EXPECT_EQ(wrong_rc, 1) << wrong;
   EXPECT_NE(wrong.find("[FAIL] identity"), std::string::npos) << wrong;
   EXPECT_NE(wrong.find("check client_secret"), std::string::npos) << wrong;
@@ -535,7 +455,8 @@ TEST_F(AzureImportTest, DestinationCheckCommandCoversAzure) {
 
   auto [usage, usage_rc] = Shell(base + " --bucket acme --role arn:aws:iam::123456789012:role/r");
   EXPECT_EQ(usage_rc, 2) << usage;
-  auto [gcs_import, gcs_import_rc] = Shell(bin + " destination check --provider gcs --purpose import --bucket acme");
+  auto [gcs_import, gcs_import_rc] =
+      Shell(bin + " destination check --provider gcs --purpose import --bucket acme");
   EXPECT_EQ(gcs_import_rc, 2) << gcs_import;
 }
 

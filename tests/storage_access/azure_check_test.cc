@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "aws/fake_transport.h"
+#include "azure/fake_responses.h"
 #include "storage_access/destination_check.h"
 
 namespace sluice::storage_access {
@@ -11,6 +12,8 @@ namespace {
 
 using aws::testing::FakeTransport;
 using aws::testing::MakeResponse;
+using azure::testing::AzureError;
+using azure::testing::kPermissionMismatchMessage;
 
 constexpr char kClient[] = "11111111-2222-3333-4444-555555555555";
 constexpr char kTenant[] = "72f988bf-86f1-41af-91ab-2d7cd011db47";
@@ -34,20 +37,13 @@ CheckContext Context(std::shared_ptr<FakeTransport> transport) {
   return ctx;
 }
 
-http::OutboundResponse Token() {
-  return MakeResponse(200, R"({"token_type":"Bearer","expires_in":3599,"access_token":"eyJ0.eyJ0.sig"})");
-}
+http::OutboundResponse Token() { return azure::testing::EntraToken(); }
 
 TEST(AzureCheckTest, AMissingRoleAssignmentIsNamedWithTheAzCommand) {
   auto transport = std::make_shared<FakeTransport>();
   transport->SetHandler([](const http::OutboundRequest& r) -> Result<http::OutboundResponse> {
     if (r.url.find("login.microsoftonline.com") != std::string::npos) return Token();
-    return MakeResponse(
-        403,
-        "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>AuthorizationPermissionMismatch</Code>"
-        "<Message>This request is not authorized to perform this operation using this "
-        "permission.</Message></Error>",
-        {{"x-ms-error-code", "AuthorizationPermissionMismatch"}, {"x-ms-request-id", "r-1"}});
+    return AzureError(403, "AuthorizationPermissionMismatch", kPermissionMismatchMessage);
   });
   DestinationCheckResult r = CheckDestination(Location(), Context(transport));
   ASSERT_FALSE(r.ok());
@@ -73,9 +69,7 @@ TEST(AzureCheckTest, AWrongSecretNamesTheCredentialsAndSkipsTheObjectSteps) {
   auto transport = std::make_shared<FakeTransport>();
   transport->SetHandler([](const http::OutboundRequest& r) -> Result<http::OutboundResponse> {
     if (r.url.find("login.microsoftonline.com") != std::string::npos) {
-      return MakeResponse(
-          401,
-          R"({"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."})");
+      return azure::testing::EntraInvalidClient();
     }
     return MakeResponse(500, "unexpected");
   });
@@ -99,12 +93,7 @@ TEST(AzureCheckTest, TheReadOnlyCheckListsAndReadsAndNamesTheReaderRole) {
   auto transport = std::make_shared<FakeTransport>();
   transport->SetHandler([](const http::OutboundRequest& r) -> Result<http::OutboundResponse> {
     if (r.url.find("login.microsoftonline.com") != std::string::npos) return Token();
-    return MakeResponse(
-        403,
-        "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>AuthorizationPermissionMismatch</Code>"
-        "<Message>This request is not authorized to perform this operation using this "
-        "permission.</Message></Error>",
-        {{"x-ms-error-code", "AuthorizationPermissionMismatch"}, {"x-ms-request-id", "r-1"}});
+    return AzureError(403, "AuthorizationPermissionMismatch", kPermissionMismatchMessage);
   });
   CheckContext ctx = Context(transport);
   ctx.purpose = Purpose::kRead;
