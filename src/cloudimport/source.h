@@ -111,8 +111,8 @@ Status CheckSourceAccess(const Source& source, const ConnectorSpec& spec, const 
 Status CheckExternalIdEnforced(const Source& source, const ConnectorSpec& spec,
                                const std::string& external_id, ValidationIssue* issue = nullptr);
 
-/// True for a bucket that does not exist (S3 NoSuchBucket, GCS "The specified bucket does not exist."), as
-/// opposed to a missing object.
+/// True for a bucket that does not exist (S3 NoSuchBucket, GCS "The specified bucket does not exist.", Azure
+/// ContainerNotFound), as opposed to a missing object.
 bool IsMissingBucket(const Error& e);
 
 /// True for errors that pause a connector until the customer fixes something (access denied, missing bucket,
