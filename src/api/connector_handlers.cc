@@ -12,7 +12,8 @@
 // {"status":"ok","results":{"url":null,"has_more":false,"data":[…]}}. Errors in Mixpanel's errorResponse
 // shape
 // {"status":"error","type":…,"message":…} plus, for refused create bodies, Sluice's "code" and "field"
-// (type = code: missing_required_property, invalid_property, invalid_permissions_s3, invalid_permissions_gcs).
+// (type = code: missing_required_property, invalid_property, invalid_permissions_s3, invalid_permissions_gcs,
+// invalid_permissions_azure).
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "app/azure_flags.h"
 #include "aws/providers.h"
 #include "aws/sts.h"
 #include "gcp/credentials.h"
@@ -23,11 +24,36 @@ struct CheckFlags {
   std::string kms_key_name;
   std::string gcp_credentials;
   bool json = false;
+  /// export (a pipeline's check: write, read, list, delete) or import (read-only: list and read; Azure).
+  std::string purpose = "export";
+  std::string ca_bundle;
+  AzureFlagValues azure;
 };
 
 [[noreturn]] void Usage(const std::string& message) {
   std::cerr << "error: " << message << "\n";
   throw CLI::RuntimeError(2);
+}
+
+storage_access::Location AzureLocationOf(const CheckFlags& flags) {
+  const auto& s = flags.spec;
+  if (!s.bucket.empty() || !s.region.empty() || !s.role_arn.empty() || !s.external_id.empty() || !s.prefix.empty() ||
+      !s.endpoint.empty() || !s.sts_endpoint.empty() || flags.encryption != "none" || !s.encryption.kms_key_id.empty() ||
+      !flags.kms_key_name.empty() || !flags.gcp_credentials.empty()) {
+    Usage("--provider azure takes the --azure-* flags (--azure-storage-account, --azure-container, --azure-prefix, "
+          "--azure-client-id, --azure-tenant-id, --azure-endpoint, --azure-client-secret-file or AZURE_CLIENT_SECRET); "
+          "--bucket, --region, --prefix, --endpoint and the S3/GCS flags name another provider's bucket");
+  }
+  auto location = AzureLocationFromFlags(flags.azure, azure::SystemEnv());
+  if (!location.ok()) Usage(location.error().message);
+  const auto role =
+      flags.purpose == "import" ? storage_access::Role::kSource : storage_access::Role::kDestination;
+  // A pipeline writes under a "directory" (as the API normalises it); an import lists a raw name prefix.
+  if (role == storage_access::Role::kDestination) {
+    location->prefix = storage_access::NormalizeDestinationPrefix(location->prefix);
+  }
+  if (Status valid = storage_access::Validate(*location, role); !valid.ok()) Usage(valid.error().message);
+  return *location;
 }
 
 storage_access::Location S3LocationOf(CheckFlags& flags) {
@@ -71,11 +97,25 @@ storage_access::Location GcsLocationOf(const CheckFlags& flags) {
 
 void RunCheck(CheckFlags& flags) {
   const bool gcs = flags.provider == "gcs";
-  storage_access::Location location = gcs ? GcsLocationOf(flags) : S3LocationOf(flags);
-  std::shared_ptr<http::HttpTransport> transport = http::MakeCurlTransport();
+  const bool azure = flags.provider == "azure";
+  if (!azure && flags.azure.any()) Usage("the --azure-* flags need --provider azure");
+  if (!azure && flags.spec.bucket.empty()) Usage("--bucket is required for --provider s3 and gcs");
+  if (!azure && flags.purpose == "import") {
+    Usage("--purpose import is the read-only check of --provider azure; an S3 or GCS import source is checked by "
+          "`sluice import create`, which refuses a connector it cannot read");
+  }
+  storage_access::Location location = azure ? AzureLocationOf(flags) : gcs ? GcsLocationOf(flags) : S3LocationOf(flags);
+  http::TransportOptions transport_options;
+  transport_options.ca_bundle = flags.ca_bundle;  // "" = the system's CA store
+  std::shared_ptr<http::HttpTransport> transport = http::MakeCurlTransport(transport_options);
   storage_access::CheckContext context;
   context.transport = transport;
-  if (gcs) {
+  if (azure) {
+    // The customer's own service principal; the operator runs the check, so the endpoint named is allowed. The
+    // authority is AZURE_AUTHORITY_HOST (else the public cloud's).
+    context.purpose =
+        flags.purpose == "import" ? storage_access::Purpose::kRead : storage_access::Purpose::kWrite;
+  } else if (gcs) {
     // The operator runs the check, so the endpoint they name is allowed; the token goes nowhere else.
     auto identity = gcp::MakeDefaultTokenProvider({.transport = transport}, flags.gcp_credentials);
     if (!identity.ok()) Usage(identity.error().message);
@@ -108,12 +148,19 @@ void RegisterDestinationCommands(CLI::App& app) {
   CLI::App* check = destination->add_subcommand(
       "check",
       "S3: assume the customer's role (and verify it refuses a wrong external ID); GCS: authenticate as "
-      "Sluice's service account. Then write, read, list and delete a probe object; names any missing "
-      "permission and what grants it");
-  check->add_option("--provider", flags->provider, "s3 (default) or gcs")
-      ->check(CLI::IsMember({"s3", "gcs"}))
+      "Sluice's service account; Azure: get a token for the customer's service principal. Then write, read, list "
+      "and delete a probe object (--purpose import: only list and read, Azure); names any missing permission and "
+      "what grants it");
+  check->add_option("--provider", flags->provider, "s3 (default), gcs or azure")
+      ->check(CLI::IsMember({"s3", "gcs", "azure"}))
       ->capture_default_str();
-  check->add_option("--bucket", flags->spec.bucket, "The customer's bucket")->required();
+  check
+      ->add_option("--purpose", flags->purpose,
+                   "export: what a pipeline needs (write, read, list, delete a probe); import: what an azureImport "
+                   "connector needs (list and read only; Storage Blob Data Reader), --provider azure only")
+      ->check(CLI::IsMember({"export", "import"}))
+      ->capture_default_str();
+  check->add_option("--bucket", flags->spec.bucket, "The customer's bucket (S3 and GCS)");
   check->add_option("--region", flags->spec.region,
                     "The bucket's region, e.g. eu-west-1 (required for S3; optional for GCS)");
   check->add_option("--role", flags->spec.role_arn, "S3: the customer's role ARN Sluice assumes");
@@ -138,6 +185,11 @@ void RegisterDestinationCommands(CLI::App& app) {
   check->add_option("--gcp-credentials", flags->gcp_credentials,
                     "GCS: Sluice's service-account JSON key (default: GOOGLE_APPLICATION_CREDENTIALS, else the "
                     "metadata server)");
+  AddAzureFlags(check, flags->azure);
+  check->add_option("--ca-bundle", flags->ca_bundle,
+                    "PEM file of the CAs trusted for the check's TLS connections (default: the system's CA store), "
+                    "e.g. a private CA of an Azure or S3-compatible endpoint")
+      ->check(CLI::ExistingFile);
   check->add_flag("--json", flags->json, "Print one JSON object instead of the report");
   check->callback([flags] { RunCheck(*flags); });
 }

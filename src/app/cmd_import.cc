@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "app/api_client.h"
+#include "app/azure_flags.h"
 #include "app/config.h"
 #include "app/gcs_flags.h"
 #include "http/transport.h"
@@ -59,6 +60,8 @@ struct SpecFlags {
   std::vector<std::string> remap;  // target=source
   /// gcsImport: connector property (gcs_bucket, gcs_prefix, gcs_endpoint) → the --gcs-* flag's value.
   std::map<std::string, std::string> gcs;
+  /// azureImport: the --azure-* flags (connector properties) and the client secret's source.
+  AzureFlagValues azure;
 };
 
 void AddSpecFlags(CLI::App* cmd, SpecFlags& f) {
@@ -84,9 +87,9 @@ void AddSpecFlags(CLI::App* cmd, SpecFlags& f) {
       "Remap formats: MIXPANEL_FIELD=SOURCE_FIELD, repeatable (event_name, time, distinct_id, $insert_id, "
       "ip; $distinct_id for people)");
   // GCS (connector_type gcsImport): the same --gcs-* flags as `sluice pipeline`, those a source takes.
-  for (const GcsParamFlag& g : GcsParamFlags()) {
-    if (g.for_import) cmd->add_option(std::string(g.flag), f.gcs[std::string(g.param)], std::string(g.help));
-  }
+  AddParamFlags(cmd, GcsParamFlags(), f.gcs, /*import_only=*/true);
+  // Azure (connector_type azureImport): read as the customer's service principal (Storage Blob Data Reader).
+  AddAzureFlags(cmd, f.azure);
 }
 
 bool IsGcs(const SpecFlags& f) {
@@ -94,31 +97,60 @@ bool IsGcs(const SpecFlags& f) {
   return it != f.gcs.end() && !it->second.empty();
 }
 
-/// "s3://bucket/prefix" or "gs://bucket/prefix".
+/// "s3://bucket/prefix", "gs://bucket/prefix" or "https://account.blob.core.windows.net/container/prefix".
 std::string SourceText(const SpecFlags& f) {
+  if (f.azure.any()) {
+    return fmt::format("https://{}.blob.core.windows.net/{}/{}", f.azure.Get("storage_account"),
+                       f.azure.Get("container_name"), f.azure.Get("prefix"));
+  }
   if (IsGcs(f)) return fmt::format("gs://{}/{}", f.gcs.at("gcs_bucket"), f.gcs.at("gcs_prefix"));
   return fmt::format("s3://{}/{}", f.bucket, f.prefix);
 }
 
+/// The azureImport body: refused before anything is sent when S3 or GCS flags are mixed in, a required flag is
+/// missing or the secret cannot be read.
+Result<json::object> AzureProperties(const SpecFlags& f) {
+  if (!f.bucket.empty() || !f.role.empty() || !f.credential.empty() || !f.endpoint.empty() ||
+      AnyParamSet(f.gcs)) {
+    return InvalidArgument(
+        "the --azure-* flags name an Azure container; --bucket, --role, --s3-credential and --endpoint (S3) and "
+        "the --gcs-* flags (GCS) name another source: give one of them");
+  }
+  SLUICE_ASSIGN_OR_RETURN(storage_access::AzureLocation l, AzureLocationFromFlags(f.azure, azure::SystemEnv()));
+  json::object cp{{"storage_account", l.storage_account},
+                  {"container_name", l.container},
+                  {"prefix", l.prefix},
+                  {"client_id", l.client_id},
+                  {"client_secret", l.client_secret.Reveal()},  // to the server's API only, never printed
+                  {"tenant_id", l.tenant_id}};
+  if (!l.endpoint.empty()) cp["azure_endpoint"] = l.endpoint;
+  return cp;
+}
+
 Result<std::string> CreateBody(const SpecFlags& f) {
+  const bool azure = f.azure.any();
   const bool gcs = IsGcs(f);
-  if (gcs && !f.bucket.empty()) {
+  if (!azure && gcs && !f.bucket.empty()) {
     return InvalidArgument("--bucket (S3) and --gcs-bucket (GCS) name two sources: give one of them");
   }
-  if (!gcs && f.bucket.empty()) {
-    return InvalidArgument("the files' bucket is required: --bucket B for S3 or --gcs-bucket B for GCS");
+  if (!azure && !gcs && f.bucket.empty()) {
+    return InvalidArgument(
+        "the files' bucket is required: --bucket B for S3, --gcs-bucket B for GCS or --azure-storage-account A "
+        "--azure-container C for Azure");
   }
-  if (gcs && (!f.role.empty() || !f.endpoint.empty() || !f.credential.empty())) {
+  if (!azure && gcs && (!f.role.empty() || !f.endpoint.empty() || !f.credential.empty())) {
     return InvalidArgument(
         "--role, --s3-credential and --endpoint are for an S3 source (--bucket); a GCS source takes --gcs-prefix and "
         "--gcs-endpoint, and Sluice reads it as its own service account");
   }
-  if (!gcs && f.role.empty() && f.credential.empty()) {
+  if (!azure && !gcs && f.role.empty() && f.credential.empty()) {
     return InvalidArgument(
         "--role is required with --bucket: the ARN of the role Sluice assumes to read it (or --s3-credential)");
   }
   json::object cp;
-  if (gcs) {
+  if (azure) {
+    SLUICE_ASSIGN_OR_RETURN(cp, AzureProperties(f));
+  } else if (gcs) {
     for (const auto& [param, value] : f.gcs) {
       if (!value.empty() || param == "gcs_prefix") cp[param] = value;
     }
@@ -142,7 +174,7 @@ Result<std::string> CreateBody(const SpecFlags& f) {
     cat["property_remap"] = std::move(remap);
   }
   std::string label = f.label.empty() ? SourceText(f) : f.label;
-  return json::serialize(json::object{{"connector_type", gcs ? "gcsImport" : "s3Import"},
+  return json::serialize(json::object{{"connector_type", azure ? "azureImport" : gcs ? "gcsImport" : "s3Import"},
                                       {"label", label},
                                       {"connector_properties", std::move(cp)},
                                       {"category_properties", std::move(cat)}});
@@ -224,7 +256,7 @@ Result<json::object> FollowRun(Client& client, uint32_t project, const std::stri
 }  // namespace
 
 void RegisterImportCommands(CLI::App& app, int& exit_code) {
-  auto* import = app.add_subcommand("import", "Cloud Import: load event and profile files from an S3 or GCS bucket");
+  auto* import = app.add_subcommand("import", "Cloud Import: load event and profile files from an S3 or GCS bucket or an Azure container");
   import->require_subcommand(1);
 
   {

@@ -244,6 +244,7 @@ int Serve(const ServeFlags& f) {
                                             .transport = transport,
                                             .endpoints = *endpoint_policy,
                                             .gcs_endpoints = *gcs_endpoint_policy,
+                                            .azure_endpoints = *azure_endpoint_policy,
                                             .static_credentials = static_credentials};
   import_options.source_factory = [source_context](const cloudimport::ConnectorSpec& spec,
                                                    const store::Project& project) {

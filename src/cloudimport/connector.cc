@@ -7,6 +7,7 @@
 #include <boost/json.hpp>
 #include <chrono>
 
+#include "cloudimport/source.h"
 #include "storage_access/location.h"
 
 namespace sluice::cloudimport {
@@ -139,18 +140,22 @@ Result<ConnectorSpec> ParseConnectorSpec(const json::value& body, uint32_t proje
 
   auto type = StringMember(o, "connector_type", wrong);
   if (wrong) {
-    return refuse.Invalid("connector_type", "'connector_type' must be a string: \"s3Import\" or \"gcsImport\"");
+    return refuse.Invalid("connector_type",
+                          "'connector_type' must be a string: \"s3Import\", \"gcsImport\" or \"azureImport\"");
   }
   if (!type || type->empty()) {
-    return refuse.Missing("connector_type", "'connector_type' is required: \"s3Import\" or \"gcsImport\"");
+    return refuse.Missing("connector_type",
+                          "'connector_type' is required: \"s3Import\", \"gcsImport\" or \"azureImport\"");
   }
-  if (*type != "s3Import" && *type != "gcsImport") {
+  if (*type != "s3Import" && *type != "gcsImport" && *type != "azureImport") {
     return refuse.Invalid(
         "connector_type",
-        fmt::format("'connector_type' is \"{}\"; it must be \"s3Import\" or \"gcsImport\"", *type));
+        fmt::format("'connector_type' is \"{}\"; it must be \"s3Import\", \"gcsImport\" or \"azureImport\"",
+                    type->substr(0, 80)));
   }
   spec.connector_type = *type;
   const bool gcs = spec.is_gcs();
+  const bool azure = spec.is_azure();
 
   auto label = StringMember(o, "label", wrong);
   if (wrong) return refuse.Invalid("label", "'label' must be a string");
@@ -163,9 +168,11 @@ Result<ConnectorSpec> ParseConnectorSpec(const json::value& body, uint32_t proje
   const json::value* cp = o.if_contains("connector_properties");
   if (cp == nullptr || cp->is_null()) {
     return refuse.Missing("connector_properties",
-                          gcs ? "'connector_properties' is required: {\"gcs_bucket\", \"gcs_prefix\"}"
-                              : "'connector_properties' is required: {\"s3_bucket\", \"s3_prefix\", "
-                                "\"s3_region\", \"s3_role\"}");
+                          azure ? "'connector_properties' is required: {\"storage_account\", \"container_name\", "
+                                  "\"prefix\", \"client_id\", \"client_secret\", \"tenant_id\"}"
+                          : gcs ? "'connector_properties' is required: {\"gcs_bucket\", \"gcs_prefix\"}"
+                                : "'connector_properties' is required: {\"s3_bucket\", \"s3_prefix\", "
+                                  "\"s3_region\", \"s3_role\"}");
   }
   if (!cp->is_object())
     return refuse.Invalid("connector_properties", "'connector_properties' must be an object");
@@ -186,9 +193,17 @@ Result<ConnectorSpec> ParseConnectorSpec(const json::value& body, uint32_t proje
     return v.value_or("");
   };
   // The other provider's properties are a mistake worth naming (a bucket the connector would not read).
-  for (std::string_view name : gcs ? std::vector<std::string_view>{"s3_bucket", "s3_prefix", "s3_region", "s3_role",
-                                                                    "s3_endpoint", "s3_credential"}
-                                   : std::vector<std::string_view>{"gcs_bucket", "gcs_prefix", "gcs_endpoint"}) {
+  const std::vector<std::string_view> s3_names{"s3_bucket",   "s3_prefix",    "s3_region",
+                                               "s3_role",     "s3_endpoint",  "s3_credential"};
+  const std::vector<std::string_view> gcs_names{"gcs_bucket", "gcs_prefix", "gcs_endpoint"};
+  const std::vector<std::string_view> azure_names{"storage_account", "container_name", "prefix",        "client_id",
+                                                  "client_secret",   "tenant_id",      "azure_endpoint"};
+  std::vector<std::string_view> foreign;
+  for (const auto* names : {&s3_names, &gcs_names, &azure_names}) {
+    const bool own = names == (azure ? &azure_names : gcs ? &gcs_names : &s3_names);
+    if (!own) foreign.insert(foreign.end(), names->begin(), names->end());
+  }
+  for (std::string_view name : foreign) {
     if (props.contains(name)) {
       return refuse.Invalid(fmt::format("connector_properties.{}", name),
                             fmt::format("'connector_properties.{}' does not apply to connector_type {}", name,
@@ -196,7 +211,31 @@ Result<ConnectorSpec> ParseConnectorSpec(const json::value& body, uint32_t proje
     }
   }
   storage_access::Location location;
-  if (gcs) {
+  if (azure) {
+    SLUICE_ASSIGN_OR_RETURN(spec.azure_storage_account, required("storage_account", "acmeexports"));
+    SLUICE_ASSIGN_OR_RETURN(spec.azure_container, required("container_name", "mixpanel-import"));
+    SLUICE_ASSIGN_OR_RETURN(spec.azure_tenant_id, required("tenant_id", "72f988bf-86f1-41af-91ab-2d7cd011db47"));
+    SLUICE_ASSIGN_OR_RETURN(spec.azure_client_id, required("client_id", "11111111-2222-3333-4444-555555555555"));
+    // Required like the others, but its value is never echoed (the example is a placeholder).
+    {
+      auto secret = StringMember(props, "client_secret", wrong);
+      if (wrong) {
+        return refuse.Invalid("connector_properties.client_secret",
+                              "'connector_properties.client_secret' must be a string (the client secret's Value)");
+      }
+      if (!secret || secret->empty()) {
+        return refuse.Missing("connector_properties.client_secret",
+                              "'connector_properties.client_secret' is required: the Value of a client secret of "
+                              "the app registration (App registrations > the app > Certificates & secrets)");
+      }
+      spec.azure_client_secret = Secret(std::move(*secret));
+    }
+    SLUICE_ASSIGN_OR_RETURN(spec.azure_prefix, optional("prefix"));
+    while (spec.azure_prefix.starts_with('/')) spec.azure_prefix.erase(0, 1);
+    SLUICE_ASSIGN_OR_RETURN(spec.azure_endpoint, optional("azure_endpoint"));
+    while (spec.azure_endpoint.ends_with('/')) spec.azure_endpoint.pop_back();
+    location = ToLocation(spec);  // the same Location the runs open
+  } else if (gcs) {
     SLUICE_ASSIGN_OR_RETURN(spec.gcs_bucket, required("gcs_bucket", "acme-events"));
     SLUICE_ASSIGN_OR_RETURN(spec.gcs_prefix, optional("gcs_prefix"));
     while (spec.gcs_prefix.starts_with('/')) spec.gcs_prefix.erase(0, 1);
@@ -355,7 +394,15 @@ namespace {
 
 json::object SpecJson(const ConnectorSpec& s) {
   json::object cp;
-  if (s.is_gcs()) {
+  if (s.is_azure()) {
+    // client_secret stays in the stored record (SerializeRecord): an answer never carries it.
+    cp = {{"storage_account", s.azure_storage_account},
+          {"container_name", s.azure_container},
+          {"prefix", s.azure_prefix},
+          {"client_id", s.azure_client_id},
+          {"tenant_id", s.azure_tenant_id}};
+    if (!s.azure_endpoint.empty()) cp["azure_endpoint"] = s.azure_endpoint;
+  } else if (s.is_gcs()) {
     cp = {{"gcs_bucket", s.gcs_bucket}, {"gcs_prefix", s.gcs_prefix}};
     if (!s.gcs_endpoint.empty()) cp["gcs_endpoint"] = s.gcs_endpoint;
   } else {
@@ -432,6 +479,10 @@ json::object RunJson(const RunRecord& run) {
 
 std::string SerializeRecord(const ConnectorRecord& r) {
   json::object o = SpecJson(r.spec);
+  if (r.spec.is_azure()) {
+    // The server's own store, like the Azure pipeline's record; never sent to a client.
+    o["connector_properties"].as_object()["client_secret"] = r.spec.azure_client_secret.Reveal();
+  }
   o["created_ms"] = r.spec.created_ms;
   o["paused"] = r.paused;
   o["failure_message"] = r.failure_message;
@@ -463,6 +514,13 @@ Result<ConnectorRecord> ParseRecord(std::string_view text) {
     s.gcs_bucket = Str(p, "gcs_bucket");
     s.gcs_prefix = Str(p, "gcs_prefix");
     s.gcs_endpoint = Str(p, "gcs_endpoint");
+    s.azure_storage_account = Str(p, "storage_account");
+    s.azure_container = Str(p, "container_name");
+    s.azure_prefix = Str(p, "prefix");
+    s.azure_tenant_id = Str(p, "tenant_id");
+    s.azure_client_id = Str(p, "client_id");
+    s.azure_client_secret = Secret(Str(p, "client_secret"));
+    s.azure_endpoint = Str(p, "azure_endpoint");
   }
   if (const json::value* cat = o.if_contains("category_properties"); cat && cat->is_object()) {
     const auto& c = cat->as_object();

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "common/secret.h"
 
 namespace sluice::cloudimport {
 
@@ -68,6 +69,17 @@ struct ConnectorSpec {
   std::string gcs_prefix;  // a raw key prefix ("" = whole bucket)
   /// Sluice extension: GCS endpoint the operator allowed ("" = STORAGE_EMULATOR_HOST or Google).
   std::string gcs_endpoint;
+  /// connector_type azureImport (the Azure pipeline's names): the container `azure_container` (container_name) of
+  /// `azure_storage_account`, read as the customer's service principal (tenant_id, client_id, client_secret) with
+  /// Storage Blob Data Reader. The secret is kept in the stored record and never in an API answer.
+  std::string azure_storage_account;
+  std::string azure_container;
+  std::string azure_prefix;  // `prefix`: a raw blob-name prefix ("" = whole container)
+  std::string azure_tenant_id;
+  std::string azure_client_id;
+  Secret azure_client_secret;
+  /// Sluice extension: blob endpoint origin the operator allowed (serve --allow-azure-endpoint; "" = Azure).
+  std::string azure_endpoint;
   DataFormat data_format = DataFormat::kMixpanelEvent;
   Compression compression = Compression::kNone;
   /// Remap formats: Mixpanel field → source field, e.g. {"event_name","action"}, {"time","ts"}. In the order
@@ -80,9 +92,10 @@ struct ConnectorSpec {
   std::string created_by;
 
   bool is_gcs() const { return connector_type == "gcsImport"; }
-  /// The bucket and the raw key prefix discovery lists, whichever the provider.
-  const std::string& bucket() const { return is_gcs() ? gcs_bucket : s3_bucket; }
-  const std::string& key_prefix() const { return is_gcs() ? gcs_prefix : s3_prefix; }
+  bool is_azure() const { return connector_type == "azureImport"; }
+  /// The bucket (Azure: container) and the raw key prefix discovery lists, whichever the provider.
+  const std::string& bucket() const { return is_azure() ? azure_container : is_gcs() ? gcs_bucket : s3_bucket; }
+  const std::string& key_prefix() const { return is_azure() ? azure_prefix : is_gcs() ? gcs_prefix : s3_prefix; }
 
   /// The source field mapped to `target`, or nullopt.
   std::optional<std::string_view> RemapOf(std::string_view target) const;
@@ -169,7 +182,8 @@ boost::json::object ConnectorJson(const ConnectorRecord& record);
 /// The API form of a run: {run_id, status, progress, num_events_imported, …, errors:[{file,line,reason}]}.
 boost::json::object RunJson(const RunRecord& run);
 
-/// The stored form: the API's names plus `created_ms` and the lifecycle state. ParseRecord also reads records
+/// The stored form: the API's names plus `created_ms`, the lifecycle state and (azureImport) `client_secret`,
+/// which ConnectorJson leaves out. ParseRecord also reads records
 /// written before the rename (`id`, `created` in ms).
 std::string SerializeRecord(const ConnectorRecord& record);
 Result<ConnectorRecord> ParseRecord(std::string_view json);

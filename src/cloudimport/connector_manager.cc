@@ -194,7 +194,8 @@ Result<ConnectorRecord> ConnectorManager::CreateConnector(ConnectorSpec spec, Va
   }
   cv_.notify_all();
   spdlog::info("cloud import: created connector {} for project {} ({}://{}/{}, {})", record.spec.id,
-               record.spec.project_id, record.spec.is_gcs() ? "gs" : "s3", record.spec.bucket(),
+               record.spec.project_id,
+               record.spec.is_azure() ? "azure" : record.spec.is_gcs() ? "gs" : "s3", record.spec.bucket(),
                record.spec.key_prefix(),
                ToString(record.spec.data_format));
   return record;

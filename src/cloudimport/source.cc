@@ -35,14 +35,25 @@ std::string GoogleAccount(const Source& source) {
 
 bool IsMissingBucket(const Error& e) {
   // S3 says NoSuchBucket; GCS answers 404 notFound "The specified bucket does not exist." (objects: "No such
-  // object: …").
+  // object: …"); Azure ContainerNotFound (blobs: BlobNotFound).
   return e.code == ErrorCode::kNotFound &&
-         (e.provider_code == "NoSuchBucket" || e.message.find("bucket does not exist") != std::string::npos);
+         (e.provider_code == "NoSuchBucket" || e.provider_code == "ContainerNotFound" ||
+          e.message.find("bucket does not exist") != std::string::npos);
 }
 
 std::string ExternalIdOf(const store::Project& project) { return storage_access::EffectiveExternalId(project); }
 
 storage_access::Location ToLocation(const ConnectorSpec& spec) {
+  if (spec.is_azure()) {
+    return storage_access::AzureLocation{.storage_account = spec.azure_storage_account,
+                                         .container = spec.azure_container,
+                                         .prefix = spec.azure_prefix,
+                                         .tenant_id = spec.azure_tenant_id,
+                                         .client_id = spec.azure_client_id,
+                                         .client_secret = spec.azure_client_secret,
+                                         .endpoint = spec.azure_endpoint,
+                                         .authority_host = ""};  // the operator's AZURE_AUTHORITY_HOST
+  }
   if (spec.is_gcs()) {
     return storage_access::GcsLocation{
         .bucket = spec.gcs_bucket, .prefix = spec.gcs_prefix, .endpoint = spec.gcs_endpoint};
@@ -56,7 +67,7 @@ storage_access::Location ToLocation(const ConnectorSpec& spec) {
 }
 
 Result<Source> OpenSource(const ConnectorSpec& spec, const store::Project& project, const SourceContext& ctx) {
-  if (!spec.is_gcs() && spec.s3_credential.empty() && !ctx.own_credentials) {
+  if (!spec.is_gcs() && !spec.is_azure() && spec.s3_credential.empty() && !ctx.own_credentials) {
     return Unavailable(
         "Sluice has no AWS identity of its own to assume the import role with: configure "
         "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile or web identity for the server");
@@ -76,6 +87,11 @@ Result<Source> OpenSource(const ConnectorSpec& spec, const store::Project& proje
     access.gcs_endpoints = *ctx.gcs_endpoints;
   } else {
     SLUICE_ASSIGN_OR_RETURN(access.gcs_endpoints, storage_access::MakeGcsEndpointPolicy({}, gcp::SystemEnv()));
+  }
+  if (ctx.azure_endpoints) {
+    access.azure_endpoints = *ctx.azure_endpoints;
+  } else {
+    SLUICE_ASSIGN_OR_RETURN(access.azure_endpoints, storage_access::MakeAzureEndpointPolicy({}));
   }
   access.retry = ctx.retry;
   aws::RetryPolicy sts_retry = ctx.retry;
@@ -115,6 +131,31 @@ bool IsPermanentSourceError(const Error& e) {
 
 std::string DescribeSourceError(const Error& e, const ConnectorSpec& spec, SourceOperation operation,
                                 std::string_view key) {
+  if (spec.is_azure()) {
+    const auto location = std::get<storage_access::AzureLocation>(ToLocation(spec));
+    const std::string container = storage_access::AzureContainerUrl(location);
+    const std::string resource = operation == SourceOperation::kList ? container : fmt::format("{}/{}", container, key);
+    const std::string_view what = operation == SourceOperation::kList ? "listing" : "reading";
+    if (IsMissingBucket(e)) {
+      return fmt::format(
+          "container {} of storage account {} does not exist: check connector_properties.container_name and "
+          "storage_account. ({})",
+          spec.azure_container, spec.azure_storage_account, e.ToString());
+    }
+    if (e.code == ErrorCode::kUnauthenticated) {
+      return fmt::format("{} {}: {}. ({})", what, resource, storage_access::AzureCredentialAdvice(location),
+                         e.ToString());
+    }
+    if (e.code == ErrorCode::kAccessDenied) {
+      return fmt::format(
+          "{} {} was denied: the import needs {} for the service principal {} on container {} of storage account "
+          "{} (`{}`). ({})",
+          what, resource, storage_access::kAzureReaderRole, spec.azure_client_id, spec.azure_container,
+          spec.azure_storage_account,
+          storage_access::AzRoleAssignmentCommand(location, storage_access::kAzureReaderRole), e.ToString());
+    }
+    return fmt::format("{} {} failed: {}", what, resource, e.ToString());
+  }
   if (spec.is_gcs()) {
     const std::string_view permission =
         operation == SourceOperation::kList ? "storage.objects.list" : "storage.objects.get";
@@ -218,10 +259,42 @@ Status CheckGcsSourceAccess(const Source& source, const ConnectorSpec& spec, Val
   return OkStatus();
 }
 
+/// azureImport: the principal's token (a list probe: the store fetches it on first use), then list and read as
+/// the S3 check does; never writes (Storage Blob Data Reader suffices).
+Status CheckAzureSourceAccess(const Source& source, const ConnectorSpec& spec, ValidationIssue* issue) {
+  auto refuse = [&](const Error& e, SourceOperation op, std::string_view key) {
+    std::string message = DescribeSourceError(e, spec, op, key);
+    if (IsMissingBucket(e)) {
+      return Refuse(issue, "invalid_property", "connector_properties.container_name", e, std::move(message));
+    }
+    if (e.code == ErrorCode::kUnauthenticated) {
+      return Refuse(issue, "invalid_permissions_azure", "connector_properties.client_secret", e, std::move(message));
+    }
+    if (e.code == ErrorCode::kAccessDenied) {
+      return Refuse(issue, "invalid_permissions_azure", "connector_properties.container_name", e, std::move(message));
+    }
+    return Refuse(issue, "", "", e, std::move(message));
+  };
+  std::optional<objstore::ObjectInfo> first;
+  Status listed = source.store->ListEach(spec.azure_prefix, {}, [&](const objstore::ObjectInfo& o) {
+    if (o.key.ends_with('/')) return true;  // a "folder" placeholder
+    first = o;
+    return false;
+  });
+  if (!listed.ok()) return refuse(listed.error(), SourceOperation::kList, "");
+  std::string key = first ? first->key : spec.azure_prefix + ".sluice-access-check-" + RandomHex(64);
+  Result<std::string> got = first && first->size > 0 ? source.store->Get(key, 0, 1) : source.store->Get(key);
+  if (!got.ok() && !(got.error().code == ErrorCode::kNotFound && !first)) {
+    return refuse(got.error(), SourceOperation::kRead, key);
+  }
+  return OkStatus();
+}
+
 }  // namespace
 
 Status CheckSourceAccess(const Source& source, const ConnectorSpec& spec, const std::string& external_id,
                          ValidationIssue* issue) {
+  if (spec.is_azure()) return CheckAzureSourceAccess(source, spec, issue);
   if (spec.is_gcs()) return CheckGcsSourceAccess(source, spec, issue);
   // 1. The role.
   if (source.role) {

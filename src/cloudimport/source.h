@@ -1,8 +1,9 @@
 // The customer's bucket as an import source. S3: Sluice assumes the customer's role (external ID = the
 // project's effective external ID, storage_access::EffectiveExternalId — SPEC §5) and reads with only
 // s3:ListBucket and s3:GetObject. GCS (connector_type gcsImport): Sluice reads as its own service account,
-// to which the customer granted Storage Object Viewer. Opening is the customer-storage layer's
-// (storage_access/open.h).
+// to which the customer granted Storage Object Viewer. Azure (connector_type azureImport): Sluice reads as the
+// customer's own Entra ID service principal (tenant_id, client_id, client_secret), to which the customer assigned
+// Storage Blob Data Reader on the container. Opening is the customer-storage layer's (storage_access/open.h).
 //
 //   SourceContext ctx{.own_credentials = own, .google_identity = google, .transport = transport};
 //   SLUICE_ASSIGN_OR_RETURN(auto source, OpenSource(spec, project, ctx));
@@ -43,6 +44,8 @@ struct SourceContext {
   /// The endpoints a connector's gcs_endpoint may name (storage_access::MakeGcsEndpointPolicy); nullopt =
   /// only STORAGE_EMULATOR_HOST from the environment.
   std::optional<aws::EndpointPolicy> gcs_endpoints;
+  /// The endpoints a connector's azure_endpoint may name (`sluice serve --allow-azure-endpoint`); nullopt = none.
+  std::optional<aws::EndpointPolicy> azure_endpoints;
   /// The operator's named static credentials a connector's s3_credential may name; null = none.
   std::shared_ptr<const storage_access::StaticCredentialRegistry> static_credentials;
   /// Retries of one S3/STS call (the executor's single retry layer).
@@ -86,7 +89,10 @@ inline Result<Source> OpenS3Source(const ConnectorSpec& spec, const store::Proje
   return OpenSource(spec, project, context);
 }
 
-/// The create-time access check. gcsImport: an access token for Sluice's service account, objects.list on the
+/// The create-time access check. azureImport: a token for the service principal (a refusal names client_secret,
+/// client_id and tenant_id to check), then a list of the prefix and a read of one blob (nothing is written); a
+/// denial names Storage Blob Data Reader, the principal, the container and the `az role assignment create`
+/// command (code "invalid_permissions_azure"). gcsImport: an access token for Sluice's service account, objects.list on the
 /// prefix and a read of one object (storage.objects.list / storage.objects.get); a denial names Storage
 /// Object Viewer and the account (code "invalid_permissions_gcs"). s3Import: assume the role, make sure it refuses a random WRONG external ID (else the
 /// role trusts Sluice for every project — a confused deputy — and the connector is refused with the
@@ -105,8 +111,8 @@ Status CheckSourceAccess(const Source& source, const ConnectorSpec& spec, const 
 Status CheckExternalIdEnforced(const Source& source, const ConnectorSpec& spec,
                                const std::string& external_id, ValidationIssue* issue = nullptr);
 
-/// True for a bucket that does not exist (S3 NoSuchBucket, GCS "The specified bucket does not exist."), as
-/// opposed to a missing object.
+/// True for a bucket that does not exist (S3 NoSuchBucket, GCS "The specified bucket does not exist.", Azure
+/// ContainerNotFound), as opposed to a missing object.
 bool IsMissingBucket(const Error& e);
 
 /// True for errors that pause a connector until the customer fixes something (access denied, missing bucket,

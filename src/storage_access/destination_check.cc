@@ -562,6 +562,8 @@ class AzureChecker final : public StepRunner {
   DestinationCheckResult Run() {
     result_.destination = fmt::format("{}/{} as service principal {}", AzureContainerUrl(location_), prefix_,
                                       location_.client_id);
+    const bool read_only = context_.purpose == Purpose::kRead;
+    if (read_only) role_ = kAzureReaderRole;
     AccessContext ctx;
     ctx.transport = context_.transport;
     ctx.retry = context_.retry;
@@ -577,7 +579,11 @@ class AzureChecker final : public StepRunner {
     auto opened = Open(bare, Grant{.purpose = Purpose::kWrite}, ctx);
     if (!opened.ok()) {
       Fail("identity", "the destination settings are invalid: " + opened.error().message, opened.error());
-      SkipRest({"put", "get", "encryption", "list", "delete"}, "the destination settings are invalid");
+      if (read_only) {
+        SkipRest({"list", "get"}, "the source settings are invalid");
+      } else {
+        SkipRest({"put", "get", "encryption", "list", "delete"}, "the destination settings are invalid");
+      }
       return std::move(result_);
     }
     store_ = opened->store;
@@ -585,25 +591,57 @@ class AzureChecker final : public StepRunner {
     auto probe = store_->ListEach(result_.probe_key, {}, [](const objstore::ObjectInfo&) { return false; });
     if (!probe.ok() && probe.error().code == ErrorCode::kUnauthenticated) {
       FailIdentity(probe.error(), "identity");
-      SkipRest({"put", "get", "encryption", "list", "delete"},
-               "Entra ID issued no token for the service principal");
+      if (read_only) {
+        SkipRest({"list", "get"}, "Entra ID issued no token for the service principal");
+      } else {
+        SkipRest({"put", "get", "encryption", "list", "delete"},
+                 "Entra ID issued no token for the service principal");
+      }
       return std::move(result_);
     }
     Pass("identity", fmt::format("Entra ID issued a token for the service principal {} of tenant {}",
                                  location_.client_id, location_.tenant_id));
-    RunObjectSteps();
+    if (read_only) {
+      RunReadSteps();
+    } else {
+      RunObjectSteps();
+    }
     return std::move(result_);
   }
 
  private:
   void FailIdentity(const Error& e, const char* step) {
-    Fail(step,
-         fmt::format("Microsoft Entra ID refused the service principal {} of tenant {}: check client_secret (App "
-                     "registrations > the app > Certificates & secrets: the secret's Value, not its Secret ID, "
-                     "and not expired), client_id (the Application (client) ID) and tenant_id (the Directory "
-                     "(tenant) ID). ({})",
-                     location_.client_id, location_.tenant_id, e.ToString()),
-         e);
+    Fail(step, fmt::format("{}. ({})", AzureCredentialAdvice(location_), e.ToString()), e);
+  }
+
+  /// An import's steps: list the raw prefix, then read one byte of the first blob found, or a blob that does
+  /// not exist ("not found" proves reading is allowed; without the role Azure answers 403). Nothing is written.
+  void RunReadSteps() {
+    std::optional<objstore::ObjectInfo> first;
+    auto list = store_->ListEach(location_.prefix, {}, [&](const objstore::ObjectInfo& o) {
+      if (o.key.ends_with('/')) return true;  // a "folder" placeholder
+      first = o;
+      return false;
+    });
+    if (!list.ok()) {
+      FailCall(rules_.list, Resource(rules_.list, location_.prefix), list.error(), "listing the prefix");
+      if (list.error().code == ErrorCode::kNotFound) {
+        SkipRest({"get"}, "the container does not exist");
+        return;
+      }
+    } else {
+      Pass("list", first ? fmt::format("listing '{}' is allowed; the first blob is {}", location_.prefix, first->key)
+                         : fmt::format("listing '{}' is allowed; no blob is there yet", location_.prefix));
+    }
+    const std::string key = first ? first->key : result_.probe_key;
+    auto got = first && first->size > 0 ? store_->Get(key, 0, 1) : store_->Get(key);
+    if (got.ok()) {
+      Pass("get", fmt::format("reading {} is allowed", key));
+    } else if (!first && got.error().code == ErrorCode::kNotFound) {
+      Pass("get", fmt::format("reading is allowed ({}, which does not exist, answered not found)", key));
+    } else {
+      FailCall(rules_.get, Resource(rules_.get, key), got.error(), "reading a blob");
+    }
   }
 
   std::string Resource(const StepRule& rule, const std::string& key) const override {
@@ -613,12 +651,12 @@ class AzureChecker final : public StepRunner {
   void FailCall(const StepRule& rule, const std::string& resource, const Error& e,
                 std::string_view what) override {
     if (e.code == ErrorCode::kAccessDenied) {
-      std::string command = AzRoleAssignmentCommand(location_);
+      std::string command = AzRoleAssignmentCommand(location_, role_);
       std::string msg = fmt::format(
-          "{} on {} was denied: {} is missing. Assign Storage Blob Data Contributor to the service principal {} "
-          "on container {} of account {} (`{}`). ({})",
-          what, resource, rule.permission, location_.client_id, location_.container, location_.storage_account,
-          command, e.ToString());
+          "{} on {} was denied: {} is missing. Assign {} to the service principal {} on container {} of account "
+          "{} (`{}`). ({})",
+          what, resource, rule.permission, role_, location_.client_id, location_.container,
+          location_.storage_account, command, e.ToString());
       CheckStep& s = Fail(rule.step, std::move(msg), e);
       s.action = std::string(rule.permission);
       s.resource = resource;
@@ -646,15 +684,28 @@ class AzureChecker final : public StepRunner {
 
   const AzureLocation& location_;
   const CheckContext& context_;
+  std::string_view role_ = kAzureWriterRole;  // the role a denial names
 };
 
 }  // namespace
 
 std::string AzRoleAssignmentCommand(const AzureLocation& location) {
+  return AzRoleAssignmentCommand(location, kAzureWriterRole);
+}
+
+std::string AzRoleAssignmentCommand(const AzureLocation& location, std::string_view role) {
   return fmt::format(
-      "az role assignment create --assignee {} --role \"Storage Blob Data Contributor\" --scope "
+      "az role assignment create --assignee {} --role \"{}\" --scope "
       "\"$(az storage account show --name {} --query id --output tsv)/blobServices/default/containers/{}\"",
-      location.client_id, location.storage_account, location.container);
+      location.client_id, role, location.storage_account, location.container);
+}
+
+std::string AzureCredentialAdvice(const AzureLocation& location) {
+  return fmt::format(
+      "Microsoft Entra ID refused the service principal {} of tenant {}: check client_secret (App registrations > "
+      "the app > Certificates & secrets: the secret's Value, not its Secret ID, and not expired), client_id (the "
+      "Application (client) ID) and tenant_id (the Directory (tenant) ID)",
+      location.client_id, location.tenant_id);
 }
 
 std::string ProbeKey(std::string_view prefix, std::string_view suffix) {

@@ -36,6 +36,9 @@
 //   identity      a token for the principal (a wrong client_secret is named here), then the object steps; a
 //                 denied step says "assign Storage Blob Data Contributor to the service principal CLIENT_ID on
 //                 container C of account A" with the `az role assignment create` command as the statement.
+//   With CheckContext::purpose = Purpose::kRead (an import's check, `destination check --purpose import`):
+//   identity, list (the prefix) and get (one byte of the first blob, or a missing probe name: "not found" proves
+//   reading is allowed), nothing written; a denial names Storage Blob Data Reader instead.
 #pragma once
 
 #include <memory>
@@ -49,6 +52,7 @@
 #include "http/transport.h"
 #include "objstore/object_store.h"
 #include "storage_access/location.h"
+#include "storage_access/open.h"
 
 namespace sluice::storage_access {
 
@@ -140,6 +144,9 @@ struct CheckContext {
   gcp::EnvGetter env = gcp::SystemEnv();
   /// Where AZURE_AUTHORITY_HOST is read from (Azure).
   azure::EnvGetter azure_env = azure::SystemEnv();
+  /// kWrite: a pipeline's check (put, get, list, delete of a probe). kRead: an import's read-only check
+  /// (identity, list, get; Azure only so far).
+  Purpose purpose = Purpose::kWrite;
 };
 
 /// The check of any bucket location (S3 or GCS; a local directory is checked by the pipeline's factory,
@@ -147,9 +154,19 @@ struct CheckContext {
 /// first.
 DestinationCheckResult CheckDestination(const Location& location, const CheckContext& context);
 
+/// Azure's built-in data roles on a container: a pipeline writes (Contributor), an import only reads (Reader).
+inline constexpr std::string_view kAzureWriterRole = "Storage Blob Data Contributor";
+inline constexpr std::string_view kAzureReaderRole = "Storage Blob Data Reader";
+
 /// The Azure CLI command that assigns Storage Blob Data Contributor to the location's service principal on its
 /// container.
 std::string AzRoleAssignmentCommand(const AzureLocation& location);
+/// The same for `role` (kAzureWriterRole or kAzureReaderRole).
+std::string AzRoleAssignmentCommand(const AzureLocation& location, std::string_view role);
+
+/// What to check when Microsoft Entra ID refuses the location's service principal (a wrong or expired secret, a
+/// wrong client or tenant id), naming the principal and the three fields; never the secret.
+std::string AzureCredentialAdvice(const AzureLocation& location);
 
 /// The gcloud command that binds `role_id` (e.g. "roles/storage.objectCreator") to `email` on `bucket`.
 std::string GcloudBindingCommand(std::string_view bucket, std::string_view email, std::string_view role_id);

@@ -239,6 +239,25 @@ Status ValidateAzureContainerName(std::string_view container, std::string_view f
                   field, container.substr(0, 80)));
 }
 
+Status ValidateAzureSourcePrefix(std::string_view prefix, std::string_view field) {
+  SLUICE_TRY(ValidateSourcePrefix(prefix, field));
+  bool dot_part = false;
+  for (size_t pos = 0; pos <= prefix.size();) {
+    size_t slash = prefix.find('/', pos);
+    std::string_view part = prefix.substr(pos, slash == std::string_view::npos ? std::string_view::npos : slash - pos);
+    if (part == "." || part == "..") dot_part = true;
+    if (slash == std::string_view::npos) break;
+    pos = slash + 1;
+  }
+  if (dot_part || prefix.find('\\') != std::string_view::npos) {
+    return InvalidArgument(fmt::format(
+        "'{}' '{}' has a '.' or '..' part or a backslash: give the blob-name prefix as written in the container, "
+        "e.g. exports/2024-",
+        field, prefix.substr(0, 200)));
+  }
+  return OkStatus();
+}
+
 std::string AzureContainerUrl(const AzureLocation& l) {
   if (l.endpoint.empty()) return fmt::format("https://{}.blob.core.windows.net/{}", l.storage_account, l.container);
   return fmt::format("{}/{}/{}", l.endpoint, l.storage_account, l.container);
@@ -298,7 +317,9 @@ Status Validate(const Location& location, Role role, std::string_view field_pref
             SLUICE_TRY(check(ValidateAzureStorageAccount(l.storage_account, field("storage_account")),
                              "storage_account"));
             SLUICE_TRY(check(ValidateAzureContainerName(l.container, field("container_name")), "container_name"));
-            SLUICE_TRY(check(prefix_rule(l.prefix, "prefix"), "prefix"));
+            SLUICE_TRY(check(role == Role::kDestination ? prefix_rule(l.prefix, "prefix")
+                                                         : ValidateAzureSourcePrefix(l.prefix, field("prefix")),
+                             "prefix"));
             // The principal's fields, each named as the caller's API names it.
             Status sp = azure::ValidateServicePrincipal(
                 {.tenant_id = l.tenant_id, .client_id = l.client_id, .client_secret = l.client_secret});

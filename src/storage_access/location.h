@@ -133,6 +133,11 @@ Status ValidateAzureStorageAccount(std::string_view account, std::string_view fi
 /// or digit.
 Status ValidateAzureContainerName(std::string_view container, std::string_view field);
 
+/// An Azure source prefix (a raw blob-name prefix, as ValidateSourcePrefix) that also has no backslash and no '.'
+/// or '..' part: Azure and HTTP clients resolve such parts in a blob URL, so a listed name could be read from
+/// another path than the one listed.
+Status ValidateAzureSourcePrefix(std::string_view prefix, std::string_view field);
+
 /// The blob URL of an Azure location's container: "https://ACCOUNT.blob.core.windows.net/CONTAINER", or
 /// "ORIGIN/ACCOUNT/CONTAINER" for an operator-allowed endpoint.
 std::string AzureContainerUrl(const AzureLocation& location);

@@ -42,6 +42,24 @@ TEST(CmdAzureTest, RolesJson) {
               HasSubstr("/storageAccounts/acmeevents/blobServices/default/containers/exports"));
 }
 
+// Cloud Import only reads: --purpose import prints the least role that does, Storage Blob Data Reader.
+TEST(CmdAzureTest, RolesForImportIsTheReaderRole) {
+  std::string out = RunCli({"azure", "roles", "--storage-account", "acmeevents", "--container", "history",
+                            "--client-id", kClient, "--purpose", "import"});
+  EXPECT_THAT(out, HasSubstr(std::string("az role assignment create --assignee ") + kClient +
+                             " \\\n    --role \"Storage Blob Data Reader\" --scope \"$scope\""));
+  EXPECT_THAT(out, HasSubstr("2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"));
+  EXPECT_THAT(out, ::testing::Not(HasSubstr("Contributor")));
+  auto v = boost::json::parse(RunCli({"azure", "roles", "--storage-account", "acmeevents", "--container", "history",
+                                      "--client-id", kClient, "--purpose", "import", "--json"}))
+               .as_object();
+  EXPECT_EQ(v["role"].as_string(), "Storage Blob Data Reader");
+  EXPECT_EQ(v["purpose"].as_string(), "import");
+  EXPECT_THROW(RunCli({"azure", "roles", "--storage-account", "acmeevents", "--container", "history", "--purpose",
+                       "admin"}),
+               CLI::ValidationError);
+}
+
 TEST(CmdAzureTest, RefusesNamesThatAreNotAzureNames) {
   EXPECT_THROW(RunCli({"azure", "roles", "--storage-account", "acme;rm -rf", "--container", "exports"}),
                CLI::ValidationError);

@@ -8,6 +8,10 @@
 #include <random>
 #include <thread>
 
+#include <sys/wait.h>
+
+#include <cstdio>
+
 #include <fmt/format.h>
 
 #include "aws/executor.h"
@@ -617,6 +621,44 @@ std::vector<std::string> MakeDayEvents(int64_t day, int count, const std::string
         i));
   }
   return out;
+}
+
+std::pair<std::string, int> RunShell(const std::string& cmd) {
+  std::string out;
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (p == nullptr) return {"", -1};
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  const int status = pclose(p);
+  return {out, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
+}
+
+std::string WaitForConnectorRun(SluiceServer& server, uint32_t project_id, const std::string& connector_id,
+                                std::string* run, std::chrono::milliseconds timeout) {
+  const std::string path = fmt::format("/api/app/projects/{}/connectors/{}/history", project_id, connector_id);
+  const std::vector<std::pair<std::string, std::string>> admin = {
+      {"Authorization", "Bearer " + server.process().admin_token()}};
+  std::string last;
+  return WaitUntil(
+      [&] {
+        auto h = server.process().Send("GET", path, {}, admin);
+        last = h.body;
+        if (h.status != 200) return false;
+        boost::system::error_code ec;
+        boost::json::value v = boost::json::parse(h.body, ec);
+        const boost::json::value* data = ec ? nullptr : v.find_pointer("/results/data", ec);
+        if (data == nullptr || !data->is_array() || data->as_array().empty()) return false;
+        const boost::json::value& newest = data->as_array().front();
+        const boost::json::value* status = newest.is_object() ? newest.as_object().if_contains("status") : nullptr;
+        if (status == nullptr || !status->is_string() || status->as_string() == "queued" ||
+            status->as_string() == "running") {
+          return false;
+        }
+        *run = boost::json::serialize(newest);
+        return true;
+      },
+      timeout, [&] { return last; });
 }
 
 }  // namespace sluice::testing::e2e

@@ -196,4 +196,12 @@ Result<std::pair<std::string, std::string>> PipelineState(SluiceServer& server, 
 std::vector<std::string> MakeDayEvents(int64_t day, int count, const std::string& tag, uint64_t seed,
                                        int hour_from = 0, int hour_to = 24);
 
+/// Runs `cmd` through the shell: its stdout and stderr together, and its exit status.
+std::pair<std::string, int> RunShell(const std::string& cmd);
+
+/// Waits for the newest run of a Cloud Import connector to finish (success, failed or paused) and returns it as
+/// JSON text in `run`. "" on success, else what the history last said.
+std::string WaitForConnectorRun(SluiceServer& server, uint32_t project_id, const std::string& connector_id,
+                                std::string* run, std::chrono::milliseconds timeout = std::chrono::seconds(60));
+
 }  // namespace sluice::testing::e2e

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "aws/fake_transport.h"
+#include "azure/fake_responses.h"
 #include "storage_access/destination_check.h"
 
 namespace sluice::storage_access {
@@ -11,6 +12,8 @@ namespace {
 
 using aws::testing::FakeTransport;
 using aws::testing::MakeResponse;
+using azure::testing::AzureError;
+using azure::testing::kPermissionMismatchMessage;
 
 constexpr char kClient[] = "11111111-2222-3333-4444-555555555555";
 constexpr char kTenant[] = "72f988bf-86f1-41af-91ab-2d7cd011db47";
@@ -34,20 +37,13 @@ CheckContext Context(std::shared_ptr<FakeTransport> transport) {
   return ctx;
 }
 
-http::OutboundResponse Token() {
-  return MakeResponse(200, R"({"token_type":"Bearer","expires_in":3599,"access_token":"eyJ0.eyJ0.sig"})");
-}
+http::OutboundResponse Token() { return azure::testing::EntraToken(); }
 
 TEST(AzureCheckTest, AMissingRoleAssignmentIsNamedWithTheAzCommand) {
   auto transport = std::make_shared<FakeTransport>();
   transport->SetHandler([](const http::OutboundRequest& r) -> Result<http::OutboundResponse> {
     if (r.url.find("login.microsoftonline.com") != std::string::npos) return Token();
-    return MakeResponse(
-        403,
-        "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>AuthorizationPermissionMismatch</Code>"
-        "<Message>This request is not authorized to perform this operation using this "
-        "permission.</Message></Error>",
-        {{"x-ms-error-code", "AuthorizationPermissionMismatch"}, {"x-ms-request-id", "r-1"}});
+    return AzureError(403, "AuthorizationPermissionMismatch", kPermissionMismatchMessage);
   });
   DestinationCheckResult r = CheckDestination(Location(), Context(transport));
   ASSERT_FALSE(r.ok());
@@ -73,9 +69,7 @@ TEST(AzureCheckTest, AWrongSecretNamesTheCredentialsAndSkipsTheObjectSteps) {
   auto transport = std::make_shared<FakeTransport>();
   transport->SetHandler([](const http::OutboundRequest& r) -> Result<http::OutboundResponse> {
     if (r.url.find("login.microsoftonline.com") != std::string::npos) {
-      return MakeResponse(
-          401,
-          R"({"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."})");
+      return azure::testing::EntraInvalidClient();
     }
     return MakeResponse(500, "unexpected");
   });
@@ -90,6 +84,63 @@ TEST(AzureCheckTest, AWrongSecretNamesTheCredentialsAndSkipsTheObjectSteps) {
   for (const auto& req : transport->requests()) {
     EXPECT_NE(req.url.find("login.microsoftonline.com/" + std::string(kTenant)), std::string::npos)
         << req.url;
+  }
+}
+
+// An import's check (Purpose::kRead): identity, list, get and nothing written; a denial names Storage Blob Data
+// Reader, the role an import needs, with its az command.
+TEST(AzureCheckTest, TheReadOnlyCheckListsAndReadsAndNamesTheReaderRole) {
+  auto transport = std::make_shared<FakeTransport>();
+  transport->SetHandler([](const http::OutboundRequest& r) -> Result<http::OutboundResponse> {
+    if (r.url.find("login.microsoftonline.com") != std::string::npos) return Token();
+    return AzureError(403, "AuthorizationPermissionMismatch", kPermissionMismatchMessage);
+  });
+  CheckContext ctx = Context(transport);
+  ctx.purpose = Purpose::kRead;
+  DestinationCheckResult r = CheckDestination(Location(), ctx);
+  ASSERT_FALSE(r.ok());
+  ASSERT_EQ(r.steps.size(), 3u) << r.ToText();
+  EXPECT_EQ(r.steps[0].name, "identity");
+  EXPECT_TRUE(r.steps[0].ok) << r.ToText();
+  EXPECT_EQ(r.steps[1].name, "list");
+  EXPECT_EQ(r.steps[2].name, "get");
+  for (size_t i = 1; i < 3; ++i) {
+    EXPECT_FALSE(r.steps[i].ok);
+    EXPECT_NE(r.steps[i].message.find("Assign Storage Blob Data Reader to the service principal " +
+                                      std::string(kClient) + " on container mixpanel of account acmeexports"),
+              std::string::npos)
+        << r.steps[i].message;
+    EXPECT_NE(r.steps[i].policy_statement.find("--role \"Storage Blob Data Reader\""), std::string::npos)
+        << r.steps[i].policy_statement;
+  }
+  for (const auto& req : transport->requests()) {
+    if (req.url.find("login.microsoftonline.com") != std::string::npos) continue;
+    EXPECT_EQ(req.method, "GET") << req.url;
+  }
+  EXPECT_EQ(r.ToText().find("the-Secret-value"), std::string::npos);
+}
+
+TEST(AzureCheckTest, TheReadOnlyCheckPassesOnAReadableContainer) {
+  auto transport = std::make_shared<FakeTransport>();
+  transport->SetHandler([](const http::OutboundRequest& r) -> Result<http::OutboundResponse> {
+    if (r.url.find("login.microsoftonline.com") != std::string::npos) return Token();
+    if (r.url.find("comp=list") != std::string::npos) {
+      return MakeResponse(200,
+                          "<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults><Blobs><Blob><Name>events/"
+                          "a.json</Name><Properties><Content-Length>10</Content-Length><Etag>\"e1\"</Etag>"
+                          "</Properties></Blob></Blobs><NextMarker /></EnumerationResults>");
+    }
+    return MakeResponse(206, "{", {{"content-length", "1"}, {"content-range", "bytes 0-0/10"}});
+  });
+  CheckContext ctx = Context(transport);
+  ctx.purpose = Purpose::kRead;
+  DestinationCheckResult r = CheckDestination(Location(), ctx);
+  EXPECT_TRUE(r.ok()) << r.ToText();
+  ASSERT_EQ(r.steps.size(), 3u) << r.ToText();
+  EXPECT_NE(r.steps[2].message.find("events/a.json"), std::string::npos) << r.ToText();
+  for (const auto& req : transport->requests()) {
+    if (req.url.find("login.microsoftonline.com") != std::string::npos) continue;
+    EXPECT_EQ(req.method, "GET") << req.url;
   }
 }
 
