@@ -28,16 +28,8 @@ AzureE2e::AzureE2e() {
   http::TransportOptions tls;
   tls.ca_bundle = cert_.cert_path;
   transport_ = http::MakeCurlTransport(tls);
-  // The container, created with the account key (the customer's own setup).
-  azure::Executor::Options o;
-  o.transport = transport_;
-  o.credential =
-      *azure::StorageCredential::SharedKey(AzuriteServer::kAccount, Secret(AzuriteServer::kAccountKey));
-  azure::Executor ex(std::move(o));
-  const std::string url = azurite_->BlobEndpoint() + "/" + kAzureContainer + "?restype=container";
-  auto r = ex.Call([&] { return Result<http::OutboundRequest>(http::OutboundRequest{"PUT", url, {}, {}}); });
-  if (!r.ok()) {
-    error_ = "container: " + r.error().ToString();
+  if (Status created = CreateContainer(kAzureContainer); !created.ok()) {
+    error_ = "container: " + created.error().ToString();
     return;
   }
   // The operator's Entra ID authority; no AWS or Google identity at all.
@@ -78,10 +70,23 @@ Params AzureE2e::PipelineParams(const std::string& secret, const std::string& en
           {"azure_endpoint", endpoint.empty() ? Origin() : endpoint}};
 }
 
-std::shared_ptr<objstore::ObjectStore> AzureE2e::Under(const std::string& prefix) const {
+Status AzureE2e::CreateContainer(const std::string& container) const {
+  azure::Executor::Options o;
+  o.transport = transport_;
+  o.credential =
+      *azure::StorageCredential::SharedKey(AzuriteServer::kAccount, Secret(AzuriteServer::kAccountKey));
+  azure::Executor ex(std::move(o));
+  const std::string url = azurite_->BlobEndpoint() + "/" + container + "?restype=container";
+  auto r = ex.Call([&] { return Result<http::OutboundRequest>(http::OutboundRequest{"PUT", url, {}, {}}); });
+  if (!r.ok()) return r.error();
+  return OkStatus();
+}
+
+std::shared_ptr<objstore::ObjectStore> AzureE2e::Under(const std::string& prefix,
+                                                       const std::string& container) const {
   objstore::azure::AzureStoreOptions o;
   o.account = AzuriteServer::kAccount;
-  o.container = kAzureContainer;
+  o.container = container;
   o.prefix = prefix;
   o.endpoint = azurite_->BlobEndpoint();
   auto cred =

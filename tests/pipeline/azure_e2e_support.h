@@ -59,8 +59,12 @@ class AzureE2e {
   /// The pipeline parameters of the suite's service principal and container (type=azure-raw,
   /// azure_endpoint = `endpoint`, or Origin() when empty).
   Params PipelineParams(const std::string& secret = kAzureSecret, const std::string& endpoint = "") const;
-  /// The container under `prefix`, seen with the account key (assertions only). Null if it cannot be built.
-  std::shared_ptr<objstore::ObjectStore> Under(const std::string& prefix) const;
+  /// The container under `prefix`, seen with the account key (the customer's uploads and the test's
+  /// assertions only). Null if it cannot be built.
+  std::shared_ptr<objstore::ObjectStore> Under(const std::string& prefix,
+                                               const std::string& container = kAzureContainer) const;
+  /// Creates another container with the account key (the customer's own setup).
+  Status CreateContainer(const std::string& container) const;
 
  private:
   std::filesystem::path dir_;

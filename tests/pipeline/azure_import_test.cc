@@ -22,7 +22,7 @@
 
 #include "common/compression.h"
 #include "common/crypto.h"
-#include "pipeline/azure_e2e.h"
+#include "pipeline/azure_e2e_support.h"
 #include "pipeline/e2e_support.h"
 #include "support/loopback_http.h"
 
@@ -32,9 +32,9 @@ namespace {
 namespace json = boost::json;
 using namespace std::chrono_literals;
 
-constexpr char kTenant[] = "72f988bf-86f1-41af-91ab-2d7cd011db47";
-constexpr char kClient[] = "11111111-2222-3333-4444-555555555555";
-constexpr char kSecret[] = "az~Import.secret_0123456789";
+constexpr const char* kTenant = kAzureTenant;
+constexpr const char* kClient = kAzureClient;
+constexpr const char* kSecret = kAzureSecret;
 constexpr char kContainer[] = "acme-import";
 
 std::pair<std::string, int> Shell(const std::string& cmd) { return RunShell(cmd); }
@@ -92,7 +92,7 @@ class AzureImportTest : public ::testing::Test {
   /// What the suite's tests share; the destructor stops the server before the Azure environment.
   struct Suite {
     std::filesystem::path dir;
-    std::unique_ptr<AzureE2eEnvironment> env;
+    std::unique_ptr<AzureE2e> env;
     std::unique_ptr<SluiceServer> server;
     std::string secret_file;  // the client secret, for the CLI (never a flag value)
     std::string error;
@@ -108,12 +108,11 @@ class AzureImportTest : public ::testing::Test {
     suite_ = new Suite();
     suite_->dir = std::filesystem::temp_directory_path() / ("sluice-azure-import-" + RandomHex(64));
     std::filesystem::create_directories(suite_->dir);
-    auto env = AzureE2eEnvironment::Start(suite_->dir, kTenant, kClient, kSecret);
-    if (!env.ok()) {
-      suite_->error = "the Azure environment did not start: " + env.error().ToString();
+    suite_->env = std::make_unique<AzureE2e>();
+    if (!suite_->env->error().empty()) {
+      suite_->error = "the Azure environment did not start: " + suite_->env->error();
       return;
     }
-    suite_->env = std::move(env).value();
     if (Status created = suite_->env->CreateContainer(kContainer); !created.ok()) {
       suite_->error = "container: " + created.error().ToString();
       return;
@@ -139,8 +138,7 @@ class AzureImportTest : public ::testing::Test {
 
   /// The customer's view of the container (account key): uploads and assertions only.
   static std::shared_ptr<objstore::ObjectStore> Customer() {
-    auto store = suite_->env->AccountKeyStore(kContainer);
-    return store.ok() ? *store : nullptr;
+    return suite_->env->Under("", kContainer);
   }
 
   static json::object Properties(const std::string& prefix, const std::string& secret = kSecret) {
