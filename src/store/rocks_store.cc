@@ -466,8 +466,9 @@ class RocksStore final : public Store {
       const internal::EventKeyArray key_bytes = internal::MakeEventKey(project, e);
       const rocksdb::Slice key(key_bytes.data(), key_bytes.size());
       value.clear();
-      internal::EncodeEventValue(e, ingested_ms, value);
-      Check(batch.Put(cf(kEvents), key, value));
+      internal::EncodeEventValueHead(e, ingested_ms, value);
+      const rocksdb::Slice value_parts[2] = {rocksdb::Slice(value), rocksdb::Slice(e.properties)};
+      Check(batch.Put(cf(kEvents), rocksdb::SliceParts(&key, 1), rocksdb::SliceParts(value_parts, 2)));
       auto it = hours.end();
       if (hours.empty() || hours.back().first != hour) {
         it = std::find_if(hours.begin(), hours.end(), [hour](const auto& h) { return h.first == hour; });
@@ -476,7 +477,7 @@ class RocksStore final : public Store {
         it = hours.end() - 1;
       }
       it->second.writes += 1;
-      it->second.bytes += key.size() + value.size();
+      it->second.bytes += key.size() + value.size() + e.properties.size();
     }
 
     LinkClaims claims(this);
