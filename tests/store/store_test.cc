@@ -717,14 +717,20 @@ Status WriteOne(Store& store, const std::string& insert_id) {
   return store.WriteEvents(1, std::span<const Event>(&e, 1));
 }
 
+/// A store whose applies fail while `fail` is set, holding one applied event "a" (nullptr on failure).
+std::unique_ptr<Store> OpenFailingApplies(const fs::path& dir, std::atomic<bool>& fail) {
+  StoreOptions options;
+  options.fail_apply_for_testing = [&fail] { return fail.load(); };
+  auto store = OpenOrDie(dir, options);
+  if (store == nullptr || !WriteOne(*store, "a").ok()) return nullptr;
+  return store;
+}
+
 TEST(StoreApplyFailureTest, FailedApplyIsAnErrorAndIsAppliedOnceBeforeAnyLaterWrite) {
   TempDir dir;
   std::atomic<bool> fail{false};
-  StoreOptions options;
-  options.fail_apply_for_testing = [&fail] { return fail.load(); };
-  auto store = OpenOrDie(dir.path(), options);
+  auto store = OpenFailingApplies(dir.path(), fail);
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(WriteOne(*store, "a").ok());
 
   fail = true;
   Status b = WriteOne(*store, "b");  // journaled, not applied: the caller is told (the API answers 503)
@@ -753,11 +759,8 @@ TEST(StoreApplyFailureTest, FailedApplyIsAnErrorAndIsAppliedOnceBeforeAnyLaterWr
 TEST(StoreApplyFailureTest, RecordStillUnappliedAtCloseIsReplayedOnceAtOpen) {
   TempDir dir;
   std::atomic<bool> fail{false};
-  StoreOptions options;
-  options.fail_apply_for_testing = [&fail] { return fail.load(); };
-  auto store = OpenOrDie(dir.path(), options);
+  auto store = OpenFailingApplies(dir.path(), fail);
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(WriteOne(*store, "a").ok());
   fail = true;
   ASSERT_FALSE(WriteOne(*store, "b").ok());
   (void)store->Close();  // still failing: the journal is kept for the next start
