@@ -169,7 +169,9 @@ http::Response ServiceImpl::HandleImport(http::Request& req) {
     }
   }
 
-  std::string payload;
+  std::string payload_storage;
+  std::string_view payload;
+  bool padded = false;  // a gzip body inflated into a padded buffer: parsed in place
   ingest::PayloadFormat format = ingest::PayloadFormat::kJson;
   if (legacy) {
     std::optional<std::string_view> data = get ? params.Get("data") : params.Form("data");
@@ -180,13 +182,14 @@ http::Response ServiceImpl::HandleImport(http::Request& req) {
     }
     auto decoded = DecodeDataParam(*data);
     if (!decoded.ok()) return legacy_answer(false, decoded.error().message);
-    payload = std::move(decoded).value();
+    payload_storage = std::move(decoded).value();
+    payload = payload_storage;
   } else {
-    auto body = DecodedBody(req, ingest::kMaxBatchBytes);
+    auto body = DecodedBodyView(req, ingest::kMaxBatchBytes, payload_storage, &padded);
     if (!body.ok()) {
       return ImportError(body.error().code == ErrorCode::kTooLarge ? 413 : 400, body.error().message);
     }
-    payload = std::move(body).value();
+    payload = *body;
     auto ct = ContentType(req);
     if (ct == "application/x-ndjson" || ct == "application/ndjson" || ct == "application/jsonl") {
       format = ingest::PayloadFormat::kNdjson;
@@ -215,7 +218,8 @@ http::Response ServiceImpl::HandleImport(http::Request& req) {
   ingest::ParseOptions opts{.endpoint = ingest::Endpoint::kImport,
                             .format = format,
                             .now_us = NowMicros(),
-                            .derive_insert_id = legacy};
+                            .derive_insert_id = legacy,
+                            .payload_padded = padded};
   auto parsed = ingest::ParseEvents(payload, opts);
   if (!parsed.ok()) {
     metrics_->events_rejected.WithLabels({"import", "malformed_request"}).Inc();

@@ -82,6 +82,26 @@ Result<std::string> DecodedBody(http::Request& req, size_t max_bytes) {
       fmt::format("unsupported Content-Encoding '{}': send gzip or no encoding", ingest::Echo(encoding)));
 }
 
+Result<std::string_view> DecodedBodyView(http::Request& req, size_t max_bytes, std::string& storage,
+                                        bool* padded) {
+  *padded = false;
+  auto enc = req.headers.Get("Content-Encoding");
+  const std::string encoding = enc ? AsciiLower(TrimSpace(*enc)) : std::string();
+  if (encoding == "gzip" || encoding == "x-gzip") {
+    auto out = GunzipBoundedPadded(req.body, max_bytes, ingest::kParsePadding);
+    if (!out.ok() && out.error().code == ErrorCode::kTooLarge) {
+      return Error(ErrorCode::kTooLarge,
+                   fmt::format("Request Entity Too Large: the gzip body expands beyond {} bytes "
+                               "of uncompressed JSON per request",
+                               max_bytes));
+    }
+    if (out.ok()) *padded = true;
+    return out;
+  }
+  SLUICE_ASSIGN_OR_RETURN(storage, DecodedBody(req, max_bytes));
+  return std::string_view(storage);
+}
+
 Result<std::string> DecodeDataParam(std::string_view value) {
   std::string_view v = TrimSpace(value);
   if (v.empty()) return InvalidArgument("the 'data' parameter is empty");

@@ -25,6 +25,12 @@ bool IsFormUrlEncoded(const http::Request& req);
 /// beyond). Moves the body out of `req` (no copy of a multi-megabyte batch).
 Result<std::string> DecodedBody(http::Request& req, size_t max_bytes);
 
+/// DecodedBody for a parser that can use a padded view: a gzip body is inflated into this thread's reused
+/// buffer followed by ingest::kParsePadding readable bytes (`*padded` = true, valid until the thread's next
+/// call); any other body is moved into `storage` and viewed there.
+Result<std::string_view> DecodedBodyView(http::Request& req, size_t max_bytes, std::string& storage,
+                                        bool* padded);
+
 /// The value of a `data=` parameter: JSON as is when it starts with '[' or '{', otherwise base64 (standard or
 /// URL-safe). Fails with a message saying it is neither.
 Result<std::string> DecodeDataParam(std::string_view value);

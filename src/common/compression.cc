@@ -2,6 +2,8 @@
 
 #include <libdeflate.h>
 
+#include <algorithm>
+#include <cstring>
 #include <memory>
 
 #include <fmt/format.h>
@@ -27,11 +29,45 @@ bool LooksLikeGzip(std::string_view data) {
   return data.size() >= 2 && static_cast<uint8_t>(data[0]) == 0x1f && static_cast<uint8_t>(data[1]) == 0x8b;
 }
 
-Result<std::string> GunzipBounded(std::string_view in, size_t max_output) {
+namespace {
+
+/// A growable output buffer whose growth neither zero-fills nor frees what it held: reused per thread by
+/// GunzipBoundedPadded, with `padding` zero bytes kept after the data.
+class PaddedBuffer {
+ public:
+  size_t size() const { return size_; }
+  char* data() { return data_.get(); }
+  void resize(size_t n) {
+    if (n + padding_ > capacity_) {
+      const size_t capacity = std::max(n + padding_, capacity_ * 2);
+      auto bigger = std::make_unique_for_overwrite<char[]>(capacity);
+      if (size_ > 0) std::memcpy(bigger.get(), data_.get(), std::min(size_, n));
+      data_ = std::move(bigger);
+      capacity_ = capacity;
+    }
+    size_ = n;
+  }
+  void Reset(size_t padding) {
+    size_ = 0;
+    padding_ = padding;
+  }
+  void ZeroPadding() {
+    if (data_) std::memset(data_.get() + size_, 0, padding_);
+  }
+
+ private:
+  std::unique_ptr<char[]> data_;
+  size_t size_ = 0;
+  size_t capacity_ = 0;
+  size_t padding_ = 0;
+};
+
+/// The loop of GunzipBounded, over std::string or PaddedBuffer (size, resize, data).
+template <typename Buffer>
+Status GunzipInto(std::string_view in, size_t max_output, Buffer& out) {
   if (!LooksLikeGzip(in)) {
     return InvalidArgument("body is not gzip (Content-Encoding: gzip was sent but the gzip magic bytes are missing)");
   }
-  std::string out;
   libdeflate_decompressor* d = ThreadDecompressor();
   size_t in_pos = 0;
   while (in_pos < in.size()) {
@@ -75,7 +111,25 @@ Result<std::string> GunzipBounded(std::string_view in, size_t max_output) {
       return Error(ErrorCode::kTooLarge, fmt::format("gzip body expands beyond the {} byte limit", max_output));
     }
   }
+  return OkStatus();
+}
+
+}  // namespace
+
+Result<std::string> GunzipBounded(std::string_view in, size_t max_output) {
+  std::string out;
+  SLUICE_TRY(GunzipInto(in, max_output, out));
   return out;
+}
+
+Result<std::string_view> GunzipBoundedPadded(std::string_view in, size_t max_output, size_t padding) {
+  // A fresh std::string per request zero-filled ~1.6 MB and page-faulted it in again for every 2000-event
+  // batch (~3% of ingest CPU); the thread's buffer keeps its pages and is written only by the inflater.
+  thread_local PaddedBuffer buffer;
+  buffer.Reset(padding);
+  SLUICE_TRY(GunzipInto(in, max_output, buffer));
+  buffer.ZeroPadding();
+  return std::string_view(buffer.data() == nullptr ? "" : buffer.data(), buffer.size());
 }
 
 std::string Gzip(std::string_view data, int level) {

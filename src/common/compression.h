@@ -17,6 +17,10 @@ bool LooksLikeGzip(std::string_view data);
 /// or truncated.
 Result<std::string> GunzipBounded(std::string_view compressed, size_t max_output);
 
+/// As GunzipBounded, into this thread's reused buffer, followed by `padding` readable zero bytes (what
+/// simdjson needs to parse in place). The view is valid until the next call on the same thread.
+Result<std::string_view> GunzipBoundedPadded(std::string_view compressed, size_t max_output, size_t padding);
+
 /// Compresses `data` into one gzip member at `level` (1-12, libdeflate's scale; 6 is zlib's default).
 std::string Gzip(std::string_view data, int level = 6);
 

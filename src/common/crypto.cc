@@ -8,14 +8,25 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <memory>
 #include <stdexcept>
 
 namespace sluice {
 
 Sha256Digest Sha256(std::string_view data) {
+  // EVP_Digest(EVP_sha256()) fetches the implementation from the provider store on every call (a global
+  // read lock and a lookup), and the write path hashes every event's dedup key: ~1.5% of ingest CPU in
+  // profiles. One implementation fetched once and one context per thread skip both.
+  static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  thread_local std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(),
+                                                                          &EVP_MD_CTX_free);
   Sha256Digest out;
   unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(), nullptr);
+  if (md == nullptr || ctx == nullptr || EVP_DigestInit_ex2(ctx.get(), md, nullptr) != 1 ||
+      EVP_DigestUpdate(ctx.get(), data.data(), data.size()) != 1 ||
+      EVP_DigestFinal_ex(ctx.get(), out.data(), &len) != 1) {
+    EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(), nullptr);  // the slow path
+  }
   return out;
 }
 

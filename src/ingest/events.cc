@@ -52,7 +52,7 @@ class OutBuffer {
   void Reserve(size_t n) {
     if (n <= capacity_) return;
     capacity_ = std::max(n, capacity_ * 2);
-    data_ = std::make_unique<char[]>(capacity_);
+    data_ = std::make_unique_for_overwrite<char[]>(capacity_);  // no zero-fill: written before read
     end_ = data_.get();
   }
   void clear() { end_ = data_.get(); }
@@ -87,7 +87,7 @@ struct Scratch {
   const char* Pad(std::string_view text) {
     if (capacity < text.size() + simdjson::SIMDJSON_PADDING) {
       capacity = std::max(text.size() + simdjson::SIMDJSON_PADDING, capacity * 2);
-      buffer = std::make_unique<char[]>(capacity);
+      buffer = std::make_unique_for_overwrite<char[]>(capacity);
     }
     std::memcpy(buffer.get(), text.data(), text.size());
     std::memset(buffer.get() + text.size(), 0, simdjson::SIMDJSON_PADDING);
@@ -909,9 +909,11 @@ Result<ParsedEvents> EventParser::RunJson(std::string_view payload) {
                                        lead, trimmed.front()));
   }
   if (LooksLikeNdjson(trimmed)) return RunNdjson(payload);
-  base_ = scratch_.Pad(payload);
+  static_assert(kParsePadding >= simdjson::SIMDJSON_PADDING);
+  base_ = options_.payload_padded ? payload.data() : scratch_.Pad(payload);
   base_offset_ = 0;
-  auto doc_result = scratch_.parser.iterate(base_, payload.size(), scratch_.capacity);
+  auto doc_result = scratch_.parser.iterate(
+      base_, payload.size(), options_.payload_padded ? payload.size() + kParsePadding : scratch_.capacity);
   if (doc_result.error()) return StageOneError(doc_result.error(), payload, 0, "");
   od::document& doc = doc_result.value_unsafe();
 

@@ -71,7 +71,13 @@ struct ParseOptions {
   /// event without $insert_id gets one derived from its content (DeriveInsertId), so a resend deduplicates
   /// instead of being refused. Strict JSON /import keeps requiring $insert_id.
   bool derive_insert_id = false;
+  /// The payload is followed by at least kParsePadding readable bytes (GunzipBoundedPadded's buffer): a JSON
+  /// array or object is then parsed in place instead of copied into a padded buffer first.
+  bool payload_padded = false;
 };
+
+/// Readable bytes ParseOptions::payload_padded promises after the payload (simdjson's SIMDJSON_PADDING).
+inline constexpr size_t kParsePadding = 64;
 
 /// Why one record was refused; mirrors Mixpanel's strict-mode `failed_records` entries.
 struct RecordError {

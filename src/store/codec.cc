@@ -134,14 +134,20 @@ std::string PrefixSuccessor(std::string_view prefix) {
 //   (varint32 length + bytes) × {name, distinct_id, device_id, user_id, insert_id, properties}
 // The fixed part comes first so the decoder does two loads; each string is a pointer bump.
 void EncodeEventValue(const Event& event, int64_t ingested_ms, std::string& out) {
+  EncodeEventValueHead(event, ingested_ms, out);
+  out.append(event.properties);
+}
+
+void EncodeEventValueHead(const Event& event, int64_t ingested_ms, std::string& out) {
   out.push_back(static_cast<char>(kEventFormatV1));
   AppendLittleEndian64(out, static_cast<uint64_t>(event.time_us));
   AppendLittleEndian64(out, static_cast<uint64_t>(ingested_ms));
   for (const std::string* s : {&event.name, &event.distinct_id, &event.device_id, &event.user_id,
-                               &event.insert_id, &event.properties}) {
+                               &event.insert_id}) {
     AppendVarint32(out, static_cast<uint32_t>(s->size()));
     out.append(*s);
   }
+  AppendVarint32(out, static_cast<uint32_t>(event.properties.size()));
 }
 
 bool DecodeEventValue(std::string_view value, EventView* view) {

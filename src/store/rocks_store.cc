@@ -39,6 +39,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <shared_mutex>
 #include <string>
@@ -465,8 +466,9 @@ class RocksStore final : public Store {
       const internal::EventKeyArray key_bytes = internal::MakeEventKey(project, e);
       const rocksdb::Slice key(key_bytes.data(), key_bytes.size());
       value.clear();
-      internal::EncodeEventValue(e, ingested_ms, value);
-      Check(batch.Put(cf(kEvents), key, value));
+      internal::EncodeEventValueHead(e, ingested_ms, value);
+      const rocksdb::Slice value_parts[2] = {rocksdb::Slice(value), rocksdb::Slice(e.properties)};
+      Check(batch.Put(cf(kEvents), rocksdb::SliceParts(&key, 1), rocksdb::SliceParts(value_parts, 2)));
       auto it = hours.end();
       if (hours.empty() || hours.back().first != hour) {
         it = std::find_if(hours.begin(), hours.end(), [hour](const auto& h) { return h.first == hour; });
@@ -475,7 +477,7 @@ class RocksStore final : public Store {
         it = hours.end() - 1;
       }
       it->second.writes += 1;
-      it->second.bytes += key.size() + value.size();
+      it->second.bytes += key.size() + value.size() + e.properties.size();
     }
 
     LinkClaims claims(this);
@@ -711,10 +713,16 @@ class RocksStore final : public Store {
     if (!db_) return OkStatus();  // Open failed half-way
     // Flushing is not needed for durability (the journal is synced) but makes the next Open skip replay:
     // once every column family is in SSTs the journal is deleted.
+    // Records a failed apply left behind are applied now if the database allows; otherwise the journal is
+    // kept and the next Open replays them.
+    Status unapplied = ApplyUnapplied();
+    if (!unapplied.ok()) {
+      spdlog::warn("store {}: {}; the next start replays them", dir_.string(), unapplied.error().message);
+    }
     rocksdb::FlushOptions fo;
     fo.wait = true;
     rocksdb::Status flush = db_->Flush(fo, handles_);
-    if (flush.ok() && journal_) {
+    if (flush.ok() && journal_ && unapplied.ok()) {
       Status removed = journal_->RemoveAll();
       if (!removed.ok()) spdlog::warn("store {}: {}", dir_.string(), removed.error().message);
     }
@@ -868,15 +876,33 @@ class RocksStore final : public Store {
       group_bytes += size;
     }
     lock.unlock();
-    WriteGroup(group);
-    lock.lock();
-    for (size_t i = 0; i < group.size(); ++i) {
-      write_queue_.front()->done = true;
-      write_queue_.pop_front();
+    // Releases the group and the leadership on every way out of WriteGroup, an exception included: a leader
+    // that left `leader_active_` set would block every later writer of the store forever.
+    struct LeaderRelease {
+      RocksStore* store;
+      size_t count;
+      ~LeaderRelease() {
+        std::unique_lock held(store->write_mu_);
+        for (size_t i = 0; i < count; ++i) {
+          store->write_queue_.front()->done = true;
+          store->write_queue_.pop_front();
+        }
+        store->leader_active_ = false;
+        held.unlock();
+        store->write_cv_.notify_all();
+      }
+    } release_leader{this, group.size()};
+    for (PendingWrite* w : group) {
+      w->status = Error(ErrorCode::kInternal,
+                        std::string(w->what) + ": the write was interrupted before it was stored; retry it");
     }
-    leader_active_ = false;
-    lock.unlock();
-    write_cv_.notify_all();
+    try {
+      WriteGroup(group);
+    } catch (const std::exception& e) {
+      // WriteGroup keeps the journal and the database consistent itself (see ApplyGroup); what is left is to
+      // tell the writers whose status it had not set yet.
+      spdlog::error("store {}: a write group failed: {}", dir_.string(), e.what());
+    }
     return std::move(self.status);
   }
 
@@ -889,6 +915,19 @@ class RocksStore final : public Store {
 
   /// The leader's work for one group (see Commit): journal, then apply, then trim.
   void WriteGroup(const std::vector<PendingWrite*>& group) {
+    if (!unapplied_.empty()) {
+      // Nothing new is journaled (or applied) behind a record that is not applied yet (see ApplyGroup).
+      Status s = ApplyUnapplied();
+      if (!s.ok()) {
+        for (PendingWrite* w : group) {
+          Error e = s.error();
+          e.message = std::string(w->what) + ": refused until earlier journaled writes are applied (" +
+                      e.message + "); check the disk and the server log, then retry";
+          w->status = std::move(e);
+        }
+        return;
+      }
+    }
     std::vector<std::string_view> payloads;
     payloads.reserve(group.size());
     for (PendingWrite* w : group) payloads.emplace_back(w->batch->Data());
@@ -901,22 +940,74 @@ class RocksStore final : public Store {
       }
       return;
     }
-    if (options_.after_journal_append_for_testing) options_.after_journal_append_for_testing();
-    bool failed = false;
-    for (size_t i = 0; i < group.size(); ++i) {
-      PendingWrite* w = group[i];
-      Check(w->batch->Put(cf(kDefault), kJournalSeqKey, EncodeU64(*first + i)));
-      rocksdb::Status s = db_->Write(write_options_, w->batch);
-      if (!s.ok()) {
-        // The record is journaled but not applied: a restart applies it. Until then the caller is told the
-        // write failed (it may retry; the dedup key makes the retry and the replay one event).
-        failed = true;
-        w->status = FromRocks(s, dir_, w->what);
-      }
-    }
-    last_write_failed_.store(failed);
+    ApplyGroup(group, *first);
     MaybeTrimJournal();
     journal_bytes_.store(journal_->Bytes(), std::memory_order_relaxed);
+  }
+
+  /// Applies the journaled records of `group` (sequence numbers first, first + 1, ...) in order. The records
+  /// applied are always a prefix of the journal, so the persisted `journal_seq` says exactly what a replay
+  /// must apply: from the first record whose apply fails (or throws), the rest of the group is not applied
+  /// now but queued in unapplied_, its writers are answered an error (the API turns it into a 5xx), and
+  /// ApplyUnapplied applies the queue before anything later is journaled. Applying a failed record later
+  /// (or, after a crash, at replay) is what its 5xx allows; applying a later record first is not: a replay
+  /// would then skip the failed one, or apply its stale profile over a newer one.
+  void ApplyGroup(const std::vector<PendingWrite*>& group, uint64_t first) {
+    size_t applied = 0;
+    std::optional<Error> failure;
+    try {
+      if (options_.after_journal_append_for_testing) options_.after_journal_append_for_testing();
+      for (; applied < group.size(); ++applied) {
+        PendingWrite* w = group[applied];
+        rocksdb::Status s = ApplyRecord(w->batch, first + applied);
+        if (!s.ok()) {
+          failure = FromRocks(s, dir_, w->what);
+          break;
+        }
+        w->status = OkStatus();
+      }
+    } catch (const std::exception& e) {
+      failure = Internal(std::string("applying a journaled write failed: ") + e.what());
+    }
+    last_write_failed_.store(failure.has_value());
+    if (!failure) return;
+    for (size_t i = applied; i < group.size(); ++i) {
+      PendingWrite* w = group[i];
+      unapplied_.push_back(UnappliedRecord{first + i, std::string(w->batch->Data())});
+      Error e = *failure;
+      e.message = std::string(w->what) + ": " + e.message +
+                  " (the write is kept in the journal and applied before any later write; retrying is safe)";
+      w->status = std::move(e);
+    }
+    spdlog::error("store {}: {} journaled write(s) could not be applied: {}", dir_.string(),
+                  group.size() - applied, failure->message);
+  }
+
+  /// Applies one journaled record: its batch plus its sequence number as `journal_seq`, atomically.
+  rocksdb::Status ApplyRecord(rocksdb::WriteBatch* batch, uint64_t seq) {
+    // A batch queued after a failure may hold this Put already; a second one of the same value is harmless.
+    Check(batch->Put(cf(kDefault), kJournalSeqKey, EncodeU64(seq)));
+    if (options_.fail_apply_for_testing && options_.fail_apply_for_testing()) {
+      return rocksdb::Status::IOError("apply failure injected for testing");
+    }
+    return db_->Write(write_options_, batch);
+  }
+
+  /// Applies the records left by a failed ApplyGroup, oldest first. Called by the write leader before it
+  /// journals a new group, and by Close(); fails (applying nothing later) while the database still refuses.
+  Status ApplyUnapplied() {
+    while (!unapplied_.empty()) {
+      UnappliedRecord& r = unapplied_.front();
+      rocksdb::WriteBatch batch{r.data};
+      rocksdb::Status s = ApplyRecord(&batch, r.seq);
+      if (!s.ok()) {
+        last_write_failed_.store(true);
+        return FromRocks(s, dir_, "applying journal record " + std::to_string(r.seq) + " again");
+      }
+      unapplied_.pop_front();
+    }
+    last_write_failed_.store(false);
+    return OkStatus();
   }
 
   /// Deletes journal segments whose records are all flushed to SSTs (their `journal_seq` is persisted), and
@@ -1135,6 +1226,13 @@ class RocksStore final : public Store {
   bool leader_active_ = false;             // guarded by write_mu_
   std::unique_ptr<internal::Journal> journal_;
   std::atomic<bool> flush_requested_{false};
+  // Journaled records not applied yet because their apply failed (ApplyGroup), oldest first. Write leader
+  // and Close() only.
+  struct UnappliedRecord {
+    uint64_t seq;
+    std::string data;  // the WriteBatch representation
+  };
+  std::deque<UnappliedRecord> unapplied_;
   std::atomic<uint64_t> journal_bytes_{0};  // journal_->Bytes() as of the last group, for other threads
 
   // Full-disk handling (Commit): WAL bytes of writes between admission and commit, whether the disk was

@@ -76,6 +76,9 @@ struct StoreOptions {
   /// Tests only: called by the write leader after a group is in the journal and before it is applied (a
   /// crash test kills the process there).
   std::function<void()> after_journal_append_for_testing;
+  /// Tests only: called before each journaled record is applied; returning true makes that apply fail as a
+  /// RocksDB write error would.
+  std::function<bool()> fail_apply_for_testing;
 };
 
 /// Decision of a profile mutation callback.

@@ -2,6 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
 namespace sluice {
 namespace {
 
@@ -12,6 +17,25 @@ TEST(CryptoTest, Sha256KnownAnswers) {
   h.Update("a");
   h.Update("bc");
   EXPECT_EQ(HexEncode(h.Finish()), HexEncode(Sha256("abc")));
+}
+
+TEST(CryptoTest, Sha256ReusedPerThreadContextsAgree) {
+  // Sha256 keeps one context per thread: calls in a row and from several threads must not interfere.
+  const std::string expected = HexEncode(Sha256("abc"));
+  std::vector<std::thread> threads;
+  std::atomic<int> mismatches{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 1000; ++i) {
+        if (HexEncode(Sha256("abc")) != expected) ++mismatches;
+        if (HexEncode(Sha256(std::string(i, 'z'))).size() != 64) ++mismatches;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(mismatches.load(), 0);
+  EXPECT_EQ(HexEncode(Sha256(std::string(1000, 'a'))),
+            "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3");
 }
 
 TEST(CryptoTest, HmacSha256Rfc4231Case2) {

@@ -765,5 +765,34 @@ TEST(EchoedValues, AHugeInvalidInsertIdIsTruncatedInTheError) {
   EXPECT_LT(placeholder_like.message.size(), 300u);
 }
 
+TEST(PaddedPayloadTest, ParsesInPlaceExactlyAsACopiedPayload) {
+  std::string payload = "[" + Record(R"("plan":"pro","n":1.50,"nested":{"a":[1,2]})", "id-1") + "," +
+                        Record("", "id-2") + "," + R"({"event":"x"})" + "]";
+  // The payload as GunzipBoundedPadded hands it over: followed by kParsePadding zero bytes.
+  std::string buffer = payload + std::string(kParsePadding, '\0');
+  ParseOptions padded = Import();
+  padded.payload_padded = true;
+  ParsedEvents in_place = MustParse(std::string_view(buffer.data(), payload.size()), padded);
+  ParsedEvents copied = MustParse(payload, Import());
+  ASSERT_EQ(in_place.events.size(), 2u);
+  ASSERT_EQ(in_place.events.size(), copied.events.size());
+  for (size_t i = 0; i < copied.events.size(); ++i) {
+    EXPECT_EQ(in_place.events[i].properties, copied.events[i].properties);
+    EXPECT_EQ(in_place.events[i].insert_id, copied.events[i].insert_id);
+    EXPECT_EQ(in_place.events[i].time_us, copied.events[i].time_us);
+  }
+  ASSERT_EQ(in_place.errors.size(), 1u);
+  EXPECT_EQ(in_place.errors[0].message, copied.errors[0].message);
+
+  // Malformed JSON: the same message, byte offset included.
+  const std::string bad = "[" + Record() + ",{\"event\":}]";
+  std::string bad_buffer = bad + std::string(kParsePadding, '\0');
+  auto a = ParseEvents(std::string_view(bad_buffer.data(), bad.size()), padded);
+  auto b = ParseEvents(bad, Import());
+  ASSERT_FALSE(a.ok());
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(a.error().message, b.error().message);
+}
+
 }  // namespace
 }  // namespace sluice::ingest

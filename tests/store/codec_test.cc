@@ -19,6 +19,22 @@ Event MakeEvent() {
   return e;
 }
 
+TEST(CodecTest, EventValueHeadPlusPropertiesIsTheWholeValue) {
+  // The write path puts head and properties as two parts of one WriteBatch value.
+  for (size_t size : {size_t{2}, size_t{127}, size_t{128}, size_t{100'000}}) {
+    Event e = MakeEvent();
+    e.properties = "{" + std::string(size - 2, 'p') + "}";
+    std::string whole;
+    EncodeEventValue(e, 42, whole);
+    std::string head;
+    EncodeEventValueHead(e, 42, head);
+    EXPECT_EQ(head + e.properties, whole) << size;
+    EventView v;
+    ASSERT_TRUE(DecodeEventValue(head + e.properties, &v));
+    EXPECT_EQ(v.properties, e.properties);
+  }
+}
+
 TEST(CodecTest, EventValueRoundTripsEveryField) {
   Event e = MakeEvent();
   e.properties = std::string(100'000, 'x');  // needs a 3-byte varint length

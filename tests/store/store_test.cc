@@ -17,6 +17,7 @@
 #include <map>
 #include <random>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -695,6 +696,130 @@ TEST_F(StoreTest, ClosedStoreRejectsCallsAndCloseIsIdempotent) {
 TEST_F(StoreTest, RejectsEventsBeforeTheEpoch) {
   Event e = MakeEvent("a", -5);
   EXPECT_EQ(store_->WriteEvents(1, std::span<const Event>(&e, 1)).error().code, ErrorCode::kInvalidArgument);
+}
+
+// ---- Journaled writes whose apply fails ------------------------------------------------------------------
+
+std::set<std::string> InsertIds(Store& store) {
+  std::set<std::string> ids;
+  for (const Event& e : Scan(store, 1, kHour)) ids.insert(e.insert_id);
+  return ids;
+}
+
+uint64_t PartitionWrites(Store& store) {
+  auto parts = store.ListPartitions(1, kHour, kHour);
+  EXPECT_TRUE(parts.ok());
+  return parts.ok() && !parts->empty() ? parts->front().writes : 0;
+}
+
+Status WriteOne(Store& store, const std::string& insert_id) {
+  Event e = MakeEvent(insert_id);
+  return store.WriteEvents(1, std::span<const Event>(&e, 1));
+}
+
+/// A store whose applies fail while `fail` is set, holding one applied event "a" (nullptr on failure).
+std::unique_ptr<Store> OpenFailingApplies(const fs::path& dir, std::atomic<bool>& fail) {
+  StoreOptions options;
+  options.fail_apply_for_testing = [&fail] { return fail.load(); };
+  auto store = OpenOrDie(dir, options);
+  if (store == nullptr || !WriteOne(*store, "a").ok()) return nullptr;
+  return store;
+}
+
+TEST(StoreApplyFailureTest, FailedApplyIsAnErrorAndIsAppliedOnceBeforeAnyLaterWrite) {
+  TempDir dir;
+  std::atomic<bool> fail{false};
+  auto store = OpenFailingApplies(dir.path(), fail);
+  ASSERT_NE(store, nullptr);
+
+  fail = true;
+  Status b = WriteOne(*store, "b");  // journaled, not applied: the caller is told (the API answers 503)
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.error().code, ErrorCode::kUnavailable) << b.error().ToString();
+  EXPECT_NE(b.error().message.find("kept in the journal"), std::string::npos) << b.error().message;
+  Status c = WriteOne(*store, "c");  // refused before the journal: nothing may be applied ahead of "b"
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.error().message.find("refused until earlier journaled writes are applied"), std::string::npos)
+      << c.error().message;
+  EXPECT_EQ(InsertIds(*store), (std::set<std::string>{"a"}));
+
+  fail = false;
+  ASSERT_TRUE(WriteOne(*store, "d").ok());  // applies "b" first, then "d"
+  EXPECT_EQ(InsertIds(*store), (std::set<std::string>{"a", "b", "d"}));
+  EXPECT_EQ(PartitionWrites(*store), 3u);
+
+  // Replay after a restart applies nothing twice.
+  ASSERT_TRUE(store->Close().ok());
+  store = OpenOrDie(dir.path());
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(InsertIds(*store), (std::set<std::string>{"a", "b", "d"}));
+  EXPECT_EQ(PartitionWrites(*store), 3u);
+}
+
+TEST(StoreApplyFailureTest, RecordStillUnappliedAtCloseIsReplayedOnceAtOpen) {
+  TempDir dir;
+  std::atomic<bool> fail{false};
+  auto store = OpenFailingApplies(dir.path(), fail);
+  ASSERT_NE(store, nullptr);
+  fail = true;
+  ASSERT_FALSE(WriteOne(*store, "b").ok());
+  (void)store->Close();  // still failing: the journal is kept for the next start
+  store.reset();
+
+  store = OpenOrDie(dir.path());
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(InsertIds(*store), (std::set<std::string>{"a", "b"}));
+  EXPECT_EQ(PartitionWrites(*store), 2u);
+  ASSERT_TRUE(store->Close().ok());
+  store = OpenOrDie(dir.path());
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(PartitionWrites(*store), 2u);
+}
+
+TEST(StoreApplyFailureTest, LeaderWhoseWriteThrowsStillHandsOverTheWritePath) {
+  TempDir dir;
+  std::atomic<bool> throw_once{true};
+  StoreOptions options;
+  options.after_journal_append_for_testing = [&throw_once] {
+    if (throw_once.exchange(false)) throw std::runtime_error("injected failure of the write leader");
+  };
+  auto store = OpenOrDie(dir.path(), options);
+  ASSERT_NE(store, nullptr);
+  Status first;
+  ASSERT_NO_THROW(first = WriteOne(*store, "first"));
+  ASSERT_FALSE(first.ok());
+  EXPECT_NE(first.error().message.find("injected failure of the write leader"), std::string::npos)
+      << first.error().message;
+
+  // Later writers, concurrent ones included, still get a leader: each must finish (bounded wait).
+  constexpr int kThreads = 4;
+  constexpr int kWritesPerThread = 10;
+  std::atomic<int> ok{0};
+  std::atomic<int> finished{0};
+  std::vector<std::thread> writers;
+  for (int t = 0; t < kThreads; ++t) {
+    writers.emplace_back([&, t] {
+      for (int i = 0; i < kWritesPerThread; ++i) {
+        if (WriteOne(*store, "w" + std::to_string(t) + "-" + std::to_string(i)).ok()) ++ok;
+      }
+      ++finished;
+    });
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (finished.load() < kThreads && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (finished.load() < kThreads) {
+    ADD_FAILURE() << "writers are stuck behind a leader that never handed over; aborting";
+    std::abort();  // joining would hang the test binary
+  }
+  for (auto& w : writers) w.join();
+  EXPECT_EQ(ok.load(), kThreads * kWritesPerThread);
+  // The thrown-out write was journaled: it is applied (once) before the later ones, not lost half-way.
+  const auto ids = InsertIds(*store);
+  EXPECT_TRUE(ids.contains("first"));
+  EXPECT_EQ(ids.size(), size_t{kThreads * kWritesPerThread + 1});
+  EXPECT_EQ(PartitionWrites(*store), uint64_t{kThreads * kWritesPerThread + 1});
 }
 
 // ---- Crash durability ------------------------------------------------------------------------------------
