@@ -225,18 +225,14 @@ rocksdb::ColumnFamilyOptions EventsCf(const std::shared_ptr<rocksdb::Cache>& cac
   //    13.2 -> 9.0 CPU s per million events); L0 files are compacted within minutes, so their extra disk
   //    space (1.6 GB vs 1.2 GB written per million 800-byte events) is transient.
   //  - LZ4 in between: data passes through once or twice; ~5x cheaper than zstd.
-  //  - zstd at the bottom, where ~90% of bytes rest for months: ~30% smaller than LZ4 on JSON properties.
-  //    With a young DB the base level *is* the bottom level, so L0->base compactions already write zstd; that
-  //    runs on the background thread and did not change foreground throughput measurably.
+  //  - LZ4 at the bottom too, where ~90% of bytes rest, although zstd is ~30% smaller there: every export
+  //    reads its day back from the bottom level, and zstd's decompression was ~22% of a whole-server export's
+  //    CPU after a restart (bench/pipeline/bench_export_process; issue 12 item 4 allows LZ4 in the levels
+  //    exports read). Disk cost measured there: see docs/operations.md "Benchmarks".
   o.compression_per_level = {rocksdb::kNoCompression, rocksdb::kLZ4Compression, rocksdb::kLZ4Compression,
                              rocksdb::kLZ4Compression, rocksdb::kLZ4Compression, rocksdb::kLZ4Compression,
                              rocksdb::kLZ4Compression};
-  o.bottommost_compression = rocksdb::kZSTD;
-  // zstd level 1 instead of the default 3: about twice as fast to compress, ~10% larger on event JSON. The
-  // bottom level is rewritten by every L0->base compaction while the database is young (the base level is
-  // then the bottom one), so its compression runs at the ingest rate.
-  o.bottommost_compression_opts.enabled = true;
-  o.bottommost_compression_opts.level = 1;
+  o.bottommost_compression = rocksdb::kLZ4Compression;
   // Events are never read by key, only scanned per partition, so the memtable need not be sorted while it
   // fills: a vector memtable appends (O(1), no cache-missing skip-list search per key) and sorts once at
   // flush. Profiles showed the skip-list insert as the largest single write cost (10-15% of CPU); the vector

@@ -620,6 +620,46 @@ TEST_F(StoreTest, DataSurvivesReopen) {
   EXPECT_GT(store_->ApproximateSizeBytes(), 1000u * 20);
 }
 
+/// The `key=value` lines of one section (e.g. `[CFOptions "events"]`) of the OPTIONS file RocksDB wrote at the
+/// store's latest open: what the store really configured.
+std::map<std::string, std::string> LatestOptionsSection(const fs::path& dir, std::string_view section) {
+  fs::path latest;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    // OPTIONS-<file number>: the highest number is the options of the latest open.
+    if (name.starts_with("OPTIONS-") && !name.ends_with(".dbtmp") &&
+        (latest.empty() || std::stoull(name.substr(8)) > std::stoull(latest.filename().string().substr(8)))) {
+      latest = entry.path();
+    }
+  }
+  std::map<std::string, std::string> out;
+  std::ifstream in(latest);
+  std::string line;
+  bool inside = false;
+  while (std::getline(in, line)) {
+    if (line.starts_with("[")) inside = line == section;
+    const size_t start = line.find_first_not_of(' ');
+    const size_t eq = line.find('=');
+    if (!inside || start == std::string::npos || eq == std::string::npos) continue;
+    out[line.substr(start, eq - start)] = line.substr(eq + 1);
+  }
+  return out;
+}
+
+// Issue 12 item 4: exports read their day from the events column family, often from its bottom level, so no
+// level of it may be zstd (its decompression was ~22% of a whole-server export).
+TEST_F(StoreTest, EventsColumnFamilyUsesNoZstdInAnyLevelExportsRead) {
+  std::vector<Event> events;
+  for (int i = 0; i < 100; ++i) events.push_back(MakeEvent("id-" + std::to_string(i), kHourStartUs + i * 1000));
+  ASSERT_TRUE(store_->WriteEvents(5, events).ok());
+  Reopen();
+  auto events_cf = LatestOptionsSection(dir_.path(), "[CFOptions \"events\"]");
+  ASSERT_FALSE(events_cf.empty()) << "no events column family options in " << dir_.path();
+  EXPECT_EQ(events_cf["bottommost_compression"], "kLZ4Compression");
+  ASSERT_FALSE(events_cf["compression_per_level"].empty());
+  EXPECT_EQ(events_cf["compression_per_level"].find("ZSTD"), std::string::npos) << events_cf["compression_per_level"];
+}
+
 TEST_F(StoreTest, SecondOpenOfSameDirFailsNamingTheLock) {
   auto second = Store::Open(dir_.path());
   ASSERT_FALSE(second.ok());
