@@ -30,7 +30,8 @@ TEST(CodecTest, EventValueHeadPlusPropertiesIsTheWholeValue) {
     EncodeEventValueHead(e, 42, head);
     EXPECT_EQ(head + e.properties, whole) << size;
     EventView v;
-    ASSERT_TRUE(DecodeEventValue(head + e.properties, &v));
+    const std::string joined = head + e.properties;  // named: the view points into it
+    ASSERT_TRUE(DecodeEventValue(joined, &v));
     EXPECT_EQ(v.properties, e.properties);
   }
 }
