@@ -31,13 +31,14 @@ inline Hour HourOf(int64_t time_us) { return static_cast<Hour>(time_us / 3'600'0
 struct Project {
   uint32_t id = 0;
   std::string name;
-  std::string token;   // public project token (SDKs embed it)
-  Secret api_secret;   // server-side secret
+  std::string token;  // public project token (SDKs embed it)
+  Secret api_secret;  // server-side secret
   int64_t created_ms = 0;
   /// ExternalId used when assuming customer roles; empty = the project token (SPEC §5).
   std::string external_id;
   /// GCS buckets the operator bound to this project: the only ones its pipelines and imports may reach as
-  /// Sluice's one service account (storage_access::CheckGcsBinding). Empty for projects stored before bindings.
+  /// Sluice's one service account (storage_access::CheckGcsBinding). Empty for projects stored before
+  /// bindings.
   std::vector<std::string> gcs_buckets;
 };
 
@@ -59,8 +60,8 @@ struct EventView {
 struct PartitionInfo {
   uint32_t project = 0;
   Hour hour = 0;
-  uint64_t writes = 0;   // events written, counting replacements of an existing dedup key
-  uint64_t bytes = 0;    // stored bytes written (same counting)
+  uint64_t writes = 0;  // events written, counting replacements of an existing dedup key
+  uint64_t bytes = 0;   // stored bytes written (same counting)
   uint64_t change_seq = 0;
 };
 
@@ -84,31 +85,26 @@ struct StoreOptions {
 /// Decision of a profile mutation callback.
 enum class ProfileAction { kKeep, kPut, kDelete };
 
-class Store {
+// The store is split by concern so a backend can be composed of parts that live in different systems (the
+// ClickHouse backend keeps events and profiles in ClickHouse, projects and metadata in ZooKeeper): EventStore
+// (events, change tracking, the identity map written with them), ProfileStore (user and group profiles),
+// MetaStore (projects and small records of the modules above). Store is all three plus operations; callers
+// that need one concern take that part.
+
+class EventStore {
  public:
-  /// Opens (creating when missing) the store under `dir`. Fails with a message naming the directory when it
-  /// cannot be opened (permissions, another process holding the lock, corruption).
-  static Result<std::unique_ptr<Store>> Open(const std::filesystem::path& dir, const StoreOptions& options = {});
-
-  virtual ~Store() = default;
-
-  // ---- Projects -------------------------------------------------------------------------------------------
-  /// Creates a project with a fresh id, a random token and API secret (128 bits each).
-  virtual Result<Project> CreateProject(std::string_view name) = 0;
-  virtual Result<std::vector<Project>> ListProjects() = 0;
-  virtual Result<std::optional<Project>> GetProject(uint32_t id) = 0;
-  virtual Status UpdateProject(const Project& project) = 0;
-
+  virtual ~EventStore() = default;
   // ---- Events ---------------------------------------------------------------------------------------------
-  /// Writes events (dedup key: name, distinct_id, time to the second, insert_id; a later write of the same key
-  /// replaces the earlier one) and identity links (first link of a device wins) atomically, updates partition
-  /// change tracking, and returns after the WAL is synced.
+  /// Writes events (dedup key: name, distinct_id, time to the second, insert_id; a later write of the same
+  /// key replaces the earlier one) and identity links (first link of a device wins) atomically, updates
+  /// partition change tracking, and returns after the WAL is synced.
   virtual Status WriteEvents(uint32_t project, std::span<const Event> events,
                              std::span<const IdentityLink> links = {}) = 0;
 
   /// Calls `fn` for every stored event of one partition (order unspecified but stable). `fn` returns false to
   /// stop early. Reads a consistent snapshot.
-  virtual Status ScanPartition(uint32_t project, Hour hour, const std::function<bool(const EventView&)>& fn) = 0;
+  virtual Status ScanPartition(uint32_t project, Hour hour,
+                               const std::function<bool(const EventView&)>& fn) = 0;
   /// Calls `fn` for every stored event of the partitions with hour in [first, end), hour by hour ascending
   /// (within an hour as ScanPartition), from one consistent snapshot. `fn` returns false to stop early. A
   /// day's export uses this: RocksStore sets up one iterator for the whole range, and setting one up sorts
@@ -135,6 +131,18 @@ class Store {
   /// lagging write. With this watermark, "export, then remember S read before the export" never misses data.
   virtual uint64_t LastChangeSeq() const = 0;
 
+  // ---- Identity -------------------------------------------------------------------------------------------
+  virtual Result<std::optional<std::string>> ResolveDevice(uint32_t project, std::string_view device_id) = 0;
+  /// Every (device_id, user_id) link of the project.
+  virtual Status ScanIdentity(
+      uint32_t project,
+      const std::function<bool(std::string_view device_id, std::string_view user_id)>& fn) = 0;
+};
+
+class ProfileStore {
+ public:
+  virtual ~ProfileStore() = default;
+
   // ---- Profiles -------------------------------------------------------------------------------------------
   /// Read-modify-write of several profiles under per-profile locks, committed in one synced batch. `mutate`
   /// is called once per distinct_id in order, with the current profile JSON (nullopt when none) which it may
@@ -145,8 +153,9 @@ class Store {
           mutate) = 0;
   virtual Result<std::optional<std::string>> GetProfile(uint32_t project, std::string_view distinct_id) = 0;
   /// Every profile of the project, ascending by distinct_id; `fn` returns false to stop.
-  virtual Status ScanProfiles(uint32_t project,
-                              const std::function<bool(std::string_view distinct_id, std::string_view json)>& fn) = 0;
+  virtual Status ScanProfiles(
+      uint32_t project,
+      const std::function<bool(std::string_view distinct_id, std::string_view json)>& fn) = 0;
 
   // ---- Group profiles (/groups) ---------------------------------------------------------------------------
   /// As UpdateProfiles, for the group profiles of (project, group_key), keyed by group_id.
@@ -160,14 +169,21 @@ class Store {
   virtual Status ScanGroupProfiles(
       uint32_t project, std::string_view group_key,
       const std::function<bool(std::string_view group_id, std::string_view json)>& fn) = 0;
+};
 
-  // ---- Identity -------------------------------------------------------------------------------------------
-  virtual Result<std::optional<std::string>> ResolveDevice(uint32_t project, std::string_view device_id) = 0;
-  /// Every (device_id, user_id) link of the project.
-  virtual Status ScanIdentity(uint32_t project,
-                              const std::function<bool(std::string_view device_id, std::string_view user_id)>& fn) = 0;
+class MetaStore {
+ public:
+  virtual ~MetaStore() = default;
 
-  // ---- Metadata for upper modules (pipelines, connectors, checkpoints) -------------------------------------
+  // ---- Projects -------------------------------------------------------------------------------------------
+  /// Creates a project with a fresh id, a random token and API secret (128 bits each).
+  virtual Result<Project> CreateProject(std::string_view name) = 0;
+  virtual Result<std::vector<Project>> ListProjects() = 0;
+  virtual Result<std::optional<Project>> GetProject(uint32_t id) = 0;
+  virtual Status UpdateProject(const Project& project) = 0;
+
+  // ---- Metadata for upper modules (pipelines, connectors, checkpoints)
+  // -------------------------------------
   /// Namespaced small records; `ns` like "pipeline", key free-form. Synced on write.
   virtual Status PutMeta(std::string_view ns, std::string_view key, std::string_view value) = 0;
   virtual Result<std::optional<std::string>> GetMeta(std::string_view ns, std::string_view key) = 0;
@@ -175,6 +191,16 @@ class Store {
   /// Records of `ns` whose key starts with `key_prefix`, ascending by key.
   virtual Status ScanMeta(std::string_view ns, std::string_view key_prefix,
                           const std::function<bool(std::string_view key, std::string_view value)>& fn) = 0;
+};
+
+class Store : public EventStore, public ProfileStore, public MetaStore {
+ public:
+  /// Opens (creating when missing) the store under `dir`. Fails with a message naming the directory when it
+  /// cannot be opened (permissions, another process holding the lock, corruption).
+  static Result<std::unique_ptr<Store>> Open(const std::filesystem::path& dir,
+                                             const StoreOptions& options = {});
+
+  ~Store() override = default;
 
   // ---- Operations -----------------------------------------------------------------------------------------
   /// Seconds writers have been held back by the store (RocksDB write stalls and slowdowns: flushes or L0
@@ -182,8 +208,24 @@ class Store {
   virtual double StallSeconds() { return 0; }
   /// Approximate on-disk size (SST + WAL + blobs), for /metrics.
   virtual uint64_t ApproximateSizeBytes() = 0;
+  /// Whether the systems the store lives in answer now (for /healthz): OK, or kUnavailable naming the part
+  /// that does not answer (never a credential). The embedded store is always reachable once open.
+  virtual Status CheckReachable() { return OkStatus(); }
   /// Flushes memtables and closes cleanly; further calls fail. Also done by the destructor.
   virtual Status Close() = 0;
 };
+
+/// Parts of a store that lives in other systems, assembled into one Store (the ClickHouse backend: events and
+/// profiles in ClickHouse, projects and metadata in ZooKeeper). The parts are closed in reverse order.
+struct StoreParts {
+  std::unique_ptr<EventStore> events;
+  std::unique_ptr<ProfileStore> profiles;
+  std::unique_ptr<MetaStore> meta;
+  /// Answers CheckReachable(); nullptr = always reachable.
+  std::function<Status()> check_reachable;
+  /// Approximate bytes at rest, for /metrics; nullptr = 0.
+  std::function<uint64_t()> size_bytes;
+};
+std::unique_ptr<Store> ComposeStore(StoreParts parts);
 
 }  // namespace sluice::store
