@@ -16,14 +16,19 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "bench_util.h"
 #include "chstore/events.h"
 #include "clickhouse/url.h"
 #include "support/clickhouse_cluster.h"
 #include "support/zookeeper_server.h"
 
 using namespace sluice;
+using sluice::bench::EventProperties;
+using sluice::bench::ProcessCpuSeconds;
+using sluice::bench::SelfCpuSeconds;
 using sluice::testing::ClickHouseCluster;
 using sluice::testing::ZooKeeperServer;
 
@@ -31,27 +36,6 @@ namespace {
 
 constexpr int kBatch = 2000;
 constexpr int64_t kDayStartUs = 1'764'979'200'000'000;  // 2025-12-06 00:00 UTC
-
-double SelfCpuSeconds() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
-
-double ProcessCpuSeconds(pid_t pid) {
-  std::ifstream in(fmt::format("/proc/{}/stat", pid));
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  size_t close = stat.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::istringstream fields(stat.substr(close + 2));
-  std::string field;
-  unsigned long long utime = 0, stime = 0;
-  for (int i = 3; i <= 15 && fields >> field; ++i) {
-    if (i == 14) utime = std::stoull(field);
-    if (i == 15) stime = std::stoull(field);
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
 
 // VmHWM in MB; ResetPeakRss() makes it start again from the current RSS (Linux ≥ 4.0).
 double PeakRssMb() {
@@ -63,14 +47,6 @@ double PeakRssMb() {
   return 0;
 }
 void ResetPeakRss() { std::ofstream("/proc/self/clear_refs") << "5"; }
-
-std::string Properties(int i) {
-  std::string p = fmt::format(
-      R"({{"$browser":"Chrome","$os":"Linux","plan":"pro","seq":{},"utm_source":"newsletter")", i);
-  int pad = 0;
-  while (p.size() < 780) p += fmt::format(R"(,"attr_{}":"value-{}-{}")", pad++, i % 1000, pad);
-  return p + "}";
-}
 
 int Run(const std::string& name, bool replicated, ZooKeeperServer& zk, int events) {
   testing::ClickHouseClusterOptions o;
@@ -112,7 +88,7 @@ int Run(const std::string& name, bool replicated, ZooKeeperServer& zk, int event
       e.distinct_id = fmt::format("user-{}", i % 50'000);
       e.time_us = kDayStartUs + int64_t{i} * step_us;
       e.insert_id = fmt::format("{:016x}", uint64_t(i) * 0x9E3779B97F4A7C15ull);
-      e.properties = Properties(i);
+      e.properties = EventProperties(i);
     }
     Status st = (*store)->WriteEvents(7, std::span<const Event>(batch.data(), n));
     if (!st.ok()) {
@@ -124,6 +100,24 @@ int Run(const std::string& name, bool replicated, ZooKeeperServer& zk, int event
   batch.clear();
   batch.shrink_to_fit();
 
+  // Background merges of the fresh parts would be counted as the scan's server CPU: wait (bounded) until
+  // none runs, and report how many parts the scan reads.
+  const std::string local = (*store)->schema().LocalTable();
+  const std::string local_name = local.substr(local.find('.') + 1);
+  std::string parts = "?";
+  for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+       std::chrono::steady_clock::now() < until;) {
+    auto merging = client->Query("SELECT count() FROM system.merges FORMAT TSV");
+    if (merging.ok() && *merging == "0\n") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  if (auto n =
+          client->Query(fmt::format("SELECT count() FROM system.parts WHERE active AND database = 'bench' "
+                                    "AND table = '{}' FORMAT TSV",
+                                    local_name));
+      n.ok()) {
+    parts = n->substr(0, n->find('\n'));
+  }
   const store::Hour first_hour = store::HourOf(kDayStartUs);
   // Twice: the first read also warms ClickHouse's page cache; the second is the figure.
   for (int round = 0; round < 2; ++round) {
@@ -148,9 +142,9 @@ int Run(const std::string& name, bool replicated, ZooKeeperServer& zk, int event
     }
     if (round == 0) continue;
     std::printf(
-        "%-4s events=%d write=%.0f ev/s | scan: %.0f events/s wall, exporter CPU %.2f s per million "
+        "%-4s events=%d write=%.0f ev/s parts=%s | scan: %.0f events/s wall, exporter CPU %.2f s per million "
         "(%.0f events per exporter CPU-second), ClickHouse CPU %.2f s per million, peak RSS %.0f MB\n",
-        name.c_str(), events, events / write_s, rows / wall, self * 1e6 / rows, rows / self,
+        name.c_str(), events, events / write_s, parts.c_str(), rows / wall, self * 1e6 / rows, rows / self,
         server * 1e6 / rows, PeakRssMb());
   }
   return 0;
@@ -159,6 +153,7 @@ int Run(const std::string& name, bool replicated, ZooKeeperServer& zk, int event
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // each result as soon as it is measured
   int events = 300'000;
   std::string only;
   for (int i = 1; i < argc; ++i) {

@@ -313,6 +313,9 @@ Status ClickHouseEventStore::ScanPartition(uint32_t project, Hour hour,
   clickhouse::RequestOptions o = ReadOptions();
   // An error while the answer streams must come as an error status, not as text after the rows.
   o.settings.emplace_back("wait_end_of_query", "1");
+  // The ORDER BY makes the order stable between scans (a re-export writes the same bytes); a large hour is
+  // sorted on the server's disk rather than in its memory.
+  o.settings.emplace_back("max_bytes_before_external_sort", std::to_string(512u << 20));
   RowStream stream([&](std::string_view data, bool& stop) -> size_t {
     RowBinaryReader r(data);
     size_t used = 0;

@@ -12,7 +12,6 @@
 #include <barrier>
 #include <filesystem>
 #include <map>
-#include <random>
 #include <set>
 #include <thread>
 
@@ -80,21 +79,15 @@ uint32_t NextProject() {
   return next += 10;
 }
 
+// A fresh directory for a RocksStore, removed afterwards.
 class TempDir {
  public:
-  TempDir() {
-    std::random_device rd;
-    path_ = fs::temp_directory_path() /
-            ("sluice_chstore_events_test_" + std::to_string(::getpid()) + "_" + std::to_string(rd()));
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
+  TempDir() : path_(testing::MakeTempDir("sluice_chstore_events_test_").value()) {}
+  ~TempDir() { testing::RemoveTree(path_); }
+  fs::path path() const { return path_; }
 
  private:
-  fs::path path_;
+  std::string path_;
 };
 
 Event MakeEvent(std::string insert_id, int64_t time_us = kHourStartUs + 1'000'000,
