@@ -21,7 +21,7 @@ void QuietLibraryLogOnce() {
   std::call_once(once, [] { zoo_set_debug_level(ZOO_LOG_LEVEL_ERROR); });
 }
 
-NodeStat FromStat(const Stat& s) { return NodeStat{s.czxid, s.version, s.ephemeralOwner}; }
+NodeStat FromStat(const Stat& s) { return NodeStat{s.czxid, s.version, s.ephemeralOwner, s.mzxid}; }
 
 constexpr int kMaxNodeBytes = 1 << 20;  // ZooKeeper's default jute.maxbuffer
 
@@ -222,6 +222,19 @@ Status Session::Delete(std::string_view path, int32_t version) {
   int rc = zoo_delete(zh, full.c_str(), version);
   if (rc != ZOK) return ZooError(rc, "delete", path);
   return OkStatus();
+}
+
+Result<std::vector<std::string>> Session::Children(std::string_view path) {
+  SLUICE_ASSIGN_OR_RETURN(zhandle_t * zh, Handle());
+  std::string full = Full(path);
+  String_vector names{};
+  int rc = zoo_get_children(zh, full.c_str(), 0, &names);
+  if (rc != ZOK) return ZooError(rc, "list children of", path);
+  std::vector<std::string> out;
+  out.reserve(static_cast<size_t>(names.count));
+  for (int32_t i = 0; i < names.count; ++i) out.emplace_back(names.data[i]);
+  deallocate_String_vector(&names);
+  return out;
 }
 
 Status Session::Multi(const std::vector<Op>& ops) {

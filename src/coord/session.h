@@ -36,6 +36,9 @@ struct NodeStat {
   int64_t czxid = 0;
   int32_t version = 0;          // data version, for compare-and-set
   int64_t ephemeral_owner = 0;  // session id owning an ephemeral node, 0 for persistent nodes
+  /// zxid of the last change of the node's data: grows with every set, across the ensemble (a cheap "did it
+  /// change since I looked" stamp).
+  int64_t mzxid = 0;
 };
 
 struct Node {
@@ -87,6 +90,8 @@ class Session {
   /// Sets data if the node's version is `version` (-1 = any); kConflict on a version mismatch.
   Result<NodeStat> Set(std::string_view path, std::string_view data, int32_t version = -1);
   Status Delete(std::string_view path, int32_t version = -1);
+  /// Names (not paths) of the node's children, unordered; kNotFound when the node does not exist.
+  Result<std::vector<std::string>> Children(std::string_view path);
   /// All-or-nothing; kConflict when a version check fails, kNotFound / kConflict for the failing op
   /// otherwise.
   Status Multi(const std::vector<Op>& ops);

@@ -113,6 +113,26 @@ ZooKeeperServer::~ZooKeeperServer() {
 
 void ZooKeeperServer::Stop() { process_.Stop(); }
 
+Status ZooKeeperServer::Restart() {
+  process_.Stop();
+  SLUICE_ASSIGN_OR_RETURN(
+      process_,
+      ChildProcess::Spawn({"java", "-Xmx256m", "-XX:+UseSerialGC", "-Dzookeeper.admin.enableServer=false", "-cp",
+                           dir_ + ":" + kZooKeeperJar, "org.apache.zookeeper.server.ZooKeeperServerMain",
+                           dir_ + "/zoo.cfg"},
+                          dir_ + "/zookeeper-restarted.log"));
+  auto deadline = std::chrono::steady_clock::now() + options_.ready_timeout;
+  while (std::chrono::steady_clock::now() < deadline) {  // bounded by ready_timeout
+    if (process_.Exited()) break;
+    auto answer = ZooKeeperFourLetter(port_, "srvr", std::chrono::milliseconds(1000));
+    if (answer.ok() && answer->find("Mode: standalone") != std::string::npos) return OkStatus();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::string log = TailOfFile(dir_ + "/zookeeper-restarted.log");
+  process_.Stop();
+  return Unavailable(fmt::format("ZooKeeper did not come back on port {}. Log: {}", port_, log));
+}
+
 std::string ZooKeeperServer::HostPort() const { return fmt::format("127.0.0.1:{}", port_); }
 
 std::string ZooKeeperServer::Url(const std::string& chroot) const {

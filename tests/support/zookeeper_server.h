@@ -42,6 +42,9 @@ class ZooKeeperServer {
 
   /// Stops by PID (SIGTERM, bounded wait, SIGKILL). Idempotent.
   void Stop();
+  /// Starts the server again after Stop() on the same port and data (an outage that ends), and waits
+  /// (bounded) until it serves requests.
+  Status Restart();
 
  private:
   ZooKeeperServer() = default;
