@@ -205,17 +205,18 @@ ZkMetaStore::RecordNodes ZkMetaStore::RecordPaths(std::string_view ns, std::stri
 
 // ---- Projects -------------------------------------------------------------------------------------------
 
+Error ZkMetaStore::CorruptProject(uint32_t id) const {
+  return Internal(
+      fmt::format("project {} in ZooKeeper ({}) is not a valid project record; restore it from a backup", id,
+                  ProjectPath(id)));
+}
+
 Result<std::optional<store::Project>> ZkMetaStore::ReadProject(uint32_t id, int32_t* version) {
   auto node = session_->Get(ProjectPath(id));
   if (!node.ok()) return Describe(node.error(), fmt::format("reading project {}", id));
   if (!node->has_value()) return std::optional<store::Project>();
   auto project = store::internal::DecodeProject((*node)->data);
-  if (!project) {
-    return Internal(
-        fmt::format("project {} in ZooKeeper ({}) is not a valid project record; restore it from a "
-                    "backup",
-                    id, ProjectPath(id)));
-  }
+  if (!project) return CorruptProject(id);
   if (version != nullptr) *version = (*node)->stat.version;
   return project;
 }
@@ -265,11 +266,18 @@ Result<std::vector<store::Project>> ZkMetaStore::ListProjects() {
     ids.push_back(id);
   }
   std::sort(ids.begin(), ids.end());
+  std::vector<std::string> paths;
+  paths.reserve(ids.size());
+  for (uint32_t id : ids) paths.push_back(ProjectPath(id));
+  auto nodes = session_->GetMany(paths);
+  if (!nodes.ok()) return Describe(nodes.error(), "listing projects");
   std::vector<store::Project> out;
   out.reserve(ids.size());
-  for (uint32_t id : ids) {
-    SLUICE_ASSIGN_OR_RETURN(auto project, ReadProject(id, nullptr));
-    if (project) out.push_back(std::move(*project));
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (!(*nodes)[i]) continue;  // removed since the listing
+    auto project = store::internal::DecodeProject((*nodes)[i]->data);
+    if (!project) return CorruptProject(ids[i]);
+    out.push_back(std::move(*project));
   }
   return out;
 }
@@ -450,14 +458,28 @@ Status ZkMetaStore::ScanMeta(std::string_view ns, std::string_view key_prefix,
     }
   }
   std::sort(records.begin(), records.end());
-  for (Found& r : records) {
-    if (!r.value) {
-      auto node = session_->Get(r.path);
-      if (!node.ok()) return Describe(node.error(), what);
-      if (!node->has_value()) continue;  // deleted since the listing
-      r.value = std::move((*node)->data);
+  // Values in pipelined windows, in key order, so an early stop reads little more than it returns.
+  constexpr size_t kReadWindow = 128;
+  for (size_t begin = 0; begin < records.size(); begin += kReadWindow) {
+    const size_t end = std::min(records.size(), begin + kReadWindow);
+    std::vector<std::string> paths;
+    std::vector<size_t> unread;
+    for (size_t i = begin; i < end; ++i) {
+      if (!records[i].value) {
+        paths.push_back(records[i].path);
+        unread.push_back(i);
+      }
     }
-    if (!fn(r.key, *r.value)) return OkStatus();
+    auto nodes = session_->GetMany(paths);
+    if (!nodes.ok()) return Describe(nodes.error(), what);
+    for (size_t j = 0; j < unread.size(); ++j) {
+      auto& node = (*nodes)[j];
+      if (node) records[unread[j]].value = std::move(node->data);
+    }
+    for (size_t i = begin; i < end; ++i) {
+      if (!records[i].value) continue;  // deleted since the listing
+      if (!fn(records[i].key, *records[i].value)) return OkStatus();
+    }
   }
   return OkStatus();
 }

@@ -132,6 +132,7 @@ class ZkMetaStore final : public store::MetaStore {
   /// kUnavailable rewritten to name the coordination service and `what`; other errors prefixed by `what`.
   Error Describe(const Error& error, std::string_view what) const;
   Result<std::optional<store::Project>> ReadProject(uint32_t id, int32_t* version);
+  Error CorruptProject(uint32_t id) const;
 
   std::shared_ptr<coord::Session> session_;
   ZkMetaOptions options_;

@@ -237,6 +237,84 @@ Result<std::vector<std::string>> Session::Children(std::string_view path) {
   return out;
 }
 
+namespace {
+
+// One GetMany window: the completions of its zoo_aget calls fill `nodes` and count down `pending`. Owned
+// jointly by the caller and every outstanding completion, so a caller that stops waiting leaves it valid.
+struct GetBatch {
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t pending = 0;
+  std::vector<std::optional<Node>> nodes;
+  int first_error = ZOK;
+  size_t error_index = 0;
+};
+struct GetSlot {
+  std::shared_ptr<GetBatch> batch;
+  size_t index;
+};
+
+void GetCompletion(int rc, const char* value, int value_len, const Stat* stat, const void* data) {
+  std::unique_ptr<GetSlot> slot(static_cast<GetSlot*>(const_cast<void*>(data)));
+  GetBatch& b = *slot->batch;
+  std::lock_guard lock(b.mu);
+  if (rc == ZOK && stat != nullptr) {
+    b.nodes[slot->index] =
+        Node{std::string(value != nullptr ? value : "", value_len > 0 ? static_cast<size_t>(value_len) : 0),
+             FromStat(*stat)};
+  } else if (rc != ZNONODE && b.first_error == ZOK) {
+    b.first_error = rc;
+    b.error_index = slot->index;
+  }
+  if (--b.pending == 0) b.cv.notify_all();
+}
+
+}  // namespace
+
+Result<std::vector<std::optional<Node>>> Session::GetMany(const std::vector<std::string>& paths) {
+  // Outstanding requests per window: enough to hide the round trip, small enough to bound memory.
+  constexpr size_t kWindow = 128;
+  std::vector<std::optional<Node>> out(paths.size());
+  for (size_t begin = 0; begin < paths.size(); begin += kWindow) {
+    const size_t end = std::min(paths.size(), begin + kWindow);
+    SLUICE_ASSIGN_OR_RETURN(zhandle_t * zh, Handle());
+    auto batch = std::make_shared<GetBatch>();
+    batch->nodes.resize(end - begin);
+    for (size_t i = begin; i < end; ++i) {
+      std::string full = Full(paths[i]);
+      auto* slot = new GetSlot{batch, i - begin};
+      {
+        std::lock_guard lock(batch->mu);
+        ++batch->pending;
+      }
+      int rc = zoo_aget(zh, full.c_str(), 0, GetCompletion, slot);
+      if (rc != ZOK) {  // not queued: its completion never runs
+        delete slot;
+        std::unique_lock lock(batch->mu);
+        --batch->pending;
+        if (batch->first_error == ZOK) {
+          batch->first_error = rc;
+          batch->error_index = i - begin;
+        }
+        break;
+      }
+    }
+    std::unique_lock lock(batch->mu);
+    // Bounded: the library completes every queued request (with ZCONNECTIONLOSS at the latest when the
+    // connection is given up, ZCLOSING on close); the deadline is a backstop.
+    const auto limit = std::chrono::milliseconds(zoo_recv_timeout(zh)) * 2 + options_.connect_timeout;
+    if (!batch->cv.wait_for(lock, limit, [&] { return batch->pending == 0; })) {
+      return Unavailable(fmt::format("ZooKeeper {}: no answer to reads within {} ms", options_.url.ToString(),
+                                     limit.count()));
+    }
+    if (batch->first_error != ZOK) {
+      return ZooError(batch->first_error, "get", paths[begin + batch->error_index]);
+    }
+    for (size_t i = begin; i < end; ++i) out[i] = std::move(batch->nodes[i - begin]);
+  }
+  return out;
+}
+
 Status Session::Multi(const std::vector<Op>& ops) {
   if (ops.empty()) return OkStatus();
   SLUICE_ASSIGN_OR_RETURN(zhandle_t * zh, Handle());

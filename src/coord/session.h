@@ -92,6 +92,10 @@ class Session {
   Status Delete(std::string_view path, int32_t version = -1);
   /// Names (not paths) of the node's children, unordered; kNotFound when the node does not exist.
   Result<std::vector<std::string>> Children(std::string_view path);
+  /// Get() of many nodes with the requests pipelined (a bounded window in flight instead of one round trip
+  /// each): element i is paths[i]'s node, or nullopt when it does not exist. Fails as a whole on any other
+  /// error.
+  Result<std::vector<std::optional<Node>>> GetMany(const std::vector<std::string>& paths);
   /// All-or-nothing; kConflict when a version check fails, kNotFound / kConflict for the failing op
   /// otherwise.
   Status Multi(const std::vector<Op>& ops);

@@ -528,6 +528,50 @@ TEST(ZkMetaStore, DeletingTheLastRecordOfADirectoryLeavesNoNodeBehind) {
   EXPECT_EQ(Scan(*s, "connector_run", "conn-9/").size(), 1u);
 }
 
+TEST(ZkMetaStore, KeyPartsTooLongForANodeNameAreStoredUnderTheirHash) {
+  const std::string root = FreshRoot("hashed");
+  auto session = OpenSession();
+  auto s = OpenZk(session, root);
+  ASSERT_TRUE(s);
+  const std::string dir = "conn-2/" + Repeat("deep/", 60);  // 307 bytes: too long once encoded
+  const std::string key = dir + Repeat("\xc3\xa9", 100);    // the leaf too
+  ASSERT_TRUE(s->PutMeta("connector_checkpoint", key, "cp").ok());
+  const std::string ns_path = root + "/meta/" + EncodeNodeName("connector_checkpoint");
+  auto dirs = session->Children(ns_path);
+  ASSERT_TRUE(dirs.ok());
+  ASSERT_EQ(dirs->size(), 1u);
+  EXPECT_TRUE((*dirs)[0].starts_with('h')) << (*dirs)[0];
+  auto leaves = session->Children(ns_path + "/" + (*dirs)[0]);
+  ASSERT_TRUE(leaves.ok() && leaves->size() == 1u);
+  EXPECT_TRUE((*leaves)[0].starts_with('h')) << (*leaves)[0];
+  EXPECT_EQ(**s->GetMeta("connector_checkpoint", key), "cp");
+  EXPECT_FALSE(s->GetMeta("connector_checkpoint", dir + "other")->has_value());
+  EXPECT_EQ(Scan(*s, "connector_checkpoint", dir),
+            (std::vector<std::pair<std::string, std::string>>{{key, "cp"}}));
+  EXPECT_TRUE(Scan(*s, "connector_checkpoint", dir + "x").empty());
+  ASSERT_TRUE(s->DeleteMeta("connector_checkpoint", key).ok());
+  EXPECT_TRUE(session->Children(ns_path)->empty());
+}
+
+TEST(ZkMetaStore, ScanningAPipelinesUnitsReadsOnlyItsDirectory) {
+  auto s = OpenZk(OpenSession(), FreshRoot("scan"));
+  ASSERT_TRUE(s);
+  constexpr int kUnits = 400;
+  for (int i = kUnits - 1; i >= 0; --i) {  // written in descending order: the scan must sort
+    ASSERT_TRUE(s->PutMeta("pipeline_unit", fmt::format("0000000001/daily/2026-{:03}", i), "u").ok());
+  }
+  ASSERT_TRUE(s->PutMeta("pipeline_unit", "0000000001/dailyx/2026-000", "other pipeline").ok());
+  ASSERT_TRUE(s->PutMeta("pipeline_unit", "0000000002/daily/2026-000", "other project").ok());
+  const auto start = std::chrono::steady_clock::now();
+  auto units = Scan(*s, "pipeline_unit", "0000000001/daily/");
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_EQ(units.size(), size_t{kUnits});
+  for (int i = 0; i < kUnits; ++i) EXPECT_EQ(units[i].first, fmt::format("0000000001/daily/2026-{:03}", i));
+  std::printf("scan of %d records: %lld ms\n", kUnits,
+              static_cast<long long>(std::chrono::duration_cast<milliseconds>(took).count()));
+  EXPECT_EQ(Scan(*s, "pipeline_unit", "0000000001/").size(), size_t{kUnits + 1});
+}
+
 TEST(ZkMetaStore, OversizeValuesAreRefusedNamingTheRecordNotTheValue) {
   auto s = OpenZk(OpenSession(), FreshRoot("size"));
   ASSERT_TRUE(s);
@@ -577,6 +621,12 @@ TEST(ZkMetaStore, AStoppedZooKeeperIsReportedUnavailableAndWorkResumesAfterItsRe
   auto get = s->GetMeta("pipeline", "0000000001/p");
   ASSERT_FALSE(get.ok());
   EXPECT_EQ(get.error().code, ErrorCode::kUnavailable) << get.error().ToString();
+  Status scan = s->ScanMeta("pipeline", "", [](std::string_view, std::string_view) { return true; });
+  ASSERT_FALSE(scan.ok());
+  EXPECT_EQ(scan.error().code, ErrorCode::kUnavailable) << scan.error().ToString();
+  auto stamp = s->ChangeStamp("pipeline");
+  ASSERT_FALSE(stamp.ok());
+  EXPECT_EQ(stamp.error().code, ErrorCode::kUnavailable);
   auto list = s->ListProjects();
   ASSERT_FALSE(list.ok());
   EXPECT_EQ(list.error().code, ErrorCode::kUnavailable);
