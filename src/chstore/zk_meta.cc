@@ -159,9 +159,23 @@ Result<std::unique_ptr<ZkMetaStore>> ZkMetaStore::Open(std::shared_ptr<coord::Se
       return store->Describe(s.error(), "creating the metadata layout");
     }
   }
-  auto counter = store->session_->Create(store->ids_path_, "0");
-  if (!counter.ok() && counter.error().code != ErrorCode::kConflict) {
-    return store->Describe(counter.error(), "creating the project id counter");
+  auto existing = store->session_->Get(store->ids_path_);
+  if (!existing.ok()) return store->Describe(existing.error(), "reading the project id counter");
+  if (!existing->has_value()) {
+    // A new deployment starts at 0; one whose counter was lost (restored from a partial backup) continues
+    // after the highest project id present, so new ids never collide with existing projects.
+    auto names = store->session_->Children(store->projects_path_);
+    if (!names.ok()) return store->Describe(names.error(), "listing projects");
+    uint32_t highest = 0;
+    for (const std::string& n : *names) {
+      uint32_t id = 0;
+      auto [end, ec] = std::from_chars(n.data(), n.data() + n.size(), id);
+      if (ec == std::errc() && end == n.data() + n.size()) highest = std::max(highest, id);
+    }
+    auto counter = store->session_->Create(store->ids_path_, std::to_string(highest));
+    if (!counter.ok() && counter.error().code != ErrorCode::kConflict) {  // kConflict: another node's open
+      return store->Describe(counter.error(), "creating the project id counter");
+    }
   }
   return store;
 }

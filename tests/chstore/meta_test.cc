@@ -481,6 +481,20 @@ TEST(ZkMetaStore, RacingUpdatesLeaveOneWholeRecordAndModifyLosesNothing) {
   EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
 }
 
+TEST(ZkMetaStore, ALostIdCounterContinuesAfterTheHighestProject) {
+  const std::string root = FreshRoot("counter");
+  auto session = OpenSession();
+  auto s = OpenZk(session, root);
+  ASSERT_TRUE(s);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(s->CreateProject("p").ok());
+  ASSERT_TRUE(session->Delete(root + "/project_ids").ok());
+  auto reopened = OpenZk(session, root);
+  ASSERT_TRUE(reopened);
+  auto p = reopened->CreateProject("after");
+  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  EXPECT_EQ(p->id, 4u);
+}
+
 TEST(ZkMetaStore, ChangeStampsTellOtherNodesSomethingChanged) {
   const std::string root = FreshRoot("stamps");
   auto a = OpenZk(OpenSession(), root);
