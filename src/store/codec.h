@@ -1,4 +1,5 @@
-// Internal: byte layouts of the store's keys and values. Only src/store and its tests include this.
+// Internal: byte layouts of the store's keys and values. Only src/store, its tests and the store backends
+// that keep the same records elsewhere (src/chstore: projects in ZooKeeper) include this.
 //
 // Every value that may outlive a release starts with a format version byte so a later release can read old
 // records. Integers inside keys are big-endian so RocksDB's bytewise order is numeric order; integers inside
