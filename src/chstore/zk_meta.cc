@@ -245,7 +245,10 @@ Result<store::Project> ZkMetaStore::CreateProject(std::string_view name) {
     auto counter = session_->Get(ids_path_);
     if (!counter.ok()) return Describe(counter.error(), "reading the project id counter");
     if (!counter->has_value())
-      return Internal(fmt::format("the project id counter {} is missing", ids_path_));
+      return Internal(
+          fmt::format("the project id counter {} is missing (removed by hand?); restart the node, "
+                      "which re-creates it after the highest project id",
+                      ids_path_));
     const std::string& text = (*counter)->data;
     uint64_t last = 0;
     auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), last);

@@ -22,6 +22,9 @@
 // compare-and-set. Reads are not a snapshot: ScanMeta lists, then reads each record (a record deleted in
 // between is skipped).
 //
+// Thread-safety: every method may be called from any thread concurrently (coord::Session is thread-safe and
+// the store keeps no state of its own besides paths).
+//
 // Errors: ZooKeeper unreachable → kUnavailable naming the coordination service (its zookeeper:// URL, which
 // holds no credentials) and what Sluice was doing; a value over kMaxMetaValueBytes → kTooLarge naming the
 // namespace and key (never the value).
