@@ -10,9 +10,9 @@
 #include <utility>
 
 #include "common/crypto.h"
-#include "common/secret.h"
 #include "coord/url.h"
 #include "store/codec.h"
+#include "store/new_project.h"
 
 namespace sluice::chstore {
 namespace {
@@ -236,11 +236,7 @@ Result<std::optional<store::Project>> ZkMetaStore::ReadProject(uint32_t id, int3
 }
 
 Result<store::Project> ZkMetaStore::CreateProject(std::string_view name) {
-  store::Project project;
-  project.name = std::string(name);
-  project.token = RandomHex(128);
-  project.api_secret = Secret(RandomHex(128));
-  project.created_ms = clock_->NowMillis();
+  store::Project project = store::NewProject(name, clock_->NowMillis());
   for (int round = 0; round < kMaxCasRounds; ++round) {
     auto counter = session_->Get(ids_path_);
     if (!counter.ok()) return Describe(counter.error(), "reading the project id counter");

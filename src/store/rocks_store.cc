@@ -52,6 +52,7 @@
 #include "store/codec.h"
 #include "store/journal.h"
 #include "store/merge_operators.h"
+#include "store/new_project.h"
 #include "store/store.h"
 
 namespace sluice::store {
@@ -389,12 +390,8 @@ class RocksStore final : public Store {
     std::shared_lock life(life_mu_);
     if (closed_) return ClosedError(dir_);
     std::lock_guard lock(projects_mu_);
-    Project project;
+    Project project = NewProject(name, options_.clock->NowMillis());
     project.id = last_project_id_ + 1;
-    project.name = std::string(name);
-    project.token = RandomHex(128);
-    project.api_secret = Secret(RandomHex(128));
-    project.created_ms = options_.clock->NowMillis();
     rocksdb::WriteBatch batch;
     Check(batch.Put(cf(kProjects), BigEndian32(project.id), internal::EncodeProject(project)));
     Check(batch.Merge(cf(kDefault), kProjectIdKey, EncodeU64(project.id)));
