@@ -336,6 +336,12 @@ Status ZkMetaStore::ModifyProject(uint32_t id, const std::function<Status(store:
   return Error(ErrorCode::kTransient, what + ": too many concurrent updates; try again");
 }
 
+Status ZkMetaStore::CheckReachable() {
+  auto root = session_->Get(options_.root);
+  if (!root.ok()) return Describe(root.error(), "checking that it answers");
+  return OkStatus();
+}
+
 Result<int64_t> ZkMetaStore::ProjectsChangeStamp() {
   auto node = session_->Get(projects_path_);
   if (!node.ok()) return Describe(node.error(), "reading the projects' change stamp");

@@ -111,6 +111,11 @@ class ZkMetaStore final : public store::MetaStore {
   Result<int64_t> ChangeStamp(std::string_view ns);
   Result<int64_t> ProjectsChangeStamp();
 
+  /// Whether ZooKeeper answers now (one read of the root), for /healthz's "coordination" part: OK, or
+  /// kUnavailable naming the coordination service. Bounded by the session's timeouts (an expired session is
+  /// reopened within connect_timeout).
+  Status CheckReachable();
+
   const std::string& root() const { return options_.root; }
 
  private:

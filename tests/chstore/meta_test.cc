@@ -622,8 +622,15 @@ TEST(ZkMetaStore, AStoppedZooKeeperIsReportedUnavailableAndWorkResumesAfterItsRe
   ASSERT_TRUE(project.ok());
   ASSERT_TRUE(s->PutMeta("pipeline", "0000000001/p", "before").ok());
 
+  EXPECT_TRUE(s->CheckReachable().ok());
+
   (*zk)->Stop();
   const auto start = std::chrono::steady_clock::now();
+  Status reachable = s->CheckReachable();
+  ASSERT_FALSE(reachable.ok());
+  EXPECT_EQ(reachable.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(reachable.error().message.find("coordination service zookeeper://"), std::string::npos)
+      << reachable.error().message;
   Status put = s->PutMeta("pipeline", "0000000001/p", "during");
   ASSERT_FALSE(put.ok());
   EXPECT_EQ(put.error().code, ErrorCode::kUnavailable) << put.error().ToString();
@@ -661,6 +668,7 @@ TEST(ZkMetaStore, AStoppedZooKeeperIsReportedUnavailableAndWorkResumesAfterItsRe
   EXPECT_EQ(**back, "before");  // the refused write did not half-happen
   ASSERT_TRUE(s->PutMeta("pipeline", "0000000001/p", "after").ok());
   EXPECT_EQ(**s->GetMeta("pipeline", "0000000001/p"), "after");
+  EXPECT_TRUE(s->CheckReachable().ok());
   auto again = s->GetProject(project->id);
   ASSERT_TRUE(again.ok() && again->has_value());
   EXPECT_EQ((*again)->token, project->token);
