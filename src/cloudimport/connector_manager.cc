@@ -344,6 +344,7 @@ const ConnectorRecord* ConnectorManager::PickDueLocked(int64_t now) const {
   int best_running = 0;
   for (const auto& [id, r] : connectors_) {
     if (r.paused || r.next_run_ms > now || live_.contains(id)) continue;
+    if (auto skip = skip_until_.find(id); skip != skip_until_.end() && skip->second > now) continue;
     const auto it = running.find(r.spec.project_id);
     const int n = it == running.end() ? 0 : it->second;
     // Fairness: the project with the fewest runs going first, then the longest overdue connector.
@@ -432,12 +433,11 @@ std::vector<jobs::Runner::Job> ConnectorManager::TakeDue(size_t limit) {
                       if (live->executed) return;
                       // Another node runs this connector now: try again later, without a run record here.
                       if (!status.ok()) {
-                        spdlog::info("cloud import: connector {} skipped on this node: {}", id,
-                                     status.error().message);
+                        spdlog::debug("cloud import: connector {} skipped on this node: {}", id,
+                                      status.error().message);
                       }
-                      if (auto it = connectors_.find(id); it != connectors_.end()) {
-                        it->second.next_run_ms = NowMs() + options_.lease_retry.count();
-                      }
+                      // Not in the record (a reload replaces it with the holder's): this node's own wait.
+                      skip_until_[id] = NowMs() + options_.lease_retry.count();
                       live_.erase(id);
                       cv_.notify_all();
                     }});
@@ -456,6 +456,26 @@ void ConnectorManager::AddError(Live& live, std::string file, uint64_t line, std
 
 void ConnectorManager::Execute(ConnectorRecord record, std::shared_ptr<Live> live) {
   const std::string id = record.spec.id;
+  // Under the lease now, the stored record decides: another node may have run, paused or deleted the
+  // connector since this node last reloaded it, and its work must not be done again.
+  if (auto stored = options_.store->GetMeta(kConnectorNs, RecordKey(record.spec.project_id, id)); stored.ok()) {
+    std::lock_guard lock(mu_);
+    auto it = connectors_.find(id);
+    bool due = true;
+    if (!stored->has_value()) {
+      if (it != connectors_.end()) connectors_.erase(it);
+      due = false;
+    } else if (auto r = ParseRecord(**stored); r.ok()) {
+      if (r->paused || r->next_run_ms > NowMs()) due = false;
+      if (it != connectors_.end()) it->second = std::move(r).value();
+    }
+    if (!due) {
+      UpdateConnectorGauges();
+      live_.erase(id);
+      cv_.notify_all();
+      return;
+    }
+  }
   RunRecord started;
   {
     std::lock_guard lock(mu_);
@@ -487,10 +507,16 @@ void ConnectorManager::Execute(ConnectorRecord record, std::shared_ptr<Live> liv
     return;
   }
 
+  // Deleted through another node while it ran: nothing of it may be written back.
+  const bool deleted_elsewhere = [&] {
+    auto stored = options_.store->GetMeta(kConnectorNs, RecordKey(record.spec.project_id, id));
+    return stored.ok() && !stored->has_value();
+  }();
   RunRecord finished;
   bool exists = false;
   {
     std::lock_guard lock(mu_);
+    if (deleted_elsewhere) connectors_.erase(id);
     RunRecord& run = live->run;
     run.finished_ms = NowMs();
     switch (outcome) {

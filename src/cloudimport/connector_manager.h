@@ -189,6 +189,7 @@ class ConnectorManager {
   bool stop_ = false;
   uint64_t local_writes_ = 0;              // guarded by mu_: records persisted here (Reload skips a racing round)
   std::set<std::string> deleted_;          // guarded by mu_: deleted here, never reloaded
+  std::map<std::string, int64_t> skip_until_;  // guarded by mu_: held by another node, not tried before
   JobSource job_source_{this};
   std::unique_ptr<jobs::Runner> runner_;
 };

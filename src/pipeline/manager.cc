@@ -165,6 +165,8 @@ class Pipelines::Impl : public jobs::Runner::Source {
     PipelineRecord record;  // guarded by Impl::mu_
     bool running = false;   // guarded by mu_
     bool dispatched = false;  // guarded by mu_; the running job got the pipeline's lease
+    bool not_due = false;     // guarded by mu_; the stored record said another node ran it meanwhile
+    int64_t skip_until_ms = 0;  // guarded by mu_; another node held it: not tried here before
     std::atomic<bool> interrupt{false};
     std::shared_ptr<objstore::ObjectStore> destination;  // guarded by mu_; reset when the spec changes
     int64_t exported_until_ms = 0;                       // end of the newest published unit (export lag)
@@ -283,6 +285,11 @@ class Pipelines::Impl : public jobs::Runner::Source {
   /// node (they share the store). A pipeline running here keeps its record, except that a pause or cancel
   /// stored by another node interrupts it.
   void Reload() override {
+    uint64_t writes_before = 0;
+    {
+      std::lock_guard lock(mu_);
+      writes_before = local_writes_;
+    }
     std::map<std::string, PipelineRecord> stored;
     Status scanned = store_.ScanMeta(kPipelineNs, "", [&](std::string_view key, std::string_view value) {
       if (auto r = ParsePipelineRecord(value); r.ok()) stored.emplace(std::string(key), std::move(r).value());
@@ -293,6 +300,8 @@ class Pipelines::Impl : public jobs::Runner::Source {
       return;
     }
     std::lock_guard lock(mu_);
+    // This node saved a record while the scan ran: the scan may predate it; the next round reloads.
+    if (local_writes_ != writes_before) return;
     for (auto& [key, record] : stored) {
       const std::string k = PipelineKey(record.info.spec.project_id, record.info.spec.name);
       auto it = entries_.find(k);
@@ -545,6 +554,7 @@ class Pipelines::Impl : public jobs::Runner::Source {
   }
 
   Status SaveLocked(const Entry& e) {
+    ++local_writes_;
     const PipelineSpec& s = e.record.info.spec;
     return store_.PutMeta(kPipelineNs, PipelineKey(s.project_id, s.name), PipelineRecordToJson(e.record));
   }
@@ -672,7 +682,7 @@ class Pipelines::Impl : public jobs::Runner::Source {
     for (auto& [k, e] : entries_) {
       if (due.size() >= limit || stopping_) break;
       if (e->running || e->record.info.status != PipelineStatus::kActive) continue;
-      if (e->record.next_run_ms > now) continue;
+      if (e->record.next_run_ms > now || e->skip_until_ms > now) continue;
       e->running = true;
       e->interrupt = false;
       ++running_;
@@ -690,6 +700,25 @@ class Pipelines::Impl : public jobs::Runner::Source {
 
   /// One run of one pipeline: every due unit (events) or one snapshot (people, identity).
   Status RunPipeline(Entry& e) {
+    // Under the pipeline's lease now, the stored record decides: another node may have run, paused or
+    // canceled the pipeline since this node last reloaded it, and its work must not be done again.
+    const std::string key = [&] {
+      std::lock_guard lock(mu_);
+      return PipelineKey(e.record.info.spec.project_id, e.record.info.spec.name);
+    }();
+    if (auto stored = store_.GetMeta(kPipelineNs, key); stored.ok() && stored->has_value()) {
+      if (auto r = ParsePipelineRecord(**stored); r.ok()) {
+        std::lock_guard lock(mu_);
+        if (PipelineRecordToJson(*r) != PipelineRecordToJson(e.record)) {
+          e.record = std::move(r).value();
+          e.destination.reset();
+          if (e.record.info.status != PipelineStatus::kActive || e.record.next_run_ms > NowMs()) {
+            e.not_due = true;
+            return OkStatus();
+          }
+        }
+      }
+    }
     PipelineSpec spec;
     std::shared_ptr<objstore::ObjectStore> destination;
     {
@@ -710,10 +739,19 @@ class Pipelines::Impl : public jobs::Runner::Source {
     PipelineInfo& info = e.record.info;
     const int64_t now = NowMs();
     const bool dispatched = std::exchange(e.dispatched, false);
+    if (std::exchange(e.not_due, false)) {
+      // Another node ran it since this node's last reload: nothing to do, nothing to save.
+      e.running = false;
+      --running_;
+      wake_.notify_all();
+      return;
+    }
     if (!status.ok() && jobs::Classify(status) == jobs::Disposition::kSkipped) {
       // Another node holds the pipeline or a unit of it: not this run's failure; look again soon. The record
       // is left to the holder (unless part of this run was done: then its progress is saved below).
       e.record.next_run_ms = now + o_.lease_retry.count();
+      // Not only in the record (a reload replaces it with the holder's): this node's own wait.
+      e.skip_until_ms = e.record.next_run_ms;
       if (!dispatched) {
         e.running = false;
         --running_;
@@ -1060,6 +1098,7 @@ class Pipelines::Impl : public jobs::Runner::Source {
   std::map<std::string, std::shared_ptr<Entry>> entries_;
   std::atomic<bool> stopping_{false};
   size_t running_ = 0;
+  uint64_t local_writes_ = 0;  // guarded by mu_: records this node saved (Reload skips a round that raced one)
   std::unique_ptr<jobs::Runner> runner_;
   CounterFamily* partitions_ = nullptr;
   CounterFamily* events_ = nullptr;

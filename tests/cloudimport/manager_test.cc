@@ -845,5 +845,89 @@ TEST_F(ManagerTest, ConnectorsStoredInTheOldFormStillLoad) {
   EXPECT_EQ(manager_->List(project_.id)->front().spec.created_ms, 1700000000123);
 }
 
+// ---- several nodes on one store (jobs::Runner leases) ------------------------------------------------------
+
+class TwoNodeTest : public ManagerTest {
+ protected:
+  ConnectorManager::Options NodeOptions(const std::string& node_id, MetricsRegistry* metrics) {
+    ConnectorManager::Options o;
+    o.store = store_.get();
+    o.metrics = metrics;
+    o.retry_base = std::chrono::milliseconds(50);
+    o.checkpoint_interval = std::chrono::milliseconds(0);
+    auto bucket = bucket_;
+    o.source_factory = [bucket](const ConnectorSpec&, const store::Project&) -> Result<Source> {
+      return Source{.role = nullptr, .store = bucket};
+    };
+    o.leases = leases_;
+    o.node_id = node_id;
+    o.poll_interval = std::chrono::milliseconds(20);
+    o.lease_retry = std::chrono::milliseconds(50);
+    return o;
+  }
+  /// Waits (bounded) until `pred` holds.
+  static bool Eventually(const std::function<bool()>& pred) {
+    for (int i = 0; i < 500; ++i) {
+      if (pred()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return pred();
+  }
+  std::shared_ptr<jobs::InProcessLeaseService> leases_ = std::make_shared<jobs::InProcessLeaseService>();
+  MetricsRegistry metrics_b_;
+};
+
+TEST_F(TwoNodeTest, AConnectorIsRunOnceByOneNodeAndCreatesAndDeletesAreSeenByTheOther) {
+  StopManager();
+  StartManager(20'000, [&](ConnectorManager::Options& o) { o = NodeOptions("node-a", &metrics_); });
+  auto b = ConnectorManager::Create(NodeOptions("node-b", &metrics_b_));
+  ASSERT_TRUE(b.ok()) << b.error().ToString();
+  (*b)->Start();
+  for (int i = 0; i < 20; ++i) bucket_->SetObject(fmt::format("in/{:02}.json", i), Event("E", "u", fmt::format("e{}", i)));
+
+  const std::string id = Create(Spec());  // through node A
+  ASSERT_TRUE(Eventually([&] { return (*b)->Get(project_.id, id).ok(); })) << "node B never saw the connector";
+  RunRecord run = WaitForRun(id, 1);
+  EXPECT_EQ(run.status, RunStatus::kSuccess) << run.failure_message;
+  // Both nodes keep polling (every 20 ms): the finished run is not repeated by either.
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  auto history = (*b)->History(project_.id, id, 100);
+  ASSERT_TRUE(history.ok());
+  EXPECT_EQ(history->size(), 1u);
+  auto stored = StoredEvents();
+  EXPECT_EQ(stored.size(), 20u);
+  for (const auto& [insert_id, n] : stored) EXPECT_EQ(n, 1) << insert_id;
+
+  // A connector created through B is listed by A; deleting it through B removes it from A.
+  ValidationIssue issue;
+  auto other = (*b)->CreateConnector(Spec(), &issue);
+  ASSERT_TRUE(other.ok()) << issue.message;
+  ASSERT_TRUE(Eventually([&] { return manager_->Get(project_.id, other->spec.id).ok(); }));
+  ASSERT_TRUE((*b)->Delete(project_.id, other->spec.id).ok());
+  EXPECT_TRUE(Eventually([&] { return !manager_->Get(project_.id, other->spec.id).ok(); }))
+      << "node A still lists a connector deleted through node B; in the store: "
+      << store_->GetMeta("connector", fmt::format("{:010}/{}", project_.id, other->spec.id))->has_value();
+  (*b)->Stop();
+}
+
+TEST_F(TwoNodeTest, AConnectorWhoseRunAnotherNodeHoldsIsSkippedUntilItIsFree) {
+  StopManager();
+  StartManager(20'000, [&](ConnectorManager::Options& o) { o = NodeOptions("node-a", &metrics_); }, false);
+  bucket_->SetObject("in/a.json", Event("E", "u", "a1"));
+  const std::string id = Create(Spec());
+  auto held = leases_->TryAcquire(jobs::UnitName({"import", id}), "node-b");
+  ASSERT_TRUE(held.ok());
+  manager_->Start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto history = manager_->History(project_.id, id, 100);
+  ASSERT_TRUE(history.ok());
+  EXPECT_TRUE(history->empty()) << "a run was recorded while another node held the connector";
+  EXPECT_TRUE(StoredEvents().empty());
+  ASSERT_TRUE((*held)->Release().ok());
+  RunRecord run = WaitForRun(id, 1);
+  EXPECT_EQ(run.status, RunStatus::kSuccess) << run.failure_message;
+  EXPECT_EQ(StoredEvents().size(), 1u);
+}
+
 }  // namespace
 }  // namespace sluice::cloudimport
