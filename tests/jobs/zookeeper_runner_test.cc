@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -42,12 +43,23 @@ Runner::Options NodeOptions(std::shared_ptr<coord::Session> session, std::string
   return o;
 }
 
-TEST(ZooKeeperLeases, AUnitNeverRunsOnBothNodesAtOnce) {
-  ASSERT_TRUE(ZooKeeperEnvironment::server());
-  auto sa = OpenSession(), sb = OpenSession();
-  ASSERT_TRUE(sa && sb);
+/// Two nodes: runners on two ZooKeeper sessions.
+class ZooKeeperLeases : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(ZooKeeperEnvironment::server());
+    sa = OpenSession();
+    sb = OpenSession();
+    ASSERT_TRUE(sa && sb);
+    a = std::make_unique<Runner>(NodeOptions(sa, "node-a"), source);
+    b = std::make_unique<Runner>(NodeOptions(sb, "node-b"), source);
+  }
+  std::shared_ptr<coord::Session> sa, sb;
   NoSource source;
-  Runner a(NodeOptions(sa, "node-a"), source), b(NodeOptions(sb, "node-b"), source);
+  std::unique_ptr<Runner> a, b;
+};
+
+TEST_F(ZooKeeperLeases, AUnitNeverRunsOnBothNodesAtOnce) {
   std::atomic<int> inside{0}, overlap{0}, ran_a{0}, ran_b{0}, skipped{0};
   auto node = [&](Runner& r, std::atomic<int>& ran) {
     for (int i = 0; i < 25; ++i) {
@@ -65,8 +77,8 @@ TEST(ZooKeeperLeases, AUnitNeverRunsOnBothNodesAtOnce) {
       }
     }
   };
-  std::thread ta([&] { node(a, ran_a); });
-  std::thread tb([&] { node(b, ran_b); });
+  std::thread ta([&] { node(*a, ran_a); });
+  std::thread tb([&] { node(*b, ran_b); });
   ta.join();
   tb.join();
   EXPECT_EQ(overlap.load(), 0);
@@ -74,12 +86,7 @@ TEST(ZooKeeperLeases, AUnitNeverRunsOnBothNodesAtOnce) {
   EXPECT_GT(ran_a + ran_b, 0);
 }
 
-TEST(ZooKeeperLeases, ANodeWhoseSessionDiesMidUnitIsTakenOverAndTheUnitFinishesOnce) {
-  ASSERT_TRUE(ZooKeeperEnvironment::server());
-  auto sa = OpenSession(), sb = OpenSession();
-  ASSERT_TRUE(sa && sb);
-  NoSource source;
-  Runner a(NodeOptions(sa, "node-a"), source), b(NodeOptions(sb, "node-b"), source);
+TEST_F(ZooKeeperLeases, ANodeWhoseSessionDiesMidUnitIsTakenOverAndTheUnitFinishesOnce) {
   const std::string unit = "export.p1.takeover.2026-12-06T04";
 
   // The "bucket": deterministic object names (the unit and its part), each write counted; and the unit's
@@ -95,7 +102,7 @@ TEST(ZooKeeperLeases, ANodeWhoseSessionDiesMidUnitIsTakenOverAndTheUnitFinishesO
   };
   Status a_status;
   std::thread ta([&] {
-    a_status = a.RunUnit(unit, [&](UnitLease& lease) -> Status {
+    a_status = a->RunUnit(unit, [&](UnitLease& lease) -> Status {
       write_part("a");
       a_started = true;
       for (int i = 0; i < 1000 && !a_may_commit; ++i) std::this_thread::sleep_for(milliseconds(10));
@@ -109,7 +116,7 @@ TEST(ZooKeeperLeases, ANodeWhoseSessionDiesMidUnitIsTakenOverAndTheUnitFinishesO
   ASSERT_TRUE(a_started);
 
   // While A holds the unit, B is skipped.
-  Status early = b.RunUnit(unit, [&](UnitLease&) -> Status {
+  Status early = b->RunUnit(unit, [&](UnitLease&) -> Status {
     ADD_FAILURE() << "B ran a unit A holds";
     return OkStatus();
   });
@@ -122,7 +129,7 @@ TEST(ZooKeeperLeases, ANodeWhoseSessionDiesMidUnitIsTakenOverAndTheUnitFinishesO
   Status b_status = Error(ErrorCode::kInternal, "not run");
   int b_tries = 0;
   for (; b_tries < 200; ++b_tries) {
-    b_status = b.RunUnit(unit, [&](UnitLease& lease) -> Status {
+    b_status = b->RunUnit(unit, [&](UnitLease& lease) -> Status {
       write_part("b");
       SLUICE_TRY(lease.Renew());
       std::lock_guard lock(mu);
