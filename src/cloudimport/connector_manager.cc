@@ -44,6 +44,12 @@ ConnectorManager::Metrics::Metrics(MetricsRegistry& r)
 
 ConnectorManager::ConnectorManager(Options options)
     : options_(std::move(options)), metrics_(*options_.metrics) {
+  jobs::Runner::Options ro;
+  ro.leases = options_.leases;
+  ro.node_id = options_.node_id;
+  ro.workers = options_.max_concurrent_runs;
+  ro.poll_interval = options_.poll_interval;
+  runner_ = std::make_unique<jobs::Runner>(std::move(ro), job_source_);
   if (!options_.source_factory) {
     SourceContext ctx{.own_credentials = options_.own_credentials,
                       .transport = options_.transport,
@@ -90,14 +96,23 @@ Status ConnectorManager::Load() {
       auto stored = options_.store->GetMeta(kRunNs, RunKey(r.spec.id, r.last_run_seq));
       if (stored.ok() && stored->has_value()) {
         auto run = ParseRun(**stored);
-        if (run.ok() && (run->status == RunStatus::kRunning || run->status == RunStatus::kQueued)) {
+        // With shared leases another node may be running it right now: only a run nobody holds was
+        // interrupted.
+        auto free = run.ok() ? runner_->leases().TryAcquire(jobs::UnitName({"import", r.spec.id}), runner_->node_id())
+                             : Result<std::unique_ptr<jobs::UnitLease>>(run.error());
+        if (run.ok() && free.ok() &&
+            (run->status == RunStatus::kRunning || run->status == RunStatus::kQueued)) {
           run->status = RunStatus::kFailed;
           run->finished_ms = NowMs();
           run->failure_message =
               "interrupted: Sluice stopped during this run; the next run resumes from the "
               "per-file checkpoints";
           PersistRun(r.spec.id, *run);
-          if (!r.paused) r.next_run_ms = 0;
+          if (!r.paused) {
+            r.next_run_ms = 0;
+            // Stored too: every scheduling round reloads the records from the store.
+            PersistRecordLocked(r);
+          }
           spdlog::warn("cloud import: connector {} run {} was interrupted; resuming it", r.spec.id,
                        run->run_id);
         }
@@ -114,13 +129,7 @@ Status ConnectorManager::Load() {
   return OkStatus();
 }
 
-void ConnectorManager::Start() {
-  std::lock_guard lock(mu_);
-  if (started_) return;
-  started_ = true;
-  stop_ = false;
-  for (int i = 0; i < options_.max_concurrent_runs; ++i) threads_.emplace_back([this] { Loop(); });
-}
+void ConnectorManager::Start() { runner_->Start(); }
 
 void ConnectorManager::Stop() {
   {
@@ -129,10 +138,7 @@ void ConnectorManager::Stop() {
     for (auto& [id, live] : live_) live->cancel = true;
   }
   cv_.notify_all();
-  for (auto& t : threads_) {
-    if (t.joinable()) t.join();
-  }
-  threads_.clear();
+  runner_->Stop();
 }
 
 void ConnectorManager::UpdateConnectorGauges() {
@@ -143,6 +149,7 @@ void ConnectorManager::UpdateConnectorGauges() {
 }
 
 void ConnectorManager::PersistRecordLocked(const ConnectorRecord& record) {
+  ++local_writes_;
   Status s = options_.store->PutMeta(kConnectorNs, RecordKey(record.spec.project_id, record.spec.id),
                                      SerializeRecord(record));
   if (!s.ok())
@@ -193,6 +200,7 @@ Result<ConnectorRecord> ConnectorManager::CreateConnector(ConnectorSpec spec, Va
     UpdateConnectorGauges();
   }
   cv_.notify_all();
+  runner_->Wake();
   spdlog::info("cloud import: created connector {} for project {} ({}://{}/{}, {})", record.spec.id,
                record.spec.project_id,
                record.spec.is_azure() ? "azure" : record.spec.is_gcs() ? "gs" : "s3", record.spec.bucket(),
@@ -230,6 +238,7 @@ Status ConnectorManager::Delete(uint32_t project, std::string_view id_view) {
       return NotFound(fmt::format("project {} has no connector {}", project, id));
     }
     connectors_.erase(it);
+    deleted_.insert(id);
     UpdateConnectorGauges();
     if (auto live = live_.find(id); live != live_.end()) {
       live->second->cancel = true;
@@ -297,6 +306,7 @@ Status ConnectorManager::Resume(uint32_t project, std::string_view id) {
     UpdateConnectorGauges();
   }
   cv_.notify_all();
+  runner_->Wake();
   return OkStatus();
 }
 
@@ -315,6 +325,7 @@ Status ConnectorManager::RunNow(uint32_t project, std::string_view id) {
     PersistRecordLocked(it->second);
   }
   cv_.notify_all();
+  runner_->Wake();
   return OkStatus();
 }
 
@@ -333,6 +344,7 @@ const ConnectorRecord* ConnectorManager::PickDueLocked(int64_t now) const {
   int best_running = 0;
   for (const auto& [id, r] : connectors_) {
     if (r.paused || r.next_run_ms > now || live_.contains(id)) continue;
+    if (auto skip = skip_until_.find(id); skip != skip_until_.end() && skip->second > now) continue;
     const auto it = running.find(r.spec.project_id);
     const int n = it == running.end() ? 0 : it->second;
     // Fairness: the project with the fewest runs going first, then the longest overdue connector.
@@ -347,24 +359,90 @@ const ConnectorRecord* ConnectorManager::PickDueLocked(int64_t now) const {
   return best;
 }
 
-void ConnectorManager::Loop() {
-  std::unique_lock lock(mu_);
-  while (!stop_) {
-    const ConnectorRecord* due = PickDueLocked(NowMs());
-    if (due == nullptr) {
-      // Wake on create/resume/run end/stop, or poll: the clock may be a test's fake clock.
-      cv_.wait_for(lock, std::chrono::seconds(1));
+void ConnectorManager::Reload() {
+  uint64_t writes_before = 0;
+  {
+    std::lock_guard lock(mu_);
+    writes_before = local_writes_;
+  }
+  std::map<std::string, ConnectorRecord> stored;
+  Status scanned = options_.store->ScanMeta(kConnectorNs, "", [&](std::string_view, std::string_view value) {
+    if (auto r = ParseRecord(value); r.ok()) {
+      std::string id = r->spec.id;
+      stored.emplace(std::move(id), std::move(r).value());
+    }
+    return true;
+  });
+  if (!scanned.ok()) {
+    spdlog::warn("cloud import: reloading connectors from the store failed (retried next round): {}",
+                 scanned.error().ToString());
+    return;
+  }
+  std::lock_guard lock(mu_);
+  // This node persisted a record while the scan ran: the scan may predate it; the next round reloads.
+  if (local_writes_ != writes_before) return;
+  bool changed = false;
+  for (auto& [id, record] : stored) {
+    if (deleted_.contains(id) || live_.contains(id)) continue;
+    auto it = connectors_.find(id);
+    if (it == connectors_.end()) {
+      connectors_.emplace(id, std::move(record));
+      changed = true;
+    } else if (SerializeRecord(it->second) != SerializeRecord(record)) {
+      it->second = std::move(record);
+      changed = true;
+    }
+  }
+  for (auto it = connectors_.begin(); it != connectors_.end();) {
+    if (stored.contains(it->first)) {
+      ++it;
       continue;
     }
+    // Deleted through another node: a run of it here stops at its next batch.
+    if (auto live = live_.find(it->first); live != live_.end()) live->second->cancel = true;
+    it = connectors_.erase(it);
+    changed = true;
+  }
+  if (changed) UpdateConnectorGauges();
+}
+
+std::vector<jobs::Runner::Job> ConnectorManager::TakeDue(size_t limit) {
+  std::lock_guard lock(mu_);
+  std::vector<jobs::Runner::Job> jobs;
+  while (jobs.size() < limit && !stop_) {
+    const ConnectorRecord* due = PickDueLocked(NowMs());
+    if (due == nullptr) break;
     ConnectorRecord record = *due;
     // Claimed under the lock, so no other runner takes the same connector.
     auto live = std::make_shared<Live>();
     live->connector_id = record.spec.id;
     live_[record.spec.id] = live;
-    lock.unlock();
-    Execute(std::move(record), std::move(live));
-    lock.lock();
+    const std::string id = record.spec.id;
+    jobs.push_back({jobs::UnitName({"import", id}),
+                    [this, record = std::move(record), live](jobs::UnitLease& lease) mutable {
+                      {
+                        std::lock_guard g(mu_);
+                        live->executed = true;
+                        live->lease = &lease;
+                      }
+                      Execute(std::move(record), live);
+                      return OkStatus();
+                    },
+                    [this, id, live](const Status& status) {
+                      std::lock_guard g(mu_);
+                      if (live->executed) return;
+                      // Another node runs this connector now: try again later, without a run record here.
+                      if (!status.ok()) {
+                        spdlog::debug("cloud import: connector {} skipped on this node: {}", id,
+                                      status.error().message);
+                      }
+                      // Not in the record (a reload replaces it with the holder's): this node's own wait.
+                      skip_until_[id] = NowMs() + options_.lease_retry.count();
+                      live_.erase(id);
+                      cv_.notify_all();
+                    }});
   }
+  return jobs;
 }
 
 void ConnectorManager::AddError(Live& live, std::string file, uint64_t line, std::string reason) {
@@ -378,6 +456,26 @@ void ConnectorManager::AddError(Live& live, std::string file, uint64_t line, std
 
 void ConnectorManager::Execute(ConnectorRecord record, std::shared_ptr<Live> live) {
   const std::string id = record.spec.id;
+  // Under the lease now, the stored record decides: another node may have run, paused or deleted the
+  // connector since this node last reloaded it, and its work must not be done again.
+  if (auto stored = options_.store->GetMeta(kConnectorNs, RecordKey(record.spec.project_id, id)); stored.ok()) {
+    std::lock_guard lock(mu_);
+    auto it = connectors_.find(id);
+    bool due = true;
+    if (!stored->has_value()) {
+      if (it != connectors_.end()) connectors_.erase(it);
+      due = false;
+    } else if (auto r = ParseRecord(**stored); r.ok()) {
+      if (r->paused || r->next_run_ms > NowMs()) due = false;
+      if (it != connectors_.end()) it->second = std::move(r).value();
+    }
+    if (!due) {
+      UpdateConnectorGauges();
+      live_.erase(id);
+      cv_.notify_all();
+      return;
+    }
+  }
   RunRecord started;
   {
     std::lock_guard lock(mu_);
@@ -400,11 +498,25 @@ void ConnectorManager::Execute(ConnectorRecord record, std::shared_ptr<Live> liv
 
   std::string message;
   const Outcome outcome = Discover(record, *live, message);
+  if (live->lease_lost) {
+    // Another node holds the connector now (this node's lease expired): its state and history are that
+    // node's; the run resumes there from the stored checkpoints.
+    std::lock_guard lock(mu_);
+    live_.erase(id);
+    cv_.notify_all();
+    return;
+  }
 
+  // Deleted through another node while it ran: nothing of it may be written back.
+  const bool deleted_elsewhere = [&] {
+    auto stored = options_.store->GetMeta(kConnectorNs, RecordKey(record.spec.project_id, id));
+    return stored.ok() && !stored->has_value();
+  }();
   RunRecord finished;
   bool exists = false;
   {
     std::lock_guard lock(mu_);
+    if (deleted_elsewhere) connectors_.erase(id);
     RunRecord& run = live->run;
     run.finished_ms = NowMs();
     switch (outcome) {
@@ -588,7 +700,17 @@ ConnectorManager::Outcome ConnectorManager::Discover(const ConnectorRecord& reco
     live.run.progress =
         size_total == 0 ? 1.0 : std::min(1.0, static_cast<double>(size_done + current_bytes) / size_total);
   };
-  auto save_checkpoint = [&](const std::string& key, const FileCheckpoint& cp) {
+  auto save_checkpoint = [&](const std::string& key, const FileCheckpoint& cp) -> Status {
+    // A checkpoint is the unit's state: written only while this node still holds the connector's lease.
+    if (live.lease != nullptr) {
+      if (Status held = live.lease->Renew(); !held.ok()) {
+        if (!live.lease_lost.exchange(true)) {
+          spdlog::warn("cloud import: connector {} stops on this node: {}", id, held.error().message);
+        }
+        live.cancel = true;
+        return held;
+      }
+    }
     Status s = options_.store->PutMeta(kCheckpointNs, CheckpointKey(id, key), SerializeCheckpoint(cp));
     if (!s.ok())
       spdlog::error("cloud import: saving the checkpoint of {} failed: {}", key, s.error().ToString());

@@ -23,6 +23,11 @@
 //               paused  — a permanent error (access denied, missing bucket): the connector waits for Resume
 //               with
 //                         a failure_message that says what to fix.
+// Scheduling and leases are jobs::Runner's: a connector's run is a job under the lease "import.CONNECTOR_ID"
+// (in-process by default; ZooKeeper when `leases` says so), renewed before every checkpoint is saved, so a node
+// that lost the lease stops and commits nothing more; the connector's next holder resumes from the stored
+// checkpoints. Each scheduling round reloads the connectors from the store, so connectors created, resumed or
+// deleted through another node are seen here.
 // Thread-safe: API calls may come from any thread.
 #pragma once
 
@@ -35,6 +40,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -47,6 +53,7 @@
 #include "common/metrics.h"
 #include "common/result.h"
 #include "http/transport.h"
+#include "jobs/runner.h"
 #include "store/store.h"
 
 namespace sluice::cloudimport {
@@ -88,6 +95,15 @@ class ConnectorManager {
     /// Retries of a transient store error while reading a connector's project, before the run fails (and is
     /// retried with backoff) — never taken as "project deleted".
     std::chrono::milliseconds project_read_retry{100};
+    /// Leases of connector runs: null = in-process (one node); a ZooKeeper lease service shares the
+    /// connectors between nodes.
+    std::shared_ptr<jobs::LeaseService> leases;
+    /// This node's holder id in the leases; empty = "HOSTNAME-PID".
+    std::string node_id;
+    /// How often the scheduler looks for due runs and reloads the connectors from the store.
+    std::chrono::milliseconds poll_interval{1000};
+    /// A connector whose run another node holds is tried again this much later.
+    std::chrono::milliseconds lease_retry{5000};
   };
   static constexpr int kDefaultConcurrentRuns = 2;
 
@@ -133,11 +149,22 @@ class ConnectorManager {
     RunRecord run;
     std::atomic<bool> cancel{false};
     bool more_files = false;  // the listing had more files than one run takes
+    bool executed = false;    // the run got its lease (guarded by mu_)
+    std::atomic<bool> lease_lost{false};
+    jobs::UnitLease* lease = nullptr;  // while executing
   };
 
   explicit ConnectorManager(Options options);
   Status Load();
-  void Loop();
+  // The jobs::Runner::Source of the runner (an adapter: "Source" is also the import source's name here).
+  void Reload();
+  std::vector<jobs::Runner::Job> TakeDue(size_t limit);
+  struct JobSource final : jobs::Runner::Source {
+    explicit JobSource(ConnectorManager* m) : manager(m) {}
+    void Reload() override { manager->Reload(); }
+    std::vector<jobs::Runner::Job> TakeDue(size_t limit) override { return manager->TakeDue(limit); }
+    ConnectorManager* manager;
+  };
   /// The due connector to run next (nullptr: none may start now). Called with mu_ held.
   const ConnectorRecord* PickDueLocked(int64_t now) const;
   void Execute(ConnectorRecord record, std::shared_ptr<Live> live);
@@ -160,8 +187,11 @@ class ConnectorManager {
   std::map<std::string, ConnectorRecord> connectors_;  // by id
   std::map<std::string, std::shared_ptr<Live>> live_;  // runs in progress, by connector id
   bool stop_ = false;
-  bool started_ = false;
-  std::vector<std::thread> threads_;
+  uint64_t local_writes_ = 0;              // guarded by mu_: records persisted here (Reload skips a racing round)
+  std::set<std::string> deleted_;          // guarded by mu_: deleted here, never reloaded
+  std::map<std::string, int64_t> skip_until_;  // guarded by mu_: held by another node, not tried before
+  JobSource job_source_{this};
+  std::unique_ptr<jobs::Runner> runner_;
 };
 
 }  // namespace sluice::cloudimport

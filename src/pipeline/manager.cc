@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "jobs/runner.h"
 #include "pipeline/layout.h"
 #include "pipeline/state.h"
 #include "storage_access/location.h"
@@ -24,20 +25,8 @@ namespace {
 constexpr int64_t kHourMs = 3'600'000;
 constexpr size_t kSyncTimesKept = 20;
 
-bool IsTransient(ErrorCode code) {
-  switch (code) {
-    case ErrorCode::kThrottled:
-    case ErrorCode::kTransient:
-    case ErrorCode::kExpiredToken:
-    case ErrorCode::kClockSkew:
-    case ErrorCode::kUnavailable:
-    case ErrorCode::kDeadlineExceeded:
-    case ErrorCode::kInternal:  // e.g. a store read error: worth retrying, and never a reason to pause
-      return true;
-    default:
-      return false;
-  }
-}
+// The job runner's one failure policy.
+bool IsTransient(ErrorCode code) { return jobs::IsRetryableError(code); }
 
 /// What the customer should do about a permanent failure.
 std::string FixHint(const Error& e, const Destination& d) {
@@ -170,17 +159,27 @@ bool ValidName(std::string_view name) {
 
 // ---------------------------------------------------------------------------------------------------------------
 
-class Pipelines::Impl {
+class Pipelines::Impl : public jobs::Runner::Source {
  public:
   struct Entry {
     PipelineRecord record;  // guarded by Impl::mu_
     bool running = false;   // guarded by mu_
+    bool dispatched = false;  // guarded by mu_; the running job got the pipeline's lease
+    bool not_due = false;     // guarded by mu_; the stored record said another node ran it meanwhile
+    int64_t skip_until_ms = 0;  // guarded by mu_; another node held it: not tried here before
     std::atomic<bool> interrupt{false};
     std::shared_ptr<objstore::ObjectStore> destination;  // guarded by mu_; reset when the spec changes
     int64_t exported_until_ms = 0;                       // end of the newest published unit (export lag)
   };
 
   explicit Impl(ManagerOptions options) : o_(std::move(options)), store_(*o_.store) {
+    jobs::Runner::Options ro;
+    ro.leases = o_.leases;
+    ro.node_id = o_.node_id;
+    ro.workers = std::max(1, o_.max_concurrent_runs);
+    ro.poll_interval = o_.poll_interval;
+    ro.retry = {.max_attempts = o_.max_attempts, .base_delay = o_.retry_base_delay, .max_delay = o_.retry_max_delay};
+    runner_ = std::make_unique<jobs::Runner>(std::move(ro), *this);
     if (o_.metrics) {
       MetricsRegistry& r = *o_.metrics;
       partitions_ = &r.Counter("sluice_pipeline_partitions_exported_total", "Partitions (units, snapshots) exported",
@@ -209,7 +208,7 @@ class Pipelines::Impl {
     }
   }
 
-  ~Impl() {
+  ~Impl() override {
     self_.reset();
     Stop();
   }
@@ -251,6 +250,10 @@ class Pipelines::Impl {
                                  return true;
                                }));
     for (auto& [key, t] : interrupted) {
+      // With shared leases another node may be running this task right now: only a unit nobody holds was
+      // interrupted.
+      auto free = runner_->leases().TryAcquire(ExportUnitName(spec, t.partition), runner_->node_id());
+      if (!free.ok()) continue;
       t.state = TaskState::kFailed;
       t.message = "interrupted: the server stopped before the task finished; the partition is exported again";
       SLUICE_TRY(store_.PutMeta(kTaskNs, key, TaskRecordToJson(t)));
@@ -261,9 +264,8 @@ class Pipelines::Impl {
   // ---- lifecycle ---------------------------------------------------------------------------------------------
 
   void Start() {
-    std::lock_guard lock(mu_);
-    if (scheduler_.joinable() || stopping_) return;
-    scheduler_ = std::thread([this] { SchedulerLoop(); });
+    if (stopping_) return;
+    runner_->Start();
   }
 
   void Stop() {
@@ -274,23 +276,63 @@ class Pipelines::Impl {
       for (auto& [k, e] : entries_) e->interrupt = true;
     }
     wake_.notify_all();
-    if (scheduler_.joinable()) scheduler_.join();
-    std::list<std::future<void>> runs;
-    {
-      std::lock_guard lock(mu_);
-      runs.swap(runs_);
-    }
-    for (auto& f : runs) f.wait();
+    runner_->Stop();
   }
 
-  Status RunDueNow() {
-    std::vector<std::shared_ptr<Entry>> due = TakeDue(/*limit=*/SIZE_MAX);
-    Status first;
-    for (auto& e : due) {
-      Status s = RunPipeline(*e);
-      if (!s.ok() && first.ok()) first = s;
+  Status RunDueNow() { return runner_->RunDueNow(); }
+
+  /// jobs::Runner::Source: picks up pipelines created, edited, paused, resumed or canceled through another
+  /// node (they share the store). A pipeline running here keeps its record, except that a pause or cancel
+  /// stored by another node interrupts it.
+  void Reload() override {
+    uint64_t writes_before = 0;
+    {
+      std::lock_guard lock(mu_);
+      writes_before = local_writes_;
     }
-    return first;
+    std::map<std::string, PipelineRecord> stored;
+    Status scanned = store_.ScanMeta(kPipelineNs, "", [&](std::string_view key, std::string_view value) {
+      if (auto r = ParsePipelineRecord(value); r.ok()) stored.emplace(std::string(key), std::move(r).value());
+      return true;
+    });
+    if (!scanned.ok()) {
+      spdlog::warn("pipelines: reloading from the store failed (retried next round): {}", scanned.error().message);
+      return;
+    }
+    std::lock_guard lock(mu_);
+    // This node saved a record while the scan ran: the scan may predate it; the next round reloads.
+    if (local_writes_ != writes_before) return;
+    for (auto& [key, record] : stored) {
+      const std::string k = PipelineKey(record.info.spec.project_id, record.info.spec.name);
+      auto it = entries_.find(k);
+      if (it == entries_.end()) {
+        auto e = std::make_shared<Entry>();
+        e->record = std::move(record);
+        entries_[k] = std::move(e);
+        continue;
+      }
+      Entry& e = *it->second;
+      if (e.running) {
+        if (e.record.info.status == PipelineStatus::kActive && record.info.status != PipelineStatus::kActive &&
+            record.info.status != PipelineStatus::kFinished) {
+          e.record.info.status = record.info.status;
+          e.record.info.failure_message = record.info.failure_message;
+          e.interrupt = true;
+        }
+        continue;
+      }
+      if (PipelineRecordToJson(e.record) == PipelineRecordToJson(record)) continue;
+      e.record = std::move(record);
+      e.destination.reset();
+    }
+    for (auto it = entries_.begin(); it != entries_.end();) {
+      const PipelineSpec& spec = it->second->record.info.spec;
+      if (!it->second->running && !stored.contains(PipelineKey(spec.project_id, spec.name))) {
+        it = entries_.erase(it);
+      } else {
+        ++it;
+      }
+    }
   }
 
   // ---- API ---------------------------------------------------------------------------------------------------
@@ -512,6 +554,7 @@ class Pipelines::Impl {
   }
 
   Status SaveLocked(const Entry& e) {
+    ++local_writes_;
     const PipelineSpec& s = e.record.info.spec;
     return store_.PutMeta(kPipelineNs, PipelineKey(s.project_id, s.name), PipelineRecordToJson(e.record));
   }
@@ -630,45 +673,52 @@ class Pipelines::Impl {
 
   // ---- scheduling ----------------------------------------------------------------------------------------------
 
-  void SchedulerLoop() {
-    std::unique_lock lock(mu_);
-    while (!stopping_) {
-      // Reap finished runs.
-      runs_.remove_if([](std::future<void>& f) {
-        return f.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
-      });
-      const size_t cap = static_cast<size_t>(std::max(1, o_.max_concurrent_runs));
-      const size_t free = cap > running_ ? cap - running_ : 0;
-      lock.unlock();
-      for (auto& e : TakeDue(free)) {
-        std::lock_guard g(mu_);
-        runs_.push_back(std::async(std::launch::async, [this, e] { (void)RunPipeline(*e); }));
-      }
-      lock.lock();
-      if (stopping_) break;
-      wake_.wait_for(lock, o_.poll_interval);
-    }
-  }
-
-  /// Marks up to `limit` due pipelines running and returns them.
-  std::vector<std::shared_ptr<Entry>> TakeDue(size_t limit) {
+  /// jobs::Runner::Source: marks up to `limit` due pipelines running and returns their runs as jobs under the
+  /// lease of the pipeline (one node runs a pipeline at a time).
+  std::vector<jobs::Runner::Job> TakeDue(size_t limit) override {
     std::lock_guard lock(mu_);
-    std::vector<std::shared_ptr<Entry>> due;
+    std::vector<jobs::Runner::Job> due;
     const int64_t now = NowMs();
     for (auto& [k, e] : entries_) {
       if (due.size() >= limit || stopping_) break;
       if (e->running || e->record.info.status != PipelineStatus::kActive) continue;
-      if (e->record.next_run_ms > now) continue;
+      if (e->record.next_run_ms > now || e->skip_until_ms > now) continue;
       e->running = true;
       e->interrupt = false;
       ++running_;
-      due.push_back(e);
+      const PipelineSpec& spec = e->record.info.spec;
+      due.push_back({jobs::UnitName({"pipeline", fmt::format("p{}", spec.project_id), spec.name}),
+                     [this, e](jobs::UnitLease&) { return RunPipeline(*e); },
+                     [this, e](const Status& status) { FinishRun(*e, status); }});
     }
     return due;
   }
 
+  std::string ExportUnitName(const PipelineSpec& spec, std::string_view label) const {
+    return jobs::UnitName({"export", fmt::format("p{}", spec.project_id), spec.name, label});
+  }
+
   /// One run of one pipeline: every due unit (events) or one snapshot (people, identity).
   Status RunPipeline(Entry& e) {
+    // Under the pipeline's lease now, the stored record decides: another node may have run, paused or
+    // canceled the pipeline since this node last reloaded it, and its work must not be done again.
+    const std::string key = [&] {
+      std::lock_guard lock(mu_);
+      return PipelineKey(e.record.info.spec.project_id, e.record.info.spec.name);
+    }();
+    if (auto stored = store_.GetMeta(kPipelineNs, key); stored.ok() && stored->has_value()) {
+      if (auto r = ParsePipelineRecord(**stored); r.ok()) {
+        std::lock_guard lock(mu_);
+        if (PipelineRecordToJson(*r) != PipelineRecordToJson(e.record)) {
+          e.record = std::move(r).value();
+          e.destination.reset();
+          if (e.record.info.status != PipelineStatus::kActive || e.record.next_run_ms > NowMs()) {
+            e.not_due = true;
+            return OkStatus();
+          }
+        }
+      }
+    }
     PipelineSpec spec;
     std::shared_ptr<objstore::ObjectStore> destination;
     {
@@ -676,12 +726,39 @@ class Pipelines::Impl {
       spec = e.record.info.spec;
       destination = e.destination;
       e.record.info.last_dispatched_ms = NowMs();
+      e.dispatched = true;
     }
-    Status status = RunPipelineUnlocked(e, spec, destination);
+    return RunPipelineUnlocked(e, spec, destination);
+  }
+
+  /// The outcome of a run (or of its skip: another node held the pipeline or one of its units), after the
+  /// job runner's failure policy.
+  void FinishRun(Entry& e, const Status& status) {
     std::lock_guard lock(mu_);
+    const PipelineSpec spec = e.record.info.spec;
     PipelineInfo& info = e.record.info;
     const int64_t now = NowMs();
-    if (status.ok()) {
+    const bool dispatched = std::exchange(e.dispatched, false);
+    if (std::exchange(e.not_due, false)) {
+      // Another node ran it since this node's last reload: nothing to do, nothing to save.
+      e.running = false;
+      --running_;
+      wake_.notify_all();
+      return;
+    }
+    if (!status.ok() && jobs::Classify(status) == jobs::Disposition::kSkipped) {
+      // Another node holds the pipeline or a unit of it: not this run's failure; look again soon. The record
+      // is left to the holder (unless part of this run was done: then its progress is saved below).
+      e.record.next_run_ms = now + o_.lease_retry.count();
+      // Not only in the record (a reload replaces it with the holder's): this node's own wait.
+      e.skip_until_ms = e.record.next_run_ms;
+      if (!dispatched) {
+        e.running = false;
+        --running_;
+        wake_.notify_all();
+        return;
+      }
+    } else if (status.ok()) {
       // A date-ranged pipeline ends once its last unit is closed and exported (late data after that is not
       // delivered, as with Mixpanel's date-ranged pipelines).
       if (spec.data_source == DataSource::kEvents && !spec.recurring() && RangeFullyClosed(spec, now, o_.schedule) &&
@@ -690,7 +767,7 @@ class Pipelines::Impl {
         spdlog::info("pipeline {} finished its date range", spec.name);
       }
       e.record.next_run_ms = NextSlotMs(spec.frequency, now, o_.schedule);
-    } else if (status.error().code == ErrorCode::kCancelled) {
+    } else if (jobs::Classify(status) == jobs::Disposition::kCancelled) {
       e.record.next_run_ms = 0;  // paused/canceled/stopping: whatever comes next decides
     } else if (IsTransient(status.error().code)) {
       e.record.next_run_ms = now + o_.failed_run_retry.count();
@@ -704,7 +781,6 @@ class Pipelines::Impl {
     e.running = false;
     --running_;
     wake_.notify_all();
-    return status;
   }
 
   Status RunPipelineUnlocked(Entry& e, const PipelineSpec& spec, std::shared_ptr<objstore::ObjectStore> destination) {
@@ -763,6 +839,7 @@ class Pipelines::Impl {
     std::atomic<size_t> next{0};
     std::mutex err_mu;
     Status first_error;
+    Status skipped;  // a unit another node holds: the others go on, the run is retried soon
     auto worker = [&] {
       for (;;) {
         {
@@ -782,6 +859,11 @@ class Pipelines::Impl {
         const bool late = seen != progress.end() && seen->second.exported;
         Status s = ExportUnit(e, spec, *destination, label, u, &selector, covered_seq,
                               backfill ? "backfill" : late ? "sync" : "scheduled");
+        if (!s.ok() && jobs::Classify(s) == jobs::Disposition::kSkipped) {
+          std::lock_guard g(err_mu);
+          if (skipped.ok()) skipped = s;
+          continue;
+        }
         if (!s.ok()) {
           std::lock_guard g(err_mu);
           if (first_error.ok()) first_error = s;
@@ -794,8 +876,10 @@ class Pipelines::Impl {
     for (int i = 1; i < threads; ++i) pool.emplace_back(worker);
     worker();
     for (auto& t : pool) t.join();
-    if (first_error.ok()) MarkRecurring(e, *hours);
-    return first_error;
+    if (!first_error.ok()) return first_error;
+    if (!skipped.ok()) return skipped;
+    MarkRecurring(e, *hours);
+    return OkStatus();
   }
 
   void MarkRecurring(Entry& e, const HourRange& hours) {
@@ -804,9 +888,20 @@ class Pipelines::Impl {
     e.exported_until_ms = std::max(e.exported_until_ms, (hours.last + 1) * kHourMs);
   }
 
-  /// Exports one unit with retries; persists the attempt before writing and the outcome after.
+  /// Exports one unit under its lease (held by another node: a kLeaseHeld error, nothing done).
   Status ExportUnit(Entry& e, const PipelineSpec& spec, objstore::ObjectStore& destination, const std::string& label,
                     const Unit& unit, const EventSelector* selector, uint64_t covered_seq, std::string_view kind) {
+    return runner_->RunLeased(ExportUnitName(spec, label), [&](jobs::UnitLease& lease) {
+      return ExportUnitLeased(lease, e, spec, destination, label, unit, selector, covered_seq, kind);
+    });
+  }
+
+  /// Exports one unit with retries; persists the attempt before writing and the outcome after, each after
+  /// renewing the lease (a node that lost it commits nothing).
+  Status ExportUnitLeased(jobs::UnitLease& lease, Entry& e, const PipelineSpec& spec, objstore::ObjectStore& destination,
+                          const std::string& label, const Unit& unit, const EventSelector* selector,
+                          uint64_t covered_seq, std::string_view kind) {
+    SLUICE_TRY(lease.Renew());
     const std::string key = UnitKey(spec.project_id, spec.name, label);
     UnitState state;
     SLUICE_ASSIGN_OR_RETURN(std::optional<std::string> saved, store_.GetMeta(kUnitNs, key));
@@ -840,7 +935,9 @@ class Pipelines::Impl {
     }
     task.task_id = fmt::format("{}-{}", spec.name, task_seq);
     SaveTask(spec, task_seq, task);
-    if (Status claimed = store_.PutMeta(kUnitNs, key, UnitStateToJson(state)); !claimed.ok()) {
+    Status claimed = lease.Renew();
+    if (claimed.ok()) claimed = store_.PutMeta(kUnitNs, key, UnitStateToJson(state));
+    if (!claimed.ok()) {
       task.state = TaskState::kFailed;
       task.message = claimed.error().message;
       task.finished_ms = NowMs();
@@ -862,23 +959,31 @@ class Pipelines::Impl {
     job.abandoned = state.abandoned;
     ExporterOptions eo = o_.exporter;
     eo.clock = o_.clock;
-    eo.cancelled = [this, &e] { return e.interrupt.load() || stopping_.load(); };
+    // Lost() is local and cheap: a holder whose ZooKeeper session expired stops at the next batch.
+    eo.cancelled = [this, &e, &lease] { return e.interrupt.load() || stopping_.load() || lease.Lost(); };
 
+    // The job runner's retry policy: retryable errors are retried with backoff, each retry recorded.
     Result<ExportResult> result = Error(ErrorCode::kInternal, "not run");
-    for (int attempt = 1;; ++attempt) {
-      task.attempts = attempt;
-      result = ExportPartition(store_, destination, job, eo);
-      if (result.ok() || !IsTransient(result.error().code) || attempt >= o_.max_attempts) break;
+    int attempt = 0;
+    jobs::AttemptHooks hooks;
+    hooks.on_retry = [&](int n, const Error& err, std::chrono::milliseconds) {
       if (failures_) failures_->WithLabels({"transient"}).Inc();
       task.state = TaskState::kRetried;
-      task.message = result.error().message;
+      task.message = err.message;
       SaveTask(spec, task_seq, task);
-      spdlog::warn("pipeline {} {}: attempt {} failed, retrying: {}", spec.name, label, attempt,
-                   result.error().message);
-      if (!SleepInterruptible(e, Backoff(attempt))) {
-        result = Error(ErrorCode::kCancelled, "export interrupted");
-        break;
-      }
+      spdlog::warn("pipeline {} {}: attempt {} failed, retrying: {}", spec.name, label, n, err.message);
+    };
+    hooks.sleep = [&](std::chrono::milliseconds d) { return SleepInterruptible(e, d); };
+    Status attempted = runner_->Attempts(lease, [&](jobs::UnitLease&) -> Status {
+      task.attempts = ++attempt;
+      result = ExportPartition(store_, destination, job, eo);
+      return result.ok() ? OkStatus() : Status(result.error());
+    }, hooks);
+    if (!attempted.ok() && (result.ok() || jobs::IsLeaseError(attempted.error()))) {
+      result = attempted.error();  // the lease was lost between attempts
+    } else if (!attempted.ok() && attempted.error().code == ErrorCode::kCancelled && !result.ok() &&
+               result.error().code != ErrorCode::kCancelled) {
+      result = Error(ErrorCode::kCancelled, "export interrupted");
     }
     task.finished_ms = NowMs();
     if (!result.ok()) {
@@ -887,8 +992,12 @@ class Pipelines::Impl {
       task.message = err.message;
       SaveTask(spec, task_seq, task);
       state.last_state = task.state;
-      // The attempt stays in progress: the next one cleans up what it may have left.
-      if (auto s = store_.PutMeta(kUnitNs, key, UnitStateToJson(state)); !s.ok()) {
+      // The attempt stays in progress: the next one cleans up what it may have left. A lost lease writes
+      // nothing: the unit's state is its next holder's.
+      if (jobs::IsLeaseError(err) || lease.Lost()) {
+        spdlog::warn("pipeline {} {}: lease lost, leaving the unit to its next holder: {}", spec.name, label,
+                     err.message);
+      } else if (auto s = store_.PutMeta(kUnitNs, key, UnitStateToJson(state)); !s.ok()) {
         spdlog::error("pipeline {} {}: cannot save state: {}", spec.name, label, s.error().message);
       }
       if (err.code != ErrorCode::kCancelled && failures_ && IsTransient(err.code)) {
@@ -913,6 +1022,16 @@ class Pipelines::Impl {
       state.sync_times.erase(state.sync_times.begin(), state.sync_times.end() - kSyncTimesKept);
     }
     state.last_state = TaskState::kSucceeded;
+    if (Status held = lease.Renew(); !held.ok()) {
+      // Published files of this generation are replaced by the next holder's export of the unit (the same
+      // names under its next generation; ours are listed as abandoned by its claim).
+      task.state = TaskState::kFailed;
+      task.message = held.error().message;
+      SaveTask(spec, task_seq, task);
+      Error lost = held.error();
+      lost.provider_code = std::string(jobs::kLeaseLost);
+      return lost;
+    }
     SLUICE_TRY(store_.PutMeta(kUnitNs, key, UnitStateToJson(state)));
     task.state = TaskState::kSucceeded;
     task.records = m.record_count();
@@ -935,11 +1054,6 @@ class Pipelines::Impl {
       e.exported_until_ms = task.finished_ms;
     }
     return OkStatus();
-  }
-
-  std::chrono::milliseconds Backoff(int attempt) const {
-    auto d = o_.retry_base_delay * (1LL << std::min(attempt - 1, 20));
-    return std::min<std::chrono::milliseconds>(d, o_.retry_max_delay);
   }
 
   /// Sleeps unless the pipeline is interrupted or the manager stops; false when interrupted.
@@ -984,8 +1098,8 @@ class Pipelines::Impl {
   std::map<std::string, std::shared_ptr<Entry>> entries_;
   std::atomic<bool> stopping_{false};
   size_t running_ = 0;
-  std::thread scheduler_;
-  std::list<std::future<void>> runs_;
+  uint64_t local_writes_ = 0;  // guarded by mu_: records this node saved (Reload skips a round that raced one)
+  std::unique_ptr<jobs::Runner> runner_;
   CounterFamily* partitions_ = nullptr;
   CounterFamily* events_ = nullptr;
   CounterFamily* bytes_ = nullptr;

@@ -13,6 +13,13 @@
 // published state (generation, covered change sequence, files) is persisted only after manifest + complete.
 // A restart finds the unit in progress and exports it again under the next generation, deleting what the
 // interrupted attempt left (see partition_exporter.h), so the manifests always list each event exactly once.
+//
+// Scheduling, retries and leases are jobs::Runner's: a pipeline run is a job under the lease
+// "pipeline.pPROJECT.NAME", each unit export runs under "export.pPROJECT.NAME.LABEL" and renews it before it
+// claims a generation and before it publishes the unit's state, so a node that lost its lease (its ZooKeeper
+// session expired) never commits; the next holder exports the unit under the next generation. Every scheduling
+// round reloads the pipelines from the store, so pipelines created, edited, paused, resumed or canceled through
+// another node are seen here, and unit progress published by another node is never exported again.
 #pragma once
 
 #include <chrono>
@@ -20,6 +27,7 @@
 
 #include "common/clock.h"
 #include "common/metrics.h"
+#include "jobs/lease.h"
 #include "pipeline/destination.h"
 #include "pipeline/partition_exporter.h"
 #include "pipeline/pipeline.h"
@@ -54,6 +62,14 @@ struct ManagerOptions {
   int max_from_date_age_days = 183;
   /// Task records kept per pipeline for the timeline.
   uint64_t max_tasks_kept = 2000;
+  /// Leases of pipeline runs and of units (jobs::Runner): null = in-process (one node on the embedded store);
+  /// `serve --coordination zookeeper://…` passes jobs::MakeZooKeeperLeaseService so that several nodes share
+  /// the pipelines and never export the same unit at once.
+  std::shared_ptr<jobs::LeaseService> leases;
+  /// This node's holder id in the leases; empty = "HOSTNAME-PID".
+  std::string node_id;
+  /// A run or unit held by another node is tried again this much later.
+  std::chrono::milliseconds lease_retry{5000};
 };
 
 class Pipelines final : public PipelineManager {

@@ -845,5 +845,177 @@ TEST_F(ManagerTest, ConnectorsStoredInTheOldFormStillLoad) {
   EXPECT_EQ(manager_->List(project_.id)->front().spec.created_ms, 1700000000123);
 }
 
+// ---- several nodes on one store (jobs::Runner leases) ------------------------------------------------------
+
+class TwoNodeTest : public ManagerTest {
+ protected:
+  ConnectorManager::Options NodeOptions(const std::string& node_id, MetricsRegistry* metrics) {
+    ConnectorManager::Options o;
+    o.store = store_.get();
+    o.metrics = metrics;
+    o.retry_base = std::chrono::milliseconds(50);
+    o.checkpoint_interval = std::chrono::milliseconds(0);
+    auto bucket = bucket_;
+    o.source_factory = [bucket](const ConnectorSpec&, const store::Project&) -> Result<Source> {
+      return Source{.role = nullptr, .store = bucket};
+    };
+    o.leases = leases_;
+    o.node_id = node_id;
+    o.poll_interval = std::chrono::milliseconds(20);
+    o.lease_retry = std::chrono::milliseconds(50);
+    return o;
+  }
+  /// Waits (bounded) until `pred` holds.
+  static bool Eventually(const std::function<bool()>& pred) {
+    for (int i = 0; i < 500; ++i) {
+      if (pred()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return pred();
+  }
+  std::shared_ptr<jobs::InProcessLeaseService> leases_ = std::make_shared<jobs::InProcessLeaseService>();
+  MetricsRegistry metrics_b_;
+};
+
+TEST_F(TwoNodeTest, AConnectorIsRunOnceByOneNodeAndCreatesAndDeletesAreSeenByTheOther) {
+  StopManager();
+  StartManager(20'000, [&](ConnectorManager::Options& o) { o = NodeOptions("node-a", &metrics_); });
+  auto b = ConnectorManager::Create(NodeOptions("node-b", &metrics_b_));
+  ASSERT_TRUE(b.ok()) << b.error().ToString();
+  (*b)->Start();
+  for (int i = 0; i < 20; ++i) bucket_->SetObject(fmt::format("in/{:02}.json", i), Event("E", "u", fmt::format("e{}", i)));
+
+  const std::string id = Create(Spec());  // through node A
+  ASSERT_TRUE(Eventually([&] { return (*b)->Get(project_.id, id).ok(); })) << "node B never saw the connector";
+  RunRecord run = WaitForRun(id, 1);
+  EXPECT_EQ(run.status, RunStatus::kSuccess) << run.failure_message;
+  // Both nodes keep polling (every 20 ms): the finished run is not repeated by either.
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  auto history = (*b)->History(project_.id, id, 100);
+  ASSERT_TRUE(history.ok());
+  EXPECT_EQ(history->size(), 1u);
+  auto stored = StoredEvents();
+  EXPECT_EQ(stored.size(), 20u);
+  for (const auto& [insert_id, n] : stored) EXPECT_EQ(n, 1) << insert_id;
+
+  // A connector created through B is listed by A; deleting it through B removes it from A.
+  ValidationIssue issue;
+  auto other = (*b)->CreateConnector(Spec(), &issue);
+  ASSERT_TRUE(other.ok()) << issue.message;
+  ASSERT_TRUE(Eventually([&] { return manager_->Get(project_.id, other->spec.id).ok(); }));
+  ASSERT_TRUE((*b)->Delete(project_.id, other->spec.id).ok());
+  EXPECT_TRUE(Eventually([&] { return !manager_->Get(project_.id, other->spec.id).ok(); }))
+      << "node A still lists a connector deleted through node B; in the store: "
+      << store_->GetMeta("connector", fmt::format("{:010}/{}", project_.id, other->spec.id))->has_value();
+  (*b)->Stop();
+}
+
+TEST_F(TwoNodeTest, AConnectorWhoseRunAnotherNodeHoldsIsSkippedUntilItIsFree) {
+  StopManager();
+  StartManager(20'000, [&](ConnectorManager::Options& o) { o = NodeOptions("node-a", &metrics_); }, false);
+  bucket_->SetObject("in/a.json", Event("E", "u", "a1"));
+  const std::string id = Create(Spec());
+  auto held = leases_->TryAcquire(jobs::UnitName({"import", id}), "node-b");
+  ASSERT_TRUE(held.ok());
+  manager_->Start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto history = manager_->History(project_.id, id, 100);
+  ASSERT_TRUE(history.ok());
+  EXPECT_TRUE(history->empty()) << "a run was recorded while another node held the connector";
+  EXPECT_TRUE(StoredEvents().empty());
+  ASSERT_TRUE((*held)->Release().ok());
+  RunRecord run = WaitForRun(id, 1);
+  EXPECT_EQ(run.status, RunStatus::kSuccess) << run.failure_message;
+  EXPECT_EQ(StoredEvents().size(), 1u);
+}
+
+/// In-process leases whose import leases are lost at their Nth Renew() (the node's ZooKeeper session expired
+/// then) and, from then on, held by "node-x" (the node that took the connector over) until `taken_over` is reset.
+class LosingImportLeases final : public jobs::LeaseService {
+ public:
+  Result<std::unique_ptr<jobs::UnitLease>> TryAcquire(std::string_view unit, std::string_view holder) override {
+    if (taken_over && unit.starts_with("import.")) {
+      return Error(ErrorCode::kConflict, fmt::format("lease '{}' is held by 'node-x'", unit));
+    }
+    SLUICE_ASSIGN_OR_RETURN(auto lease, inner_.TryAcquire(unit, holder));
+    if (!unit.starts_with("import.") || lose_at <= 0) return lease;
+    return std::unique_ptr<jobs::UnitLease>(new Losing(std::move(lease), this));
+  }
+  std::string Describe() const override { return "losing"; }
+  std::atomic<int> lose_at{0};
+  std::atomic<int> lost{0};
+  std::atomic<bool> taken_over{false};
+
+ private:
+  class Losing final : public jobs::UnitLease {
+   public:
+    Losing(std::unique_ptr<jobs::UnitLease> inner, LosingImportLeases* owner)
+        : inner_(std::move(inner)), owner_(owner) {}
+    const std::string& unit() const override { return inner_->unit(); }
+    int64_t token() const override { return inner_->token(); }
+    bool Lost() const override { return inner_->Lost(); }
+    Status Renew() override {
+      if (++renews_ == owner_->lose_at) {
+        owner_->inner_.ExpireForTesting(inner_->unit());
+        owner_->taken_over = true;
+        ++owner_->lost;
+      }
+      return inner_->Renew();
+    }
+    Status Release() override { return inner_->Release(); }
+
+   private:
+    std::unique_ptr<jobs::UnitLease> inner_;
+    LosingImportLeases* owner_;
+    int renews_ = 0;
+  };
+  jobs::InProcessLeaseService inner_;
+};
+
+TEST_F(TwoNodeTest, ANodeThatLostTheConnectorsLeaseSavesNoMoreCheckpointsAndTheNextHolderResumes) {
+  auto losing = std::make_shared<LosingImportLeases>();
+  // Checkpoints are saved after each commit and when a file is done: the first file's two are saved, the
+  // second file's first one is refused.
+  losing->lose_at = 3;
+  StopManager();
+  StartManager(20'000, [&](ConnectorManager::Options& o) {
+    o = NodeOptions("node-a", &metrics_);
+    o.leases = losing;
+  });
+  for (int i = 0; i < 4; ++i) bucket_->SetObject(fmt::format("in/{:02}.json", i), Event("E", "u", fmt::format("e{}", i)));
+  const std::string id = Create(Spec());
+  ASSERT_TRUE(Eventually([&] { return losing->lost.load() == 1; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // node A keeps polling: it is skipped now
+  StopManager();
+  auto checkpoint = [&](int i) { return store_->GetMeta("connector_ckpt", fmt::format("{}/in/{:02}.json", id, i)); };
+  ASSERT_TRUE(checkpoint(0).ok());
+  ASSERT_TRUE(checkpoint(0)->has_value());
+  EXPECT_EQ(ParseCheckpoint(**checkpoint(0))->state, FileCheckpoint::State::kDone);
+  EXPECT_FALSE(checkpoint(1)->has_value()) << "a checkpoint was saved after the lease was lost";
+  EXPECT_FALSE(checkpoint(2)->has_value()) << "node A went on importing after the lease was lost";
+  // Node A did not record the run's end (the connector is the next holder's): it is still "running".
+  auto run1 = store_->GetMeta("connector_run", id + "/000000000001");
+  ASSERT_TRUE(run1.ok() && run1->has_value());
+  EXPECT_EQ(ParseRun(**run1)->status, RunStatus::kRunning);
+
+  // The next holder (node B) resumes from the stored checkpoints: the file A finished is not read again.
+  losing->taken_over = false;
+  losing->lose_at = 0;
+  StartManager(20'000, [&](ConnectorManager::Options& o) {
+    o = NodeOptions("node-b", &metrics_b_);
+    o.leases = losing;
+  });
+  RunRecord run = WaitForRun(id, 2);
+  EXPECT_EQ(run.status, RunStatus::kSuccess) << run.failure_message;
+  EXPECT_EQ(run.num_files_imported, 3u);
+  auto stored = StoredEvents();
+  EXPECT_EQ(stored.size(), 4u);
+  for (const auto& [insert_id, n] : stored) EXPECT_EQ(n, 1) << insert_id;
+  auto history = manager_->History(project_.id, id, 100);
+  ASSERT_TRUE(history.ok());
+  ASSERT_EQ(history->size(), 2u);
+  EXPECT_NE(history->back().failure_message.find("interrupted"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace sluice::cloudimport

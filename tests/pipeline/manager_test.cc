@@ -16,6 +16,7 @@
 #include "common/compression.h"
 #include "common/crypto.h"
 #include "common/metrics.h"
+#include "jobs/runner.h"
 #include "objstore/testing/fake_object_store.h"
 #include "pipeline/layout.h"
 #include "pipeline/manager.h"
@@ -164,9 +165,28 @@ class ManagerTest : public ::testing::Test {
     o.retry_base_delay = std::chrono::milliseconds(1);
     o.retry_max_delay = std::chrono::milliseconds(5);
     o.exporter.files.max_file_uncompressed_bytes = max_file_bytes_;
+    o.leases = leases_;
+    o.node_id = "node-a";
     auto m = Pipelines::Create(o);
     ASSERT_TRUE(m.ok()) << m.error().message;
     manager_ = std::move(m).value();
+  }
+
+  /// Another Sluice node on the same store (and the same lease service when `leases_` is set).
+  std::unique_ptr<Pipelines> OtherNode(const std::string& node_id) {
+    ManagerOptions o;
+    o.store = store_.get();
+    o.destinations = destinations_;
+    o.local_export_root = local_export_root_;
+    o.clock = &clock_;
+    o.retry_base_delay = std::chrono::milliseconds(1);
+    o.retry_max_delay = std::chrono::milliseconds(5);
+    o.exporter.files.max_file_uncompressed_bytes = max_file_bytes_;
+    o.leases = leases_;
+    o.node_id = node_id;
+    auto m = Pipelines::Create(o);
+    EXPECT_TRUE(m.ok()) << m.error().message;
+    return m.ok() ? std::move(m).value() : nullptr;
   }
 
   /// Day `d` (0 = 2026-11-18) at hour `h`, in µs.
@@ -215,6 +235,7 @@ class ManagerTest : public ::testing::Test {
   std::shared_ptr<FakeDestinations> destinations_;
   uint64_t max_file_bytes_ = 256ull << 20;
   std::string local_export_root_ = "/srv/sluice-export";
+  std::shared_ptr<jobs::LeaseService> leases_;  // null = each manager's own in-process leases
   std::unique_ptr<Pipelines> manager_;
 };
 
@@ -697,6 +718,157 @@ TEST_F(ManagerTest, SchedulerThreadRunsDueWorkAndStopsPromptly) {
   EXPECT_TRUE(bucket_->Object(std::to_string(project_.id) + "/mp_master_event/2026/11/18/complete"));
   manager_->Stop();
   manager_->Stop();  // idempotent
+}
+
+// ---- several nodes on one store (jobs::Runner leases) ------------------------------------------------------
+
+TEST_F(ManagerTest, PipelinesCreatedPausedOrResumedThroughAnotherNodeAreSeenAndWorkIsNotRepeated) {
+  leases_ = std::make_shared<jobs::InProcessLeaseService>();
+  StartManager();
+  auto b = OtherNode("node-b");
+  ASSERT_TRUE(b);
+  SetNow(3, 1);
+  Write("aaa-1", At(0, 1));
+  Write("bbb-1", At(1, 12));
+  const std::string name = CreateOk(Spec());  // through node A
+  // Node B picks it up from the store on its next scheduling round and exports it.
+  ASSERT_TRUE(b->RunDueNow().ok());
+  ASSERT_TRUE(b->Get(project_.id, name).ok());
+  const size_t puts = bucket_->Keys().size();
+  ASSERT_GT(puts, 0u);
+  // Node A reloads: the work B finished is not exported again.
+  ASSERT_TRUE(manager_->RunDueNow().ok());
+  EXPECT_EQ(bucket_->Keys().size(), puts);
+  BucketView view = ReadBucket(*bucket_);
+  EXPECT_EQ(view.manifests.size(), 3u);
+  for (auto& [dir, m] : view.manifests) EXPECT_EQ(m.generation, 1u) << dir;
+  EXPECT_TRUE(view.unlisted_data_files.empty());
+
+  // Paused through B: A sees it after its next round, and runs nothing for it.
+  ASSERT_TRUE(b->Pause(project_.id, name).ok());
+  Write("ccc-1", At(3, 5));
+  SetNow(4, 1);
+  ASSERT_TRUE(manager_->RunDueNow().ok());
+  EXPECT_EQ(manager_->Get(project_.id, name)->status, PipelineStatus::kPaused);
+  EXPECT_EQ(ReadBucket(*bucket_).manifests.size(), 3u);
+  // Resumed through A: B exports the new day.
+  ASSERT_TRUE(manager_->Resume(project_.id, name).ok());
+  ASSERT_TRUE(b->RunDueNow().ok());
+  EXPECT_EQ(b->Get(project_.id, name)->status, PipelineStatus::kActive);
+  EXPECT_EQ(ReadBucket(*bucket_).manifests.size(), 4u);
+  // A pipeline created through B is listed by A.
+  PipelineSpec hourly = Spec("2026-11-21", Frequency::kHourly);
+  hourly.destination.s3_bucket = "other-bucket";
+  ASSERT_TRUE(b->Create(hourly).ok());
+  ASSERT_TRUE(manager_->RunDueNow().ok());
+  EXPECT_EQ(manager_->List(project_.id)->size(), 2u);
+}
+
+TEST_F(ManagerTest, AUnitHeldByAnotherNodeIsSkippedThenExportedOnceItIsFree) {
+  leases_ = std::make_shared<jobs::InProcessLeaseService>();
+  StartManager();
+  SetNow(3, 1);
+  Write("aaa-1", At(0, 1));
+  Write("bbb-1", At(1, 12));
+  Write("ccc-1", At(2, 12));
+  const std::string name = CreateOk(Spec());
+  auto held = leases_->TryAcquire(jobs::UnitName({"export", "p" + std::to_string(project_.id), name, "2026-11-19"}),
+                                  "node-b");
+  ASSERT_TRUE(held.ok());
+  Status run = manager_->RunDueNow();
+  ASSERT_FALSE(run.ok());
+  EXPECT_EQ(jobs::Classify(run), jobs::Disposition::kSkipped) << run.error().ToString();
+  const std::string prefix = std::to_string(project_.id) + "/mp_master_event/2026/11/";
+  BucketView view = ReadBucket(*bucket_);
+  EXPECT_EQ(view.manifests.size(), 2u);
+  EXPECT_FALSE(view.manifests.contains(prefix + "19"));
+  EXPECT_EQ(manager_->Get(project_.id, name)->status, PipelineStatus::kActive) << "a skip is not a failure";
+  // Not due again until lease_retry has passed; then exported once the other node let go.
+  ASSERT_TRUE((*held)->Release().ok());
+  ASSERT_TRUE(manager_->RunDueNow().ok());
+  EXPECT_EQ(ReadBucket(*bucket_).manifests.size(), 2u);
+  clock_.Advance(std::chrono::seconds(6));
+  ASSERT_TRUE(manager_->RunDueNow().ok());
+  view = ReadBucket(*bucket_);
+  EXPECT_EQ(view.manifests.size(), 3u);
+  for (auto& [dir, m] : view.manifests) EXPECT_EQ(m.generation, 1u) << dir;
+  EXPECT_EQ(view.records[prefix + "19"].size(), 1u);
+}
+
+/// In-process leases of which the export leases are lost at their Nth Renew() (as if the node's ZooKeeper
+/// session expired right then).
+class LosingLeases final : public jobs::LeaseService {
+ public:
+  explicit LosingLeases(int lose_at_renew) : lose_at_(lose_at_renew) {}
+  Result<std::unique_ptr<jobs::UnitLease>> TryAcquire(std::string_view unit, std::string_view holder) override {
+    SLUICE_ASSIGN_OR_RETURN(auto lease, inner_.TryAcquire(unit, holder));
+    if (!unit.starts_with("export.") || lose_at_ <= 0) return lease;
+    return std::unique_ptr<jobs::UnitLease>(new Losing(std::move(lease), this));
+  }
+  std::string Describe() const override { return "losing"; }
+  int lose_at_;
+  int lost = 0;
+
+ private:
+  class Losing final : public jobs::UnitLease {
+   public:
+    Losing(std::unique_ptr<jobs::UnitLease> inner, LosingLeases* owner) : inner_(std::move(inner)), owner_(owner) {}
+    const std::string& unit() const override { return inner_->unit(); }
+    int64_t token() const override { return inner_->token(); }
+    bool Lost() const override { return inner_->Lost(); }
+    Status Renew() override {
+      if (++renews_ == owner_->lose_at_) {
+        owner_->inner_.ExpireForTesting(inner_->unit());
+        ++owner_->lost;
+      }
+      return inner_->Renew();
+    }
+    Status Release() override { return inner_->Release(); }
+
+   private:
+    std::unique_ptr<jobs::UnitLease> inner_;
+    LosingLeases* owner_;
+    int renews_ = 0;
+  };
+  jobs::InProcessLeaseService inner_;
+};
+
+TEST_F(ManagerTest, ANodeThatLostItsUnitLeaseCommitsNothingAndTheTakeoverExportsTheUnitOnce) {
+  max_file_bytes_ = 2048;  // several parts
+  // Renews of a unit: before claiming, before writing the claim, before the attempt, before publishing.
+  auto losing = std::make_shared<LosingLeases>(4);
+  leases_ = losing;
+  StartManager();
+  SetNow(1, 1);
+  for (int i = 0; i < 100; ++i) Write("aaa-" + std::to_string(i), At(0, 1));
+  const std::string name = CreateOk(Spec());
+  Status run = manager_->RunDueNow();
+  ASSERT_FALSE(run.ok());
+  EXPECT_EQ(jobs::Classify(run), jobs::Disposition::kSkipped) << run.error().ToString();
+  EXPECT_EQ(losing->lost, 1);
+  EXPECT_EQ(manager_->Get(project_.id, name)->status, PipelineStatus::kActive);
+  // The unit's published state was refused: its generation 1 is not the published one.
+  auto timeline = manager_->Timeline(project_.id, name);
+  ASSERT_TRUE(timeline.ok());
+  ASSERT_FALSE(timeline->empty());
+  EXPECT_EQ(timeline->front().state, TaskState::kFailed);
+  EXPECT_NE(timeline->front().message.find("lost"), std::string::npos) << timeline->front().message;
+
+  // Another node takes over (the first one is gone): the unit is exported again under the next generation,
+  // replacing every file of the first attempt, so the bucket holds exactly one copy.
+  losing->lose_at_ = 0;
+  manager_.reset();
+  auto b = OtherNode("node-b");
+  ASSERT_TRUE(b);
+  clock_.Advance(std::chrono::seconds(6));  // the skipped run is due again after lease_retry
+  ASSERT_TRUE(b->RunDueNow().ok());
+  const std::string dir = std::to_string(project_.id) + "/mp_master_event/2026/11/18";
+  BucketView view = ReadBucket(*bucket_);
+  ASSERT_TRUE(view.manifests.contains(dir));
+  EXPECT_EQ(view.manifests.at(dir).generation, 2u);
+  EXPECT_EQ(view.records[dir].size(), 100u);
+  EXPECT_EQ(InsertIds(view.records[dir]).size(), 100u);
+  EXPECT_TRUE(view.unlisted_data_files.empty()) << view.unlisted_data_files.front();
 }
 
 }  // namespace
