@@ -3,7 +3,7 @@
 #include <sys/mman.h>
 
 #include <atomic>
-#include <cstdlib>
+#include <new>
 #include <utility>
 
 namespace sluice::store::internal {
@@ -53,7 +53,7 @@ class PooledRep final : public rocksdb::MemTableRep {
     if (len > MemtableBlockPool::kBlockBytes) {
       const size_t bytes = (len + MemtableBlockPool::kBlockBytes - 1) & ~(MemtableBlockPool::kBlockBytes - 1);
       char* p = MapAligned(bytes);
-      if (p == nullptr) std::abort();  // as operator new would (RocksDB's arena throws bad_alloc there)
+      if (p == nullptr) throw std::bad_alloc();  // what RocksDB's own arena (operator new) does
       large_.push_back({p, bytes});
       Charge(bytes);
       *buf = p;
@@ -61,7 +61,7 @@ class PooledRep final : public rocksdb::MemTableRep {
     }
     if (len > left_) {
       char* block = pool_->Take();
-      if (block == nullptr) std::abort();
+      if (block == nullptr) throw std::bad_alloc();
       blocks_.push_back(block);
       Charge(MemtableBlockPool::kBlockBytes);
       next_ = block;
