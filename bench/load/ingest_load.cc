@@ -1,6 +1,7 @@
 // Ingest benchmark: starts the real `sluice serve` pinned to one core, then sends pre-built 2000-event gzip
 // batches of realistic ~800-byte events to /import over several loopback connections from this process (on the
-// other core). Prints events/s, MB/s of uncompressed JSON, p50/p99 batch latency, events per server
+// other core). Prints events/s, MB/s of uncompressed JSON, p50/p99 batch latency, the slowest batches with
+// the second they started at, events per server
 // CPU-second (the main figure on a shared machine: wall time depends on the neighbours), server CPU seconds
 // per million events, peak server RSS and the store's write-stall seconds from /metrics.
 //
