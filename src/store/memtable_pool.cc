@@ -17,7 +17,8 @@ char* MapAligned(size_t bytes) {
   void* p = ::mmap(nullptr, bytes + align, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) return nullptr;
   char* raw = static_cast<char*>(p);
-  char* aligned = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(raw) + align - 1) & ~(uintptr_t{align} - 1));
+  char* aligned =
+      reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(raw) + align - 1) & ~(uintptr_t{align} - 1));
   if (aligned > raw) ::munmap(raw, aligned - raw);
   const size_t tail = (raw + bytes + align) - (aligned + bytes);
   if (tail > 0) ::munmap(aligned + bytes, tail);
@@ -41,7 +42,8 @@ using SortedEntries = std::vector<const char*>;
 /// event key's partition and the start of its hash) are read once, in memory order, into a compact array that
 /// sorts inside the cache; only entries whose 16 bytes tie are compared by the memtable's comparator, so the
 /// order is exactly the comparator's.
-SortedEntries SortEntries(const std::vector<const char*>& entries, const rocksdb::MemTableRep::KeyComparator& cmp) {
+SortedEntries SortEntries(const std::vector<const char*>& entries,
+                          const rocksdb::MemTableRep::KeyComparator& cmp) {
   struct Keyed {
     uint64_t k0, k1;
     const char* entry;
@@ -80,17 +82,19 @@ class SortedIterator final : public rocksdb::MemTableRep::Iterator {
   void Next() override { ++pos_; }
   void Prev() override { pos_ = pos_ == 0 ? sorted_->size() : pos_ - 1; }
   void Seek(const rocksdb::Slice& internal_key, const char* memtable_key) override {
-    auto it = memtable_key != nullptr
-                  ? std::lower_bound(sorted_->begin(), sorted_->end(), memtable_key,
-                                     [this](const char* a, const char* b) { return cmp_(a, b) < 0; })
-                  : std::lower_bound(sorted_->begin(), sorted_->end(), internal_key,
-                                     [this](const char* a, const rocksdb::Slice& k) { return cmp_(a, k) < 0; });
+    auto it =
+        memtable_key != nullptr
+            ? std::lower_bound(sorted_->begin(), sorted_->end(), memtable_key,
+                               [this](const char* a, const char* b) { return cmp_(a, b) < 0; })
+            : std::lower_bound(sorted_->begin(), sorted_->end(), internal_key,
+                               [this](const char* a, const rocksdb::Slice& k) { return cmp_(a, k) < 0; });
     pos_ = static_cast<size_t>(it - sorted_->begin());
   }
   void SeekForPrev(const rocksdb::Slice& internal_key, const char* memtable_key) override {
     Seek(internal_key, memtable_key);
     if (!Valid()) SeekToLast();
-    while (Valid() && (memtable_key != nullptr ? cmp_(key(), memtable_key) : cmp_(key(), internal_key)) > 0) Prev();
+    while (Valid() && (memtable_key != nullptr ? cmp_(key(), memtable_key) : cmp_(key(), internal_key)) > 0)
+      Prev();
   }
   void SeekToFirst() override { pos_ = 0; }
   void SeekToLast() override { pos_ = sorted_->empty() ? 0 : sorted_->size() - 1; }
@@ -103,8 +107,9 @@ class SortedIterator final : public rocksdb::MemTableRep::Iterator {
 
 class PooledRep final : public rocksdb::MemTableRep {
  public:
-  PooledRep(std::unique_ptr<rocksdb::MemTableRep> inner, const KeyComparator& cmp, rocksdb::Allocator* allocator,
-            std::shared_ptr<MemtableBlockPool> pool, std::shared_ptr<rocksdb::WriteBufferManager> write_buffers)
+  PooledRep(std::unique_ptr<rocksdb::MemTableRep> inner, const KeyComparator& cmp,
+            rocksdb::Allocator* allocator, std::shared_ptr<MemtableBlockPool> pool,
+            std::shared_ptr<rocksdb::WriteBufferManager> write_buffers)
       : MemTableRep(allocator),
         inner_(std::move(inner)),
         cmp_(cmp),
@@ -245,7 +250,8 @@ class PooledFactory final : public rocksdb::MemTableRepFactory {
 
   using rocksdb::MemTableRepFactory::CreateMemTableRep;
   rocksdb::MemTableRep* CreateMemTableRep(const rocksdb::MemTableRep::KeyComparator& cmp,
-                                          rocksdb::Allocator* allocator, const rocksdb::SliceTransform* transform,
+                                          rocksdb::Allocator* allocator,
+                                          const rocksdb::SliceTransform* transform,
                                           rocksdb::Logger* logger) override {
     std::unique_ptr<rocksdb::MemTableRep> inner(inner_->CreateMemTableRep(cmp, allocator, transform, logger));
     return new PooledRep(std::move(inner), cmp, allocator, pool_, write_buffers_);

@@ -11,19 +11,19 @@
 // The same rep also sorts a read-only memtable for its flush itself (memtable_pool.cc, SortEntries): by the
 // entries' first 16 key bytes in a compact array, instead of VectorRep's std::sort over pointers into 64 MB.
 //
-// The blocks are charged to the store's WriteBufferManager exactly as RocksDB's arena charges its own (reserved
-// while the memtable is mutable, scheduled for release when it becomes immutable, released when it is
-// destroyed), so the memtable budget, the writers' stall and the free-space check see the same numbers.
+// The blocks are charged to the store's WriteBufferManager exactly as RocksDB's arena charges its own
+// (reserved while the memtable is mutable, scheduled for release when it becomes immutable, released when it
+// is destroyed), so the memtable budget, the writers' stall and the free-space check see the same numbers.
 #pragma once
+
+#include <rocksdb/memtablerep.h>
+#include <rocksdb/write_buffer_manager.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <vector>
-
-#include <rocksdb/memtablerep.h>
-#include <rocksdb/write_buffer_manager.h>
 
 namespace sluice::store::internal {
 

@@ -1,20 +1,19 @@
-// Tests of the pooled memtable memory (store/memtable_pool.h): block reuse, the bound on kept blocks, and that
-// the blocks are charged to the WriteBufferManager the way RocksDB's own arena charges memtable memory.
+// Tests of the pooled memtable memory (store/memtable_pool.h): block reuse, the bound on kept blocks, and
+// that the blocks are charged to the WriteBufferManager the way RocksDB's own arena charges memtable memory.
 #include "store/memtable_pool.h"
 
 #include <gtest/gtest.h>
+#include <rocksdb/memtablerep.h>
+#include <rocksdb/slice.h>
+#include <rocksdb/write_buffer_manager.h>
 
-#include <cstring>
 #include <algorithm>
+#include <cstring>
 #include <memory>
 #include <random>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <rocksdb/memtablerep.h>
-#include <rocksdb/slice.h>
-#include <rocksdb/write_buffer_manager.h>
 
 namespace sluice::store::internal {
 namespace {
@@ -89,7 +88,8 @@ TEST(PooledMemTableRep, ChargesTheWriteBufferManagerLikeTheArenaAndRecyclesBlock
   {
     std::unique_ptr<rocksdb::MemTableRep::Iterator> it(rep->GetIterator(nullptr));
     std::string seen;
-    for (it->SeekToFirst(); it->Valid(); it->Next()) seen += rocksdb::GetLengthPrefixedSlice(it->key()).ToString();
+    for (it->SeekToFirst(); it->Valid(); it->Next())
+      seen += rocksdb::GetLengthPrefixedSlice(it->key()).ToString();
     EXPECT_EQ(seen, "abc");
   }
 
@@ -105,8 +105,8 @@ TEST(PooledMemTableRep, ChargesTheWriteBufferManagerLikeTheArenaAndRecyclesBlock
   EXPECT_EQ(wbm->mutable_memtable_memory_usage(), 0u);
 }
 
-
-/// RocksDB's memtable order: user key bytewise ascending, then the 8-byte trailer (sequence, type) descending.
+/// RocksDB's memtable order: user key bytewise ascending, then the 8-byte trailer (sequence, type)
+/// descending.
 class InternalKeys : public rocksdb::MemTableRep::KeyComparator {
  public:
   int operator()(const char* a, const char* b) const override {
@@ -133,8 +133,8 @@ std::string Entry(const std::string& user_key, uint64_t trailer) {
 }
 
 // The flush reads a read-only memtable through the rep's own sort (16-byte key prefixes, the comparator on
-// ties). Its order must be exactly the comparator's: keys sharing 16 or more bytes, keys shorter than 16 bytes
-// and prefixes of each other, and one user key with several sequence numbers.
+// ties). Its order must be exactly the comparator's: keys sharing 16 or more bytes, keys shorter than 16
+// bytes and prefixes of each other, and one user key with several sequence numbers.
 TEST(PooledMemTableRep, ReadOnlyIteratorsFollowTheComparatorExactly) {
   auto pool = std::make_shared<MemtableBlockPool>(4 * kBlock);
   auto factory = NewPooledMemTableRepFactory(std::make_shared<rocksdb::VectorRepFactory>(), pool, nullptr);
@@ -147,9 +147,15 @@ TEST(PooledMemTableRep, ReadOnlyIteratorsFollowTheComparatorExactly) {
   for (int i = 0; i < 3000; ++i) {
     std::string user;
     switch (i % 4) {
-      case 0: user = shared + std::to_string(rng() % 1000); break;
-      case 1: user = std::string(1 + rng() % 5, static_cast<char>('a' + rng() % 3)); break;  // short, prefixes
-      case 2: user = std::string(1 + rng() % 3, '\0') + std::to_string(rng() % 7); break;      // zero bytes
+      case 0:
+        user = shared + std::to_string(rng() % 1000);
+        break;
+      case 1:
+        user = std::string(1 + rng() % 5, static_cast<char>('a' + rng() % 3));
+        break;  // short, prefixes
+      case 2:
+        user = std::string(1 + rng() % 3, '\0') + std::to_string(rng() % 7);
+        break;  // zero bytes
       default: {
         user.resize(8 + rng() % 24);
         for (char& c : user) c = static_cast<char>(rng());
