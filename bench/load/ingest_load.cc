@@ -1,6 +1,7 @@
 // Ingest benchmark: starts the real `sluice serve` pinned to one core, then sends pre-built 2000-event gzip
 // batches of realistic ~800-byte events to /import over several loopback connections from this process (on the
-// other core). Prints events/s, MB/s of uncompressed JSON, p50/p99 batch latency, events per server
+// other core). Prints events/s, MB/s of uncompressed JSON, p50/p99 batch latency, the slowest batches with
+// the second they started at, events per server
 // CPU-second (the main figure on a shared machine: wall time depends on the neighbours), server CPU seconds
 // per million events, peak server RSS and the store's write-stall seconds from /metrics.
 //
@@ -215,6 +216,9 @@ int main(int argc, char** argv) {
   const auto threads_before = ThreadCpuSeconds(pid);
   std::atomic<int64_t> next{0}, failures{0}, imported{0};
   std::vector<std::vector<double>> latencies(args.connections);
+  // (start offset, latency) of every batch: the slowest ones, printed below, say when a batch waited (the first
+  // batches of a fresh server, a memtable switch, a flush) so a p99 can be traced to its cause.
+  std::vector<std::vector<std::pair<double, double>>> timeline(args.connections);
   auto start = SteadyClock::now();
   std::vector<std::thread> clients;
   for (int c = 0; c < args.connections; ++c) {
@@ -225,6 +229,7 @@ int main(int argc, char** argv) {
         auto r = send(*t, "POST", "/import", bodies[b],
                       {{"Authorization", auth}, {"Content-Type", "application/json"}, {"Content-Encoding", "gzip"}});
         latencies[c].push_back(std::chrono::duration<double>(SteadyClock::now() - t0).count());
+        timeline[c].emplace_back(std::chrono::duration<double>(t0 - start).count(), latencies[c].back());
         if (!r.ok() || r->status != 200) {
           if (failures++ < 3) fmt::print(stderr, "batch {} failed: {}\n", b, r.ok() ? r->body : r.error().ToString());
           continue;
@@ -250,6 +255,15 @@ int main(int argc, char** argv) {
   fmt::print("MB/s (uncompressed JSON)  : {:.1f}\n", static_cast<double>(raw_bytes) * (ev / (batches * args.batch)) / wall / 1e6);
   fmt::print("batch latency p50 / p99   : {:.1f} ms / {:.1f} ms\n", pct(0.50) * 1e3, pct(0.99) * 1e3);
   fmt::print("events per server CPU-s   : {:.0f}\n", ev / cpu);
+  {
+    std::vector<std::pair<double, double>> slow;
+    for (auto& t : timeline) slow.insert(slow.end(), t.begin(), t.end());
+    std::sort(slow.begin(), slow.end(), [](auto& a, auto& b) { return a.second > b.second; });
+    fmt::print("slowest batches (start s: ms):");
+    for (size_t i = 0; i < std::min<size_t>(5, slow.size()); ++i)
+      fmt::print(" {:.2f}: {:.0f}", slow[i].first, slow[i].second * 1e3);
+    fmt::print("\n");
+  }
   fmt::print("server CPU s per 1M events: {:.2f}\n", cpu / (ev / 1e6));
   fmt::print("server peak RSS           : {:.0f} MB\n", rss_kb / 1024.0);
   fmt::print("failed batches            : {}\n", failures.load());

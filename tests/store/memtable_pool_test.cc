@@ -1,0 +1,220 @@
+// Tests of the pooled memtable memory (store/memtable_pool.h): block reuse, the bound on kept blocks, and
+// that the blocks are charged to the WriteBufferManager the way RocksDB's own arena charges memtable memory.
+#include "store/memtable_pool.h"
+
+#include <gtest/gtest.h>
+#include <rocksdb/memtablerep.h>
+#include <rocksdb/slice.h>
+#include <rocksdb/write_buffer_manager.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace sluice::store::internal {
+namespace {
+
+constexpr size_t kBlock = MemtableBlockPool::kBlockBytes;
+
+TEST(MemtableBlockPool, ReturnedBlocksAreReusedAndTheFreeListIsBounded) {
+  MemtableBlockPool pool(/*max_free_bytes=*/kBlock);  // keeps one free block
+  char* a = pool.Take();
+  char* b = pool.Take();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(a) % kBlock, 0u) << "blocks are huge-page aligned";
+  std::memset(a, 1, kBlock);  // writable over the whole block
+  std::memset(b, 2, kBlock);
+  pool.Return(a);
+  pool.Return(b);  // beyond the bound: unmapped
+  EXPECT_EQ(pool.stats().free, 1u);
+  char* c = pool.Take();
+  EXPECT_EQ(c, a) << "the kept block is handed out again, already mapped";
+  EXPECT_EQ(pool.stats().mapped, 2u);
+  EXPECT_EQ(pool.stats().reused, 1u);
+  pool.Return(c);
+}
+
+/// Orders memtable keys (varint32 length + bytes) bytewise; enough for the vector rep's sort.
+class BytewiseKeys : public rocksdb::MemTableRep::KeyComparator {
+ public:
+  int operator()(const char* a, const char* b) const override {
+    return rocksdb::GetLengthPrefixedSlice(a).compare(rocksdb::GetLengthPrefixedSlice(b));
+  }
+  int operator()(const char* a, const rocksdb::Slice& key) const override {
+    return rocksdb::GetLengthPrefixedSlice(a).compare(key);
+  }
+};
+
+/// Writes a length-prefixed key (one byte of length: keys here are short) through the rep.
+void AddKey(rocksdb::MemTableRep& rep, const std::string& key) {
+  char* buf = nullptr;
+  rocksdb::KeyHandle h = rep.Allocate(key.size() + 1, &buf);
+  buf[0] = static_cast<char>(key.size());
+  std::memcpy(buf + 1, key.data(), key.size());
+  rep.Insert(h);
+}
+
+TEST(PooledMemTableRep, ChargesTheWriteBufferManagerLikeTheArenaAndRecyclesBlocks) {
+  auto wbm = std::make_shared<rocksdb::WriteBufferManager>(64u << 20);
+  auto pool = std::make_shared<MemtableBlockPool>(4 * kBlock);
+  auto factory = NewPooledMemTableRepFactory(std::make_shared<rocksdb::VectorRepFactory>(), pool, wbm);
+  BytewiseKeys keys;
+
+  std::unique_ptr<rocksdb::MemTableRep> rep(factory->CreateMemTableRep(keys, nullptr, nullptr, nullptr));
+  for (const char* k : {"c", "a", "b"}) AddKey(*rep, k);
+  EXPECT_EQ(wbm->memory_usage(), kBlock);
+  EXPECT_EQ(wbm->mutable_memtable_memory_usage(), kBlock);
+  EXPECT_GE(rep->ApproximateMemoryUsage(), kBlock) << "the memtable's size counts the blocks (flush trigger)";
+
+  // An entry larger than a block gets its own mapping, charged too.
+  {
+    char* buf = nullptr;
+    rep->Allocate(kBlock + 100, &buf);
+    std::memset(buf, 0, kBlock + 100);
+  }
+  EXPECT_EQ(wbm->memory_usage(), kBlock + 2 * kBlock);
+
+  // Immutable: no longer mutable memory, still used.
+  rep->MarkReadOnly();
+  EXPECT_EQ(wbm->mutable_memtable_memory_usage(), 0u);
+  EXPECT_EQ(wbm->memory_usage(), 3 * kBlock);
+
+  // The entries are there, sorted by the inner vector rep.
+  {
+    std::unique_ptr<rocksdb::MemTableRep::Iterator> it(rep->GetIterator(nullptr));
+    std::string seen;
+    for (it->SeekToFirst(); it->Valid(); it->Next())
+      seen += rocksdb::GetLengthPrefixedSlice(it->key()).ToString();
+    EXPECT_EQ(seen, "abc");
+  }
+
+  rep.reset();  // flushed and dropped: memory released, the block kept for the next memtable
+  EXPECT_EQ(wbm->memory_usage(), 0u);
+  EXPECT_EQ(pool->stats().free, 1u);
+
+  std::unique_ptr<rocksdb::MemTableRep> next(factory->CreateMemTableRep(keys, nullptr, nullptr, nullptr));
+  AddKey(*next, "d");
+  EXPECT_EQ(pool->stats().reused, 1u) << "the next memtable writes into the recycled block";
+  next.reset();  // dropped while still mutable (a database closing): all charges released as well
+  EXPECT_EQ(wbm->memory_usage(), 0u);
+  EXPECT_EQ(wbm->mutable_memtable_memory_usage(), 0u);
+}
+
+/// RocksDB's memtable order: user key bytewise ascending, then the 8-byte trailer (sequence, type)
+/// descending.
+class InternalKeys : public rocksdb::MemTableRep::KeyComparator {
+ public:
+  int operator()(const char* a, const char* b) const override {
+    return Compare(rocksdb::GetLengthPrefixedSlice(a), rocksdb::GetLengthPrefixedSlice(b));
+  }
+  int operator()(const char* a, const rocksdb::Slice& key) const override {
+    return Compare(rocksdb::GetLengthPrefixedSlice(a), key);
+  }
+  static int Compare(rocksdb::Slice a, rocksdb::Slice b) {
+    const rocksdb::Slice ua(a.data(), a.size() - 8), ub(b.data(), b.size() - 8);
+    if (int c = ua.compare(ub); c != 0) return c;
+    uint64_t ta = 0, tb = 0;
+    std::memcpy(&ta, a.data() + ua.size(), 8);
+    std::memcpy(&tb, b.data() + ub.size(), 8);
+    return ta > tb ? -1 : ta < tb ? 1 : 0;
+  }
+};
+
+/// A memtable entry: varint32 length (keys here are < 128 bytes: one byte) + user key + 8-byte trailer.
+std::string Entry(const std::string& user_key, uint64_t trailer) {
+  std::string internal = user_key;
+  internal.append(reinterpret_cast<const char*>(&trailer), 8);
+  return std::string(1, static_cast<char>(internal.size())) + internal;
+}
+
+// The flush reads a read-only memtable through the rep's own sort (16-byte key prefixes, the comparator on
+// ties). Its order must be exactly the comparator's: keys sharing 16 or more bytes, keys shorter than 16
+// bytes and prefixes of each other, and one user key with several sequence numbers.
+TEST(PooledMemTableRep, ReadOnlyIteratorsFollowTheComparatorExactly) {
+  auto pool = std::make_shared<MemtableBlockPool>(4 * kBlock);
+  auto factory = NewPooledMemTableRepFactory(std::make_shared<rocksdb::VectorRepFactory>(), pool, nullptr);
+  InternalKeys cmp;
+  std::unique_ptr<rocksdb::MemTableRep> rep(factory->CreateMemTableRep(cmp, nullptr, nullptr, nullptr));
+
+  std::mt19937_64 rng(7);
+  std::vector<std::string> entries;
+  const std::string shared(20, 'p');  // 20 equal leading bytes: the prefix ties, the comparator decides
+  for (int i = 0; i < 3000; ++i) {
+    std::string user;
+    switch (i % 4) {
+      case 0:
+        user = shared + std::to_string(rng() % 1000);
+        break;
+      case 1:
+        user = std::string(1 + rng() % 5, static_cast<char>('a' + rng() % 3));
+        break;  // short, prefixes
+      case 2:
+        user = std::string(1 + rng() % 3, '\0') + std::to_string(rng() % 7);
+        break;  // zero bytes
+      default: {
+        user.resize(8 + rng() % 24);
+        for (char& c : user) c = static_cast<char>(rng());
+      }
+    }
+    entries.push_back(Entry(user, rng() % 4));  // few trailers: equal user keys with different sequences
+  }
+  for (const std::string& e : entries) {
+    char* buf = nullptr;
+    rocksdb::KeyHandle h = rep->Allocate(e.size(), &buf);
+    std::memcpy(buf, e.data(), e.size());
+    rep->Insert(h);
+  }
+  rep->MarkReadOnly();
+
+  std::vector<std::string> expected = entries;
+  std::stable_sort(expected.begin(), expected.end(),
+                   [&](const std::string& a, const std::string& b) { return cmp(a.data(), b.data()) < 0; });
+  std::unique_ptr<rocksdb::MemTableRep::Iterator> it(rep->GetIterator(nullptr));
+  std::vector<std::string> seen;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    seen.emplace_back(it->key(), rocksdb::GetLengthPrefixedSlice(it->key()).size() + 1);
+  }
+  ASSERT_EQ(seen.size(), expected.size());
+  for (size_t i = 1; i < seen.size(); ++i) {
+    ASSERT_LE(cmp(seen[i - 1].data(), seen[i].data()), 0) << "out of order at " << i;
+  }
+  for (size_t i = 0; i < seen.size(); ++i) {
+    ASSERT_EQ(cmp(seen[i].data(), expected[i].data()), 0) << "differs from the comparator's order at " << i;
+  }
+
+  // Seek, SeekForPrev, Prev and SeekToLast agree with that order.
+  const std::string& target = expected[expected.size() / 2];
+  it->Seek(rocksdb::GetLengthPrefixedSlice(target.data()), nullptr);
+  ASSERT_TRUE(it->Valid());
+  EXPECT_EQ(cmp(it->key(), target.data()), 0);
+  it->Seek(rocksdb::Slice(), target.data());
+  ASSERT_TRUE(it->Valid());
+  EXPECT_EQ(cmp(it->key(), target.data()), 0);
+  it->SeekForPrev(rocksdb::GetLengthPrefixedSlice(target.data()), nullptr);
+  ASSERT_TRUE(it->Valid());
+  EXPECT_EQ(cmp(it->key(), target.data()), 0);
+  it->SeekToLast();
+  ASSERT_TRUE(it->Valid());
+  EXPECT_EQ(cmp(it->key(), expected.back().data()), 0);
+  it->Prev();
+  ASSERT_TRUE(it->Valid());
+  EXPECT_EQ(cmp(it->key(), expected[expected.size() - 2].data()), 0);
+  it->SeekToFirst();
+  it->Prev();
+  EXPECT_FALSE(it->Valid());
+  const std::string past = Entry(std::string(40, '\xff'), 0);
+  it->Seek(rocksdb::GetLengthPrefixedSlice(past.data()), nullptr);
+  EXPECT_FALSE(it->Valid());
+  it->SeekForPrev(rocksdb::GetLengthPrefixedSlice(past.data()), nullptr);
+  ASSERT_TRUE(it->Valid());
+  EXPECT_EQ(cmp(it->key(), expected.back().data()), 0);
+  it.reset();
+}
+
+}  // namespace
+}  // namespace sluice::store::internal
