@@ -51,6 +51,7 @@
 #include "common/crypto.h"
 #include "http/transport.h"
 #include "pipeline/compressor.h"
+#include "shared/event_batches.h"
 
 namespace {
 
@@ -101,31 +102,7 @@ Args ParseArgs(int argc, char** argv) {
   return a;
 }
 
-/// ~750 bytes, ~30 properties with a nested object and arrays, like a product-analytics SDK event (the same
-/// shape as bench/load's events).
-std::string RealisticEvent(std::mt19937_64& rng, int64_t seq, int64_t time_s) {
-  static const char* kEvents[] = {"Page Viewed", "Signed Up", "Added To Cart", "Checkout Started",
-                                  "Purchased",   "Search",    "Video Played",  "Share"};
-  static const char* kBrowsers[] = {"Chrome", "Safari", "Firefox", "Edge"};
-  static const char* kOs[] = {"Windows", "Mac OS X", "Linux", "iOS", "Android"};
-  auto r = [&](int n) { return static_cast<int>(rng() % n); };
-  std::string user = fmt::format("user-{:08d}", r(2'000'000));
-  return fmt::format(
-      R"({{"event":"{}","properties":{{"time":{},"distinct_id":"{}","$insert_id":"ins-{:016x}-{:010d}",)"
-      R"("$device_id":"dev-{:012x}","$browser":"{}","$browser_version":{}.0,"$os":"{}","$screen_height":{},)"
-      R"("$screen_width":{},"$current_url":"https://shop.example.com/products/{}?ref=campaign-{}",)"
-      R"("$referrer":"https://www.google.com/","$referring_domain":"www.google.com","$city":"Berlin",)"
-      R"("$region":"Berlin","mp_country_code":"DE","mp_lib":"web","$lib_version":"2.55.1",)"
-      R"("utm_source":"newsletter","utm_medium":"email","utm_campaign":"winter-sale-{}","plan":"pro",)"
-      R"("price":{}.{:02d},"quantity":{},"currency":"EUR","logged_in":{},"experiment_group":"B",)"
-      R"("session_length_s":{},"page_load_ms":{},)"
-      R"("cart":{{"items":{},"value":{}.50,"coupon":"WINTER{}"}},"categories":["shoes","sale","new-{}"],)"
-      R"("feature_flags":["checkout-v2","fast-search"],"ab_bucket":{}}}}})",
-      kEvents[r(8)], time_s, user, static_cast<uint64_t>(rng()), seq,
-      static_cast<uint64_t>(rng() & 0xffffffffffff), kBrowsers[r(4)], 100 + r(30), kOs[r(5)], 600 + r(900),
-      800 + r(1800), r(100000), r(50), r(12), r(500), r(100), 1 + r(5), r(2) ? "true" : "false", r(3600),
-      50 + r(3000), 1 + r(9), r(900), r(99), r(20), r(1000));
-}
+using bench::RealisticEvent;  // shared with bench/cluster (bench/shared/event_batches.h)
 
 /// utime + stime of a process, every thread, in seconds.
 double ProcCpuSeconds(pid_t pid) {
