@@ -20,3 +20,4 @@ run $B/pipeline/bench_export   # 5M events (QUICK=1: 500k), local dir + moto
 run $B/pipeline/bench_export_process --events 300000 --runs $([ "${QUICK:-0}" = "1" ] && echo 1 || echo 3)
 run $B/cloudimport/import_bench --events $(( EVENTS < 2000000 ? EVENTS : 2000000 ))   # gzip NDJSON in moto
 run $B/load/bench_ingest_load --events "$EVENTS" --connections 8 --server-core 0
+run $B/cluster/bench_cluster --nodes 3 --events $([ "${QUICK:-0}" = "1" ] && echo 30000 || echo 300000)  # ClickHouse 1x2 + ZooKeeper
