@@ -1,4 +1,4 @@
-// Shared by the cluster benchmarks: CPU seconds of this process and of a server process, and the ≈800 B JSON
+// Shared by the cluster benchmarks: CPU seconds of this process and of a server process, a server's RSS, and the ≈800 B JSON
 // properties of a benchmark event.
 #pragma once
 
@@ -34,6 +34,19 @@ inline double ProcessCpuSeconds(pid_t pid) {
   }
   return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
+
+// A /proc/PID/status field in kB (e.g. "VmHWM", the peak RSS), -1 when absent.
+inline long ProcessStatusKb(pid_t pid, const std::string& field) {
+  std::ifstream in(fmt::format("/proc/{}/status", pid));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(field + ":", 0) == 0) return std::stol(line.substr(field.size() + 1));
+  }
+  return -1;
+}
+
+// VmHWM := VmRSS from now on (Linux >= 4.0), so the peak of one phase can be read.
+inline void ResetPeakRss(pid_t pid) { std::ofstream(fmt::format("/proc/{}/clear_refs", pid)) << "5"; }
 
 // ≈780 B of JSON properties for event `i`, shaped like an SDK's.
 inline std::string EventProperties(int i) {

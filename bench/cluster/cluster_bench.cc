@@ -45,6 +45,8 @@ namespace {
 
 using namespace sluice;
 using bench::ProcessCpuSeconds;
+using bench::ProcessStatusKb;
+using bench::ResetPeakRss;
 using bench::SelfCpuSeconds;
 using SteadyClock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
@@ -105,18 +107,6 @@ double CpuOf(const std::vector<pid_t>& pids) {
   for (pid_t p : pids) s += ProcessCpuSeconds(p);
   return s;
 }
-
-long StatusKb(pid_t pid, const std::string& field) {
-  std::ifstream in(fmt::format("/proc/{}/status", pid));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(field + ":", 0) == 0) return std::stol(line.substr(field.size() + 1));
-  }
-  return -1;
-}
-
-/// VmHWM := VmRSS from now on (Linux >= 4.0), so the peak of one phase can be read.
-void ResetPeakRss(pid_t pid) { std::ofstream(fmt::format("/proc/{}/clear_refs", pid)) << "5"; }
 
 std::string Slurp(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -297,7 +287,7 @@ int RunEmbedded(const Args& args, const fs::path& dir, const bench::GzipBatches&
   }
   out.cpu_per_million = cpu / (static_cast<double>(r.imported) / 1e6);
   out.events_per_s = static_cast<double>(r.imported) / r.wall;
-  out.peak_rss_kb = StatusKb(pid, "VmHWM");
+  out.peak_rss_kb = ProcessStatusKb(pid, "VmHWM");
   fmt::print(
       "embedded, 1 node: {:.0f} events/s, {:.1f} MB/s, batch p50 / p99 {:.0f} / {:.0f} ms, Sluice CPU {:.2f} "
       "s "
@@ -412,7 +402,7 @@ int main(int argc, char** argv) {
       100 * s_cpu / total, 100 * c_cpu / total, 100 * z_cpu / total, 100 * g_cpu / total, total / r.wall,
       std::thread::hardware_concurrency());
   fmt::print("peak RSS per Sluice node    :");
-  for (pid_t p : sluice_pids) fmt::print(" {:.0f} MB", StatusKb(p, "VmHWM") / 1024.0);
+  for (pid_t p : sluice_pids) fmt::print(" {:.0f} MB", ProcessStatusKb(p, "VmHWM") / 1024.0);
   fmt::print("\n");
   if (!args.skip_embedded) {
     fmt::print(
@@ -479,7 +469,7 @@ int main(int argc, char** argv) {
   fmt::print("CPU s by node / peak RSS    :");
   for (size_t i = 0; i < sluice_pids.size(); ++i) {
     fmt::print(" node{} {:.2f} s {:.0f} MB", i + 1, ProcessCpuSeconds(sluice_pids[i]) - node0[i],
-               StatusKb(sluice_pids[i], "VmHWM") / 1024.0);
+               ProcessStatusKb(sluice_pids[i], "VmHWM") / 1024.0);
   }
   fmt::print("\n");
   fmt::print("load average after: {}", Slurp("/proc/loadavg"));
