@@ -474,16 +474,23 @@ TEST_F(ManagerTest, AnInterruptedAttemptIsCleanedUpAfterARestart) {
   EXPECT_TRUE(view.unlisted_data_files.empty()) << view.unlisted_data_files.front();
 }
 
+// A folder for seeding profiles in tests: each op is the profile's new JSON text.
+class ReplaceFolder final : public store::ProfileFolder {
+ public:
+  store::ProfileFold Fold(const std::optional<std::string>&, std::span<const std::string> ops) const override {
+    store::ProfileFold fold;
+    if (!ops.empty()) {
+      fold.changed = true;
+      fold.profile = ops.back();
+    }
+    return fold;
+  }
+};
+
 TEST_F(ManagerTest, PeopleAndIdentitySnapshotsReplaceThePreviousOne) {
   SetNow(1, 1);
-  std::vector<std::string> ids = {"alice", "bob"};
-  ASSERT_TRUE(store_
-                  ->UpdateProfiles(project_.id, ids,
-                                   [](std::string_view id, std::optional<std::string>& profile) {
-                                     profile = std::string(R"({"$name":")") + std::string(id) + "\"}";
-                                     return store::ProfileAction::kPut;
-                                   })
-                  .ok());
+  std::vector<store::ProfileOps> people = {{"alice", {R"({"$name":"alice"})"}}, {"bob", {R"({"$name":"bob"})"}}};
+  ASSERT_TRUE(store_->ApplyProfileOps(project_.id, {}, people, ReplaceFolder(), nullptr).ok());
   Event e;
   e.name = "Login";
   e.time_us = At(0, 1);
@@ -514,14 +521,8 @@ TEST_F(ManagerTest, PeopleAndIdentitySnapshotsReplaceThePreviousOne) {
   EXPECT_EQ(view.manifests.at(p + "/mp_people_data").partition, "snapshot");
 
   // The next run writes a new snapshot and removes the old one.
-  std::vector<std::string> carol = {"carol"};
-  ASSERT_TRUE(store_
-                  ->UpdateProfiles(project_.id, carol,
-                                   [](std::string_view, std::optional<std::string>& profile) {
-                                     profile = R"({"plan":"pro"})";
-                                     return store::ProfileAction::kPut;
-                                   })
-                  .ok());
+  std::vector<store::ProfileOps> carol = {{"carol", {R"({"plan":"pro"})"}}};
+  ASSERT_TRUE(store_->ApplyProfileOps(project_.id, {}, carol, ReplaceFolder(), nullptr).ok());
   SetNow(2, 0, 30);
   ASSERT_TRUE(manager_->RunDueNow().ok());
   view = ReadBucket(*bucket_);
