@@ -9,6 +9,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "clickhouse/schema.h"
 #include "common/crypto.h"
 #include "common/json_text.h"
 
@@ -168,29 +169,9 @@ Result<std::unique_ptr<ClickHouseProfileStore>> ClickHouseProfileStore::Open(Pro
     }
   }
   // A table left by another program (or an older Sluice) must have every column this version uses.
-  const std::string local_name = options.cluster.empty() ? "profile_ops" : "profile_ops_local";
-  SLUICE_ASSIGN_OR_RETURN(std::string text,
-                          options.client->Query(fmt::format(
-                              "SELECT name FROM system.columns WHERE database = {} AND table = {} FORMAT TSV",
-                              SqlString(options.database), SqlString(local_name))));
-  std::set<std::string> have;
-  for (size_t start = 0; start < text.size();) {
-    size_t nl = text.find('\n', start);
-    if (nl == std::string::npos) nl = text.size();
-    have.insert(text.substr(start, nl - start));
-    start = nl + 1;
-  }
-  std::string missing;
-  for (const char* c : kColumns) {
-    if (!have.count(c)) missing += std::string(missing.empty() ? "" : ", ") + c;
-  }
-  if (!missing.empty()) {
-    return Error(
-        ErrorCode::kPermanent,
-        fmt::format("ClickHouse table {}.{} exists without the columns {}: it was not created by this "
-                    "Sluice version",
-                    options.database, local_name, missing));
-  }
+  SLUICE_TRY(clickhouse::CheckTableColumns(*options.client, options.database,
+                                           options.cluster.empty() ? "profile_ops" : "profile_ops_local",
+                                           {std::begin(kColumns), std::end(kColumns)}));
   return std::unique_ptr<ClickHouseProfileStore>(new ClickHouseProfileStore(std::move(options)));
 }
 

@@ -67,4 +67,10 @@ Status EnsureEventsSchema(Client& client, const EventsSchema& schema);
 /// Appends one event row in the column layout above. `version` must grow for later writes of the same key.
 void AppendEventRow(InsertBody& body, uint32_t project_id, const Event& event, uint64_t version);
 
+/// Checks that the existing table `database`.`table` has every column of `columns` (a table left by another
+/// program or an older Sluice): kPermanent naming the missing ones. For every table of the ClickHouse store
+/// (chstore's profile_ops too). `database` and `table` are plain identifiers.
+Status CheckTableColumns(Client& client, const std::string& database, const std::string& table,
+                         const std::vector<std::string>& columns);
+
 }  // namespace sluice::clickhouse

@@ -2,33 +2,12 @@
 
 #include <fmt/format.h>
 
-#include <array>
 #include <vector>
 
 #include "common/json_text.h"
 
 namespace sluice::ingest {
 namespace {
-
-struct OpName {
-  std::string_view name;
-  ProfileOp op;
-};
-constexpr std::array<OpName, 8> kOpNames = {{{"$set", ProfileOp::kSet},
-                                             {"$set_once", ProfileOp::kSetOnce},
-                                             {"$add", ProfileOp::kAdd},
-                                             {"$union", ProfileOp::kUnion},
-                                             {"$append", ProfileOp::kAppend},
-                                             {"$remove", ProfileOp::kRemove},
-                                             {"$unset", ProfileOp::kUnset},
-                                             {"$delete", ProfileOp::kDelete}}};
-
-std::string_view NameOf(ProfileOp op) {
-  for (const OpName& n : kOpNames) {
-    if (n.op == op) return n.name;
-  }
-  return "$set";
-}
 
 Error Malformed(std::string_view what) {
   return InvalidArgument(fmt::format("encoded profile operation: {}", what));
@@ -38,7 +17,7 @@ Error Malformed(std::string_view what) {
 
 std::string EncodeProfileUpdate(const ProfileUpdate& update, std::string_view request_ip) {
   std::string out = "{\"op\":";
-  AppendJsonString(out, NameOf(update.op));
+  AppendJsonString(out, ProfileOpName(update.op));
   out += ",\"arg\":";
   out += SerializeProfileJson(update.argument);
   out += ",\"time_ms\":";
@@ -62,14 +41,9 @@ Result<DecodedProfileUpdate> DecodeProfileUpdate(std::string_view encoded) {
   DecodedProfileUpdate d;
   const boost::json::value* op = o.if_contains("op");
   std::optional<std::string_view> op_name = op ? ProfileStringValue(*op) : std::nullopt;
-  bool known = false;
-  for (const OpName& n : kOpNames) {
-    if (op_name && *op_name == n.name) {
-      d.update.op = n.op;
-      known = true;
-    }
-  }
+  std::optional<ProfileOp> known = op_name ? ProfileOpFromName(*op_name) : std::nullopt;
   if (!known) return Malformed("'op' is missing or not a profile operation");
+  d.update.op = *known;
   if (const boost::json::value* arg = o.if_contains("arg")) d.update.argument = *arg;
   const boost::json::value* t = o.if_contains("time_ms");
   if (t == nullptr || !t->is_int64()) return Malformed("'time_ms' is missing or not an integer");

@@ -17,6 +17,7 @@
 #include "pipeline/record_encoder.h"
 #include "store/store.h"
 #include "support/api_harness.h"
+#include "support/profile_folders.h"
 
 namespace sluice {
 namespace {
@@ -250,23 +251,10 @@ TEST_F(ProfilesApiTest, AHugeInvalidInsertIdIsNotEchoedWhole) {
   EXPECT_LT(ct.body.size(), 300u);
 }
 
-// A folder for seeding profiles in tests: each op is the profile's new JSON text.
-class ReplaceFolder final : public store::ProfileFolder {
- public:
-  store::ProfileFold Fold(const std::optional<std::string>&, std::span<const std::string> ops) const override {
-    store::ProfileFold fold;
-    if (!ops.empty()) {
-      fold.changed = true;
-      fold.profile = ops.back();
-    }
-    return fold;
-  }
-};
-
 TEST_F(ProfilesApiTest, GroupProfilesAreKeptPerGroupKeyInTheStore) {
   auto put = [&](std::string_view key, std::string id, std::string json) {
     std::vector<store::ProfileOps> changes = {{std::move(id), {std::move(json)}}};
-    return api_.store().ApplyProfileOps(project_id_, key, changes, ReplaceFolder(), nullptr);
+    return api_.store().ApplyProfileOps(project_id_, key, changes, sluice::testing::ReplaceFolder(), nullptr);
   };
   ASSERT_TRUE(put("team", "a", R"({"n":1})").ok());
   ASSERT_TRUE(put("teams", "a", R"({"n":2})").ok());

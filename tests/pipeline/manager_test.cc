@@ -21,6 +21,7 @@
 #include "pipeline/manager.h"
 #include "pipeline/manifest.h"
 #include "store/store.h"
+#include "support/profile_folders.h"
 
 namespace sluice::pipeline {
 namespace {
@@ -474,23 +475,10 @@ TEST_F(ManagerTest, AnInterruptedAttemptIsCleanedUpAfterARestart) {
   EXPECT_TRUE(view.unlisted_data_files.empty()) << view.unlisted_data_files.front();
 }
 
-// A folder for seeding profiles in tests: each op is the profile's new JSON text.
-class ReplaceFolder final : public store::ProfileFolder {
- public:
-  store::ProfileFold Fold(const std::optional<std::string>&, std::span<const std::string> ops) const override {
-    store::ProfileFold fold;
-    if (!ops.empty()) {
-      fold.changed = true;
-      fold.profile = ops.back();
-    }
-    return fold;
-  }
-};
-
 TEST_F(ManagerTest, PeopleAndIdentitySnapshotsReplaceThePreviousOne) {
   SetNow(1, 1);
-  std::vector<store::ProfileOps> people = {{"alice", {R"({"$name":"alice"})"}}, {"bob", {R"({"$name":"bob"})"}}};
-  ASSERT_TRUE(store_->ApplyProfileOps(project_.id, {}, people, ReplaceFolder(), nullptr).ok());
+  std::vector<store::ProfileOps> profiles = {{"alice", {R"({"$name":"alice"})"}}, {"bob", {R"({"$name":"bob"})"}}};
+  ASSERT_TRUE(store_->ApplyProfileOps(project_.id, {}, profiles, sluice::testing::ReplaceFolder(), nullptr).ok());
   Event e;
   e.name = "Login";
   e.time_us = At(0, 1);
@@ -522,7 +510,7 @@ TEST_F(ManagerTest, PeopleAndIdentitySnapshotsReplaceThePreviousOne) {
 
   // The next run writes a new snapshot and removes the old one.
   std::vector<store::ProfileOps> carol = {{"carol", {R"({"plan":"pro"})"}}};
-  ASSERT_TRUE(store_->ApplyProfileOps(project_.id, {}, carol, ReplaceFolder(), nullptr).ok());
+  ASSERT_TRUE(store_->ApplyProfileOps(project_.id, {}, carol, sluice::testing::ReplaceFolder(), nullptr).ok());
   SetNow(2, 0, 30);
   ASSERT_TRUE(manager_->RunDueNow().ok());
   view = ReadBucket(*bucket_);
