@@ -23,48 +23,22 @@
 #include <thread>
 #include <vector>
 
+#include "bench_util.h"
 #include "clickhouse/client.h"
 #include "clickhouse/schema.h"
 #include "support/clickhouse_cluster.h"
 #include "support/zookeeper_server.h"
 
 using namespace sluice;
+using sluice::bench::EventProperties;
+using sluice::bench::ProcessCpuSeconds;
+using sluice::bench::SelfCpuSeconds;
 using sluice::testing::ClickHouseCluster;
 using sluice::testing::ZooKeeperServer;
 
 namespace {
 
 constexpr int kBatch = 2000;
-
-double SelfCpuSeconds() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
-
-// utime + stime of a process in seconds (fields 14 and 15 of /proc/PID/stat).
-double ProcessCpuSeconds(pid_t pid) {
-  std::ifstream in(fmt::format("/proc/{}/stat", pid));
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  size_t close = stat.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::istringstream fields(stat.substr(close + 2));
-  std::string field;
-  unsigned long long utime = 0, stime = 0;
-  for (int i = 3; i <= 15 && fields >> field; ++i) {
-    if (i == 14) utime = std::stoull(field);
-    if (i == 15) stime = std::stoull(field);
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
-std::string Properties(int i) {
-  std::string p = fmt::format(
-      R"({{"$browser":"Chrome","$os":"Linux","plan":"pro","seq":{},"utm_source":"newsletter")", i);
-  int pad = 0;
-  while (p.size() < 780) p += fmt::format(R"(,"attr_{}":"value-{}-{}")", pad++, i % 1000, pad);
-  return p + "}";
-}
 
 http::RequestBody MakeBatch(uint32_t project, int first) {
   clickhouse::InsertBody body;
@@ -74,7 +48,7 @@ http::RequestBody MakeBatch(uint32_t project, int first) {
     e.distinct_id = fmt::format("user-{}", i % 50'000);
     e.time_us = 1'764'979'200'000'000 + int64_t{i} * 37'000;
     e.insert_id = fmt::format("{:016x}", uint64_t(i) * 0x9E3779B97F4A7C15ull);
-    e.properties = Properties(i);
+    e.properties = EventProperties(i);
     clickhouse::AppendEventRow(body, project, e, 1);
   }
   return body.Finish();

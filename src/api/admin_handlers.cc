@@ -173,7 +173,20 @@ http::Response ServiceImpl::HandleListProjects(http::Request& req) {
 }
 
 http::Response ServiceImpl::HandleHealth(http::Request&) {
-  return http::Response::Json(200, R"({"status":"ok"})");
+  // Each part of the store answers for itself (the ClickHouse backend: "store" and "coordination"), so a load
+  // balancer takes a node out while what it depends on is unreachable and an operator sees which part.
+  boost::json::object answer{{"status", "ok"}};
+  bool healthy = true;
+  for (const store::Reachability& r : store_.CheckReachable()) {
+    if (r.status.ok()) {
+      answer[r.part] = "ok";
+    } else {
+      healthy = false;
+      answer[r.part] = r.status.error().message;
+    }
+  }
+  if (!healthy) answer["status"] = "unavailable";
+  return http::Response::Json(healthy ? 200 : 503, boost::json::serialize(answer));
 }
 
 http::Response ServiceImpl::HandleMetrics(http::Request&) {

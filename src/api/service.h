@@ -5,6 +5,7 @@
 // concurrently on the HTTP server's I/O threads.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -38,6 +39,9 @@ struct ServiceOptions {
   pipeline::PipelineManager* pipelines = nullptr;
   /// Cloud Import connectors API (/api/app/projects/{id}/connectors*); null = those routes answer 503.
   cloudimport::ConnectorManager* connectors = nullptr;
+  /// > 0 when other Sluice nodes share the store: how stale this node's view of projects may get (see
+  /// ProjectRegistry). 0 = the embedded store, this process is the only writer.
+  std::chrono::milliseconds project_refresh{0};
 };
 
 class Service {

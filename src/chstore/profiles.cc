@@ -19,25 +19,8 @@ namespace {
 constexpr const char* kColumns[] = {"project_id", "group_key", "profile_id", "version",
                                     "batch_id",   "seq",       "op"};
 
-// A ClickHouse string literal: quotes and backslashes escaped, control bytes as \xHH, so a tenant's id can
-// never end the literal (ids reach SQL only through this).
-std::string SqlString(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 2);
-  out += '\'';
-  for (char c : s) {
-    if (c == '\\' || c == '\'') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-      out += fmt::format("\\x{:02X}", static_cast<unsigned char>(c));
-    } else {
-      out += c;
-    }
-  }
-  out += '\'';
-  return out;
-}
+// Tenant ids reach SQL only as clickhouse::QuoteString literals.
+using clickhouse::QuoteString;
 
 // Reverses the escaping of ClickHouse's TSV output (\\, \t, \n, \', \0, \b, \f, \r).
 std::string TsvUnescape(std::string_view s) {
@@ -179,10 +162,10 @@ Status ClickHouseProfileStore::FoldStored(
     uint32_t project, std::string_view group_key, std::span<const std::string> ids,
     const std::optional<IdRange>& range, const store::ProfileFolder& folder,
     const std::function<bool(std::string_view id, const std::optional<std::string>& profile)>& fn) {
-  const std::string base = fmt::format("project_id = {} AND group_key = {}", project, SqlString(group_key));
+  const std::string base = fmt::format("project_id = {} AND group_key = {}", project, QuoteString(group_key));
   if (range) {
-    return FoldQuery(base + fmt::format(" AND profile_id >= {} AND profile_id <= {}", SqlString(range->first),
-                                        SqlString(range->last)),
+    return FoldQuery(base + fmt::format(" AND profile_id >= {} AND profile_id <= {}",
+                                        QuoteString(range->first), QuoteString(range->last)),
                      folder, fn);
   }
   // IN lists of at most ≈64 KB each: ClickHouse refuses queries over max_query_size (256 KiB by default), and
@@ -204,7 +187,7 @@ Status ClickHouseProfileStore::FoldStored(
   };
   for (std::string_view id : unique) {
     if (!list.empty()) list += ", ";
-    list += SqlString(id);
+    list += QuoteString(id);
     if (list.size() > 64 * 1024) SLUICE_TRY(run());
   }
   return run();
@@ -364,8 +347,8 @@ Status ClickHouseProfileStore::Scan(
   std::optional<std::string> after;
   for (;;) {
     std::string sql = fmt::format("SELECT profile_id FROM {} WHERE project_id = {} AND group_key = {}",
-                                  OpsTable(), project, SqlString(group_key));
-    if (after) sql += " AND profile_id > " + SqlString(*after);
+                                  OpsTable(), project, QuoteString(group_key));
+    if (after) sql += " AND profile_id > " + QuoteString(*after);
     sql += fmt::format(" GROUP BY profile_id ORDER BY profile_id LIMIT {} FORMAT TSV",
                        options_.scan_page_profiles);
     auto text = options_.client->Query(sql);

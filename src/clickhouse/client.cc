@@ -252,7 +252,8 @@ std::string Client::BuildUrl(const HostPort& host, std::string_view query_param,
 }
 
 Result<http::OutboundResponse> Client::Send(std::string_view query_param, http::RequestBody body,
-                                            bool gzip_body, const RequestOptions& options) {
+                                            bool gzip_body, const RequestOptions& options,
+                                            const std::function<bool(std::string_view)>* sink) {
   const auto& hosts = options_.url.hosts;
   if (options.only_host && *options.only_host >= hosts.size()) {
     return InvalidArgument(fmt::format("clickhouse: no replica #{} in the URL", *options.only_host));
@@ -267,6 +268,18 @@ Result<http::OutboundResponse> Client::Send(std::string_view query_param, http::
   auto total_deadline = start + options.timeout.value_or(options_.total_timeout);
   size_t first = options.only_host.value_or(preferred_.load(std::memory_order_relaxed));
   std::optional<Error> last;
+  // Streaming: once a chunk reached the caller's sink, a retry would hand it the same rows twice.
+  bool delivered = false;
+  bool stopped_by_sink = false;
+  std::function<bool(std::string_view)> forward;
+  if (sink) {
+    forward = [&](std::string_view chunk) {
+      delivered = true;
+      if ((*sink)(chunk)) return true;
+      stopped_by_sink = true;
+      return false;
+    };
+  }
   for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
     size_t index = options.only_host ? *options.only_host : (first + attempt) % hosts.size();
     const HostPort& host = hosts[index];
@@ -274,7 +287,9 @@ Result<http::OutboundResponse> Client::Send(std::string_view query_param, http::
     if (now >= total_deadline) break;
     auto deadline = std::min(total_deadline, now + options_.attempt_timeout);
     http::OutboundRequest request{"POST", BuildUrl(host, query_param, options.settings), headers, body};
-    auto response = options_.transport->Send(request, deadline);
+    auto response = sink ? options_.transport->SendStreaming(request, deadline, forward)
+                         : options_.transport->Send(request, deadline);
+    if (!response.ok() && stopped_by_sink) return http::OutboundResponse{200, {}, {}};
     Error error;
     if (response.ok() && response->status / 100 == 2) {
       if (!options.only_host) preferred_.store(index, std::memory_order_relaxed);
@@ -288,7 +303,8 @@ Result<http::OutboundResponse> Client::Send(std::string_view query_param, http::
     }
     // kUnavailable from the transport means the connection never opened: nothing reached the server, so even
     // a non-idempotent request may go to the next replica. An error the server answered with is its answer.
-    bool retry = error.code == ErrorCode::kUnavailable || (options.idempotent && IsRetryable(error.code));
+    bool retry = !delivered &&
+                 (error.code == ErrorCode::kUnavailable || (options.idempotent && IsRetryable(error.code)));
     last = std::move(error);
     if (!retry || attempt + 1 == options_.max_attempts) break;
     // Full jitter under an exponential ceiling; the first failover to another replica is immediate.
@@ -309,6 +325,12 @@ Result<std::string> Client::Query(std::string_view sql, const RequestOptions& op
   SLUICE_ASSIGN_OR_RETURN(auto response,
                           Send({}, http::RequestBody::FromString(std::string(sql)), false, options));
   return std::move(response.body);
+}
+
+Status Client::QueryStreaming(std::string_view sql, const std::function<bool(std::string_view)>& sink,
+                              const RequestOptions& options) {
+  SLUICE_TRY(Send({}, http::RequestBody::FromString(std::string(sql)), false, options, &sink));
+  return OkStatus();
 }
 
 Status Client::Execute(std::string_view sql, const RequestOptions& options) {

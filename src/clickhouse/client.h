@@ -127,6 +127,13 @@ class Client {
   /// Runs a statement and returns the response body (use FORMAT JSONEachRow / TSV in `sql` to pick its
   /// shape).
   Result<std::string> Query(std::string_view sql, const RequestOptions& options = {});
+  /// Runs a read and hands its answer to `sink` chunk by chunk as it arrives, so a large answer (a day of
+  /// events) is never held whole. Retried and failed over like Query only while nothing has reached `sink`;
+  /// a failure after that is returned (the caller discards what it got). `sink` returning false stops the
+  /// read early, which is success. Send `wait_end_of_query=1` in the settings when an error in the middle of
+  /// the answer must become an error status rather than text after the rows.
+  Status QueryStreaming(std::string_view sql, const std::function<bool(std::string_view chunk)>& sink,
+                        const RequestOptions& options = {});
   /// Runs a statement whose answer is not needed (DDL, ALTER, OPTIMIZE).
   Status Execute(std::string_view sql, const RequestOptions& options = {});
   /// INSERT INTO `table` FORMAT JSONEachRow with `body` (finished) as the gzip request body. `table` is
@@ -146,7 +153,8 @@ class Client {
  private:
   explicit Client(ClientOptions options);
   Result<http::OutboundResponse> Send(std::string_view query_param, http::RequestBody body, bool gzip_body,
-                                      const RequestOptions& options);
+                                      const RequestOptions& options,
+                                      const std::function<bool(std::string_view)>* sink = nullptr);
   std::string BuildUrl(const HostPort& host, std::string_view query_param, const Settings& settings) const;
 
   ClientOptions options_;

@@ -17,6 +17,9 @@ constexpr std::string_view kColumnDdl =
     "(project_id UInt32, time DateTime('UTC'), time_us Int64, distinct_id String, name String, "
     "insert_id String, device_id String, user_id String, properties String, version UInt64)";
 
+constexpr const char* kChangesColumns[] = {"project_id", "hour", "version", "rows", "bytes"};
+constexpr const char* kIdentityColumns[] = {"project_id", "device_id", "user_id", "rank"};
+
 std::string OnCluster(const EventsSchema& s) { return s.cluster.empty() ? "" : " ON CLUSTER " + s.cluster; }
 
 // Floor division: events before 1970 keep the second they belong to.
@@ -56,6 +59,44 @@ std::vector<std::string> EventsSchema::Statements() const {
   return out;
 }
 
+std::vector<std::string> EventsSchema::SupportStatements() const {
+  std::vector<std::string> out;
+  auto engine = [&](std::string_view replicated, std::string_view local, std::string_view args) {
+    if (cluster.empty()) return fmt::format("{}({})", replicated.substr(std::string_view("Replicated").size()), args);
+    return fmt::format("{}('/clickhouse/tables/{{shard}}/{}/{}', '{{replica}}'{}{})", replicated, database,
+                       local.substr(local.find('.') + 1), args.empty() ? "" : ", ", args);
+  };
+  auto distributed = [&](const std::string& table, const std::string& local, std::string_view key) {
+    if (cluster.empty()) return;
+    out.push_back(fmt::format("CREATE TABLE IF NOT EXISTS {}{} AS {} ENGINE = Distributed({}, {}, {}, {})", table,
+                              OnCluster(*this), local, cluster, database, local.substr(local.find('.') + 1), key));
+  };
+  // hour = hours since the epoch; 720-hour (30-day) partitions keep the part count low for a tiny table.
+  out.push_back(fmt::format(
+      "CREATE TABLE IF NOT EXISTS {}{} (project_id UInt32, hour UInt32, version UInt64, rows UInt64, bytes "
+      "UInt64) ENGINE = {} PARTITION BY intDiv(hour, 720) ORDER BY (project_id, hour)",
+      ChangesLocalTable(), OnCluster(*this), engine("ReplicatedMergeTree", ChangesLocalTable(), "")));
+  distributed(ChangesTable(), ChangesLocalTable(), "cityHash64(project_id)");
+  out.push_back(fmt::format(
+      "CREATE TABLE IF NOT EXISTS {}{} (project_id UInt32, device_id String, user_id String, rank UInt64) "
+      "ENGINE = {} ORDER BY (project_id, device_id) SETTINGS index_granularity = 1024",
+      IdentityLocalTable(), OnCluster(*this), engine("ReplicatedReplacingMergeTree", IdentityLocalTable(), "rank")));
+  distributed(IdentityTable(), IdentityLocalTable(), "cityHash64(project_id, device_id)");
+  return out;
+}
+
+std::string QuoteString(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 2);
+  out += '\'';
+  for (char c : s) {
+    if (c == '\\' || c == '\'') out += '\\';
+    out += c;
+  }
+  out += '\'';
+  return out;
+}
+
 Result<EventsSchema> DescribeEventsSchema(Client& client) {
   EventsSchema schema;
   schema.database = client.url().database;
@@ -78,20 +119,16 @@ Result<EventsSchema> DescribeEventsSchema(Client& client) {
   return schema;
 }
 
-Status EnsureEventsSchema(Client& client, const EventsSchema& schema) {
-  RequestOptions ddl;
-  // ON CLUSTER waits for every server; a stopped one would hold start-up for 180 s by default.
-  if (!schema.cluster.empty()) ddl.settings.emplace_back("distributed_ddl_task_timeout", "60");
-  for (const std::string& sql : schema.Statements()) {
-    SLUICE_TRY(client.Execute(sql, ddl));
-  }
-  // An existing table from an older Sluice must have every column this version writes.
-  size_t dot = schema.LocalTable().find('.');
+namespace {
+
+template <size_t N>
+Status CheckColumns(Client& client, const std::string& database, const std::string& table,
+                    const char* const (&columns)[N]) {
+  size_t dot = table.find('.');
   SLUICE_ASSIGN_OR_RETURN(
       std::string text,
-      client.Query(
-          fmt::format("SELECT name FROM system.columns WHERE database = '{}' AND table = '{}' FORMAT TSV",
-                      schema.database, schema.LocalTable().substr(dot + 1))));
+      client.Query(fmt::format("SELECT name FROM system.columns WHERE database = '{}' AND table = '{}' FORMAT TSV",
+                               database, table.substr(dot + 1))));
   std::set<std::string> have;
   size_t start = 0;
   while (start < text.size()) {
@@ -101,15 +138,34 @@ Status EnsureEventsSchema(Client& client, const EventsSchema& schema) {
     start = nl + 1;
   }
   std::string missing;
-  for (const char* c : kColumns) {
+  for (const char* c : columns) {
     if (!have.count(c)) missing += std::string(missing.empty() ? "" : ", ") + c;
   }
   if (!missing.empty()) {
     return Error(ErrorCode::kPermanent,
                  fmt::format("ClickHouse table {} exists without the columns {}: it was "
                              "not created by this Sluice version",
-                             schema.LocalTable(), missing));
+                             table, missing));
   }
+  return OkStatus();
+}
+
+}  // namespace
+
+Status EnsureEventsSchema(Client& client, const EventsSchema& schema) {
+  RequestOptions ddl;
+  // ON CLUSTER waits for every server; a stopped one would hold start-up for 180 s by default.
+  if (!schema.cluster.empty()) ddl.settings.emplace_back("distributed_ddl_task_timeout", "60");
+  for (const std::string& sql : schema.Statements()) {
+    SLUICE_TRY(client.Execute(sql, ddl));
+  }
+  for (const std::string& sql : schema.SupportStatements()) {
+    SLUICE_TRY(client.Execute(sql, ddl));
+  }
+  // An existing table from an older Sluice must have every column this version writes.
+  SLUICE_TRY(CheckColumns(client, schema.database, schema.LocalTable(), kColumns));
+  SLUICE_TRY(CheckColumns(client, schema.database, schema.ChangesLocalTable(), kChangesColumns));
+  SLUICE_TRY(CheckColumns(client, schema.database, schema.IdentityLocalTable(), kIdentityColumns));
   return OkStatus();
 }
 

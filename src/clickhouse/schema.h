@@ -52,8 +52,25 @@ struct EventsSchema {
   /// Settings for an insert whose 2xx must mean durable: a synchronous Distributed insert and a majority
   /// quorum of each shard's replicas (none needed with one replica).
   Settings DurableInsertSettings() const;
-  /// The statements EnsureEventsSchema runs, in order (exposed for golden tests and docs).
+  /// The statements EnsureEventsSchema runs first, in order (exposed for golden tests and docs).
   std::vector<std::string> Statements() const;
+
+  // The tables next to the events that the store backend (chstore/events.h) needs; same pattern (a
+  // Replicated* table per server plus a Distributed one with a cluster, else the table itself):
+  // - events_changes: one row per (project, hour) per WriteEvents call with that call's version, row count and
+  //   bytes, inserted after the events; change tracking aggregates it (sum, max(version)) instead of scanning
+  //   events. MergeTree (every row counts), ORDER BY (project_id, hour).
+  // - identity: (project_id, device_id, user_id, rank) where rank = ~version, in a ReplacingMergeTree(rank)
+  //   keyed by (project_id, device_id): the highest rank is the LOWEST version, so the first link written
+  //   wins on every merge, and reads take argMax(user_id, rank). Sharded by (project_id, device_id).
+  std::string ChangesTable() const { return database + ".events_changes"; }
+  std::string ChangesLocalTable() const {
+    return database + (cluster.empty() ? ".events_changes" : ".events_changes_local");
+  }
+  std::string IdentityTable() const { return database + ".identity"; }
+  std::string IdentityLocalTable() const { return database + (cluster.empty() ? ".identity" : ".identity_local"); }
+  /// The statements for events_changes and identity, run by EnsureEventsSchema after Statements().
+  std::vector<std::string> SupportStatements() const;
 };
 
 /// The schema for `url`, with `replicas_per_shard` read from system.clusters when a cluster is named.
@@ -61,11 +78,17 @@ struct EventsSchema {
 Result<EventsSchema> DescribeEventsSchema(Client& client);
 
 /// Creates database and tables if absent (safe to run on every start, on every node, concurrently), then
-/// checks that an existing table has the expected columns (kPermanent naming the missing ones otherwise).
+/// checks that every existing table has the expected columns (kPermanent naming the missing ones otherwise).
+/// Tables added by a later Sluice (events_changes, identity) are created on an older database: that is the
+/// migration.
 Status EnsureEventsSchema(Client& client, const EventsSchema& schema);
 
 /// Appends one event row in the column layout above. `version` must grow for later writes of the same key.
 void AppendEventRow(InsertBody& body, uint32_t project_id, const Event& event, uint64_t version);
+
+/// `s` as a ClickHouse single-quoted string literal (quotes included; backslash and quote escaped, bytes
+/// otherwise as they are), for values that cannot be query parameters on 18.16.
+std::string QuoteString(std::string_view s);
 
 /// Checks that the existing table `database`.`table` has every column of `columns` (a table left by another
 /// program or an older Sluice): kPermanent naming the missing ones. For every table of the ClickHouse store

@@ -110,9 +110,9 @@ class ComposedStore final : public Store {
 
   // Operations.
   uint64_t ApproximateSizeBytes() override { return p_.size_bytes ? p_.size_bytes() : 0; }
-  Status CheckReachable() override {
-    SLUICE_TRY(Open());
-    return p_.check_reachable ? p_.check_reachable() : OkStatus();
+  std::vector<Reachability> CheckReachable() override {
+    if (Status open = Open(); !open.ok()) return {{"store", open}};
+    return p_.check_reachable ? p_.check_reachable() : Store::CheckReachable();
   }
   Status Close() override {
     // Reverse order of construction: metadata last, as the other parts may have been opened against it.

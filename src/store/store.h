@@ -120,6 +120,12 @@ class ProfileFolder {
   virtual ProfileFold Fold(const std::optional<std::string>& current, std::span<const std::string> ops) const = 0;
 };
 
+/// One part of a store and whether it answers (Store::CheckReachable).
+struct Reachability {
+  std::string part;
+  Status status;
+};
+
 // The store is split by concern so a backend can be composed of parts that live in different systems (the
 // ClickHouse backend keeps events and profiles in ClickHouse, projects and metadata in ZooKeeper): EventStore
 // (events, change tracking, the identity map written with them), ProfileStore (user and group profiles),
@@ -242,9 +248,10 @@ class Store : public EventStore, public ProfileStore, public MetaStore {
   virtual double StallSeconds() { return 0; }
   /// Approximate on-disk size (SST + WAL + blobs), for /metrics.
   virtual uint64_t ApproximateSizeBytes() = 0;
-  /// Whether the systems the store lives in answer now (for /healthz): OK, or kUnavailable naming the part
-  /// that does not answer (never a credential). The embedded store is always reachable once open.
-  virtual Status CheckReachable() { return OkStatus(); }
+  /// Whether each system the store lives in answers now, for /healthz: one entry per part ("store", and
+  /// "coordination" for the ClickHouse backend), OK or an error that says what to check (never a credential).
+  /// The embedded store is always reachable once open.
+  virtual std::vector<Reachability> CheckReachable() { return {{"store", OkStatus()}}; }
   /// Flushes memtables and closes cleanly; further calls fail. Also done by the destructor.
   virtual Status Close() = 0;
 };
@@ -255,8 +262,8 @@ struct StoreParts {
   std::unique_ptr<EventStore> events;
   std::unique_ptr<ProfileStore> profiles;
   std::unique_ptr<MetaStore> meta;
-  /// Answers CheckReachable(); nullptr = always reachable.
-  std::function<Status()> check_reachable;
+  /// Answers CheckReachable(); nullptr = {"store": OK}.
+  std::function<std::vector<Reachability>()> check_reachable;
   /// Approximate bytes at rest, for /metrics; nullptr = 0.
   std::function<uint64_t()> size_bytes;
 };

@@ -9,7 +9,9 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 
+#include "api/project_registry.h"
 #include "api/service.h"
 #include "common/clock.h"
 #include "common/compression.h"
@@ -640,6 +642,47 @@ TEST_F(RateLimitedApiTest, TrackStoresNothingWhenAnyProjectOfTheRequestIsLimited
                     {{"Content-Type", "application/json"}});
   EXPECT_EQ(mixed.status, 429) << mixed.body;
   EXPECT_TRUE(ExportAll().empty());
+}
+
+
+// Several nodes sharing one store (issue 13): a node's registry follows projects created and changed through
+// another node's registry once its view is older than the refresh interval or a lookup misses; the embedded
+// store's registry (interval 0) never reloads.
+TEST(ProjectRegistryTest, ASharedStoreViewFollowsProjectsOfOtherNodes) {
+  const auto dir = std::filesystem::temp_directory_path() / ("sluice-registry-" + RandomHex(64));
+  {
+    auto store = store::Store::Open(dir);
+    ASSERT_TRUE(store.ok()) << store.error().ToString();
+    api::ProjectRegistry node_a(**store, std::chrono::milliseconds(40));
+    api::ProjectRegistry node_b(**store, std::chrono::milliseconds(40));
+    api::ProjectRegistry embedded(**store);
+    ASSERT_TRUE(node_a.Load().ok());
+    ASSERT_TRUE(node_b.Load().ok());
+    ASSERT_TRUE(embedded.Load().ok());
+
+    auto created = node_a.Create("made-on-a");
+    ASSERT_TRUE(created.ok()) << created.error().ToString();
+    std::this_thread::sleep_for(std::chrono::milliseconds(15));  // past a quarter of the interval: a miss reloads
+    auto by_token = node_b.ByToken(created->token);
+    ASSERT_TRUE(by_token.has_value());
+    EXPECT_EQ(by_token->id, created->id);
+    EXPECT_TRUE(node_b.BySecret(created->api_secret.Reveal()).has_value());
+    EXPECT_FALSE(embedded.ByToken(created->token).has_value());
+
+    // A change through node B is seen by node A once its view is older than the interval.
+    ASSERT_TRUE(node_b.UpdateProject(created->id, {.external_id = std::string("ext-from-b")}).ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    auto seen = node_a.ById(created->id);
+    ASSERT_TRUE(seen.has_value());
+    EXPECT_EQ(seen->external_id, "ext-from-b");
+    // Node A now refuses that external ID for another project, as one node would.
+    auto other = node_a.Create("other");
+    ASSERT_TRUE(other.ok());
+    EXPECT_FALSE(node_a.UpdateProject(other->id, {.external_id = std::string("ext-from-b")}).ok());
+    // Unknown tokens answer "no such project" without a reload per request (at most one per interval/4).
+    for (int i = 0; i < 1000; ++i) EXPECT_FALSE(node_b.ByToken("no-such-token-" + std::to_string(i)).has_value());
+  }
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

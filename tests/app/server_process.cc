@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <thread>
 
@@ -89,6 +90,10 @@ std::string ServerProcess::admin_token() const {
   std::ifstream in(dir_ / "admin-token");
   std::string token;
   std::getline(in, token);
+  // Nodes of a shared store (and any server started with SLUICE_ADMIN_TOKEN) write no admin-token file.
+  if (token.empty()) {
+    if (const char* env = std::getenv("SLUICE_ADMIN_TOKEN")) token = env;
+  }
   return token;
 }
 

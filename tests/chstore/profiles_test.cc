@@ -20,6 +20,7 @@
 #include "ingest/profile_ops.h"
 #include "store/store.h"
 #include "support/clickhouse_cluster.h"
+#include "support/clickhouse_environment.h"
 #include "support/zookeeper_environment.h"
 
 namespace sluice::chstore {
@@ -63,35 +64,12 @@ std::string WithoutCluster(std::string url) { return url.substr(0, url.find('?')
 
 // ---- The loopback cluster, shared by every suite of the binary ----
 
-// Started after ZooKeeper and stopped before it (gtest tears environments down in reverse order), so the
-// servers are stopped by PID and their temp dir removed when the binary ends.
-class ClusterEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    ASSERT_NE(ZooKeeperEnvironment::server(), nullptr) << "ZooKeeper did not start";
-    testing::ClickHouseClusterOptions o;
-    o.shards = 1;
-    o.replicas = 2;
-    auto ch = ClickHouseCluster::Start(o, ZooKeeperEnvironment::server()->HostPort());
-    ASSERT_TRUE(ch.ok()) << ch.error().ToString();
-    Slot() = std::move(ch).value();
-  }
-  void TearDown() override { Slot().reset(); }
-  static ClickHouseCluster* cluster() { return Slot().get(); }
-
- private:
-  static std::unique_ptr<ClickHouseCluster>& Slot() {
-    static std::unique_ptr<ClickHouseCluster> slot;
-    return slot;
-  }
-};
-
 const ::testing::Environment* const kZooKeeper =
     ::testing::AddGlobalTestEnvironment(new ZooKeeperEnvironment());
 const ::testing::Environment* const kClickHouse =
-    ::testing::AddGlobalTestEnvironment(new ClusterEnvironment());
+    ::testing::AddGlobalTestEnvironment(new testing::ClickHouseClusterEnvironment());
 
-ClickHouseCluster* Cluster() { return ClusterEnvironment::cluster(); }
+ClickHouseCluster* Cluster() { return testing::ClickHouseClusterEnvironment::cluster(); }
 
 struct Node {
   std::shared_ptr<clickhouse::Client> client;

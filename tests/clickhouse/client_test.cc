@@ -29,10 +29,19 @@ class ScriptedTransport : public http::HttpTransport {
     script.pop_front();
     return next;
   }
+  // A 2xx body goes to the sink in 4-byte chunks; status 0 streams its body and then fails as a connection
+  // reset in the middle of the answer would.
   Result<http::OutboundResponse> SendStreaming(const http::OutboundRequest& request,
                                                std::chrono::steady_clock::time_point deadline,
-                                               const std::function<bool(std::string_view)>&) override {
-    return Send(request, deadline);
+                                               const std::function<bool(std::string_view)>& sink) override {
+    auto r = Send(request, deadline);
+    if (!r.ok() || (r->status / 100 != 2 && r->status != 0)) return r;
+    for (size_t at = 0; at < r->body.size(); at += 4) {
+      if (!sink(std::string_view(r->body).substr(at, 4))) return Error(ErrorCode::kCancelled, "sink stopped");
+    }
+    if (r->status == 0) return Error(ErrorCode::kTransient, "connection reset by peer");
+    r->body.clear();
+    return r;
   }
 };
 
@@ -71,6 +80,49 @@ TEST(ClickHouseClient, QuerySendsSqlAsBodyAndSettingsAsParameters) {
   EXPECT_EQ(req.url, "http://127.0.0.1:8123/?max_execution_time=5");
   EXPECT_EQ(*req.body.data, "SELECT 1 FORMAT TSV");
   EXPECT_TRUE(req.headers.empty());  // no credentials configured, no gzip
+}
+
+TEST(ClickHouseClient, QueryStreamingHandsTheAnswerOverInChunksAndStopsWhenAsked) {
+  Fixture f;
+  f.transport->script.push_back(Answer(200, "abcdefghij"));
+  std::string got;
+  ASSERT_TRUE(f.client->QueryStreaming("SELECT x FORMAT RowBinary", [&](std::string_view c) {
+    got += c;
+    return true;
+  }).ok());
+  EXPECT_EQ(got, "abcdefghij");
+  f.transport->script.push_back(Answer(200, "abcdefghij"));
+  got.clear();
+  ASSERT_TRUE(f.client->QueryStreaming("SELECT x", [&](std::string_view c) {
+    got += c;
+    return false;  // enough
+  }).ok());
+  EXPECT_EQ(got, "abcd");
+}
+
+TEST(ClickHouseClient, QueryStreamingFailsOverOnlyBeforeTheFirstChunk) {
+  Fixture f;
+  // A replica that cannot answer now: retried on the other replica, nothing delivered yet.
+  f.transport->script.push_back(Answer(500, "Code: 285, e.displayText() = DB::Exception: Too few live replicas"));
+  f.transport->script.push_back(Answer(200, "rows"));
+  std::string got;
+  ASSERT_TRUE(f.client->QueryStreaming("SELECT x", [&](std::string_view c) {
+    got += c;
+    return true;
+  }).ok());
+  EXPECT_EQ(got, "rows");
+  EXPECT_EQ(f.transport->sent.size(), 2u);
+  EXPECT_NE(f.HostOf(0), f.HostOf(1));
+  // Reset after part of the answer reached the caller: a retry would hand the same rows over twice.
+  f.transport->script.push_back(Answer(0, "partial"));
+  got.clear();
+  auto st = f.client->QueryStreaming("SELECT x", [&](std::string_view c) {
+    got += c;
+    return true;
+  });
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(got, "partial");
+  EXPECT_EQ(f.transport->sent.size(), 3u);
 }
 
 TEST(ClickHouseClient, InsertSendsGzipJsonEachRowWithQueryInUrl) {
@@ -302,6 +354,29 @@ TEST(EventsSchema, StatementsForAClusterAndForOneServer) {
   EXPECT_NE(sql[1].find("ENGINE = ReplacingMergeTree(version)"), std::string::npos);
   EXPECT_EQ(single.EventsTable(), single.LocalTable());
   EXPECT_TRUE(single.DurableInsertSettings().empty());
+
+  auto support = clustered.SupportStatements();
+  ASSERT_EQ(support.size(), 4u);
+  EXPECT_NE(support[0].find("CREATE TABLE IF NOT EXISTS sluice.events_changes_local ON CLUSTER c"),
+            std::string::npos);
+  EXPECT_NE(support[0].find("ReplicatedMergeTree('/clickhouse/tables/{shard}/sluice/events_changes_local', "
+                            "'{replica}')"),
+            std::string::npos)
+      << support[0];
+  EXPECT_NE(support[1].find("Distributed(c, sluice, events_changes_local, cityHash64(project_id))"),
+            std::string::npos);
+  EXPECT_NE(support[2].find("ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/sluice/identity_local', "
+                            "'{replica}', rank)"),
+            std::string::npos)
+      << support[2];
+  EXPECT_NE(support[3].find("Distributed(c, sluice, identity_local, cityHash64(project_id, device_id))"),
+            std::string::npos);
+  support = single.SupportStatements();
+  ASSERT_EQ(support.size(), 2u);
+  EXPECT_NE(support[0].find("sluice.events_changes (project_id UInt32"), std::string::npos);
+  EXPECT_NE(support[0].find("ENGINE = MergeTree() PARTITION BY"), std::string::npos) << support[0];
+  EXPECT_NE(support[1].find("ENGINE = ReplacingMergeTree(rank)"), std::string::npos) << support[1];
+  EXPECT_EQ(QuoteString("it's \\ x"), "'it\\'s \\\\ x'");
 
   EventsSchema three{"sluice", "c", 3};
   EXPECT_EQ(three.DurableInsertSettings().back().second, "2");  // a majority of 3
