@@ -87,20 +87,14 @@ class NullEventStore final : public store::Store {
     return std::vector<store::PartitionInfo>{};
   }
   uint64_t LastChangeSeq() const override { return 0; }
-  Status UpdateProfiles(uint32_t, std::span<const std::string>,
-                        const std::function<store::ProfileAction(std::string_view, std::optional<std::string>&)>&)
-      override {
+  Status ApplyProfileOps(uint32_t, std::string_view, std::span<const store::ProfileOps>, const store::ProfileFolder&,
+                         std::vector<store::ProfileOpRefusal>*) override {
     return OkStatus();
   }
   Result<std::optional<std::string>> GetProfile(uint32_t, std::string_view) override {
     return std::optional<std::string>();
   }
   Status ScanProfiles(uint32_t, const std::function<bool(std::string_view, std::string_view)>&) override {
-    return OkStatus();
-  }
-  Status UpdateGroupProfiles(
-      uint32_t, std::string_view, std::span<const std::string>,
-      const std::function<store::ProfileAction(std::string_view, std::optional<std::string>&)>&) override {
     return OkStatus();
   }
   Result<std::optional<std::string>> GetGroupProfile(uint32_t, std::string_view, std::string_view) override {

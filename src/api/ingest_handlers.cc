@@ -15,6 +15,7 @@
 #include "api/service_impl.h"
 #include "common/compression.h"
 #include "common/crypto.h"
+#include "ingest/profile_ops.h"
 
 namespace sluice::api {
 namespace {
@@ -361,23 +362,27 @@ http::Response ServiceImpl::HandleProfileUpdates(http::Request& req, bool groups
   const size_t parse_errors = errors.size();
   for (auto& [set_key, set] : by_set) {
     const auto& [project_id, group_key] = set_key;
-    auto mutate = [&](std::string_view id, std::optional<std::string>& profile) {
-      const auto& updates = set.by_id.at(std::string(id));
-      ingest::ProfileEdit edit = ingest::ApplyProfileUpdates(profile, updates, ip);
-      for (const ingest::ProfileRefusal& r : edit.refused) {
-        errors.push_back(
-            {.index = parsed->update_indexes[static_cast<size_t>(updates[r.update] - parsed->updates.data())],
-             .field = r.field,
-             .message = fmt::format("{} '{}': {}", groups ? "group" : "profile", ingest::Echo(id), r.message),
-             .reason = r.reason});
-      }
-      if (!edit.changed) return store::ProfileAction::kKeep;
-      if (!edit.profile) return profile ? store::ProfileAction::kDelete : store::ProfileAction::kKeep;
-      profile = std::move(edit.profile);
-      return store::ProfileAction::kPut;
-    };
-    Status s = groups ? store_.UpdateGroupProfiles(project_id, group_key, set.ids, mutate)
-                      : store_.UpdateProfiles(project_id, set.ids, mutate);
+    // The updates travel to the store as data (ingest/profile_ops.h), so a store shared by several nodes can
+    // apply them without a read-modify-write race.
+    std::vector<store::ProfileOps> changes;
+    changes.reserve(set.ids.size());
+    for (const std::string& id : set.ids) {
+      store::ProfileOps& change = changes.emplace_back();
+      change.id = id;
+      for (const ingest::ProfileUpdate* u : set.by_id.at(id)) change.ops.push_back(ingest::EncodeProfileUpdate(*u, ip));
+    }
+    std::vector<store::ProfileOpRefusal> refusals;
+    Status s = store_.ApplyProfileOps(project_id, groups ? std::string_view(group_key) : std::string_view(),
+                                      changes, ingest::ProfileUpdateFolder(), &refusals);
+    for (const store::ProfileOpRefusal& r : refusals) {
+      const auto& updates = set.by_id.at(changes[r.change].id);
+      errors.push_back(
+          {.index = parsed->update_indexes[static_cast<size_t>(updates[r.op] - parsed->updates.data())],
+           .field = r.field,
+           .message = fmt::format("{} '{}': {}", groups ? "group" : "profile", ingest::Echo(changes[r.change].id),
+                                  r.message),
+           .reason = r.reason});
+    }
     if (!s.ok()) {
       spdlog::error("{} updates for project {} failed: {}", endpoint, project_id, s.error().ToString());
       metrics_->profile_updates.WithLabels({"store_error"}).Inc(set.ids.size());

@@ -1,6 +1,7 @@
 // `sluice serve`: open the store, load or mint the admin token, start the HTTP(S) server, drain on SIGTERM/SIGINT.
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <climits>
 #include <cstdlib>
@@ -27,6 +28,10 @@
 #include "common/crypto.h"
 #include "common/log.h"
 #include "http/server.h"
+#include "chstore/open.h"
+#include "coord/session.h"
+#include "ingest/profile_ops.h"
+#include "jobs/lease.h"
 #include "store/store.h"
 
 namespace sluice::app {
@@ -52,6 +57,12 @@ struct ServeFlags {
   std::vector<std::string> allow_azure_endpoints;
   std::string ca_bundle;
   std::string gcp_credentials;
+  std::string store_url;         // empty = the embedded RocksDB store in --data-dir
+  std::string coordination_url;  // required with a clickhouse:// store
+  std::string clickhouse_user;
+  std::string clickhouse_password_file;
+  std::string node_id;
+  int coordination_session_timeout_s = 10;
 };
 
 /// 128 bits: a 32-character token is the shortest whose hex form carries that much randomness; anything
@@ -122,6 +133,52 @@ Status CheckStoreNotMissing(const std::filesystem::path& dir) {
   return OkStatus();
 }
 
+/// HOSTNAME:PORT of --listen: unique per node of one deployment, readable in lease holders and logs.
+std::string DefaultNodeId(const std::string& listen) {
+  char host[256] = {};
+  if (::gethostname(host, sizeof(host) - 1) != 0 || host[0] == 0) std::snprintf(host, sizeof(host), "sluice");
+  const auto colon = listen.rfind(':');
+  return fmt::format("{}:{}-{}", host, colon == std::string::npos ? listen : listen.substr(colon + 1), ::getpid());
+}
+
+struct OpenedStore {
+  std::unique_ptr<store::Store> store;
+  /// The coordination session of a shared store (leases of the job runner); null for the embedded store.
+  std::shared_ptr<coord::Session> coordination;
+};
+
+/// The embedded RocksDB store in DIR/store, or the shared ClickHouse + ZooKeeper store of --store and
+/// --coordination.
+Result<OpenedStore> OpenStore(const ServeFlags& f, const std::filesystem::path& dir,
+                              std::shared_ptr<http::HttpTransport> transport) {
+  if (f.store_url.empty()) {
+    SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<store::Store> embedded, store::Store::Open(dir / "store"));
+    return OpenedStore{std::move(embedded), nullptr};
+  }
+  chstore::ClusterStoreOptions options;
+  options.store_url = f.store_url;
+  options.coordination_url = f.coordination_url;
+  options.transport = std::move(transport);
+  options.clickhouse_user = f.clickhouse_user;
+  if (!f.clickhouse_password_file.empty()) {
+    std::ifstream in(f.clickhouse_password_file);
+    std::string password;
+    if (!in || !std::getline(in, password)) {
+      return InvalidArgument(fmt::format("--clickhouse-password-file {}: cannot read a password from it",
+                                         f.clickhouse_password_file));
+    }
+    options.clickhouse_password = Secret(password);
+  } else if (const char* env = std::getenv("SLUICE_CLICKHOUSE_PASSWORD"); env && *env) {
+    options.clickhouse_password = Secret(env);
+  }
+  static const ingest::ProfileUpdateFolder folder;  // stateless; outlives the store
+  options.profile_folder = &folder;
+  options.session_timeout = std::chrono::seconds(f.coordination_session_timeout_s);
+  SLUICE_ASSIGN_OR_RETURN(chstore::ClusterStore opened, chstore::OpenClusterStore(options));
+  spdlog::info("store: ClickHouse {}; coordination: {}", f.store_url, f.coordination_url);
+  return OpenedStore{std::move(opened.store), std::move(opened.coordination)};
+}
+
 int Serve(const ServeFlags& f) {
   InitLogging(f.log_level);
   auto endpoint = ParseHostPort(f.listen);
@@ -137,9 +194,35 @@ int Serve(const ServeFlags& f) {
     return 1;
   }
   ::chmod(dir.c_str(), 0700);
-  if (auto s = CheckStoreNotMissing(dir); !s.ok()) {
-    spdlog::error("{}", s.error().message);
-    return 1;
+  // --store and --coordination go together: the ClickHouse store's projects, pipeline state and leases live
+  // in the coordination service, and the embedded store is one node's (nothing to coordinate).
+  const bool shared_store = !f.store_url.empty();
+  if (shared_store && f.coordination_url.empty()) {
+    spdlog::error("--store {} needs --coordination zookeeper://HOST:PORT[,HOST:PORT...][/CHROOT]: the ZooKeeper "
+                  "or ClickHouse Keeper ensemble every Sluice node shares (projects, pipeline state, leases)",
+                  f.store_url);
+    return 2;
+  }
+  if (!shared_store && !f.coordination_url.empty()) {
+    spdlog::error("--coordination is for several nodes sharing a ClickHouse store: give --store "
+                  "clickhouse://HOST:PORT[,HOST:PORT...]/DB[?cluster=NAME] too, or drop --coordination to use "
+                  "the embedded store in {}",
+                  dir.string());
+    return 2;
+  }
+  // Every node of a shared store must accept the same admin token: it comes from the environment (the same
+  // secret given to each node), never from a node's own data dir.
+  if (shared_store && (std::getenv("SLUICE_ADMIN_TOKEN") == nullptr || *std::getenv("SLUICE_ADMIN_TOKEN") == 0)) {
+    spdlog::error("with --store clickhouse://... set SLUICE_ADMIN_TOKEN to the same secret (at least {} "
+                  "characters, e.g. `openssl rand -hex 32`) on every Sluice node",
+                  kMinAdminTokenChars);
+    return 2;
+  }
+  if (!shared_store) {
+    if (auto s = CheckStoreNotMissing(dir); !s.ok()) {
+      spdlog::error("{}", s.error().message);
+      return 1;
+    }
   }
   auto admin_token = LoadOrCreateAdminToken(dir);
   if (!admin_token.ok()) {
@@ -184,17 +267,18 @@ int Serve(const ServeFlags& f) {
   for (const auto& allowed : azure_endpoint_policy->allowed()) {
     spdlog::info("tenants may name the Azure blob endpoint {}", allowed);
   }
-  auto store = store::Store::Open(dir / "store");
-  if (!store.ok()) {
-    spdlog::error("cannot open the store: {}", store.error().message);
-    return 1;
-  }
   // Shared by the API and the background managers: one /metrics registry, one outbound HTTP transport
   // (connection and TLS session cache) and Sluice's own AWS identity, which signs every AssumeRole call.
   MetricsRegistry metrics;
   http::TransportOptions transport_options;
   transport_options.ca_bundle = f.ca_bundle;  // "" = the system's CA store
   std::shared_ptr<http::HttpTransport> transport = http::MakeCurlTransport(transport_options);
+  auto opened = OpenStore(f, dir, transport);
+  if (!opened.ok()) {
+    spdlog::error("cannot open the store: {}", opened.error().message);
+    return 1;
+  }
+  Result<std::unique_ptr<store::Store>> store(std::move(opened->store));
   aws::DefaultChainOptions chain;
   chain.transport = transport;
   std::shared_ptr<aws::CredentialsProvider> own_credentials = aws::MakeDefaultCredentialsChain(chain);
@@ -209,6 +293,8 @@ int Serve(const ServeFlags& f) {
   api::ServiceOptions service_options{.admin_token = *admin_token,
                                       .rate_limit_bytes_per_minute = f.rate_limit,
                                       .metrics = &metrics};
+  // Other nodes create and change projects in a shared store: this node's view follows within 2 s.
+  if (opened->coordination) service_options.project_refresh = std::chrono::seconds(2);
   // [pipelines] and [cloud import] managers are created here and handed to the service.
   // The operator's named static S3 credentials (POST /api/app/credentials), for pipelines and imports.
   auto static_credentials = std::make_shared<const storage_access::StaticCredentialRegistry>(**store);
@@ -230,6 +316,14 @@ int Serve(const ServeFlags& f) {
   pipeline_options.schedule.max_sync_age_days = f.pipeline_max_sync_age_days;
   pipeline_options.max_concurrent_runs = f.pipeline_runs;
   pipeline_options.unit_parallelism = f.pipeline_unit_parallelism;
+  // Units of work (a partition export, a connector run) are taken under leases: in-process on the embedded
+  // store, in the coordination service when nodes share a ClickHouse store, so a dead node's unit is taken over
+  // once its session expires (--coordination-session-timeout).
+  std::shared_ptr<jobs::LeaseService> leases =
+      opened->coordination ? jobs::MakeZooKeeperLeaseService(opened->coordination) : nullptr;
+  const std::string node_id = f.node_id.empty() ? DefaultNodeId(f.listen) : f.node_id;
+  pipeline_options.leases = leases;
+  pipeline_options.node_id = node_id;
   auto pipelines = pipeline::Pipelines::Create(pipeline_options);
   if (!pipelines.ok()) {
     spdlog::error("cannot load pipelines: {}", pipelines.error().message);
@@ -239,6 +333,8 @@ int Serve(const ServeFlags& f) {
   cloudimport::ConnectorManager::Options import_options{
       .store = store->get(), .metrics = &metrics, .transport = transport, .own_credentials = own_credentials};
   import_options.max_concurrent_runs = f.import_runs;
+  import_options.leases = leases;
+  import_options.node_id = node_id;
   cloudimport::SourceContext source_context{.own_credentials = own_credentials,
                                             .google_identity = *google_identity,
                                             .transport = transport,
@@ -368,6 +464,26 @@ void RegisterServeCommand(CLI::App& app, int& exit_code) {
   cmd->add_option("--gcp-credentials", flags->gcp_credentials,
                   "Sluice's Google service-account JSON key (default: GOOGLE_APPLICATION_CREDENTIALS, else the "
                   "GCE/GKE metadata server)");
+  cmd->add_option("--store", flags->store_url,
+                  "Where events, profiles and metadata live: without it, the embedded store in --data-dir (one "
+                  "node); clickhouse://HOST:PORT[,HOST:PORT...]/DB[?cluster=NAME] = ClickHouse's HTTP interface "
+                  "shared by several Sluice nodes (the hosts are replicas to fail over between; cluster = the "
+                  "remote_servers name for ON CLUSTER DDL and the Distributed table). Needs --coordination and "
+                  "SLUICE_ADMIN_TOKEN");
+  cmd->add_option("--coordination", flags->coordination_url,
+                  "zookeeper://HOST:PORT[,HOST:PORT...][/CHROOT]: the ZooKeeper or ClickHouse Keeper ensemble "
+                  "shared by every node of a clickhouse:// --store (projects, pipeline and connector state, leases)");
+  cmd->add_option("--clickhouse-user", flags->clickhouse_user, "ClickHouse user for --store (default: default)");
+  cmd->add_option("--clickhouse-password-file", flags->clickhouse_password_file,
+                  "File holding the ClickHouse password for --store (else SLUICE_CLICKHOUSE_PASSWORD; never logged)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--coordination-session-timeout", flags->coordination_session_timeout_s,
+                  "Seconds the coordination service keeps a silent node's session: a dead node's export and import "
+                  "work is taken over this long after it died")
+      ->capture_default_str()
+      ->check(CLI::Range(2, 120));
+  cmd->add_option("--node-id", flags->node_id,
+                  "This node's name in leases and logs (default: HOSTNAME:PORT of --listen)");
   cmd->callback([flags, &exit_code] {
     if (flags->tls_cert.empty() != flags->tls_key.empty()) {
       throw CLI::ValidationError("--tls-cert and --tls-key", "must be given together");

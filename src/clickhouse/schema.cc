@@ -196,4 +196,27 @@ void AppendEventRow(InsertBody& body, uint32_t project_id, const Event& event, u
   body.AppendRow(row);
 }
 
+Status CheckTableColumns(Client& client, const std::string& database, const std::string& table,
+                         const std::vector<std::string>& columns) {
+  SLUICE_ASSIGN_OR_RETURN(
+      std::string text,
+      client.Query(fmt::format("SELECT name FROM system.columns WHERE database = '{}' AND table = '{}' FORMAT TSV",
+                               database, table)));
+  std::set<std::string, std::less<>> have;
+  for (size_t start = 0; start < text.size();) {
+    size_t nl = text.find('\n', start);
+    if (nl == std::string::npos) nl = text.size();
+    have.insert(text.substr(start, nl - start));
+    start = nl + 1;
+  }
+  std::string missing;
+  for (const std::string& c : columns) {
+    if (!have.count(c)) missing += (missing.empty() ? "" : ", ") + c;
+  }
+  if (missing.empty()) return OkStatus();
+  return Error(ErrorCode::kPermanent, fmt::format("ClickHouse table {}.{} exists without the columns {}: it was "
+                                                  "not created by this Sluice version",
+                                                  database, table, missing));
+}
+
 }  // namespace sluice::clickhouse

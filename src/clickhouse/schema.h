@@ -90,4 +90,10 @@ void AppendEventRow(InsertBody& body, uint32_t project_id, const Event& event, u
 /// otherwise as they are), for values that cannot be query parameters on 18.16.
 std::string QuoteString(std::string_view s);
 
+/// Checks that the existing table `database`.`table` has every column of `columns` (a table left by another
+/// program or an older Sluice): kPermanent naming the missing ones. For every table of the ClickHouse store
+/// (chstore's profile_ops too). `database` and `table` are plain identifiers.
+Status CheckTableColumns(Client& client, const std::string& database, const std::string& table,
+                         const std::vector<std::string>& columns);
+
 }  // namespace sluice::clickhouse

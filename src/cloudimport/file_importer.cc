@@ -11,6 +11,7 @@
 #include "cloudimport/line_reader.h"
 #include "cloudimport/records.h"
 #include "ingest/ingest.h"
+#include "ingest/profile_ops.h"
 
 namespace sluice::cloudimport {
 namespace {
@@ -225,16 +226,16 @@ class Batcher {
     // Refused updates are dropped like invalid lines (the file goes on); ApplyProfileUpdates never loses what
     // is stored.
     std::vector<std::pair<const ingest::ProfileUpdate*, std::string>> refused;
-    SLUICE_TRY(store_.UpdateProfiles(
-        spec_.project_id, ids, [&](std::string_view distinct_id, std::optional<std::string>& profile) {
-          const auto& mine = by_id.at(std::string(distinct_id));
-          ingest::ProfileEdit edit = ingest::ApplyProfileUpdates(profile, mine);
-          for (const auto& r : edit.refused) refused.emplace_back(mine[r.update], r.message);
-          if (!edit.changed) return store::ProfileAction::kKeep;
-          if (!edit.profile) return profile ? store::ProfileAction::kDelete : store::ProfileAction::kKeep;
-          profile = std::move(edit.profile);
-          return store::ProfileAction::kPut;
-        }));
+    std::vector<store::ProfileOps> changes;
+    changes.reserve(ids.size());
+    for (const std::string& id : ids) {
+      store::ProfileOps& change = changes.emplace_back();
+      change.id = id;
+      for (const ingest::ProfileUpdate* u : by_id.at(id)) change.ops.push_back(ingest::EncodeProfileUpdate(*u));
+    }
+    std::vector<store::ProfileOpRefusal> refusals;
+    SLUICE_TRY(store_.ApplyProfileOps(spec_.project_id, {}, changes, ingest::ProfileUpdateFolder(), &refusals));
+    for (const auto& r : refusals) refused.emplace_back(by_id.at(changes[r.change].id)[r.op], r.message);
     for (const auto& [u, message] : refused)
       Drop(lines_[records[static_cast<size_t>(u - updates.data())]], message);
     progress_.events_imported += updates.size() - refused.size();

@@ -807,4 +807,18 @@ ProfileEdit ApplyProfileUpdates(const std::optional<std::string>& stored,
   return edit;
 }
 
+std::string_view ProfileOpName(ProfileOp op) {
+  for (const OpName& n : kOps) {
+    if (n.op == op) return n.name;
+  }
+  return "$set";  // unreachable: kOps names every operation
+}
+
+std::optional<ProfileOp> ProfileOpFromName(std::string_view name) {
+  for (const OpName& n : kOps) {
+    if (n.name == name) return n.op;
+  }
+  return std::nullopt;
+}
+
 }  // namespace sluice::ingest

@@ -129,6 +129,10 @@ std::string DeriveInsertId(std::string_view name, std::string_view distinct_id, 
 // ---- /engage ------------------------------------------------------------------------------------------------
 
 enum class ProfileOp { kSet, kSetOnce, kAdd, kUnion, kAppend, kRemove, kUnset, kDelete };
+/// The operation's /engage name ("$add").
+std::string_view ProfileOpName(ProfileOp op);
+/// The operation an /engage name ("$add") stands for; nullopt for any other text.
+std::optional<ProfileOp> ProfileOpFromName(std::string_view name);
 
 struct ProfileUpdate {
   std::string token;

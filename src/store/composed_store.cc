@@ -48,11 +48,10 @@ class ComposedStore final : public Store {
   }
 
   // Profiles.
-  Status UpdateProfiles(
-      uint32_t project, std::span<const std::string> distinct_ids,
-      const std::function<ProfileAction(std::string_view, std::optional<std::string>&)>& mutate) override {
+  Status ApplyProfileOps(uint32_t project, std::string_view group_key, std::span<const ProfileOps> changes,
+                         const ProfileFolder& folder, std::vector<ProfileOpRefusal>* refused) override {
     SLUICE_TRY(Open());
-    return p_.profiles->UpdateProfiles(project, distinct_ids, mutate);
+    return p_.profiles->ApplyProfileOps(project, group_key, changes, folder, refused);
   }
   Result<std::optional<std::string>> GetProfile(uint32_t project, std::string_view distinct_id) override {
     SLUICE_TRY(Open());
@@ -62,12 +61,6 @@ class ComposedStore final : public Store {
                       const std::function<bool(std::string_view, std::string_view)>& fn) override {
     SLUICE_TRY(Open());
     return p_.profiles->ScanProfiles(project, fn);
-  }
-  Status UpdateGroupProfiles(
-      uint32_t project, std::string_view group_key, std::span<const std::string> group_ids,
-      const std::function<ProfileAction(std::string_view, std::optional<std::string>&)>& mutate) override {
-    SLUICE_TRY(Open());
-    return p_.profiles->UpdateGroupProfiles(project, group_key, group_ids, mutate);
   }
   Result<std::optional<std::string>> GetGroupProfile(uint32_t project, std::string_view group_key,
                                                      std::string_view group_id) override {

@@ -575,17 +575,25 @@ class RocksStore final : public Store {
 
   // ---- Profiles -------------------------------------------------------------------------------------------
 
-  Status UpdateProfiles(
-      uint32_t project, std::span<const std::string> distinct_ids,
-      const std::function<ProfileAction(std::string_view distinct_id, std::optional<std::string>& profile)>&
-          mutate) override {
-    if (distinct_ids.empty()) return OkStatus();
+  Status ApplyProfileOps(uint32_t project, std::string_view group_key, std::span<const ProfileOps> changes,
+                         const ProfileFolder& folder, std::vector<ProfileOpRefusal>* refused) override {
+    if (changes.empty()) return OkStatus();
     std::shared_lock life(life_mu_);
     if (closed_) return ClosedError(dir_);
-    return MutateProfiles(
-        project, distinct_ids, kProfiles, [&](std::string_view id) { return std::string(id); },
-        [&](std::string_view id) { return internal::ProjectKey(project, id); }, mutate, "reading a profile",
-        "writing profiles");
+    if (group_key.empty()) {
+      return MutateProfiles(
+          project, changes, kProfiles, [&](std::string_view id) { return std::string(id); },
+          [&](std::string_view id) { return internal::ProjectKey(project, id); }, folder, refused,
+          "reading a profile", "writing profiles");
+    }
+    // Group profiles are kept in the metadata column family (codec.h kGroupProfileNamespace) and locked with
+    // the profile stripes.
+    auto key_of = [&](std::string_view id) {
+      return internal::MetaKey(internal::kGroupProfileNamespace,
+                               internal::GroupProfileKey(project, group_key, id));
+    };
+    return MutateProfiles(project, changes, kMeta, key_of, key_of, folder, refused, "reading a group profile",
+                          "writing group profiles");
   }
 
   Result<std::optional<std::string>> GetProfile(uint32_t project, std::string_view distinct_id) override {
@@ -601,21 +609,6 @@ class RocksStore final : public Store {
 
   // ---- Group profiles -------------------------------------------------------------------------------------
   // Kept in the metadata column family (codec.h kGroupProfileNamespace) and locked with the profile stripes.
-
-  Status UpdateGroupProfiles(
-      uint32_t project, std::string_view group_key, std::span<const std::string> group_ids,
-      const std::function<ProfileAction(std::string_view group_id, std::optional<std::string>& profile)>&
-          mutate) override {
-    if (group_ids.empty()) return OkStatus();
-    std::shared_lock life(life_mu_);
-    if (closed_) return ClosedError(dir_);
-    auto key_of = [&](std::string_view id) {
-      return internal::MetaKey(internal::kGroupProfileNamespace,
-                               internal::GroupProfileKey(project, group_key, id));
-    };
-    return MutateProfiles(project, group_ids, kMeta, key_of, key_of, mutate, "reading a group profile",
-                          "writing group profiles");
-  }
 
   Result<std::optional<std::string>> GetGroupProfile(uint32_t project, std::string_view group_key,
                                                      std::string_view group_id) override {
@@ -782,20 +775,20 @@ class RocksStore final : public Store {
     return "write-ahead logs " + (wals.empty() ? std::string("(none)") : wals);
   }
 
-  /// The read-modify-write of UpdateProfiles and UpdateGroupProfiles: the profiles of `ids` (store key
-  /// `key_of(id)` in column `column`) are read, handed to `mutate` in order, and the changed ones written in one
+  /// The read-modify-write of ApplyProfileOps: the profiles of the changes' ids (store key `key_of(id)` in
+  /// column `column`) are read, folded with their operations in order, and the changed ones written in one
   /// batch. Every profile stripe involved (chosen by `stripe_key_of(id)`) is locked once, in ascending order,
   /// so two calls with overlapping profiles acquire their common stripes in the same order and cannot
-  /// deadlock. An id listed twice sees its first update. Caller holds life_mu_ shared.
+  /// deadlock. An id listed twice folds its second change onto its first's result. Caller holds life_mu_
+  /// shared.
   template <typename KeyOf, typename StripeKeyOf>
-  Status MutateProfiles(
-      uint32_t project, std::span<const std::string> ids, Cf column, const StripeKeyOf& stripe_key_of,
-      const KeyOf& key_of,
-      const std::function<ProfileAction(std::string_view id, std::optional<std::string>& profile)>& mutate,
-      std::string_view what_read, std::string_view what_write) {
+  Status MutateProfiles(uint32_t project, std::span<const ProfileOps> changes, Cf column,
+                        const StripeKeyOf& stripe_key_of, const KeyOf& key_of, const ProfileFolder& folder,
+                        std::vector<ProfileOpRefusal>* refused, std::string_view what_read,
+                        std::string_view what_write) {
     std::vector<size_t> stripes;
-    stripes.reserve(ids.size());
-    for (const std::string& id : ids) stripes.push_back(StripeOf(project, stripe_key_of(id)));
+    stripes.reserve(changes.size());
+    for (const ProfileOps& change : changes) stripes.push_back(StripeOf(project, stripe_key_of(change.id)));
     std::sort(stripes.begin(), stripes.end());
     stripes.erase(std::unique(stripes.begin(), stripes.end()), stripes.end());
     std::vector<std::unique_lock<std::mutex>> locks;
@@ -808,7 +801,8 @@ class RocksStore final : public Store {
     };
     std::unordered_map<std::string_view, Slot> slots;
     std::vector<std::string_view> order;  // first-seen order, for a deterministic batch
-    for (const std::string& id : ids) {
+    for (size_t c = 0; c < changes.size(); ++c) {
+      const std::string& id = changes[c].id;
       auto it = slots.find(id);
       if (it == slots.end()) {
         SLUICE_ASSIGN_OR_RETURN(auto current, GetString(column, key_of(id), what_read));
@@ -816,19 +810,16 @@ class RocksStore final : public Store {
         order.push_back(id);
       }
       Slot& slot = it->second;
-      std::optional<std::string> working = slot.profile;
-      switch (mutate(id, working)) {
-        case ProfileAction::kKeep:
-          break;  // in-place changes are discarded: kKeep means "nothing to persist"
-        case ProfileAction::kPut:
-          slot.profile = std::move(working);  // a kPut of nullopt deletes
-          slot.dirty = true;
-          break;
-        case ProfileAction::kDelete:
-          slot.profile.reset();
-          slot.dirty = true;
-          break;
+      ProfileFold fold = folder.Fold(slot.profile, changes[c].ops);
+      if (refused != nullptr) {
+        for (ProfileOpRefusal& r : fold.refused) {
+          r.change = c;
+          refused->push_back(std::move(r));
+        }
       }
+      if (!fold.changed || (!fold.profile && !slot.profile)) continue;
+      slot.profile = std::move(fold.profile);  // nullopt deletes
+      slot.dirty = true;
     }
     rocksdb::WriteBatch batch;
     for (std::string_view id : order) {

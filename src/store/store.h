@@ -82,14 +82,49 @@ struct StoreOptions {
   std::function<bool()> fail_apply_for_testing;
 };
 
+// ---- Profile operations -------------------------------------------------------------------------------------
+// Profile updates travel to the store as data, not as a read-modify-write callback: a backend shared by several
+// nodes (ClickHouse) appends them to a log and folds the log when a profile is read, so two nodes updating one
+// profile at once never lose an update ($add, $union). The store never interprets an operation: the
+// ProfileFolder (implemented by ingest, which the store must not depend on) does.
+
+/// One profile's operations in one call: its id (distinct_id, or group_id for group profiles) and its
+/// operations in the order they apply, each encoded by the folder's module (ingest: one ProfileUpdate as JSON).
+struct ProfileOps {
+  std::string id;
+  std::vector<std::string> ops;
+};
+
+/// An operation a fold did not apply, and why.
+struct ProfileOpRefusal {
+  size_t change = 0;  // index into ApplyProfileOps' `changes` (the store sets it; a folder leaves 0)
+  size_t op = 0;      // index into that change's ops
+  std::string field;  // e.g. "$add.score", "profile"
+  std::string message;
+  std::string reason;  // short stable label, e.g. "number_out_of_range", "profile_too_large"
+};
+
+/// What folding some operations into a profile gives.
+struct ProfileFold {
+  bool changed = false;                // false: the profile stays as it was
+  std::optional<std::string> profile;  // when changed: the new JSON text, nullopt = no profile (deleted)
+  std::vector<ProfileOpRefusal> refused;
+};
+
+/// Applies encoded profile operations. Must be a pure function of its arguments (a backend folds the same
+/// operations again at read time, on any node) and thread-safe.
+class ProfileFolder {
+ public:
+  virtual ~ProfileFolder() = default;
+  /// Applies `ops` (one call's operations of one profile, in order) to `current` (nullopt = no profile).
+  virtual ProfileFold Fold(const std::optional<std::string>& current, std::span<const std::string> ops) const = 0;
+};
+
 /// One part of a store and whether it answers (Store::CheckReachable).
 struct Reachability {
   std::string part;
   Status status;
 };
-
-/// Decision of a profile mutation callback.
-enum class ProfileAction { kKeep, kPut, kDelete };
 
 // The store is split by concern so a backend can be composed of parts that live in different systems (the
 // ClickHouse backend keeps events and profiles in ClickHouse, projects and metadata in ZooKeeper): EventStore
@@ -150,13 +185,16 @@ class ProfileStore {
   virtual ~ProfileStore() = default;
 
   // ---- Profiles -------------------------------------------------------------------------------------------
-  /// Read-modify-write of several profiles under per-profile locks, committed in one synced batch. `mutate`
-  /// is called once per distinct_id in order, with the current profile JSON (nullopt when none) which it may
-  /// change in place; the returned action says what to persist.
-  virtual Status UpdateProfiles(
-      uint32_t project, std::span<const std::string> distinct_ids,
-      const std::function<ProfileAction(std::string_view distinct_id, std::optional<std::string>& profile)>&
-          mutate) = 0;
+  /// Applies each change's operations in order with `folder`, to the user profiles of `project` (`group_key`
+  /// empty) or to the group profiles of (project, group_key); changes naming the same id apply one after the
+  /// other. The operations not applied are appended to `refused` (when not null) with their change and op
+  /// index. Returns after the result is durable. The embedded store folds under per-profile locks and
+  /// commits one synced batch, so the report is exact; a shared backend stores the operations and folds them
+  /// in order at read time (the stored result is exact), and computes the report against the profile as read
+  /// at write time (best effort when other nodes write the same profile at once).
+  virtual Status ApplyProfileOps(uint32_t project, std::string_view group_key,
+                                 std::span<const ProfileOps> changes, const ProfileFolder& folder,
+                                 std::vector<ProfileOpRefusal>* refused) = 0;
   virtual Result<std::optional<std::string>> GetProfile(uint32_t project, std::string_view distinct_id) = 0;
   /// Every profile of the project, ascending by distinct_id; `fn` returns false to stop.
   virtual Status ScanProfiles(
@@ -164,11 +202,7 @@ class ProfileStore {
       const std::function<bool(std::string_view distinct_id, std::string_view json)>& fn) = 0;
 
   // ---- Group profiles (/groups) ---------------------------------------------------------------------------
-  /// As UpdateProfiles, for the group profiles of (project, group_key), keyed by group_id.
-  virtual Status UpdateGroupProfiles(
-      uint32_t project, std::string_view group_key, std::span<const std::string> group_ids,
-      const std::function<ProfileAction(std::string_view group_id, std::optional<std::string>& profile)>&
-          mutate) = 0;
+  /// Group profiles are written by ApplyProfileOps with a non-empty group_key.
   virtual Result<std::optional<std::string>> GetGroupProfile(uint32_t project, std::string_view group_key,
                                                              std::string_view group_id) = 0;
   /// Every group profile of (project, group_key), ascending by group_id; `fn` returns false to stop.

@@ -17,6 +17,7 @@
 #include "pipeline/record_encoder.h"
 #include "store/store.h"
 #include "support/api_harness.h"
+#include "support/profile_folders.h"
 
 namespace sluice {
 namespace {
@@ -252,12 +253,8 @@ TEST_F(ProfilesApiTest, AHugeInvalidInsertIdIsNotEchoedWhole) {
 
 TEST_F(ProfilesApiTest, GroupProfilesAreKeptPerGroupKeyInTheStore) {
   auto put = [&](std::string_view key, std::string id, std::string json) {
-    std::vector<std::string> ids{std::move(id)};
-    return api_.store().UpdateGroupProfiles(project_id_, key, ids,
-                                       [&](std::string_view, std::optional<std::string>& profile) {
-                                         profile = json;
-                                         return store::ProfileAction::kPut;
-                                       });
+    std::vector<store::ProfileOps> changes = {{std::move(id), {std::move(json)}}};
+    return api_.store().ApplyProfileOps(project_id_, key, changes, sluice::testing::ReplaceFolder(), nullptr);
   };
   ASSERT_TRUE(put("team", "a", R"({"n":1})").ok());
   ASSERT_TRUE(put("teams", "a", R"({"n":2})").ok());

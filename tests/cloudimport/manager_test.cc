@@ -680,11 +680,9 @@ class FlakyProjectStore : public store::Store {
     return inner_.ChangedPartitions(project, after_seq);
   }
   uint64_t LastChangeSeq() const override { return inner_.LastChangeSeq(); }
-  Status UpdateProfiles(
-      uint32_t project, std::span<const std::string> ids,
-      const std::function<store::ProfileAction(std::string_view, std::optional<std::string>&)>& mutate)
-      override {
-    return inner_.UpdateProfiles(project, ids, mutate);
+  Status ApplyProfileOps(uint32_t project, std::string_view group_key, std::span<const store::ProfileOps> changes,
+                         const store::ProfileFolder& folder, std::vector<store::ProfileOpRefusal>* refused) override {
+    return inner_.ApplyProfileOps(project, group_key, changes, folder, refused);
   }
   Result<std::optional<std::string>> GetProfile(uint32_t project, std::string_view id) override {
     return inner_.GetProfile(project, id);
@@ -699,12 +697,6 @@ class FlakyProjectStore : public store::Store {
   Status ScanIdentity(uint32_t project,
                       const std::function<bool(std::string_view, std::string_view)>& fn) override {
     return inner_.ScanIdentity(project, fn);
-  }
-  Status UpdateGroupProfiles(
-      uint32_t project, std::string_view group_key, std::span<const std::string> group_ids,
-      const std::function<store::ProfileAction(std::string_view, std::optional<std::string>&)>& mutate)
-      override {
-    return inner_.UpdateGroupProfiles(project, group_key, group_ids, mutate);
   }
   Result<std::optional<std::string>> GetGroupProfile(uint32_t project, std::string_view group_key,
                                                      std::string_view group_id) override {

@@ -22,6 +22,7 @@
 #include "pipeline/manager.h"
 #include "pipeline/manifest.h"
 #include "store/store.h"
+#include "support/profile_folders.h"
 
 namespace sluice::pipeline {
 namespace {
@@ -497,14 +498,8 @@ TEST_F(ManagerTest, AnInterruptedAttemptIsCleanedUpAfterARestart) {
 
 TEST_F(ManagerTest, PeopleAndIdentitySnapshotsReplaceThePreviousOne) {
   SetNow(1, 1);
-  std::vector<std::string> ids = {"alice", "bob"};
-  ASSERT_TRUE(store_
-                  ->UpdateProfiles(project_.id, ids,
-                                   [](std::string_view id, std::optional<std::string>& profile) {
-                                     profile = std::string(R"({"$name":")") + std::string(id) + "\"}";
-                                     return store::ProfileAction::kPut;
-                                   })
-                  .ok());
+  std::vector<store::ProfileOps> profiles = {{"alice", {R"({"$name":"alice"})"}}, {"bob", {R"({"$name":"bob"})"}}};
+  ASSERT_TRUE(store_->ApplyProfileOps(project_.id, {}, profiles, sluice::testing::ReplaceFolder(), nullptr).ok());
   Event e;
   e.name = "Login";
   e.time_us = At(0, 1);
@@ -535,14 +530,8 @@ TEST_F(ManagerTest, PeopleAndIdentitySnapshotsReplaceThePreviousOne) {
   EXPECT_EQ(view.manifests.at(p + "/mp_people_data").partition, "snapshot");
 
   // The next run writes a new snapshot and removes the old one.
-  std::vector<std::string> carol = {"carol"};
-  ASSERT_TRUE(store_
-                  ->UpdateProfiles(project_.id, carol,
-                                   [](std::string_view, std::optional<std::string>& profile) {
-                                     profile = R"({"plan":"pro"})";
-                                     return store::ProfileAction::kPut;
-                                   })
-                  .ok());
+  std::vector<store::ProfileOps> carol = {{"carol", {R"({"plan":"pro"})"}}};
+  ASSERT_TRUE(store_->ApplyProfileOps(project_.id, {}, carol, sluice::testing::ReplaceFolder(), nullptr).ok());
   SetNow(2, 0, 30);
   ASSERT_TRUE(manager_->RunDueNow().ok());
   view = ReadBucket(*bucket_);

@@ -434,12 +434,34 @@ TEST_F(StoreTest, IdentityFirstWinsUnderConcurrentWriters) {
   }
 }
 
-// Increments {"n":N} as text; enough JSON for a test.
-ProfileAction Increment(std::optional<std::string>& profile) {
-  int n = 0;
-  if (profile) n = std::stoi(profile->substr(5));
-  profile = "{\"n\":" + std::to_string(n + 1) + "}";
-  return ProfileAction::kPut;
+// A folder for store tests: "inc" increments {"n":N} (as text; enough JSON for a test), "del" deletes the
+// profile, "bad" is refused and changes nothing.
+class CounterFolder final : public ProfileFolder {
+ public:
+  ProfileFold Fold(const std::optional<std::string>& current, std::span<const std::string> ops) const override {
+    ProfileFold fold;
+    std::optional<std::string> p = current;
+    for (size_t i = 0; i < ops.size(); ++i) {
+      if (ops[i] == "inc") {
+        const int n = p ? std::stoi(p->substr(5)) : 0;
+        p = "{\"n\":" + std::to_string(n + 1) + "}";
+      } else if (ops[i] == "del") {
+        p.reset();
+      } else {
+        fold.refused.push_back({.op = i, .field = "record", .message = "not an op", .reason = "bad"});
+        continue;
+      }
+      fold.changed = true;
+    }
+    if (fold.changed) fold.profile = std::move(p);
+    return fold;
+  }
+};
+
+std::vector<ProfileOps> Changes(const std::vector<std::string>& ids, std::vector<std::string> ops = {"inc"}) {
+  std::vector<ProfileOps> changes;
+  for (const std::string& id : ids) changes.push_back({id, ops});
+  return changes;
 }
 
 TEST_F(StoreTest, ProfileReadModifyWriteIsAtomicUnderConcurrency) {
@@ -452,10 +474,7 @@ TEST_F(StoreTest, ProfileReadModifyWriteIsAtomicUnderConcurrency) {
       std::vector<std::string> ids = {"shared", "p" + std::to_string(t), "other"};
       if (t % 2 == 1) std::reverse(ids.begin(), ids.end());
       for (int i = 0; i < kIncrements; ++i) {
-        ASSERT_TRUE(store_
-                        ->UpdateProfiles(1, ids,
-                                         [](std::string_view, std::optional<std::string>& p) { return Increment(p); })
-                        .ok());
+        ASSERT_TRUE(store_->ApplyProfileOps(1, {}, Changes(ids), CounterFolder(), nullptr).ok());
       }
     });
   }
@@ -465,36 +484,26 @@ TEST_F(StoreTest, ProfileReadModifyWriteIsAtomicUnderConcurrency) {
   EXPECT_EQ(store_->GetProfile(1, "p0")->value_or(""), "{\"n\":" + std::to_string(kIncrements) + "}");
 }
 
-TEST_F(StoreTest, ProfileActionsAndDuplicateIdsInOneCall) {
-  std::vector<std::string> ids = {"a", "b", "a"};  // "a" twice: the second call sees the first's result
-  std::vector<std::string> seen;
-  ASSERT_TRUE(store_
-                  ->UpdateProfiles(1, ids,
-                                   [&](std::string_view id, std::optional<std::string>& p) {
-                                     seen.emplace_back(id);
-                                     return Increment(p);
-                                   })
-                  .ok());
-  EXPECT_EQ(seen, ids);
+TEST_F(StoreTest, ProfileOpsRefusalsDeletesAndDuplicateIdsInOneCall) {
+  std::vector<std::string> ids = {"a", "b", "a"};  // "a" twice: the second change folds onto the first's result
+  ASSERT_TRUE(store_->ApplyProfileOps(1, {}, Changes(ids), CounterFolder(), nullptr).ok());
   EXPECT_EQ(store_->GetProfile(1, "a")->value_or(""), "{\"n\":2}");
   EXPECT_EQ(store_->GetProfile(1, "b")->value_or(""), "{\"n\":1}");
 
-  // kKeep persists nothing even if the callback touched the value; kDelete removes.
-  std::vector<std::string> ab = {"a", "b"};
-  ASSERT_TRUE(store_
-                  ->UpdateProfiles(1, ab,
-                                   [](std::string_view id, std::optional<std::string>& p) {
-                                     p = "garbage";
-                                     return id == "a" ? ProfileAction::kKeep : ProfileAction::kDelete;
-                                   })
-                  .ok());
+  // A refused op changes nothing and is reported with its change and op index; a delete removes.
+  std::vector<ProfileOps> changes = {{"a", {"bad"}}, {"b", {"inc", "bad", "del"}}, {"none", {"del"}}};
+  std::vector<ProfileOpRefusal> refused;
+  ASSERT_TRUE(store_->ApplyProfileOps(1, {}, changes, CounterFolder(), &refused).ok());
+  ASSERT_EQ(refused.size(), 2u);
+  EXPECT_EQ(refused[0].change, 0u);
+  EXPECT_EQ(refused[0].op, 0u);
+  EXPECT_EQ(refused[1].change, 1u);
+  EXPECT_EQ(refused[1].op, 1u);
   EXPECT_EQ(store_->GetProfile(1, "a")->value_or(""), "{\"n\":2}");
   EXPECT_FALSE(store_->GetProfile(1, "b")->has_value());
+  EXPECT_FALSE(store_->GetProfile(1, "none")->has_value());
 
-  std::vector<std::string> more = {"c", "aa"};
-  ASSERT_TRUE(store_->UpdateProfiles(2, more, [](std::string_view, std::optional<std::string>& p) {
-                        return Increment(p);
-                      }).ok());
+  ASSERT_TRUE(store_->ApplyProfileOps(2, {}, Changes({"c", "aa"}), CounterFolder(), nullptr).ok());
   Reopen();
   std::vector<std::string> scanned;
   ASSERT_TRUE(store_

@@ -6,9 +6,66 @@
 #include <cctype>
 #include <chrono>
 
+#include "chstore/open.h"
 #include "common/crypto.h"
+#include "ingest/profile_ops.h"
+#include "support/clickhouse_cluster.h"
+#include "support/zookeeper_server.h"
 
 namespace sluice::testing {
+namespace {
+
+/// SLUICE_TEST_STORE=clickhouse runs a suite over the shared ClickHouse store (issue 13: one suite over both
+/// backends). One loopback ZooKeeper and ClickHouse 1 shard × 2 replicas serve the whole process, started on
+/// first use and stopped by PID when it exits; each harness gets its own database and coordination chroot.
+bool UseClickHouseStore() {
+  const char* backend = std::getenv("SLUICE_TEST_STORE");
+  return backend != nullptr && std::string_view(backend) == "clickhouse";
+}
+
+struct LoopbackCluster {
+  std::unique_ptr<ZooKeeperServer> zookeeper;
+  std::unique_ptr<ClickHouseCluster> clickhouse;
+  std::shared_ptr<http::HttpTransport> transport;
+  Status started = OkStatus();
+};
+
+LoopbackCluster& SharedCluster() {
+  static LoopbackCluster cluster = [] {
+    LoopbackCluster c;
+    auto zk = ZooKeeperServer::Start();
+    if (!zk.ok()) {
+      c.started = zk.error();
+      return c;
+    }
+    c.zookeeper = std::move(zk).value();
+    auto ch = ClickHouseCluster::Start({.shards = 1, .replicas = 2}, c.zookeeper->HostPort());
+    if (!ch.ok()) {
+      c.started = ch.error();
+      return c;
+    }
+    c.clickhouse = std::move(ch).value();
+    c.transport = http::MakeCurlTransport();
+    return c;
+  }();
+  return cluster;
+}
+
+Result<std::unique_ptr<store::Store>> OpenClickHouseStore() {
+  LoopbackCluster& cluster = SharedCluster();
+  SLUICE_TRY(cluster.started);
+  static const ingest::ProfileUpdateFolder folder;
+  const std::string tag = RandomHex(48);
+  chstore::ClusterStoreOptions options;
+  options.store_url = cluster.clickhouse->StoreUrl("t_" + tag);
+  options.coordination_url = cluster.zookeeper->Url("/t_" + tag);
+  options.transport = cluster.transport;
+  options.profile_folder = &folder;
+  SLUICE_ASSIGN_OR_RETURN(chstore::ClusterStore opened, chstore::OpenClusterStore(options));
+  return std::move(opened.store);
+}
+
+}  // namespace
 
 namespace json = boost::json;
 
@@ -50,7 +107,7 @@ ApiHarness::~ApiHarness() {
 Status ApiHarness::OpenStore(store::StoreOptions options) {
   // 64 random hex digits: two fixtures running in parallel (ctest -j) never share a directory.
   dir_ = std::filesystem::temp_directory_path() / ("sluice-api-harness-" + RandomHex(64));
-  auto st = store::Store::Open(dir_, std::move(options));
+  auto st = UseClickHouseStore() ? OpenClickHouseStore() : store::Store::Open(dir_, std::move(options));
   if (!st.ok()) return st.error();
   store_ = std::move(st).value();
   return OkStatus();
