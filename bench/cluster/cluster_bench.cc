@@ -454,7 +454,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   int64_t records = 0;
-  for (const auto& f : boost::json::parse(Slurp(partition / "manifest.json")).at("files").as_array()) {
+  // Named: a range-for over a temporary's member would read a destroyed value.
+  const boost::json::value manifest = boost::json::parse(Slurp(partition / "manifest.json"));
+  for (const auto& f : manifest.at("files").as_array()) {
     records += f.at("records").to_number<int64_t>();
   }
   if (records != events) {
