@@ -28,6 +28,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -37,6 +38,7 @@
 #include "common/crypto.h"
 #include "http/transport.h"
 #include "shared/event_batches.h"
+#include "shared/proc_threads.h"
 #include "support/child_process.h"
 #include "support/clickhouse_cluster.h"
 #include "support/zookeeper_server.h"
@@ -375,6 +377,15 @@ int main(int argc, char** argv) {
   // The other nodes learn of the project within their 2 s project refresh.
   if (args.nodes > 1) std::this_thread::sleep_for(std::chrono::seconds(4));
   WaitForQuiet(ch_pids, std::chrono::seconds(30));  // the schema's DDL and startup done
+  // What the idle nodes burn anyway (session pings, project refresh, schedulers), to tell it from the cost of
+  // the events: CPU seconds per second, all nodes.
+  const double idle0 = CpuOf(sluice_pids);
+  std::this_thread::sleep_for(std::chrono::seconds(5));
+  const double idle_rate = (CpuOf(sluice_pids) - idle0) / 5;
+  std::map<std::string, double> threads0;
+  for (pid_t p : sluice_pids) {
+    for (const auto& [name, s] : bench::ThreadCpuSeconds(p)) threads0[name] += s;
+  }
 
   // ---- ingest ----
   const double s0 = CpuOf(sluice_pids), c0 = CpuOf(ch_pids), z0 = CpuOf(zk_pids), g0 = SelfCpuSeconds();
@@ -404,6 +415,20 @@ int main(int argc, char** argv) {
   fmt::print("peak RSS per Sluice node    :");
   for (pid_t p : sluice_pids) fmt::print(" {:.0f} MB", ProcessStatusKb(p, "VmHWM") / 1024.0);
   fmt::print("\n");
+  std::map<std::string, double> threads1;
+  for (pid_t p : sluice_pids) {
+    for (const auto& [name, s] : bench::ThreadCpuSeconds(p)) threads1[name] += s;
+  }
+  fmt::print("Sluice CPU s by thread      :");
+  for (const auto& [name, s] : threads1) {
+    const double used = s - (threads0.count(name) ? threads0[name] : 0);
+    if (used >= 0.05) fmt::print(" {} {:.2f}", name, used);
+  }
+  fmt::print("\n");
+  fmt::print(
+      "Sluice idle background      : {:.3f} CPU s per second (all nodes, measured before the ingest) = "
+      "{:.2f} s per million events over this ingest's wall time\n",
+      idle_rate, idle_rate * r.wall / millions);
   if (!args.skip_embedded) {
     fmt::print(
         "Sluice CPU per event, cluster / embedded: {:.2f} / {:.2f} s per million = {:.2f}x (target <= "
