@@ -28,7 +28,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -38,7 +37,6 @@
 #include "common/crypto.h"
 #include "http/transport.h"
 #include "shared/event_batches.h"
-#include "shared/proc_threads.h"
 #include "support/child_process.h"
 #include "support/clickhouse_cluster.h"
 #include "support/zookeeper_server.h"
@@ -382,10 +380,6 @@ int main(int argc, char** argv) {
   const double idle0 = CpuOf(sluice_pids);
   std::this_thread::sleep_for(std::chrono::seconds(5));
   const double idle_rate = (CpuOf(sluice_pids) - idle0) / 5;
-  std::map<std::string, double> threads0;
-  for (pid_t p : sluice_pids) {
-    for (const auto& [name, s] : bench::ThreadCpuSeconds(p)) threads0[name] += s;
-  }
 
   // ---- ingest ----
   const double s0 = CpuOf(sluice_pids), c0 = CpuOf(ch_pids), z0 = CpuOf(zk_pids), g0 = SelfCpuSeconds();
@@ -414,16 +408,6 @@ int main(int argc, char** argv) {
       std::thread::hardware_concurrency());
   fmt::print("peak RSS per Sluice node    :");
   for (pid_t p : sluice_pids) fmt::print(" {:.0f} MB", ProcessStatusKb(p, "VmHWM") / 1024.0);
-  fmt::print("\n");
-  std::map<std::string, double> threads1;
-  for (pid_t p : sluice_pids) {
-    for (const auto& [name, s] : bench::ThreadCpuSeconds(p)) threads1[name] += s;
-  }
-  fmt::print("Sluice CPU s by thread      :");
-  for (const auto& [name, s] : threads1) {
-    const double used = s - (threads0.count(name) ? threads0[name] : 0);
-    if (used >= 0.05) fmt::print(" {} {:.2f}", name, used);
-  }
   fmt::print("\n");
   fmt::print(
       "Sluice idle background      : {:.3f} CPU s per second (all nodes, measured before the ingest) = "
