@@ -23,7 +23,8 @@ if [ "${SLUICE_SKIP_SANITIZE:-0}" != "1" ]; then
   SANITIZED_TESTS=(common_test ingest_test store_test http_server_test http_transport_test aws_test
                    objstore_unit_test api_test expr_test pipeline_dataplane_test pipeline_engine_test
                    cloudimport_unit_test cloudimport_api_test console_api_test profiles_api_test
-                   gcp_test objstore_gcs_unit_test azure_test clickhouse_test coord_test storage_access_test)
+                   gcp_test objstore_gcs_unit_test azure_test clickhouse_test coord_test storage_access_test
+                   jobs_test)
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" \
         -DSLUICE_SANITIZE=ON -DSLUICE_WERROR=ON -DSLUICE_BUILD_BENCH=OFF >/dev/null
   cmake --build build-asan -j "${JOBS:-2}" --target "${SANITIZED_TESTS[@]}"

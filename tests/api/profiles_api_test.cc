@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
 #include <chrono>
 #include <filesystem>
 #include <memory>
@@ -17,7 +19,6 @@
 #include "pipeline/record_encoder.h"
 #include "store/store.h"
 #include "support/api_harness.h"
-#include "support/profile_folders.h"
 
 namespace sluice {
 namespace {
@@ -252,13 +253,15 @@ TEST_F(ProfilesApiTest, AHugeInvalidInsertIdIsNotEchoedWhole) {
 }
 
 TEST_F(ProfilesApiTest, GroupProfilesAreKeptPerGroupKeyInTheStore) {
-  auto put = [&](std::string_view key, std::string id, std::string json) {
-    std::vector<store::ProfileOps> changes = {{std::move(id), {std::move(json)}}};
-    return api_.store().ApplyProfileOps(project_id_, key, changes, sluice::testing::ReplaceFolder(), nullptr);
+  // Written through /groups (not straight into the store): a shared store folds its operation log with the
+  // server's own folder when read, so the operations must be real /groups updates.
+  auto put = [&](std::string_view key, std::string id, int n) {
+    return Update("/groups", GroupUpdate(std::string(key), id, fmt::format(R"("$set":{{"n":{}}})", n))).body ==
+           R"({"status":1,"error":null})";
   };
-  ASSERT_TRUE(put("team", "a", R"({"n":1})").ok());
-  ASSERT_TRUE(put("teams", "a", R"({"n":2})").ok());
-  ASSERT_TRUE(put("team", "b", R"({"n":3})").ok());
+  ASSERT_TRUE(put("team", "a", 1));
+  ASSERT_TRUE(put("teams", "a", 2));
+  ASSERT_TRUE(put("team", "b", 3));
   std::vector<std::string> seen;
   ASSERT_TRUE(api_.store()
                   .ScanGroupProfiles(project_id_, "team",

@@ -317,7 +317,6 @@ TEST_F(ClusterNodesTest, AClickHouseReplicaStoppedDuringIngestAndExportLosesNoth
                                       {{"type", "local"},
                                        {"local_path", (dir_ / "export").string()},
                                        {"from_date", DateOf(day)},
-                                       {"to_date", DateOf(day)},
                                        {"frequency", "daily"}});
   ASSERT_EQ(created.status, 200) << created.body;
   std::this_thread::sleep_for(2s);
@@ -334,7 +333,8 @@ TEST_F(ClusterNodesTest, AClickHouseReplicaStoppedDuringIngestAndExportLosesNoth
   for (const auto& id : acknowledged) missing += back->count(id) == 0;
   EXPECT_EQ(missing, 0u);
   const std::string name(json::parse(created.body).at("pipeline_names").as_array().at(0).as_string());
-  EXPECT_EQ(Node(0).PipelinePost(p, "sync", {{"name", name}}).status, 200);
+  auto synced = Node(0).PipelinePost(p, "sync", {{"name", name}});
+  EXPECT_EQ(synced.status, 200) << synced.body;
   auto bucket = objstore::LocalObjectStore::Open(dir_ / "export");
   ASSERT_TRUE(bucket.ok()) << bucket.error().ToString();
   std::string last;
