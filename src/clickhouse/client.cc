@@ -1,9 +1,11 @@
 #include "clickhouse/client.h"
 
 #include <fmt/format.h>
-#include <zlib.h>
+#include <isa-l/igzip_lib.h>
 
 #include <charconv>
+#include <stdexcept>
+#include <vector>
 #include <random>
 #include <thread>
 
@@ -112,60 +114,73 @@ double Uniform01() {
 
 // ---- InsertBody ----
 
+// isa-l's igzip level 1 instead of zlib: the insert body's compression was ≈40% of a cluster node's CPU per
+// ingested event with zlib level 1 (perf, bench_cluster); igzip compresses the same JSON ≈4× faster at a
+// similar ratio. Rows are staged in a small buffer and compressed a chunk at a time, so a big insert is never
+// held uncompressed whole and igzip is not called per row.
 struct InsertBody::Stream {
-  z_stream z{};
+  isal_zstream z{};
+  std::vector<uint8_t> level_buf;
+  std::string pending;  // rows not yet compressed
 };
 
+namespace {
+constexpr size_t kInsertChunkBytes = 256 * 1024;
+}  // namespace
+
 InsertBody::InsertBody(int level) : stream_(std::make_unique<Stream>()) {
-  // windowBits 15 + 16: a gzip wrapper, which is what Content-Encoding: gzip means.
-  if (deflateInit2(&stream_->z, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
-    throw std::bad_alloc();
+  isal_deflate_init(&stream_->z);
+  stream_->z.gzip_flag = IGZIP_GZIP;  // Content-Encoding: gzip
+  if (level > 0) {
+    stream_->level_buf.resize(ISAL_DEF_LVL1_DEFAULT);
+    stream_->z.level = 1;
+    stream_->z.level_buf = stream_->level_buf.data();
+    stream_->z.level_buf_size = static_cast<uint32_t>(stream_->level_buf.size());
+  } else {
+    stream_->z.level = 0;
   }
+  stream_->pending.reserve(kInsertChunkBytes + 4096);
 }
 
-InsertBody::~InsertBody() {
-  if (stream_) deflateEnd(&stream_->z);
-}
+InsertBody::~InsertBody() = default;
 InsertBody::InsertBody(InsertBody&&) noexcept = default;
-InsertBody& InsertBody::operator=(InsertBody&& other) noexcept {
-  if (this != &other) {
-    if (stream_) deflateEnd(&stream_->z);
-    stream_ = std::move(other.stream_);
-    out_ = std::move(other.out_);
-    rows_ = other.rows_;
-    raw_bytes_ = other.raw_bytes_;
-  }
-  return *this;
-}
+InsertBody& InsertBody::operator=(InsertBody&& other) noexcept = default;
 
 void InsertBody::Deflate(std::string_view in, bool finish) {
-  z_stream& z = stream_->z;
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
-  z.avail_in = static_cast<uInt>(in.size());
-  // Bounded: each pass either consumes input or produces output until zlib reports it is done.
+  isal_zstream& z = stream_->z;
+  z.next_in = reinterpret_cast<uint8_t*>(const_cast<char*>(in.data()));
+  z.avail_in = static_cast<uint32_t>(in.size());
+  z.end_of_stream = finish ? 1 : 0;
+  z.flush = NO_FLUSH;
+  // Bounded: each pass either consumes input or produces output until igzip has taken all input (and, when
+  // finishing, written the trailer).
   while (true) {
-    size_t before = out_.size();
-    size_t room = std::max<size_t>(in.size() / 4, 16 * 1024);
+    const size_t before = out_.size();
+    const size_t room = std::max<size_t>(in.size() / 2, 64 * 1024);
     out_.resize(before + room);
-    z.next_out = reinterpret_cast<Bytef*>(out_.data() + before);
-    z.avail_out = static_cast<uInt>(room);
-    int rc = deflate(&z, finish ? Z_FINISH : Z_NO_FLUSH);
+    z.next_out = reinterpret_cast<uint8_t*>(out_.data() + before);
+    z.avail_out = static_cast<uint32_t>(room);
+    const int rc = isal_deflate(&z);
     out_.resize(before + (room - z.avail_out));
-    if (finish ? rc == Z_STREAM_END : (z.avail_in == 0 && z.avail_out != 0)) break;
-    if (rc == Z_STREAM_ERROR) throw std::logic_error("InsertBody: zlib stream error");
+    if (rc != COMP_OK) throw std::logic_error("InsertBody: igzip stream error " + std::to_string(rc));
+    if (finish ? z.internal_state.state == ZSTATE_END : (z.avail_in == 0 && z.avail_out != 0)) break;
   }
 }
 
 void InsertBody::AppendRow(std::string_view json_object) {
-  Deflate(json_object, false);
-  Deflate("\n", false);
+  std::string& pending = stream_->pending;
+  pending.append(json_object);
+  pending.push_back('\n');
   ++rows_;
   raw_bytes_ += json_object.size() + 1;
+  if (pending.size() >= kInsertChunkBytes) {
+    Deflate(pending, false);
+    pending.clear();
+  }
 }
 
 http::RequestBody InsertBody::Finish() {
-  Deflate({}, true);
-  deflateEnd(&stream_->z);
+  Deflate(stream_->pending, true);
   stream_.reset();
   return http::RequestBody::FromString(std::move(out_));
 }
