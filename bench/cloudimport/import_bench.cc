@@ -23,6 +23,10 @@
 //   moto, --null-store (1M events):    4.2 CPU s per million = 236k events/s per core; peak RSS 100 MB.
 //   in-memory bucket, --null-store:    3.1 CPU s per million = 324k events/s per core (inflate ~20%, simdjson
 //                                      validation + event building ~45%, allocation ~20%).
+// Measured 2026-12-06 (issue 12 item 3), --events 500000 --files 5, stored through the journal, medians of 7
+// interleaved runs at load average 4-7: 9.30 -> 8.16 CPU s per million events (107k -> 122k events/s per core)
+// with the identity memtable's bloom filter; profile in docs/operations.md ("Where export and Cloud Import CPU
+// goes").
 // So the importer itself (S3 read, gzip, lines, shaping, /import validation) meets the target; with durable
 // writes the store dominates and the end-to-end figure is well under half of it.
 #include <sys/resource.h>

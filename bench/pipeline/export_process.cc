@@ -27,6 +27,9 @@
 // memtable, block checksums, pread copies: ~30%), encoding (~8%), SHA-256 of the output (~7%). After a restart
 // the data sits in the bottommost level as zstd and its decompression is ~22% of the export; the events column
 // family with LZ4 at the bottom measured 1.96x there (not applied: it trades ~30% more disk for it).
+// Measured again 2026-12-06 (load average 4-7, three sets of 3 runs): 2.30x, 3.04x, 2.92x igzip alone right after
+// the import (0.57-0.68 CPU s); the profile of what is left is in docs/operations.md ("Where export and Cloud
+// Import CPU goes").
 #include <fmt/format.h>
 #include <sched.h>
 #include <signal.h>

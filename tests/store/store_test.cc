@@ -669,6 +669,32 @@ TEST_F(StoreTest, EventsColumnFamilyUsesNoZstdInAnyLevelExportsRead) {
   EXPECT_EQ(events_cf["compression_per_level"].find("ZSTD"), std::string::npos) << events_cf["compression_per_level"];
 }
 
+// Issue 12 item 3: every batch with new devices looks each one up in the identity map and almost always
+// misses; a whole-key bloom filter over the identity memtables answers those misses without searching the skip
+// list. Lookups must still find what the memtable holds and miss what it does not.
+TEST_F(StoreTest, IdentityMemtableHasAWholeKeyBloomFilterAndLookupsStayExact) {
+  std::vector<IdentityLink> links;
+  for (int i = 0; i < 500; ++i) links.push_back({"dev-" + std::to_string(i), "user-" + std::to_string(i % 7)});
+  const std::vector<Event> first = {MakeEvent("first", kHourStartUs)};
+  ASSERT_TRUE(store_->WriteEvents(3, first, links).ok());
+  // First link wins, also when the memtable (with its filter) already holds the device.
+  const std::vector<Event> second = {MakeEvent("second", kHourStartUs + 1)};
+  const std::vector<IdentityLink> relink = {{"dev-1", "someone-else"}};
+  ASSERT_TRUE(store_->WriteEvents(3, second, relink).ok());
+  for (int i = 0; i < 500; ++i) {
+    EXPECT_EQ(store_->ResolveDevice(3, "dev-" + std::to_string(i))->value_or(""), "user-" + std::to_string(i % 7));
+  }
+  EXPECT_FALSE(store_->ResolveDevice(3, "dev-500")->has_value());
+  EXPECT_FALSE(store_->ResolveDevice(4, "dev-1")->has_value());
+  Reopen();
+  auto identity_cf = LatestOptionsSection(dir_.path(), "[CFOptions \"identity\"]");
+  ASSERT_FALSE(identity_cf.empty()) << "no identity column family options in " << dir_.path();
+  EXPECT_EQ(identity_cf["memtable_whole_key_filtering"], "true");
+  ASSERT_FALSE(identity_cf["memtable_prefix_bloom_size_ratio"].empty());
+  EXPECT_GT(std::stod(identity_cf["memtable_prefix_bloom_size_ratio"]), 0.0);
+  EXPECT_EQ(store_->ResolveDevice(3, "dev-1")->value_or(""), "user-1");
+}
+
 TEST_F(StoreTest, SecondOpenOfSameDirFailsNamingTheLock) {
   auto second = Store::Open(dir_.path());
   ASSERT_FALSE(second.ok());
