@@ -98,10 +98,31 @@ class ClusterNodesTest : public ::testing::Test {
   std::vector<std::unique_ptr<SluiceServer>> nodes_;
 };
 
-std::string Batch(const std::vector<std::string>& events, size_t from, size_t to) {
+/// POST /import?strict=1 of events [from, to) through `node`; no retry (the caller decides what a refusal
+/// means).
+ServerProcess::Reply PostBatch(SluiceServer& node, const Project& p, const std::vector<std::string>& events,
+                               size_t from, size_t to, std::chrono::seconds timeout) {
   std::string body = "[";
   for (size_t i = from; i < to; ++i) body += (i > from ? "," : "") + events[i];
-  return body + "]";
+  body += "]";
+  return node.process().Send("POST", "/import?strict=1", std::move(body),
+                             {{"Authorization", p.Authorization()}, {"Content-Type", "application/json"}},
+                             timeout);
+}
+
+/// Adds the insert ids of events [from, to) to `ids`.
+void AddInsertIds(const std::vector<std::string>& events, size_t from, size_t to,
+                  std::set<std::string>& ids) {
+  for (size_t i = from; i < to; ++i) {
+    ids.insert(std::string(json::parse(events[i]).at("properties").at("$insert_id").as_string()));
+  }
+}
+
+/// How many of `ids` the read-back lacks.
+size_t Missing(const std::set<std::string>& ids, const EventsByInsertId& stored) {
+  size_t missing = 0;
+  for (const auto& id : ids) missing += stored.count(id) == 0;
+  return missing;
 }
 
 TEST_F(ClusterNodesTest, AnyNodeServesAnyRequestDuplicatesAreStoredOnceAndProfilesAreExact) {
@@ -181,15 +202,10 @@ TEST_F(ClusterNodesTest, SigkillOfANodeDuringIngestLosesNoAcknowledgedEvent) {
   auto send = [&](size_t node, size_t first_batch) {
     for (size_t b = first_batch; b * kBatch < events.size(); b += 2) {
       const size_t from = b * kBatch, to = std::min(events.size(), from + kBatch);
-      auto r = Node(node).process().Send(
-          "POST", "/import?strict=1", Batch(events, from, to),
-          {{"Authorization", p.Authorization()}, {"Content-Type", "application/json"}}, 30s);
+      auto r = PostBatch(Node(node), p, events, from, to, 30s);
       if (r.status != 200) continue;  // refused or cut off: not acknowledged, may or may not be stored
       std::lock_guard lock(mu);
-      for (size_t i = from; i < to; ++i) {
-        acknowledged.insert(
-            std::string(json::parse(events[i]).at("properties").at("$insert_id").as_string()));
-      }
+      AddInsertIds(events, from, to, acknowledged);
     }
   };
   std::thread a(send, 0, 0);
@@ -202,9 +218,7 @@ TEST_F(ClusterNodesTest, SigkillOfANodeDuringIngestLosesNoAcknowledgedEvent) {
 
   auto back = Node(0).ReadBack(p, day);
   ASSERT_TRUE(back.ok()) << back.error().ToString();
-  size_t missing = 0;
-  for (const auto& id : acknowledged) missing += back->count(id) == 0;
-  EXPECT_EQ(missing, 0u) << "of " << acknowledged.size() << " acknowledged events";
+  EXPECT_EQ(Missing(acknowledged, *back), 0u) << "of " << acknowledged.size() << " acknowledged events";
   std::cout << acknowledged.size() << " events acknowledged, " << back->size() << " stored" << std::endl;
 }
 
@@ -302,13 +316,9 @@ TEST_F(ClusterNodesTest, AClickHouseReplicaStoppedDuringIngestAndExportLosesNoth
   Ch()->StopNode(replica);
   std::set<std::string> acknowledged;
   for (size_t from = 2000; from < 4000; from += 500) {
-    auto r = Node(1).process().Send(
-        "POST", "/import?strict=1", Batch(events, from, from + 500),
-        {{"Authorization", p.Authorization()}, {"Content-Type", "application/json"}}, 90s);
+    auto r = PostBatch(Node(1), p, events, from, from + 500, 90s);
     if (r.status == 200) {
-      for (size_t i = from; i < from + 500; ++i)
-        acknowledged.insert(
-            std::string(json::parse(events[i]).at("properties").at("$insert_id").as_string()));
+      AddInsertIds(events, from, from + 500, acknowledged);
     } else {
       EXPECT_TRUE(r.status == 503 || r.status == 500) << r.status << ": " << r.body;
     }
@@ -327,11 +337,8 @@ TEST_F(ClusterNodesTest, AClickHouseReplicaStoppedDuringIngestAndExportLosesNoth
   ASSERT_TRUE(Node(1).Import(p, std::vector<std::string>(events.begin() + 4000, events.end())).ok());
   auto back = Node(0).ReadBack(p, day);
   ASSERT_TRUE(back.ok()) << back.error().ToString();
-  for (size_t i = 0; i < 2000; ++i)
-    acknowledged.insert(std::string(json::parse(events[i]).at("properties").at("$insert_id").as_string()));
-  size_t missing = 0;
-  for (const auto& id : acknowledged) missing += back->count(id) == 0;
-  EXPECT_EQ(missing, 0u);
+  AddInsertIds(events, 0, 2000, acknowledged);
+  EXPECT_EQ(Missing(acknowledged, *back), 0u);
   const std::string name(json::parse(created.body).at("pipeline_names").as_array().at(0).as_string());
   auto synced = Node(0).PipelinePost(p, "sync", {{"name", name}});
   EXPECT_EQ(synced.status, 200) << synced.body;
