@@ -6,7 +6,8 @@
 // kept in ZooKeeper therefore writes through store::MetaStore::PutMetaFenced with its fencing token: the
 // record write and the fence's compare-and-set are one ZooKeeper transaction, and a stale token is refused.
 //
-//   SLUICE_TRY(jobs::PutMetaUnderLease(store, lease, "pipeline_unit", key, json));  // kConflict once lost
+//   SLUICE_TRY(lease.Renew());   // the cheap early answer: a lease known to be lost writes nothing
+//   SLUICE_TRY(jobs::PutMetaUnderLease(store, lease, "pipeline_unit", key, json));  // the proof
 #pragma once
 
 #include <string_view>
@@ -17,10 +18,10 @@
 
 namespace sluice::jobs {
 
-/// Renews `lease` (a lost lease: kConflict, nothing written), then writes the record fenced by the lease's
-/// token when the lease is coordinated (kConflict "stale fencing token" when a later holder took the unit in
-/// between, the record unchanged), or a plain PutMeta for an in-process lease (see PutMetaFenced).
-Status PutMetaUnderLease(store::MetaStore& store, UnitLease& lease, std::string_view ns, std::string_view key,
-                         std::string_view value);
+/// Writes the record fenced by the lease's token when the lease is coordinated (kConflict "stale fencing
+/// token" when a later holder took the unit since, the record unchanged), or a plain PutMeta for an
+/// in-process lease (see store::MetaStore::PutMetaFenced). Does not renew: callers renew first, as before.
+Status PutMetaUnderLease(store::MetaStore& store, const UnitLease& lease, std::string_view ns,
+                         std::string_view key, std::string_view value);
 
 }  // namespace sluice::jobs

@@ -937,7 +937,8 @@ class Pipelines::Impl : public jobs::Runner::Source {
     task.task_id = fmt::format("{}-{}", spec.name, task_seq);
     SaveTask(spec, task_seq, task);
     // Fenced (jobs::PutMetaUnderLease): a holder paused past its lease's takeover cannot claim it.
-    Status claimed = jobs::PutMetaUnderLease(store_, lease, kUnitNs, key, UnitStateToJson(state));
+    Status claimed = lease.Renew();
+    if (claimed.ok()) claimed = jobs::PutMetaUnderLease(store_, lease, kUnitNs, key, UnitStateToJson(state));
     if (!claimed.ok()) {
       task.state = TaskState::kFailed;
       task.message = claimed.error().message;
@@ -1026,14 +1027,17 @@ class Pipelines::Impl : public jobs::Runner::Source {
     // The commit is fenced by the lease's token in the same atomic step as the write (jobs::PutMetaUnderLease):
     // a holder paused between its last renewal and this write (GC, SIGSTOP) is refused once another node took
     // the unit over, and the new holder's state stays.
-    if (Status held = jobs::PutMetaUnderLease(store_, lease, kUnitNs, key, UnitStateToJson(state)); !held.ok()) {
+    Status held = lease.Renew();
+    const bool renewed = held.ok();
+    if (renewed) held = jobs::PutMetaUnderLease(store_, lease, kUnitNs, key, UnitStateToJson(state));
+    if (!held.ok()) {
       // Published files of this generation are replaced by the next holder's export of the unit (the same
       // names under its next generation; ours are listed as abandoned by its claim).
       task.state = TaskState::kFailed;
       task.message = held.error().message;
       SaveTask(spec, task_seq, task);
       Error lost = held.error();
-      if (lost.code == ErrorCode::kConflict || lease.Lost()) lost.provider_code = std::string(jobs::kLeaseLost);
+      if (!renewed || lost.code == ErrorCode::kConflict) lost.provider_code = std::string(jobs::kLeaseLost);
       return lost;
     }
     task.state = TaskState::kSucceeded;
