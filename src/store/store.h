@@ -211,7 +211,8 @@ class ProfileStore {
       const std::function<bool(std::string_view group_id, std::string_view json)>& fn) = 0;
 };
 
-/// The lease a metadata write is fenced by (MetaStore::PutMetaFenced): its name and the writer's fencing token.
+/// The lease a metadata write is fenced by (MetaStore::PutMetaFenced): its name and the writer's fencing
+/// token.
 struct Fence {
   std::string lease;
   int64_t token = 0;

@@ -393,7 +393,8 @@ TEST(ZkMetaStore, AStaleLeaseHolderCannotCommitUnitStateAfterATakeover) {
   Status refused = jobs::PutMetaUnderLease(*store_a, paused, "pipeline_unit", key, "a:published");
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.error().code, ErrorCode::kConflict);
-  EXPECT_NE(refused.error().message.find("stale fencing token"), std::string::npos) << refused.error().message;
+  EXPECT_NE(refused.error().message.find("stale fencing token"), std::string::npos)
+      << refused.error().message;
   EXPECT_NE(refused.error().message.find(key), std::string::npos) << refused.error().message;
   auto got = store_b->GetMeta("pipeline_unit", key);
   ASSERT_TRUE(got.ok() && got->has_value());

@@ -13,6 +13,7 @@
 #include "clickhouse/url.h"
 #include "common/clock.h"
 #include "support/clickhouse_cluster.h"
+#include "support/clickhouse_environment.h"
 #include "support/zookeeper_environment.h"
 
 namespace sluice::chstore {
@@ -28,27 +29,6 @@ constexpr int64_t kHourStartUs = 1'700'000'000'000'000 - (1'700'000'000'000'000 
 const Hour kHour = store::HourOf(kHourStartUs);
 constexpr uint32_t kProject = 4242;
 constexpr char kDatabase[] = "ce_sharded";
-
-class ShardedClusterEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    ASSERT_NE(testing::ZooKeeperEnvironment::server(), nullptr);
-    testing::ClickHouseClusterOptions o;
-    o.shards = 2;
-    o.replicas = 2;
-    auto ch = ClickHouseCluster::Start(o, testing::ZooKeeperEnvironment::server()->HostPort());
-    ASSERT_TRUE(ch.ok()) << ch.error().ToString();
-    Slot() = std::move(ch).value();
-  }
-  void TearDown() override { Slot().reset(); }
-  static ClickHouseCluster* cluster() { return Slot().get(); }
-
- private:
-  static std::unique_ptr<ClickHouseCluster>& Slot() {
-    static std::unique_ptr<ClickHouseCluster> slot;
-    return slot;
-  }
-};
 
 std::shared_ptr<clickhouse::Client> MakeClient(const std::string& url) {
   clickhouse::ClientOptions o;
@@ -93,7 +73,7 @@ std::string Key(std::string_view name, std::string_view distinct_id, int64_t tim
 }
 
 TEST(ShardedEvents, ManyUsersSpreadOverBothShardsRewritesReplaceAndEveryEventIsReadOnce) {
-  ClickHouseCluster* c = ShardedClusterEnvironment::cluster();
+  ClickHouseCluster* c = testing::ClickHouseClusterEnvironment::cluster();
   ASSERT_NE(c, nullptr) << "the 2 x 2 cluster did not start";
   FakeClock clock{std::chrono::system_clock::now()};
   // Node A prefers shard 1's first replica, node B shard 2's second one; a third reader knows every server.
@@ -197,6 +177,7 @@ TEST(ShardedEvents, ManyUsersSpreadOverBothShardsRewritesReplaceAndEveryEventIsR
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
   ::testing::AddGlobalTestEnvironment(new sluice::testing::ZooKeeperEnvironment());
-  ::testing::AddGlobalTestEnvironment(new sluice::chstore::ShardedClusterEnvironment());
+  ::testing::AddGlobalTestEnvironment(
+      new sluice::testing::ClickHouseClusterEnvironment(/*shards=*/2, /*replicas=*/2));
   return RUN_ALL_TESTS();
 }
