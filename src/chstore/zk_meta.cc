@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "common/crypto.h"
+#include "coord/lease.h"
 #include "coord/url.h"
 #include "store/codec.h"
 #include "store/new_project.h"
@@ -351,6 +352,16 @@ Result<int64_t> ZkMetaStore::ProjectsChangeStamp() {
 // ---- Metadata records -----------------------------------------------------------------------------------
 
 Status ZkMetaStore::PutMeta(std::string_view ns, std::string_view key, std::string_view value) {
+  return Upsert(ns, key, value, nullptr);
+}
+
+Status ZkMetaStore::PutMetaFenced(std::string_view ns, std::string_view key, std::string_view value,
+                                  const store::Fence& fence) {
+  return Upsert(ns, key, value, &fence);
+}
+
+Status ZkMetaStore::Upsert(std::string_view ns, std::string_view key, std::string_view value,
+                           const store::Fence* fence) {
   SLUICE_TRY(CheckNamespace(ns));
   SLUICE_TRY(CheckKey(ns, key));
   if (value.size() > kMaxMetaValueBytes) {
@@ -363,11 +374,27 @@ Status ZkMetaStore::PutMeta(std::string_view ns, std::string_view key, std::stri
   const std::string what = fmt::format("writing metadata record '{}' in namespace '{}'", key, ns);
   const std::string data = r.leaf_hashed ? HashedLeafData(r.leaf, value) : std::string(value);
   // Upsert: set the record; when it is missing create it; when its directory is missing create that.
+  // Fenced: the fence's compare-and-set goes first in the same multi, so the record is written only if no
+  // later holder took the lease since the fence was read; a multi that fails because the fence moved
+  // (kConflict) reads it again and decides again.
   for (int round = 0; round < kMaxUpsertRounds; ++round) {
-    Status set = session_->Multi({Op::Set(r.leaf_path, data, -1), Op::Set(r.ns_path, "", -1)});
+    std::vector<Op> fence_ops;
+    if (fence != nullptr) {
+      auto op = coord::FenceOp(*session_, fence->lease, fence->token);
+      if (!op.ok()) return Describe(op.error(), what);
+      fence_ops.push_back(std::move(*op));
+    }
+    auto with_fence = [&](Op record) {
+      std::vector<Op> ops = fence_ops;
+      ops.push_back(std::move(record));
+      ops.push_back(Op::Set(r.ns_path, "", -1));
+      return ops;
+    };
+    Status set = session_->Multi(with_fence(Op::Set(r.leaf_path, data, -1)));
     if (set.ok()) return OkStatus();
+    if (set.error().code == ErrorCode::kConflict && fence != nullptr) continue;  // the fence moved
     if (set.error().code != ErrorCode::kNotFound) return Describe(set.error(), what);
-    Status created = session_->Multi({Op::Create(r.leaf_path, data), Op::Set(r.ns_path, "", -1)});
+    Status created = session_->Multi(with_fence(Op::Create(r.leaf_path, data)));
     if (created.ok()) return OkStatus();
     if (created.error().code == ErrorCode::kConflict) continue;  // created concurrently: set it
     if (created.error().code != ErrorCode::kNotFound) return Describe(created.error(), what);

@@ -89,6 +89,11 @@ class ZkMetaStore final : public store::MetaStore {
   Status UpdateProject(const store::Project& project) override;
 
   Status PutMeta(std::string_view ns, std::string_view key, std::string_view value) override;
+  /// The record write and the compare-and-set of the lease's fence (coord: /fences/NAME, advanced by every
+  /// lease takeover) in one ZooKeeper multi: a token lower than the fence's is refused with kConflict "stale
+  /// fencing token", the record unchanged. Requires the lease service on the same session chroot.
+  Status PutMetaFenced(std::string_view ns, std::string_view key, std::string_view value,
+                       const store::Fence& fence) override;
   Result<std::optional<std::string>> GetMeta(std::string_view ns, std::string_view key) override;
   Status DeleteMeta(std::string_view ns, std::string_view key) override;
   /// Records of `ns` whose key starts with `key_prefix`, ascending by (decoded) key.
@@ -137,6 +142,8 @@ class ZkMetaStore final : public store::MetaStore {
     bool leaf_hashed = false;
   };
   RecordNodes RecordPaths(std::string_view ns, std::string_view key) const;
+  /// PutMeta, fenced by `fence` when not null.
+  Status Upsert(std::string_view ns, std::string_view key, std::string_view value, const store::Fence* fence);
   /// kUnavailable rewritten to name the coordination service and `what`; other errors prefixed by `what`.
   Error Describe(const Error& error, std::string_view what) const;
   Result<std::optional<store::Project>> ReadProject(uint32_t id, int32_t* version);

@@ -8,6 +8,7 @@
 
 #include "cloudimport/file_importer.h"
 #include "common/crypto.h"
+#include "jobs/fenced_write.h"
 
 namespace sluice::cloudimport {
 namespace {
@@ -711,7 +712,20 @@ ConnectorManager::Outcome ConnectorManager::Discover(const ConnectorRecord& reco
         return held;
       }
     }
-    Status s = options_.store->PutMeta(kCheckpointNs, CheckpointKey(id, key), SerializeCheckpoint(cp));
+    // Fenced by the lease's token in the same atomic step as the write (jobs::PutMetaUnderLease), so a node
+    // paused between the renewal above and this write cannot overwrite the checkpoint of the connector's next
+    // holder: a stale token is refused (kConflict) and the run stops as on a lost lease.
+    Status s = live.lease == nullptr
+                   ? options_.store->PutMeta(kCheckpointNs, CheckpointKey(id, key), SerializeCheckpoint(cp))
+                   : jobs::PutMetaUnderLease(*options_.store, *live.lease, kCheckpointNs, CheckpointKey(id, key),
+                                             SerializeCheckpoint(cp));
+    if (!s.ok() && live.lease != nullptr && s.error().code == ErrorCode::kConflict) {
+      if (!live.lease_lost.exchange(true)) {
+        spdlog::warn("cloud import: connector {} stops on this node: {}", id, s.error().message);
+      }
+      live.cancel = true;
+      return s;
+    }
     if (!s.ok())
       spdlog::error("cloud import: saving the checkpoint of {} failed: {}", key, s.error().ToString());
     return s;

@@ -25,6 +25,13 @@ std::string ParentOf(std::string_view path) {
   return slash == 0 ? "/" : std::string(path.substr(0, slash));
 }
 
+Error StaleToken(std::string_view lease_name, int64_t token, int64_t highest) {
+  return Error(ErrorCode::kConflict,
+               fmt::format("stale fencing token {} for '{}': a holder with token {} took the lease since; this "
+                           "holder must stop",
+                           token, lease_name, highest));
+}
+
 // The fenced write loop: data == nullopt only advances the fence.
 Status FencedWrite(Session& session, std::string_view lease_name, int64_t token, std::string_view path,
                    const std::optional<std::string_view>& data) {
@@ -44,13 +51,7 @@ Status FencedWrite(Session& session, std::string_view lease_name, int64_t token,
     }
     int64_t highest = 0;
     std::from_chars(current->data.data(), current->data.data() + current->data.size(), highest);
-    if (token < highest) {
-      return Error(
-          ErrorCode::kConflict,
-          fmt::format("stale fencing token {} for '{}': a holder with token {} took the lease since; this "
-                      "holder must stop",
-                      token, lease_name, highest));
-    }
+    if (token < highest) return StaleToken(lease_name, token, highest);
     std::vector<Op> ops;
     ops.push_back(Op::Set(fence, token_text, current->stat.version));
     if (data) {
@@ -76,6 +77,20 @@ Status FencedWrite(Session& session, std::string_view lease_name, int64_t token,
 Status FencedSet(Session& session, std::string_view lease_name, int64_t token, std::string_view path,
                  std::string_view data) {
   return FencedWrite(session, lease_name, token, path, data);
+}
+
+Result<Op> FenceOp(Session& session, std::string_view lease_name, int64_t token) {
+  if (!IsLeaseName(lease_name)) return InvalidArgument(fmt::format("bad lease name '{}'", lease_name));
+  std::string fence = FencePath(lease_name);
+  SLUICE_ASSIGN_OR_RETURN(auto current, session.Get(fence));
+  if (!current) {
+    SLUICE_TRY(session.EnsurePath(kFences));
+    return Op::Create(std::move(fence), std::to_string(token));
+  }
+  int64_t highest = 0;
+  std::from_chars(current->data.data(), current->data.data() + current->data.size(), highest);
+  if (token < highest) return StaleToken(lease_name, token, highest);
+  return Op::Set(std::move(fence), std::to_string(token), current->stat.version);
 }
 
 Status AdvanceFence(Session& session, std::string_view lease_name, int64_t token) {

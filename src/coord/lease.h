@@ -97,6 +97,13 @@ class Lease {
 Status FencedSet(Session& session, std::string_view lease_name, int64_t token, std::string_view path,
                  std::string_view data);
 
+/// The fence half of a fenced write, for a caller that puts its own writes in the same Session::Multi (the
+/// shared metadata store's PutMetaFenced): reads /fences/NAME and returns the op that compare-and-sets it to
+/// `token` (a Set at the version read, or a Create when no fence exists yet). kConflict "stale fencing token"
+/// when a holder with a larger token has taken the lease or written. A Multi that fails with kConflict lost a
+/// race with another writer of the fence: call again to decide again.
+Result<Op> FenceOp(Session& session, std::string_view lease_name, int64_t token);
+
 /// Raises /fences/NAME to `token` unless it is already higher (kConflict then). Lease::TryAcquire calls it.
 Status AdvanceFence(Session& session, std::string_view lease_name, int64_t token);
 

@@ -90,6 +90,7 @@ class ZooKeeperLease final : public UnitLease {
   bool Lost() const override { return lease_->Lost(); }
   Status Renew() override { return lease_->Renew(); }
   Status Release() override { return lease_->Release(); }
+  bool coordinated() const override { return true; }
 
  private:
   std::unique_ptr<coord::Lease> lease_;

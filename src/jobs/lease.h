@@ -41,6 +41,10 @@ class UnitLease {
   virtual Status Renew() = 0;
   /// Gives the lease up if still held. Idempotent.
   virtual Status Release() = 0;
+  /// True when the lease lives in ZooKeeper (coord::Lease), whose fence /fences/NAME a fenced store write
+  /// (store::MetaStore::PutMetaFenced, see PutMetaUnderLease) compares against; false for in-process leases,
+  /// whose tokens mean nothing to another node.
+  virtual bool coordinated() const { return false; }
 };
 
 class LeaseService {

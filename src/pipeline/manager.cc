@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "jobs/fenced_write.h"
 #include "jobs/runner.h"
 #include "pipeline/layout.h"
 #include "pipeline/state.h"
@@ -935,8 +936,9 @@ class Pipelines::Impl : public jobs::Runner::Source {
     }
     task.task_id = fmt::format("{}-{}", spec.name, task_seq);
     SaveTask(spec, task_seq, task);
+    // Fenced (jobs::PutMetaUnderLease): a holder paused past its lease's takeover cannot claim it.
     Status claimed = lease.Renew();
-    if (claimed.ok()) claimed = store_.PutMeta(kUnitNs, key, UnitStateToJson(state));
+    if (claimed.ok()) claimed = jobs::PutMetaUnderLease(store_, lease, kUnitNs, key, UnitStateToJson(state));
     if (!claimed.ok()) {
       task.state = TaskState::kFailed;
       task.message = claimed.error().message;
@@ -997,7 +999,7 @@ class Pipelines::Impl : public jobs::Runner::Source {
       if (jobs::IsLeaseError(err) || lease.Lost()) {
         spdlog::warn("pipeline {} {}: lease lost, leaving the unit to its next holder: {}", spec.name, label,
                      err.message);
-      } else if (auto s = store_.PutMeta(kUnitNs, key, UnitStateToJson(state)); !s.ok()) {
+      } else if (auto s = jobs::PutMetaUnderLease(store_, lease, kUnitNs, key, UnitStateToJson(state)); !s.ok()) {
         spdlog::error("pipeline {} {}: cannot save state: {}", spec.name, label, s.error().message);
       }
       if (err.code != ErrorCode::kCancelled && failures_ && IsTransient(err.code)) {
@@ -1022,17 +1024,22 @@ class Pipelines::Impl : public jobs::Runner::Source {
       state.sync_times.erase(state.sync_times.begin(), state.sync_times.end() - kSyncTimesKept);
     }
     state.last_state = TaskState::kSucceeded;
-    if (Status held = lease.Renew(); !held.ok()) {
+    // The commit is fenced by the lease's token in the same atomic step as the write (jobs::PutMetaUnderLease):
+    // a holder paused between its last renewal and this write (GC, SIGSTOP) is refused once another node took
+    // the unit over, and the new holder's state stays.
+    Status held = lease.Renew();
+    const bool renewed = held.ok();
+    if (renewed) held = jobs::PutMetaUnderLease(store_, lease, kUnitNs, key, UnitStateToJson(state));
+    if (!held.ok()) {
       // Published files of this generation are replaced by the next holder's export of the unit (the same
       // names under its next generation; ours are listed as abandoned by its claim).
       task.state = TaskState::kFailed;
       task.message = held.error().message;
       SaveTask(spec, task_seq, task);
       Error lost = held.error();
-      lost.provider_code = std::string(jobs::kLeaseLost);
+      if (!renewed || lost.code == ErrorCode::kConflict) lost.provider_code = std::string(jobs::kLeaseLost);
       return lost;
     }
-    SLUICE_TRY(store_.PutMeta(kUnitNs, key, UnitStateToJson(state)));
     task.state = TaskState::kSucceeded;
     task.records = m.record_count();
     task.bytes = m.bytes();

@@ -98,6 +98,11 @@ class ComposedStore final : public Store {
     SLUICE_TRY(Open());
     return p_.meta->GetMeta(ns, key);
   }
+  Status PutMetaFenced(std::string_view ns, std::string_view key, std::string_view value,
+                       const Fence& fence) override {
+    SLUICE_TRY(Open());
+    return p_.meta->PutMetaFenced(ns, key, value, fence);
+  }
   Status DeleteMeta(std::string_view ns, std::string_view key) override {
     SLUICE_TRY(Open());
     return p_.meta->DeleteMeta(ns, key);

@@ -211,6 +211,13 @@ class ProfileStore {
       const std::function<bool(std::string_view group_id, std::string_view json)>& fn) = 0;
 };
 
+/// The lease a metadata write is fenced by (MetaStore::PutMetaFenced): its name and the writer's fencing
+/// token.
+struct Fence {
+  std::string lease;
+  int64_t token = 0;
+};
+
 class MetaStore {
  public:
   virtual ~MetaStore() = default;
@@ -227,6 +234,18 @@ class MetaStore {
   /// Namespaced small records; `ns` like "pipeline", key free-form. Synced on write.
   virtual Status PutMeta(std::string_view ns, std::string_view key, std::string_view value) = 0;
   virtual Result<std::optional<std::string>> GetMeta(std::string_view ns, std::string_view key) = 0;
+  /// PutMeta only while `fence` is current: the write and the fence's compare-and-set are one atomic step,
+  /// and a token lower than the highest one seen for `fence.lease` (its lease was taken over since) is
+  /// refused with kConflict "stale fencing token", the record unchanged. The shared store (ZkMetaStore)
+  /// fences against coord's /fences/NAME, which the lease service advances on every takeover.
+  /// Default (the embedded store, one node): a plain PutMeta. Its leases are in-process
+  /// (jobs::InProcessLeaseService): they never expire on their own, only their holder releases them, so no
+  /// other holder can take a unit over while this one still runs and a stale write cannot happen.
+  virtual Status PutMetaFenced(std::string_view ns, std::string_view key, std::string_view value,
+                               const Fence& fence) {
+    (void)fence;
+    return PutMeta(ns, key, value);
+  }
   virtual Status DeleteMeta(std::string_view ns, std::string_view key) = 0;
   /// Records of `ns` whose key starts with `key_prefix`, ascending by key.
   virtual Status ScanMeta(std::string_view ns, std::string_view key_prefix,

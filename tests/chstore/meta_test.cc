@@ -13,6 +13,8 @@
 #include "common/crypto.h"
 #include "coord/session.h"
 #include "coord/url.h"
+#include "jobs/fenced_write.h"
+#include "jobs/lease.h"
 #include "store/store.h"
 #include "support/child_process.h"
 #include "support/zookeeper_environment.h"
@@ -334,6 +336,88 @@ INSTANTIATE_TEST_SUITE_P(Backends, MetaStoreConformance,
 
 // ---- Node names
 // ---------------------------------------------------------------------------------------------
+
+TEST_P(MetaStoreConformance, AFencedWriteOfACurrentHolderIsStored) {
+  const store::Fence fence{"export.conformance." + RandomHex(8), 5};
+  ASSERT_TRUE(store_->PutMetaFenced("pipeline_unit", "7/daily/2026-12-06", "v1", fence).ok());
+  ASSERT_TRUE(store_->PutMetaFenced("pipeline_unit", "7/daily/2026-12-06", "v2", fence).ok());
+  auto got = store_->GetMeta("pipeline_unit", "7/daily/2026-12-06");
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ(**got, "v2");
+}
+
+// A holder whose renewal succeeded just before it was paused (GC, SIGSTOP): Renew() answers from before the
+// pause, so only the fence in the commit itself can stop its write.
+class PausedAfterRenewLease final : public jobs::UnitLease {
+ public:
+  explicit PausedAfterRenewLease(jobs::UnitLease& real) : real_(real) {}
+  const std::string& unit() const override { return real_.unit(); }
+  int64_t token() const override { return real_.token(); }
+  bool Lost() const override { return false; }
+  Status Renew() override { return OkStatus(); }
+  Status Release() override { return OkStatus(); }
+  bool coordinated() const override { return real_.coordinated(); }
+
+ private:
+  jobs::UnitLease& real_;
+};
+
+TEST(ZkMetaStore, AStaleLeaseHolderCannotCommitUnitStateAfterATakeover) {
+  const std::string root = FreshRoot("fenced");
+  auto a = OpenSession(ZooKeeperEnvironment::server()->Url("/meta_test"), milliseconds(2000));
+  auto b = OpenSession();
+  ASSERT_TRUE(a && b);
+  auto store_a = OpenZk(a, root);
+  auto store_b = OpenZk(b, root);
+  ASSERT_TRUE(store_a && store_b);
+  auto leases_a = jobs::MakeZooKeeperLeaseService(a);
+  auto leases_b = jobs::MakeZooKeeperLeaseService(b);
+  const std::string unit = "export.p7.daily." + RandomHex(8);
+  const std::string key = "7/daily/2026-12-06";
+
+  auto la = leases_a->TryAcquire(unit, "node-a");
+  ASSERT_TRUE(la.ok()) << la.error().ToString();
+  ASSERT_TRUE((*la)->coordinated());
+  const int64_t stale = (*la)->token();
+  Status first = jobs::PutMetaUnderLease(*store_a, **la, "pipeline_unit", key, "a:claimed");
+  ASSERT_TRUE(first.ok()) << first.error().ToString();
+
+  // Node A renews, then pauses past its session's expiry; node B takes the unit over.
+  PausedAfterRenewLease paused(**la);
+  ASSERT_TRUE(a->ExpireForTesting().ok());
+  auto lb = leases_b->TryAcquire(unit, "node-b");
+  ASSERT_TRUE(lb.ok()) << lb.error().ToString();
+  EXPECT_GT((*lb)->token(), stale);
+
+  // A wakes up and commits: refused in the write's own transaction, the record unchanged.
+  Status refused = jobs::PutMetaUnderLease(*store_a, paused, "pipeline_unit", key, "a:published");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kConflict);
+  EXPECT_NE(refused.error().message.find("stale fencing token"), std::string::npos)
+      << refused.error().message;
+  EXPECT_NE(refused.error().message.find(key), std::string::npos) << refused.error().message;
+  auto got = store_b->GetMeta("pipeline_unit", key);
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ(**got, "a:claimed");
+
+  // The new holder commits; the stale one stays refused, for existing and for new records alike.
+  Status committed = jobs::PutMetaUnderLease(*store_b, **lb, "pipeline_unit", key, "b:published");
+  ASSERT_TRUE(committed.ok()) << committed.error().ToString();
+  EXPECT_FALSE(jobs::PutMetaUnderLease(*store_a, paused, "pipeline_unit", key, "a:again").ok());
+  Status fresh = store_a->PutMetaFenced("pipeline_unit", key + "-other", "a:new", store::Fence{unit, stale});
+  ASSERT_FALSE(fresh.ok());
+  EXPECT_EQ(fresh.error().code, ErrorCode::kConflict);
+  got = store_b->GetMeta("pipeline_unit", key);
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ(**got, "b:published");
+  auto other = store_b->GetMeta("pipeline_unit", key + "-other");
+  ASSERT_TRUE(other.ok());
+  EXPECT_FALSE(other->has_value());
+
+  // The unfenced API still works for records no lease owns.
+  EXPECT_TRUE(store_a->PutMeta("pipeline", "7/daily", "{}").ok());
+  EXPECT_TRUE((*lb)->Release().ok());
+}
 
 TEST(ZkNodeName, EveryByteRoundTripsIntoAValidPrefixPreservingName) {
   std::string all;
