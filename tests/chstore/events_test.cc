@@ -18,6 +18,7 @@
 #include "clickhouse/url.h"
 #include "support/child_process.h"
 #include "support/clickhouse_cluster.h"
+#include "support/clickhouse_environment.h"
 #include "support/zookeeper_environment.h"
 
 namespace sluice::chstore {
@@ -34,28 +35,9 @@ using testing::ClickHouseCluster;
 constexpr int64_t kHourStartUs = 1'700'000'000'000'000 - (1'700'000'000'000'000 % 3'600'000'000);
 const Hour kHour = store::HourOf(kHourStartUs);
 
-// ---- one loopback cluster for the binary ----
+// ---- one loopback cluster for the binary (testing::ClickHouseClusterEnvironment, 1 shard x 2 replicas) ----
 
-class ClusterEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    ASSERT_NE(testing::ZooKeeperEnvironment::server(), nullptr);
-    testing::ClickHouseClusterOptions o;
-    o.shards = 1;
-    o.replicas = 2;
-    auto ch = ClickHouseCluster::Start(o, testing::ZooKeeperEnvironment::server()->HostPort());
-    ASSERT_TRUE(ch.ok()) << ch.error().ToString();
-    Slot() = std::move(ch).value();
-  }
-  void TearDown() override { Slot().reset(); }
-  static ClickHouseCluster* cluster() { return Slot().get(); }
-
- private:
-  static std::unique_ptr<ClickHouseCluster>& Slot() {
-    static std::unique_ptr<ClickHouseCluster> slot;
-    return slot;
-  }
-};
+using ClusterEnvironment = testing::ClickHouseClusterEnvironment;
 
 std::shared_ptr<clickhouse::Client> MakeClient(const std::string& url, int max_attempts = 4) {
   clickhouse::ClientOptions o;
@@ -586,6 +568,6 @@ TEST_F(ClickHouseEventsCluster, AWriteThatOutlivesItsDeadlineIsNotAcknowledged) 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
   ::testing::AddGlobalTestEnvironment(new sluice::testing::ZooKeeperEnvironment());
-  ::testing::AddGlobalTestEnvironment(new sluice::chstore::ClusterEnvironment());
+  ::testing::AddGlobalTestEnvironment(new sluice::testing::ClickHouseClusterEnvironment());
   return RUN_ALL_TESTS();
 }
