@@ -4,6 +4,8 @@
 #include "http/server.h"
 
 #include <openssl/ssl.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -282,7 +284,15 @@ class ServerImpl final : public Server {
     net::co_spawn(acceptor_.get_executor(), AcceptLoop(), net::detached);
     int threads = std::max(1, options_.threads);
     threads_.reserve(static_cast<size_t>(threads));
-    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { ioc_.run(); });
+    for (int i = 0; i < threads; ++i) {
+      threads_.emplace_back([this] {
+        // Raising one's own nice value needs no privilege; failing to is harmless (scheduling only).
+        if (options_.worker_niceness > 0) {
+          (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), options_.worker_niceness);
+        }
+        ioc_.run();
+      });
+    }
   }
 
   void Shutdown(std::chrono::milliseconds grace) override {

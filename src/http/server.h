@@ -124,6 +124,9 @@ struct ServerOptions {
   /// Slowloris bound: a request (and, on a new connection, the TLS handshake) must arrive completely within
   /// this time of its first byte; each response write gets the same bound.
   std::chrono::seconds request_timeout{60};
+  /// Added to the I/O threads' nice value (Linux, per thread; 0 = unchanged). The embedded store's flush thread
+  /// must not queue behind request threads on a busy core: every writer stalls until a full memtable is flushed.
+  int worker_niceness = 0;
   /// TLS when both are set (PEM files).
   std::string tls_cert_file;
   std::string tls_key_file;

@@ -74,12 +74,19 @@ SortedEntries SortEntries(const std::vector<const char*>& entries,
 /// Iterates a read-only memtable's sorted entries (what VectorRep's iterator does after its own sort).
 class SortedIterator final : public rocksdb::MemTableRep::Iterator {
  public:
+  static constexpr size_t kPrefetchAhead = 8;
+
   SortedIterator(std::shared_ptr<const SortedEntries> sorted, const rocksdb::MemTableRep::KeyComparator& cmp)
       : sorted_(std::move(sorted)), cmp_(cmp), pos_(sorted_->size()) {}
 
   bool Valid() const override { return pos_ < sorted_->size(); }
   const char* key() const override { return (*sorted_)[pos_]; }
-  void Next() override { ++pos_; }
+  void Next() override {
+    ++pos_;
+    // Entries in key order are scattered over the memtable's blocks: without a prefetch every step of a flush
+    // waited for a cache miss on the next entry (~3% of ingest CPU in MemTableIterator::key). Fetch a few ahead.
+    if (pos_ + kPrefetchAhead < sorted_->size()) __builtin_prefetch((*sorted_)[pos_ + kPrefetchAhead]);
+  }
   void Prev() override { pos_ = pos_ == 0 ? sorted_->size() : pos_ - 1; }
   void Seek(const rocksdb::Slice& internal_key, const char* memtable_key) override {
     auto it =
@@ -268,7 +275,22 @@ class PooledFactory final : public rocksdb::MemTableRepFactory {
 
 }  // namespace
 
-MemtableBlockPool::MemtableBlockPool(size_t max_free_bytes) : max_free_(max_free_bytes / kBlockBytes) {}
+MemtableBlockPool::MemtableBlockPool(size_t max_free_bytes, size_t reserve_bytes)
+    : max_free_(std::max(max_free_bytes, reserve_bytes) / kBlockBytes) {
+  const size_t blocks = reserve_bytes / kBlockBytes;
+  free_.reserve(blocks);
+  for (size_t i = 0; i < blocks; ++i) {
+    char* b = MapAligned(kBlockBytes);
+    if (b == nullptr) break;
+    // Populate (and zero) the whole block now. MADV_POPULATE_WRITE (Linux 5.14) does it in one call; an older
+    // kernel refuses it and the block is touched page by page instead.
+    if (::madvise(b, kBlockBytes, MADV_POPULATE_WRITE) != 0) {
+      for (size_t off = 0; off < kBlockBytes; off += 4096) static_cast<volatile char*>(b)[off] = 0;
+    }
+    free_.push_back(b);
+  }
+  stats_.mapped = stats_.reserved = free_.size();
+}
 
 MemtableBlockPool::~MemtableBlockPool() {
   for (char* b : free_) ::munmap(b, kBlockBytes);

@@ -330,8 +330,11 @@ class RocksStore final : public Store {
       switch (static_cast<Cf>(i)) {
         case kEvents:
           // The pool keeps one memtable's worth of free blocks: what the next memtable needs after a flush.
+          // With reserve_memtables it holds the whole memtable budget, mapped and touched now.
           o = EventsCf(cache, options_,
-                       std::make_shared<internal::MemtableBlockPool>(options_.write_buffer_bytes), write_buffers_);
+                       std::make_shared<internal::MemtableBlockPool>(
+                           options_.write_buffer_bytes, options_.reserve_memtables ? options_.write_buffer_bytes * 3 : 0),
+                       write_buffers_);
           break;
         case kPartitions:
           o = SmallRecordsCf(cache, 4u << 20);

@@ -26,6 +26,7 @@ class ServerProcess {
   /// SIGTERM and wait; returns the exit status.
   int Terminate();
   bool running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
   const std::string& url() const { return url_; }
   std::string admin_token() const;
 

@@ -7,6 +7,8 @@
 #include <rocksdb/slice.h>
 #include <rocksdb/write_buffer_manager.h>
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -37,6 +39,30 @@ TEST(MemtableBlockPool, ReturnedBlocksAreReusedAndTheFreeListIsBounded) {
   EXPECT_EQ(pool.stats().mapped, 2u);
   EXPECT_EQ(pool.stats().reused, 1u);
   pool.Return(c);
+}
+
+TEST(MemtableBlockPool, AReservationIsMappedResidentAndKeptAcrossReuse) {
+  MemtableBlockPool pool(/*max_free_bytes=*/kBlock, /*reserve_bytes=*/3 * kBlock);
+  EXPECT_EQ(pool.stats().reserved, 3u);
+  EXPECT_EQ(pool.stats().mapped, 3u);
+  EXPECT_EQ(pool.stats().free, 3u);
+  std::vector<char*> taken;
+  for (int i = 0; i < 3; ++i) taken.push_back(pool.Take());
+  for (char* b : taken) {
+    ASSERT_NE(b, nullptr);
+    // Resident before anything is written: every 4 KiB page of the block is in memory (no fault on first write).
+    std::vector<unsigned char> resident(kBlock / 4096);
+    ASSERT_EQ(::mincore(b, kBlock, resident.data()), 0);
+    EXPECT_TRUE(std::all_of(resident.begin(), resident.end(), [](unsigned char r) { return (r & 1) != 0; }));
+    EXPECT_EQ(b[0], 0) << "fresh anonymous memory reads as zero";
+  }
+  EXPECT_EQ(pool.stats().mapped, 3u) << "served from the reservation, nothing new mapped";
+  EXPECT_EQ(pool.stats().reused, 3u);
+  char* fourth = pool.Take();  // beyond the reservation: mapped on demand
+  EXPECT_EQ(pool.stats().mapped, 4u);
+  taken.push_back(fourth);
+  for (char* b : taken) pool.Return(b);
+  EXPECT_EQ(pool.stats().free, 3u) << "the pool keeps the reservation (max(max_free, reserve)), not just max_free";
 }
 
 /// Orders memtable keys (varint32 length + bytes) bytewise; enough for the vector rep's sort.
