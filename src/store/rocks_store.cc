@@ -330,10 +330,13 @@ class RocksStore final : public Store {
       switch (static_cast<Cf>(i)) {
         case kEvents:
           // The pool keeps one memtable's worth of free blocks: what the next memtable needs after a flush.
-          // With reserve_memtables it holds the whole memtable budget, mapped and touched now.
+          // With reserve_memtables it holds two memtables (the one filling and the one flushing: what a server
+          // whose flushes keep up uses), mapped and touched now; a third, while a flush lags, is mapped on demand
+          // and given back after. Not the whole 3-buffer budget: an idle server would then hold ~190 MB, more
+          // than an export may use (issue 12: export and import <= 256 MB).
           o = EventsCf(cache, options_,
                        std::make_shared<internal::MemtableBlockPool>(
-                           options_.write_buffer_bytes, options_.reserve_memtables ? options_.write_buffer_bytes * 3 : 0),
+                           options_.write_buffer_bytes, options_.reserve_memtables ? options_.write_buffer_bytes * 2 : 0),
                        write_buffers_);
           break;
         case kPartitions:

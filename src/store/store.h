@@ -69,7 +69,7 @@ struct StoreOptions {
   /// RocksDB block cache and write buffer sizes bound the store's memory.
   size_t block_cache_bytes = 64ull << 20;
   size_t write_buffer_bytes = 64ull << 20;
-  /// Map and touch the events memtables' whole budget (3 x write_buffer_bytes) at open and keep it, instead of
+  /// Map and touch two events memtables (2 x write_buffer_bytes) at open and keep them, instead of
   /// taking fresh memory from the kernel as memtables fill: no page faults or kernel zeroing on the write path,
   /// at the price of that memory being resident from the start (the server's default; see memtable_pool.h).
   bool reserve_memtables = false;
