@@ -27,6 +27,9 @@
 // interleaved runs at load average 4-7: 9.30 -> 8.16 CPU s per million events (107k -> 122k events/s per core)
 // with the identity memtable's bloom filter; profile in docs/operations.md ("Where export and Cloud Import CPU
 // goes").
+// Measured 2026-12-06 (issue 12 item 3, second round), same command, 7 interleaved pairs at load average 1.8-2.4:
+// 7.55 -> 6.61 CPU s per million events (132k -> 151k events/s per core; --null-store 2.81 = 356k) with the batch
+// parsed in place into recycled events and the identity links looked up with one MultiGet; docs/operations.md.
 // So the importer itself (S3 read, gzip, lines, shaping, /import validation) meets the target; with durable
 // writes the store dominates and the end-to-end figure is well under half of it.
 #include <sys/resource.h>
