@@ -4,6 +4,7 @@
 
 #include <boost/json.hpp>
 #include <chrono>
+#include <cstring>
 #include <optional>
 #include <unordered_map>
 #include <vector>
@@ -24,8 +25,18 @@ static_assert(kBatchFlushBytes > ingest::kMaxBatchBytes / 2);
 // Validated events are written (and the file's progress committed) every this many lines: one store write of
 // four /import batches costs less per event than four (one WAL record and sync, one set of partition merges).
 constexpr size_t kCommitRecords = 4 * kBatchRecords;
+// Written events kept for reuse: one commit's worth, each holding at most this many bytes of strings.
+constexpr size_t kMaxSpareEvents = kCommitRecords;
+constexpr size_t kMaxSpareEventBytes = 2048;
 
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+
+/// Whether the line mentions "$insert_id" anywhere. glibc's memmem, because string_view::find stops at every
+/// '"' of the line (dozens per event) to compare.
+bool MentionsInsertId(std::string_view line) {
+  constexpr std::string_view kKey = "\"$insert_id\"";
+  return ::memmem(line.data(), line.size(), kKey.data(), kKey.size()) != nullptr;
+}
 
 int64_t NowMicros(const Clock& clock) {
   return std::chrono::duration_cast<std::chrono::microseconds>(clock.Now().time_since_epoch()).count();
@@ -55,7 +66,7 @@ class Batcher {
       case DataFormat::kMixpanelEvent:
         // Lines without a $insert_id get a derived one: without it /import refuses the event, and with a
         // random one a re-import would duplicate it.
-        if (line.text.find("\"$insert_id\"") != std::string_view::npos ||
+        if (MentionsInsertId(line.text) ||
             !AppendWithInsertId(line.text, DerivedInsertId(file_tag_, line.number), buffer_)) {
           buffer_.append(line.text);
         }
@@ -130,7 +141,15 @@ class Batcher {
   }
 
   Status FlushEvents() {
-    auto parsed = ingest::ParseEvents(buffer_, EventOptions());
+    // Parsed in place (no copy of each line into the parser's padded buffer): the padding is appended, then
+    // cut again, and the events reuse the strings of the ones already written (spare_).
+    const size_t records_end = buffer_.size();
+    buffer_.append(ingest::kParsePadding, '\0');
+    ingest::ParseOptions options = EventOptions();
+    options.payload_padded = true;
+    options.recycled_events = &spare_;
+    auto parsed = ingest::ParseEvents(std::string_view(buffer_).substr(0, records_end), options);
+    buffer_.resize(records_end);
     if (!parsed.ok()) {
       // The batch failed as a whole (every line is garbage): validate line by line for per-line reasons.
       return FlushEventsOneByOne();
@@ -173,7 +192,18 @@ class Batcher {
     return OkStatus();
   }
 
-  Status Write(const std::vector<Event>& events, std::vector<IdentityLink>& links) {
+  /// Keeps written events for the next batches to fill (ParseOptions::recycled_events), except those whose
+  /// strings grew large: the spares stay bounded by about kMaxSpareEvents × kMaxSpareEventBytes.
+  void Recycle(std::vector<Event>& events) {
+    for (Event& e : events) {
+      if (spare_.size() >= kMaxSpareEvents) break;
+      if (e.properties.capacity() + e.distinct_id.capacity() + e.name.capacity() > kMaxSpareEventBytes) continue;
+      spare_.push_back(std::move(e));
+    }
+    events.clear();
+  }
+
+  Status Write(std::vector<Event>& events, std::vector<IdentityLink>& links) {
     if (events.empty()) return OkStatus();
     std::unordered_set<std::string>* linked = o_.linked_devices;
     if (linked != nullptr && !links.empty()) {
@@ -181,6 +211,7 @@ class Batcher {
     }
     SLUICE_TRY(store_.WriteEvents(spec_.project_id, events, links));
     progress_.events_imported += events.size();
+    Recycle(events);
     if (linked != nullptr) {
       for (auto& l : links) {
         if (linked->size() >= kMaxLinkedDevices) linked->clear();
@@ -254,6 +285,7 @@ class Batcher {
   uint64_t last_line_ = 0;    // highest file line handed to Add (or skipped)
   std::vector<Event> stash_;  // validated events waiting for Commit
   std::vector<IdentityLink> stash_links_;
+  std::vector<Event> spare_;  // written events, for the parser to fill again
 };
 
 }  // namespace

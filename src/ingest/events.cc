@@ -295,6 +295,7 @@ class EventParser {
   Walk ReadId(od::value& value, IdValue& id);
   Walk ReadTime(od::value& value);
   void Commit();
+  Event& NewEvent();  // appended to out_.events, recycled when options_ offers one
   void Reject(std::string field, std::string message, std::string_view reason);
   bool Finish();  // post-walk validation; fills cur_event_ or a RecordError
 
@@ -778,14 +779,18 @@ bool EventParser::Finish() {
       return false;
     }
   }
-  std::string distinct_id;
+  // The distinct_id as stored: `distinct_id` (kept exactly as it arrived), or "$device:" + $device_id. Views
+  // into the document until the event is built, so a refused record copies nothing.
+  constexpr std::string_view kDevicePrefix = "$device:";
+  std::string_view distinct_id;
+  bool device_prefixed = false;
   if (distinct_id_.present()) {
-    distinct_id = std::string(distinct_id_.text);  // kept exactly as it arrived
+    distinct_id = distinct_id_.text;
   } else if (user_id_.present()) {
-    distinct_id = std::string(user_id_.text);
+    distinct_id = user_id_.text;
   } else if (device_id_.present()) {
-    distinct_id.reserve(8 + device_id_.text.size());
-    distinct_id.append("$device:").append(device_id_.text);
+    distinct_id = device_id_.text;
+    device_prefixed = true;
   } else if (!track) {
     Reject("properties.distinct_id",
            "'properties.distinct_id' is missing: /import needs the user's id (or $user_id / $device_id to derive "
@@ -795,7 +800,8 @@ bool EventParser::Finish() {
   }
 
   // ---- $insert_id
-  std::string insert_id;
+  std::string generated_id;  // a derived or random id; otherwise insert_id views the document
+  std::string_view insert_id;
   if (insert_id_.kind == IdValue::Kind::kAbsent) {
     if (options_.derive_insert_id) {
       // Legacy /import (Mixpanel's older SDKs never send $insert_id): the id is derived from the event's
@@ -806,7 +812,10 @@ bool EventParser::Finish() {
         if (entry.live) texts.emplace_back(props_buf_.data() + entry.begin, entry.end - entry.begin);
       }
       std::sort(texts.begin(), texts.end());
-      insert_id = DeriveInsertId(event_name_, distinct_id, time_us, device_id_.text, user_id_.text, texts);
+      generated_id = DeriveInsertId(
+          event_name_, device_prefixed ? std::string(kDevicePrefix).append(distinct_id) : std::string(distinct_id),
+          time_us, device_id_.text, user_id_.text, texts);
+      insert_id = generated_id;
     } else if (!track) {
       Reject("properties.$insert_id",
              "'properties.$insert_id' is missing: /import needs a unique id per event (up to 36 characters of "
@@ -814,7 +823,8 @@ bool EventParser::Finish() {
              "missing_insert_id");
       return false;
     } else {
-      insert_id = RandomHex(128);
+      generated_id = RandomHex(128);
+      insert_id = generated_id;
     }
   } else if (insert_id_.kind != IdValue::Kind::kText) {
     Reject("properties.$insert_id",
@@ -845,12 +855,12 @@ bool EventParser::Finish() {
              "invalid_insert_id");
       return false;
     }
-    insert_id = std::string(id);
+    insert_id = id;
   }
 
   // ---- size (the event as stored)
-  const size_t size = props_buf_.size() + event_name_.size() + distinct_id.size() + insert_id.size() +
-                      device_id_.text.size() + user_id_.text.size();
+  const size_t size = props_buf_.size() + event_name_.size() + (device_prefixed ? kDevicePrefix.size() : 0) +
+                      distinct_id.size() + insert_id.size() + device_id_.text.size() + user_id_.text.size();
   if (size >= kMaxEventBytes) {
     Reject("properties",
            fmt::format("the event is {} bytes; an event must be smaller than 1 MB ({} bytes)", size, kMaxEventBytes),
@@ -858,17 +868,31 @@ bool EventParser::Finish() {
     return false;
   }
 
-  Event& e = out_.events.emplace_back();
-  e.name = std::string(event_name_);
+  Event& e = NewEvent();
+  // Every field is assigned (a recycled event holds an earlier event's values); assign() reuses capacity.
+  static_assert(sizeof(Event) == 6 * sizeof(std::string) + sizeof(int64_t), "assign every field of Event here");
+  e.name.assign(event_name_);
   e.time_us = time_us;
-  e.distinct_id = std::move(distinct_id);
-  if (device_id_.present()) e.device_id = std::string(device_id_.text);
-  if (user_id_.present()) e.user_id = std::string(user_id_.text);
-  e.insert_id = std::move(insert_id);
+  if (device_prefixed) {
+    e.distinct_id.assign(kDevicePrefix).append(distinct_id);
+  } else {
+    e.distinct_id.assign(distinct_id);
+  }
+  e.device_id.assign(device_id_.present() ? device_id_.text : std::string_view());
+  e.user_id.assign(user_id_.present() ? user_id_.text : std::string_view());
+  e.insert_id.assign(insert_id);
   e.properties.assign(props_buf_.data(), props_buf_.size());
   out_.event_indexes.push_back(index_);
   out_.tokens.emplace_back(token_.present() ? token_.text : std::string_view());
   return true;
+}
+
+Event& EventParser::NewEvent() {
+  std::vector<Event>* spare = options_.recycled_events;
+  if (spare == nullptr || spare->empty()) return out_.events.emplace_back();
+  Event& e = out_.events.emplace_back(std::move(spare->back()));
+  spare->pop_back();
+  return e;
 }
 
 void EventParser::Commit() {
@@ -1025,12 +1049,23 @@ Result<ParsedEvents> EventParser::RunNdjson(std::string_view payload) {
     insert_id_ = IdValue{};
     Reject("record", std::move(message), "malformed_json");
   };
+  // A padded payload is parsed line by line in place: simdjson may read up to its padding past a line's end,
+  // which there is the rest of the payload (then the padding), always readable. Its contents do not matter:
+  // stage 1 indexes only the line's bytes, and simdjson copies a root scalar before parsing it.
+  const char* readable_end = payload.data() + payload.size() + kParsePadding;
   internal::ForEachNdjsonLine(payload, [&](std::string_view line, size_t line_number, size_t offset) {
-    base_ = scratch_.Pad(line);
+    size_t capacity = scratch_.capacity;
+    if (options_.payload_padded) {
+      base_ = line.data();
+      capacity = static_cast<size_t>(readable_end - line.data());
+    } else {
+      base_ = scratch_.Pad(line);
+      capacity = scratch_.capacity;
+    }
     base_offset_ = offset;
     line_number_ = line_number;
     malformed_at_ = base_;
-    auto doc_result = scratch_.parser.iterate(base_, line.size(), scratch_.capacity);
+    auto doc_result = scratch_.parser.iterate(base_, line.size(), capacity);
     if (doc_result.error()) {
       line_error(line_number, StageOneError(doc_result.error(), line, offset, "").message);
       ++index;

@@ -72,8 +72,13 @@ struct ParseOptions {
   /// instead of being refused. Strict JSON /import keeps requiring $insert_id.
   bool derive_insert_id = false;
   /// The payload is followed by at least kParsePadding readable bytes (GunzipBoundedPadded's buffer): a JSON
-  /// array or object is then parsed in place instead of copied into a padded buffer first.
+  /// array or object, or each line of NDJSON, is then parsed in place instead of copied into a padded buffer
+  /// first.
   bool payload_padded = false;
+  /// Events to fill instead of allocating new ones (taken from the back; every field is overwritten). A caller
+  /// parsing batch after batch (Cloud Import) hands its written events back here, so their strings keep their
+  /// capacity and a steady stream of batches allocates nothing per event. Null: new events.
+  std::vector<Event>* recycled_events = nullptr;
 };
 
 /// Readable bytes ParseOptions::payload_padded promises after the payload (simdjson's SIMDJSON_PADDING).

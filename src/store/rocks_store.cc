@@ -758,6 +758,7 @@ class RocksStore final : public Store {
       if (keys_.empty()) return;
       std::lock_guard lock(store_->identity_mu_);
       for (const auto& k : keys_) store_->pending_links_.erase(k);
+      store_->links_released_.fetch_add(1);
     }
     LinkClaims(const LinkClaims&) = delete;
     LinkClaims& operator=(const LinkClaims&) = delete;
@@ -1167,29 +1168,71 @@ class RocksStore final : public Store {
   }
 
   /// First link per device wins, across concurrent calls too. The common case (device already linked) is
-  /// settled by a lock-free Get; only candidates take identity_mu_, where a device is either already claimed
+  /// settled by lock-free lookups; only candidates take identity_mu_, where a device is either already claimed
   /// by an in-flight batch (skip it: that batch will write it), already committed (skip), or claimed by us.
   /// A claim is released only after our batch committed, when a Get sees it, so the check-then-put cannot
   /// interleave. If our batch fails, the link is written by the next event that carries it.
+  ///
+  /// Cost per new device (Cloud Import writes one for most events of a first import): the call's keys are
+  /// built in one buffer, sorted, and looked up with one MultiGet; a candidate is looked up again under the
+  /// lock only when some other call released claims since our lookups began (links_released_), since only
+  /// such a call can have committed a link our lookups missed. The puts go into the batch in key order, so
+  /// the identity memtable's skip list inserts each one next to the previous one instead of searching from
+  /// its top.
   Status AddIdentityLinks(uint32_t project, std::span<const IdentityLink> links, rocksdb::WriteBatch& batch,
                           LinkClaims& claims) {
     if (links.empty()) return OkStatus();
-    std::vector<std::pair<std::string, const IdentityLink*>> candidates;
-    std::unordered_set<std::string_view> seen;
+    // Read before the lookups: a claim released after this (its link committed) makes us look again.
+    const uint64_t released_before = links_released_.load();
+    struct Link {
+      uint32_t begin;  // the key in `keys`
+      uint32_t size;
+      const IdentityLink* link;
+    };
+    std::string keys;
+    std::vector<Link> order;
+    order.reserve(links.size());
     for (const IdentityLink& link : links) {
       if (link.device_id.empty() || link.user_id.empty()) continue;
-      if (!seen.insert(link.device_id).second) continue;  // first link in the call wins
-      std::string key = internal::ProjectKey(project, link.device_id);
-      SLUICE_ASSIGN_OR_RETURN(auto existing, GetString(kIdentity, key, "reading the identity map"));
-      if (!existing) candidates.emplace_back(std::move(key), &link);
+      const size_t begin = keys.size();
+      internal::AppendBigEndian32(keys, project);
+      keys.append(link.device_id);
+      order.push_back({static_cast<uint32_t>(begin), static_cast<uint32_t>(keys.size() - begin), &link});
+    }
+    if (order.empty()) return OkStatus();
+    auto key_of = [&keys](const Link& l) { return std::string_view(keys).substr(l.begin, l.size); };
+    // Stable: of one device's links, the first in the call stays first and wins.
+    std::stable_sort(order.begin(), order.end(),
+                     [&](const Link& a, const Link& b) { return key_of(a) < key_of(b); });
+    order.erase(std::unique(order.begin(), order.end(),
+                            [&](const Link& a, const Link& b) { return key_of(a) == key_of(b); }),
+                order.end());
+    std::vector<rocksdb::Slice> slices;
+    slices.reserve(order.size());
+    for (const Link& l : order) slices.emplace_back(keys.data() + l.begin, l.size);
+    std::vector<rocksdb::PinnableSlice> values(order.size());
+    std::vector<rocksdb::Status> statuses(order.size());
+    db_->MultiGet(rocksdb::ReadOptions(), cf(kIdentity), slices.size(), slices.data(), values.data(),
+                  statuses.data(), /*sorted_input=*/true);
+    std::vector<size_t> candidates;
+    for (size_t i = 0; i < order.size(); ++i) {
+      if (statuses[i].IsNotFound()) {
+        candidates.push_back(i);
+      } else if (!statuses[i].ok()) {
+        return FromRocks(statuses[i], dir_, "reading the identity map");
+      }
     }
     if (candidates.empty()) return OkStatus();
     std::lock_guard lock(identity_mu_);
-    for (auto& [key, link] : candidates) {
+    const bool look_again = links_released_.load() != released_before;
+    for (size_t i : candidates) {
+      std::string key(key_of(order[i]));
       if (pending_links_.contains(key)) continue;
-      SLUICE_ASSIGN_OR_RETURN(auto existing, GetString(kIdentity, key, "reading the identity map"));
-      if (existing) continue;
-      Check(batch.Put(cf(kIdentity), key, link->user_id));
+      if (look_again) {
+        SLUICE_ASSIGN_OR_RETURN(auto existing, GetString(kIdentity, key, "reading the identity map"));
+        if (existing) continue;
+      }
+      Check(batch.Put(cf(kIdentity), key, order[i].link->user_id));
       pending_links_.insert(key);
       claims.keys_.push_back(std::move(key));
     }
@@ -1257,6 +1300,8 @@ class RocksStore final : public Store {
 
   std::mutex identity_mu_;
   std::unordered_set<std::string> pending_links_;  // guarded by identity_mu_
+  // Bumped (under identity_mu_) each time a call releases its claims, i.e. after its links committed.
+  std::atomic<uint64_t> links_released_{0};
 
   std::array<std::mutex, kProfileStripes> profile_mu_;
 

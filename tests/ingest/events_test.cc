@@ -796,3 +796,105 @@ TEST(PaddedPayloadTest, ParsesInPlaceExactlyAsACopiedPayload) {
 
 }  // namespace
 }  // namespace sluice::ingest
+
+namespace sluice::ingest {
+namespace {
+
+void ExpectSameParse(const ParsedEvents& a, const ParsedEvents& b) {
+  ASSERT_EQ(a.events.size(), b.events.size());
+  for (size_t i = 0; i < a.events.size(); ++i) {
+    EXPECT_EQ(a.events[i].name, b.events[i].name) << i;
+    EXPECT_EQ(a.events[i].time_us, b.events[i].time_us) << i;
+    EXPECT_EQ(a.events[i].distinct_id, b.events[i].distinct_id) << i;
+    EXPECT_EQ(a.events[i].device_id, b.events[i].device_id) << i;
+    EXPECT_EQ(a.events[i].user_id, b.events[i].user_id) << i;
+    EXPECT_EQ(a.events[i].insert_id, b.events[i].insert_id) << i;
+    EXPECT_EQ(a.events[i].properties, b.events[i].properties) << i;
+  }
+  EXPECT_EQ(a.event_indexes, b.event_indexes);
+  ASSERT_EQ(a.links.size(), b.links.size());
+  for (size_t i = 0; i < a.links.size(); ++i) {
+    EXPECT_EQ(a.links[i].device_id, b.links[i].device_id);
+    EXPECT_EQ(a.links[i].user_id, b.links[i].user_id);
+  }
+  ASSERT_EQ(a.errors.size(), b.errors.size());
+  for (size_t i = 0; i < a.errors.size(); ++i) {
+    EXPECT_EQ(a.errors[i].index, b.errors[i].index);
+    EXPECT_EQ(a.errors[i].reason, b.errors[i].reason);
+    EXPECT_EQ(a.errors[i].message, b.errors[i].message);
+  }
+  EXPECT_EQ(a.total_records, b.total_records);
+}
+
+// Cloud Import hands its batch buffer over padded: each NDJSON line is parsed where it lies, so simdjson's
+// look-ahead past a line reads the next lines (and, after the last, padding that need not be zeros).
+TEST(PaddedPayloadTest, NdjsonLinesParseInPlaceExactlyAsCopiedLines) {
+  const std::string lines[] = {
+      Record(R"("$device_id":"dev-1","$user_id":"user-1","n":1.50)", "id-1"),
+      R"({"event":"cut","properties":{"time":17)",                  // truncated inside a number
+      "12",                                                          // a root number, followed by digits below
+      "34",
+      "tru",                                                         // a truncated atom
+      R"({"event":"e","properties":{"a":"unterminated)",            // an unclosed string
+      Record("", "id-2") + R"( {"event":"second"})",                 // trailing content
+      "null",
+      RecordWithProps(R"("time":1714564000,"$device_id":"d9","$insert_id":"id-3")"),  // distinct_id derived
+      R"({"event":"x","properties":{"time":1714564000,"distinct_id":"u2","$insert_id":"id-4","v":[1,{"k":null}]}})",
+  };
+  std::string payload;
+  for (const auto& l : lines) payload += l + "\n";
+  payload += "  " + Record("", "id-5");  // the last line without a newline
+  // Padding of structural garbage: were it parsed as part of the last line, the result would differ.
+  std::string buffer = payload;
+  while (buffer.size() < payload.size() + kParsePadding) buffer += "\"]}1e9,{\"";
+  ParseOptions padded = Import(PayloadFormat::kNdjson);
+  padded.payload_padded = true;
+  ParsedEvents in_place = MustParse(std::string_view(buffer.data(), payload.size()), padded);
+  ParsedEvents copied = MustParse(payload, Import(PayloadFormat::kNdjson));
+  EXPECT_EQ(in_place.events.size(), 4u);
+  EXPECT_EQ(in_place.errors.size(), 7u);
+  ExpectSameParse(in_place, copied);
+
+  // A line ending exactly at the payload's end, directly followed by the padding.
+  const std::string one = Record("", "id-6");
+  std::string one_buffer = one + std::string(kParsePadding, '9');
+  ExpectSameParse(MustParse(std::string_view(one_buffer.data(), one.size()), padded),
+                  MustParse(one, Import(PayloadFormat::kNdjson)));
+}
+
+// Cloud Import hands written events back for the next batch: each is filled again in place (its strings keep
+// their buffers), and no value of the earlier event survives.
+TEST(RecycledEventsTest, ReusesTheStringsAndOverwritesEveryField) {
+  std::vector<Event> spare(2);
+  for (Event& e : spare) {
+    e.name = std::string(300, 'n');
+    e.time_us = 42;
+    e.distinct_id = std::string(300, 'd');
+    e.device_id = std::string(300, 'v');
+    e.user_id = std::string(300, 'u');
+    e.insert_id = std::string(300, 'i');
+    e.properties = std::string(3000, 'p');
+  }
+  const char* properties_buffer = spare.back().properties.data();
+  const char* distinct_buffer = spare.back().distinct_id.data();
+  const std::string payload = Record(R"("plan":"pro")", "id-1") + "\n" +
+                              RecordWithProps(R"("time":1714564000,"$device_id":"d9","$insert_id":"id-2")") + "\n" +
+                              Record("", "id-3") + "\n";
+  ParseOptions recycling = Import(PayloadFormat::kNdjson);
+  recycling.recycled_events = &spare;
+  ParsedEvents reused = MustParse(payload, recycling);
+  ParsedEvents fresh = MustParse(payload, Import(PayloadFormat::kNdjson));
+  ExpectSameParse(reused, fresh);
+  ASSERT_EQ(reused.events.size(), 3u);
+  EXPECT_TRUE(spare.empty());  // both taken, the third event is new
+  EXPECT_EQ(reused.events[0].properties.data(), properties_buffer);
+  EXPECT_EQ(reused.events[0].distinct_id.data(), distinct_buffer);
+  EXPECT_TRUE(reused.events[0].device_id.empty());
+  EXPECT_TRUE(reused.events[0].user_id.empty());
+  EXPECT_EQ(reused.events[1].distinct_id, "$device:d9");
+  EXPECT_EQ(reused.events[1].device_id, "d9");
+  EXPECT_TRUE(reused.events[1].user_id.empty());
+}
+
+}  // namespace
+}  // namespace sluice::ingest

@@ -434,6 +434,63 @@ TEST_F(StoreTest, IdentityFirstWinsUnderConcurrentWriters) {
   }
 }
 
+// Issue 12 item 3: AddIdentityLinks looks a call's devices up with one sorted MultiGet and looks a candidate up
+// again under its lock only when another call committed links meanwhile. Every reader must still see one user
+// per device, forever: if two racing calls both wrote a device, some reader would see the first user and a
+// later one the second.
+TEST_F(StoreTest, IdentityLinksStayFirstWinsWhenRacingCallsOverlapInAnyOrder) {
+  // Within one call, the first link of a device wins even when its key sorts after the call's other devices.
+  const std::vector<IdentityLink> mixed = {{"dev-b", "first"}, {"dev-a", "alone"}, {"dev-b", "second"}};
+  ASSERT_TRUE(store_->WriteEvents(7, {}, mixed).ok());
+  EXPECT_EQ(store_->ResolveDevice(7, "dev-b")->value_or(""), "first");
+  EXPECT_EQ(store_->ResolveDevice(7, "dev-a")->value_or(""), "alone");
+
+  constexpr int kThreads = 6;
+  constexpr int kDevices = 300;
+  constexpr int kBatch = 25;
+  constexpr uint32_t kRounds = 12;  // the race is timing-dependent: each round (a project) tries again
+  for (uint32_t project = 1; project <= kRounds; ++project) {
+    std::barrier start(kThreads);
+    std::mutex mu;
+    std::map<std::string, std::set<std::string>> observed;  // device -> users any reader saw
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        std::vector<int> devices(kDevices);
+        for (int k = 0; k < kDevices; ++k) devices[k] = k;
+        std::mt19937 rng(static_cast<unsigned>(t + 1 + 100 * project));
+        std::shuffle(devices.begin(), devices.end(), rng);
+        start.arrive_and_wait();
+        for (int i = 0; i < kDevices; i += kBatch) {
+          std::vector<IdentityLink> links;
+          for (int k = i; k < i + kBatch; ++k)
+            links.push_back({"dev-" + std::to_string(devices[k]), "user-" + std::to_string(t)});
+          ASSERT_TRUE(store_->WriteEvents(project, {}, links).ok());
+          for (const IdentityLink& l : links) {
+            auto resolved = store_->ResolveDevice(project, l.device_id);
+            ASSERT_TRUE(resolved.ok());
+            // Unlinked yet when a racing call holds the claim and has not committed: that call writes it.
+            if (!resolved->has_value()) continue;
+            std::lock_guard lock(mu);
+            observed[l.device_id].insert(**resolved);
+          }
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    for (int k = 0; k < kDevices; ++k) {
+      const std::string device = "dev-" + std::to_string(k);
+      auto resolved = store_->ResolveDevice(project, device);
+      ASSERT_TRUE(resolved.ok() && resolved->has_value()) << device;
+      observed[device].insert(**resolved);
+    }
+    for (const auto& [device, users] : observed) {
+      ASSERT_EQ(users.size(), 1u) << device << " of project " << project << " was seen linked to " << users.size()
+                                  << " users";
+    }
+  }
+}
+
 // A folder for store tests: "inc" increments {"n":N} (as text; enough JSON for a test), "del" deletes the
 // profile, "bad" is refused and changes nothing.
 class CounterFolder final : public ProfileFolder {
