@@ -54,6 +54,7 @@
 #include "common/compression.h"
 #include "common/crypto.h"
 #include "common/metrics.h"
+#include "common/process_memory.h"
 #include "objstore/s3/s3_object_store.h"
 #include "objstore/testing/fake_object_store.h"
 #include "store/store.h"
@@ -273,6 +274,9 @@ int Run(const Flags& f) {
   auto dir = std::filesystem::temp_directory_path() / ("sluice-import-bench-" + RandomHex(64));
   store::StoreOptions so;
   so.sync_writes = f.sync;
+  // As `sluice serve` runs Cloud Import: two memtables reserved at open, freed heap memory kept.
+  so.reserve_memtables = true;
+  KeepFreedMemory();
   auto store = store::Store::Open(dir, so);
   if (!store.ok()) return std::fprintf(stderr, "%s\n", store.error().ToString().c_str()), 1;
   auto project = (*store)->CreateProject("bench");
@@ -346,7 +350,7 @@ int Run(const Flags& f) {
                            : (f.sync ? "stored (WAL synced)" : "stored (WAL not synced)"));
   std::printf("imported %llu events in %.2f s: %.0f events/s wall\n", static_cast<unsigned long long>(n), wall,
               n / wall);
-  std::printf("importer CPU: %.2f s = %.2f CPU s per million events = %.0f events/s per core (target >= 200000)\n",
+  std::printf("importer CPU: %.2f s = %.2f CPU s per million events = %.0f events/s per core (target >= 250000)\n",
               cpu, cpu / (n / 1e6), n / cpu);
   std::printf("of which RocksDB's background threads (flushes, compactions): %.2f s; all other threads: %.2f s "
               "= %.2f CPU s per million events\n",

@@ -1,5 +1,4 @@
 // `sluice serve`: open the store, load or mint the admin token, start the HTTP(S) server, drain on SIGTERM/SIGINT.
-#include <malloc.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -28,6 +27,7 @@
 #include "app/config.h"
 #include "common/crypto.h"
 #include "common/log.h"
+#include "common/process_memory.h"
 #include "http/server.h"
 #include "chstore/open.h"
 #include "coord/session.h"
@@ -201,13 +201,7 @@ int Serve(const ServeFlags& f) {
   // --store and --coordination go together: the ClickHouse store's projects, pipeline state and leases live
   // in the coordination service, and the embedded store is one node's (nothing to coordinate).
   const bool shared_store = !f.store_url.empty();
-  // A server keeps the memory it freed instead of handing it back to the kernel and faulting it in again on
-  // the next request: glibc's defaults return a freed top of heap over 128 KB and serve every allocation over
-  // 128 KB..32 MB (its dynamic threshold) with a fresh mmap, so each 2000-event batch's ~2 MB buffers paid
-  // hundreds of page faults (several µs each on virtual machines). Peak memory is unchanged; what the process
-  // held at its peak stays resident.
-  ::mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  KeepFreedMemory();
   if (shared_store && f.coordination_url.empty()) {
     spdlog::error("--store {} needs --coordination zookeeper://HOST:PORT[,HOST:PORT...][/CHROOT]: the ZooKeeper "
                   "or ClickHouse Keeper ensemble every Sluice node shares (projects, pipeline state, leases)",
