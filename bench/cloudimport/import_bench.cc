@@ -2,7 +2,7 @@
 // import role with only s3:GetObject + s3:ListBucket), imported by a ConnectorManager in this process into a
 // store in a temp dir (WAL synced, as in production).
 //
-//   import_bench [--events 2000000] [--files 20] [--in-memory] [--null-store] [--no-sync] [--keep]
+//   import_bench [--events 2000000] [--files 20] [--in-memory] [--null-store] [--lazy-memory] [--no-sync] [--keep]
 //
 // Prints events/s (wall), importer CPU seconds per million events and events/s per core of importer CPU
 // (getrusage of this process during the import only: moto runs in its own process and is excluded; RocksDB's
@@ -69,6 +69,7 @@ struct Flags {
   int files = 20;
   bool in_memory = false;
   bool null_store = false;
+  bool lazy_memory = false;  // --lazy-memory: no memtable reservation, glibc's default heap trimming
   bool sync = true;
   bool keep = false;
 };
@@ -275,8 +276,9 @@ int Run(const Flags& f) {
   store::StoreOptions so;
   so.sync_writes = f.sync;
   // As `sluice serve` runs Cloud Import: two memtables reserved at open, freed heap memory kept.
-  so.reserve_memtables = true;
-  KeepFreedMemory();
+  // (--lazy-memory: as `serve --no-reserve-memtables` and glibc's defaults, to measure what this saves.)
+  so.reserve_memtables = !f.lazy_memory;
+  if (!f.lazy_memory) KeepFreedMemory();
   auto store = store::Store::Open(dir, so);
   if (!store.ok()) return std::fprintf(stderr, "%s\n", store.error().ToString().c_str()), 1;
   auto project = (*store)->CreateProject("bench");
@@ -381,10 +383,11 @@ int main(int argc, char** argv) {
     else if (a == "--in-memory") f.in_memory = true;
     else if (a == "--no-sync") f.sync = false;
     else if (a == "--null-store") f.null_store = true;
+    else if (a == "--lazy-memory") f.lazy_memory = true;
     else if (a == "--keep") f.keep = true;
     else {
       std::fprintf(stderr,
-                   "usage: import_bench [--events N] [--files N] [--in-memory] [--null-store] [--no-sync] [--keep]\n");
+                   "usage: import_bench [--events N] [--files N] [--in-memory] [--null-store] [--lazy-memory] [--no-sync] [--keep]\n");
       return 2;
     }
   }
