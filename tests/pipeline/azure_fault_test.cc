@@ -299,7 +299,11 @@ TEST_F(AzureFaultTest, BackfillSurvivesServerErrorsThrottlingResetsAndATokenOuta
 // (b) SIGKILL mid-export, restart on the same data directory: nothing lost, nothing twice, no orphan left.
 TEST_F(AzureFaultTest, SigkillDuringAnExportLosesAndDuplicatesNothing) {
   const std::filesystem::path data = azure_->dir() / "kill-data";
-  const std::vector<std::string> args = azure_->ServeArgs({"--pipeline-unit-parallelism", "1"});
+  // Through the proxy, which holds the first manifest upload (below): the kill then lands while a partition
+  // has its data files and no manifest, whatever the machine's speed. Without it the kill raced a ~ms window
+  // and missed it on a fast, quiet machine.
+  const std::vector<std::string> args =
+      azure_->ServeArgs({"--pipeline-unit-parallelism", "1"}, {proxy_->Endpoint()});
   SluiceServer victim(data, nullptr, args);
   std::string err;
   ASSERT_TRUE(victim.Start(&err)) << err;
@@ -312,9 +316,14 @@ TEST_F(AzureFaultTest, SigkillDuringAnExportLosesAndDuplicatesNothing) {
     ASSERT_TRUE(victim.Import(*p, MakeDayEvents(day, 3000, "azk", 81)).ok());
     imported += 3000;
   }
-  Params params = azure_->PipelineParams();
+  Params params = azure_->PipelineParams(kAzureSecret, proxy_->Endpoint());
   params.insert(params.end(),
                 {{"from_date", DateOf(days.front())}, {"prefix", "kill"}, {"compression", "none"}});
+  proxy_->Script({{.kind = FaultKind::kStall,
+                   .method = "PUT",
+                   .target_contains = std::string(pipeline::kManifestName),
+                   .times = 1,
+                   .stall = std::chrono::milliseconds(10000)}});
   auto created = victim.PipelinePost(*p, "create", params);
   ASSERT_EQ(created.status, 200) << created.body;
   const std::string name = PipelineName(created);
@@ -354,7 +363,8 @@ TEST_F(AzureFaultTest, SigkillDuringAnExportLosesAndDuplicatesNothing) {
   std::cout << orphans << " data file(s) of the interrupted export were left by the kill" << std::endl;
 
   // Restart on the same data directory: the pipeline finishes.
-  SluiceServer again(data, nullptr, azure_->ServeArgs({"--pipeline-unit-parallelism", "2"}));
+  proxy_->Clear();
+  SluiceServer again(data, nullptr, azure_->ServeArgs({"--pipeline-unit-parallelism", "2"}, {proxy_->Endpoint()}));
   ASSERT_TRUE(again.Start(&err)) << err;
   std::vector<std::string> labels;
   for (int64_t d : days) labels.push_back(DateOf(d));
