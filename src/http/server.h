@@ -130,7 +130,7 @@ struct ServerOptions {
   /// Each I/O thread allocates, touches and frees this much of its malloc heap before serving, so the first
   /// requests after a start do not pay the kernel's page faults for their buffers (request bodies, inflated
   /// payloads, parser indexes, write batches: ~8 MB per thread for a 2000-event batch). Useful only when the
-  /// process keeps freed memory (see app/serve.cc: M_TRIM_THRESHOLD / M_MMAP_THRESHOLD); 0 = off.
+  /// process keeps freed memory (common/process_memory.h, KeepFreedMemory); 0 = off.
   size_t worker_heap_warmup_bytes = 0;
   /// TLS when both are set (PEM files).
   std::string tls_cert_file;

@@ -251,9 +251,13 @@ std::string MetaKey(std::string_view ns, std::string_view key) {
 std::string ProjectKey(uint32_t project, std::string_view suffix) {
   std::string out;
   out.reserve(4 + suffix.size());
+  AppendProjectKey(out, project, suffix);
+  return out;
+}
+
+void AppendProjectKey(std::string& out, uint32_t project, std::string_view suffix) {
   AppendBigEndian32(out, project);
   out.append(suffix);
-  return out;
 }
 
 std::string GroupProfilePrefix(uint32_t project, std::string_view group_key) {

@@ -78,6 +78,8 @@ std::optional<Project> DecodeProject(std::string_view value);
 std::string MetaKey(std::string_view ns, std::string_view key);
 /// project (4 BE) + suffix: the key layout of profiles and identity links.
 std::string ProjectKey(uint32_t project, std::string_view suffix);
+/// Appends ProjectKey(project, suffix) to `out` (many keys in one buffer).
+void AppendProjectKey(std::string& out, uint32_t project, std::string_view suffix);
 
 /// Group profiles live in the metadata column family under this namespace (one key range per project and
 /// group key), so they need no column family of their own and no user-profile scan ever sees them.

@@ -1195,8 +1195,7 @@ class RocksStore final : public Store {
     for (const IdentityLink& link : links) {
       if (link.device_id.empty() || link.user_id.empty()) continue;
       const size_t begin = keys.size();
-      internal::AppendBigEndian32(keys, project);
-      keys.append(link.device_id);
+      internal::AppendProjectKey(keys, project, link.device_id);
       order.push_back({static_cast<uint32_t>(begin), static_cast<uint32_t>(keys.size() - begin), &link});
     }
     if (order.empty()) return OkStatus();
