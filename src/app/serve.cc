@@ -31,6 +31,7 @@
 #include "http/server.h"
 #include "chstore/open.h"
 #include "coord/session.h"
+#include "ingest/ingest.h"
 #include "ingest/profile_ops.h"
 #include "jobs/lease.h"
 #include "store/store.h"
@@ -369,6 +370,9 @@ int Serve(const ServeFlags& f) {
                          // (bench/load: write stalls 0.15-0.18 s -> 0.03 s per 300,000 events).
                          .worker_niceness = shared_store ? 0 : 5,
                          .worker_heap_warmup_bytes = 8u << 20,
+                         // The parser sized for the largest batch once: its buffers are virtual memory until a
+                         // batch that size arrives, and never land on the warmed heap.
+                         .worker_start = [] { (void)ingest::ReserveThreadParser(ingest::kMaxBatchBytes); },
                          .tls_cert_file = f.tls_cert,
                          .tls_key_file = f.tls_key};
   // Block the termination signals before any thread starts so that only sigwait below receives them.

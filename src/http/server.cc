@@ -300,6 +300,7 @@ class ServerImpl final : public Server {
         if (options_.worker_niceness > 0) {
           (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), options_.worker_niceness);
         }
+        if (options_.worker_start) options_.worker_start();
         if (options_.worker_heap_warmup_bytes > 0) WarmUpThreadHeap(options_.worker_heap_warmup_bytes);
         ioc_.run();
       });

@@ -132,6 +132,9 @@ struct ServerOptions {
   /// payloads, parser indexes, write batches: ~8 MB per thread for a 2000-event batch). Useful only when the
   /// process keeps freed memory (common/process_memory.h, KeepFreedMemory); 0 = off.
   size_t worker_heap_warmup_bytes = 0;
+  /// Runs on each I/O thread before its heap warm-up and before it serves: per-thread state the handlers keep
+  /// (e.g. the ingest parser's buffers, ingest::ReserveThreadParser) sized once, ahead of the warm heap.
+  std::function<void()> worker_start;
   /// TLS when both are set (PEM files).
   std::string tls_cert_file;
   std::string tls_key_file;

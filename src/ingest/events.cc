@@ -93,6 +93,16 @@ struct Scratch {
     std::memset(buffer.get() + text.size(), 0, simdjson::SIMDJSON_PADDING);
     return buffer.get();
   }
+
+  /// Sizes the parser for a document of `len` bytes with a quarter to spare. simdjson reallocates its index
+  /// buffers (~6 bytes per input byte) to the exact length of every document longer than all before it, so a
+  /// fresh server's first batches, each a little longer than the last, each paid new buffers and the page
+  /// faults of touching them (the slowest batches of bench/load); with the spare, a few times per thread.
+  simdjson::error_code Reserve(size_t len) {
+    if (parser.capacity() >= len) return simdjson::SUCCESS;
+    const size_t spare = std::max(len + len / 4, size_t{64} << 10);
+    return parser.allocate(std::min(spare, parser.max_capacity()));
+  }
 };
 
 /// NDJSON sent as application/json (common with curl): the first line is one complete-looking object and the
@@ -936,6 +946,7 @@ Result<ParsedEvents> EventParser::RunJson(std::string_view payload) {
   static_assert(kParsePadding >= simdjson::SIMDJSON_PADDING);
   base_ = options_.payload_padded ? payload.data() : scratch_.Pad(payload);
   base_offset_ = 0;
+  if (auto err = scratch_.Reserve(payload.size())) return StageOneError(err, payload, 0, "");
   auto doc_result = scratch_.parser.iterate(
       base_, payload.size(), options_.payload_padded ? payload.size() + kParsePadding : scratch_.capacity);
   if (doc_result.error()) return StageOneError(doc_result.error(), payload, 0, "");
@@ -1065,7 +1076,9 @@ Result<ParsedEvents> EventParser::RunNdjson(std::string_view payload) {
     base_offset_ = offset;
     line_number_ = line_number;
     malformed_at_ = base_;
-    auto doc_result = scratch_.parser.iterate(base_, line.size(), capacity);
+    simdjson::error_code reserved = scratch_.Reserve(line.size());
+    auto doc_result = reserved ? simdjson::simdjson_result<od::document>(reserved)
+                               : scratch_.parser.iterate(base_, line.size(), capacity);
     if (doc_result.error()) {
       line_error(line_number, StageOneError(doc_result.error(), line, offset, "").message);
       ++index;
@@ -1132,6 +1145,10 @@ Result<ParsedEvents> ParseEvents(std::string_view payload, const ParseOptions& o
   EventParser parser(options, out);
   return parser.Run(payload);
 }
+
+bool ReserveThreadParser(size_t bytes) { return ThreadScratch().Reserve(bytes) == simdjson::SUCCESS; }
+
+size_t internal::ThreadParserCapacity() { return ThreadScratch().parser.capacity(); }
 
 std::optional<int64_t> NormaliseTimeToMicros(double value) {
   if (!std::isfinite(value) || value <= 0) return std::nullopt;

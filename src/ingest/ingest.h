@@ -110,6 +110,17 @@ struct ParsedEvents {
 /// scratch buffers); safe to call from many threads.
 Result<ParsedEvents> ParseEvents(std::string_view payload, const ParseOptions& options);
 
+/// Sizes the calling thread's JSON parser (reused by every ParseEvents on the thread) for documents of up to
+/// `bytes` with some to spare. A server calls it on each request thread before the thread serves, so the
+/// parser's index buffers (mostly never touched) are not carved out of the heap the first requests find warm
+/// (http::ServerOptions::worker_heap_warmup_bytes). Returns false when the memory cannot be had.
+bool ReserveThreadParser(size_t bytes);
+
+namespace internal {
+/// Bytes of document the calling thread's parser has buffers for (0 before its first parse).
+size_t ThreadParserCapacity();
+}  // namespace internal
+
 /// Normalises Mixpanel's `time` (seconds or milliseconds, integer or fractional) to microseconds:
 /// values below 1e11 are seconds, others milliseconds. nullopt when not a finite positive number.
 std::optional<int64_t> NormaliseTimeToMicros(double value);

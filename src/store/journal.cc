@@ -323,11 +323,12 @@ Status Journal::StartSegment() {
   if (fd < 0) fd = ::open(seg.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return IoError(errno, "creating journal segment", seg.path);
   if (direct_ && buffer_ == nullptr) {
-    buffer_bytes_ = 2 * kBlock;
+    buffer_bytes_ = std::max<size_t>(2 * kBlock, RoundUp(options_.reserve_buffer_bytes));
     if (::posix_memalign(reinterpret_cast<void**>(&buffer_), kBlock, buffer_bytes_) != 0) {
       ::close(fd);
       return Error(ErrorCode::kUnavailable, "out of memory for the journal's write buffer");
     }
+    if (options_.reserve_buffer_bytes > 0) std::memset(buffer_, 0, buffer_bytes_);
   }
   ssize_t n;
   const size_t header_bytes = direct_ ? kBlock : kMagic.size();

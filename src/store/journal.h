@@ -41,6 +41,10 @@ struct JournalOptions {
   bool sync = true;
   /// Write with O_DIRECT when the file system supports it.
   bool direct_io = true;
+  /// With O_DIRECT, the aligned write buffer is allocated at this size and touched when the journal opens, so
+  /// the first appends after a start do not fault it in page by page (~4 µs a page on this VM: 16 MB cost the
+  /// first batches of a fresh server ~15 ms each). It still grows for a larger append. 0: grown on demand.
+  size_t reserve_buffer_bytes = 0;
   /// Tests only: called before each append's fdatasync; returning true makes that sync fail with EIO.
   std::function<bool()> fail_sync_for_testing;
 };
@@ -77,6 +81,8 @@ class Journal {
   uint64_t Bytes() const { return closed_bytes_ + current_bytes_; }
   /// Whether there is a closed segment Trim() could delete.
   bool HasClosedSegments() const { return !closed_.empty(); }
+  /// Bytes of the aligned write buffer of O_DIRECT appends (0 when the segment is written through the page cache).
+  size_t WriteBufferBytes() const { return direct_ ? buffer_bytes_ : 0; }
 
  private:
   struct Segment {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -130,6 +131,44 @@ TEST_F(ServerTest, DecodesRequestFieldsAndAddsStandardHeaders) {
   EXPECT_EQ(observed[0].method, "GET");
   EXPECT_EQ(observed[0].status, 200);
   EXPECT_GE(observed[0].seconds, 0.0);
+}
+
+TEST_F(ServerTest, WorkerStartRunsOnEveryIoThreadBeforeItServes) {
+  std::mutex mu;
+  std::vector<std::thread::id> started;
+  ServerOptions options = Options();
+  options.threads = 3;
+  options.worker_start = [&] {
+    std::lock_guard lock(mu);
+    started.push_back(std::this_thread::get_id());
+  };
+  std::thread::id served_on;
+  auto router = std::make_shared<Router>();
+  router->Add("GET", "/where", [&](Request&) {
+    served_on = std::this_thread::get_id();
+    return Response::Text(200, "ok");
+  });
+  StartServer(router, options);
+  TestClient client;
+  ASSERT_FALSE(client.Connect(server_->port()));
+  StringResponse response = client.Request("GET", "/where");
+  ASSERT_FALSE(client.last_error()) << client.last_error().message();
+  EXPECT_EQ(response.result_int(), 200);
+  // Threads may still be starting when the first request is served; each runs worker_start before its
+  // io_context, so the one that served has run it. All three run it, once each.
+  for (int i = 0; i < 500; ++i) {
+    {
+      std::lock_guard lock(mu);
+      if (started.size() >= 3) break;
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  std::lock_guard lock(mu);
+  ASSERT_EQ(started.size(), 3u);
+  EXPECT_NE(std::find(started.begin(), started.end(), served_on), started.end());
+  std::vector<std::thread::id> distinct = started;
+  std::sort(distinct.begin(), distinct.end());
+  EXPECT_EQ(std::unique(distinct.begin(), distinct.end()), distinct.end()) << "a thread ran worker_start twice";
 }
 
 TEST_F(ServerTest, NotFoundAndMethodNotAllowedAreJson) {

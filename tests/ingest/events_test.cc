@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ingest/ingest.h"
@@ -63,6 +64,39 @@ std::string TimeProps(std::string_view time_json) {
 }
 
 // ---- basics ----------------------------------------------------------------------------------------------------
+
+/// A JSON array of /import records of about `bytes` in all.
+std::string BatchOfAbout(size_t bytes) {
+  std::string out = "[";
+  for (int i = 0; out.size() < bytes; ++i) {
+    if (i > 0) out += ",";
+    out += Record(R"("pad":")" + std::string(200, 'p') + "\"", "id-" + std::to_string(i));
+  }
+  return out + "]";
+}
+
+TEST(ParseEvents, TheThreadsParserGrowsWithSpareSoSlightlyLongerBatchesDoNotReallocateIt) {
+  // On a thread of its own: the parser is per thread and starts empty.
+  std::thread([] {
+    EXPECT_EQ(internal::ThreadParserCapacity(), 0u);
+    const std::string first = BatchOfAbout(100'000);
+    EXPECT_GT(MustParse(first, Import()).events.size(), 300u);
+    const size_t after_first = internal::ThreadParserCapacity();
+    EXPECT_GE(after_first, first.size() + first.size() / 4);  // not the exact length simdjson would take
+    const std::string longer = BatchOfAbout(110'000);
+    EXPECT_GT(MustParse(longer, Import()).events.size(), 300u);
+    EXPECT_EQ(internal::ThreadParserCapacity(), after_first);
+    const std::string much_longer = BatchOfAbout(300'000);
+    EXPECT_GT(MustParse(much_longer, Import()).events.size(), 900u);
+    EXPECT_GE(internal::ThreadParserCapacity(), much_longer.size());
+    // A server sizes each request thread's parser once, before it serves.
+    EXPECT_TRUE(ReserveThreadParser(kMaxBatchBytes));
+    const size_t reserved = internal::ThreadParserCapacity();
+    EXPECT_GE(reserved, kMaxBatchBytes);
+    EXPECT_EQ(MustParse(longer, Import()).events.size(), MustParse(longer, Import()).events.size());
+    EXPECT_EQ(internal::ThreadParserCapacity(), reserved);
+  }).join();
+}
 
 TEST(ParseEvents, ValidImportRecordBecomesEvent) {
   Event e = OnlyEvent("[" + Record(R"("plan":"pro","n":3)") + "]");

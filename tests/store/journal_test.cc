@@ -111,6 +111,47 @@ TEST(JournalTest, ReplaysEveryRecordAfterTheAppliedOneInOrder) {
   EXPECT_EQ(replayed[1].first, 6u);
 }
 
+TEST(JournalTest, AReservedWriteBufferIsThereFromTheStartAndStillGrowsForALargerAppend) {
+  // Under the working directory (the build tree), not /tmp: the buffer exists only with O_DIRECT, which a
+  // tmpfs /tmp does not offer.
+  const fs::path dir = fs::current_path() / ("journal_reserve_" + std::to_string(::getpid()));
+  struct Cleanup {
+    fs::path p;
+    ~Cleanup() {
+      std::error_code ec;
+      fs::remove_all(p, ec);
+    }
+  } cleanup{dir};
+  Records replayed;
+  {
+    auto lazy = OpenJournal(dir / "lazy", 0, &replayed);
+    ASSERT_TRUE(lazy.ok()) << lazy.error().ToString();
+    ASSERT_GT((*lazy)->WriteBufferBytes(), 0u) << "the build tree's file system should take O_DIRECT";
+    EXPECT_LE((*lazy)->WriteBufferBytes(), 8192u);
+  }
+  JournalOptions options;
+  options.reserve_buffer_bytes = 1u << 20;
+  const std::string big(3u << 20, 'b');
+  {
+    auto journal = OpenJournal(dir / "reserved", 0, &replayed, options);
+    ASSERT_TRUE(journal.ok()) << journal.error().ToString();
+    EXPECT_GE((*journal)->WriteBufferBytes(), size_t{1} << 20);
+    AppendAll(**journal, 1, 2);
+    EXPECT_GE((*journal)->WriteBufferBytes(), size_t{1} << 20);
+    const std::string_view view(big);
+    auto seq = (*journal)->Append(std::span<const std::string_view>(&view, 1));
+    ASSERT_TRUE(seq.ok()) << seq.error().ToString();
+    EXPECT_GE((*journal)->WriteBufferBytes(), big.size());
+  }
+  auto reopened = OpenJournal(dir / "reserved", 0, &replayed, options);
+  ASSERT_TRUE(reopened.ok()) << reopened.error().ToString();
+  ASSERT_EQ(replayed.size(), 3u);
+  EXPECT_EQ(replayed[0], std::make_pair(uint64_t{1}, Payload(1)));
+  EXPECT_EQ(replayed[1], std::make_pair(uint64_t{2}, Payload(2)));
+  EXPECT_EQ(replayed[2].first, 3u);
+  EXPECT_EQ(replayed[2].second, big);
+}
+
 TEST(JournalTest, TornTailOfTheNewestSegmentIsCutOffAndAppendsContinue) {
   JournalDir dir;
   Records replayed;
