@@ -116,6 +116,13 @@ std::vector<IdentityLink> LinksOf(const std::vector<Event>& events) {
   return links;
 }
 
+/// The request thread's written events, refilled by its next /import or /track (ingest::EventSpares): one
+/// batch's worth, each with at most 2 KB of strings (~2 MB a thread, memory a batch allocated anyway).
+ingest::EventSpares& ThreadEventSpares() {
+  thread_local ingest::EventSpares spares(ingest::kMaxEventsPerBatch, 2048);
+  return spares;
+}
+
 }  // namespace
 
 bool ServiceImpl::StoreEvents(uint32_t project, const ingest::ParsedEvents& parsed, std::string_view endpoint,
@@ -220,7 +227,8 @@ http::Response ServiceImpl::HandleImport(http::Request& req) {
                             .format = format,
                             .now_us = NowMicros(),
                             .derive_insert_id = legacy,
-                            .payload_padded = padded};
+                            .payload_padded = padded,
+                            .recycled_events = ThreadEventSpares().pool()};
   auto parsed = ingest::ParseEvents(payload, opts);
   if (!parsed.ok()) {
     metrics_->events_rejected.WithLabels({"import", "malformed_request"}).Inc();
@@ -235,6 +243,7 @@ http::Response ServiceImpl::HandleImport(http::Request& req) {
     return ImportError(503, store_error);
   }
   const size_t imported = parsed->events.size();
+  ThreadEventSpares().Recycle(parsed->events);
   if (legacy) return legacy_answer(parsed->errors.empty(), SummariseErrors(parsed->errors));
 
   // strict=1 is the default, as in Mixpanel's current API; strict=0 drops invalid records silently.
@@ -264,7 +273,10 @@ http::Response ServiceImpl::HandleTrack(http::Request& req) {
   auto payload = ClientPayload(req, params, ingest::kMaxBatchBytes);
   if (!payload.ok()) return UndecodableClientRequest(style, payload.error());
   metrics_->bytes_in.WithLabels({"/track"}).Inc(payload->json.size());
-  ingest::ParseOptions opts{.endpoint = ingest::Endpoint::kTrack, .format = payload->format, .now_us = NowMicros()};
+  ingest::ParseOptions opts{.endpoint = ingest::Endpoint::kTrack,
+                            .format = payload->format,
+                            .now_us = NowMicros(),
+                            .recycled_events = ThreadEventSpares().pool()};
   if (params.Flag("ip")) opts.client_ip = req.remote_ip;
   auto parsed = ingest::ParseEvents(payload->json, opts);
   if (!parsed.ok()) {
@@ -306,6 +318,7 @@ http::Response ServiceImpl::HandleTrack(http::Request& req) {
   for (auto& [project_id, group] : by_project) {
     std::string store_error;
     if (!StoreEvents(project_id, group, "track", store_error)) return ImportError(503, store_error);
+    ThreadEventSpares().Recycle(group.events);
   }
   std::sort(errors.begin(), errors.end(), [](const auto& a, const auto& b) { return a.index < b.index; });
   return ClientAnswer(style, errors.empty(), SummariseErrors(errors));

@@ -147,7 +147,7 @@ class Batcher {
     buffer_.append(ingest::kParsePadding, '\0');
     ingest::ParseOptions options = EventOptions();
     options.payload_padded = true;
-    options.recycled_events = &spare_;
+    options.recycled_events = spare_.pool();
     auto parsed = ingest::ParseEvents(std::string_view(buffer_).substr(0, records_end), options);
     buffer_.resize(records_end);
     if (!parsed.ok()) {
@@ -192,17 +192,6 @@ class Batcher {
     return OkStatus();
   }
 
-  /// Keeps written events for the next batches to fill (ParseOptions::recycled_events), except those whose
-  /// strings grew large: the spares stay bounded by about kMaxSpareEvents × kMaxSpareEventBytes.
-  void Recycle(std::vector<Event>& events) {
-    for (Event& e : events) {
-      if (spare_.size() >= kMaxSpareEvents) break;
-      if (e.properties.capacity() + e.distinct_id.capacity() + e.name.capacity() > kMaxSpareEventBytes) continue;
-      spare_.push_back(std::move(e));
-    }
-    events.clear();
-  }
-
   Status Write(std::vector<Event>& events, std::vector<IdentityLink>& links) {
     if (events.empty()) return OkStatus();
     std::unordered_set<std::string>* linked = o_.linked_devices;
@@ -211,7 +200,7 @@ class Batcher {
     }
     SLUICE_TRY(store_.WriteEvents(spec_.project_id, events, links));
     progress_.events_imported += events.size();
-    Recycle(events);
+    spare_.Recycle(events);
     if (linked != nullptr) {
       for (auto& l : links) {
         if (linked->size() >= kMaxLinkedDevices) linked->clear();
@@ -285,7 +274,7 @@ class Batcher {
   uint64_t last_line_ = 0;    // highest file line handed to Add (or skipped)
   std::vector<Event> stash_;  // validated events waiting for Commit
   std::vector<IdentityLink> stash_links_;
-  std::vector<Event> spare_;  // written events, for the parser to fill again
+  ingest::EventSpares spare_{kMaxSpareEvents, kMaxSpareEventBytes};  // written events, for the parser to refill
 };
 
 }  // namespace

@@ -1146,6 +1146,17 @@ Result<ParsedEvents> ParseEvents(std::string_view payload, const ParseOptions& o
   return parser.Run(payload);
 }
 
+void EventSpares::Recycle(std::vector<Event>& events) {
+  for (Event& e : events) {
+    if (spare_.size() >= max_events_) break;
+    const size_t bytes = e.name.capacity() + e.distinct_id.capacity() + e.device_id.capacity() +
+                         e.user_id.capacity() + e.insert_id.capacity() + e.properties.capacity();
+    if (bytes > max_event_bytes_) continue;
+    spare_.push_back(std::move(e));
+  }
+  events.clear();
+}
+
 bool ReserveThreadParser(size_t bytes) { return ThreadScratch().Reserve(bytes) == simdjson::SUCCESS; }
 
 size_t internal::ThreadParserCapacity() { return ThreadScratch().parser.capacity(); }

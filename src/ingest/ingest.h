@@ -81,6 +81,25 @@ struct ParseOptions {
   std::vector<Event>* recycled_events = nullptr;
 };
 
+/// Written events kept for the next ParseEvents to refill (ParseOptions::recycled_events): their strings keep
+/// their capacity, so a steady stream of batches allocates nothing per event (malloc and free were ~6% of
+/// /import's CPU). Bounded: at most `max_events` spares, none holding more than `max_event_bytes` of strings.
+class EventSpares {
+ public:
+  EventSpares(size_t max_events, size_t max_event_bytes) : max_events_(max_events), max_event_bytes_(max_event_bytes) {}
+
+  /// For ParseOptions::recycled_events.
+  std::vector<Event>* pool() { return &spare_; }
+  /// Takes back the events of a finished batch (those within the bounds) and clears `events`.
+  void Recycle(std::vector<Event>& events);
+  size_t size() const { return spare_.size(); }
+
+ private:
+  size_t max_events_;
+  size_t max_event_bytes_;
+  std::vector<Event> spare_;
+};
+
 /// Readable bytes ParseOptions::payload_padded promises after the payload (simdjson's SIMDJSON_PADDING).
 inline constexpr size_t kParsePadding = 64;
 

@@ -251,6 +251,39 @@ TEST_F(ApiTest, ImportAcceptsNdjsonGzipAndTokenAuth) {
   EXPECT_EQ(ExportAll().size(), 2u);
 }
 
+// Each request thread refills the events of its earlier requests (ingest::EventSpares): nothing of an earlier
+// batch may show in a later one. Batches with identity ids and long properties alternate with batches without.
+TEST_F(ApiTest, ALaterBatchKeepsNothingOfTheEventsItsThreadWroteBefore) {
+  for (int round = 0; round < 4; ++round) {
+    std::string with = "[", without = "[";
+    for (int i = 0; i < 20; ++i) {
+      const std::string n = std::to_string(round) + "-" + std::to_string(i);
+      with += (i ? "," : "") + Event("Rich " + n, "rich-" + n,
+                                     R"(,"$device_id":"dev-)" + n + R"(","$user_id":"user-)" + n + R"(","blob":")" +
+                                         std::string(900, 'x') + "\"");
+      without += (i ? "," : "") + Event("Bare " + n, "bare-" + n);
+    }
+    ASSERT_EQ(Import(with + "]").status, 200);
+    ASSERT_EQ(Import(without + "]").status, 200);
+  }
+  auto lines = ExportAll();
+  ASSERT_EQ(lines.size(), 160u);
+  int bare = 0;
+  for (const auto& l : lines) {
+    const auto& props = l.at("properties").as_object();
+    const std::string id = json::value_to<std::string>(props.at("$insert_id"));
+    if (!id.starts_with("bare-")) continue;
+    ++bare;
+    EXPECT_EQ(l.at("event").as_string(), "Bare " + id.substr(5));
+    EXPECT_EQ(props.at("distinct_id").as_string(), "u1") << id;
+    EXPECT_FALSE(props.contains("$device_id")) << id;
+    EXPECT_FALSE(props.contains("$user_id")) << id;
+    EXPECT_FALSE(props.contains("blob")) << id;
+    EXPECT_EQ(props.size(), 4u) << json::serialize(props);  // time, distinct_id, $insert_id, mp_processing_time_ms
+  }
+  EXPECT_EQ(bare, 80);
+}
+
 TEST_F(ApiTest, DuplicatesAreStoredOnce) {
   ASSERT_EQ(Import("[" + Event("A", "dup-1", R"(,"v":1)") + "]").status, 200);
   ASSERT_EQ(Import("[" + Event("A", "dup-1", R"(,"v":2)") + "]").status, 200);

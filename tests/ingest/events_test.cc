@@ -930,5 +930,29 @@ TEST(RecycledEventsTest, ReusesTheStringsAndOverwritesEveryField) {
   EXPECT_TRUE(reused.events[1].user_id.empty());
 }
 
+TEST(EventSparesTest, KeepsAtMostItsBoundAndNoEventWithLargeStrings) {
+  EventSpares spares(3, 1000);
+  std::vector<Event> written(5);
+  written[1].properties = std::string(2000, 'p');  // too large to keep
+  written[3].insert_id = std::string(2000, 'i');   // any string counts
+  spares.Recycle(written);
+  EXPECT_TRUE(written.empty());
+  EXPECT_EQ(spares.size(), 3u);  // events 0, 2 and 4
+  for (const Event& e : *spares.pool()) {
+    EXPECT_LT(e.properties.capacity(), 1000u);
+    EXPECT_LT(e.insert_id.capacity(), 1000u);
+  }
+  std::vector<Event> more(4);
+  spares.Recycle(more);
+  EXPECT_EQ(spares.size(), 3u) << "full: nothing more is kept";
+  EXPECT_TRUE(more.empty());
+  // The parser takes them back.
+  ParseOptions options = Import(PayloadFormat::kNdjson);
+  options.recycled_events = spares.pool();
+  ParsedEvents parsed = MustParse(Record("", "id-1") + "\n" + Record("", "id-2") + "\n", options);
+  EXPECT_EQ(parsed.events.size(), 2u);
+  EXPECT_EQ(spares.size(), 1u);
+}
+
 }  // namespace
 }  // namespace sluice::ingest
