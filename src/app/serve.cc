@@ -498,8 +498,9 @@ void RegisterServeCommand(CLI::App& app, int& exit_code) {
   cmd->add_option("--node-id", flags->node_id,
                   "This node's name in leases and logs (default: HOSTNAME:PORT of --listen)");
   cmd->add_flag("--reserve-memtables,!--no-reserve-memtables", flags->reserve_memtables,
-                "Embedded store: map and touch the memory of two memtables (128 MB) at start, so ingest never "
-                "waits for the kernel to provide fresh memory (--no-reserve-memtables: take it as memtables fill)")
+                "Embedded store: map and touch the memory of two memtables (128 MB) and of the journal's write "
+                "buffer (16 MB) at start, so ingest never waits for the kernel to provide fresh memory "
+                "(--no-reserve-memtables: take it as memtables fill)")
       ->capture_default_str();
   cmd->callback([flags, &exit_code] {
     if (flags->tls_cert.empty() != flags->tls_key.empty()) {

@@ -72,6 +72,7 @@ struct StoreOptions {
   /// Map and touch two events memtables (2 x write_buffer_bytes) at open and keep them, instead of
   /// taking fresh memory from the kernel as memtables fill: no page faults or kernel zeroing on the write path,
   /// at the price of that memory being resident from the start (the server's default; see memtable_pool.h).
+  /// The journal's O_DIRECT write buffer is allocated and touched at open as well (one write group, 16 MB).
   bool reserve_memtables = false;
   /// Sync the WAL before a write returns (turn off only in benchmarks that say so).
   bool sync_writes = true;
