@@ -4,7 +4,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <unordered_set>
 
 #include "cloudimport/file_importer.h"
 #include "common/crypto.h"
@@ -695,7 +694,7 @@ ConnectorManager::Outcome ConnectorManager::Discover(const ConnectorRecord& reco
 
   uint64_t size_done = 0;
   std::string first_file_failure;
-  std::unordered_set<std::string> linked_devices;
+  StringCacheSet linked_devices(kMaxLinkedDevices, kMaxLinkedDeviceBytes);
   auto set_progress = [&](uint64_t current_bytes) {
     // Called with mu_ held.
     live.run.progress =

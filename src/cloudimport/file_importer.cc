@@ -194,18 +194,15 @@ class Batcher {
 
   Status Write(std::vector<Event>& events, std::vector<IdentityLink>& links) {
     if (events.empty()) return OkStatus();
-    std::unordered_set<std::string>* linked = o_.linked_devices;
+    StringCacheSet* linked = o_.linked_devices;
     if (linked != nullptr && !links.empty()) {
-      std::erase_if(links, [&](const IdentityLink& l) { return linked->contains(l.device_id); });
+      std::erase_if(links, [&](const IdentityLink& l) { return linked->Contains(l.device_id); });
     }
     SLUICE_TRY(store_.WriteEvents(spec_.project_id, events, links));
     progress_.events_imported += events.size();
     spare_.Recycle(events);
     if (linked != nullptr) {
-      for (auto& l : links) {
-        if (linked->size() >= kMaxLinkedDevices) linked->clear();
-        linked->insert(std::move(l.device_id));
-      }
+      for (const auto& l : links) linked->Insert(l.device_id);
     }
     return OkStatus();
   }

@@ -15,12 +15,12 @@
 #include <cstdint>
 #include <functional>
 #include <string>
-#include <unordered_set>
 
 #include "cloudimport/connector.h"
 #include "cloudimport/line_reader.h"
 #include "common/clock.h"
 #include "common/result.h"
+#include "common/string_cache_set.h"
 #include "objstore/object_store.h"
 #include "store/store.h"
 
@@ -51,17 +51,19 @@ struct FileImportOptions {
   /// Polled between batches and chunks; true stops the import with kCancelled.
   std::function<bool()> cancelled;
   /// Devices whose identity link this run already stored (or found stored): their links are not sent again.
-  /// The store keeps the first link of a device, so re-sending one is a no-op that costs a lookup per event.
-  /// Shared by the files of a run; bounded (cleared when it reaches kMaxLinkedDevices). Null = no cache.
-  std::unordered_set<std::string>* linked_devices = nullptr;
+  /// The store keeps the first link of a device, so re-sending one is a no-op that costs a lookup per event;
+  /// a device the cache does not know (never stored, forgotten, or not kept) is simply sent. Shared by the
+  /// files of a run; bounded (kMaxLinkedDevices, kMaxLinkedDeviceBytes). Null = no cache.
+  StringCacheSet* linked_devices = nullptr;
   /// Bounds of the file's data (LineReader::Options): inflated size and gzip inflation ratio.
   uint64_t max_file_bytes = kMaxFileBytes;
   uint64_t max_inflation_ratio = kMaxInflationRatio;
   uint64_t inflation_check_after = kInflationCheckAfterBytes;
 };
 
-/// Bound of FileImportOptions::linked_devices (~15 MB of small strings).
+/// Bounds of FileImportOptions::linked_devices: its table is 8 MB, its strings at most 16 MB.
 inline constexpr size_t kMaxLinkedDevices = 200'000;
+inline constexpr size_t kMaxLinkedDeviceBytes = 16u << 20;
 
 /// Imports `options.key` from `source` into `store` for project `spec->project_id`. `progress` holds what was
 /// done even when an error is returned. Errors: the source's (kAccessDenied, kNotFound, kTransient…),

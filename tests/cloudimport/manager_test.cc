@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/json.hpp>
 #include <condition_variable>
@@ -666,8 +667,15 @@ class FlakyProjectStore : public store::Store {
   Status UpdateProject(const store::Project& project) override { return inner_.UpdateProject(project); }
   Status WriteEvents(uint32_t project, std::span<const Event> events,
                      std::span<const IdentityLink> links) override {
+    {
+      std::lock_guard lock(links_mu);
+      for (const IdentityLink& l : links) links_sent.push_back(l.device_id + "->" + l.user_id);
+    }
     return inner_.WriteEvents(project, events, links);
   }
+  std::mutex links_mu;
+  std::vector<std::string> links_sent;  // every identity link handed to the store, "device->user"
+
   Status ScanPartition(uint32_t project, store::Hour hour,
                        const std::function<bool(const store::EventView&)>& fn) override {
     return inner_.ScanPartition(project, hour, fn);
@@ -723,6 +731,41 @@ class FlakyProjectStore : public store::Store {
  private:
   store::Store& inner_;
 };
+
+// A run sends each device's identity link to the store once (the store keeps the first link of a device, so
+// sending it again would only cost a lookup): later files of the run with the same devices send only new ones.
+TEST_F(ManagerTest, ARunSendsADevicesIdentityLinkOnceAcrossItsFiles) {
+  StopManager();
+  FlakyProjectStore counting(*store_);
+  StartManager(20'000, [&](ConnectorManager::Options& o) { o.store = &counting; }, /*start=*/false);
+  auto linked = [&](const std::string& device, const std::string& user, const std::string& insert_id) {
+    json::object props{{"time", event_time_}, {"distinct_id", user}, {"$device_id", device},
+                       {"$user_id", user}, {"$insert_id", insert_id}};
+    return json::serialize(json::object{{"event", "E"}, {"properties", props}}) + "\n";
+  };
+  bucket_->SetObject("in/a.json", linked("d1", "u1", "a1") + linked("d2", "u2", "a2") + linked("d1", "u1", "a3"));
+  bucket_->SetObject("in/b.json", linked("d1", "u9", "b1") + linked("d3", "u3", "b2") + linked("d2", "u2", "b3"));
+  std::string id = Create(Spec());
+  manager_->Start();
+  RunRecord run = WaitForRun(id, 1);
+  ASSERT_EQ(run.status, RunStatus::kSuccess) << run.failure_message;
+  EXPECT_EQ(StoredEvents().size(), 6u);
+  {
+    std::lock_guard lock(counting.links_mu);
+    std::vector<std::string> sent = counting.links_sent;
+    std::sort(sent.begin(), sent.end());
+    // Within a file every event's link goes with its batch (the store keeps the first); across files only
+    // devices the run has not linked yet.
+    EXPECT_EQ(sent, (std::vector<std::string>{"d1->u1", "d1->u1", "d2->u2", "d3->u3"}));
+  }
+  auto d1 = store_->ResolveDevice(project_.id, "d1");
+  ASSERT_TRUE(d1.ok());
+  EXPECT_EQ(d1->value_or(""), "u1") << "the first link of a device is kept";
+  auto d3 = store_->ResolveDevice(project_.id, "d3");
+  ASSERT_TRUE(d3.ok());
+  EXPECT_EQ(d3->value_or(""), "u3");
+  StopManager();  // before `counting` goes away
+}
 
 TEST_F(ManagerTest, AStoreErrorReadingTheProjectIsRetriedNotTakenAsDeleted) {
   StopManager();
