@@ -290,9 +290,18 @@ Status SluiceServer::Import(const Project& p, const std::vector<std::string>& ev
       body += events[j];
     }
     body += ']';
-    auto r = process_->Send("POST", "/import?strict=1", std::move(body),
-                            {{"Authorization", p.Authorization()}, {"Content-Type", "application/json"}},
-                            std::chrono::seconds(60));
+    // A 503 says nothing of the batch was kept and asks for a retry, which every Mixpanel client does: a
+    // shared store may answer it while a replica catches up under load. Bounded; every other answer is final.
+    ServerProcess::Reply r;
+    for (int attempt = 1;; ++attempt) {
+      r = process_->Send("POST", "/import?strict=1", body,
+                         {{"Authorization", p.Authorization()}, {"Content-Type", "application/json"}},
+                         std::chrono::seconds(60));
+      if (r.status != 503 || attempt == 5) break;
+      std::fprintf(stderr, "/import answered 503 (attempt %d of 5), retrying: %s\n", attempt,
+                   r.body.substr(0, 500).c_str());
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
     if (r.status != 200) return Internal(fmt::format("/import answered {}: {}", r.status, r.body.substr(0, 1000)));
     json::value v = json::parse(r.body);
     const auto n = v.at("num_records_imported").to_number<int64_t>();
