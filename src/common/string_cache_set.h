@@ -30,7 +30,6 @@ class StringCacheSet {
   void Clear();
 
   size_t size() const { return size_; }
-  size_t max_members() const { return max_members_; }
 
  private:
   struct Slot {

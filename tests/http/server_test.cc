@@ -135,12 +135,14 @@ TEST_F(ServerTest, DecodesRequestFieldsAndAddsStandardHeaders) {
 
 TEST_F(ServerTest, WorkerStartRunsOnEveryIoThreadBeforeItServes) {
   std::mutex mu;
+  std::condition_variable all_started;
   std::vector<std::thread::id> started;
   ServerOptions options = Options();
   options.threads = 3;
   options.worker_start = [&] {
     std::lock_guard lock(mu);
     started.push_back(std::this_thread::get_id());
+    all_started.notify_all();
   };
   std::thread::id served_on;
   auto router = std::make_shared<Router>();
@@ -156,14 +158,8 @@ TEST_F(ServerTest, WorkerStartRunsOnEveryIoThreadBeforeItServes) {
   EXPECT_EQ(response.result_int(), 200);
   // Threads may still be starting when the first request is served; each runs worker_start before its
   // io_context, so the one that served has run it. All three run it, once each.
-  for (int i = 0; i < 500; ++i) {
-    {
-      std::lock_guard lock(mu);
-      if (started.size() >= 3) break;
-    }
-    std::this_thread::sleep_for(10ms);
-  }
-  std::lock_guard lock(mu);
+  std::unique_lock lock(mu);
+  all_started.wait_for(lock, 5s, [&] { return started.size() >= 3; });
   ASSERT_EQ(started.size(), 3u);
   EXPECT_NE(std::find(started.begin(), started.end(), served_on), started.end());
   std::vector<std::thread::id> distinct = started;
