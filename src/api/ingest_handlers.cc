@@ -126,9 +126,10 @@ ingest::EventSpares& ThreadEventSpares() {
 }  // namespace
 
 bool ServiceImpl::StoreEvents(uint32_t project, const ingest::ParsedEvents& parsed, std::string_view endpoint,
-                              std::string& error) {
+                              std::string& error, store::EventStore::EventBatch* batch) {
   auto links = LinksOf(parsed.events);
-  Status s = store_.WriteEvents(project, parsed.events, links);
+  Status s =
+      batch != nullptr ? store_.WriteEventBatch(*batch, links) : store_.WriteEvents(project, parsed.events, links);
   if (!s.ok()) {
     spdlog::error("storing {} events for project {} failed: {}", parsed.events.size(), project, s.error().ToString());
     error = "events were not stored (" + s.error().message + "); retry the request";
@@ -229,6 +230,10 @@ http::Response ServiceImpl::HandleImport(http::Request& req) {
                             .derive_insert_id = legacy,
                             .payload_padded = padded,
                             .recycled_events = ThreadEventSpares().pool()};
+  // Each event goes into the store's write batch as the parser accepts it (its properties are copied once,
+  // while still in the cache); nothing is written unless the whole request parses.
+  std::unique_ptr<store::EventStore::EventBatch> batch = store_.NewEventBatch(project->id, payload.size());
+  opts.sink = batch.get();
   auto parsed = ingest::ParseEvents(payload, opts);
   if (!parsed.ok()) {
     metrics_->events_rejected.WithLabels({"import", "malformed_request"}).Inc();
@@ -238,7 +243,7 @@ http::Response ServiceImpl::HandleImport(http::Request& req) {
   for (const auto& e : parsed->errors) metrics_->events_rejected.WithLabels({"import", e.reason}).Inc();
 
   std::string store_error;
-  if (!parsed->events.empty() && !StoreEvents(project->id, *parsed, "import", store_error)) {
+  if (!parsed->events.empty() && !StoreEvents(project->id, *parsed, "import", store_error, batch.get())) {
     if (legacy) return legacy_answer(false, store_error);
     return ImportError(503, store_error);
   }

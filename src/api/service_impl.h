@@ -71,9 +71,10 @@ class ServiceImpl final : public Service {
   int64_t NowMicros() const;
 
  private:
-  /// Stores parsed events grouped per project. Returns false with `error` on a store failure.
+  /// Stores parsed events grouped per project. Returns false with `error` on a store failure. With `batch`
+  /// (the parse's ParseOptions::sink), the events are already in it and it is written instead.
   bool StoreEvents(uint32_t project, const ingest::ParsedEvents& parsed, std::string_view endpoint,
-                   std::string& error);
+                   std::string& error, store::EventStore::EventBatch* batch = nullptr);
 
   store::Store& store_;
   ServiceOptions options_;

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace sluice {
 
@@ -22,6 +23,15 @@ struct Event {
   std::string user_id;    // "$user_id", empty when absent
   std::string insert_id;
   std::string properties = "{}";
+};
+
+/// Takes validated events one at a time, as their producer (the /import parser) accepts them, so each event
+/// is written onward while its bytes are still in the CPU's cache. `properties` is the event's properties
+/// (Event::properties is then left empty by the producer): valid for the duration of the call only.
+class EventSink {
+ public:
+  virtual ~EventSink() = default;
+  virtual void Add(const Event& event, std::string_view properties) = 0;
 };
 
 /// Simplified ID Merge: the first event carrying both ids maps the device to the user.

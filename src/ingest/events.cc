@@ -891,7 +891,11 @@ bool EventParser::Finish() {
   e.device_id.assign(device_id_.present() ? device_id_.text : std::string_view());
   e.user_id.assign(user_id_.present() ? user_id_.text : std::string_view());
   e.insert_id.assign(insert_id);
-  e.properties.assign(props_buf_.data(), props_buf_.size());
+  if (options_.sink == nullptr) {
+    e.properties.assign(props_buf_.data(), props_buf_.size());
+  } else {
+    e.properties.clear();  // handed to the sink with the event (Commit)
+  }
   out_.event_indexes.push_back(index_);
   out_.tokens.emplace_back(token_.present() ? token_.text : std::string_view());
   return true;
@@ -908,6 +912,8 @@ Event& EventParser::NewEvent() {
 void EventParser::Commit() {
   const Event& e = out_.events.back();
   if (!e.device_id.empty() && !e.user_id.empty()) out_.links.push_back({e.device_id, e.user_id});
+  // props_buf_ still holds this record's properties: the next record clears it.
+  if (options_.sink != nullptr) options_.sink->Add(e, std::string_view(props_buf_.data(), props_buf_.size()));
 }
 
 Result<ParsedEvents> EventParser::Run(std::string_view payload) {

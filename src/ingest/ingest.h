@@ -79,6 +79,11 @@ struct ParseOptions {
   /// parsing batch after batch (Cloud Import) hands its written events back here, so their strings keep their
   /// capacity and a steady stream of batches allocates nothing per event. Null: new events.
   std::vector<Event>* recycled_events = nullptr;
+  /// Each valid record is handed to `sink` as soon as it is accepted, with its properties, while they are
+  /// still in the cache (the /import handler passes a store::EventStore::EventBatch here). The events in
+  /// ParsedEvents then have empty `properties`. A request that fails as a whole (malformed JSON, too many
+  /// records) may have handed some events over before failing: the caller drops the sink's work then.
+  EventSink* sink = nullptr;
 };
 
 /// Written events kept for the next ParseEvents to refill (ParseOptions::recycled_events): their strings keep

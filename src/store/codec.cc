@@ -134,11 +134,11 @@ std::string PrefixSuccessor(std::string_view prefix) {
 //   (varint32 length + bytes) × {name, distinct_id, device_id, user_id, insert_id, properties}
 // The fixed part comes first so the decoder does two loads; each string is a pointer bump.
 void EncodeEventValue(const Event& event, int64_t ingested_ms, std::string& out) {
-  EncodeEventValueHead(event, ingested_ms, out);
+  EncodeEventValueHead(event, ingested_ms, event.properties.size(), out);
   out.append(event.properties);
 }
 
-void EncodeEventValueHead(const Event& event, int64_t ingested_ms, std::string& out) {
+void EncodeEventValueHead(const Event& event, int64_t ingested_ms, size_t properties_bytes, std::string& out) {
   out.push_back(static_cast<char>(kEventFormatV1));
   AppendLittleEndian64(out, static_cast<uint64_t>(event.time_us));
   AppendLittleEndian64(out, static_cast<uint64_t>(ingested_ms));
@@ -147,7 +147,7 @@ void EncodeEventValueHead(const Event& event, int64_t ingested_ms, std::string& 
     AppendVarint32(out, static_cast<uint32_t>(s->size()));
     out.append(*s);
   }
-  AppendVarint32(out, static_cast<uint32_t>(event.properties.size()));
+  AppendVarint32(out, static_cast<uint32_t>(properties_bytes));
 }
 
 bool DecodeEventValue(std::string_view value, EventView* view) {

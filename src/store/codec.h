@@ -56,7 +56,9 @@ std::string PrefixSuccessor(std::string_view prefix);
 void EncodeEventValue(const Event& event, int64_t ingested_ms, std::string& out);
 /// The value without its last part, the properties' bytes: EncodeEventValue = head + event.properties. The
 /// write path hands both parts to the WriteBatch, which copies the properties once instead of twice.
-void EncodeEventValueHead(const Event& event, int64_t ingested_ms, std::string& out);
+/// `properties_bytes`: the size of the properties that will follow (an event batch gets them apart from the
+/// event, whose own `properties` is then empty).
+void EncodeEventValueHead(const Event& event, int64_t ingested_ms, size_t properties_bytes, std::string& out);
 /// Decodes without copying: the views point into `value`. False when the value is malformed.
 bool DecodeEventValue(std::string_view value, EventView* view);
 

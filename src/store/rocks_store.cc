@@ -260,7 +260,67 @@ rocksdb::ColumnFamilyOptions EventsCf(const std::shared_ptr<rocksdb::Cache>& cac
   return o;
 }
 
+class RocksStore;
+
+/// The events column family as a write batch sees it (its id and comparator), apart from the open database:
+/// an event batch fills its write batch before it is handed back to the store, and a handle of the database
+/// may not outlive a Close(). (RocksDB's own write-batch tests use such a handle.)
+class DetachedColumnFamily final : public rocksdb::ColumnFamilyHandle {
+ public:
+  explicit DetachedColumnFamily(const rocksdb::ColumnFamilyHandle& of)
+      : id_(of.GetID()), name_(of.GetName()), comparator_(of.GetComparator()) {}
+  const std::string& GetName() const override { return name_; }
+  uint32_t GetID() const override { return id_; }
+  rocksdb::Status GetDescriptor(rocksdb::ColumnFamilyDescriptor*) override {
+    return rocksdb::Status::NotSupported("a detached column family handle has no descriptor");
+  }
+  /// The column family's comparator: RocksDB's bytewise one, a process-wide singleton.
+  const rocksdb::Comparator* GetComparator() const override { return comparator_; }
+
+ private:
+  uint32_t id_;
+  std::string name_;
+  const rocksdb::Comparator* comparator_;
+};
+
+/// RocksStore's event batch: each event is encoded into the RocksDB write batch as it is added, so a parser
+/// that hands events over as it accepts them (the /import handler) has its properties copied once, from the
+/// parser's buffer while it is still in the cache, instead of into an Event first and out of it later. It
+/// holds nothing of the open database: a batch still alive at Close() is refused by WriteEventBatch.
+class RocksEventBatch final : public EventStore::EventBatch {
+ public:
+  RocksEventBatch(const RocksStore* store, std::shared_ptr<const rocksdb::ColumnFamilyHandle> events_cf,
+                  uint32_t project, int64_t ingested_ms, size_t event_bytes, size_t events)
+      : store_(store),
+        events_cf_(std::move(events_cf)),
+        project_(project),
+        ingested_ms_(ingested_ms),
+        // The key and value head of each event, the identity links and the per-hour merges go into the same
+        // batch: a batch that outgrows its reservation is copied whole into one twice the size (~2 MB per
+        // 2000-event call).
+        batch_(event_bytes + events * 96 + 4096) {}
+
+  void Add(const Event& e, std::string_view properties) override;
+  size_t size() const override { return count_; }
+
+ private:
+  friend class RocksStore;
+  const RocksStore* store_;
+  std::shared_ptr<const rocksdb::ColumnFamilyHandle> events_cf_;
+  uint32_t project_;
+  int64_t ingested_ms_;
+  Status status_;  // the first event refused (a time before the epoch)
+  rocksdb::WriteBatch batch_;
+  // Per-hour counters of this batch; it almost always spans one or two hours, so a linear search over a
+  // tiny vector beats any map.
+  std::vector<std::pair<Hour, PartitionCounters>> hours_;
+  std::string value_;
+  size_t count_ = 0;
+};
+
 class RocksStore final : public Store {
+  friend class RocksEventBatch;
+
  public:
   RocksStore(fs::path dir, const StoreOptions& options) : dir_(std::move(dir)), options_(options) {
     // Durability comes from the journal (journal.h); RocksDB's own WAL is not written. The WAL cost more than
@@ -375,6 +435,7 @@ class RocksStore final : public Store {
     if (!s.ok()) return FromRocks(s, dir_, "opening the store");
     db_.reset(raw);
     handles_ = std::move(handles);
+    events_cf_ = std::make_shared<const DetachedColumnFamily>(*handles_[kEvents]);
     statistics_ = db.statistics;
 
     // Replays what the journal holds beyond the last record the database persisted (a data dir written by a
@@ -463,65 +524,54 @@ class RocksStore final : public Store {
   Status WriteEvents(uint32_t project, std::span<const Event> events,
                      std::span<const IdentityLink> links) override {
     if (events.empty() && links.empty()) return OkStatus();
-    std::shared_lock life(life_mu_);
-    if (closed_) return ClosedError(dir_);
-
-    size_t estimate = 64;
+    size_t estimate = 0;
     for (const Event& e : events) {
-      if (e.time_us < 0) {
-        return InvalidArgument("event time " + std::to_string(e.time_us) + " is before the Unix epoch");
-      }
-      estimate += 64 + e.name.size() + e.distinct_id.size() + e.device_id.size() + e.user_id.size() +
+      estimate += e.name.size() + e.distinct_id.size() + e.device_id.size() + e.user_id.size() +
                   e.insert_id.size() + e.properties.size();
     }
-    // The links and the per-hour merges go into the same batch: a batch that outgrows its reservation is
-    // copied whole into one twice the size (~2 MB per 2000-event call).
-    for (const IdentityLink& l : links) estimate += 32 + l.device_id.size() + l.user_id.size();
-    estimate += 256;
-    rocksdb::WriteBatch batch(estimate);
-    const int64_t ingested_ms = options_.clock->NowMillis();
+    RocksEventBatch batch(this, events_cf_, project, options_.clock->NowMillis(), estimate, events.size());
+    for (const Event& e : events) batch.Add(e, e.properties);
+    return WriteEventBatch(batch, links);
+  }
 
-    // Per-hour counters of this call; a batch almost always spans one or two hours, so a linear search over
-    // a tiny vector beats any map.
-    std::vector<std::pair<Hour, PartitionCounters>> hours;
-    std::string value;
-    for (const Event& e : events) {
-      const Hour hour = HourOf(e.time_us);
-      const internal::EventKeyArray key_bytes = internal::MakeEventKey(project, e);
-      const rocksdb::Slice key(key_bytes.data(), key_bytes.size());
-      value.clear();
-      internal::EncodeEventValueHead(e, ingested_ms, value);
-      const rocksdb::Slice value_parts[2] = {rocksdb::Slice(value), rocksdb::Slice(e.properties)};
-      Check(batch.Put(cf(kEvents), rocksdb::SliceParts(&key, 1), rocksdb::SliceParts(value_parts, 2)));
-      auto it = hours.end();
-      if (hours.empty() || hours.back().first != hour) {
-        it = std::find_if(hours.begin(), hours.end(), [hour](const auto& h) { return h.first == hour; });
-        if (it == hours.end()) it = hours.insert(hours.end(), {hour, PartitionCounters{}});
-      } else {
-        it = hours.end() - 1;
-      }
-      it->second.writes += 1;
-      it->second.bytes += key.size() + value.size() + e.properties.size();
+  std::unique_ptr<EventBatch> NewEventBatch(uint32_t project, size_t bytes_hint) override {
+    // A request's events take about its JSON's size (properties as sent, minus the promoted fields) plus each
+    // event's key and value head; an /import batch of ~750-byte events has one event per ~750 bytes.
+    return std::make_unique<RocksEventBatch>(this, events_cf_, project, options_.clock->NowMillis(), bytes_hint,
+                                             bytes_hint / 512 + 1);
+  }
+
+  Status WriteEventBatch(EventBatch& given, std::span<const IdentityLink> links) override {
+    auto* batch = dynamic_cast<RocksEventBatch*>(&given);
+    if (batch == nullptr || batch->store_ != this) {
+      return Error(ErrorCode::kInternal, "an event batch was handed to a store other than the one that made it");
     }
+    std::shared_lock life(life_mu_);
+    if (closed_) return ClosedError(dir_);
+    if (!batch->status_.ok()) return batch->status_;
+    if (batch->size() == 0 && links.empty()) return OkStatus();
+    rocksdb::WriteBatch& wb = batch->batch_;
 
     LinkClaims claims(this);
-    SLUICE_TRY(AddIdentityLinks(project, links, batch, claims));
+    SLUICE_TRY(AddIdentityLinks(batch->project_, links, wb, claims));
 
     uint64_t seq = 0;
-    if (!hours.empty()) {
+    if (!batch->hours_.empty()) {
       seq = BeginChange();
-      for (auto& [hour, counters] : hours) {
+      for (auto& [hour, counters] : batch->hours_) {
         counters.change_seq = seq;
-        Check(batch.Merge(cf(kPartitions), internal::PartitionPrefix(project, hour),
-                          internal::EncodePartitionCounters(counters)));
+        Check(wb.Merge(cf(kPartitions), internal::PartitionPrefix(batch->project_, hour),
+                       internal::EncodePartitionCounters(counters)));
       }
       // Persisted in the same batch as the partition records it stamps, so after any crash the recovered
       // counter is at least every change_seq that survived.
-      Check(batch.Merge(cf(kDefault), kChangeSeqKey, EncodeU64(seq)));
+      Check(wb.Merge(cf(kDefault), kChangeSeqKey, EncodeU64(seq)));
     }
-    if (batch.Count() == 0) return OkStatus();
-    Status committed = Commit(batch, "writing events");
+    if (wb.Count() == 0) return OkStatus();
+    Status committed = Commit(wb, "writing events");
     if (seq != 0) EndChange(seq);
+    batch->hours_.clear();
+    wb.Clear();
     return committed;
   }
 
@@ -1272,6 +1322,8 @@ class RocksStore final : public Store {
   bool closed_ = false;
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  // What event batches put their events under (set with handles_, kept past Close: see DetachedColumnFamily).
+  std::shared_ptr<const rocksdb::ColumnFamilyHandle> events_cf_;
   // Memtable budget shared by all column families; its memory_usage() is about what flushing them will write.
   std::shared_ptr<rocksdb::WriteBufferManager> write_buffers_;
   std::shared_ptr<rocksdb::Statistics> statistics_;
@@ -1314,6 +1366,32 @@ class RocksStore final : public Store {
   std::mutex projects_mu_;
   uint32_t last_project_id_ = 0;  // guarded by projects_mu_
 };
+
+void RocksEventBatch::Add(const Event& e, std::string_view properties) {
+  if (!status_.ok()) return;
+  if (e.time_us < 0) {
+    status_ = InvalidArgument("event time " + std::to_string(e.time_us) + " is before the Unix epoch");
+    return;
+  }
+  const Hour hour = HourOf(e.time_us);
+  const internal::EventKeyArray key_bytes = internal::MakeEventKey(project_, e);
+  const rocksdb::Slice key(key_bytes.data(), key_bytes.size());
+  value_.clear();
+  internal::EncodeEventValueHead(e, ingested_ms_, properties.size(), value_);
+  const rocksdb::Slice value_parts[2] = {rocksdb::Slice(value_), rocksdb::Slice(properties)};
+  // The handle is only read (its id and comparator); WriteBatch's interface takes it non-const.
+  RocksStore::Check(batch_.Put(const_cast<rocksdb::ColumnFamilyHandle*>(events_cf_.get()), rocksdb::SliceParts(&key, 1), rocksdb::SliceParts(value_parts, 2)));
+  ++count_;
+  auto it = hours_.end();
+  if (hours_.empty() || hours_.back().first != hour) {
+    it = std::find_if(hours_.begin(), hours_.end(), [hour](const auto& h) { return h.first == hour; });
+    if (it == hours_.end()) it = hours_.insert(hours_.end(), {hour, PartitionCounters{}});
+  } else {
+    it = hours_.end() - 1;
+  }
+  it->second.writes += 1;
+  it->second.bytes += key.size() + value_.size() + properties.size();
+}
 
 }  // namespace
 

@@ -147,6 +147,22 @@ class EventStore {
   virtual Status WriteEvents(uint32_t project, std::span<const Event> events,
                              std::span<const IdentityLink> links = {}) = 0;
 
+  /// Events handed over one at a time and written together by WriteEventBatch: what WriteEvents does, for a
+  /// producer that has each event's properties at hand only while it parses that event (ingest::ParseOptions
+  /// ::sink). Nothing is written until WriteEventBatch; a batch that is dropped instead writes nothing.
+  class EventBatch : public EventSink {
+   public:
+    /// Events added so far.
+    virtual size_t size() const = 0;
+  };
+  /// A batch for `project`'s events; `bytes_hint` is about what they will take (e.g. the request's size).
+  /// The default keeps copies of the events for WriteEvents; RocksStore encodes each into its write batch
+  /// as it arrives, so the properties are copied once, while they are still in the cache.
+  virtual std::unique_ptr<EventBatch> NewEventBatch(uint32_t project, size_t bytes_hint);
+  /// Writes `batch` (made by this store's NewEventBatch) and `links` exactly as WriteEvents would write the
+  /// same events and links: atomically, durable on return. The batch is spent.
+  virtual Status WriteEventBatch(EventBatch& batch, std::span<const IdentityLink> links = {});
+
   /// Calls `fn` for every stored event of one partition (order unspecified but stable). `fn` returns false to
   /// stop early. Reads a consistent snapshot.
   virtual Status ScanPartition(uint32_t project, Hour hour,

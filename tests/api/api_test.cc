@@ -349,6 +349,26 @@ TEST_F(ApiTest, ImportErrorsSayWhatIsWrong) {
   EXPECT_EQ(Send("GET", "/healthz").status, 200);
 }
 
+// /import hands each record to the store's write batch as it parses it; a request that then fails as a whole
+// (malformed JSON after valid records, more records than a batch may hold) stores none of them.
+TEST_F(ApiTest, AnImportThatFailsAfterValidRecordsStoresNoneOfThem) {
+  auto malformed_tail = Import("[" + Event("A", "tail-1") + "," + Event("B", "tail-2") + ",{\"event\":]");
+  EXPECT_EQ(malformed_tail.status, 400) << malformed_tail.body;
+  std::string too_many = "[";
+  for (int i = 0; i < 2001; ++i) too_many += (i > 0 ? "," : "") + Event("C", "many-" + std::to_string(i));
+  auto over = Import(too_many + "]");
+  EXPECT_EQ(over.status, 413) << over.body;
+  std::string nd_garbage = "not json\n{also not\n";
+  auto all_bad = Import(nd_garbage, "", {{"Content-Type", "application/x-ndjson"}});
+  EXPECT_EQ(all_bad.status, 400) << all_bad.body;
+  EXPECT_TRUE(ExportAll().empty());
+  // The next request on the same threads is stored whole.
+  ASSERT_EQ(Import("[" + Event("D", "after-1") + "]").status, 200);
+  auto lines = ExportAll();
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0].at("event").as_string(), "D");
+}
+
 TEST_F(ApiTest, LegacyFormImportAnswersOneOrZero) {
   std::string data = Base64Encode("[" + Event("Legacy", "l-1") + "]");
   auto r = Send("POST", "/import", "data=" + data,

@@ -930,6 +930,59 @@ TEST(RecycledEventsTest, ReusesTheStringsAndOverwritesEveryField) {
   EXPECT_TRUE(reused.events[1].user_id.empty());
 }
 
+/// Keeps what a sink is handed, as a store's event batch would.
+class RecordingSink final : public EventSink {
+ public:
+  void Add(const Event& event, std::string_view properties) override {
+    Event& e = events.emplace_back(event);
+    EXPECT_TRUE(e.properties.empty()) << "the properties come apart from the event";
+    e.properties.assign(properties);
+  }
+  std::vector<Event> events;
+};
+
+// With a sink, every accepted record reaches it with its properties (the same as without a sink), in order,
+// and only accepted ones: invalid records, and an NDJSON line whose valid record is followed by more JSON, do
+// not. The parsed events keep every field but their properties.
+TEST(ParseEvents, ASinkGetsEveryAcceptedEventWithItsPropertiesAndNothingElse) {
+  for (PayloadFormat format : {PayloadFormat::kJson, PayloadFormat::kNdjson}) {
+    const bool nd = format == PayloadFormat::kNdjson;
+    const std::string sep = nd ? "\n" : ",";
+    std::string payload = nd ? "" : "[";
+    payload += Record(R"("plan":"pro","nested":{"a":[1,2]})", "id-1") + sep;
+    payload += RecordWithProps(R"("time":1714564000,"$insert_id":"id-2")") + sep;  // no distinct_id: refused
+    payload += RecordWithProps(R"("time":1714564000,"distinct_id":"u2","$device_id":"d9","$user_id":"u2",)"
+                               R"("$insert_id":"id-3","n":1.10)") + sep;
+    if (nd) payload += Record("", "id-4") + " {\"more\":1}" + sep;  // trailing content: a line error
+    payload += Record(R"("big":")" + std::string(3000, 'b') + "\"", "id-5");
+    payload += nd ? "\n" : "]";
+
+    RecordingSink sink;
+    ParseOptions with_sink = Import(format);
+    with_sink.sink = &sink;
+    ParsedEvents parsed = MustParse(payload, with_sink);
+    ParsedEvents plain = MustParse(payload, Import(format));
+    ASSERT_EQ(plain.events.size(), 3u) << nd;
+    ASSERT_EQ(sink.events.size(), plain.events.size()) << nd;
+    ExpectSameParse(ParsedEvents{.events = sink.events,
+                                 .event_indexes = parsed.event_indexes,
+                                 .links = parsed.links,
+                                 .errors = parsed.errors,
+                                 .total_records = parsed.total_records},
+                    plain);
+    for (const Event& e : parsed.events) EXPECT_TRUE(e.properties.empty());
+    EXPECT_EQ(parsed.events[1].insert_id, "id-3");
+    EXPECT_EQ(parsed.events[1].device_id, "d9");
+  }
+  // A payload that fails as a whole may have handed records over first: the caller drops the sink's work.
+  RecordingSink sink;
+  ParseOptions with_sink = Import();
+  with_sink.sink = &sink;
+  auto failed = ParseEvents("[" + Record("", "id-1") + "," + Record("", "id-2") + ", {\"event\": ]", with_sink);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_LE(sink.events.size(), 2u);
+}
+
 TEST(EventSparesTest, KeepsAtMostItsBoundAndNoEventWithLargeStrings) {
   EventSpares spares(3, 1000);
   std::vector<Event> written(5);

@@ -27,8 +27,14 @@ TEST(CodecTest, EventValueHeadPlusPropertiesIsTheWholeValue) {
     std::string whole;
     EncodeEventValue(e, 42, whole);
     std::string head;
-    EncodeEventValueHead(e, 42, head);
+    EncodeEventValueHead(e, 42, e.properties.size(), head);
     EXPECT_EQ(head + e.properties, whole) << size;
+    // An event batch has the properties apart from the event: the head takes their size, not the event's.
+    Event apart = e;
+    apart.properties.clear();
+    std::string head_apart;
+    EncodeEventValueHead(apart, 42, e.properties.size(), head_apart);
+    EXPECT_EQ(head_apart, head) << size;
     EventView v;
     const std::string joined = head + e.properties;  // named: the view points into it
     ASSERT_TRUE(DecodeEventValue(joined, &v));

@@ -152,6 +152,124 @@ TEST_F(StoreTest, RoundTripsEveryEventFieldLosslessly) {
   EXPECT_EQ(seen, 1);
 }
 
+// An event batch (what /import fills while it parses) writes exactly what WriteEvents writes for the same
+// events and links, in another store: fields, partitions' counters, identity links.
+TEST_F(StoreTest, AnEventBatchWritesWhatWriteEventsWritesForTheSameEvents) {
+  std::vector<Event> events;
+  for (int i = 0; i < 50; ++i) {
+    Event e = MakeEvent("id-" + std::to_string(i), kHourStartUs + (i % 2 == 0 ? 1 : 3'600) * 1'000'000LL + i);
+    e.device_id = "dev-" + std::to_string(i % 7);
+    e.user_id = i % 3 == 0 ? "user-" + std::to_string(i % 5) : "";
+    e.properties = R"({"i":)" + std::to_string(i) + R"(,"s":")" + std::string(i * 10, 'x') + R"("})";
+    events.push_back(std::move(e));
+  }
+  events.push_back(events[4]);  // a duplicate in the same call: the later copy wins in both
+  events.back().properties = R"({"dup":true})";
+  const std::vector<IdentityLink> links = {{"dev-1", "alice"}, {"dev-2", "bob"}, {"dev-1", "mallory"}};
+
+  TempDir other_dir;
+  auto other = OpenOrDie(other_dir.path());
+  ASSERT_NE(other, nullptr);
+  ASSERT_TRUE(store_->WriteEvents(3, events, links).ok());
+  auto batch = other->NewEventBatch(3, 4096);
+  for (const Event& e : events) {
+    Event without = e;
+    without.properties.clear();  // the batch takes the properties separately, as the parser hands them over
+    batch->Add(without, e.properties);
+  }
+  EXPECT_EQ(batch->size(), events.size());
+  ASSERT_TRUE(other->WriteEventBatch(*batch, links).ok());
+
+  for (Hour hour : {kHour, kHour + 1}) {
+    auto a = Scan(*store_, 3, hour);
+    auto b = Scan(*other, 3, hour);
+    ASSERT_EQ(a.size(), b.size());
+    ASSERT_FALSE(a.empty());
+    std::map<std::string, std::string> by_id_b;
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_EQ(a[i].name, b[i].name);
+      EXPECT_EQ(a[i].time_us, b[i].time_us);
+      EXPECT_EQ(a[i].distinct_id, b[i].distinct_id);
+      EXPECT_EQ(a[i].device_id, b[i].device_id);
+      EXPECT_EQ(a[i].user_id, b[i].user_id);
+      EXPECT_EQ(a[i].insert_id, b[i].insert_id);
+      EXPECT_EQ(a[i].properties, b[i].properties);
+      by_id_b[b[i].insert_id] = b[i].properties;
+    }
+    if (hour == kHour) {
+      EXPECT_EQ(by_id_b["id-4"], R"({"dup":true})");
+    }
+  }
+  auto pa = store_->ListPartitions(3, kHour, kHour + 1);
+  auto pb = other->ListPartitions(3, kHour, kHour + 1);
+  ASSERT_TRUE(pa.ok() && pb.ok());
+  ASSERT_EQ(pa->size(), 2u);
+  ASSERT_EQ(pb->size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ((*pa)[i].hour, (*pb)[i].hour);
+    EXPECT_EQ((*pa)[i].writes, (*pb)[i].writes);
+    EXPECT_EQ((*pa)[i].bytes, (*pb)[i].bytes);
+  }
+  EXPECT_EQ(other->ResolveDevice(3, "dev-1")->value_or(""), "alice");
+  EXPECT_EQ(other->ResolveDevice(3, "dev-2")->value_or(""), "bob");
+  ASSERT_TRUE(other->Close().ok());
+}
+
+// A batch is all or nothing: one event before the epoch refuses the whole batch (as WriteEvents refuses the
+// whole call), and a batch dropped without WriteEventBatch (a request that failed to parse) writes nothing.
+TEST_F(StoreTest, AnEventBatchIsAllOrNothing) {
+  {
+    auto dropped = store_->NewEventBatch(1, 0);
+    Event e = MakeEvent("dropped");
+    dropped->Add(e, e.properties);
+  }
+  auto batch = store_->NewEventBatch(1, 0);
+  Event good = MakeEvent("good");
+  Event bad = MakeEvent("bad", -1'000'000);
+  batch->Add(good, good.properties);
+  batch->Add(bad, bad.properties);
+  Status s = store_->WriteEventBatch(*batch);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(s.error().message.find("before the Unix epoch"), std::string::npos) << s.error().message;
+  batch.reset();
+  Reopen();  // nothing reached the journal either
+  EXPECT_TRUE(Scan(*store_, 1, kHour).empty());
+  auto parts = store_->ListPartitions(1, 0, kHour + 24);
+  ASSERT_TRUE(parts.ok());
+  EXPECT_TRUE(parts->empty());
+
+  // A batch made by one store cannot be written through another.
+  TempDir other_dir;
+  auto other = OpenOrDie(other_dir.path());
+  ASSERT_NE(other, nullptr);
+  auto foreign = other->NewEventBatch(1, 0);
+  foreign->Add(good, good.properties);
+  Status wrong = store_->WriteEventBatch(*foreign);
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_EQ(wrong.error().code, ErrorCode::kInternal);
+  foreign.reset();
+  ASSERT_TRUE(other->Close().ok());
+}
+
+// A batch does not hold the store open: Close() does not wait for one still being filled, and the batch is
+// then refused with a message naming the closed store instead of touching the closed database.
+TEST_F(StoreTest, AnEventBatchAliveAtCloseIsRefusedAndDoesNotHoldCloseUp) {
+  auto batch = store_->NewEventBatch(1, 0);
+  Event e = MakeEvent("before-close");
+  batch->Add(e, e.properties);
+  ASSERT_TRUE(store_->Close().ok());
+  Event later = MakeEvent("after-close");
+  batch->Add(later, later.properties);  // only the batch's own memory
+  Status s = store_->WriteEventBatch(*batch);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find("closed"), std::string::npos) << s.error().message;
+  batch.reset();
+  store_ = OpenOrDie(dir_.path());
+  ASSERT_NE(store_, nullptr);
+  EXPECT_TRUE(Scan(*store_, 1, kHour).empty());
+}
+
 TEST_F(StoreTest, SameKeyWithinTheSecondReplacesEarlierCopy) {
   Event first = MakeEvent("id-1", kHourStartUs + 5'100'000);
   first.properties = R"({"v":1})";
