@@ -28,6 +28,8 @@ constexpr size_t kCommitRecords = 4 * kBatchRecords;
 // Written events kept for reuse: one commit's worth, each holding at most this many bytes of strings.
 constexpr size_t kMaxSpareEvents = kCommitRecords;
 constexpr size_t kMaxSpareEventBytes = 2048;
+// The most the events' write batch reserves up front (it grows past it when a commit's events need more).
+constexpr size_t kMaxStashReserveBytes = 16u << 20;
 
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 
@@ -44,6 +46,8 @@ int64_t NowMicros(const Clock& clock) {
 
 /// Accumulates shaped records, validates them in /import-sized batches and writes them.
 class Batcher {
+  using EventBatch = store::EventStore::EventBatch;
+
  public:
   Batcher(store::Store& store, const FileImportOptions& o, FileProgress& progress)
       : store_(store), o_(o), spec_(*o.spec), progress_(progress), file_tag_(FileTag(o.key)) {
@@ -98,9 +102,8 @@ class Batcher {
   /// far is accounted for.
   Status Commit() {
     SLUICE_TRY(Flush());
-    if (stash_.empty()) return OkStatus();
-    Status s = Write(stash_, stash_links_);
-    stash_.clear();
+    if (stash_ == nullptr || stash_->size() == 0) return OkStatus();
+    Status s = Write(stash_links_);
     stash_links_.clear();
     return s;
   }
@@ -142,22 +145,31 @@ class Batcher {
 
   Status FlushEvents() {
     // Parsed in place (no copy of each line into the parser's padded buffer): the padding is appended, then
-    // cut again, and the events reuse the strings of the ones already written (spare_).
+    // cut again. Each valid event goes into the store's write batch as the parser accepts it (its properties
+    // copied once, while still in the cache); the parsed events, without properties, reuse the strings of
+    // the ones before (spare_).
     const size_t records_end = buffer_.size();
+    EventBatch& stash = Stash(records_end);
+    const size_t stashed = stash.size();
     buffer_.append(ingest::kParsePadding, '\0');
     ingest::ParseOptions options = EventOptions();
     options.payload_padded = true;
     options.recycled_events = spare_.pool();
+    options.sink = &stash;
     auto parsed = ingest::ParseEvents(std::string_view(buffer_).substr(0, records_end), options);
     buffer_.resize(records_end);
     if (!parsed.ok()) {
-      // The batch failed as a whole (every line is garbage): validate line by line for per-line reasons.
+      // NDJSON fails as a whole only when no line is a JSON object, so nothing reached the batch.
+      if (stash.size() != stashed) {
+        return Error(ErrorCode::kInternal, "a batch of lines failed to parse after some of its events were "
+                                           "stashed; the import stops so that none is written twice");
+      }
+      // Every line is garbage: validate line by line for per-line reasons.
       return FlushEventsOneByOne();
     }
-    std::vector<Event>& events = stash_;
     std::vector<IdentityLink>& links = stash_links_;
-    for (auto& e : parsed->events) events.push_back(std::move(e));
     for (auto& l : parsed->links) links.push_back(std::move(l));
+    spare_.Recycle(parsed->events);
     for (const auto& e : parsed->errors) {
       if (e.reason == "missing_insert_id" && spec_.data_format == DataFormat::kMixpanelEvent) {
         // "$insert_id" appeared in the line, but not as a property: derive one and validate again.
@@ -165,7 +177,7 @@ class Batcher {
         if (AppendWithInsertId(RecordText(e.index), DerivedInsertId(file_tag_, lines_[e.index]), fixed)) {
           auto again = ingest::ParseEvents(fixed, EventOptions());
           if (again.ok() && again->errors.empty() && again->events.size() == 1) {
-            events.push_back(std::move(again->events.front()));
+            stash.Add(again->events.front(), again->events.front().properties);
             for (auto& l : again->links) links.push_back(std::move(l));
             continue;
           }
@@ -177,7 +189,7 @@ class Batcher {
   }
 
   Status FlushEventsOneByOne() {
-    std::vector<Event>& events = stash_;
+    EventBatch& stash = Stash(0);
     std::vector<IdentityLink>& links = stash_links_;
     for (size_t i = 0; i < count_; ++i) {
       auto one = ingest::ParseEvents(RecordText(i), EventOptions());
@@ -186,21 +198,30 @@ class Batcher {
         continue;
       }
       for (const auto& e : one->errors) Drop(lines_[i], LocaliseMessage(e.message, 0));
-      for (auto& e : one->events) events.push_back(std::move(e));
+      for (const Event& e : one->events) stash.Add(e, e.properties);
       for (auto& l : one->links) links.push_back(std::move(l));
     }
     return OkStatus();
   }
 
-  Status Write(std::vector<Event>& events, std::vector<IdentityLink>& links) {
-    if (events.empty()) return OkStatus();
+  /// The batch validated events wait in for Commit: one per file, emptied by each write and filled again.
+  /// Sized at first for a commit's worth of lines like the `batch_bytes` of JSON just read.
+  EventBatch& Stash(size_t batch_bytes) {
+    if (stash_ == nullptr) {
+      stash_ = store_.NewEventBatch(
+          spec_.project_id, std::min(batch_bytes * (kCommitRecords / kBatchRecords), kMaxStashReserveBytes));
+    }
+    return *stash_;
+  }
+
+  Status Write(std::vector<IdentityLink>& links) {
+    const size_t events = stash_->size();
     StringCacheSet* linked = o_.linked_devices;
     if (linked != nullptr && !links.empty()) {
       std::erase_if(links, [&](const IdentityLink& l) { return linked->Contains(l.device_id); });
     }
-    SLUICE_TRY(store_.WriteEvents(spec_.project_id, events, links));
-    progress_.events_imported += events.size();
-    spare_.Recycle(events);
+    SLUICE_TRY(store_.WriteEventBatch(*stash_, links));
+    progress_.events_imported += events;
     if (linked != nullptr) {
       for (const auto& l : links) linked->Insert(l.device_id);
     }
@@ -269,7 +290,7 @@ class Batcher {
   std::vector<uint64_t> lines_;  // file line number of each record
   size_t count_ = 0;
   uint64_t last_line_ = 0;    // highest file line handed to Add (or skipped)
-  std::vector<Event> stash_;  // validated events waiting for Commit
+  std::unique_ptr<EventBatch> stash_;  // validated events waiting for Commit (Stash())
   std::vector<IdentityLink> stash_links_;
   ingest::EventSpares spare_{kMaxSpareEvents, kMaxSpareEventBytes};  // written events, for the parser to refill
 };

@@ -305,6 +305,14 @@ class RocksEventBatch final : public EventStore::EventBatch {
 
  private:
   friend class RocksStore;
+  /// Empty again, keeping the write batch's memory; events added from now on were ingested at `now_ms`.
+  void Reset(int64_t now_ms) {
+    batch_.Clear();
+    hours_.clear();
+    count_ = 0;
+    status_ = OkStatus();
+    ingested_ms_ = now_ms;
+  }
   const RocksStore* store_;
   std::shared_ptr<const rocksdb::ColumnFamilyHandle> events_cf_;
   uint32_t project_;
@@ -546,6 +554,12 @@ class RocksStore final : public Store {
     if (batch == nullptr || batch->store_ != this) {
       return Error(ErrorCode::kInternal, "an event batch was handed to a store other than the one that made it");
     }
+    // Emptied whatever happens, for the caller to fill again (Cloud Import reuses one batch per file).
+    struct Empty {
+      RocksEventBatch* batch;
+      int64_t now_ms;
+      ~Empty() { batch->Reset(now_ms); }
+    } empty{batch, options_.clock->NowMillis()};
     std::shared_lock life(life_mu_);
     if (closed_) return ClosedError(dir_);
     if (!batch->status_.ok()) return batch->status_;
@@ -570,8 +584,6 @@ class RocksStore final : public Store {
     if (wb.Count() == 0) return OkStatus();
     Status committed = Commit(wb, "writing events");
     if (seq != 0) EndChange(seq);
-    batch->hours_.clear();
-    wb.Clear();
     return committed;
   }
 

@@ -160,7 +160,8 @@ class EventStore {
   /// as it arrives, so the properties are copied once, while they are still in the cache.
   virtual std::unique_ptr<EventBatch> NewEventBatch(uint32_t project, size_t bytes_hint);
   /// Writes `batch` (made by this store's NewEventBatch) and `links` exactly as WriteEvents would write the
-  /// same events and links: atomically, durable on return. The batch is spent.
+  /// same events and links: atomically, durable on return. The batch is emptied, written or not, and may be
+  /// filled again (its memory is kept).
   virtual Status WriteEventBatch(EventBatch& batch, std::span<const IdentityLink> links = {});
 
   /// Calls `fn` for every stored event of one partition (order unspecified but stable). `fn` returns false to
