@@ -24,6 +24,7 @@ Status ProjectRegistry::Load() {
     // Read before the list, so a change landing in between moves the stamp past this one and is reloaded.
     auto stamp = store_.ProjectsChangeStamp();
     if (stamp.ok()) loaded_stamp_ = *stamp;  // on error: unknown, so the first check reloads
+    if (stamp.ok() && !stamp->has_value()) stampless_.store(true);
   }
   const int64_t started = SteadyMillis();
   SLUICE_ASSIGN_OR_RETURN(auto projects, store_.ListProjects());
@@ -65,7 +66,7 @@ bool ProjectRegistry::MaybeRefresh(Check why) const {
   std::unique_lock lock(check_mu_);
   const SteadyClock::time_point deadline = asked + kMaxCheckWait;
   while (true) {
-    if (answered_from_ >= asked) return last_check_ok_;
+    if (answered_from_ > asked) return last_check_ok_;  // its stamp read began after this was asked
     if (checking_) {
       if (check_cv_.wait_until(lock, deadline) == std::cv_status::timeout) return false;
       continue;
