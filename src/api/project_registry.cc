@@ -119,8 +119,8 @@ bool ProjectRegistry::CheckForChanges(Check why, int64_t started_ms) const {
     // interval.
     stampless_.store(true);
     const int64_t age = started_ms - last_reload_ms_;
-    const bool due = age >= refresh_interval_.count() ||
-                     (why != Check::kPeriodic && age >= refresh_interval_.count() / 4);
+    const bool due =
+        age >= refresh_interval_.count() || (why != Check::kPeriodic && age >= refresh_interval_.count() / 4);
     if (due) ReloadAll(std::nullopt, started_ms);
     return false;  // not an answer a miss can rely on
   }
@@ -171,8 +171,9 @@ void ProjectRegistry::LogRefreshFailure(std::string_view what, const Error& erro
     return;
   }
   spdlog::warn("{} failed (the current view of projects is kept{}): {}", what,
-               unlogged_failures_ > 0 ? fmt::format("; {} more failures since the last such line", unlogged_failures_)
-                                      : std::string(),
+               unlogged_failures_ > 0
+                   ? fmt::format("; {} more failures since the last such line", unlogged_failures_)
+                   : std::string(),
                error.message);
   last_failure_log_ms_ = now;
   unlogged_failures_ = 0;

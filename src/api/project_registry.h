@@ -97,10 +97,10 @@ class ProjectRegistry {
   // The single-flight check: one thread at a time reads the stamp (checking_); the others wait on check_cv_.
   mutable std::mutex check_mu_;
   mutable std::condition_variable check_cv_;
-  mutable bool checking_ = false;                                 // guarded by check_mu_
+  mutable bool checking_ = false;                                   // guarded by check_mu_
   mutable std::chrono::steady_clock::time_point last_check_start_;  // guarded by check_mu_
-  mutable std::chrono::steady_clock::time_point answered_from_;     // guarded: start of the last finished check
-  mutable bool last_check_ok_ = false;                             // guarded by check_mu_
+  mutable std::chrono::steady_clock::time_point answered_from_;  // guarded: start of the last finished check
+  mutable bool last_check_ok_ = false;                           // guarded by check_mu_
   mutable std::atomic<bool> stampless_{false};  // the store answered "no stamp": misses do not wait
   // Written by the checking thread only (and by Load(), before any lookup).
   mutable std::optional<int64_t> loaded_stamp_;  // the stamp read before the last full load; nullopt = none

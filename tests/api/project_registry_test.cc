@@ -198,7 +198,8 @@ TEST_F(ProjectRegistryStampTest, AFloodOfUnknownTokensReadsTheStampBoundedAndNev
       for (int v = 0; v < 15; ++v) {
         const std::string value = "unknown-" + std::to_string(t) + "-" + std::to_string(v);
         for (int i = 0; i < 100; ++i) {
-          if ((i % 2 == 0 ? registry->ByToken(value) : registry->BySecret(value)).has_value()) ++wrongly_found;
+          if ((i % 2 == 0 ? registry->ByToken(value) : registry->BySecret(value)).has_value())
+            ++wrongly_found;
           ++lookups;
         }
       }
@@ -211,7 +212,8 @@ TEST_F(ProjectRegistryStampTest, AFloodOfUnknownTokensReadsTheStampBoundedAndNev
   const int stamp_reads = meta_->stamp_calls.load() - stamps_before;
   const int64_t bound = elapsed / api::ProjectRegistry::kMinCheckGap + 1;
   EXPECT_GE(stamp_reads, 15);  // each thread's values one after the other: a check each, shared
-  EXPECT_LE(stamp_reads, bound) << "in " << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count()
+  EXPECT_LE(stamp_reads, bound) << "in "
+                                << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count()
                                 << " ms";
   EXPECT_EQ(meta_->list_calls.load(), 1) << "no change, so no reload";
   EXPECT_TRUE(registry->ByToken(known->token).has_value());
@@ -279,7 +281,8 @@ TEST_F(ProjectRegistryStampTest, MissesDuringACheckWaitForTheNextOneAndShareIt) 
   meta_->stamp_delay_ms = 80;
   const int stamps_before = meta_->stamp_calls.load();
   std::thread first([&] { EXPECT_FALSE(registry->ByToken("unknown-token").has_value()); });
-  for (int i = 0; i < 200 && meta_->stamp_calls.load() == stamps_before; ++i) std::this_thread::sleep_for(1ms);
+  for (int i = 0; i < 200 && meta_->stamp_calls.load() == stamps_before; ++i)
+    std::this_thread::sleep_for(1ms);
   ASSERT_EQ(meta_->stamp_calls.load(), stamps_before + 1) << "the first lookup's check did not start";
   std::atomic<int> found{0};
   std::vector<std::thread> waiting;

@@ -100,12 +100,12 @@ class ClusterNodesTest : public ::testing::Test {
     if (!project.ok()) return project;
     for (size_t i = 1; i < nodes_.size(); ++i) {
       if (!nodes_[i]) continue;
-      auto reply = nodes_[i]->process().Send("POST", "/import?strict=1", "[]",
-                                             {{"Authorization", project->Authorization()},
-                                              {"Content-Type", "application/json"}});
+      auto reply = nodes_[i]->process().Send(
+          "POST", "/import?strict=1", "[]",
+          {{"Authorization", project->Authorization()}, {"Content-Type", "application/json"}});
       if (reply.status != 200) {
-        return Internal(fmt::format("node {} refused project {} right after its creation: {} {}", i, project->id,
-                                    reply.status, reply.body));
+        return Internal(fmt::format("node {} refused project {} right after its creation: {} {}", i,
+                                    project->id, reply.status, reply.body));
       }
     }
     return project;
@@ -224,7 +224,8 @@ TEST_F(ClusterNodesTest, AProjectCreatedThroughOneNodeIsAcceptedByTheOthersAtOnc
                       project->token, day * 86400 + 3600),
           {{"Content-Type", "application/json"}});
       EXPECT_EQ(reply.status, 200) << "round " << round << ", node " << n << ": " << reply.body;
-      EXPECT_NE(reply.body.find(R"("status":1)"), std::string::npos) << "round " << round << ": " << reply.body;
+      EXPECT_NE(reply.body.find(R"("status":1)"), std::string::npos)
+          << "round " << round << ": " << reply.body;
     };
     // Odd rounds: node 1's first request carries the token rather than the secret.
     if (round % 2 == 1) track(1);
