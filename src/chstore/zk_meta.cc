@@ -343,10 +343,10 @@ Status ZkMetaStore::CheckReachable() {
   return OkStatus();
 }
 
-Result<int64_t> ZkMetaStore::ProjectsChangeStamp() {
+Result<std::optional<int64_t>> ZkMetaStore::ProjectsChangeStamp() {
   auto node = session_->Get(projects_path_);
   if (!node.ok()) return Describe(node.error(), "reading the projects' change stamp");
-  return node->has_value() ? (*node)->stat.mzxid : int64_t{0};
+  return std::optional<int64_t>(node->has_value() ? (*node)->stat.mzxid : int64_t{0});
 }
 
 // ---- Metadata records -----------------------------------------------------------------------------------

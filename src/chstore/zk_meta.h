@@ -114,7 +114,9 @@ class ZkMetaStore final : public store::MetaStore {
   /// between two reads exactly when nothing was written in between. 0 = never written. Compare for equality
   /// with the stamp seen at the last full read; do not do arithmetic on it.
   Result<int64_t> ChangeStamp(std::string_view ns);
-  Result<int64_t> ProjectsChangeStamp();
+  /// Always a value (store::MetaStore's nullopt means "no stamp"); the registry of every node reads it on a
+  /// lookup miss (api::ProjectRegistry).
+  Result<std::optional<int64_t>> ProjectsChangeStamp() override;
 
   /// Whether ZooKeeper answers now (one read of the root), for /healthz's "coordination" part: OK, or
   /// kUnavailable naming the coordination service. Bounded by the session's timeouts (an expired session is

@@ -90,6 +90,10 @@ class ComposedStore final : public Store {
     SLUICE_TRY(Open());
     return p_.meta->UpdateProject(project);
   }
+  Result<std::optional<int64_t>> ProjectsChangeStamp() override {
+    SLUICE_TRY(Open());
+    return p_.meta->ProjectsChangeStamp();
+  }
   Status PutMeta(std::string_view ns, std::string_view key, std::string_view value) override {
     SLUICE_TRY(Open());
     return p_.meta->PutMeta(ns, key, value);

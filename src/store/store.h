@@ -250,6 +250,11 @@ class MetaStore {
   virtual Result<std::vector<Project>> ListProjects() = 0;
   virtual Result<std::optional<Project>> GetProject(uint32_t id) = 0;
   virtual Status UpdateProject(const Project& project) = 0;
+  /// A value that changes with every project write on any node sharing the store (create, update), for a
+  /// registry to tell cheaply whether its view is stale: compare for equality with the stamp read before the
+  /// last full ListProjects. nullopt = this store has no such stamp (the default: the embedded store, whose
+  /// only writer is its own process).
+  virtual Result<std::optional<int64_t>> ProjectsChangeStamp() { return std::optional<int64_t>(); }
 
   // ---- Metadata for upper modules (pipelines, connectors, checkpoints)
   // -------------------------------------

@@ -598,15 +598,15 @@ TEST(ZkMetaStore, ChangeStampsTellOtherNodesSomethingChanged) {
   int64_t s3 = *b->ChangeStamp("pipeline");
   EXPECT_NE(s3, s2);
 
-  int64_t p0 = *b->ProjectsChangeStamp();
+  int64_t p0 = **b->ProjectsChangeStamp();
   auto p = a->CreateProject("x");
   ASSERT_TRUE(p.ok());
-  int64_t p1 = *b->ProjectsChangeStamp();
+  int64_t p1 = **b->ProjectsChangeStamp();
   EXPECT_NE(p1, p0);
-  EXPECT_EQ(*b->ProjectsChangeStamp(), p1);
+  EXPECT_EQ(**b->ProjectsChangeStamp(), p1);
   p->name = "y";
   ASSERT_TRUE(a->UpdateProject(*p).ok());
-  EXPECT_NE(*b->ProjectsChangeStamp(), p1);
+  EXPECT_NE(**b->ProjectsChangeStamp(), p1);
 }
 
 TEST(ZkMetaStore, DeletingTheLastRecordOfADirectoryLeavesNoNodeBehind) {
