@@ -62,7 +62,21 @@ bool ProjectRegistry::MaybeRefresh(Check why) const {
   }
   // A miss or a write needs the answer of a check that began after it was asked: only that one surely saw a
   // project another node created before this request arrived. Wait (bounded) for one that is running, or
-  // for the rate limit's gap, or run it.
+  // for the rate limit's gap, or run it. At most max_waiting_misses_ misses wait at once (each holds a
+  // request thread); the others answer from the current view.
+  struct WaitingMiss {
+    std::atomic<int>* count;
+    ~WaitingMiss() {
+      if (count != nullptr) count->fetch_sub(1);
+    }
+  } waiting{nullptr};
+  if (why == Check::kMiss) {
+    if (waiting_misses_.fetch_add(1) >= max_waiting_misses_) {
+      waiting_misses_.fetch_sub(1);
+      return false;
+    }
+    waiting.count = &waiting_misses_;
+  }
   std::unique_lock lock(check_mu_);
   const SteadyClock::time_point deadline = asked + kMaxCheckWait;
   while (true) {

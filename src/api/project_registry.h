@@ -3,6 +3,7 @@
 // a constant-time comparison.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -37,10 +38,17 @@ class ProjectRegistry {
   static constexpr std::chrono::milliseconds kMinCheckGap{20};
   /// Longest a lookup that misses waits for a check that began after it (then it answers from the view).
   static constexpr std::chrono::milliseconds kMaxCheckWait{250};
+  /// Lookups that may wait for a check at once (`max_waiting_misses`; serve gives half its I/O threads); a
+  /// miss beyond them answers from the current view at once. A waiting lookup holds its request thread: under
+  /// a flood of unknown credentials this keeps the other threads serving known ones, and a project just
+  /// created elsewhere may then get a 401 until a check that began after its request (at most the refresh
+  /// interval), as before the change stamp.
+  static constexpr int kDefaultMaxWaitingMisses = 2;
 
   explicit ProjectRegistry(store::Store& store,
-                           std::chrono::milliseconds refresh_interval = std::chrono::milliseconds(0))
-      : store_(store), refresh_interval_(refresh_interval) {}
+                           std::chrono::milliseconds refresh_interval = std::chrono::milliseconds(0),
+                           int max_waiting_misses = kDefaultMaxWaitingMisses)
+      : store_(store), refresh_interval_(refresh_interval), max_waiting_misses_(std::max(1, max_waiting_misses)) {}
 
   /// Loads every project from the store. Call once at start-up.
   Status Load();
@@ -94,6 +102,7 @@ class ProjectRegistry {
 
   store::Store& store_;
   const std::chrono::milliseconds refresh_interval_;
+  const int max_waiting_misses_;
   // The single-flight check: one thread at a time reads the stamp (checking_); the others wait on check_cv_.
   mutable std::mutex check_mu_;
   mutable std::condition_variable check_cv_;
@@ -101,6 +110,7 @@ class ProjectRegistry {
   mutable std::chrono::steady_clock::time_point last_check_start_;  // guarded by check_mu_
   mutable std::chrono::steady_clock::time_point answered_from_;  // guarded: start of the last finished check
   mutable bool last_check_ok_ = false;                           // guarded by check_mu_
+  mutable std::atomic<int> waiting_misses_{0};   // kMiss lookups in MaybeRefresh now
   mutable std::atomic<bool> stampless_{false};  // the store answered "no stamp": misses do not wait
   // Written by the checking thread only (and by Load(), before any lookup).
   mutable std::optional<int64_t> loaded_stamp_;  // the stamp read before the last full load; nullopt = none

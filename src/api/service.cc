@@ -27,7 +27,7 @@ ApiMetrics::ApiMetrics(MetricsRegistry& r)
 ServiceImpl::ServiceImpl(store::Store& store, ServiceOptions options)
     : store_(store),
       options_(std::move(options)),
-      projects_(store, options_.project_refresh),
+      projects_(store, options_.project_refresh, options_.project_miss_waiters),
       rate_limiter_(options_.rate_limit_bytes_per_minute, *options_.clock),
       owned_registry_(options_.metrics ? nullptr : std::make_unique<MetricsRegistry>()),
       registry_(options_.metrics ? options_.metrics : owned_registry_.get()),

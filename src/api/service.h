@@ -42,6 +42,9 @@ struct ServiceOptions {
   /// > 0 when other Sluice nodes share the store: how stale this node's view of projects may get (see
   /// ProjectRegistry). 0 = the embedded store, this process is the only writer.
   std::chrono::milliseconds project_refresh{0};
+  /// With a shared store: how many requests with an unknown credential may wait at once for the registry's
+  /// next check (ProjectRegistry's max_waiting_misses; serve gives half its I/O threads).
+  int project_miss_waiters = 2;  // ProjectRegistry::kDefaultMaxWaitingMisses
 };
 
 class Service {

@@ -300,7 +300,11 @@ int Serve(const ServeFlags& f) {
                                       .rate_limit_bytes_per_minute = f.rate_limit,
                                       .metrics = &metrics};
   // Other nodes create and change projects in a shared store: this node's view follows within 2 s.
-  if (opened->coordination) service_options.project_refresh = std::chrono::seconds(2);
+  if (opened->coordination) {
+    service_options.project_refresh = std::chrono::seconds(2);
+    // A request waiting for the registry's check holds its I/O thread: half of them at most.
+    service_options.project_miss_waiters = std::max(1, f.threads / 2);
+  }
   // [pipelines] and [cloud import] managers are created here and handed to the service.
   // The operator's named static S3 credentials (POST /api/app/credentials), for pipelines and imports.
   auto static_credentials = std::make_shared<const storage_access::StaticCredentialRegistry>(**store);

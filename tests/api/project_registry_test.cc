@@ -128,8 +128,10 @@ class ProjectRegistryStampTest : public ::testing::Test {
   }
 
   /// A registry as `sluice serve` builds it on the shared store (2 s refresh interval), loaded.
-  std::unique_ptr<api::ProjectRegistry> LoadedRegistry(std::chrono::milliseconds interval = 2s) {
-    auto registry = std::make_unique<api::ProjectRegistry>(*store_, interval);
+  std::unique_ptr<api::ProjectRegistry> LoadedRegistry(
+      std::chrono::milliseconds interval = 2s,
+      int max_waiting_misses = api::ProjectRegistry::kDefaultMaxWaitingMisses) {
+    auto registry = std::make_unique<api::ProjectRegistry>(*store_, interval, max_waiting_misses);
     EXPECT_TRUE(registry->Load().ok());
     return registry;
   }
@@ -187,7 +189,7 @@ TEST_F(ProjectRegistryStampTest, AnUpdateSeesAnotherNodesExternalIdAtOnce) {
 TEST_F(ProjectRegistryStampTest, AFloodOfUnknownTokensReadsTheStampBoundedAndNeverReloads) {
   auto known = meta_->CreateProject("known");
   ASSERT_TRUE(known.ok());
-  auto registry = LoadedRegistry();
+  auto registry = LoadedRegistry(2s, /*max_waiting_misses=*/8);  // every thread may wait: the worst case
   const int stamps_before = meta_->stamp_calls.load();
   std::atomic<int> lookups{0};
   std::atomic<int> wrongly_found{0};
@@ -275,7 +277,7 @@ TEST_F(ProjectRegistryStampTest, AFailedStampReadKeepsTheView) {
 // Lookups that miss while a check is in flight cannot rely on it (it may have read the stamp before the
 // project they look for was created): they wait for the next check, and share it.
 TEST_F(ProjectRegistryStampTest, MissesDuringACheckWaitForTheNextOneAndShareIt) {
-  auto registry = LoadedRegistry();
+  auto registry = LoadedRegistry(2s, /*max_waiting_misses=*/8);
   auto created = meta_->CreateProject("new");
   ASSERT_TRUE(created.ok());
   meta_->stamp_delay_ms = 80;
@@ -299,6 +301,34 @@ TEST_F(ProjectRegistryStampTest, MissesDuringACheckWaitForTheNextOneAndShareIt) 
   first.join();
   EXPECT_EQ(found.load(), 3);
   EXPECT_EQ(meta_->stamp_calls.load(), stamps_before + 2) << "the six waiting lookups shared one check";
+}
+
+// A waiting lookup holds its request thread, so only max_waiting_misses wait at once: under a flood of
+// unknown credentials, a miss beyond them answers 'not found' at once instead of taking another thread, and
+// known credentials are still answered at once.
+TEST_F(ProjectRegistryStampTest, OnlyMaxWaitingMissesWaitAtOnceTheOthersAnswerFromTheView) {
+  auto known = meta_->CreateProject("known");
+  ASSERT_TRUE(known.ok());
+  auto registry = LoadedRegistry(2s, /*max_waiting_misses=*/1);
+  meta_->stamp_delay_ms = 300;  // a slow coordination service: the first miss's check holds its thread
+  const int stamps_before = meta_->stamp_calls.load();
+  std::thread first([&] { EXPECT_FALSE(registry->ByToken("unknown-first").has_value()); });
+  for (int i = 0; i < 200 && meta_->stamp_calls.load() == stamps_before; ++i)
+    std::this_thread::sleep_for(1ms);
+  ASSERT_EQ(meta_->stamp_calls.load(), stamps_before + 1) << "the first lookup's check did not start";
+  for (int i = 0; i < 20; ++i) {
+    const auto started = std::chrono::steady_clock::now();
+    EXPECT_FALSE(registry->BySecret("unknown-" + std::to_string(i)).has_value());
+    EXPECT_TRUE(registry->ByToken(known->token).has_value());
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 150ms) << "a miss beyond the cap waited";
+  }
+  first.join();
+  EXPECT_EQ(meta_->stamp_calls.load(), stamps_before + 1) << "the misses beyond the cap read nothing";
+  // The slot is free again: the next miss waits for its check and finds a project created meanwhile.
+  meta_->stamp_delay_ms = 0;
+  auto created = meta_->CreateProject("created-elsewhere");
+  ASSERT_TRUE(created.ok());
+  EXPECT_TRUE(registry->ByToken(created->token).has_value());
 }
 
 // Without misses the view is checked once it is older than the interval, and reloaded only when the stamp
