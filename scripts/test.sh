@@ -24,7 +24,7 @@ if [ "${SLUICE_SKIP_SANITIZE:-0}" != "1" ]; then
                    objstore_unit_test api_test expr_test pipeline_dataplane_test pipeline_engine_test
                    cloudimport_unit_test cloudimport_api_test console_api_test profiles_api_test
                    gcp_test objstore_gcs_unit_test azure_test clickhouse_test coord_test storage_access_test
-                   jobs_test)
+                   jobs_test project_registry_test)
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" \
         -DSLUICE_SANITIZE=ON -DSLUICE_WERROR=ON -DSLUICE_BUILD_BENCH=OFF >/dev/null
   cmake --build build-asan -j "${JOBS:-2}" --target "${SANITIZED_TESTS[@]}"
