@@ -239,7 +239,9 @@ class Pipelines::Impl : public jobs::Runner::Source {
   }
 
   /// A task still recorded as running at start-up was interrupted by a crash (a clean stop records it as
-  /// canceled): record it as failed. Its unit stays in progress and the next run exports it again.
+  /// canceled). If its unit's state shows the attempt published (a crash between the unit's commit and the
+  /// task's own record of it), it succeeded: record that, with the unit's figures; nothing exports it again.
+  /// Otherwise record it as failed: its unit stays in progress and the next run exports it again.
   Status FailInterruptedTasks(const PipelineSpec& spec) {
     std::vector<std::pair<std::string, TaskRecord>> interrupted;
     SLUICE_TRY(store_.ScanMeta(kTaskNs, TaskKeyPrefix(spec.project_id, spec.name),
@@ -255,8 +257,22 @@ class Pipelines::Impl : public jobs::Runner::Source {
       // interrupted.
       auto free = runner_->leases().TryAcquire(ExportUnitName(spec, t.partition), runner_->node_id());
       if (!free.ok()) continue;
-      t.state = TaskState::kFailed;
-      t.message = "interrupted: the server stopped before the task finished; the partition is exported again";
+      SLUICE_ASSIGN_OR_RETURN(std::optional<std::string> saved,
+                              store_.GetMeta(kUnitNs, UnitKey(spec.project_id, spec.name, t.partition)));
+      std::optional<UnitState> unit;
+      if (saved) {
+        if (auto u = ParseUnitState(*saved); u.ok()) unit = std::move(u).value();
+      }
+      if (unit && !unit->in_progress && unit->published_generation == t.generation) {
+        t.state = TaskState::kSucceeded;
+        t.records = unit->records;
+        t.bytes = unit->bytes;
+        t.message.clear();
+        if (!unit->sync_times.empty()) t.finished_ms = unit->sync_times.back();
+      } else {
+        t.state = TaskState::kFailed;
+        t.message = "interrupted: the server stopped before the task finished; the partition is exported again";
+      }
       SLUICE_TRY(store_.PutMeta(kTaskNs, key, TaskRecordToJson(t)));
     }
     return OkStatus();

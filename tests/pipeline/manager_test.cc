@@ -21,6 +21,7 @@
 #include "pipeline/layout.h"
 #include "pipeline/manager.h"
 #include "pipeline/manifest.h"
+#include "pipeline/state.h"
 #include "store/store.h"
 #include "support/profile_folders.h"
 
@@ -494,6 +495,73 @@ TEST_F(ManagerTest, AnInterruptedAttemptIsCleanedUpAfterARestart) {
   EXPECT_EQ(InsertIds(view.records[dir]).size(), 100u);
   EXPECT_EQ(view.records[dir].size(), 100u);
   EXPECT_TRUE(view.unlisted_data_files.empty()) << view.unlisted_data_files.front();
+}
+
+// A crash between a unit's commit (published) and its task's own "succeeded" record leaves the task recorded as
+// running. At the next start it is recorded as succeeded, with the unit's figures, and the partition is not
+// exported again; a task whose attempt never published is recorded as failed, and its partition is exported.
+TEST_F(ManagerTest, ATaskLeftRunningByACrashAfterItsUnitPublishedIsRecordedAsSucceeded) {
+  StartManager();
+  SetNow(2, 1);  // the 18th and 19th are closed
+  for (int i = 0; i < 10; ++i) Write("aaa-" + std::to_string(i), At(0, 1));
+  for (int i = 0; i < 5; ++i) Write("bbb-" + std::to_string(i), At(1, 1));
+  const std::string name = CreateOk(Spec());
+  ASSERT_TRUE(manager_->RunDueNow().ok());
+  auto before = manager_->Timeline(project_.id, name);
+  ASSERT_TRUE(before.ok());
+  ASSERT_EQ(before->size(), 2u);
+
+  // What the crash leaves: the 18th's task still "running" although its unit published; the 19th's unit
+  // still in progress (its attempt never published) and its task "running".
+  std::map<std::string, std::string> task_keys;
+  ASSERT_TRUE(store_
+                  ->ScanMeta(kTaskNs, TaskKeyPrefix(project_.id, name),
+                             [&](std::string_view key, std::string_view v) {
+                               auto t = ParseTaskRecord(v);
+                               if (t.ok()) task_keys[t->partition] = std::string(key);
+                               return true;
+                             })
+                  .ok());
+  ASSERT_EQ(task_keys.size(), 2u);
+  for (const auto& [label, key] : task_keys) {
+    auto v = store_->GetMeta(kTaskNs, key);
+    ASSERT_TRUE(v.ok() && v->has_value());
+    auto t = ParseTaskRecord(**v);
+    ASSERT_TRUE(t.ok());
+    t->state = TaskState::kRunning;
+    t->records = 0;
+    t->bytes = 0;
+    ASSERT_TRUE(store_->PutMeta(kTaskNs, key, TaskRecordToJson(*t)).ok());
+  }
+  const std::string unit19 = UnitKey(project_.id, name, "2026-11-19");
+  auto saved19 = store_->GetMeta(kUnitNs, unit19);
+  ASSERT_TRUE(saved19.ok() && saved19->has_value());
+  auto state19 = ParseUnitState(**saved19);
+  ASSERT_TRUE(state19.ok());
+  state19->in_progress = true;
+  state19->attempt_generation = state19->published_generation + 1;
+  ASSERT_TRUE(store_->PutMeta(kUnitNs, unit19, UnitStateToJson(*state19)).ok());
+
+  manager_.reset();
+  StartManager();
+  auto after = manager_->Timeline(project_.id, name);
+  ASSERT_TRUE(after.ok());
+  std::map<std::string, TaskRecord> by_day;
+  for (const TaskRecord& t : *after) by_day.emplace(t.partition, t);  // newest first: the first per day
+  ASSERT_TRUE(by_day.contains("2026-11-18"));
+  EXPECT_EQ(by_day["2026-11-18"].state, TaskState::kSucceeded) << by_day["2026-11-18"].message;
+  EXPECT_EQ(by_day["2026-11-18"].records, 10u);
+  EXPECT_GT(by_day["2026-11-18"].bytes, 0u);
+  EXPECT_EQ(by_day["2026-11-19"].state, TaskState::kFailed);
+  EXPECT_NE(by_day["2026-11-19"].message.find("interrupted"), std::string::npos);
+
+  SetNow(3, 0, 31);  // the next run (the 20th closed at 00:30 on the 21st)
+  ASSERT_TRUE(manager_->RunDueNow().ok());
+  BucketView view = ReadBucket(*bucket_);
+  const std::string p = std::to_string(project_.id);
+  EXPECT_EQ(view.manifests.at(p + "/mp_master_event/2026/11/18").generation, 1u) << "exported again";
+  EXPECT_EQ(view.manifests.at(p + "/mp_master_event/2026/11/19").generation, 3u);
+  EXPECT_EQ(InsertIds(view.records[p + "/mp_master_event/2026/11/19"]).size(), 5u);
 }
 
 TEST_F(ManagerTest, PeopleAndIdentitySnapshotsReplaceThePreviousOne) {
