@@ -107,15 +107,6 @@ std::string SummariseErrors(const std::vector<ingest::RecordError>& errors) {
   return out;
 }
 
-/// Derives the identity links of `events` (the first event carrying both ids maps the device to the user).
-std::vector<IdentityLink> LinksOf(const std::vector<Event>& events) {
-  std::vector<IdentityLink> links;
-  for (const auto& e : events) {
-    if (!e.device_id.empty() && !e.user_id.empty()) links.push_back({e.device_id, e.user_id});
-  }
-  return links;
-}
-
 /// The request thread's written events, refilled by its next /import or /track (ingest::EventSpares): one
 /// batch's worth, each with at most 2 KB of strings (~2 MB a thread, memory a batch allocated anyway).
 ingest::EventSpares& ThreadEventSpares() {
@@ -127,7 +118,8 @@ ingest::EventSpares& ThreadEventSpares() {
 
 bool ServiceImpl::StoreEvents(uint32_t project, const ingest::ParsedEvents& parsed, std::string_view endpoint,
                               std::string& error, store::EventStore::EventBatch* batch) {
-  auto links = LinksOf(parsed.events);
+  // The parser's links: one per event carrying both ids (the first such event maps the device to the user).
+  const std::vector<IdentityLink>& links = parsed.links;
   Status s =
       batch != nullptr ? store_.WriteEventBatch(*batch, links) : store_.WriteEvents(project, parsed.events, links);
   if (!s.ok()) {
@@ -307,7 +299,10 @@ http::Response ServiceImpl::HandleTrack(http::Request& req) {
       metrics_->events_rejected.WithLabels({"track", "invalid_token"}).Inc();
       continue;
     }
-    by_project[project->id].events.push_back(std::move(parsed->events[i]));
+    ingest::ParsedEvents& group = by_project[project->id];
+    Event& event = parsed->events[i];
+    if (!event.device_id.empty() && !event.user_id.empty()) group.links.push_back({event.device_id, event.user_id});
+    group.events.push_back(std::move(event));
   }
   // Every project's allowance is checked before anything is stored: a 429 must mean "nothing of this request
   // was kept", or the client's retry would duplicate events that had no $insert_id of their own.

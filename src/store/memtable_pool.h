@@ -8,8 +8,10 @@
 // fault per 2 MiB instead of 512) that go back to a pool when the memtable is flushed, so the next memtable
 // writes into memory that is already mapped.
 //
-// The same rep also sorts a read-only memtable for its flush itself (memtable_pool.cc, SortEntries): by the
-// entries' first 16 key bytes in a compact array, instead of VectorRep's std::sort over pointers into 64 MB.
+// The same rep also sorts the entries for its iterators itself (memtable_pool.cc, SortEntries): a read-only
+// memtable's for its flush, a snapshot of a mutable one's for a scan (an export right after an import); by
+// the entries' first 16 key bytes in a compact array, instead of VectorRep's std::sort over pointers into
+// 64 MB.
 //
 // The blocks are charged to the store's WriteBufferManager exactly as RocksDB's arena charges its own
 // (reserved while the memtable is mutable, scheduled for release when it becomes immutable, released when it

@@ -241,7 +241,8 @@ rocksdb::ColumnFamilyOptions EventsCf(const std::shared_ptr<rocksdb::Cache>& cac
   // fills: a vector memtable appends (O(1), no cache-missing skip-list search per key) and sorts once at
   // flush. Profiles showed the skip-list insert as the largest single write cost (10-15% of CPU); the vector
   // cut total CPU from 13.2 to 9.2 s per million events. The price: a scan of a partition still in the active memtable sorts a
-  // copy of the memtable's entry pointers (~10 ms for 64 MB), which exporters of closed hours rarely pay.
+  // snapshot of the memtable's entry pointers (by key prefix, memtable_pool.cc; again only when entries were
+  // added since the last scan's sort).
   // Requires allow_concurrent_memtable_write=false (set in DBOptions).
   // Its entries live in pooled huge-page blocks reused from one memtable to the next (memtable_pool.h).
   o.memtable_factory = internal::NewPooledMemTableRepFactory(
