@@ -30,9 +30,8 @@
 // Measured again 2026-12-06 (load average 4-7, three sets of 3 runs): 2.30x, 3.04x, 2.92x igzip alone right after
 // the import (0.57-0.68 CPU s); the profile of what is left is in docs/operations.md ("Where export and Cloud
 // Import CPU goes").
-// Measured 2026-12-07 (load average ~1, 4 interleaved pairs of 3-run medians): 545,000 -> 638,000 events per
-// server CPU-second, 2.85x -> 2.46x igzip alone, with the events tables read with O_DIRECT, 256 KiB blocks and
-// the active memtable sorted by key prefix for the scan; peak RSS 240 MB.
+// Measured 2026-12-07 (load average ~1, 4 interleaved pairs of 3-run medians): 2.86x -> 2.71x igzip alone with
+// the active memtable sorted by key prefix for the scan; peak RSS 238 MB.
 #include <fmt/format.h>
 #include <sched.h>
 #include <signal.h>

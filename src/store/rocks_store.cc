@@ -12,8 +12,6 @@
 #include <rocksdb/cache.h>
 #include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
-#include <rocksdb/env.h>
-#include <rocksdb/file_system.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/memtablerep.h>
 #include <rocksdb/options.h>
@@ -52,7 +50,6 @@
 
 #include "common/crypto.h"
 #include "store/codec.h"
-#include "store/direct_read_tables.h"
 #include "store/journal.h"
 #include "store/memtable_pool.h"
 #include "store/merge_operators.h"
@@ -258,11 +255,8 @@ rocksdb::ColumnFamilyOptions EventsCf(const std::shared_ptr<rocksdb::Cache>& cac
   o.prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(internal::kPartitionPrefixBytes));
   rocksdb::BlockBasedTableOptions t = PointLookupTable(cache);
   t.whole_key_filtering = false;
-  // Large blocks for a scan-only CF: fewer index entries, better compression of ~800-byte JSON values, and a
-  // scan pays its per-block costs (a read, a checksum call, an iterator) once per 256 KiB instead of per
-  // 32 KiB: an export right after an import measured 2.68x -> 2.46x igzip alone (medians, 32 vs 256 KiB,
-  // bench/pipeline/bench_export_process); ingest and Cloud Import showed no difference above the noise.
-  t.block_size = 256u << 10;
+  // Larger blocks for a scan-only CF: fewer index entries, better compression of ~800-byte JSON values.
+  t.block_size = 32u << 10;
   o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
   return o;
 }
@@ -359,15 +353,8 @@ class RocksStore final : public Store {
     db.bytes_per_sync = 1u << 20;  // smooth SST writeback instead of a burst at file close
     // Flushes and compactions write with O_DIRECT where the file system allows it: an L0 file is as large as
     // its memtable and copying it into the page cache was ~11% of ingest CPU (copy_folio_from_iter under
-    // BlockBasedTableBuilder), for pages nobody reads soon. Scans of events read their table files with
-    // O_DIRECT too (direct_read_tables.h); the small column families, read by key, keep the page cache.
-    const bool direct_io = SupportsDirectIo(dir_);
-    db.use_direct_io_for_flush_and_compaction = direct_io;
-    if (direct_io) {
-      direct_tables_ = std::make_shared<internal::DirectReadTables>(rocksdb::FileSystem::Default(), kCfNames[kEvents]);
-      env_ = rocksdb::NewCompositeEnv(direct_tables_);
-      db.env = env_.get();
-    }
+    // BlockBasedTableBuilder), for pages nobody reads soon. Scans keep using the page cache.
+    db.use_direct_io_for_flush_and_compaction = SupportsDirectIo(dir_);
     db.compaction_readahead_size = 2u << 20;
     // Memtables of all column families together may use at most 3 write buffers; writers stall (briefly)
     // rather than letting RSS grow when flushes fall behind. Block cache + this budget bound the store's
@@ -1346,9 +1333,6 @@ class RocksStore final : public Store {
   // Shared by every operation, exclusive in Close(): no call can use the DB while it is being closed.
   mutable std::shared_mutex life_mu_;
   bool closed_ = false;
-  // The database's Env (when the data dir allows O_DIRECT): declared before db_, so it outlives the database.
-  std::shared_ptr<internal::DirectReadTables> direct_tables_;
-  std::unique_ptr<rocksdb::Env> env_;
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   // What event batches put their events under (set with handles_, kept past Close: see DetachedColumnFamily).
