@@ -53,6 +53,7 @@ class EntryLog {
       auto chunk = std::make_unique<const char*[]>(kChunkEntries);
       std::lock_guard lock(mu_);
       chunks_.push_back(std::move(chunk));
+      bytes_.store(chunks_.size() * kChunkEntries * sizeof(const char*), std::memory_order_relaxed);
     }
     chunks_[n / kChunkEntries][n % kChunkEntries] = entry;
     size_.store(n + 1, std::memory_order_release);
@@ -75,7 +76,6 @@ class EntryLog {
 
   /// Bytes of its chunks (written by the writer, read by anyone).
   size_t MemoryBytes() const { return bytes_.load(std::memory_order_relaxed); }
-  void NoteChunks() { bytes_.store(chunks_.size() * kChunkEntries * sizeof(const char*), std::memory_order_relaxed); }
 
  private:
   mutable std::mutex mu_;  // guards chunks_ against the writer's push_back while a reader copies
@@ -272,7 +272,6 @@ class PooledRep final : public rocksdb::MemTableRep {
  private:
   bool Record(rocksdb::KeyHandle handle) {
     entries_.Append(static_cast<const char*>(handle));
-    if (entries_.size() % EntryLog::kChunkEntries == 1) entries_.NoteChunks();
     return true;
   }
 
@@ -295,7 +294,7 @@ class PooledRep final : public rocksdb::MemTableRep {
   std::atomic<size_t> charged_atomic_{0};  // read by other threads (memtable size properties)
   bool scheduled_ = false;
   EntryLog entries_;
-  std::mutex iterators_mu_;  // iterators of a read-only memtable may be made by several threads at once
+  std::mutex iterators_mu_;  // iterators may be made by several threads at once (guards sorted_)
   std::shared_ptr<const SortedEntries> sorted_;
   std::vector<std::unique_ptr<unsigned char[]>> iterator_storage_;
 };

@@ -244,7 +244,6 @@ TEST(PooledMemTableRep, ReadOnlyIteratorsFollowTheComparatorExactly) {
   it.reset();
 }
 
-
 // A scan of a memtable still being written (an export right after an import) reads a sorted snapshot: what was
 // inserted before the iterator was made, in the comparator's order, unchanged by later inserts; a new iterator
 // sees those too. Readers copy the entries while the one writer appends (more than one chunk of the entry
