@@ -3,6 +3,9 @@
 // with SIGKILL at random moments and restarted. At the end every partition's manifest-listed records equal the
 // store exactly (nothing lost, nothing twice) and no data file remains that no manifest lists.
 //
+// Random moments alone may all miss an export (exports take milliseconds), so one last kill is aimed: a fault proxy
+// between Sluice and moto holds a data-file upload, and the server is killed while it waits.
+//
 // The RNG seed is printed; SLUICE_KILL_SEED=<seed> replays the same kill schedule and data.
 #include <gtest/gtest.h>
 
@@ -20,6 +23,7 @@
 #include "objstore/local/local_object_store.h"
 #include "pipeline/e2e_support.h"
 #include "pipeline/layout.h"
+#include "support/fault_proxy.h"
 
 namespace sluice::testing::e2e {
 namespace {
@@ -103,10 +107,15 @@ TEST_F(PipelineKillTest, SigkillAtRandomMomentsLosesAndDuplicatesNothing) {
   ASSERT_EQ(moto.error(), "") << "moto could not start";
   auto s3 = moto.AdminBucket();
   ASSERT_TRUE(s3);
+  // The S3 pipeline reaches moto through the proxy (allowed by the operator); it passes everything through until
+  // the aimed kill scripts a stall.
+  FaultProxy proxy(moto.server().port());
+  ASSERT_TRUE(proxy.ok()) << proxy.start_error();
   const std::filesystem::path local_root = dir_ / "local-export";
   std::filesystem::create_directories(local_root);
   SluiceServer server(dir_ / "data", &moto.env(),
-                      {"--pipeline-unit-parallelism", "2", "--local-export-root", local_root.string()},
+                      {"--pipeline-unit-parallelism", "2", "--local-export-root", local_root.string(),
+                       "--allow-endpoint", proxy.Endpoint()},
                       moto.Endpoint());
   std::string err;
   ASSERT_TRUE(server.Start(&err)) << err;
@@ -138,7 +147,7 @@ TEST_F(PipelineKillTest, SigkillAtRandomMomentsLosesAndDuplicatesNothing) {
                                        {"s3_role", *role},
                                        {"s3_encryption", "kms"},
                                        {"s3_kms_key_id", moto.env().kms_key_arn},
-                                       {"s3_endpoint", moto.Endpoint()},
+                                       {"s3_endpoint", proxy.Endpoint()},
                                        {"from_date", DateOf(days.front())},
                                        {"frequency", "daily"}});
   ASSERT_EQ(s3_reply.status, 200) << s3_reply.body;
@@ -166,6 +175,34 @@ TEST_F(PipelineKillTest, SigkillAtRandomMomentsLosesAndDuplicatesNothing) {
     server.Kill();
     std::cout << "kill " << kill << " after " << wait.count() << " ms" << std::endl;
     ASSERT_TRUE(server.Start(&err)) << "restart after kill " << kill << ": " << err;
+  }
+  // The aimed kill: the next data-file upload stalls at the proxy, a late batch makes the daily S3 unit export
+  // again, and the server dies while that upload waits, so at least one attempt is interrupted whatever the
+  // random moments hit.
+  {
+    proxy.Script({{FaultKind::kStall, "PUT", "/sluice-g", 1, std::chrono::milliseconds(60'000)}});
+    const int64_t day = days[rng() % days.size()];
+    ASSERT_TRUE(server.Import(p, MakeDayEvents(day, 2000, "aimed", seed + kKills + 1)).ok());
+    ++late_batches;
+    for (const auto& n : names) (void)server.PipelinePost(p, "sync", {{"name", n}});
+    auto stalled = [&] {
+      for (const auto& line : proxy.Log()) {
+        if (line.find(" -> stall") != std::string::npos) return true;
+      }
+      return false;
+    };
+    std::string waited = WaitUntil(stalled, 60s, [&] { return std::string("no data-file upload reached the proxy"); },
+                                   5ms);
+    ASSERT_EQ(waited, "");
+    server.Kill();
+    proxy.Clear();
+    std::cout << "aimed kill while " << [&] {
+      for (const auto& line : proxy.Log()) {
+        if (line.find(" -> stall") != std::string::npos) return line;
+      }
+      return std::string();
+    }() << std::endl;
+    ASSERT_TRUE(server.Start(&err)) << "restart after the aimed kill: " << err;
   }
   std::cout << late_batches << " late batches sent between kills" << std::endl;
 
@@ -248,7 +285,7 @@ TEST_F(PipelineKillTest, SigkillAtRandomMomentsLosesAndDuplicatesNothing) {
   // timeline's failed attempts are the direct evidence. Either proves a kill hit an export in flight.
   std::cout << interrupted_tasks << " attempts in the timeline were interrupted" << std::endl;
   EXPECT_GE(std::max<int64_t>(0, s3_interrupted) + std::max<int64_t>(0, local_interrupted) + interrupted_tasks, 1)
-      << "no kill provably interrupted an export: the test proved nothing (more data or earlier kills)";
+      << "no kill provably interrupted an export, not even the one aimed at a held upload: the test proved nothing";
   // Writes a SIGKILL interrupted leave temporary files behind in the local directory (never listed, never a
   // data-file name); report how many.
   size_t temp_files = 0;
