@@ -68,6 +68,8 @@ class ProjectRegistry {
   std::optional<store::Project> ById(uint32_t id) const;
   std::optional<store::Project> ByToken(std::string_view token) const;
   std::optional<store::Project> BySecret(std::string_view secret) const;
+  /// Lookups that miss and wait for a check now (at most max_waiting_misses); for tests.
+  int waiting_misses() const { return waiting_misses_.load(); }
 
  private:
   void IndexLocked(const store::Project& p);

@@ -34,8 +34,9 @@ class FakeSharedMeta final : public store::MetaStore {
   std::atomic<int> stamp_calls{0};
   std::atomic<bool> stamp_fails{false};
   std::atomic<bool> has_stamp{true};
-  /// How long a stamp read takes (a slow ZooKeeper).
-  std::atomic<int> stamp_delay_ms{0};
+  /// While true, a stamp read waits (bounded: 30 s) until the test opens the gate: a check held in flight for
+  /// exactly as long as the test needs, whatever the machine's speed.
+  std::atomic<bool> stamp_gate_closed{false};
 
   Result<store::Project> CreateProject(std::string_view name) override {
     std::lock_guard lock(mu_);
@@ -67,8 +68,8 @@ class FakeSharedMeta final : public store::MetaStore {
   }
   Result<std::optional<int64_t>> ProjectsChangeStamp() override {
     ++stamp_calls;
-    if (int delay = stamp_delay_ms.load(); delay > 0)
-      std::this_thread::sleep_for(std::chrono::milliseconds(delay));
+    for (int i = 0; i < 30'000 && stamp_gate_closed.load(); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
     if (stamp_fails.load()) return Error(ErrorCode::kUnavailable, "the coordination service does not answer");
     if (!has_stamp.load()) return std::optional<int64_t>();
     std::lock_guard lock(mu_);
@@ -279,12 +280,17 @@ TEST_F(ProjectRegistryStampTest, MissesDuringACheckWaitForTheNextOneAndShareIt) 
   auto registry = LoadedRegistry(2s, /*max_waiting_misses=*/8);
   auto created = meta_->CreateProject("new");
   ASSERT_TRUE(created.ok());
-  meta_->stamp_delay_ms = 80;
+  // The first lookup's check is held until all six later misses wait (not a fixed delay they must beat).
+  meta_->stamp_gate_closed = true;
   const int stamps_before = meta_->stamp_calls.load();
   std::thread first([&] { EXPECT_FALSE(registry->ByToken("unknown-token").has_value()); });
-  for (int i = 0; i < 200 && meta_->stamp_calls.load() == stamps_before; ++i)
+  for (int i = 0; i < 2000 && meta_->stamp_calls.load() == stamps_before; ++i)
     std::this_thread::sleep_for(1ms);
-  ASSERT_EQ(meta_->stamp_calls.load(), stamps_before + 1) << "the first lookup's check did not start";
+  if (meta_->stamp_calls.load() != stamps_before + 1) {
+    meta_->stamp_gate_closed = false;
+    first.join();
+    FAIL() << "the first lookup's check did not start";
+  }
   std::atomic<int> found{0};
   std::vector<std::thread> waiting;
   for (int t = 0; t < 6; ++t) {
@@ -296,6 +302,10 @@ TEST_F(ProjectRegistryStampTest, MissesDuringACheckWaitForTheNextOneAndShareIt) 
       }
     });
   }
+  // The first lookup and the six misses (each waits at most ProjectRegistry::kMaxCheckWait from its arrival).
+  for (int i = 0; i < 2000 && registry->waiting_misses() < 7; ++i) std::this_thread::sleep_for(100us);
+  EXPECT_EQ(registry->waiting_misses(), 7) << "the six lookups did not all wait for the check in flight";
+  meta_->stamp_gate_closed = false;
   for (auto& t : waiting) t.join();
   first.join();
   EXPECT_EQ(found.load(), 3);
@@ -309,22 +319,29 @@ TEST_F(ProjectRegistryStampTest, OnlyMaxWaitingMissesWaitAtOnceTheOthersAnswerFr
   auto known = meta_->CreateProject("known");
   ASSERT_TRUE(known.ok());
   auto registry = LoadedRegistry(2s, /*max_waiting_misses=*/1);
-  meta_->stamp_delay_ms = 300;  // a slow coordination service: the first miss's check holds its thread
+  // A slow coordination service: the first miss's check holds its thread until the gate opens.
+  meta_->stamp_gate_closed = true;
   const int stamps_before = meta_->stamp_calls.load();
   std::thread first([&] { EXPECT_FALSE(registry->ByToken("unknown-first").has_value()); });
-  for (int i = 0; i < 200 && meta_->stamp_calls.load() == stamps_before; ++i)
+  for (int i = 0; i < 2000 && meta_->stamp_calls.load() == stamps_before; ++i)
     std::this_thread::sleep_for(1ms);
-  ASSERT_EQ(meta_->stamp_calls.load(), stamps_before + 1) << "the first lookup's check did not start";
+  if (meta_->stamp_calls.load() != stamps_before + 1) {
+    meta_->stamp_gate_closed = false;
+    first.join();
+    FAIL() << "the first lookup's check did not start";
+  }
   for (int i = 0; i < 20; ++i) {
     const auto started = std::chrono::steady_clock::now();
     EXPECT_FALSE(registry->BySecret("unknown-" + std::to_string(i)).has_value());
     EXPECT_TRUE(registry->ByToken(known->token).has_value());
-    EXPECT_LT(std::chrono::steady_clock::now() - started, 150ms) << "a miss beyond the cap waited";
+    // A miss that waited would wait for the held check until its deadline (kMaxCheckWait, 250 ms).
+    EXPECT_LT(std::chrono::steady_clock::now() - started, api::ProjectRegistry::kMaxCheckWait)
+        << "a miss beyond the cap waited";
   }
+  meta_->stamp_gate_closed = false;
   first.join();
   EXPECT_EQ(meta_->stamp_calls.load(), stamps_before + 1) << "the misses beyond the cap read nothing";
   // The slot is free again: the next miss waits for its check and finds a project created meanwhile.
-  meta_->stamp_delay_ms = 0;
   auto created = meta_->CreateProject("created-elsewhere");
   ASSERT_TRUE(created.ok());
   EXPECT_TRUE(registry->ByToken(created->token).has_value());

@@ -169,9 +169,10 @@ TEST_F(IngestFidelityTest, HugeUnionIsRefusedQuicklyWhileHealthStaysResponsive) 
     const std::string error(v.at("error").as_string());
     EXPECT_NE(error.find("$union.tags"), std::string::npos) << error;
     EXPECT_NE(error.find("100000 items"), std::string::npos) << error;
-    EXPECT_LT(seconds, 3.0);
+    // ~0.2 s each here; before the fix, minutes. Wall-clock bounds with room for a loaded CI machine.
+    EXPECT_LT(seconds, 10.0);
   }
-  EXPECT_LT(worst_health, 1.0);
+  EXPECT_LT(worst_health, 2.5);
   // Nothing was stored for u1.
   auto q = server_->Send("GET", "/api/2.0/engage?distinct_id=u1", {},
                          {{"Authorization", "Basic " + Base64Encode(secret_ + ":")}});

@@ -175,13 +175,18 @@ class CountingSource : public Runner::Source {
 };
 
 TEST(Scheduling, AtMostWorkersJobsRunAtOnceAndEveryJobFinishesOnce) {
-  std::atomic<int> now{0}, peak{0};
+  std::atomic<int> now{0}, peak{0}, started{0};
   CountingSource source(7, [&](const std::string&) {
+    ++started;
     int n = ++now;
     int p = peak.load();
     while (n > p && !peak.compare_exchange_weak(p, n)) {
     }
-    std::this_thread::sleep_for(milliseconds(20));
+    // Wait (bounded) for a second job to run alongside, unless every job has started: two workers must
+    // overlap however slowly the machine starts the second one.
+    for (int i = 0; i < 2000 && now.load() < 2 && started.load() < 7; ++i)
+      std::this_thread::sleep_for(milliseconds(1));
+    std::this_thread::sleep_for(milliseconds(5));
     --now;
     return OkStatus();
   });
