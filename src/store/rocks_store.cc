@@ -12,6 +12,8 @@
 #include <rocksdb/cache.h>
 #include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
+#include <rocksdb/file_system.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/memtablerep.h>
 #include <rocksdb/options.h>
@@ -50,6 +52,7 @@
 
 #include "common/crypto.h"
 #include "store/codec.h"
+#include "store/direct_scan.h"
 #include "store/journal.h"
 #include "store/memtable_pool.h"
 #include "store/merge_operators.h"
@@ -354,7 +357,14 @@ class RocksStore final : public Store {
     // Flushes and compactions write with O_DIRECT where the file system allows it: an L0 file is as large as
     // its memtable and copying it into the page cache was ~11% of ingest CPU (copy_folio_from_iter under
     // BlockBasedTableBuilder), for pages nobody reads soon. Scans keep using the page cache.
-    db.use_direct_io_for_flush_and_compaction = SupportsDirectIo(dir_);
+    const bool direct_io = SupportsDirectIo(dir_);
+    db.use_direct_io_for_flush_and_compaction = direct_io;
+    // Scans of events read their table files with O_DIRECT too, on the scanning thread only (direct_scan.h):
+    // compaction and point lookups keep the page cache and the kernel's readahead.
+    if (direct_io) {
+      env_ = rocksdb::NewCompositeEnv(std::make_shared<internal::DirectScanFileSystem>(rocksdb::FileSystem::Default()));
+      db.env = env_.get();
+    }
     db.compaction_readahead_size = 2u << 20;
     // Memtables of all column families together may use at most 3 write buffers; writers stall (briefly)
     // rather than letting RSS grow when flushes fall behind. Block cache + this budget bound the store's
@@ -630,6 +640,9 @@ class RocksStore final : public Store {
     // read straight into its own buffer. An explicit readahead_size copies through a prefetch buffer first: a
     // second memcpy of every byte the scan reads.
     ro.readahead_size = 0;
+    // This thread's table-file reads bypass the page cache while the scan runs (direct_scan.h); declared
+    // before the iterator, so the iterator is gone before the scope's windows are.
+    internal::DirectScanScope direct_reads;
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(kEvents)));
     EventView view;
     for (it->Seek(prefix); it->Valid(); it->Next()) {
@@ -1333,6 +1346,8 @@ class RocksStore final : public Store {
   // Shared by every operation, exclusive in Close(): no call can use the DB while it is being closed.
   mutable std::shared_mutex life_mu_;
   bool closed_ = false;
+  // The database's Env (when the data dir allows O_DIRECT): declared before db_, so it outlives the database.
+  std::unique_ptr<rocksdb::Env> env_;
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   // What event batches put their events under (set with handles_, kept past Close: see DetachedColumnFamily).
