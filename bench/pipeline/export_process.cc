@@ -32,6 +32,9 @@
 // Import CPU goes").
 // Measured 2026-12-07 (load average ~1, 4 interleaved pairs of 3-run medians): 2.86x -> 2.71x igzip alone with
 // the active memtable sorted by key prefix for the scan; peak RSS 238 MB.
+// Measured 2026-12-07 (load average ~1, 2 interleaved pairs of 3-run medians): scans reading their table files
+// with O_DIRECT on the scanning thread (src/store/direct_scan.h): 2.77x / 2.76x -> 2.28x / 2.41x igzip alone
+// right after the import, 2.86x / 2.95x -> 2.36x / 2.05x with --restart 1; peak RSS 237-238 MB.
 #include <fmt/format.h>
 #include <sched.h>
 #include <signal.h>
