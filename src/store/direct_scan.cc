@@ -142,6 +142,13 @@ bool DirectScanScope::Read(const std::string& fname, uint64_t offset, size_t n, 
     do {
       got = ::pread(w->fd, w->data, kWindowBytes, static_cast<off_t>(start));
     } while (got < 0 && errno == EINTR);
+    if (got < 0 && errno == EINVAL) {
+      // O_DIRECT opened but its reads are refused (a device with larger sectors than kAlign, or a file system
+      // that only pretends): this file is read the ordinary way from now on.
+      not_direct_.push_back(fname);
+      Release(*w);
+      return false;
+    }
     if (got < 0) {
       const int err = errno;
       w->length = 0;
