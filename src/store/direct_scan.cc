@@ -136,11 +136,18 @@ bool DirectScanScope::Read(const std::string& fname, uint64_t offset, size_t n, 
   w->last_use = ++clock_;
   const bool covered = w->length > 0 && offset >= w->offset && offset + n <= w->offset + w->length;
   if (!covered) {
-    // A new window from the block's aligned start. A window that ends short is the file's end.
+    // A new window from the block's aligned start. Its length ramps up as RocksDB's own readahead does: the
+    // first read of a file (or one that jumps) reads kFirstReadBytes, each read continuing the last one twice
+    // as much, up to kWindowBytes; so a point read costs one small read and a scan soon reads large ones. A
+    // window that ends short is the file's end.
     const uint64_t start = offset & ~static_cast<uint64_t>(kAlign - 1);
+    const bool continues = w->length > 0 && start >= w->offset && start <= w->offset + w->length;
+    w->next_read = continues ? std::min(w->next_read * 2, kWindowBytes) : kFirstReadBytes;
+    const size_t needed = (offset - start + n + kAlign - 1) & ~(kAlign - 1);
+    const size_t want = std::max(w->next_read, needed);  // needed <= kWindowBytes / 2 + kAlign
     ssize_t got;
     do {
-      got = ::pread(w->fd, w->data, kWindowBytes, static_cast<off_t>(start));
+      got = ::pread(w->fd, w->data, want, static_cast<off_t>(start));
     } while (got < 0 && errno == EINTR);
     if (got < 0 && errno == EINVAL) {
       // O_DIRECT opened but its reads are refused (a device with larger sectors than kAlign, or a file system
@@ -156,6 +163,7 @@ bool DirectScanScope::Read(const std::string& fname, uint64_t offset, size_t n, 
       return true;
     }
     ++stats_.window_reads;
+    stats_.bytes_read += static_cast<uint64_t>(got);
     w->offset = start;
     w->length = static_cast<size_t>(got);
   }

@@ -9,15 +9,14 @@
 // slowly enough to stall ingest. So the choice is made per *thread*, not per file:
 //
 //   - DirectScanFileSystem wraps every table file (".sst") RocksDB opens for random access. A read on a
-//   thread
-//     without a DirectScanScope (compaction, flush verification, point lookups) goes to the file as RocksDB
-//     opened it, page cache, kernel readahead and all.
+//     thread without a DirectScanScope (compaction, flush verification, point lookups) goes to the file as
+//     RocksDB opened it, page cache, kernel readahead and all.
 //   - A DirectScanScope, alive on the scanning thread for the length of one scan, makes that thread's reads
-//   of
-//     table files go through its own O_DIRECT descriptors into a few aligned read-ahead windows (kWindowBytes
-//     each, least recently used replaced), from which each block is copied into RocksDB's buffer; RocksDB's
-//     prefetch hints become no-ops there. The scope closes its descriptors and frees its windows when it
-//     ends.
+//     of table files go through its own O_DIRECT descriptors into a few aligned read-ahead windows
+//     (kWindowBytes each, least recently used replaced), from which each block is copied into RocksDB's
+//     buffer; RocksDB's prefetch hints become no-ops there. A window's reads start small and double while
+//     they follow each other, so a point read (a table's footer and index at open) costs one small read. The
+//     scope closes its descriptors and frees its windows when it ends.
 //
 // Table files are immutable once written, so a window never goes stale during a scan. A file system without
 // O_DIRECT (tmpfs) or a read the windows cannot serve (larger than half a window) falls back to the file as
@@ -51,6 +50,8 @@ class DirectScanFileSystem final : public rocksdb::FileSystemWrapper {
 class DirectScanScope {
  public:
   static constexpr size_t kWindowBytes = 512u << 10;
+  /// The first read of a file into a window (then doubling while reads continue each other).
+  static constexpr size_t kFirstReadBytes = 64u << 10;
   static constexpr size_t kWindows = 8;
 
   DirectScanScope();
@@ -62,6 +63,7 @@ class DirectScanScope {
   /// the file as RocksDB opened it.
   struct Stats {
     uint64_t window_reads = 0;
+    uint64_t bytes_read = 0;  // by the window reads
     uint64_t copies = 0;
     uint64_t fallbacks = 0;
   };
@@ -80,9 +82,10 @@ class DirectScanScope {
  private:
   struct Window {
     std::string fname;
-    int fd = -1;          // O_DIRECT descriptor of fname (kept while the window holds this file)
-    uint64_t offset = 0;  // file offset of data[0], aligned
-    size_t length = 0;    // valid bytes in data
+    int fd = -1;           // O_DIRECT descriptor of fname (kept while the window holds this file)
+    uint64_t offset = 0;   // file offset of data[0], aligned
+    size_t length = 0;     // valid bytes in data
+    size_t next_read = 0;  // the length of the last read from the disk (see Read)
     uint64_t last_use = 0;
     char* data = nullptr;  // kWindowBytes, aligned
   };
