@@ -85,7 +85,7 @@ class DirectScanScope {
     int fd = -1;           // O_DIRECT descriptor of fname (kept while the window holds this file)
     uint64_t offset = 0;   // file offset of data[0], aligned
     size_t length = 0;     // valid bytes in data
-    size_t next_read = 0;  // the length of the last read from the disk (see Read)
+    size_t next_read = 0;  // the read-ahead ramp: the last disk read's length, unless a block needed more
     uint64_t last_use = 0;
     char* data = nullptr;  // kWindowBytes, aligned
   };

@@ -356,11 +356,11 @@ class RocksStore final : public Store {
     db.bytes_per_sync = 1u << 20;  // smooth SST writeback instead of a burst at file close
     // Flushes and compactions write with O_DIRECT where the file system allows it: an L0 file is as large as
     // its memtable and copying it into the page cache was ~11% of ingest CPU (copy_folio_from_iter under
-    // BlockBasedTableBuilder), for pages nobody reads soon. Scans keep using the page cache.
+    // BlockBasedTableBuilder), for pages nobody reads soon.
     const bool direct_io = SupportsDirectIo(dir_);
     db.use_direct_io_for_flush_and_compaction = direct_io;
     // Scans of events read their table files with O_DIRECT too, on the scanning thread only (direct_scan.h):
-    // compaction and point lookups keep the page cache and the kernel's readahead.
+    // compaction reads and point lookups keep the page cache and the kernel's readahead.
     if (direct_io) {
       env_ = rocksdb::NewCompositeEnv(std::make_shared<internal::DirectScanFileSystem>(rocksdb::FileSystem::Default()));
       db.env = env_.get();
@@ -635,10 +635,10 @@ class RocksStore final : public Store {
     // A partition scan reads each block once: caching it would only evict the profile/identity blocks that
     // point lookups need.
     ro.fill_cache = false;
-    // No explicit readahead: RocksDB's implicit one (after two sequential block reads, growing to
-    // max_auto_readahead_size) asks the kernel to read ahead into the page cache, and every block is then
-    // read straight into its own buffer. An explicit readahead_size copies through a prefetch buffer first: a
-    // second memcpy of every byte the scan reads.
+    // No explicit readahead: an explicit readahead_size copies through RocksDB's prefetch buffer first, a
+    // second memcpy of every byte the scan reads. The scan's reads ahead are the DirectScanScope's windows
+    // below (RocksDB's implicit prefetch hints are no-ops on this thread; without O_DIRECT they ask the
+    // kernel to read ahead into the page cache).
     ro.readahead_size = 0;
     // This thread's table-file reads bypass the page cache while the scan runs (direct_scan.h); declared
     // before the iterator, so the iterator is gone before the scope's windows are.
