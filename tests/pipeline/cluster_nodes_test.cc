@@ -20,6 +20,9 @@
 #include <thread>
 
 #include "common/crypto.h"
+#include "coord/lease.h"
+#include "coord/session.h"
+#include "coord/url.h"
 #include "objstore/local/local_object_store.h"
 #include "pipeline/e2e_support.h"
 #include "pipeline/layout.h"
@@ -109,6 +112,16 @@ class ClusterNodesTest : public ::testing::Test {
       }
     }
     return project;
+  }
+
+  /// A coordination session of the test's own on the test's chroot, to see who holds which lease.
+  std::shared_ptr<coord::Session> LeaseWatcher() {
+    auto url = coord::ParseZooKeeperUrl(Zk()->Url(chroot_));
+    EXPECT_TRUE(url.ok()) << url.error().ToString();
+    if (!url.ok()) return nullptr;
+    auto session = coord::Session::Open({.url = *url});
+    EXPECT_TRUE(session.ok()) << session.error().ToString();
+    return session.ok() ? *session : nullptr;
   }
 
   std::filesystem::path dir_;
@@ -247,9 +260,13 @@ TEST_F(ClusterNodesTest, SigkillOfANodeDuringIngestLosesNoAcknowledgedEvent) {
   auto events = MakeDayEvents(day, 20'000, "k", 11);
 
   // Two senders, one per node, each sending its own batches; node 1 is killed while they run.
+  // The kill is aimed: it comes once node 1 has acknowledged kKillAfter batches, with most of its batches
+  // still to send, so it always lands in the middle of node 1's stream (not after it, however fast ingest is).
   constexpr size_t kBatch = 500;
+  constexpr int kKillAfter = 3;
   std::mutex mu;
   std::set<std::string> acknowledged;  // insert ids of acknowledged batches
+  std::atomic<int> acked_by[2] = {0, 0};
   auto send = [&](size_t node, size_t first_batch) {
     for (size_t b = first_batch; b * kBatch < events.size(); b += 2) {
       const size_t from = b * kBatch, to = std::min(events.size(), from + kBatch);
@@ -257,14 +274,20 @@ TEST_F(ClusterNodesTest, SigkillOfANodeDuringIngestLosesNoAcknowledgedEvent) {
       if (r.status != 200) continue;  // refused or cut off: not acknowledged, may or may not be stored
       std::lock_guard lock(mu);
       AddInsertIds(events, from, to, acknowledged);
+      ++acked_by[node];
     }
   };
   std::thread a(send, 0, 0);
   std::thread b(send, 1, 1);
-  std::this_thread::sleep_for(1500ms);
+  const std::string waited = WaitUntil(
+      [&] { return acked_by[1].load() >= kKillAfter; }, 60s,
+      [&] { return fmt::format("node 1 acknowledged {} batches", acked_by[1].load()); }, 1ms);
   Node(1).Kill();
   a.join();
   b.join();
+  ASSERT_EQ(waited, "");
+  const int node1_batches = static_cast<int>((events.size() / kBatch) / 2);
+  EXPECT_LT(acked_by[1].load(), node1_batches) << "the kill came after node 1's last batch: it tested nothing";
   ASSERT_GT(acknowledged.size(), 0u);
 
   auto back = Node(0).ReadBack(p, day);
@@ -299,7 +322,8 @@ std::string CompareDays(SluiceServer& reader, const Project& p, const std::vecto
 TEST_F(ClusterNodesTest, BackfillSurvivesSigkilledNodesAndLateDataThroughAnotherNodeIsReexported) {
   // A short coordination session, so leases of killed nodes expire within seconds.
   const std::vector<std::string> fast = {"--coordination-session-timeout", "4"};
-  for (size_t i = 0; i < 3; ++i) StartNode(i, fast);
+  // Nodes 0 and 1 first; node 2 joins after both are killed, and must finish the backfill.
+  for (size_t i = 0; i < 2; ++i) StartNode(i, fast);
   ASSERT_FALSE(HasFailure());
   auto project = CreateSharedProject("backfill");
   ASSERT_TRUE(project.ok()) << project.error().ToString();
@@ -316,14 +340,48 @@ TEST_F(ClusterNodesTest, BackfillSurvivesSigkilledNodesAndLateDataThroughAnother
   ASSERT_EQ(created.status, 200) << created.body;
   const std::string name(json::parse(created.body).at("pipeline_names").as_array().at(0).as_string());
 
-  // Nodes 0 and 1 die while the backfill runs; node 2 must finish it (after their leases expire).
-  std::this_thread::sleep_for(700ms);
-  Node(0).Kill();
-  std::this_thread::sleep_for(300ms);
-  Node(1).Kill();
-
   auto bucket = objstore::LocalObjectStore::Open(dir_ / "export");
   ASSERT_TRUE(bucket.ok()) << bucket.error().ToString();
+
+  // Nodes 0 and 1 die while the backfill runs, each killed at a moment it holds a lease of it (the pipeline's
+  // run or a partition's export), seen through a coordination session of the test's own: the kills are aimed,
+  // so they interrupt the work however fast an export is. The second node can take over only once the first
+  // one's session expires (4 s); should the backfill be complete before the second node ever holds a lease,
+  // that node is killed anyway and only the first kill counts. Node 2 must then finish what is left.
+  auto watcher = LeaseWatcher();
+  ASSERT_NE(watcher, nullptr);
+  std::vector<std::string> interrupted;  // "node-i held LEASE"
+  std::set<size_t> killed;
+  const auto deadline = std::chrono::steady_clock::now() + 120s;
+  auto next_compare = std::chrono::steady_clock::now();
+  while (killed.size() < 2 && std::chrono::steady_clock::now() < deadline) {
+    auto names = watcher->Children("/leases");
+    for (const std::string& lease : names.ok() ? *names : std::vector<std::string>{}) {
+      auto holder = coord::Lease::CurrentHolder(*watcher, lease);
+      if (!holder.ok() || !*holder) continue;
+      for (size_t i = 0; i < 2; ++i) {
+        if (killed.count(i) == 0 && (*holder)->holder == fmt::format("node-{}", i)) {
+          Node(i).Kill();
+          killed.insert(i);
+          interrupted.push_back(fmt::format("node-{} held {}", i, lease));
+        }
+      }
+    }
+    if (!killed.empty() && std::chrono::steady_clock::now() >= next_compare) {
+      if (CompareDays(Node(killed.count(0) ? 1 : 0), p, days, **bucket).empty()) break;  // done: no more work
+      next_compare = std::chrono::steady_clock::now() + 500ms;
+    }
+    std::this_thread::sleep_for(1ms);
+  }
+  ASSERT_FALSE(interrupted.empty()) << "no node was seen holding a lease of the backfill within 120 s";
+  for (size_t i = 0; i < 2; ++i) {
+    if (killed.count(i) == 0) Node(i).Kill();
+  }
+  std::cout << "kills that interrupted the backfill: " << fmt::format("{}", fmt::join(interrupted, "; "))
+            << std::endl;
+  StartNode(2, fast);
+  ASSERT_FALSE(HasFailure());
+
   std::string last;
   EXPECT_EQ(WaitUntil(
                 [&] {
