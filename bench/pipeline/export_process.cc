@@ -35,6 +35,9 @@
 // Measured 2026-12-07 (load average ~1, 2 interleaved pairs of 3-run medians): scans reading their table files
 // with O_DIRECT on the scanning thread (src/store/direct_scan.h): 2.77x / 2.76x -> 2.28x / 2.41x igzip alone
 // right after the import, 2.86x / 2.95x -> 2.36x / 2.05x with --restart 1; peak RSS 237-238 MB.
+// Measured 2026-12-07 later (load average ~1, 3-run medians): 2.52x / 2.63x right after the import, 2.12x /
+// 2.35x with --restart 1 (peak RSS 238 / 214 MB); the scanning thread is ~56% of the export's CPU, the two
+// compressor threads the rest; 1 MiB direct-scan windows were no different above the noise.
 #include <fmt/format.h>
 #include <sched.h>
 #include <signal.h>
