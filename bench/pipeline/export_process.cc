@@ -15,7 +15,8 @@
 //        [--perf-out FILE]   record `perf record -g` of the server during the export of the first run
 //        [--keep 1]          keep the server's data and export directories (printed)
 //        [--binary PATH]
-// Prints each run and the medians. Targets: ratio <= 1.5, peak RSS <= 256 MB.
+// Prints each run, its server CPU by thread name (sl-export: the scan and encoding; sl-compress: igzip; ...;
+// sampled every ~20 ms from /proc/PID/task), and the medians. Targets: ratio <= 1.5, peak RSS <= 256 MB.
 //
 // Measured 2026-12-06 on the 2-vCPU dev VM (AMD EPYC, AVX-512) shared with four other builds (load average 8-11),
 // 300,000 events, 904 encoded bytes each (271 MB) -> 31.8 MB in 2 files (igzip level 2); medians of 3 runs:
@@ -52,6 +53,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <sstream>
 #include <string>
@@ -199,8 +201,47 @@ double WaitForIdle(pid_t pid) {
   return ProcCpuSeconds(pid) - start;
 }
 
+/// CPU of a process's threads by thread name (src/common/thread_name.h: "sl-export", "sl-compress", ...),
+/// sampled from /proc/PID/task while the process runs: what a thread used between two samples counts for the
+/// name it has at the later one (a thread new since the baseline counts from zero). Approximate: the kernel
+/// counts in 10 ms ticks, and a thread that ends between two samples loses what it used since the last one;
+/// the rest of the process's CPU is printed as "not attributed".
+class ThreadCpu {
+ public:
+  explicit ThreadCpu(pid_t pid) : pid_(pid) {}
+  /// The threads' CPU now; the first call is the baseline.
+  void Sample() {
+    const fs::path task = fs::path("/proc") / std::to_string(pid_) / "task";
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(task, ec)) {
+      std::ifstream in(entry.path() / "stat");
+      std::string stat((std::istreambuf_iterator<char>(in)), {});
+      const auto lp = stat.find('('), rp = stat.rfind(')');
+      if (lp == std::string::npos || rp == std::string::npos) continue;  // the thread just ended
+      std::istringstream rest(stat.substr(rp + 2));
+      std::vector<std::string> f;
+      for (std::string field; rest >> field;) f.push_back(field);
+      if (f.size() < 13) continue;
+      const double cpu = (std::stod(f[11]) + std::stod(f[12])) / static_cast<double>(sysconf(_SC_CLK_TCK));
+      auto [it, added] = last_cpu_.try_emplace(entry.path().filename().string(), baseline_taken_ ? 0 : cpu);
+      if (cpu > it->second) by_name_[stat.substr(lp + 1, rp - lp - 1)] += cpu - it->second;
+      it->second = cpu;
+    }
+    baseline_taken_ = true;
+  }
+  /// CPU seconds since the baseline by thread name.
+  const std::map<std::string, double>& ByName() const { return by_name_; }
+
+ private:
+  pid_t pid_;
+  bool baseline_taken_ = false;
+  std::map<std::string, double> last_cpu_;  // by tid
+  std::map<std::string, double> by_name_;
+};
+
 struct RunResult {
   double cpu = 0, wall = 0, igzip_cpu = 0, idle_wait_cpu = 0;
+  std::map<std::string, double> cpu_by_thread;
   long rss_before_kb = 0, peak_rss_kb = 0;
   uint64_t records = 0, uncompressed = 0, compressed = 0;
   int files = 0;
@@ -294,6 +335,8 @@ int RunOnce(const Args& args, const std::vector<std::string>& bodies, int64_t da
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
+  ThreadCpu threads(server.pid);
+  threads.Sample();
   const double cpu0 = ProcCpuSeconds(server.pid);
   const auto t0 = SteadyClock::now();
   auto create = send(*transport, "POST", "/api/2.0/nessie/pipeline/create",
@@ -304,10 +347,13 @@ int RunOnce(const Args& args, const std::vector<std::string>& bodies, int64_t da
   }
   bool complete = false;
   for (int i = 0; i < 60'000 && !complete; ++i) {
+    if (i % 4 == 0) threads.Sample();  // every ~20 ms
     complete = fs::exists(partition / "complete");
     if (!complete) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+  threads.Sample();
   out.cpu = ProcCpuSeconds(server.pid) - cpu0;
+  out.cpu_by_thread = threads.ByName();
   out.wall = std::chrono::duration<double>(SteadyClock::now() - t0).count();
   out.peak_rss_kb = ProcStatusKb(server.pid, "VmHWM");
   if (perf > 0) {
@@ -397,6 +443,17 @@ int main(int argc, char** argv) {
         run + 1, r.cpu, r.wall, r.records / r.cpu, r.uncompressed / 1e6 / r.cpu,
         r.uncompressed / 1e6 / r.wall, r.uncompressed / r.records, r.files, r.compressed / 1e6, r.igzip_cpu,
         r.cpu / r.igzip_cpu, r.rss_before_kb / 1024.0, r.peak_rss_kb / 1024.0, r.idle_wait_cpu);
+    // Where the server's CPU went, by thread name, as a share of the CPU and in units of igzip alone.
+    std::vector<std::pair<double, std::string>> by_thread;
+    double attributed = 0;
+    for (const auto& [name, cpu] : r.cpu_by_thread) by_thread.emplace_back(cpu, name), attributed += cpu;
+    std::sort(by_thread.rbegin(), by_thread.rend());
+    std::string parts;
+    for (const auto& [cpu, name] : by_thread) {
+      parts += fmt::format("{}{} {:.3f} s ({:.0f}%, {:.2f}x igzip alone)", parts.empty() ? "" : ", ", name, cpu,
+                           100 * cpu / r.cpu, cpu / r.igzip_cpu);
+    }
+    fmt::print("  by thread: {}; not attributed {:.3f} s\n", parts, std::max(0.0, r.cpu - attributed));
     results.push_back(r);
   }
   auto med = [&](auto f) {

@@ -17,6 +17,7 @@
 #include "api/request_util.h"
 #include "api/service_impl.h"
 #include "common/json_text.h"
+#include "common/thread_name.h"
 #include "expr/where.h"
 #include "ingest/ingest.h"
 
@@ -73,6 +74,7 @@ class ExportStream {
       deflateInit2(&zs_, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
     }
     thread_ = std::thread([this, scan = std::move(scan)] {
+      SetCurrentThreadName("sl-export-api");
       std::string buf;
       Status s = scan([&](std::string_view line) {
         buf.append(line);

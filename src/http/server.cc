@@ -33,6 +33,8 @@
 #include <type_traits>
 #include <unordered_map>
 
+#include "common/thread_name.h"
+
 namespace sluice::http {
 namespace {
 
@@ -296,6 +298,7 @@ class ServerImpl final : public Server {
     threads_.reserve(static_cast<size_t>(threads));
     for (int i = 0; i < threads; ++i) {
       threads_.emplace_back([this] {
+        SetCurrentThreadName("sl-http");
         // Raising one's own nice value needs no privilege; failing to is harmless (scheduling only).
         if (options_.worker_niceness > 0) {
           (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), options_.worker_niceness);

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 
+#include "common/thread_name.h"
+
 namespace sluice::jobs {
 
 bool IsRetryableError(ErrorCode code) {
@@ -68,7 +70,10 @@ Runner::~Runner() { Stop(); }
 void Runner::Start() {
   std::lock_guard lock(mu_);
   if (scheduler_.joinable() || stopping_) return;
-  scheduler_ = std::thread([this] { Loop(); });
+  scheduler_ = std::thread([this] {
+    SetCurrentThreadName("sl-jobs");
+    Loop();
+  });
 }
 
 void Runner::Stop() {
@@ -131,6 +136,8 @@ void Runner::Loop() {
       ++running_;
       auto done = std::make_shared<std::atomic<bool>>(false);
       workers_.push_back(Worker{std::thread([this, job = std::move(job), done]() mutable {
+                                  // "sl-" + the unit's kind: sl-pipeline, sl-import, ...
+                                  SetCurrentThreadName("sl-" + job.unit.substr(0, job.unit.find('.')));
                                   RunJob(job);
                                   {
                                     std::lock_guard g(mu_);

@@ -9,6 +9,8 @@
 
 #include <fmt/format.h>
 
+#include "common/thread_name.h"
+
 namespace sluice::pipeline {
 namespace {
 
@@ -233,7 +235,10 @@ Status BlockCompressor::Start() {
   for (int i = 0; i < in_flight; ++i) slots_.push_back(std::make_unique<Slot>());
   for (int i = 0; i < options_.threads; ++i) {
     try {
-      workers_.emplace_back([this, codec = codecs_[static_cast<size_t>(i)].get()] { WorkerLoop(codec); });
+      workers_.emplace_back([this, codec = codecs_[static_cast<size_t>(i)].get()] {
+        SetCurrentThreadName("sl-compress");
+        WorkerLoop(codec);
+      });
     } catch (const std::system_error& e) {
       return Error(ErrorCode::kUnavailable, fmt::format("cannot start a compression thread: {}", e.what()));
     }

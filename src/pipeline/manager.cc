@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "common/thread_name.h"
 #include "jobs/fenced_write.h"
 #include "jobs/runner.h"
 #include "pipeline/layout.h"
@@ -858,6 +859,7 @@ class Pipelines::Impl : public jobs::Runner::Source {
     Status first_error;
     Status skipped;  // a unit another node holds: the others go on, the run is retried soon
     auto worker = [&] {
+      ScopedThreadName role("sl-export");  // this run's partitions, on the pool's threads and this one
       for (;;) {
         {
           std::lock_guard g(err_mu);

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -173,10 +174,37 @@ TEST_F(CliTest, ServeReservesTheMemtableBudgetAndLetsFlushesOutrankRequests) {
   const long with = ProcStatusKb(reserved.pid(), "VmRSS");
   const long without = ProcStatusKb(lazy.pid(), "VmRSS");
   EXPECT_GE(with - without, 120 * 1024) << "resident kB with the reservation " << with << ", without " << without;
-  const std::vector<int> nice = ThreadNiceValues(reserved.pid(), "sluice");
-  EXPECT_EQ(std::count(nice.begin(), nice.end(), 5), 3) << "each of the 3 request threads at nice 5";
-  EXPECT_GE(std::count(nice.begin(), nice.end(), 0), 1) << "the main thread (and other work) unchanged";
+  const std::vector<int> http = ThreadNiceValues(reserved.pid(), "sl-http");
+  EXPECT_EQ(http, std::vector<int>(3, 5)) << "the 3 request threads (named sl-http), each at nice 5";
+  std::vector<int> others = ThreadNiceValues(reserved.pid(), "sluice");  // the main thread, RocksDB's timer
+  const std::vector<int> jobs = ThreadNiceValues(reserved.pid(), "sl-jobs");
+  others.insert(others.end(), jobs.begin(), jobs.end());
+  EXPECT_GE(others.size(), 2u);
+  EXPECT_EQ(std::count(others.begin(), others.end(), 0), static_cast<long>(others.size()))
+      << "the main thread and the job schedulers unchanged";
   EXPECT_EQ(reserved.Send("GET", "/healthz").status, 200);
+}
+
+// Every thread Sluice starts names itself "sl-<role>" (src/common/thread_name.h), so top -H, ps -L and perf
+// say which part of the server uses the CPU; the main thread keeps the binary's name, RocksDB names its own.
+TEST_F(CliTest, TheServersThreadsAreNamedForTheirRole) {
+  ServerProcess server(dir_, {"--threads", "2"});
+  std::string error;
+  ASSERT_TRUE(server.Start(&error)) << error;
+  std::multiset<std::string> names;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(server.pid()) + "/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string c;
+    std::getline(comm, c);
+    names.insert(c);
+  }
+  std::string all;
+  for (const auto& n : names) all += n + " ";
+  EXPECT_EQ(names.count("sl-http"), 2u) << all;
+  EXPECT_EQ(names.count("sl-jobs"), 2u) << all;  // the pipelines' and Cloud Import's schedulers
+  // The main thread keeps the binary's name; so does RocksDB's periodic-task timer, which RocksDB does not name.
+  EXPECT_LE(names.count("sluice"), 2u) << all;
+  EXPECT_GE(names.count("rocksdb:high"), 1u) << all;
 }
 
 TEST_F(CliTest, HelpDescribesEveryCommand) {

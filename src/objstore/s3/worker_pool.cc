@@ -2,10 +2,17 @@
 
 #include <algorithm>
 
+#include "common/thread_name.h"
+
 namespace sluice::objstore::s3 {
 
 WorkerPool::WorkerPool(int threads) {
-  for (int i = 0; i < std::max(1, threads); ++i) threads_.emplace_back([this] { Run(); });
+  for (int i = 0; i < std::max(1, threads); ++i) {
+    threads_.emplace_back([this] {
+      SetCurrentThreadName("sl-upload");
+      Run();
+    });
+  }
 }
 
 WorkerPool::~WorkerPool() {
