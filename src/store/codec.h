@@ -18,6 +18,8 @@
 namespace sluice::store::internal {
 
 inline constexpr size_t kEventHashBytes = 16;
+/// project (4 BE): the prefix of every ProjectKey (identity links, profiles, ...).
+inline constexpr size_t kProjectKeyPrefixBytes = 4;
 /// project (4 BE) + hour (4 BE): the events key prefix that names one partition.
 inline constexpr size_t kPartitionPrefixBytes = 8;
 inline constexpr size_t kEventKeyBytes = kPartitionPrefixBytes + kEventHashBytes;

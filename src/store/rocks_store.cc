@@ -438,6 +438,11 @@ class RocksStore final : public Store {
           // SST files already have their own bloom filters (PointLookupTable).
           o.memtable_prefix_bloom_size_ratio = 0.1;
           o.memtable_whole_key_filtering = true;
+          // A batch's links enter in key order (AddIdentityLinks sorts them), all under one project prefix: with
+          // an insert hint per project, each insert starts its skip-list search where the last one ended
+          // instead of at the top (the inserts were ~12% of a Cloud Import's importer thread).
+          o.memtable_insert_with_hint_prefix_extractor.reset(
+              rocksdb::NewFixedPrefixTransform(internal::kProjectKeyPrefixBytes));
           break;
         default:
           o = SmallRecordsCf(cache, 4u << 20);
