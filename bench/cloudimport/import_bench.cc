@@ -57,6 +57,7 @@
 #include "common/process_memory.h"
 #include "objstore/s3/s3_object_store.h"
 #include "objstore/testing/fake_object_store.h"
+#include "shared/proc_cpu.h"
 #include "store/store.h"
 #include "support/moto_server.h"
 
@@ -149,24 +150,8 @@ double CpuSeconds() {
 /// varies from run to run; they live as long as the store, so none exits during the import).
 double RocksDbBackgroundCpuSeconds() {
   double seconds = 0;
-  const double tick = static_cast<double>(::sysconf(_SC_CLK_TCK));
-  std::error_code ec;
-  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
-    std::ifstream in(task.path() / "stat");
-    std::string stat;
-    std::getline(in, stat);
-    const size_t open = stat.find('(');
-    const size_t close = stat.rfind(')');
-    if (open == std::string::npos || close == std::string::npos || close < open) continue;
-    const std::string name = stat.substr(open + 1, close - open - 1);
-    // Fields after the name: state is field 3; utime and stime are fields 14 and 15.
-    std::istringstream rest(stat.substr(close + 2));
-    std::string field;
-    double ticks = 0;
-    for (int i = 3; i <= 15 && rest >> field; ++i) {
-      if (i == 14 || i == 15) ticks += std::stod(field);
-    }
-    if (name.starts_with("rocksdb:")) seconds += ticks / tick;
+  for (const auto& [name, cpu] : sluice::bench::CpuSecondsByThreadName("self")) {
+    if (name.starts_with("rocksdb:")) seconds += cpu;
   }
   return seconds;
 }

@@ -35,6 +35,7 @@
 #include "common/crypto.h"
 #include "http/transport.h"
 #include "shared/event_batches.h"
+#include "shared/proc_cpu.h"
 
 namespace {
 
@@ -66,37 +67,11 @@ Args ParseArgs(int argc, char** argv) {
 
 using bench::RealisticEvent;  // shared with bench/cluster (bench/shared/event_batches.h)
 
-double ProcCpuSeconds(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string s((std::istreambuf_iterator<char>(in)), {});
-  auto rp = s.rfind(')');
-  std::istringstream rest(s.substr(rp + 2));
-  std::string field;
-  std::vector<std::string> f;
-  while (rest >> field) f.push_back(field);
-  // Fields after ")" start at index 3 (state); utime is field 14, stime 15 → indexes 11, 12 here.
-  return (std::stod(f[11]) + std::stod(f[12])) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
+double ProcCpuSeconds(pid_t pid) { return bench::ProcessCpuSeconds(std::to_string(pid)); }
 
-/// CPU seconds of the process's threads by thread name (HTTP workers, rocksdb:high = flushes, rocksdb:low =
-/// compactions), to tell foreground cost from background cost.
-std::map<std::string, double> ThreadCpuSeconds(pid_t pid) {
-  std::map<std::string, double> out;
-  std::error_code ec;
-  for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
-    std::ifstream in(task.path() / "stat");
-    std::string s((std::istreambuf_iterator<char>(in)), {});
-    const auto lp = s.find('('), rp = s.rfind(')');
-    if (lp == std::string::npos || rp == std::string::npos) continue;
-    std::string name = s.substr(lp + 1, rp - lp - 1);
-    std::istringstream rest(s.substr(rp + 2));
-    std::vector<std::string> f;
-    for (std::string field; rest >> field;) f.push_back(field);
-    if (f.size() < 13) continue;
-    out[name] += (std::stod(f[11]) + std::stod(f[12])) / static_cast<double>(sysconf(_SC_CLK_TCK));
-  }
-  return out;
-}
+/// CPU seconds of the process's threads by thread name (sl-http = request threads, rocksdb:high = flushes,
+/// rocksdb:low = compactions), to tell foreground cost from background cost.
+std::map<std::string, double> ThreadCpuSeconds(pid_t pid) { return bench::CpuSecondsByThreadName(std::to_string(pid)); }
 
 long ProcPeakRssKb(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");

@@ -65,6 +65,7 @@
 #include "http/transport.h"
 #include "pipeline/compressor.h"
 #include "shared/event_batches.h"
+#include "shared/proc_cpu.h"
 
 namespace {
 
@@ -118,18 +119,7 @@ Args ParseArgs(int argc, char** argv) {
 using bench::RealisticEvent;  // shared with bench/cluster (bench/shared/event_batches.h)
 
 /// utime + stime of a process, every thread, in seconds.
-double ProcCpuSeconds(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string s((std::istreambuf_iterator<char>(in)), {});
-  auto rp = s.rfind(')');
-  if (rp == std::string::npos) return -1;
-  std::istringstream rest(s.substr(rp + 2));
-  std::string field;
-  std::vector<std::string> f;
-  while (rest >> field) f.push_back(field);
-  // Fields after ")" start at index 3 (state); utime is field 14, stime 15 → indexes 11, 12 here.
-  return (std::stod(f[11]) + std::stod(f[12])) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
+double ProcCpuSeconds(pid_t pid) { return bench::ProcessCpuSeconds(std::to_string(pid)); }
 
 long ProcStatusKb(pid_t pid, const std::string& field) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
@@ -211,20 +201,10 @@ class ThreadCpu {
   explicit ThreadCpu(pid_t pid) : pid_(pid) {}
   /// The threads' CPU now; the first call is the baseline.
   void Sample() {
-    const fs::path task = fs::path("/proc") / std::to_string(pid_) / "task";
-    std::error_code ec;
-    for (const auto& entry : fs::directory_iterator(task, ec)) {
-      std::ifstream in(entry.path() / "stat");
-      std::string stat((std::istreambuf_iterator<char>(in)), {});
-      const auto lp = stat.find('('), rp = stat.rfind(')');
-      if (lp == std::string::npos || rp == std::string::npos) continue;  // the thread just ended
-      std::istringstream rest(stat.substr(rp + 2));
-      std::vector<std::string> f;
-      for (std::string field; rest >> field;) f.push_back(field);
-      if (f.size() < 13) continue;
-      const double cpu = (std::stod(f[11]) + std::stod(f[12])) / static_cast<double>(sysconf(_SC_CLK_TCK));
-      auto [it, added] = last_cpu_.try_emplace(entry.path().filename().string(), baseline_taken_ ? 0 : cpu);
-      if (cpu > it->second) by_name_[stat.substr(lp + 1, rp - lp - 1)] += cpu - it->second;
+    for (const auto& [tid, thread] : bench::ThreadsCpuSeconds(std::to_string(pid_))) {
+      const auto& [name, cpu] = thread;
+      auto it = last_cpu_.try_emplace(tid, baseline_taken_ ? 0 : cpu).first;
+      if (cpu > it->second) by_name_[name] += cpu - it->second;
       it->second = cpu;
     }
     baseline_taken_ = true;
