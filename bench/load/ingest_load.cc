@@ -71,7 +71,9 @@ double ProcCpuSeconds(pid_t pid) { return bench::ProcessCpuSeconds(std::to_strin
 
 /// CPU seconds of the process's threads by thread name (sl-http = request threads, rocksdb:high = flushes,
 /// rocksdb:low = compactions), to tell foreground cost from background cost.
-std::map<std::string, double> ThreadCpuSeconds(pid_t pid) { return bench::CpuSecondsByThreadName(std::to_string(pid)); }
+std::map<std::string, double> ThreadCpuSeconds(pid_t pid) {
+  return bench::CpuSecondsByThreadName(std::to_string(pid));
+}
 
 long ProcPeakRssKb(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");

@@ -430,8 +430,8 @@ int main(int argc, char** argv) {
     std::sort(by_thread.rbegin(), by_thread.rend());
     std::string parts;
     for (const auto& [cpu, name] : by_thread) {
-      parts += fmt::format("{}{} {:.3f} s ({:.0f}%, {:.2f}x igzip alone)", parts.empty() ? "" : ", ", name, cpu,
-                           100 * cpu / r.cpu, cpu / r.igzip_cpu);
+      parts += fmt::format("{}{} {:.3f} s ({:.0f}%, {:.2f}x igzip alone)", parts.empty() ? "" : ", ", name,
+                           cpu, 100 * cpu / r.cpu, cpu / r.igzip_cpu);
     }
     fmt::print("  by thread: {}; not attributed {:.3f} s\n", parts, std::max(0.0, r.cpu - attributed));
     results.push_back(r);

@@ -16,11 +16,13 @@
 
 namespace sluice::bench {
 
-/// (name, utime + stime in seconds) from the text of a /proc/…/stat file; nullopt when it is not one (e.g. the
-/// thread ended while it was read). The name is the text between the first '(' and the last ')'.
+/// (name, utime + stime in seconds) from the text of a /proc/…/stat file; nullopt when it is not one (e.g.
+/// the thread ended while it was read). The name is the text between the first '(' and the last ')'.
 inline std::optional<std::pair<std::string, double>> ParseProcStat(const std::string& stat) {
   const auto lp = stat.find('('), rp = stat.rfind(')');
-  if (lp == std::string::npos || rp == std::string::npos || rp < lp || rp + 2 > stat.size()) return std::nullopt;
+  if (lp == std::string::npos || rp == std::string::npos || rp < lp || rp + 2 > stat.size()) {
+    return std::nullopt;
+  }
   std::istringstream rest(stat.substr(rp + 2));
   std::vector<std::string> f;
   for (std::string field; rest >> field;) f.push_back(field);
@@ -45,7 +47,8 @@ inline double ProcessCpuSeconds(const std::string& pid) {
 inline std::map<std::string, std::pair<std::string, double>> ThreadsCpuSeconds(const std::string& pid) {
   std::map<std::string, std::pair<std::string, double>> out;
   std::error_code ec;
-  for (const auto& task : std::filesystem::directory_iterator(std::filesystem::path("/proc") / pid / "task", ec)) {
+  const std::filesystem::path tasks = std::filesystem::path("/proc") / pid / "task";
+  for (const auto& task : std::filesystem::directory_iterator(tasks, ec)) {
     if (auto s = ParseProcStat(ReadWhole(task.path() / "stat"))) out[task.path().filename().string()] = *s;
   }
   return out;

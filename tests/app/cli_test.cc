@@ -192,7 +192,8 @@ TEST_F(CliTest, TheServersThreadsAreNamedForTheirRole) {
   std::string error;
   ASSERT_TRUE(server.Start(&error)) << error;
   std::multiset<std::string> names;
-  for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(server.pid()) + "/task")) {
+  const std::string tasks = "/proc/" + std::to_string(server.pid()) + "/task";
+  for (const auto& task : std::filesystem::directory_iterator(tasks)) {
     std::ifstream comm(task.path() / "comm");
     std::string c;
     std::getline(comm, c);
@@ -202,7 +203,7 @@ TEST_F(CliTest, TheServersThreadsAreNamedForTheirRole) {
   for (const auto& n : names) all += n + " ";
   EXPECT_EQ(names.count("sl-http"), 2u) << all;
   EXPECT_EQ(names.count("sl-jobs"), 2u) << all;  // the pipelines' and Cloud Import's schedulers
-  // The main thread keeps the binary's name; so does RocksDB's periodic-task timer, which RocksDB does not name.
+  // The main thread keeps the binary's name; so does RocksDB's periodic-task timer (RocksDB leaves it unnamed).
   EXPECT_LE(names.count("sluice"), 2u) << all;
   EXPECT_GE(names.count("rocksdb:high"), 1u) << all;
 }

@@ -261,7 +261,7 @@ TEST_F(ClusterNodesTest, SigkillOfANodeDuringIngestLosesNoAcknowledgedEvent) {
 
   // Two senders, one per node, each sending its own batches; node 1 is killed while they run.
   // The kill is aimed: it comes once node 1 has acknowledged kKillAfter batches, with most of its batches
-  // still to send, so it always lands in the middle of node 1's stream (not after it, however fast ingest is).
+  // still to send, so it lands in the middle of node 1's stream (not after it, however fast ingest is).
   constexpr size_t kBatch = 500;
   constexpr int kKillAfter = 3;
   std::mutex mu;
@@ -279,15 +279,16 @@ TEST_F(ClusterNodesTest, SigkillOfANodeDuringIngestLosesNoAcknowledgedEvent) {
   };
   std::thread a(send, 0, 0);
   std::thread b(send, 1, 1);
-  const std::string waited = WaitUntil(
-      [&] { return acked_by[1].load() >= kKillAfter; }, 60s,
-      [&] { return fmt::format("node 1 acknowledged {} batches", acked_by[1].load()); }, 1ms);
+  const std::string waited =
+      WaitUntil([&] { return acked_by[1].load() >= kKillAfter; }, 60s,
+                [&] { return fmt::format("node 1 acknowledged {} batches", acked_by[1].load()); }, 1ms);
   Node(1).Kill();
   a.join();
   b.join();
   ASSERT_EQ(waited, "");
   const int node1_batches = static_cast<int>((events.size() / kBatch) / 2);
-  EXPECT_LT(acked_by[1].load(), node1_batches) << "the kill came after node 1's last batch: it tested nothing";
+  EXPECT_LT(acked_by[1].load(), node1_batches)
+      << "the kill came after node 1's last batch: it tested nothing";
   ASSERT_GT(acknowledged.size(), 0u);
 
   auto back = Node(0).ReadBack(p, day);
