@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "common/crypto.h"
+#include "common/vector_state.h"
 
 namespace sluice::clickhouse {
 namespace {
@@ -161,6 +162,7 @@ void InsertBody::Deflate(std::string_view in, bool finish) {
     z.next_out = reinterpret_cast<uint8_t*>(out_.data() + before);
     z.avail_out = static_cast<uint32_t>(room);
     const int rc = isal_deflate(&z);
+    ClearUpperVectorState();  // isa-l leaves the AVX upper state dirty (common/vector_state.h)
     out_.resize(before + (room - z.avail_out));
     if (rc != COMP_OK) throw std::logic_error("InsertBody: igzip stream error " + std::to_string(rc));
     if (finish ? z.internal_state.state == ZSTATE_END : (z.avail_in == 0 && z.avail_out != 0)) break;

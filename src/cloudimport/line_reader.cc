@@ -4,6 +4,8 @@
 
 #include <cstring>
 
+#include "common/vector_state.h"
+
 namespace sluice::cloudimport {
 namespace {
 
@@ -130,6 +132,7 @@ Status LineReader::Inflate(std::string_view data) {
     z.avail_out = kOutBytes;
     const uint32_t before_in = z.avail_in;
     const int rc = isal_inflate(&z);
+    ClearUpperVectorState();  // isa-l leaves the AVX upper state dirty (common/vector_state.h)
     const size_t produced = kOutBytes - z.avail_out;
     if (rc < 0) {
       return Fail(InvalidArgument(fmt::format("{} is not valid gzip data near compressed byte {}: {}",

@@ -11,6 +11,8 @@
 #include <memory>
 #include <stdexcept>
 
+#include "common/vector_state.h"
+
 namespace sluice {
 
 Sha256Digest Sha256(std::string_view data) {
@@ -139,6 +141,7 @@ uint32_t Crc32c(std::string_view data, uint32_t crc) {
   while (n > 0) {
     const int chunk = static_cast<int>(std::min<size_t>(n, 1u << 30));
     reg = crc32_iscsi(const_cast<unsigned char*>(p), chunk, reg);  // isa-l does not write through it
+    ClearUpperVectorState();  // isa-l leaves the AVX upper state dirty (vector_state.h)
     p += chunk;
     n -= static_cast<size_t>(chunk);
   }

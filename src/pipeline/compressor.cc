@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "common/thread_name.h"
+#include "common/vector_state.h"
 
 namespace sluice::pipeline {
 namespace {
@@ -53,6 +54,7 @@ class IgzipCodec final : public BlockCodec {
     s.next_out = reinterpret_cast<uint8_t*>(out);
     s.avail_out = static_cast<uint32_t>(std::min<size_t>(capacity, std::numeric_limits<uint32_t>::max()));
     const int rc = isal_deflate_stateless(&s);
+    ClearUpperVectorState();  // isa-l leaves the AVX upper state dirty (common/vector_state.h)
     if (rc != COMP_OK) {
       return Internal(fmt::format("isa-l gzip compression of a {} byte block failed (code {}{})", input.size(), rc,
                                   rc == STATELESS_OVERFLOW ? ", output buffer too small" : ""));

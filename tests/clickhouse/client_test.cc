@@ -6,9 +6,11 @@
 
 #include <deque>
 #include <mutex>
+#include <thread>
 
 #include "clickhouse/schema.h"
 #include "common/compression.h"
+#include "common/vector_state.h"
 
 namespace sluice::clickhouse {
 namespace {
@@ -165,6 +167,21 @@ TEST(ClickHouseClient, InsertBodyCompressesLargeBatches) {
   auto plain = GunzipBounded(*finished.data, raw + 1);
   ASSERT_TRUE(plain.ok());
   EXPECT_EQ(plain->size(), raw);
+}
+
+// isa-l's deflate returns with the AVX upper state dirty; InsertBody clears it (common/vector_state.h).
+TEST(ClickHouseClient, InsertBodyReturnsWithTheUpperVectorStateClean) {
+  std::thread t([] {
+    InsertBody body;
+    const std::string row = R"({"project_id":1,"properties":")" + std::string(900, 'x') + "\"}";
+    ClearUpperVectorState();
+    for (int i = 0; i < 5000; ++i) body.AppendRow(row);
+    EXPECT_FALSE(UpperVectorStateDirty());
+    auto finished = body.Finish();
+    EXPECT_FALSE(UpperVectorStateDirty());
+    EXPECT_GT(finished.data->size(), 0u);
+  });
+  t.join();
 }
 
 TEST(ClickHouseClient, RejectsTableNamesThatAreNotIdentifiers) {

@@ -10,9 +10,11 @@
 #include <fstream>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/compression.h"
+#include "common/vector_state.h"
 #include "decompress_util.h"
 
 namespace sluice::pipeline {
@@ -76,6 +78,21 @@ TEST(BlockCodecTest, RoundTripsEveryCodecAndLevel) {
       EXPECT_EQ(*back, in) << Name(k.c) << " level " << k.level << " size " << in.size();
     }
   }
+}
+
+// isa-l's deflate returns with the AVX upper state dirty; the codec clears it, or every legacy-SSE instruction
+// after it on this thread would pay the transition penalty (common/vector_state.h).
+TEST(BlockCodecTest, GzipReturnsWithTheUpperVectorStateClean) {
+  std::thread t([] {
+    auto codec = BlockCodec::Create(Compression::kGzip, -1);
+    ASSERT_TRUE(codec.ok());
+    const std::string in = SampleLines(1 << 20, 3);
+    std::string out;
+    ClearUpperVectorState();
+    ASSERT_TRUE((*codec)->CompressAppend(in, out).ok());
+    EXPECT_FALSE(UpperVectorStateDirty());
+  });
+  t.join();
 }
 
 TEST(BlockCodecTest, CompressesTextAndIsDeterministic) {
