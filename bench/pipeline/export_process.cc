@@ -39,6 +39,9 @@
 // Measured 2026-12-07 later (load average ~1, 3-run medians): 2.52x / 2.63x right after the import, 2.12x /
 // 2.35x with --restart 1 (peak RSS 238 / 214 MB); the scanning thread is ~56% of the export's CPU, the two
 // compressor threads the rest; 1 MiB direct-scan windows were no different above the noise.
+// Measured 2026-12-07 (load average ~1, 4 interleaved pairs of 3-run medians, --restart 1): VZEROUPPER after
+// every isa-l call (src/common/vector_state.h; the journal's CRC32C had left the scanning thread's AVX state
+// dirty, and RocksDB's XXH3 ran ~4x slower): 2.12x / 2.51x / 2.72x / 2.20x -> 1.82x / 1.91x / 1.93x / 1.73x.
 #include <fmt/format.h>
 #include <sched.h>
 #include <signal.h>
