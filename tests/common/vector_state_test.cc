@@ -14,8 +14,9 @@ namespace {
 #if defined(__x86_64__)
 /// What isa-l's AVX routines do: write a 256-bit register and return without VZEROUPPER. Inline asm in a
 /// function compiled for plain x86-64, so the compiler adds none of the VZEROUPPERs it puts after AVX code.
-/// Only called where the CPU has AVX.
-void LeaveUpperStateDirty() { asm volatile("vpcmpeqd %%ymm0, %%ymm0, %%ymm0" ::: "xmm0"); }
+/// Only called where the CPU has AVX (VCMPPS with the TRUE predicate: AVX, not AVX2; all ones, so the upper
+/// halves are not in their initial, all-zero state).
+void LeaveUpperStateDirty() { asm volatile("vcmpps $15, %%ymm0, %%ymm0, %%ymm0" ::: "xmm0"); }
 bool CpuHasAvx() { return __builtin_cpu_supports("avx"); }
 #endif
 
