@@ -6,8 +6,9 @@
 // process is legacy SSE: RocksDB from Debian is a portable x86-64 build (its XXH3 block checksums, its
 // iterators), and so is our own code and simdjson's "westmere" ingest parser. Measured on this project's
 // EPYC VM: RocksDB's XXH3 over a 32 KiB block took 1.6 us on a clean thread and 7.0 us after one
-// crc32_iscsi() (docs/operations.md, "Dirty AVX state"). The state is per thread and a new thread inherits
-// its creator's, so one journal append left a request thread slow for the rest of its life.
+// crc32_iscsi() (docs/operations.md, "Dirty AVX state"). The state is per thread and lasts until something
+// clears it: the export's scanning thread wrote its unit's state through the journal (a CRC32C) just before
+// its scan, and every block checksum of the scan then ran ~4x slower.
 //
 // Every call into isa-l goes through a wrapper that calls ClearUpperVectorState() before returning.
 #pragma once
