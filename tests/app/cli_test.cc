@@ -203,7 +203,8 @@ TEST_F(CliTest, TheServersThreadsAreNamedForTheirRole) {
   for (const auto& n : names) all += n + " ";
   EXPECT_EQ(names.count("sl-http"), 2u) << all;
   EXPECT_EQ(names.count("sl-jobs"), 2u) << all;  // the pipelines' and Cloud Import's schedulers
-  // The main thread keeps the binary's name; so does RocksDB's periodic-task timer (RocksDB leaves it unnamed).
+  // The main thread keeps the binary's name; so does RocksDB's periodic-task timer (RocksDB leaves it
+  // unnamed).
   EXPECT_LE(names.count("sluice"), 2u) << all;
   EXPECT_GE(names.count("rocksdb:high"), 1u) << all;
 }

@@ -67,7 +67,9 @@ TEST(LineReaderTest, InflatesGzipIncludingConcatenatedMembers) {
 TEST(LineReaderTest, HandsLinesOnWithTheUpperVectorStateClean) {
   std::thread t([] {
     std::string plain;
-    for (int i = 0; plain.size() < (4u << 20); ++i) plain += "{\"event\":\"e\",\"properties\":{\"n\":" + std::to_string(i) + "}}\n";
+    for (int i = 0; plain.size() < (4u << 20); ++i) {
+      plain += "{\"event\":\"e\",\"properties\":{\"n\":" + std::to_string(i) + "}}\n";
+    }
     const std::string gz = Gzip(plain);
     size_t lines = 0, dirty = 0;
     LineReader reader({.compression = Compression::kGzip, .file = "f.json"}, [&](const Line&) {

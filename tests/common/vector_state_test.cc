@@ -64,7 +64,8 @@ TEST(VectorState, Crc32cReturnsWithTheUpperStateClean) {
     const std::string data(64 * 1024, 'x');
     ClearUpperVectorState();
     // isa-l itself, as a control: on CPUs where it picks an AVX-512 routine it returns with the state dirty.
-    crc32_iscsi(reinterpret_cast<unsigned char*>(const_cast<char*>(data.data())), static_cast<int>(data.size()), 0);
+    auto* bytes = reinterpret_cast<unsigned char*>(const_cast<char*>(data.data()));
+    crc32_iscsi(bytes, static_cast<int>(data.size()), 0);
     const bool isal_left_it_dirty = UpperVectorStateDirty();
     ClearUpperVectorState();
     EXPECT_EQ(Crc32c(data), Crc32c(data));

@@ -80,8 +80,8 @@ TEST(BlockCodecTest, RoundTripsEveryCodecAndLevel) {
   }
 }
 
-// isa-l's deflate returns with the AVX upper state dirty; the codec clears it, or every legacy-SSE instruction
-// after it on this thread would pay the transition penalty (common/vector_state.h).
+// isa-l's deflate returns with the AVX upper state dirty; the codec clears it, or every legacy-SSE
+// instruction after it on this thread would pay the transition penalty (common/vector_state.h).
 TEST(BlockCodecTest, GzipReturnsWithTheUpperVectorStateClean) {
   std::thread t([] {
     auto codec = BlockCodec::Create(Compression::kGzip, -1);
