@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <tuple>
 
 #include "cloudimport/file_importer.h"
 #include "common/crypto.h"
@@ -183,7 +184,6 @@ Result<ConnectorRecord> ConnectorManager::CreateConnector(ConnectorSpec spec, Va
   SLUICE_ASSIGN_OR_RETURN(std::optional<store::Project> project, ProjectOf(spec.project_id));
   if (!project) return NotFound(fmt::format("project {} does not exist", spec.project_id));
   spec.id = RandomHex(64);
-  spec.created_ms = NowMs();
   auto source = options_.source_factory(spec, *project);
   if (!source.ok()) {
     if (issue) *issue = {"invalid_property", "connector_properties", source.error().message};
@@ -195,6 +195,13 @@ Result<ConnectorRecord> ConnectorManager::CreateConnector(ConnectorSpec spec, Va
   record.next_run_ms = 0;  // the first run starts now
   {
     std::lock_guard lock(mu_);
+    // created_at orders the project's list, so two connectors created within one millisecond must not tie:
+    // the stamp is the clock or one past the project's latest, whichever is later.
+    int64_t latest = 0;
+    for (const auto& [id, r] : connectors_) {
+      if (r.spec.project_id == record.spec.project_id) latest = std::max(latest, r.spec.created_ms);
+    }
+    record.spec.created_ms = std::max(NowMs(), latest + 1);
     PersistRecordLocked(record);
     connectors_[record.spec.id] = record;
     UpdateConnectorGauges();
@@ -215,8 +222,9 @@ Result<std::vector<ConnectorRecord>> ConnectorManager::List(uint32_t project) {
   for (const auto& [id, r] : connectors_) {
     if (r.spec.project_id == project) out.push_back(r);
   }
-  std::sort(out.begin(), out.end(),
-            [](const auto& a, const auto& b) { return a.spec.created_ms < b.spec.created_ms; });
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.spec.created_ms, a.spec.id) < std::tie(b.spec.created_ms, b.spec.id);
+  });
   return out;
 }
 

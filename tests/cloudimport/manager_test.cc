@@ -484,6 +484,21 @@ TEST_F(ManagerTest, CreateRefusesAnUnreadableBucket) {
   EXPECT_TRUE(manager_->List(project_.id)->empty());
 }
 
+TEST_F(ManagerTest, ConnectorsCreatedWithinOneMillisecondListInTheOrderTheyWereCreated) {
+  // Created back to back, many share a clock millisecond; the list must still be in creation order.
+  std::vector<std::string> created;
+  for (int i = 0; i < 12; ++i) created.push_back(Create(Spec()));
+  auto list = manager_->List(project_.id);
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), created.size());
+  for (size_t i = 0; i < created.size(); ++i) {
+    EXPECT_EQ((*list)[i].spec.id, created[i]) << "position " << i;
+    if (i > 0) {
+      EXPECT_LT((*list)[i - 1].spec.created_ms, (*list)[i].spec.created_ms) << "position " << i;
+    }
+  }
+}
+
 // ---- bounded work per file
 // -------------------------------------------------------------------------------------
 
