@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "app/api_client.h"
+#include "app/azure_flags.h"
 #include "app/gcs_flags.h"
 
 namespace sluice::app {
@@ -36,6 +37,8 @@ struct PipelineFlags {
   CLI::Option* trial_option = nullptr;
   bool sync = true;
   CLI::Option* sync_option = nullptr;
+  /// type azure-raw: the --azure-* flags and where the client secret comes from (azure_flags.h).
+  AzureFlagValues azure;
   // status, timeline
   bool summary = false;
   std::vector<std::string> states;
@@ -101,11 +104,25 @@ void AddEditableParams(CLI::App* cmd, PipelineFlags& f) {
            "Directory to write to (type local), relative to the server's --local-export-root or inside it");
   for (const GcsParamFlag& g : GcsParamFlags())
     AddParam(cmd, f, std::string(g.flag), std::string(g.param), std::string(g.help));
+  AddAzureFlags(cmd, f.azure);
 }
 
 /// The form of create/edit: the flags given on the command line only, so the server's defaults apply.
-Form BuildForm(const PipelineFlags& f) {
+/// An Azure client secret is sent on create for type azure-raw, from
+/// --azure-client-secret-file or AZURE_CLIENT_SECRET (required); on edit, only when
+/// --azure-client-secret-file is given (the pipeline keeps its secret otherwise).
+Result<Form> BuildForm(const PipelineFlags& f, bool create) {
   Form form;
+  for (const auto& [param, value] : f.azure.params) {
+    if (!value.empty()) form.emplace_back(param, value);
+  }
+  const auto type = f.values.find("type");
+  const bool azure_type =
+      type != f.values.end() && (type->second == "azure-raw" || type->second == "azure-blob");
+  if (create ? azure_type : !f.azure.client_secret_file.empty()) {
+    SLUICE_ASSIGN_OR_RETURN(Secret secret, ReadAzureClientSecret(f.azure, azure::SystemEnv()));
+    form.emplace_back("client_secret", secret.Reveal());
+  }
   form.emplace_back("project_id", std::to_string(f.project));
   if (!f.name.empty()) form.emplace_back("name", f.name);
   for (const auto& [param, opt] : f.options) {
@@ -130,6 +147,15 @@ std::string DestinationText(const json::object& job) {
   if (it == job.end() || !it->value().is_object()) return "-";
   const auto& d = it->value().as_object();
   if (Str(d, "type") == "local") return Str(d, "local_path");
+  if (Str(d, "type") == "azure") {
+    // The container as its blob URL: the account's public endpoint, or the allowed origin it was given.
+    std::string endpoint = Str(d, "azure_endpoint");
+    std::string url = endpoint.empty() || endpoint == "-"
+                          ? "https://" + Str(d, "storage_account") + ".blob.core.windows.net/"
+                          : endpoint + "/" + Str(d, "storage_account") + "/";
+    std::string prefix = Str(d, "prefix");
+    return url + Str(d, "container_name") + (prefix.empty() || prefix == "-" ? "" : "/" + prefix);
+  }
   if (Str(d, "type") == "gcs") {
     std::string prefix = Str(d, "gcs_prefix");
     return "gs://" + Str(d, "gcs_bucket") + (prefix.empty() || prefix == "-" ? "" : "/" + prefix);
@@ -262,8 +288,10 @@ std::string Query(const Form& form) { return "?" + EncodeForm(form); }
 }  // namespace
 
 void RegisterPipelineCommands(CLI::App& app, int& exit_code) {
-  CLI::App* group =
-      app.add_subcommand("pipeline", "Manage JSON Pipelines (exports to S3 or a local directory)");
+  CLI::App* group = app.add_subcommand(
+      "pipeline",
+      "Manage JSON Pipelines (exports to S3, Google Cloud Storage, Azure Blob Storage or a "
+      "local directory)");
   group->require_subcommand(1);
 
   // ---- create ----
@@ -274,9 +302,11 @@ void RegisterPipelineCommands(CLI::App& app, int& exit_code) {
         "Create a pipeline; runs the destination check first and prints the created pipeline's name");
     AddCommon(cmd, *f, /*with_name=*/false);
     cmd->add_option("--name", f->name, "Pipeline name (default: the server picks one)");
-    AddParam(cmd, *f, "--type", "type", "s3 (also s3-raw) or local")
+    AddParam(cmd, *f, "--type", "type",
+             "s3 (also s3-raw), gcs (also gcs-raw), azure-raw (also azure-blob) or local; each takes its own "
+             "--s3-*, --gcs-*, --azure-* or --local-path flags")
         ->required()
-        ->check(CLI::IsMember({"s3", "s3-raw", "local"}));
+        ->check(CLI::IsMember({"s3", "s3-raw", "gcs", "gcs-raw", "azure-raw", "azure-blob", "local"}));
     AddParam(cmd, *f, "--from-date", "from_date",
              "First day to export, YYYY-MM-DD (UTC), at most six months back")
         ->required();
@@ -286,7 +316,11 @@ void RegisterPipelineCommands(CLI::App& app, int& exit_code) {
     AddEditableParams(cmd, *f);
     cmd->callback([f, &exit_code] {
       Run(
-          *f, exit_code, [&](ApiClient& c) { return PostForm(c, "create", BuildForm(*f)); },
+          *f, exit_code,
+          [&](ApiClient& c) -> Result<std::string> {
+            SLUICE_ASSIGN_OR_RETURN(Form form, BuildForm(*f, /*create=*/true));
+            return PostForm(c, "create", form);
+          },
           [](const json::value& v) {
             for (const auto& n : v.at("pipeline_names").as_array()) {
               std::cout << "created pipeline " << std::string_view(n.as_string()) << "\n";
@@ -307,7 +341,11 @@ void RegisterPipelineCommands(CLI::App& app, int& exit_code) {
     cmd->add_flag("--all-events", f->clear_events, "Drop the event whitelist: export every event");
     cmd->callback([f, &exit_code] {
       Run(
-          *f, exit_code, [&](ApiClient& c) { return PostForm(c, "edit", BuildForm(*f)); },
+          *f, exit_code,
+          [&](ApiClient& c) -> Result<std::string> {
+            SLUICE_ASSIGN_OR_RETURN(Form form, BuildForm(*f, /*create=*/false));
+            return PostForm(c, "edit", form);
+          },
           [&](const json::value&) { std::cout << "edited pipeline " << f->name << "\n"; });
     });
   }

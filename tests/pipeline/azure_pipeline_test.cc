@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <boost/json.hpp>
+#include <fstream>
 #include <set>
 #include <thread>
 
@@ -259,6 +260,62 @@ TEST_F(AzurePipelineTest, EndpointNotAllowedIsRefusedWithNoConnection) {
   std::this_thread::sleep_for(300ms);
   EXPECT_EQ(trap.accepted(), 0);
   EXPECT_EQ(azure_->entra().requests(), tokens_before);
+}
+
+// The CLI drives an Azure pipeline like the API: `sluice pipeline create --type azure-raw` with the --azure-*
+// flags and the client secret from --azure-client-secret-file (never a flag value, which `ps` would show),
+// the day exported equal to the store, `list` showing the container, `edit --azure-prefix` keeping the
+// secret. Without a secret file or AZURE_CLIENT_SECRET, create is refused before anything is sent.
+TEST_F(AzurePipelineTest, CliCreatesListsAndEditsAnAzurePipelineWithTheSecretFromAFile) {
+  auto p = server_->CreateProject("azure-cli");
+  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  const int64_t day = today_ - 1;
+  ASSERT_TRUE(server_->Import(*p, MakeDayEvents(day, 300, "azcli", 53)).ok());
+  const std::filesystem::path secret_file = azure_->dir() / "azure-cli-secret";
+  {
+    std::ofstream out(secret_file);
+    out << kSecret << "\n";
+  }
+  const std::string cli = ServerProcess::Binary() + " pipeline ";
+  const std::string common = fmt::format(" --project {} --data-dir {}", p->id, server_->data_dir().string());
+  const std::string azure = fmt::format(
+      " --type azure-raw --azure-storage-account {} --azure-container {} --azure-client-id {} "
+      "--azure-tenant-id {} --azure-endpoint {} --azure-prefix cli-first --from-date {}",
+      AzuriteServer::kAccount, kContainer, kClient, kAzureTenant, Origin(), DateOf(day));
+
+  auto [refused, refused_rc] =
+      RunShell("env -u AZURE_CLIENT_SECRET " + cli + "create --name cli-azure" + azure + common);
+  EXPECT_EQ(refused_rc, 1) << refused;
+  EXPECT_NE(refused.find("--azure-client-secret-file"), std::string::npos) << refused;
+  EXPECT_NE(refused.find("AZURE_CLIENT_SECRET"), std::string::npos) << refused;
+
+  auto [created, rc] = RunShell(cli + "create --name cli-azure --azure-client-secret-file " +
+                                secret_file.string() + azure + common);
+  ASSERT_EQ(rc, 0) << created;
+  EXPECT_EQ(created, "created pipeline cli-azure\n");
+  WaitForPartitions(*p, "cli-azure", {DateOf(day)});
+  auto under = Under("cli-first");
+  ASSERT_TRUE(under);
+  auto content = ReadPartition(*under, DayDir(p->id, day));
+  ASSERT_TRUE(content.ok()) << content.error().ToString();
+  auto expected = server_->ReadBack(*p, day);
+  ASSERT_TRUE(expected.ok());
+  EXPECT_EQ(CompareEvents(content->lines, *expected), "");
+
+  auto [listed, list_rc] = RunShell(cli + "list" + common);
+  EXPECT_EQ(list_rc, 0) << listed;
+  EXPECT_NE(listed.find(Origin() + "/" + AzuriteServer::kAccount + "/" + kContainer + "/cli-first"),
+            std::string::npos)
+      << listed;
+  EXPECT_EQ(listed.find(kSecret), std::string::npos) << listed;
+
+  // An edit of the prefix alone keeps the pipeline's secret (none is sent, none is needed).
+  auto [edited, edit_rc] = RunShell("env -u AZURE_CLIENT_SECRET " + cli +
+                                    "edit --name cli-azure --azure-prefix cli-second" + common);
+  EXPECT_EQ(edit_rc, 0) << edited;
+  auto [relisted, relist_rc] = RunShell(cli + "list" + common);
+  EXPECT_EQ(relist_rc, 0) << relisted;
+  EXPECT_NE(relisted.find(kContainer + std::string("/cli-second")), std::string::npos) << relisted;
 }
 
 // Names and ids are validated at the edge: path tricks in the account, container or tenant are refused before

@@ -710,18 +710,6 @@ TEST_F(PipelineE2eTest, HarnessDetectsLossDuplicatesByteChangesCorruptionAndStra
   ExpectNoStrayFiles(p.id);
 }
 
-/// Runs a command through the shell; returns its stdout and stderr together, and its exit code.
-std::pair<std::string, int> Shell(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return {"popen failed", -1};
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  const int status = pclose(p);
-  return {out, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
-}
-
 // 9. The CLI drives the same API: `sluice pipeline create|list|status|timeline|pause|resume|cancel|sync` against
 //    the running server (found through its data dir), with exit codes and the output a user reads.
 TEST_F(PipelineE2eTest, CliDrivesALocalPipelineThroughItsLifecycle) {
@@ -734,13 +722,13 @@ TEST_F(PipelineE2eTest, CliDrivesALocalPipelineThroughItsLifecycle) {
   const std::string cli = ServerProcess::Binary() + " pipeline ";
   const std::string common = fmt::format(" --project {} --data-dir {}", p.id, dir_->string());
 
-  auto [created, rc] = Shell(cli + "create --type local --local-path " + out_dir.string() + " --from-date " +
-                             DateOf(day) + " --name cli-local" + common);
+  auto [created, rc] = RunShell(cli + "create --type local --local-path " + out_dir.string() +
+                                " --from-date " + DateOf(day) + " --name cli-local" + common);
   ASSERT_EQ(rc, 0) << created;
   EXPECT_EQ(created, "created pipeline cli-local\n");
 
-  auto [dup, dup_rc] = Shell(cli + "create --type local --local-path " + out_dir.string() + " --from-date " +
-                             DateOf(day) + " --name cli-local" + common);
+  auto [dup, dup_rc] = RunShell(cli + "create --type local --local-path " + out_dir.string() +
+                                " --from-date " + DateOf(day) + " --name cli-local" + common);
   EXPECT_EQ(dup_rc, 1) << dup;
   EXPECT_NE(dup.find("error: "), std::string::npos) << dup;
 
@@ -753,17 +741,17 @@ TEST_F(PipelineE2eTest, CliDrivesALocalPipelineThroughItsLifecycle) {
   ASSERT_TRUE(expected.ok());
   EXPECT_EQ(CompareEvents(content->lines, *expected), "");
 
-  auto [listed, list_rc] = Shell(cli + "list" + common);
+  auto [listed, list_rc] = RunShell(cli + "list" + common);
   EXPECT_EQ(list_rc, 0) << listed;
   EXPECT_NE(listed.find("cli-local"), std::string::npos) << listed;
   EXPECT_NE(listed.find("active"), std::string::npos) << listed;
 
-  auto [status, status_rc] = Shell(cli + "status --name cli-local" + common);
+  auto [status, status_rc] = RunShell(cli + "status --name cli-local" + common);
   EXPECT_EQ(status_rc, 0) << status;
   EXPECT_NE(status.find("pipeline cli-local: active"), std::string::npos) << status;
   EXPECT_NE(status.find(DateOf(day)), std::string::npos) << status;
 
-  auto [status_json, sj_rc] = Shell(cli + "status --json --summary --name cli-local" + common);
+  auto [status_json, sj_rc] = RunShell(cli + "status --json --summary --name cli-local" + common);
   EXPECT_EQ(sj_rc, 0);
   boost::system::error_code ec;
   json::value sj = json::parse(status_json, ec);
@@ -771,29 +759,29 @@ TEST_F(PipelineE2eTest, CliDrivesALocalPipelineThroughItsLifecycle) {
   EXPECT_EQ(sj.at("status").as_string(), "active");
   EXPECT_EQ(sj.at("succeeded").to_number<int64_t>(), 1);
 
-  auto [timeline, tl_rc] = Shell(cli + "timeline --name cli-local" + common);
+  auto [timeline, tl_rc] = RunShell(cli + "timeline --name cli-local" + common);
   EXPECT_EQ(tl_rc, 0) << timeline;
   EXPECT_NE(timeline.find("PARTITION"), std::string::npos) << timeline;
   EXPECT_NE(timeline.find(DateOf(day)), std::string::npos) << timeline;
   EXPECT_NE(timeline.find("succeeded"), std::string::npos) << timeline;
 
-  auto [paused, pause_rc] = Shell(cli + "pause --name cli-local" + common);
+  auto [paused, pause_rc] = RunShell(cli + "pause --name cli-local" + common);
   EXPECT_EQ(pause_rc, 0) << paused;
   EXPECT_EQ(paused, "paused pipeline cli-local\n");
   auto st = PipelineState(server(), p, "cli-local");
   ASSERT_TRUE(st.ok());
   EXPECT_EQ(st->first, "paused");
-  auto [sync_refused, sr_rc] = Shell(cli + "sync --name cli-local" + common);
+  auto [sync_refused, sr_rc] = RunShell(cli + "sync --name cli-local" + common);
   EXPECT_EQ(sr_rc, 1) << sync_refused;
   EXPECT_NE(sync_refused.find("resume"), std::string::npos) << sync_refused;
 
-  auto [resumed, resume_rc] = Shell(cli + "resume --name cli-local" + common);
+  auto [resumed, resume_rc] = RunShell(cli + "resume --name cli-local" + common);
   EXPECT_EQ(resume_rc, 0) << resumed;
   EXPECT_EQ(resumed, "resumed pipeline cli-local\n");
   // Late events, delivered by `sync`.
   const uint64_t gen = content->manifest.generation;
   ASSERT_TRUE(server().Import(p, MakeDayEvents(day, 25, "cli2", 62)).ok());
-  auto [synced, sync_rc] = Shell(cli + "sync --name cli-local" + common);
+  auto [synced, sync_rc] = RunShell(cli + "sync --name cli-local" + common);
   EXPECT_EQ(sync_rc, 0) << synced;
   EXPECT_EQ(synced, "started pending work of pipeline cli-local\n");
   WaitForPartitions(p, "cli-local", {DateOf(day)}, {{DateOf(day), gen}});
@@ -804,17 +792,17 @@ TEST_F(PipelineE2eTest, CliDrivesALocalPipelineThroughItsLifecycle) {
   EXPECT_EQ(expected->size(), 225u);
   EXPECT_EQ(CompareEvents(content->lines, *expected), "");
 
-  auto [canceled, cancel_rc] = Shell(cli + "cancel --name cli-local" + common);
+  auto [canceled, cancel_rc] = RunShell(cli + "cancel --name cli-local" + common);
   EXPECT_EQ(cancel_rc, 0) << canceled;
   EXPECT_EQ(canceled, "canceled pipeline cli-local\n");
-  auto [again, again_rc] = Shell(cli + "resume --name cli-local" + common);
+  auto [again, again_rc] = RunShell(cli + "resume --name cli-local" + common);
   EXPECT_EQ(again_rc, 1) << again;
   EXPECT_NE(again.find("canceled"), std::string::npos) << again;
 
-  auto [unknown, unknown_rc] = Shell(cli + "status --name no-such-pipeline" + common);
+  auto [unknown, unknown_rc] = RunShell(cli + "status --name no-such-pipeline" + common);
   EXPECT_EQ(unknown_rc, 1) << unknown;
   EXPECT_NE(unknown.find("no-such-pipeline"), std::string::npos) << unknown;
-  auto [no_name, no_name_rc] = Shell(cli + "pause" + common);
+  auto [no_name, no_name_rc] = RunShell(cli + "pause" + common);
   EXPECT_NE(no_name_rc, 0) << no_name;
   EXPECT_NE(no_name.find("--name"), std::string::npos) << no_name;
 }
