@@ -136,7 +136,8 @@ Status CheckStoreNotMissing(const std::filesystem::path& dir) {
   return OkStatus();
 }
 
-/// HOSTNAME:PORT of --listen: unique per node of one deployment, readable in lease holders and logs.
+/// HOSTNAME:PORT-PID (the port of --listen): unique per node of one deployment, and per process of one node
+/// (a restarted node is a new lease holder), readable in lease holders and logs.
 std::string DefaultNodeId(const std::string& listen) {
   char host[256] = {};
   if (::gethostname(host, sizeof(host) - 1) != 0 || host[0] == 0) std::snprintf(host, sizeof(host), "sluice");
@@ -499,8 +500,10 @@ void RegisterServeCommand(CLI::App& app, int& exit_code) {
                   "work is taken over this long after it died")
       ->capture_default_str()
       ->check(CLI::Range(2, 120));
-  cmd->add_option("--node-id", flags->node_id,
-                  "This node's name in leases and logs (default: HOSTNAME:PORT of --listen)");
+  cmd->add_option(
+      "--node-id", flags->node_id,
+      "This node's name in leases and logs (default: HOSTNAME:PORT-PID: the host name, the port of --listen "
+      "and the process id)");
   cmd->add_flag("--reserve-memtables,!--no-reserve-memtables", flags->reserve_memtables,
                 "Embedded store: map and touch the memory of two memtables (128 MB) and of the journal's write "
                 "buffer (16 MB) at start, so ingest never waits for the kernel to provide fresh memory "

@@ -277,9 +277,11 @@ Result<http::OutboundResponse> Client::Send(std::string_view query_param, http::
   }
   std::vector<std::pair<std::string, std::string>> headers;
   if (gzip_body) headers.emplace_back("Content-Encoding", "gzip");
-  if (!options_.user.empty()) {
+  // A password without a user is ClickHouse's `default` user's (as clickhouse-client takes it), not dropped.
+  if (!options_.user.empty() || !options_.password.empty()) {
+    const std::string_view user = options_.user.empty() ? std::string_view("default") : options_.user;
     headers.emplace_back("Authorization",
-                         "Basic " + Base64Encode(options_.user + ":" + options_.password.Reveal()));
+                         "Basic " + Base64Encode(fmt::format("{}:{}", user, options_.password.Reveal())));
   }
   auto start = SteadyClock::now();
   auto total_deadline = start + options.timeout.value_or(options_.total_timeout);

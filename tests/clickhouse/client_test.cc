@@ -296,6 +296,29 @@ TEST(ClickHouseClient, CredentialsGoInBasicAuthNeverInTheUrl) {
   EXPECT_EQ(req.headers[0].second, "Basic c2x1aWNlOnMzY3JldA==");
 }
 
+// A password given without a user is the `default` user's (as clickhouse-client takes it), never dropped;
+// with neither, no Authorization header is sent (ClickHouse's passwordless default user).
+TEST(ClickHouseClient, APasswordWithoutAUserIsTheDefaultUsers) {
+  for (const bool with_password : {true, false}) {
+    SCOPED_TRACE(with_password ? "password" : "no password");
+    auto transport = std::make_shared<ScriptedTransport>();
+    ClientOptions o;
+    o.url = ParseClickHouseUrl("clickhouse://127.0.0.1:8123/sluice").value();
+    o.transport = transport;
+    if (with_password) o.password = Secret("s3cret");
+    auto client = Client::Create(std::move(o)).value();
+    ASSERT_TRUE(client->Query("SELECT 1").ok());
+    const auto& req = transport->sent.at(0);
+    if (!with_password) {
+      EXPECT_TRUE(req.headers.empty());
+      continue;
+    }
+    ASSERT_EQ(req.headers.size(), 1u);
+    EXPECT_EQ(req.headers[0].first, "Authorization");
+    EXPECT_EQ(req.headers[0].second, "Basic ZGVmYXVsdDpzM2NyZXQ=");  // default:s3cret
+  }
+}
+
 TEST(ClickHouseClient, CheckServerRefusesOldVersionsAndNamesTheUrl) {
   Fixture f;
   f.transport->script.push_back(Answer(200, "1.1.54388\n"));
