@@ -372,6 +372,26 @@ http::Response ServiceImpl::HandleProfileUpdates(http::Request& req, bool groups
     if (inserted) set.ids.push_back(u.distinct_id);
     it->second.push_back(&u);
   }
+  // The project's allowance of uncompressed JSON covers profile updates as it covers events (a token is
+  // public: without it anyone holding one could write without bound). Each project is charged its share of
+  // the request's bytes, all checked before anything is applied, so a 429 means nothing of the request was.
+  std::map<uint32_t, size_t> updates_of;
+  for (const auto& [set_key, set] : by_set) {
+    for (const auto& [id, updates] : set.by_id) updates_of[set_key.first] += updates.size();
+  }
+  for (const auto& [project_id, count] : updates_of) {
+    const uint64_t bytes = payload->json.size() * count / std::max<size_t>(1, parsed->updates.size());
+    if (int64_t wait = rate_limiter_.Acquire(project_id, bytes)) {
+      metrics_->profile_updates.WithLabels({"rate_limited"}).Inc(parsed->updates.size());
+      return TooManyRequests(
+          wait,
+          fmt::format(
+              "Too Many Requests: project {} is over its limit of uncompressed JSON per minute; retry "
+              "after {} s",
+              project_id, wait),
+          false);
+    }
+  }
   const size_t parse_errors = errors.size();
   for (auto& [set_key, set] : by_set) {
     const auto& [project_id, group_key] = set_key;

@@ -21,11 +21,13 @@ int64_t RateLimiter::Acquire(uint32_t project, uint64_t bytes) {
   }
   b.last_us = std::max(b.last_us, now_us);
   const double need = static_cast<double>(bytes);
-  if (b.tokens >= need) {
+  // A request larger than a whole minute's allowance is admitted once the bucket is full and leaves it in
+  // debt (negative), so it is neither refused forever nor a way past the rate: the next bytes wait until the
+  // debt is refilled.
+  if (b.tokens >= std::min(need, capacity)) {
     b.tokens -= need;
     return 0;
   }
-  // A single request larger than the whole allowance waits for a full bucket rather than forever.
   const double deficit = std::min(need, capacity) - b.tokens;
   return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(deficit / per_us / 1e6)));
 }

@@ -17,7 +17,8 @@ class RateLimiter {
   RateLimiter(uint64_t bytes_per_minute, const Clock& clock) : rate_(bytes_per_minute), clock_(clock) {}
 
   /// Takes `bytes` from the project's bucket. Returns 0 when allowed, otherwise the whole seconds to wait
-  /// before that many bytes would be available (for Retry-After); nothing is taken then.
+  /// before that many bytes would be available (for Retry-After); nothing is taken then. More bytes than a
+  /// minute's allowance are allowed when the bucket is full, leaving it in debt for the bytes after them.
   int64_t Acquire(uint32_t project, uint64_t bytes);
 
  private:

@@ -1,9 +1,8 @@
 // The HTTP API end to end: a real Store in a temp dir, the Service, the HTTP server on a free loopback port, and
 // real HTTP requests through the libcurl transport.
-#include <boost/json.hpp>
-
 #include <gtest/gtest.h>
 
+#include <boost/json.hpp>
 #include <chrono>
 #include <filesystem>
 #include <memory>
@@ -12,6 +11,7 @@
 #include <thread>
 
 #include "api/project_registry.h"
+#include "api/rate_limiter.h"
 #include "api/service.h"
 #include "common/clock.h"
 #include "common/compression.h"
@@ -677,6 +677,55 @@ TEST_F(RateLimitedApiTest, TooManyRequestsIsReadableByBrowsers) {
   EXPECT_EQ(limited.status, 429) << limited.body;
   EXPECT_EQ(limited.Header("access-control-allow-origin"), "http://127.0.0.1:9");
   EXPECT_NE(limited.Header("access-control-expose-headers").find("Retry-After"), std::string::npos);
+}
+
+// /engage and /groups draw on the same allowance as events (a token is public: without it anyone holding one
+// could write profiles without bound); a refused request applies nothing.
+TEST_F(RateLimitedApiTest, ProfileAndGroupUpdatesAreLimitedAndARefusedRequestAppliesNothing) {
+  auto profile_batch = [&](const std::string& id) {
+    return R"([{"$token":")" + token_ + R"(","$distinct_id":")" + id + R"(","$set":{"pad":")" +
+           std::string(1500, 'p') + R"("}}])";
+  };
+  EXPECT_EQ(Send("POST", "/engage?verbose=1", profile_batch("first"), {{"Content-Type", "application/json"}})
+                .status,
+            200);
+  EXPECT_EQ(Send("POST", "/engage?verbose=1", profile_batch("second"), {{"Content-Type", "application/json"}})
+                .status,
+            200);
+  auto limited =
+      Send("POST", "/engage?verbose=1", profile_batch("third"), {{"Content-Type", "application/json"}});
+  EXPECT_EQ(limited.status, 429) << limited.body;
+  EXPECT_FALSE(limited.Header("retry-after").empty());
+  EXPECT_NE(limited.body.find("retry after"), std::string::npos) << limited.body;
+  auto third = Send("GET", "/api/2.0/engage?distinct_id=third", {}, {{"Authorization", SecretAuth()}});
+  ASSERT_EQ(third.status, 200) << third.body;
+  EXPECT_TRUE(third.Json().at("results").as_array().empty()) << third.body;
+
+  const std::string group = R"([{"$token":")" + token_ +
+                            R"(","$group_key":"company","$group_id":"acme","$set":{"pad":")" +
+                            std::string(1500, 'g') + R"("}}])";
+  auto group_limited = Send("POST", "/groups?verbose=1", group, {{"Content-Type", "application/json"}});
+  EXPECT_EQ(group_limited.status, 429) << group_limited.body;
+  EXPECT_FALSE(group_limited.Header("retry-after").empty());
+}
+
+// A request larger than a whole minute's allowance is not refused forever: it is admitted once the bucket is
+// full, and the bytes after it wait until the debt it left is refilled.
+TEST(RateLimiterTest, ARequestLargerThanTheAllowanceIsAdmittedOnAFullBucketAndLeavesADebt) {
+  FakeClock clock(sluice::TimePoint(std::chrono::seconds(1'000'000)));
+  api::RateLimiter limiter(6000, clock);   // 100 bytes per second
+  EXPECT_EQ(limiter.Acquire(1, 9000), 0);  // full bucket: admitted, 3000 bytes in debt
+  const int64_t wait = limiter.Acquire(1, 100);
+  EXPECT_EQ(wait, 31);  // (3000 + 100) bytes at 100 per second
+  clock.Advance(std::chrono::seconds(wait));
+  EXPECT_EQ(limiter.Acquire(1, 100), 0);
+  // Not full: a large request waits for a full bucket (a minute's worth), then gets in.
+  const int64_t large_wait = limiter.Acquire(1, 9000);
+  EXPECT_EQ(large_wait, 60);
+  clock.Advance(std::chrono::seconds(large_wait));
+  EXPECT_EQ(limiter.Acquire(1, 9000), 0);
+  // Another project's bucket is its own.
+  EXPECT_EQ(limiter.Acquire(2, 6000), 0);
 }
 
 TEST_F(RateLimitedApiTest, TrackStoresNothingWhenAnyProjectOfTheRequestIsLimited) {
