@@ -1,6 +1,7 @@
 #include "storage_access/destination_check.h"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include <boost/json.hpp>
 
@@ -216,12 +217,15 @@ class Checker final : public StepRunner {
     // No identity at all is a server set-up problem, not something STS rejected.
     if (auto own = options_.base_credentials->Get();
         !own.ok() && own.error().code == ErrorCode::kUnauthenticated) {
+      // Where the server looked (its files, which variables it has) is the operator's to read, in the log;
+      // the check's answer goes to the tenant who asked for it.
+      spdlog::error("destination check: Sluice has no AWS credentials of its own: {}", own.error().message);
       Fail("assume-role",
-           fmt::format(
-               "Sluice has no AWS credentials of its own: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-               "a profile (AWS_PROFILE / ~/.aws/credentials) or a web identity (AWS_WEB_IDENTITY_TOKEN_FILE "
-               "and AWS_ROLE_ARN) for the Sluice process, then try again. ({})",
-               own.error().message),
+           "Sluice has no AWS credentials of its own: the operator sets AWS_ACCESS_KEY_ID and "
+           "AWS_SECRET_ACCESS_KEY, a profile (AWS_PROFILE / ~/.aws/credentials) or a web identity "
+           "(AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN) for the Sluice process (the server's log says "
+           "where "
+           "it looked), then try again",
            own.error());
       SkipRest({"external-id", "put", "get", "encryption", "list", "delete"},
                "Sluice has no AWS credentials");
@@ -282,10 +286,14 @@ class Checker final : public StepRunner {
     }
     const Error& e = assumed.error();
     if (std::string problem = aws::CredentialsProblem(e); !problem.empty()) {
-      Fail("assume-role",
-           fmt::format("STS refused Sluice's own AWS credentials ({}): {}. ({})",
-                       options_.base_credentials->Name(), problem, e.ToString()),
-           e);
+      spdlog::error("destination check: STS refused Sluice's own AWS credentials ({}): {}",
+                    options_.base_credentials->Name(), e.ToString());
+      Fail(
+          "assume-role",
+          fmt::format("STS refused Sluice's own AWS credentials: {}. This is the server's identity, not your "
+                      "role: the operator fixes it (the server's log names the credential source)",
+                      problem),
+          e);
     } else if (e.code == ErrorCode::kAccessDenied) {
       CheckStep& s = Fail(
           "assume-role",

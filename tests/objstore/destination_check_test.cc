@@ -97,6 +97,12 @@ TEST(DestinationCheckTest, NoAwsCredentialsAtAllSaysSoWithoutNetwork) {
       << r.steps[0].message;
   EXPECT_NE(r.steps[0].message.find("AWS_ACCESS_KEY_ID"), std::string::npos) << r.steps[0].message;
   EXPECT_EQ(r.steps[0].message.find("rejected by STS"), std::string::npos) << r.steps[0].message;
+  // Where the server looked is the operator's (its log), never the tenant's: no profile, file or variable
+  // state of the server's own identity in the answer.
+  EXPECT_EQ(r.steps[0].message.find("no-such-profile-for-this-test"), std::string::npos)
+      << r.steps[0].message;
+  EXPECT_EQ(r.steps[0].message.find(".aws/config"), std::string::npos) << r.steps[0].message;
+  EXPECT_EQ(r.steps[0].message.find("not set"), std::string::npos) << r.steps[0].message;
   for (size_t i = 1; i < r.steps.size(); ++i) EXPECT_TRUE(r.steps[i].skipped);
   EXPECT_EQ(transport->sent, 0);
 }
@@ -124,6 +130,9 @@ TEST(DestinationCheckTest, RejectedSignatureIsACredentialsProblemAndStsNeverGoes
       << r.steps[0].message;
   EXPECT_NE(r.steps[0].message.find("clock"), std::string::npos) << r.steps[0].message;
   EXPECT_EQ(r.steps[0].message.find("does not match"), std::string::npos) << "the endpoint's text is echoed";
+  // The source of the server's own identity is named in its log, not to the tenant.
+  EXPECT_EQ(r.steps[0].message.find("test key"), std::string::npos) << r.steps[0].message;
+  EXPECT_NE(r.steps[0].message.find("operator"), std::string::npos) << r.steps[0].message;
   ASSERT_GT(transport->sent, 0);
   for (const auto& url : transport->urls) {
     EXPECT_EQ(url.rfind("http://operator-sts.example:8000", 0), 0u) << url;
