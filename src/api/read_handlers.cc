@@ -1,18 +1,17 @@
 // Read-back: Mixpanel's raw export API (/api/2.0/export, NDJSON streamed, gzip on request) and the profile
 // query API (/api/2.0/engage).
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <zlib.h>
 
+#include <atomic>
 #include <boost/json.hpp>
-
 #include <condition_variable>
 #include <deque>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <thread>
-
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "api/request_util.h"
 #include "api/service_impl.h"
@@ -63,12 +62,16 @@ void AppendExportLine(std::string& out, const store::EventView& e) {
 }
 
 /// Runs the store scan on its own thread and hands chunks to the HTTP producer through a bounded queue, so a
-/// multi-gigabyte export streams with bounded memory. Destroying the stream cancels and joins the scan.
+/// multi-gigabyte export streams with bounded memory. Next never waits for the scan (the BodyProducer
+/// contract: the I/O thread that calls it serves other connections), and the scan checks at every event
+/// whether the stream was dropped, so a client gone during a long stretch of events a filter refuses costs
+/// no more than that event. Destroying the stream cancels and joins the scan.
 class ExportStream {
  public:
-  using ScanFn = std::function<Status(const std::function<bool(std::string_view)>& emit)>;
+  using Emit = std::function<bool(std::string_view line)>;
+  using ScanFn = std::function<Status(const Emit& emit, const std::atomic<bool>& cancelled)>;
 
-  ExportStream(ScanFn scan, bool gzip) : gzip_(gzip) {
+  ExportStream(ScanFn scan, bool gzip, std::shared_ptr<void> slot) : gzip_(gzip), slot_(std::move(slot)) {
     if (gzip_) {
       zs_ = {};
       deflateInit2(&zs_, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
@@ -76,11 +79,13 @@ class ExportStream {
     thread_ = std::thread([this, scan = std::move(scan)] {
       SetCurrentThreadName("sl-export-api");
       std::string buf;
-      Status s = scan([&](std::string_view line) {
-        buf.append(line);
-        if (buf.size() >= kChunkBytes) return Push(std::exchange(buf, {}));
-        return true;
-      });
+      Status s = scan(
+          [&](std::string_view line) {
+            buf.append(line);
+            if (buf.size() >= kChunkBytes) return Push(std::exchange(buf, {}));
+            return true;
+          },
+          cancelled_);
       if (s.ok() && !buf.empty()) Push(std::move(buf));
       std::lock_guard lock(mu_);
       if (!s.ok()) status_ = s;
@@ -99,20 +104,21 @@ class ExportStream {
     if (gzip_) deflateEnd(&zs_);
   }
 
-  /// BodyProducer contract.
+  /// BodyProducer contract: appends what the scan has produced, nothing when it has produced nothing yet.
   Result<bool> Next(std::string& out) {
     std::string chunk;
     bool finished = false;
     {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return !queue_.empty() || done_; });
+      std::lock_guard lock(mu_);
       if (!queue_.empty()) {
         chunk = std::move(queue_.front());
         queue_.pop_front();
         cv_.notify_all();
-      } else {
+      } else if (done_) {
         if (!status_.ok()) return status_.error();
         finished = true;
+      } else {
+        return true;  // nothing yet: asked again shortly
       }
     }
     if (!gzip_) {
@@ -146,12 +152,13 @@ class ExportStream {
   }
 
   const bool gzip_;
+  const std::shared_ptr<void> slot_;  // the project's export slot, given back with the stream
   z_stream zs_{};
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::string> queue_;
   bool done_ = false;
-  bool cancelled_ = false;
+  std::atomic<bool> cancelled_{false};
   Status status_;
   std::thread thread_;
 };
@@ -162,6 +169,18 @@ bool AcceptsGzip(const http::Request& req) {
 }
 
 }  // namespace
+
+std::shared_ptr<void> ExportSlots::TryTake(uint32_t project) {
+  std::lock_guard lock(mu_);
+  int& running = running_[project];
+  if (running >= kPerProject) return nullptr;
+  ++running;
+  // Not null (a null handle would read as "no slot"); it owns nothing, its deleter gives the slot back.
+  return std::shared_ptr<void>(static_cast<void*>(this), [self = shared_from_this(), project](void*) {
+    std::lock_guard release(self->mu_);
+    if (--self->running_[project] == 0) self->running_.erase(project);
+  });
+}
 
 http::Response ServiceImpl::HandleExport(http::Request& req) {
   http::Response error;
@@ -217,15 +236,27 @@ http::Response ServiceImpl::HandleExport(http::Request& req) {
   const auto to_hour = static_cast<store::Hour>(*to_day * 24 + 23);
   const uint32_t project_id = project->id;
   store::Store* st = &store_;
+  std::shared_ptr<void> slot = export_slots_->TryTake(project->id);
+  if (!slot) {
+    http::Response busy = JsonError(
+        429, fmt::format("this project already has {} exports running; retry when one of them has finished",
+                         ExportSlots::kPerProject));
+    busy.headers.Set("Retry-After", "10");
+    return busy;
+  }
   auto scan = [st, project_id, from_hour, to_hour, event_filter = std::move(event_filter),
                where_filter = std::move(where_filter),
-               limit](const std::function<bool(std::string_view)>& emit) -> Status {
+               limit](const ExportStream::Emit& emit, const std::atomic<bool>& cancelled) -> Status {
     SLUICE_ASSIGN_OR_RETURN(auto partitions, st->ListPartitions(project_id, from_hour, to_hour));
     uint64_t emitted = 0;
     std::string line;
     bool stop = false;
     for (const auto& p : partitions) {
       SLUICE_TRY(st->ScanPartition(project_id, p.hour, [&](const store::EventView& e) {
+        if (cancelled.load(std::memory_order_relaxed)) {
+          stop = true;
+          return false;
+        }
         if (!event_filter.empty() && !event_filter.contains(e.name)) return true;
         if (where_filter && !where_filter->Matches(expr::EventFields{.name = e.name,
                                                                      .time_us = e.time_us,
@@ -254,7 +285,7 @@ http::Response ServiceImpl::HandleExport(http::Request& req) {
   };
 
   const bool gzip = AcceptsGzip(req);
-  auto stream = std::make_shared<ExportStream>(std::move(scan), gzip);
+  auto stream = std::make_shared<ExportStream>(std::move(scan), gzip, std::move(slot));
   http::Response r;
   r.status = 200;
   r.headers.Set("Content-Type", "application/x-ndjson");

@@ -2,11 +2,12 @@
 #pragma once
 
 #include <boost/json.hpp>
-
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "api/project_registry.h"
 #include "api/rate_limiter.h"
@@ -28,6 +29,19 @@ struct ApiMetrics {
   CounterFamily& events_accepted;   // {endpoint}
   CounterFamily& events_rejected;   // {endpoint, reason}
   CounterFamily& profile_updates;   // {result}
+};
+
+/// The /api/2.0/export streams running per project: each runs a store scan on a thread of its own for as long
+/// as its client reads, so one project may hold only kPerProject of them at a time.
+class ExportSlots : public std::enable_shared_from_this<ExportSlots> {
+ public:
+  static constexpr int kPerProject = 4;
+  /// A slot of `project`, given back when the handle is destroyed; nullptr when all its slots are taken.
+  std::shared_ptr<void> TryTake(uint32_t project);
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<uint32_t, int> running_;
 };
 
 class ServiceImpl final : public Service {
@@ -80,6 +94,7 @@ class ServiceImpl final : public Service {
   ServiceOptions options_;
   ProjectRegistry projects_;
   RateLimiter rate_limiter_;
+  std::shared_ptr<ExportSlots> export_slots_ = std::make_shared<ExportSlots>();
   std::unique_ptr<MetricsRegistry> owned_registry_;
   MetricsRegistry* registry_;
   std::unique_ptr<ApiMetrics> metrics_;

@@ -380,7 +380,11 @@ class Evaluator {
   bool In(const Value& needle, const Value& haystack) {
     switch (haystack.kind) {
       case Kind::kString:
-        return needle.kind == Kind::kString && haystack.text.find(needle.text) != std::string_view::npos;
+        // memmem (glibc's two-way search) is linear in the haystack whatever the needle; string_view::find
+        // is quadratic when the needle's first byte repeats ("q1" in "qqqq…": a tenant-chosen worst case).
+        return needle.kind == Kind::kString &&
+               (needle.text.empty() || ::memmem(haystack.text.data(), haystack.text.size(),
+                                                needle.text.data(), needle.text.size()) != nullptr);
       case Kind::kList: {
         if (needle.kind == Kind::kUndefined) return false;
         bool found = false;

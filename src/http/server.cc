@@ -54,6 +54,9 @@ constexpr size_t kFirstReadBytes = 16 * 1024;
 /// How long a closing connection waits for the peer: draining unread request bytes after an early error
 /// response (so the kernel does not answer them with a RST that destroys our response), or for TLS close_notify.
 constexpr auto kLingerTime = std::chrono::seconds(1);
+/// How long a streamed response waits before asking a producer that had nothing ready again (BodyProducer).
+constexpr std::chrono::milliseconds kStreamIdleWaitFirst{1};
+constexpr std::chrono::milliseconds kStreamIdleWaitMax{20};
 /// After the grace period and the forced close, how long Shutdown lets connections unwind before stopping
 /// the io_context outright.
 constexpr auto kForcedCloseWait = std::chrono::milliseconds(250);
@@ -604,11 +607,23 @@ class ServerImpl final : public Server {
       if (ec) co_return Outcome::kAbort;
     }
     std::string chunk;
+    // A producer with nothing ready (its data comes from another thread, e.g. a store scan) is asked again
+    // after a wait that doubles while nothing comes: this I/O thread serves other connections meanwhile.
+    net::steady_timer idle(co_await net::this_coro::executor);
+    std::chrono::milliseconds idle_wait = kStreamIdleWaitFirst;
     for (;;) {
       chunk.clear();
       Result<bool> more = CallProducer(response.stream, chunk);
       // A producer error truncates the body: closing without the last chunk tells the client it is incomplete.
       if (!more.ok()) co_return Outcome::kAbort;
+      if (chunk.empty() && *more) {
+        idle.expires_after(idle_wait);
+        auto [wait_ec] = co_await idle.async_wait(kUseTuple);
+        if (wait_ec) co_return Outcome::kAbort;  // the server is stopping
+        idle_wait = std::min(idle_wait * 2, kStreamIdleWaitMax);
+        continue;
+      }
+      idle_wait = kStreamIdleWaitFirst;
       if (!chunk.empty()) {
         tcp_layer.expires_after(options_.request_timeout);
         error_code ec;

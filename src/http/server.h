@@ -52,6 +52,9 @@ struct Request {
 /// A streamed body: called repeatedly; appends the next chunk to `out` and returns true while more follows,
 /// false once finished (the final call may still append). An error aborts the response (the connection is
 /// closed, so the client sees a truncated chunked body rather than a silently short one).
+/// It must not block waiting for its data: a producer with nothing ready yet returns true with `out` empty,
+/// and the server asks again after a short wait (1 ms, doubling to 20 ms while nothing comes), its I/O thread
+/// free for other connections meanwhile.
 using BodyProducer = std::function<Result<bool>(std::string& out)>;
 
 struct Response {

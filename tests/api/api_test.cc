@@ -1,7 +1,11 @@
 // The HTTP API end to end: a real Store in a temp dir, the Service, the HTTP server on a free loopback port, and
 // real HTTP requests through the libcurl transport.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/socket.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <chrono>
 #include <filesystem>
@@ -13,6 +17,7 @@
 #include "api/project_registry.h"
 #include "api/rate_limiter.h"
 #include "api/service.h"
+#include "api/service_impl.h"
 #include "common/clock.h"
 #include "common/compression.h"
 #include "common/crypto.h"
@@ -20,6 +25,7 @@
 #include "http/transport.h"
 #include "store/store.h"
 #include "support/api_harness.h"
+#include "support/loopback_http.h"
 
 namespace sluice {
 namespace {
@@ -454,6 +460,66 @@ TEST_F(ApiTest, EngageUpdatesProfiles) {
   auto all = Send("GET", "/api/2.0/engage", {}, {{"Authorization", SecretAuth()}}).Json();
   ASSERT_EQ(all.at("results").as_array().size(), 1u);
   EXPECT_EQ(all.at("results").as_array()[0].at("$distinct_id").as_string(), "p2");
+}
+
+// A project runs at most ExportSlots::kPerProject (4) raw exports at once: each holds a store scan on a
+// thread of its own for as long as its client reads, so a fifth is answered 429 with Retry-After, another
+// project is not affected, and a client that goes away gives its slot back.
+TEST_F(ApiTest, AProjectRunsAtMostFourExportsAtOnce) {
+  // ~16 MB of events: more than a stream's queue and the sockets' buffers hold while its client does not
+  // read.
+  for (int b = 0; b < 8; ++b) {  // /import takes at most 2000 events a request
+    std::string batch = "[";
+    for (int i = 0; i < 2000; ++i) {
+      batch += (i ? "," : "") +
+               Event("Held", fmt::format("h-{}-{}", b, i), R"(,"pad":")" + std::string(1000, 'x') + "\"");
+    }
+    batch += "]";
+    ASSERT_EQ(Import(batch).status, 200);
+  }
+  const std::string path = "/api/2.0/export?from_date=" + Today() + "&to_date=" + Today();
+  const uint16_t port =
+      static_cast<uint16_t>(std::stoi(api_.base_url().substr(api_.base_url().rfind(':') + 1)));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  std::vector<testing::Fd> held;
+  for (int i = 0; i < api::ExportSlots::kPerProject; ++i) {
+    auto fd = testing::ConnectLoopback(port, deadline);
+    ASSERT_TRUE(fd.ok()) << fd.error().ToString();
+    const int small = 4096;  // a client that reads nothing and buffers little
+    ::setsockopt(fd->get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    ASSERT_TRUE(testing::WriteAll(
+                    fd->get(),
+                    "GET " + path + " HTTP/1.1\r\nHost: x\r\nAuthorization: " + SecretAuth() + "\r\n\r\n",
+                    deadline)
+                    .ok());
+    held.push_back(std::move(fd).value());
+  }
+  // Each held request has its slot once its answer has begun (200: the stream runs).
+  for (testing::Fd& fd : held) {
+    pollfd p{fd.get(), POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 10'000), 1) << "a held export was not answered";
+    char head[12] = {};
+    ASSERT_EQ(::recv(fd.get(), head, sizeof(head), MSG_WAITALL), static_cast<ssize_t>(sizeof(head)));
+    ASSERT_EQ(std::string(head, sizeof(head)), "HTTP/1.1 200");
+  }
+  Reply busy = Send("GET", path + "&limit=1", {}, {{"Authorization", SecretAuth()}});
+  ASSERT_EQ(busy.status, 429) << busy.body.substr(0, 300);
+  EXPECT_EQ(busy.Header("retry-after"), "10");
+  EXPECT_NE(busy.body.find("4 exports running"), std::string::npos) << busy.body;
+
+  auto other = api_.CreateProject("other", kAdminToken);
+  ASSERT_NE(other.id, 0u);
+  EXPECT_EQ(Send("GET", path, {}, {{"Authorization", testing::ApiHarness::Basic(other.secret)}}).status, 200);
+
+  held.pop_back();  // closed with unread data: the server's next write fails and the stream is dropped
+  Reply again;
+  for (int i = 0; i < 200; ++i) {
+    again = Send("GET", path + "&limit=1", {}, {{"Authorization", SecretAuth()}});
+    if (again.status == 200) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(again.status, 200) << again.body;
+  EXPECT_EQ(std::count(again.body.begin(), again.body.end(), '\n'), 1);
 }
 
 TEST_F(ApiTest, ExportHonoursGzipLimitAndAuth) {

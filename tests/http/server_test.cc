@@ -459,6 +459,64 @@ TEST_F(ServerTest, StreamsLargeChunkedBodyWithBoundedBuffering) {
   EXPECT_EQ(again.result_int(), 404);
 }
 
+// A producer whose data is not ready yet (a store scan on another thread, stuck in events a filter refuses)
+// does not hold its I/O thread: with one I/O thread, other requests are answered while the stream waits, and
+// the stream still delivers everything once its data comes.
+TEST_F(ServerTest, AStreamWaitingForItsDataLeavesItsIoThreadToOtherRequests) {
+  std::atomic<bool> ready{false};
+  std::atomic<int> idle_calls{0};
+  auto router = std::make_shared<Router>();
+  router->Add("GET", "/slow-export", [&](Request&) {
+    Response response;
+    response.stream = [&, sent = false](std::string& out) mutable -> Result<bool> {
+      if (!ready.load()) {
+        ++idle_calls;
+        return true;  // nothing yet
+      }
+      if (sent) return false;
+      out += "all of it\n";
+      sent = true;
+      return true;
+    };
+    return response;
+  });
+  router->Add("GET", "/ping", [](Request&) { return Response::Text(200, "pong"); });
+  ServerOptions options = Options();
+  options.threads = 1;
+  StartServer(router, options);
+
+  TestClient streaming;
+  ASSERT_FALSE(streaming.Connect(server_->port()));
+  bhttp::request<bhttp::string_body> request(bhttp::verb::get, "/slow-export", 11);
+  request.set(bhttp::field::host, "x");
+  ASSERT_FALSE(streaming.Write(request));
+  for (int i = 0; i < 200 && idle_calls.load() == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_GT(idle_calls.load(), 0) << "the stream never started";
+
+  for (int i = 0; i < 3; ++i) {
+    TestClient other;
+    ASSERT_FALSE(other.Connect(server_->port()));
+    const auto start = std::chrono::steady_clock::now();
+    StringResponse pong = other.Request("GET", "/ping");
+    EXPECT_EQ(pong.result_int(), 200);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2))
+        << "the only I/O thread was held by the waiting stream";
+  }
+  // Asked again after waits that grow (1 ms doubling to 20 ms), not in a busy loop.
+  const int calls_before = idle_calls.load();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_LT(idle_calls.load() - calls_before, 40) << "the producer was polled in a busy loop";
+
+  ready = true;
+  bhttp::response_parser<bhttp::string_body> parser;
+  boost::beast::error_code ec;
+  for (int i = 0; i < 100 && !ec && !parser.is_done(); ++i) ec = streaming.ReadSome(parser);
+  ASSERT_TRUE(parser.is_done()) << ec.message();
+  EXPECT_EQ(parser.get().result_int(), 200);
+  EXPECT_EQ(parser.get().body(), "all of it\n");
+}
+
 TEST_F(ServerTest, ProducerErrorTruncatesTheBodyAndClosesTheConnection) {
   auto router = std::make_shared<Router>();
   router->Add("GET", "/export", [](Request&) {
