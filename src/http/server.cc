@@ -5,8 +5,10 @@
 
 #include <openssl/ssl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -21,8 +23,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <boost/url/parse.hpp>
-
-#include <atomic>
+#include <cerrno>
 #include <condition_variable>
 #include <cstdlib>
 #include <ctime>
@@ -173,6 +174,15 @@ void FillHeaders(Message& res, int status, unsigned version, const Headers& head
   if (!has_server) res.set(bhttp::field::server, "sluice");
   if (!has_date) res.set(bhttp::field::date, HttpDate());
   res.keep_alive(keep_alive);
+}
+
+/// True when the peer has closed or reset the connection: a non-blocking peek reads end-of-stream or an error
+/// other than "nothing yet". Bytes the client sent ahead (a pipelined request) are left where they are.
+bool PeerClosed(tcp::socket& socket) {
+  char byte;
+  const ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0) return true;
+  return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
 }
 
 Result<bool> CallProducer(const BodyProducer& producer, std::string& chunk) {
@@ -617,6 +627,9 @@ class ServerImpl final : public Server {
       // A producer error truncates the body: closing without the last chunk tells the client it is incomplete.
       if (!more.ok()) co_return Outcome::kAbort;
       if (chunk.empty() && *more) {
+        // Nothing is being written, so a client that went away would go unnoticed until the producer has
+        // data: look for its FIN (or reset) without consuming anything, and drop the stream at once.
+        if (PeerClosed(tcp_layer.socket())) co_return Outcome::kAbort;
         idle.expires_after(idle_wait);
         auto [wait_ec] = co_await idle.async_wait(kUseTuple);
         if (wait_ec) co_return Outcome::kAbort;  // the server is stopping

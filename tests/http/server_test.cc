@@ -517,6 +517,39 @@ TEST_F(ServerTest, AStreamWaitingForItsDataLeavesItsIoThreadToOtherRequests) {
   EXPECT_EQ(parser.get().body(), "all of it\n");
 }
 
+// A client that goes away while its stream waits for data is noticed without a write: the stream (and what
+// it holds: an export's scan and its slot) is dropped at once, not when the data finally comes.
+TEST_F(ServerTest, AWaitingStreamIsDroppedWhenItsClientGoesAway) {
+  struct Held {
+    explicit Held(std::atomic<bool>* d) : dropped(d) {}
+    Held(const Held&) = delete;
+    ~Held() { dropped->store(true); }
+    std::atomic<bool>* dropped;
+  };
+  std::atomic<bool> dropped{false};
+  auto router = std::make_shared<Router>();
+  router->Add("GET", "/never", [&](Request&) {
+    Response response;
+    auto held = std::make_shared<Held>(&dropped);
+    response.stream = [held](std::string&) -> Result<bool> { return true; };  // never has data
+    return response;
+  });
+  StartServer(router);
+  {
+    TestClient client;
+    ASSERT_FALSE(client.Connect(server_->port()));
+    bhttp::request<bhttp::string_body> request(bhttp::verb::get, "/never", 11);
+    request.set(bhttp::field::host, "x");
+    ASSERT_FALSE(client.Write(request));
+    bhttp::response_parser<bhttp::string_body> parser;
+    for (int i = 0; i < 100 && !parser.is_header_done(); ++i) ASSERT_FALSE(client.ReadSome(parser));
+    ASSERT_TRUE(parser.is_header_done());
+    EXPECT_FALSE(dropped.load());
+  }  // the client closes
+  for (int i = 0; i < 200 && !dropped.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_TRUE(dropped.load()) << "the stream outlived its client";
+}
+
 TEST_F(ServerTest, ProducerErrorTruncatesTheBodyAndClosesTheConnection) {
   auto router = std::make_shared<Router>();
   router->Add("GET", "/export", [](Request&) {
