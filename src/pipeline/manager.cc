@@ -417,19 +417,27 @@ class Pipelines::Impl : public jobs::Runner::Source {
       std::lock_guard lock(mu_);
       SLUICE_TRY(CheckLimits(updated, updated.name));
     }
+    // Any change of where or as whom Sluice writes is checked as at create: a new Azure service principal or
+    // secret, or a GCS key the bucket's service agent may not use, would otherwise fail only at the next
+    // export.
+    const Destination& u = updated.destination;
+    const Destination& c = current.destination;
     const bool destination_changed =
-        !SameDestination(updated.destination, current.destination) ||
-        updated.destination.s3_role != current.destination.s3_role ||
-        updated.destination.s3_credential != current.destination.s3_credential ||
-        updated.destination.s3_region != current.destination.s3_region ||
-        updated.destination.encryption.mode != current.destination.encryption.mode ||
-        updated.destination.encryption.kms_key_id != current.destination.encryption.kms_key_id;
+        !SameDestination(u, c) || u.s3_role != c.s3_role || u.s3_credential != c.s3_credential ||
+        u.s3_region != c.s3_region || u.encryption.mode != c.encryption.mode ||
+        u.encryption.kms_key_id != c.encryption.kms_key_id || u.azure_client_id != c.azure_client_id ||
+        u.azure_tenant_id != c.azure_tenant_id ||
+        u.azure_client_secret.Reveal() != c.azure_client_secret.Reveal() ||
+        u.gcs_kms_key_name != c.gcs_kms_key_name || u.gcs_region != c.gcs_region;
     if (destination_changed) {
       SLUICE_ASSIGN_OR_RETURN(std::optional<store::Project> project, store_.GetProject(updated.project_id));
       if (!project) return NotFound(fmt::format("project {} does not exist", updated.project_id));
       SLUICE_TRY(o_.destinations->Check(updated.destination, ExternalId(*project), TenantOf(*project)));
     }
     std::lock_guard lock(mu_);
+    // Again under the lock that saves: another project's create or edit may have taken the directory while
+    // the destination was being checked.
+    SLUICE_TRY(CheckLimits(updated, updated.name));
     e->record.info.spec = updated;
     e->destination.reset();
     SLUICE_TRY(SaveLocked(*e));

@@ -708,6 +708,53 @@ TEST_F(ManagerTest, EditChangesFiltersAndRechecksANewDestination) {
   EXPECT_EQ(manager_->Edit(edited).error().code, ErrorCode::kInvalidArgument);
 }
 
+// An edit that changes only the identity Sluice writes as (an Azure service principal, tenant or secret) or a
+// GCS pipeline's customer-managed key is checked like a new destination: refused, the pipeline unchanged,
+// when the check fails; an edit of filters alone is not checked.
+TEST_F(ManagerTest, EditOfCredentialsOrKeysAloneRechecksTheDestination) {
+  SetNow(1, 1);
+  PipelineSpec azure = Spec();
+  azure.destination = Destination{};
+  azure.destination.type = DestinationType::kAzure;
+  azure.destination.azure_storage_account = "acmeexports";
+  azure.destination.azure_container = "mixpanel";
+  azure.destination.azure_tenant_id = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+  azure.destination.azure_client_id = "11111111-2222-3333-4444-555555555555";
+  azure.destination.azure_client_secret = Secret("first-secret");
+  const std::string azure_name = CreateOk(azure);
+  ASSERT_FALSE(azure_name.empty());
+  PipelineSpec gcs = Spec();
+  gcs.frequency = Frequency::kHourly;
+  gcs.destination = Destination{};
+  gcs.destination.type = DestinationType::kGcs;
+  gcs.destination.gcs_bucket = "acme-events";
+  const std::string gcs_name = CreateOk(gcs);
+  ASSERT_FALSE(gcs_name.empty());
+
+  destinations_->check = Error(ErrorCode::kAccessDenied, "the check failed");
+  const auto refused = [&](const std::string& name, const std::function<void(Destination&)>& change) {
+    PipelineSpec edited = manager_->Get(project_.id, name)->spec;
+    change(edited.destination);
+    auto r = manager_->Edit(edited);
+    return !r.ok() && r.error().code == ErrorCode::kAccessDenied;
+  };
+  EXPECT_TRUE(refused(azure_name, [](Destination& d) { d.azure_client_secret = Secret("second-secret"); }));
+  EXPECT_TRUE(refused(azure_name,
+                      [](Destination& d) { d.azure_client_id = "99999999-2222-3333-4444-555555555555"; }));
+  EXPECT_TRUE(refused(azure_name,
+                      [](Destination& d) { d.azure_tenant_id = "00000000-86f1-41af-91ab-2d7cd011db47"; }));
+  EXPECT_TRUE(refused(gcs_name, [](Destination& d) {
+    d.gcs_kms_key_name = "projects/p/locations/us/keyRings/r/cryptoKeys/k";
+  }));
+  EXPECT_EQ(manager_->Get(project_.id, azure_name)->spec.destination.azure_client_secret.Reveal(),
+            "first-secret");
+  EXPECT_TRUE(manager_->Get(project_.id, gcs_name)->spec.destination.gcs_kms_key_name.empty());
+
+  PipelineSpec filters_only = manager_->Get(project_.id, azure_name)->spec;
+  filters_only.events = {"Paid"};
+  EXPECT_TRUE(manager_->Edit(filters_only).ok()) << "an edit of filters alone was checked";
+}
+
 TEST_F(ManagerTest, LocalPathOfAnotherProjectsPipelineIsRefused) {
   SetNow(1, 1);
   auto other = store_->CreateProject("other-secret-name");
