@@ -66,6 +66,8 @@ class OutBuffer {
     append(s);
   }
   size_t size() const { return static_cast<size_t>(end_ - data_.get()); }
+  /// Drops what was appended after the first `n` bytes.
+  void truncate(size_t n) { end_ = data_.get() + n; }
   const char* data() const { return data_.get(); }
   std::string_view view() const { return {data_.get(), size()}; }
 
@@ -231,7 +233,9 @@ uint64_t HashKey(std::string_view k) {
 }
 
 /// Keys of `properties` that become Event fields instead of staying in the properties object.
-enum class Promoted { kNone, kTime, kDistinctId, kInsertId, kDeviceId, kUserId, kToken, kIp };
+/// kServerSet: a property the server sets (Mixpanel's mp_processing_time_ms, the time the event was stored):
+/// a client's value is validated and dropped, so no export line carries the key twice or a forged value.
+enum class Promoted { kNone, kTime, kDistinctId, kInsertId, kDeviceId, kUserId, kToken, kIp, kServerSet };
 
 Promoted Classify(std::string_view key) {
   switch (key.size()) {
@@ -248,6 +252,8 @@ Promoted Classify(std::string_view key) {
       return key == "$device_id" ? Promoted::kDeviceId : Promoted::kNone;
     case 11:
       return key == "distinct_id" ? Promoted::kDistinctId : Promoted::kNone;
+    case 21:
+      return key == "mp_processing_time_ms" ? Promoted::kServerSet : Promoted::kNone;
     default:
       return Promoted::kNone;
   }
@@ -570,6 +576,13 @@ Walk EventParser::WalkProperties(od::object props) {
       case Promoted::kToken:
         w = ReadId(value, token_);
         break;
+      case Promoted::kServerSet: {
+        const size_t mark = props_buf_.size();
+        top_key_ = key;
+        w = WalkValue(value, 0);
+        props_buf_.truncate(mark);
+        break;
+      }
       case Promoted::kIp:
         has_ip_ = true;
         [[fallthrough]];

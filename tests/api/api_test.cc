@@ -522,6 +522,24 @@ TEST_F(ApiTest, AProjectRunsAtMostFourExportsAtOnce) {
   EXPECT_EQ(std::count(again.body.begin(), again.body.end(), '\n'), 1);
 }
 
+// The export line's mp_processing_time_ms is the server's, once: a client's value of it is not kept.
+TEST_F(ApiTest, ExportLinesCarryTheServersProcessingTimeOnce) {
+  ASSERT_EQ(Import("[" + Event("P", "p-1", R"(,"mp_processing_time_ms":1,"k":2)") + "]").status, 200);
+  auto r = Send("GET", "/api/2.0/export?from_date=" + Today() + "&to_date=" + Today(), {},
+                {{"Authorization", SecretAuth()}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  size_t count = 0;
+  for (size_t pos = r.body.find("\"mp_processing_time_ms\""); pos != std::string::npos;
+       pos = r.body.find("\"mp_processing_time_ms\"", pos + 1)) {
+    ++count;
+  }
+  EXPECT_EQ(count, 1u) << r.body;
+  const auto line = json::parse(r.body).as_object();
+  EXPECT_GT(line.at("properties").at("mp_processing_time_ms").to_number<int64_t>(), 1'700'000'000'000)
+      << r.body;
+  EXPECT_EQ(line.at("properties").at("k").to_number<int64_t>(), 2);
+}
+
 TEST_F(ApiTest, ExportHonoursGzipLimitAndAuth) {
   std::string batch = "[";
   for (int i = 0; i < 50; ++i) batch += (i ? "," : "") + Event("E", "ex-" + std::to_string(i));

@@ -472,6 +472,16 @@ TEST(ParseEvents, ImportTokenRemovedFromProperties) {
   EXPECT_EQ(OnlyEvent(Record(R"("token":"tok1","k":"v")")).properties, R"({"k":"v"})");
 }
 
+// mp_processing_time_ms is the server's (the time the event was stored, as Mixpanel sets it): a client's
+// value is dropped, so an export line never carries the key twice or a forged value; a malformed one still
+// refuses the event like any malformed property.
+TEST(ParseEvents, ClientProcessingTimeIsDroppedFromProperties) {
+  EXPECT_EQ(OnlyEvent(Record(R"("mp_processing_time_ms":1,"k":"v")")).properties, R"({"k":"v"})");
+  EXPECT_EQ(OnlyEvent(Record(R"("k":"v","mp_processing_time_ms":{"a":[1,2]})")).properties, R"({"k":"v"})");
+  EXPECT_EQ(OnlyEvent(RecordWithProps(R"("mp_processing_time_ms":"x")"), Track()).properties, "{}");
+  EXPECT_EQ(OnlyEvent(Record(R"("mp_processing_time_msx":1)")).properties, R"({"mp_processing_time_msx":1})");
+}
+
 TEST(ParseEvents, ClientIpAddedWhenEventHasNone) {
   ParseOptions opts = Track();
   opts.client_ip = "203.0.113.7";
