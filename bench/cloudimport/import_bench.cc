@@ -106,13 +106,14 @@ class NullEventStore final : public store::Store {
   Result<std::optional<std::string>> GetProfile(uint32_t, std::string_view) override {
     return std::optional<std::string>();
   }
-  Status ScanProfiles(uint32_t, const std::function<bool(std::string_view, std::string_view)>&) override {
+  Status ScanProfiles(uint32_t, std::string_view,
+                      const std::function<bool(std::string_view, std::string_view)>&) override {
     return OkStatus();
   }
   Result<std::optional<std::string>> GetGroupProfile(uint32_t, std::string_view, std::string_view) override {
     return std::optional<std::string>();
   }
-  Status ScanGroupProfiles(uint32_t, std::string_view,
+  Status ScanGroupProfiles(uint32_t, std::string_view, std::string_view,
                            const std::function<bool(std::string_view, std::string_view)>&) override {
     return OkStatus();
   }

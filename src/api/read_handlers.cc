@@ -15,6 +15,7 @@
 
 #include "api/request_util.h"
 #include "api/service_impl.h"
+#include "common/crypto.h"
 #include "common/json_text.h"
 #include "common/thread_name.h"
 #include "expr/where.h"
@@ -162,6 +163,55 @@ class ExportStream {
   Status status_;
   std::thread thread_;
 };
+
+/// Where the next page of an /api/2.0/engage listing starts, handed out as its `session_id`: the page it
+/// follows, the listing's total (counted on the first page), the last id of that page and the profile set.
+/// It steers only which of the caller's own profiles are read (the project comes from the credentials).
+struct EngageCursor {
+  uint64_t page = 0;
+  uint64_t total = 0;
+  std::string after;
+  std::string group;
+};
+
+/// URL-safe base64 (no padding) of a small JSON object.
+std::string EncodeEngageCursor(const EngageCursor& c) {
+  std::string text = Base64Encode(boost::json::serialize(boost::json::object{
+      {"v", 1}, {"page", c.page}, {"total", c.total}, {"after", c.after}, {"group", c.group}}));
+  for (char& ch : text) ch = ch == '+' ? '-' : ch == '/' ? '_' : ch;
+  while (!text.empty() && text.back() == '=') text.pop_back();
+  return text;
+}
+
+std::optional<EngageCursor> DecodeEngageCursor(std::string_view text) {
+  if (text.size() > 4096) return std::nullopt;
+  std::string b64(text);
+  for (char& ch : b64) ch = ch == '-' ? '+' : ch == '_' ? '/' : ch;
+  while (b64.size() % 4 != 0) b64.push_back('=');
+  std::optional<std::string> json = Base64Decode(b64);
+  if (!json) return std::nullopt;
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(*json, ec);
+  if (ec || !v.is_object()) return std::nullopt;
+  const auto& o = v.as_object();
+  const auto* version = o.if_contains("v");
+  const auto* page = o.if_contains("page");
+  const auto* total = o.if_contains("total");
+  const auto* after = o.if_contains("after");
+  const auto* group = o.if_contains("group");
+  if (!version || !version->is_int64() || version->as_int64() != 1 || !page || !page->is_number() || !total ||
+      !total->is_number() || !after || !after->is_string() || !group || !group->is_string()) {
+    return std::nullopt;
+  }
+  boost::system::error_code page_ec, total_ec;
+  EngageCursor c;
+  c.page = page->to_number<uint64_t>(page_ec);
+  c.total = total->to_number<uint64_t>(total_ec);
+  if (page_ec || total_ec) return std::nullopt;
+  c.after = std::string(after->as_string());
+  c.group = std::string(group->as_string());
+  return c;
+}
 
 bool AcceptsGzip(const http::Request& req) {
   auto ae = req.headers.Get("Accept-Encoding");
@@ -335,47 +385,65 @@ http::Response ServiceImpl::HandleEngageQuery(http::Request& req) {
     results += props;
     results.push_back('}');
   };
-  if (auto group_key = params.Get("data_group_id"); group_key && !group_key->empty()) {
-    // Group profiles (/groups), as Mixpanel's Query API reads them: data_group_id names the group key here;
-    // $distinct_id of each result is the group id.
-    if (auto id = params.Get("distinct_id"); id && !id->empty()) {
-      auto profile = store_.GetGroupProfile(project->id, *group_key, *id);
-      if (!profile.ok()) return JsonError(503, "reading group profiles failed: " + profile.error().message);
-      if (*profile) {
-        add(*id, **profile);
-        total = 1;
-      }
-    } else {
-      const uint64_t skip = page * page_size;
-      Status s = store_.ScanGroupProfiles(project->id, *group_key,
-                                          [&](std::string_view group_id, std::string_view json) {
-                                            if (total >= skip && total < skip + page_size)
-                                              add(group_id, json);
-                                            ++total;
-                                            return true;
-                                          });
-      if (!s.ok()) return JsonError(503, "reading group profiles failed: " + s.error().message);
-    }
-  } else if (auto id = params.Get("distinct_id"); id && !id->empty()) {
-    auto profile = store_.GetProfile(project->id, *id);
+  // A listing (no distinct_id) pages through one profile set: the users' (group "") or one group key's.
+  const std::string group(params.Get("data_group_id").value_or(""));
+  const bool one_profile = params.Get("distinct_id").has_value() && !params.Get("distinct_id")->empty();
+  std::string session_id;
+  if (one_profile) {
+    const std::string_view id = *params.Get("distinct_id");
+    auto profile =
+        group.empty() ? store_.GetProfile(project->id, id) : store_.GetGroupProfile(project->id, group, id);
     if (!profile.ok()) return JsonError(503, "reading profiles failed: " + profile.error().message);
     if (*profile) {
-      add(*id, **profile);
+      add(id, **profile);
       total = 1;
     }
   } else {
-    const uint64_t skip = page * page_size;
-    Status s = store_.ScanProfiles(project->id, [&](std::string_view profile_id, std::string_view json) {
-      if (total >= skip && total < skip + page_size) add(profile_id, json);
-      ++total;
-      return true;
-    });
+    // The page after a full one resumes after its last id when the caller passes the session_id that page
+    // answered (Mixpanel's paging), instead of reading every profile before it again.
+    std::optional<EngageCursor> cursor;
+    if (auto sid = params.Get("session_id"); sid && !sid->empty()) {
+      cursor = DecodeEngageCursor(*sid);
+      if (!cursor) {
+        return JsonError(400,
+                         "session_id is not one this server answered: pass the session_id of the previous "
+                         "page's answer with page set to one more than its page, or no session_id");
+      }
+      if (cursor->page + 1 != page || cursor->group != group)
+        cursor.reset();  // another listing: from the start
+    }
+    std::string last_id;
+    const auto scan = [&](std::string_view after,
+                          const std::function<bool(std::string_view, std::string_view)>& fn) {
+      return group.empty() ? store_.ScanProfiles(project->id, after, fn)
+                           : store_.ScanGroupProfiles(project->id, group, after, fn);
+    };
+    Status s;
+    if (cursor) {
+      total = cursor->total;
+      s = scan(cursor->after, [&](std::string_view id, std::string_view json) {
+        add(id, json);
+        last_id = id;
+        return result_count < page_size;
+      });
+    } else {
+      const uint64_t skip = page * page_size;
+      s = scan({}, [&](std::string_view id, std::string_view json) {
+        if (total >= skip && total < skip + page_size) {
+          add(id, json);
+          last_id = id;
+        }
+        ++total;
+        return true;
+      });
+    }
     if (!s.ok()) return JsonError(503, "reading profiles failed: " + s.error().message);
+    if (result_count == page_size) session_id = EncodeEngageCursor({page, total, last_id, group});
   }
   return http::Response::Json(
       200,
-      fmt::format(R"({{"page":{},"page_size":{},"results":[{}],"session_id":"","status":"ok","total":{}}})",
-                  page, page_size, results, total));
+      fmt::format(R"({{"page":{},"page_size":{},"results":[{}],"session_id":"{}","status":"ok","total":{}}})",
+                  page, page_size, results, session_id, total));
 }
 
 }  // namespace sluice::api

@@ -135,9 +135,11 @@ void RegisterClientCommands(CLI::App& app, int& exit_code) {
       auto client = ApiClient::Connect(f->client);
       if (!client.ok()) return void(exit_code = Fail(client.error()));
       constexpr int kPageSize = 1000;
+      std::string session_id;  // each page resumes after the last id of the one before (docs/ingestion.md)
       for (int page = 0;; ++page) {
         std::string q = fmt::format("/api/2.0/engage?project_id={}&page={}&page_size={}", f->project, page, kPageSize);
         if (!f->distinct_id.empty()) q += "&distinct_id=" + Encode(f->distinct_id);
+        if (!session_id.empty()) q += "&session_id=" + Encode(session_id);
         auto body = client->Call("GET", q);
         if (!body.ok()) return void(exit_code = Fail(body.error()));
         // ParseProfileJson keeps every number's text, so profiles print exactly as the server answered.
@@ -149,6 +151,8 @@ void RegisterClientCommands(CLI::App& app, int& exit_code) {
         }
         const auto& results = v->as_object().at("results").as_array();
         for (const auto& r : results) std::cout << ingest::SerializeProfileJson(r) << "\n";
+        const auto* next = v->as_object().if_contains("session_id");
+        session_id = next && next->is_string() ? std::string(next->as_string()) : std::string();
         if (!f->distinct_id.empty() || results.size() < static_cast<size_t>(kPageSize)) break;
       }
     });

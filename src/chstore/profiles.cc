@@ -340,11 +340,12 @@ Result<std::optional<std::string>> ClickHouseProfileStore::Get(uint32_t project,
 }
 
 Status ClickHouseProfileStore::Scan(
-    uint32_t project, std::string_view group_key,
+    uint32_t project, std::string_view group_key, std::string_view from_after,
     const std::function<bool(std::string_view id, std::string_view json)>& fn) {
   // Page by profile id: one query names the next ids, a second folds their operations, so memory is bounded
   // by one page of profiles however many the project has.
   std::optional<std::string> after;
+  if (!from_after.empty()) after.emplace(from_after);
   for (;;) {
     std::string sql = fmt::format("SELECT profile_id FROM {} WHERE project_id = {} AND group_key = {}",
                                   OpsTable(), project, QuoteString(group_key));
@@ -383,8 +384,9 @@ Result<std::optional<std::string>> ClickHouseProfileStore::GetProfile(uint32_t p
 }
 
 Status ClickHouseProfileStore::ScanProfiles(
-    uint32_t project, const std::function<bool(std::string_view distinct_id, std::string_view json)>& fn) {
-  return Scan(project, {}, fn);
+    uint32_t project, std::string_view after,
+    const std::function<bool(std::string_view distinct_id, std::string_view json)>& fn) {
+  return Scan(project, {}, after, fn);
 }
 
 Result<std::optional<std::string>> ClickHouseProfileStore::GetGroupProfile(uint32_t project,
@@ -394,9 +396,9 @@ Result<std::optional<std::string>> ClickHouseProfileStore::GetGroupProfile(uint3
 }
 
 Status ClickHouseProfileStore::ScanGroupProfiles(
-    uint32_t project, std::string_view group_key,
+    uint32_t project, std::string_view group_key, std::string_view after,
     const std::function<bool(std::string_view group_id, std::string_view json)>& fn) {
-  return Scan(project, group_key, fn);
+  return Scan(project, group_key, after, fn);
 }
 
 }  // namespace sluice::chstore

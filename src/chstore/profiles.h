@@ -88,12 +88,12 @@ class ClickHouseProfileStore final : public store::ProfileStore {
                          std::vector<store::ProfileOpRefusal>* refused) override;
   Result<std::optional<std::string>> GetProfile(uint32_t project, std::string_view distinct_id) override;
   Status ScanProfiles(
-      uint32_t project,
+      uint32_t project, std::string_view after,
       const std::function<bool(std::string_view distinct_id, std::string_view json)>& fn) override;
   Result<std::optional<std::string>> GetGroupProfile(uint32_t project, std::string_view group_key,
                                                      std::string_view group_id) override;
   Status ScanGroupProfiles(
-      uint32_t project, std::string_view group_key,
+      uint32_t project, std::string_view group_key, std::string_view after,
       const std::function<bool(std::string_view group_id, std::string_view json)>& fn) override;
 
   /// The table operations are inserted into and read from (DB.profile_ops).
@@ -115,7 +115,8 @@ class ClickHouseProfileStore final : public store::ProfileStore {
       const std::string& where, const store::ProfileFolder& folder,
       const std::function<bool(std::string_view id, const std::optional<std::string>& profile)>& fn);
   Result<std::optional<std::string>> Get(uint32_t project, std::string_view group_key, std::string_view id);
-  Status Scan(uint32_t project, std::string_view group_key,
+  /// The profiles of one set whose id is greater than `after` (empty: all), ascending by id.
+  Status Scan(uint32_t project, std::string_view group_key, std::string_view after,
               const std::function<bool(std::string_view id, std::string_view json)>& fn);
 
   ProfileStoreOptions options_;

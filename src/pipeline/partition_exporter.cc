@@ -86,10 +86,11 @@ Result<std::vector<FileEntry>> WriteDataFiles(store::Store& store, objstore::Obj
                                });
       break;
     case DataSource::kPeople:
-      scan = store.ScanProfiles(job.project, [&](std::string_view distinct_id, std::string_view profile) {
-        AppendPeopleRecord(distinct_id, profile, batcher.buffer());
-        return batcher.Added();
-      });
+      scan = store.ScanProfiles(job.project, /*after=*/{},
+                                [&](std::string_view distinct_id, std::string_view profile) {
+                                  AppendPeopleRecord(distinct_id, profile, batcher.buffer());
+                                  return batcher.Added();
+                                });
       break;
     case DataSource::kIdentity:
       // The anonymous distinct_id is the one events carrying only that device id get (Simplified ID Merge:

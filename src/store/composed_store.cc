@@ -57,20 +57,20 @@ class ComposedStore final : public Store {
     SLUICE_TRY(Open());
     return p_.profiles->GetProfile(project, distinct_id);
   }
-  Status ScanProfiles(uint32_t project,
+  Status ScanProfiles(uint32_t project, std::string_view after,
                       const std::function<bool(std::string_view, std::string_view)>& fn) override {
     SLUICE_TRY(Open());
-    return p_.profiles->ScanProfiles(project, fn);
+    return p_.profiles->ScanProfiles(project, after, fn);
   }
   Result<std::optional<std::string>> GetGroupProfile(uint32_t project, std::string_view group_key,
                                                      std::string_view group_id) override {
     SLUICE_TRY(Open());
     return p_.profiles->GetGroupProfile(project, group_key, group_id);
   }
-  Status ScanGroupProfiles(uint32_t project, std::string_view group_key,
+  Status ScanGroupProfiles(uint32_t project, std::string_view group_key, std::string_view after,
                            const std::function<bool(std::string_view, std::string_view)>& fn) override {
     SLUICE_TRY(Open());
-    return p_.profiles->ScanGroupProfiles(project, group_key, fn);
+    return p_.profiles->ScanGroupProfiles(project, group_key, after, fn);
   }
 
   // Projects and metadata.

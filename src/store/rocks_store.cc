@@ -707,9 +707,10 @@ class RocksStore final : public Store {
     return GetString(kProfiles, internal::ProjectKey(project, distinct_id), "reading a profile");
   }
 
-  Status ScanProfiles(uint32_t project,
-                      const std::function<bool(std::string_view distinct_id, std::string_view json)>& fn) override {
-    return ScanProjectRange(kProfiles, project, "scanning profiles", fn);
+  Status ScanProfiles(
+      uint32_t project, std::string_view after,
+      const std::function<bool(std::string_view distinct_id, std::string_view json)>& fn) override {
+    return ScanProjectRange(kProfiles, project, "scanning profiles", fn, after);
   }
 
   // ---- Group profiles -------------------------------------------------------------------------------------
@@ -726,13 +727,13 @@ class RocksStore final : public Store {
   }
 
   Status ScanGroupProfiles(
-      uint32_t project, std::string_view group_key,
+      uint32_t project, std::string_view group_key, std::string_view after,
       const std::function<bool(std::string_view group_id, std::string_view json)>& fn) override {
     std::shared_lock life(life_mu_);
     if (closed_) return ClosedError(dir_);
     const std::string start =
         internal::MetaKey(internal::kGroupProfileNamespace, internal::GroupProfilePrefix(project, group_key));
-    return ScanRange(kMeta, start, start.size(), "scanning group profiles", fn);
+    return ScanRange(kMeta, start, start.size(), "scanning group profiles", fn, after);
   }
 
   // ---- Identity -------------------------------------------------------------------------------------------
@@ -1213,14 +1214,19 @@ class RocksStore final : public Store {
   }
 
   /// Calls fn(key without its first `strip` bytes, value) for keys in [start, PrefixSuccessor(start)).
+  /// The keys that start with `start`, each handed over without its first `strip` bytes; with `after`, only
+  /// those greater than start + after (the scan seeks straight to the first of them).
   Status ScanRange(Cf which, const std::string& start, size_t strip, std::string_view what,
-                   const std::function<bool(std::string_view, std::string_view)>& fn) {
+                   const std::function<bool(std::string_view, std::string_view)>& fn,
+                   std::string_view after = {}) {
     const std::string upper = internal::PrefixSuccessor(start);
     const rocksdb::Slice upper_slice(upper);
     rocksdb::ReadOptions ro;
     ro.iterate_upper_bound = upper.empty() ? nullptr : &upper_slice;
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(which)));
-    for (it->Seek(start); it->Valid(); it->Next()) {
+    std::string seek = start;
+    if (!after.empty()) seek.append(after).push_back('\0');  // the smallest key greater than start + after
+    for (it->Seek(seek); it->Valid(); it->Next()) {
       if (!fn(it->key().ToStringView().substr(strip), it->value().ToStringView())) return OkStatus();
     }
     if (!it->status().ok()) return FromRocks(it->status(), dir_, what);
@@ -1228,10 +1234,11 @@ class RocksStore final : public Store {
   }
 
   Status ScanProjectRange(Cf which, uint32_t project, std::string_view what,
-                          const std::function<bool(std::string_view, std::string_view)>& fn) {
+                          const std::function<bool(std::string_view, std::string_view)>& fn,
+                          std::string_view after = {}) {
     std::shared_lock life(life_mu_);
     if (closed_) return ClosedError(dir_);
-    return ScanRange(which, BigEndian32(project), 4, what, fn);
+    return ScanRange(which, BigEndian32(project), 4, what, fn, after);
   }
 
   Result<std::vector<PartitionInfo>> ReadPartitions(const std::string& start, const std::string& upper,

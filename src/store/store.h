@@ -218,18 +218,21 @@ class ProfileStore {
                                  std::span<const ProfileOps> changes, const ProfileFolder& folder,
                                  std::vector<ProfileOpRefusal>* refused) = 0;
   virtual Result<std::optional<std::string>> GetProfile(uint32_t project, std::string_view distinct_id) = 0;
-  /// Every profile of the project, ascending by distinct_id; `fn` returns false to stop.
+  /// Every profile of the project whose distinct_id is greater than `after` (bytewise; empty: from the
+  /// first), ascending by distinct_id; `fn` returns false to stop. A page of a long listing resumes after the
+  /// last id of the one before without reading it again.
   virtual Status ScanProfiles(
-      uint32_t project,
+      uint32_t project, std::string_view after,
       const std::function<bool(std::string_view distinct_id, std::string_view json)>& fn) = 0;
 
   // ---- Group profiles (/groups) ---------------------------------------------------------------------------
   /// Group profiles are written by ApplyProfileOps with a non-empty group_key.
   virtual Result<std::optional<std::string>> GetGroupProfile(uint32_t project, std::string_view group_key,
                                                              std::string_view group_id) = 0;
-  /// Every group profile of (project, group_key), ascending by group_id; `fn` returns false to stop.
+  /// Every group profile of (project, group_key) whose group_id is greater than `after` (as ScanProfiles),
+  /// ascending by group_id; `fn` returns false to stop.
   virtual Status ScanGroupProfiles(
-      uint32_t project, std::string_view group_key,
+      uint32_t project, std::string_view group_key, std::string_view after,
       const std::function<bool(std::string_view group_id, std::string_view json)>& fn) = 0;
 };
 

@@ -94,11 +94,11 @@ TEST_F(ProfilesApiTest, ProfileNumbersReadBackAndExportByteExact) {
   // The people export writes the stored profile through the record encoder.
   std::string lines;
   ASSERT_TRUE(api_.store()
-                  .ScanProfiles(project_id_,
-                                 [&](std::string_view id, std::string_view profile) {
-                                   pipeline::AppendPeopleRecord(id, profile, lines);
-                                   return true;
-                                 })
+                  .ScanProfiles(project_id_, /*after=*/{},
+                                [&](std::string_view id, std::string_view profile) {
+                                  pipeline::AppendPeopleRecord(id, profile, lines);
+                                  return true;
+                                })
                   .ok());
   EXPECT_EQ(lines, R"({"distinct_id":"p1","properties":)" + expected + "}\n");
 }
@@ -117,11 +117,11 @@ TEST_F(ProfilesApiTest, OutOfRangeNumbersAreRefusedAndTheProfileIsKept) {
   EXPECT_NE(q.body.find(R"("$properties":{"name":"Ada","big":1e308})"), std::string::npos) << q.body;
   std::string lines;
   ASSERT_TRUE(api_.store()
-                  .ScanProfiles(project_id_,
-                                 [&](std::string_view id, std::string_view profile) {
-                                   pipeline::AppendPeopleRecord(id, profile, lines);
-                                   return true;
-                                 })
+                  .ScanProfiles(project_id_, /*after=*/{},
+                                [&](std::string_view id, std::string_view profile) {
+                                  pipeline::AppendPeopleRecord(id, profile, lines);
+                                  return true;
+                                })
                   .ok());
   EXPECT_EQ(lines, "{\"distinct_id\":\"p1\",\"properties\":{\"name\":\"Ada\",\"big\":1e308}}\n");
   EXPECT_EQ(lines.find("Infinity"), std::string::npos);
@@ -266,11 +266,11 @@ TEST_F(ProfilesApiTest, GroupProfilesAreKeptPerGroupKeyInTheStore) {
   ASSERT_TRUE(put("team", "b", 3));
   std::vector<std::string> seen;
   ASSERT_TRUE(api_.store()
-                  .ScanGroupProfiles(project_id_, "team",
-                                      [&](std::string_view id, std::string_view json) {
-                                        seen.push_back(std::string(id) + "=" + std::string(json));
-                                        return true;
-                                      })
+                  .ScanGroupProfiles(project_id_, "team", /*after=*/{},
+                                     [&](std::string_view id, std::string_view json) {
+                                       seen.push_back(std::string(id) + "=" + std::string(json));
+                                       return true;
+                                     })
                   .ok());
   EXPECT_EQ(seen, (std::vector<std::string>{R"(a={"n":1})", R"(b={"n":3})"}));
   auto one = api_.store().GetGroupProfile(project_id_, "teams", "a");
@@ -280,10 +280,95 @@ TEST_F(ProfilesApiTest, GroupProfilesAreKeptPerGroupKeyInTheStore) {
   ASSERT_TRUE(none.ok());
   EXPECT_FALSE(none->has_value());
   size_t users = 0;
-  ASSERT_TRUE(
-      api_.store().ScanProfiles(project_id_, [&](std::string_view, std::string_view) { return ++users, true; })
-          .ok());
+  ASSERT_TRUE(api_.store()
+                  .ScanProfiles(project_id_, /*after=*/{},
+                                [&](std::string_view, std::string_view) { return ++users, true; })
+                  .ok());
   EXPECT_EQ(users, 0u);
+}
+
+// Paging a listing as Mixpanel's clients do: each full page answers a session_id, and the next page with it
+// resumes after that page's last id (total as counted on the first page). Together the pages hold every
+// profile once, in id order; a page asked with a session_id of another page or listing is still right (read
+// from the start); a session_id the server did not answer is a 400.
+TEST_F(ProfilesApiTest, ListingsPageWithTheSessionIdOfTheAnswerBefore) {
+  for (int i = 0; i < 25; ++i) {
+    ASSERT_EQ(
+        Update("/engage", UserUpdate(fmt::format("user-{:02}", i), fmt::format(R"("$set":{{"n":{}}})", i)))
+            .body,
+        R"({"status":1,"error":null})");
+  }
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(Update("/groups", GroupUpdate("team", fmt::format("t{}", i), R"("$set":{"x":1})")).body,
+              R"({"status":1,"error":null})");
+  }
+  auto page = [&](const std::string& query) {
+    auto r = Send("GET", "/api/2.0/engage?page_size=10&" + query, {}, {{"Authorization", SecretAuth()}});
+    EXPECT_EQ(r.status, 200) << r.body;
+    return r.status == 200 ? json::parse(r.body).as_object() : json::object{};
+  };
+  std::vector<std::string> ids;
+  std::string session;
+  for (int p = 0; p < 3; ++p) {
+    SCOPED_TRACE(p);
+    json::object answer = page(fmt::format("page={}", p) + (session.empty() ? "" : "&session_id=" + session));
+    EXPECT_EQ(answer.at("total").to_number<int64_t>(), 25);
+    const auto& results = answer.at("results").as_array();
+    EXPECT_EQ(results.size(), p < 2 ? 10u : 5u);
+    for (const auto& r : results) ids.emplace_back(r.at("$distinct_id").as_string());
+    session = std::string(answer.at("session_id").as_string());
+    EXPECT_EQ(session.empty(), p == 2) << session;  // a page that is not full ends the listing
+    if (p == 0) {
+      // The same page 1 without the session_id (every profile read again) is the same page.
+      json::object again = page("page=1");
+      json::object resumed = page("page=1&session_id=" + session);
+      EXPECT_EQ(again.at("results"), resumed.at("results"));
+      // A session_id of page 0 given for page 2: read from the start, still page 2.
+      EXPECT_EQ(page("page=2&session_id=" + session).at("results").as_array().size(), 5u);
+      // ... and for another listing (the group's): its own profiles, from the start.
+      EXPECT_EQ(page("data_group_id=team&page=1&session_id=" + session).at("results").as_array().size(), 0u);
+      EXPECT_EQ(page("data_group_id=team&page=0&session_id=" + session).at("results").as_array().size(), 3u);
+    }
+  }
+  std::vector<std::string> expected;
+  for (int i = 0; i < 25; ++i) expected.push_back(fmt::format("user-{:02}", i));
+  EXPECT_EQ(ids, expected);
+
+  for (const std::string& bad :
+       std::vector<std::string>{"not-a-session", "eyJ2IjoyfQ", std::string(5000, 'A')}) {
+    auto r = Send("GET", "/api/2.0/engage?page=1&session_id=" + bad, {}, {{"Authorization", SecretAuth()}});
+    EXPECT_EQ(r.status, 400) << r.body;
+    EXPECT_NE(r.body.find("session_id"), std::string::npos) << r.body;
+  }
+}
+
+// The next page resumes after the last id of the page its session_id came from (it does not count its way
+// there again): with a profile of the first page deleted in between, it still starts right after that page.
+TEST_F(ProfilesApiTest, ThePageAfterResumesAfterTheLastIdItWasGiven) {
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_EQ(Update("/engage", UserUpdate(fmt::format("u{}", i), R"("$set":{"n":1})")).body,
+              R"({"status":1,"error":null})");
+  }
+  auto ids = [&](const std::string& query) {
+    auto r = Send("GET", "/api/2.0/engage?page_size=3&" + query, {}, {{"Authorization", SecretAuth()}});
+    EXPECT_EQ(r.status, 200) << r.body;
+    std::vector<std::string> out;
+    json::object o = json::parse(r.body).as_object();
+    for (const auto& p : o.at("results").as_array()) out.emplace_back(p.at("$distinct_id").as_string());
+    out.emplace_back(o.at("session_id").as_string());
+    return out;
+  };
+  std::vector<std::string> first = ids("page=0");
+  ASSERT_EQ(first.size(), 4u);
+  EXPECT_EQ((std::vector<std::string>(first.begin(), first.begin() + 3)),
+            (std::vector<std::string>{"u0", "u1", "u2"}));
+  ASSERT_EQ(Update("/engage", UserUpdate("u0", R"("$delete":"")")).body, R"({"status":1,"error":null})");
+  std::vector<std::string> resumed = ids("page=1&session_id=" + first.back());
+  EXPECT_EQ((std::vector<std::string>(resumed.begin(), resumed.end() - 1)),
+            (std::vector<std::string>{"u3", "u4", "u5"}));
+  std::vector<std::string> counted = ids("page=1");  // without it: the second 3 of what is there now
+  EXPECT_EQ((std::vector<std::string>(counted.begin(), counted.end() - 1)),
+            (std::vector<std::string>{"u4", "u5"}));
 }
 
 TEST(PeopleExportEncoder, NonFiniteTokensOfOlderReleasesBecomeNull) {

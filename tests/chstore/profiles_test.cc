@@ -144,9 +144,9 @@ class ProfileSuite : public ::testing::TestWithParam<Backend> {
     EXPECT_TRUE(p.ok()) << p.error().ToString();
     return p.ok() && *p ? **p : "<none>";
   }
-  std::vector<std::string> Scan(uint32_t project, size_t stop_after = SIZE_MAX) {
+  std::vector<std::string> Scan(uint32_t project, size_t stop_after = SIZE_MAX, std::string_view after = {}) {
     std::vector<std::string> out;
-    Status s = store_->ScanProfiles(project, [&](std::string_view id, std::string_view json) {
+    Status s = store_->ScanProfiles(project, after, [&](std::string_view id, std::string_view json) {
       out.push_back(std::string(id) + "=" + std::string(json));
       return out.size() < stop_after;
     });
@@ -234,6 +234,11 @@ TEST_P(ProfileSuite, ScanIsAscendingSkipsDeletedStopsEarlyAndKeepsProjectsApart)
   EXPECT_EQ(Scan(7, 5), std::vector<std::string>(expected.begin(), expected.begin() + 5));
   EXPECT_EQ(Scan(8), std::vector<std::string>{R"(user-9={"i":9})"});
   EXPECT_TRUE(Scan(9).empty());
+  // After an id (a listing's next page): only greater ids, the deleted one skipped, other projects apart.
+  EXPECT_EQ(Scan(7, SIZE_MAX, "user-2"), std::vector<std::string>(expected.begin() + 3, expected.end()));
+  EXPECT_EQ(Scan(7, SIZE_MAX, "user-3x"), std::vector<std::string>(expected.begin() + 4, expected.end()));
+  EXPECT_EQ(Scan(7, 2, "user-5"), std::vector<std::string>(expected.begin() + 5, expected.begin() + 7));
+  EXPECT_TRUE(Scan(7, SIZE_MAX, "user-9").empty());
 }
 
 TEST_P(ProfileSuite, GroupProfilesAreKeptPerGroupKeyAndHostileIdsStayData) {
@@ -258,7 +263,7 @@ TEST_P(ProfileSuite, GroupProfilesAreKeptPerGroupKeyAndHostileIdsStayData) {
   }
   std::vector<std::string> ids;
   ASSERT_TRUE(store_
-                  ->ScanGroupProfiles(1, "company",
+                  ->ScanGroupProfiles(1, "company", /*after=*/{},
                                       [&](std::string_view id, std::string_view) {
                                         ids.emplace_back(id);
                                         return true;

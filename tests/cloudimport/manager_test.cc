@@ -710,9 +710,9 @@ class FlakyProjectStore : public store::Store {
   Result<std::optional<std::string>> GetProfile(uint32_t project, std::string_view id) override {
     return inner_.GetProfile(project, id);
   }
-  Status ScanProfiles(uint32_t project,
+  Status ScanProfiles(uint32_t project, std::string_view after,
                       const std::function<bool(std::string_view, std::string_view)>& fn) override {
-    return inner_.ScanProfiles(project, fn);
+    return inner_.ScanProfiles(project, after, fn);
   }
   Result<std::optional<std::string>> ResolveDevice(uint32_t project, std::string_view device_id) override {
     return inner_.ResolveDevice(project, device_id);
@@ -725,9 +725,9 @@ class FlakyProjectStore : public store::Store {
                                                      std::string_view group_id) override {
     return inner_.GetGroupProfile(project, group_key, group_id);
   }
-  Status ScanGroupProfiles(uint32_t project, std::string_view group_key,
+  Status ScanGroupProfiles(uint32_t project, std::string_view group_key, std::string_view after,
                            const std::function<bool(std::string_view, std::string_view)>& fn) override {
-    return inner_.ScanGroupProfiles(project, group_key, fn);
+    return inner_.ScanGroupProfiles(project, group_key, after, fn);
   }
   Status PutMeta(std::string_view ns, std::string_view key, std::string_view value) override {
     return inner_.PutMeta(ns, key, value);

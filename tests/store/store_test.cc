@@ -682,7 +682,7 @@ TEST_F(StoreTest, ProfileOpsRefusalsDeletesAndDuplicateIdsInOneCall) {
   Reopen();
   std::vector<std::string> scanned;
   ASSERT_TRUE(store_
-                  ->ScanProfiles(1,
+                  ->ScanProfiles(1, /*after=*/{},
                                  [&](std::string_view id, std::string_view json) {
                                    scanned.push_back(std::string(id) + "=" + std::string(json));
                                    return true;
@@ -691,13 +691,32 @@ TEST_F(StoreTest, ProfileOpsRefusalsDeletesAndDuplicateIdsInOneCall) {
   EXPECT_EQ(scanned, std::vector<std::string>{"a={\"n\":2}"});
   scanned.clear();
   ASSERT_TRUE(store_
-                  ->ScanProfiles(2,
+                  ->ScanProfiles(2, /*after=*/{},
                                  [&](std::string_view id, std::string_view) {
                                    scanned.emplace_back(id);
                                    return true;
                                  })
                   .ok());
   EXPECT_EQ(scanned, (std::vector<std::string>{"aa", "c"}));  // ascending by distinct_id
+
+  // From after an id (a page of a listing resumes there): only greater ids, whether or not `after` exists.
+  ASSERT_TRUE(store_->ApplyProfileOps(2, {}, Changes({"b", "ab", "d"}), CounterFolder(), nullptr).ok());
+  auto after = [&](std::string_view from) {
+    std::vector<std::string> found;
+    EXPECT_TRUE(store_
+                    ->ScanProfiles(2, from,
+                                   [&](std::string_view id, std::string_view) {
+                                     found.emplace_back(id);
+                                     return true;
+                                   })
+                    .ok());
+    return found;
+  };
+  EXPECT_EQ(after("aa"), (std::vector<std::string>{"ab", "b", "c", "d"}));
+  EXPECT_EQ(after("aaa"), (std::vector<std::string>{"ab", "b", "c", "d"}));
+  EXPECT_EQ(after("c"), (std::vector<std::string>{"d"}));
+  EXPECT_TRUE(after("d").empty());
+  EXPECT_TRUE(after("zz").empty());  // and never another project's profiles
 }
 
 TEST_F(StoreTest, MetaCrudAndPrefixScan) {
