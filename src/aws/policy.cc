@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
+#include <vector>
 
 namespace sluice::aws {
 namespace {
@@ -97,6 +99,28 @@ std::string_view PartitionOfRegion(std::string_view region) {
   if (region.starts_with("cn-")) return "aws-cn";
   if (region.starts_with("us-gov-")) return "aws-us-gov";
   return "aws";
+}
+
+bool IsAwsRegionName(std::string_view region) {
+  if (region.size() > 32) return false;
+  std::vector<std::string_view> parts;
+  for (size_t start = 0;;) {
+    const size_t dash = region.find('-', start);
+    parts.push_back(
+        region.substr(start, dash == std::string_view::npos ? std::string_view::npos : dash - start));
+    if (dash == std::string_view::npos) break;
+    start = dash + 1;
+  }
+  if (parts.size() < 3 || parts.front().size() != 2) return false;
+  auto letters = [](std::string_view w) {
+    return !w.empty() && std::all_of(w.begin(), w.end(), [](char c) { return c >= 'a' && c <= 'z'; });
+  };
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    if (!letters(parts[i])) return false;
+  }
+  const std::string_view number = parts.back();
+  return !number.empty() && number.size() <= 2 &&
+         std::all_of(number.begin(), number.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
 std::string PrincipalFromCallerArn(std::string_view caller_arn) {

@@ -48,6 +48,11 @@ struct PolicyDocuments {
 /// The ARN partition of a region: "aws-cn" for cn-*, "aws-us-gov" for us-gov-*, "aws" otherwise.
 std::string_view PartitionOfRegion(std::string_view region);
 
+/// Whether `region` has the shape of an AWS region name: two letters, one or more lower-case words, a number
+/// ("us-east-1", "ap-southeast-5", "us-gov-west-1", "eu-isoe-west-1"). Not "s3" or "s3-external-1": those
+/// would make "sts.<region>.amazonaws.com" another service's host.
+bool IsAwsRegionName(std::string_view region);
+
 /// Validates the inputs (bucket name rules, ARN shapes, ExternalId charset) and renders the documents.
 /// Errors: kInvalidArgument naming the bad input.
 Result<PolicyDocuments> GeneratePolicies(const PolicyInputs& inputs);

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "aws/policy.h"
 #include "aws/xml.h"
 #include "common/crypto.h"
 
@@ -77,8 +78,13 @@ std::string ResolveStsEndpoint(std::string_view region, std::string_view explici
   } else if (auto any = env("AWS_ENDPOINT_URL")) {
     endpoint = *any;
   } else {
+    // Only a region's own STS host: a name that is not a region's ("s3") would make this another service's
+    // host, and Sluice's signed request would go there. Callers validate regions at the edge; this is the
+    // last line (the global endpoint, which rejects a request signed for another region).
     std::string_view r = region.empty() ? std::string_view("us-east-1") : region;
-    endpoint = fmt::format("https://sts.{}.amazonaws.com{}", r, r.starts_with("cn-") ? ".cn" : "");
+    endpoint = IsAwsRegionName(r)
+                   ? fmt::format("https://sts.{}.amazonaws.com{}", r, r.starts_with("cn-") ? ".cn" : "")
+                   : std::string("https://sts.amazonaws.com");
   }
   while (endpoint.ends_with("/")) endpoint.pop_back();
   return endpoint;

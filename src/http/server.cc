@@ -4,6 +4,7 @@
 #include "http/server.h"
 
 #include <openssl/ssl.h>
+#include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -176,13 +177,12 @@ void FillHeaders(Message& res, int status, unsigned version, const Headers& head
   res.keep_alive(keep_alive);
 }
 
-/// True when the peer has closed or reset the connection: a non-blocking peek reads end-of-stream or an error
-/// other than "nothing yet". Bytes the client sent ahead (a pipelined request) are left where they are.
+/// True when the peer has closed its side or reset the connection (its FIN or RST has arrived), whatever it
+/// sent before (a pipelined byte, a TLS close_notify): poll's POLLRDHUP, without waiting or reading.
 bool PeerClosed(tcp::socket& socket) {
-  char byte;
-  const ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-  if (n == 0) return true;
-  return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+  pollfd p{socket.native_handle(), POLLRDHUP, 0};
+  if (::poll(&p, 1, 0) <= 0) return false;
+  return (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
 Result<bool> CallProducer(const BodyProducer& producer, std::string& chunk) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "aws/endpoint_policy.h"
+#include "aws/policy.h"
 #include "azure/credentials.h"
 #include "objstore/azure/blob_request.h"
 #include "objstore/gcs/gcs_request.h"
@@ -290,6 +291,13 @@ Status Validate(const Location& location, Role role, std::string_view field_pref
               SLUICE_TRY(check(ValidateCredentialName(l.credential, field("s3_credential")), "s3_credential"));
             } else {
               SLUICE_TRY(check(ValidateRoleArn(l.role_arn, field("s3_role")), "s3_role"));
+              // The role is assumed at the STS endpoint of this region (sts.<region>.amazonaws.com).
+              if (l.endpoint.empty() && !aws::IsAwsRegionName(l.region)) {
+                failed = field("s3_region");
+                return InvalidArgument(
+                    fmt::format("{} '{}' is not an AWS region such as us-east-1 or eu-west-1",
+                                field("s3_region"), l.region));
+              }
             }
             SLUICE_TRY(check(prefix_rule(l.prefix, "s3_prefix"), "s3_prefix"));
             if (!l.endpoint.empty()) {

@@ -227,6 +227,10 @@ TEST(StsTest, EndpointResolution) {
   auto none = FakeEnv({});
   EXPECT_EQ(ResolveStsEndpoint("eu-west-1", "", none), "https://sts.eu-west-1.amazonaws.com");
   EXPECT_EQ(ResolveStsEndpoint("cn-north-1", "", none), "https://sts.cn-north-1.amazonaws.com.cn");
+  // Never another service's host from a name that is not a region's: the global STS endpoint instead.
+  EXPECT_EQ(ResolveStsEndpoint("s3", "", none), "https://sts.amazonaws.com");
+  EXPECT_EQ(ResolveStsEndpoint("s3-external-1", "", none), "https://sts.amazonaws.com");
+  EXPECT_EQ(ResolveStsEndpoint("garage", "", none), "https://sts.amazonaws.com");
   EXPECT_EQ(ResolveStsEndpoint("eu-west-1", "", FakeEnv({{"AWS_ENDPOINT_URL", "http://any:1/"}})), "http://any:1");
   EXPECT_EQ(ResolveStsEndpoint("eu-west-1", "",
                                FakeEnv({{"AWS_ENDPOINT_URL", "http://any:1"}, {"AWS_ENDPOINT_URL_STS", "http://sts:2"}})),

@@ -45,6 +45,24 @@ TEST(LocationTest, S3RulesAreTheStrictOnesForDestinationsAndSources) {
     EXPECT_EQ(field, "s3_endpoint");
     l.endpoint = "https://minio.internal:9000";
     EXPECT_TRUE(Validate(l, role).ok());
+    // With a role at AWS, the region names the STS host (sts.<region>.amazonaws.com): only a region's name,
+    // never "s3", which would send Sluice's signed AssumeRole to S3's host for a bucket named "sts".
+    l.endpoint.clear();
+    for (const char* bad :
+         {"s3", "s3-external-1", "s3-us-west-2", "sts", "us-east", "east-1", "us-east-1x"}) {
+      l.region = bad;
+      EXPECT_FALSE(Validate(l, role, "", &field).ok()) << bad;
+      EXPECT_EQ(field, "s3_region") << bad;
+    }
+    for (const char* good :
+         {"us-east-1", "ap-southeast-5", "us-gov-west-1", "cn-north-1", "eu-isoe-west-1"}) {
+      l.region = good;
+      EXPECT_TRUE(Validate(l, role).ok()) << good;
+    }
+    // An S3-compatible store names its own region (MinIO, Garage): no AWS STS host is built from it.
+    l.endpoint = "https://minio.internal:9000";
+    l.region = "garage";
+    EXPECT_TRUE(Validate(l, role).ok());
   }
 }
 
