@@ -115,10 +115,10 @@ Status EndpointPolicy::Check(std::string_view endpoint, std::string_view what) c
   SLUICE_ASSIGN_OR_RETURN(std::string n, NormalizeEndpoint(endpoint, what));
   if (allowed_.contains(n)) return OkStatus();
   return InvalidArgument(fmt::format(
-      "{} '{}' is not an endpoint this Sluice server may use: leave it empty for AWS S3, or ask the "
-      "operator to allow it (`sluice serve --allow-endpoint {}` or AWS_ENDPOINT_URL_S3). No request "
-      "was sent to it",
-      what, Shown(endpoint), n));
+      "{} '{}' is not an endpoint this Sluice server may use: leave it empty for {}, or ask the operator to "
+      "allow it (`sluice serve {} {}`{}). No request was sent to it",
+      what, Shown(endpoint), advice_.default_service, advice_.flag, n,
+      advice_.env.empty() ? std::string() : " or " + advice_.env));
 }
 
 }  // namespace sluice::aws

@@ -40,8 +40,18 @@ class EndpointPolicy {
 
   const std::set<std::string>& allowed() const { return allowed_; }
 
+  /// How a refusal tells the caller to proceed, for a provider other than S3: what an empty endpoint means,
+  /// and the serve flag (and environment variable, if any) that allows one.
+  struct Advice {
+    std::string default_service = "AWS S3";
+    std::string flag = "--allow-endpoint";
+    std::string env = "AWS_ENDPOINT_URL_S3";
+  };
+  void set_advice(Advice advice) { advice_ = std::move(advice); }
+
  private:
   std::set<std::string> allowed_;
+  Advice advice_;
 };
 
 }  // namespace sluice::aws

@@ -183,6 +183,22 @@ Result<std::optional<store::Project>> ConnectorManager::ProjectOf(uint32_t id) {
 Result<ConnectorRecord> ConnectorManager::CreateConnector(ConnectorSpec spec, ValidationIssue* issue) {
   SLUICE_ASSIGN_OR_RETURN(std::optional<store::Project> project, ProjectOf(spec.project_id));
   if (!project) return NotFound(fmt::format("project {} does not exist", spec.project_id));
+  // Refused before the source is checked (no request goes out for a connector that cannot be kept), and
+  // again below under the lock that adds it.
+  const auto too_many = [&]() -> Status {
+    size_t count = 0;
+    for (const auto& [id, r] : connectors_) count += r.spec.project_id == spec.project_id;
+    if (count < options_.max_connectors_per_project) return OkStatus();
+    return Error(
+        ErrorCode::kConflict,
+        fmt::format("project {} already has {} connectors, the most one project may have: delete one it "
+                    "no longer needs (DELETE …/connectors/{{connector_id}}) before creating another",
+                    spec.project_id, options_.max_connectors_per_project));
+  };
+  {
+    std::lock_guard lock(mu_);
+    SLUICE_TRY(too_many());
+  }
   spec.id = RandomHex(64);
   auto source = options_.source_factory(spec, *project);
   if (!source.ok()) {
@@ -195,6 +211,7 @@ Result<ConnectorRecord> ConnectorManager::CreateConnector(ConnectorSpec spec, Va
   record.next_run_ms = 0;  // the first run starts now
   {
     std::lock_guard lock(mu_);
+    SLUICE_TRY(too_many());
     // created_at orders the project's list, so two connectors created within one millisecond must not tie:
     // the stamp is the clock or one past the project's latest, whichever is later.
     int64_t latest = 0;

@@ -83,6 +83,8 @@ class ConnectorManager {
     size_t max_files_per_run = 20'000;
     /// Run history kept per connector (older runs are deleted).
     size_t max_runs_kept = 200;
+    /// Connectors one project may have (every one is kept in memory, scheduled and listed). Tests lower it.
+    size_t max_connectors_per_project = 100;
     /// Runner threads (serve --import-runs): how many connectors import at once. ≥ 1.
     int max_concurrent_runs = kDefaultConcurrentRuns;
     /// A file's data after inflation may not exceed this (Mixpanel's 2 GB applies to the data, not to the

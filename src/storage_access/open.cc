@@ -180,9 +180,15 @@ Result<OpenedStore> Open(const Location& location, const Grant& grant, const Acc
 }
 
 Result<aws::EndpointPolicy> MakeAzureEndpointPolicy(const std::vector<std::string>& allowed) {
-  return aws::EndpointPolicy::Create(allowed, [](std::string_view) -> std::optional<std::string> {
-    return std::nullopt;  // AWS_ENDPOINT_URL is for S3, not for Azure
-  });
+  SLUICE_ASSIGN_OR_RETURN(
+      aws::EndpointPolicy policy,
+      aws::EndpointPolicy::Create(allowed, [](std::string_view) -> std::optional<std::string> {
+        return std::nullopt;  // AWS_ENDPOINT_URL is for S3, not for Azure
+      }));
+  policy.set_advice({.default_service = "the account's own endpoint (https://ACCOUNT.blob.core.windows.net)",
+                     .flag = "--allow-azure-endpoint",
+                     .env = ""});
+  return policy;
 }
 
 Result<aws::EndpointPolicy> MakeGcsEndpointPolicy(const std::vector<std::string>& allowed,
@@ -193,9 +199,15 @@ Result<aws::EndpointPolicy> MakeGcsEndpointPolicy(const std::vector<std::string>
     if (url.find("://") == std::string::npos) url = "http://" + url;
     all.push_back(std::move(url));
   }
-  return aws::EndpointPolicy::Create(all, [](std::string_view) -> std::optional<std::string> {
-    return std::nullopt;  // AWS_ENDPOINT_URL is for S3, not for Google
-  });
+  SLUICE_ASSIGN_OR_RETURN(
+      aws::EndpointPolicy policy,
+      aws::EndpointPolicy::Create(all, [](std::string_view) -> std::optional<std::string> {
+        return std::nullopt;  // AWS_ENDPOINT_URL is for S3, not for Google
+      }));
+  policy.set_advice({.default_service = "Google Cloud Storage",
+                     .flag = "--allow-gcs-endpoint",
+                     .env = "STORAGE_EMULATOR_HOST"});
+  return policy;
 }
 
 gcp::RetryPolicy ToGcpRetry(const aws::RetryPolicy& r) {

@@ -499,6 +499,33 @@ TEST_F(ManagerTest, ConnectorsCreatedWithinOneMillisecondListInTheOrderTheyWereC
   }
 }
 
+// A project has at most max_connectors_per_project connectors (each is kept in memory, scheduled and listed):
+// one more is refused with what to do, before its bucket is checked; another project is not affected;
+// deleting one makes room.
+TEST_F(ManagerTest, AProjectsConnectorsAreBounded) {
+  StopManager();
+  StartManager(20'000, [](ConnectorManager::Options& o) { o.max_connectors_per_project = 3; });
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(Create(Spec()));
+  ValidationIssue issue;
+  auto refused = manager_->CreateConnector(Spec(), &issue);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kConflict);
+  EXPECT_NE(refused.error().message.find("already has 3 connectors"), std::string::npos)
+      << refused.error().message;
+  EXPECT_NE(refused.error().message.find("delete one"), std::string::npos) << refused.error().message;
+  EXPECT_EQ(manager_->List(project_.id)->size(), 3u);
+
+  auto other = store_->CreateProject("other tenant");
+  ASSERT_TRUE(other.ok());
+  ConnectorSpec theirs = Spec();
+  theirs.project_id = other->id;
+  EXPECT_TRUE(manager_->CreateConnector(theirs, &issue).ok()) << issue.message;
+
+  ASSERT_TRUE(manager_->Delete(project_.id, ids[0]).ok());
+  EXPECT_FALSE(Create(Spec()).empty());
+}
+
 // ---- bounded work per file
 // -------------------------------------------------------------------------------------
 

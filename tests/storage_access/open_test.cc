@@ -61,6 +61,11 @@ TEST(OpenTest, TenantEndpointsMustBeTheOperatorsAndIdentitiesMustExist) {
   EXPECT_TRUE(policy->Check("http://127.0.0.1:4443").ok());
   EXPECT_TRUE(policy->Check("https://gcs.internal:8443").ok());
   EXPECT_FALSE(policy->Check("http://127.0.0.1:9000").ok());
+  // A refusal names the way to allow a GCS endpoint, not the S3 one.
+  const std::string gcs_advice = policy->Check("http://127.0.0.1:9000", "gcs_endpoint").error().message;
+  EXPECT_NE(gcs_advice.find("--allow-gcs-endpoint http://127.0.0.1:9000"), std::string::npos) << gcs_advice;
+  EXPECT_NE(gcs_advice.find("empty for Google Cloud Storage"), std::string::npos) << gcs_advice;
+  EXPECT_EQ(gcs_advice.find("AWS"), std::string::npos) << gcs_advice;
   ctx.gcs_endpoints = *policy;
   EXPECT_TRUE(
       Open(GcsLocation{.bucket = "acme", .endpoint = "http://127.0.0.1:4443"}, {.gcs_buckets = {"acme"}}, ctx).ok());
@@ -146,6 +151,10 @@ TEST(OpenTest, AzureEndpointMustBeTheOperatorsAndAuthorityIsNeverTheTenants) {
   auto policy = MakeAzureEndpointPolicy({"http://127.0.0.1:10000"});
   ASSERT_TRUE(policy.ok()) << policy.error().ToString();
   EXPECT_FALSE(policy->Check("http://127.0.0.1:9000").ok());
+  const std::string azure_advice = policy->Check("http://127.0.0.1:9000", "azure_endpoint").error().message;
+  EXPECT_NE(azure_advice.find("--allow-azure-endpoint http://127.0.0.1:9000"), std::string::npos)
+      << azure_advice;
+  EXPECT_EQ(azure_advice.find("AWS"), std::string::npos) << azure_advice;
   ctx.azure_endpoints = *policy;
   auto allowed = Open(l, {}, ctx);
   ASSERT_TRUE(allowed.ok()) << allowed.error().ToString();
