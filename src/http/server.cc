@@ -179,10 +179,12 @@ void FillHeaders(Message& res, int status, unsigned version, const Headers& head
 
 /// True when the peer has closed its side or reset the connection (its FIN or RST has arrived), whatever it
 /// sent before (a pipelined byte, a TLS close_notify): poll's POLLRDHUP, without waiting or reading.
+/// A socket the server closed itself (shutdown's forced close) counts as closed.
 bool PeerClosed(tcp::socket& socket) {
+  if (!socket.is_open()) return true;
   pollfd p{socket.native_handle(), POLLRDHUP, 0};
   if (::poll(&p, 1, 0) <= 0) return false;
-  return (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+  return (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
 }
 
 Result<bool> CallProducer(const BodyProducer& producer, std::string& chunk) {

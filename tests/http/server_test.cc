@@ -705,6 +705,34 @@ TEST_F(ServerTest, ShutdownForceClosesConnectionsAfterGrace) {
   EXPECT_FALSE(parser.is_done());
 }
 
+// A stream waiting for data that never comes does not hold up shutdown: the forced close ends it (the socket
+// the server closed counts as a gone client), within the grace period plus the unwinding time.
+TEST_F(ServerTest, ShutdownEndsAStreamWaitingForData) {
+  std::atomic<int> polls{0};
+  auto router = std::make_shared<Router>();
+  router->Add("GET", "/waiting", [&](Request&) {
+    Response response;
+    response.stream = [&](std::string&) -> Result<bool> {
+      ++polls;
+      return true;  // nothing, ever
+    };
+    return response;
+  });
+  StartServer(router);
+  TestClient client;
+  ASSERT_FALSE(client.Connect(server_->port()));
+  ASSERT_FALSE(client.Send("GET /waiting HTTP/1.1\r\nHost: x\r\n\r\n"));
+  bhttp::response_parser<bhttp::string_body> parser;
+  for (int i = 0; i < 100 && !parser.is_header_done(); ++i) ASSERT_FALSE(client.ReadSome(parser));
+  ASSERT_TRUE(parser.is_header_done());
+  const auto start = std::chrono::steady_clock::now();
+  server_->Shutdown(300ms);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+  const int after = polls.load();
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(polls.load(), after) << "the stream was still polled after shutdown";
+}
+
 TEST_F(ServerTest, AddressInUseFailsCreate) {
   StartServer(EchoRouter());
   ServerOptions options = Options();
