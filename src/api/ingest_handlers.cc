@@ -311,7 +311,11 @@ http::Response ServiceImpl::HandleTrack(http::Request& req) {
     for (const auto& e : group.events) bytes += e.properties.size() + e.name.size() + 64;
     if (int64_t wait = rate_limiter_.Acquire(project_id, bytes)) {
       metrics_->events_rejected.WithLabels({"track", "rate_limited"}).Inc(parsed->events.size());
-      return TooManyRequests(wait, fmt::format("project {} is over its rate limit; retry after {} s", project_id, wait),
+      // Not the project's id: the caller holds only its public token.
+      return TooManyRequests(wait,
+                             fmt::format("Too Many Requests: a project of this request is over its limit of "
+                                         "uncompressed JSON per minute; retry after {} s",
+                                         wait),
                              false);
     }
   }
@@ -386,9 +390,9 @@ http::Response ServiceImpl::HandleProfileUpdates(http::Request& req, bool groups
       return TooManyRequests(
           wait,
           fmt::format(
-              "Too Many Requests: project {} is over its limit of uncompressed JSON per minute; retry "
-              "after {} s",
-              project_id, wait),
+              "Too Many Requests: a project of this request is over its limit of uncompressed JSON per "
+              "minute; retry after {} s",
+              wait),
           false);
     }
   }

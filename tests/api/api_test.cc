@@ -827,6 +827,9 @@ TEST_F(RateLimitedApiTest, TrackStoresNothingWhenAnyProjectOfTheRequestIsLimited
                     "[" + track_event(token_, "a") + "," + track_event(other_token, std::string(3500, 'y')) + "]",
                     {{"Content-Type", "application/json"}});
   EXPECT_EQ(mixed.status, 429) << mixed.body;
+  // The caller holds only public tokens: the answer does not name a project's id.
+  EXPECT_NE(mixed.body.find("retry after"), std::string::npos) << mixed.body;
+  EXPECT_EQ(mixed.body.find("project 2"), std::string::npos) << mixed.body;
   EXPECT_TRUE(ExportAll().empty());
 }
 
