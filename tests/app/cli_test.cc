@@ -1,6 +1,4 @@
 // The CLI against the real server: project create, events export, profiles list, HTTPS, clean SIGTERM.
-#include <boost/json.hpp>
-
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -8,11 +6,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <boost/json.hpp>
 #include <cstdio>
 #include <fstream>
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/crypto.h"
@@ -191,13 +191,20 @@ TEST_F(CliTest, TheServersThreadsAreNamedForTheirRole) {
   ServerProcess server(dir_, {"--threads", "2"});
   std::string error;
   ASSERT_TRUE(server.Start(&error)) << error;
-  std::multiset<std::string> names;
+  // A thread names itself once it runs, which may be a moment after the server answers: read the names until
+  // both schedulers have theirs (bounded: 5 s).
   const std::string tasks = "/proc/" + std::to_string(server.pid()) + "/task";
-  for (const auto& task : std::filesystem::directory_iterator(tasks)) {
-    std::ifstream comm(task.path() / "comm");
-    std::string c;
-    std::getline(comm, c);
-    names.insert(c);
+  std::multiset<std::string> names;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    names.clear();
+    for (const auto& task : std::filesystem::directory_iterator(tasks)) {
+      std::ifstream comm(task.path() / "comm");
+      std::string c;
+      std::getline(comm, c);
+      names.insert(c);
+    }
+    if (names.count("sl-jobs") >= 2 && names.count("sl-http") >= 2) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   std::string all;
   for (const auto& n : names) all += n + " ";
