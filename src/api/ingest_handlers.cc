@@ -48,6 +48,16 @@ http::Response TooManyRequests(int64_t retry_after_s, std::string_view message, 
   return r;
 }
 
+/// The 429 of the endpoints authenticated by a project's token (/track, /engage, /groups): the caller holds
+/// only that public token, so the answer does not name the project's id.
+http::Response TokenCallerTooManyRequests(int64_t retry_after_s) {
+  return TooManyRequests(retry_after_s,
+                         fmt::format("Too Many Requests: a project of this request is over its limit of "
+                                     "uncompressed JSON per minute; retry after {} s",
+                                     retry_after_s),
+                         false);
+}
+
 /// How /track and /engage answer: "1"/"0", verbose JSON, a pixel, or JSONP (Mixpanel's browser SDK).
 struct ClientAnswerStyle {
   bool verbose = false;
@@ -311,12 +321,7 @@ http::Response ServiceImpl::HandleTrack(http::Request& req) {
     for (const auto& e : group.events) bytes += e.properties.size() + e.name.size() + 64;
     if (int64_t wait = rate_limiter_.Acquire(project_id, bytes)) {
       metrics_->events_rejected.WithLabels({"track", "rate_limited"}).Inc(parsed->events.size());
-      // Not the project's id: the caller holds only its public token.
-      return TooManyRequests(wait,
-                             fmt::format("Too Many Requests: a project of this request is over its limit of "
-                                         "uncompressed JSON per minute; retry after {} s",
-                                         wait),
-                             false);
+      return TokenCallerTooManyRequests(wait);
     }
   }
   for (auto& [project_id, group] : by_project) {
@@ -387,13 +392,7 @@ http::Response ServiceImpl::HandleProfileUpdates(http::Request& req, bool groups
     const uint64_t bytes = payload->json.size() * count / std::max<size_t>(1, parsed->updates.size());
     if (int64_t wait = rate_limiter_.Acquire(project_id, bytes)) {
       metrics_->profile_updates.WithLabels({"rate_limited"}).Inc(parsed->updates.size());
-      return TooManyRequests(
-          wait,
-          fmt::format(
-              "Too Many Requests: a project of this request is over its limit of uncompressed JSON per "
-              "minute; retry after {} s",
-              wait),
-          false);
+      return TokenCallerTooManyRequests(wait);
     }
   }
   const size_t parse_errors = errors.size();

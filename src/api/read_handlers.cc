@@ -387,15 +387,14 @@ http::Response ServiceImpl::HandleEngageQuery(http::Request& req) {
   };
   // A listing (no distinct_id) pages through one profile set: the users' (group "") or one group key's.
   const std::string group(params.Get("data_group_id").value_or(""));
-  const bool one_profile = params.Get("distinct_id").has_value() && !params.Get("distinct_id")->empty();
+  const std::string_view one_id = params.Get("distinct_id").value_or("");
   std::string session_id;
-  if (one_profile) {
-    const std::string_view id = *params.Get("distinct_id");
-    auto profile =
-        group.empty() ? store_.GetProfile(project->id, id) : store_.GetGroupProfile(project->id, group, id);
+  if (!one_id.empty()) {
+    auto profile = group.empty() ? store_.GetProfile(project->id, one_id)
+                                 : store_.GetGroupProfile(project->id, group, one_id);
     if (!profile.ok()) return JsonError(503, "reading profiles failed: " + profile.error().message);
     if (*profile) {
-      add(id, **profile);
+      add(one_id, **profile);
       total = 1;
     }
   } else {

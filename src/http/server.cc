@@ -6,7 +6,6 @@
 #include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -24,7 +23,6 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <boost/url/parse.hpp>
-#include <cerrno>
 #include <condition_variable>
 #include <cstdlib>
 #include <ctime>

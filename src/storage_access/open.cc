@@ -179,16 +179,27 @@ Result<OpenedStore> Open(const Location& location, const Grant& grant, const Acc
   return OpenLocal(std::get<LocalLocation>(location), context);
 }
 
-Result<aws::EndpointPolicy> MakeAzureEndpointPolicy(const std::vector<std::string>& allowed) {
+namespace {
+
+/// The policy of a provider other than S3: only `allowed` (AWS_ENDPOINT_URL is for S3), refusals advising
+/// that provider's own way to allow an endpoint.
+Result<aws::EndpointPolicy> NonS3EndpointPolicy(const std::vector<std::string>& allowed,
+                                                aws::EndpointPolicy::Advice advice) {
   SLUICE_ASSIGN_OR_RETURN(
       aws::EndpointPolicy policy,
-      aws::EndpointPolicy::Create(allowed, [](std::string_view) -> std::optional<std::string> {
-        return std::nullopt;  // AWS_ENDPOINT_URL is for S3, not for Azure
-      }));
-  policy.set_advice({.default_service = "the account's own endpoint (https://ACCOUNT.blob.core.windows.net)",
-                     .flag = "--allow-azure-endpoint",
-                     .env = ""});
+      aws::EndpointPolicy::Create(
+          allowed, [](std::string_view) -> std::optional<std::string> { return std::nullopt; }));
+  policy.set_advice(std::move(advice));
   return policy;
+}
+
+}  // namespace
+
+Result<aws::EndpointPolicy> MakeAzureEndpointPolicy(const std::vector<std::string>& allowed) {
+  return NonS3EndpointPolicy(
+      allowed, {.default_service = "the account's own endpoint (https://ACCOUNT.blob.core.windows.net)",
+                .flag = "--allow-azure-endpoint",
+                .env = ""});
 }
 
 Result<aws::EndpointPolicy> MakeGcsEndpointPolicy(const std::vector<std::string>& allowed,
@@ -199,15 +210,9 @@ Result<aws::EndpointPolicy> MakeGcsEndpointPolicy(const std::vector<std::string>
     if (url.find("://") == std::string::npos) url = "http://" + url;
     all.push_back(std::move(url));
   }
-  SLUICE_ASSIGN_OR_RETURN(
-      aws::EndpointPolicy policy,
-      aws::EndpointPolicy::Create(all, [](std::string_view) -> std::optional<std::string> {
-        return std::nullopt;  // AWS_ENDPOINT_URL is for S3, not for Google
-      }));
-  policy.set_advice({.default_service = "Google Cloud Storage",
-                     .flag = "--allow-gcs-endpoint",
-                     .env = "STORAGE_EMULATOR_HOST"});
-  return policy;
+  return NonS3EndpointPolicy(all, {.default_service = "Google Cloud Storage",
+                                   .flag = "--allow-gcs-endpoint",
+                                   .env = "STORAGE_EMULATOR_HOST"});
 }
 
 gcp::RetryPolicy ToGcpRetry(const aws::RetryPolicy& r) {

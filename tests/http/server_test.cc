@@ -62,6 +62,15 @@ class ServerTest : public ::testing::Test {
     return options;
   }
 
+  /// Connects `client`, asks for `path` and reads the response's header: the stream behind it is running.
+  void OpenStream(TestClient& client, const std::string& path) {
+    ASSERT_FALSE(client.Connect(server_->port()));
+    ASSERT_FALSE(client.Send("GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n"));
+    bhttp::response_parser<bhttp::string_body> parser;
+    for (int i = 0; i < 100 && !parser.is_header_done(); ++i) ASSERT_FALSE(client.ReadSome(parser));
+    ASSERT_TRUE(parser.is_header_done());
+  }
+
   void StartServer(std::shared_ptr<Router> router, ServerOptions options = Options()) {
     router_ = router;
     auto created = Server::Create(options, std::move(router),
@@ -537,11 +546,7 @@ TEST_F(ServerTest, AWaitingStreamIsDroppedWhenItsClientGoesAway) {
   StartServer(router);
   {
     TestClient client;
-    ASSERT_FALSE(client.Connect(server_->port()));
-    ASSERT_FALSE(client.Send("GET /never HTTP/1.1\r\nHost: x\r\n\r\n"));
-    bhttp::response_parser<bhttp::string_body> parser;
-    for (int i = 0; i < 100 && !parser.is_header_done(); ++i) ASSERT_FALSE(client.ReadSome(parser));
-    ASSERT_TRUE(parser.is_header_done());
+    ASSERT_NO_FATAL_FAILURE(OpenStream(client, "/never"));
     // A byte sent while the stream waits (the start of a pipelined request, or a TLS close_notify) stays
     // unread in the socket; it must not hide the close that follows.
     ASSERT_FALSE(client.Send("G"));
@@ -720,11 +725,7 @@ TEST_F(ServerTest, ShutdownEndsAStreamWaitingForData) {
   });
   StartServer(router);
   TestClient client;
-  ASSERT_FALSE(client.Connect(server_->port()));
-  ASSERT_FALSE(client.Send("GET /waiting HTTP/1.1\r\nHost: x\r\n\r\n"));
-  bhttp::response_parser<bhttp::string_body> parser;
-  for (int i = 0; i < 100 && !parser.is_header_done(); ++i) ASSERT_FALSE(client.ReadSome(parser));
-  ASSERT_TRUE(parser.is_header_done());
+  ASSERT_NO_FATAL_FAILURE(OpenStream(client, "/waiting"));
   const auto start = std::chrono::steady_clock::now();
   server_->Shutdown(300ms);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
