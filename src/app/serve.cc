@@ -1,5 +1,8 @@
 // `sluice serve`: open the store, load or mint the admin token, start the HTTP(S) server, drain on SIGTERM/SIGINT.
+#include <fmt/format.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,30 +13,27 @@
 #include <fstream>
 #include <thread>
 
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
-
 #include "api/service.h"
-#include "aws/endpoint_policy.h"
-#include "gcp/credentials.h"
-#include "storage_access/open.h"
-#include "aws/sts.h"
-#include "cloudimport/source.h"
-#include "common/metrics.h"
-#include "http/transport.h"
-#include "pipeline/manager.h"
-#include "cloudimport/connector_manager.h"
 #include "app/commands.h"
 #include "app/config.h"
+#include "aws/endpoint_policy.h"
+#include "aws/sts.h"
+#include "chstore/open.h"
+#include "cloudimport/connector_manager.h"
+#include "cloudimport/source.h"
 #include "common/crypto.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/process_memory.h"
-#include "http/server.h"
-#include "chstore/open.h"
 #include "coord/session.h"
+#include "gcp/credentials.h"
+#include "http/server.h"
+#include "http/transport.h"
 #include "ingest/ingest.h"
 #include "ingest/profile_ops.h"
 #include "jobs/lease.h"
+#include "pipeline/manager.h"
+#include "storage_access/open.h"
 #include "store/store.h"
 
 namespace sluice::app {
@@ -45,6 +45,7 @@ struct ServeFlags {
   std::string tls_cert;
   std::string tls_key;
   int threads = 4;
+  size_t max_connections = 10000;
   std::string log_level = "info";
   uint64_t rate_limit = 2'000'000'000ull;
   int shutdown_grace_s = 15;
@@ -67,6 +68,35 @@ struct ServeFlags {
   bool reserve_memtables = true;  // the embedded store's memtable budget mapped and touched at start
   int coordination_session_timeout_s = 10;
 };
+
+/// File descriptors kept for everything that is not a client connection: the embedded store's table files
+/// (RocksDB max_open_files 512), its journal and logs, outbound HTTPS to clouds, export files, the listen
+/// socket.
+constexpr uint64_t kNonConnectionDescriptors = 1024;
+
+/// Raises the soft open-file limit to the hard one (as Go's runtime and systemd's services do: the soft limit
+/// of 1024 exists for select(), which Sluice does not use) and returns `wanted` connections, or fewer, with a
+/// warning, when the descriptors the limit leaves after kNonConnectionDescriptors cannot hold them.
+size_t ConnectionsTheFileLimitAllows(size_t wanted) {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return wanted;
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+  }
+  if (limit.rlim_cur == RLIM_INFINITY) return wanted;
+  const uint64_t room =
+      limit.rlim_cur > kNonConnectionDescriptors + 16 ? limit.rlim_cur - kNonConnectionDescriptors : 16;
+  if (wanted <= room) return wanted;
+  spdlog::warn(
+      "--max-connections {} lowered to {}: the open-file limit is {} descriptors and {} are kept for the "
+      "store, "
+      "outbound requests and exports; raise the limit (ulimit -n, or LimitNOFILE= in a systemd unit) for "
+      "more",
+      wanted, room, static_cast<uint64_t>(limit.rlim_cur), kNonConnectionDescriptors);
+  return static_cast<size_t>(room);
+}
 
 /// 128 bits: a 32-character token is the shortest whose hex form carries that much randomness; anything
 /// shorter can be brute-forced over the network against the admin API.
@@ -368,6 +398,17 @@ int Serve(const ServeFlags& f) {
     spdlog::error("cannot start: {}", service.error().message);
     return 1;
   }
+  auto connection_stats = std::make_shared<http::ConnectionStats>();
+  metrics.GaugeCallback("sluice_http_connections", "Client connections open",
+                        [connection_stats] { return static_cast<double>(connection_stats->open.load()); });
+  metrics.CounterCallback(
+      "sluice_http_connections_closed_idle_at_limit_total",
+      "Idle keep-alive connections closed to make room for a new one at --max-connections",
+      [connection_stats] { return static_cast<double>(connection_stats->closed_idle_at_limit.load()); });
+  metrics.CounterCallback(
+      "sluice_http_accept_paused_at_limit_total",
+      "Times new connections had to wait because every connection was busy at --max-connections",
+      [connection_stats] { return static_cast<double>(connection_stats->accept_paused_at_limit.load()); });
   http::ServerOptions so{.listen_host = endpoint->host,
                          .listen_port = endpoint->port,
                          .threads = f.threads,
@@ -380,6 +421,8 @@ int Serve(const ServeFlags& f) {
                          .worker_start = [] { (void)ingest::ReserveThreadParser(ingest::kMaxBatchBytes); },
                          .tls_cert_file = f.tls_cert,
                          .tls_key_file = f.tls_key};
+  so.max_connections = ConnectionsTheFileLimitAllows(f.max_connections);
+  so.connection_stats = connection_stats;
   // Block the termination signals before any thread starts so that only sigwait below receives them.
   sigset_t signals;
   sigemptyset(&signals);
@@ -430,6 +473,14 @@ void RegisterServeCommand(CLI::App& app, int& exit_code) {
   cmd->add_option("--tls-cert", flags->tls_cert, "PEM certificate chain: serve HTTPS (with --tls-key)");
   cmd->add_option("--tls-key", flags->tls_key, "PEM private key for --tls-cert");
   cmd->add_option("--threads", flags->threads, "HTTP I/O threads")->capture_default_str()->check(CLI::Range(1, 256));
+  cmd->add_option(
+         "--max-connections", flags->max_connections,
+         "Most client connections open at once; at the limit the longest-idle keep-alive connection is "
+         "closed, or new connections wait in the listen queue while all are busy. Needs as many file "
+         "descriptors: Sluice raises its soft open-file limit to the hard one and lowers this (with a "
+         "warning) when even that is too low")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{1000000}));
   cmd->add_option("--log-level", flags->log_level, "trace, debug, info, warn, error")->capture_default_str();
   cmd->add_option("--rate-limit-bytes-per-minute", flags->rate_limit,
                   "Per-project limit of uncompressed JSON per minute (0 = none; Mixpanel's is 2 GB)")

@@ -57,6 +57,8 @@ constexpr auto kLingerTime = std::chrono::seconds(1);
 /// How long a streamed response waits before asking a producer that had nothing ready again (BodyProducer).
 constexpr std::chrono::milliseconds kStreamIdleWaitFirst{1};
 constexpr std::chrono::milliseconds kStreamIdleWaitMax{20};
+/// At max_connections with every connection busy, how often the accept loop looks for one that ended.
+constexpr std::chrono::milliseconds kConnectionLimitPoll{5};
 /// After the grace period and the forced close, how long Shutdown lets connections unwind before stopping
 /// the io_context outright.
 constexpr auto kForcedCloseWait = std::chrono::milliseconds(250);
@@ -203,12 +205,25 @@ Status CheckReadable(const std::string& path, std::string_view what) {
 
 // ---- connection bookkeeping -------------------------------------------------------------------------------------
 
-/// What Shutdown needs to reach a connection. `stream` and `idle` are touched only on the connection's strand.
+/// What Shutdown needs to reach a connection. `stream` and `idle` are touched only on the connection's
+/// strand. `idle` and `idle_since` are also read by the accept loop (atomics) to pick a connection to close
+/// at max_connections; it closes it on the connection's strand, and only if it is still idle there.
 struct Connection {
   explicit Connection(net::any_io_executor ex) : executor(std::move(ex)) {}
   net::any_io_executor executor;
   beast::tcp_stream* stream = nullptr;
-  bool idle = true;  // waiting for a request to start: safe to close on shutdown
+  /// Waiting for a request to start (a new connection, or keep-alive between requests): nothing is in flight,
+  /// so shutdown and the connection limit may close it right away.
+  std::atomic<bool> idle{true};
+  /// When it last became idle (steady clock, ns): the longest idle goes first at the connection limit.
+  std::atomic<int64_t> idle_since{steady_clock::now().time_since_epoch().count()};
+  /// The accept loop has asked the strand to close it (so it does not pick it twice).
+  std::atomic<bool> closing_at_limit{false};
+
+  void SetIdle() {
+    idle_since.store(steady_clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+    idle.store(true);
+  }
 };
 
 /// Touches `bytes` of this thread's malloc heap and gives them back to it (not to the kernel, when the process
@@ -365,6 +380,7 @@ class ServerImpl final : public Server {
   void Release(uint64_t id) {
     std::lock_guard lock(mu_);
     connections_.erase(id);
+    if (stats_) stats_->open.store(connections_.size());
     if (connections_.empty()) cv_.notify_all();
   }
 
@@ -412,6 +428,7 @@ class ServerImpl final : public Server {
         co_await timer.async_wait(kUseTuple);
         continue;
       }
+      if (!co_await MakeRoom()) co_return;
       error_code ignored;
       socket.set_option(tcp::no_delay(true), ignored);
       auto connection = std::make_shared<Connection>(socket.get_executor());
@@ -420,10 +437,53 @@ class ServerImpl final : public Server {
         std::lock_guard lock(mu_);
         id = next_id_++;
         connections_.emplace(id, connection);
+        if (stats_) stats_->open.store(connections_.size());
       }
       auto executor = socket.get_executor();
       net::co_spawn(executor, ServeConnection(tcp::socket(std::move(socket)), ConnectionLease(this, id, connection)),
                     net::detached);
+    }
+  }
+
+  /// Returns once fewer than max_connections are open (false: the server is stopping). Called with a newly
+  /// accepted connection in hand, so it works only while a client is actually waiting: at the limit it closes
+  /// the longest-idle connection, and when every connection is busy it waits (polling, every
+  /// kConnectionLimitPoll) for one to end.
+  net::awaitable<bool> MakeRoom() {
+    std::optional<net::steady_timer> timer;
+    bool paused = false;
+    for (;;) {
+      if (stopping_.load()) co_return false;
+      std::shared_ptr<Connection> victim;
+      {
+        std::lock_guard lock(mu_);
+        if (connections_.size() < max_connections_) co_return true;
+        for (const auto& [id, c] : connections_) {
+          if (!c->idle.load() || c->closing_at_limit.load()) continue;
+          if (!victim || c->idle_since.load(std::memory_order_relaxed) <
+                             victim->idle_since.load(std::memory_order_relaxed)) {
+            victim = c;
+          }
+        }
+        if (victim) victim->closing_at_limit.store(true);
+      }
+      if (victim) {
+        net::post(victim->executor, [victim, stats = stats_] {
+          // On the connection's strand: close it only if it is still between requests.
+          if (victim->idle.load() && victim->stream != nullptr) {
+            victim->stream->close();
+            if (stats) stats->closed_idle_at_limit.fetch_add(1);
+          } else {
+            victim->closing_at_limit.store(false);
+          }
+        });
+      } else if (!paused) {
+        paused = true;
+        if (stats_) stats_->accept_paused_at_limit.fetch_add(1);
+      }
+      if (!timer) timer.emplace(acceptor_.get_executor());
+      timer->expires_after(kConnectionLimitPoll);
+      co_await timer->async_wait(kUseTuple);
     }
   }
 
@@ -456,15 +516,15 @@ class ServerImpl final : public Server {
     for (bool first = true;; first = false) {
       if (buffer.size() == 0) {
         // Idle between requests: the only state in which shutdown may close the connection right away.
-        connection.idle = true;
+        connection.SetIdle();
         if (stopping_.load()) break;
         if (!first) tcp_layer.expires_after(options_.idle_timeout);
         auto [ec, n] = co_await stream.async_read_some(buffer.prepare(kFirstReadBytes), kUseTuple);
-        connection.idle = false;
+        connection.idle.store(false);
         if (ec) co_return;
         buffer.commit(n);
       }
-      connection.idle = false;
+      connection.idle.store(false);
       if (stopping_.load()) break;  // shutdown began: no new request is read on this connection
       if (!first) tcp_layer.expires_after(options_.request_timeout);
       auto outcome = co_await ServeRequest(stream, buffer, remote_ip);
@@ -719,6 +779,8 @@ class ServerImpl final : public Server {
   bool started_ = false;
   bool shutdown_ = false;
   std::atomic<bool> stopping_{false};
+  const size_t max_connections_ = std::max<size_t>(1, options_.max_connections);
+  const std::shared_ptr<ConnectionStats> stats_ = options_.connection_stats;
 
   net::io_context ioc_;
   tcp::acceptor acceptor_;

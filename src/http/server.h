@@ -4,6 +4,7 @@
 // writes block until the WAL is synced). Handlers must be thread-safe.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -114,6 +115,16 @@ class Router {
   std::vector<std::vector<std::string>> cross_origin_patterns_;  // segments, as in Route
 };
 
+/// What the connection limit did, updated by the server as it happens (ServerOptions::connection_stats).
+struct ConnectionStats {
+  /// Connections open now.
+  std::atomic<uint64_t> open{0};
+  /// Idle connections closed to make room for a new one at max_connections.
+  std::atomic<uint64_t> closed_idle_at_limit{0};
+  /// Times the server had to stop accepting because every connection was busy at max_connections.
+  std::atomic<uint64_t> accept_paused_at_limit{0};
+};
+
 struct ServerOptions {
   std::string listen_host = "127.0.0.1";
   uint16_t listen_port = 8080;  // 0 picks a free port (see Server::port())
@@ -135,6 +146,16 @@ struct ServerOptions {
   /// payloads, parser indexes, write batches: ~8 MB per thread for a 2000-event batch). Useful only when the
   /// process keeps freed memory (common/process_memory.h, KeepFreedMemory); 0 = off.
   size_t worker_heap_warmup_bytes = 0;
+  /// Most connections open at once. At the limit the server first closes the connection that has been idle
+  /// longest (a keep-alive connection between requests, or one that has not started its first request:
+  /// nothing is in flight on either, and HTTP/1.1 lets a server close such a connection at any time); when
+  /// every connection is in the middle of a request, it accepts nothing more until one ends, and new
+  /// connections wait in the kernel's listen queue (request_timeout bounds how long a request may hold its
+  /// connection). Each connection costs a file descriptor, so the process's descriptor limit must leave room
+  /// for it.
+  size_t max_connections = 10000;
+  /// Optional: the server counts here what the connection limit did (e.g. for /metrics).
+  std::shared_ptr<ConnectionStats> connection_stats;
   /// Runs on each I/O thread before its heap warm-up and before it serves: per-thread state the handlers keep
   /// (e.g. the ingest parser's buffers, ingest::ReserveThreadParser) sized once, ahead of the warm heap.
   std::function<void()> worker_start;

@@ -1,6 +1,7 @@
 // The CLI against the real server: project create, events export, profiles list, HTTPS, clean SIGTERM.
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -214,6 +215,62 @@ TEST_F(CliTest, TheServersThreadsAreNamedForTheirRole) {
   // unnamed).
   EXPECT_LE(names.count("sluice"), 2u) << all;
   EXPECT_GE(names.count("rocksdb:high"), 1u) << all;
+}
+
+// --max-connections needs a file descriptor per connection: serve raises its soft open-file limit to the hard
+// one (the soft 1024 exists for select(), which Sluice does not use), and when even the hard limit cannot
+// hold the connections asked for, it lowers --max-connections and says so.
+TEST_F(CliTest, ServeRaisesItsOpenFileLimitAndFitsMaxConnectionsToIt) {
+  rlimit mine{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &mine), 0);
+  ASSERT_GE(mine.rlim_max, 2048u) << "this test needs a hard open-file limit of at least 2048";
+  rlimit lowered = mine;
+  lowered.rlim_cur = 1100;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &lowered), 0);
+  ServerProcess server(dir_ / "raised");
+  std::string error;
+  const bool started = server.Start(&error);  // the server inherits the soft limit of 1100
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &mine), 0);
+  ASSERT_TRUE(started) << error;
+  std::ifstream limits("/proc/" + std::to_string(server.pid()) + "/limits");
+  std::string line, soft, hard;
+  while (std::getline(limits, line)) {
+    if (line.rfind("Max open files", 0) != 0) continue;
+    std::istringstream fields(line.substr(std::string("Max open files").size()));
+    fields >> soft >> hard;
+  }
+  EXPECT_EQ(soft, std::to_string(mine.rlim_max));
+  EXPECT_EQ(hard, std::to_string(mine.rlim_max));
+  // What the limit does is on /metrics.
+  const auto metrics = server.Send("GET", "/metrics");
+  ASSERT_EQ(metrics.status, 200);
+  const size_t open_at = metrics.body.find("\nsluice_http_connections ");
+  ASSERT_NE(open_at, std::string::npos);
+  EXPECT_GE(std::stoi(metrics.body.substr(open_at + 25)), 1) << "the scrape's own connection is open";
+  for (const char* series : {"\nsluice_http_connections_closed_idle_at_limit_total 0\n",
+                             "\nsluice_http_accept_paused_at_limit_total 0\n",
+                             "# TYPE sluice_http_accept_paused_at_limit_total counter\n"}) {
+    EXPECT_NE(metrics.body.find(series), std::string::npos) << series;
+  }
+
+  // A hard limit of 1100 leaves 76 descriptors for connections after the 1024 kept for the store and the
+  // rest.
+  const auto log = dir_ / "small-limit.log";
+  auto [pid_text, rc] = Shell("(ulimit -n 1100; " + ServerProcess::Binary() +
+                              " serve --listen 127.0.0.1:0 --max-connections 5000 --data-dir " +
+                              (dir_ / "small").string() + " > " + log.string() + " 2>&1 & echo $!)");
+  ASSERT_EQ(rc, 0);
+  const pid_t pid = std::stoi(pid_text);
+  std::string text;
+  for (int i = 0; i < 600 && text.find("listening on") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::ifstream in(log);
+    text.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  ::kill(pid, SIGKILL);
+  EXPECT_NE(text.find("--max-connections 5000 lowered to 76: the open-file limit is 1100"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("listening on"), std::string::npos) << text;
 }
 
 TEST_F(CliTest, HelpDescribesEveryCommand) {

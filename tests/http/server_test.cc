@@ -621,6 +621,117 @@ TEST_F(ServerTest, IdleKeepAliveConnectionsClose) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
 }
 
+/// Waits (bounded, 10 s) until `value` reaches `want`; returns what it saw last.
+uint64_t WaitForCount(const std::atomic<uint64_t>& value, uint64_t want) {
+  for (int i = 0; i < 1000 && value.load() < want; ++i) std::this_thread::sleep_for(10ms);
+  return value.load();
+}
+
+// --max-connections: at the limit a new client gets the place of the connection idle longest; the others and
+// the new one are served, and the one closed had nothing in flight.
+TEST_F(ServerTest, AtTheConnectionLimitTheLongestIdleConnectionMakesRoomForANewOne) {
+  ServerOptions options = Options();
+  options.max_connections = 3;
+  options.connection_stats = std::make_shared<ConnectionStats>();
+  StartServer(EchoRouter(), options);
+  const auto& stats = *options.connection_stats;
+  TestClient oldest, second, third, newcomer;
+  ASSERT_FALSE(oldest.Connect(server_->port()));
+  EXPECT_EQ(oldest.Request("GET", "/echo").result_int(), 200);
+  ASSERT_FALSE(second.Connect(server_->port()));
+  EXPECT_EQ(second.Request("GET", "/echo").result_int(), 200);
+  ASSERT_FALSE(third.Connect(server_->port()));
+  EXPECT_EQ(third.Request("GET", "/echo").result_int(), 200);
+  // The oldest becomes the longest idle only after its latest request: use it again last but one.
+  EXPECT_EQ(second.Request("GET", "/echo").result_int(), 200);
+  EXPECT_EQ(third.Request("GET", "/echo").result_int(), 200);
+  EXPECT_EQ(stats.open.load(), 3u);
+
+  ASSERT_FALSE(newcomer.Connect(server_->port()));
+  EXPECT_EQ(newcomer.Request("GET", "/echo").result_int(), 200) << newcomer.last_error().message();
+  auto ec = oldest.WaitForClose();
+  EXPECT_TRUE(ec == net::error::eof || ec == net::error::connection_reset) << ec.message();
+  EXPECT_EQ(stats.closed_idle_at_limit.load(), 1u);
+  EXPECT_EQ(stats.accept_paused_at_limit.load(), 0u);
+  EXPECT_EQ(second.Request("GET", "/echo").result_int(), 200) << second.last_error().message();
+  EXPECT_EQ(third.Request("GET", "/echo").result_int(), 200) << third.last_error().message();
+  EXPECT_EQ(newcomer.Request("GET", "/echo").result_int(), 200);
+  EXPECT_EQ(stats.open.load(), 3u);
+  // A connection that never sent anything is idle too (a slow-loris' silent socket). Making room for it
+  // closes `second`, the longest idle now; once the others are used again, the silent one is the longest idle
+  // and goes for the next newcomer.
+  TestClient silent;
+  ASSERT_FALSE(silent.Connect(server_->port()));
+  ASSERT_EQ(WaitForCount(stats.closed_idle_at_limit, 2), 2u);
+  ec = second.WaitForClose();
+  EXPECT_TRUE(ec == net::error::eof || ec == net::error::connection_reset) << ec.message();
+  EXPECT_EQ(third.Request("GET", "/echo").result_int(), 200);
+  EXPECT_EQ(newcomer.Request("GET", "/echo").result_int(), 200);
+  TestClient late;
+  ASSERT_FALSE(late.Connect(server_->port()));
+  EXPECT_EQ(late.Request("GET", "/echo").result_int(), 200) << late.last_error().message();
+  ec = silent.WaitForClose();
+  EXPECT_TRUE(ec == net::error::eof || ec == net::error::connection_reset) << ec.message();
+  EXPECT_EQ(stats.closed_idle_at_limit.load(), 3u);
+  EXPECT_EQ(third.Request("GET", "/echo").result_int(), 200) << third.last_error().message();
+  EXPECT_EQ(stats.open.load(), 3u);
+}
+
+// When every connection is in the middle of a request, a new one waits (in the listen queue) instead of
+// taking the place of a request in flight, and is served as soon as one of them is answered.
+TEST_F(ServerTest, AtTheConnectionLimitWithEveryConnectionBusyANewOneWaitsForARequestToEnd) {
+  ServerOptions options = Options();
+  options.threads = 3;  // two blocked handlers, one thread left to accept
+  options.max_connections = 2;
+  options.connection_stats = std::make_shared<ConnectionStats>();
+  auto router = EchoRouter();
+  std::mutex mu;
+  std::condition_variable cv;
+  int entered = 0;
+  bool release = false;
+  router->Add("GET", "/block", [&](Request&) {
+    std::unique_lock lock(mu);
+    ++entered;
+    cv.notify_all();
+    cv.wait_for(lock, 20s, [&] { return release; });
+    return Response::Text(200, "released");
+  });
+  StartServer(router, options);
+  const auto& stats = *options.connection_stats;
+  TestClient first, second, waiting;
+  ASSERT_FALSE(first.Connect(server_->port()));
+  ASSERT_FALSE(second.Connect(server_->port()));
+  ASSERT_FALSE(first.Send("GET /block HTTP/1.1\r\nHost: x\r\n\r\n"));
+  ASSERT_FALSE(second.Send("GET /block HTTP/1.1\r\nHost: x\r\n\r\n"));
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return entered == 2; }));
+  }
+  ASSERT_FALSE(waiting.Connect(server_->port()));  // the kernel completes the handshake: it is queued
+  ASSERT_FALSE(waiting.Send("GET /echo HTTP/1.1\r\nHost: x\r\n\r\n"));
+  ASSERT_EQ(WaitForCount(stats.accept_paused_at_limit, 1), 1u);
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(stats.closed_idle_at_limit.load(), 0u) << "a connection with a request in flight was closed";
+  EXPECT_EQ(stats.open.load(), 2u);
+  EXPECT_TRUE(WaitObserved(0).empty()) << "nothing is answered while both requests are held";
+  {
+    std::lock_guard lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  StringResponse response;
+  ASSERT_FALSE(waiting.Read(response));
+  EXPECT_EQ(response.result_int(), 200);
+  // Both held requests were answered whole; one of the two connections, idle afterwards, made the room.
+  StringResponse a, b;
+  ASSERT_FALSE(first.Read(a));
+  ASSERT_FALSE(second.Read(b));
+  EXPECT_EQ(a.body(), "released");
+  EXPECT_EQ(b.body(), "released");
+  EXPECT_EQ(stats.closed_idle_at_limit.load(), 1u);
+  EXPECT_EQ(stats.open.load(), 2u);
+}
+
 TEST_F(ServerTest, GracefulShutdownFinishesInFlightRequestAndRefusesNewConnections) {
   std::atomic<bool> entered{false};
   std::promise<void> release;
