@@ -510,7 +510,17 @@ Walk EventParser::WalkValue(od::value& value, int depth) {
       std::string_view token = value.raw_json_token();
       token = TrimTrailingSpace(token);
       if (!IsJsonNumber(token)) return Malformed(simdjson::NUMBER_ERROR, token.data());
-      props_buf_.append(token);  // the exact text: big integers, 1.10 and 1e400 survive unchanged
+      if (!internal::JsonNumberFitsDouble(token)) {
+        // Valid JSON, but one such number makes a strict reader (Go, BigQuery) refuse the whole export file
+        // that holds it; profiles refuse it the same way.
+        return Invalid(
+            fmt::format("properties.{}", Echo(top_key_)),
+            fmt::format("'properties.{}' holds the number {}, which does not fit a 64-bit double: most "
+                        "JSON readers refuse it or read infinity; send it as a string",
+                        Echo(top_key_), Echo(token)),
+            "number_out_of_range");
+      }
+      props_buf_.append(token);  // the exact text: big integers, 1.10 and 5e-324 survive unchanged
       return Walk::kOk;
     }
     case od::json_type::boolean:

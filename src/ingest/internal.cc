@@ -2,6 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
+#include <cstdlib>
+#include <string>
+
 namespace sluice::ingest::internal {
 namespace {
 
@@ -62,6 +66,14 @@ bool IsJsonNumber(std::string_view s) {
     while (i < n && IsDigit(s[i])) ++i;
   }
   return i == n;
+}
+
+bool JsonNumberFitsDouble(std::string_view number) {
+  // Without an exponent, only more than 309 integer digits can pass DBL_MAX (~1.8e308).
+  if (number.size() <= 300 && number.find_first_of("eE") == std::string_view::npos) return true;
+  const std::string text(number);  // strtod needs a NUL (rare path); Sluice keeps the "C" locale
+  const double v = std::strtod(text.c_str(), nullptr);
+  return !std::isinf(v);
 }
 
 std::string_view TrimJsonSpace(std::string_view text) {

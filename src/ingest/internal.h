@@ -15,6 +15,11 @@ std::string FormatIsoUtc(int64_t time_us);
 /// True when `text` is exactly one JSON number by RFC 8259's grammar (no surrounding whitespace). Numbers
 /// that do not fit a double or an int64 are still valid JSON; we keep their text, so we only check grammar.
 bool IsJsonNumber(std::string_view text);
+/// For a valid JSON number: false when its magnitude exceeds the largest double (1e400, a 400-digit integer),
+/// which strict parsers (Go's encoding/json, BigQuery's loaders, Python's with parse_float checks) refuse, or
+/// read as infinity. Underflow (1e-400) reads as 0 everywhere and passes. Cheap for ordinary numbers: only
+/// one with an exponent or more than 300 characters is parsed.
+bool JsonNumberFitsDouble(std::string_view number);
 
 /// JSON whitespace (RFC 8259 §2).
 inline bool IsJsonSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }

@@ -585,9 +585,39 @@ TEST(ParseEvents, PayloadOverTenMegabytesFailsTheRequest) {
 
 TEST(ParseEvents, NumbersKeepTheirExactText) {
   const std::string numbers =
-      R"("big":123456789012345678901234567890,"dec":1.10,"huge":1e400,"neg":-0.0,"exp":1E+2,"tiny":5e-324,)"
-      R"("u64":18446744073709551616,"zero":0,"frac":0.1000000000000000055511151231257827)";
+      R"("big":123456789012345678901234567890,"dec":1.10,"max":1.7976931348623157e308,"neg":-0.0,"exp":1E+2,)"
+      R"("tiny":5e-324,"under":1e-400,"u64":18446744073709551616,"zero":0,)"
+      R"("frac":0.1000000000000000055511151231257827)";
   EXPECT_EQ(OnlyEvent(Record(numbers)).properties, "{" + numbers + "}");
+  // The longest integers that still fit a double keep every digit too.
+  const std::string digits300 = "\"d\":" + std::string(300, '9');
+  const std::string digits308 = "\"e\":1" + std::string(308, '0');
+  EXPECT_EQ(OnlyEvent(Record(digits300 + "," + digits308)).properties,
+            "{" + digits300 + "," + digits308 + "}");
+}
+
+// A number past the largest double is valid JSON, but Go's encoding/json, BigQuery's loaders and other strict
+// readers refuse the whole export file that holds one. Such an event is refused (as a profile update is), at
+// any depth, naming the property; the other events of the batch are stored.
+TEST(ParseEvents, NumbersThatDoNotFitADoubleRefuseTheEvent) {
+  for (const std::string& value :
+       std::vector<std::string>{"1e400", "-1e999", "1E+309", "1.8e308", "[1,2,1e400]", "{\"k\":[-1e400]}",
+                                "1" + std::string(309, '0'), "-" + std::string(309, '9')}) {
+    RecordError e = OnlyError(Record("\"n\":" + value));
+    EXPECT_EQ(e.reason, "number_out_of_range") << value;
+    EXPECT_EQ(e.field, "properties.n") << value;
+    EXPECT_THAT(e.message, HasSubstr("does not fit a 64-bit double")) << value;
+    EXPECT_THAT(e.message, HasSubstr("send it as a string")) << value;
+  }
+  // The message shows a long number cut short.
+  EXPECT_THAT(OnlyError(Record("\"n\":1" + std::string(400, '0'))).message,
+              HasSubstr("1" + std::string(kMaxEchoedChars - 1, '0') + "\u2026"));
+  ParsedEvents p =
+      MustParse("[" + Record("\"n\":1e400") + "," + Record("\"n\":1e300", "id-2") + "]", Import());
+  ASSERT_EQ(p.events.size(), 1u);
+  EXPECT_EQ(p.events[0].properties, R"({"n":1e300})");
+  ASSERT_EQ(p.errors.size(), 1u);
+  EXPECT_EQ(p.errors[0].index, 0u);
 }
 
 TEST(ParseEvents, StringsKeepTheirEscapes) {
