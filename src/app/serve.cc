@@ -46,6 +46,7 @@ struct ServeFlags {
   std::string tls_key;
   int threads = 4;
   size_t max_connections = 10000;
+  bool max_connections_given = false;  // on the command line (a default lowered to fit is no warning)
   std::string log_level = "info";
   uint64_t rate_limit = 2'000'000'000ull;
   int shutdown_grace_s = 15;
@@ -75,9 +76,10 @@ struct ServeFlags {
 constexpr uint64_t kNonConnectionDescriptors = 1024;
 
 /// Raises the soft open-file limit to the hard one (as Go's runtime and systemd's services do: the soft limit
-/// of 1024 exists for select(), which Sluice does not use) and returns `wanted` connections, or fewer, with a
-/// warning, when the descriptors the limit leaves after kNonConnectionDescriptors cannot hold them.
-size_t ConnectionsTheFileLimitAllows(size_t wanted) {
+/// of 1024 exists for select(), which Sluice does not use) and returns `wanted` connections, or fewer when
+/// the descriptors the limit leaves after kNonConnectionDescriptors cannot hold them: with a warning when the
+/// operator asked for `wanted` (`given`), at info level when it is the default.
+size_t ConnectionsTheFileLimitAllows(size_t wanted, bool given) {
   rlimit limit{};
   if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return wanted;
   if (limit.rlim_cur < limit.rlim_max) {
@@ -89,12 +91,11 @@ size_t ConnectionsTheFileLimitAllows(size_t wanted) {
   const uint64_t room =
       limit.rlim_cur > kNonConnectionDescriptors + 16 ? limit.rlim_cur - kNonConnectionDescriptors : 16;
   if (wanted <= room) return wanted;
-  spdlog::warn(
-      "--max-connections {} lowered to {}: the open-file limit is {} descriptors and {} are kept for the "
-      "store, "
-      "outbound requests and exports; raise the limit (ulimit -n, or LimitNOFILE= in a systemd unit) for "
-      "more",
-      wanted, room, static_cast<uint64_t>(limit.rlim_cur), kNonConnectionDescriptors);
+  spdlog::log(given ? spdlog::level::warn : spdlog::level::info,
+              "--max-connections {} lowered to {}: the open-file limit is {} descriptors and {} are kept for "
+              "the store, outbound requests and exports; raise the limit (ulimit -n, or LimitNOFILE= in a "
+              "systemd unit) for more",
+              wanted, room, static_cast<uint64_t>(limit.rlim_cur), kNonConnectionDescriptors);
   return static_cast<size_t>(room);
 }
 
@@ -421,7 +422,7 @@ int Serve(const ServeFlags& f) {
                          .worker_start = [] { (void)ingest::ReserveThreadParser(ingest::kMaxBatchBytes); },
                          .tls_cert_file = f.tls_cert,
                          .tls_key_file = f.tls_key};
-  so.max_connections = ConnectionsTheFileLimitAllows(f.max_connections);
+  so.max_connections = ConnectionsTheFileLimitAllows(f.max_connections, f.max_connections_given);
   so.connection_stats = connection_stats;
   // Block the termination signals before any thread starts so that only sigwait below receives them.
   sigset_t signals;
@@ -473,14 +474,16 @@ void RegisterServeCommand(CLI::App& app, int& exit_code) {
   cmd->add_option("--tls-cert", flags->tls_cert, "PEM certificate chain: serve HTTPS (with --tls-key)");
   cmd->add_option("--tls-key", flags->tls_key, "PEM private key for --tls-cert");
   cmd->add_option("--threads", flags->threads, "HTTP I/O threads")->capture_default_str()->check(CLI::Range(1, 256));
-  cmd->add_option(
-         "--max-connections", flags->max_connections,
-         "Most client connections open at once; at the limit the longest-idle keep-alive connection is "
-         "closed, or new connections wait in the listen queue while all are busy. Needs as many file "
-         "descriptors: Sluice raises its soft open-file limit to the hard one and lowers this (with a "
-         "warning) when even that is too low")
-      ->capture_default_str()
-      ->check(CLI::Range(size_t{1}, size_t{1000000}));
+  auto* max_connections =
+      cmd->add_option(
+             "--max-connections", flags->max_connections,
+             "Most client connections open at once; at the limit the longest-idle keep-alive connection is "
+             "closed, or new connections wait in the listen queue while all are busy. Needs as many file "
+             "descriptors: Sluice raises its soft open-file limit to the hard one and lowers this when even "
+             "that "
+             "is too low (with a warning when the value was given)")
+          ->capture_default_str()
+          ->check(CLI::Range(size_t{1}, size_t{1000000}));
   cmd->add_option("--log-level", flags->log_level, "trace, debug, info, warn, error")->capture_default_str();
   cmd->add_option("--rate-limit-bytes-per-minute", flags->rate_limit,
                   "Per-project limit of uncompressed JSON per minute (0 = none; Mixpanel's is 2 GB)")
@@ -560,7 +563,8 @@ void RegisterServeCommand(CLI::App& app, int& exit_code) {
                 "buffer (16 MB) at start, so ingest never waits for the kernel to provide fresh memory "
                 "(--no-reserve-memtables: take it as memtables fill)")
       ->capture_default_str();
-  cmd->callback([flags, &exit_code] {
+  cmd->callback([flags, max_connections, &exit_code] {
+    flags->max_connections_given = max_connections->count() > 0;
     if (flags->tls_cert.empty() != flags->tls_key.empty()) {
       throw CLI::ValidationError("--tls-cert and --tls-key", "must be given together");
     }
