@@ -402,6 +402,9 @@ int Serve(const ServeFlags& f) {
   auto connection_stats = std::make_shared<http::ConnectionStats>();
   metrics.GaugeCallback("sluice_http_connections", "Client connections open",
                         [connection_stats] { return static_cast<double>(connection_stats->open.load()); });
+  metrics.GaugeCallback("sluice_http_connections_idle",
+                        "Client connections open and idle (between requests, or before the first)",
+                        [connection_stats] { return static_cast<double>(connection_stats->idle.load()); });
   metrics.CounterCallback(
       "sluice_http_connections_closed_idle_at_limit_total",
       "Idle keep-alive connections closed to make room for a new one at --max-connections",
@@ -477,7 +480,7 @@ void RegisterServeCommand(CLI::App& app, int& exit_code) {
   auto* max_connections =
       cmd->add_option(
              "--max-connections", flags->max_connections,
-             "Most client connections open at once; at the limit the longest-idle keep-alive connection is "
+             "Most client connections open at once; at the limit the least recently used idle connection is "
              "closed, or new connections wait in the listen queue while all are busy. Needs as many file "
              "descriptors: Sluice raises its soft open-file limit to the hard one and lowers this when even "
              "that "

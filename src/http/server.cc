@@ -206,23 +206,30 @@ Status CheckReadable(const std::string& path, std::string_view what) {
 // ---- connection bookkeeping -------------------------------------------------------------------------------------
 
 /// What Shutdown needs to reach a connection. `stream` and `idle` are touched only on the connection's
-/// strand. `idle` and `idle_since` are also read by the accept loop (atomics) to pick a connection to close
+/// strand. `idle` and `last_request` are also read by the accept loop (atomics) to pick a connection to close
 /// at max_connections; it closes it on the connection's strand, and only if it is still idle there.
 struct Connection {
-  explicit Connection(net::any_io_executor ex) : executor(std::move(ex)) {}
+  Connection(net::any_io_executor ex, steady_clock::time_point accepted)
+      : executor(std::move(ex)), last_request(accepted.time_since_epoch().count()) {}
   net::any_io_executor executor;
   beast::tcp_stream* stream = nullptr;
   /// Waiting for a request to start (a new connection, or keep-alive between requests): nothing is in flight,
   /// so shutdown and the connection limit may close it right away.
   std::atomic<bool> idle{true};
-  /// When it last became idle (steady clock, ns): the longest idle goes first at the connection limit.
-  std::atomic<int64_t> idle_since{steady_clock::now().time_since_epoch().count()};
+  /// When its latest request began, or when it was accepted (steady clock, ns): at the connection limit the
+  /// idle connection least recently used goes first. Stamped before the request is answered, so a client that
+  /// has its answer knows its connection counts as used.
+  std::atomic<int64_t> last_request;
   /// The accept loop has asked the strand to close it (so it does not pick it twice).
   std::atomic<bool> closing_at_limit{false};
 
-  void SetIdle() {
-    idle_since.store(steady_clock::now().time_since_epoch().count(), std::memory_order_relaxed);
-    idle.store(true);
+  /// On the strand. `stats` (may be null) counts idle connections.
+  void SetIdle(ConnectionStats* stats) {
+    if (!idle.exchange(true) && stats) stats->idle.fetch_add(1);
+  }
+  void StartRequest(ConnectionStats* stats) {
+    last_request.store(steady_clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+    if (idle.exchange(false) && stats) stats->idle.fetch_sub(1);
   }
 };
 
@@ -379,7 +386,11 @@ class ServerImpl final : public Server {
 
   void Release(uint64_t id) {
     std::lock_guard lock(mu_);
-    connections_.erase(id);
+    if (auto it = connections_.find(id); it != connections_.end()) {
+      // Its coroutine has ended: nothing changes `idle` any more.
+      if (it->second->idle.exchange(false) && stats_) stats_->idle.fetch_sub(1);
+      connections_.erase(it);
+    }
     if (stats_) stats_->open.store(connections_.size());
     if (connections_.empty()) cv_.notify_all();
   }
@@ -428,16 +439,20 @@ class ServerImpl final : public Server {
         co_await timer.async_wait(kUseTuple);
         continue;
       }
+      const auto accepted = steady_clock::now();  // before any wait for room: when the client came
       if (!co_await MakeRoom()) co_return;
       error_code ignored;
       socket.set_option(tcp::no_delay(true), ignored);
-      auto connection = std::make_shared<Connection>(socket.get_executor());
+      auto connection = std::make_shared<Connection>(socket.get_executor(), accepted);
       uint64_t id;
       {
         std::lock_guard lock(mu_);
         id = next_id_++;
         connections_.emplace(id, connection);
-        if (stats_) stats_->open.store(connections_.size());
+        if (stats_) {
+          stats_->open.store(connections_.size());
+          stats_->idle.fetch_add(1);  // a new connection is idle until its first request begins
+        }
       }
       auto executor = socket.get_executor();
       net::co_spawn(executor, ServeConnection(tcp::socket(std::move(socket)), ConnectionLease(this, id, connection)),
@@ -447,7 +462,7 @@ class ServerImpl final : public Server {
 
   /// Returns once fewer than max_connections are open (false: the server is stopping). Called with a newly
   /// accepted connection in hand, so it works only while a client is actually waiting: at the limit it closes
-  /// the longest-idle connection, and when every connection is busy it waits (polling, every
+  /// the idle connection used least recently, and when every connection is busy it waits (polling, every
   /// kConnectionLimitPoll) for one to end.
   net::awaitable<bool> MakeRoom() {
     std::optional<net::steady_timer> timer;
@@ -460,8 +475,8 @@ class ServerImpl final : public Server {
         if (connections_.size() < max_connections_) co_return true;
         for (const auto& [id, c] : connections_) {
           if (!c->idle.load() || c->closing_at_limit.load()) continue;
-          if (!victim || c->idle_since.load(std::memory_order_relaxed) <
-                             victim->idle_since.load(std::memory_order_relaxed)) {
+          if (!victim || c->last_request.load(std::memory_order_relaxed) <
+                             victim->last_request.load(std::memory_order_relaxed)) {
             victim = c;
           }
         }
@@ -516,15 +531,15 @@ class ServerImpl final : public Server {
     for (bool first = true;; first = false) {
       if (buffer.size() == 0) {
         // Idle between requests: the only state in which shutdown may close the connection right away.
-        connection.SetIdle();
+        connection.SetIdle(stats_.get());
         if (stopping_.load()) break;
         if (!first) tcp_layer.expires_after(options_.idle_timeout);
         auto [ec, n] = co_await stream.async_read_some(buffer.prepare(kFirstReadBytes), kUseTuple);
-        connection.idle.store(false);
+        connection.StartRequest(stats_.get());
         if (ec) co_return;
         buffer.commit(n);
       }
-      connection.idle.store(false);
+      connection.StartRequest(stats_.get());  // also a pipelined request already in the buffer
       if (stopping_.load()) break;  // shutdown began: no new request is read on this connection
       if (!first) tcp_layer.expires_after(options_.request_timeout);
       auto outcome = co_await ServeRequest(stream, buffer, remote_ip);

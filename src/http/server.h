@@ -119,6 +119,8 @@ class Router {
 struct ConnectionStats {
   /// Connections open now.
   std::atomic<uint64_t> open{0};
+  /// Of those, idle: between requests, or not yet sent their first.
+  std::atomic<uint64_t> idle{0};
   /// Idle connections closed to make room for a new one at max_connections.
   std::atomic<uint64_t> closed_idle_at_limit{0};
   /// Times the server had to stop accepting because every connection was busy at max_connections.
@@ -146,8 +148,9 @@ struct ServerOptions {
   /// payloads, parser indexes, write batches: ~8 MB per thread for a 2000-event batch). Useful only when the
   /// process keeps freed memory (common/process_memory.h, KeepFreedMemory); 0 = off.
   size_t worker_heap_warmup_bytes = 0;
-  /// Most connections open at once. At the limit the server first closes the connection that has been idle
-  /// longest (a keep-alive connection between requests, or one that has not started its first request:
+  /// Most connections open at once. At the limit the server first closes the idle connection used least
+  /// recently (by when its latest request began, or it connected; idle: a keep-alive connection between
+  /// requests, or one that has not started its first request:
   /// nothing is in flight on either, and HTTP/1.1 lets a server close such a connection at any time); when
   /// every connection is in the middle of a request, it accepts nothing more until one ends, and new
   /// connections wait in the kernel's listen queue (request_timeout bounds how long a request may hold its

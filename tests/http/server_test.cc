@@ -627,9 +627,11 @@ uint64_t WaitForCount(const std::atomic<uint64_t>& value, uint64_t want) {
   return value.load();
 }
 
-// --max-connections: at the limit a new client gets the place of the connection idle longest; the others and
-// the new one are served, and the one closed had nothing in flight.
-TEST_F(ServerTest, AtTheConnectionLimitTheLongestIdleConnectionMakesRoomForANewOne) {
+// --max-connections: at the limit a new client gets the place of the idle connection used least recently; the
+// others and the new one are served, and the one closed had nothing in flight. (Before each newcomer the test
+// waits until the server counts every connection idle: a client has its answer a moment before the server is
+// back to waiting on that connection.)
+TEST_F(ServerTest, AtTheConnectionLimitTheLeastRecentlyUsedIdleConnectionMakesRoomForANewOne) {
   ServerOptions options = Options();
   options.max_connections = 3;
   options.connection_stats = std::make_shared<ConnectionStats>();
@@ -642,10 +644,10 @@ TEST_F(ServerTest, AtTheConnectionLimitTheLongestIdleConnectionMakesRoomForANewO
   EXPECT_EQ(second.Request("GET", "/echo").result_int(), 200);
   ASSERT_FALSE(third.Connect(server_->port()));
   EXPECT_EQ(third.Request("GET", "/echo").result_int(), 200);
-  // The oldest becomes the longest idle only after its latest request: use it again last but one.
   EXPECT_EQ(second.Request("GET", "/echo").result_int(), 200);
   EXPECT_EQ(third.Request("GET", "/echo").result_int(), 200);
   EXPECT_EQ(stats.open.load(), 3u);
+  ASSERT_EQ(WaitForCount(stats.idle, 3), 3u);
 
   ASSERT_FALSE(newcomer.Connect(server_->port()));
   EXPECT_EQ(newcomer.Request("GET", "/echo").result_int(), 200) << newcomer.last_error().message();
@@ -658,8 +660,9 @@ TEST_F(ServerTest, AtTheConnectionLimitTheLongestIdleConnectionMakesRoomForANewO
   EXPECT_EQ(newcomer.Request("GET", "/echo").result_int(), 200);
   EXPECT_EQ(stats.open.load(), 3u);
   // A connection that never sent anything is idle too (a slow-loris' silent socket). Making room for it
-  // closes `second`, the longest idle now; once the others are used again, the silent one is the longest idle
-  // and goes for the next newcomer.
+  // closes `second`, the least recently used now; once the others are used again, the silent one is, and it
+  // goes for the next newcomer.
+  ASSERT_EQ(WaitForCount(stats.idle, 3), 3u);
   TestClient silent;
   ASSERT_FALSE(silent.Connect(server_->port()));
   ASSERT_EQ(WaitForCount(stats.closed_idle_at_limit, 2), 2u);
@@ -667,6 +670,7 @@ TEST_F(ServerTest, AtTheConnectionLimitTheLongestIdleConnectionMakesRoomForANewO
   EXPECT_TRUE(ec == net::error::eof || ec == net::error::connection_reset) << ec.message();
   EXPECT_EQ(third.Request("GET", "/echo").result_int(), 200);
   EXPECT_EQ(newcomer.Request("GET", "/echo").result_int(), 200);
+  ASSERT_EQ(WaitForCount(stats.idle, 3), 3u);
   TestClient late;
   ASSERT_FALSE(late.Connect(server_->port()));
   EXPECT_EQ(late.Request("GET", "/echo").result_int(), 200) << late.last_error().message();
