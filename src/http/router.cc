@@ -202,6 +202,32 @@ Response Router::Preflight(const Request& request, const std::vector<std::string
   return response;
 }
 
+namespace {
+
+/// Whether a browser marked `request` as made by a page of another site (Go's net/http CrossOriginProtection,
+/// after Filippo Valsorda's analysis): every current browser sends Sec-Fetch-Site, "same-origin" for the
+/// console's own requests and "none" for what the user typed; older ones at least send an Origin, which then
+/// must name this host. Clients that are not browsers (SDKs, curl, the CLI) send neither and are not refused.
+bool IsCrossSiteBrowserRequest(const Request& request) {
+  if (auto site = request.headers.Get("Sec-Fetch-Site")) {
+    return !EqualsIgnoreCase(*site, "same-origin") && !EqualsIgnoreCase(*site, "none");
+  }
+  auto origin = request.headers.Get("Origin");
+  if (!origin) return false;
+  auto host = request.headers.Get("Host");
+  const size_t scheme_end = origin->find("://");
+  return !host || scheme_end == std::string_view::npos ||
+         !EqualsIgnoreCase(origin->substr(scheme_end + 3), *host);
+}
+
+/// Methods a page of another site could use to change something (GET and HEAD only read, and without CORS
+/// headers the page cannot see what they answer).
+bool IsUnsafeMethod(std::string_view method) {
+  return method != "GET" && method != "HEAD" && method != "OPTIONS";
+}
+
+}  // namespace
+
 Response Router::Dispatch(Request& request, std::string* route_label) const {
   const std::vector<std::string_view> segments = SplitPath(request.path);
   if (CrossOriginAllowed(segments)) {
@@ -209,6 +235,16 @@ Response Router::Dispatch(Request& request, std::string* route_label) const {
     Response response = DispatchRoute(request, segments, route_label);
     AddCorsHeaders(request, response);
     return response;
+  }
+  // A browser that holds a project's secret (typed into its Basic login prompt, or cached from a URL) sends
+  // it with a form another website posts here: refuse such a request before any handler sees it.
+  if (IsUnsafeMethod(request.method) && IsCrossSiteBrowserRequest(request)) {
+    if (route_label != nullptr) *route_label = "unmatched";
+    return Response::Json(
+        403,
+        JsonErrorBody("cross-site request refused: " + request.method + " " + request.path +
+                      " takes requests from Sluice's own console and from clients that are not browsers, "
+                      "never from another website's page (it could use credentials the browser saved)"));
   }
   return DispatchRoute(request, segments, route_label);
 }

@@ -314,5 +314,48 @@ TEST(CorsTest, AdminPathsStayClosedToBrowsers) {
   EXPECT_FALSE(listed.headers.Get("Access-Control-Allow-Origin").has_value());
 }
 
+// Cross-site request forgery: a page of another website posting a form here makes the browser send any
+// Basic credential it saved for this server (a project secret typed into the login prompt). Outside the paths
+// opened to browsers, a request the browser marks as another site's is refused before its handler runs.
+TEST(CorsTest, ChangesFromAnotherSitesPageAreRefusedOutsideTheOpenedPaths) {
+  int created = 0;
+  Router router = CorsRouter();
+  router.Add("POST", "/api/2.0/{project}/pipeline/pause", [&](Request&) {
+    ++created;
+    return Response::Text(200, "paused");
+  });
+  const auto post = [&](std::string path, std::vector<std::pair<std::string, std::string>> headers) {
+    auto request = MakeRequest("POST", std::move(path));
+    request.headers.Add("Host", "sluice.example:8080");
+    for (auto& [name, value] : headers) request.headers.Add(name, value);
+    return router.Dispatch(request);
+  };
+  for (const char* site : {"cross-site", "same-site", "Cross-Site", "something-new"}) {
+    Response refused =
+        post("/api/2.0/1/pipeline/pause", {{"Sec-Fetch-Site", site}, {"Origin", "http://evil.test"}});
+    EXPECT_EQ(refused.status, 403) << site;
+    EXPECT_NE(refused.body.find("cross-site request refused"), std::string::npos) << refused.body;
+  }
+  // Older browsers without Sec-Fetch-Site: the Origin must be this host.
+  EXPECT_EQ(post("/api/2.0/1/pipeline/pause", {{"Origin", "http://evil.test"}}).status, 403);
+  EXPECT_EQ(post("/api/2.0/1/pipeline/pause", {{"Origin", "null"}}).status,
+            403);  // sandboxed frames, data: URLs
+  EXPECT_EQ(post("/api/2.0/1/pipeline/pause", {{"Origin", "http://sluice.example:8081"}}).status, 403);
+  EXPECT_EQ(post("/api/app/projects", {{"Origin", "http://evil.test"}}).status, 403);
+  EXPECT_EQ(created, 0);
+  // The console's own requests, what the user typed, and clients that are not browsers pass.
+  EXPECT_EQ(post("/api/2.0/1/pipeline/pause", {{"Sec-Fetch-Site", "same-origin"}}).status, 200);
+  EXPECT_EQ(post("/api/2.0/1/pipeline/pause", {{"Sec-Fetch-Site", "none"}}).status, 200);
+  EXPECT_EQ(post("/api/2.0/1/pipeline/pause", {{"Origin", "https://SLUICE.example:8080"}}).status, 200);
+  EXPECT_EQ(post("/api/2.0/1/pipeline/pause", {}).status, 200);
+  EXPECT_EQ(created, 4);
+  // Reads stay open (the page cannot see their answers without CORS headers), and so do the paths opened to
+  // browser SDKs, whatever site they run on.
+  auto get = MakeRequest("GET", "/api/app/projects");
+  get.headers.Add("Sec-Fetch-Site", "cross-site");
+  EXPECT_EQ(router.Dispatch(get).status, 200);
+  EXPECT_EQ(post("/track", {{"Sec-Fetch-Site", "cross-site"}, {"Origin", "http://shop.test"}}).status, 200);
+}
+
 }  // namespace
 }  // namespace sluice::http

@@ -4,6 +4,9 @@
 //   - mixpanel-browser's track() with custom xhr_headers (which forces a preflight) is answered and stored,
 //   - a fetch() with a custom header (preflight) to /track is readable by the page and stored,
 //   - a cross-origin fetch() to the admin API is blocked by the browser,
+//   - a form another site's page posts to the pipeline API is refused (403) even when the browser holds the
+//     project's API secret for Basic authentication (cross-site request forgery), while the same request from
+//     a client that is not a browser passes,
 // and reads the events back through /api/2.0/export.
 //
 // Usage: node cors_browser.test.mjs --sluice /path/to/build/sluice [--chromium /usr/bin/chromium]
@@ -50,7 +53,9 @@ async function withDeadline(promise, ms, what) {
 /// Starts `sluice serve` on a free loopback port; resolves with {child, url, dataDir}.
 async function startSluice() {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-cors-'));
-  const child = spawn(sluiceBinary, ['serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--log-level', 'warn'],
+  fs.mkdirSync(path.join(dataDir, 'exports'));
+  const child = spawn(sluiceBinary, ['serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--log-level', 'warn',
+                                     '--local-export-root', path.join(dataDir, 'exports')],
                       { stdio: ['ignore', 'inherit', 'inherit'] });
   const urlFile = path.join(dataDir, 'server.url');
   for (let i = 0; i < 600; i++) {
@@ -182,8 +187,68 @@ async function main() {
 
     check(seen.some((s) => s.startsWith('POST ') && s.includes('/track')), 'the browser sent POST /track');
 
-    // 4. Both events are stored: read them back through the export API.
     const auth = `Basic ${Buffer.from(`${project.api_secret}:`).toString('base64')}`;
+
+    // 4. Cross-site request forgery: a browser that holds the project's API secret for Basic authentication
+    // (as after a user typed it into the login prompt; Playwright's httpCredentials answers the 401 challenge
+    // the same way) opens another site's page, which posts a form to the pipeline API.
+    const pipelineApi = `${sluice.url}/api/2.0/nessie/pipeline`;
+    const createdPipeline = await fetch(`${pipelineApi}/create`, {
+      method: 'POST',
+      headers: { Authorization: auth, 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: `type=local&local_path=csrf&name=csrf-target&from_date=${utcDay(-1)}`,
+    });
+    check(createdPipeline.status === 200, `a local pipeline was created: ${createdPipeline.status} ${await createdPipeline.text()}`);
+    const pipelineStatus = async () => {
+      const r = await fetch(`${pipelineApi}/status?name=csrf-target&summary=true`, { headers: { Authorization: auth } });
+      return (await r.json()).status;
+    };
+    const browser = await withDeadline(chromium.launch({
+      executablePath: chromiumPath,
+      headless: true,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+             '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    }), 60000, 'launching a second Chromium');
+    try {
+      const withSecret = await browser.newContext({ httpCredentials: { username: project.api_secret, password: '' } });
+      const attacker = await withSecret.newPage();
+      await withDeadline(attacker.goto(`${page_server.url}/index.html`), 30000, 'loading the other site\'s page');
+      const [answer] = await withDeadline(Promise.all([
+        attacker.waitForNavigation(),
+        attacker.evaluate((action) => {
+          const form = document.createElement('form');
+          form.method = 'POST';
+          form.action = action;
+          const input = document.createElement('input');
+          input.name = 'name';
+          input.value = 'csrf-target';
+          form.appendChild(input);
+          document.body.appendChild(form);
+          form.submit();
+        }, `${pipelineApi}/pause`),
+      ]), 30000, 'the cross-site form post');
+      const answered = answer ? await answer.text() : '';
+      check(answer && answer.status() === 403 && answered.includes('cross-site request refused'),
+            `another site's form post to pipeline/pause is refused: ${answer && answer.status()} ${answered.slice(0, 200)}`);
+      check(await pipelineStatus() === 'active', 'the pipeline is still active after the refused post');
+      // The browser did hold the secret: the same context reading a project API from the address bar (no other
+      // site involved) is answered.
+      const direct = await withDeadline(attacker.goto(`${pipelineApi}/status?name=csrf-target&summary=true`), 30000,
+                                        'a same-browser read');
+      check(direct && direct.status() === 200, `the browser holds the secret: a read it navigates to is answered (${direct && direct.status()})`);
+    } finally {
+      await browser.close().catch(() => {});
+    }
+    // A client that is not a browser sends neither Sec-Fetch-Site nor Origin, and passes.
+    const paused = await fetch(`${pipelineApi}/pause`, {
+      method: 'POST',
+      headers: { Authorization: auth, 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: 'name=csrf-target',
+    });
+    check(paused.status === 200, `pipeline/pause from a client that is not a browser is answered: ${paused.status}`);
+    check(await pipelineStatus() === 'paused', 'and the pipeline is paused');
+
+    // 5. Both events are stored: read them back through the export API.
     const exported = await fetch(
         `${sluice.url}/api/2.0/export?from_date=${utcDay(-1)}&to_date=${utcDay(1)}`, { headers: { Authorization: auth } });
     const text = await exported.text();
