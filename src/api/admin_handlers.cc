@@ -52,6 +52,12 @@ http::Response JsonError(int status, std::string_view message) {
                                                                                  {"status", "error"}}));
 }
 
+std::string StoreFailureForTenant(std::string_view what, uint32_t project, const Error& error) {
+  spdlog::error("{} (project {}): {}", what, project, error.ToString());
+  return fmt::format("{}: the store is unavailable; retry the request (the cause is in the server's log)",
+                     what);
+}
+
 bool ServiceImpl::IsAdmin(const http::Request& req) const {
   auto bearer = http::ParseBearer(req.headers);
   return bearer && !options_.admin_token.empty() && ConstantTimeEquals(*bearer, options_.admin_token.Reveal());

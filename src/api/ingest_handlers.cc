@@ -133,8 +133,8 @@ bool ServiceImpl::StoreEvents(uint32_t project, const ingest::ParsedEvents& pars
   Status s =
       batch != nullptr ? store_.WriteEventBatch(*batch, links) : store_.WriteEvents(project, parsed.events, links);
   if (!s.ok()) {
-    spdlog::error("storing {} events for project {} failed: {}", parsed.events.size(), project, s.error().ToString());
-    error = "events were not stored (" + s.error().message + "); retry the request";
+    error = StoreFailureForTenant(fmt::format("{} events were not stored", parsed.events.size()), project,
+                                  s.error());
     metrics_->events_rejected.WithLabels({std::string(endpoint), "store_error"}).Inc(parsed.events.size());
     return false;
   }
@@ -420,10 +420,10 @@ http::Response ServiceImpl::HandleProfileUpdates(http::Request& req, bool groups
            .reason = r.reason});
     }
     if (!s.ok()) {
-      spdlog::error("{} updates for project {} failed: {}", endpoint, project_id, s.error().ToString());
       metrics_->profile_updates.WithLabels({"store_error"}).Inc(set.ids.size());
-      return ImportError(503,
-                         "profile updates were not stored (" + s.error().message + "); retry the request");
+      return ImportError(503, StoreFailureForTenant(groups ? "group profile updates were not stored"
+                                                           : "profile updates were not stored",
+                                                    project_id, s.error()));
     }
   }
   const size_t refused = errors.size() - parse_errors;

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/json.hpp>
 #include <condition_variable>
@@ -208,6 +209,9 @@ std::optional<EngageCursor> DecodeEngageCursor(std::string_view text) {
   c.page = page->to_number<uint64_t>(page_ec);
   c.total = total->to_number<uint64_t>(total_ec);
   if (page_ec || total_ec) return std::nullopt;
+  // A cursor this server made holds a stored id: at most kMaxProfileIdChars characters of UTF-8.
+  constexpr size_t kMaxIdBytes = 4 * ingest::kMaxProfileIdChars;
+  if (after->as_string().size() > kMaxIdBytes || group->as_string().size() > kMaxIdBytes) return std::nullopt;
   c.after = std::string(after->as_string());
   c.group = std::string(group->as_string());
   return c;
@@ -388,11 +392,26 @@ http::Response ServiceImpl::HandleEngageQuery(http::Request& req) {
   // A listing (no distinct_id) pages through one profile set: the users' (group "") or one group key's.
   const std::string group(params.Get("data_group_id").value_or(""));
   const std::string_view one_id = params.Get("distinct_id").value_or("");
+  // No stored profile has a longer id or group key (/engage and /groups refuse them), so a longer one is a
+  // client error, and never reaches the store (ClickHouse refuses an over-long query, as a 503).
+  for (const auto& [name, value] :
+       {std::pair<std::string_view, std::string_view>{"distinct_id", one_id}, {"data_group_id", group}}) {
+    const size_t chars = static_cast<size_t>(std::count_if(
+        value.begin(), value.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+    if (chars > ingest::kMaxProfileIdChars) {
+      return JsonError(
+          400, fmt::format("{} is {} characters long; profile ids and group keys have at most {}", name,
+                           chars, ingest::kMaxProfileIdChars));
+    }
+  }
   std::string session_id;
   if (!one_id.empty()) {
     auto profile = group.empty() ? store_.GetProfile(project->id, one_id)
                                  : store_.GetGroupProfile(project->id, group, one_id);
-    if (!profile.ok()) return JsonError(503, "reading profiles failed: " + profile.error().message);
+    if (!profile.ok()) {
+      return JsonError(503,
+                       StoreFailureForTenant("reading the profile failed", project->id, profile.error()));
+    }
     if (*profile) {
       add(one_id, **profile);
       total = 1;
@@ -436,7 +455,8 @@ http::Response ServiceImpl::HandleEngageQuery(http::Request& req) {
         return true;
       });
     }
-    if (!s.ok()) return JsonError(503, "reading profiles failed: " + s.error().message);
+    if (!s.ok())
+      return JsonError(503, StoreFailureForTenant("reading profiles failed", project->id, s.error()));
     if (result_count == page_size) session_id = EncodeEngageCursor({page, total, last_id, group});
   }
   return http::Response::Json(

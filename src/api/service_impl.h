@@ -106,4 +106,9 @@ class ServiceImpl final : public Service {
 /// {"error": message, "status": "error"} with `status`.
 http::Response JsonError(int status, std::string_view message);
 
+/// What a caller holding a project's token or secret is told when the store fails under its request: that
+/// `what` (e.g. "events were not stored") happened and to retry — never the store's own message, which names
+/// ClickHouse hosts, file paths and server exceptions. Logs that message (with the project) for the operator.
+std::string StoreFailureForTenant(std::string_view what, uint32_t project, const Error& error);
+
 }  // namespace sluice::api

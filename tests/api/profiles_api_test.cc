@@ -371,6 +371,41 @@ TEST_F(ProfilesApiTest, ThePageAfterResumesAfterTheLastIdItWasGiven) {
             (std::vector<std::string>{"u4", "u5"}));
 }
 
+// No stored profile has an id or group key over 255 characters, so asking for one is a client error (400),
+// answered before the store is asked: ClickHouse refused such a query as too large, which the tenant saw as a
+// 503 naming ClickHouse's host and parser error. A forged session_id holding a long id is refused the same
+// way.
+TEST_F(ProfilesApiTest, OverLongIdsAndGroupKeysAreClientErrors) {
+  const auto get = [&](const std::string& query) {
+    return Send("POST", "/api/2.0/engage", query,
+                {{"Authorization", SecretAuth()}, {"Content-Type", "application/x-www-form-urlencoded"}});
+  };
+  std::string e_acute_255;
+  for (int i = 0; i < 255; ++i) e_acute_255 += "%C3%A9";  // é: 255 characters in 510 bytes
+  EXPECT_EQ(get("distinct_id=" + std::string(255, 'x')).status, 200);
+  EXPECT_EQ(get("distinct_id=" + e_acute_255).status, 200);
+  EXPECT_EQ(get("data_group_id=" + std::string(255, 'k')).status, 200);
+  for (const std::string& query :
+       {"distinct_id=" + std::string(256, 'x'), "distinct_id=" + e_acute_255 + "x",
+        "data_group_id=" + std::string(256, 'k'), "distinct_id=" + std::string(300'000, 'x')}) {
+    Reply r = get(query);
+    EXPECT_EQ(r.status, 400) << r.body.substr(0, 200);
+    EXPECT_NE(r.body.find("characters long; profile ids and group keys have at most 255"), std::string::npos)
+        << r.body.substr(0, 300);
+  }
+  const auto cursor = [](const std::string& after) {
+    std::string session = Base64Encode(
+        json::serialize(json::object{{"v", 1}, {"page", 0}, {"total", 5}, {"after", after}, {"group", ""}}));
+    for (char& c : session) c = c == '+' ? '-' : c == '/' ? '_' : c;
+    while (!session.empty() && session.back() == '=') session.pop_back();
+    return session;
+  };
+  EXPECT_EQ(get("page=1&session_id=" + cursor(std::string(255, 'a'))).status, 200);
+  Reply r = get("page=1&session_id=" + cursor(std::string(2000, 'a')));
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(r.body.find("session_id is not one this server answered"), std::string::npos) << r.body;
+}
+
 TEST(PeopleExportEncoder, NonFiniteTokensOfOlderReleasesBecomeNull) {
   std::string line;
   pipeline::AppendPeopleRecord("p1", R"({"a":Infinity,"b":-Infinity,"c":NaN,"s":"Infinity NaN","n":19.90})",

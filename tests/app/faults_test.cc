@@ -507,8 +507,11 @@ TEST(FaultsTest, FullDiskAnswers503KeepsServingReadsAndRecoversWithoutLosingEven
     if (full.status != 200) break;
   }
   ASSERT_EQ(full.status, 503) << "after " << batch << " batches: " << full.body;
-  EXPECT_TRUE(Contains(full.body, "disk full: free space in " + (mount_point / "store").string()))
+  // The client is told to retry; where the server keeps its data is for the operator's log only.
+  EXPECT_TRUE(Contains(full.body, "events were not stored: the store is unavailable; retry the request"))
       << full.body;
+  EXPECT_FALSE(Contains(full.body, mount_point.string())) << full.body;
+  EXPECT_TRUE(Contains(ReadFile(log), "disk full: free space in " + (mount_point / "store").string()));
   ASSERT_GT(acked.size(), 0u);
 
   // More writes while full: still 503, the server stays up; health and reads are served.
@@ -528,6 +531,8 @@ TEST(FaultsTest, FullDiskAnswers503KeepsServingReadsAndRecoversWithoutLosingEven
     auto refused = server.Send("POST", std::string(path) + "?verbose=1", update,
                                {{"Content-Type", "application/json"}});
     EXPECT_EQ(refused.status, 503) << path << ": " << refused.body;
+    EXPECT_TRUE(Contains(refused.body, "updates were not stored: the store is unavailable")) << refused.body;
+    EXPECT_FALSE(Contains(refused.body, mount_point.string())) << refused.body;
   }
   EXPECT_EQ(server.Send("GET", "/healthz").status, 200);
   auto read_while_full = Export(server, project, time);
