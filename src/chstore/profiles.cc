@@ -196,13 +196,9 @@ Status ClickHouseProfileStore::FoldStored(
 Status ClickHouseProfileStore::FoldQuery(
     const std::string& where, const store::ProfileFolder& folder,
     const std::function<bool(std::string_view id, const std::optional<std::string>& profile)>& fn) {
-  auto text =
-      options_.client->Query(fmt::format("SELECT profile_id, version, batch_id, seq, op FROM {} WHERE {} "
-                                         "ORDER BY profile_id, version, batch_id, seq FORMAT TSV",
-                                         OpsTable(), where));
-  if (!text.ok()) {
-    return Error(text.error().code, "reading profile operations from ClickHouse: " + text.error().message);
-  }
+  // The answer is folded as it streams in: a profile's operation log grows with every update (nothing
+  // compacts it), so holding the whole answer cost memory in proportion to the log (80 MB of log for a 200 KB
+  // profile), where folding as it arrives needs the profile, one change and one line.
   // Rows arrive sorted: a profile's rows together, a change's rows together, a duplicate right after its
   // original.
   std::optional<std::string> state;
@@ -211,33 +207,33 @@ Status ClickHouseProfileStore::FoldQuery(
   std::vector<std::string> change;
   OpRow row, prev;
   bool have_prev = false;
+  bool stopped = false;  // by fn
+  bool malformed = false;
   auto flush_change = [&] {
     if (change.empty()) return;
     store::ProfileFold fold = folder.Fold(state, change);
     if (fold.changed) state = std::move(fold.profile);
     change.clear();
   };
-  size_t start = 0;
-  while (start < text->size()) {
-    size_t nl = text->find('\n', start);
-    if (nl == std::string::npos) nl = text->size();
-    const std::string_view line(text->data() + start, nl - start);
-    start = nl + 1;
-    if (line.empty()) continue;
+  // One TSV line; false stops the read (fn said so, or the line is not a row of ours).
+  auto line_done = [&](std::string_view line) {
+    if (line.empty()) return true;
     if (!ParseRow(line, row)) {
-      return Error(
-          ErrorCode::kPermanent,
-          fmt::format("reading profile operations from ClickHouse: unexpected row shape in {}", OpsTable()));
+      malformed = true;
+      return false;
     }
     if (have_prev && row.profile_id == prev.profile_id && row.batch_id == prev.batch_id &&
         row.seq == prev.seq && row.version == prev.version) {
-      continue;  // a retried insert's copy of the same operation
+      return true;  // a retried insert's copy of the same operation
     }
     const bool new_profile = !have_profile || row.profile_id != current_id;
     const bool new_change = new_profile || row.version != prev.version || row.batch_id != prev.batch_id;
     if (new_change) flush_change();
     if (new_profile) {
-      if (have_profile && !fn(current_id, state)) return OkStatus();
+      if (have_profile && !fn(current_id, state)) {
+        stopped = true;
+        return false;
+      }
       current_id = row.profile_id;
       state.reset();
       have_profile = true;
@@ -245,7 +241,51 @@ Status ClickHouseProfileStore::FoldQuery(
     change.push_back(std::move(row.op));
     std::swap(prev, row);
     have_prev = true;
+    return true;
+  };
+  std::string partial;  // a line the last chunk ended inside
+  clickhouse::RequestOptions options;
+  // An error while the answer streams must come as an error status, not as text after the rows.
+  options.settings.emplace_back("wait_end_of_query", "1");
+  Status s = options_.client->QueryStreaming(
+      fmt::format("SELECT profile_id, version, batch_id, seq, op FROM {} WHERE {} "
+                  "ORDER BY profile_id, version, batch_id, seq FORMAT TSV",
+                  OpsTable(), where),
+      [&](std::string_view chunk) {
+        size_t start = 0;
+        if (!partial.empty()) {
+          const size_t nl = chunk.find('\n');
+          if (nl == std::string_view::npos) {
+            partial.append(chunk);
+            return true;
+          }
+          partial.append(chunk.substr(0, nl));
+          const bool go_on = line_done(partial);
+          partial.clear();
+          if (!go_on) return false;
+          start = nl + 1;
+        }
+        while (start < chunk.size()) {
+          const size_t nl = chunk.find('\n', start);
+          if (nl == std::string_view::npos) {
+            partial.assign(chunk.substr(start));
+            break;
+          }
+          if (!line_done(chunk.substr(start, nl - start))) return false;
+          start = nl + 1;
+        }
+        return true;
+      },
+      options);
+  if (!s.ok())
+    return Error(s.error().code, "reading profile operations from ClickHouse: " + s.error().message);
+  if (!malformed && !stopped && !partial.empty()) line_done(partial);  // an answer without its last newline
+  if (malformed) {
+    return Error(
+        ErrorCode::kPermanent,
+        fmt::format("reading profile operations from ClickHouse: unexpected row shape in {}", OpsTable()));
   }
+  if (stopped) return OkStatus();
   flush_change();
   if (have_profile) fn(current_id, state);
   return OkStatus();

@@ -207,6 +207,30 @@ TEST_P(ProfileSuite, EveryOperationKeepsItsSemantics) {
   EXPECT_EQ(Profile(1, "nobody"), "<none>");
 }
 
+// A profile's operation log outgrows the profile (every update adds to it). ClickHouse's answer is folded as
+// it streams in, so rows cut at any chunk boundary must fold exactly as whole ones: a log of 3 MB of long
+// values, then a neighbour read in the same scan.
+TEST_P(ProfileSuite, ALongOperationLogFoldsExactlyWhileItStreams) {
+  std::string expected_bio;
+  for (int i = 0; i < 60; ++i) {
+    expected_bio = std::string(50'000 + i * 7, static_cast<char>('a' + i % 26));
+    const std::string update = R"([{"$token":"t","$ignore_time":true,"$distinct_id":"hog","$set":{"bio":")" +
+                               expected_bio +
+                               R"("}},{"$token":"t","$ignore_time":true,)"
+                               R"("$distinct_id":"hog","$add":{"n":1}},{"$token":"t","$ignore_time":true,)"
+                               R"("$distinct_id":"hog","$add":{"n":1}}])";
+    ASSERT_TRUE(Apply(3, {}, {{"hog", Ops(update)}}).ok()) << i;
+  }
+  ASSERT_TRUE(Apply(3, {},
+                    {{"next", Ops(R"([{"$token":"t","$ignore_time":true,"$distinct_id":"next",)"
+                                  R"("$set":{"k":"v\tw"}}])")}})
+                  .ok());
+  const std::string hog = R"({"bio":")" + expected_bio + R"(","n":120})";
+  EXPECT_EQ(Profile(3, "hog"), hog);
+  EXPECT_EQ(Scan(3), (std::vector<std::string>{"hog=" + hog, R"(next={"k":"v\tw"})"}));
+  EXPECT_EQ(Scan(3, 1), std::vector<std::string>{"hog=" + hog});
+}
+
 TEST_P(ProfileSuite, LastSeenAndRequestAddressTravelWithTheOperation) {
   ASSERT_TRUE(Apply(1, {},
                     {{"u", Ops(R"([{"$token":"t","$distinct_id":"u","$time":1764979200123,"$set":{"a":1}}])",
