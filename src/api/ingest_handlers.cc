@@ -1,20 +1,20 @@
 // /import, /track and /engage: request decoding (auth, body forms, gzip, limits, rate limit), then the pure
 // ingest module for validation, then the store. Answers exactly as Mixpanel's endpoints do (SPEC §3).
-#include <boost/json.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <boost/json.hpp>
 #include <map>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
-
 #include "api/request_util.h"
 #include "api/service_impl.h"
 #include "common/compression.h"
 #include "common/crypto.h"
+#include "common/strings.h"
 #include "ingest/profile_ops.h"
 
 namespace sluice::api {
@@ -88,15 +88,25 @@ http::Response ClientAnswer(const ClientAnswerStyle& style, bool ok, std::string
   } else {
     body = ok ? "1" : "0";
   }
-  if (!style.callback.empty()) {
-    return http::Response::Text(200, fmt::format("{}({});", style.callback, body), "application/javascript");
-  }
-  return http::Response::Text(200, std::move(body), style.verbose ? "application/json" : "text/plain");
+  http::Response r =
+      style.callback.empty()
+          ? http::Response::Text(200, std::move(body), style.verbose ? "application/json" : "text/plain")
+          : http::Response::Text(200, fmt::format("{}({});", style.callback, body), "application/javascript");
+  // A JSON or text answer loaded by a <script> element is refused by the browser instead of being sniffed.
+  r.headers.Set("X-Content-Type-Options", "nosniff");
+  return r;
 }
 
-ClientAnswerStyle AnswerStyleOf(const RequestParams& params) {
+/// JSONP is for pages of other sites (Mixpanel's browser SDK on a customer's site). A page of this origin —
+/// only the web console is served from here — never needs it, and honouring it there would hand any HTML
+/// injection into the console a script its Content-Security-Policy ('self') allows: so a same-origin request
+/// gets the plain answer, which nosniff keeps from running as a script.
+ClientAnswerStyle AnswerStyleOf(const http::Request& req, const RequestParams& params) {
   ClientAnswerStyle style{.verbose = params.Flag("verbose"), .img = params.Flag("img")};
-  if (auto cb = params.Get("callback"); cb && IsValidCallbackName(*cb)) style.callback = std::string(*cb);
+  const bool same_origin = EqualsIgnoreCase(req.headers.Get("Sec-Fetch-Site").value_or(""), "same-origin");
+  if (auto cb = params.Get("callback"); cb && IsValidCallbackName(*cb) && !same_origin) {
+    style.callback = std::string(*cb);
+  }
   return style;
 }
 
@@ -276,7 +286,7 @@ http::Response ServiceImpl::HandleImport(http::Request& req) {
 
 http::Response ServiceImpl::HandleTrack(http::Request& req) {
   RequestParams params(req);
-  const ClientAnswerStyle style = AnswerStyleOf(params);
+  const ClientAnswerStyle style = AnswerStyleOf(req, params);
   auto payload = ClientPayload(req, params, ingest::kMaxBatchBytes);
   if (!payload.ok()) return UndecodableClientRequest(style, payload.error());
   metrics_->bytes_in.WithLabels({"/track"}).Inc(payload->json.size());
@@ -346,7 +356,7 @@ http::Response ServiceImpl::HandleGroups(http::Request& req) {
 http::Response ServiceImpl::HandleProfileUpdates(http::Request& req, bool groups) {
   const std::string endpoint = groups ? "/groups" : "/engage";
   RequestParams params(req);
-  const ClientAnswerStyle style = AnswerStyleOf(params);
+  const ClientAnswerStyle style = AnswerStyleOf(req, params);
   auto payload = ClientPayload(req, params, ingest::kMaxBatchBytes);
   if (!payload.ok()) return UndecodableClientRequest(style, payload.error());
   metrics_->bytes_in.WithLabels({endpoint}).Inc(payload->json.size());

@@ -406,9 +406,21 @@ TEST_F(ApiTest, TrackAcceptsSdkRequestForms) {
   EXPECT_EQ(pixel.body.substr(0, 6), "GIF89a");
   auto jsonp = Send("GET", "/track?callback=cb_1&data=" + Base64Encode(ev("t-cb")));
   EXPECT_EQ(jsonp.body, "cb_1(1);");
+  EXPECT_EQ(jsonp.Header("content-type"), "application/javascript");
+  // JSONP is for other sites' pages. A page of Sluice's own origin (only the console is served there) gets
+  // the plain answer, marked nosniff, so an HTML injection into the console could not load /track as a script
+  // its CSP ('self') allows, calling a function of its choosing. The event is stored all the same.
+  auto same_origin = Send("GET", "/track?callback=document.body.remove&data=" + Base64Encode(ev("t-cb-self")),
+                          {}, {{"Sec-Fetch-Site", "same-origin"}, {"Sec-Fetch-Dest", "script"}});
+  EXPECT_EQ(same_origin.body, "1");
+  EXPECT_EQ(same_origin.Header("content-type"), "text/plain");
+  EXPECT_EQ(same_origin.Header("x-content-type-options"), "nosniff");
+  auto cross_site = Send("GET", "/track?callback=cb_2&data=" + Base64Encode(ev("t-cb-site")), {},
+                         {{"Sec-Fetch-Site", "cross-site"}, {"Sec-Fetch-Dest", "script"}});
+  EXPECT_EQ(cross_site.body, "cb_2(1);");
 
   auto lines = ExportAll();
-  EXPECT_EQ(lines.size(), 5u);
+  EXPECT_EQ(lines.size(), 7u);
   for (const auto& l : lines) {
     const auto& p = l.at("properties").as_object();
     EXPECT_FALSE(p.contains("token"));  // the project token is not an event property
