@@ -396,8 +396,7 @@ http::Response ServiceImpl::HandleEngageQuery(http::Request& req) {
   // client error, and never reaches the store (ClickHouse refuses an over-long query, as a 503).
   for (const auto& [name, value] :
        {std::pair<std::string_view, std::string_view>{"distinct_id", one_id}, {"data_group_id", group}}) {
-    const size_t chars = static_cast<size_t>(std::count_if(
-        value.begin(), value.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+    const size_t chars = ingest::Utf8CharCount(value);
     if (chars > ingest::kMaxProfileIdChars) {
       return JsonError(
           400, fmt::format("{} is {} characters long; profile ids and group keys have at most {}", name,

@@ -535,11 +535,10 @@ class ServerImpl final : public Server {
         if (stopping_.load()) break;
         if (!first) tcp_layer.expires_after(options_.idle_timeout);
         auto [ec, n] = co_await stream.async_read_some(buffer.prepare(kFirstReadBytes), kUseTuple);
-        connection.StartRequest(stats_.get());
-        if (ec) co_return;
+        if (ec) co_return;  // the registration's end takes it off the idle count
         buffer.commit(n);
       }
-      connection.StartRequest(stats_.get());  // also a pipelined request already in the buffer
+      connection.StartRequest(stats_.get());  // a request's first bytes, or a pipelined one already buffered
       if (stopping_.load()) break;  // shutdown began: no new request is read on this connection
       if (!first) tcp_layer.expires_after(options_.request_timeout);
       auto outcome = co_await ServeRequest(stream, buffer, remote_ip);

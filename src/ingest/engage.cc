@@ -157,8 +157,7 @@ bool ProfileParser::ReadId(const json::object& obj, std::string_view name, size_
 
 bool ProfileParser::CheckIdLength(std::string_view name, std::string_view id, size_t index,
                                   std::string_view reason) {
-  size_t chars = 0;
-  for (const char c : id) chars += (static_cast<unsigned char>(c) & 0xC0) != 0x80;  // UTF-8 lead bytes
+  const size_t chars = Utf8CharCount(id);
   if (chars <= kMaxProfileIdChars) return true;
   Reject(index, std::string(name),
          fmt::format("'{}' is {} characters long (\"{}\"); an id may be at most {} characters", name, chars,

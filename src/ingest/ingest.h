@@ -46,6 +46,13 @@ inline constexpr size_t kMaxProfileBytes = 1024 * 1024;
 // $distinct_id, $group_id and $group_key are at most this many characters (Mixpanel's distinct_id cap), so an
 // update cannot make a 10 MB key.
 inline constexpr size_t kMaxProfileIdChars = 255;
+/// Characters of UTF-8 text, counted as the bytes that are not continuation bytes (so invalid UTF-8 never
+/// counts fewer characters than it has lead bytes): the unit of kMaxProfileIdChars.
+inline size_t Utf8CharCount(std::string_view text) {
+  size_t chars = 0;
+  for (const char c : text) chars += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  return chars;
+}
 // Values a client sent are quoted in error messages only up to this many characters (then "…"), so a 10 MB
 // value does not come back as a 10 MB error.
 inline constexpr size_t kMaxEchoedChars = 64;
