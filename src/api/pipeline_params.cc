@@ -233,6 +233,22 @@ Status ReadString(const PipelineParams& params, std::string_view name, std::stri
   return OkStatus();
 }
 
+/// An Azure credential parameter (`client_id`, `client_secret`, `tenant_id`), also under the name Mixpanel's
+/// edit API gives it (`azure_client_id`, ...); nullopt when neither is given, a 400 when both differ.
+Result<std::optional<std::string_view>> AzureCredentialParam(const PipelineParams& params,
+                                                             std::string_view name) {
+  const std::string alias = fmt::format("azure_{}", name);
+  const auto plain = params.Get(name);
+  const auto mixpanel = params.Get(alias);
+  if (plain && mixpanel && TrimSpace(*plain) != TrimSpace(*mixpanel)) {
+    return Invalid(
+        fmt::format("{} and {} name the same setting with different values: send one of them", name, alias));
+  }
+  if (plain) return std::optional<std::string_view>(TrimSpace(*plain));
+  if (mixpanel) return std::optional<std::string_view>(TrimSpace(*mixpanel));
+  return std::optional<std::string_view>();
+}
+
 /// The destination and output parameters shared by create and edit, each applied only when present.
 Status ReadMutable(const PipelineParams& params, PipelineSpec& spec) {
   SLUICE_TRY(ReadOptional(params, "frequency", spec.frequency, ParseFrequencyParam));
@@ -269,9 +285,12 @@ Status ReadMutable(const PipelineParams& params, PipelineSpec& spec) {
   SLUICE_TRY(ReadString(params, "storage_account", d.azure_storage_account));
   SLUICE_TRY(ReadString(params, "container_name", d.azure_container));
   if (auto v = params.Get("prefix")) d.azure_prefix = storage_access::NormalizeDestinationPrefix(TrimSpace(*v));
-  SLUICE_TRY(ReadString(params, "client_id", d.azure_client_id));
-  SLUICE_TRY(ReadString(params, "tenant_id", d.azure_tenant_id));
-  if (auto v = params.Get("client_secret")) d.azure_client_secret = Secret(std::string(TrimSpace(*v)));
+  SLUICE_ASSIGN_OR_RETURN(auto client_id, AzureCredentialParam(params, "client_id"));
+  if (client_id) d.azure_client_id = std::string(*client_id);
+  SLUICE_ASSIGN_OR_RETURN(auto tenant_id, AzureCredentialParam(params, "tenant_id"));
+  if (tenant_id) d.azure_tenant_id = std::string(*tenant_id);
+  SLUICE_ASSIGN_OR_RETURN(auto client_secret, AzureCredentialParam(params, "client_secret"));
+  if (client_secret) d.azure_client_secret = Secret(std::string(*client_secret));
   SLUICE_TRY(ReadString(params, "azure_endpoint", d.azure_endpoint));
   while (!d.azure_endpoint.empty() && d.azure_endpoint.back() == '/') d.azure_endpoint.pop_back();
   return OkStatus();
@@ -511,18 +530,45 @@ Status ApplyEditParams(const PipelineParams& params, PipelineSpec& spec) {
     SLUICE_ASSIGN_OR_RETURN(bool v, ParseBoolParam("trial", *trial));
     if (v != spec.trial) return Invalid("trial cannot be changed after the pipeline was created");
   }
-  static constexpr std::array kEditable = {
-      "to_date",    "frequency",  "sync",       "events",       "where",           "compression",
-      "s3_bucket",  "s3_region",  "s3_role",    "s3_prefix",    "s3_endpoint",     "s3_encryption",
-      "s3_kms_key_id", "local_path", "gcs_bucket", "gcs_prefix", "gcs_region", "gcs_endpoint", "gcs_kms_key_name",
-      "storage_account", "container_name", "prefix", "client_id", "client_secret", "tenant_id", "azure_endpoint",
-      "s3_credential"};
+  static constexpr std::array kEditable = {"to_date",
+                                           "frequency",
+                                           "sync",
+                                           "events",
+                                           "where",
+                                           "compression",
+                                           "s3_bucket",
+                                           "s3_region",
+                                           "s3_role",
+                                           "s3_prefix",
+                                           "s3_endpoint",
+                                           "s3_encryption",
+                                           "s3_kms_key_id",
+                                           "local_path",
+                                           "gcs_bucket",
+                                           "gcs_prefix",
+                                           "gcs_region",
+                                           "gcs_endpoint",
+                                           "gcs_kms_key_name",
+                                           "storage_account",
+                                           "container_name",
+                                           "prefix",
+                                           "client_id",
+                                           "client_secret",
+                                           "tenant_id",
+                                           "azure_endpoint",
+                                           "s3_credential",
+                                           "azure_client_id",
+                                           "azure_client_secret",
+                                           "azure_tenant_id"};
   if (std::none_of(kEditable.begin(), kEditable.end(), [&](const char* p) { return params.Has(p); })) {
     return Invalid(
         "nothing to change: pass at least one of to_date, frequency, sync, events, where, compression, "
         "s3_bucket, s3_region, s3_role, s3_prefix, s3_endpoint, s3_encryption, s3_kms_key_id, local_path, "
-        "gcs_bucket, gcs_prefix, gcs_region, gcs_endpoint, gcs_kms_key_name, storage_account, container_name, "
-        "prefix, client_id, client_secret, tenant_id, azure_endpoint, s3_credential");
+        "gcs_bucket, gcs_prefix, gcs_region, gcs_endpoint, gcs_kms_key_name, storage_account, "
+        "container_name, "
+        "prefix, client_id (azure_client_id), client_secret (azure_client_secret), tenant_id "
+        "(azure_tenant_id), "
+        "azure_endpoint, s3_credential");
   }
   SLUICE_TRY(ReadString(params, "to_date", spec.to_date));
   SLUICE_TRY(ReadMutable(params, spec));

@@ -334,8 +334,9 @@ void RegisterPipelineCommands(CLI::App& app, int& exit_code) {
     auto f = std::make_shared<PipelineFlags>();
     CLI::App* cmd = group->add_subcommand(
         "edit",
-        "Change a pipeline's to-date, frequency, sync, events, where, compression or destination (only the "
-        "flags given change)");
+        "Change a pipeline's to-date, sync, events, where, compression, or the credentials, region and "
+        "encryption it writes with (only the flags given change; the frequency and the destination's bucket, "
+        "prefix, endpoint or path are fixed: create a new pipeline for those)");
     AddCommon(cmd, *f, /*with_name=*/true);
     AddEditableParams(cmd, *f);
     cmd->add_flag("--all-events", f->clear_events, "Drop the event whitelist: export every event");

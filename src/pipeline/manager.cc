@@ -99,22 +99,12 @@ std::string FixHint(const Error& e, const Destination& d) {
   }
 }
 
-bool SameDestination(const Destination& a, const Destination& b) {
-  if (a.type != b.type) return false;
-  if (a.type == DestinationType::kLocal) return a.local_path == b.local_path;
-  if (a.type == DestinationType::kAzure) {
-    return a.azure_storage_account == b.azure_storage_account && a.azure_container == b.azure_container &&
-           a.azure_prefix == b.azure_prefix && a.azure_endpoint == b.azure_endpoint;
-  }
-  if (a.type == DestinationType::kGcs) {
-    return a.gcs_bucket == b.gcs_bucket && a.gcs_prefix == b.gcs_prefix && a.gcs_endpoint == b.gcs_endpoint;
-  }
-  auto trim = [](std::string s) {
-    while (!s.empty() && s.front() == '/') s.erase(s.begin());
-    while (!s.empty() && s.back() == '/') s.pop_back();
-    return s;
-  };
-  return a.s3_bucket == b.s3_bucket && trim(a.s3_prefix) == trim(b.s3_prefix) && a.s3_endpoint == b.s3_endpoint;
+/// Why a finished pipeline cannot resume or sync, and what reopens it.
+std::string FinishedHint(std::string_view name, const PipelineSpec& spec) {
+  return fmt::format(
+      "pipeline {} has finished its date range (to_date {}); edit its to_date to a later day, or to empty "
+      "for a recurring pipeline, to export more",
+      name, spec.to_date);
 }
 
 /// The directory a type=local `local_path` confines to (ConfineLocalPath), as a root-relative path with a
@@ -410,6 +400,21 @@ class Pipelines::Impl : public jobs::Runner::Source {
     if (updated.data_source != current.data_source) return InvalidArgument("data_source cannot be changed");
     if (updated.destination.type != current.destination.type) return InvalidArgument("type cannot be changed");
     if (updated.from_date != current.from_date) return InvalidArgument("from_date cannot be changed");
+    // Units are kept by partition label at one location: another frequency would export every partition
+    // again under the other layout beside the files already there, and another location would get only what
+    // changes from now on while the old one keeps its files.
+    if (updated.frequency != current.frequency) {
+      return InvalidArgument(
+          fmt::format("frequency cannot be changed (the pipeline exports {} partitions): "
+                      "cancel it and create a new one",
+                      ToString(current.frequency)));
+    }
+    if (!SameLocation(updated.destination, current.destination)) {
+      return InvalidArgument(
+          "the destination's location (bucket, container, prefix, endpoint or local_path) cannot be changed: "
+          "create a pipeline for the new location, which exports every day from its from_date, and cancel "
+          "this one");
+    }
     updated.created_ms = current.created_ms;
     updated.type_param = current.type_param;
     SLUICE_TRY(ValidateSpec(updated, /*creating=*/false));
@@ -423,10 +428,9 @@ class Pipelines::Impl : public jobs::Runner::Source {
     const Destination& u = updated.destination;
     const Destination& c = current.destination;
     const bool destination_changed =
-        !SameDestination(u, c) || u.s3_role != c.s3_role || u.s3_credential != c.s3_credential ||
-        u.s3_region != c.s3_region || u.encryption.mode != c.encryption.mode ||
-        u.encryption.kms_key_id != c.encryption.kms_key_id || u.azure_client_id != c.azure_client_id ||
-        u.azure_tenant_id != c.azure_tenant_id ||
+        u.s3_role != c.s3_role || u.s3_credential != c.s3_credential || u.s3_region != c.s3_region ||
+        u.encryption.mode != c.encryption.mode || u.encryption.kms_key_id != c.encryption.kms_key_id ||
+        u.azure_client_id != c.azure_client_id || u.azure_tenant_id != c.azure_tenant_id ||
         u.azure_client_secret.Reveal() != c.azure_client_secret.Reveal() ||
         u.gcs_kms_key_name != c.gcs_kms_key_name || u.gcs_region != c.gcs_region;
     if (destination_changed) {
@@ -440,6 +444,16 @@ class Pipelines::Impl : public jobs::Runner::Source {
     SLUICE_TRY(CheckLimits(updated, updated.name));
     e->record.info.spec = updated;
     e->destination.reset();
+    PipelineInfo& info = e->record.info;
+    if (info.status == PipelineStatus::kFinished &&
+        (updated.recurring() || updated.to_date > current.to_date)) {
+      // A later to_date (or none) reopens a finished pipeline: its next run exports the added days (and late
+      // data of the earlier ones), and it finishes again once the new range is closed and exported.
+      info.status = PipelineStatus::kActive;
+      e->record.next_run_ms = 0;
+      spdlog::info("pipeline {} of project {} is active again: its date range now ends {}", updated.name,
+                   updated.project_id, updated.recurring() ? "never (recurring)" : updated.to_date);
+    }
     SLUICE_TRY(SaveLocked(*e));
     wake_.notify_all();
     return OkStatus();
@@ -454,7 +468,7 @@ class Pipelines::Impl : public jobs::Runner::Source {
     }
     if (to == PipelineStatus::kActive) {
       if (info.status == PipelineStatus::kFinished) {
-        return Error(ErrorCode::kConflict, fmt::format("pipeline {} has finished its date range", name));
+        return Error(ErrorCode::kConflict, FinishedHint(name, info.spec));
       }
       info.failure_message.clear();
       e->record.next_run_ms = 0;  // run now: retry what failed, catch up what was missed while paused
@@ -471,6 +485,9 @@ class Pipelines::Impl : public jobs::Runner::Source {
   Status SyncNow(uint32_t project, std::string_view name) {
     std::lock_guard lock(mu_);
     SLUICE_ASSIGN_OR_RETURN(std::shared_ptr<Entry> e, FindLocked(project, name));
+    if (e->record.info.status == PipelineStatus::kFinished) {
+      return Error(ErrorCode::kConflict, FinishedHint(name, e->record.info.spec));
+    }
     if (e->record.info.status != PipelineStatus::kActive) {
       return Error(ErrorCode::kConflict, fmt::format("pipeline {} is {}; resume it first", name,
                                                      ToString(e->record.info.status)));
@@ -659,7 +676,7 @@ class Pipelines::Impl : public jobs::Runner::Source {
       }
       const int64_t ofrom = *ParseDate(other.from_date);
       const int64_t oto = other.to_date.empty() ? INT64_MAX : *ParseDate(other.to_date);
-      if (SameDestination(spec.destination, other.destination) && from <= oto && ofrom <= to) {
+      if (SameLocation(spec.destination, other.destination) && from <= oto && ofrom <= to) {
         return InvalidArgument(fmt::format("pipeline {} already exports {} to {} for overlapping dates", other.name,
                                            ToString(spec.data_source), DescribeDestination(other.destination)));
       }

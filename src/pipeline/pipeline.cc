@@ -1,5 +1,7 @@
 #include "pipeline/pipeline.h"
 
+#include <filesystem>
+
 namespace sluice::pipeline {
 
 std::string_view ToString(DataSource v) {
@@ -73,6 +75,32 @@ std::optional<DestinationType> ParseDestinationType(std::string_view s) {
   if (s == "azure-raw" || s == "azure-blob" || s == "azure") return DestinationType::kAzure;
   if (s == "local") return DestinationType::kLocal;
   return std::nullopt;
+}
+
+bool SameLocation(const Destination& a, const Destination& b) {
+  if (a.type != b.type) return false;
+  if (a.type == DestinationType::kLocal) {
+    auto normal = [](const std::string& path) {
+      std::string s = std::filesystem::path(path).lexically_normal().string();
+      while (s.size() > 1 && s.back() == '/') s.pop_back();
+      return s;
+    };
+    return normal(a.local_path) == normal(b.local_path);
+  }
+  if (a.type == DestinationType::kAzure) {
+    return a.azure_storage_account == b.azure_storage_account && a.azure_container == b.azure_container &&
+           a.azure_prefix == b.azure_prefix && a.azure_endpoint == b.azure_endpoint;
+  }
+  if (a.type == DestinationType::kGcs) {
+    return a.gcs_bucket == b.gcs_bucket && a.gcs_prefix == b.gcs_prefix && a.gcs_endpoint == b.gcs_endpoint;
+  }
+  auto trim = [](std::string s) {
+    while (!s.empty() && s.front() == '/') s.erase(s.begin());
+    while (!s.empty() && s.back() == '/') s.pop_back();
+    return s;
+  };
+  return a.s3_bucket == b.s3_bucket && trim(a.s3_prefix) == trim(b.s3_prefix) &&
+         a.s3_endpoint == b.s3_endpoint;
 }
 
 }  // namespace sluice::pipeline

@@ -72,6 +72,10 @@ struct Destination {
   std::string azure_endpoint;  // "" = https://ACCOUNT.blob.core.windows.net; else an operator-allowed origin
 };
 
+/// The same place to write: type and bucket/container, prefix and endpoint (or local_path). Credentials,
+/// region and encryption are how Sluice writes there, not where.
+bool SameLocation(const Destination& a, const Destination& b);
+
 /// A pipeline as created (and edited). Dates are "YYYY-MM-DD" in UTC.
 struct PipelineSpec {
   uint32_t project_id = 0;

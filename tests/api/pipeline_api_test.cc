@@ -626,7 +626,7 @@ TEST_F(PipelineApiTest, EditAppliesOnlyTheGivenParameters) {
                          {"to_date", "2026-12-31"},
                          {"sync", "false"},
                          {"compression", "none"},
-                         {"s3_prefix", "v2/"},
+                         {"s3_region", "us-west-2"},
                          {"s3_encryption", "aes"},
                          {"type", "s3"},
                          {"from_date", "2026-11-01"}});
@@ -642,7 +642,7 @@ TEST_F(PipelineApiTest, EditAppliesOnlyTheGivenParameters) {
   EXPECT_EQ(s.to_date, "2026-12-31");
   EXPECT_FALSE(s.sync);
   EXPECT_EQ(s.compression, pipeline::Compression::kNone);
-  EXPECT_EQ(s.destination.s3_prefix, "v2");
+  EXPECT_EQ(s.destination.s3_region, "us-west-2");
   EXPECT_EQ(s.destination.encryption.mode, objstore::Encryption::Mode::kAes256);
   EXPECT_EQ(s.destination.encryption.kms_key_id, "");  // leaving kms drops its key
   // Untouched fields keep their values.
@@ -651,6 +651,41 @@ TEST_F(PipelineApiTest, EditAppliesOnlyTheGivenParameters) {
   EXPECT_EQ(s.destination.s3_role, kRole);
   EXPECT_EQ(s.frequency, pipeline::Frequency::kDaily);
   EXPECT_EQ(s.created_ms, 1795000000000);
+}
+
+// Mixpanel's edit API names an Azure pipeline's credentials azure_client_id, azure_client_secret and
+// azure_tenant_id (a rotation script sends those); Sluice's create names work too, and both at once must
+// agree.
+TEST_F(PipelineApiTest, EditAcceptsMixpanelsAzureCredentialNames) {
+  PipelineInfo info = AddPipeline("az");
+  info.spec.type_param = "azure-raw";
+  info.spec.events.clear();
+  info.spec.destination = pipeline::Destination{};
+  info.spec.destination.type = pipeline::DestinationType::kAzure;
+  info.spec.destination.azure_storage_account = "acmeexports";
+  info.spec.destination.azure_container = "mixpanel";
+  info.spec.destination.azure_client_id = "11111111-2222-3333-4444-555555555555";
+  info.spec.destination.azure_tenant_id = "contoso.onmicrosoft.com";
+  info.spec.destination.azure_client_secret = Secret(std::string("old-secret"));
+  manager_.Add(info);
+  auto r = Post("edit", {{"name", "az"},
+                         {"azure_client_id", "66666666-7777-8888-9999-000000000000"},
+                         {"azure_client_secret", "new-secret"},
+                         {"azure_tenant_id", "fabrikam.onmicrosoft.com"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  const pipeline::Destination d = manager_.edited().at(0).destination;
+  EXPECT_EQ(d.azure_client_id, "66666666-7777-8888-9999-000000000000");
+  EXPECT_EQ(d.azure_tenant_id, "fabrikam.onmicrosoft.com");
+  EXPECT_EQ(d.azure_client_secret.Reveal(), "new-secret");
+  EXPECT_EQ(d.azure_storage_account, "acmeexports");
+  // The same value under both names is one setting; different values are refused.
+  ASSERT_EQ(Post("edit", {{"name", "az"}, {"client_secret", "s2"}, {"azure_client_secret", "s2"}}).status,
+            200);
+  EXPECT_EQ(manager_.edited().at(1).destination.azure_client_secret.Reveal(), "s2");
+  r = Post("edit", {{"name", "az"}, {"client_secret", "s3"}, {"azure_client_secret", "s4"}});
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(r.Error().find("client_secret and azure_client_secret"), std::string::npos) << r.body;
+  EXPECT_EQ(r.body.find("s4"), std::string::npos) << "a secret is never echoed";
 }
 
 TEST_F(PipelineApiTest, EditClearsTheWhitelistWhereAndToDate) {

@@ -336,7 +336,9 @@ async function main() {
     // Edit through the form: only the changed field is sent (the destination is not checked again).
     await page.click('[data-pipeline="s3-days"] a[href$="/edit"]');
     await page.waitForSelector('#pipeline-form');
-    check(await page.isDisabled('#from_date') && await page.isDisabled('#type'), 'fields that cannot change are disabled in the edit form');
+    check(await page.isDisabled('#from_date') && await page.isDisabled('#type') && await page.isDisabled('#frequency') &&
+          await page.isDisabled('#s3_bucket') && await page.isDisabled('#s3_prefix') && !(await page.isDisabled('#s3_role')),
+          'fields that cannot change (from_date, type, frequency, the location) are disabled in the edit form; credentials are not');
     await page.fill('#where', 'properties["amount"] >= 1');
     await page.click('#pipeline-form button[type=submit]');
     await page.waitForFunction(() => /Saved/.test(document.querySelector('#form-result')?.textContent || ''), null, {timeout: 30000});

@@ -264,8 +264,9 @@ TEST_F(AzurePipelineTest, EndpointNotAllowedIsRefusedWithNoConnection) {
 
 // The CLI drives an Azure pipeline like the API: `sluice pipeline create --type azure-raw` with the --azure-*
 // flags and the client secret from --azure-client-secret-file (never a flag value, which `ps` would show),
-// the day exported equal to the store, `list` showing the container, `edit --azure-prefix` keeping the
-// secret. Without a secret file or AZURE_CLIENT_SECRET, create is refused before anything is sent.
+// the day exported equal to the store, `list` showing the container, `edit --azure-prefix` refused (the
+// location is fixed), `edit --no-sync` keeping the secret. Without a secret file or AZURE_CLIENT_SECRET,
+// create is refused before anything is sent.
 TEST_F(AzurePipelineTest, CliCreatesListsAndEditsAnAzurePipelineWithTheSecretFromAFile) {
   auto p = server_->CreateProject("azure-cli");
   ASSERT_TRUE(p.ok()) << p.error().ToString();
@@ -309,13 +310,20 @@ TEST_F(AzurePipelineTest, CliCreatesListsAndEditsAnAzurePipelineWithTheSecretFro
       << listed;
   EXPECT_EQ(listed.find(kSecret), std::string::npos) << listed;
 
-  // An edit of the prefix alone keeps the pipeline's secret (none is sent, none is needed).
-  auto [edited, edit_rc] = RunShell("env -u AZURE_CLIENT_SECRET " + cli +
+  // The prefix is where the pipeline delivered: it cannot move (a new pipeline can), and the CLI says so.
+  auto [moved, moved_rc] = RunShell("env -u AZURE_CLIENT_SECRET " + cli +
                                     "edit --name cli-azure --azure-prefix cli-second" + common);
+  EXPECT_NE(moved_rc, 0) << moved;
+  EXPECT_NE(moved.find("location"), std::string::npos) << moved;
+  // An edit of sync alone keeps the pipeline's secret (none is sent, none is needed).
+  auto [edited, edit_rc] =
+      RunShell("env -u AZURE_CLIENT_SECRET " + cli + "edit --name cli-azure --no-sync" + common);
   EXPECT_EQ(edit_rc, 0) << edited;
   auto [relisted, relist_rc] = RunShell(cli + "list" + common);
   EXPECT_EQ(relist_rc, 0) << relisted;
-  EXPECT_NE(relisted.find(kContainer + std::string("/cli-second")), std::string::npos) << relisted;
+  EXPECT_NE(relisted.find(kContainer + std::string("/cli-first")), std::string::npos) << relisted;
+  EXPECT_NE(relisted.find(" off "), std::string::npos) << relisted;
+  EXPECT_EQ(relisted.find(kSecret), std::string::npos) << relisted;
 }
 
 // Names and ids are validated at the edge: path tricks in the account, container or tenant are refused before

@@ -641,6 +641,40 @@ TEST_F(ManagerTest, DateRangedPipelineFinishes) {
   EXPECT_EQ(ReadBucket(*bucket_).manifests.size(), 2u);
 }
 
+// A finished pipeline neither resumes nor syncs (both say what reopens it); a later to_date reopens it, its
+// next run exports the added day, and it finishes again. An earlier or equal to_date leaves it finished.
+TEST_F(ManagerTest, ALaterToDateReopensAFinishedPipeline) {
+  SetNow(3, 1);
+  Write("aaa-1", At(0, 1));
+  Write("aaa-2", At(2, 5));
+  PipelineSpec spec = Spec();
+  spec.to_date = "2026-11-19";
+  const std::string name = CreateOk(spec);
+  ASSERT_TRUE(manager_->RunDueNow().ok());
+  ASSERT_EQ(manager_->Get(project_.id, name)->status, PipelineStatus::kFinished);
+  for (const Status& s : {manager_->Resume(project_.id, name), manager_->SyncNow(project_.id, name)}) {
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.error().code, ErrorCode::kConflict);
+    EXPECT_NE(s.error().message.find("edit its to_date to a later day"), std::string::npos)
+        << s.error().message;
+  }
+  PipelineSpec same = manager_->Get(project_.id, name)->spec;
+  same.where = "defined(properties[\"x\"])";
+  ASSERT_TRUE(manager_->Edit(same).ok());
+  EXPECT_EQ(manager_->Get(project_.id, name)->status, PipelineStatus::kFinished);
+  same.where.clear();
+  same.to_date = "2026-11-20";
+  ASSERT_TRUE(manager_->Edit(same).ok());
+  EXPECT_EQ(manager_->Get(project_.id, name)->status, PipelineStatus::kActive);
+  ASSERT_TRUE(manager_->RunDueNow().ok());
+  const auto view = ReadBucket(*bucket_);
+  EXPECT_EQ(view.manifests.size(), 3u);
+  size_t records = 0;
+  for (const auto& [prefix, lines] : view.records) records += lines.size();
+  EXPECT_EQ(records, 2u);
+  EXPECT_EQ(manager_->Get(project_.id, name)->status, PipelineStatus::kFinished);
+}
+
 TEST_F(ManagerTest, EnforcesMixpanelLimitsAndTheDestinationCheck) {
   SetNow(200, 12);  // 2027-06-06
   auto err = [&](PipelineSpec s) {
@@ -700,12 +734,85 @@ TEST_F(ManagerTest, EditChangesFiltersAndRechecksANewDestination) {
   edited.events = {"Paid"};
   ASSERT_TRUE(manager_->Edit(edited).ok());
   EXPECT_EQ(manager_->Get(project_.id, name)->spec.events, std::vector<std::string>{"Paid"});
-  edited.destination.s3_bucket = "other";
-  destinations_->check = Error(ErrorCode::kAccessDenied, "no access to other");
+  edited.destination.s3_role = "arn:aws:iam::123456789012:role/other";
+  destinations_->check = Error(ErrorCode::kAccessDenied, "no access as other");
   EXPECT_EQ(manager_->Edit(edited).error().code, ErrorCode::kAccessDenied);
-  EXPECT_EQ(manager_->Get(project_.id, name)->spec.destination.s3_bucket, "bucket");
+  EXPECT_NE(manager_->Get(project_.id, name)->spec.destination.s3_role, edited.destination.s3_role);
+  destinations_->check = OkStatus();
+  ASSERT_TRUE(manager_->Edit(edited).ok());
+  EXPECT_EQ(manager_->Get(project_.id, name)->spec.destination.s3_role, edited.destination.s3_role);
   edited.from_date = "2026-11-19";
   EXPECT_EQ(manager_->Edit(edited).error().code, ErrorCode::kInvalidArgument);
+}
+
+// Partitions are tracked by label at one location, so another frequency would export every partition again
+// beside the files already there, and another bucket or prefix would get only what changes from now on: both
+// are refused (the pipeline unchanged); the same location spelt differently is not a change.
+TEST_F(ManagerTest, EditRefusesAnotherFrequencyOrLocation) {
+  SetNow(1, 1);
+  Write("aaa-1", At(0, 1));
+  const std::string name = CreateOk(Spec());
+  ASSERT_TRUE(manager_->RunDueNow().ok());
+  const size_t files = bucket_->size();
+  ASSERT_GT(files, 0u);
+  const PipelineSpec original = manager_->Get(project_.id, name)->spec;
+  auto refused = [&](const std::function<void(PipelineSpec&)>& change) {
+    PipelineSpec edited = original;
+    change(edited);
+    auto r = manager_->Edit(edited);
+    return r.ok() ? std::string("accepted") : r.error().message;
+  };
+  EXPECT_NE(
+      refused([](PipelineSpec& s) { s.frequency = Frequency::kHourly; }).find("frequency cannot be changed"),
+      std::string::npos);
+  for (const auto& change : std::vector<std::function<void(PipelineSpec&)>>{
+           [](PipelineSpec& s) { s.destination.s3_bucket = "other"; },
+           [](PipelineSpec& s) { s.destination.s3_prefix = "moved"; },
+           [](PipelineSpec& s) { s.destination.s3_endpoint = "http://127.0.0.1:9"; }}) {
+    const std::string message = refused(change);
+    EXPECT_NE(message.find("location"), std::string::npos) << message;
+    EXPECT_NE(message.find("create a pipeline for the new location"), std::string::npos) << message;
+  }
+  const PipelineSpec after = manager_->Get(project_.id, name)->spec;
+  EXPECT_EQ(after.frequency, Frequency::kDaily);
+  EXPECT_TRUE(SameLocation(after.destination, original.destination));
+  // The same prefix with its slashes, and how Sluice writes there, may change.
+  PipelineSpec same = original;
+  same.destination.s3_prefix = "/" + original.destination.s3_prefix + "/";
+  same.destination.s3_region = "eu-west-1";
+  EXPECT_EQ(refused([&](PipelineSpec& s) { s = same; }), "accepted");
+  // Nothing was exported again.
+  ASSERT_TRUE(manager_->RunDueNow().ok());
+  EXPECT_EQ(bucket_->size(), files);
+}
+
+TEST(SameLocationTest, ComparesWhereNotHow) {
+  Destination a;
+  a.type = DestinationType::kLocal;
+  a.local_path = "/srv/x/b/web-app";
+  Destination b = a;
+  b.local_path = "/srv/x/./b//web-app/";
+  EXPECT_TRUE(SameLocation(a, b));
+  b.local_path = "/srv/x/b/web-app2";
+  EXPECT_FALSE(SameLocation(a, b));
+  Destination g;
+  g.type = DestinationType::kGcs;
+  g.gcs_bucket = "g";
+  Destination h = g;
+  h.gcs_kms_key_name = "projects/p/locations/l/keyRings/r/cryptoKeys/k";
+  EXPECT_TRUE(SameLocation(g, h));
+  h.gcs_prefix = "p";
+  EXPECT_FALSE(SameLocation(g, h));
+  Destination z;
+  z.type = DestinationType::kAzure;
+  z.azure_storage_account = "acct";
+  z.azure_container = "c";
+  Destination y = z;
+  y.azure_client_id = "other";
+  EXPECT_TRUE(SameLocation(z, y));
+  y.azure_container = "d";
+  EXPECT_FALSE(SameLocation(z, y));
+  EXPECT_FALSE(SameLocation(a, g));
 }
 
 // An edit that changes only the identity Sluice writes as (an Azure service principal, tenant or secret) or a
@@ -787,13 +894,13 @@ TEST_F(ManagerTest, LocalPathOfAnotherProjectsPipelineIsRefused) {
   ASSERT_FALSE(mine.empty());
   PipelineSpec hourly = local(Spec("2026-11-18", Frequency::kHourly), other->id, "b/web-app/hourly");
   EXPECT_EQ(err(hourly), "ok");
-  // Editing into another project's directory is refused too, and leaves the pipeline as it was.
+  // An edit cannot move a pipeline at all (so not into another project's directory either).
   PipelineSpec edited = manager_->Get(project_.id, mine)->spec;
   edited.destination.local_path = "/srv/sluice-export/b/web-app/";
   auto refused = manager_->Edit(edited);
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.error().code, ErrorCode::kInvalidArgument);
-  EXPECT_NE(refused.error().message.find("another project's pipeline"), std::string::npos);
+  EXPECT_NE(refused.error().message.find("location"), std::string::npos);
   EXPECT_EQ(manager_->Get(project_.id, mine)->spec.destination.local_path, "b/web-app2");
   // A canceled pipeline's files stay, so its directory stays taken.
   ASSERT_TRUE(manager_->Cancel(other->id, "events-daily-s3").ok());

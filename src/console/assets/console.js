@@ -811,8 +811,12 @@
   }
 
   // Create and edit: the pipeline API's own parameters (docs/pipelines.md), sent as a form like the CLI.
-  const EDITABLE = ['to_date', 'frequency', 'sync', 'compression', 'events', 'where', 's3_bucket', 's3_region', 's3_role',
-                    's3_prefix', 's3_endpoint', 's3_encryption', 's3_kms_key_id', 'local_path'];
+  // Frequency and the destination's location (bucket, prefix, endpoint, local_path) are fixed once created.
+  const EDITABLE = [
+    'to_date', 'sync', 'compression', 'events', 'where', 's3_region', 's3_role', 's3_encryption',
+    's3_kms_key_id'
+  ];
+  const FIXED_IN_EDIT = ['frequency', 's3_bucket', 's3_prefix', 's3_endpoint', 'local_path'];
 
   function field(id, label, input, hint) {
     input.id = id;
@@ -856,7 +860,11 @@
       s3_kms_key_id: h('input', {type: 'text', value: d.s3_kms_key_id || ''}),
       local_path: h('input', {type: 'text', value: d.local_path || ''}),
     };
-    if (job) { inputs.type.disabled = true; inputs.data_source.disabled = true; }
+    if (job) {
+      inputs.type.disabled = true;
+      inputs.data_source.disabled = true;
+      for (const k of FIXED_IN_EDIT) inputs[k].disabled = true;
+    }
     const s3Set = h('fieldset', {id: 's3-fields'}, h('legend', {}, 'S3 destination'),
       field('s3_bucket', 'Bucket', inputs.s3_bucket, 'Without s3://'),
       field('s3_region', 'Region', inputs.s3_region, 'e.g. eu-west-1'),
@@ -876,68 +884,109 @@
     showType();
     const result = h('div', {id: 'form-result', tabindex: '-1'});
     const submit = h('button', {type: 'submit'}, job ? 'Save changes' : 'Create pipeline');
-    const form = h('form.stack.panel', {id: 'pipeline-form', novalidate: true, onsubmit: async (ev) => {
-      ev.preventDefault();
-      const values = {};
-      for (const [k, el] of Object.entries(inputs)) {
-        if (k === 'sync') values[k] = el.checked ? 'true' : 'false';
-        else values[k] = el.value.trim();
-      }
-      const events = values.events ? values.events.split(',').map((x) => x.trim()).filter(Boolean) : [];
-      let params;
-      if (job) {
-        // Only what changed: an unchanged destination is not checked again.
-        const current = {to_date: job.to_date || '', frequency: job.frequency, sync: job.sync_enabled ? 'true' : 'false',
-                         compression: job.compression, events: (job.events || []).join(', '), where: job.where || '',
-                         s3_bucket: d.s3_bucket || '', s3_region: d.s3_region || '', s3_role: d.s3_role || '',
-                         s3_prefix: d.s3_prefix || '', s3_endpoint: d.s3_endpoint || '', s3_encryption: d.s3_encryption || 'none',
-                         s3_kms_key_id: d.s3_kms_key_id || '', local_path: d.local_path || ''};
-        params = {name: job.name};
-        for (const k of EDITABLE) {
-          if (d.type === 'local' && k.startsWith('s3_')) continue;
-          if (d.type !== 'local' && k === 'local_path') continue;
-          if (values[k] !== current[k]) params[k] = k === 'events' ? JSON.stringify(events) : values[k];
-        }
-        if (Object.keys(params).length === 1) {
-          fill(result, h('p.note', {role: 'status'}, 'Nothing changed.'));
-          return;
-        }
-      } else {
-        params = {type: values.type, data_source: values.data_source, from_date: values.from_date, frequency: values.frequency,
-                  compression: values.compression, sync: values.sync};
-        if (values.name) params.name = values.name;
-        if (values.to_date) params.to_date = values.to_date;
-        if (events.length) params.events = JSON.stringify(events);
-        if (values.where) params.where = values.where;
-        const keys = values.type === 'local' ? ['local_path'] : ['s3_bucket', 's3_region', 's3_role', 's3_prefix', 's3_endpoint', 's3_encryption', 's3_kms_key_id'];
-        for (const k of keys) if (values[k] && !(k === 's3_encryption' && values[k] === 'none')) params[k] = values[k];
-      }
-      submit.disabled = true;
-      fill(result, h('p.muted', {role: 'status'}, values.type === 's3' ? 'Checking the destination (assume role, write, read, list, delete)…' : 'Saving…'));
-      try {
-        const answer = await pipelineCall(projectId, job ? 'edit' : 'create', params);
-        const created = job ? job.name : (answer.pipeline_names || [])[0];
-        fill(result, h('p.note', {role: 'status'}, job ? 'Saved. ' : 'Created pipeline ' + created + '. ',
-          h('a', {href: `#/project/${projectId}/pipeline/${encodeURIComponent(created)}`}, 'Open it')));
-        announce(job ? 'Pipeline saved' : 'Pipeline created');
-      } catch (e) {
-        fill(result, h('h2', {}, job ? 'Not saved' : 'Not created'), errorReport(e));
-      }
-      submit.disabled = false;
-      result.focus();
-    }},
-      field('name', 'Name', inputs.name, job ? 'The name cannot change.' : 'Optional: 1–64 of A-Z a-z 0-9 - _ . (default: <data_source>-<frequency>-<type>)'),
-      field('type', 'Destination type', inputs.type),
-      field('data_source', 'Data', inputs.data_source),
-      field('from_date', 'First day (UTC)', inputs.from_date, job ? 'Cannot change.' : 'At most six months back'),
-      field('to_date', 'Last day (UTC)', inputs.to_date, 'Empty: recurring, exports every new day'),
-      field('frequency', 'Frequency', inputs.frequency),
-      field('compression', 'Compression', inputs.compression),
-      h('label.choice', {for: 'sync'}, inputs.sync, 'Re-deliver days that receive late events'),
-      field('events', 'Only these events', inputs.events, 'Comma-separated names; empty = every event'),
-      field('where', 'Filter', inputs.where, 'e.g. properties["plan"] == "pro"'),
-      s3Set, localSet,
-      h('div.actions', {}, submit, h('a.button.secondary', {href: job ? `#/project/${projectId}/pipeline/${encodeURIComponent(job.name)}` : `#/project/${projectId}`}, 'Back')));
+    const form =
+        h('form.stack.panel', {
+          id: 'pipeline-form',
+          novalidate: true,
+          onsubmit: async (ev) => {
+            ev.preventDefault();
+            const values = {};
+            for (const [k, el] of Object.entries(inputs)) {
+              if (k === 'sync')
+                values[k] = el.checked ? 'true' : 'false';
+              else
+                values[k] = el.value.trim();
+            }
+            const events = values.events ? values.events.split(',').map((x) => x.trim()).filter(Boolean) : [];
+            let params;
+            if (job) {
+              // Only what changed: an unchanged destination is not checked again.
+              const current = {
+                to_date: job.to_date || '',
+                sync: job.sync_enabled ? 'true' : 'false',
+                compression: job.compression,
+                events: (job.events || []).join(', '),
+                where: job.where || '',
+                s3_region: d.s3_region || '',
+                s3_role: d.s3_role || '',
+                s3_encryption: d.s3_encryption || 'none',
+                s3_kms_key_id: d.s3_kms_key_id || ''
+              };
+              params = {name: job.name};
+              for (const k of EDITABLE) {
+                if (d.type === 'local' && k.startsWith('s3_')) continue;
+                if (values[k] !== current[k]) params[k] = k === 'events' ? JSON.stringify(events) : values[k];
+              }
+              if (Object.keys(params).length === 1) {
+                fill(result, h('p.note', {role: 'status'}, 'Nothing changed.'));
+                return;
+              }
+            } else {
+              params = {
+                type: values.type,
+                data_source: values.data_source,
+                from_date: values.from_date,
+                frequency: values.frequency,
+                compression: values.compression,
+                sync: values.sync
+              };
+              if (values.name) params.name = values.name;
+              if (values.to_date) params.to_date = values.to_date;
+              if (events.length) params.events = JSON.stringify(events);
+              if (values.where) params.where = values.where;
+              const keys = values.type === 'local' ? ['local_path'] : [
+                's3_bucket', 's3_region', 's3_role', 's3_prefix', 's3_endpoint', 's3_encryption',
+                's3_kms_key_id'
+              ];
+              for (const k of keys)
+                if (values[k] && !(k === 's3_encryption' && values[k] === 'none')) params[k] = values[k];
+            }
+            submit.disabled = true;
+            fill(
+                result,
+                h('p.muted', {role: 'status'},
+                  values.type === 's3' ?
+                      'Checking the destination (assume role, write, read, list, delete)…' :
+                      'Saving…'));
+            try {
+              const answer = await pipelineCall(projectId, job ? 'edit' : 'create', params);
+              const created = job ? job.name : (answer.pipeline_names || [])[0];
+              fill(
+                  result,
+                  h('p.note', {role: 'status'}, job ? 'Saved. ' : 'Created pipeline ' + created + '. ',
+                    h('a', {href: `#/project/${projectId}/pipeline/${encodeURIComponent(created)}`},
+                      'Open it')));
+              announce(job ? 'Pipeline saved' : 'Pipeline created');
+            } catch (e) {
+              fill(result, h('h2', {}, job ? 'Not saved' : 'Not created'), errorReport(e));
+            }
+            submit.disabled = false;
+            result.focus();
+          }
+        },
+          field(
+              'name', 'Name', inputs.name,
+              job ? 'The name cannot change.' :
+                    'Optional: 1–64 of A-Z a-z 0-9 - _ . (default: <data_source>-<frequency>-<type>)'),
+          field('type', 'Destination type', inputs.type), field('data_source', 'Data', inputs.data_source),
+          field(
+              'from_date', 'First day (UTC)', inputs.from_date,
+              job ? 'Cannot change.' : 'At most six months back'),
+          field('to_date', 'Last day (UTC)', inputs.to_date, 'Empty: recurring, exports every new day'),
+          field('frequency', 'Frequency', inputs.frequency, job ? 'Cannot change.' : undefined),
+          field('compression', 'Compression', inputs.compression),
+          h('label.choice',
+            {for: 'sync'
+            },
+            inputs.sync, 'Re-deliver days that receive late events'),
+          field('events', 'Only these events', inputs.events, 'Comma-separated names; empty = every event'),
+          field('where', 'Filter', inputs.where, 'e.g. properties["plan"] == "pro"'), s3Set, localSet,
+          h('div.actions', {}, submit,
+            h('a.button.secondary', {
+              href: job ? `#/project/${projectId}/pipeline/${encodeURIComponent(job.name)}` :
+                          `#/project/${projectId}`
+            },
+              'Back')));
     inputs.sync.id = 'sync';
     inputs.sync.name = 'sync';
     setPage(job ? 'Edit ' + job.name : 'New pipeline', h('p', {}, h('a', {href: '#/project/' + projectId}, '← ' + projectName)),
