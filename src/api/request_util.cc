@@ -106,6 +106,15 @@ Result<std::string> DecodeDataParam(std::string_view value) {
   std::string_view v = TrimSpace(value);
   if (v.empty()) return InvalidArgument("the 'data' parameter is empty");
   if (v.front() == '[' || v.front() == '{') return std::string(v);
+  // Mixpanel's official Node SDK (track_batch, import_batch) and other clients send `data=<base64>` in a form
+  // body or query without percent-encoding it, so form decoding turns each '+' of the base64 into a space.
+  // Base64 has no spaces: every space is a '+' again (skipping them, as line breaks are, decoded garbage).
+  std::string plus_restored;
+  if (v.find(' ') != std::string_view::npos) {
+    plus_restored.assign(v);
+    std::replace(plus_restored.begin(), plus_restored.end(), ' ', '+');
+    v = plus_restored;
+  }
   auto decoded = Base64Decode(v);
   if (!decoded) {
     return InvalidArgument("the 'data' parameter is neither JSON nor base64-encoded JSON");

@@ -389,6 +389,26 @@ TEST_F(ApiTest, LegacyFormImportAnswersOneOrZero) {
   EXPECT_EQ(ExportAll().size(), 1u);
 }
 
+// Mixpanel's Node SDK sends data=<base64> unencoded in a form body or query, so each '+' of the base64
+// arrives as a space after form decoding; the batch must still decode (it was refused as malformed JSON and
+// lost).
+TEST_F(ApiTest, UnencodedPlusInBase64DataIsReadAsPlus) {
+  std::string text;
+  std::string data;
+  for (int i = 0; data.find('+') == std::string::npos && i < 64; ++i) {
+    text = "[" + Event("Plus " + std::to_string(i) + " > ~ 日本語", "plus-" + std::to_string(i)) + "]";
+    data = Base64Encode(text);
+  }
+  ASSERT_NE(data.find('+'), std::string::npos);
+  auto r = Send("POST", "/import", "data=" + data,
+                {{"Authorization", SecretAuth()}, {"Content-Type", "application/x-www-form-urlencoded"}});
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body, "1");
+  auto lines = ExportAll();
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_NE(std::string(lines[0].at("event").as_string()).find("日本語"), std::string::npos);
+}
+
 TEST_F(ApiTest, TrackAcceptsSdkRequestForms) {
   auto ev = [&](const std::string& id) {
     return R"({"event":"Viewed","properties":{"token":")" + token_ + R"(","distinct_id":"d1","$insert_id":")" + id +

@@ -110,6 +110,7 @@ TEST_F(IngestFidelityTest, OfficialNodeSdkImportWithoutInsertIdsIsStoredOnce) {
       EXPECT_EQ(p.at("mp_lib").as_string(), "node");
     } else {
       ++batch;
+      EXPECT_EQ(p.at("label").as_string(), "a > b ~ c 日本語 ✓");
     }
   }
   EXPECT_EQ(single, 1);

@@ -16,6 +16,7 @@ if (!host || !port || !secret || !timeArg) {
   process.exit(2);
 }
 const time = Number(timeArg);
+const LABEL = 'a > b ~ c 日本語 ✓';
 
 // `key` is the legacy api_key query parameter (Sluice's API secret); the SDK refuses `secret` over plain http.
 // verbose: the SDK asks for {"status":1,"error":null} and turns any other status into an Error.
@@ -38,10 +39,14 @@ function importOne() {
 
 function importBatch() {
   const events = [
-    { event: "SDK Batch", properties: { time, distinct_id: "sdk-user-2", n: 1 } },
-    { event: "SDK Batch", properties: { time, distinct_id: "sdk-user-2", n: 2 } },
-    { event: "SDK Batch", properties: { time, distinct_id: "sdk-user-3", n: 1 } },
+    {event: 'SDK Batch', properties: {time, distinct_id: 'sdk-user-2', n: 1, label: LABEL}},
+    {event: 'SDK Batch', properties: {time, distinct_id: 'sdk-user-2', n: 2, label: LABEL}},
+    {event: 'SDK Batch', properties: {time, distinct_id: 'sdk-user-3', n: 1, label: LABEL}},
   ];
+  // The SDK posts data=<base64> without percent-encoding it: this text's base64 holds '+', which form
+  // decoding turns into a space (the server must read it as '+' again).
+  if (!Buffer.from(JSON.stringify(events)).toString('base64').includes('+'))
+    throw new Error('no \'+\' in base64');
   return new Promise((resolve) => {
     mixpanel.import_batch(events, (errors) =>
       resolve(errors ? [].concat(errors).map((e) => String((e && e.message) || e)) : []),
