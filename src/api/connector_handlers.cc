@@ -50,6 +50,8 @@ std::string_view TypeOf(int status) {
       return "not_found";
     case 409:
       return "conflict";
+    case 429:
+      return "rate_limited";
     default:
       return "unavailable";
   }
@@ -77,7 +79,9 @@ http::Response AsErrorResponse(http::Response r) {
                             ? std::string(v.at("error").as_string())
                             : r.body;
   http::Response out = ErrorResponse(r.status, message);
-  if (auto h = r.headers.Get("WWW-Authenticate")) out.headers.Set("WWW-Authenticate", std::string(*h));
+  for (const char* header : {"WWW-Authenticate", "Retry-After"}) {
+    if (auto h = r.headers.Get(header)) out.headers.Set(header, std::string(*h));
+  }
   return out;
 }
 
@@ -156,6 +160,9 @@ void ServiceImpl::RegisterConnectorRoutes() {
                  auto spec = cloudimport::ParseConnectorSpec(body, p.id, &issue);
                  if (!spec.ok()) return IssueError(400, issue);
                  spec->created_by = IsAdmin(req) ? "admin" : "api_secret";
+                 http::Response busy;
+                 std::shared_ptr<void> slot = TakeBucketCheckSlot(p.id, busy);
+                 if (!slot) return AsErrorResponse(std::move(busy));
                  auto created = m.CreateConnector(std::move(spec).value(), &issue);
                  if (!created.ok()) {
                    if (issue.message.empty()) return FromError(created.error());

@@ -261,6 +261,9 @@ http::Response CreateRoute(PipelineCall& call) {
   if (!spec.ok()) return JsonError(400, spec.error().message);
   spec->created_ms = now_ms;
   std::string requested = spec->name;
+  http::Response busy;
+  std::shared_ptr<void> slot = call.service.TakeBucketCheckSlot(call.project.id, busy);
+  if (!slot) return busy;
   auto names = call.manager.Create(std::move(spec).value());
   if (!names.ok()) return ManagerError(names.error(), "create", requested, call.project.id);
   json::array list;
@@ -279,6 +282,8 @@ http::Response EditRoute(PipelineCall& call) {
   if (auto st = ApplyEditParams(call.params, spec); !st.ok()) return JsonError(400, st.error().message);
   spec.project_id = call.project.id;
   spec.name = *name;
+  std::shared_ptr<void> slot = call.service.TakeBucketCheckSlot(call.project.id, error);
+  if (!slot) return error;
   if (auto st = call.manager.Edit(std::move(spec)); !st.ok()) {
     return ManagerError(st.error(), "edit", *name, call.project.id);
   }

@@ -224,16 +224,34 @@ bool AcceptsGzip(const http::Request& req) {
 
 }  // namespace
 
-std::shared_ptr<void> ExportSlots::TryTake(uint32_t project) {
+std::shared_ptr<void> ProjectSlots::TryTake(uint32_t project) {
   std::lock_guard lock(mu_);
+  if (total_ > 0 && taken_ >= total_) return nullptr;
   int& running = running_[project];
-  if (running >= kPerProject) return nullptr;
+  if (running >= per_project_) {
+    if (running == 0) running_.erase(project);
+    return nullptr;
+  }
   ++running;
+  ++taken_;
   // Not null (a null handle would read as "no slot"); it owns nothing, its deleter gives the slot back.
   return std::shared_ptr<void>(static_cast<void*>(this), [self = shared_from_this(), project](void*) {
     std::lock_guard release(self->mu_);
+    --self->taken_;
     if (--self->running_[project] == 0) self->running_.erase(project);
   });
+}
+
+std::shared_ptr<void> ServiceImpl::TakeBucketCheckSlot(uint32_t project, http::Response& busy) {
+  std::shared_ptr<void> slot = bucket_check_slots_->TryTake(project);
+  if (!slot) {
+    busy = JsonError(429,
+                     "another request of this project is checking its bucket, or this server is checking as "
+                     "many buckets as it allows at once (pipeline create and edit, Cloud Import connector "
+                     "create); retry in a few seconds");
+    busy.headers.Set("Retry-After", "5");
+  }
+  return slot;
 }
 
 http::Response ServiceImpl::HandleExport(http::Request& req) {
@@ -294,7 +312,7 @@ http::Response ServiceImpl::HandleExport(http::Request& req) {
   if (!slot) {
     http::Response busy = JsonError(
         429, fmt::format("this project already has {} exports running; retry when one of them has finished",
-                         ExportSlots::kPerProject));
+                         kExportsPerProject));
     busy.headers.Set("Retry-After", "10");
     return busy;
   }

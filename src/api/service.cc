@@ -29,6 +29,7 @@ ServiceImpl::ServiceImpl(store::Store& store, ServiceOptions options)
       options_(std::move(options)),
       projects_(store, options_.project_refresh, options_.project_miss_waiters),
       rate_limiter_(options_.rate_limit_bytes_per_minute, *options_.clock),
+      bucket_check_slots_(std::make_shared<ProjectSlots>(1, std::max(1, options_.bucket_checks))),
       owned_registry_(options_.metrics ? nullptr : std::make_unique<MetricsRegistry>()),
       registry_(options_.metrics ? options_.metrics : owned_registry_.get()),
       metrics_(std::make_unique<ApiMetrics>(*registry_)),

@@ -45,6 +45,10 @@ struct ServiceOptions {
   /// With a shared store: how many requests with an unknown credential may wait at once for the registry's
   /// next check (ProjectRegistry's max_waiting_misses; serve gives half its I/O threads).
   int project_miss_waiters = 2;  // ProjectRegistry::kDefaultMaxWaitingMisses
+  /// Requests that check a customer's bucket from an I/O thread (pipeline create and edit, Cloud Import
+  /// connector create) at once, server-wide; one per project. More get 429 with Retry-After, so slow checks
+  /// cannot hold every I/O thread (serve gives half its I/O threads).
+  int bucket_checks = 2;
 };
 
 class Service {

@@ -31,16 +31,25 @@ struct ApiMetrics {
   CounterFamily& profile_updates;   // {result}
 };
 
-/// The /api/2.0/export streams running per project: each runs a store scan on a thread of its own for as long
-/// as its client reads, so one project may hold only kPerProject of them at a time.
-class ExportSlots : public std::enable_shared_from_this<ExportSlots> {
+/// Requests of one kind that hold an I/O thread (or a thread of their own) for long, counted per project and
+/// server-wide: /api/2.0/export streams (a store scan for as long as the client reads) and requests that
+/// check a customer's bucket (pipeline create and edit, connector create: assume role, list, write, read —
+/// seconds, or longer against a slow endpoint or a prefix full of folder markers). Over a limit the request
+/// gets 429, so one tenant cannot occupy the threads every tenant's ingestion needs.
+class ProjectSlots : public std::enable_shared_from_this<ProjectSlots> {
  public:
-  static constexpr int kPerProject = 4;
-  /// A slot of `project`, given back when the handle is destroyed; nullptr when all its slots are taken.
+  /// `total` = 0: no server-wide limit.
+  ProjectSlots(int per_project, int total) : per_project_(per_project), total_(total) {}
+  int per_project() const { return per_project_; }
+  /// A slot of `project`, given back when the handle is destroyed; nullptr when the project's or the server's
+  /// slots are all taken.
   std::shared_ptr<void> TryTake(uint32_t project);
 
  private:
+  const int per_project_;
+  const int total_;
   std::mutex mu_;
+  int taken_ = 0;
   std::unordered_map<uint32_t, int> running_;
 };
 
@@ -83,6 +92,10 @@ class ServiceImpl final : public Service {
   MetricsRegistry& metrics_registry() { return *registry_; }
   ProjectRegistry& projects() { return projects_; }
   int64_t NowMicros() const;
+  /// /api/2.0/export streams one project may run at once.
+  static constexpr int kExportsPerProject = 4;
+  /// A bucket check slot of `project` (see ProjectSlots), or a 429 in `busy`.
+  std::shared_ptr<void> TakeBucketCheckSlot(uint32_t project, http::Response& busy);
 
  private:
   /// Stores parsed events grouped per project. Returns false with `error` on a store failure. With `batch`
@@ -94,7 +107,8 @@ class ServiceImpl final : public Service {
   ServiceOptions options_;
   ProjectRegistry projects_;
   RateLimiter rate_limiter_;
-  std::shared_ptr<ExportSlots> export_slots_ = std::make_shared<ExportSlots>();
+  std::shared_ptr<ProjectSlots> export_slots_ = std::make_shared<ProjectSlots>(kExportsPerProject, 0);
+  std::shared_ptr<ProjectSlots> bucket_check_slots_;
   std::unique_ptr<MetricsRegistry> owned_registry_;
   MetricsRegistry* registry_;
   std::unique_ptr<ApiMetrics> metrics_;

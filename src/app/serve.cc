@@ -336,6 +336,7 @@ int Serve(const ServeFlags& f) {
     service_options.project_refresh = std::chrono::seconds(2);
     // A request waiting for the registry's check holds its I/O thread: half of them at most.
     service_options.project_miss_waiters = std::max(1, f.threads / 2);
+    service_options.bucket_checks = std::max(1, f.threads / 2);
   }
   // [pipelines] and [cloud import] managers are created here and handed to the service.
   // The operator's named static S3 credentials (POST /api/app/credentials), for pipelines and imports.

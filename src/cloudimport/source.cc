@@ -223,6 +223,22 @@ Status CheckExternalIdEnforced(const Source& source, const ConnectorSpec& spec,
 
 namespace {
 
+/// The access checks read one object to prove the read permission: the first under `prefix` that is not a
+/// "folder" placeholder, among at most this many entries. A prefix may hold millions of placeholders (or a
+/// slow endpoint may page on and on); past the bound the check reads a key that does not exist instead, which
+/// proves the permission as well.
+constexpr size_t kProbeEntries = 2000;
+
+Status FirstObjectToProbe(objstore::ObjectStore& store, std::string_view prefix,
+                          std::optional<objstore::ObjectInfo>& first) {
+  size_t seen = 0;
+  return store.ListEach(prefix, {}, [&](const objstore::ObjectInfo& o) {
+    if (o.key.ends_with('/')) return ++seen < kProbeEntries;  // a "folder" placeholder
+    first = o;
+    return false;
+  });
+}
+
 /// gcsImport: Sluice's identity, then list and read as the S3 check does.
 Status CheckGcsSourceAccess(const Source& source, const ConnectorSpec& spec, ValidationIssue* issue) {
   const std::string account = GoogleAccount(source);
@@ -245,11 +261,7 @@ Status CheckGcsSourceAccess(const Source& source, const ConnectorSpec& spec, Val
     return Refuse(issue, "", "", e, std::move(message));
   };
   std::optional<objstore::ObjectInfo> first;
-  Status listed = source.store->ListEach(spec.gcs_prefix, {}, [&](const objstore::ObjectInfo& o) {
-    if (o.key.ends_with('/')) return true;  // a "folder" placeholder
-    first = o;
-    return false;
-  });
+  Status listed = FirstObjectToProbe(*source.store, spec.gcs_prefix, first);
   if (!listed.ok()) return refuse(listed.error(), SourceOperation::kList, "");
   std::string key = first ? first->key : spec.gcs_prefix + ".sluice-access-check-" + RandomHex(64);
   Result<std::string> got = first && first->size > 0 ? source.store->Get(key, 0, 1) : source.store->Get(key);
@@ -276,11 +288,7 @@ Status CheckAzureSourceAccess(const Source& source, const ConnectorSpec& spec, V
     return Refuse(issue, "", "", e, std::move(message));
   };
   std::optional<objstore::ObjectInfo> first;
-  Status listed = source.store->ListEach(spec.azure_prefix, {}, [&](const objstore::ObjectInfo& o) {
-    if (o.key.ends_with('/')) return true;  // a "folder" placeholder
-    first = o;
-    return false;
-  });
+  Status listed = FirstObjectToProbe(*source.store, spec.azure_prefix, first);
   if (!listed.ok()) return refuse(listed.error(), SourceOperation::kList, "");
   std::string key = first ? first->key : spec.azure_prefix + ".sluice-access-check-" + RandomHex(64);
   Result<std::string> got = first && first->size > 0 ? source.store->Get(key, 0, 1) : source.store->Get(key);
@@ -322,11 +330,7 @@ Status CheckSourceAccess(const Source& source, const ConnectorSpec& spec, const 
   SLUICE_TRY(CheckExternalIdEnforced(source, spec, external_id, issue));
   // 3. s3:ListBucket on the prefix.
   std::optional<objstore::ObjectInfo> first;
-  Status listed = source.store->ListEach(spec.s3_prefix, {}, [&](const objstore::ObjectInfo& o) {
-    if (o.key.ends_with('/')) return true;  // a "folder" marker
-    first = o;
-    return false;
-  });
+  Status listed = FirstObjectToProbe(*source.store, spec.s3_prefix, first);
   if (!listed.ok()) {
     const Error& e = listed.error();
     std::string message = DescribeSourceError(e, spec, SourceOperation::kList);

@@ -494,8 +494,8 @@ TEST_F(ApiTest, EngageUpdatesProfiles) {
   EXPECT_EQ(all.at("results").as_array()[0].at("$distinct_id").as_string(), "p2");
 }
 
-// A project runs at most ExportSlots::kPerProject (4) raw exports at once: each holds a store scan on a
-// thread of its own for as long as its client reads, so a fifth is answered 429 with Retry-After, another
+// A project runs at most ServiceImpl::kExportsPerProject (4) raw exports at once: each holds a store scan on
+// a thread of its own for as long as its client reads, so a fifth is answered 429 with Retry-After, another
 // project is not affected, and a client that goes away gives its slot back.
 TEST_F(ApiTest, AProjectRunsAtMostFourExportsAtOnce) {
   // ~16 MB of events: more than a stream's queue and the sockets' buffers hold while its client does not
@@ -514,7 +514,7 @@ TEST_F(ApiTest, AProjectRunsAtMostFourExportsAtOnce) {
       static_cast<uint16_t>(std::stoi(api_.base_url().substr(api_.base_url().rfind(':') + 1)));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   std::vector<testing::Fd> held;
-  for (int i = 0; i < api::ExportSlots::kPerProject; ++i) {
+  for (int i = 0; i < api::ServiceImpl::kExportsPerProject; ++i) {
     auto fd = testing::ConnectLoopback(port, deadline);
     ASSERT_TRUE(fd.ok()) << fd.error().ToString();
     const int small = 4096;  // a client that reads nothing and buffers little
@@ -908,3 +908,25 @@ TEST(ProjectRegistryTest, ASharedStoreViewFollowsProjectsOfOtherNodes) {
 
 }  // namespace
 }  // namespace sluice
+
+namespace sluice::api {
+namespace {
+
+TEST(ProjectSlotsTest, LimitsEachProjectAndTheServer) {
+  auto slots = std::make_shared<ProjectSlots>(/*per_project=*/1, /*total=*/2);
+  std::shared_ptr<void> a = slots->TryTake(1);
+  ASSERT_TRUE(a);
+  EXPECT_FALSE(slots->TryTake(1)) << "one per project";
+  std::shared_ptr<void> b = slots->TryTake(2);
+  ASSERT_TRUE(b);
+  EXPECT_FALSE(slots->TryTake(3)) << "two server-wide";
+  a.reset();
+  EXPECT_TRUE(slots->TryTake(3)) << "a slot given back is free again";
+  auto unbounded = std::make_shared<ProjectSlots>(2, 0);
+  std::vector<std::shared_ptr<void>> held;
+  for (uint32_t p = 0; p < 50; ++p) held.push_back(unbounded->TryTake(p));
+  EXPECT_TRUE(std::all_of(held.begin(), held.end(), [](const auto& h) { return h != nullptr; }));
+}
+
+}  // namespace
+}  // namespace sluice::api

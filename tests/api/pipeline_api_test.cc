@@ -6,11 +6,14 @@
 
 #include <boost/json.hpp>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -56,6 +59,7 @@ class FakePipelineManager final : public pipeline::PipelineManager {
   };
 
   Result<std::vector<std::string>> Create(PipelineSpec spec) override {
+    if (before_create) before_create(spec);  // outside the lock: a test may hold the call here
     std::lock_guard lock(mu_);
     calls_.push_back({"Create", spec.project_id, spec.name});
     created_.push_back(spec);
@@ -191,6 +195,12 @@ class FakePipelineManager final : public pipeline::PipelineManager {
   std::mutex mu_;
   std::vector<Call> calls_;
   std::vector<PipelineSpec> created_, edited_;
+
+ public:
+  /// Runs at the start of Create, as a slow destination check would (set before requests are sent).
+  std::function<void(const PipelineSpec&)> before_create;
+
+ private:
   std::map<std::pair<uint32_t, std::string>, PipelineInfo> pipelines_;
   std::map<std::string, Error> failures_;
   std::vector<TaskRecord> timeline_;
@@ -739,6 +749,57 @@ TEST_F(PipelineApiTest, EditRefusesImmutableAndInvalidChanges) {
   r = Post("edit", {{"name", "p1"}, {"s3_role", "arn:aws:iam::123456789012:role/other"}});
   EXPECT_EQ(r.status, 400);
   EXPECT_EQ(r.Error(), "destination check failed: assume-role denied");
+}
+
+// A request that checks a customer's bucket holds an HTTP thread for as long as the check takes, so a project
+// runs one at a time (the server a few): a second create or an edit of the same project, while its first
+// create is still checking, is answered 429 with Retry-After at once; another project's create goes ahead.
+TEST_F(PipelineApiTest, OneBucketCheckAtATimePerProject) {
+  uint32_t other_id = 0;
+  std::string other_secret;
+  CreateProject("other", other_id, other_secret);
+  AddPipeline("p1");
+  std::mutex mu;
+  std::condition_variable cv;
+  bool entered = false, release = false;
+  manager_.before_create = [&](const PipelineSpec& spec) {
+    if (spec.project_id != project_id_) return;
+    std::unique_lock lock(mu);
+    entered = true;
+    cv.notify_all();
+    cv.wait_for(lock, std::chrono::seconds(20), [&] { return release; });
+  };
+  const Params create = {{"type", "s3"},
+                         {"from_date", kToday},
+                         {"s3_bucket", "acme-events"},
+                         {"s3_region", "us-east-1"},
+                         {"s3_role", kRole}};
+  std::thread slow([&] {
+    auto r = Post("create", With(create, {{"name", "slow"}}));
+    EXPECT_EQ(r.status, 200) << r.body;
+  });
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(20), [&] { return entered; }));
+  }
+  for (const auto& [action, params] : std::vector<std::pair<std::string, Params>>{
+           {"create", With(create, {{"name", "second"}})}, {"edit", {{"name", "p1"}, {"s3_role", kRole}}}}) {
+    auto busy = Post(action, params);
+    EXPECT_EQ(busy.status, 429) << action << ": " << busy.body;
+    EXPECT_EQ(busy.Header("retry-after"), "5") << action;
+    EXPECT_NE(busy.Error().find("checking its bucket"), std::string::npos) << busy.body;
+  }
+  auto theirs =
+      Post("create", With(create, {{"name", "theirs"}}), "Basic " + Base64Encode(other_secret + ":"));
+  EXPECT_EQ(theirs.status, 200) << theirs.body;
+  {
+    std::lock_guard lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  slow.join();
+  manager_.before_create = nullptr;
+  EXPECT_EQ(Post("create", With(create, {{"name", "after"}})).status, 200);
 }
 
 // ---- pause, resume, cancel, sync

@@ -484,6 +484,22 @@ TEST_F(ManagerTest, CreateRefusesAnUnreadableBucket) {
   EXPECT_TRUE(manager_->List(project_.id)->empty());
 }
 
+// The create's access check proves the read permission on one object, and looks for it among a bounded
+// number of entries: under a prefix of thousands of "folder" placeholders it stops listing and reads a key
+// that does not exist instead (it used to list on, page after page, holding an HTTP thread). Here the one
+// real file, behind 5000 placeholders, would be refused: the check never reaches it.
+TEST_F(ManagerTest, CreateCheckListsABoundedNumberOfEntries) {
+  for (int i = 0; i < 5000; ++i) bucket_->SetObject(fmt::format("in/f{:05}/", i), "");
+  bucket_->SetObject("in/zzz.json", Event("A", "u1", "a1"));
+  Error denied(ErrorCode::kAccessDenied, "Access Denied");
+  denied.provider_code = "AccessDenied";
+  bucket_->InjectFault(
+      {.op = FakeObjectStore::Op::kGet, .key_contains = "zzz.json", .error = denied, .times = -1});
+  ValidationIssue issue;
+  auto r = manager_->CreateConnector(Spec(), &issue);
+  EXPECT_TRUE(r.ok()) << "the check read the file behind the placeholders: " << issue.message;
+}
+
 TEST_F(ManagerTest, ConnectorsCreatedWithinOneMillisecondListInTheOrderTheyWereCreated) {
   // Created back to back, many share a clock millisecond; the list must still be in creation order.
   std::vector<std::string> created;
