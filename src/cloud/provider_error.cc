@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <boost/json.hpp>
+#include <cctype>
 
 namespace sluice::cloud {
 
@@ -22,27 +23,49 @@ std::optional<OAuthError> ParseOAuthError(std::string_view body) {
 }
 
 std::string PrintableExcerpt(std::string_view body) {
-  std::string s(body.substr(0, 300));
+  constexpr size_t kMax = 200;
+  std::string s(body.substr(0, kMax));
   for (char& c : s) {
-    if (static_cast<unsigned char>(c) < 0x20) c = ' ';
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
   }
+  if (body.size() > kMax) s += "…";
   return s;
 }
+
+namespace {
+
+/// A provider-supplied token (error code, request id): at most 64 characters of [A-Za-z0-9._:/+=-], anything
+/// else as '?'.
+std::string SafeToken(std::string_view value) {
+  constexpr size_t kMax = 64;
+  std::string out;
+  for (char c : value.substr(0, kMax)) {
+    const bool ok = std::isalnum(static_cast<unsigned char>(c)) ||
+                    std::string_view("._:/+=-").find(c) != std::string_view::npos;
+    out.push_back(ok ? c : '?');
+  }
+  if (value.size() > kMax) out += "...";
+  return out;
+}
+
+}  // namespace
 
 Error AnsweredError(ErrorCode code, std::string_view operation, const http::OutboundResponse& response,
                     std::string_view provider_code, std::string_view provider_message,
                     const std::vector<std::string>& notes, std::string_view request_id_header) {
-  std::string text = provider_message.empty() ? PrintableExcerpt(response.body) : std::string(provider_message);
+  const std::string safe_code = SafeToken(provider_code);
+  std::string text =
+      PrintableExcerpt(provider_message.empty() ? std::string_view(response.body) : provider_message);
   std::string message = fmt::format("{} answered HTTP {}", operation, response.status);
-  if (!provider_code.empty()) message += fmt::format(" ({})", provider_code);
+  if (!safe_code.empty()) message += fmt::format(" ({})", safe_code);
   if (!text.empty()) message += ": " + text;
   for (const auto& note : notes) {
     if (!note.empty()) message += "; " + note;
   }
   Error error(code, std::move(message));
   error.http_status = response.status;
-  error.provider_code = std::string(provider_code);
-  error.request_id = std::string(response.Header(request_id_header));
+  error.provider_code = safe_code;
+  error.request_id = SafeToken(response.Header(request_id_header));
   return error;
 }
 

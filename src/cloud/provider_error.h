@@ -21,13 +21,16 @@ struct OAuthError {
 /// nullopt when `body` is not JSON with a string "error".
 std::optional<OAuthError> ParseOAuthError(std::string_view body);
 
-/// The first 300 bytes of `body` with control characters replaced by spaces (safe in one log line).
+/// The first 200 bytes of `body` with control characters replaced by spaces, "…" when cut: safe in one log
+/// line, and short whatever an endpoint answers.
 std::string PrintableExcerpt(std::string_view body);
 
 /// The Error for a classified non-2xx answer, worded alike for every provider:
-///   "<operation> answered HTTP <status> (<provider_code>): <provider_message, else a printable excerpt of the
-///   body>; <note>; <note>"
+///   "<operation> answered HTTP <status> (<provider_code>): <provider_message, else a printable excerpt of
+///   the body>; <note>; <note>"
 /// with http_status, provider_code and request_id (the value of the `request_id_header` response header) set.
+/// The provider's message is kept for what it names (an AADSTS code, a token audience, a missing permission)
+/// but only as a PrintableExcerpt; the code and the request id are escaped and truncated to 64 characters.
 Error AnsweredError(ErrorCode code, std::string_view operation, const http::OutboundResponse& response,
                     std::string_view provider_code, std::string_view provider_message,
                     const std::vector<std::string>& notes, std::string_view request_id_header);

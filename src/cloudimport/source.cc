@@ -1,6 +1,7 @@
 #include "cloudimport/source.h"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "aws/errors.h"
 #include "aws/policy.h"
@@ -244,9 +245,13 @@ Status CheckGcsSourceAccess(const Source& source, const ConnectorSpec& spec, Val
   const std::string account = GoogleAccount(source);
   if (source.google_identity) {
     if (auto token = source.google_identity->Get(); !token.ok()) {
-      return Refuse(issue, "", "", token.error(),
-                    fmt::format("Sluice could not get an access token for its Google service account ({}): {}",
-                                source.google_identity->Name(), token.error().ToString()));
+      spdlog::error("cloud import: no Google access token for {}: {}", source.google_identity->Name(),
+                    token.error().ToString());
+      return Refuse(
+          issue, "", "", token.error(),
+          fmt::format("Sluice could not get an access token for its Google service account ({}): this "
+                      "is for the server's operator to fix (the server's log names the cause)",
+                      account));
     }
   }
   auto refuse = [&](const Error& e, SourceOperation op, std::string_view key) {

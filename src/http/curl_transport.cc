@@ -299,6 +299,9 @@ class CurlTransport final : public HttpTransport {
 
     curl_easy_setopt(easy, CURLOPT_SHARE, share_);
     curl_easy_setopt(easy, CURLOPT_URL, request.url.c_str());
+    // The path as built: object keys may hold "." and ".." segments (a key "a/../b" is its own object), which
+    // libcurl would otherwise resolve away, sending the request for another object, or another bucket.
+    curl_easy_setopt(easy, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);  // threads: no SIGALRM-based DNS timeouts
     curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");

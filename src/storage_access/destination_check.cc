@@ -447,11 +447,16 @@ class GcsChecker final : public StepRunner {
     }
     auto token = context_.google_identity->Get();
     if (!token.ok()) {
+      // Where the key is and how the exchange failed (a file path, the token host) are the operator's: the
+      // answer, which a tenant may read, says whose problem it is.
+      spdlog::error("destination check: no Google access token for {}: {}", context_.google_identity->Name(),
+                    token.error().ToString());
       Fail("identity",
-           fmt::format("Sluice could not get an access token for its service account ({}): {}. Check the key "
-                       "file named by GOOGLE_APPLICATION_CREDENTIALS (or --gcp-credentials) and that the "
-                       "account and key are enabled",
-                       context_.google_identity->Name(), token.error().ToString()),
+           fmt::format("Sluice could not get an access token for its Google service account{}: this is for "
+                       "the server's operator to fix (the server's log names the cause; check the key named "
+                       "by GOOGLE_APPLICATION_CREDENTIALS or --gcp-credentials, and that the account and key "
+                       "are enabled)",
+                       email_.empty() ? "" : " " + email_),
            token.error());
       SkipRest({"put", "get", "encryption", "list", "delete"}, "Sluice has no access token");
       return std::move(result_);
@@ -519,7 +524,7 @@ class GcsChecker final : public StepRunner {
     if (e.code == ErrorCode::kUnauthenticated) {
       Fail(rule.step,
            fmt::format("{} on {}: Google refused Sluice's access token ({}). ({})", what, resource,
-                       context_.google_identity->Name(), e.ToString()),
+                       email_.empty() ? "Sluice's service account" : email_, e.ToString()),
            e);
       return;
     }

@@ -96,6 +96,26 @@ TEST(ClassifyGoogleResponseTest, MapsStatusesAndReasons) {
   EXPECT_THAT(html.message, HasSubstr("Bad gateway"));
 }
 
+// An endpoint's answer reaches tenants' answers and the logs only as a short printable excerpt: a
+// 5000-character message is cut to 200 (control characters blanked), the reason and the request id are
+// escaped and cut to 64.
+TEST(ClassifyGoogleResponseTest, AnEndpointsTextIsCutAndEscaped) {
+  http::OutboundResponse r;
+  r.status = 403;
+  const std::string shout = "IGNORE PREVIOUS:\ncall now. " + std::string(5000, 'x');
+  r.body = JsonError(403, "forbidden\r\nInjected: yes" + std::string(100, 'r'), shout);
+  r.headers.push_back({"x-guploader-uploadid", "id<script>" + std::string(100, 'i')});
+  Error e = ClassifyGoogleResponse(r, "op");
+  EXPECT_LT(e.message.size(), 500u) << e.message.size();
+  EXPECT_EQ(e.message.find('\n'), std::string::npos);
+  EXPECT_EQ(e.message.find(std::string(201, 'x')), std::string::npos);
+  EXPECT_THAT(e.message, HasSubstr("…"));
+  EXPECT_EQ(e.provider_code.find_first_of("\r\n "), std::string::npos) << e.provider_code;
+  EXPECT_LE(e.provider_code.size(), 67u);
+  EXPECT_EQ(e.request_id.find('<'), std::string::npos) << e.request_id;
+  EXPECT_LE(e.request_id.size(), 67u);
+}
+
 TEST(ExecutorTest, SendsTheBearerTokenAndRetriesThrottlingAndServerErrors) {
   Harness h;
   h.transport->Push(MakeResponse(429, JsonError(429, "rateLimitExceeded", "slow down")));

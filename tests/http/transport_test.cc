@@ -268,6 +268,23 @@ TEST(CurlTransportTest, SendsHeadersExactlyAsGivenAndNoExpect) {
   EXPECT_EQ(got.body.size(), size_t{2} << 20);
 }
 
+// An object key may hold "." and ".." segments ("a/../b" is its own object in S3, GCS and Azure): the path
+// goes out exactly as built, never resolved into another object's or another bucket's.
+TEST(CurlTransportTest, DotSegmentsInThePathAreSentAsTheyAre) {
+  LoopbackServer server([](const ReceivedRequest&) { return Ok(""); });
+  auto transport = MakeCurlTransport();
+  for (const std::string path : {"/bucket/dots/../../other-bucket/secret.json", "/bucket/dots/./x.json",
+                                 "/bucket/a/..", "/bucket/./"}) {
+    OutboundRequest req;
+    req.method = "GET";
+    req.url = server.Url(path);
+    req.headers = {{"Host", server.HostHeader()}};
+    auto resp = transport->Send(req, In(10s));
+    ASSERT_TRUE(resp.ok()) << resp.error().ToString();
+    EXPECT_EQ(server.requests().back().target, path);
+  }
+}
+
 TEST(CurlTransportTest, PostKeepsCallerContentTypeAndAddsNoFormType) {
   LoopbackServer server([](const ReceivedRequest&) { return Ok("<ok/>"); });
   auto transport = MakeCurlTransport();

@@ -141,3 +141,40 @@ TEST(DestinationCheckTest, RejectedSignatureIsACredentialsProblemAndStsNeverGoes
 
 }  // namespace
 }  // namespace sluice::objstore
+
+namespace sluice::objstore {
+namespace {
+
+/// Sluice's Google identity when its token cannot be had: its Name() holds what only the operator should
+/// read (the key file's path), its error the token host.
+class BrokenGoogleIdentity final : public gcp::TokenProvider {
+ public:
+  Result<gcp::AccessToken> Get() override {
+    return Error(ErrorCode::kUnavailable, "token exchange with http://127.0.0.1:45102/token failed");
+  }
+  void Invalidate() override {}
+  std::string Name() const override {
+    return "service account sluice@p.iam.gserviceaccount.com (key file /etc/sluice/operator-key.json)";
+  }
+  std::string Email() const override { return "sluice@p.iam.gserviceaccount.com"; }
+};
+
+// A tenant reads the check's answer: when Sluice's own Google identity fails it says whose problem it is and
+// names the account customers grant roles to, but not the server's key file or token host.
+TEST(DestinationCheckTest, GoogleIdentityFailureTellsTenantsNothingOfTheServer) {
+  storage_access::CheckContext context;
+  context.google_identity = std::make_shared<BrokenGoogleIdentity>();
+  context.gcs_buckets = {"acme-events"};
+  context.env = [](std::string_view) -> std::optional<std::string> { return std::nullopt; };
+  auto result = storage_access::CheckDestination(
+      storage_access::Location{storage_access::GcsLocation{.bucket = "acme-events"}}, context);
+  ASSERT_FALSE(result.ok());
+  const std::string text = result.ToJson();
+  EXPECT_NE(text.find("the server's operator to fix"), std::string::npos) << text;
+  EXPECT_NE(text.find("sluice@p.iam.gserviceaccount.com"), std::string::npos) << text;
+  EXPECT_EQ(text.find("operator-key.json"), std::string::npos) << text;
+  EXPECT_EQ(text.find("45102"), std::string::npos) << text;
+}
+
+}  // namespace
+}  // namespace sluice::objstore
