@@ -48,7 +48,7 @@ void ServiceImpl::RegisterCredentialRoutes() {
     if (!IsAdmin(req)) return JsonError(401, kNeedAdmin);
     constexpr std::string_view kShape =
         "the body must be a JSON object {\"name\", \"access_key_id\", \"secret_access_key\", "
-        "\"projects\": [the ids of the projects that may use it]}";
+        "\"projects\": [the id of the one project that may use it]}";
     boost::system::error_code ec;
     json::value body = json::parse(req.body, ec);
     const json::object* o = ec ? nullptr : body.if_object();
@@ -77,13 +77,11 @@ void ServiceImpl::RegisterCredentialRoutes() {
       return JsonError(400, fmt::format("'projects' is required: {}", kShape));
     }
     {
-      if (!projects->is_array())
-        return JsonError(400, "'projects' must be an array of project ids, e.g. [3, 7]");
       c.projects.emplace();
       for (const auto& p : projects->as_array()) {
         const bool id = (p.is_uint64() && p.get_uint64() <= UINT32_MAX) ||
                         (p.is_int64() && p.get_int64() >= 0 && p.get_int64() <= UINT32_MAX);
-        if (!id) return JsonError(400, "'projects' must be an array of project ids, e.g. [3, 7]");
+        if (!id) return JsonError(400, "'projects' must be an array of one project id, e.g. [3]");
         const auto pid = p.to_number<uint32_t>();
         if (!projects_.ById(pid))
           return JsonError(400, fmt::format("'projects': project {} does not exist", pid));

@@ -98,10 +98,29 @@ Status StaticCredentialRegistry::Create(const StaticCredential& c) {
   SLUICE_TRY(ValidateCredentialName(c.name, "name"));
   SLUICE_TRY(ValidateAccessKeyId(c.access_key_id, "access_key_id"));
   SLUICE_TRY(ValidateSecretAccessKey(c.secret_access_key.Reveal(), "secret_access_key"));
+  // One project per key: a key reaches every bucket its policy allows, so projects holding the same key could
+  // each point a pipeline or an import at another's bucket.
+  if (c.projects && c.projects->size() > 1) {
+    return InvalidArgument(
+        "'projects' must name one project: a key reaches every bucket its policy allows, so projects sharing "
+        "it could read and overwrite each other's data; register a separate key, limited to that project's "
+        "bucket, for each project");
+  }
   SLUICE_ASSIGN_OR_RETURN(auto existing, store_.GetMeta(kNamespace, c.name));
   if (existing) {
     return Error(ErrorCode::kConflict,
                  fmt::format("a credential named '{}' exists: delete it first to replace it", c.name));
+  }
+  // The same key under another name for another project would share it all the same.
+  SLUICE_ASSIGN_OR_RETURN(std::vector<StaticCredential> all, List());
+  for (const StaticCredential& other : all) {
+    if (other.access_key_id == c.access_key_id && other.projects != c.projects) {
+      return Error(
+          ErrorCode::kConflict,
+          fmt::format("access key id {} is already registered as '{}' for another project: a key may "
+                      "serve one project only",
+                      c.access_key_id, other.name));
+    }
   }
   return store_.PutMeta(kNamespace, c.name, Serialize(c));
 }
@@ -141,6 +160,15 @@ Result<StaticCredential> StaticCredentialRegistry::ResolveFor(std::string_view n
   SLUICE_TRY(ValidateCredentialName(name, field));
   SLUICE_ASSIGN_OR_RETURN(auto c, Get(name));
   // One message for "absent" and "not granted": which names exist is the operator's business.
+  if (c && c->GrantedTo(project) && c->projects->size() > 1) {
+    // Registered before keys were limited to one project: refused for every project it names until the
+    // operator registers it again for one.
+    return InvalidArgument(
+        fmt::format("{} '{}' is granted to several projects, which lets each reach the others' buckets: the "
+                    "operator must "
+                    "register it again for one project (DELETE, then POST /api/app/credentials)",
+                    field, name));
+  }
   if (!c || !c->GrantedTo(project)) {
     return InvalidArgument(
         fmt::format("{} '{}' is not a credential project {} may use: ask the operator to create it (POST "

@@ -73,6 +73,15 @@ class StaticCredentialsTest : public ::testing::Test {
   }
   /// Creates credential `name` with moto's administrator key, granted to `projects`.
   void CreateCredential(const std::string& name, const std::vector<uint32_t>& projects) {
+    // moto has one administrator key and a key serves one project: drop this suite's earlier grants of it.
+    auto listed = AdminSend("GET", "/api/app/credentials");
+    ASSERT_EQ(listed.status, 200) << listed.body;
+    for (const auto& c : json::parse(listed.body).at("credentials").as_array()) {
+      if (c.at("access_key_id").as_string() == env().admin_access_key_id) {
+        const std::string other(c.at("name").as_string());
+        ASSERT_EQ(AdminSend("DELETE", "/api/app/credentials/" + other).status, 200);
+      }
+    }
     json::array ids;
     for (uint32_t id : projects) ids.push_back(id);
     auto r =
@@ -174,6 +183,19 @@ TEST_F(StaticCredentialsTest, AdminApiCreatesListsWithoutTheSecretAndDeletes) {
   refused(bad, "projects");
   bad["projects"] = json::array{};
   refused(bad, "projects");
+  auto another = server().CreateProject("keys-admin-2");
+  ASSERT_TRUE(another.ok());
+  bad["projects"] = json::array{p->id, another->id};  // a key serves one project
+  refused(bad, "must name one project");
+  bad = body;
+  bad["name"] = "other";
+  bad["projects"] = json::array{another->id};  // the same key id for another project
+  {
+    auto r = AdminSend("POST", "/api/app/credentials", json::serialize(bad));
+    EXPECT_EQ(r.status, 409) << r.body;
+    EXPECT_NE(r.body.find("one project only"), std::string::npos) << r.body;
+    EXPECT_EQ(r.body.find(secret), std::string::npos) << r.body;
+  }
   bad = body;
   bad["name"] = "other";
   bad["role"] = "x";

@@ -27,8 +27,8 @@ class StaticCredentialsTest : public ::testing::Test {
   }
 
   StaticCredential Key(std::string name, std::optional<std::vector<uint32_t>> projects) {
-    return {.name = std::move(name),
-            .access_key_id = "GOOG1EEXAMPLE",
+    return {.name = name,
+            .access_key_id = "GOOG1E-" + name,
             .secret_access_key = Secret("hmac-secret-value"),
             .projects = std::move(projects),
             .created_ms = 1};
@@ -40,7 +40,7 @@ class StaticCredentialsTest : public ::testing::Test {
 };
 
 TEST_F(StaticCredentialsTest, StoresListsAndDeletesByName) {
-  ASSERT_TRUE(registry_->Create(Key("minio-eu", std::vector<uint32_t>{3, 7})).ok());
+  ASSERT_TRUE(registry_->Create(Key("minio-eu", std::vector<uint32_t>{3})).ok());
   ASSERT_TRUE(registry_->Create(Key("ceph", std::nullopt)).ok());
   auto dup = registry_->Create(Key("ceph", std::nullopt));
   ASSERT_FALSE(dup.ok());
@@ -51,7 +51,7 @@ TEST_F(StaticCredentialsTest, StoresListsAndDeletesByName) {
   EXPECT_EQ((*list)[0].name, "ceph");
   EXPECT_FALSE((*list)[0].projects.has_value());
   EXPECT_EQ((*list)[1].secret_access_key.Reveal(), "hmac-secret-value");
-  EXPECT_EQ(*(*list)[1].projects, (std::vector<uint32_t>{3, 7}));
+  EXPECT_EQ(*(*list)[1].projects, (std::vector<uint32_t>{3}));
   ASSERT_TRUE(registry_->Delete("ceph").ok());
   EXPECT_EQ(registry_->Delete("ceph").error().code, ErrorCode::kNotFound);
   EXPECT_FALSE(registry_->Get("ceph")->has_value());
@@ -75,12 +75,44 @@ TEST_F(StaticCredentialsTest, RefusesBadNamesKeysAndSecretsWithoutEchoingTheSecr
   EXPECT_EQ(s.error().message.find("short"), std::string::npos);
 }
 
+// A key reaches every bucket its policy allows, so projects sharing one could reach each other's buckets: a
+// key serves one project. Several projects, or the same key id under another name for another project, are
+// refused; a record stored before this rule with several projects is refused to each of them, saying what the
+// operator must do (and naming none of the other projects).
+TEST_F(StaticCredentialsTest, AKeyServesOneProjectOnly) {
+  auto several = registry_->Create(Key("shared", std::vector<uint32_t>{1, 2}));
+  ASSERT_FALSE(several.ok());
+  EXPECT_EQ(several.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(several.error().message.find("must name one project"), std::string::npos);
+  ASSERT_TRUE(registry_->Create(Key("for-one", std::vector<uint32_t>{1})).ok());
+  StaticCredential again = Key("for-two", std::vector<uint32_t>{2});
+  again.access_key_id = "GOOG1E-for-one";
+  auto reused = registry_->Create(again);
+  ASSERT_FALSE(reused.ok());
+  EXPECT_EQ(reused.error().code, ErrorCode::kConflict);
+  EXPECT_NE(reused.error().message.find("one project only"), std::string::npos);
+  again.projects = std::vector<uint32_t>{1};  // the same key under a second name for the same project is fine
+  EXPECT_TRUE(registry_->Create(again).ok());
+  ASSERT_TRUE(store_
+                  ->PutMeta("s3_credential", "legacy",
+                            R"({"access_key_id":"GOOG1ELEGACY","secret_access_key":"hmac-secret-value",)"
+                            R"("created_ms":1,"projects":[1,2]})")
+                  .ok());
+  for (uint32_t project : {1u, 2u}) {
+    auto r = registry_->ResolveFor("legacy", project, "s3_credential");
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().message.find("granted to several projects"), std::string::npos) << r.error().message;
+    EXPECT_EQ(r.error().message.find(std::to_string(3 - project) + " "), std::string::npos)
+        << r.error().message;
+  }
+}
+
 TEST_F(StaticCredentialsTest, AProjectOnlyUsesWhatWasGrantedAndCannotTellMissingFromForeign) {
   ASSERT_TRUE(registry_->Create(Key("for-a", std::vector<uint32_t>{1})).ok());
-  ASSERT_TRUE(registry_->Create(Key("shared", std::vector<uint32_t>{1, 2})).ok());
+  ASSERT_TRUE(registry_->Create(Key("for-b", std::vector<uint32_t>{2})).ok());
   ASSERT_TRUE(registry_->Create(Key("ungranted", std::nullopt)).ok());
   EXPECT_TRUE(registry_->ResolveFor("for-a", 1, "s3_credential").ok());
-  EXPECT_TRUE(registry_->ResolveFor("shared", 2, "s3_credential").ok());
+  EXPECT_TRUE(registry_->ResolveFor("for-b", 2, "s3_credential").ok());
   // A record without a project list grants nothing (never every tenant).
   EXPECT_FALSE(registry_->ResolveFor("ungranted", 1, "s3_credential").ok());
   auto foreign = registry_->ResolveFor("for-a", 2, "s3_credential");
@@ -108,7 +140,7 @@ TEST_F(StaticCredentialsTest, OpenSignsWithTheKeyAndCallsNoSts) {
   EXPECT_EQ(opened->sts, nullptr);
   auto creds = opened->role->Get();
   ASSERT_TRUE(creds.ok());
-  EXPECT_EQ(creds->access_key_id, "GOOG1EEXAMPLE");
+  EXPECT_EQ(creds->access_key_id, "GOOG1E-minio");
   EXPECT_TRUE(creds->session_token.empty());
 
   auto other = Open(l, {.session_name = "sluice-p5-x", .purpose = Purpose::kWrite, .project_id = 5}, ctx);
