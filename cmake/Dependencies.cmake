@@ -12,6 +12,8 @@ find_package(CLI11 REQUIRED)
 find_package(Boost 1.81 EXACT REQUIRED COMPONENTS json url)
 pkg_check_modules(LIBDEFLATE REQUIRED IMPORTED_TARGET libdeflate)
 pkg_check_modules(ZSTD REQUIRED IMPORTED_TARGET libzstd)
+# libGeoIP (libgeoip-dev) reads the country databases of geoip-database: /track's ip=1 geolocation.
+pkg_check_modules(GEOIP REQUIRED IMPORTED_TARGET geoip)
 find_library(ISAL_LIBRARY NAMES isal REQUIRED)
 find_path(ISAL_INCLUDE_DIR NAMES isa-l.h REQUIRED)
 add_library(isal::isal UNKNOWN IMPORTED)

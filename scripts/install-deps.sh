@@ -18,6 +18,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
   libzookeeper-mt-dev
+  libgeoip-dev geoip-database
 )
 if [ "$WITH_TEST_TOOLS" = "1" ]; then
   PACKAGES+=(chromium)

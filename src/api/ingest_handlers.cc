@@ -294,7 +294,10 @@ http::Response ServiceImpl::HandleTrack(http::Request& req) {
                             .format = payload->format,
                             .now_us = NowMicros(),
                             .recycled_events = ThreadEventSpares().pool()};
-  if (params.Flag("ip")) opts.client_ip = req.remote_ip;
+  // ip=1: Mixpanel's geolocation of the request's address (its country, with Debian's country database); the
+  // address itself is not stored, as Mixpanel does not keep it.
+  if (params.Flag("ip") && options_.geoip != nullptr)
+    opts.client_country = options_.geoip->CountryOf(req.remote_ip);
   auto parsed = ingest::ParseEvents(payload->json, opts);
   if (!parsed.ok()) {
     metrics_->events_rejected.WithLabels({"track", "malformed_request"}).Inc();

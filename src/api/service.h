@@ -11,6 +11,7 @@
 #include <string>
 
 #include "common/clock.h"
+#include "common/geoip.h"
 #include "common/secret.h"
 #include "http/server.h"
 #include "store/store.h"
@@ -49,6 +50,9 @@ struct ServiceOptions {
   /// connector create) at once, server-wide; one per project. More get 429 with Retry-After, so slow checks
   /// cannot hold every I/O thread (serve gives half its I/O threads).
   int bucket_checks = 2;
+  /// /track's ip=1: the country of the request's address becomes mp_country_code; null = ip=1 adds nothing
+  /// (the address is never stored either way). serve opens Debian's geoip-database.
+  const CountryLookup* geoip = nullptr;
 };
 
 class Service {

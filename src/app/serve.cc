@@ -22,6 +22,7 @@
 #include "cloudimport/connector_manager.h"
 #include "cloudimport/source.h"
 #include "common/crypto.h"
+#include "common/geoip.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/process_memory.h"
@@ -61,6 +62,7 @@ struct ServeFlags {
   std::vector<std::string> allow_azure_endpoints;
   std::string ca_bundle;
   std::string gcp_credentials;
+  std::string geoip_dir = "/usr/share/GeoIP";  // GeoIP.dat and GeoIPv6.dat; "" = ip=1 adds no country
   std::string store_url;         // empty = the embedded RocksDB store in --data-dir
   std::string coordination_url;  // required with a clickhouse:// store
   std::string clickhouse_user;
@@ -336,7 +338,18 @@ int Serve(const ServeFlags& f) {
     service_options.project_refresh = std::chrono::seconds(2);
     // A request waiting for the registry's check holds its I/O thread: half of them at most.
     service_options.project_miss_waiters = std::max(1, f.threads / 2);
-    service_options.bucket_checks = std::max(1, f.threads / 2);
+  }
+  // A check of a customer's bucket holds its I/O thread for seconds: half of them at most.
+  service_options.bucket_checks = std::max(1, f.threads / 2);
+  std::unique_ptr<CountryLookup> geoip;
+  if (!f.geoip_dir.empty()) {
+    auto opened_geoip = CountryLookup::Open(f.geoip_dir + "/GeoIP.dat", f.geoip_dir + "/GeoIPv6.dat");
+    if (opened_geoip.ok()) {
+      geoip = std::move(opened_geoip).value();
+      service_options.geoip = geoip.get();
+    } else {
+      spdlog::warn("/track's ip=1 adds no mp_country_code: {}", opened_geoip.error().message);
+    }
   }
   // [pipelines] and [cloud import] managers are created here and handed to the service.
   // The operator's named static S3 credentials (POST /api/app/credentials), for pipelines and imports.
@@ -540,6 +553,12 @@ void RegisterServeCommand(CLI::App& app, int& exit_code) {
   cmd->add_option("--gcp-credentials", flags->gcp_credentials,
                   "Sluice's Google service-account JSON key (default: GOOGLE_APPLICATION_CREDENTIALS, else the "
                   "GCE/GKE metadata server)");
+  cmd->add_option(
+         "--geoip-dir", flags->geoip_dir,
+         "Directory of the GeoIP country databases GeoIP.dat and GeoIPv6.dat (Debian's geoip-database) "
+         "that turn /track's ip=1 into the event's mp_country_code; \"\" = ip=1 adds no country. The "
+         "request's address itself is never stored")
+      ->capture_default_str();
   cmd->add_option("--store", flags->store_url,
                   "Where events, profiles and metadata live: without it, the embedded store in --data-dir (one "
                   "node); clickhouse://HOST:PORT[,HOST:PORT...]/DB[?cluster=NAME] = ClickHouse's HTTP interface "

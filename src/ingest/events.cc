@@ -235,12 +235,21 @@ uint64_t HashKey(std::string_view k) {
 /// Keys of `properties` that become Event fields instead of staying in the properties object.
 /// kServerSet: a property the server sets (Mixpanel's mp_processing_time_ms, the time the event was stored):
 /// a client's value is validated and dropped, so no export line carries the key twice or a forged value.
-enum class Promoted { kNone, kTime, kDistinctId, kInsertId, kDeviceId, kUserId, kToken, kIp, kServerSet };
+/// kCountry: stays in the properties, but an event that has it gets no mp_country_code from ip=1.
+enum class Promoted {
+  kNone,
+  kTime,
+  kDistinctId,
+  kInsertId,
+  kDeviceId,
+  kUserId,
+  kToken,
+  kCountry,
+  kServerSet
+};
 
 Promoted Classify(std::string_view key) {
   switch (key.size()) {
-    case 2:
-      return key == "ip" ? Promoted::kIp : Promoted::kNone;
     case 4:
       return key == "time" ? Promoted::kTime : Promoted::kNone;
     case 5:
@@ -252,6 +261,8 @@ Promoted Classify(std::string_view key) {
       return key == "$device_id" ? Promoted::kDeviceId : Promoted::kNone;
     case 11:
       return key == "distinct_id" ? Promoted::kDistinctId : Promoted::kNone;
+    case 15:
+      return key == "mp_country_code" ? Promoted::kCountry : Promoted::kNone;
     case 21:
       return key == "mp_processing_time_ms" ? Promoted::kServerSet : Promoted::kNone;
     default:
@@ -349,13 +360,13 @@ class EventParser {
   bool has_properties_ = false;
   TimeValue time_;
   IdValue distinct_id_, insert_id_, device_id_, user_id_, token_;
-  bool has_ip_ = false;
+  bool has_country_ = false;
   std::string_view top_key_;  // the top-level property being walked, for messages
   std::string pending_field_, pending_message_;
   std::string_view pending_reason_;
 
   OutBuffer& props_buf_ = scratch_.out;
-  std::string ip_json_;  // options_.client_ip as a JSON string literal
+  std::string country_json_;  // "mp_country_code":"<options_.client_country>"
   std::vector<Entry> entries_;
   std::array<Slot, 1024> slots_{};
   uint32_t stamp_ = 0;
@@ -543,7 +554,7 @@ Walk EventParser::WalkProperties(od::object props) {
   pending_reason_ = {};
   time_ = TimeValue{};
   distinct_id_ = insert_id_ = device_id_ = user_id_ = token_ = IdValue{};
-  has_ip_ = false;
+  has_country_ = false;
   props_buf_.clear();
   props_buf_.push_back('{');
   entries_.clear();
@@ -593,8 +604,8 @@ Walk EventParser::WalkProperties(od::object props) {
         props_buf_.truncate(mark);
         break;
       }
-      case Promoted::kIp:
-        has_ip_ = true;
+      case Promoted::kCountry:
+        has_country_ = true;
         [[fallthrough]];
       case Promoted::kNone: {
         const size_t begin = props_buf_.size() + (entries_.empty() ? 0 : 1);
@@ -640,10 +651,9 @@ Walk EventParser::WalkProperties(od::object props) {
     }
     props_buf_.assign(rebuilt);
   }
-  if (!options_.client_ip.empty() && !has_ip_) {
+  if (!country_json_.empty() && !has_country_) {
     if (props_buf_.size() > 1) props_buf_.push_back(',');
-    props_buf_.append("\"ip\":");
-    props_buf_.append(ip_json_);
+    props_buf_.append(country_json_);
   }
   props_buf_.push_back('}');
   return Walk::kOk;
@@ -656,7 +666,7 @@ Walk EventParser::ProcessRecord(od::object record, size_t index) {
   has_properties_ = false;
   time_ = TimeValue{};
   distinct_id_ = insert_id_ = device_id_ = user_id_ = token_ = IdValue{};
-  has_ip_ = false;
+  has_country_ = false;
   pending_reason_ = {};
   props_buf_.assign("{}");
 
@@ -712,9 +722,9 @@ bool EventParser::Finish() {
   }
   const bool track = options_.endpoint == Endpoint::kTrack;
   const int64_t now = options_.now_us;
-  if (!has_properties_ && !options_.client_ip.empty()) {
-    props_buf_.assign("{\"ip\":");
-    props_buf_.append(ip_json_);
+  if (!has_properties_ && !country_json_.empty()) {
+    props_buf_.assign("{");
+    props_buf_.append(country_json_);
     props_buf_.push_back('}');
   }
 
@@ -824,10 +834,13 @@ bool EventParser::Finish() {
   } else if (device_id_.present()) {
     distinct_id = device_id_.text;
     device_prefixed = true;
-  } else if (!track) {
+  } else if (!track && distinct_id_.type != od::json_type::string) {
+    // "distinct_id": "" is Mixpanel's import API's way to say the event belongs to no user (kept as ""); only
+    // a missing (or null) one is refused.
     Reject("properties.distinct_id",
-           "'properties.distinct_id' is missing: /import needs the user's id (or $user_id / $device_id to derive "
-           "it)",
+           "'properties.distinct_id' is missing: /import needs the user's id (or $user_id / $device_id to "
+           "derive "
+           "it), or \"\" for an event that belongs to no user",
            "missing_distinct_id");
     return false;
   }
@@ -945,8 +958,11 @@ Result<ParsedEvents> EventParser::Run(std::string_view payload) {
                  fmt::format("payload is {} bytes of uncompressed JSON; the limit is {} bytes per request",
                              payload.size(), kMaxBatchBytes));
   }
-  if (!options_.client_ip.empty()) AppendJsonString(ip_json_, options_.client_ip);
-  props_buf_.Reserve(payload.size() + ip_json_.size() + 64);
+  if (!options_.client_country.empty()) {
+    country_json_ = "\"mp_country_code\":";
+    AppendJsonString(country_json_, options_.client_country);
+  }
+  props_buf_.Reserve(payload.size() + country_json_.size() + 64);
   if (options_.format == PayloadFormat::kNdjson) return RunNdjson(payload);
   return RunJson(payload);
 }

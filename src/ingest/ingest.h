@@ -72,8 +72,9 @@ struct ParseOptions {
   PayloadFormat format = PayloadFormat::kJson;
   /// Server time in microseconds since the epoch, for the time rules and /track defaults.
   int64_t now_us = 0;
-  /// /track with ip=1: the request's address, stored as the `ip` property when the event has none.
-  std::string client_ip;
+  /// /track with ip=1: the country of the request's address (ISO 3166-1 alpha-2), stored as Mixpanel's
+  /// `mp_country_code` when the event has none; empty = none added. The address itself is never stored.
+  std::string client_country;
   /// /import in its legacy forms (`data=` in a form body or the query, as Mixpanel's older SDKs send it): an
   /// event without $insert_id gets one derived from its content (DeriveInsertId), so a resend deduplicates
   /// instead of being refused. Strict JSON /import keeps requiring $insert_id.

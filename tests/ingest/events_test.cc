@@ -302,10 +302,20 @@ TEST(ParseEvents, MissingDistinctIdRejectedForImport) {
   RecordError e = OnlyError(RecordWithProps(R"("time":1714564000,"$insert_id":"x1")"));
   EXPECT_EQ(e.field, "properties.distinct_id");
   EXPECT_EQ(e.reason, "missing_distinct_id");
-  EXPECT_EQ(OnlyError(RecordWithProps(R"("time":1714564000,"distinct_id":"","$insert_id":"x1")")).reason,
-            "missing_distinct_id");
   EXPECT_EQ(OnlyError(RecordWithProps(R"("time":1714564000,"distinct_id":null,"$insert_id":"x1")")).reason,
             "missing_distinct_id");
+}
+
+// Mixpanel's import API: "distinct_id": "" marks an event that belongs to no user; it is stored with an empty
+// distinct_id (and exported so), while a $user_id or $device_id still derives one.
+TEST(ParseEvents, EmptyDistinctIdMeansNoUserForImport) {
+  Event e = OnlyEvent(RecordWithProps(R"("time":1714564000,"distinct_id":"","$insert_id":"x1")"));
+  EXPECT_EQ(e.distinct_id, "");
+  EXPECT_EQ(e.insert_id, "x1");
+  EXPECT_EQ(
+      OnlyEvent(RecordWithProps(R"("time":1714564000,"distinct_id":"","$device_id":"d1","$insert_id":"x1")"))
+          .distinct_id,
+      "$device:d1");
 }
 
 TEST(ParseEvents, MissingDistinctIdAllowedForTrack) {
@@ -482,13 +492,18 @@ TEST(ParseEvents, ClientProcessingTimeIsDroppedFromProperties) {
   EXPECT_EQ(OnlyEvent(Record(R"("mp_processing_time_msx":1)")).properties, R"({"mp_processing_time_msx":1})");
 }
 
-TEST(ParseEvents, ClientIpAddedWhenEventHasNone) {
+// ip=1: the request's country becomes mp_country_code when the event has none (its own wins); the address is
+// never stored, and a client's own "ip" property stays as sent.
+TEST(ParseEvents, ClientCountryAddedWhenEventHasNone) {
   ParseOptions opts = Track();
-  opts.client_ip = "203.0.113.7";
-  EXPECT_EQ(OnlyEvent(RecordWithProps(R"("k":1)"), opts).properties, R"({"k":1,"ip":"203.0.113.7"})");
-  EXPECT_EQ(OnlyEvent(RecordWithProps(""), opts).properties, R"({"ip":"203.0.113.7"})");
-  EXPECT_EQ(OnlyEvent(R"({"event":"e"})", opts).properties, R"({"ip":"203.0.113.7"})");
-  EXPECT_EQ(OnlyEvent(RecordWithProps(R"("ip":"10.0.0.1")"), opts).properties, R"({"ip":"10.0.0.1"})");
+  opts.client_country = "DE";
+  EXPECT_EQ(OnlyEvent(RecordWithProps(R"("k":1)"), opts).properties, R"({"k":1,"mp_country_code":"DE"})");
+  EXPECT_EQ(OnlyEvent(RecordWithProps(""), opts).properties, R"({"mp_country_code":"DE"})");
+  EXPECT_EQ(OnlyEvent(R"({"event":"e"})", opts).properties, R"({"mp_country_code":"DE"})");
+  EXPECT_EQ(OnlyEvent(RecordWithProps(R"("mp_country_code":"FR")"), opts).properties,
+            R"({"mp_country_code":"FR"})");
+  EXPECT_EQ(OnlyEvent(RecordWithProps(R"("ip":"10.0.0.1")"), opts).properties,
+            R"({"ip":"10.0.0.1","mp_country_code":"DE"})");
   EXPECT_EQ(OnlyEvent(RecordWithProps(R"("k":1)"), Track()).properties, R"({"k":1})");
 }
 
