@@ -228,6 +228,11 @@ Error ErrorFromResponse(const http::OutboundResponse& response, std::string_view
       what = "the request failed";
       break;
   }
+  if (!doc && response.status >= 300 && response.status < 400) {
+    what =
+        "the endpoint answered with a redirect, which Sluice does not follow: check the bucket's region "
+        "(s3_region) and, for an S3-compatible store, s3_endpoint";
+  }
   what += doc ? fmt::format(" ({})", e.provider_code) : fmt::format(" (HTTP {})", response.status);
   // Facts we derive from the provider's text are stated in our words (the text itself is not copied).
   if (doc && e.code == ErrorCode::kAccessDenied &&

@@ -98,8 +98,19 @@ Error ClassifyAzureResponse(const http::OutboundResponse& response, std::string_
     // A refused signature or token is AuthenticationFailed on Azure; Azurite answers a wrong account key with
     // AuthorizationFailure but the same "Server failed to authenticate the request" message.
     const bool authentication = body.message.starts_with("Server failed to authenticate");
-    if (!authentication && (body.code == "AuthorizationPermissionMismatch" || body.code == "AuthorizationFailure" ||
-        body.code == "AuthorizationResourceTypeMismatch" || body.code == "KeyBasedAuthenticationNotPermitted")) {
+    if (body.code == "AuthorizationSourceIPMismatch" || body.code == "AuthorizationProtocolMismatch") {
+      // The account's network rules, not the credential: the firewall refuses Sluice's address, or the
+      // account requires HTTPS.
+      code = ErrorCode::kAccessDenied;
+      hint =
+          body.code == "AuthorizationSourceIPMismatch"
+              ? "the storage account's firewall refuses Sluice's address: allow it under Storage account > "
+                "Security + networking > Networking"
+              : "the storage account accepts HTTPS only (Secure transfer required): use an https endpoint";
+    } else if (!authentication &&
+               (body.code == "AuthorizationPermissionMismatch" || body.code == "AuthorizationFailure" ||
+                body.code == "AuthorizationResourceTypeMismatch" ||
+                body.code == "KeyBasedAuthenticationNotPermitted")) {
       code = ErrorCode::kAccessDenied;
       if (body.code == "KeyBasedAuthenticationNotPermitted") {
         hint = "the storage account does not allow Shared Key; use a service principal";

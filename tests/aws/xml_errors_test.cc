@@ -193,6 +193,15 @@ TEST(ErrorFromResponseTest, KeepsCodeRequestIdStatusAndSaysWhatToCheck) {
 
 // Issue 9 item 2: an endpoint's own text (which a hostile endpoint controls) never reaches our errors; the
 // provider code and request id are kept only escaped and truncated.
+// A redirect (which Sluice never follows) says so and what to check, instead of "the request failed".
+TEST(ErrorFromResponseTest, ARedirectSaysItIsNotFollowed) {
+  auto r =
+      ErrorFromResponse(MakeResponse(307, "", {{"Location", "http://elsewhere.example/"}}), "ListObjectsV2");
+  EXPECT_NE(r.message.find("redirect, which Sluice does not follow"), std::string::npos) << r.message;
+  EXPECT_NE(r.message.find("s3_region"), std::string::npos) << r.message;
+  EXPECT_EQ(r.message.find("elsewhere"), std::string::npos) << r.message;
+}
+
 TEST(ErrorFromResponseTest, NeverEchoesTheEndpointsText) {
   auto forged = ErrorFromResponse(
       MakeResponse(403,

@@ -116,6 +116,24 @@ TEST(AzureExecutor, AWrongKeyIsNotRetriedAndSaysWhatToCheck) {
   EXPECT_THAT(r.error().message, ::testing::Not(HasSubstr("RequestId:abc")));
 }
 
+// A refusal by the account's network rules is a denial that names the firewall (or HTTPS), never the
+// credential, however fresh the token was.
+TEST(AzureExecutor, NetworkRuleRefusalsNameTheFirewallNotTheCredential) {
+  Error ip = ClassifyAzureResponse(
+      MakeResponse(
+          403, StorageError("AuthorizationSourceIPMismatch",
+                            "This request is not authorized to perform this operation using this source IP")),
+      "Put Blob", StorageCredential::Kind::kToken);
+  EXPECT_EQ(ip.code, ErrorCode::kAccessDenied);
+  EXPECT_THAT(ip.message, HasSubstr("firewall"));
+  EXPECT_THAT(ip.message, ::testing::Not(HasSubstr("client secret")));
+  Error https = ClassifyAzureResponse(
+      MakeResponse(403, StorageError("AuthorizationProtocolMismatch", "This request is not authorized.")),
+      "Put Blob", StorageCredential::Kind::kSharedKey);
+  EXPECT_EQ(https.code, ErrorCode::kAccessDenied);
+  EXPECT_THAT(https.message, HasSubstr("HTTPS"));
+}
+
 TEST(AzureExecutor, AzuritesAuthorizationFailureForABadSignatureIsAnAuthenticationError) {
   Error e = ClassifyAzureResponse(
       MakeResponse(403, StorageError("AuthorizationFailure",
