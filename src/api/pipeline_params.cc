@@ -601,12 +601,6 @@ Status ValidatePipelineSpec(const PipelineSpec& spec) {
   }
   if (spec.data_source != DataSource::kEvents) {
     const auto source = pipeline::ToString(spec.data_source);
-    if (spec.frequency == pipeline::Frequency::kHourly) {
-      return Invalid(
-          fmt::format("frequency=hourly is only available for data_source=events: {} pipelines write a "
-                      "full snapshot once a day (use frequency=daily)",
-                      source));
-    }
     if (!spec.events.empty()) {
       return Invalid(fmt::format("events filters event names; it does not apply to data_source={}", source));
     }

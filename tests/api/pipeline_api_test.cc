@@ -486,6 +486,10 @@ TEST_F(PipelineApiTest, CreateLocalPipelinesAndSnapshots) {
   ASSERT_EQ(Post("create", With(S3Create(), {{"data_source", "identity"}, {"frequency", "daily"}})).status,
             200);
   EXPECT_EQ(manager_.created().at(2).data_source, DataSource::kIdentity);
+  // Mixpanel replaces people (and identity) data "based on the chosen schedule (daily or hourly)".
+  ASSERT_EQ(Post("create", With(S3Create(), {{"data_source", "people"}, {"frequency", "hourly"}})).status,
+            200);
+  EXPECT_EQ(manager_.created().at(3).frequency, pipeline::Frequency::kHourly);
 }
 
 struct InvalidCase {
@@ -515,10 +519,6 @@ TEST_F(PipelineApiTest, CreateRefusesEveryInvalidParameterWithAClearMessage) {
       {"to_date before from_date", With(S3Create(), {{"to_date", "2026-10-31"}}),
        "to_date 2026-10-31 is before from_date 2026-11-01"},
       {"bad frequency", With(S3Create(), {{"frequency", "weekly"}}), "frequency 'weekly' is not valid"},
-      {"hourly people", With(S3Create(), {{"data_source", "people"}, {"frequency", "hourly"}}),
-       "frequency=hourly is only available for data_source=events"},
-      {"hourly identity", With(S3Create(), {{"data_source", "identity"}, {"frequency", "hourly"}}),
-       "frequency=hourly is only available for data_source=events"},
       {"events for people", With(S3Create(), {{"data_source", "people"}, {"events", "A"}}),
        "does not apply to data_source=people"},
       {"where for identity",
@@ -728,9 +728,6 @@ TEST_F(PipelineApiTest, EditRefusesImmutableAndInvalidChanges) {
        "s3_kms_key_id is only used with"},
       {"empty bucket", {{"name", "p1"}, {"s3_bucket", ""}}, "s3_bucket is required"},
       {"where syntax", {{"name", "p1"}, {"where", "properties[\"a\"] =="}}, "where:"},
-      {"hourly snapshot",
-       {{"name", "people"}, {"frequency", "hourly"}},
-       "only available for data_source=events"},
   };
   for (const auto& c : cases) {
     auto r = Post("edit", c.params);

@@ -609,6 +609,31 @@ TEST_F(ManagerTest, PeopleAndIdentitySnapshotsReplaceThePreviousOne) {
   EXPECT_FALSE(bucket_->Object(p + "/mp_people_data/sluice-g000001-p00000.json.gz"));
 }
 
+// An hourly people pipeline replaces its snapshot every hour (Mixpanel: "based on the chosen schedule, daily
+// or hourly"): a profile changed within the hour is in the next hour's snapshot, not a day later.
+TEST_F(ManagerTest, HourlyPeopleSnapshotsAreReplacedEveryHour) {
+  SetNow(1, 1);
+  std::vector<store::ProfileOps> alice = {{"alice", {R"({"plan":"free"})"}}};
+  ASSERT_TRUE(
+      store_->ApplyProfileOps(project_.id, {}, alice, sluice::testing::ReplaceFolder(), nullptr).ok());
+  PipelineSpec people = Spec();
+  people.data_source = DataSource::kPeople;
+  people.frequency = Frequency::kHourly;
+  EXPECT_EQ(CreateOk(people), "people-hourly-s3");
+  ASSERT_TRUE(manager_->RunDueNow().ok());
+  const std::string dir = std::to_string(project_.id) + "/mp_people_data";
+  ASSERT_EQ(ReadBucket(*bucket_).records[dir].size(), 1u);
+  const uint64_t first = ReadBucket(*bucket_).manifests.at(dir).generation;
+  std::vector<store::ProfileOps> bob = {{"bob", {R"({"plan":"pro"})"}}};
+  ASSERT_TRUE(store_->ApplyProfileOps(project_.id, {}, bob, sluice::testing::ReplaceFolder(), nullptr).ok());
+  SetNow(1, 2, 30);  // the next hour's slot
+  ASSERT_TRUE(manager_->RunDueNow().ok());
+  BucketView view = ReadBucket(*bucket_);
+  EXPECT_EQ(view.records[dir].size(), 2u);
+  EXPECT_EQ(view.manifests.at(dir).generation, first + 1);
+  EXPECT_TRUE(view.unlisted_data_files.empty());
+}
+
 TEST_F(ManagerTest, PauseCancelAndResumeRules) {
   SetNow(1, 1);
   Write("aaa-1", At(0, 1));
