@@ -166,18 +166,6 @@ ErrorCode ClassifyAwsError(int http_status, std::string_view code, std::string_v
   return ErrorCode::kPermanent;
 }
 
-std::string SafeToken(std::string_view value) {
-  constexpr size_t kMax = 64;
-  std::string out;
-  for (char c : value.substr(0, kMax)) {
-    const bool ok = std::isalnum(static_cast<unsigned char>(c)) ||
-                    std::string_view("._:/+=-").find(c) != std::string_view::npos;
-    out.push_back(ok ? c : '?');
-  }
-  if (value.size() > kMax) out += "...";
-  return out;
-}
-
 Error ErrorFromResponse(const http::OutboundResponse& response, std::string_view operation) {
   std::optional<AwsErrorDocument> doc = ParseErrorDocument(response.body);
   Error e;

@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 
+#include "cloud/provider_error.h"
 #include "common/error.h"
 #include "http/transport.h"
 
@@ -56,9 +57,8 @@ ErrorCode ClassifyAwsError(int http_status, std::string_view code, std::string_v
 /// request headers.
 Error ErrorFromResponse(const http::OutboundResponse& response, std::string_view operation);
 
-/// `value` made safe to show in a message or log: at most 64 characters, each of [A-Za-z0-9._:/+=-] (others
-/// become '?'), "..." when cut.
-std::string SafeToken(std::string_view value);
+/// `value` made safe to show in a message or log (cloud::SafeToken, shared with GCS and Azure errors).
+using cloud::SafeToken;
 
 /// What the person who must fix a failed AWS call should look at. ONE classification shared by the
 /// destination check and Cloud Import, so that a rejected signature is never reported as a missing

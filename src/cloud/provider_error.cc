@@ -32,10 +32,6 @@ std::string PrintableExcerpt(std::string_view body) {
   return s;
 }
 
-namespace {
-
-/// A provider-supplied token (error code, request id): at most 64 characters of [A-Za-z0-9._:/+=-], anything
-/// else as '?'.
 std::string SafeToken(std::string_view value) {
   constexpr size_t kMax = 64;
   std::string out;
@@ -47,8 +43,6 @@ std::string SafeToken(std::string_view value) {
   if (value.size() > kMax) out += "...";
   return out;
 }
-
-}  // namespace
 
 Error AnsweredError(ErrorCode code, std::string_view operation, const http::OutboundResponse& response,
                     std::string_view provider_code, std::string_view provider_message,

@@ -21,6 +21,10 @@ struct OAuthError {
 /// nullopt when `body` is not JSON with a string "error".
 std::optional<OAuthError> ParseOAuthError(std::string_view body);
 
+/// `value` (a provider's error code or request id) made safe to show in a message or log: at most 64
+/// characters, each of [A-Za-z0-9._:/+=-] (others become '?'), "..." when cut.
+std::string SafeToken(std::string_view value);
+
 /// The first 200 bytes of `body` with control characters replaced by spaces, "…" when cut: safe in one log
 /// line, and short whatever an endpoint answers.
 std::string PrintableExcerpt(std::string_view body);
