@@ -2,7 +2,7 @@
 // /usr/share/GeoIP/GeoIP.dat and GeoIPv6.dat, read with libGeoIP). /track's ip=1 uses it the way Mixpanel
 // does: the request's address becomes the event's mp_country_code, and the address itself is not kept.
 //
-//   auto geo = CountryLookup::Open();                 // Debian's databases, held in memory
+//   auto geo = CountryLookup::Open();                 // Debian's databases, mapped
 //   if (geo.ok()) (*geo)->CountryOf("8.8.8.8");        // "US"; "" for a private or unknown address
 #pragma once
 
@@ -19,7 +19,7 @@ class CountryLookup {
   static constexpr std::string_view kDefaultV4 = "/usr/share/GeoIP/GeoIP.dat";
   static constexpr std::string_view kDefaultV6 = "/usr/share/GeoIP/GeoIPv6.dat";
 
-  /// Opens the IPv4 and IPv6 country databases (read wholly into memory). kNotFound naming the file and the
+  /// Opens the IPv4 and IPv6 country databases (mapped read-only). kNotFound naming the file and the
   /// package when one is missing; an empty `v6_path` skips IPv6.
   static Result<std::unique_ptr<CountryLookup>> Open(std::string_view v4_path = kDefaultV4,
                                                      std::string_view v6_path = kDefaultV6);
