@@ -130,6 +130,15 @@ bool IsPermanentSourceError(const Error& e) {
   }
 }
 
+namespace {
+
+/// The field naming who Sluice reads an S3 source as: the role, or the operator's static key.
+std::string S3IdentityField(const ConnectorSpec& spec) {
+  return spec.s3_credential.empty() ? "connector_properties.s3_role" : "connector_properties.s3_credential";
+}
+
+}  // namespace
+
 std::string DescribeSourceError(const Error& e, const ConnectorSpec& spec, SourceOperation operation,
                                 std::string_view key) {
   if (spec.is_azure()) {
@@ -187,10 +196,23 @@ std::string DescribeSourceError(const Error& e, const ConnectorSpec& spec, Sourc
   }
   if (std::string problem = aws::CredentialsProblem(e); !problem.empty()) {
     // A rejected signature, key or clock: not something a policy statement fixes (aws::FixAreaOf).
+    if (!spec.s3_credential.empty()) {
+      return fmt::format(
+          "{} on {} failed: the store rejected the static key '{}' (connector_properties.s3_credential): the "
+          "operator must check the key registered under that name, or the server's clock. ({})",
+          action, resource, spec.s3_credential, e.ToString());
+    }
     return fmt::format("{} on {} failed: {}. ({})", action, resource, problem, e.ToString());
   }
   if (e.code == ErrorCode::kAccessDenied) {
     std::string grant = operation == SourceOperation::kList ? BucketArn(spec) : ObjectsArn(spec);
+    if (!spec.s3_credential.empty()) {
+      return fmt::format(
+          "{} on {} was denied for the static key '{}'. The key's policy on the store must allow "
+          "s3:GetObject "
+          "and s3:ListBucket: {}. ({})",
+          action, resource, spec.s3_credential, storage_access::AllowStatement(action, grant), e.ToString());
+    }
     return fmt::format(
         "{} on {} was denied for role {}. The import role needs s3:GetObject and s3:ListBucket; add "
         "to its permission policy: {} (`sluice aws policies --import` prints the whole policy). ({})",
@@ -343,7 +365,7 @@ Status CheckSourceAccess(const Source& source, const ConnectorSpec& spec, const 
       return Refuse(issue, "invalid_property", "connector_properties.s3_bucket", e, std::move(message));
     }
     if (e.code == ErrorCode::kAccessDenied || e.code == ErrorCode::kUnauthenticated) {
-      return Refuse(issue, "invalid_permissions_s3", "connector_properties.s3_role", e, std::move(message));
+      return Refuse(issue, "invalid_permissions_s3", S3IdentityField(spec), e, std::move(message));
     }
     return Refuse(issue, "", "", e, std::move(message));
   }
@@ -355,7 +377,7 @@ Status CheckSourceAccess(const Source& source, const ConnectorSpec& spec, const 
     const Error& e = got.error();
     std::string message = DescribeSourceError(e, spec, SourceOperation::kRead, key);
     if (e.code == ErrorCode::kAccessDenied || e.code == ErrorCode::kUnauthenticated) {
-      return Refuse(issue, "invalid_permissions_s3", "connector_properties.s3_role", e, std::move(message));
+      return Refuse(issue, "invalid_permissions_s3", S3IdentityField(spec), e, std::move(message));
     }
     return Refuse(issue, "", "", e, std::move(message));
   }

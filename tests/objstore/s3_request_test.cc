@@ -238,6 +238,10 @@ TEST(S3EndpointTest, Resolution) {
 
   EXPECT_FALSE(ResolveEndpoint("b", "", "", Addressing::kAuto, no_env).ok());
   EXPECT_FALSE(ResolveEndpoint("b", "r", "ftp://x", Addressing::kAuto, no_env).ok());
+  // The scheme is case-insensitive, as the endpoint allow-list treats it.
+  auto upper = ResolveEndpoint("bucket", "us-east-1", "HTTP://127.0.0.1:5000", Addressing::kAuto, no_env);
+  ASSERT_TRUE(upper.ok()) << upper.error().ToString();
+  EXPECT_EQ(upper->scheme, "http");
   EXPECT_FALSE(ResolveEndpoint("b", "r", "localhost:9000", Addressing::kAuto, no_env).ok());
   EXPECT_FALSE(ResolveEndpoint("b", "r", "http://h/some/path", Addressing::kAuto, no_env).ok());
 }

@@ -343,6 +343,21 @@ TEST_F(StaticCredentialsTest, ImportReadsWithAStaticKeyAndOtherProjectsAreRefuse
   auto stored_b = server().ReadBack(*b, day);
   ASSERT_TRUE(stored_b.ok());
   EXPECT_TRUE(stored_b->empty());
+
+  // A key the store rejects (here: the right id, a wrong secret) is named as the operator's static key, in
+  // the field the project set, never as a role or Sluice's own credentials.
+  auto wrong = AdminSend("POST", "/api/app/credentials",
+                         json::serialize(json::object{{"name", "moto-wrong"},
+                                                      {"access_key_id", env().admin_access_key_id},
+                                                      {"secret_access_key", "wrong-secret-0123456789"},
+                                                      {"projects", json::array{a->id}}}));
+  ASSERT_EQ(wrong.status, 200) << wrong.body;
+  auto rejected = AdminSend("POST", base_a, json::serialize(ImportBody("moto-wrong", prefix)));
+  EXPECT_EQ(rejected.status, 400) << rejected.body;
+  EXPECT_NE(rejected.body.find(R"("field":"connector_properties.s3_credential")"), std::string::npos)
+      << rejected.body;
+  EXPECT_NE(rejected.body.find("rejected the static key 'moto-wrong'"), std::string::npos) << rejected.body;
+  EXPECT_EQ(rejected.body.find("wrong-secret"), std::string::npos) << rejected.body;
 }
 
 }  // namespace

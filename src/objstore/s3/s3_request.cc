@@ -1,8 +1,9 @@
 #include "objstore/s3/s3_request.h"
 
-#include <cstdlib>
-
 #include <fmt/format.h>
+
+#include <cctype>
+#include <cstdlib>
 
 #include "aws/sigv4.h"
 #include "aws/xml.h"
@@ -73,6 +74,8 @@ Result<S3Endpoint> ResolveEndpoint(std::string_view bucket, std::string_view reg
   auto sep = url.find("://");
   if (sep == std::string::npos) return InvalidArgument(fmt::format("S3 endpoint '{}' has no scheme", url));
   ep.scheme = url.substr(0, sep);
+  // Schemes are case-insensitive (RFC 3986 §3.1), as the endpoint allow-list compares them.
+  for (char& c : ep.scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   if (ep.scheme != "http" && ep.scheme != "https") {
     return InvalidArgument(fmt::format("S3 endpoint '{}' must be http:// or https://", url));
   }
