@@ -183,9 +183,12 @@ Error MapCurlError(CURLcode code, const OutboundRequest& request, const char* er
   switch (code) {
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
-      return make(ErrorCode::kUnavailable, "cannot resolve host");
+      return make(ErrorCode::kUnavailable,
+                  "cannot resolve host (check the host name, the server's DNS and any proxy it must use)");
     case CURLE_COULDNT_CONNECT:
-      return make(ErrorCode::kUnavailable, "cannot connect");
+      return make(ErrorCode::kUnavailable,
+                  "cannot connect (check that the service is up and that the server may reach it: firewall, "
+                  "egress rules, proxy)");
     case CURLE_OPERATION_TIMEDOUT:
       // The whole-request timeout is the deadline; the connect timeout is the other source.
       if (SteadyClock::now() >= deadline - std::chrono::milliseconds(5)) {
