@@ -565,10 +565,8 @@ Status ApplyEditParams(const PipelineParams& params, PipelineSpec& spec) {
         "nothing to change: pass at least one of to_date, frequency, sync, events, where, compression, "
         "s3_bucket, s3_region, s3_role, s3_prefix, s3_endpoint, s3_encryption, s3_kms_key_id, local_path, "
         "gcs_bucket, gcs_prefix, gcs_region, gcs_endpoint, gcs_kms_key_name, storage_account, "
-        "container_name, "
-        "prefix, client_id (azure_client_id), client_secret (azure_client_secret), tenant_id "
-        "(azure_tenant_id), "
-        "azure_endpoint, s3_credential");
+        "container_name, prefix, client_id (azure_client_id), client_secret (azure_client_secret), "
+        "tenant_id (azure_tenant_id), azure_endpoint, s3_credential");
   }
   SLUICE_TRY(ReadString(params, "to_date", spec.to_date));
   SLUICE_TRY(ReadMutable(params, spec));

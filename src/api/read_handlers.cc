@@ -227,12 +227,9 @@ bool AcceptsGzip(const http::Request& req) {
 std::shared_ptr<void> ProjectSlots::TryTake(uint32_t project) {
   std::lock_guard lock(mu_);
   if (total_ > 0 && taken_ >= total_) return nullptr;
-  int& running = running_[project];
-  if (running >= per_project_) {
-    if (running == 0) running_.erase(project);
-    return nullptr;
-  }
-  ++running;
+  auto it = running_.find(project);
+  if (it != running_.end() && it->second >= per_project_) return nullptr;
+  ++running_[project];
   ++taken_;
   // Not null (a null handle would read as "no slot"); it owns nothing, its deleter gives the slot back.
   return std::shared_ptr<void>(static_cast<void*>(this), [self = shared_from_this(), project](void*) {

@@ -40,7 +40,6 @@ class ProjectSlots : public std::enable_shared_from_this<ProjectSlots> {
  public:
   /// `total` = 0: no server-wide limit.
   ProjectSlots(int per_project, int total) : per_project_(per_project), total_(total) {}
-  int per_project() const { return per_project_; }
   /// A slot of `project`, given back when the handle is destroyed; nullptr when the project's or the server's
   /// slots are all taken.
   std::shared_ptr<void> TryTake(uint32_t project);

@@ -209,8 +209,7 @@ std::string DescribeSourceError(const Error& e, const ConnectorSpec& spec, Sourc
     if (!spec.s3_credential.empty()) {
       return fmt::format(
           "{} on {} was denied for the static key '{}'. The key's policy on the store must allow "
-          "s3:GetObject "
-          "and s3:ListBucket: {}. ({})",
+          "s3:GetObject and s3:ListBucket: {}. ({})",
           action, resource, spec.s3_credential, storage_access::AllowStatement(action, grant), e.ToString());
     }
     return fmt::format(

@@ -839,8 +839,7 @@ bool EventParser::Finish() {
     // a missing (or null) one is refused.
     Reject("properties.distinct_id",
            "'properties.distinct_id' is missing: /import needs the user's id (or $user_id / $device_id to "
-           "derive "
-           "it), or \"\" for an event that belongs to no user",
+           "derive it), or \"\" for an event that belongs to no user",
            "missing_distinct_id");
     return false;
   }

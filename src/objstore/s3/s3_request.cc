@@ -2,12 +2,12 @@
 
 #include <fmt/format.h>
 
-#include <cctype>
 #include <cstdlib>
 
 #include "aws/sigv4.h"
 #include "aws/xml.h"
 #include "common/crypto.h"
+#include "common/strings.h"
 
 namespace sluice::objstore::s3 {
 namespace {
@@ -73,9 +73,8 @@ Result<S3Endpoint> ResolveEndpoint(std::string_view bucket, std::string_view reg
   S3Endpoint ep;
   auto sep = url.find("://");
   if (sep == std::string::npos) return InvalidArgument(fmt::format("S3 endpoint '{}' has no scheme", url));
-  ep.scheme = url.substr(0, sep);
   // Schemes are case-insensitive (RFC 3986 §3.1), as the endpoint allow-list compares them.
-  for (char& c : ep.scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  ep.scheme = AsciiLower(std::string_view(url).substr(0, sep));
   if (ep.scheme != "http" && ep.scheme != "https") {
     return InvalidArgument(fmt::format("S3 endpoint '{}' must be http:// or https://", url));
   }
