@@ -20,6 +20,15 @@
 namespace sluice::api {
 namespace {
 
+/// Mixpanel's profile geolocation: the country of the update's own $ip ("0": none), else with ip=1 of the
+/// request's address. Neither address is stored.
+std::string ProfileCountry(const CountryLookup* geoip, const ingest::ProfileUpdate& u, bool ip_flag,
+                           std::string_view request_ip) {
+  if (geoip == nullptr || u.ip == "0") return {};
+  if (!u.ip.empty()) return geoip->CountryOf(u.ip);
+  return ip_flag ? geoip->CountryOf(request_ip) : std::string();
+}
+
 // A 1x1 transparent GIF: what Mixpanel answers to img=1 (tracking pixels).
 constexpr unsigned char kPixelGif[] = {0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00,
                                        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00,
@@ -370,7 +379,12 @@ http::Response ServiceImpl::HandleProfileUpdates(http::Request& req, bool groups
     return ClientAnswer(style, false, parsed.error().message);
   }
   std::vector<ingest::RecordError> errors = parsed->errors;
-  const std::string ip = params.Flag("ip") ? req.remote_ip : std::string();
+  // User profiles are geolocated (their $country_code); group profiles are not, as in Mixpanel.
+  if (!groups) {
+    const bool ip_flag = params.Flag("ip");
+    for (ingest::ProfileUpdate& u : parsed->updates)
+      u.country = ProfileCountry(options_.geoip, u, ip_flag, req.remote_ip);
+  }
 
   // Group per (project, group key), then per profile in order of first appearance; updates of one profile
   // apply in order. User profiles have an empty group key.
@@ -418,7 +432,8 @@ http::Response ServiceImpl::HandleProfileUpdates(http::Request& req, bool groups
     for (const std::string& id : set.ids) {
       store::ProfileOps& change = changes.emplace_back();
       change.id = id;
-      for (const ingest::ProfileUpdate* u : set.by_id.at(id)) change.ops.push_back(ingest::EncodeProfileUpdate(*u, ip));
+      for (const ingest::ProfileUpdate* u : set.by_id.at(id))
+        change.ops.push_back(ingest::EncodeProfileUpdate(*u));
     }
     std::vector<store::ProfileOpRefusal> refusals;
     Status s = store_.ApplyProfileOps(project_id, groups ? std::string_view(group_key) : std::string_view(),

@@ -50,8 +50,10 @@ struct ServiceOptions {
   /// connector create) at once, server-wide; one per project. More get 429 with Retry-After, so slow checks
   /// cannot hold every I/O thread (serve gives half its I/O threads).
   int bucket_checks = 2;
-  /// /track's ip=1: the country of the request's address becomes mp_country_code; null = ip=1 adds nothing
-  /// (the address is never stored either way). serve opens Debian's geoip-database.
+  /// Geolocation as Mixpanel's: /track's ip=1 makes the country of the request's address the event's
+  /// mp_country_code; an /engage update's $ip (or, with ip=1, the request's address) gives the profile's
+  /// $country_code. Null = no country is added (an address is never stored either way). serve opens Debian's
+  /// geoip-database.
   const CountryLookup* geoip = nullptr;
 };
 

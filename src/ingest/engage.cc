@@ -339,8 +339,12 @@ void ProfileParser::Record(const json::value& record, size_t index) {
   if (const json::value* v = obj.if_contains("$ignore_time")) u.ignore_time = Truthy(*v);
   if (groups_) u.ignore_time = true;  // Mixpanel's group profiles have no $last_seen
   if (const json::value* v = obj.if_contains("$ignore_alias")) u.ignore_alias = Truthy(*v);
-  if (const json::value* v = obj.if_contains("$ip"); v != nullptr && ProfileStringValue(*v)) {
-    u.ip = std::string(*ProfileStringValue(*v));
+  if (const json::value* v = obj.if_contains("$ip"); v != nullptr) {
+    if (auto text = ProfileStringValue(*v)) {
+      u.ip = std::string(*text);
+    } else if ((v->is_int64() && v->get_int64() == 0) || (v->is_uint64() && v->get_uint64() == 0)) {
+      u.ip = "0";  // Mixpanel's SDKs send the number 0 as well as "0" to turn geolocation off
+    }
   }
   out_.updates.push_back(std::move(u));
   out_.update_indexes.push_back(index);
@@ -654,7 +658,7 @@ class ListEdit {
 }  // namespace
 
 ProfileEdit ApplyProfileUpdates(const std::optional<std::string>& stored,
-                                std::span<const ProfileUpdate* const> updates, std::string_view request_ip) {
+                                std::span<const ProfileUpdate* const> updates) {
   ProfileEdit edit;
   auto refuse_all = [&](std::string field, std::string message, std::string reason) {
     edit.changed = false;
@@ -700,7 +704,11 @@ ProfileEdit ApplyProfileUpdates(const std::optional<std::string>& stored,
     const ProfileUpdate& u = *updates[i];
     const bool created = !props.has_value();
     if (created) props.emplace();
-    if (!request_ip.empty() && u.ip.empty() && !props->contains("$ip")) (*props)["$ip"] = request_ip;
+    // Geolocation first, so the operation's own $country_code wins.
+    if (!u.country.empty() &&
+        (u.op == ProfileOp::kSet || (u.op == ProfileOp::kSetOnce && !props->contains("$country_code")))) {
+      (*props)["$country_code"] = u.country;
+    }
     const bool list_op =
         u.op == ProfileOp::kUnion || u.op == ProfileOp::kAppend || u.op == ProfileOp::kRemove;
     bool over_limit = false;

@@ -195,7 +195,12 @@ struct ProfileUpdate {
   bool ignore_time = false;   // $ignore_time: do not touch $last_seen
   bool ignore_alias = false;  // $ignore_alias (with $delete)
   int64_t time_ms = 0;        // $time when given (ms), else the server time
-  std::string ip;             // $ip when given
+  /// $ip when given ("0": do not geolocate). Never stored: the edge turns it (or, with ip=1, the request's
+  /// address) into `country`.
+  std::string ip;
+  /// The ISO 3166-1 country the edge geolocated for this update (ProfileCountry), or "": a $set makes it the
+  /// profile's $country_code, a $set_once when the profile has none, as Mixpanel's profile geolocation does.
+  std::string country;
 };
 
 struct ParsedProfileUpdates {
@@ -243,15 +248,15 @@ struct ProfileEdit {
 };
 
 /// Applies one profile's updates in order to its stored JSON text (nullopt = no profile yet), as /engage,
-/// /groups and Cloud Import do. `request_ip` (the client address with ip=1, else empty) becomes $ip when the
-/// profile has none. An update that cannot apply is refused alone (the others still apply). When the result
-/// would break a profile limit (kMaxProfileBytes, kMaxProfileProperties, kMaxProfileValueBytes) every update
-/// of the span is refused and the stored profile is kept, as it is when the stored text cannot be read:
-/// nothing already stored is ever lost. The limits are checked as each update applies (the refusal comes as
-/// soon as one is broken), and $union/$append/$remove of one list cost only their own items across the span.
+/// /groups and Cloud Import do. An update's `country` becomes the profile's $country_code (a $set overwrites
+/// it, a $set_once sets it when absent; the operation's own $country_code wins). An update that cannot apply
+/// is refused alone (the others still apply). When the result would break a profile limit (kMaxProfileBytes,
+/// kMaxProfileProperties, kMaxProfileValueBytes) every update of the span is refused and the stored profile
+/// is kept, as it is when the stored text cannot be read: nothing already stored is ever lost. The limits are
+/// checked as each update applies (the refusal comes as soon as one is broken), and $union/$append/$remove of
+/// one list cost only their own items across the span.
 ProfileEdit ApplyProfileUpdates(const std::optional<std::string>& stored,
-                                std::span<const ProfileUpdate* const> updates,
-                                std::string_view request_ip = {});
+                                std::span<const ProfileUpdate* const> updates);
 
 // ---- Profile JSON --------------------------------------------------------------------------------------------
 // Profiles keep numbers as they arrived (19.90 stays 19.90, a 30-digit integer keeps every digit), as events

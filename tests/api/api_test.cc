@@ -44,8 +44,8 @@ class ApiTest : public ::testing::Test {
   void Start(uint64_t rate_limit) {
     event_time_ = ComputeEventTime();
     ASSERT_TRUE(api_.OpenStore().ok());
-    auto served = api_.Serve(
-        api::ServiceOptions{.admin_token = Secret(kAdminToken), .rate_limit_bytes_per_minute = rate_limit});
+    auto served = api_.Serve(api::ServiceOptions{
+        .admin_token = Secret(kAdminToken), .rate_limit_bytes_per_minute = rate_limit, .geoip = Geo()});
     ASSERT_TRUE(served.ok()) << served.error().ToString();
     auto project = api_.CreateProject("web", kAdminToken);
     ASSERT_NE(project.id, 0u);
@@ -54,6 +54,15 @@ class ApiTest : public ::testing::Test {
     secret_ = project.secret;
   }
 
+  /// Debian's country databases (geoip-database, installed by install-deps), opened once for every test.
+  static const CountryLookup* Geo() {
+    static const std::unique_ptr<CountryLookup> geo = [] {
+      auto opened = CountryLookup::Open();
+      EXPECT_TRUE(opened.ok()) << opened.error().ToString();
+      return opened.ok() ? std::move(opened).value() : nullptr;
+    }();
+    return geo.get();
+  }
 
   static std::string Bearer() { return std::string("Bearer ") + kAdminToken; }
   std::string SecretAuth() const { return "Basic " + Base64Encode(secret_ + ":"); }
@@ -492,6 +501,53 @@ TEST_F(ApiTest, EngageUpdatesProfiles) {
   auto all = Send("GET", "/api/2.0/engage", {}, {{"Authorization", SecretAuth()}}).Json();
   ASSERT_EQ(all.at("results").as_array().size(), 1u);
   EXPECT_EQ(all.at("results").as_array()[0].at("$distinct_id").as_string(), "p2");
+}
+
+// Mixpanel's profile geolocation: an update's $ip (or, with ip=1, the request's address) gives the profile's
+// $country_code; a $set overwrites it, a $set_once only fills it, the update's own $country_code wins, and
+// "$ip":0 turns it off. No address is ever stored, and group profiles are not geolocated.
+TEST_F(ApiTest, EngageGeolocatesProfilesWithoutKeepingAddresses) {
+  auto engage = [&](const std::string& fields, const std::string& query = "") {
+    std::string u = R"({"$token":")" + token_ + R"(","$distinct_id":"geo",)" + fields + "}";
+    return Send("GET", "/engage?verbose=1" + query + "&data=" + Base64Encode(u))
+        .Json()
+        .at("status")
+        .as_int64();
+  };
+  auto profile = [&] {
+    auto q = Send("GET", "/api/2.0/engage?distinct_id=geo", {}, {{"Authorization", SecretAuth()}});
+    EXPECT_EQ(q.status, 200) << q.body;
+    auto results = q.Json().at("results").as_array();
+    EXPECT_EQ(results.size(), 1u);
+    return results.empty() ? json::object() : results[0].at("$properties").as_object();
+  };
+  // ip=1 from loopback: no country, and the address is not kept.
+  EXPECT_EQ(engage(R"("$set":{"a":1})", "&ip=1"), 1);
+  EXPECT_FALSE(profile().contains("$country_code")) << profile();
+  EXPECT_EQ(engage(R"("$ip":"8.8.8.8","$set":{"a":2})"), 1);
+  EXPECT_EQ(profile().at("$country_code").as_string(), "US");
+  EXPECT_EQ(engage(R"("$ip":"193.99.144.80","$set_once":{"b":1})"), 1);  // a German address
+  EXPECT_EQ(profile().at("$country_code").as_string(), "US");
+  EXPECT_EQ(engage(R"("$ip":0,"$set":{"a":3})"), 1);
+  EXPECT_EQ(profile().at("$country_code").as_string(), "US");
+  EXPECT_EQ(engage(R"("$ip":"193.99.144.80","$set":{"a":4})"), 1);
+  EXPECT_EQ(profile().at("$country_code").as_string(), "DE");
+  EXPECT_EQ(engage(R"("$ip":"8.8.8.8","$set":{"$country_code":"FR"})"), 1);
+  EXPECT_EQ(profile().at("$country_code").as_string(), "FR");
+  const json::object props = profile();
+  EXPECT_EQ(props.at("a").as_int64(), 4);
+  EXPECT_FALSE(props.contains("$ip")) << props;
+  EXPECT_EQ(json::serialize(props).find("8.8.8.8"), std::string::npos) << props;
+  EXPECT_EQ(json::serialize(props).find("193.99"), std::string::npos) << props;
+
+  const std::string group = R"({"$token":")" + token_ +
+                            R"(","$group_key":"company","$group_id":"acme","$ip":"8.8.8.8","$set":{"n":1}})";
+  EXPECT_EQ(Send("GET", "/groups?ip=1&data=" + Base64Encode(group)).body, "1");
+  auto g = Send("GET", "/api/2.0/engage?data_group_id=company&distinct_id=acme", {},
+                {{"Authorization", SecretAuth()}});
+  ASSERT_EQ(g.status, 200) << g.body;
+  ASSERT_EQ(g.Json().at("results").as_array().size(), 1u);
+  EXPECT_EQ(json::serialize(g.Json().at("results").as_array()[0].at("$properties")), R"({"n":1})");
 }
 
 // A project runs at most ServiceImpl::kExportsPerProject (4) raw exports at once: each holds a store scan on

@@ -38,15 +38,17 @@ const ingest::ProfileUpdateFolder& Folder() {
 }
 
 /// The encoded operations of an /engage (or /groups) payload, in order.
-std::vector<std::string> Ops(std::string_view payload, bool groups = false,
-                             std::string_view request_ip = {}) {
+std::vector<std::string> Ops(std::string_view payload, bool groups = false, std::string_view country = {}) {
   auto parsed = groups ? ingest::ParseGroupProfileUpdates(payload, ingest::PayloadFormat::kJson, kNowUs)
                        : ingest::ParseProfileUpdates(payload, ingest::PayloadFormat::kJson, kNowUs);
   EXPECT_TRUE(parsed.ok()) << parsed.error().ToString();
   if (!parsed.ok()) return {};
   EXPECT_TRUE(parsed->errors.empty()) << parsed->errors.front().message;
   std::vector<std::string> out;
-  for (const auto& u : parsed->updates) out.push_back(ingest::EncodeProfileUpdate(u, request_ip));
+  for (auto& u : parsed->updates) {
+    u.country = std::string(country);
+    out.push_back(ingest::EncodeProfileUpdate(u));
+  }
   return out;
 }
 
@@ -231,12 +233,12 @@ TEST_P(ProfileSuite, ALongOperationLogFoldsExactlyWhileItStreams) {
   EXPECT_EQ(Scan(3, 1), std::vector<std::string>{"hog=" + hog});
 }
 
-TEST_P(ProfileSuite, LastSeenAndRequestAddressTravelWithTheOperation) {
+TEST_P(ProfileSuite, LastSeenAndCountryTravelWithTheOperation) {
   ASSERT_TRUE(Apply(1, {},
                     {{"u", Ops(R"([{"$token":"t","$distinct_id":"u","$time":1764979200123,"$set":{"a":1}}])",
-                               false, "10.1.2.3")}})
+                               false, "NZ")}})
                   .ok());
-  EXPECT_EQ(Profile(1, "u"), R"({"$ip":"10.1.2.3","a":1,"$last_seen":"2025-12-06T00:00:00"})");
+  EXPECT_EQ(Profile(1, "u"), R"({"$country_code":"NZ","a":1,"$last_seen":"2025-12-06T00:00:00"})");
 }
 
 TEST_P(ProfileSuite, ScanIsAscendingSkipsDeletedStopsEarlyAndKeepsProjectsApart) {

@@ -107,6 +107,13 @@ TEST(ParseProfileUpdates, OptionalFields) {
   EXPECT_FALSE(OnlyUpdate(Update(R"("$set":{},"$ignore_time":false)")).ignore_time);
 }
 
+TEST(ParseProfileUpdates, IpZeroAsNumberOrTextTurnsGeolocationOff) {
+  EXPECT_EQ(OnlyUpdate(Update(R"("$set":{},"$ip":0)")).ip, "0");
+  EXPECT_EQ(OnlyUpdate(Update(R"("$set":{},"$ip":"0")")).ip, "0");
+  EXPECT_EQ(OnlyUpdate(Update(R"("$set":{},"$ip":5)")).ip, "");
+  EXPECT_EQ(OnlyUpdate(Update(R"("$set":{},"$ip":null)")).ip, "");
+}
+
 TEST(ParseProfileUpdates, NumericDistinctIdBecomesText) {
   EXPECT_EQ(OnlyUpdate(R"({"$token":"t","$distinct_id":42,"$set":{}})").distinct_id, "42");
 }
@@ -331,6 +338,30 @@ TEST(ProfileJson, NumbersKeepTheirText) {
                                                                         "19.5",
                                                                         5));
   EXPECT_FALSE(ParseProfileJson("{\"a\":1} x").ok());
+}
+
+// The edge's country (ProfileUpdate::country) becomes $country_code as Mixpanel's profile geolocation does.
+TEST(ApplyProfileUpdates, CountryIsSetBySetFilledBySetOnceAndNeverAnAddress) {
+  auto apply = [](std::optional<std::string> stored, std::string_view json, std::string_view country) {
+    ParsedProfileUpdates parsed = MustParse(json);
+    for (ProfileUpdate& u : parsed.updates) u.country = std::string(country);
+    std::vector<const ProfileUpdate*> updates;
+    for (const ProfileUpdate& u : parsed.updates) updates.push_back(&u);
+    return ApplyProfileUpdates(stored, updates).profile.value_or("<none>");
+  };
+  const std::string set =
+      R"([{"$token":"t","$distinct_id":"u","$ignore_time":true,"$ip":"8.8.8.8","$set":{"a":1}}])";
+  EXPECT_EQ(apply(std::nullopt, set, "US"), R"({"$country_code":"US","a":1})");
+  EXPECT_EQ(apply(R"({"$country_code":"DE"})", set, "US"), R"({"$country_code":"US","a":1})");
+  EXPECT_EQ(apply(R"({"$country_code":"DE"})", set, ""), R"({"$country_code":"DE","a":1})");
+  const std::string once = R"([{"$token":"t","$distinct_id":"u","$ignore_time":true,"$set_once":{"a":1}}])";
+  EXPECT_EQ(apply(R"({"$country_code":"DE"})", once, "US"), R"({"$country_code":"DE","a":1})");
+  EXPECT_EQ(apply(R"({"b":2})", once, "US"), R"({"b":2,"$country_code":"US","a":1})");
+  const std::string add = R"([{"$token":"t","$distinct_id":"u","$ignore_time":true,"$add":{"n":1}}])";
+  EXPECT_EQ(apply(std::nullopt, add, "US"), R"({"n":1})");
+  const std::string own =
+      R"([{"$token":"t","$distinct_id":"u","$ignore_time":true,"$set":{"$country_code":"FR"}}])";
+  EXPECT_EQ(apply(std::nullopt, own, "US"), R"({"$country_code":"FR"})");
 }
 
 TEST(ApplyProfileUpdates, SetKeepsNumbersByteExact) {

@@ -22,32 +22,51 @@ TEST(ProfileOpsTest, EncodingRoundTripsEveryField) {
                           {"$token":"t","$distinct_id":"u","$ignore_alias":true,"$delete":""},
                           {"$token":"t","$distinct_id":"u","$unset":["a","\u0001b"]}])");
   ASSERT_EQ(parsed.updates.size(), 3u);
+  parsed.updates[0].country = "DE";
   for (const ProfileUpdate& u : parsed.updates) {
-    const std::string text = EncodeProfileUpdate(u, "10.0.0.7");
+    const std::string text = EncodeProfileUpdate(u);
     EXPECT_EQ(text.find("secret-token"), std::string::npos) << "the token is not part of an operation";
+    EXPECT_EQ(text.find("1.2.3.4"), std::string::npos) << "no address is part of an operation";
     auto d = DecodeProfileUpdate(text);
     ASSERT_TRUE(d.ok()) << d.error().ToString();
-    EXPECT_EQ(d->request_ip, "10.0.0.7");
-    EXPECT_EQ(d->update.op, u.op);
-    EXPECT_EQ(SerializeProfileJson(d->update.argument), SerializeProfileJson(u.argument));
-    EXPECT_EQ(d->update.time_ms, u.time_ms);
-    EXPECT_EQ(d->update.ignore_time, u.ignore_time);
-    EXPECT_EQ(d->update.ignore_alias, u.ignore_alias);
-    EXPECT_EQ(d->update.ip, u.ip);
-    EXPECT_EQ(EncodeProfileUpdate(d->update, d->request_ip), text);
+    EXPECT_EQ(d->op, u.op);
+    EXPECT_EQ(SerializeProfileJson(d->argument), SerializeProfileJson(u.argument));
+    EXPECT_EQ(d->time_ms, u.time_ms);
+    EXPECT_EQ(d->ignore_time, u.ignore_time);
+    EXPECT_EQ(d->ignore_alias, u.ignore_alias);
+    EXPECT_EQ(d->country, u.country);
+    EXPECT_EQ(d->ip, "");
+    EXPECT_EQ(EncodeProfileUpdate(*d), text);
   }
+  EXPECT_EQ(DecodeProfileUpdate(EncodeProfileUpdate(parsed.updates[0]))->country, "DE");
   EXPECT_NE(EncodeProfileUpdate(parsed.updates[0]).find("123456789012345678901234567890"), std::string::npos);
 }
 
 TEST(ProfileOpsTest, DecodingRefusesOtherText) {
   for (std::string_view bad :
        {"", "[]", R"({"op":"$drop","time_ms":1})", R"({"op":"$set","arg":{}})",
-        R"({"op":"$set","arg":{},"time_ms":1,"ignore_time":1,"ignore_alias":false,"ip":"","request_ip":""})",
-        R"({"op":"$set","arg":{},"time_ms":1,"ignore_time":true,"ignore_alias":false,"ip":""})"}) {
+        R"({"op":"$set","arg":{},"time_ms":1,"ignore_time":1,"ignore_alias":false,"country":""})",
+        R"({"op":"$set","arg":{},"time_ms":1,"ignore_time":true,"ignore_alias":false,"country":7})"}) {
     auto d = DecodeProfileUpdate(bad);
     ASSERT_FALSE(d.ok()) << bad;
     EXPECT_EQ(d.error().code, ErrorCode::kInvalidArgument);
   }
+}
+
+// Operations stored before "country" existed carried the request's address; they still fold, and the address
+// is not turned into a $ip property any more (Mixpanel keeps no address).
+TEST(ProfileOpsTest, OperationsWithAddressesFromEarlierReleasesFoldWithoutThem) {
+  const std::string legacy =
+      R"({"op":"$set","arg":{"a":1},"time_ms":1764979200000,"ignore_time":true,"ignore_alias":false,)"
+      R"("ip":"","request_ip":"10.0.0.7"})";
+  auto d = DecodeProfileUpdate(legacy);
+  ASSERT_TRUE(d.ok()) << d.error().ToString();
+  EXPECT_EQ(d->country, "");
+  EXPECT_EQ(d->ip, "");
+  const std::vector<std::string> ops{legacy};
+  store::ProfileFold fold = ProfileUpdateFolder().Fold(std::nullopt, ops);
+  ASSERT_TRUE(fold.changed);
+  EXPECT_EQ(fold.profile, R"({"a":1})");
 }
 
 TEST(ProfileOpsTest, FolderMatchesApplyProfileUpdatesAndReportsOpIndexes) {
@@ -55,18 +74,20 @@ TEST(ProfileOpsTest, FolderMatchesApplyProfileUpdatesAndReportsOpIndexes) {
                           {"$token":"t","$distinct_id":"u","$add":{"p":1e308}},
                           {"$token":"t","$distinct_id":"u","$union":{"l":[1,2]}},
                           {"$token":"t","$distinct_id":"u","$remove":{"l":1}}])");
+  parsed.updates[0].country = "JP";
   std::vector<const ProfileUpdate*> ptrs;
   std::vector<std::string> ops;
   for (const ProfileUpdate& u : parsed.updates) {
     ptrs.push_back(&u);
-    ops.push_back(EncodeProfileUpdate(u, "9.9.9.9"));
+    ops.push_back(EncodeProfileUpdate(u));
   }
   const std::optional<std::string> stored = R"({"z":true})";
-  ProfileEdit direct = ApplyProfileUpdates(stored, ptrs, "9.9.9.9");
+  ProfileEdit direct = ApplyProfileUpdates(stored, ptrs);
   store::ProfileFold fold = ProfileUpdateFolder().Fold(stored, ops);
   EXPECT_EQ(fold.changed, direct.changed);
   ASSERT_TRUE(fold.profile.has_value());
   EXPECT_EQ(*fold.profile, *direct.profile);
+  EXPECT_NE(fold.profile->find(R"("$country_code":"JP")"), std::string::npos) << *fold.profile;
   ASSERT_EQ(fold.refused.size(), 1u);
   EXPECT_EQ(fold.refused[0].op, 1u);
   EXPECT_EQ(fold.refused[0].reason, "number_out_of_range");
