@@ -278,13 +278,14 @@ http::Response EditRoute(PipelineCall& call) {
   if (!name) return error;
   auto info = call.manager.Get(call.project.id, *name);
   if (!info.ok()) return ManagerError(info.error(), "edit", *name, call.project.id);
+  // The parameters are checked here (a 400 names them); the manager applies them to the stored spec, so an
+  // edit of other fields through another node meanwhile is kept.
   pipeline::PipelineSpec spec = info->spec;
   if (auto st = ApplyEditParams(call.params, spec); !st.ok()) return JsonError(400, st.error().message);
-  spec.project_id = call.project.id;
-  spec.name = *name;
   std::shared_ptr<void> slot = call.service.TakeBucketCheckSlot(call.project.id, error);
   if (!slot) return error;
-  if (auto st = call.manager.Edit(std::move(spec)); !st.ok()) {
+  auto change = [&call](pipeline::PipelineSpec& stored) { return ApplyEditParams(call.params, stored); };
+  if (auto st = call.manager.Edit(call.project.id, *name, change); !st.ok()) {
     return ManagerError(st.error(), "edit", *name, call.project.id);
   }
   spdlog::info("project {}: edited pipeline '{}'", call.project.id, *name);

@@ -100,6 +100,26 @@ std::string FixHint(const Error& e, const Destination& d) {
 }
 
 /// Why a finished pipeline cannot resume or sync, and what reopens it.
+/// A spec as stored (for comparing two specs).
+std::string SpecText(const PipelineSpec& spec) {
+  PipelineRecord r;
+  r.info.spec = spec;
+  return PipelineRecordToJson(r);
+}
+
+/// Whether an edit changes where or as whom Sluice writes (the destination is checked again).
+bool DestinationChanged(const Destination& u, const Destination& c) {
+  return u.s3_role != c.s3_role || u.s3_credential != c.s3_credential || u.s3_region != c.s3_region ||
+         u.encryption.mode != c.encryption.mode || u.encryption.kms_key_id != c.encryption.kms_key_id ||
+         u.azure_client_id != c.azure_client_id || u.azure_tenant_id != c.azure_tenant_id ||
+         u.azure_client_secret.Reveal() != c.azure_client_secret.Reveal() ||
+         u.gcs_kms_key_name != c.gcs_kms_key_name || u.gcs_region != c.gcs_region;
+}
+
+Error CanceledError(std::string_view name) {
+  return Error(ErrorCode::kConflict, fmt::format("pipeline {} is canceled and cannot be edited", name));
+}
+
 std::string FinishedHint(std::string_view name, const PipelineSpec& spec) {
   return fmt::format(
       "pipeline {} has finished its date range (to_date {}); edit its to_date to a later day, or to empty "
@@ -162,6 +182,24 @@ class Pipelines::Impl : public jobs::Runner::Source {
     std::atomic<bool> interrupt{false};
     std::shared_ptr<objstore::ObjectStore> destination;  // guarded by mu_; reset when the spec changes
     int64_t exported_until_ms = 0;                       // end of the newest published unit (export lag)
+    // Guarded by mu_: the spec the current run started with, and what it did so far (put onto the stored
+    // record when the run is saved, whatever other nodes wrote meanwhile: SaveRunOutcome).
+    std::string run_spec;
+    bool run_recurring = false;
+    uint64_t run_partitions = 0;
+    uint64_t run_events = 0;
+    uint64_t run_bytes = 0;
+  };
+
+  /// The pipeline records lease, released when this goes out of scope (see LockRecords).
+  struct RecordsLock {
+    std::unique_ptr<jobs::UnitLease> lease;
+    RecordsLock() = default;
+    RecordsLock(RecordsLock&&) = default;
+    RecordsLock& operator=(RecordsLock&&) = delete;
+    ~RecordsLock() {
+      if (lease) (void)lease->Release();
+    }
   };
 
   explicit Impl(ManagerOptions options) : o_(std::move(options)), store_(*o_.store) {
@@ -298,18 +336,37 @@ class Pipelines::Impl : public jobs::Runner::Source {
       std::lock_guard lock(mu_);
       writes_before = local_writes_;
     }
-    std::map<std::string, PipelineRecord> stored;
-    Status scanned = store_.ScanMeta(kPipelineNs, "", [&](std::string_view key, std::string_view value) {
-      if (auto r = ParsePipelineRecord(value); r.ok()) stored.emplace(std::string(key), std::move(r).value());
-      return true;
-    });
-    if (!scanned.ok()) {
-      spdlog::warn("pipelines: reloading from the store failed (retried next round): {}", scanned.error().message);
+    auto stored = ScanRecords();
+    if (!stored.ok()) {
+      spdlog::warn("pipelines: reloading from the store failed (retried next round): {}",
+                   stored.error().message);
       return;
     }
     std::lock_guard lock(mu_);
     // This node saved a record while the scan ran: the scan may predate it; the next round reloads.
     if (local_writes_ != writes_before) return;
+    MergeStoredLocked(std::move(stored).value());
+  }
+
+  /// Under the records lease (no node writes a record meanwhile): this node's view becomes the stored one, so
+  /// that limits, names and shared directories are checked against every node's pipelines.
+  Status RefreshUnderRecordsLock() {
+    SLUICE_ASSIGN_OR_RETURN(auto stored, ScanRecords());
+    std::lock_guard lock(mu_);
+    MergeStoredLocked(std::move(stored));
+    return OkStatus();
+  }
+
+  Result<std::map<std::string, PipelineRecord>> ScanRecords() {
+    std::map<std::string, PipelineRecord> stored;
+    SLUICE_TRY(store_.ScanMeta(kPipelineNs, "", [&](std::string_view key, std::string_view value) {
+      if (auto r = ParsePipelineRecord(value); r.ok()) stored.emplace(std::string(key), std::move(r).value());
+      return true;
+    }));
+    return stored;
+  }
+
+  void MergeStoredLocked(std::map<std::string, PipelineRecord> stored) {
     for (auto& [key, record] : stored) {
       const std::string k = PipelineKey(record.info.spec.project_id, record.info.spec.name);
       auto it = entries_.find(k);
@@ -321,6 +378,12 @@ class Pipelines::Impl : public jobs::Runner::Source {
       }
       Entry& e = *it->second;
       if (e.running) {
+        // The run keeps the rest of its record (it saves its outcome onto the stored one: SaveRunOutcome),
+        // but limits are checked against the current spec, and a pause or cancel stops it.
+        if (SpecText(e.record.info.spec) != SpecText(record.info.spec)) {
+          e.record.info.spec = record.info.spec;
+          e.destination.reset();
+        }
         if (e.record.info.status == PipelineStatus::kActive && record.info.status != PipelineStatus::kActive &&
             record.info.status != PipelineStatus::kFinished) {
           e.record.info.status = record.info.status;
@@ -356,11 +419,14 @@ class Pipelines::Impl : public jobs::Runner::Source {
       std::lock_guard lock(mu_);
       SLUICE_TRY(CheckLimits(spec, /*ignore_name=*/""));
     }
-    // The destination check talks to AWS and can take seconds: never under the lock.
+    // The destination check talks to AWS and can take seconds: never under a lock.
     SLUICE_TRY(o_.destinations->Check(spec.destination, ExternalId(*project), TenantOf(*project)));
 
+    // Again against every node's pipelines, under the records lease: another node's create may have raced us.
+    SLUICE_ASSIGN_OR_RETURN(RecordsLock records, LockRecords());
+    SLUICE_TRY(RefreshUnderRecordsLock());
     std::lock_guard lock(mu_);
-    SLUICE_TRY(CheckLimits(spec, ""));  // again: another create may have raced us
+    SLUICE_TRY(CheckLimits(spec, ""));
     if (spec.name.empty()) {
       std::string base = fmt::format("{}{}-{}-{}", spec.trial ? "trial-" : "", ToString(spec.data_source),
                                      ToString(spec.frequency), spec.type_param.empty() ? "s3" : spec.type_param);
@@ -377,7 +443,7 @@ class Pipelines::Impl : public jobs::Runner::Source {
     e->record.info.status = PipelineStatus::kActive;
     e->record.info.dispatcher = spec.data_source == DataSource::kEvents ? "backfill" : "recurring";
     e->record.next_run_ms = 0;  // backfill starts now
-    SLUICE_TRY(SaveLocked(*e));
+    SLUICE_TRY(WriteRecordLocked(*records.lease, e->record));
     entries_[PipelineKey(spec.project_id, spec.name)] = e;
     spdlog::info("pipeline {} created for project {}: {} {} from {} to {} -> {}", spec.name, spec.project_id,
                  ToString(spec.data_source), ToString(spec.frequency), spec.from_date,
@@ -386,38 +452,16 @@ class Pipelines::Impl : public jobs::Runner::Source {
     return std::vector<std::string>{spec.name};
   }
 
-  Status Edit(PipelineSpec updated) {
-    std::shared_ptr<Entry> e;
+  Status Edit(uint32_t project, std::string_view name, const std::function<Status(PipelineSpec&)>& change) {
+    // First against this node's view: the checks, then the destination check (slow: outside every lock).
     PipelineSpec current;
     {
       std::lock_guard lock(mu_);
-      SLUICE_ASSIGN_OR_RETURN(e, FindLocked(updated.project_id, updated.name));
+      SLUICE_ASSIGN_OR_RETURN(std::shared_ptr<Entry> e, FindLocked(project, name));
+      if (e->record.info.status == PipelineStatus::kCanceled) return CanceledError(name);
       current = e->record.info.spec;
-      if (e->record.info.status == PipelineStatus::kCanceled) {
-        return Error(ErrorCode::kConflict, fmt::format("pipeline {} is canceled and cannot be edited", updated.name));
-      }
     }
-    if (updated.data_source != current.data_source) return InvalidArgument("data_source cannot be changed");
-    if (updated.destination.type != current.destination.type) return InvalidArgument("type cannot be changed");
-    if (updated.from_date != current.from_date) return InvalidArgument("from_date cannot be changed");
-    // Units are kept by partition label at one location: another frequency would export every partition
-    // again under the other layout beside the files already there, and another location would get only what
-    // changes from now on while the old one keeps its files.
-    if (updated.frequency != current.frequency) {
-      return InvalidArgument(
-          fmt::format("frequency cannot be changed (the pipeline exports {} partitions): "
-                      "cancel it and create a new one",
-                      ToString(current.frequency)));
-    }
-    if (!SameLocation(updated.destination, current.destination)) {
-      return InvalidArgument(
-          "the destination's location (bucket, container, prefix, endpoint or local_path) cannot be changed: "
-          "create a pipeline for the new location, which exports every day from its from_date, and cancel "
-          "this one");
-    }
-    updated.created_ms = current.created_ms;
-    updated.type_param = current.type_param;
-    SLUICE_TRY(ValidateSpec(updated, /*creating=*/false));
+    SLUICE_ASSIGN_OR_RETURN(PipelineSpec updated, EditedSpec(current, change));
     {
       std::lock_guard lock(mu_);
       SLUICE_TRY(CheckLimits(updated, updated.name));
@@ -425,44 +469,57 @@ class Pipelines::Impl : public jobs::Runner::Source {
     // Any change of where or as whom Sluice writes is checked as at create: a new Azure service principal or
     // secret, or a GCS key the bucket's service agent may not use, would otherwise fail only at the next
     // export.
-    const Destination& u = updated.destination;
-    const Destination& c = current.destination;
-    const bool destination_changed =
-        u.s3_role != c.s3_role || u.s3_credential != c.s3_credential || u.s3_region != c.s3_region ||
-        u.encryption.mode != c.encryption.mode || u.encryption.kms_key_id != c.encryption.kms_key_id ||
-        u.azure_client_id != c.azure_client_id || u.azure_tenant_id != c.azure_tenant_id ||
-        u.azure_client_secret.Reveal() != c.azure_client_secret.Reveal() ||
-        u.gcs_kms_key_name != c.gcs_kms_key_name || u.gcs_region != c.gcs_region;
-    if (destination_changed) {
-      SLUICE_ASSIGN_OR_RETURN(std::optional<store::Project> project, store_.GetProject(updated.project_id));
-      if (!project) return NotFound(fmt::format("project {} does not exist", updated.project_id));
-      SLUICE_TRY(o_.destinations->Check(updated.destination, ExternalId(*project), TenantOf(*project)));
+    if (DestinationChanged(updated.destination, current.destination)) {
+      SLUICE_ASSIGN_OR_RETURN(std::optional<store::Project> p, store_.GetProject(project));
+      if (!p) return NotFound(fmt::format("project {} does not exist", project));
+      SLUICE_TRY(o_.destinations->Check(updated.destination, ExternalId(*p), TenantOf(*p)));
+    }
+
+    // Then onto the stored record, under the records lease: an edit through another node since this node's
+    // view (of another field, say) is kept, and the limits are checked against every node's pipelines.
+    SLUICE_ASSIGN_OR_RETURN(RecordsLock records, LockRecords());
+    SLUICE_TRY(RefreshUnderRecordsLock());
+    SLUICE_ASSIGN_OR_RETURN(std::optional<PipelineRecord> stored, ReadRecord(project, name));
+    if (!stored) return NotFound(fmt::format("no pipeline named {} in project {}", name, project));
+    if (stored->info.status == PipelineStatus::kCanceled) return CanceledError(name);
+    const PipelineSpec before = stored->info.spec;
+    if (SpecText(before) != SpecText(current)) {
+      SLUICE_ASSIGN_OR_RETURN(PipelineSpec again, EditedSpec(before, change));
+      if (DestinationChanged(again.destination, updated.destination)) {
+        return Error(
+            ErrorCode::kConflict,
+            fmt::format("pipeline {} was edited through another request while this edit's destination "
+                        "was being checked; send the edit again",
+                        name));
+      }
+      updated = std::move(again);
     }
     std::lock_guard lock(mu_);
-    // Again under the lock that saves: another project's create or edit may have taken the directory while
-    // the destination was being checked.
     SLUICE_TRY(CheckLimits(updated, updated.name));
-    e->record.info.spec = updated;
-    e->destination.reset();
-    PipelineInfo& info = e->record.info;
+    PipelineRecord record = std::move(stored).value();
+    record.info.spec = updated;
+    PipelineInfo& info = record.info;
     if (info.status == PipelineStatus::kFinished &&
-        (updated.recurring() || updated.to_date > current.to_date)) {
+        (updated.recurring() || updated.to_date > before.to_date)) {
       // A later to_date (or none) reopens a finished pipeline: its next run exports the added days (and late
       // data of the earlier ones), and it finishes again once the new range is closed and exported.
       info.status = PipelineStatus::kActive;
-      e->record.next_run_ms = 0;
+      record.next_run_ms = 0;
       spdlog::info("pipeline {} of project {} is active again: its date range now ends {}", updated.name,
                    updated.project_id, updated.recurring() ? "never (recurring)" : updated.to_date);
     }
-    SLUICE_TRY(SaveLocked(*e));
+    SLUICE_TRY(WriteRecordLocked(*records.lease, record));
+    AdoptLocked(record);
     wake_.notify_all();
     return OkStatus();
   }
 
   Status SetStatus(uint32_t project, std::string_view name, PipelineStatus to) {
-    std::lock_guard lock(mu_);
-    SLUICE_ASSIGN_OR_RETURN(std::shared_ptr<Entry> e, FindLocked(project, name));
-    PipelineInfo& info = e->record.info;
+    SLUICE_ASSIGN_OR_RETURN(RecordsLock records, LockRecords());
+    SLUICE_ASSIGN_OR_RETURN(std::optional<PipelineRecord> stored, ReadRecord(project, name));
+    if (!stored) return NotFound(fmt::format("no pipeline named {} in project {}", name, project));
+    PipelineRecord record = std::move(stored).value();
+    PipelineInfo& info = record.info;
     if (info.status == PipelineStatus::kCanceled && to != PipelineStatus::kCanceled) {
       return Error(ErrorCode::kConflict, fmt::format("pipeline {} is canceled; create a new one", name));
     }
@@ -471,29 +528,38 @@ class Pipelines::Impl : public jobs::Runner::Source {
         return Error(ErrorCode::kConflict, FinishedHint(name, info.spec));
       }
       info.failure_message.clear();
-      e->record.next_run_ms = 0;  // run now: retry what failed, catch up what was missed while paused
-    } else {
-      e->interrupt = true;  // a running export stops at its next batch; its unit resumes later
+      record.next_run_ms = 0;  // run now: retry what failed, catch up what was missed while paused
     }
     info.status = to;
-    SLUICE_TRY(SaveLocked(*e));
+    std::lock_guard lock(mu_);
+    SLUICE_TRY(WriteRecordLocked(*records.lease, record));
+    // A run here stops at its next batch (its unit resumes later); a run on another node sees the stored
+    // status when it claims its next unit, or at its next reload.
+    if (to != PipelineStatus::kActive)
+      AdoptLocked(record)->interrupt = true;
+    else
+      AdoptLocked(record);
     spdlog::info("pipeline {} of project {} is now {}", name, project, ToString(to));
     wake_.notify_all();
     return OkStatus();
   }
 
   Status SyncNow(uint32_t project, std::string_view name) {
+    SLUICE_ASSIGN_OR_RETURN(RecordsLock records, LockRecords());
+    SLUICE_ASSIGN_OR_RETURN(std::optional<PipelineRecord> stored, ReadRecord(project, name));
+    if (!stored) return NotFound(fmt::format("no pipeline named {} in project {}", name, project));
+    PipelineRecord record = std::move(stored).value();
+    if (record.info.status == PipelineStatus::kFinished) {
+      return Error(ErrorCode::kConflict, FinishedHint(name, record.info.spec));
+    }
+    if (record.info.status != PipelineStatus::kActive) {
+      return Error(ErrorCode::kConflict,
+                   fmt::format("pipeline {} is {}; resume it first", name, ToString(record.info.status)));
+    }
+    record.next_run_ms = 0;
     std::lock_guard lock(mu_);
-    SLUICE_ASSIGN_OR_RETURN(std::shared_ptr<Entry> e, FindLocked(project, name));
-    if (e->record.info.status == PipelineStatus::kFinished) {
-      return Error(ErrorCode::kConflict, FinishedHint(name, e->record.info.spec));
-    }
-    if (e->record.info.status != PipelineStatus::kActive) {
-      return Error(ErrorCode::kConflict, fmt::format("pipeline {} is {}; resume it first", name,
-                                                     ToString(e->record.info.status)));
-    }
-    e->record.next_run_ms = 0;
-    SLUICE_TRY(SaveLocked(*e));
+    SLUICE_TRY(WriteRecordLocked(*records.lease, record));
+    AdoptLocked(record);
     wake_.notify_all();
     return OkStatus();
   }
@@ -596,10 +662,94 @@ class Pipelines::Impl : public jobs::Runner::Source {
     return it->second;
   }
 
-  Status SaveLocked(const Entry& e) {
+  // ---- pipeline records, shared by every node
+  // ---------------------------------------------------------------- Every write of a pipeline record
+  // (create, edit, pause, resume, cancel, sync, and a run's own progress) is a read-modify-write of the
+  // stored record under one lease that every node sharing the store takes, and is written fenced by it
+  // (jobs::PutMetaUnderLease). A node whose view is a moment old can thus neither overwrite another node's
+  // change (a cancel, an edit of another field) nor check a name, a limit or a shared directory against an
+  // old list. Writes are rare and short (a read and a write), so one lease serves all.
+
+  static constexpr std::string_view kRecordsLease = "pipelines.records";
+
+  /// Waits for the records lease (held for a few store round trips by each writer) up to 15 s.
+  Result<RecordsLock> LockRecords() {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+    std::chrono::milliseconds pause{1};
+    for (;;) {
+      auto lease = runner_->leases().TryAcquire(kRecordsLease, runner_->node_id());
+      if (lease.ok()) {
+        RecordsLock lock;
+        lock.lease = std::move(lease).value();
+        return lock;
+      }
+      if (lease.error().code != ErrorCode::kConflict) {
+        return lease.error().WithContext("locking the pipeline records");
+      }
+      if (std::chrono::steady_clock::now() >= deadline) {
+        return Error(ErrorCode::kUnavailable,
+                     "the pipeline records are busy (other requests or nodes are changing them); retry");
+      }
+      std::this_thread::sleep_for(pause);
+      pause = std::min(pause * 2, std::chrono::milliseconds(50));
+    }
+  }
+
+  Result<std::optional<PipelineRecord>> ReadRecord(uint32_t project, std::string_view name) {
+    SLUICE_ASSIGN_OR_RETURN(std::optional<std::string> text,
+                            store_.GetMeta(kPipelineNs, PipelineKey(project, name)));
+    if (!text) return std::optional<PipelineRecord>();
+    SLUICE_ASSIGN_OR_RETURN(PipelineRecord record, ParsePipelineRecord(*text));
+    return std::optional<PipelineRecord>(std::move(record));
+  }
+
+  /// Under the records lease and mu_.
+  Status WriteRecordLocked(const jobs::UnitLease& records, const PipelineRecord& record) {
     ++local_writes_;
-    const PipelineSpec& s = e.record.info.spec;
-    return store_.PutMeta(kPipelineNs, PipelineKey(s.project_id, s.name), PipelineRecordToJson(e.record));
+    const PipelineSpec& s = record.info.spec;
+    return jobs::PutMetaUnderLease(store_, records, kPipelineNs, PipelineKey(s.project_id, s.name),
+                                   PipelineRecordToJson(record));
+  }
+
+  /// This node's entry takes the record just written (an entry is made when this node had not seen it yet).
+  std::shared_ptr<Entry> AdoptLocked(const PipelineRecord& record) {
+    std::shared_ptr<Entry>& e = entries_[PipelineKey(record.info.spec.project_id, record.info.spec.name)];
+    if (!e) e = std::make_shared<Entry>();
+    if (SpecText(e->record.info.spec) != SpecText(record.info.spec)) e->destination.reset();
+    e->record = record;
+    return e;
+  }
+
+  /// `current` with an edit applied, checked: data_source, type, from_date, frequency and location are fixed.
+  Result<PipelineSpec> EditedSpec(const PipelineSpec& current,
+                                  const std::function<Status(PipelineSpec&)>& change) {
+    PipelineSpec updated = current;
+    SLUICE_TRY(change(updated));
+    updated.project_id = current.project_id;
+    updated.name = current.name;
+    if (updated.data_source != current.data_source) return InvalidArgument("data_source cannot be changed");
+    if (updated.destination.type != current.destination.type)
+      return InvalidArgument("type cannot be changed");
+    if (updated.from_date != current.from_date) return InvalidArgument("from_date cannot be changed");
+    // Units are kept by partition label at one location: another frequency would export every partition
+    // again under the other layout beside the files already there, and another location would get only what
+    // changes from now on while the old one keeps its files.
+    if (updated.frequency != current.frequency) {
+      return InvalidArgument(
+          fmt::format("frequency cannot be changed (the pipeline exports {} partitions): "
+                      "cancel it and create a new one",
+                      ToString(current.frequency)));
+    }
+    if (!SameLocation(updated.destination, current.destination)) {
+      return InvalidArgument(
+          "the destination's location (bucket, container, prefix, endpoint or local_path) cannot be changed: "
+          "create a pipeline for the new location, which exports every day from its from_date, and cancel "
+          "this one");
+    }
+    updated.created_ms = current.created_ms;
+    updated.type_param = current.type_param;
+    SLUICE_TRY(ValidateSpec(updated, /*creating=*/false));
+    return updated;
   }
 
   Status ValidateSpec(const PipelineSpec& spec, bool creating) {
@@ -770,6 +920,9 @@ class Pipelines::Impl : public jobs::Runner::Source {
       destination = e.destination;
       e.record.info.last_dispatched_ms = NowMs();
       e.dispatched = true;
+      e.run_spec = SpecText(spec);
+      e.run_recurring = false;
+      e.run_partitions = e.run_events = e.run_bytes = 0;
     }
     return RunPipelineUnlocked(e, spec, destination);
   }
@@ -777,7 +930,7 @@ class Pipelines::Impl : public jobs::Runner::Source {
   /// The outcome of a run (or of its skip: another node held the pipeline or one of its units), after the
   /// job runner's failure policy.
   void FinishRun(Entry& e, const Status& status) {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
     const PipelineSpec spec = e.record.info.spec;
     PipelineInfo& info = e.record.info;
     const int64_t now = NowMs();
@@ -820,10 +973,50 @@ class Pipelines::Impl : public jobs::Runner::Source {
       spdlog::error("pipeline {} of project {} paused: {}", spec.name, spec.project_id, info.failure_message);
       if (failures_) failures_->WithLabels({"permanent"}).Inc();
     }
-    if (auto s = SaveLocked(e); !s.ok()) spdlog::error("pipeline {}: cannot save its state: {}", spec.name, s.error().message);
+    const PipelineRecord outcome = e.record;
+    lock.unlock();
+    if (auto s = SaveRunOutcome(e, outcome); !s.ok()) {
+      spdlog::error("pipeline {}: cannot save its state: {}", spec.name, s.error().message);
+    }
+    lock.lock();
     e.running = false;
     --running_;
     wake_.notify_all();
+  }
+
+  /// A run's outcome onto the stored record, under the records lease. What other nodes (or requests) wrote
+  /// while it ran wins: an edit, pause, cancel or sync. The run contributes what is its own: when it runs
+  /// next, its task ids, its totals, "recurring", and — only while the stored record is still active with the
+  /// spec it ran with — its pause on a permanent failure or the end of a date range.
+  Status SaveRunOutcome(Entry& e, const PipelineRecord& outcome) {
+    const PipelineSpec& spec = outcome.info.spec;
+    SLUICE_ASSIGN_OR_RETURN(RecordsLock records, LockRecords());
+    SLUICE_ASSIGN_OR_RETURN(std::optional<PipelineRecord> stored, ReadRecord(spec.project_id, spec.name));
+    std::lock_guard lock(mu_);
+    PipelineRecord record = stored ? *stored : outcome;
+    if (stored) {
+      PipelineInfo& info = record.info;
+      const bool same_run = info.status == PipelineStatus::kActive && SpecText(info.spec) == e.run_spec;
+      if (same_run) {
+        record.next_run_ms = outcome.next_run_ms;
+        if (outcome.info.status != PipelineStatus::kActive) {
+          info.status = outcome.info.status;
+          info.failure_message = outcome.info.failure_message;
+        }
+      } else if (info.status == PipelineStatus::kActive) {
+        record.next_run_ms = 0;  // edited (or resumed) meanwhile: run again soon with the stored spec
+      }
+      record.next_task_seq = std::max(record.next_task_seq, outcome.next_task_seq);
+      info.last_dispatched_ms = std::max(info.last_dispatched_ms, outcome.info.last_dispatched_ms);
+      if (e.run_recurring) info.dispatcher = "recurring";
+      info.partitions_exported += e.run_partitions;
+      info.events_exported += e.run_events;
+      info.bytes_exported += e.run_bytes;
+    }
+    SLUICE_TRY(WriteRecordLocked(*records.lease, record));
+    e.run_partitions = e.run_events = e.run_bytes = 0;
+    e.record = record;
+    return OkStatus();
   }
 
   Status RunPipelineUnlocked(Entry& e, const PipelineSpec& spec, std::shared_ptr<objstore::ObjectStore> destination) {
@@ -929,6 +1122,7 @@ class Pipelines::Impl : public jobs::Runner::Source {
   void MarkRecurring(Entry& e, const HourRange& hours) {
     std::lock_guard lock(mu_);
     e.record.info.dispatcher = "recurring";
+    e.run_recurring = true;
     e.exported_until_ms = std::max(e.exported_until_ms, (hours.last + 1) * kHourMs);
   }
 
@@ -969,14 +1163,9 @@ class Pipelines::Impl : public jobs::Runner::Source {
     task.state = TaskState::kRunning;
     task.generation = generation;
     task.scheduled_ms = task.started_ms = NowMs();
-    uint64_t task_seq = 0;
-    {
-      std::lock_guard lock(mu_);
-      task_seq = e.record.next_task_seq++;
-      // Persisted before the task is: after a crash the next run must not reuse this id (it would overwrite the
-      // interrupted task's record and the timeline would lose the attempt).
-      SLUICE_TRY(SaveLocked(e));
-    }
+    // Persisted before the task is: after a crash the next run must not reuse this id (it would overwrite the
+    // interrupted task's record and the timeline would lose the attempt).
+    SLUICE_ASSIGN_OR_RETURN(uint64_t task_seq, ClaimTaskSeq(e, spec));
     task.task_id = fmt::format("{}-{}", spec.name, task_seq);
     SaveTask(spec, task_seq, task);
     // Fenced (jobs::PutMetaUnderLease): a holder paused past its lease's takeover cannot claim it.
@@ -1098,12 +1287,38 @@ class Pipelines::Impl : public jobs::Runner::Source {
     e.record.info.partitions_exported += 1;
     e.record.info.events_exported += m.record_count();
     e.record.info.bytes_exported += m.bytes();
+    e.run_partitions += 1;
+    e.run_events += m.record_count();
+    e.run_bytes += m.bytes();
     if (spec.data_source == DataSource::kEvents) {
       e.exported_until_ms = std::max(e.exported_until_ms, unit.end_hour() * kHourMs);
     } else {
       e.exported_until_ms = task.finished_ms;
     }
     return OkStatus();
+  }
+
+  /// The next task id of the pipeline, claimed in the stored record before a unit's export starts. A pipeline
+  /// paused or canceled through another node meanwhile is not exported further (kCancelled).
+  Result<uint64_t> ClaimTaskSeq(Entry& e, const PipelineSpec& spec) {
+    SLUICE_ASSIGN_OR_RETURN(RecordsLock records, LockRecords());
+    SLUICE_ASSIGN_OR_RETURN(std::optional<PipelineRecord> stored, ReadRecord(spec.project_id, spec.name));
+    std::lock_guard lock(mu_);
+    if (!stored)
+      return NotFound(fmt::format("pipeline {} of project {} no longer exists", spec.name, spec.project_id));
+    if (stored->info.status != PipelineStatus::kActive) {
+      e.record.info.status = stored->info.status;
+      e.record.info.failure_message = stored->info.failure_message;
+      e.interrupt = true;
+      return Error(ErrorCode::kCancelled,
+                   fmt::format("pipeline {} is {} (changed through another request or node)", spec.name,
+                               ToString(stored->info.status)));
+    }
+    const uint64_t seq = std::max(stored->next_task_seq, e.record.next_task_seq);
+    stored->next_task_seq = seq + 1;
+    SLUICE_TRY(WriteRecordLocked(*records.lease, *stored));
+    e.record.next_task_seq = seq + 1;
+    return seq;
   }
 
   /// Sleeps unless the pipeline is interrupted or the manager stops; false when interrupted.
@@ -1174,7 +1389,10 @@ void Pipelines::Start() { impl_->Start(); }
 void Pipelines::Stop() { impl_->Stop(); }
 Status Pipelines::RunDueNow() { return impl_->RunDueNow(); }
 Result<std::vector<std::string>> Pipelines::Create(PipelineSpec spec) { return impl_->Create(std::move(spec)); }
-Status Pipelines::Edit(PipelineSpec updated) { return impl_->Edit(std::move(updated)); }
+Status Pipelines::Edit(uint32_t project, std::string_view name,
+                       const std::function<Status(PipelineSpec&)>& change) {
+  return impl_->Edit(project, name, change);
+}
 Status Pipelines::Pause(uint32_t project, std::string_view name) {
   return impl_->SetStatus(project, name, PipelineStatus::kPaused);
 }

@@ -87,7 +87,9 @@ class Pipelines final : public PipelineManager {
   Status RunDueNow();
 
   Result<std::vector<std::string>> Create(PipelineSpec spec) override;
-  Status Edit(PipelineSpec updated) override;
+  using PipelineManager::Edit;
+  Status Edit(uint32_t project, std::string_view name,
+              const std::function<Status(PipelineSpec&)>& change) override;
   Status Pause(uint32_t project, std::string_view name) override;
   Status Resume(uint32_t project, std::string_view name) override;
   Status Cancel(uint32_t project, std::string_view name) override;

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -154,9 +155,21 @@ class PipelineManager {
   /// check (S3) or opens the directory (local), persists the pipeline and schedules its backfill. Returns the
   /// created pipeline names.
   virtual Result<std::vector<std::string>> Create(PipelineSpec spec) = 0;
-  /// Replaces the editable fields of an existing pipeline (name and project_id select it; data_source, type and
-  /// from_date cannot change). A changed destination is checked again.
-  virtual Status Edit(PipelineSpec updated) = 0;
+  /// Edits an existing pipeline: `change` is applied to its spec as stored (data_source, type, from_date,
+  /// frequency and the destination's location cannot change). A changed destination is checked again. With
+  /// several nodes, `change` may be applied twice: to this node's view for the checks, then to the stored
+  /// spec, so that an edit of another field through another node meanwhile is kept.
+  virtual Status Edit(uint32_t project, std::string_view name,
+                      const std::function<Status(PipelineSpec&)>& change) = 0;
+  /// Replaces the editable fields with `updated`'s (its name and project_id select the pipeline).
+  Status Edit(PipelineSpec updated) {
+    const uint32_t project = updated.project_id;
+    const std::string name = updated.name;
+    return Edit(project, name, [&updated](PipelineSpec& spec) {
+      spec = updated;
+      return OkStatus();
+    });
+  }
   virtual Status Pause(uint32_t project, std::string_view name) = 0;
   /// Resumes a paused pipeline (also one paused by a failure: clears failure_message and retries).
   virtual Status Resume(uint32_t project, std::string_view name) = 0;

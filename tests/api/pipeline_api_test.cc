@@ -73,12 +73,18 @@ class FakePipelineManager final : public pipeline::PipelineManager {
     pipelines_[{info.spec.project_id, name}] = info;
     return std::vector<std::string>{name};
   }
-  Status Edit(PipelineSpec updated) override {
+  using PipelineManager::Edit;
+  Status Edit(uint32_t project, std::string_view name,
+              const std::function<Status(PipelineSpec&)>& change) override {
     std::lock_guard lock(mu_);
+    auto it = pipelines_.find({project, std::string(name)});
+    PipelineSpec updated = it != pipelines_.end() ? it->second.spec : PipelineSpec{};
+    if (Status s = change(updated); !s.ok()) return s;
+    updated.project_id = project;
+    updated.name = std::string(name);
     calls_.push_back({"Edit", updated.project_id, updated.name});
     edited_.push_back(updated);
     if (auto e = FailureLocked("Edit")) return *e;
-    auto it = pipelines_.find({updated.project_id, updated.name});
     if (it == pipelines_.end()) return NotFound("no pipeline named " + updated.name);
     it->second.spec = std::move(updated);
     return OkStatus();

@@ -62,6 +62,7 @@ class FakeDestinations final : public DestinationFactory {
     last_external_id = external_id;
     last_gcs_buckets = tenant.gcs_buckets;
     ++opens;
+    if (on_open) std::exchange(on_open, nullptr)();  // once
     return std::shared_ptr<objstore::ObjectStore>(store_);
   }
   Status Check(const Destination&, const std::string& external_id,
@@ -71,6 +72,7 @@ class FakeDestinations final : public DestinationFactory {
     return check;
   }
   Status check;
+  std::function<void()> on_open;  // called (once) when a run opens the destination, before it exports
   std::string last_external_id;
   std::vector<std::string> last_gcs_buckets;
   int opens = 0;
@@ -998,6 +1000,90 @@ TEST_F(ManagerTest, PipelinesCreatedPausedOrResumedThroughAnotherNodeAreSeenAndW
   ASSERT_TRUE(b->Create(hourly).ok());
   ASSERT_TRUE(manager_->RunDueNow().ok());
   EXPECT_EQ(manager_->List(project_.id)->size(), 2u);
+}
+
+// Nodes sharing the store change pipeline records as read-modify-writes under one lease, so a node whose view
+// is a moment old neither overwrites another node's change nor checks a name, a limit or a shared directory
+// against an old list (each of these was lost or let through when the node decided from its own view).
+TEST_F(ManagerTest, RecordChangesThroughAnotherNodeAreNeverLostOrBypassed) {
+  leases_ = std::make_shared<jobs::InProcessLeaseService>();
+  StartManager();
+  auto b = OtherNode("node-b");  // its view: no pipeline yet
+  ASSERT_TRUE(b);
+  SetNow(3, 1);
+  Write("aaa-1", At(0, 1));
+  Write("bbb-1", At(1, 12));
+  PipelineSpec daily = Spec();
+  daily.name = "same";
+  ASSERT_EQ(CreateOk(daily), "same");  // through A
+
+  // B's view does not have it: B still refuses a second recurring daily pipeline and the same name.
+  PipelineSpec second = Spec();
+  second.name = "second";
+  second.destination.s3_bucket = "other-bucket";
+  auto refused = b->Create(second);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("recurring"), std::string::npos) << refused.error().message;
+  PipelineSpec hourly = Spec("2026-11-18", Frequency::kHourly);
+  hourly.name = "same";
+  hourly.destination.s3_bucket = "other-bucket";
+  auto duplicate = b->Create(hourly);
+  ASSERT_FALSE(duplicate.ok());
+  EXPECT_EQ(duplicate.error().code, ErrorCode::kConflict) << duplicate.error().message;
+  EXPECT_EQ(manager_->Get(project_.id, "same")->spec.frequency, Frequency::kDaily);
+
+  // Another project's local directory, taken through a node whose view predates it.
+  auto other = store_->CreateProject("other");
+  ASSERT_TRUE(other.ok());
+  auto c = OtherNode("node-c");
+  ASSERT_TRUE(c);
+  PipelineSpec local = Spec();
+  local.destination = Destination{};
+  local.destination.type = DestinationType::kLocal;
+  local.destination.local_path = "shared/dir";
+  local.project_id = other->id;
+  ASSERT_TRUE(manager_->Create(local).ok());
+  local.project_id = project_.id;
+  local.to_date = "2026-11-19";  // date-ranged: within the project's limits
+  auto taken = c->Create(local);
+  ASSERT_FALSE(taken.ok());
+  EXPECT_NE(taken.error().message.find("used by another project's pipeline"), std::string::npos)
+      << taken.error().message;
+
+  // Edits of different fields through A, then through B (whose view predates A's edit): both are kept.
+  ASSERT_TRUE(manager_
+                  ->Edit(project_.id, "same",
+                         [](PipelineSpec& s) {
+                           s.events = {"Played"};
+                           return OkStatus();
+                         })
+                  .ok());
+  ASSERT_TRUE(b->Edit(project_.id, "same", [](PipelineSpec& s) {
+                 s.where = R"(properties["$os"] == "Linux")";
+                 return OkStatus();
+               }).ok());
+  for (Pipelines* node : {manager_.get(), b.get()}) {
+    ASSERT_TRUE(node->RunDueNow().ok());  // a scheduling round reloads the records
+    const PipelineSpec stored = node->Get(project_.id, "same")->spec;
+    EXPECT_EQ(stored.events, std::vector<std::string>{"Played"});
+    EXPECT_EQ(stored.where, R"(properties["$os"] == "Linux")");
+  }
+
+  // A cancel through A while B runs the pipeline: B exports nothing more, and the pipeline stays canceled.
+  PipelineSpec fresh = Spec("2026-11-18", Frequency::kHourly);
+  fresh.name = "fresh";
+  fresh.destination.s3_bucket = "third-bucket";
+  ASSERT_EQ(CreateOk(fresh), "fresh");
+  const std::vector<std::string> files_before = bucket_->Keys();  // the others are not due again yet
+  destinations_->on_open = [&] { ASSERT_TRUE(manager_->Cancel(project_.id, "fresh").ok()); };
+  Status run = b->RunDueNow();  // interrupted by the cancel
+  EXPECT_TRUE(run.ok() || run.error().code == ErrorCode::kCancelled) << run.error().message;
+  EXPECT_FALSE(destinations_->on_open) << "B did not run the pipeline";
+  for (Pipelines* node : {manager_.get(), b.get()}) {
+    ASSERT_TRUE(node->RunDueNow().ok());
+    EXPECT_EQ(node->Get(project_.id, "fresh")->status, PipelineStatus::kCanceled);
+  }
+  EXPECT_EQ(bucket_->Keys(), files_before) << "exported after the cancel";
 }
 
 TEST_F(ManagerTest, AUnitHeldByAnotherNodeIsSkippedThenExportedOnceItIsFree) {
