@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <charconv>
+#include <cmath>
 #include <utility>
 
 #include "chstore/events.h"
@@ -12,6 +14,31 @@
 #include "coord/url.h"
 
 namespace sluice::chstore {
+
+Status CheckClockAgainstClickHouse(clickhouse::Client& client, const Clock& clock,
+                                   std::chrono::milliseconds max) {
+  using std::chrono::duration;
+  const TimePoint before = clock.Now();
+  auto text = client.Query("SELECT toUnixTimestamp(now()) FORMAT TSV");
+  const TimePoint after = clock.Now();
+  if (!text.ok()) return text.error().WithContext("reading ClickHouse's clock");
+  int64_t server_s = 0;
+  const std::string_view answer = *text;
+  if (std::from_chars(answer.data(), answer.data() + answer.size(), server_s).ec != std::errc()) {
+    return Error(ErrorCode::kInternal, "reading ClickHouse's clock: not a number of seconds");
+  }
+  const double local_s = duration<double>((before + (after - before) / 2).time_since_epoch()).count();
+  const double offset = local_s - (static_cast<double>(server_s) + 0.5);  // now() drops the fraction
+  const double uncertainty = duration<double>(after - before).count() / 2 + 0.5;
+  const double limit = duration<double>(max).count();
+  if (std::abs(offset) - uncertainty <= limit) return OkStatus();
+  return Error(
+      ErrorCode::kClockSkew,
+      fmt::format("this node's clock is {:.0f} s {} ClickHouse's: rows are versioned, and exports find "
+                  "late events, by the nodes' clocks, which must agree within {:.0f} s (check NTP on "
+                  "this node and on the ClickHouse servers)",
+                  std::abs(offset), offset > 0 ? "ahead of" : "behind", limit));
+}
 
 Result<ClusterStore> OpenClusterStore(const ClusterStoreOptions& options) {
   if (!options.transport) return InvalidArgument("OpenClusterStore: no HTTP transport");
@@ -43,6 +70,13 @@ Result<ClusterStore> OpenClusterStore(const ClusterStoreOptions& options) {
   SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<clickhouse::Client> created,
                           clickhouse::Client::Create(client_options));
   std::shared_ptr<clickhouse::Client> client = std::move(created);
+  const Clock& clock = options.clock ? *options.clock : SystemClock::Instance();
+  if (options.max_clock_skew.count() > 0) {
+    if (Status skew = CheckClockAgainstClickHouse(*client, clock, options.max_clock_skew);
+        !skew.ok() && skew.error().code == ErrorCode::kClockSkew) {
+      return skew.error();  // (ClickHouse not answering is reported by the schema check below)
+    }
+  }
 
   EventStoreOptions event_options;
   event_options.clock = options.clock;
@@ -64,13 +98,17 @@ Result<ClusterStore> OpenClusterStore(const ClusterStoreOptions& options) {
   // (the ClickHouse password travels only in the Authorization header).
   std::shared_ptr<coord::Session> coordination = *session;
   ZkMetaStore* meta_part = meta.get();  // owned by the composed store, which owns this check too
-  auto check = [client, meta_part]() {
+  const std::chrono::milliseconds max_skew = options.max_clock_skew;
+  auto check = [client, meta_part, &clock, max_skew]() {
     std::vector<store::Reachability> parts;
     Status ch = client->Execute("SELECT 1");
     parts.push_back({"store", ch.ok() ? ch
                                       : Status(ch.error().WithContext("ClickHouse does not answer (check the "
                                                                       "servers of --store)"))});
     parts.push_back({"coordination", meta_part->CheckReachable()});
+    if (ch.ok() && max_skew.count() > 0) {
+      parts.push_back({"clock", CheckClockAgainstClickHouse(*client, clock, max_skew)});
+    }
     return parts;
   };
 

@@ -38,7 +38,18 @@ struct ClusterStoreOptions {
   std::chrono::milliseconds session_timeout{10'000};
   /// nullptr = SystemClock::Instance(). Not owned.
   const Clock* clock = nullptr;
+  /// Rows are versioned, and exports find late events, by the nodes' clocks (version.h, events.h), so a node
+  /// whose clock is further than this from ClickHouse's is refused at open, and /healthz reports it ("clock")
+  /// while it lasts. Two nodes within it of ClickHouse's clock (± the measurement's 0.5 s) are within the
+  /// 5 s the export watermark allows between nodes (EventStoreOptions::max_clock_skew). Zero = not checked.
+  std::chrono::milliseconds max_clock_skew{2'000};
 };
+
+/// How far `clock` is ahead of ClickHouse's (negative: behind), measured with one query; the server answers
+/// in whole seconds, so the figure is within ±(half the round trip + 0.5 s). kClockSkew naming the offset and
+/// what to check when it is beyond `max`; the client's error when ClickHouse does not answer.
+Status CheckClockAgainstClickHouse(clickhouse::Client& client, const Clock& clock,
+                                   std::chrono::milliseconds max);
 
 struct ClusterStore {
   std::unique_ptr<store::Store> store;

@@ -12,6 +12,7 @@
 #include <map>
 #include <thread>
 
+#include "chstore/open.h"
 #include "clickhouse/client.h"
 #include "clickhouse/schema.h"
 #include "common/clock.h"
@@ -446,6 +447,44 @@ TEST(ProfileStoreOpen, AnUnreachableServerIsAClearErrorAndOptionsAreChecked) {
   EXPECT_NE(open.error().message.find("127.0.0.1:1"), std::string::npos) << open.error().message;
   o.database = "db; DROP TABLE x";
   EXPECT_EQ(ClickHouseProfileStore::Open(o).error().code, ErrorCode::kInvalidArgument);
+}
+
+// Rows are versioned, and exports find late events, by the nodes' clocks: a node whose clock is far from
+// ClickHouse's is refused at open (the scale-out audit's node 120 s behind had its late events left out of
+// exports), and /healthz names the clock while it is off.
+TEST(ClusterStoreOpen, ANodeWhoseClockIsFarFromClickHousesIsRefusedAndReported) {
+  const int64_t now_us =
+      std::chrono::duration_cast<std::chrono::microseconds>(SystemClock::Instance().Now().time_since_epoch())
+          .count();
+  FakeClock clock(TimePoint(std::chrono::microseconds(now_us - 120'000'000)));
+  ClusterStoreOptions o;
+  o.store_url = Cluster()->StoreUrl("clock");
+  o.coordination_url = ZooKeeperEnvironment::server()->Url("/clock");
+  o.transport = http::MakeCurlTransport();
+  o.profile_folder = &Folder();
+  o.clock = &clock;
+  auto refused = OpenClusterStore(o);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kClockSkew);
+  EXPECT_NE(refused.error().message.find("s behind ClickHouse's"), std::string::npos)
+      << refused.error().message;
+  EXPECT_NE(refused.error().message.find("NTP"), std::string::npos) << refused.error().message;
+
+  clock.Set(TimePoint(std::chrono::microseconds(now_us + 800'000)));  // within the 2 s allowed
+  auto opened = OpenClusterStore(o);
+  ASSERT_TRUE(opened.ok()) << opened.error().ToString();
+  auto clock_part = [&] {
+    for (const store::Reachability& r : opened->store->CheckReachable()) {
+      if (r.part == "clock") return r.status;
+    }
+    return Status(Error(ErrorCode::kNotFound, "no clock part"));
+  };
+  EXPECT_TRUE(clock_part().ok()) << clock_part().error().message;
+  clock.Set(TimePoint(std::chrono::microseconds(now_us + 60'000'000)));  // stepped a minute ahead
+  Status reported = clock_part();
+  ASSERT_FALSE(reported.ok());
+  EXPECT_NE(reported.error().message.find("s ahead of ClickHouse's"), std::string::npos)
+      << reported.error().message;
 }
 
 }  // namespace
