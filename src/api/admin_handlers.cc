@@ -1,10 +1,11 @@
 // Projects (/api/app/projects), /healthz and /metrics, and the authentication helpers shared by handlers.
-#include <algorithm>
-#include <cstring>
-#include <boost/json.hpp>
-
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/json.hpp>
+#include <cstring>
 
 #include "api/request_util.h"
 #include "api/service_impl.h"
@@ -178,20 +179,34 @@ http::Response ServiceImpl::HandleListProjects(http::Request& req) {
   return http::Response::Json(200, boost::json::serialize(boost::json::object{{"projects", std::move(list)}}));
 }
 
-http::Response ServiceImpl::HandleHealth(http::Request&) {
-  // Each part of the store answers for itself (the ClickHouse backend: "store" and "coordination"), so a load
-  // balancer takes a node out while what it depends on is unreachable and an operator sees which part.
+http::Response ServiceImpl::HandleHealth(http::Request& req) {
+  // Each part of the store answers for itself (the ClickHouse backend: "store", "coordination" and "clock"),
+  // so a load balancer takes a node out while what it depends on is unreachable. What failed (hosts and ports
+  // of the store, the coordination service) is for the operator: the admin token sees it, anyone else (the
+  // port also serves tenants) sees "unavailable", and the log has it.
+  const bool operator_view = IsAdmin(req);
   boost::json::object answer{{"status", "ok"}};
   bool healthy = true;
+  std::string failures;
   for (const store::Reachability& r : store_.CheckReachable()) {
     if (r.status.ok()) {
       answer[r.part] = "ok";
     } else {
       healthy = false;
-      answer[r.part] = r.status.error().message;
+      answer[r.part] = operator_view ? r.status.error().message : std::string("unavailable");
+      failures += fmt::format("{}{}: {}", failures.empty() ? "" : "; ", r.part, r.status.error().message);
     }
   }
-  if (!healthy) answer["status"] = "unavailable";
+  if (!healthy) {
+    answer["status"] = "unavailable";
+    // A load balancer polls every few seconds: one line per 10 s is enough.
+    static std::atomic<int64_t> last_logged_ms{0};
+    const int64_t now_ms = NowMicros() / 1000;
+    if (int64_t last = last_logged_ms.load();
+        now_ms - last >= 10'000 && last_logged_ms.compare_exchange_strong(last, now_ms)) {
+      spdlog::warn("/healthz: unavailable: {}", failures);
+    }
+  }
   return http::Response::Json(healthy ? 200 : 503, boost::json::serialize(answer));
 }
 

@@ -503,6 +503,41 @@ TEST_F(ApiTest, EngageUpdatesProfiles) {
   EXPECT_EQ(all.at("results").as_array()[0].at("$distinct_id").as_string(), "p2");
 }
 
+// /healthz says which part of the store is down to everyone (a load balancer needs no token), but what failed
+// (hosts and ports of ClickHouse or ZooKeeper) only to the operator's admin token: the port serves tenants
+// too.
+TEST(HealthzTest, WhatFailedIsShownOnlyToTheOperator) {
+  testing::ApiHarness api;
+  ASSERT_TRUE(
+      api.OpenStoreWrapped([](std::unique_ptr<store::Store> opened,
+                              const std::filesystem::path& dir) -> Result<std::unique_ptr<store::Store>> {
+           SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<store::Store> profiles, store::Store::Open(dir / "p"));
+           SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<store::Store> meta, store::Store::Open(dir / "m"));
+           return store::ComposeStore(
+               {.events = std::move(opened),
+                .profiles = std::move(profiles),
+                .meta = std::move(meta),
+                .check_reachable = [] {
+                  return std::vector<store::Reachability>{
+                      {"store", OkStatus()},
+                      {"coordination",
+                       Error(ErrorCode::kUnavailable, "ZooKeeper 10.9.8.7:2181 does not answer")}};
+                }});
+         })
+          .ok());
+  ASSERT_TRUE(api.Serve(api::ServiceOptions{.admin_token = Secret(kAdminToken)}).ok());
+  auto anyone = api.Send("GET", "/healthz");
+  EXPECT_EQ(anyone.status, 503);
+  EXPECT_EQ(anyone.body, R"({"status":"unavailable","store":"ok","coordination":"unavailable"})");
+  auto tenant = api.Send("GET", "/healthz", {}, {{"Authorization", "Bearer not-the-admin-token"}});
+  EXPECT_EQ(tenant.body.find("10.9.8.7"), std::string::npos) << tenant.body;
+  auto operator_view =
+      api.Send("GET", "/healthz", {}, {{"Authorization", testing::ApiHarness::Bearer(kAdminToken)}});
+  EXPECT_EQ(operator_view.status, 503);
+  EXPECT_NE(operator_view.body.find("ZooKeeper 10.9.8.7:2181 does not answer"), std::string::npos)
+      << operator_view.body;
+}
+
 // Mixpanel's profile geolocation: an update's $ip (or, with ip=1, the request's address) gives the profile's
 // $country_code; a $set overwrites it, a $set_once only fills it, the update's own $country_code wins, and
 // "$ip":0 turns it off. No address is ever stored, and group profiles are not geolocated.

@@ -113,6 +113,15 @@ Status ApiHarness::OpenStore(store::StoreOptions options) {
   return OkStatus();
 }
 
+Status ApiHarness::OpenStoreWrapped(
+    const std::function<Result<std::unique_ptr<store::Store>>(std::unique_ptr<store::Store> opened,
+                                                              const std::filesystem::path& dir)>& wrap) {
+  SLUICE_TRY(OpenStore());
+  std::filesystem::create_directories(dir_ / "wrapped");
+  SLUICE_ASSIGN_OR_RETURN(store_, wrap(std::move(store_), dir_ / "wrapped"));
+  return OkStatus();
+}
+
 Status ApiHarness::Serve(api::ServiceOptions options, http::ServerOptions server) {
   if (!store_) return Internal("ApiHarness::Serve before OpenStore");
   auto svc = api::Service::Create(*store_, std::move(options));

@@ -14,6 +14,7 @@
 #include <boost/json.hpp>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -62,6 +63,10 @@ class ApiHarness {
 
   /// Opens a store in a new directory under the system temp dir.
   Status OpenStore(store::StoreOptions options = {});
+  /// Opens a store as OpenStore does, then serves it through `wrap` (e.g. store::ComposeStore with a /healthz
+  /// check of the test's own), which gets the opened store and a fresh directory for any other part.
+  Status OpenStoreWrapped(const std::function<Result<std::unique_ptr<store::Store>>(
+                              std::unique_ptr<store::Store> opened, const std::filesystem::path& dir)>& wrap);
   /// Creates the Service over the open store and starts the server on a free loopback port.
   Status Serve(api::ServiceOptions options, http::ServerOptions server = {.listen_port = 0, .threads = 2});
   /// Shuts the server down and destroys the Service; the store stays open.
