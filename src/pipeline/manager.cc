@@ -1316,7 +1316,13 @@ class Pipelines::Impl : public jobs::Runner::Source {
     }
     const uint64_t seq = std::max(stored->next_task_seq, e.record.next_task_seq);
     stored->next_task_seq = seq + 1;
+    // The totals of the units exported so far go in with it, so a node killed mid-run loses at most the last
+    // unit's from the status.
+    stored->info.partitions_exported += e.run_partitions;
+    stored->info.events_exported += e.run_events;
+    stored->info.bytes_exported += e.run_bytes;
     SLUICE_TRY(WriteRecordLocked(*records.lease, *stored));
+    e.run_partitions = e.run_events = e.run_bytes = 0;
     e.record.next_task_seq = seq + 1;
     return seq;
   }

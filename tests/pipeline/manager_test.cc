@@ -1068,6 +1068,9 @@ TEST_F(ManagerTest, RecordChangesThroughAnotherNodeAreNeverLostOrBypassed) {
     EXPECT_EQ(stored.events, std::vector<std::string>{"Played"});
     EXPECT_EQ(stored.where, R"(properties["$os"] == "Linux")");
   }
+  // A ran it (the first round); its totals are in the stored record, as B reads it.
+  EXPECT_EQ(b->Get(project_.id, "same")->partitions_exported, 3u);
+  EXPECT_EQ(b->Get(project_.id, "same")->events_exported, 2u);
 
   // A cancel through A while B runs the pipeline: B exports nothing more, and the pipeline stays canceled.
   PipelineSpec fresh = Spec("2026-11-18", Frequency::kHourly);
