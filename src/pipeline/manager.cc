@@ -595,11 +595,14 @@ class Pipelines::Impl : public jobs::Runner::Source {
   }
 
   Result<std::vector<DaySync>> DaySyncs(uint32_t project, std::string_view name) {
+    PipelineInfo info;
     {
       std::lock_guard lock(mu_);
-      if (auto found = FindLocked(project, name); !found.ok()) return std::move(found).error();
+      SLUICE_ASSIGN_OR_RETURN(std::shared_ptr<Entry> e, FindLocked(project, name));
+      info = e->record.info;
     }
     std::map<std::string, DaySync> days;
+    std::map<int64_t, uint64_t> covered;  // delivered event units by first hour: what they cover
     SLUICE_TRY(store_.ScanMeta(kUnitNs, UnitKeyPrefix(project, name), [&](std::string_view key, std::string_view v) {
       auto u = ParseUnitState(v);
       if (!u.ok()) return true;
@@ -617,9 +620,13 @@ class Pipelines::Impl : public jobs::Runner::Source {
         const std::string date = label.substr(0, 10);
         if (u->sync_times.empty()) add(date, 0);
         for (int64_t t : u->sync_times) add(date, t);
+        if (auto unit = ParseUnitLabel(label); unit && u->published_generation > 0 && !u->in_progress) {
+          covered[unit->first_hour] = u->covered_seq;
+        }
       }
       return true;
     }));
+    SLUICE_TRY(MarkUndeliveredChanges(info, covered, days));
     std::vector<DaySync> out;
     for (auto& [d, s] : days) {
       std::sort(s.sync_times.begin(), s.sync_times.end());
@@ -629,6 +636,35 @@ class Pipelines::Impl : public jobs::Runner::Source {
   }
 
  private:
+  /// A delivered day whose events changed since (late events, which the pipeline's next run or a sync
+  /// delivers) is "pending", not "synced": the timeline must not call a day complete that is not. Only where
+  /// the pipeline will deliver them (active or paused, sync on, within the sync window).
+  Status MarkUndeliveredChanges(const PipelineInfo& info, const std::map<int64_t, uint64_t>& covered,
+                                std::map<std::string, DaySync>& days) {
+    const PipelineSpec& spec = info.spec;
+    if (covered.empty() || spec.data_source != DataSource::kEvents || !spec.sync) return OkStatus();
+    if (info.status != PipelineStatus::kActive && info.status != PipelineStatus::kPaused) return OkStatus();
+    const int64_t oldest_sync_hour = o_.schedule.max_sync_age_days > 0
+                                         ? NowMs() / kHourMs - int64_t{o_.schedule.max_sync_age_days} * 24
+                                         : INT64_MIN;
+    const int64_t first = std::max(covered.begin()->first, oldest_sync_hour);
+    const int64_t last = UnitOf(spec.frequency, covered.rbegin()->first).end_hour() - 1;
+    if (first > last) return OkStatus();
+    SLUICE_ASSIGN_OR_RETURN(
+        std::vector<store::PartitionInfo> partitions,
+        store_.ListPartitions(spec.project_id, static_cast<store::Hour>(std::max<int64_t>(0, first)),
+                              static_cast<store::Hour>(std::max<int64_t>(0, last))));
+    for (const store::PartitionInfo& p : partitions) {
+      const Unit unit = UnitOf(spec.frequency, p.hour);
+      auto it = covered.find(unit.first_hour);
+      if (it == covered.end() || p.change_seq <= it->second || unit.end_hour() <= oldest_sync_hour) continue;
+      auto day = days.find(UnitLabel(unit).substr(0, 10));
+      if (day != days.end() && day->second.status == TaskState::kSucceeded)
+        day->second.status = TaskState::kPending;
+    }
+    return OkStatus();
+  }
+
   // The state of a day from the states of its units: a failure or activity anywhere shows.
   static TaskState Worse(TaskState have, TaskState unit, bool have_any) {
     if (!have_any) return unit;

@@ -318,10 +318,20 @@ TEST_F(ManagerTest, LateEventsAreDeliveredAsANewGenerationAndOldFilesDeleted) {
   const std::string old_file = dir + "/sluice-g000001-p00000.json.gz";
   ASSERT_TRUE(bucket_->Object(old_file));
 
+  auto day_status = [&](size_t i) {
+    auto days = manager_->DaySyncs(project_.id, name);
+    EXPECT_TRUE(days.ok() && days->size() > i);
+    return days.ok() && days->size() > i ? (*days)[i].status : TaskState::kFailed;
+  };
+  EXPECT_EQ(day_status(1), TaskState::kSucceeded);
   Write("bbb-2", At(1, 5));                                       // late event into the exported 19th
   Write("bbb-1", At(1, 1), "Played", R"({"$os":"Mac"})");         // a replacement of an exported event
+  // Stored but not delivered yet: the day is pending, not synced (the untouched 18th stays synced).
+  EXPECT_EQ(day_status(1), TaskState::kPending);
+  EXPECT_EQ(day_status(0), TaskState::kSucceeded);
   ASSERT_TRUE(manager_->SyncNow(project_.id, name).ok());
   ASSERT_TRUE(manager_->RunDueNow().ok());
+  EXPECT_EQ(day_status(1), TaskState::kSucceeded);
 
   BucketView view = ReadBucket(*bucket_);
   EXPECT_EQ(InsertIds(view.records[dir]), (std::multiset<std::string>{"bbb-1", "bbb-2"}));
