@@ -55,6 +55,22 @@ TEST_F(LocalObjectStoreTest, PutGetHeadRoundTrip) {
   EXPECT_TRUE(fs::is_regular_file(root_ / "p/2024/01/02/a.json.gz"));
 }
 
+// A writer killed mid-file (kill -9 during an export) leaves its temporary file: the next write into that
+// directory removes it once nobody has written to it for 15 minutes; a live writer's file stays.
+TEST_F(LocalObjectStoreTest, TemporaryFilesOfDeadWritersAreRemovedByTheNextWriteThere) {
+  ASSERT_TRUE(store_->Put("p/2026/12/04/a.json.gz", "first").ok());
+  const fs::path dir = root_ / "p/2026/12/04";
+  const fs::path dead = dir / (std::string(LocalObjectStore::kTempMarker) + "dead");
+  const fs::path live = dir / (std::string(LocalObjectStore::kTempMarker) + "live");
+  std::ofstream(dead) << "partial part of a killed export";
+  std::ofstream(live) << "a part being written";
+  fs::last_write_time(dead, fs::file_time_type::clock::now() - std::chrono::minutes(16));
+  ASSERT_TRUE(store_->Put("p/2026/12/04/manifest.json", "{}").ok());
+  EXPECT_FALSE(fs::exists(dead));
+  EXPECT_TRUE(fs::exists(live));
+  EXPECT_EQ(store_->List("p/")->size(), 2u);
+}
+
 TEST_F(LocalObjectStoreTest, RangesAreCutAtTheEnd) {
   ASSERT_TRUE(store_->Put("k", "0123456789").ok());
   EXPECT_EQ(*store_->Get("k", 2, 3), "234");

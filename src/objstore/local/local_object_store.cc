@@ -1,14 +1,15 @@
 #include "objstore/local/local_object_store.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
-
-#include <fmt/format.h>
 
 #include "common/crypto.h"
 
@@ -64,12 +65,31 @@ ObjectInfo InfoFromStat(std::string key, const struct stat& st) {
   return info;
 }
 
+/// Removes the temporary files of writers that died (a crash, kill -9) from `dir`: those not written to for
+/// kStaleTempAge. A live writer's file is written continuously, so it is never that old. Best effort.
+void RemoveStaleTempFiles(const fs::path& dir) {
+  constexpr auto kStaleTempAge = std::chrono::minutes(15);
+  const auto now = fs::file_time_type::clock::now();
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.rfind(LocalObjectStore::kTempMarker, 0) != 0) continue;
+    std::error_code stat_ec;
+    if (!it->is_regular_file(stat_ec) || stat_ec) continue;
+    const auto written = it->last_write_time(stat_ec);
+    if (stat_ec || now - written < kStaleTempAge) continue;
+    if (fs::remove(it->path(), stat_ec))
+      spdlog::info("removed {}, left by a writer that stopped", it->path().string());
+  }
+}
+
 // A temporary file in the key's directory that becomes the object on Commit().
 class TempFile {
  public:
   ~TempFile() { Discard(); }
 
   static Result<TempFile> Create(const fs::path& final_path) {
+    RemoveStaleTempFiles(final_path.parent_path());
     TempFile t;
     t.final_ = final_path;
     t.temp_ = final_path.parent_path() / fmt::format("{}{}", LocalObjectStore::kTempMarker, RandomHex(64));
