@@ -1157,7 +1157,25 @@ class RocksStore final : public Store {
                           "); free disk space or grow the volume. Reads keep working and writes resume by "
                           "themselves once there is room";
     if (!disk_full_.exchange(true)) spdlog::error("{}", message);
+    // What the memtables hold is in the journal too, and a flush frees the journal's segments (the L0 file is
+    // smaller than they are): a volume full only of this store's own unflushed journal must not stay full
+    // while writes are refused (nothing else would flush). Asked at most every 5 s, and only when it fits.
+    if (memtables > 0 && free_bytes > memtables + headroom / 2) FlushToFreeJournal();
     return Error(ErrorCode::kUnavailable, std::move(message));
+  }
+
+  void FlushToFreeJournal() {
+    const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::steady_clock::now().time_since_epoch())
+                            .count();
+    int64_t last = last_space_flush_ms_.load();
+    if (now - last < 5000 || !last_space_flush_ms_.compare_exchange_strong(last, now)) return;
+    spdlog::warn("store {}: flushing the memtables to free the journal's disk space", dir_.string());
+    rocksdb::FlushOptions fo;
+    fo.wait = false;
+    fo.allow_write_stall = true;
+    rocksdb::Status s = db_->Flush(fo, handles_);
+    if (!s.ok()) spdlog::warn("store {}: flush to free disk space failed: {}", dir_.string(), s.ToString());
   }
 
   /// After a failed write (RocksDB stops writes on a background error, e.g. a flush that found the disk
@@ -1391,6 +1409,7 @@ class RocksStore final : public Store {
   std::atomic<bool> disk_full_{false};
   std::atomic<bool> last_write_failed_{false};
   std::atomic<int64_t> last_resume_ms_{0};  // steady clock
+  std::atomic<int64_t> last_space_flush_ms_{0};  // steady clock: FlushToFreeJournal
 
   std::mutex seq_mu_;
   uint64_t issued_seq_ = 0;       // guarded by seq_mu_

@@ -473,6 +473,59 @@ class TmpfsMount {
   std::string error_;
 };
 
+// A small volume can fill with the store's own journal while the memtables it backs are not flushed yet:
+// refusing writes then must not last forever (nothing else would flush). The store flushes, the journal's
+// segments go, and writes are accepted again with nothing freed from outside and no restart.
+TEST(FaultsTest, AVolumeFullOfItsOwnUnflushedJournalAcceptsWritesAgainByItself) {
+  ASSERT_EQ(geteuid(), 0u) << "this test mounts a tmpfs as the data dir and must run as root (CI does); it "
+                              "does not skip";
+  const fs::path mount_point = TempDir("own-journal");
+  TmpfsMount tmpfs(mount_point, "128m");
+  ASSERT_TRUE(tmpfs.mounted()) << tmpfs.error();
+  const fs::path log = TempDir("own-journal-log");
+  ServerProcess server(mount_point, {"--no-reserve-memtables"});
+  std::string error;
+  {
+    StderrToFile capture(log);
+    ASSERT_TRUE(server.Start(&error)) << error;
+  }
+  const ProjectCredentials project = CreateProject(server);
+  const int64_t time = NowSeconds() - 60;
+  std::set<std::string> acked;
+  auto ingest = [&](const std::string& prefix) {
+    std::vector<std::string> ids;
+    auto reply = Import(server, project, ImportBody(prefix, 200, time, 1000, &ids));
+    if (reply.status == 200) acked.insert(ids.begin(), ids.end());
+    return reply;
+  };
+  // Until the first refusal (bounded: 128 MiB hold well under 1000 batches of ~220 KB).
+  int batch = 0;
+  for (; batch < 1000 && ingest("a" + std::to_string(batch)).status == 200; ++batch) {
+  }
+  ASSERT_LT(batch, 1000) << "the volume never filled";
+  // Then writes are accepted again by themselves (bounded: 30 s).
+  bool accepted = false;
+  for (int i = 0; i < 300 && !accepted; ++i) {
+    accepted = ingest("b" + std::to_string(i)).status == 200;
+    if (!accepted) std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_TRUE(accepted) << "writes stayed refused on a volume full of the store's own journal\n"
+                        << ReadFile(log);
+  ASSERT_EQ(server.Terminate(), 0);
+  {
+    StderrToFile capture(log);
+    ASSERT_TRUE(server.Start(&error)) << error << "\n" << ReadFile(log);
+  }
+  auto exported = Export(server, project, time);
+  ASSERT_EQ(exported.status, 200);
+  const std::set<std::string> stored = InsertIds(exported.body);
+  size_t missing = 0;
+  for (const auto& id : acked) missing += stored.count(id) ? 0 : 1;
+  EXPECT_EQ(missing, 0u) << "acknowledged events lost";
+  EXPECT_EQ(server.Terminate(), 0);
+  fs::remove(log);
+}
+
 TEST(FaultsTest, FullDiskAnswers503KeepsServingReadsAndRecoversWithoutLosingEvents) {
   ASSERT_EQ(geteuid(), 0u) << "this test mounts a tmpfs as the data dir and must run as root (CI does); it "
                               "does not skip";
