@@ -200,6 +200,42 @@ std::set<std::string> InsertIds(const std::string& exported) {
   return ids;
 }
 
+/// /import batches of 200 events (~220 KB each) into a server, remembering the ids it acknowledged.
+class AckedImports {
+ public:
+  AckedImports(ServerProcess& server, ProjectCredentials project)
+      : server_(server), project_(std::move(project)) {}
+  ServerProcess::Reply operator()(const std::string& prefix) {
+    std::vector<std::string> ids;
+    auto reply = Import(server_, project_, ImportBody(prefix, 200, time_, 1000, &ids));
+    if (reply.status == 200) acked_.insert(ids.begin(), ids.end());
+    return reply;
+  }
+  const std::set<std::string>& acked() const { return acked_; }
+  int64_t time() const { return time_; }
+  /// Restarts the server (its stderr to `log`) and counts the acknowledged events its export lacks.
+  size_t MissingAfterRestart(const fs::path& log) {
+    EXPECT_EQ(server_.Terminate(), 0);
+    std::string error;
+    {
+      StderrToFile capture(log);
+      EXPECT_TRUE(server_.Start(&error)) << error << "\n" << ReadFile(log);
+    }
+    auto exported = Export(server_, project_, time_);
+    EXPECT_EQ(exported.status, 200);
+    const std::set<std::string> stored = InsertIds(exported.body);
+    size_t missing = 0;
+    for (const auto& id : acked_) missing += stored.count(id) ? 0 : 1;
+    return missing;
+  }
+
+ private:
+  ServerProcess& server_;
+  const ProjectCredentials project_;
+  const int64_t time_ = NowSeconds() - 60;
+  std::set<std::string> acked_;
+};
+
 /// The largest file in `dir` whose name ends with `suffix`.
 fs::path LargestFile(const fs::path& dir, const std::string& suffix) {
   fs::path best;
@@ -489,16 +525,8 @@ TEST(FaultsTest, AVolumeFullOfItsOwnUnflushedJournalAcceptsWritesAgainByItself) 
     StderrToFile capture(log);
     ASSERT_TRUE(server.Start(&error)) << error;
   }
-  const ProjectCredentials project = CreateProject(server);
-  const int64_t time = NowSeconds() - 60;
-  std::set<std::string> acked;
-  auto ingest = [&](const std::string& prefix) {
-    std::vector<std::string> ids;
-    auto reply = Import(server, project, ImportBody(prefix, 200, time, 1000, &ids));
-    if (reply.status == 200) acked.insert(ids.begin(), ids.end());
-    return reply;
-  };
-  // Until the first refusal (bounded: 128 MiB hold well under 1000 batches of ~220 KB).
+  AckedImports ingest(server, CreateProject(server));
+  // Until the first refusal (bounded: 128 MiB hold well under 1000 batches).
   int batch = 0;
   for (; batch < 1000 && ingest("a" + std::to_string(batch)).status == 200; ++batch) {
   }
@@ -509,19 +537,8 @@ TEST(FaultsTest, AVolumeFullOfItsOwnUnflushedJournalAcceptsWritesAgainByItself) 
     accepted = ingest("b" + std::to_string(i)).status == 200;
     if (!accepted) std::this_thread::sleep_for(100ms);
   }
-  EXPECT_TRUE(accepted) << "writes stayed refused on a volume full of the store's own journal\n"
-                        << ReadFile(log);
-  ASSERT_EQ(server.Terminate(), 0);
-  {
-    StderrToFile capture(log);
-    ASSERT_TRUE(server.Start(&error)) << error << "\n" << ReadFile(log);
-  }
-  auto exported = Export(server, project, time);
-  ASSERT_EQ(exported.status, 200);
-  const std::set<std::string> stored = InsertIds(exported.body);
-  size_t missing = 0;
-  for (const auto& id : acked) missing += stored.count(id) ? 0 : 1;
-  EXPECT_EQ(missing, 0u) << "acknowledged events lost";
+  EXPECT_TRUE(accepted) << "writes stayed refused on a volume full of the store's own journal\n" << ReadFile(log);
+  EXPECT_EQ(ingest.MissingAfterRestart(log), 0u) << "acknowledged events lost";
   EXPECT_EQ(server.Terminate(), 0);
   fs::remove(log);
 }
@@ -543,14 +560,9 @@ TEST(FaultsTest, FullDiskAnswers503KeepsServingReadsAndRecoversWithoutLosingEven
     ASSERT_TRUE(server.Start(&error)) << error;
   }
   const ProjectCredentials project = CreateProject(server);
-  const int64_t time = NowSeconds() - 60;
-  std::set<std::string> acked;
-  auto ingest = [&](const std::string& prefix) {
-    std::vector<std::string> ids;
-    auto reply = Import(server, project, ImportBody(prefix, 200, time, 1000, &ids));
-    if (reply.status == 200) acked.insert(ids.begin(), ids.end());
-    return reply;
-  };
+  AckedImports ingest(server, project);
+  const int64_t time = ingest.time();
+  const std::set<std::string>& acked = ingest.acked();
 
   // Ingest until the disk is full (bounded: 32 MiB hold well under 200 batches of ~220 KB).
   ServerProcess::Reply full;
@@ -615,17 +627,7 @@ TEST(FaultsTest, FullDiskAnswers503KeepsServingReadsAndRecoversWithoutLosingEven
   for (int i = 0; i < 3; ++i) EXPECT_EQ(ingest("more" + std::to_string(i)).status, 200);
 
   // Every acknowledged event survives a restart.
-  ASSERT_EQ(server.Terminate(), 0);
-  {
-    StderrToFile capture(log);
-    ASSERT_TRUE(server.Start(&error)) << error << "\n" << ReadFile(log);
-  }
-  auto exported = Export(server, project, time);
-  ASSERT_EQ(exported.status, 200);
-  const std::set<std::string> stored = InsertIds(exported.body);
-  size_t missing = 0;
-  for (const auto& id : acked) missing += stored.count(id) ? 0 : 1;
-  EXPECT_EQ(missing, 0u) << "acknowledged events lost after the disk was full";
+  EXPECT_EQ(ingest.MissingAfterRestart(log), 0u) << "acknowledged events lost after the disk was full";
   EXPECT_EQ(server.Terminate(), 0);
   const std::string logged = ReadFile(log);
   EXPECT_TRUE(Contains(logged, "disk full")) << logged;
