@@ -99,7 +99,6 @@ std::string FixHint(const Error& e, const Destination& d) {
   }
 }
 
-/// Why a finished pipeline cannot resume or sync, and what reopens it.
 /// A spec as stored (for comparing two specs).
 std::string SpecText(const PipelineSpec& spec) {
   PipelineRecord r;
@@ -120,6 +119,7 @@ Error CanceledError(std::string_view name) {
   return Error(ErrorCode::kConflict, fmt::format("pipeline {} is canceled and cannot be edited", name));
 }
 
+/// Why a finished pipeline cannot resume or sync, and what reopens it.
 std::string FinishedHint(std::string_view name, const PipelineSpec& spec) {
   return fmt::format(
       "pipeline {} has finished its date range (to_date {}); edit its to_date to a later day, or to empty "
@@ -698,13 +698,12 @@ class Pipelines::Impl : public jobs::Runner::Source {
     return it->second;
   }
 
-  // ---- pipeline records, shared by every node
-  // ---------------------------------------------------------------- Every write of a pipeline record
-  // (create, edit, pause, resume, cancel, sync, and a run's own progress) is a read-modify-write of the
-  // stored record under one lease that every node sharing the store takes, and is written fenced by it
-  // (jobs::PutMetaUnderLease). A node whose view is a moment old can thus neither overwrite another node's
-  // change (a cancel, an edit of another field) nor check a name, a limit or a shared directory against an
-  // old list. Writes are rare and short (a read and a write), so one lease serves all.
+  // ---- pipeline records, shared by every node ------------------------------------------------------------
+  // Every write of a pipeline record (create, edit, pause, resume, cancel, sync, and a run's own progress) is
+  // a read-modify-write of the stored record under one lease that every node sharing the store takes, and is
+  // written fenced by it (jobs::PutMetaUnderLease). A node whose view is a moment old can thus neither
+  // overwrite another node's change (a cancel, an edit of another field) nor check a name, a limit or a
+  // shared directory against an old list. Writes are rare and short (a read and a write): one lease serves all.
 
   static constexpr std::string_view kRecordsLease = "pipelines.records";
 
