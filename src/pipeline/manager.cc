@@ -644,9 +644,7 @@ class Pipelines::Impl : public jobs::Runner::Source {
     const PipelineSpec& spec = info.spec;
     if (covered.empty() || spec.data_source != DataSource::kEvents || !spec.sync) return OkStatus();
     if (info.status != PipelineStatus::kActive && info.status != PipelineStatus::kPaused) return OkStatus();
-    const int64_t oldest_sync_hour = o_.schedule.max_sync_age_days > 0
-                                         ? NowMs() / kHourMs - int64_t{o_.schedule.max_sync_age_days} * 24
-                                         : INT64_MIN;
+    const int64_t oldest_sync_hour = OldestSyncHour(NowMs(), o_.schedule);
     const int64_t first = std::max(covered.begin()->first, oldest_sync_hour);
     const int64_t last = UnitOf(spec.frequency, covered.rbegin()->first).end_hour() - 1;
     if (first > last) return OkStatus();
@@ -957,7 +955,7 @@ class Pipelines::Impl : public jobs::Runner::Source {
       e.dispatched = true;
       e.run_spec = SpecText(spec);
       e.run_recurring = false;
-      e.run_partitions = e.run_events = e.run_bytes = 0;
+      ClearRunTotalsLocked(e);
     }
     return RunPipelineUnlocked(e, spec, destination);
   }
@@ -1044,12 +1042,10 @@ class Pipelines::Impl : public jobs::Runner::Source {
       record.next_task_seq = std::max(record.next_task_seq, outcome.next_task_seq);
       info.last_dispatched_ms = std::max(info.last_dispatched_ms, outcome.info.last_dispatched_ms);
       if (e.run_recurring) info.dispatcher = "recurring";
-      info.partitions_exported += e.run_partitions;
-      info.events_exported += e.run_events;
-      info.bytes_exported += e.run_bytes;
+      AddRunTotalsLocked(e, info);
     }
     SLUICE_TRY(WriteRecordLocked(*records.lease, record));
-    e.run_partitions = e.run_events = e.run_bytes = 0;
+    ClearRunTotalsLocked(e);
     e.record = record;
     return OkStatus();
   }
@@ -1333,6 +1329,15 @@ class Pipelines::Impl : public jobs::Runner::Source {
     return OkStatus();
   }
 
+  /// Adds what the run exported since its last save to `stored` (under mu_); the caller clears the run's
+  /// totals once the record is written (ClearRunTotalsLocked).
+  static void AddRunTotalsLocked(const Entry& e, PipelineInfo& stored) {
+    stored.partitions_exported += e.run_partitions;
+    stored.events_exported += e.run_events;
+    stored.bytes_exported += e.run_bytes;
+  }
+  static void ClearRunTotalsLocked(Entry& e) { e.run_partitions = e.run_events = e.run_bytes = 0; }
+
   /// The next task id of the pipeline, claimed in the stored record before a unit's export starts. A pipeline
   /// paused or canceled through another node meanwhile is not exported further (kCancelled).
   Result<uint64_t> ClaimTaskSeq(Entry& e, const PipelineSpec& spec) {
@@ -1353,11 +1358,9 @@ class Pipelines::Impl : public jobs::Runner::Source {
     stored->next_task_seq = seq + 1;
     // The totals of the units exported so far go in with it, so a node killed mid-run loses at most the last
     // unit's from the status.
-    stored->info.partitions_exported += e.run_partitions;
-    stored->info.events_exported += e.run_events;
-    stored->info.bytes_exported += e.run_bytes;
+    AddRunTotalsLocked(e, stored->info);
     SLUICE_TRY(WriteRecordLocked(*records.lease, *stored));
-    e.run_partitions = e.run_events = e.run_bytes = 0;
+    ClearRunTotalsLocked(e);
     e.record.next_task_seq = seq + 1;
     return seq;
   }

@@ -44,6 +44,11 @@ bool RangeFullyClosed(const PipelineSpec& spec, int64_t now_ms, const ScheduleOp
   return (*to_day + 1) * kDayMs + DelayMs(options) <= now_ms;
 }
 
+int64_t OldestSyncHour(int64_t now_ms, const ScheduleOptions& options) {
+  return options.max_sync_age_days > 0 ? FloorDiv(now_ms, kHourMs) - int64_t{options.max_sync_age_days} * 24
+                                       : INT64_MIN;
+}
+
 std::vector<Unit> PlanUnits(const PipelineSpec& spec, const HourRange& hours,
                             const std::vector<store::PartitionInfo>& partitions,
                             const std::map<std::string, UnitProgress>& progress, int64_t now_ms,
@@ -56,8 +61,7 @@ std::vector<Unit> PlanUnits(const PipelineSpec& spec, const HourRange& hours,
     uint64_t& s = unit_seq[u.first_hour];
     s = std::max(s, p.change_seq);
   }
-  const int64_t oldest_sync_hour =
-      options.max_sync_age_days > 0 ? FloorDiv(now_ms, kHourMs) - int64_t{options.max_sync_age_days} * 24 : INT64_MIN;
+  const int64_t oldest_sync_hour = OldestSyncHour(now_ms, options);
   std::vector<Unit> due;
   for (Unit u = UnitOf(spec.frequency, hours.first); u.first_hour <= hours.last;
        u = UnitOf(spec.frequency, u.end_hour())) {

@@ -39,6 +39,10 @@ std::optional<HourRange> ClosedHours(const PipelineSpec& spec, int64_t now_ms, c
 /// True when a date-ranged pipeline has nothing left to close (its last unit is closed).
 bool RangeFullyClosed(const PipelineSpec& spec, int64_t now_ms, const ScheduleOptions& options);
 
+/// The first hour whose late data is still delivered (a unit ending at or before it is not synced again);
+/// INT64_MIN when options.max_sync_age_days is 0 (no limit).
+int64_t OldestSyncHour(int64_t now_ms, const ScheduleOptions& options);
+
 /// The export state of one unit as the planner needs it.
 struct UnitProgress {
   bool exported = false;     // a manifest was published
