@@ -16,6 +16,8 @@ namespace {
 constexpr char kConnectorNs[] = "connector";
 constexpr char kRunNs[] = "connector_run";
 constexpr char kCheckpointNs[] = "connector_ckpt";
+/// The lease every write of a connector record is made under (ConnectorManager::UpdateRecord).
+constexpr char kRecordsLease[] = "connectors.records";
 
 std::string RecordKey(uint32_t project, std::string_view id) { return fmt::format("{:010}/{}", project, id); }
 std::string RunKey(std::string_view id, uint64_t seq) { return fmt::format("{}/{:012}", id, seq); }
@@ -91,7 +93,8 @@ Status ConnectorManager::Load() {
         return true;
       });
   SLUICE_TRY(scanned);
-  std::lock_guard lock(mu_);
+  std::vector<ConnectorRecord> interrupted;  // due again at once (not paused)
+  std::unique_lock lock(mu_);
   for (auto& r : records) {
     if (r.last_run_seq > 0) {
       auto stored = options_.store->GetMeta(kRunNs, RunKey(r.spec.id, r.last_run_seq));
@@ -109,11 +112,7 @@ Status ConnectorManager::Load() {
               "interrupted: Sluice stopped during this run; the next run resumes from the "
               "per-file checkpoints";
           PersistRun(r.spec.id, *run);
-          if (!r.paused) {
-            r.next_run_ms = 0;
-            // Stored too: every scheduling round reloads the records from the store.
-            PersistRecordLocked(r);
-          }
+          if (!r.paused) interrupted.push_back(r);
           spdlog::warn("cloud import: connector {} run {} was interrupted; resuming it", r.spec.id,
                        run->run_id);
         }
@@ -123,10 +122,19 @@ Status ConnectorManager::Load() {
     connectors_.emplace(std::move(id), std::move(r));
   }
   spdlog::info("cloud import: {} connector(s) loaded", connectors_.size());
-  int active = 0, paused = 0;
-  for (const auto& [id, r] : connectors_) (r.paused ? paused : active)++;
-  metrics_.connectors.WithLabels({"active"}).Set(active);
-  metrics_.connectors.WithLabels({"paused"}).Set(paused);
+  UpdateConnectorGauges();
+  lock.unlock();
+  // Stored too: every scheduling round reloads the records from the store.
+  for (const ConnectorRecord& r : interrupted) {
+    auto due = UpdateRecord(r.spec.project_id, r.spec.id, [](ConnectorRecord& stored) {
+      if (!stored.paused) stored.next_run_ms = 0;
+      return OkStatus();
+    });
+    if (!due.ok() && due.error().code != ErrorCode::kNotFound) {
+      spdlog::warn("cloud import: connector {} could not be marked due again (it runs when next due): {}",
+                   r.spec.id, due.error().ToString());
+    }
+  }
   return OkStatus();
 }
 
@@ -149,12 +157,55 @@ void ConnectorManager::UpdateConnectorGauges() {
   metrics_.connectors.WithLabels({"paused"}).Set(paused);
 }
 
-void ConnectorManager::PersistRecordLocked(const ConnectorRecord& record) {
+// ---- connector records, shared by every node -------------------------------------------------------------
+
+Result<jobs::ScopedLease> ConnectorManager::LockRecords() {
+  return jobs::AcquireWithin(
+      runner_->leases(), kRecordsLease, runner_->node_id(), std::chrono::seconds(15),
+      "locking the connector records",
+      "the connector records are busy (other requests or nodes are changing them); retry");
+}
+
+void ConnectorManager::AdoptLocked(const ConnectorRecord& record) {
+  if (deleted_.contains(record.spec.id)) return;
   ++local_writes_;
-  Status s = options_.store->PutMeta(kConnectorNs, RecordKey(record.spec.project_id, record.spec.id),
-                                     SerializeRecord(record));
-  if (!s.ok())
-    spdlog::error("cloud import: saving connector {} failed: {}", record.spec.id, s.error().ToString());
+  connectors_[record.spec.id] = record;
+  UpdateConnectorGauges();
+}
+
+Result<ConnectorRecord> ConnectorManager::UpdateRecord(
+    uint32_t project, std::string_view id, const std::function<Status(ConnectorRecord&)>& change) {
+  SLUICE_ASSIGN_OR_RETURN(jobs::ScopedLease records, LockRecords());
+  const std::string key = RecordKey(project, id);
+  SLUICE_ASSIGN_OR_RETURN(std::optional<std::string> text, options_.store->GetMeta(kConnectorNs, key));
+  if (!text) {
+    std::lock_guard lock(mu_);
+    if (connectors_.erase(std::string(id)) > 0) UpdateConnectorGauges();
+    return NotFound(fmt::format("project {} has no connector {}", project, id));
+  }
+  SLUICE_ASSIGN_OR_RETURN(ConnectorRecord record, ParseRecord(*text));
+  if (Status changed = change(record); !changed.ok()) {
+    SLUICE_ASSIGN_OR_RETURN(ConnectorRecord stored, ParseRecord(*text));
+    std::lock_guard lock(mu_);
+    AdoptLocked(stored);
+    return changed.error();
+  }
+  SLUICE_TRY(jobs::PutMetaUnderLease(*options_.store, *records, kConnectorNs, key, SerializeRecord(record)));
+  std::lock_guard lock(mu_);
+  AdoptLocked(record);
+  return record;
+}
+
+Status ConnectorManager::DeleteHistory(const std::string& id) {
+  for (const char* ns : {kRunNs, kCheckpointNs}) {
+    std::vector<std::string> keys;
+    SLUICE_TRY(options_.store->ScanMeta(ns, id + "/", [&](std::string_view key, std::string_view) {
+      keys.emplace_back(key);
+      return true;
+    }));
+    for (const auto& k : keys) SLUICE_TRY(options_.store->DeleteMeta(ns, k));
+  }
+  return OkStatus();
 }
 
 void ConnectorManager::PersistRun(const std::string& connector_id, const RunRecord& run) {
@@ -184,10 +235,8 @@ Result<ConnectorRecord> ConnectorManager::CreateConnector(ConnectorSpec spec, Va
   SLUICE_ASSIGN_OR_RETURN(std::optional<store::Project> project, ProjectOf(spec.project_id));
   if (!project) return NotFound(fmt::format("project {} does not exist", spec.project_id));
   // Refused before the source is checked (no request goes out for a connector that cannot be kept), and
-  // again below under the lock that adds it.
-  const auto too_many = [&]() -> Status {
-    size_t count = 0;
-    for (const auto& [id, r] : connectors_) count += r.spec.project_id == spec.project_id;
+  // again below against every node's connectors, under the records lease.
+  const auto too_many = [&](size_t count) -> Status {
     if (count < options_.max_connectors_per_project) return OkStatus();
     return Error(
         ErrorCode::kConflict,
@@ -197,7 +246,9 @@ Result<ConnectorRecord> ConnectorManager::CreateConnector(ConnectorSpec spec, Va
   };
   {
     std::lock_guard lock(mu_);
-    SLUICE_TRY(too_many());
+    size_t count = 0;
+    for (const auto& [id, r] : connectors_) count += r.spec.project_id == spec.project_id;
+    SLUICE_TRY(too_many(count));
   }
   spec.id = RandomHex(64);
   auto source = options_.source_factory(spec, *project);
@@ -210,18 +261,26 @@ Result<ConnectorRecord> ConnectorManager::CreateConnector(ConnectorSpec spec, Va
   record.spec = std::move(spec);
   record.next_run_ms = 0;  // the first run starts now
   {
-    std::lock_guard lock(mu_);
-    SLUICE_TRY(too_many());
+    SLUICE_ASSIGN_OR_RETURN(jobs::ScopedLease records, LockRecords());
     // created_at orders the project's list, so two connectors created within one millisecond must not tie:
     // the stamp is the clock or one past the project's latest, whichever is later.
+    size_t count = 0;
     int64_t latest = 0;
-    for (const auto& [id, r] : connectors_) {
-      if (r.spec.project_id == record.spec.project_id) latest = std::max(latest, r.spec.created_ms);
-    }
+    SLUICE_TRY(options_.store->ScanMeta(kConnectorNs, RecordKey(record.spec.project_id, ""),
+                                        [&](std::string_view, std::string_view value) {
+                                          ++count;
+                                          if (auto r = ParseRecord(value); r.ok()) {
+                                            latest = std::max(latest, r->spec.created_ms);
+                                          }
+                                          return true;
+                                        }));
+    SLUICE_TRY(too_many(count));
     record.spec.created_ms = std::max(NowMs(), latest + 1);
-    PersistRecordLocked(record);
-    connectors_[record.spec.id] = record;
-    UpdateConnectorGauges();
+    SLUICE_TRY(jobs::PutMetaUnderLease(*options_.store, *records, kConnectorNs,
+                                       RecordKey(record.spec.project_id, record.spec.id),
+                                       SerializeRecord(record)));
+    std::lock_guard lock(mu_);
+    AdoptLocked(record);
   }
   cv_.notify_all();
   runner_->Wake();
@@ -257,12 +316,21 @@ Result<ConnectorRecord> ConnectorManager::Get(uint32_t project, std::string_view
 Status ConnectorManager::Delete(uint32_t project, std::string_view id_view) {
   const std::string id(id_view);
   {
-    std::unique_lock lock(mu_);
-    auto it = connectors_.find(id);
-    if (it == connectors_.end() || it->second.spec.project_id != project) {
+    // Under the records lease: once the record is gone, no node writes it back (a run's outcome is written
+    // only onto a stored record, UpdateRecord).
+    SLUICE_ASSIGN_OR_RETURN(jobs::ScopedLease records, LockRecords());
+    SLUICE_ASSIGN_OR_RETURN(std::optional<std::string> stored,
+                            options_.store->GetMeta(kConnectorNs, RecordKey(project, id)));
+    if (!stored) {
+      std::lock_guard lock(mu_);
+      if (connectors_.erase(id) > 0) UpdateConnectorGauges();
       return NotFound(fmt::format("project {} has no connector {}", project, id));
     }
-    connectors_.erase(it);
+    SLUICE_TRY(options_.store->DeleteMeta(kConnectorNs, RecordKey(project, id)));
+  }
+  {
+    std::unique_lock lock(mu_);
+    connectors_.erase(id);
     deleted_.insert(id);
     UpdateConnectorGauges();
     if (auto live = live_.find(id); live != live_.end()) {
@@ -271,15 +339,9 @@ Status ConnectorManager::Delete(uint32_t project, std::string_view id_view) {
       cv_.wait(lock, [&] { return !live_.contains(id); });
     }
   }
-  SLUICE_TRY(options_.store->DeleteMeta(kConnectorNs, RecordKey(project, id)));
-  for (const char* ns : {kRunNs, kCheckpointNs}) {
-    std::vector<std::string> keys;
-    SLUICE_TRY(options_.store->ScanMeta(ns, id + "/", [&](std::string_view key, std::string_view) {
-      keys.emplace_back(key);
-      return true;
-    }));
-    for (const auto& k : keys) SLUICE_TRY(options_.store->DeleteMeta(ns, k));
-  }
+  // A run of it on another node stops at its next batch (that node's next reload) and deletes what it wrote
+  // since, when it finds the record gone.
+  SLUICE_TRY(DeleteHistory(id));
   spdlog::info("cloud import: deleted connector {} of project {}", id, project);
   return OkStatus();
 }
@@ -317,38 +379,27 @@ Result<std::vector<RunRecord>> ConnectorManager::History(uint32_t project, std::
 }
 
 Status ConnectorManager::Resume(uint32_t project, std::string_view id) {
-  {
-    std::lock_guard lock(mu_);
-    auto it = connectors_.find(std::string(id));
-    if (it == connectors_.end() || it->second.spec.project_id != project) {
-      return NotFound(fmt::format("project {} has no connector {}", project, id));
-    }
-    it->second.paused = false;
-    it->second.failure_message.clear();
-    it->second.consecutive_failures = 0;
-    it->second.next_run_ms = 0;
-    PersistRecordLocked(it->second);
-    UpdateConnectorGauges();
-  }
+  SLUICE_TRY(UpdateRecord(project, id, [](ConnectorRecord& r) {
+    r.paused = false;
+    r.failure_message.clear();
+    r.consecutive_failures = 0;
+    r.next_run_ms = 0;
+    return OkStatus();
+  }));
   cv_.notify_all();
   runner_->Wake();
   return OkStatus();
 }
 
 Status ConnectorManager::RunNow(uint32_t project, std::string_view id) {
-  {
-    std::lock_guard lock(mu_);
-    auto it = connectors_.find(std::string(id));
-    if (it == connectors_.end() || it->second.spec.project_id != project) {
-      return NotFound(fmt::format("project {} has no connector {}", project, id));
+  SLUICE_TRY(UpdateRecord(project, id, [&](ConnectorRecord& r) -> Status {
+    if (r.paused) {
+      return Error(ErrorCode::kConflict,
+                   fmt::format("connector {} is paused ({}); resume it instead", id, r.failure_message));
     }
-    if (it->second.paused) {
-      return Error(ErrorCode::kConflict, fmt::format("connector {} is paused ({}); resume it instead", id,
-                                                     it->second.failure_message));
-    }
-    it->second.next_run_ms = 0;
-    PersistRecordLocked(it->second);
-  }
+    r.next_run_ms = 0;
+    return OkStatus();
+  }));
   cv_.notify_all();
   runner_->Wake();
   return OkStatus();
@@ -481,41 +532,48 @@ void ConnectorManager::AddError(Live& live, std::string file, uint64_t line, std
 
 void ConnectorManager::Execute(ConnectorRecord record, std::shared_ptr<Live> live) {
   const std::string id = record.spec.id;
-  // Under the lease now, the stored record decides: another node may have run, paused or deleted the
-  // connector since this node last reloaded it, and its work must not be done again.
-  if (auto stored = options_.store->GetMeta(kConnectorNs, RecordKey(record.spec.project_id, id)); stored.ok()) {
+  const uint32_t project = record.spec.project_id;
+  const auto done = [&] {
     std::lock_guard lock(mu_);
-    auto it = connectors_.find(id);
-    bool due = true;
-    if (!stored->has_value()) {
-      if (it != connectors_.end()) connectors_.erase(it);
-      due = false;
-    } else if (auto r = ParseRecord(**stored); r.ok()) {
-      if (r->paused || r->next_run_ms > NowMs()) due = false;
-      if (it != connectors_.end()) it->second = std::move(r).value();
-    }
-    if (!due) {
-      UpdateConnectorGauges();
+    live_.erase(id);
+    cv_.notify_all();
+  };
+  {
+    std::lock_guard lock(mu_);
+    if (stop_ || deleted_.contains(id)) {
       live_.erase(id);
       cv_.notify_all();
       return;
     }
   }
+  // Under the run's lease now, the stored record decides (read and claimed under the records lease): another
+  // node may have run, paused or deleted the connector since this node last reloaded it, and its work must
+  // not be done again. The claim sets the next run to now: still due (a node that takes the connector over
+  // after a crash runs it at once), and a "run now" or resume during the run moves it earlier (see below).
+  const int64_t claimed_ms = NowMs();
+  bool due = true;
+  auto claimed = UpdateRecord(project, id, [&](ConnectorRecord& r) -> Status {
+    due = !r.paused && r.next_run_ms <= claimed_ms;
+    if (!due) return Error(ErrorCode::kConflict, "not due");
+    ++r.last_run_seq;
+    r.next_run_ms = claimed_ms;
+    return OkStatus();
+  });
+  if (!claimed.ok()) {
+    if (due && claimed.error().code != ErrorCode::kNotFound) {
+      spdlog::warn("cloud import: connector {} could not start its run (tried again next round): {}", id,
+                   claimed.error().ToString());
+    }
+    return done();
+  }
+  record = *claimed;
   RunRecord started;
   {
     std::lock_guard lock(mu_);
-    auto it = connectors_.find(id);
-    if (it == connectors_.end() || it->second.paused || stop_) {
-      live_.erase(id);
-      cv_.notify_all();
-      return;
-    }
-    live->run.seq = ++it->second.last_run_seq;
+    live->run.seq = record.last_run_seq;
     live->run.run_id = fmt::format("{}-{}", id, live->run.seq);
     live->run.status = RunStatus::kRunning;
     live->run.queued_ms = live->run.started_ms = NowMs();
-    PersistRecordLocked(it->second);
-    record = it->second;
     started = live->run;
   }
   PersistRun(id, started);
@@ -526,22 +584,12 @@ void ConnectorManager::Execute(ConnectorRecord record, std::shared_ptr<Live> liv
   if (live->lease_lost) {
     // Another node holds the connector now (this node's lease expired): its state and history are that
     // node's; the run resumes there from the stored checkpoints.
-    std::lock_guard lock(mu_);
-    live_.erase(id);
-    cv_.notify_all();
-    return;
+    return done();
   }
 
-  // Deleted through another node while it ran: nothing of it may be written back.
-  const bool deleted_elsewhere = [&] {
-    auto stored = options_.store->GetMeta(kConnectorNs, RecordKey(record.spec.project_id, id));
-    return stored.ok() && !stored->has_value();
-  }();
   RunRecord finished;
-  bool exists = false;
   {
     std::lock_guard lock(mu_);
-    if (deleted_elsewhere) connectors_.erase(id);
     RunRecord& run = live->run;
     run.finished_ms = NowMs();
     switch (outcome) {
@@ -572,41 +620,58 @@ void ConnectorManager::Execute(ConnectorRecord record, std::shared_ptr<Live> liv
     // Counted before the final status becomes visible (History shows the live run), so a reader that sees the
     // run finished also sees it in /metrics.
     metrics_.runs.WithLabels({std::string(ToString(run.status))}).Inc();
-    auto it = connectors_.find(id);
-    exists = it != connectors_.end();
-    if (exists) {
-      ConnectorRecord& r = it->second;
-      const int64_t frequency_ms = int64_t{r.spec.frequency_minutes} * 60'000;
-      switch (outcome) {
-        case Outcome::kSuccess:
-        case Outcome::kFileFailures:
-          r.consecutive_failures = 0;
-          r.next_run_ms = live->more_files ? 0 : run.started_ms + frequency_ms;
-          break;
-        case Outcome::kTransient: {
-          ++r.consecutive_failures;
-          int64_t backoff = options_.retry_base.count() << std::min(r.consecutive_failures - 1, 20);
-          r.next_run_ms = run.finished_ms + std::min(backoff, frequency_ms);
-          break;
-        }
-        case Outcome::kPermanent:
-          r.paused = true;
-          r.failure_message = message;
-          break;
-        case Outcome::kCancelled:
-          r.next_run_ms = 0;  // due again as soon as the manager runs again
-          break;
-      }
-      PersistRecordLocked(r);
-      UpdateConnectorGauges();
-    }
     finished = run;
   }
-  if (exists) {
+  // The outcome goes onto the stored record: what other nodes or requests wrote meanwhile is kept.
+  auto saved = UpdateRecord(project, id, [&](ConnectorRecord& r) -> Status {
+    // Only while this node still holds the connector (a node paused past its lease's expiry writes nothing).
+    if (live->lease != nullptr) SLUICE_TRY(live->lease->Renew());
+    const int64_t requested_ms = r.next_run_ms;  // below claimed_ms: "run now" or resume during the run
+    r.last_run_seq = std::max(r.last_run_seq, finished.seq);
+    const int64_t frequency_ms = int64_t{r.spec.frequency_minutes} * 60'000;
+    switch (outcome) {
+      case Outcome::kSuccess:
+      case Outcome::kFileFailures:
+        r.consecutive_failures = 0;
+        r.next_run_ms = live->more_files ? 0 : finished.started_ms + frequency_ms;
+        break;
+      case Outcome::kTransient: {
+        ++r.consecutive_failures;
+        int64_t backoff = options_.retry_base.count() << std::min(r.consecutive_failures - 1, 20);
+        r.next_run_ms = finished.finished_ms + std::min(backoff, frequency_ms);
+        break;
+      }
+      case Outcome::kPermanent:
+        r.paused = true;
+        r.failure_message = message;
+        break;
+      case Outcome::kCancelled:
+        r.next_run_ms = 0;  // due again as soon as the manager runs again
+        break;
+    }
+    if (requested_ms < claimed_ms) r.next_run_ms = std::min(r.next_run_ms, requested_ms);
+    return OkStatus();
+  });
+  if (saved.ok() ||
+      (saved.error().code != ErrorCode::kNotFound && saved.error().code != ErrorCode::kConflict)) {
+    if (!saved.ok()) {
+      // The run's seq was claimed and its checkpoints saved: it is due again and resumes from them.
+      spdlog::warn("cloud import: saving connector {}'s run outcome failed: {}", id,
+                   saved.error().ToString());
+    }
     PersistRun(id, finished);
     if (finished.seq > options_.max_runs_kept) {
       (void)options_.store->DeleteMeta(kRunNs, RunKey(id, finished.seq - options_.max_runs_kept));
     }
+  } else if (saved.error().code == ErrorCode::kNotFound) {
+    // Deleted (through any node) while it ran: what this run wrote since goes too.
+    if (Status cleared = DeleteHistory(id); !cleared.ok()) {
+      spdlog::warn("cloud import: deleting the history of deleted connector {} failed: {}", id,
+                   cleared.error().ToString());
+    }
+  } else {
+    spdlog::warn("cloud import: connector {} is another node's now; its run {} ends here: {}", id,
+                 finished.run_id, saved.error().message);
   }
   {
     std::lock_guard lock(mu_);

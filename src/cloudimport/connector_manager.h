@@ -24,10 +24,14 @@
 //               with
 //                         a failure_message that says what to fix.
 // Scheduling and leases are jobs::Runner's: a connector's run is a job under the lease "import.CONNECTOR_ID"
-// (in-process by default; ZooKeeper when `leases` says so), renewed before every checkpoint is saved, so a node
-// that lost the lease stops and commits nothing more; the connector's next holder resumes from the stored
-// checkpoints. Each scheduling round reloads the connectors from the store, so connectors created, resumed or
-// deleted through another node are seen here.
+// (in-process by default; ZooKeeper when `leases` says so), renewed before every checkpoint is saved, so a
+// node that lost the lease stops and commits nothing more; the connector's next holder resumes from the
+// stored checkpoints. Each scheduling round reloads the connectors from the store, so connectors created,
+// resumed or deleted through another node are seen here. Every write of a connector record (create, delete,
+// resume, run now, a run's claim and outcome) is a read-modify-write of the stored record under one lease
+// every node takes
+// ("connectors.records"), so a node's view a moment old never overwrites another node's change, and the
+// per-project limit is checked against every node's connectors.
 // Thread-safe: API calls may come from any thread.
 #pragma once
 
@@ -173,7 +177,17 @@ class ConnectorManager {
   /// The body of a run; fills `run` and returns how it ended.
   enum class Outcome { kSuccess, kFileFailures, kTransient, kPermanent, kCancelled };
   Outcome Discover(const ConnectorRecord& record, Live& live, std::string& message);
-  void PersistRecordLocked(const ConnectorRecord& record);
+  /// The records lease (see the top comment), waited for up to 15 s: kUnavailable "busy" after that.
+  Result<jobs::ScopedLease> LockRecords();
+  /// Under the records lease: `change` applied to the stored record of (project, id), written fenced by the
+  /// lease, and this node's view takes it. kNotFound when no such connector is stored; an error of `change`
+  /// leaves the record unchanged (this node's view still takes the stored one).
+  Result<ConnectorRecord> UpdateRecord(uint32_t project, std::string_view id,
+                                       const std::function<Status(ConnectorRecord&)>& change);
+  /// This node's view takes a record read or written under the records lease (not one deleted here).
+  void AdoptLocked(const ConnectorRecord& record);
+  /// Deletes the connector's run history and checkpoints.
+  Status DeleteHistory(const std::string& id);
   void PersistRun(const std::string& connector_id, const RunRecord& run);
   void UpdateConnectorGauges();
   void AddError(Live& live, std::string file, uint64_t line, std::string reason);
@@ -189,7 +203,7 @@ class ConnectorManager {
   std::map<std::string, ConnectorRecord> connectors_;  // by id
   std::map<std::string, std::shared_ptr<Live>> live_;  // runs in progress, by connector id
   bool stop_ = false;
-  uint64_t local_writes_ = 0;              // guarded by mu_: records persisted here (Reload skips a racing round)
+  uint64_t local_writes_ = 0;  // guarded by mu_: records adopted here (Reload skips a racing round)
   std::set<std::string> deleted_;          // guarded by mu_: deleted here, never reloaded
   std::map<std::string, int64_t> skip_until_;  // guarded by mu_: held by another node, not tried before
   JobSource job_source_{this};

@@ -2,9 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <mutex>
+#include <thread>
 
 #include "coord/lease.h"
 #include "coord/session.h"
@@ -140,6 +142,22 @@ std::shared_ptr<LeaseService> MakeInProcessLeaseService() {
 
 std::shared_ptr<LeaseService> MakeZooKeeperLeaseService(std::shared_ptr<coord::Session> session) {
   return std::make_shared<ZooKeeperLeaseService>(std::move(session));
+}
+
+Result<ScopedLease> AcquireWithin(LeaseService& leases, std::string_view unit, std::string_view holder,
+                                  std::chrono::milliseconds wait, std::string_view what,
+                                  std::string_view busy) {
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  std::chrono::milliseconds pause{1};
+  for (;;) {
+    auto lease = leases.TryAcquire(unit, holder);
+    if (lease.ok()) return ScopedLease(std::move(lease).value());
+    if (lease.error().code != ErrorCode::kConflict) return lease.error().WithContext(what);
+    if (std::chrono::steady_clock::now() >= deadline)
+      return Error(ErrorCode::kUnavailable, std::string(busy));
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds(50));
+  }
 }
 
 std::string UnitName(std::initializer_list<std::string_view> parts) {

@@ -15,6 +15,7 @@
 //   (*lease)->Release();
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -76,6 +77,29 @@ class InProcessLeaseService final : public LeaseService {
 std::shared_ptr<LeaseService> MakeInProcessLeaseService();
 /// Leases as coord::Lease nodes in the session's chroot.
 std::shared_ptr<LeaseService> MakeZooKeeperLeaseService(std::shared_ptr<coord::Session> session);
+
+/// A held lease, released when this goes out of scope.
+class ScopedLease {
+ public:
+  explicit ScopedLease(std::unique_ptr<UnitLease> lease) : lease_(std::move(lease)) {}
+  ScopedLease(ScopedLease&&) noexcept = default;
+  ScopedLease& operator=(ScopedLease&&) = delete;
+  ~ScopedLease() {
+    if (lease_) (void)lease_->Release();
+  }
+  UnitLease& operator*() const { return *lease_; }
+  UnitLease* operator->() const { return lease_.get(); }
+
+ private:
+  std::unique_ptr<UnitLease> lease_;
+};
+
+/// Waits up to `wait` for `unit`: a lease every node sharing the store takes for a few store round trips
+/// around a read-modify-write of shared records (a lock across nodes; see the pipeline and connector
+/// managers). kUnavailable `busy` once the wait is over; another error of the service with `what` as context.
+Result<ScopedLease> AcquireWithin(LeaseService& leases, std::string_view unit, std::string_view holder,
+                                  std::chrono::milliseconds wait, std::string_view what,
+                                  std::string_view busy);
 
 /// A lease name from parts: every character outside [A-Za-z0-9_.-] becomes '_' and parts are joined with '.'
 /// (so "p7", "events daily" → "p7.events_daily"); names longer than 200 characters keep a hash suffix.

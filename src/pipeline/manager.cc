@@ -191,17 +191,6 @@ class Pipelines::Impl : public jobs::Runner::Source {
     uint64_t run_bytes = 0;
   };
 
-  /// The pipeline records lease, released when this goes out of scope (see LockRecords).
-  struct RecordsLock {
-    std::unique_ptr<jobs::UnitLease> lease;
-    RecordsLock() = default;
-    RecordsLock(RecordsLock&&) = default;
-    RecordsLock& operator=(RecordsLock&&) = delete;
-    ~RecordsLock() {
-      if (lease) (void)lease->Release();
-    }
-  };
-
   explicit Impl(ManagerOptions options) : o_(std::move(options)), store_(*o_.store) {
     jobs::Runner::Options ro;
     ro.leases = o_.leases;
@@ -423,7 +412,7 @@ class Pipelines::Impl : public jobs::Runner::Source {
     SLUICE_TRY(o_.destinations->Check(spec.destination, ExternalId(*project), TenantOf(*project)));
 
     // Again against every node's pipelines, under the records lease: another node's create may have raced us.
-    SLUICE_ASSIGN_OR_RETURN(RecordsLock records, LockRecords());
+    SLUICE_ASSIGN_OR_RETURN(jobs::ScopedLease records, LockRecords());
     SLUICE_TRY(RefreshUnderRecordsLock());
     std::lock_guard lock(mu_);
     SLUICE_TRY(CheckLimits(spec, ""));
@@ -443,7 +432,7 @@ class Pipelines::Impl : public jobs::Runner::Source {
     e->record.info.status = PipelineStatus::kActive;
     e->record.info.dispatcher = spec.data_source == DataSource::kEvents ? "backfill" : "recurring";
     e->record.next_run_ms = 0;  // backfill starts now
-    SLUICE_TRY(WriteRecordLocked(*records.lease, e->record));
+    SLUICE_TRY(WriteRecordLocked(*records, e->record));
     entries_[PipelineKey(spec.project_id, spec.name)] = e;
     spdlog::info("pipeline {} created for project {}: {} {} from {} to {} -> {}", spec.name, spec.project_id,
                  ToString(spec.data_source), ToString(spec.frequency), spec.from_date,
@@ -477,7 +466,7 @@ class Pipelines::Impl : public jobs::Runner::Source {
 
     // Then onto the stored record, under the records lease: an edit through another node since this node's
     // view (of another field, say) is kept, and the limits are checked against every node's pipelines.
-    SLUICE_ASSIGN_OR_RETURN(RecordsLock records, LockRecords());
+    SLUICE_ASSIGN_OR_RETURN(jobs::ScopedLease records, LockRecords());
     SLUICE_TRY(RefreshUnderRecordsLock());
     SLUICE_ASSIGN_OR_RETURN(std::optional<PipelineRecord> stored, ReadRecord(project, name));
     if (!stored) return NotFound(fmt::format("no pipeline named {} in project {}", name, project));
@@ -508,14 +497,14 @@ class Pipelines::Impl : public jobs::Runner::Source {
       spdlog::info("pipeline {} of project {} is active again: its date range now ends {}", updated.name,
                    updated.project_id, updated.recurring() ? "never (recurring)" : updated.to_date);
     }
-    SLUICE_TRY(WriteRecordLocked(*records.lease, record));
+    SLUICE_TRY(WriteRecordLocked(*records, record));
     AdoptLocked(record);
     wake_.notify_all();
     return OkStatus();
   }
 
   Status SetStatus(uint32_t project, std::string_view name, PipelineStatus to) {
-    SLUICE_ASSIGN_OR_RETURN(RecordsLock records, LockRecords());
+    SLUICE_ASSIGN_OR_RETURN(jobs::ScopedLease records, LockRecords());
     SLUICE_ASSIGN_OR_RETURN(std::optional<PipelineRecord> stored, ReadRecord(project, name));
     if (!stored) return NotFound(fmt::format("no pipeline named {} in project {}", name, project));
     PipelineRecord record = std::move(stored).value();
@@ -532,7 +521,7 @@ class Pipelines::Impl : public jobs::Runner::Source {
     }
     info.status = to;
     std::lock_guard lock(mu_);
-    SLUICE_TRY(WriteRecordLocked(*records.lease, record));
+    SLUICE_TRY(WriteRecordLocked(*records, record));
     // A run here stops at its next batch (its unit resumes later); a run on another node sees the stored
     // status when it claims its next unit, or at its next reload.
     if (to != PipelineStatus::kActive)
@@ -545,7 +534,7 @@ class Pipelines::Impl : public jobs::Runner::Source {
   }
 
   Status SyncNow(uint32_t project, std::string_view name) {
-    SLUICE_ASSIGN_OR_RETURN(RecordsLock records, LockRecords());
+    SLUICE_ASSIGN_OR_RETURN(jobs::ScopedLease records, LockRecords());
     SLUICE_ASSIGN_OR_RETURN(std::optional<PipelineRecord> stored, ReadRecord(project, name));
     if (!stored) return NotFound(fmt::format("no pipeline named {} in project {}", name, project));
     PipelineRecord record = std::move(stored).value();
@@ -558,7 +547,7 @@ class Pipelines::Impl : public jobs::Runner::Source {
     }
     record.next_run_ms = 0;
     std::lock_guard lock(mu_);
-    SLUICE_TRY(WriteRecordLocked(*records.lease, record));
+    SLUICE_TRY(WriteRecordLocked(*records, record));
     AdoptLocked(record);
     wake_.notify_all();
     return OkStatus();
@@ -706,26 +695,11 @@ class Pipelines::Impl : public jobs::Runner::Source {
   static constexpr std::string_view kRecordsLease = "pipelines.records";
 
   /// Waits for the records lease (held for a few store round trips by each writer) up to 15 s.
-  Result<RecordsLock> LockRecords() {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
-    std::chrono::milliseconds pause{1};
-    for (;;) {
-      auto lease = runner_->leases().TryAcquire(kRecordsLease, runner_->node_id());
-      if (lease.ok()) {
-        RecordsLock lock;
-        lock.lease = std::move(lease).value();
-        return lock;
-      }
-      if (lease.error().code != ErrorCode::kConflict) {
-        return lease.error().WithContext("locking the pipeline records");
-      }
-      if (std::chrono::steady_clock::now() >= deadline) {
-        return Error(ErrorCode::kUnavailable,
-                     "the pipeline records are busy (other requests or nodes are changing them); retry");
-      }
-      std::this_thread::sleep_for(pause);
-      pause = std::min(pause * 2, std::chrono::milliseconds(50));
-    }
+  Result<jobs::ScopedLease> LockRecords() {
+    return jobs::AcquireWithin(
+        runner_->leases(), kRecordsLease, runner_->node_id(), std::chrono::seconds(15),
+        "locking the pipeline records",
+        "the pipeline records are busy (other requests or nodes are changing them); retry");
   }
 
   Result<std::optional<PipelineRecord>> ReadRecord(uint32_t project, std::string_view name) {
@@ -1023,7 +997,7 @@ class Pipelines::Impl : public jobs::Runner::Source {
   /// spec it ran with — its pause on a permanent failure or the end of a date range.
   Status SaveRunOutcome(Entry& e, const PipelineRecord& outcome) {
     const PipelineSpec& spec = outcome.info.spec;
-    SLUICE_ASSIGN_OR_RETURN(RecordsLock records, LockRecords());
+    SLUICE_ASSIGN_OR_RETURN(jobs::ScopedLease records, LockRecords());
     SLUICE_ASSIGN_OR_RETURN(std::optional<PipelineRecord> stored, ReadRecord(spec.project_id, spec.name));
     std::lock_guard lock(mu_);
     PipelineRecord record = stored ? *stored : outcome;
@@ -1044,7 +1018,7 @@ class Pipelines::Impl : public jobs::Runner::Source {
       if (e.run_recurring) info.dispatcher = "recurring";
       AddRunTotalsLocked(e, info);
     }
-    SLUICE_TRY(WriteRecordLocked(*records.lease, record));
+    SLUICE_TRY(WriteRecordLocked(*records, record));
     ClearRunTotalsLocked(e);
     e.record = record;
     return OkStatus();
@@ -1341,7 +1315,7 @@ class Pipelines::Impl : public jobs::Runner::Source {
   /// The next task id of the pipeline, claimed in the stored record before a unit's export starts. A pipeline
   /// paused or canceled through another node meanwhile is not exported further (kCancelled).
   Result<uint64_t> ClaimTaskSeq(Entry& e, const PipelineSpec& spec) {
-    SLUICE_ASSIGN_OR_RETURN(RecordsLock records, LockRecords());
+    SLUICE_ASSIGN_OR_RETURN(jobs::ScopedLease records, LockRecords());
     SLUICE_ASSIGN_OR_RETURN(std::optional<PipelineRecord> stored, ReadRecord(spec.project_id, spec.name));
     std::lock_guard lock(mu_);
     if (!stored)
@@ -1359,7 +1333,7 @@ class Pipelines::Impl : public jobs::Runner::Source {
     // The totals of the units exported so far go in with it, so a node killed mid-run loses at most the last
     // unit's from the status.
     AddRunTotalsLocked(e, stored->info);
-    SLUICE_TRY(WriteRecordLocked(*records.lease, *stored));
+    SLUICE_TRY(WriteRecordLocked(*records, *stored));
     ClearRunTotalsLocked(e);
     e.record.next_task_seq = seq + 1;
     return seq;

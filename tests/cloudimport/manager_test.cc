@@ -1022,6 +1022,80 @@ TEST_F(TwoNodeTest, AConnectorWhoseRunAnotherNodeHoldsIsSkippedUntilItIsFree) {
   EXPECT_EQ(StoredEvents().size(), 1u);
 }
 
+// Node B answers the API only (never started, so it never reloads): its view is the one it loaded, as a
+// node's is between two reloads. Every change through it is made on the stored record, under the records
+// lease.
+TEST_F(TwoNodeTest, RecordChangesThroughANodeWithAStaleViewAreNeverLostOrBypassed) {
+  auto gated = std::make_shared<GatedBucket>(bucket_);
+  const auto options = [&](const std::string& node, MetricsRegistry* metrics) {
+    ConnectorManager::Options o = NodeOptions(node, metrics);
+    o.max_connectors_per_project = 4;
+    o.source_factory = [gated](const ConnectorSpec&, const store::Project&) -> Result<Source> {
+      return Source{.role = nullptr, .store = gated};
+    };
+    return o;
+  };
+  StopManager();
+  StartManager(20'000, [&](ConnectorManager::Options& o) { o = options("node-a", &metrics_); });
+  bucket_->SetObject("in/a.json", Event("E", "u", "a1"));
+  bucket_->SetObject("denied/d.json", Event("D", "u", "d1"));
+  Error denied(ErrorCode::kAccessDenied, "Access Denied");
+  denied.provider_code = "AccessDenied";
+  bucket_->InjectFault(
+      {.op = FakeObjectStore::Op::kGetStreaming, .key_contains = "denied/", .error = denied, .times = -1});
+  const std::string running = Create(Spec());  // its first run, on A, waits at the gate
+  ASSERT_TRUE(gated->WaitForReaders(1));
+  const std::string doomed = Create(Spec());
+  ConnectorSpec denied_spec = Spec();
+  denied_spec.s3_prefix = "denied/";
+  const std::string to_pause = Create(denied_spec);
+  auto b = ConnectorManager::Create(options("node-b", &metrics_b_));
+  ASSERT_TRUE(b.ok()) << b.error().ToString();
+
+  // A "run now" through B while A runs the connector is kept: another run follows this one (not in an hour).
+  ASSERT_TRUE((*b)->RunNow(project_.id, running).ok());
+  gated->Release();
+  EXPECT_EQ(WaitForRun(running, 1).status, RunStatus::kSuccess);
+  EXPECT_EQ(WaitForRun(running, 2).status, RunStatus::kSuccess) << "the run now through node B was lost";
+
+  // A connector its run paused stays paused: B's view still has it active.
+  EXPECT_EQ(WaitForRun(to_pause, 1).status, RunStatus::kPaused);
+  auto run_now = (*b)->RunNow(project_.id, to_pause);
+  ASSERT_FALSE(run_now.ok());
+  EXPECT_EQ(run_now.error().code, ErrorCode::kConflict) << run_now.error().ToString();
+  auto paused = manager_->Get(project_.id, to_pause);
+  ASSERT_TRUE(paused.ok());
+  EXPECT_TRUE(paused->paused) << "a run now through a node with an old view un-paused the connector";
+
+  // The per-project limit counts every node's connectors: B has seen 3 of the 4.
+  const std::string fourth = Create(Spec());
+  ValidationIssue issue;
+  auto fifth = (*b)->CreateConnector(Spec(), &issue);
+  ASSERT_FALSE(fifth.ok()) << "a fifth connector was created through node B";
+  EXPECT_EQ(fifth.error().code, ErrorCode::kConflict) << fifth.error().ToString();
+  size_t stored = 0;
+  ASSERT_TRUE(store_
+                  ->ScanMeta("connector", fmt::format("{:010}/", project_.id),
+                             [&](auto, auto) {
+                               ++stored;
+                               return true;
+                             })
+                  .ok());
+  EXPECT_EQ(stored, 4u);
+
+  // A resume through B after a delete through A does not bring the connector back.
+  ASSERT_TRUE(manager_->Delete(project_.id, doomed).ok());
+  auto resumed = (*b)->Resume(project_.id, doomed);
+  ASSERT_FALSE(resumed.ok()) << "a resume through node B brought a deleted connector back";
+  EXPECT_EQ(resumed.error().code, ErrorCode::kNotFound);
+  auto record = store_->GetMeta("connector", fmt::format("{:010}/{}", project_.id, doomed));
+  ASSERT_TRUE(record.ok());
+  EXPECT_FALSE(record->has_value());
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // node A keeps reloading
+  EXPECT_FALSE(manager_->Get(project_.id, doomed).ok());
+  (void)fourth;
+}
+
 /// In-process leases whose import leases are lost at their Nth Renew() (the node's ZooKeeper session expired
 /// then) and, from then on, held by "node-x" (the node that took the connector over) until `taken_over` is reset.
 class LosingImportLeases final : public jobs::LeaseService {
