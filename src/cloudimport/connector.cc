@@ -597,7 +597,8 @@ std::string SerializeCheckpoint(const FileCheckpoint& cp) {
                                       {"events_imported", cp.events_imported},
                                       {"events_dropped", cp.events_dropped},
                                       {"message", cp.message},
-                                      {"updated", cp.updated_ms}});
+                                      {"updated", cp.updated_ms},
+                                      {"insert_ids", static_cast<int>(cp.insert_ids)}});
 }
 
 Result<FileCheckpoint> ParseCheckpoint(std::string_view text) {
@@ -614,6 +615,9 @@ Result<FileCheckpoint> ParseCheckpoint(std::string_view text) {
   cp.events_dropped = UInt(o, "events_dropped");
   cp.message = Str(o, "message");
   cp.updated_ms = Int(o, "updated");
+  cp.insert_ids = Int(o, "insert_ids") == static_cast<int>(InsertIdScheme::kContent)
+                      ? InsertIdScheme::kContent
+                      : InsertIdScheme::kLineNumber;
   return cp;
 }
 

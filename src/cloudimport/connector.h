@@ -154,6 +154,16 @@ struct ConnectorRecord {
   int consecutive_failures = 0;
 };
 
+/// How the $insert_id of an event line without one is derived. Kept in the file's checkpoint: a file keeps
+/// the scheme its first import used, so importing it again after it changed deduplicates against that import.
+enum class InsertIdScheme : int {
+  /// Files whose import began before the content scheme: the key's tag and the line (DerivedInsertId). A line
+  /// inserted or removed gives every later line a new id.
+  kLineNumber = 1,
+  /// The line's content and how many identical lines came before it (InsertIdDeriver::Next).
+  kContent = 2,
+};
+
 /// Progress of one object of the bucket.
 struct FileCheckpoint {
   enum class State { kInProgress, kDone, kFailed };
@@ -166,6 +176,8 @@ struct FileCheckpoint {
   uint64_t events_dropped = 0;
   std::string message;  // kFailed: why
   int64_t updated_ms = 0;
+  /// How its lines without a $insert_id got one (a checkpoint stored without it: kLineNumber).
+  InsertIdScheme insert_ids = InsertIdScheme::kContent;
 
   /// True when this checkpoint describes `etag`/`size` (the object did not change since).
   bool Matches(std::string_view other_etag, uint64_t other_size) const {

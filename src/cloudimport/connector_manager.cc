@@ -833,6 +833,7 @@ ConnectorManager::Outcome ConnectorManager::Discover(const ConnectorRecord& reco
     cp.state = FileCheckpoint::State::kFailed;
     cp.message = why;
     cp.updated_ms = NowMs();
+    if (t.checkpoint) cp.insert_ids = t.checkpoint->insert_ids;
     (void)save_checkpoint(t.info.key, cp);
   };
 
@@ -851,6 +852,8 @@ ConnectorManager::Outcome ConnectorManager::Discover(const ConnectorRecord& reco
     cp.etag = t.info.etag;
     cp.size = t.info.size;
     cp.state = FileCheckpoint::State::kInProgress;
+    // A file imported before (it changed since, or its import was interrupted) keeps its $insert_id scheme.
+    if (t.checkpoint) cp.insert_ids = t.checkpoint->insert_ids;
     if (t.checkpoint && t.checkpoint->state == FileCheckpoint::State::kInProgress &&
         t.checkpoint->Matches(t.info.etag, t.info.size)) {
       cp.lines_done = t.checkpoint->lines_done;
@@ -879,6 +882,7 @@ ConnectorManager::Outcome ConnectorManager::Discover(const ConnectorRecord& reco
     fo.project_token = project->token;
     fo.key = key;
     fo.skip_lines = cp.lines_done;
+    fo.insert_id_scheme = cp.insert_ids;
     fo.clock = options_.clock;
     fo.on_error = [&](uint64_t line, const std::string& reason) { AddError(live, key, line, reason); };
     fo.cancelled = [&] { return live.cancel.load(); };

@@ -50,13 +50,13 @@ class Batcher {
 
  public:
   Batcher(store::Store& store, const FileImportOptions& o, FileProgress& progress)
-      : store_(store), o_(o), spec_(*o.spec), progress_(progress), file_tag_(FileTag(o.key)) {
+      : store_(store), o_(o), spec_(*o.spec), progress_(progress), insert_ids_(o.insert_id_scheme, o.key) {
     buffer_.reserve(1 << 20);
   }
 
   /// One line of the file (after `skip_lines`).
   Status Add(const Line& line) {
-    ++progress_.events_processed;
+    ++pending_.processed;
     if (line.too_long) {
       Drop(line.number, fmt::format("the line is longer than {} bytes; an event must be smaller than 1 MB",
                                     kMaxLineBytes));
@@ -71,13 +71,13 @@ class Batcher {
         // Lines without a $insert_id get a derived one: without it /import refuses the event, and with a
         // random one a re-import would duplicate it.
         if (MentionsInsertId(line.text) ||
-            !AppendWithInsertId(line.text, DerivedInsertId(file_tag_, line.number), buffer_)) {
+            !AppendWithInsertId(line.text, insert_ids_.Next(line.text, line.number), buffer_)) {
           buffer_.append(line.text);
         }
         break;
       case DataFormat::kRemapEvent:
-        shaped =
-            AppendRemappedEvent(line.text, spec_, DerivedInsertId(file_tag_, line.number), buffer_, error);
+        shaped = AppendRemappedEvent(
+            line.text, spec_, [&] { return insert_ids_.Next(line.text, line.number); }, buffer_, error);
         break;
       case DataFormat::kMixpanelPeople:
         shaped = AppendProfileWithToken(line.text, o_.project_token, buffer_, error);
@@ -102,10 +102,23 @@ class Batcher {
   /// far is accounted for.
   Status Commit() {
     SLUICE_TRY(Flush());
-    if (stash_ == nullptr || stash_->size() == 0) return OkStatus();
+    if (stash_ == nullptr || stash_->size() == 0) {
+      Settle();
+      return OkStatus();
+    }
     Status s = Write(stash_links_);
     stash_links_.clear();
     return s;
+  }
+
+  /// A line a resumed import skips (stored before): its derived $insert_id is counted, not used, so the
+  /// identical lines after it get the ids they got before.
+  void Skip(const Line& line) {
+    if (line.too_long || o_.insert_id_scheme != InsertIdScheme::kContent) return;
+    const bool derived = spec_.data_format == DataFormat::kMixpanelEvent
+                             ? !MentionsInsertId(line.text) || NeedsDerivedInsertId(line.text, spec_)
+                             : NeedsDerivedInsertId(line.text, spec_);
+    if (derived) (void)insert_ids_.Next(line.text, line.number);
   }
 
   void set_last_line(uint64_t n) { last_line_ = n; }
@@ -127,8 +140,16 @@ class Batcher {
     return OkStatus();
   }
 
+  /// The lines handled since the last write are accounted for: imported (just written) or dropped. Until then
+  /// they are pending, so the counters of a file that fails midway add up (processed = imported + dropped).
+  void Settle() {
+    progress_.events_processed += pending_.processed;
+    progress_.events_dropped += pending_.dropped;
+    pending_ = {};
+  }
+
   void Drop(uint64_t line, std::string reason) {
-    ++progress_.events_dropped;
+    ++pending_.dropped;
     if (o_.on_error) o_.on_error(line, reason);
   }
 
@@ -174,7 +195,8 @@ class Batcher {
       if (e.reason == "missing_insert_id" && spec_.data_format == DataFormat::kMixpanelEvent) {
         // "$insert_id" appeared in the line, but not as a property: derive one and validate again.
         std::string fixed;
-        if (AppendWithInsertId(RecordText(e.index), DerivedInsertId(file_tag_, lines_[e.index]), fixed)) {
+        const std::string_view text = RecordText(e.index);  // the line as read (appended as it was)
+        if (AppendWithInsertId(text, insert_ids_.Next(text, lines_[e.index]), fixed)) {
           auto again = ingest::ParseEvents(fixed, EventOptions());
           if (again.ok() && again->errors.empty() && again->events.size() == 1) {
             stash.Add(again->events.front(), again->events.front().properties);
@@ -222,6 +244,7 @@ class Batcher {
     }
     SLUICE_TRY(store_.WriteEventBatch(*stash_, links));
     progress_.events_imported += events;
+    Settle();
     if (linked != nullptr) {
       for (const auto& l : links) linked->Insert(l.device_id);
     }
@@ -277,6 +300,7 @@ class Batcher {
     for (const auto& [u, message] : refused)
       Drop(lines_[records[static_cast<size_t>(u - updates.data())]], message);
     progress_.events_imported += updates.size() - refused.size();
+    Settle();
     return OkStatus();
   }
 
@@ -284,11 +308,15 @@ class Batcher {
   const FileImportOptions& o_;
   const ConnectorSpec& spec_;
   FileProgress& progress_;
-  std::string file_tag_;
+  InsertIdDeriver insert_ids_;
   std::string buffer_;           // shaped records, one per line
   std::vector<size_t> starts_;   // where each record starts in buffer_
   std::vector<uint64_t> lines_;  // file line number of each record
   size_t count_ = 0;
+  struct {
+    uint64_t processed = 0;
+    uint64_t dropped = 0;
+  } pending_;                 // lines handled but not written yet (Settle)
   uint64_t last_line_ = 0;    // highest file line handed to Add (or skipped)
   std::unique_ptr<EventBatch> stash_;  // validated events waiting for Commit (Stash())
   std::vector<IdentityLink> stash_links_;
@@ -353,7 +381,10 @@ Status ImportFile(objstore::ObjectStore& source, store::Store& store, const File
                      .max_inflation_ratio = o.max_inflation_ratio,
                      .ratio_check_after = o.inflation_check_after},
                     [&](const Line& line) {
-                      if (line.number <= o.skip_lines) return true;
+                      if (line.number <= o.skip_lines) {
+                        batcher.Skip(line);
+                        return true;
+                      }
                       // A batch is about to be written: report the lines before this one as done once it is.
                       Status s = batcher.Add(line);
                       if (!s.ok()) {

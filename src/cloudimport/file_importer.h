@@ -4,9 +4,9 @@
 // ApplyProfileUpdate) and write them to the store. An invalid line is dropped, counted and reported with its
 // line number; the rest of the file is imported.
 //
-// Exactly-once-ish: every event has a $insert_id (its own, or one derived from the object key and line
-// number), so writing a batch twice stores each event once (the store deduplicates). `skip_lines` lets a
-// restart resume after the lines a checkpoint says are stored.
+// Exactly-once-ish: every event has a $insert_id (its own, or one derived from the line's content,
+// InsertIdDeriver), so writing a batch twice stores each event once (the store deduplicates). `skip_lines`
+// lets a restart resume after the lines a checkpoint says are stored.
 //
 // Memory is bounded by the LineReader's buffers plus one batch (≤ 2000 records, ≤ 10 MB, SPEC §3's /import
 // limits).
@@ -18,6 +18,7 @@
 
 #include "cloudimport/connector.h"
 #include "cloudimport/line_reader.h"
+#include "cloudimport/records.h"
 #include "common/clock.h"
 #include "common/result.h"
 #include "common/string_cache_set.h"
@@ -42,6 +43,8 @@ struct FileImportOptions {
   std::string key;
   /// Lines already stored by an earlier, interrupted import of the same object version.
   uint64_t skip_lines = 0;
+  /// How lines without a $insert_id get one: the scheme of the file's first import (its checkpoint).
+  InsertIdScheme insert_id_scheme = InsertIdScheme::kContent;
   const Clock* clock = &SystemClock::Instance();
   /// An invalid line: its 1-based line number and why it was dropped.
   std::function<void(uint64_t line, const std::string& reason)> on_error;

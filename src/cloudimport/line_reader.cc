@@ -118,6 +118,11 @@ Status LineReader::Inflate(std::string_view data) {
   z.avail_in = static_cast<uint32_t>(data.size());
   while (true) {
     if (member_ended_) {
+      // Zero bytes after a member are padding (tape blocks, preallocated files): gzip(1) ignores them too.
+      while (z.avail_in > 0 && *z.next_in == 0) {
+        ++z.next_in;
+        --z.avail_in;
+      }
       if (z.avail_in == 0) break;
       // Another gzip member follows the one that ended (concatenated gzip files are valid gzip).
       uint8_t* next_in = z.next_in;
@@ -168,6 +173,9 @@ Status LineReader::Inflate(std::string_view data) {
 bool LineReader::Emit(std::string_view raw, bool too_long) {
   ++line_number_;
   if (too_long) return fn_(Line{.text = {}, .number = line_number_, .too_long = true});
+  // A UTF-8 byte order mark (as Windows tools write) at the start of the file is not part of the first line.
+  constexpr std::string_view kByteOrderMark = "\xEF\xBB\xBF";
+  if (line_number_ == 1 && raw.starts_with(kByteOrderMark)) raw.remove_prefix(kByteOrderMark.size());
   std::string_view text = Trim(raw);
   if (text.empty()) return true;
   return fn_(Line{.text = text, .number = line_number_, .too_long = false});

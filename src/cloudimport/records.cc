@@ -123,6 +123,84 @@ std::string DerivedInsertId(std::string_view file_tag, uint64_t line) {
   return fmt::format("{}-{:x}", file_tag, line);
 }
 
+InsertIdDeriver::InsertIdDeriver(InsertIdScheme scheme, std::string_view key) : scheme_(scheme) {
+  if (scheme_ == InsertIdScheme::kLineNumber) file_tag_ = FileTag(key);
+}
+
+std::string InsertIdDeriver::Next(std::string_view text, uint64_t line) {
+  if (scheme_ == InsertIdScheme::kLineNumber) return DerivedInsertId(file_tag_, line);
+  const Sha256Digest digest = Sha256(text);
+  uint64_t hash48 = 0;
+  for (int i = 8; i < 14; ++i) hash48 = (hash48 << 8) | digest[static_cast<size_t>(i)];
+  const std::string prefix = HexEncode(std::string_view(reinterpret_cast<const char*>(digest.data()), 8));
+  // 16 + 1 + at most 8 (a count) or 1 + 16 (a line number) hex digits: within Mixpanel's 36.
+  if (std::optional<uint32_t> before = Count(hash48)) return fmt::format("{}-{:x}", prefix, *before);
+  return fmt::format("{}-l{:x}", prefix, line);
+}
+
+std::optional<uint32_t> InsertIdDeriver::Count(uint64_t hash48) {
+  constexpr uint64_t kCountMask = 0xffff;
+  if (hash48 == 0) hash48 = 1;  // 0 marks a free slot
+  if (slots_.empty()) slots_.assign(4096, 0);
+  const size_t mask = slots_.size() - 1;
+  for (size_t i = static_cast<size_t>(hash48 * 0x9E3779B97F4A7C15ull >> 20) & mask;; i = (i + 1) & mask) {
+    uint64_t& slot = slots_[i];
+    if (slot == 0) {
+      if (used_ >= kMaxDistinctDerivedLines) return std::nullopt;
+      slot = hash48 << 16 | 1;
+      if (++used_ * 2 > slots_.size()) Grow();
+      return 0;
+    }
+    if (slot >> 16 == hash48) {
+      const auto before = static_cast<uint32_t>(slot & kCountMask);
+      if (before == kCountMask) return std::nullopt;  // 65,535 identical lines: no count left
+      ++slot;
+      return before;
+    }
+  }
+}
+
+void InsertIdDeriver::Grow() {
+  std::vector<uint64_t> old = std::move(slots_);
+  slots_.assign(old.size() * 2, 0);
+  const size_t mask = slots_.size() - 1;
+  for (uint64_t slot : old) {
+    if (slot == 0) continue;
+    size_t i = static_cast<size_t>((slot >> 16) * 0x9E3779B97F4A7C15ull >> 20) & mask;
+    while (slots_[i] != 0) i = (i + 1) & mask;
+    slots_[i] = slot;
+  }
+}
+
+namespace {
+
+/// A JSON value that is no $insert_id: absent, null or "".
+bool NoId(std::string_view value) { return value.empty() || value == "null" || value == "\"\""; }
+
+}  // namespace
+
+bool NeedsDerivedInsertId(std::string_view line, const ConnectorSpec& spec) {
+  if (spec.data_format == DataFormat::kRemapEvent) {
+    const std::string_view source = spec.RemapOf("$insert_id").value_or(std::string_view());
+    std::string_view value;
+    ForEachMember(line, [&](std::string_view key, std::string_view v) {
+      if (!source.empty() && KeyIs(key, source)) value = v;
+    });
+    return NoId(value);
+  }
+  if (spec.data_format != DataFormat::kMixpanelEvent) return false;
+  std::string_view props;
+  ForEachMember(line, [&](std::string_view key, std::string_view value) {
+    if (KeyIs(key, "properties")) props = !value.empty() && value.front() == '{' ? value : std::string_view();
+  });
+  if (props.empty()) return false;  // dropped by validation, never given an id
+  std::string_view value;
+  ForEachMember(props, [&](std::string_view key, std::string_view v) {
+    if (KeyIs(key, "$insert_id")) value = v;
+  });
+  return NoId(value);
+}
+
 bool AppendWithInsertId(std::string_view line, std::string_view insert_id, std::string& out) {
   // The last top-level "properties" member wins (as in ingest), so inject into that one.
   std::string_view props;
@@ -132,18 +210,29 @@ bool AppendWithInsertId(std::string_view line, std::string_view insert_id, std::
   });
   if (!ok || props.empty()) return false;
   const size_t brace = static_cast<size_t>(props.data() - line.data());
-  const bool empty_object = SkipSpace(props, 1) < props.size() && props[SkipSpace(props, 1)] == '}';
+  constexpr std::string_view kKey = "\"$insert_id\"";
+  bool first = true;
   out.append(line.substr(0, brace + 1));
-  out.append("\"$insert_id\":\"");
+  if (props.find(kKey) == std::string_view::npos) {
+    out.append(props.substr(1, props.size() - 2));  // the members as they are
+    first = SkipSpace(props, 1) == props.size() - 1;
+  } else {
+    // The object has one that is no id (null, ""): the derived one replaces it.
+    ForEachMember(props, [&](std::string_view key, std::string_view value) {
+      if (!KeyIs(key, "$insert_id")) AppendMember(out, first, key, value);
+    });
+  }
+  AppendMember(out, first, "$insert_id", {});
+  out.push_back('"');
   out.append(insert_id);
   out.push_back('"');
-  if (!empty_object) out.push_back(',');
-  out.append(line.substr(brace + 1));
+  out.append(line.substr(brace + props.size() - 1));
   return true;
 }
 
-bool AppendRemappedEvent(std::string_view line, const ConnectorSpec& spec, std::string_view derived_insert_id,
-                         std::string& out, std::string& error) {
+bool AppendRemappedEvent(std::string_view line, const ConnectorSpec& spec,
+                         const std::function<std::string()>& derive_insert_id, std::string& out,
+                         std::string& error) {
   // The mapped targets, in the order they are written (after the other fields, so they win over a source field
   // that happens to carry the same name).
   struct Target {
@@ -159,13 +248,14 @@ bool AppendRemappedEvent(std::string_view line, const ConnectorSpec& spec, std::
   out.append("{\"properties\":{");
   bool first = true;
   bool ok = ForEachMember(line, [&](std::string_view key, std::string_view value) {
+    bool mapped = false;  // every target mapped to this field gets its value
     for (auto& t : targets) {
       if (!t.source.empty() && KeyIs(key, t.source)) {
         t.value = value;
-        return;
+        mapped = true;
       }
     }
-    AppendMember(out, first, key, value);
+    if (!mapped) AppendMember(out, first, key, value);
   });
   if (!ok) {
     out.resize(start);
@@ -181,12 +271,12 @@ bool AppendRemappedEvent(std::string_view line, const ConnectorSpec& spec, std::
   }
   AppendMember(out, first, "time", targets[1].value);
   AppendMember(out, first, "distinct_id", targets[2].value);
-  if (!targets[3].value.empty() && targets[3].value != "null") {
+  if (!NoId(targets[3].value)) {
     AppendMember(out, first, "$insert_id", targets[3].value);
   } else {
     AppendMember(out, first, "$insert_id", {});
     out.push_back('"');
-    out.append(derived_insert_id);
+    out.append(derive_insert_id());
     out.push_back('"');
   }
   if (!targets[4].value.empty()) AppendMember(out, first, "ip", targets[4].value);

@@ -49,6 +49,33 @@ TEST(LineReaderTest, SplitsLinesKeepingFileLineNumbersAcrossAnyChunking) {
   }
 }
 
+TEST(LineReaderTest, AByteOrderMarkAtTheStartOfTheFileIsNotPartOfTheFirstLine) {
+  const std::string text = "\xEF\xBB\xBF{\"a\":1}\n\xEF\xBB\xBF{\"b\":2}\n";
+  for (Compression c : {Compression::kNone, Compression::kGzip}) {
+    for (size_t chunk : {1, 2, 4096}) {
+      auto r = Read(c == Compression::kGzip ? Gzip(text) : text, c, chunk);
+      ASSERT_TRUE(r.status.ok()) << r.status.error().ToString();
+      ASSERT_EQ(r.lines.size(), 2u);
+      EXPECT_EQ(r.lines[0].second, "{\"a\":1}") << "chunk " << chunk;
+      EXPECT_EQ(r.lines[1].second, "\xEF\xBB\xBF{\"b\":2}") << "only the file's first bytes are a BOM";
+    }
+  }
+}
+
+TEST(LineReaderTest, ZeroBytesAfterTheLastGzipMemberAreIgnoredAsGzipDoes) {
+  const std::string gz =
+      Gzip("{\"n\":1}\n") + std::string(512, '\0') + Gzip("{\"n\":2}\n") + std::string(3, '\0');
+  for (size_t chunk : {1, 7, 1 << 20}) {
+    auto r = Read(gz, Compression::kGzip, chunk);
+    ASSERT_TRUE(r.status.ok()) << r.status.error().ToString();
+    ASSERT_EQ(r.lines.size(), 2u);
+    EXPECT_EQ(r.lines[1].second, "{\"n\":2}");
+  }
+  // Anything else after a member is still an error.
+  auto bad = Read(Gzip("{\"n\":1}\n") + "junk", Compression::kGzip, 4096);
+  EXPECT_FALSE(bad.status.ok());
+}
+
 TEST(LineReaderTest, InflatesGzipIncludingConcatenatedMembers) {
   std::string plain1 = "{\"n\":1}\n{\"n\":2}\n";
   std::string plain2 = "{\"n\":3}\n";

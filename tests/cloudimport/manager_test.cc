@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "cloudimport/connector_manager.h"
+#include "cloudimport/file_importer.h"
 #include "cloudimport/records.h"
 #include "common/compression.h"
 #include "common/crypto.h"
@@ -172,8 +173,9 @@ TEST_F(ManagerTest, ImportsEveryValidLineAndAccountsForTheRest) {
   EXPECT_EQ(stored.size(), 3u);
   EXPECT_EQ(stored.count("id-1"), 1u);
   EXPECT_EQ(stored.count("id-4"), 1u);
-  // The line without $insert_id got the deterministic one of (key, line 3).
-  EXPECT_EQ(stored.count(DerivedInsertId(FileTag("in/a.json"), 3)), 1u);
+  // The line without $insert_id got the deterministic one of its content (the first such line).
+  EXPECT_EQ(stored.count(InsertIdDeriver(InsertIdScheme::kContent, "").Next(Event("Login", "u2", ""), 3)),
+            1u);
   std::string rendered = metrics_.Render();
   EXPECT_NE(rendered.find("sluice_import_events_total{result=\"imported\"} 3"), std::string::npos)
       << rendered;
@@ -229,6 +231,22 @@ TEST_F(ManagerTest, CompressionMismatchFailsThatFileOnly) {
   auto record = manager_->Get(project_.id, id);
   ASSERT_TRUE(record.ok());
   EXPECT_FALSE(record->paused);  // a bad file is not the connector's fault
+}
+
+TEST_F(ManagerTest, AFileThatFailsMidwayCountsOnlyTheLinesItStoredOrDropped) {
+  std::string body;
+  for (int i = 0; i < 300; ++i) body += Event("E", "u", i % 50 == 0 ? "" : "t" + std::to_string(i)) + "\n";
+  body += "not json\n";
+  const std::string gz = Gzip(body);
+  bucket_->SetObject("in/cut.json.gz", gz.substr(0, gz.size() / 2));  // truncated: fails at its end
+  std::string id = Create(Spec(DataFormat::kMixpanelEvent, Compression::kGzip));
+  RunRecord run = WaitForRun(id, 1);
+  EXPECT_EQ(run.status, RunStatus::kFailed);
+  EXPECT_NE(run.failure_message.find("truncated"), std::string::npos) << run.failure_message;
+  EXPECT_EQ(run.num_events_processed, run.num_events_imported + run.num_events_dropped)
+      << run.num_events_processed << " processed, " << run.num_events_imported << " imported, "
+      << run.num_events_dropped << " dropped";
+  EXPECT_EQ(run.num_events_imported, StoredEvents().size());
 }
 
 TEST_F(ManagerTest, GzipConnectorImportsGzipFiles) {
@@ -287,6 +305,55 @@ TEST_F(ManagerTest, TransientErrorsAreRetriedWithBackoff) {
   EXPECT_EQ(ok.status, RunStatus::kSuccess);
   EXPECT_EQ(ok.num_events_imported, 1u);
   EXPECT_FALSE(manager_->Get(project_.id, id)->paused);
+}
+
+TEST_F(ManagerTest, LinesWithoutAnIdOfTheirOwnAreStoredOnceWhateverTheFileBecomes) {
+  const std::string login = Event("Login", "u1", "", 1);
+  const std::string null_id = R"({"event":"Null","properties":{"time":)" + std::to_string(event_time_) +
+                              R"(,"distinct_id":"u2","$insert_id":null}})";
+  const std::string empty_id = R"({"event":"Empty","properties":{"time":)" + std::to_string(event_time_) +
+                               R"(,"distinct_id":"u3","$insert_id":""}})";
+  // A byte order mark in front (as Windows tools write), and the same Login twice: two events.
+  bucket_->SetObject("in/day.json",
+                     "\xEF\xBB\xBF" + login + "\n" + null_id + "\n" + empty_id + "\n" + login + "\n");
+  std::string id = Create(Spec());
+  RunRecord first = WaitForRun(id, 1);
+  EXPECT_EQ(first.num_events_imported, 4u);
+  EXPECT_EQ(first.num_events_dropped, 0u) << (first.errors.empty() ? "" : first.errors[0].reason);
+  EXPECT_EQ(StoredEvents().size(), 4u);
+
+  // The file regenerated with a late event sorted in front and one Login gone: nothing is stored twice.
+  bucket_->SetObject("in/day.json",
+                     Event("Late", "u4", "") + "\n" + login + "\n" + null_id + "\n" + empty_id + "\n");
+  ASSERT_TRUE(manager_->RunNow(project_.id, id).ok());
+  RunRecord second = WaitForRun(id, 2);
+  EXPECT_EQ(second.num_events_imported, 4u);
+  auto stored = StoredEvents();
+  EXPECT_EQ(stored.size(), 5u) << "events of the rewritten file were stored again under new ids";
+  for (const auto& [insert_id, n] : stored) EXPECT_EQ(n, 1) << insert_id;
+}
+
+TEST_F(ManagerTest, AResumedFileGivesIdenticalLinesAfterItsCheckpointTheIdsTheyHadInFull) {
+  const std::string a = Event("A", "u1", "");
+  const std::string b = R"({"event":"B","properties":{"time":)" + std::to_string(event_time_) +
+                        R"(,"distinct_id":"u2","$insert_id":null}})";
+  const std::string c = Event("C", "u3", "");
+  bucket_->SetObject("in/r.json", a + "\n" + b + "\n" + a + "\n" + b + "\n" + c + "\n");
+  ConnectorSpec spec = Spec();
+  FileImportOptions o;
+  o.spec = &spec;
+  o.key = "in/r.json";
+  o.skip_lines = 2;  // lines 1-2 were stored before a crash
+  FileProgress progress;
+  ASSERT_TRUE(ImportFile(*bucket_, *store_, o, progress).ok());
+  EXPECT_EQ(progress.events_imported, 3u);
+  InsertIdDeriver full(InsertIdScheme::kContent, o.key);
+  (void)full.Next(a, 1);
+  (void)full.Next(b, 2);
+  const std::set<std::string> expected = {full.Next(a, 3), full.Next(b, 4), full.Next(c, 5)};
+  std::set<std::string> got;
+  for (const auto& [insert_id, n] : StoredEvents()) got.insert(insert_id);
+  EXPECT_EQ(got, expected) << "the resumed lines got other ids than a whole import gives them";
 }
 
 TEST_F(ManagerTest, ResumesAFileAfterItsCheckpoint) {

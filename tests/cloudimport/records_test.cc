@@ -1,7 +1,10 @@
 #include "cloudimport/records.h"
 
-#include <boost/json.hpp>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <set>
 
 #include "cloudimport/file_importer.h"
 
@@ -51,13 +54,81 @@ TEST(RecordsTest, DerivedInsertIdsAreDeterministicAndValid) {
   EXPECT_EQ(DerivedInsertId(tag, 255), tag + "-ff");
 }
 
+TEST(RecordsTest, ContentIdsFollowTheLineNotItsPlaceAndKeepIdenticalLinesApart) {
+  const std::string a = R"({"event":"A","properties":{"time":1,"distinct_id":"u"}})";
+  const std::string b = R"({"event":"B","properties":{"time":1,"distinct_id":"u"}})";
+  InsertIdDeriver first(InsertIdScheme::kContent, "in/day.json");
+  const std::string a0 = first.Next(a, 1), b0 = first.Next(b, 2), a1 = first.Next(a, 3);
+  EXPECT_NE(a0, a1) << "two identical lines are two events";
+  EXPECT_NE(a0, b0);
+  for (const std::string& id : {a0, b0, a1}) {
+    EXPECT_LE(id.size(), 36u);
+    EXPECT_EQ(id.find_first_not_of("0123456789abcdef-"), std::string::npos) << id;
+  }
+  // The same file rewritten with a line in front, under another key: every line keeps its id.
+  InsertIdDeriver rewritten(InsertIdScheme::kContent, "copy/day.json");
+  EXPECT_NE(rewritten.Next(R"({"event":"New","properties":{"time":2,"distinct_id":"v"}})", 1), a0);
+  EXPECT_EQ(rewritten.Next(a, 2), a0);
+  EXPECT_EQ(rewritten.Next(b, 3), b0);
+  EXPECT_EQ(rewritten.Next(a, 4), a1);
+  // Files whose import began with line-number ids keep them.
+  InsertIdDeriver legacy(InsertIdScheme::kLineNumber, "in/day.json");
+  EXPECT_EQ(legacy.Next(a, 7), DerivedInsertId(FileTag("in/day.json"), 7));
+}
+
+TEST(RecordsTest, ContentIdCountsAreBoundedAndStayUniqueBeyondTheBound) {
+  InsertIdDeriver ids(InsertIdScheme::kContent, "big.json");
+  std::set<std::string> seen;
+  const uint64_t lines = kMaxDistinctDerivedLines + 1000;
+  for (uint64_t i = 1; i <= lines; ++i) {
+    std::string id = ids.Next(fmt::format("line {}", i), i);
+    if (i > kMaxDistinctDerivedLines) {
+      EXPECT_NE(id.find("-l"), std::string::npos) << i;
+    }
+    ASSERT_LE(id.size(), 36u);
+    ASSERT_TRUE(seen.insert(std::move(id)).second) << "line " << i;
+  }
+  // Lines seen before the bound still count on.
+  EXPECT_TRUE(ids.Next("line 1", lines + 1).ends_with("-1"));
+}
+
+TEST(RecordsTest, LinesThatNeedADerivedIdAreRecognised) {
+  ConnectorSpec events;
+  events.data_format = DataFormat::kMixpanelEvent;
+  EXPECT_TRUE(NeedsDerivedInsertId(R"({"event":"e","properties":{"time":1}})", events));
+  EXPECT_TRUE(NeedsDerivedInsertId(R"({"event":"e","properties":{"$insert_id":null}})", events));
+  EXPECT_TRUE(NeedsDerivedInsertId(R"({"event":"e","properties":{"$insert_id":""}})", events));
+  EXPECT_TRUE(NeedsDerivedInsertId(R"({"event":"e","properties":{"a":{"$insert_id":"x"}}})", events));
+  EXPECT_FALSE(NeedsDerivedInsertId(R"({"event":"e","properties":{"$insert_id":"x"}})", events));
+  EXPECT_FALSE(NeedsDerivedInsertId(R"({"event":"e"})", events));
+  ConnectorSpec remap;
+  remap.data_format = DataFormat::kRemapEvent;
+  remap.property_remap = {{"event_name", "e"}, {"time", "t"}, {"distinct_id", "d"}, {"$insert_id", "id"}};
+  EXPECT_TRUE(NeedsDerivedInsertId(R"({"e":"x","t":1,"d":"u"})", remap));
+  EXPECT_TRUE(NeedsDerivedInsertId(R"({"e":"x","t":1,"d":"u","id":null})", remap));
+  EXPECT_FALSE(NeedsDerivedInsertId(R"({"e":"x","t":1,"d":"u","id":"i"})", remap));
+}
+
+/// A derived $insert_id that is always `id`.
+std::function<std::string()> Fixed(std::string id) {
+  return [id] { return id; };
+}
+
 TEST(RecordsTest, InsertIdGoesIntoTheLastPropertiesObject) {
   std::string out;
   ASSERT_TRUE(AppendWithInsertId(R"({"event":"e","properties":{"time":1.0}})", "id-1", out));
-  EXPECT_EQ(out, R"({"event":"e","properties":{"$insert_id":"id-1","time":1.0}})");
+  EXPECT_EQ(out, R"({"event":"e","properties":{"time":1.0,"$insert_id":"id-1"}})");
   out.clear();
   ASSERT_TRUE(AppendWithInsertId(R"({"properties":{ },"event":"e"})", "x", out));
-  EXPECT_EQ(out, R"({"properties":{"$insert_id":"x" },"event":"e"})");
+  EXPECT_EQ(out, R"({"properties":{ "$insert_id":"x"},"event":"e"})");
+  out.clear();
+  // A "$insert_id" that is no id (null, "", a number) is replaced, not left in front of the derived one.
+  ASSERT_TRUE(
+      AppendWithInsertId(R"({"event":"e","properties":{"$insert_id":null,"a":{"$insert_id":1}}})", "x", out));
+  EXPECT_EQ(out, R"({"event":"e","properties":{"a":{"$insert_id":1},"$insert_id":"x"}})");
+  out.clear();
+  ASSERT_TRUE(AppendWithInsertId(R"({"event":"e","properties":{"t":1, "$insert_id" : ""}})", "x", out));
+  EXPECT_EQ(out, R"({"event":"e","properties":{"t":1,"$insert_id":"x"}})");
   out.clear();
   EXPECT_FALSE(AppendWithInsertId(R"({"event":"e"})", "x", out));
   EXPECT_FALSE(AppendWithInsertId(R"({"event":"e","properties":[1]})", "x", out));
@@ -71,7 +142,7 @@ TEST(RecordsTest, RemapEventRenamesFieldsAndKeepsTheRestAsProperties) {
   std::string out, error;
   ASSERT_TRUE(AppendRemappedEvent(R"({"action":"Signup","ts":1700000000123,"user":42,"addr":"1.2.3.4",)"
                                   R"("plan":"pro","time":"ignored","n":1.10})",
-                                  spec, "derived-1", out, error))
+                                  spec, Fixed("derived-1"), out, error))
       << error;
   auto v = json::parse(out).as_object();
   EXPECT_EQ(v.at("event").as_string(), "Signup");
@@ -85,18 +156,35 @@ TEST(RecordsTest, RemapEventRenamesFieldsAndKeepsTheRestAsProperties) {
   EXPECT_LT(out.find("\"time\":\"ignored\""), out.find("\"time\":1700000000123"));
 
   out.clear();
-  EXPECT_FALSE(AppendRemappedEvent(R"({"action":"x","user":"u"})", spec, "d", out, error));
+  EXPECT_FALSE(AppendRemappedEvent(R"({"action":"x","user":"u"})", spec, Fixed("d"), out, error));
   EXPECT_EQ(error, "source field 'ts' (remapped to time) is missing");
   EXPECT_TRUE(out.empty());
-  EXPECT_FALSE(AppendRemappedEvent("not json", spec, "d", out, error));
+  EXPECT_FALSE(AppendRemappedEvent("not json", spec, Fixed("d"), out, error));
 }
 
 TEST(RecordsTest, RemapEventUsesAMappedInsertId) {
   ConnectorSpec spec;
   spec.property_remap = {{"event_name", "e"}, {"time", "t"}, {"distinct_id", "d"}, {"$insert_id", "id"}};
   std::string out, error;
-  ASSERT_TRUE(AppendRemappedEvent(R"({"e":"x","t":1,"d":"u","id":"own-id"})", spec, "derived", out, error));
+  ASSERT_TRUE(
+      AppendRemappedEvent(R"({"e":"x","t":1,"d":"u","id":"own-id"})", spec, Fixed("derived"), out, error));
   EXPECT_EQ(json::parse(out).at("properties").at("$insert_id").as_string(), "own-id");
+  // An empty one is no id: the derived one is used, as for null or a missing field.
+  out.clear();
+  ASSERT_TRUE(AppendRemappedEvent(R"({"e":"x","t":1,"d":"u","id":""})", spec, Fixed("derived"), out, error));
+  EXPECT_EQ(json::parse(out).at("properties").at("$insert_id").as_string(), "derived");
+}
+
+TEST(RecordsTest, RemapEventGivesAFieldMappedTwiceToBothTargets) {
+  ConnectorSpec spec;
+  spec.property_remap = {{"event_name", "e"}, {"time", "t"}, {"distinct_id", "uid"}, {"$insert_id", "uid"}};
+  std::string out, error;
+  ASSERT_TRUE(AppendRemappedEvent(R"({"e":"x","t":1,"uid":"u-7"})", spec, Fixed("derived"), out, error))
+      << error;
+  auto properties = json::parse(out).at("properties").as_object();
+  EXPECT_EQ(properties.at("distinct_id").as_string(), "u-7");
+  EXPECT_EQ(properties.at("$insert_id").as_string(), "u-7");
+  EXPECT_FALSE(properties.contains("uid"));
 }
 
 TEST(RecordsTest, PeopleRecordsCarryTheProjectToken) {
