@@ -20,15 +20,6 @@
 namespace sluice::api {
 namespace {
 
-/// Mixpanel's profile geolocation: the country of the update's own $ip ("0": none), else with ip=1 of the
-/// request's address. Neither address is stored.
-std::string ProfileCountry(const CountryLookup* geoip, const ingest::ProfileUpdate& u, bool ip_flag,
-                           std::string_view request_ip) {
-  if (geoip == nullptr || u.ip == "0") return {};
-  if (!u.ip.empty()) return geoip->CountryOf(u.ip);
-  return ip_flag ? geoip->CountryOf(request_ip) : std::string();
-}
-
 // A 1x1 transparent GIF: what Mixpanel answers to img=1 (tracking pixels).
 constexpr unsigned char kPixelGif[] = {0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00,
                                        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00,
@@ -248,6 +239,7 @@ http::Response ServiceImpl::HandleImport(http::Request& req) {
   ingest::ParseOptions opts{.endpoint = ingest::Endpoint::kImport,
                             .format = format,
                             .now_us = NowMicros(),
+                            .geoip = options_.geoip,
                             .derive_insert_id = legacy,
                             .payload_padded = padded,
                             .recycled_events = ThreadEventSpares().pool()};
@@ -302,6 +294,7 @@ http::Response ServiceImpl::HandleTrack(http::Request& req) {
   ingest::ParseOptions opts{.endpoint = ingest::Endpoint::kTrack,
                             .format = payload->format,
                             .now_us = NowMicros(),
+                            .geoip = options_.geoip,
                             .recycled_events = ThreadEventSpares().pool()};
   // ip=1: Mixpanel's geolocation of the request's address (its country, with Debian's country database); the
   // address itself is not stored, as Mixpanel does not keep it.
@@ -383,7 +376,7 @@ http::Response ServiceImpl::HandleProfileUpdates(http::Request& req, bool groups
   if (!groups) {
     const bool ip_flag = params.Flag("ip");
     for (ingest::ProfileUpdate& u : parsed->updates)
-      u.country = ProfileCountry(options_.geoip, u, ip_flag, req.remote_ip);
+      u.country = ingest::ProfileCountry(options_.geoip, u, ip_flag ? req.remote_ip : std::string_view());
   }
 
   // Group per (project, group key), then per profile in order of first appearance; updates of one profile

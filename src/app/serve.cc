@@ -348,7 +348,8 @@ int Serve(const ServeFlags& f) {
       geoip = std::move(opened_geoip).value();
       service_options.geoip = geoip.get();
     } else {
-      spdlog::warn("ip=1 and $ip add no country to events or profiles: {}", opened_geoip.error().message);
+      spdlog::warn("ip=1, ip properties and $ip add no country to events or profiles: {}",
+                   opened_geoip.error().message);
     }
   }
   // [pipelines] and [cloud import] managers are created here and handed to the service.
@@ -389,6 +390,7 @@ int Serve(const ServeFlags& f) {
   cloudimport::ConnectorManager::Options import_options{
       .store = store->get(), .metrics = &metrics, .transport = transport, .own_credentials = own_credentials};
   import_options.max_concurrent_runs = f.import_runs;
+  import_options.geoip = geoip.get();
   import_options.leases = leases;
   import_options.node_id = node_id;
   cloudimport::SourceContext source_context{.own_credentials = own_credentials,
@@ -556,8 +558,9 @@ void RegisterServeCommand(CLI::App& app, int& exit_code) {
   cmd->add_option(
          "--geoip-dir", flags->geoip_dir,
          "Directory of the GeoIP country databases GeoIP.dat and GeoIPv6.dat (Debian's geoip-database) "
-         "that turn /track's ip=1 into the event's mp_country_code, and an /engage update's $ip (or ip=1) "
-         "into the profile's $country_code; \"\" = no country is added. An address is never stored")
+         "that turn an event's ip property (or /track's ip=1) into its mp_country_code, and an /engage "
+         "update's $ip (or ip=1) into the profile's $country_code, also for Cloud Import; \"\" = no country "
+         "is added. An address is never stored")
       ->capture_default_str();
   cmd->add_option("--store", flags->store_url,
                   "Where events, profiles and metadata live: without it, the embedded store in --data-dir (one "

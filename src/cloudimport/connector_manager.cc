@@ -883,6 +883,7 @@ ConnectorManager::Outcome ConnectorManager::Discover(const ConnectorRecord& reco
     fo.key = key;
     fo.skip_lines = cp.lines_done;
     fo.insert_id_scheme = cp.insert_ids;
+    fo.geoip = options_.geoip;
     fo.clock = options_.clock;
     fo.on_error = [&](uint64_t line, const std::string& reason) { AddError(live, key, line, reason); };
     fo.cancelled = [&] { return live.cancel.load(); };

@@ -54,6 +54,7 @@
 #include "cloudimport/line_reader.h"
 #include "cloudimport/source.h"
 #include "common/clock.h"
+#include "common/geoip.h"
 #include "common/metrics.h"
 #include "common/result.h"
 #include "http/transport.h"
@@ -75,6 +76,9 @@ class ConnectorManager {
     const Clock* clock = &SystemClock::Instance();
     /// Null = OpenS3Source with `transport` and `own_credentials`.
     SourceFactory source_factory;
+    /// Country database (serve --geoip-dir): imported events' `ip` and profile updates' `$ip` give their
+    /// country, as on /import and /engage. Null = none. Must outlive the manager.
+    const CountryLookup* geoip = nullptr;
     /// Retry schedule of runs that failed on a transient error: base × 2^(failures-1), capped at the
     /// frequency.
     std::chrono::milliseconds retry_base{30'000};

@@ -161,7 +161,8 @@ class Batcher {
   ingest::ParseOptions EventOptions() const {
     return {.endpoint = ingest::Endpoint::kImport,
             .format = ingest::PayloadFormat::kNdjson,
-            .now_us = NowMicros(*o_.clock)};
+            .now_us = NowMicros(*o_.clock),
+            .geoip = o_.geoip};
   }
 
   Status FlushEvents() {
@@ -276,6 +277,8 @@ class Batcher {
       }
     }
     if (updates.empty()) return OkStatus();
+    // A line's own $ip places the profile, as on /engage (a file has no request address); it is not stored.
+    for (ingest::ProfileUpdate& u : updates) u.country = ingest::ProfileCountry(o_.geoip, u, {});
     // As /engage: updates of one profile apply in file order, profiles in order of first appearance.
     std::vector<std::string> ids;
     std::unordered_map<std::string, std::vector<const ingest::ProfileUpdate*>> by_id;

@@ -20,6 +20,7 @@
 #include "cloudimport/line_reader.h"
 #include "cloudimport/records.h"
 #include "common/clock.h"
+#include "common/geoip.h"
 #include "common/result.h"
 #include "common/string_cache_set.h"
 #include "objstore/object_store.h"
@@ -43,6 +44,9 @@ struct FileImportOptions {
   std::string key;
   /// Lines already stored by an earlier, interrupted import of the same object version.
   uint64_t skip_lines = 0;
+  /// Country database: an event's `ip` property and a profile update's `$ip` give its country (neither
+  /// address is stored). Null = no countries.
+  const CountryLookup* geoip = nullptr;
   /// How lines without a $insert_id get one: the scheme of the file's first import (its checkpoint).
   InsertIdScheme insert_id_scheme = InsertIdScheme::kContent;
   const Clock* clock = &SystemClock::Instance();

@@ -279,7 +279,8 @@ bool AppendRemappedEvent(std::string_view line, const ConnectorSpec& spec,
     out.append(derive_insert_id());
     out.push_back('"');
   }
-  if (!targets[4].value.empty()) AppendMember(out, first, "ip", targets[4].value);
+  if (!targets[4].value.empty() && targets[4].value != "null")
+    AppendMember(out, first, "ip", targets[4].value);
   out.append("},\"event\":");
   out.append(targets[0].value);
   out.push_back('}');
@@ -290,12 +291,18 @@ bool AppendRemappedProfile(std::string_view line, const ConnectorSpec& spec, std
                            std::string& out, std::string& error) {
   std::string_view source = spec.RemapOf("$distinct_id").value_or(std::string_view());
   std::string_view distinct_id;
+  std::string_view ip;  // the line's "$ip": the update's address for geolocation, not a property
   const size_t start = out.size();
   out.append("{\"$set\":{");
   bool first = true;
   bool ok = ForEachMember(line, [&](std::string_view key, std::string_view value) {
     if (!source.empty() && KeyIs(key, source)) {
       distinct_id = value;
+      return;
+    }
+    if (KeyIs(key, "$token")) return;  // updates go to the connector's project
+    if (KeyIs(key, "$ip")) {
+      ip = value;
       return;
     }
     AppendMember(out, first, key, value);
@@ -314,6 +321,10 @@ bool AppendRemappedProfile(std::string_view line, const ConnectorSpec& spec, std
   AppendJsonString(out, token);
   out.append(",\"$distinct_id\":");
   out.append(distinct_id);
+  if (!ip.empty()) {
+    out.append(",\"$ip\":");
+    out.append(ip);
+  }
   out.push_back('}');
   return true;
 }

@@ -466,6 +466,13 @@ Result<ParsedProfileUpdates> ParseUpdates(std::string_view payload, PayloadForma
 
 }  // namespace
 
+std::string ProfileCountry(const CountryLookup* geoip, const ProfileUpdate& update,
+                           std::string_view request_ip) {
+  if (geoip == nullptr || update.ip == "0") return {};
+  if (!update.ip.empty()) return geoip->CountryOf(update.ip);
+  return request_ip.empty() ? std::string() : geoip->CountryOf(request_ip);
+}
+
 Result<ParsedProfileUpdates> ParseProfileUpdates(std::string_view payload, PayloadFormat format,
                                                  int64_t now_us) {
   return ParseUpdates(payload, format, now_us, /*groups=*/false);

@@ -236,6 +236,8 @@ uint64_t HashKey(std::string_view k) {
 /// kServerSet: a property the server sets (Mixpanel's mp_processing_time_ms, the time the event was stored):
 /// a client's value is validated and dropped, so no export line carries the key twice or a forged value.
 /// kCountry: stays in the properties, but an event that has it gets no mp_country_code from ip=1.
+/// kIp: a string `ip` is the address Mixpanel geolocates the event by (instead of the request's), and is not
+/// stored; another type is an ordinary property.
 enum class Promoted {
   kNone,
   kTime,
@@ -245,11 +247,14 @@ enum class Promoted {
   kUserId,
   kToken,
   kCountry,
+  kIp,
   kServerSet
 };
 
 Promoted Classify(std::string_view key) {
   switch (key.size()) {
+    case 2:
+      return key == "ip" ? Promoted::kIp : Promoted::kNone;
     case 4:
       return key == "time" ? Promoted::kTime : Promoted::kNone;
     case 5:
@@ -321,6 +326,16 @@ class EventParser {
   Walk WalkValue(od::value& value, int depth);
   Walk ReadId(od::value& value, IdValue& id);
   Walk ReadTime(od::value& value);
+  /// The event's mp_country_code member: its own `ip`'s country when it has one (none for an address the
+  /// database does not place), else the request's (ip=1); empty = none.
+  std::string_view CountryJson() {
+    if (!has_ip_) return country_json_;
+    std::string country = options_.geoip != nullptr ? options_.geoip->CountryOf(ip_) : std::string();
+    if (country.empty()) return {};
+    ip_country_json_ = "\"mp_country_code\":";
+    AppendJsonString(ip_country_json_, country);
+    return ip_country_json_;
+  }
   void Commit();
   Event& NewEvent();  // appended to out_.events, recycled when options_ offers one
   void Reject(std::string field, std::string message, std::string_view reason);
@@ -361,12 +376,15 @@ class EventParser {
   TimeValue time_;
   IdValue distinct_id_, insert_id_, device_id_, user_id_, token_;
   bool has_country_ = false;
+  bool has_ip_ = false;
+  std::string_view ip_;       // the event's own address (kIp), valid for the lifetime of the document
   std::string_view top_key_;  // the top-level property being walked, for messages
   std::string pending_field_, pending_message_;
   std::string_view pending_reason_;
 
   OutBuffer& props_buf_ = scratch_.out;
-  std::string country_json_;  // "mp_country_code":"<options_.client_country>"
+  std::string country_json_;     // "mp_country_code":"<options_.client_country>"
+  std::string ip_country_json_;  // "mp_country_code":"<the country of ip_>"
   std::vector<Entry> entries_;
   std::array<Slot, 1024> slots_{};
   uint32_t stamp_ = 0;
@@ -555,6 +573,7 @@ Walk EventParser::WalkProperties(od::object props) {
   time_ = TimeValue{};
   distinct_id_ = insert_id_ = device_id_ = user_id_ = token_ = IdValue{};
   has_country_ = false;
+  has_ip_ = false;
   props_buf_.clear();
   props_buf_.push_back('{');
   entries_.clear();
@@ -578,7 +597,19 @@ Walk EventParser::WalkProperties(od::object props) {
     }
     od::value& value = field.value();
     Walk w = Walk::kOk;
-    switch (Classify(key)) {
+    Promoted kind = Classify(key);
+    if (kind == Promoted::kIp) {
+      std::string_view token = value.raw_json_token();
+      od::json_type type;
+      if (auto err = value.type().get(type)) return Malformed(err, token.data());
+      if (type == od::json_type::string) {
+        if (auto err = value.get_string().get(ip_)) return Malformed(err, token.data());
+        has_ip_ = true;
+        continue;
+      }
+      kind = Promoted::kNone;
+    }
+    switch (kind) {
       case Promoted::kTime:
         w = ReadTime(value);
         break;
@@ -607,6 +638,7 @@ Walk EventParser::WalkProperties(od::object props) {
       case Promoted::kCountry:
         has_country_ = true;
         [[fallthrough]];
+      case Promoted::kIp:
       case Promoted::kNone: {
         const size_t begin = props_buf_.size() + (entries_.empty() ? 0 : 1);
         if (!entries_.empty()) props_buf_.push_back(',');
@@ -651,9 +683,11 @@ Walk EventParser::WalkProperties(od::object props) {
     }
     props_buf_.assign(rebuilt);
   }
-  if (!country_json_.empty() && !has_country_) {
-    if (props_buf_.size() > 1) props_buf_.push_back(',');
-    props_buf_.append(country_json_);
+  if (!has_country_) {
+    if (std::string_view country = CountryJson(); !country.empty()) {
+      if (props_buf_.size() > 1) props_buf_.push_back(',');
+      props_buf_.append(country);
+    }
   }
   props_buf_.push_back('}');
   return Walk::kOk;
@@ -667,6 +701,7 @@ Walk EventParser::ProcessRecord(od::object record, size_t index) {
   time_ = TimeValue{};
   distinct_id_ = insert_id_ = device_id_ = user_id_ = token_ = IdValue{};
   has_country_ = false;
+  has_ip_ = false;
   pending_reason_ = {};
   props_buf_.assign("{}");
 

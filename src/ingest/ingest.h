@@ -8,7 +8,6 @@
 
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
-
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -18,6 +17,7 @@
 #include <vector>
 
 #include "common/event.h"
+#include "common/geoip.h"
 #include "common/result.h"
 
 namespace sluice::ingest {
@@ -75,6 +75,11 @@ struct ParseOptions {
   /// /track with ip=1: the country of the request's address (ISO 3166-1 alpha-2), stored as Mixpanel's
   /// `mp_country_code` when the event has none; empty = none added. The address itself is never stored.
   std::string client_country;
+  /// An event's own `ip` property (a string, as Mixpanel's server-side SDKs send the user's address): its
+  /// country in this database becomes the event's mp_country_code when it has none (instead of
+  /// client_country), and the property is not stored, as Mixpanel does not keep addresses. Null: no country
+  /// from it (still not stored).
+  const CountryLookup* geoip = nullptr;
   /// /import in its legacy forms (`data=` in a form body or the query, as Mixpanel's older SDKs send it): an
   /// event without $insert_id gets one derived from its content (DeriveInsertId), so a resend deduplicates
   /// instead of being refused. Strict JSON /import keeps requiring $insert_id.
@@ -216,6 +221,11 @@ struct ParsedProfileUpdates {
 /// kMaxProfileProperties names): such an update is refused.
 Result<ParsedProfileUpdates> ParseProfileUpdates(std::string_view payload, PayloadFormat format,
                                                  int64_t now_us);
+
+/// Mixpanel's profile geolocation: the country of the update's own $ip ("0": none), else of `request_ip` (the
+/// request's address when /engage has ip=1; empty: none). "" without a database. Neither address is stored.
+std::string ProfileCountry(const CountryLookup* geoip, const ProfileUpdate& update,
+                           std::string_view request_ip);
 
 /// Parses a /groups payload: as ParseProfileUpdates, but each record carries $token, $group_key and $group_id
 /// (a string or number, kept in ProfileUpdate::distinct_id) and one of Mixpanel's group operations: $set,

@@ -485,6 +485,58 @@ TEST_F(ManagerTest, RemapEventFormat) {
   EXPECT_EQ(found, 1);
 }
 
+// As /import and /engage: a line's address places the event or profile in a country and is not stored.
+TEST_F(ManagerTest, AddressesInFilesGiveCountriesAndAreNeverStored) {
+  auto geo = CountryLookup::Open();
+  ASSERT_TRUE(geo.ok()) << geo.error().ToString();
+  StopManager();
+  StartManager(20'000, [&](ConnectorManager::Options& o) { o.geoip = geo->get(); });
+  bucket_->SetObject("in/rows.json",
+                     json::serialize(json::object{
+                         {"action", "Play"}, {"ts", event_time_}, {"user", "u1"}, {"addr", "8.8.8.8"}}) +
+                         "\n" +
+                         json::serialize(json::object{
+                             {"action", "Stop"}, {"ts", event_time_}, {"user", "u2"}, {"addr", nullptr}}) +
+                         "\n");
+  ConnectorSpec events = Spec(DataFormat::kRemapEvent);
+  events.s3_prefix = "in/rows";
+  events.property_remap = {{"event_name", "action"}, {"time", "ts"}, {"distinct_id", "user"}, {"ip", "addr"}};
+  RunRecord run = WaitForRun(Create(events), 1);
+  EXPECT_EQ(run.num_events_imported, 2u) << (run.errors.empty() ? "" : run.errors[0].reason);
+  std::map<std::string, std::string> properties;  // by event name
+  auto parts = store_->ListPartitions(project_.id, 0, std::numeric_limits<store::Hour>::max());
+  ASSERT_TRUE(parts.ok());
+  for (const auto& p : *parts) {
+    (void)store_->ScanPartition(project_.id, p.hour, [&](const store::EventView& e) {
+      properties[std::string(e.name)] = std::string(e.properties);
+      return true;
+    });
+  }
+  EXPECT_NE(properties["Play"].find(R"("mp_country_code":"US")"), std::string::npos) << properties["Play"];
+  EXPECT_EQ(properties["Play"].find("8.8.8.8"), std::string::npos) << properties["Play"];
+  EXPECT_EQ(properties["Stop"].find("\"ip\""), std::string::npos) << properties["Stop"];
+
+  bucket_->SetObject("in/people.json", R"({"$distinct_id":"p1","$ip":"8.8.8.8","$set":{"plan":"pro"}})"
+                                       "\n");
+  ConnectorSpec people = Spec(DataFormat::kMixpanelPeople);
+  people.s3_prefix = "in/people";
+  EXPECT_EQ(WaitForRun(Create(people), 1).num_events_imported, 1u);
+  bucket_->SetObject("in/remapped.json", R"({"uid":"p2","$ip":"8.8.8.8","$token":"zzz","plan":"team"})"
+                                         "\n");
+  ConnectorSpec remapped = Spec(DataFormat::kRemapPeople);
+  remapped.s3_prefix = "in/remapped";
+  remapped.property_remap = {{"$distinct_id", "uid"}};
+  EXPECT_EQ(WaitForRun(Create(remapped), 1).num_events_imported, 1u);
+  for (const char* id : {"p1", "p2"}) {
+    auto profile = store_->GetProfile(project_.id, id);
+    ASSERT_TRUE(profile.ok() && profile->has_value()) << id;
+    auto p = json::parse(**profile).as_object();
+    EXPECT_EQ(p.at("$country_code").as_string(), "US") << **profile;
+    EXPECT_EQ((**profile).find("8.8.8.8"), std::string::npos) << **profile;
+    EXPECT_FALSE(p.contains("$token")) << **profile;
+  }
+}
+
 TEST_F(ManagerTest, IdentityLinksFollowFirstLinkWinsAcrossBatchesAndFiles) {
   auto line = [&](const std::string& device, const std::string& user, int i) {
     return json::serialize(

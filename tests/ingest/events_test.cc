@@ -502,9 +502,32 @@ TEST(ParseEvents, ClientCountryAddedWhenEventHasNone) {
   EXPECT_EQ(OnlyEvent(R"({"event":"e"})", opts).properties, R"({"mp_country_code":"DE"})");
   EXPECT_EQ(OnlyEvent(RecordWithProps(R"("mp_country_code":"FR")"), opts).properties,
             R"({"mp_country_code":"FR"})");
-  EXPECT_EQ(OnlyEvent(RecordWithProps(R"("ip":"10.0.0.1")"), opts).properties,
-            R"({"ip":"10.0.0.1","mp_country_code":"DE"})");
   EXPECT_EQ(OnlyEvent(RecordWithProps(R"("k":1)"), Track()).properties, R"({"k":1})");
+}
+
+// Mixpanel's server-side geolocation: an event's own `ip` property is the address it is placed by, instead of
+// the request's, and is not stored.
+TEST(ParseEvents, AnEventsOwnIpGivesItsCountryAndIsNeverStored) {
+  auto geo = CountryLookup::Open();
+  ASSERT_TRUE(geo.ok()) << geo.error().ToString();
+  ParseOptions opts = Track();
+  opts.geoip = geo->get();
+  EXPECT_EQ(OnlyEvent(RecordWithProps(R"("k":1,"ip":"8.8.8.8")"), opts).properties,
+            R"({"k":1,"mp_country_code":"US"})");
+  EXPECT_EQ(OnlyEvent(RecordWithProps(R"("mp_country_code":"FR","ip":"8.8.8.8")"), opts).properties,
+            R"({"mp_country_code":"FR"})");
+  opts.client_country = "DE";  // ip=1: the request's country, which the event's own address overrides
+  EXPECT_EQ(OnlyEvent(RecordWithProps(R"("ip":"8.8.8.8")"), opts).properties, R"({"mp_country_code":"US"})");
+  EXPECT_EQ(OnlyEvent(RecordWithProps(R"("ip":"10.0.0.1","k":1)"), opts).properties, R"({"k":1})")
+      << "a private address places the event nowhere";
+  EXPECT_EQ(OnlyEvent(RecordWithProps(R"("ip":5)"), opts).properties, R"({"ip":5,"mp_country_code":"DE"})")
+      << "an ip that is no address text is an ordinary property";
+  // On /import too, and without a database the address is still not stored.
+  const std::string record = Record(R"("ip":"8.8.8.8")");
+  opts = Import();
+  opts.geoip = geo->get();
+  EXPECT_NE(OnlyEvent(record, opts).properties.find(R"("mp_country_code":"US")"), std::string::npos);
+  EXPECT_EQ(OnlyEvent(record, Import()).properties.find("8.8.8.8"), std::string::npos);
 }
 
 // ---- limits ----------------------------------------------------------------------------------------------------------
