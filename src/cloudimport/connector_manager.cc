@@ -349,15 +349,23 @@ Status ConnectorManager::Delete(uint32_t project, std::string_view id_view) {
 Result<std::vector<RunRecord>> ConnectorManager::History(uint32_t project, std::string_view id,
                                                          size_t limit) {
   std::optional<RunRecord> live_run;
+  std::optional<RunRecord> queued;  // due, waiting for a runner
   {
     std::lock_guard lock(mu_);
     auto it = connectors_.find(std::string(id));
     if (it == connectors_.end() || it->second.spec.project_id != project) {
       return NotFound(fmt::format("project {} has no connector {}", project, id));
     }
-    // A run claimed by a runner but not started yet (seq 0) is not in the history.
-    if (auto live = live_.find(std::string(id)); live != live_.end() && live->second->run.seq > 0) {
+    // A run claimed by a runner but not started yet (seq 0) is shown as queued.
+    auto live = live_.find(std::string(id));
+    if (live != live_.end() && live->second->run.seq > 0) {
       live_run = live->second->run;
+    } else if (const ConnectorRecord& r = it->second; !r.paused && r.next_run_ms <= NowMs()) {
+      queued.emplace();
+      queued->seq = r.last_run_seq + 1;
+      queued->run_id = fmt::format("{}-{}", id, queued->seq);
+      queued->status = RunStatus::kQueued;
+      queued->queued_ms = r.next_run_ms > 0 ? r.next_run_ms : r.spec.created_ms;
     }
   }
   std::vector<RunRecord> runs;
@@ -373,6 +381,10 @@ Result<std::vector<RunRecord>> ConnectorManager::History(uint32_t project, std::
       runs.front() = *live_run;
     else
       runs.insert(runs.begin(), *live_run);
+  } else if (queued && (runs.empty() || (runs.front().status != RunStatus::kRunning &&
+                                         runs.front().status != RunStatus::kQueued))) {
+    // Not running here, nor (as its last run's record says) on another node: the next run waits for a runner.
+    runs.insert(runs.begin(), *queued);
   }
   if (runs.size() > limit) runs.resize(limit);
   return runs;

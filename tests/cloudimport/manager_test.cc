@@ -804,6 +804,11 @@ TEST_F(ManagerTest, OneProjectsSlowImportsDoNotBlockAnotherProjects) {
   auto running = manager_->History(project_.id, slow_a, 1);
   ASSERT_TRUE(running.ok() && !running->empty());
   EXPECT_EQ(running->front().status, RunStatus::kRunning);
+  // The connector waiting for a runner shows its next run as queued.
+  auto waiting = manager_->History(project_.id, slow_b, 1);
+  ASSERT_TRUE(waiting.ok() && !waiting->empty());
+  EXPECT_EQ(waiting->front().status, RunStatus::kQueued);
+  EXPECT_EQ(waiting->front().seq, 1u);
 
   gated->Release();
   EXPECT_EQ(WaitForRun(slow_a, 1).status, RunStatus::kSuccess);
@@ -1133,7 +1138,11 @@ TEST_F(TwoNodeTest, AConnectorWhoseRunAnotherNodeHoldsIsSkippedUntilItIsFree) {
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   auto history = manager_->History(project_.id, id, 100);
   ASSERT_TRUE(history.ok());
-  EXPECT_TRUE(history->empty()) << "a run was recorded while another node held the connector";
+  // Its next run waits (queued), but none was recorded.
+  ASSERT_EQ(history->size(), 1u);
+  EXPECT_EQ(history->front().status, RunStatus::kQueued);
+  EXPECT_FALSE(store_->GetMeta("connector_run", id + "/000000000001")->has_value())
+      << "a run was recorded while another node held the connector";
   EXPECT_TRUE(StoredEvents().empty());
   ASSERT_TRUE((*held)->Release().ok());
   RunRecord run = WaitForRun(id, 1);
