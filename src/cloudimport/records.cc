@@ -181,10 +181,10 @@ bool NoId(std::string_view value) { return value.empty() || value == "null" || v
 
 bool NeedsDerivedInsertId(std::string_view line, const ConnectorSpec& spec) {
   if (spec.data_format == DataFormat::kRemapEvent) {
-    const std::string_view source = spec.RemapOf("$insert_id").value_or(std::string_view());
+    const std::string_view source = spec.RemapOf("$insert_id").value_or("$insert_id");
     std::string_view value;
     ForEachMember(line, [&](std::string_view key, std::string_view v) {
-      if (!source.empty() && KeyIs(key, source)) value = v;
+      if (KeyIs(key, source)) value = v;
     });
     return NoId(value);
   }
@@ -243,6 +243,8 @@ bool AppendRemappedEvent(std::string_view line, const ConnectorSpec& spec,
   Target targets[] = {{"event_name", {}, {}}, {"time", {}, {}}, {"distinct_id", {}, {}},
                       {"$insert_id", {}, {}}, {"ip", {}, {}}};
   for (auto& t : targets) t.source = spec.RemapOf(t.name).value_or(std::string_view());
+  // Unmapped, a field the line names "$insert_id" itself is the event's id.
+  if (targets[3].source.empty()) targets[3].source = "$insert_id";
 
   const size_t start = out.size();
   out.append("{\"properties\":{");

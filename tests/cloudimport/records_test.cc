@@ -175,6 +175,20 @@ TEST(RecordsTest, RemapEventUsesAMappedInsertId) {
   EXPECT_EQ(json::parse(out).at("properties").at("$insert_id").as_string(), "derived");
 }
 
+TEST(RecordsTest, RemapEventWithoutAnIdMappingUsesTheLinesOwnInsertId) {
+  ConnectorSpec spec;
+  spec.data_format = DataFormat::kRemapEvent;
+  spec.property_remap = {{"event_name", "e"}, {"time", "t"}, {"distinct_id", "d"}};
+  std::string out, error;
+  ASSERT_TRUE(AppendRemappedEvent(R"({"e":"x","t":1,"d":"u","$insert_id":"own"})", spec, Fixed("derived"),
+                                  out, error));
+  EXPECT_EQ(json::parse(out).at("properties").at("$insert_id").as_string(), "own");
+  EXPECT_FALSE(NeedsDerivedInsertId(R"({"e":"x","t":1,"d":"u","$insert_id":"own"})", spec));
+  out.clear();
+  ASSERT_TRUE(AppendRemappedEvent(R"({"e":"x","t":1,"d":"u"})", spec, Fixed("derived"), out, error));
+  EXPECT_EQ(json::parse(out).at("properties").at("$insert_id").as_string(), "derived");
+}
+
 TEST(RecordsTest, RemapEventGivesAFieldMappedTwiceToBothTargets) {
   ConnectorSpec spec;
   spec.property_remap = {{"event_name", "e"}, {"time", "t"}, {"distinct_id", "uid"}, {"$insert_id", "uid"}};
