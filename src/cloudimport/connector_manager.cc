@@ -579,6 +579,25 @@ void ConnectorManager::Execute(ConnectorRecord record, std::shared_ptr<Live> liv
     return done();
   }
   record = *claimed;
+  // The run before, still recorded as going, was cut short on the node that ran it (killed, or its lease
+  // expired): this node holds the connector now, so it ended there. (At start-up Load does the same for a
+  // node's own runs.)
+  if (record.last_run_seq > 1) {
+    auto before = options_.store->GetMeta(kRunNs, RunKey(id, record.last_run_seq - 1));
+    if (before.ok() && before->has_value()) {
+      auto run = ParseRun(**before);
+      if (run.ok() && (run->status == RunStatus::kRunning || run->status == RunStatus::kQueued)) {
+        run->status = RunStatus::kFailed;
+        run->finished_ms = NowMs();
+        run->failure_message =
+            "interrupted: the node running it stopped or lost the connector; the next run resumes from the "
+            "per-file checkpoints";
+        PersistRun(id, *run);
+        spdlog::warn("cloud import: connector {} run {} was interrupted on another node; this run resumes it",
+                     id, run->run_id);
+      }
+    }
+  }
   RunRecord started;
   {
     std::lock_guard lock(mu_);

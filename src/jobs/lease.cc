@@ -3,9 +3,11 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <functional>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "coord/lease.h"
@@ -84,18 +86,39 @@ class InProcessLease final : public UnitLease {
   bool released_ = false;  // guarded by state_->mu
 };
 
+/// The units this process holds through one ZooKeeper lease service. coord::Lease takes a lease node its own
+/// session owns as its own (an earlier create whose reply was lost), so two threads of one node would both
+/// "hold" a unit, with one token, and the first to release would free it under the other: the service keeps
+/// its threads apart itself.
+struct HeldUnits {
+  std::mutex mu;
+  std::set<std::string, std::less<>> units;
+};
+
 class ZooKeeperLease final : public UnitLease {
  public:
-  explicit ZooKeeperLease(std::unique_ptr<coord::Lease> lease) : lease_(std::move(lease)) {}
+  ZooKeeperLease(std::unique_ptr<coord::Lease> lease, std::shared_ptr<HeldUnits> held)
+      : lease_(std::move(lease)), held_(std::move(held)) {}
+  ~ZooKeeperLease() override { (void)Release(); }
   const std::string& unit() const override { return lease_->name(); }
   int64_t token() const override { return lease_->token(); }
   bool Lost() const override { return lease_->Lost(); }
   Status Renew() override { return lease_->Renew(); }
-  Status Release() override { return lease_->Release(); }
+  Status Release() override {
+    Status released = lease_->Release();
+    // Another thread of this process may take the unit only once its node is gone from ZooKeeper.
+    if (!released_.exchange(true)) {
+      std::lock_guard lock(held_->mu);
+      held_->units.erase(lease_->name());
+    }
+    return released;
+  }
   bool coordinated() const override { return true; }
 
  private:
   std::unique_ptr<coord::Lease> lease_;
+  std::shared_ptr<HeldUnits> held_;
+  std::atomic<bool> released_{false};
 };
 
 class ZooKeeperLeaseService final : public LeaseService {
@@ -103,14 +126,26 @@ class ZooKeeperLeaseService final : public LeaseService {
   explicit ZooKeeperLeaseService(std::shared_ptr<coord::Session> session) : session_(std::move(session)) {}
   Result<std::unique_ptr<UnitLease>> TryAcquire(std::string_view unit, std::string_view holder) override {
     if (!ValidUnit(unit)) return BadUnit(unit);
-    SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<coord::Lease> lease,
-                            coord::Lease::TryAcquire(session_, std::string(unit), std::string(holder)));
-    return std::unique_ptr<UnitLease>(new ZooKeeperLease(std::move(lease)));
+    {
+      std::lock_guard lock(held_->mu);
+      if (!held_->units.emplace(unit).second) {
+        return Error(ErrorCode::kConflict,
+                     fmt::format("lease '{}' is held by '{}' (this node)", unit, holder));
+      }
+    }
+    auto lease = coord::Lease::TryAcquire(session_, std::string(unit), std::string(holder));
+    if (!lease.ok()) {
+      std::lock_guard lock(held_->mu);
+      held_->units.erase(std::string(unit));
+      return lease.error();
+    }
+    return std::unique_ptr<UnitLease>(new ZooKeeperLease(std::move(lease).value(), held_));
   }
   std::string Describe() const override { return "zookeeper"; }
 
  private:
   std::shared_ptr<coord::Session> session_;
+  std::shared_ptr<HeldUnits> held_ = std::make_shared<HeldUnits>();
 };
 
 }  // namespace

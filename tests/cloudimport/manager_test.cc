@@ -1312,5 +1312,35 @@ TEST_F(TwoNodeTest, ANodeThatLostTheConnectorsLeaseSavesNoMoreCheckpointsAndTheN
   EXPECT_NE(history->back().failure_message.find("interrupted"), std::string::npos);
 }
 
+TEST_F(TwoNodeTest, ARunCutShortOnANodeIsRecordedAsInterruptedByItsNextHolderWithoutARestart) {
+  auto losing = std::make_shared<LosingImportLeases>();
+  losing->lose_at = 3;
+  StopManager();
+  StartManager(20'000, [&](ConnectorManager::Options& o) {
+    o = NodeOptions("node-a", &metrics_);
+    o.leases = losing;
+  });
+  for (int i = 0; i < 4; ++i)
+    bucket_->SetObject(fmt::format("in/{:02}.json", i), Event("E", "u", fmt::format("e{}", i)));
+  const std::string id = Create(Spec());
+  ASSERT_TRUE(Eventually([&] { return losing->lost.load() == 1; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // The node that took the connector over died before recording anything: it is free again, and the next
+  // holder (here node A itself, still running) records the cut-short run as interrupted.
+  losing->lose_at = 0;
+  losing->taken_over = false;
+  RunRecord run = WaitForRun(id, 2);
+  EXPECT_EQ(run.status, RunStatus::kSuccess) << run.failure_message;
+  auto history = manager_->History(project_.id, id, 100);
+  ASSERT_TRUE(history.ok());
+  ASSERT_EQ(history->size(), 2u);
+  EXPECT_EQ(history->back().seq, 1u);
+  EXPECT_EQ(history->back().status, RunStatus::kFailed) << "run 1 is still recorded as running";
+  EXPECT_NE(history->back().failure_message.find("interrupted"), std::string::npos);
+  auto stored = StoredEvents();
+  EXPECT_EQ(stored.size(), 4u);
+  for (const auto& [insert_id, n] : stored) EXPECT_EQ(n, 1) << insert_id;
+}
+
 }  // namespace
 }  // namespace sluice::cloudimport

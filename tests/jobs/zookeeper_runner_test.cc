@@ -152,6 +152,49 @@ TEST_F(ZooKeeperLeases, ANodeWhoseSessionDiesMidUnitIsTakenOverAndTheUnitFinishe
   EXPECT_EQ(bucket.size(), 1u);  // one object name: B's write replaced A's partial one
 }
 
+// A records lease (pipelines.records, connectors.records) is a lock across nodes and across the threads of
+// one node: the service of one session must not hand a unit it holds to a second thread.
+TEST_F(ZooKeeperLeases, ThreadsOfOneNodeNeverHoldAUnitAtOnceEither) {
+  auto node_a = MakeZooKeeperLeaseService(sa);
+  auto node_b = MakeZooKeeperLeaseService(sb);
+  auto first = node_a->TryAcquire("records.test", "node-a");
+  ASSERT_TRUE(first.ok()) << first.error().ToString();
+  auto second = node_a->TryAcquire("records.test", "node-a");
+  ASSERT_FALSE(second.ok()) << "a second thread of the holding node got the lease too";
+  EXPECT_EQ(second.error().code, ErrorCode::kConflict);
+  EXPECT_FALSE(node_b->TryAcquire("records.test", "node-b").ok());
+  ASSERT_TRUE((*first)->Release().ok());
+  auto again = node_a->TryAcquire("records.test", "node-a");
+  ASSERT_TRUE(again.ok()) << again.error().ToString();
+  EXPECT_GT((*again)->token(), (*first)->token());
+  again->reset();  // destroying a lease releases it
+  ASSERT_TRUE(node_b->TryAcquire("records.test", "node-b").ok());
+
+  // Several threads on each node take the lock in turn: never two inside at once.
+  std::atomic<int> inside{0}, overlaps{0}, entered{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&, t] {
+      LeaseService& leases = t % 2 == 0 ? *node_a : *node_b;
+      for (int i = 0; i < 15; ++i) {
+        auto lock = AcquireWithin(leases, "records.turns", t % 2 == 0 ? "node-a" : "node-b",
+                                  std::chrono::seconds(20), "locking", "busy");
+        if (!lock.ok()) {
+          ADD_FAILURE() << lock.error().ToString();
+          return;
+        }
+        if (inside.fetch_add(1) != 0) ++overlaps;
+        std::this_thread::sleep_for(milliseconds(1));
+        inside.fetch_sub(1);
+        ++entered;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(entered.load(), 90);
+  EXPECT_EQ(overlaps.load(), 0) << "two holders of one lease at once";
+}
+
 }  // namespace
 }  // namespace sluice::jobs
 
