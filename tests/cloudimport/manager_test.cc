@@ -1267,17 +1267,28 @@ class LosingImportLeases final : public jobs::LeaseService {
   jobs::InProcessLeaseService inner_;
 };
 
-TEST_F(TwoNodeTest, ANodeThatLostTheConnectorsLeaseSavesNoMoreCheckpointsAndTheNextHolderResumes) {
-  auto losing = std::make_shared<LosingImportLeases>();
-  // Checkpoints are saved after each commit and when a file is done: the first file's two are saved, the
-  // second file's first one is refused.
-  losing->lose_at = 3;
-  StopManager();
-  StartManager(20'000, [&](ConnectorManager::Options& o) {
-    o = NodeOptions("node-a", &metrics_);
-    o.leases = losing;
-  });
-  for (int i = 0; i < 4; ++i) bucket_->SetObject(fmt::format("in/{:02}.json", i), Event("E", "u", fmt::format("e{}", i)));
+class LosingNodeTest : public TwoNodeTest {
+ protected:
+  /// Node A with leases that lose the connector's at its third renewal, and four one-event files: checkpoints
+  /// are saved after each commit and when a file is done, so the first file's two are saved and the second
+  /// file's first one is refused.
+  std::shared_ptr<LosingImportLeases> StartLosingNode() {
+    auto losing = std::make_shared<LosingImportLeases>();
+    losing->lose_at = 3;
+    StopManager();
+    StartManager(20'000, [&](ConnectorManager::Options& o) {
+      o = NodeOptions("node-a", &metrics_);
+      o.leases = losing;
+    });
+    for (int i = 0; i < 4; ++i) {
+      bucket_->SetObject(fmt::format("in/{:02}.json", i), Event("E", "u", fmt::format("e{}", i)));
+    }
+    return losing;
+  }
+};
+
+TEST_F(LosingNodeTest, ANodeThatLostTheConnectorsLeaseSavesNoMoreCheckpointsAndTheNextHolderResumes) {
+  auto losing = StartLosingNode();
   const std::string id = Create(Spec());
   ASSERT_TRUE(Eventually([&] { return losing->lost.load() == 1; }));
   std::this_thread::sleep_for(std::chrono::milliseconds(200));  // node A keeps polling: it is skipped now
@@ -1312,16 +1323,8 @@ TEST_F(TwoNodeTest, ANodeThatLostTheConnectorsLeaseSavesNoMoreCheckpointsAndTheN
   EXPECT_NE(history->back().failure_message.find("interrupted"), std::string::npos);
 }
 
-TEST_F(TwoNodeTest, ARunCutShortOnANodeIsRecordedAsInterruptedByItsNextHolderWithoutARestart) {
-  auto losing = std::make_shared<LosingImportLeases>();
-  losing->lose_at = 3;
-  StopManager();
-  StartManager(20'000, [&](ConnectorManager::Options& o) {
-    o = NodeOptions("node-a", &metrics_);
-    o.leases = losing;
-  });
-  for (int i = 0; i < 4; ++i)
-    bucket_->SetObject(fmt::format("in/{:02}.json", i), Event("E", "u", fmt::format("e{}", i)));
+TEST_F(LosingNodeTest, ARunCutShortOnANodeIsRecordedAsInterruptedByItsNextHolderWithoutARestart) {
+  auto losing = StartLosingNode();
   const std::string id = Create(Spec());
   ASSERT_TRUE(Eventually([&] { return losing->lost.load() == 1; }));
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
