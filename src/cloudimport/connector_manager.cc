@@ -97,25 +97,14 @@ Status ConnectorManager::Load() {
   std::unique_lock lock(mu_);
   for (auto& r : records) {
     if (r.last_run_seq > 0) {
-      auto stored = options_.store->GetMeta(kRunNs, RunKey(r.spec.id, r.last_run_seq));
-      if (stored.ok() && stored->has_value()) {
-        auto run = ParseRun(**stored);
-        // With shared leases another node may be running it right now: only a run nobody holds was
-        // interrupted.
-        auto free = run.ok() ? runner_->leases().TryAcquire(jobs::UnitName({"import", r.spec.id}), runner_->node_id())
-                             : Result<std::unique_ptr<jobs::UnitLease>>(run.error());
-        if (run.ok() && free.ok() &&
-            (run->status == RunStatus::kRunning || run->status == RunStatus::kQueued)) {
-          run->status = RunStatus::kFailed;
-          run->finished_ms = NowMs();
-          run->failure_message =
-              "interrupted: Sluice stopped during this run; the next run resumes from the "
-              "per-file checkpoints";
-          PersistRun(r.spec.id, *run);
-          if (!r.paused) interrupted.push_back(r);
-          spdlog::warn("cloud import: connector {} run {} was interrupted; resuming it", r.spec.id,
-                       run->run_id);
-        }
+      // With shared leases another node may be running it right now: only a run nobody holds was interrupted.
+      auto free = runner_->leases().TryAcquire(jobs::UnitName({"import", r.spec.id}), runner_->node_id());
+      if (free.ok() &&
+          EndInterruptedRun(r.spec.id, r.last_run_seq,
+                            "interrupted: Sluice stopped during this run; the next run resumes from the "
+                            "per-file checkpoints") &&
+          !r.paused) {
+        interrupted.push_back(r);
       }
     }
     std::string id = r.spec.id;
@@ -173,27 +162,51 @@ void ConnectorManager::AdoptLocked(const ConnectorRecord& record) {
   UpdateConnectorGauges();
 }
 
-Result<ConnectorRecord> ConnectorManager::UpdateRecord(
-    uint32_t project, std::string_view id, const std::function<Status(ConnectorRecord&)>& change) {
-  SLUICE_ASSIGN_OR_RETURN(jobs::ScopedLease records, LockRecords());
-  const std::string key = RecordKey(project, id);
-  SLUICE_ASSIGN_OR_RETURN(std::optional<std::string> text, options_.store->GetMeta(kConnectorNs, key));
+Result<ConnectorRecord> ConnectorManager::ReadRecordLocked(uint32_t project, std::string_view id) {
+  SLUICE_ASSIGN_OR_RETURN(std::optional<std::string> text,
+                          options_.store->GetMeta(kConnectorNs, RecordKey(project, id)));
   if (!text) {
     std::lock_guard lock(mu_);
     if (connectors_.erase(std::string(id)) > 0) UpdateConnectorGauges();
     return NotFound(fmt::format("project {} has no connector {}", project, id));
   }
-  SLUICE_ASSIGN_OR_RETURN(ConnectorRecord record, ParseRecord(*text));
+  return ParseRecord(*text);
+}
+
+Status ConnectorManager::WriteRecordLocked(const jobs::UnitLease& records, const ConnectorRecord& record) {
+  SLUICE_TRY(jobs::PutMetaUnderLease(*options_.store, records, kConnectorNs,
+                                     RecordKey(record.spec.project_id, record.spec.id),
+                                     SerializeRecord(record)));
+  std::lock_guard lock(mu_);
+  AdoptLocked(record);
+  return OkStatus();
+}
+
+Result<ConnectorRecord> ConnectorManager::UpdateRecord(
+    uint32_t project, std::string_view id, const std::function<Status(ConnectorRecord&)>& change) {
+  SLUICE_ASSIGN_OR_RETURN(jobs::ScopedLease records, LockRecords());
+  SLUICE_ASSIGN_OR_RETURN(const ConnectorRecord stored, ReadRecordLocked(project, id));
+  ConnectorRecord record = stored;
   if (Status changed = change(record); !changed.ok()) {
-    SLUICE_ASSIGN_OR_RETURN(ConnectorRecord stored, ParseRecord(*text));
     std::lock_guard lock(mu_);
     AdoptLocked(stored);
     return changed.error();
   }
-  SLUICE_TRY(jobs::PutMetaUnderLease(*options_.store, *records, kConnectorNs, key, SerializeRecord(record)));
-  std::lock_guard lock(mu_);
-  AdoptLocked(record);
+  SLUICE_TRY(WriteRecordLocked(*records, record));
   return record;
+}
+
+bool ConnectorManager::EndInterruptedRun(const std::string& id, uint64_t seq, std::string_view why) {
+  auto stored = options_.store->GetMeta(kRunNs, RunKey(id, seq));
+  if (!stored.ok() || !stored->has_value()) return false;
+  auto run = ParseRun(**stored);
+  if (!run.ok() || (run->status != RunStatus::kRunning && run->status != RunStatus::kQueued)) return false;
+  run->status = RunStatus::kFailed;
+  run->finished_ms = NowMs();
+  run->failure_message = std::string(why);
+  PersistRun(id, *run);
+  spdlog::warn("cloud import: connector {} run {} was interrupted; the next run resumes it", id, run->run_id);
+  return true;
 }
 
 Status ConnectorManager::DeleteHistory(const std::string& id) {
@@ -276,11 +289,7 @@ Result<ConnectorRecord> ConnectorManager::CreateConnector(ConnectorSpec spec, Va
                                         }));
     SLUICE_TRY(too_many(count));
     record.spec.created_ms = std::max(NowMs(), latest + 1);
-    SLUICE_TRY(jobs::PutMetaUnderLease(*options_.store, *records, kConnectorNs,
-                                       RecordKey(record.spec.project_id, record.spec.id),
-                                       SerializeRecord(record)));
-    std::lock_guard lock(mu_);
-    AdoptLocked(record);
+    SLUICE_TRY(WriteRecordLocked(*records, record));
   }
   cv_.notify_all();
   runner_->Wake();
@@ -319,13 +328,7 @@ Status ConnectorManager::Delete(uint32_t project, std::string_view id_view) {
     // Under the records lease: once the record is gone, no node writes it back (a run's outcome is written
     // only onto a stored record, UpdateRecord).
     SLUICE_ASSIGN_OR_RETURN(jobs::ScopedLease records, LockRecords());
-    SLUICE_ASSIGN_OR_RETURN(std::optional<std::string> stored,
-                            options_.store->GetMeta(kConnectorNs, RecordKey(project, id)));
-    if (!stored) {
-      std::lock_guard lock(mu_);
-      if (connectors_.erase(id) > 0) UpdateConnectorGauges();
-      return NotFound(fmt::format("project {} has no connector {}", project, id));
-    }
+    SLUICE_TRY(ReadRecordLocked(project, id));
     SLUICE_TRY(options_.store->DeleteMeta(kConnectorNs, RecordKey(project, id)));
   }
   {
@@ -550,14 +553,12 @@ void ConnectorManager::Execute(ConnectorRecord record, std::shared_ptr<Live> liv
     live_.erase(id);
     cv_.notify_all();
   };
+  bool stopped = false;
   {
     std::lock_guard lock(mu_);
-    if (stop_ || deleted_.contains(id)) {
-      live_.erase(id);
-      cv_.notify_all();
-      return;
-    }
+    stopped = stop_ || deleted_.contains(id);
   }
+  if (stopped) return done();
   // Under the run's lease now, the stored record decides (read and claimed under the records lease): another
   // node may have run, paused or deleted the connector since this node last reloaded it, and its work must
   // not be done again. The claim sets the next run to now: still due (a node that takes the connector over
@@ -583,20 +584,9 @@ void ConnectorManager::Execute(ConnectorRecord record, std::shared_ptr<Live> liv
   // expired): this node holds the connector now, so it ended there. (At start-up Load does the same for a
   // node's own runs.)
   if (record.last_run_seq > 1) {
-    auto before = options_.store->GetMeta(kRunNs, RunKey(id, record.last_run_seq - 1));
-    if (before.ok() && before->has_value()) {
-      auto run = ParseRun(**before);
-      if (run.ok() && (run->status == RunStatus::kRunning || run->status == RunStatus::kQueued)) {
-        run->status = RunStatus::kFailed;
-        run->finished_ms = NowMs();
-        run->failure_message =
-            "interrupted: the node running it stopped or lost the connector; the next run resumes from the "
-            "per-file checkpoints";
-        PersistRun(id, *run);
-        spdlog::warn("cloud import: connector {} run {} was interrupted on another node; this run resumes it",
-                     id, run->run_id);
-      }
-    }
+    EndInterruptedRun(id, record.last_run_seq - 1,
+                      "interrupted: the node running it stopped or lost the connector; the next run resumes "
+                      "from the per-file checkpoints");
   }
   RunRecord started;
   {

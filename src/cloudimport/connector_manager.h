@@ -29,9 +29,8 @@
 // stored checkpoints. Each scheduling round reloads the connectors from the store, so connectors created,
 // resumed or deleted through another node are seen here. Every write of a connector record (create, delete,
 // resume, run now, a run's claim and outcome) is a read-modify-write of the stored record under one lease
-// every node takes
-// ("connectors.records"), so a node's view a moment old never overwrites another node's change, and the
-// per-project limit is checked against every node's connectors.
+// every node takes ("connectors.records"), so a node's view a moment old never overwrites another node's
+// change, and the per-project limit is checked against every node's connectors.
 // Thread-safe: API calls may come from any thread.
 #pragma once
 
@@ -188,8 +187,16 @@ class ConnectorManager {
   /// leaves the record unchanged (this node's view still takes the stored one).
   Result<ConnectorRecord> UpdateRecord(uint32_t project, std::string_view id,
                                        const std::function<Status(ConnectorRecord&)>& change);
+  /// Under the records lease: the stored record of (project, id); kNotFound (and gone from this node's view)
+  /// when there is none.
+  Result<ConnectorRecord> ReadRecordLocked(uint32_t project, std::string_view id);
+  /// Under the records lease: writes `record` fenced by it; this node's view takes it.
+  Status WriteRecordLocked(const jobs::UnitLease& records, const ConnectorRecord& record);
   /// This node's view takes a record read or written under the records lease (not one deleted here).
   void AdoptLocked(const ConnectorRecord& record);
+  /// Run `seq`, when still recorded as queued or running although nobody runs it any more, becomes failed
+  /// with `why`. True when it did.
+  bool EndInterruptedRun(const std::string& id, uint64_t seq, std::string_view why);
   /// Deletes the connector's run history and checkpoints.
   Status DeleteHistory(const std::string& id);
   void PersistRun(const std::string& connector_id, const RunRecord& run);

@@ -3,13 +3,13 @@
 // is lost), only keys are added, renamed or dropped. Validation is NOT done here: the result goes through the
 // same ingest::ParseEvents / ingest::ParseProfileUpdates as the HTTP endpoints.
 //
-//   mixpanel_event   {"event":…,"properties":{…}}         as is; "$insert_id" added when absent
-//   (InsertIdDeriver) remap_event      {"action":…,"ts":…,"user":…,"x":1}   →
-//   {"event":…,"properties":{"x":1,"time":…,
+// clang-format off
+//   mixpanel_event  {"event":…,"properties":{…}}        as is; "$insert_id" added when absent (InsertIdDeriver)
+//   remap_event     {"action":…,"ts":…,"user":…,"x":1}  → {"event":…,"properties":{"x":1,"time":…,
 //                                                            "distinct_id":…,"$insert_id":…}}
-//   mixpanel_people  {"$distinct_id":…,"$set":{…}}         → "$token" set to the project's token
-//   remap_people     {"uid":…,"plan":"pro"}                →
-//   {"$token":…,"$distinct_id":…,"$set":{"plan":"pro"}}
+//   mixpanel_people {"$distinct_id":…,"$set":{…}}        → "$token" set to the project's token
+//   remap_people    {"uid":…,"plan":"pro"}               → {"$token":…,"$distinct_id":…,"$set":{"plan":"pro"}}
+// clang-format on
 #pragma once
 
 #include <cstdint>
